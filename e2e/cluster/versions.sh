@@ -1,0 +1,6 @@
+# Pinned cluster-lab versions (sourced by build-tools.sh and run-suite.sh). The
+# Go modules in tools/*/go.mod must require the same versions; build-tools.sh
+# refuses to build when they differ.
+KUBE_VERSION=v1.34.4
+ETCD_VERSION=v3.6.16
+HELM_VERSION=v3.19.5
