@@ -1,1 +1,45 @@
-//! placeholder
+//! The lvs-operator v1alpha1 API.
+//!
+//! `VirtualService` and `RealServer` (with the `kube` feature), their specs,
+//! the Rust mirror of the admission rules, and plain views for crates that
+//! must not depend on kube.
+#![forbid(unsafe_code)]
+
+pub mod enums;
+pub mod manifest;
+pub mod object;
+pub mod realserver;
+pub mod rules;
+pub mod selector;
+pub mod status;
+pub mod validate;
+pub mod virtualservice;
+
+pub use enums::{
+    Family, ForwardingMethod, Protocol, Scheduler, SchedulerFlag, SelectorOperator, TunnelType,
+};
+pub use object::{Meta, NodeInfo, Object};
+pub use realserver::{RealServerSpec, RealServerStatus};
+pub use selector::{LabelSelector, LabelSelectorRequirement};
+pub use status::{Condition, ConditionUpdate, compute_conditions};
+pub use validate::{FieldError, ValidationErrors, validate_pair};
+pub use virtualservice::{
+    Directors, Drain, HealthCheck, Persistence, RealServerCounts, Tunnel, TunnelChecksum,
+    VirtualServiceSpec, VirtualServiceStatus,
+};
+
+#[cfg(feature = "kube")]
+pub use realserver::RealServer;
+#[cfg(feature = "kube")]
+pub use virtualservice::VirtualService;
+#[cfg(feature = "kube")]
+pub use {k8s_openapi, kube};
+
+/// The API group.
+pub const GROUP: &str = "lvs.lvs-operator.io";
+/// The served version.
+pub const VERSION: &str = "v1alpha1";
+/// `group/version`, as manifests write it.
+pub const API_VERSION: &str = "lvs.lvs-operator.io/v1alpha1";
+/// Linux interface names: 1 to 15 bytes, no slash, colon or space.
+pub const INTERFACE_PATTERN: &str = r"^[^/:\s]{1,15}$";

@@ -1,0 +1,256 @@
+//! Reading the manifests users `kubectl apply`, for the standalone agent and
+//! the fixture tests: multi-document YAML with VirtualServices, RealServers
+//! and Nodes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use crate::object::{Meta, NodeInfo, Object};
+use crate::realserver::RealServerSpec;
+use crate::validate::ValidationErrors;
+use crate::virtualservice::VirtualServiceSpec;
+use crate::{API_VERSION, GROUP};
+
+/// One parsed manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Manifest {
+    VirtualService(Object<VirtualServiceSpec>),
+    RealServer(Object<RealServerSpec>),
+    Node(NodeInfo),
+}
+
+/// Why a manifest could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("document {doc}: not valid YAML: {source}")]
+    Yaml {
+        doc: usize,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("document {doc}: {field}: {message}")]
+    Field {
+        doc: usize,
+        field: String,
+        message: String,
+    },
+    #[error("document {doc} ({kind} {name}): {errors}")]
+    Invalid {
+        doc: usize,
+        kind: String,
+        name: String,
+        errors: ValidationErrors,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<Meta>,
+    #[serde(default)]
+    spec: Option<serde_yaml::Value>,
+    #[serde(default)]
+    status: Option<serde_yaml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeStatus {
+    #[serde(default)]
+    addresses: Vec<NodeAddress>,
+}
+
+#[derive(Deserialize)]
+struct NodeAddress {
+    #[serde(rename = "type")]
+    type_: String,
+    address: String,
+}
+
+fn field(doc: usize, field: &str, message: impl Into<String>) -> ManifestError {
+    ManifestError::Field {
+        doc,
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Turns a serde error at a path into the API server's wording where it has one.
+fn spec_error(doc: usize, err: serde_path_to_error::Error<serde_yaml::Error>) -> ManifestError {
+    let path = err.path().to_string();
+    let path = if path == "." || path.is_empty() {
+        "spec".to_string()
+    } else {
+        format!("spec.{path}")
+    };
+    let inner = err.inner().to_string();
+    // serde_yaml appends " at line L column C"; the path already says where.
+    let inner = match inner.find(" at line ") {
+        Some(i) => inner[..i].to_string(),
+        None => inner,
+    };
+    if let Some(rest) = inner.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        return field(doc, &format!("{path}.{name}"), "Required value");
+    }
+    if let Some(rest) = inner.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        return field(
+            doc,
+            &format!("{path}.{name}"),
+            "field not declared in schema",
+        );
+    }
+    field(doc, &path, inner)
+}
+
+fn typed<S: serde::de::DeserializeOwned>(
+    doc: usize,
+    spec: Option<serde_yaml::Value>,
+) -> Result<S, ManifestError> {
+    let spec = spec.ok_or_else(|| field(doc, "spec", "Required value"))?;
+    serde_path_to_error::deserialize(spec).map_err(|e| spec_error(doc, e))
+}
+
+/// Parses one or more YAML documents. Each VirtualService and RealServer is
+/// validated with the admission rules; the first broken document is reported.
+pub fn parse(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
+    let mut out = Vec::new();
+    for (i, de) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+        let doc = i + 1;
+        let value = serde_yaml::Value::deserialize(de)
+            .map_err(|source| ManifestError::Yaml { doc, source })?;
+        if value.is_null() {
+            continue;
+        }
+        let env: Envelope =
+            serde_yaml::from_value(value).map_err(|source| ManifestError::Yaml { doc, source })?;
+        let kind = env
+            .kind
+            .ok_or_else(|| field(doc, "kind", "Required value"))?;
+        let api_version = env
+            .api_version
+            .ok_or_else(|| field(doc, "apiVersion", "Required value"))?;
+        let meta = env
+            .metadata
+            .ok_or_else(|| field(doc, "metadata.name", "Required value"))?;
+        if meta.name.is_empty() {
+            return Err(field(doc, "metadata.name", "Required value"));
+        }
+        let meta = Meta {
+            namespace: if meta.namespace.is_empty() {
+                "default".into()
+            } else {
+                meta.namespace
+            },
+            ..meta
+        };
+        match (api_version.as_str(), kind.as_str()) {
+            (API_VERSION, "VirtualService") => {
+                let spec: VirtualServiceSpec = typed(doc, env.spec)?;
+                spec.validate().map_err(|errors| ManifestError::Invalid {
+                    doc,
+                    kind,
+                    name: meta.key(),
+                    errors,
+                })?;
+                out.push(Manifest::VirtualService(Object { meta, spec }));
+            }
+            (API_VERSION, "RealServer") => {
+                let spec: RealServerSpec = typed(doc, env.spec)?;
+                spec.validate().map_err(|errors| ManifestError::Invalid {
+                    doc,
+                    kind,
+                    name: meta.key(),
+                    errors,
+                })?;
+                out.push(Manifest::RealServer(Object { meta, spec }));
+            }
+            ("v1", "Node") => {
+                let status: NodeStatus = match env.status {
+                    Some(s) => serde_yaml::from_value(s)
+                        .map_err(|source| ManifestError::Yaml { doc, source })?,
+                    None => NodeStatus::default(),
+                };
+                let mut internal_ips = Vec::new();
+                for a in status.addresses.iter().filter(|a| a.type_ == "InternalIP") {
+                    let ip: IpAddr = a.address.parse().map_err(|_| {
+                        field(
+                            doc,
+                            "status.addresses",
+                            format!("{:?} is not an IP address", a.address),
+                        )
+                    })?;
+                    internal_ips.push(ip);
+                }
+                out.push(Manifest::Node(NodeInfo {
+                    name: meta.name,
+                    labels: meta.labels,
+                    internal_ips,
+                }));
+            }
+            (v, k) if v.starts_with(GROUP) || k == "VirtualService" || k == "RealServer" => {
+                return Err(field(
+                    doc,
+                    "apiVersion",
+                    format!(
+                        "{v} {k} is not supported: expected {API_VERSION} VirtualService or RealServer, or v1 Node"
+                    ),
+                ));
+            }
+            (v, k) => {
+                return Err(field(
+                    doc,
+                    "kind",
+                    format!(
+                        "{v} {k} is not supported: expected {API_VERSION} VirtualService or RealServer, or v1 Node"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The objects of several manifests, split by kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManifestSet {
+    pub virtual_services: Vec<Object<VirtualServiceSpec>>,
+    pub real_servers: Vec<Object<RealServerSpec>>,
+    pub nodes: Vec<NodeInfo>,
+}
+
+impl ManifestSet {
+    /// Adds parsed manifests; a later object with the same key replaces an earlier one.
+    pub fn extend(&mut self, manifests: Vec<Manifest>) {
+        for m in manifests {
+            match m {
+                Manifest::VirtualService(o) => {
+                    self.virtual_services
+                        .retain(|x| x.meta.key() != o.meta.key());
+                    self.virtual_services.push(o);
+                }
+                Manifest::RealServer(o) => {
+                    self.real_servers.retain(|x| x.meta.key() != o.meta.key());
+                    self.real_servers.push(o);
+                }
+                Manifest::Node(n) => {
+                    self.nodes.retain(|x| x.name != n.name);
+                    self.nodes.push(n);
+                }
+            }
+        }
+    }
+
+    /// Labels by node name, for callers that only need those.
+    pub fn node_labels(&self) -> BTreeMap<&str, &BTreeMap<String, String>> {
+        self.nodes
+            .iter()
+            .map(|n| (n.name.as_str(), &n.labels))
+            .collect()
+    }
+}

@@ -1,0 +1,94 @@
+//! The RealServer kind: one backend of the VirtualServices that select it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::enums::ForwardingMethod;
+use crate::rules;
+use crate::status::Condition;
+
+/// A realserver: a backend address (or a node) that VirtualServices select by label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "kube", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "lvs.lvs-operator.io",
+        version = "v1alpha1",
+        kind = "RealServer",
+        plural = "realservers",
+        singular = "realserver",
+        shortname = "lvsrs",
+        category = "lvs",
+        namespaced,
+        status = "RealServerStatus",
+        printcolumn = r#"{"name":"Address","type":"string","jsonPath":".status.address","description":"resolved address"}"#,
+        printcolumn = r#"{"name":"Port","type":"integer","jsonPath":".spec.port"}"#,
+        printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".spec.weight"}"#,
+        printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::rs_spec)]
+pub struct RealServerSpec {
+    /// The realserver's IP address. Set either address or nodeName.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), transform = rules::rs_address)]
+    pub address: Option<String>,
+
+    /// A node acting as realserver: its InternalIP is used, and the agent on
+    /// that node sets up the DR (VIP on lo, ARP sysctls) or TUN (tunnel
+    /// device) side. Set either address or nodeName.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub node_name: Option<String>,
+
+    /// The port on the realserver (1-65535). Defaults to the service port; a
+    /// different port (port mapping) is only possible with NAT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i64>,
+
+    /// Scheduling weight, 0-65535 (default 1). 0 quiesces the realserver:
+    /// no new connections, existing ones continue.
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = 0, max = 65535))]
+    pub weight: i64,
+
+    /// Overrides the VirtualService's forwarding method for this realserver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<ForwardingMethod>,
+
+    /// Stop sending new connections above this many (0 or unset: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4294967295u32))]
+    pub upper_threshold: Option<i64>,
+
+    /// Resume below this many connections; must be less than upperThreshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4294967295u32))]
+    pub lower_threshold: Option<i64>,
+}
+
+fn default_weight() -> i64 {
+    1
+}
+
+/// Observed state, written by the operator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealServerStatus {
+    /// The generation the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready and Invalid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The address in use (spec.address, or the node's InternalIP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The VirtualServices (namespace/name) that select this realserver.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selected_by: Vec<String>,
+}

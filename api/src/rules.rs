@@ -1,0 +1,182 @@
+//! The CEL rules that the API server enforces at admission.
+//!
+//! Each rule has a message that the Rust validator reuses word for word, so a
+//! manifest is refused with the same text by `kubectl apply` and by the
+//! standalone agent. The fixture table in `crds/tests/` checks both.
+
+use schemars::Schema;
+use serde_json::{Value, json};
+
+/// One `x-kubernetes-validations` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CelRule {
+    pub rule: &'static str,
+    pub message: &'static str,
+}
+
+macro_rules! rule {
+    ($name:ident, $rule:expr, $msg:expr) => {
+        pub const $name: CelRule = CelRule {
+            rule: $rule,
+            message: $msg,
+        };
+    };
+}
+
+// --- VirtualService spec -------------------------------------------------
+rule!(
+    VS_ADDRESS_XOR_FWMARK,
+    "has(self.address) != has(self.fwmark)",
+    "exactly one of spec.address or spec.fwmark must be set"
+);
+rule!(
+    VS_PORT_WITH_ADDRESS,
+    "!has(self.address) || has(self.port)",
+    "spec.port is required when spec.address is set"
+);
+rule!(
+    VS_FWMARK_NO_PORT,
+    "!has(self.fwmark) || (!has(self.port) && !has(self.protocol))",
+    "spec.port and spec.protocol must not be set with spec.fwmark (a firewall-mark service matches by mark only)"
+);
+rule!(
+    VS_FAMILY_ONLY_FWMARK,
+    "!has(self.family) || has(self.fwmark)",
+    "spec.family is only allowed with spec.fwmark (with spec.address the family follows the address)"
+);
+rule!(
+    VS_SH_FLAGS,
+    "!has(self.schedulerFlags) || self.schedulerFlags.all(f, !f.startsWith('sh-')) || self.scheduler == 'sh'",
+    "spec.schedulerFlags sh-fallback and sh-port are only allowed with scheduler sh"
+);
+rule!(
+    VS_MH_FLAGS,
+    "!has(self.schedulerFlags) || self.schedulerFlags.all(f, !f.startsWith('mh-')) || self.scheduler == 'mh'",
+    "spec.schedulerFlags mh-fallback and mh-port are only allowed with scheduler mh"
+);
+rule!(
+    VS_PERSISTENCE_V4_PREFIX,
+    "!has(self.persistence) || !has(self.persistence.prefixLength) || self.persistence.prefixLength <= 32 || (has(self.address) && self.address.contains(':')) || (has(self.family) && self.family == 'IPv6')",
+    "spec.persistence.prefixLength must be between 0 and 32 for an IPv4 service"
+);
+rule!(
+    VS_TUNNEL_ONLY_TUN,
+    "!has(self.tunnel) || self.forwarding == 'TUN'",
+    "spec.tunnel is only allowed with forwarding TUN"
+);
+
+// --- VirtualService address ---------------------------------------------
+rule!(
+    VIP_IS_IP,
+    "isIP(self)",
+    "spec.address must be an IPv4 or IPv6 address"
+);
+rule!(
+    VIP_NOT_LOOPBACK,
+    "!isIP(self) || !ip(self).isLoopback()",
+    "spec.address must not be a loopback address"
+);
+rule!(
+    VIP_NOT_MULTICAST,
+    "!isIP(self) || !(ip(self).family() == 4 ? cidr('224.0.0.0/4').containsIP(self) : cidr('ff00::/8').containsIP(self))",
+    "spec.address must not be a multicast address"
+);
+rule!(
+    VIP_NOT_UNSPECIFIED,
+    "!isIP(self) || !ip(self).isUnspecified()",
+    "spec.address must not be the unspecified address"
+);
+
+// --- Tunnel ---------------------------------------------------------------
+rule!(
+    TUNNEL_PORT_ONLY_GUE,
+    "(self.type == 'gue') == has(self.port)",
+    "spec.tunnel.port is required with tunnel type gue and not allowed otherwise"
+);
+rule!(
+    TUNNEL_CSUM_NOT_IPIP,
+    "self.type != 'ipip' || !has(self.checksum)",
+    "spec.tunnel.checksum is only allowed with tunnel types gue and gre"
+);
+
+// --- Label selectors ------------------------------------------------------
+rule!(
+    SELECTOR_VALUES,
+    "(self.operator == 'In' || self.operator == 'NotIn') == (has(self.values) && size(self.values) > 0)",
+    "values must be non-empty for operators In and NotIn, and empty for Exists and DoesNotExist"
+);
+
+// --- RealServer spec ------------------------------------------------------
+rule!(
+    RS_ADDRESS_XOR_NODE,
+    "has(self.address) != has(self.nodeName)",
+    "exactly one of spec.address or spec.nodeName must be set"
+);
+rule!(
+    RS_THRESHOLD_ORDER,
+    "!has(self.upperThreshold) || !has(self.lowerThreshold) || self.upperThreshold == 0 || self.lowerThreshold < self.upperThreshold",
+    "spec.lowerThreshold must be less than spec.upperThreshold"
+);
+rule!(
+    RS_ADDRESS_IS_IP,
+    "isIP(self)",
+    "spec.address must be an IPv4 or IPv6 address"
+);
+rule!(
+    RS_ADDRESS_USABLE,
+    "!isIP(self) || (!ip(self).isLoopback() && !ip(self).isUnspecified() && !(ip(self).family() == 4 ? cidr('224.0.0.0/4').containsIP(self) : cidr('ff00::/8').containsIP(self)))",
+    "spec.address must be a unicast address (not loopback, multicast or unspecified)"
+);
+
+/// Appends rules to a schema's `x-kubernetes-validations`.
+pub(crate) fn add(schema: &mut Schema, rules: &[CelRule]) {
+    let list: Vec<Value> = rules
+        .iter()
+        .map(|r| json!({ "rule": r.rule, "message": r.message }))
+        .collect();
+    schema.insert("x-kubernetes-validations".into(), Value::Array(list));
+}
+
+pub(crate) fn vs_spec(s: &mut Schema) {
+    add(
+        s,
+        &[
+            VS_ADDRESS_XOR_FWMARK,
+            VS_PORT_WITH_ADDRESS,
+            VS_FWMARK_NO_PORT,
+            VS_FAMILY_ONLY_FWMARK,
+            VS_SH_FLAGS,
+            VS_MH_FLAGS,
+            VS_PERSISTENCE_V4_PREFIX,
+            VS_TUNNEL_ONLY_TUN,
+        ],
+    );
+}
+
+pub(crate) fn vip(s: &mut Schema) {
+    add(
+        s,
+        &[
+            VIP_IS_IP,
+            VIP_NOT_LOOPBACK,
+            VIP_NOT_MULTICAST,
+            VIP_NOT_UNSPECIFIED,
+        ],
+    );
+}
+
+pub(crate) fn tunnel(s: &mut Schema) {
+    add(s, &[TUNNEL_PORT_ONLY_GUE, TUNNEL_CSUM_NOT_IPIP]);
+}
+
+pub(crate) fn rs_spec(s: &mut Schema) {
+    add(s, &[RS_ADDRESS_XOR_NODE, RS_THRESHOLD_ORDER]);
+}
+
+pub(crate) fn rs_address(s: &mut Schema) {
+    add(s, &[RS_ADDRESS_IS_IP, RS_ADDRESS_USABLE]);
+}
+
+pub(crate) fn selector_requirement(s: &mut Schema) {
+    add(s, &[SELECTOR_VALUES]);
+}

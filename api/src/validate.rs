@@ -1,0 +1,334 @@
+//! The Rust mirror of the admission rules, plus the rules that span objects.
+//!
+//! Messages for rules that admission also enforces are worded so that the
+//! API server's message and this one share the text a user needs: the CEL
+//! messages come from [`crate::rules`], range and enum messages use the API
+//! server's phrasing.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::enums::{ForwardingMethod, Protocol, Scheduler, SchedulerFlag, TunnelType};
+use crate::realserver::RealServerSpec;
+use crate::rules::{self, CelRule};
+use crate::selector::LabelSelector;
+use crate::virtualservice::VirtualServiceSpec;
+
+/// One broken rule: where, and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct FieldError {
+    /// Dotted path, e.g. `spec.port`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// All broken rules of one object, in field order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+#[derive(Default)]
+struct Errs(Vec<FieldError>);
+
+impl Errs {
+    fn push(&mut self, path: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+    fn cel(&mut self, path: &str, rule: CelRule) {
+        self.push(path, rule.message);
+    }
+    fn range(&mut self, path: &str, value: Option<i64>, min: i64, max: i64) {
+        match value {
+            Some(v) if v < min => self.push(
+                path,
+                format!("Invalid value: {v}: should be greater than or equal to {min}"),
+            ),
+            Some(v) if v > max => self.push(
+                path,
+                format!("Invalid value: {v}: should be less than or equal to {max}"),
+            ),
+            _ => {}
+        }
+    }
+    fn finish(self) -> Result<(), ValidationErrors> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(self.0))
+        }
+    }
+}
+
+fn is_multicast(ip: IpAddr) -> bool {
+    ip.is_multicast()
+}
+
+fn check_selector(errs: &mut Errs, path: &str, sel: &LabelSelector) {
+    for (i, e) in sel.match_expressions.iter().enumerate() {
+        let wants_values = matches!(
+            e.operator,
+            crate::enums::SelectorOperator::In | crate::enums::SelectorOperator::NotIn
+        );
+        if wants_values == e.values.is_empty() {
+            errs.cel(
+                &format!("{path}.matchExpressions[{i}]"),
+                rules::SELECTOR_VALUES,
+            );
+        }
+    }
+}
+
+/// The address of a VirtualService, parsed, if it is one.
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.parse().ok()
+}
+
+impl VirtualServiceSpec {
+    /// Checks every rule that admission enforces.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = Errs::default();
+        if self.address.is_some() == self.fwmark.is_some() {
+            e.cel("spec", rules::VS_ADDRESS_XOR_FWMARK);
+        }
+        if let Some(a) = &self.address {
+            match parse_ip(a) {
+                None => e.cel("spec.address", rules::VIP_IS_IP),
+                Some(ip) if ip.is_loopback() => e.cel("spec.address", rules::VIP_NOT_LOOPBACK),
+                Some(ip) if is_multicast(ip) => e.cel("spec.address", rules::VIP_NOT_MULTICAST),
+                Some(ip) if ip.is_unspecified() => {
+                    e.cel("spec.address", rules::VIP_NOT_UNSPECIFIED)
+                }
+                Some(_) => {}
+            }
+            if self.port.is_none() {
+                e.cel("spec", rules::VS_PORT_WITH_ADDRESS);
+            }
+        }
+        e.range("spec.port", self.port, 1, 65535);
+        e.range("spec.fwmark", self.fwmark, 1, u32::MAX as i64);
+        if self.fwmark.is_some() && (self.port.is_some() || self.protocol.is_some()) {
+            e.cel("spec", rules::VS_FWMARK_NO_PORT);
+        }
+        if self.family.is_some() && self.fwmark.is_none() {
+            e.cel("spec", rules::VS_FAMILY_ONLY_FWMARK);
+        }
+        if self.scheduler_flags.len() > 4 {
+            e.push("spec.schedulerFlags", "Too many: must have at most 4 items");
+        }
+        for (rule, sched) in [
+            (rules::VS_SH_FLAGS, Scheduler::Sh),
+            (rules::VS_MH_FLAGS, Scheduler::Mh),
+        ] {
+            if self.scheduler_flags.iter().any(|f| f.scheduler() == sched)
+                && self.scheduler != sched
+            {
+                e.cel("spec", rule);
+            }
+        }
+        if let Some(p) = &self.persistence {
+            e.range(
+                "spec.persistence.timeoutSeconds",
+                Some(p.timeout_seconds),
+                1,
+                2_678_400,
+            );
+            e.range("spec.persistence.prefixLength", p.prefix_length, 0, 128);
+            if p.prefix_length.is_some_and(|l| (33..=128).contains(&l)) && !self.is_ipv6() {
+                e.cel("spec", rules::VS_PERSISTENCE_V4_PREFIX);
+            }
+        }
+        if let Some(t) = &self.tunnel {
+            if self.forwarding != ForwardingMethod::Tun {
+                e.cel("spec", rules::VS_TUNNEL_ONLY_TUN);
+            }
+            if (t.type_ == TunnelType::Gue) != t.port.is_some() {
+                e.cel("spec.tunnel", rules::TUNNEL_PORT_ONLY_GUE);
+            }
+            if t.type_ == TunnelType::Ipip && t.checksum.is_some() {
+                e.cel("spec.tunnel", rules::TUNNEL_CSUM_NOT_IPIP);
+            }
+            e.range("spec.tunnel.port", t.port, 1, 65535);
+        }
+        if let Some(i) = &self.directors.interface {
+            let ok = (1..=15).contains(&i.chars().count())
+                && !i.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+            if !ok {
+                e.push(
+                    "spec.directors.interface",
+                    format!(
+                        "Invalid value: {i:?}: should match '{}'",
+                        crate::INTERFACE_PATTERN
+                    ),
+                );
+            }
+        }
+        check_selector(
+            &mut e,
+            "spec.directors.nodeSelector",
+            &self.directors.node_selector,
+        );
+        check_selector(
+            &mut e,
+            "spec.realServerSelector",
+            &self.real_server_selector,
+        );
+        if let Some(h) = &self.health_check {
+            e.range("spec.healthCheck.port", h.port, 1, 65535);
+            e.range(
+                "spec.healthCheck.intervalSeconds",
+                h.interval_seconds,
+                1,
+                3600,
+            );
+            e.range(
+                "spec.healthCheck.failureThreshold",
+                h.failure_threshold,
+                1,
+                100,
+            );
+        }
+        if let Some(d) = &self.drain {
+            e.range("spec.drain.timeoutSeconds", d.timeout_seconds, 0, 86400);
+        }
+        e.finish()
+    }
+
+    /// The service port, if the spec is valid and address-based.
+    pub fn port_u16(&self) -> Option<u16> {
+        self.port.and_then(|p| u16::try_from(p).ok())
+    }
+
+    /// `address:port/PROTO` or `fwmark:N/IPv4`, as `kubectl get` shows it.
+    pub fn endpoint(&self) -> String {
+        match (&self.address, self.fwmark) {
+            (Some(a), _) => {
+                let port = self.port.unwrap_or_default();
+                let proto = self.protocol.unwrap_or(Protocol::Tcp);
+                if a.contains(':') {
+                    format!("[{a}]:{port}/{proto}")
+                } else {
+                    format!("{a}:{port}/{proto}")
+                }
+            }
+            (None, Some(m)) => {
+                let fam = if self.is_ipv6() { "IPv6" } else { "IPv4" };
+                format!("fwmark:{m}/{fam}")
+            }
+            (None, None) => String::new(),
+        }
+    }
+}
+
+impl RealServerSpec {
+    /// Checks every rule that admission enforces.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = Errs::default();
+        if self.address.is_some() == self.node_name.is_some() {
+            e.cel("spec", rules::RS_ADDRESS_XOR_NODE);
+        }
+        if let Some(a) = &self.address {
+            match parse_ip(a) {
+                None => e.cel("spec.address", rules::RS_ADDRESS_IS_IP),
+                Some(ip) if ip.is_loopback() || ip.is_unspecified() || is_multicast(ip) => {
+                    e.cel("spec.address", rules::RS_ADDRESS_USABLE)
+                }
+                Some(_) => {}
+            }
+        }
+        if self.node_name.as_deref() == Some("") {
+            e.push(
+                "spec.nodeName",
+                "Invalid value: \"\": should be at least 1 chars long",
+            );
+        }
+        e.range("spec.port", self.port, 1, 65535);
+        e.range("spec.weight", Some(self.weight), 0, 65535);
+        e.range(
+            "spec.upperThreshold",
+            self.upper_threshold,
+            0,
+            u32::MAX as i64,
+        );
+        e.range(
+            "spec.lowerThreshold",
+            self.lower_threshold,
+            0,
+            u32::MAX as i64,
+        );
+        if let (Some(u), Some(l)) = (self.upper_threshold, self.lower_threshold)
+            && u != 0
+            && l >= u
+        {
+            e.cel("spec", rules::RS_THRESHOLD_ORDER);
+        }
+        e.finish()
+    }
+}
+
+/// Rules between a service and one of its realservers, which admission
+/// cannot see because they span two objects. The operator reports them as
+/// an Invalid condition and the planner leaves the destination out.
+pub fn validate_pair(
+    vs: &VirtualServiceSpec,
+    rs: &RealServerSpec,
+    rs_ip: Option<IpAddr>,
+) -> Result<(), FieldError> {
+    let method = rs.forwarding.unwrap_or(vs.forwarding);
+    if let (Some(rp), Some(vp)) = (rs.port, vs.port)
+        && rp != vp
+        && method != ForwardingMethod::Nat
+    {
+        return Err(FieldError {
+            path: "spec.port".into(),
+            message: format!(
+                "{rp} differs from the service port {vp}, but port mapping is only possible with forwarding NAT (got {method})"
+            ),
+        });
+    }
+    if vs.fwmark.is_some() && rs.port.is_some() && method != ForwardingMethod::Nat {
+        return Err(FieldError {
+            path: "spec.port".into(),
+            message: format!(
+                "a realserver of a fwmark service keeps the packet's port with forwarding {method}; set no port, or use NAT"
+            ),
+        });
+    }
+    if let Some(ip) = rs_ip
+        && ip.is_ipv6() != vs.is_ipv6()
+    {
+        let (want, got) = if vs.is_ipv6() {
+            ("IPv6", "IPv4")
+        } else {
+            ("IPv4", "IPv6")
+        };
+        return Err(FieldError {
+            path: "spec.address".into(),
+            message: format!("{ip} is {got}, but the service is {want}; the families must match"),
+        });
+    }
+    Ok(())
+}
+
+/// Flags that are valid together with their scheduler, for callers that
+/// build kernel flags.
+pub fn flags_for(vs: &VirtualServiceSpec) -> impl Iterator<Item = SchedulerFlag> + '_ {
+    vs.scheduler_flags
+        .iter()
+        .copied()
+        .filter(|f| f.scheduler() == vs.scheduler)
+}

@@ -1,0 +1,248 @@
+//! The VirtualService kind: one IPVS virtual service and where it runs.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::enums::{Family, ForwardingMethod, Protocol, Scheduler, SchedulerFlag, TunnelType};
+use crate::rules;
+use crate::selector::LabelSelector;
+use crate::status::Condition;
+
+/// A virtual service: a VIP:port/protocol (or a firewall mark) balanced by
+/// kernel IPVS on the director nodes across the RealServers it selects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "kube", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "lvs.lvs-operator.io",
+        version = "v1alpha1",
+        kind = "VirtualService",
+        plural = "virtualservices",
+        singular = "virtualservice",
+        shortname = "lvsvs",
+        category = "lvs",
+        namespaced,
+        status = "VirtualServiceStatus",
+        printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.endpoint","description":"address:port/protocol or fwmark"}"#,
+        printcolumn = r#"{"name":"Scheduler","type":"string","jsonPath":".spec.scheduler"}"#,
+        printcolumn = r#"{"name":"Method","type":"string","jsonPath":".spec.forwarding"}"#,
+        printcolumn = r#"{"name":"RealServers","type":"string","jsonPath":".status.realServers.summary","description":"ready/selected realservers"}"#,
+        printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::vs_spec)]
+pub struct VirtualServiceSpec {
+    /// The virtual IP (IPv4 or IPv6). Set either address (with port and
+    /// protocol) or fwmark. Loopback, multicast and unspecified addresses are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), transform = rules::vip)]
+    pub address: Option<String>,
+
+    /// The service port (1-65535); required with address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i64>,
+
+    /// TCP (when unset), UDP or SCTP. Only with address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+
+    /// A firewall mark (1-4294967295) set by iptables/nftables; the service
+    /// then matches every packet carrying it. Set either fwmark or address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967295u32))]
+    pub fwmark: Option<i64>,
+
+    /// Address family of a fwmark service: IPv4 (when unset) or IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
+
+    /// The IPVS scheduler: rr, wrr, lc, wlc (default), lblc, lblcr, dh, sh,
+    /// sed, nq, mh, fo, ovf, or twos (kernel 6.5 and later).
+    #[serde(default)]
+    pub scheduler: Scheduler,
+
+    /// Scheduler flags: sh-fallback and sh-port with sh; mh-fallback and
+    /// mh-port with mh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub scheduler_flags: Vec<SchedulerFlag>,
+
+    /// Client affinity: connections from one client (network) go to the same
+    /// realserver while it has connections or the timeout has not expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<Persistence>,
+
+    /// The default forwarding method for the selected realservers: NAT
+    /// (default, supports port mapping), DR or TUN. A RealServer may override it.
+    #[serde(default)]
+    pub forwarding: ForwardingMethod,
+
+    /// Encapsulation for TUN forwarding. Only with forwarding TUN; when unset, ipip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
+
+    /// Which nodes act as director: they hold the VIP and the IPVS service.
+    pub directors: Directors,
+
+    /// Selects the RealServers (in this namespace) that receive the traffic.
+    pub real_server_selector: LabelSelector,
+
+    /// Active health checking of the realservers. Reserved: accepted and
+    /// shown, but not yet acted on; every realserver counts as healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+
+    /// Graceful removal of realservers. Reserved: accepted and shown, but not
+    /// yet acted on; removed realservers are deleted at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
+}
+
+/// Client affinity settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Persistence {
+    /// How long an idle client stays bound to its realserver, in seconds
+    /// (1-2678400, that is up to 31 days).
+    #[schemars(range(min = 1, max = 2678400))]
+    pub timeout_seconds: i64,
+    /// Clients are grouped by this prefix length (the netmask): 0-32 for
+    /// IPv4, 0-128 for IPv6. When unset, each client address is its own group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 128))]
+    pub prefix_length: Option<i64>,
+}
+
+/// TUN encapsulation options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::tunnel)]
+pub struct Tunnel {
+    /// ipip (default), gue or gre. gue and gre need kernel 5.3 or later.
+    #[serde(default, rename = "type")]
+    pub type_: TunnelType,
+    /// The UDP destination port for gue (required with gue, not allowed otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i64>,
+    /// Checksum options for gue and gre.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<TunnelChecksum>,
+}
+
+/// Tunnel checksum options (kernel IP_VS_TUNNEL_ENCAP_FLAG_*).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TunnelChecksum {
+    /// Send a checksum in the encapsulation header.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Use remote checksum offload (gue only).
+    #[serde(default)]
+    pub remote: bool,
+}
+
+/// Director placement.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Directors {
+    /// Nodes whose labels match act as directors. An empty selector selects every node.
+    pub node_selector: LabelSelector,
+    /// The interface on which directors hold (announce) the VIP. When unset,
+    /// the interface that holds the node's InternalIP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::INTERFACE_PATTERN))]
+    pub interface: Option<String>,
+}
+
+/// Health checking (reserved for a later version; not yet acted on).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The check to run: TCP (connect) or HTTP (GET path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// Path for HTTP checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Port to check; the realserver port when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i64>,
+    /// Seconds between checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub interval_seconds: Option<i64>,
+    /// Consecutive failures before a realserver is taken out (weight 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_threshold: Option<i64>,
+}
+
+/// Graceful drain (reserved for a later version; not yet acted on).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Drain {
+    /// How long a removed realserver keeps weight 0 before its destination is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub timeout_seconds: Option<i64>,
+}
+
+/// Observed state, written by the operator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServiceStatus {
+    /// The generation the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Programmed, Conflict and Invalid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The service as IPVS shows it: address:port/protocol or fwmark:N/family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The nodes acting as directors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directors: Vec<String>,
+    /// Realserver counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_servers: Option<RealServerCounts>,
+    /// Per-node programming state reported by the agents.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, String>,
+}
+
+/// How many realservers the selector picks and how many of them are usable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealServerCounts {
+    pub selected: u32,
+    pub ready: u32,
+    /// "ready/selected", for `kubectl get`.
+    pub summary: String,
+}
+
+impl VirtualServiceSpec {
+    /// The address family of the service, when it can be told (an invalid
+    /// address has none).
+    pub fn is_ipv6(&self) -> bool {
+        match (&self.address, self.family) {
+            (Some(a), _) => a.contains(':'),
+            (None, Some(Family::IPv6)) => true,
+            _ => false,
+        }
+    }
+
+    /// The protocol, with TCP when unset.
+    pub fn protocol_or_default(&self) -> Protocol {
+        self.protocol.unwrap_or(Protocol::Tcp)
+    }
+}
