@@ -1,0 +1,700 @@
+//! Blocking IPVS client over a [`Transport`].
+//!
+//! Blocking keeps the client small and lets it run anywhere: the node agent
+//! calls it from `tokio::task::spawn_blocking`. Netlink requests to the
+//! kernel are answered synchronously during `sendmsg`, so a call never waits
+//! on anything but the kernel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NlasIterator, parse_string, parse_u16,
+};
+use netlink_packet_generic::GenlMessage;
+use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd, nlas::GenlCtrlAttrs};
+
+use crate::codec::{
+    IpvsAttr, IpvsCmd, IpvsMessage, Nested, emit_message, parse_message, split_datagram,
+};
+use crate::constants::IPVS_GENL_NAME;
+use crate::error::{Error, OpError, Result};
+use crate::ops::Op;
+use crate::transport::{NetlinkTransport, Transport};
+use crate::types::{
+    DestEntry, Destination, IpvsInfo, Service, ServiceEntry, ServiceKey, Stats, SyncDaemon,
+    Timeouts,
+};
+
+const GENL_ID_CTRL: u16 = netlink_packet_generic::constants::GENL_ID_CTRL;
+const CTRL_ATTR_FAMILY_ID: u16 = netlink_packet_generic::constants::CTRL_ATTR_FAMILY_ID;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+const NLMSG_HDRLEN: usize = 16;
+const GENL_HDRLEN: usize = netlink_packet_generic::constants::GENL_HDRLEN;
+
+/// Default number of netlink messages per sendmsg.
+pub const DEFAULT_BATCH_SIZE: usize = 64;
+
+/// Traffic counters of one client, shareable with a metrics exporter while
+/// the client itself is busy in a blocking task.
+#[derive(Debug, Default)]
+pub struct Counters {
+    requests: AtomicU64,
+    sendmsgs: AtomicU64,
+    recvmsgs: AtomicU64,
+}
+
+/// Point-in-time copy of [`Counters`]; subtract two to measure one sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CounterSnapshot {
+    /// Netlink request messages sent (a batch of N ops counts N).
+    pub requests: u64,
+    /// sendmsg calls made (a batch of N ops counts 1).
+    pub sendmsgs: u64,
+    /// Datagrams received.
+    pub recvmsgs: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            sendmsgs: self.sendmsgs.load(Ordering::Relaxed),
+            recvmsgs: self.recvmsgs.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::ops::Sub for CounterSnapshot {
+    type Output = CounterSnapshot;
+    fn sub(self, rhs: Self) -> Self {
+        CounterSnapshot {
+            requests: self.requests.wrapping_sub(rhs.requests),
+            sendmsgs: self.sendmsgs.wrapping_sub(rhs.sendmsgs),
+            recvmsgs: self.recvmsgs.wrapping_sub(rhs.recvmsgs),
+        }
+    }
+}
+
+enum Flow {
+    More,
+    Done,
+}
+
+/// Client for the kernel's IPVS table in the caller's network namespace.
+#[derive(Debug)]
+pub struct IpvsClient<T: Transport = NetlinkTransport> {
+    transport: T,
+    family_id: u16,
+    last_seq: u32,
+    batch_size: usize,
+    counters: Arc<Counters>,
+    rx: Vec<u8>,
+}
+
+impl IpvsClient<NetlinkTransport> {
+    /// Open a netlink socket and resolve the IPVS family id.
+    pub fn connect() -> Result<Self> {
+        let transport = NetlinkTransport::open().map_err(|source| Error::Io {
+            action: "open",
+            source,
+        })?;
+        Self::new(transport)
+    }
+}
+
+impl<T: Transport> IpvsClient<T> {
+    /// Wrap a transport and resolve the IPVS family id through nlctrl (the id
+    /// is assigned when ip_vs loads, so it cannot be a constant).
+    pub fn new(transport: T) -> Result<Self> {
+        let mut client = Self::with_family_id(transport, 0);
+        client.family_id = client.resolve_family()?;
+        tracing::debug!(family_id = client.family_id, "resolved IPVS family");
+        Ok(client)
+    }
+
+    /// Wrap a transport with an already known family id (no request sent).
+    pub fn with_family_id(transport: T, family_id: u16) -> Self {
+        Self {
+            transport,
+            family_id,
+            last_seq: 0,
+            batch_size: DEFAULT_BATCH_SIZE,
+            counters: Arc::default(),
+            rx: Vec::new(),
+        }
+    }
+
+    pub fn family_id(&self) -> u16 {
+        self.family_id
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Messages per sendmsg in [`apply`](Self::apply); at least 1. Larger
+    /// batches save syscalls; every ack of a batch must fit in the socket's
+    /// receive buffer (256 fits the default limits).
+    pub fn set_batch_size(&mut self, batch_size: usize) {
+        self.batch_size = batch_size.max(1);
+    }
+
+    pub fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// Apply write operations, pipelining up to `batch_size` of them per
+    /// sendmsg, each with its own sequence number and NLM_F_ACK. The kernel
+    /// keeps going after a failed message, so the result has one entry per
+    /// op, in order. `Err` means the transport failed; the outcome of the
+    /// batch in flight is then unknown and the caller should re-read state.
+    pub fn apply(&mut self, ops: &[Op]) -> Result<Vec<Result<(), OpError>>> {
+        let mut results = Vec::with_capacity(ops.len());
+        for (n, chunk) in ops.chunks(self.batch_size).enumerate() {
+            let base = n * self.batch_size;
+            let mut datagram = Vec::new();
+            let mut pending = HashMap::with_capacity(chunk.len());
+            for (i, op) in chunk.iter().enumerate() {
+                let seq = self.next_seq();
+                datagram.extend(self.encode(op.to_message(), NLM_F_REQUEST | NLM_F_ACK, seq));
+                pending.insert(seq, i);
+            }
+            tracing::debug!(
+                ops = chunk.len(),
+                bytes = datagram.len(),
+                "sending IPVS batch"
+            );
+            self.send(&datagram, chunk.len())?;
+
+            let mut outcome: Vec<Option<Result<(), OpError>>> = vec![None; chunk.len()];
+            self.receive("IPVS batch", |header, bytes| {
+                let Some(&i) = pending.get(&header.sequence_number) else {
+                    tracing::debug!(seq = header.sequence_number, "ignoring stale netlink reply");
+                    return Ok(Flow::More);
+                };
+                if header.message_type != NLMSG_ERROR {
+                    tracing::debug!(
+                        seq = header.sequence_number,
+                        kind = header.message_type,
+                        "ignoring non-ack reply to a write"
+                    );
+                    return Ok(Flow::More);
+                }
+                let errno = ack_errno(bytes, &chunk[i].to_string())?;
+                pending.remove(&header.sequence_number);
+                outcome[i] = Some(match errno {
+                    None => Ok(()),
+                    Some(errno) => {
+                        let err = OpError {
+                            index: base + i,
+                            op: chunk[i].to_string(),
+                            errno,
+                            ext_ack: ext_ack_message(header.flags, bytes),
+                        };
+                        tracing::debug!(error = %err, "IPVS operation refused");
+                        Err(err)
+                    }
+                });
+                Ok(if pending.is_empty() {
+                    Flow::Done
+                } else {
+                    Flow::More
+                })
+            })?;
+            for (i, o) in outcome.into_iter().enumerate() {
+                results.push(o.ok_or_else(|| Error::Protocol {
+                    request: chunk[i].to_string(),
+                    what: "batch ended without an ack for this operation".into(),
+                })?);
+            }
+        }
+        Ok(results)
+    }
+
+    /// Every service with its stats (one GET_SERVICE dump).
+    pub fn services(&mut self) -> Result<Vec<(Service, Stats)>> {
+        let what = "GET_SERVICE dump";
+        let replies = self.dump(IpvsMessage::new(IpvsCmd::GetService, vec![]), what)?;
+        replies
+            .iter()
+            .map(|msg| {
+                let attrs = nested_service(msg)
+                    .ok_or_else(|| protocol(what, "reply without a service nest"))?;
+                Service::from_attrs(attrs).map_err(|source| Error::Decode {
+                    request: what.into(),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// The destinations of one service (one GET_DEST dump), sorted by key.
+    /// A service that does not exist yields ESRCH.
+    pub fn destinations(&mut self, service: &ServiceKey) -> Result<Vec<DestEntry>> {
+        let what = format!("GET_DEST dump of {service}");
+        let request = IpvsMessage::new(
+            IpvsCmd::GetDest,
+            vec![IpvsAttr::Service(Nested::new(service.to_attrs()))],
+        );
+        let replies = self.dump(request, &what)?;
+        let mut dests = replies
+            .iter()
+            .map(|msg| {
+                let attrs = msg
+                    .nlas
+                    .iter()
+                    .find_map(|a| match a {
+                        IpvsAttr::Dest(n) => Some(n.attrs.as_slice()),
+                        _ => None,
+                    })
+                    .ok_or_else(|| protocol(&what, "reply without a destination nest"))?;
+                let (destination, stats) = Destination::from_attrs(attrs, service.family())
+                    .map_err(|source| Error::Decode {
+                        request: what.clone(),
+                        source,
+                    })?;
+                Ok(DestEntry { destination, stats })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        dests.sort();
+        Ok(dests)
+    }
+
+    /// The whole table: every service and its destinations, sorted by key.
+    /// Costs 1 + (number of services) requests, since netlink runs one dump
+    /// at a time per socket.
+    pub fn dump_all(&mut self) -> Result<Vec<ServiceEntry>> {
+        let mut entries = Vec::new();
+        for (service, stats) in self.services()? {
+            let destinations = self.destinations(&service.key)?;
+            entries.push(ServiceEntry {
+                service,
+                stats,
+                destinations,
+            });
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
+    /// One service by key; `None` if it does not exist.
+    pub fn service(&mut self, key: &ServiceKey) -> Result<Option<(Service, Stats)>> {
+        let what = format!("GET_SERVICE {key}");
+        let request = IpvsMessage::new(
+            IpvsCmd::GetService,
+            vec![IpvsAttr::Service(Nested::new(key.to_attrs()))],
+        );
+        let replies = match self.request(request, &what) {
+            Err(Error::Kernel { errno, .. }) if errno == crate::error::errno::ESRCH => {
+                return Ok(None);
+            }
+            other => other?,
+        };
+        let msg = replies
+            .first()
+            .ok_or_else(|| protocol(&what, "no reply before the ack"))?;
+        let attrs =
+            nested_service(msg).ok_or_else(|| protocol(&what, "reply without a service nest"))?;
+        Service::from_attrs(attrs)
+            .map(Some)
+            .map_err(|source| Error::Decode {
+                request: what,
+                source,
+            })
+    }
+
+    /// IPVS version and connection table size (GET_INFO).
+    pub fn info(&mut self) -> Result<IpvsInfo> {
+        let what = "GET_INFO";
+        let replies = self.request(IpvsMessage::new(IpvsCmd::GetInfo, vec![]), what)?;
+        let (mut version, mut conn_tab_size) = (None, None);
+        for attr in replies.iter().flat_map(|m| &m.nlas) {
+            match attr {
+                IpvsAttr::InfoVersion(v) => version = Some(*v),
+                IpvsAttr::InfoConnTabSize(v) => conn_tab_size = Some(*v),
+                _ => {}
+            }
+        }
+        Ok(IpvsInfo {
+            version: version.ok_or_else(|| protocol(what, "reply without a version"))?,
+            conn_tab_size: conn_tab_size
+                .ok_or_else(|| protocol(what, "reply without a connection table size"))?,
+        })
+    }
+
+    /// Global TCP / TCP-FIN / UDP timeouts (GET_CONFIG).
+    pub fn timeouts(&mut self) -> Result<Timeouts> {
+        let replies = self.request(IpvsMessage::new(IpvsCmd::GetConfig, vec![]), "GET_CONFIG")?;
+        let mut t = Timeouts::default();
+        for attr in replies.iter().flat_map(|m| &m.nlas) {
+            match attr {
+                IpvsAttr::TimeoutTcp(v) => t.tcp = *v,
+                IpvsAttr::TimeoutTcpFin(v) => t.tcp_fin = *v,
+                IpvsAttr::TimeoutUdp(v) => t.udp = *v,
+                _ => {}
+            }
+        }
+        Ok(t)
+    }
+
+    /// SET_CONFIG; zero fields keep their current value.
+    pub fn set_timeouts(&mut self, t: Timeouts) -> Result<()> {
+        let msg = IpvsMessage::new(
+            IpvsCmd::SetConfig,
+            vec![
+                IpvsAttr::TimeoutTcp(t.tcp),
+                IpvsAttr::TimeoutTcpFin(t.tcp_fin),
+                IpvsAttr::TimeoutUdp(t.udp),
+            ],
+        );
+        self.request(msg, "SET_CONFIG").map(drop)
+    }
+
+    /// Running connection-sync daemons (GET_DAEMON dump).
+    pub fn daemons(&mut self) -> Result<Vec<SyncDaemon>> {
+        let what = "GET_DAEMON dump";
+        let replies = self.dump(IpvsMessage::new(IpvsCmd::GetDaemon, vec![]), what)?;
+        replies
+            .iter()
+            .flat_map(|m| &m.nlas)
+            .filter_map(|a| match a {
+                IpvsAttr::Daemon(n) => Some(n),
+                _ => None,
+            })
+            .map(|n| {
+                SyncDaemon::from_attrs(&n.attrs).map_err(|source| Error::Decode {
+                    request: what.into(),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Start a connection-sync daemon (NEW_DAEMON).
+    pub fn add_daemon(&mut self, daemon: &SyncDaemon) -> Result<()> {
+        let msg = IpvsMessage::new(
+            IpvsCmd::NewDaemon,
+            vec![IpvsAttr::Daemon(Nested::new(daemon.to_attrs()))],
+        );
+        self.request(msg, "NEW_DAEMON").map(drop)
+    }
+
+    /// Stop the connection-sync daemon of the given role (DEL_DAEMON).
+    pub fn del_daemon(&mut self, state: crate::types::DaemonState) -> Result<()> {
+        let msg = IpvsMessage::new(
+            IpvsCmd::DelDaemon,
+            vec![IpvsAttr::Daemon(Nested::new(vec![
+                crate::codec::DaemonAttr::State(state.to_wire()),
+            ]))],
+        );
+        self.request(msg, "DEL_DAEMON").map(drop)
+    }
+
+    /// Zero the counters of one service, or of all services with `None`.
+    /// Not used by the node agent: counters belong to whoever reads them.
+    pub fn zero(&mut self, service: Option<&ServiceKey>) -> Result<()> {
+        let nlas = service
+            .map(|k| vec![IpvsAttr::Service(Nested::new(k.to_attrs()))])
+            .unwrap_or_default();
+        self.request(IpvsMessage::new(IpvsCmd::Zero, nlas), "ZERO")
+            .map(drop)
+    }
+
+    /// Delete every service in the namespace. Never used by the node agent,
+    /// which must not touch rules it does not own; exists for tests and tools.
+    pub fn flush(&mut self) -> Result<()> {
+        self.request(IpvsMessage::new(IpvsCmd::Flush, vec![]), "FLUSH")
+            .map(drop)
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.last_seq = self.last_seq.wrapping_add(1).max(1);
+        self.last_seq
+    }
+
+    fn encode(&self, payload: IpvsMessage, flags: u16, seq: u32) -> Vec<u8> {
+        let mut genl = GenlMessage::from_payload(payload);
+        genl.set_resolved_family_id(self.family_id);
+        let mut msg = NetlinkMessage::from(genl);
+        msg.header.flags = flags;
+        msg.header.sequence_number = seq;
+        emit_message(&mut msg)
+    }
+
+    fn send(&mut self, datagram: &[u8], messages: usize) -> Result<()> {
+        self.transport.send(datagram).map_err(|source| Error::Io {
+            action: "send",
+            source,
+        })?;
+        self.counters.sendmsgs.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .requests
+            .fetch_add(messages as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Read datagrams and hand every message to `on_msg` until it says Done.
+    fn receive(
+        &mut self,
+        request: &str,
+        mut on_msg: impl FnMut(&NetlinkHeader, &[u8]) -> Result<Flow>,
+    ) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.rx);
+        let result = loop {
+            let len = match self.transport.recv(&mut buf) {
+                Ok(len) => len,
+                Err(source) => {
+                    break Err(Error::Io {
+                        action: "recv",
+                        source,
+                    });
+                }
+            };
+            self.counters.recvmsgs.fetch_add(1, Ordering::Relaxed);
+            if len > buf.len() {
+                break Err(Error::Truncated {
+                    len,
+                    capacity: buf.len(),
+                });
+            }
+            match dispatch(&buf, request, &mut on_msg) {
+                Ok(Flow::More) => continue,
+                Ok(Flow::Done) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.rx = buf;
+        result
+    }
+
+    /// Send one request with NLM_F_ACK and collect its replies up to the ack.
+    fn request(&mut self, msg: IpvsMessage, what: &str) -> Result<Vec<IpvsMessage>> {
+        let seq = self.next_seq();
+        let datagram = self.encode(msg, NLM_F_REQUEST | NLM_F_ACK, seq);
+        self.send(&datagram, 1)?;
+        let family_id = self.family_id;
+        let mut replies = Vec::new();
+        self.receive(what, |header, bytes| {
+            if header.sequence_number != seq {
+                return Ok(Flow::More);
+            }
+            if header.message_type == NLMSG_ERROR {
+                return match ack_errno(bytes, what)? {
+                    None => Ok(Flow::Done),
+                    Some(errno) => Err(Error::Kernel {
+                        request: what.into(),
+                        errno,
+                        ext_ack: ext_ack_message(header.flags, bytes),
+                    }),
+                };
+            }
+            if header.message_type == family_id {
+                replies.push(ipvs_payload(bytes, what)?);
+            }
+            Ok(Flow::More)
+        })?;
+        Ok(replies)
+    }
+
+    /// Send one NLM_F_DUMP request and collect replies up to NLMSG_DONE,
+    /// across as many datagrams as the kernel uses.
+    fn dump(&mut self, msg: IpvsMessage, what: &str) -> Result<Vec<IpvsMessage>> {
+        let seq = self.next_seq();
+        let datagram = self.encode(msg, NLM_F_REQUEST | NLM_F_DUMP, seq);
+        self.send(&datagram, 1)?;
+        let family_id = self.family_id;
+        let mut replies = Vec::new();
+        let mut interrupted = false;
+        self.receive(what, |header, bytes| {
+            if header.sequence_number != seq {
+                return Ok(Flow::More);
+            }
+            interrupted |= header.flags & NLM_F_DUMP_INTR != 0;
+            match header.message_type {
+                NLMSG_DONE => {
+                    let msg = parse_message(bytes).map_err(|source| Error::Decode {
+                        request: what.into(),
+                        source,
+                    })?;
+                    match msg.payload {
+                        NetlinkPayload::Done(done) if done.code < 0 => Err(Error::Kernel {
+                            request: what.into(),
+                            errno: -done.code,
+                            ext_ack: None,
+                        }),
+                        _ => Ok(Flow::Done),
+                    }
+                }
+                NLMSG_ERROR => match ack_errno(bytes, what)? {
+                    None => Ok(Flow::More),
+                    Some(errno) => Err(Error::Kernel {
+                        request: what.into(),
+                        errno,
+                        ext_ack: ext_ack_message(header.flags, bytes),
+                    }),
+                },
+                t if t == family_id => {
+                    replies.push(ipvs_payload(bytes, what)?);
+                    Ok(Flow::More)
+                }
+                _ => Ok(Flow::More),
+            }
+        })?;
+        if interrupted {
+            return Err(Error::DumpInterrupted {
+                request: what.into(),
+            });
+        }
+        Ok(replies)
+    }
+
+    fn resolve_family(&mut self) -> Result<u16> {
+        let what = "CTRL_CMD_GETFAMILY IPVS";
+        let seq = self.next_seq();
+        let genl = GenlMessage::from_payload(GenlCtrl {
+            cmd: GenlCtrlCmd::GetFamily,
+            nlas: vec![GenlCtrlAttrs::FamilyName(IPVS_GENL_NAME.into())],
+        });
+        let mut msg = NetlinkMessage::from(genl);
+        msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        msg.header.sequence_number = seq;
+        msg.finalize();
+        let mut datagram = vec![0; msg.buffer_len()];
+        msg.serialize(&mut datagram);
+        self.send(&datagram, 1)?;
+
+        let mut family_id = None;
+        self.receive(what, |header, bytes| {
+            if header.sequence_number != seq {
+                return Ok(Flow::More);
+            }
+            match header.message_type {
+                GENL_ID_CTRL => {
+                    family_id = Some(ctrl_family_id(bytes).ok_or_else(|| {
+                        protocol(
+                            what,
+                            "CTRL_CMD_NEWFAMILY reply without a valid CTRL_ATTR_FAMILY_ID",
+                        )
+                    })?);
+                    Ok(Flow::More)
+                }
+                NLMSG_ERROR => match ack_errno(bytes, what)? {
+                    None => Ok(Flow::Done),
+                    Some(errno) => Err(Error::FamilyNotFound { errno }),
+                },
+                _ => Ok(Flow::More),
+            }
+        })?;
+        family_id.ok_or_else(|| protocol(what, "acked without a CTRL_CMD_NEWFAMILY reply"))
+    }
+}
+
+fn protocol(request: &str, what: &str) -> Error {
+    Error::Protocol {
+        request: request.into(),
+        what: what.into(),
+    }
+}
+
+fn nested_service(msg: &IpvsMessage) -> Option<&[crate::codec::SvcAttr]> {
+    msg.nlas.iter().find_map(|a| match a {
+        IpvsAttr::Service(n) => Some(n.attrs.as_slice()),
+        _ => None,
+    })
+}
+
+fn dispatch(
+    datagram: &[u8],
+    request: &str,
+    on_msg: &mut impl FnMut(&NetlinkHeader, &[u8]) -> Result<Flow>,
+) -> Result<Flow> {
+    for msg in split_datagram(datagram) {
+        let bytes = msg.map_err(|source| Error::Decode {
+            request: request.into(),
+            source,
+        })?;
+        let buf = NetlinkBuffer::new(bytes);
+        let mut header = NetlinkHeader::default();
+        header.length = buf.length();
+        header.message_type = buf.message_type();
+        header.flags = buf.flags();
+        header.sequence_number = buf.sequence_number();
+        header.port_number = buf.port_number();
+        if let Flow::Done = on_msg(&header, bytes)? {
+            return Ok(Flow::Done);
+        }
+    }
+    Ok(Flow::More)
+}
+
+fn ipvs_payload(bytes: &[u8], request: &str) -> Result<IpvsMessage> {
+    let msg = parse_message(bytes).map_err(|source| Error::Decode {
+        request: request.into(),
+        source,
+    })?;
+    match msg.payload {
+        NetlinkPayload::InnerMessage(genl) => Ok(genl.payload),
+        other => Err(protocol(
+            request,
+            &format!("expected an IPVS message, got {other:?}"),
+        )),
+    }
+}
+
+/// `None` for an ack, `Some(positive errno)` for an error.
+fn ack_errno(bytes: &[u8], request: &str) -> Result<Option<i32>> {
+    let msg = parse_message(bytes).map_err(|source| Error::Decode {
+        request: request.into(),
+        source,
+    })?;
+    match msg.payload {
+        NetlinkPayload::Error(e) => Ok(e.code.map(|c| c.get().saturating_abs())),
+        other => Err(protocol(
+            request,
+            &format!("expected NLMSG_ERROR, got {other:?}"),
+        )),
+    }
+}
+
+/// The NLMSGERR_ATTR_MSG text of an extended ack, if the kernel sent one.
+fn ext_ack_message(flags: u16, bytes: &[u8]) -> Option<String> {
+    if flags & NLM_F_ACK_TLVS == 0 {
+        return None;
+    }
+    // nlmsghdr, then the errno, then the offending request (only its header
+    // if capped), then the TLVs.
+    let body = bytes.get(NLMSG_HDRLEN + 4..)?;
+    let echoed = if flags & NLM_F_CAPPED != 0 {
+        NLMSG_HDRLEN
+    } else {
+        u32::from_ne_bytes(body.get(..4)?.try_into().ok()?) as usize
+    };
+    let tlvs = body.get(echoed.checked_add(3)? & !3..)?;
+    NlasIterator::new(tlvs)
+        .filter_map(|nla| nla.ok())
+        .find(|nla| nla.kind() == NLMSGERR_ATTR_MSG)
+        .and_then(|nla| parse_string(nla.value()).ok())
+}
+
+/// CTRL_ATTR_FAMILY_ID from a CTRL_CMD_NEWFAMILY reply. Read directly from
+/// the attributes rather than through `GenlCtrl`, whose parser rejects
+/// attributes it does not know and would break on newer kernels.
+fn ctrl_family_id(bytes: &[u8]) -> Option<u16> {
+    let attrs = bytes.get(NLMSG_HDRLEN + GENL_HDRLEN..)?;
+    NlasIterator::new(attrs)
+        .filter_map(|nla| nla.ok())
+        .find(|nla| nla.kind() == CTRL_ATTR_FAMILY_ID)
+        .and_then(|nla| parse_u16(nla.value()).ok())
+}
