@@ -13,8 +13,9 @@ use crate::validate::ValidationErrors;
 use crate::virtualservice::VirtualServiceSpec;
 use crate::{API_VERSION, GROUP};
 
-/// One parsed manifest.
+/// One parsed manifest. Short-lived, so its size does not matter.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Manifest {
     VirtualService(Object<VirtualServiceSpec>),
     RealServer(Object<RealServerSpec>),

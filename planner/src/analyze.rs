@@ -1,0 +1,322 @@
+//! Cluster-wide decisions: validity, conflicts, directors, realservers.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use lvs_api::{
+    ForwardingMethod, NodeInfo, Object, RealServerSpec, TunnelType, VirtualServiceSpec,
+    validate_pair,
+};
+
+use crate::plan::{PlannedDestination, PlannedTunnel, ServiceKey};
+
+/// What happens to a VirtualService.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceState {
+    /// Valid and the owner of its key: it is programmed.
+    Accepted,
+    /// The spec breaks a rule; nothing is programmed.
+    Invalid(String),
+    /// An older VirtualService has the same key; nothing is programmed.
+    Conflict { winner: String },
+}
+
+/// What happens to one selected RealServer of a VirtualService.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealServerVerdict {
+    /// namespace/name.
+    pub name: String,
+    /// The resolved address, if any.
+    pub address: Option<IpAddr>,
+    /// The node doing the realserver-side setup (DR/TUN with nodeName).
+    pub node: Option<String>,
+    /// `None` when the realserver becomes a destination; otherwise why not.
+    pub problem: Option<String>,
+}
+
+impl RealServerVerdict {
+    pub fn ready(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// The decision for one VirtualService.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// namespace/name.
+    pub name: String,
+    pub generation: Option<i64>,
+    pub state: ServiceState,
+    /// The kernel key, when the spec is valid.
+    pub key: Option<ServiceKey>,
+    /// Director nodes, sorted.
+    pub directors: Vec<String>,
+    /// Every RealServer the selector picks, sorted by name.
+    pub real_servers: Vec<RealServerVerdict>,
+    /// The destinations, sorted by (addr, port); empty unless accepted.
+    pub destinations: Vec<PlannedDestination>,
+}
+
+impl Verdict {
+    pub fn selected(&self) -> u32 {
+        self.real_servers.len() as u32
+    }
+    pub fn ready(&self) -> u32 {
+        self.real_servers.iter().filter(|r| r.ready()).count() as u32
+    }
+    /// Nodes that must program something for this service: directors and
+    /// the realserver nodes of DR/TUN destinations. Sorted, unique.
+    pub fn involved_nodes(&self) -> Vec<String> {
+        if self.state != ServiceState::Accepted {
+            return Vec::new();
+        }
+        let mut nodes = self.directors.clone();
+        nodes.extend(
+            self.real_servers
+                .iter()
+                .filter(|r| r.ready())
+                .filter_map(|r| r.node.clone()),
+        );
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+}
+
+/// Every VirtualService's verdict, sorted by namespace/name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Analysis {
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Analysis {
+    pub fn get(&self, name: &str) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| v.name == name)
+    }
+    pub fn accepted(&self) -> impl Iterator<Item = &Verdict> {
+        self.verdicts
+            .iter()
+            .filter(|v| v.state == ServiceState::Accepted)
+    }
+}
+
+/// The kernel key of a valid spec.
+pub(crate) fn service_key(spec: &VirtualServiceSpec) -> Option<ServiceKey> {
+    match (&spec.address, spec.fwmark) {
+        (Some(a), None) => Some(ServiceKey::Tuple {
+            addr: a.parse().ok()?,
+            protocol: spec.protocol_or_default(),
+            port: spec.port_u16()?,
+        }),
+        (None, Some(m)) => Some(ServiceKey::Fwmark {
+            mark: u32::try_from(m).ok()?,
+            ipv6: spec.is_ipv6(),
+        }),
+        _ => None,
+    }
+}
+
+/// Older first: creationTimestamp (absent sorts last), then namespace/name.
+fn age_order(a: &Object<VirtualServiceSpec>, b: &Object<VirtualServiceSpec>) -> Ordering {
+    let ts = |o: &Object<VirtualServiceSpec>| {
+        (
+            o.meta.creation_timestamp.is_none(),
+            o.meta.creation_timestamp.clone(),
+        )
+    };
+    ts(a)
+        .cmp(&ts(b))
+        .then_with(|| a.meta.key().cmp(&b.meta.key()))
+}
+
+fn tunnel_of(spec: &VirtualServiceSpec) -> PlannedTunnel {
+    let t = spec.tunnel.clone().unwrap_or_default();
+    let port = if t.type_ == TunnelType::Gue {
+        t.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0)
+    } else {
+        0
+    };
+    let csum = t.checksum.unwrap_or_default();
+    PlannedTunnel {
+        type_: t.type_,
+        port,
+        checksum: csum.enabled,
+        remote_checksum: csum.remote,
+    }
+}
+
+fn resolve(
+    vs: &Object<VirtualServiceSpec>,
+    rs: &Object<RealServerSpec>,
+    nodes: &BTreeMap<&str, &NodeInfo>,
+) -> (RealServerVerdict, Option<PlannedDestination>) {
+    let mut verdict = RealServerVerdict {
+        name: rs.meta.key(),
+        address: None,
+        node: None,
+        problem: None,
+    };
+    if let Err(e) = rs.spec.validate() {
+        verdict.problem = Some(e.to_string());
+        return (verdict, None);
+    }
+    let method = rs.spec.forwarding.unwrap_or(vs.spec.forwarding);
+    let ipv6 = vs.spec.is_ipv6();
+    let address = match (&rs.spec.address, &rs.spec.node_name) {
+        (Some(a), _) => a.parse::<IpAddr>().ok(),
+        (None, Some(n)) => match nodes.get(n.as_str()) {
+            None => {
+                verdict.problem = Some(format!("spec.nodeName: node {n:?} not found"));
+                return (verdict, None);
+            }
+            Some(node) => match node.internal_ip(ipv6) {
+                Some(ip) => {
+                    if method != ForwardingMethod::Nat {
+                        verdict.node = Some(n.clone());
+                    }
+                    Some(ip)
+                }
+                None => {
+                    let fam = if ipv6 { "IPv6" } else { "IPv4" };
+                    verdict.problem =
+                        Some(format!("spec.nodeName: node {n:?} has no {fam} InternalIP"));
+                    return (verdict, None);
+                }
+            },
+        },
+        (None, None) => None,
+    };
+    verdict.address = address;
+    if let Err(e) = validate_pair(&vs.spec, &rs.spec, address) {
+        verdict.problem = Some(e.to_string());
+        verdict.node = None;
+        return (verdict, None);
+    }
+    let Some(addr) = address else {
+        verdict.problem = Some("spec: no address".into());
+        return (verdict, None);
+    };
+    let port = match (rs.spec.port, vs.spec.port) {
+        (Some(p), _) | (None, Some(p)) => u16::try_from(p).unwrap_or(0),
+        (None, None) => 0,
+    };
+    let dest = PlannedDestination {
+        addr,
+        port,
+        method,
+        weight: u32::try_from(rs.spec.weight).unwrap_or(0),
+        upper_threshold: rs
+            .spec
+            .upper_threshold
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        lower_threshold: rs
+            .spec
+            .lower_threshold
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        tunnel: (method == ForwardingMethod::Tun).then(|| tunnel_of(&vs.spec)),
+        owner: rs.meta.key(),
+    };
+    (verdict, Some(dest))
+}
+
+/// Decides every VirtualService's fate. Conflicts: among valid services with
+/// the same key the oldest wins (creationTimestamp, then namespace/name).
+pub fn analyze(
+    vss: &[Object<VirtualServiceSpec>],
+    rss: &[Object<RealServerSpec>],
+    nodes: &[NodeInfo],
+) -> Analysis {
+    let mut by_age: Vec<&Object<VirtualServiceSpec>> = vss.iter().collect();
+    by_age.sort_by(|a, b| age_order(a, b));
+    let mut nodes_sorted: Vec<&NodeInfo> = nodes.iter().collect();
+    nodes_sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let node_map: BTreeMap<&str, &NodeInfo> =
+        nodes_sorted.iter().map(|n| (n.name.as_str(), *n)).collect();
+    let mut rss_sorted: Vec<&Object<RealServerSpec>> = rss.iter().collect();
+    rss_sorted.sort_by_key(|r| r.meta.key());
+    rss_sorted.dedup_by_key(|r| r.meta.key());
+
+    let mut owners: BTreeMap<ServiceKey, String> = BTreeMap::new();
+    let mut verdicts = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for vs in by_age {
+        let name = vs.meta.key();
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let key = service_key(&vs.spec);
+        let state = match (vs.spec.validate(), key) {
+            (Err(e), _) => ServiceState::Invalid(e.to_string()),
+            (Ok(()), None) => {
+                ServiceState::Invalid("spec: no usable address/port or fwmark".into())
+            }
+            (Ok(()), Some(k)) => match owners.get(&k) {
+                Some(winner) => ServiceState::Conflict {
+                    winner: winner.clone(),
+                },
+                None => {
+                    owners.insert(k, name.clone());
+                    ServiceState::Accepted
+                }
+            },
+        };
+        let selected: Vec<&&Object<RealServerSpec>> = rss_sorted
+            .iter()
+            .filter(|r| {
+                r.meta.namespace == vs.meta.namespace
+                    && vs.spec.real_server_selector.matches(&r.meta.labels)
+            })
+            .collect();
+        let mut real_servers = Vec::new();
+        let mut destinations: Vec<PlannedDestination> = Vec::new();
+        for rs in selected {
+            let (mut verdict, dest) = resolve(vs, rs, &node_map);
+            if let Some(d) = dest {
+                if let Some(first) = destinations
+                    .iter()
+                    .find(|x| x.addr == d.addr && x.port == d.port)
+                {
+                    verdict.problem = Some(format!(
+                        "spec: {}:{} is already a destination of this service through RealServer {}",
+                        d.addr, d.port, first.owner
+                    ));
+                    verdict.node = None;
+                } else {
+                    destinations.push(d);
+                }
+            }
+            real_servers.push(verdict);
+        }
+        let directors: Vec<String> = nodes_sorted
+            .iter()
+            .filter(|n| vs.spec.directors.node_selector.matches(&n.labels))
+            .map(|n| n.name.clone())
+            .collect();
+        if state == ServiceState::Accepted {
+            destinations.sort_by_key(|a| (a.addr, a.port));
+        } else {
+            destinations.clear();
+            for r in &mut real_servers {
+                r.node = None;
+            }
+        }
+        verdicts.push(Verdict {
+            name,
+            generation: vs.meta.generation,
+            key: if matches!(state, ServiceState::Invalid(_)) {
+                None
+            } else {
+                key
+            },
+            state,
+            directors,
+            real_servers,
+            destinations,
+        });
+    }
+    verdicts.sort_by(|a, b| a.name.cmp(&b.name));
+    Analysis { verdicts }
+}

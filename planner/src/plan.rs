@@ -1,0 +1,164 @@
+//! The plan of one node: what the agent on that node must make true.
+
+use std::net::IpAddr;
+
+use lvs_api::{ForwardingMethod, Protocol, Scheduler, SchedulerFlag, TunnelType};
+use serde::Serialize;
+
+/// Identity of an IPVS service: the kernel's lookup key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum ServiceKey {
+    /// address:port/protocol.
+    Tuple {
+        addr: IpAddr,
+        protocol: Protocol,
+        port: u16,
+    },
+    /// A firewall mark, per address family.
+    Fwmark { mark: u32, ipv6: bool },
+}
+
+impl ServiceKey {
+    pub fn is_ipv6(&self) -> bool {
+        match self {
+            ServiceKey::Tuple { addr, .. } => addr.is_ipv6(),
+            ServiceKey::Fwmark { ipv6, .. } => *ipv6,
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceKey::Tuple {
+                addr: IpAddr::V6(a),
+                protocol,
+                port,
+            } => write!(f, "[{a}]:{port}/{protocol}"),
+            ServiceKey::Tuple {
+                addr,
+                protocol,
+                port,
+            } => write!(f, "{addr}:{port}/{protocol}"),
+            ServiceKey::Fwmark { mark, ipv6 } => {
+                write!(f, "fwmark:{mark}/{}", if *ipv6 { "IPv6" } else { "IPv4" })
+            }
+        }
+    }
+}
+
+/// Client affinity, as IPVS takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PlannedPersistence {
+    pub timeout_seconds: u32,
+    /// Prefix length of the client grouping: 32/128 when the spec left it unset.
+    pub prefix_length: u8,
+}
+
+/// Tunnel encapsulation of a TUN destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PlannedTunnel {
+    pub type_: TunnelType,
+    /// GUE destination port; 0 for ipip and gre.
+    pub port: u16,
+    pub checksum: bool,
+    pub remote_checksum: bool,
+}
+
+/// One IPVS destination (realserver) of a service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PlannedDestination {
+    pub addr: IpAddr,
+    /// 0 keeps the packet's port (fwmark services without port mapping).
+    pub port: u16,
+    pub method: ForwardingMethod,
+    pub weight: u32,
+    pub upper_threshold: u32,
+    pub lower_threshold: u32,
+    /// Only with method TUN.
+    pub tunnel: Option<PlannedTunnel>,
+    /// The RealServer this destination comes from (namespace/name).
+    pub owner: String,
+}
+
+/// One IPVS service on a director.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PlannedService {
+    pub key: ServiceKey,
+    pub scheduler: Scheduler,
+    pub flags: Vec<SchedulerFlag>,
+    pub persistence: Option<PlannedPersistence>,
+    /// Sorted by (addr, port), unique.
+    pub destinations: Vec<PlannedDestination>,
+    /// The VirtualService (namespace/name).
+    pub owner: String,
+    pub generation: Option<i64>,
+}
+
+/// A VIP a director must hold so IPVS sees the traffic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PlannedVip {
+    pub addr: IpAddr,
+    /// The interface to hold it on; `None`: the interface holding the node's InternalIP.
+    pub interface: Option<String>,
+}
+
+/// The tunnel endpoint of a TUN realserver: one device per tunnel type and
+/// family, holding every VIP it receives traffic for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PlannedTunnelEndpoint {
+    /// The device that receives the decapsulated packets: the fallback device
+    /// the kernel creates with the tunnel module (`tunl0`, `ip6tnl0`, `gre0`,
+    /// `ip6gre0`), which accepts packets from any director.
+    pub device: String,
+    pub type_: TunnelType,
+    pub ipv6: bool,
+    /// The GUE port to listen on (fou); 0 for ipip and gre.
+    pub port: u16,
+    /// Sorted, unique.
+    pub vips: Vec<IpAddr>,
+}
+
+/// A sysctl under /proc/sys, per network namespace: `net/ipv4/ip_forward`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Sysctl {
+    pub key: String,
+    pub value: String,
+}
+
+impl Sysctl {
+    pub fn new(key: impl Into<String>, value: impl ToString) -> Self {
+        Sysctl {
+            key: key.into(),
+            value: value.to_string(),
+        }
+    }
+}
+
+/// Everything one node must have. Every list is sorted and free of duplicates,
+/// so equal inputs give equal plans whatever their order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodePlan {
+    pub node: String,
+    /// Director role: IPVS services with their destinations.
+    pub services: Vec<PlannedService>,
+    /// Director role: VIPs held on an interface.
+    pub vips: Vec<PlannedVip>,
+    /// DR realserver role: VIPs on `lo` (host scope, /32 or /128).
+    pub loopback_vips: Vec<IpAddr>,
+    /// TUN realserver role: tunnel devices with their VIPs.
+    pub tunnels: Vec<PlannedTunnelEndpoint>,
+    /// Sysctls for every role on this node.
+    pub sysctls: Vec<Sysctl>,
+}
+
+impl NodePlan {
+    /// Whether the node has nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+            && self.vips.is_empty()
+            && self.loopback_vips.is_empty()
+            && self.tunnels.is_empty()
+            && self.sysctls.is_empty()
+    }
+}

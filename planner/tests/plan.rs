@@ -1,0 +1,487 @@
+//! Table tests for every role and method, and property tests over input order.
+
+use std::net::IpAddr;
+
+use lvs_api::manifest::{ManifestSet, parse};
+use lvs_api::{ForwardingMethod, Scheduler, TunnelType};
+use lvs_planner::{NodePlan, ServiceKey, ServiceState, Sysctl, analyze, plan};
+use proptest::prelude::*;
+
+const NODES: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: dir1, labels: {lvs.lvs-operator.io/director: "true"}}
+status: {addresses: [{type: InternalIP, address: 10.10.0.2}, {type: InternalIP, address: "fd00:10::2"}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: rs1}
+status: {addresses: [{type: InternalIP, address: 10.10.0.11}, {type: InternalIP, address: "fd00:10::11"}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: rs2}
+status: {addresses: [{type: InternalIP, address: 10.10.0.12}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: rs4}
+status: {addresses: [{type: InternalIP, address: 10.20.0.14}]}
+"#;
+
+fn vs(name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  directors: {{nodeSelector: {{matchLabels: {{lvs.lvs-operator.io/director: \"true\"}}}}}}\n{body}\n---\n"
+    )
+}
+
+fn rs(name: &str, app: &str, body: &str) -> String {
+    format!(
+        "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {{name: {name}, namespace: default, labels: {{app: {app}}}}}\nspec:\n{body}\n---\n"
+    )
+}
+
+fn set(yaml: &str) -> ManifestSet {
+    let mut s = ManifestSet::default();
+    s.extend(parse(NODES).unwrap());
+    s.extend(parse(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}")));
+    s
+}
+
+fn plan_of(node: &str, s: &ManifestSet) -> NodePlan {
+    plan(node, &s.virtual_services, &s.real_servers, &s.nodes)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn has_sysctl(p: &NodePlan, key: &str, value: &str) -> bool {
+    p.sysctls.contains(&Sysctl::new(key, value))
+}
+
+#[test]
+fn nat_director_gets_service_vip_and_forwarding_and_port_mapping() {
+    let s = set(&[
+        vs("web", "  address: 192.0.2.10\n  port: 8080\n  scheduler: rr\n  realServerSelector: {matchLabels: {app: web}}"),
+        rs("a", "web", "  address: 10.10.0.11\n  port: 80\n  weight: 3"),
+        rs("b", "web", "  address: 10.10.0.12\n  port: 80"),
+    ]
+    .concat());
+    let p = plan_of("dir1", &s);
+    assert_eq!(p.services.len(), 1);
+    let svc = &p.services[0];
+    assert_eq!(
+        svc.key,
+        ServiceKey::Tuple {
+            addr: ip("192.0.2.10"),
+            protocol: lvs_api::Protocol::Tcp,
+            port: 8080
+        }
+    );
+    assert_eq!(svc.scheduler, Scheduler::Rr);
+    assert_eq!(svc.owner, "default/web");
+    let dests: Vec<(IpAddr, u16, u32, ForwardingMethod)> = svc
+        .destinations
+        .iter()
+        .map(|d| (d.addr, d.port, d.weight, d.method))
+        .collect();
+    assert_eq!(
+        dests,
+        vec![
+            (ip("10.10.0.11"), 80, 3, ForwardingMethod::Nat),
+            (ip("10.10.0.12"), 80, 1, ForwardingMethod::Nat)
+        ]
+    );
+    assert_eq!(p.vips.len(), 1);
+    assert_eq!(p.vips[0].addr, ip("192.0.2.10"));
+    assert!(has_sysctl(&p, "net/ipv4/ip_forward", "1"));
+    assert!(has_sysctl(&p, "net/ipv4/vs/conntrack", "1"));
+    assert!(p.loopback_vips.is_empty() && p.tunnels.is_empty());
+    // realserver nodes of a NAT service have nothing to do
+    assert!(plan_of("rs1", &s).is_empty());
+}
+
+#[test]
+fn dr_realserver_nodes_get_vip_on_lo_and_arp_sysctls() {
+    let s = set(&[
+        vs("dr", "  address: 192.0.2.20\n  port: 80\n  forwarding: DR\n  realServerSelector: {matchLabels: {app: dr}}"),
+        rs("rs1", "dr", "  nodeName: rs1"),
+        rs("rs2", "dr", "  nodeName: rs2\n  weight: 2"),
+    ]
+    .concat());
+    let d = plan_of("dir1", &s);
+    assert_eq!(d.services[0].destinations.len(), 2);
+    assert!(
+        d.services[0]
+            .destinations
+            .iter()
+            .all(|x| x.method == ForwardingMethod::Dr && x.port == 80)
+    );
+    assert!(
+        !has_sysctl(&d, "net/ipv4/ip_forward", "1"),
+        "DR needs no forwarding on the director"
+    );
+    for node in ["rs1", "rs2"] {
+        let p = plan_of(node, &s);
+        assert_eq!(p.loopback_vips, vec![ip("192.0.2.20")], "{node}");
+        assert!(
+            has_sysctl(&p, "net/ipv4/conf/all/arp_ignore", "1"),
+            "{node}"
+        );
+        assert!(
+            has_sysctl(&p, "net/ipv4/conf/all/arp_announce", "2"),
+            "{node}"
+        );
+        assert!(p.services.is_empty() && p.vips.is_empty());
+    }
+    assert!(plan_of("rs4", &s).is_empty());
+}
+
+#[test]
+fn tun_realserver_gets_tunnel_with_vip_and_loose_rp_filter() {
+    let s = set(&[
+        vs("tun", "  address: 192.0.2.30\n  port: 80\n  forwarding: TUN\n  tunnel: {type: ipip}\n  realServerSelector: {matchLabels: {app: tun}}"),
+        rs("rs4", "tun", "  nodeName: rs4"),
+    ]
+    .concat());
+    let d = plan_of("dir1", &s);
+    let dest = &d.services[0].destinations[0];
+    assert_eq!(dest.addr, ip("10.20.0.14"));
+    assert_eq!(dest.method, ForwardingMethod::Tun);
+    assert_eq!(dest.tunnel.unwrap().type_, TunnelType::Ipip);
+    let p = plan_of("rs4", &s);
+    assert_eq!(p.tunnels.len(), 1);
+    assert_eq!(p.tunnels[0].device, "tunl0");
+    assert_eq!(p.tunnels[0].vips, vec![ip("192.0.2.30")]);
+    assert!(has_sysctl(&p, "net/ipv4/conf/all/rp_filter", "2"));
+    assert!(has_sysctl(&p, "net/ipv4/conf/tunl0/rp_filter", "2"));
+    assert!(p.loopback_vips.is_empty());
+}
+
+#[test]
+fn gue_tunnel_carries_its_port_to_destinations_and_endpoints() {
+    let s = set(&[
+        vs("gue", "  address: 192.0.2.31\n  port: 80\n  forwarding: TUN\n  tunnel: {type: gue, port: 5555, checksum: {enabled: true}}\n  realServerSelector: {matchLabels: {app: gue}}"),
+        rs("rs4", "gue", "  nodeName: rs4"),
+    ]
+    .concat());
+    let t = plan_of("dir1", &s).services[0].destinations[0]
+        .tunnel
+        .unwrap();
+    assert_eq!((t.type_, t.port, t.checksum), (TunnelType::Gue, 5555, true));
+    let p = plan_of("rs4", &s);
+    assert_eq!(
+        (p.tunnels[0].type_, p.tunnels[0].port),
+        (TunnelType::Gue, 5555)
+    );
+}
+
+#[test]
+fn ipv6_nat_uses_v6_forwarding_and_v6_node_addresses() {
+    let s = set(&[
+        vs("v6", "  address: \"2001:db8::10\"\n  port: 80\n  persistence: {timeoutSeconds: 60}\n  realServerSelector: {matchLabels: {app: v6}}"),
+        rs("n1", "v6", "  nodeName: rs1"),
+        rs("n2", "v6", "  nodeName: rs2"),
+    ]
+    .concat());
+    let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+    let v = a.get("default/v6").unwrap();
+    assert_eq!(v.ready(), 1, "rs2 has no IPv6 InternalIP");
+    assert!(
+        v.real_servers[1]
+            .problem
+            .as_ref()
+            .unwrap()
+            .contains("no IPv6 InternalIP")
+    );
+    let p = plan_of("dir1", &s);
+    assert_eq!(p.services[0].destinations[0].addr, ip("fd00:10::11"));
+    assert_eq!(p.services[0].persistence.unwrap().prefix_length, 128);
+    assert!(has_sysctl(&p, "net/ipv6/conf/all/forwarding", "1"));
+    assert!(has_sysctl(&p, "net/ipv4/vs/expire_quiescent_template", "1"));
+}
+
+#[test]
+fn fwmark_service_has_no_vip_and_keeps_ports() {
+    let s = set(&[
+        vs(
+            "fw",
+            "  fwmark: 7\n  realServerSelector: {matchLabels: {app: fw}}",
+        ),
+        rs("a", "fw", "  address: 10.10.0.11"),
+    ]
+    .concat());
+    let p = plan_of("dir1", &s);
+    assert_eq!(
+        p.services[0].key,
+        ServiceKey::Fwmark {
+            mark: 7,
+            ipv6: false
+        }
+    );
+    assert_eq!(p.services[0].destinations[0].port, 0);
+    assert!(p.vips.is_empty());
+}
+
+#[test]
+fn realserver_override_and_cross_object_rules() {
+    let s = set(&[
+        vs("mix", "  address: 192.0.2.40\n  port: 80\n  forwarding: DR\n  realServerSelector: {matchLabels: {app: mix}}"),
+        rs("nat", "mix", "  address: 10.10.0.11\n  port: 8080\n  forwarding: NAT"),
+        rs("mapped", "mix", "  address: 10.10.0.12\n  port: 8080"),
+        rs("v6", "mix", "  address: \"fd00::1\""),
+        rs("ghost", "mix", "  nodeName: nowhere"),
+    ]
+    .concat());
+    let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+    let v = a.get("default/mix").unwrap();
+    assert_eq!((v.selected(), v.ready()), (4, 1));
+    let problem = |n: &str| {
+        v.real_servers
+            .iter()
+            .find(|r| r.name == n)
+            .unwrap()
+            .problem
+            .clone()
+            .unwrap_or_default()
+    };
+    assert!(
+        problem("default/mapped")
+            .contains("port mapping is only possible with forwarding NAT (got DR)")
+    );
+    assert!(problem("default/v6").contains("families must match"));
+    assert!(problem("default/ghost").contains("node \"nowhere\" not found"));
+    assert_eq!(problem("default/nat"), "");
+    assert_eq!(v.destinations[0].method, ForwardingMethod::Nat);
+}
+
+#[test]
+fn oldest_wins_a_conflict_and_the_loser_is_not_programmed() {
+    let mut s = set(&[
+        vs("young", "  address: 192.0.2.50\n  port: 80\n  scheduler: rr\n  realServerSelector: {matchLabels: {app: x}}"),
+        vs("old", "  address: 192.0.2.50\n  port: 80\n  scheduler: sh\n  realServerSelector: {matchLabels: {app: x}}"),
+        rs("a", "x", "  address: 10.10.0.11"),
+    ]
+    .concat());
+    s.virtual_services[0].meta.creation_timestamp = Some("2026-01-02T00:00:00Z".into());
+    s.virtual_services[1].meta.creation_timestamp = Some("2026-01-01T00:00:00Z".into());
+    let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+    assert_eq!(a.get("default/old").unwrap().state, ServiceState::Accepted);
+    assert_eq!(
+        a.get("default/young").unwrap().state,
+        ServiceState::Conflict {
+            winner: "default/old".into()
+        }
+    );
+    assert!(a.get("default/young").unwrap().involved_nodes().is_empty());
+    let p = plan_of("dir1", &s);
+    assert_eq!(p.services.len(), 1);
+    assert_eq!(p.services[0].scheduler, Scheduler::Sh);
+    // same protocol on another port, or another protocol, is no conflict
+    let s2 = set(&[
+        vs("tcp", "  address: 192.0.2.50\n  port: 80\n  realServerSelector: {matchLabels: {app: x}}"),
+        vs("udp", "  address: 192.0.2.50\n  port: 80\n  protocol: UDP\n  realServerSelector: {matchLabels: {app: x}}"),
+    ]
+    .concat());
+    assert_eq!(plan_of("dir1", &s2).services.len(), 2);
+}
+
+#[test]
+fn ties_without_timestamps_break_by_name() {
+    let s = set(&[
+        vs("b", "  fwmark: 3\n  realServerSelector: {}"),
+        vs("a", "  fwmark: 3\n  realServerSelector: {}"),
+    ]
+    .concat());
+    let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+    assert_eq!(a.get("default/a").unwrap().state, ServiceState::Accepted);
+    assert!(matches!(
+        a.get("default/b").unwrap().state,
+        ServiceState::Conflict { .. }
+    ));
+}
+
+#[test]
+fn invalid_service_is_reported_and_not_programmed() {
+    let mut s = set(&vs(
+        "ok",
+        "  address: 192.0.2.60\n  port: 80\n  realServerSelector: {}",
+    ));
+    // bypass admission, as a stale object in the API server could
+    s.virtual_services[0].spec.port = Some(0);
+    let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+    assert!(matches!(&a.verdicts[0].state, ServiceState::Invalid(m) if m.contains("spec.port")));
+    assert!(plan_of("dir1", &s).is_empty());
+}
+
+#[test]
+fn selector_is_namespaced_and_duplicate_destinations_are_refused() {
+    let mut s = set(&[
+        vs(
+            "web",
+            "  address: 192.0.2.70\n  port: 80\n  realServerSelector: {matchLabels: {app: web}}",
+        ),
+        rs("a", "web", "  address: 10.10.0.11"),
+        rs("b", "web", "  address: 10.10.0.11"),
+        rs("other", "web", "  address: 10.10.0.12"),
+    ]
+    .concat());
+    s.real_servers
+        .iter_mut()
+        .find(|r| r.meta.name == "other")
+        .unwrap()
+        .meta
+        .namespace = "other".into();
+    let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+    let v = a.get("default/web").unwrap();
+    assert_eq!((v.selected(), v.ready()), (2, 1));
+    assert!(
+        v.real_servers[1]
+            .problem
+            .as_ref()
+            .unwrap()
+            .contains("already a destination")
+    );
+}
+
+#[test]
+fn sh_and_mh_flags_reach_the_plan() {
+    let s = set(&vs(
+        "sh",
+        "  address: 192.0.2.80\n  port: 80\n  scheduler: sh\n  schedulerFlags: [sh-port, sh-fallback]\n  realServerSelector: {}",
+    ));
+    let p = plan_of("dir1", &s);
+    assert_eq!(
+        p.services[0].flags,
+        vec![
+            lvs_api::SchedulerFlag::ShFallback,
+            lvs_api::SchedulerFlag::ShPort
+        ]
+    );
+}
+
+// ---- properties -----------------------------------------------------------
+
+fn world() -> impl Strategy<Value = ManifestSet> {
+    let svc = (
+        0u8..4,
+        0u8..3,
+        prop::sample::select(vec!["NAT", "DR", "TUN"]),
+        prop::bool::ANY,
+        0u8..3,
+    );
+    let real = (0u8..3, 0u8..6, prop::bool::ANY, 0u16..4);
+    (prop::collection::vec(svc, 0..6), prop::collection::vec(real, 0..10)).prop_map(|(svcs, reals)| {
+        let mut yaml = String::new();
+        for (i, (addr, port, method, valid, app)) in svcs.iter().enumerate() {
+            let port = if *valid { 80 + *port as u32 } else { 0 };
+            yaml += &vs(
+                &format!("vs{i}"),
+                &format!(
+                    "  address: 192.0.2.{addr}\n  port: {}\n  forwarding: {method}\n  realServerSelector: {{matchLabels: {{app: a{app}}}}}",
+                    if port == 0 { 80 } else { port }
+                ),
+            );
+        }
+        for (i, (app, host, by_node, weight)) in reals.iter().enumerate() {
+            let body = if *by_node {
+                format!("  nodeName: {}\n  weight: {weight}", ["rs1", "rs2", "rs4", "dir1", "gone", "rs1"][*host as usize])
+            } else {
+                format!("  address: 10.10.0.{}\n  weight: {weight}", 11 + host)
+            };
+            yaml += &rs(&format!("r{i}"), &format!("a{app}"), &body);
+        }
+        let mut s = set(&yaml);
+        for (i, (_, _, _, valid, _)) in svcs.iter().enumerate() {
+            let o = &mut s.virtual_services[i];
+            o.meta.creation_timestamp = Some(format!("2026-01-01T00:00:{:02}Z", (i * 7) % 5));
+            if !valid {
+                o.spec.port = Some(0);
+            }
+        }
+        s
+    })
+}
+
+fn shuffled<T: Clone>(v: &[T], seed: u64) -> Vec<T> {
+    let mut out = v.to_vec();
+    let mut x = seed | 1;
+    for i in (1..out.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    out
+}
+
+const ALL_NODES: [&str; 4] = ["dir1", "rs1", "rs2", "rs4"];
+
+proptest! {
+    #[test]
+    fn plan_is_independent_of_input_order(s in world(), seed in any::<u64>()) {
+        let vss = shuffled(&s.virtual_services, seed);
+        let rss = shuffled(&s.real_servers, seed.rotate_left(17));
+        let nodes = shuffled(&s.nodes, seed.rotate_left(33));
+        for n in ALL_NODES {
+            prop_assert_eq!(plan(n, &s.virtual_services, &s.real_servers, &s.nodes), plan(n, &vss, &rss, &nodes));
+        }
+    }
+
+    #[test]
+    fn plans_have_no_duplicate_keys_and_are_sorted(s in world()) {
+        for n in ALL_NODES {
+            let p = plan(n, &s.virtual_services, &s.real_servers, &s.nodes);
+            let keys: Vec<ServiceKey> = p.services.iter().map(|x| x.key).collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            sorted.dedup();
+            prop_assert_eq!(&keys, &sorted);
+            for svc in &p.services {
+                let d: Vec<(IpAddr, u16)> = svc.destinations.iter().map(|d| (d.addr, d.port)).collect();
+                let mut ds = d.clone();
+                ds.sort();
+                ds.dedup();
+                prop_assert_eq!(d, ds);
+            }
+            let mut sys = p.sysctls.clone();
+            sys.dedup_by(|a, b| a.key == b.key);
+            prop_assert_eq!(sys.len(), p.sysctls.len(), "one value per sysctl");
+        }
+    }
+
+    #[test]
+    fn every_dr_realserver_node_gets_the_vip_on_lo_and_arp_sysctls(s in world()) {
+        let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+        for v in a.accepted() {
+            let Some(ServiceKey::Tuple { addr, .. }) = v.key else { continue };
+            for d in v.destinations.iter().filter(|d| d.method == ForwardingMethod::Dr) {
+                let rsv = v.real_servers.iter().find(|r| r.name == d.owner).unwrap();
+                let Some(node) = &rsv.node else { continue };
+                if v.directors.contains(node) { continue; }
+                let p = plan(node, &s.virtual_services, &s.real_servers, &s.nodes);
+                prop_assert!(p.loopback_vips.contains(&addr));
+                prop_assert!(has_sysctl(&p, "net/ipv4/conf/all/arp_ignore", "1"));
+                prop_assert!(has_sysctl(&p, "net/ipv4/conf/all/arp_announce", "2"));
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_is_planned_for_invalid_or_conflicting_services(s in world()) {
+        let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+        let p = plan("dir1", &s.virtual_services, &s.real_servers, &s.nodes);
+        let owners: Vec<&str> = p.services.iter().map(|x| x.owner.as_str()).collect();
+        for v in &a.verdicts {
+            let planned = owners.contains(&v.name.as_str());
+            prop_assert_eq!(planned, v.state == ServiceState::Accepted, "{}: {:?}", v.name, v.state);
+        }
+        // exactly one accepted owner per key
+        let mut keys: Vec<ServiceKey> = a.accepted().filter_map(|v| v.key).collect();
+        let n = keys.len();
+        keys.sort();
+        keys.dedup();
+        prop_assert_eq!(n, keys.len());
+    }
+}
