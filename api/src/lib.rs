@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod enums;
+pub mod lvsnode;
 pub mod manifest;
 pub mod object;
 pub mod realserver;
@@ -18,6 +19,7 @@ pub mod virtualservice;
 pub use enums::{
     Family, ForwardingMethod, Protocol, Scheduler, SchedulerFlag, SelectorOperator, TunnelType,
 };
+pub use lvsnode::{LvsNodeSpec, LvsNodeStatus, ServiceReport};
 pub use object::{Meta, NodeInfo, Object};
 pub use realserver::{RealServerSpec, RealServerStatus};
 pub use selector::{LabelSelector, LabelSelectorRequirement};
@@ -28,6 +30,8 @@ pub use virtualservice::{
     VirtualServiceSpec, VirtualServiceStatus,
 };
 
+#[cfg(feature = "kube")]
+pub use lvsnode::LvsNode;
 #[cfg(feature = "kube")]
 pub use realserver::RealServer;
 #[cfg(feature = "kube")]

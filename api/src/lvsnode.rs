@@ -1,0 +1,71 @@
+//! The LvsNode kind: what the agent on one node has programmed.
+//!
+//! Each agent writes only the object named after its node, so agents never
+//! race on a VirtualService's status; the operator aggregates these reports
+//! into each VirtualService's Programmed condition.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The report of the agent on one node. Cluster-scoped, named after the node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "kube", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "lvs.lvs-operator.io",
+        version = "v1alpha1",
+        kind = "LvsNode",
+        plural = "lvsnodes",
+        singular = "lvsnode",
+        shortname = "lvsnode",
+        category = "lvs",
+        status = "LvsNodeStatus",
+        printcolumn = r#"{"name":"Services","type":"integer","jsonPath":".status.programmedCount"}"#,
+        printcolumn = r#"{"name":"Errors","type":"integer","jsonPath":".status.errorCount"}"#,
+        printcolumn = r#"{"name":"LastSync","type":"date","jsonPath":".status.lastSyncTime"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LvsNodeSpec {
+    /// The node this report is about (equal to metadata.name).
+    pub node_name: String,
+}
+
+/// What the agent has programmed, as of its last sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LvsNodeStatus {
+    /// When the agent last finished a sync (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+    /// Number of VirtualServices programmed without error.
+    #[serde(default)]
+    pub programmed_count: u32,
+    /// Number of VirtualServices with an error on this node.
+    #[serde(default)]
+    pub error_count: u32,
+    /// One entry per VirtualService this node has a role in, sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceReport>,
+}
+
+/// The state of one VirtualService on one node.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceReport {
+    /// namespace/name of the VirtualService.
+    pub name: String,
+    /// The generation the node has programmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// director, dr-realserver or tun-realserver.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Empty when programmed; otherwise what failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
