@@ -1,0 +1,132 @@
+# Node-agent harness for lab scenarios (busybox sh): one agent per node
+# namespace, all reading the same manifest directory, in standalone mode:
+#
+#   ip netns exec NODE node-agent --config-dir DIR --node-name NODE \
+#       --state-dir DIR [--resync-interval SECS]
+#
+# The binary comes into the VM with `run-vm.sh --add <path>:/usr/local/bin/node-agent`
+# (run-suite.sh does this for agent-* scenarios). LAB_AGENT_BIN overrides it.
+# shellcheck shell=sh
+
+LAB_AGENT_BIN="${LAB_AGENT_BIN:-/usr/local/bin/node-agent}"
+LAB_MANIFESTS="${LAB_MANIFESTS:-/run/lab/manifests}"
+LAB_AGENT_RUN=/run/lab/agents
+# Agent logs: /out/agents/<scenario>/<node>.log
+_agent_logs() { echo "/out/agents/${LAB_SCENARIO:-adhoc}"; }
+# Resync period handed to the agents, seconds.
+LAB_AGENT_RESYNC="${LAB_AGENT_RESYNC:-5}"
+# Log filter for the agents (tracing EnvFilter syntax).
+LAB_AGENT_LOG="${LAB_AGENT_LOG:-info}"
+
+# --- manifests ------------------------------------------------------------------
+
+# manifest_write NAME: store stdin as $LAB_MANIFESTS/NAME.yaml, atomically (the
+# agents watch the directory and must never see half a file).
+manifest_write() {
+    mkdir -p "$LAB_MANIFESTS"
+    cat >"$LAB_MANIFESTS/.$1.yaml.tmp" && mv "$LAB_MANIFESTS/.$1.yaml.tmp" "$LAB_MANIFESTS/$1.yaml"
+}
+manifest_remove() { rm -f "$LAB_MANIFESTS/$1.yaml"; }
+
+# manifest_node NODE [LABEL=VALUE...]: a v1 Node for a lab node, with its
+# addresses as InternalIP (IPv4 first) and the labels given plus
+# kubernetes.io/hostname and lab.lvs-operator.io/node.
+manifest_node() {
+    _node="$1"; shift
+    {
+        echo "apiVersion: v1"
+        echo "kind: Node"
+        echo "metadata:"
+        echo "  name: $_node"
+        echo "  labels:"
+        echo "    kubernetes.io/hostname: $_node"
+        echo "    lab.lvs-operator.io/node: $_node"
+        for _kv in "$@"; do echo "    ${_kv%%=*}: \"${_kv#*=}\""; done
+        echo "status:"
+        echo "  addresses:"
+        echo "  - type: InternalIP"
+        echo "    address: $(topo_ip4 "$_node")"
+        echo "  - type: InternalIP"
+        echo "    address: $(topo_ip6 "$_node")"
+        echo "  - type: Hostname"
+        echo "    address: $_node"
+    } | manifest_write "node-$_node"
+}
+
+# manifest_lab_nodes: Node objects for the directors (role=director) and the
+# realservers (role=realserver) of the topology.
+manifest_lab_nodes() {
+    for _n in dir1 dir2; do manifest_node "$_n" lab.lvs-operator.io/role=director; done
+    for _n in $TOPO_REALSERVERS; do manifest_node "$_n" lab.lvs-operator.io/role=realserver; done
+}
+
+# --- agents -----------------------------------------------------------------------
+
+# agent_start NODE [EXTRA_ARG...]: start the agent in NODE's namespace (via
+# `ip netns exec`, so /sys matches the namespace). Its output goes to
+# /out/agents/<scenario>/NODE.log, appended across restarts.
+agent_start() {
+    _node="$1"; shift
+    [ -x "$LAB_AGENT_BIN" ] || fail "node agent binary $LAB_AGENT_BIN is missing in the VM"
+    mkdir -p "$LAB_AGENT_RUN" "$(_agent_logs)" "$LAB_MANIFESTS" "/run/lab/state/$_node"
+    echo "=== agent start $(cut -d' ' -f1 /proc/uptime)s: $*" >>"$(_agent_logs)/$_node.log"
+    # env -> ip netns exec -> agent: each execs the next, so $! is the agent's pid.
+    env RUST_LOG="$LAB_AGENT_LOG" RUST_BACKTRACE=1 /usr/sbin/ip netns exec "$_node" "$LAB_AGENT_BIN" \
+        --config-dir "$LAB_MANIFESTS" --node-name "$_node" \
+        --state-dir "/run/lab/state/$_node" --resync-interval "$LAB_AGENT_RESYNC" "$@" \
+        >>"$(_agent_logs)/$_node.log" 2>&1 &
+    echo $! >"$LAB_AGENT_RUN/$_node.pid"
+    sleep 0.2
+    agent_alive "$_node" || fail "agent on $_node exited at once: $(tail -n 5 "$(_agent_logs)/$_node.log")"
+}
+
+# agent_alive NODE: the agent process started on NODE still runs.
+agent_alive() {
+    [ -f "$LAB_AGENT_RUN/$1.pid" ] && pid_running "$(cat "$LAB_AGENT_RUN/$1.pid")"
+}
+
+# agent_stop NODE [SIGNAL]: stop the agent (default TERM, KILL after 10 s).
+agent_stop() {
+    _pidf="$LAB_AGENT_RUN/$1.pid"
+    [ -f "$_pidf" ] || return 0
+    _pid="$(cat "$_pidf")"
+    kill "-${2:-TERM}" "$_pid" 2>/dev/null
+    wait_until 10 _agent_gone "$_pid" || kill -KILL "$_pid" 2>/dev/null
+    rm -f "$_pidf"
+    echo "=== agent stopped $(cut -d' ' -f1 /proc/uptime)s (signal ${2:-TERM})" >>"$(_agent_logs)/$1.log"
+}
+_agent_gone() { ! pid_running "$1"; }
+
+agent_stop_all() {
+    for _f in "$LAB_AGENT_RUN"/*.pid; do
+        [ -f "$_f" ] && agent_stop "$(basename "$_f" .pid)"
+    done
+    return 0
+}
+
+# --- convergence ----------------------------------------------------------------
+
+# ipvs_rules NODE: the node's IPVS table as sorted `ipvsadm -Sn` lines.
+ipvs_rules() { nsx "$1" ipvsadm -Sn | LC_ALL=C sort; }
+
+# ipvs_expect NODE SECS: wait until NODE's `ipvsadm -Sn` equals stdin (order
+# does not matter; empty stdin means an empty table). Fails the scenario with a
+# diff and the agent's last log lines after SECS.
+ipvs_expect() {
+    _want="/tmp/ipvs-want.$1"; _got="/tmp/ipvs-got.$1"
+    grep -v '^[[:space:]]*$' | LC_ALL=C sort >"$_want"
+    _deadline=$(( $(date +%s) + $2 ))
+    while :; do
+        ipvs_rules "$1" >"$_got"
+        cmp -s "$_want" "$_got" && { echo "ok: ipvs table on $1 converged"; return 0; }
+        [ "$(date +%s)" -lt "$_deadline" ] || break
+        sleep 0.5
+    done
+    echo "ipvs table on $1 after $2 s (--- expected, +++ actual):"
+    diff -u "$_want" "$_got" | sed -n '3,$p'
+    [ -f "$(_agent_logs)/$1.log" ] && { echo "last agent log lines on $1:"; tail -n 20 "$(_agent_logs)/$1.log"; }
+    fail "ipvs table on $1 did not converge within $2 s"
+}
+
+# ipvs_expect_quiet NODE SECS: like ipvs_expect, but returns 1 instead of failing.
+ipvs_expect_quiet() { ( LAB_WHY_FILE=/tmp/why.quiet; ipvs_expect "$@" >/dev/null ); }

@@ -1,0 +1,136 @@
+# IPVS and traffic checks for lab scenarios (busybox sh). Sourced by
+# /lab/scenario.sh after lib.sh and topology.sh.
+# shellcheck shell=sh
+
+# ipvs NODE ARGS...: ipvsadm inside NODE.
+ipvs() { _n="$1"; shift; nsx "$_n" ipvsadm "$@"; }
+
+# ipvs_svc_stat NODE -t|-u VIP:PORT FIELD: a service counter from
+# `ipvsadm -Ln --stats --exact`; FIELD is conns, inpkts, outpkts, inbytes or outbytes.
+ipvs_svc_stat() {
+    ipvs "$1" -Ln --stats --exact "$2" "$3" | awk -v f="$4" '
+        BEGIN { split("conns inpkts outpkts inbytes outbytes", names, " "); for (i in names) col[names[i]] = i + 2 }
+        $1 == "TCP" || $1 == "UDP" || $1 == "SCTP" || $1 == "FWM" { print $(col[f]); exit }'
+}
+
+# ipvs_dest_field NODE -t|-u VIP:PORT RIP:PORT FIELD: a destination column from
+# `ipvsadm -Ln`; FIELD is forward, weight, active or inactive.
+ipvs_dest_field() {
+    ipvs "$1" -Ln "$2" "$3" | awk -v d="$4" -v f="$5" '
+        BEGIN { col["forward"] = 3; col["weight"] = 4; col["active"] = 5; col["inactive"] = 6 }
+        $1 == "->" && $2 == d { print $(col[f]); exit }'
+}
+
+# ipvs_wait_conns NODE -t VIP:PORT N: wait (up to 8 s) until the service's
+# published Conns counter reaches N. IPVS counters are published by the rate
+# estimator every 2 s, so packet counts are only final once Conns is.
+ipvs_wait_conns() {
+    wait_until 8 _ipvs_conns_reached "$@" \
+        || fail "$3 on $1: Conns counter stayed at $(ipvs_svc_stat "$1" "$2" "$3" conns), expected $4"
+}
+_ipvs_conns_reached() { [ "$(ipvs_svc_stat "$1" "$2" "$3" conns)" -ge "$4" ] 2>/dev/null; }
+
+# ipvs_expect_sched NODE -t VIP:PORT SCHED: the service is listed with SCHED.
+ipvs_expect_sched() {
+    _got="$(ipvs "$1" -Ln "$2" "$3" | awk '$1 == "TCP" || $1 == "UDP" {print $3; exit}')"
+    expect_eq "scheduler of $3 in ipvsadm -Ln on $1" "$4" "$_got"
+}
+
+# fetch_dist N URL [NODE]: N sequential GETs; sets DIST_<rs>, DIST_ERR and
+# DIST_DISTINCT (number of distinct realservers that answered).
+fetch_dist() {
+    _bodies="$(topo_fetch_n "$1" "$2" "${3:-client}")"
+    DIST_DISTINCT=0
+    for _r in $TOPO_REALSERVERS; do
+        _c="$(printf '%s\n' "$_bodies" | topo_count "$_r")"
+        eval "DIST_$_r=$_c"
+        [ "$_c" -gt 0 ] && DIST_DISTINCT=$((DIST_DISTINCT + 1))
+    done
+    DIST_ERR="$(printf '%s\n' "$_bodies" | topo_count ERR)"
+    DIST_SUMMARY="$(for _r in $TOPO_REALSERVERS; do eval "printf '%s=%s ' $_r \$DIST_$_r"; done)ERR=$DIST_ERR"
+    echo "distribution of $1 GETs of $2: $DIST_SUMMARY"
+}
+# dist_of RS: the count for RS from the last fetch_dist.
+dist_of() { eval "echo \$DIST_$1"; }
+
+# expect_no_errors: every request of the last fetch_dist was answered.
+expect_no_errors() { expect_eq "failed requests ($DIST_SUMMARY)" 0 "$DIST_ERR"; }
+
+# expect_sticky: the last fetch_dist went to exactly one realserver.
+expect_sticky() { expect_eq "realservers that answered ($DIST_SUMMARY)" 1 "$DIST_DISTINCT"; }
+
+# dist_winner: the realserver that got every request of the last fetch_dist.
+dist_winner() {
+    for _r in $TOPO_REALSERVERS; do [ "$(dist_of "$_r")" -gt 0 ] && echo "$_r"; done | head -n1
+}
+
+# client_source ADDR: the client's traffic to IPv4 VIPs leaves from ADDR (an
+# address of the client's eth0, added if missing), to vary the source for
+# source-hashing schedulers.
+client_source() {
+    /usr/sbin/ip -n client addr replace "$1/24" dev eth0 nodad 2>/dev/null \
+        || /usr/sbin/ip -n client addr replace "$1/24" dev eth0
+    /usr/sbin/ip -n client route replace 203.0.113.0/24 via 198.51.100.1 src "$1"
+}
+
+# hold_conns N VIP PORT: open N idle TCP connections from the client, one at a
+# time, each established before the next (the scheduler sees the previous
+# ones). They stay open until topo_down.
+hold_conns() {
+    _i=0
+    while [ "$_i" -lt "$1" ]; do
+        nsx client sh -c "sleep 600 | nc $2 $3 >/dev/null 2>&1 &"
+        _i=$((_i + 1))
+        wait_until 5 _client_established "$_i" "$2" "$3" || fail "connection $_i to $2:$3 not established"
+    done
+}
+_client_established() {
+    _hex="$(printf '%04X' "$3")"
+    _n="$(nsx client cat /proc/net/tcp | awk -v p=":$_hex" '$3 ~ p"$" && $4 == "01"' | wc -l)"
+    [ "$_n" -ge "$1" ]
+}
+
+# --- scheduler scenarios ---------------------------------------------------------
+# sched_service SCHED [PORT] [RSPORT]: on a fresh topology, a NAT service
+# 203.0.113.40:PORT (default 8080) on dir1 with scheduler SCHED over rs1..rs3
+# (port RSPORT, default 80) with weights rs1=1 rs2=3 rs3=2; checks that
+# `ipvsadm -Ln` lists it with SCHED. Call sched_topology first.
+SCHED_VIP=203.0.113.40
+SCHED_WEIGHTS="rs1=1 rs2=3 rs3=2"
+sched_topology() {
+    topo_up || fail "topology did not come up"
+    topo_rs_gateway dir1 || fail "cannot route rs1-rs3 via dir1"
+    nsx dir1 sysctl -q -w net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
+    /usr/sbin/ip -n dir1 addr add "$SCHED_VIP/32" dev eth0
+}
+sched_service() {
+    _svc="$SCHED_VIP:${2:-8080}"
+    ipvs dir1 -A -t "$_svc" -s "$1" || fail "ipvsadm -A -t $_svc -s $1 was refused"
+    for _rw in $SCHED_WEIGHTS; do
+        _r="${_rw%%=*}"
+        ipvs dir1 -a -t "$_svc" -r "$(topo_ip4 "$_r"):${3:-80}" -m -w "${_rw#*=}" \
+            || fail "ipvsadm -a $_r to $_svc failed"
+    done
+    ipvs dir1 -Ln -t "$_svc"
+    ipvs_expect_sched dir1 -t "$_svc" "$1"
+}
+# sched_url: the HTTP URL of the scheduler service.
+sched_url() { echo "http://$SCHED_VIP:8080/"; }
+
+# expect_active_conns PORT rs1=N rs2=N rs3=N: ActiveConn per destination of
+# $SCHED_VIP:PORT, after the held connections are all counted.
+expect_active_conns() {
+    _port="$1"; shift
+    _total=0
+    for _rn in "$@"; do _total=$((_total + ${_rn#*=})); done
+    wait_until 5 _active_total_is "$_port" "$_total" || true
+    ipvs dir1 -Ln -t "$SCHED_VIP:$_port"
+    for _rn in "$@"; do
+        _r="${_rn%%=*}"
+        expect_eq "ActiveConn of $_r on :$_port" "${_rn#*=}" \
+            "$(ipvs_dest_field dir1 -t "$SCHED_VIP:$_port" "$(topo_ip4 "$_r"):$_port" active)"
+    done
+}
+_active_total_is() {
+    [ "$(ipvs dir1 -Ln -t "$SCHED_VIP:$1" | awk '$1 == "->" && $5 ~ /^[0-9]+$/ {s += $5} END {print s + 0}')" -eq "$2" ]
+}

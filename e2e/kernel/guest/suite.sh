@@ -1,0 +1,62 @@
+# Guest side of run-suite.sh: run the named scenarios one after another, each
+# on a fresh topology, and report each result on the data channel:
+#   @@RESULT PASS <name>   |   @@RESULT FAIL <name>: <why>
+# Each scenario's output goes to /out/logs/<name>.log; on failure the kernel
+# log of that scenario and the agents' logs are appended and the file is sent
+# at once (the rest goes at the end of the run).
+#   suite.sh NAME...
+# shellcheck shell=sh
+. /lab/lib.sh
+. /lab/topology.sh
+. /lab/agent.sh
+
+SCENARIO_TIMEOUT="${LAB_SCENARIO_TIMEOUT:-120}"
+mkdir -p /out/logs
+status=0
+for name in "$@"; do
+    f="/lab/scenarios/$name.sh"
+    log="/out/logs/$name.log"
+    why=/tmp/why
+    rm -f "$why"
+    dmesg -c >/dev/null 2>&1
+    export LAB_SCENARIO="$name"
+    t0="$(cut -d' ' -f1 /proc/uptime)"
+    echo "--- $name (uptime ${t0}s)"
+    if [ ! -f "$f" ]; then
+        echo "no such scenario $f" >"$log"; echo "no such scenario" >"$why"; rc=2
+    else
+        LAB_WHY_FILE="$why" timeout -s KILL "$SCENARIO_TIMEOUT" sh "$f" >"$log" 2>&1
+        rc=$?
+    fi
+    # Clean up whatever the scenario left behind, timed out or not.
+    agent_stop_all
+    topo_down
+    rm -rf /run/lab
+    t1="$(cut -d' ' -f1 /proc/uptime)"
+    if [ "$rc" -eq 0 ]; then
+        echo "--- PASS $name (${t0}s -> ${t1}s)"
+        lab_channel_send "@@RESULT PASS $name"
+        continue
+    fi
+    status=1
+    if [ -s "$why" ]; then
+        reason="$(head -n1 "$why")"
+    elif [ "$rc" -eq 137 ] || [ "$rc" -eq 143 ]; then
+        reason="timed out after ${SCENARIO_TIMEOUT}s"
+    else
+        reason="exited with status $rc without a reason (last line: $(tail -n1 "$log"))"
+    fi
+    {
+        echo "--- kernel log during $name:"
+        dmesg 2>/dev/null | tail -n 60
+        for a in "/out/agents/$name"/*.log; do
+            [ -f "$a" ] || continue
+            echo "--- agent log $(basename "$a" .log) (last 80 lines):"
+            tail -n 80 "$a"
+        done
+    } >>"$log"
+    echo "--- FAIL $name: $reason (${t0}s -> ${t1}s)"
+    lab_emit_file "$log" "logs/$name.log"
+    lab_channel_send "@@RESULT FAIL $name: $reason"
+done
+exit "$status"
