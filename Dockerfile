@@ -1,0 +1,21 @@
+# One image with both binaries: lvs-operator (Deployment) and node-agent (DaemonSet).
+#   docker build -t lvs-operator:dev .
+#   docker build --build-arg PROFILE=release -t lvs-operator:dev .
+# The build stage compiles a static musl binary so the final stage needs no libc.
+
+FROM rust:1.95-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends musl-tools && rm -rf /var/lib/apt/lists/* \
+ && rustup target add x86_64-unknown-linux-musl
+WORKDIR /src
+COPY . .
+ENV CC_x86_64_unknown_linux_musl=musl-gcc
+RUN cargo build --locked --release --target x86_64-unknown-linux-musl -p lvs-operator -p lvs-node-agent \
+ && mkdir -p /out \
+ && cp target/x86_64-unknown-linux-musl/release/lvs-operator target/x86_64-unknown-linux-musl/release/node-agent /out/
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/lvs-operator /out/node-agent /usr/local/bin/
+# The operator runs as the image's non-root user; the agent's pod spec runs it
+# as uid 0 with only NET_ADMIN (see charts/lvs-operator).
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/lvs-operator"]
