@@ -25,10 +25,12 @@ jwt_claims() {
   base64 -d <<<"$p"
 }
 
-# ensure_namespaces FILE -> create every namespace FILE's objects name in metadata.
+# ensure_namespaces FILE -> create the namespaces FILE's objects live in, so a
+# fixture is judged on its own content rather than on a missing namespace.
 ensure_namespaces() {
   local ns
-  for ns in $(sed -nE 's/^  namespace:[[:space:]]*"?([a-z0-9-]+)"?[[:space:]]*$/\1/p' "$1" | sort -u); do
+  for ns in $(kubectl create --dry-run=client --validate=false -o json -f "$1" 2>/dev/null |
+    jq -r 'if .kind == "List" then .items[] else . end | .metadata.namespace // empty' | sort -u); do
     kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns"
   done
 }

@@ -16,27 +16,31 @@ cache=${LVS_CACHE:-$repo/.cache}
 export LVS_LAB_DIR=$cache/cluster-lab/suite-$$
 filter=${1:-}
 
-passed=0 failed=0
-# Results go to fd 3 (the real stdout); scenario noise goes to per-scenario logs.
+# Every result is one line in $results (shared with the scenario subshells) and
+# on fd 3, the real stdout; scenario noise goes to per-scenario logs.
 exec 3>&1
-pass() { echo "PASS $1" >&3; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2" >&3; failed=$((failed + 1)); }
-summary() { echo "$passed passed, $failed failed" >&3; }
+mkdir -p "$cache/cluster-lab"
+results=$(mktemp "$cache/cluster-lab/results.XXXXXX")
+pass() { echo "PASS $1" >>"$results"; echo "PASS $1" >&3; }
+fail() { echo "FAIL $1: $2" >>"$results"; echo "FAIL $1: $2" >&3; }
+count() { grep -c "^$1 " "$results" || true; }
+summary() { echo "$(count PASS) passed, $(count FAIL) failed" >&3; }
 
-lab_started=0
+lab_started=0 scenario_pid=
 cleanup() {
   local rc=$?
+  [[ -n $scenario_pid ]] && kill "$scenario_pid" 2>/dev/null
   if ((lab_started)) && [[ -z ${LVS_KEEP_LAB:-} ]]; then
     "$here/lab.sh" down >>"$LVS_LAB_DIR/suite.log" 2>&1 || echo "run-suite.sh: lab.sh down failed, see $LVS_LAB_DIR/suite.log" >&2
-    if ((failed == 0 && rc == 0)); then rm -rf "$LVS_LAB_DIR"; else echo "run-suite.sh: logs kept in $LVS_LAB_DIR" >&2; fi
+    if (($(count FAIL) == 0 && rc == 0)); then rm -rf "$LVS_LAB_DIR"; else echo "run-suite.sh: logs kept in $LVS_LAB_DIR" >&2; fi
   elif ((lab_started)); then
     echo "run-suite.sh: lab left running; eval \"\$(LVS_LAB_DIR=$LVS_LAB_DIR $here/lab.sh env)\"" >&2
   fi
+  rm -f "$results"
 }
 trap cleanup EXIT
 trap 'fail suite "interrupted"; summary; exit 130' INT TERM
 
-mkdir -p "$cache/cluster-lab"
 build_log=$cache/cluster-lab/build-tools.log
 if "$here/build-tools.sh" >"$build_log" 2>&1; then
   pass lab/build-tools
@@ -84,28 +88,24 @@ mkdir -p "$LVS_LAB_DIR/scenarios"
 for s in "${scenarios[@]}"; do
   name=${s%%:*} fn=${s#*:}
   slog=$LVS_LAB_DIR/scenarios/$name.log
-  before_fail=$failed before_pass=$passed
-  # Each scenario runs in a subshell under `set -e`; its results come back over
-  # a pipe so the counters in this shell stay right.
-  res=$LVS_LAB_DIR/scenarios/$name.results
+  before=$(wc -l <"$results")
+  # Each scenario runs in a subshell under `set -e`, in the background so that
+  # an interrupt reaches the traps at once instead of after the scenario.
   (
     set -eo pipefail
     exec >"$slog" 2>&1
-    pass() { echo "PASS $1" >>"$res"; echo "PASS $1" >&3; }
-    fail() { echo "FAIL $1: $2" >>"$res"; echo "FAIL $1: $2" >&3; }
     "$fn"
-  )
-  rc=$?
-  if [[ -f $res ]]; then
-    passed=$((passed + $(grep -c '^PASS ' "$res" || true)))
-    failed=$((failed + $(grep -c '^FAIL ' "$res" || true)))
-  fi
+  ) &
+  scenario_pid=$!
+  rc=0
+  wait "$scenario_pid" || rc=$?
+  scenario_pid=
   if ((rc != 0)); then
     fail "$name" "scenario aborted (exit $rc): $(tail -n 1 "$slog") (log: $slog)"
-  elif ((passed == before_pass && failed == before_fail)); then
+  elif (($(wc -l <"$results") == before)); then
     fail "$name" "scenario reported no result (log: $slog)"
   fi
 done
 
 summary
-((failed == 0))
+(($(count FAIL) == 0))

@@ -13,6 +13,18 @@ t_lab_apiserver() {
     fail lab/apiserver-ready "/readyz: $(error_line "$out")"
   fi
 
+  # Guests on qemu user networking reach this listener as 10.0.2.2 (slirp
+  # forwards to host loopback); the serving certificate must verify for that IP.
+  local hostport=${LVS_LAB_APISERVER#https://}
+  local vmhostport=${LVS_LAB_APISERVER_VM#https://}
+  rc=0; out=$(curl -sS --cacert "$LVS_LAB_CA" --cert "$LVS_LAB_DIR/pki/admin.crt" --key "$LVS_LAB_DIR/pki/admin.key" \
+    --connect-to "$vmhostport:$hostport" "$LVS_LAB_APISERVER_VM/readyz" 2>&1) || rc=$?
+  if ((rc == 0)) && [[ $out == ok ]]; then
+    pass lab/vm-address-tls
+  else
+    fail lab/vm-address-tls "$LVS_LAB_APISERVER_VM/readyz (via $hostport) with the lab CA: $(first_line "$out")"
+  fi
+
   local v cminor sminor sver
   v=$(kubectl version -o json)
   cminor=$(jq -r '.clientVersion.minor' <<<"$v")
