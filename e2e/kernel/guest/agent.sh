@@ -53,10 +53,13 @@ manifest_node() {
     } | manifest_write "node-$_node"
 }
 
-# manifest_lab_nodes: Node objects for the directors (role=director) and the
-# realservers (role=realserver) of the topology.
+# manifest_lab_nodes: Node objects for the lab's nodes. dir1 carries the
+# director label the examples select on (lvs.lvs-operator.io/director=true);
+# dir2 does not, so a scenario adds it when it wants two directors. Every node
+# has lab.lvs-operator.io/node=<name> for selecting one node exactly.
 manifest_lab_nodes() {
-    for _n in dir1 dir2; do manifest_node "$_n" lab.lvs-operator.io/role=director; done
+    manifest_node dir1 lvs.lvs-operator.io/director=true lab.lvs-operator.io/role=director
+    manifest_node dir2 lab.lvs-operator.io/role=director
     for _n in $TOPO_REALSERVERS; do manifest_node "$_n" lab.lvs-operator.io/role=realserver; done
 }
 
@@ -102,6 +105,35 @@ agent_stop_all() {
         [ -f "$_f" ] && agent_stop "$(basename "$_f" .pid)"
     done
     return 0
+}
+
+# agent_lab_up: fresh topology plus the Node manifests.
+agent_lab_up() {
+    topo_up || fail "topology did not come up"
+    manifest_lab_nodes
+}
+
+# --- node state -------------------------------------------------------------------
+
+# addr_dev NODE ADDR: the interface of NODE holding ADDR (empty when none).
+addr_dev() {
+    /usr/sbin/ip -n "$1" -o addr show | awk -v a="$2" '{ split($4, p, "/"); if (p[1] == a) { print $2; exit } }'
+}
+expect_vip_on() {
+    _dev="$(addr_dev "$1" "$2")"
+    [ -n "$_dev" ] || fail "$1 does not hold $2: $(/usr/sbin/ip -n "$1" -o addr show | awk '{print $2, $4}' | tr '\n' ' ')"
+    echo "ok: $1 holds $2 on $_dev"
+}
+expect_no_vip() {
+    _dev="$(addr_dev "$1" "$2")"
+    [ -z "$_dev" ] || fail "$1 still holds $2 on $_dev"
+    echo "ok: $1 does not hold $2"
+}
+# sysctl_effective NODE IFACE NAME: max(conf.all.NAME, conf.IFACE.NAME), which is
+# what the kernel applies for arp_ignore, arp_announce and rp_filter.
+sysctl_effective() {
+    _a="$(nsx "$1" sysctl -n "net.ipv4.conf.all.$3")"; _i="$(nsx "$1" sysctl -n "net.ipv4.conf.$2.$3")"
+    [ "$_a" -gt "$_i" ] && echo "$_a" || echo "$_i"
 }
 
 # --- convergence ----------------------------------------------------------------

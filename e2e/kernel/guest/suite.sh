@@ -28,6 +28,10 @@ for name in "$@"; do
         LAB_WHY_FILE="$why" timeout -s KILL "$SCENARIO_TIMEOUT" sh "$f" >"$log" 2>&1
         rc=$?
     fi
+    # The scenario's kernel messages, before teardown adds its own; without the
+    # routine link and bridge-port chatter.
+    dmesg 2>/dev/null | grep -Ev 'entered (blocking|forwarding|disabled|learning|listening) state|promiscuous mode|ADDRCONF\(NETDEV_(CHANGE|UP)\)' \
+        | tail -n 60 >/tmp/dmesg.scenario
     # Clean up whatever the scenario left behind, timed out or not.
     agent_stop_all
     topo_down
@@ -47,8 +51,8 @@ for name in "$@"; do
         reason="exited with status $rc without a reason (last line: $(tail -n1 "$log"))"
     fi
     {
-        echo "--- kernel log during $name:"
-        dmesg 2>/dev/null | tail -n 60
+        echo "--- kernel log during $name (last 60 lines, link chatter removed):"
+        cat /tmp/dmesg.scenario
         for a in "/out/agents/$name"/*.log; do
             [ -f "$a" ] || continue
             echo "--- agent log $(basename "$a" .log) (last 80 lines):"

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The kernel lab suite: boots the lab VM once and runs the scenarios in
+# e2e/kernel/scenarios/ inside it, each on a fresh topology.
+#
+#   run-suite.sh [--only REGEX] [--agent PATH] [--out DIR] [--list] [-v]
+#
+# stdout: one line per scenario, `PASS <name>` or `FAIL <name>: <why>`, then
+# exactly `N passed, M failed` as the last line. The output of failed
+# scenarios (with the kernel log and the agents' logs) goes to stderr. Exit
+# status 0 only when everything passed; a lab that cannot be built is a failure
+# (FAIL lab-setup), never a skip.
+#
+#   --only REGEX   run only the scenarios whose name matches (grep -E)
+#   --agent PATH   node-agent binary for agent-* scenarios (default: build it
+#                  with `cargo build -p lvs-node-agent`, or $NODE_AGENT_BIN)
+#   --out DIR      keep the run's files there (default
+#                  $LVS_CACHE/kernel-lab/runs/suite-<time>)
+#   --list         print the scenario names and exit
+#   -v             stream the VM console to stderr
+#
+# Environment: LAB_SCENARIO_TIMEOUT (per scenario, default 120 s),
+# LAB_AGENT_LOG (agents' RUST_LOG, default info), LVS_CACHE.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=../lib/common.sh
+. "$HERE/../lib/common.sh"
+
+ONLY="" AGENT="${NODE_AGENT_BIN:-}" OUT="" LIST=0 VERBOSE=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --only) ONLY="$2"; shift 2 ;;
+        --agent) AGENT="$2"; shift 2 ;;
+        --out) OUT="$2"; shift 2 ;;
+        --list) LIST=1; shift ;;
+        -v|--verbose) VERBOSE=(-v); shift ;;
+        -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+# Scenario order: the lab's self-tests first, then the agent scenarios.
+mapfile -t ALL < <(cd "$HERE/scenarios" && ls -1 ./*.sh | sed 's|^\./||; s|\.sh$||' \
+    | awk '{ print (/^lab-selftest-/ ? 0 : 1) "\t" $0 }' | LC_ALL=C sort | cut -f2)
+SELECTED=()
+for s in "${ALL[@]}"; do
+    [ -z "$ONLY" ] || echo "$s" | grep -Eq -- "$ONLY" || continue
+    SELECTED+=("$s")
+done
+if [ "$LIST" -eq 1 ]; then printf '%s\n' "${SELECTED[@]}"; exit 0; fi
+
+PASSED=0 FAILED=0
+pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
+failed() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
+summary() { echo "$PASSED passed, $FAILED failed"; [ "$FAILED" -eq 0 ]; exit $?; }
+
+if [ "${#SELECTED[@]}" -eq 0 ]; then
+    failed lab-suite "no scenario matches '${ONLY}'"
+    summary
+fi
+
+t_start="$(lvs_now_ms)"
+OUT="${OUT:-$LVS_CACHE/kernel-lab/runs/suite-$(date +%Y%m%d-%H%M%S)}"
+rm -rf "$OUT"; mkdir -p "$OUT"
+
+if ! "$HERE/setup.sh" 2>"$OUT/setup.log"; then
+    failed lab-setup "e2e/kernel/setup.sh failed: $(tail -n1 "$OUT/setup.log")"
+    cat "$OUT/setup.log" >&2
+    summary
+fi
+t_setup="$(lvs_now_ms)"
+
+# The node agent, when agent scenarios are selected.
+RUN=() ADD=() AGENT_PROBLEM=""
+for s in "${SELECTED[@]}"; do
+    case "$s" in agent-*) NEED_AGENT=1 ;; esac
+done
+if [ "${NEED_AGENT:-0}" -eq 1 ]; then
+    if [ -z "$AGENT" ]; then
+        if command -v cargo >/dev/null 2>&1; then
+            lvs_log "cargo build -p lvs-node-agent"
+            if (cd "$LVS_REPO" && cargo build -p lvs-node-agent) >"$OUT/agent-build.log" 2>&1; then
+                for cand in "$LVS_REPO/target/debug/node-agent" "$LVS_REPO/target/debug/lvs-node-agent"; do
+                    [ -x "$cand" ] && { AGENT="$cand"; break; }
+                done
+                [ -n "$AGENT" ] || AGENT_PROBLEM="cargo build -p lvs-node-agent produced no target/debug/node-agent"
+            else
+                AGENT_PROBLEM="cargo build -p lvs-node-agent failed: $(grep -m1 '^error' "$OUT/agent-build.log")"
+                cat "$OUT/agent-build.log" >&2
+            fi
+        else
+            AGENT_PROBLEM="no node-agent binary (--agent, NODE_AGENT_BIN) and no cargo to build one"
+        fi
+    elif [ ! -x "$AGENT" ]; then
+        AGENT_PROBLEM="node-agent binary $AGENT is not an executable file"
+    fi
+    [ -z "$AGENT_PROBLEM" ] && ADD=(--add "$AGENT:/usr/local/bin/node-agent")
+fi
+for s in "${SELECTED[@]}"; do
+    case "$s" in agent-*) [ -n "$AGENT_PROBLEM" ] && continue ;; esac
+    RUN+=("$s")
+done
+
+SCEN_TIMEOUT="${LAB_SCENARIO_TIMEOUT:-120}"
+VM_TIMEOUT=$(( ${#RUN[@]} * (SCEN_TIMEOUT + 5) + 120 ))
+vm_rc=0
+if [ "${#RUN[@]}" -gt 0 ]; then
+    "$HERE/run-vm.sh" "${VERBOSE[@]}" --out "$OUT/vm" --timeout "$VM_TIMEOUT" \
+        --env "LAB_SCENARIO_TIMEOUT=$SCEN_TIMEOUT" --env "LAB_AGENT_LOG=${LAB_AGENT_LOG:-info}" \
+        "${ADD[@]}" "$HERE/guest/suite.sh" "${RUN[@]}" 2>"$OUT/run-vm.log"
+    vm_rc=$?
+fi
+t_end="$(lvs_now_ms)"
+
+# Results, in the order the scenarios were selected.
+declare -A RESULT=()
+if [ -f "$OUT/vm/channel.log" ]; then
+    while IFS= read -r line; do
+        case "$line" in
+            "@@RESULT PASS "*) RESULT["${line#@@RESULT PASS }"]=PASS ;;
+            "@@RESULT FAIL "*) rest="${line#@@RESULT FAIL }"; RESULT["${rest%%: *}"]="FAIL ${rest#*: }" ;;
+        esac
+    done < <(tr -d '\r' <"$OUT/vm/channel.log")
+fi
+vm_note_shown=0
+for s in "${SELECTED[@]}"; do
+    case "$s" in
+        agent-*) if [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi ;;
+    esac
+    r="${RESULT[$s]:-}"
+    if [ "$r" = PASS ]; then
+        pass "$s"
+        continue
+    fi
+    if [ -n "$r" ]; then
+        failed "$s" "${r#FAIL }"
+    else
+        failed "$s" "no result from the VM (run-vm.sh exit $vm_rc: $(tail -n1 "$OUT/run-vm.log" 2>/dev/null))"
+    fi
+    {
+        echo "----- $s: scenario output -----"
+        if [ -f "$OUT/vm/files/logs/$s.log" ]; then
+            sed 's/^/    /' "$OUT/vm/files/logs/$s.log"
+        elif [ "$vm_note_shown" -eq 0 ] && [ -f "$OUT/vm/console.log" ]; then
+            echo "    (no log came back; last console lines)"
+            tail -n 40 "$OUT/vm/console.log" | sed 's/^/    /'
+            vm_note_shown=1
+        fi
+        echo "----- end of $s -----"
+    } >&2
+done
+
+boot="$(sed -n 's/^guest_boot_s=//p' "$OUT/vm/timing" 2>/dev/null)"
+lvs_log "suite: setup $(( (t_setup - t_start) / 1000 ))s, VM $(( (t_end - t_setup) / 1000 ))s (kernel up at init ${boot:-?}s), total $(( (t_end - t_start) / 1000 ))s; files in $OUT"
+summary
