@@ -34,3 +34,29 @@ ensure_namespaces() {
     kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns"
   done
 }
+
+# The chart release shared by the control-plane scenarios (helm, rbac,
+# agent-admission, operator). ServiceAccount names follow the chart's
+# _helpers.tpl: <release>-lvs-operator-{operator,agent}.
+lvs_release=lvs
+lvs_ns=lvs-system
+lvs_chart() { echo "$LVS_REPO/charts/lvs-operator"; }
+lvs_sa() { echo "$lvs_release-lvs-operator-$1"; }
+lvs_crds=(virtualservices.lvs.lvs-operator.io realservers.lvs.lvs-operator.io lvsnodes.lvs.lvs-operator.io)
+
+# ensure_release -> install the chart as $lvs_release into $lvs_ns unless it is
+# installed already, and wait for its CRDs to be Established.
+ensure_release() {
+  helm status "$lvs_release" -n "$lvs_ns" >/dev/null 2>&1 ||
+    helm install "$lvs_release" "$(lvs_chart)" -n "$lvs_ns" --create-namespace
+  kubectl wait --for condition=Established --timeout 60s "${lvs_crds[@]/#/crd/}"
+}
+
+# kubectl_token TOKEN ARGS... -> kubectl authenticated by a bearer token alone
+# (no client certificate, no kubeconfig user).
+kubectl_token() {
+  local token=$1
+  shift
+  kubectl --kubeconfig /dev/null --server "$LVS_LAB_APISERVER" --certificate-authority "$LVS_LAB_CA" \
+    --token "$token" "$@"
+}

@@ -1,0 +1,148 @@
+# The Helm chart against the real API server: lint, install (its crds/ become
+# Established), the workloads' security settings, upgrade, uninstall (the CRDs
+# stay, as Helm does with crds/). No kubelet runs, so the Deployment and the
+# DaemonSet never get pods; the objects themselves are what is checked.
+
+scenario helm t_helm
+t_helm() {
+  local chart out rc
+  chart=$(lvs_chart)
+
+  rc=0; out=$(helm lint --strict "$chart" 2>&1) || rc=$?
+  if ((rc != 0)); then
+    fail helm/lint "$(grep -m1 -E '\[(ERROR|WARNING)\]' <<<"$out" || error_line "$out")"
+  elif grep -qE '\[(ERROR|WARNING)\]' <<<"$out"; then
+    fail helm/lint "$(grep -m1 -E '\[(ERROR|WARNING)\]' <<<"$out")"
+  else
+    pass helm/lint
+  fi
+
+  # Earlier scenarios may have applied crds/ directly; remove them so that the
+  # chart's own crds/ are what gets installed and judged.
+  kubectl delete --ignore-not-found --wait --timeout 60s "${lvs_crds[@]/#/crd/}"
+
+  rc=0; out=$(helm install "$lvs_release" "$chart" -n "$lvs_ns" --create-namespace 2>&1) || rc=$?
+  if ((rc != 0)); then
+    fail helm/install "$(error_line "$out")"
+    return 0
+  fi
+  local status
+  status=$(helm status "$lvs_release" -n "$lvs_ns" -o json | jq -r '.info.status + " rev " + (.version|tostring)')
+  if [[ $status != "deployed rev 1" ]]; then
+    fail helm/install "release is '$status', expected 'deployed rev 1'"
+  else
+    pass helm/install
+  fi
+
+  local crd missing=()
+  for crd in "${lvs_crds[@]}"; do
+    kubectl get crd "$crd" >/dev/null 2>&1 || missing+=("$crd")
+  done
+  if ((${#missing[@]})); then
+    fail helm/crds-established "not created by the chart: ${missing[*]}"
+  elif ! out=$(kubectl wait --for condition=Established --timeout 60s "${lvs_crds[@]/#/crd/}" 2>&1); then
+    fail helm/crds-established "$(error_line "$out")"
+  else
+    pass helm/crds-established
+  fi
+
+  check_agent_daemonset
+  check_operator_deployment
+
+  # Upgrade: a changed value reaches the objects, the release moves to rev 2.
+  local op=$lvs_release-lvs-operator-operator ag=$lvs_release-lvs-operator-agent
+  rc=0; out=$(helm upgrade "$lvs_release" "$chart" -n "$lvs_ns" --reuse-values \
+    --set operator.replicas=1 --set agent.logFormat=text 2>&1) || rc=$?
+  local replicas args
+  replicas=$(kubectl get deploy "$op" -n "$lvs_ns" -o jsonpath='{.spec.replicas}')
+  args=$(kubectl get ds "$ag" -n "$lvs_ns" -o jsonpath='{.spec.template.spec.containers[0].args}')
+  status=$(helm status "$lvs_release" -n "$lvs_ns" -o json | jq -r '.info.status + " rev " + (.version|tostring)')
+  if ((rc != 0)); then
+    fail helm/upgrade "$(error_line "$out")"
+  elif [[ $status != "deployed rev 2" ]]; then
+    fail helm/upgrade "release is '$status' after the upgrade, expected 'deployed rev 2'"
+  elif [[ $replicas != 1 ]]; then
+    fail helm/upgrade "operator Deployment has replicas=$replicas after --set operator.replicas=1"
+  elif [[ $args != *'--log-format=text'* ]]; then
+    fail helm/upgrade "agent DaemonSet args lack --log-format=text after the upgrade: $args"
+  else
+    pass helm/upgrade
+  fi
+
+  # Uninstall: every object of the release goes, the CRDs stay.
+  rc=0; out=$(helm uninstall "$lvs_release" -n "$lvs_ns" --wait --timeout 60s 2>&1) || rc=$?
+  local left kept=()
+  left=$(kubectl get deploy,ds,sa,role,rolebinding -n "$lvs_ns" -l "app.kubernetes.io/instance=$lvs_release" -o name 2>/dev/null)
+  left+=$(kubectl get clusterrole,clusterrolebinding,validatingadmissionpolicy,validatingadmissionpolicybinding \
+    -l "app.kubernetes.io/instance=$lvs_release" -o name 2>/dev/null)
+  for crd in "${lvs_crds[@]}"; do
+    kubectl get crd "$crd" >/dev/null 2>&1 && kept+=("$crd")
+  done
+  if ((rc != 0)); then
+    fail helm/uninstall "$(error_line "$out")"
+  elif helm status "$lvs_release" -n "$lvs_ns" >/dev/null 2>&1; then
+    fail helm/uninstall "release $lvs_release still listed after uninstall"
+  elif [[ -n $left ]]; then
+    fail helm/uninstall "objects left behind: $(tr '\n' ' ' <<<"$left")"
+  elif ((${#kept[@]} != ${#lvs_crds[@]})); then
+    fail helm/uninstall "CRDs must survive an uninstall; only kept: ${kept[*]:-none}"
+  else
+    pass helm/uninstall
+  fi
+}
+
+# The agent: host network, NET_ADMIN as its only capability, not privileged,
+# read-only root filesystem, hostPath only for its state dir and /proc/sys/net.
+check_agent_daemonset() {
+  local ds=$lvs_release-lvs-operator-agent spec out
+  if ! spec=$(kubectl get ds "$ds" -n "$lvs_ns" -o json 2>&1); then
+    fail helm/agent-daemonset "$(error_line "$spec")"
+    return 0
+  fi
+  out=$(jq -r --arg sa "$(lvs_sa agent)" '.spec.template.spec as $p | [
+      (if $p.hostNetwork == true then empty else "hostNetwork is not true" end),
+      (if ($p.hostPID // false) or ($p.hostIPC // false) then "hostPID/hostIPC set" else empty end),
+      (if $p.serviceAccountName == $sa then empty else "serviceAccountName is \($p.serviceAccountName), expected \($sa)" end),
+      ($p.containers[] | .name as $n | .securityContext as $s | (
+        (if ($s.privileged // false) then "\($n): privileged" else empty end),
+        (if $s.allowPrivilegeEscalation == false then empty else "\($n): allowPrivilegeEscalation not false" end),
+        (if $s.readOnlyRootFilesystem == true then empty else "\($n): readOnlyRootFilesystem not true" end),
+        (if ($s.capabilities.add // []) == ["NET_ADMIN"] then empty else "\($n): capabilities.add is \($s.capabilities.add), expected [NET_ADMIN]" end),
+        (if ($s.capabilities.drop // []) | index("ALL") then empty else "\($n): capabilities.drop lacks ALL" end))),
+      ([$p.volumes[]? | .hostPath.path // empty] | sort | if . == ["/proc/sys/net", "/var/lib/lvs-agent"] then empty
+        else "hostPath volumes are \(.), expected exactly /proc/sys/net and /var/lib/lvs-agent" end)
+    ] | .[]' <<<"$spec")
+  if [[ -n $out ]]; then
+    fail helm/agent-daemonset "$(paste -sd';' <<<"$out")"
+  else
+    pass helm/agent-daemonset
+  fi
+}
+
+# The operator: non-root, no privilege escalation, no capabilities, no host access.
+check_operator_deployment() {
+  local d=$lvs_release-lvs-operator-operator spec out
+  if ! spec=$(kubectl get deploy "$d" -n "$lvs_ns" -o json 2>&1); then
+    fail helm/operator-deployment "$(error_line "$spec")"
+    return 0
+  fi
+  out=$(jq -r --arg sa "$(lvs_sa operator)" '.spec.template.spec as $p | [
+      (if $p.securityContext.runAsNonRoot == true then empty else "runAsNonRoot is not true" end),
+      (if ($p.securityContext.runAsUser // 0) != 0 then empty else "runAsUser is 0 or unset" end),
+      (if ($p.hostNetwork // false) or ($p.hostPID // false) or ($p.hostIPC // false) then "uses a host namespace" else empty end),
+      (if [$p.volumes[]? | select(.hostPath)] == [] then empty else "mounts a hostPath" end),
+      (if $p.serviceAccountName == $sa then empty else "serviceAccountName is \($p.serviceAccountName), expected \($sa)" end),
+      ($p.containers[] | .name as $n | .securityContext as $s | (
+        (if ($s.privileged // false) then "\($n): privileged" else empty end),
+        (if ($s.runAsUser // 1) == 0 then "\($n): runAsUser 0" else empty end),
+        (if $s.allowPrivilegeEscalation == false then empty else "\($n): allowPrivilegeEscalation not false" end),
+        (if $s.readOnlyRootFilesystem == true then empty else "\($n): readOnlyRootFilesystem not true" end),
+        (if ($s.capabilities.add // []) == [] then empty else "\($n): adds capabilities \($s.capabilities.add)" end),
+        (if ($s.capabilities.drop // []) | index("ALL") then empty else "\($n): capabilities.drop lacks ALL" end)))
+    ] | .[]' <<<"$spec")
+  if [[ -n $out ]]; then
+    fail helm/operator-deployment "$(paste -sd';' <<<"$out")"
+  else
+    pass helm/operator-deployment
+  fi
+}
