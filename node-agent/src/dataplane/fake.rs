@@ -1,0 +1,461 @@
+//! An in-memory kernel for unit tests.
+//!
+//! It answers like the kernel does where the reconciler depends on it
+//! (EEXIST on a repeated add, ESRCH/ENOENT on a missing service or
+//! destination, ENODEV for a missing interface), records every call so
+//! tests can count requests, holds foreign rules put there by the test, and
+//! fails chosen calls on demand.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::{Dataplane, DataplaneError, DpResult, errno};
+use crate::model::{
+    Address, Counters, DestConfig, DestGauges, DestKey, FouPort, IpvsOp, Link, ObservedDest,
+    ObservedService, SvcConfig, SvcKey, TunnelDevice, TunnelKind,
+};
+
+/// One call the fake received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    IpvsDump,
+    Ipvs(IpvsOp),
+    Addresses,
+    AddAddress(Address),
+    DelAddress(Address),
+    Links,
+    EnsureTunnel(TunnelDevice),
+    ReleaseTunnel(TunnelDevice),
+    FouPorts,
+    AddFou(FouPort),
+    DelFou(FouPort),
+    ReadSysctl(String),
+    WriteSysctl(String, String),
+}
+
+impl Call {
+    /// Whether the call changes kernel state.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Call::Ipvs(_)
+                | Call::AddAddress(_)
+                | Call::DelAddress(_)
+                | Call::EnsureTunnel(_)
+                | Call::ReleaseTunnel(_)
+                | Call::AddFou(_)
+                | Call::DelFou(_)
+                | Call::WriteSysctl(..)
+        )
+    }
+
+    /// Whether the call reads a whole table.
+    pub fn is_dump(&self) -> bool {
+        matches!(
+            self,
+            Call::IpvsDump | Call::Addresses | Call::Links | Call::FouPorts
+        )
+    }
+}
+
+type Predicate = Box<dyn Fn(&Call) -> bool + Send>;
+
+struct Injection {
+    predicate: Predicate,
+    errno: i32,
+    remaining: Option<usize>,
+}
+
+/// A service in the fake table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeService {
+    pub config: SvcConfig,
+    pub dests: BTreeMap<DestKey, DestConfig>,
+}
+
+/// The fake kernel.
+pub struct FakeDataplane {
+    pub ipvs: BTreeMap<SvcKey, FakeService>,
+    pub links: BTreeMap<String, Link>,
+    pub addresses: BTreeSet<Address>,
+    pub fou: BTreeSet<FouPort>,
+    pub sysctls: BTreeMap<String, String>,
+    /// Tunnel kinds whose module "loads".
+    pub tunnel_kinds: BTreeSet<TunnelKind>,
+    pub ipvs_available: bool,
+    pub calls: Vec<Call>,
+    injections: Vec<Injection>,
+    next_index: u32,
+}
+
+impl fmt::Debug for FakeDataplane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeDataplane")
+            .field("ipvs", &self.ipvs)
+            .field("links", &self.links)
+            .field("addresses", &self.addresses)
+            .field("fou", &self.fou)
+            .field("sysctls", &self.sysctls)
+            .field("calls", &self.calls.len())
+            .field("injections", &self.injections.len())
+            .finish()
+    }
+}
+
+/// Schedulers the fake knows; others fail like a missing module (ENOENT).
+const SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf",
+];
+
+impl Default for FakeDataplane {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeDataplane {
+    /// A node with `lo` and `eth0` (192.0.2.10/24) up, and nothing else.
+    pub fn new() -> Self {
+        let mut f = FakeDataplane {
+            ipvs: BTreeMap::new(),
+            links: BTreeMap::new(),
+            addresses: BTreeSet::new(),
+            fou: BTreeSet::new(),
+            sysctls: BTreeMap::new(),
+            tunnel_kinds: [
+                TunnelKind::Ipip,
+                TunnelKind::Ip6tnl,
+                TunnelKind::Gre,
+                TunnelKind::Ip6gre,
+            ]
+            .into_iter()
+            .collect(),
+            ipvs_available: true,
+            calls: Vec::new(),
+            injections: Vec::new(),
+            next_index: 1,
+        };
+        f.add_link("lo", None, true);
+        f.add_link("eth0", None, true);
+        f.addresses.insert(Address {
+            interface: "lo".into(),
+            addr: "127.0.0.1".parse().expect("literal"),
+            prefix_len: 8,
+            label: None,
+            scope: crate::model::Scope::Host,
+        });
+        f.addresses.insert(Address {
+            interface: "eth0".into(),
+            addr: "192.0.2.10".parse().expect("literal"),
+            prefix_len: 24,
+            label: None,
+            scope: crate::model::Scope::Global,
+        });
+        f
+    }
+
+    pub fn add_link(&mut self, name: &str, kind: Option<&str>, up: bool) {
+        let index = self.next_index;
+        self.next_index += 1;
+        self.links.insert(
+            name.to_string(),
+            Link {
+                name: name.to_string(),
+                index,
+                kind: kind.map(str::to_string),
+                up,
+            },
+        );
+    }
+
+    /// Make every later call matching `predicate` fail with `errno`.
+    pub fn fail_when(&mut self, predicate: impl Fn(&Call) -> bool + Send + 'static, errno: i32) {
+        self.injections.push(Injection {
+            predicate: Box::new(predicate),
+            errno,
+            remaining: None,
+        });
+    }
+
+    /// Make the next call matching `predicate` fail with `errno`.
+    pub fn fail_once(&mut self, predicate: impl Fn(&Call) -> bool + Send + 'static, errno: i32) {
+        self.injections.push(Injection {
+            predicate: Box::new(predicate),
+            errno,
+            remaining: Some(1),
+        });
+    }
+
+    pub fn clear_failures(&mut self) {
+        self.injections.clear();
+    }
+
+    /// Calls recorded so far, then forgets them.
+    pub fn take_calls(&mut self) -> Vec<Call> {
+        std::mem::take(&mut self.calls)
+    }
+
+    /// Writes among the recorded calls.
+    pub fn writes(&self) -> Vec<&Call> {
+        self.calls.iter().filter(|c| c.is_write()).collect()
+    }
+
+    fn record(&mut self, call: Call) -> DpResult<()> {
+        let mut failed = None;
+        for inj in &mut self.injections {
+            if inj.remaining != Some(0) && (inj.predicate)(&call) {
+                if let Some(n) = &mut inj.remaining {
+                    *n -= 1;
+                }
+                failed = Some(inj.errno);
+                break;
+            }
+        }
+        let request = format!("{call:?}");
+        self.calls.push(call);
+        match failed {
+            Some(errno) => Err(kernel(request, errno)),
+            None => Ok(()),
+        }
+    }
+
+    fn apply_one(&mut self, op: &IpvsOp) -> DpResult<()> {
+        self.record(Call::Ipvs(op.clone()))?;
+        let request = op.to_string();
+        match op {
+            IpvsOp::AddService(k, c) => {
+                if self.ipvs.contains_key(k) {
+                    return Err(kernel(request, errno::EEXIST));
+                }
+                if !SCHEDULERS.contains(&c.scheduler.as_str()) {
+                    return Err(kernel(request, errno::ENOENT));
+                }
+                self.ipvs.insert(
+                    *k,
+                    FakeService {
+                        config: c.clone(),
+                        dests: BTreeMap::new(),
+                    },
+                );
+            }
+            IpvsOp::UpdateService(k, c) => {
+                if !SCHEDULERS.contains(&c.scheduler.as_str()) {
+                    return Err(kernel(request, errno::ENOENT));
+                }
+                let s = self
+                    .ipvs
+                    .get_mut(k)
+                    .ok_or_else(|| kernel(request, errno::ESRCH))?;
+                s.config = c.clone();
+            }
+            IpvsOp::DelService(k) => {
+                self.ipvs
+                    .remove(k)
+                    .ok_or_else(|| kernel(request, errno::ESRCH))?;
+            }
+            IpvsOp::AddDest(k, d, c) => {
+                let s = self
+                    .ipvs
+                    .get_mut(k)
+                    .ok_or_else(|| kernel(request.clone(), errno::ESRCH))?;
+                if s.dests.contains_key(d) {
+                    return Err(kernel(request, errno::EEXIST));
+                }
+                s.dests.insert(*d, *c);
+            }
+            IpvsOp::UpdateDest(k, d, c) => {
+                let s = self
+                    .ipvs
+                    .get_mut(k)
+                    .ok_or_else(|| kernel(request.clone(), errno::ESRCH))?;
+                let slot = s
+                    .dests
+                    .get_mut(d)
+                    .ok_or_else(|| kernel(request, errno::ENOENT))?;
+                *slot = *c;
+            }
+            IpvsOp::DelDest(k, d) => {
+                let s = self
+                    .ipvs
+                    .get_mut(k)
+                    .ok_or_else(|| kernel(request.clone(), errno::ESRCH))?;
+                s.dests
+                    .remove(d)
+                    .ok_or_else(|| kernel(request, errno::ENOENT))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sysctl_exists(&self, key: &str) -> bool {
+        if self.sysctls.contains_key(key) {
+            return true;
+        }
+        // Per-device keys exist while the device does.
+        for conf in ["net/ipv4/conf/", "net/ipv6/conf/"] {
+            if let Some(rest) = key.strip_prefix(conf) {
+                let dev = rest.split('/').next().unwrap_or_default();
+                return dev == "all" || dev == "default" || self.links.contains_key(dev);
+            }
+        }
+        key.starts_with("net/")
+    }
+}
+
+fn kernel(request: String, errno: i32) -> DataplaneError {
+    DataplaneError::Kernel {
+        request,
+        errno,
+        detail: None,
+    }
+}
+
+impl Dataplane for FakeDataplane {
+    fn ipvs_dump(&mut self) -> DpResult<Vec<ObservedService>> {
+        self.record(Call::IpvsDump)?;
+        if !self.ipvs_available {
+            return Err(DataplaneError::IpvsUnavailable {
+                request: "dump IPVS".into(),
+                detail: "family not found".into(),
+            });
+        }
+        Ok(self
+            .ipvs
+            .iter()
+            .map(|(k, s)| ObservedService {
+                key: *k,
+                config: s.config.clone(),
+                counters: Counters::default(),
+                dests: s
+                    .dests
+                    .iter()
+                    .map(|(dk, dc)| ObservedDest {
+                        key: *dk,
+                        config: *dc,
+                        counters: Counters::default(),
+                        gauges: DestGauges::default(),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn ipvs_apply(&mut self, ops: &[IpvsOp]) -> DpResult<Vec<DpResult<()>>> {
+        if !self.ipvs_available {
+            return Err(DataplaneError::IpvsUnavailable {
+                request: "apply IPVS ops".into(),
+                detail: "family not found".into(),
+            });
+        }
+        Ok(ops.iter().map(|op| self.apply_one(op)).collect())
+    }
+
+    fn addresses(&mut self) -> DpResult<Vec<Address>> {
+        self.record(Call::Addresses)?;
+        Ok(self.addresses.iter().cloned().collect())
+    }
+
+    fn add_address(&mut self, addr: &Address) -> DpResult<()> {
+        self.record(Call::AddAddress(addr.clone()))?;
+        let request = format!("add address {}", addr.key());
+        if !self.links.contains_key(&addr.interface) {
+            return Err(kernel(request, errno::ENODEV));
+        }
+        if self.addresses.iter().any(|a| a.key() == addr.key()) {
+            return Err(kernel(request, errno::EEXIST));
+        }
+        let mut a = addr.clone();
+        if a.addr.is_ipv6() {
+            a.label = None;
+        }
+        self.addresses.insert(a);
+        Ok(())
+    }
+
+    fn del_address(&mut self, addr: &Address) -> DpResult<()> {
+        self.record(Call::DelAddress(addr.clone()))?;
+        let before = self.addresses.len();
+        self.addresses.retain(|a| a.key() != addr.key());
+        if self.addresses.len() == before {
+            return Err(kernel(
+                format!("delete address {}", addr.key()),
+                errno::EADDRNOTAVAIL,
+            ));
+        }
+        Ok(())
+    }
+
+    fn links(&mut self) -> DpResult<Vec<Link>> {
+        self.record(Call::Links)?;
+        Ok(self.links.values().cloned().collect())
+    }
+
+    fn ensure_tunnel(&mut self, dev: &TunnelDevice) -> DpResult<()> {
+        self.record(Call::EnsureTunnel(dev.clone()))?;
+        if !self.links.contains_key(&dev.name) {
+            if !self.tunnel_kinds.contains(&dev.kind) {
+                return Err(kernel(
+                    format!("create {} link {}", dev.kind.link_kind(), dev.name),
+                    errno::EOPNOTSUPP,
+                ));
+            }
+            self.add_link(&dev.name, Some(dev.kind.link_kind()), false);
+        }
+        if let Some(l) = self.links.get_mut(&dev.name) {
+            l.up = true;
+        }
+        Ok(())
+    }
+
+    fn release_tunnel(&mut self, dev: &TunnelDevice) -> DpResult<()> {
+        self.record(Call::ReleaseTunnel(dev.clone()))?;
+        let l = self
+            .links
+            .get_mut(&dev.name)
+            .ok_or_else(|| kernel(format!("set {} down", dev.name), errno::ENODEV))?;
+        l.up = false;
+        Ok(())
+    }
+
+    fn fou_ports(&mut self) -> DpResult<Vec<FouPort>> {
+        self.record(Call::FouPorts)?;
+        Ok(self.fou.iter().copied().collect())
+    }
+
+    fn add_fou_port(&mut self, port: &FouPort) -> DpResult<()> {
+        self.record(Call::AddFou(*port))?;
+        if !self.fou.insert(*port) {
+            return Err(kernel(format!("add {port}"), errno::EEXIST));
+        }
+        Ok(())
+    }
+
+    fn del_fou_port(&mut self, port: &FouPort) -> DpResult<()> {
+        self.record(Call::DelFou(*port))?;
+        if !self.fou.remove(port) {
+            return Err(kernel(format!("delete {port}"), errno::ESRCH));
+        }
+        Ok(())
+    }
+
+    fn read_sysctl(&mut self, key: &str) -> DpResult<String> {
+        self.record(Call::ReadSysctl(key.to_string()))?;
+        if !self.sysctl_exists(key) {
+            return Err(kernel(format!("read sysctl {key}"), errno::ENOENT));
+        }
+        Ok(self
+            .sysctls
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| "0".to_string()))
+    }
+
+    fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()> {
+        self.record(Call::WriteSysctl(key.to_string(), value.to_string()))?;
+        if !self.sysctl_exists(key) {
+            return Err(kernel(format!("write sysctl {key}"), errno::ENOENT));
+        }
+        self.sysctls.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+}

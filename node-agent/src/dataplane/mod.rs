@@ -1,0 +1,121 @@
+//! The kernel behind a narrow trait.
+//!
+//! The reconciler sees only [`Dataplane`]. [`fake::FakeDataplane`] is an
+//! in-memory kernel for unit tests; `netlink::NetlinkDataplane` is the real
+//! one (IPVS over generic netlink, addresses and links over rtnetlink,
+//! sysctls through /proc/sys of the agent's network namespace).
+
+use std::io;
+
+use crate::model::{Address, FouPort, IpvsOp, Link, ObservedService, TunnelDevice};
+
+pub mod fake;
+
+/// `errno` values the reconciler branches on.
+pub mod errno {
+    pub const EPERM: i32 = 1;
+    pub const ENOENT: i32 = 2;
+    pub const ESRCH: i32 = 3;
+    pub const EEXIST: i32 = 17;
+    pub const ENODEV: i32 = 19;
+    pub const EINVAL: i32 = 22;
+    pub const EOPNOTSUPP: i32 = 95;
+    pub const EADDRNOTAVAIL: i32 = 99;
+}
+
+/// A request the kernel (or the fake) did not carry out.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// The kernel answered with an error.
+    #[error("{request}: kernel refused: {} (errno {errno}){}", io::Error::from_raw_os_error(*errno), detail_suffix(detail))]
+    Kernel {
+        request: String,
+        errno: i32,
+        detail: Option<String>,
+    },
+    /// The request could not be sent or its answer not read.
+    #[error("{request}: {source}")]
+    Io {
+        request: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The IPVS family is not there (module missing, not loadable).
+    #[error("{request}: IPVS is not available in this kernel: {detail}")]
+    IpvsUnavailable { request: String, detail: String },
+    /// Something the request needs does not exist.
+    #[error("{request}: {what} does not exist")]
+    Missing { request: String, what: String },
+    /// Anything else the lower layer reported.
+    #[error("{request}: {detail}")]
+    Other { request: String, detail: String },
+}
+
+fn detail_suffix(d: &Option<String>) -> String {
+    d.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+}
+
+impl DataplaneError {
+    /// Metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            DataplaneError::Kernel { .. } => "kernel",
+            DataplaneError::Io { .. } => "io",
+            DataplaneError::IpvsUnavailable { .. } => "ipvs_unavailable",
+            DataplaneError::Missing { .. } => "missing",
+            DataplaneError::Other { .. } => "other",
+        }
+    }
+
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            DataplaneError::Kernel { errno, .. } => Some(*errno),
+            DataplaneError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure leaves the kernel state unknown (the caller must
+    /// read it again before trusting its cached view).
+    pub fn state_unknown(&self) -> bool {
+        matches!(
+            self,
+            DataplaneError::Io { .. } | DataplaneError::Other { .. }
+        )
+    }
+}
+
+pub type DpResult<T> = Result<T, DataplaneError>;
+
+/// Everything the agent does to the kernel. Reads return the whole picture
+/// (for the periodic resync); writes are single, idempotence is the
+/// caller's business.
+pub trait Dataplane {
+    /// Every IPVS service with its destinations and counters.
+    fn ipvs_dump(&mut self) -> DpResult<Vec<ObservedService>>;
+
+    /// Apply IPVS writes in order. The outer error means the batch's outcome
+    /// is unknown; otherwise there is one result per op.
+    fn ipvs_apply(&mut self, ops: &[IpvsOp]) -> DpResult<Vec<DpResult<()>>>;
+
+    /// Every address on every interface.
+    fn addresses(&mut self) -> DpResult<Vec<Address>>;
+    fn add_address(&mut self, addr: &Address) -> DpResult<()>;
+    fn del_address(&mut self, addr: &Address) -> DpResult<()>;
+
+    /// Every interface.
+    fn links(&mut self) -> DpResult<Vec<Link>>;
+    /// Make the tunnel device exist (loading its module if needed) and be up.
+    fn ensure_tunnel(&mut self, dev: &TunnelDevice) -> DpResult<()>;
+    /// Set a tunnel device down (fallback devices cannot be deleted).
+    fn release_tunnel(&mut self, dev: &TunnelDevice) -> DpResult<()>;
+
+    /// fou receive ports (GUE).
+    fn fou_ports(&mut self) -> DpResult<Vec<FouPort>>;
+    fn add_fou_port(&mut self, port: &FouPort) -> DpResult<()>;
+    fn del_fou_port(&mut self, port: &FouPort) -> DpResult<()>;
+
+    /// A sysctl of the agent's network namespace: `net/ipv4/ip_forward`.
+    fn read_sysctl(&mut self, key: &str) -> DpResult<String>;
+    fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()>;
+}

@@ -1,0 +1,442 @@
+//! From a [`NodePlan`] to the kernel objects that implement it.
+//!
+//! Pure, except that a director VIP without an interface goes on the
+//! interface holding the node's InternalIP, which is looked up among the
+//! addresses the caller read from the kernel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use lvs_api::{ForwardingMethod, Protocol, SchedulerFlag, TunnelType};
+use lvs_planner::{NodePlan, PlannedDestination, PlannedService, ServiceKey};
+
+use crate::model::{
+    AddrKey, Address, DestConfig, DestKey, DestMap, FouPort, Fwd, IPPROTO_SCTP, IPPROTO_TCP,
+    IPPROTO_UDP, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2, Scope, SvcConfig, SvcKey,
+    TUN_FLAG_CSUM, TUN_FLAG_REMCSUM, TUN_TYPE_GRE, TUN_TYPE_GUE, TUN_TYPE_IPIP, TunnelDevice,
+    TunnelKind, owned_label,
+};
+use crate::report::{ErrorKind, SyncError};
+
+/// The interface that holds DR realservers' VIPs.
+pub const LOOPBACK: &str = "lo";
+
+/// One IPVS service as it must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredService {
+    pub config: SvcConfig,
+    pub dests: DestMap,
+    /// The VirtualService (namespace/name).
+    pub owner: String,
+    pub generation: Option<i64>,
+}
+
+/// One address as it must be, with the VirtualServices that need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredAddress {
+    pub address: Address,
+    pub owners: BTreeSet<String>,
+}
+
+/// Everything the node must have, in kernel terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub services: BTreeMap<SvcKey, DesiredService>,
+    pub addresses: BTreeMap<AddrKey, DesiredAddress>,
+    pub tunnels: BTreeMap<String, TunnelDevice>,
+    pub fou_ports: BTreeSet<FouPort>,
+    pub sysctls: BTreeMap<String, String>,
+    /// Parts of the plan that cannot be turned into kernel objects.
+    pub errors: Vec<SyncError>,
+}
+
+/// The kernel key of a planned service.
+pub fn svc_key(key: &ServiceKey) -> SvcKey {
+    match *key {
+        ServiceKey::Tuple {
+            addr,
+            protocol,
+            port,
+        } => SvcKey::Tuple {
+            addr,
+            protocol: match protocol {
+                Protocol::Tcp => IPPROTO_TCP,
+                Protocol::Udp => IPPROTO_UDP,
+                Protocol::Sctp => IPPROTO_SCTP,
+            },
+            port,
+        },
+        ServiceKey::Fwmark { mark, ipv6 } => SvcKey::Fwmark { mark, ipv6 },
+    }
+}
+
+/// The IPv4 netmask (host order) or IPv6 prefix length IPVS takes.
+pub fn netmask(ipv6: bool, prefix: u8) -> u32 {
+    if ipv6 {
+        u32::from(prefix.min(128))
+    } else {
+        u32::MAX
+            .checked_shl(32 - u32::from(prefix.min(32)))
+            .unwrap_or(0)
+    }
+}
+
+pub fn svc_config(s: &PlannedService) -> SvcConfig {
+    let ipv6 = s.key.is_ipv6();
+    let mut flags = 0;
+    for f in &s.flags {
+        flags |= match f {
+            SchedulerFlag::ShFallback | SchedulerFlag::MhFallback => SVC_F_SCHED1,
+            SchedulerFlag::ShPort | SchedulerFlag::MhPort => SVC_F_SCHED2,
+        };
+    }
+    let (timeout, mask) = match &s.persistence {
+        Some(p) => {
+            flags |= SVC_F_PERSISTENT;
+            (p.timeout_seconds, netmask(ipv6, p.prefix_length))
+        }
+        None => (0, netmask(ipv6, if ipv6 { 128 } else { 32 })),
+    };
+    SvcConfig {
+        scheduler: s.scheduler.as_str().to_string(),
+        flags,
+        timeout,
+        netmask: mask,
+    }
+}
+
+pub fn dest_config(d: &PlannedDestination) -> DestConfig {
+    let mut c = DestConfig {
+        fwd: match d.method {
+            ForwardingMethod::Nat => Fwd::Masq,
+            ForwardingMethod::Dr => Fwd::Route,
+            ForwardingMethod::Tun => Fwd::Tunnel,
+        },
+        weight: d.weight,
+        u_threshold: d.upper_threshold,
+        l_threshold: d.lower_threshold,
+        tun_type: TUN_TYPE_IPIP,
+        tun_port: 0,
+        tun_flags: 0,
+    };
+    if let (ForwardingMethod::Tun, Some(t)) = (d.method, &d.tunnel) {
+        c.tun_type = match t.type_ {
+            TunnelType::Ipip => TUN_TYPE_IPIP,
+            TunnelType::Gue => TUN_TYPE_GUE,
+            TunnelType::Gre => TUN_TYPE_GRE,
+        };
+        c.tun_port = t.port;
+        c.tun_flags = if t.checksum { TUN_FLAG_CSUM } else { 0 }
+            | if t.remote_checksum {
+                TUN_FLAG_REMCSUM
+            } else {
+                0
+            };
+    }
+    c
+}
+
+/// The device kind behind a planned tunnel endpoint. GUE packets are
+/// decapsulated by fou and then handled by the ipip (or ip6tnl) device.
+pub fn tunnel_kind(type_: TunnelType, ipv6: bool) -> TunnelKind {
+    match (type_, ipv6) {
+        (TunnelType::Ipip | TunnelType::Gue, false) => TunnelKind::Ipip,
+        (TunnelType::Ipip | TunnelType::Gue, true) => TunnelKind::Ip6tnl,
+        (TunnelType::Gre, false) => TunnelKind::Gre,
+        (TunnelType::Gre, true) => TunnelKind::Ip6gre,
+    }
+}
+
+fn host_prefix(addr: &IpAddr) -> u8 {
+    if addr.is_ipv6() { 128 } else { 32 }
+}
+
+fn vip_address(interface: &str, addr: IpAddr, scope: Scope) -> Address {
+    Address {
+        interface: interface.to_string(),
+        addr,
+        prefix_len: host_prefix(&addr),
+        label: if addr.is_ipv4() {
+            owned_label(interface)
+        } else {
+            None
+        },
+        scope,
+    }
+}
+
+/// The interface that holds one of `node_ips` (the family of `vip` first).
+pub fn director_interface<'a>(
+    vip: &IpAddr,
+    node_ips: &[IpAddr],
+    addresses: impl Iterator<Item = &'a Address> + Clone,
+) -> Option<String> {
+    let mut ips: Vec<&IpAddr> = node_ips
+        .iter()
+        .filter(|ip| ip.is_ipv6() == vip.is_ipv6())
+        .collect();
+    ips.extend(node_ips.iter().filter(|ip| ip.is_ipv6() != vip.is_ipv6()));
+    ips.into_iter().find_map(|ip| {
+        addresses
+            .clone()
+            .find(|a| a.addr == *ip)
+            .map(|a| a.interface.clone())
+    })
+}
+
+/// Turns the plan into kernel objects.
+pub fn desired<'a>(
+    plan: &NodePlan,
+    node_ips: &[IpAddr],
+    addresses: impl Iterator<Item = &'a Address> + Clone,
+) -> Desired {
+    let mut d = Desired::default();
+    for s in &plan.services {
+        let dests = s
+            .destinations
+            .iter()
+            .map(|pd| {
+                (
+                    DestKey {
+                        addr: pd.addr,
+                        port: pd.port,
+                    },
+                    dest_config(pd),
+                )
+            })
+            .collect();
+        d.services.insert(
+            svc_key(&s.key),
+            DesiredService {
+                config: svc_config(s),
+                dests,
+                owner: s.owner.clone(),
+                generation: s.generation,
+            },
+        );
+    }
+
+    let add = |d: &mut Desired, a: Address, owners: BTreeSet<String>| {
+        d.addresses
+            .entry(a.key())
+            .or_insert_with(|| DesiredAddress {
+                address: a,
+                owners: BTreeSet::new(),
+            })
+            .owners
+            .extend(owners);
+    };
+
+    for vip in &plan.vips {
+        let owners: BTreeSet<String> = plan
+            .services
+            .iter()
+            .filter(|s| matches!(s.key, ServiceKey::Tuple { addr, .. } if addr == vip.addr))
+            .map(|s| s.owner.clone())
+            .collect();
+        let interface = match &vip.interface {
+            Some(i) => Some(i.clone()),
+            None => director_interface(&vip.addr, node_ips, addresses.clone()),
+        };
+        match interface {
+            Some(i) => add(&mut d, vip_address(&i, vip.addr, Scope::Global), owners),
+            None => {
+                let why = if node_ips.is_empty() {
+                    "the node's InternalIP is unknown (no Node manifest with status.addresses for this node, and no --node-ip)".to_string()
+                } else {
+                    format!(
+                        "no interface holds the node's InternalIP ({})",
+                        node_ips
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                let owners: Vec<Option<String>> = if owners.is_empty() {
+                    vec![None]
+                } else {
+                    owners.into_iter().map(Some).collect()
+                };
+                for owner in owners {
+                    d.errors.push(SyncError::new(
+                        ErrorKind::Interface,
+                        owner,
+                        format!("VIP {}: directors.interface is unset and {why}", vip.addr),
+                    ));
+                }
+            }
+        }
+    }
+
+    for vip in &plan.loopback_vips {
+        let scope = if vip.is_ipv4() {
+            Scope::Host
+        } else {
+            Scope::Global
+        };
+        add(&mut d, vip_address(LOOPBACK, *vip, scope), BTreeSet::new());
+    }
+
+    for t in &plan.tunnels {
+        let kind = tunnel_kind(t.type_, t.ipv6);
+        d.tunnels.insert(
+            t.device.clone(),
+            TunnelDevice {
+                name: t.device.clone(),
+                kind,
+            },
+        );
+        if t.type_ == TunnelType::Gue && t.port != 0 {
+            d.fou_ports.insert(FouPort {
+                port: t.port,
+                ipv6: t.ipv6,
+            });
+        }
+        for vip in &t.vips {
+            add(
+                &mut d,
+                vip_address(&t.device, *vip, Scope::Global),
+                BTreeSet::new(),
+            );
+        }
+    }
+
+    for s in &plan.sysctls {
+        d.sysctls.insert(s.key.clone(), s.value.clone());
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_api::Scheduler;
+    use lvs_planner::{PlannedPersistence, PlannedTunnel, PlannedVip};
+
+    fn svc(addr: &str, persistence: Option<u8>) -> PlannedService {
+        PlannedService {
+            key: ServiceKey::Tuple {
+                addr: addr.parse().unwrap(),
+                protocol: Protocol::Udp,
+                port: 53,
+            },
+            scheduler: Scheduler::Sh,
+            flags: vec![SchedulerFlag::ShFallback, SchedulerFlag::ShPort],
+            persistence: persistence.map(|p| PlannedPersistence {
+                timeout_seconds: 300,
+                prefix_length: p,
+            }),
+            destinations: vec![PlannedDestination {
+                addr: "10.1.0.1".parse().unwrap(),
+                port: 0,
+                method: ForwardingMethod::Tun,
+                weight: 3,
+                upper_threshold: 10,
+                lower_threshold: 2,
+                tunnel: Some(PlannedTunnel {
+                    type_: TunnelType::Gue,
+                    port: 6080,
+                    checksum: true,
+                    remote_checksum: true,
+                }),
+                owner: "ns/rs".into(),
+            }],
+            owner: "ns/dns".into(),
+            generation: Some(4),
+        }
+    }
+
+    #[test]
+    fn service_fields_map_to_ipvs_values() {
+        let s = svc("10.0.0.1", Some(24));
+        let c = svc_config(&s);
+        assert_eq!(c.scheduler, "sh");
+        assert_eq!(c.flags, SVC_F_PERSISTENT | SVC_F_SCHED1 | SVC_F_SCHED2);
+        assert_eq!(c.timeout, 300);
+        assert_eq!(c.netmask, 0xffff_ff00);
+        let c = svc_config(&svc("fd00::1", None));
+        assert_eq!(
+            (c.flags, c.timeout, c.netmask),
+            (SVC_F_SCHED1 | SVC_F_SCHED2, 0, 128)
+        );
+        assert_eq!(svc_config(&svc("10.0.0.1", None)).netmask, u32::MAX);
+        assert_eq!(netmask(false, 0), 0);
+
+        let d = dest_config(&s.destinations[0]);
+        assert_eq!(d.fwd, Fwd::Tunnel);
+        assert_eq!((d.weight, d.u_threshold, d.l_threshold), (3, 10, 2));
+        assert_eq!(
+            (d.tun_type, d.tun_port, d.tun_flags),
+            (TUN_TYPE_GUE, 6080, 3)
+        );
+        assert_eq!(
+            svc_key(&s.key),
+            SvcKey::Tuple {
+                addr: "10.0.0.1".parse().unwrap(),
+                protocol: 17,
+                port: 53
+            }
+        );
+    }
+
+    #[test]
+    fn director_vip_goes_on_the_interface_holding_the_internal_ip() {
+        let plan = NodePlan {
+            node: "n1".into(),
+            services: vec![svc("10.0.0.1", None)],
+            vips: vec![
+                PlannedVip {
+                    addr: "10.0.0.1".parse().unwrap(),
+                    interface: None,
+                },
+                PlannedVip {
+                    addr: "10.0.0.2".parse().unwrap(),
+                    interface: Some("bond0".into()),
+                },
+            ],
+            ..Default::default()
+        };
+        let addrs = [Address {
+            interface: "ens3".into(),
+            addr: "192.0.2.7".parse().unwrap(),
+            prefix_len: 24,
+            label: None,
+            scope: Scope::Global,
+        }];
+        let node_ips: Vec<IpAddr> = vec!["fd00::7".parse().unwrap(), "192.0.2.7".parse().unwrap()];
+        let d = desired(&plan, &node_ips, addrs.iter());
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        let by_addr = |a: &str| {
+            d.addresses
+                .values()
+                .find(|x| x.address.addr == a.parse::<IpAddr>().unwrap())
+                .unwrap()
+        };
+        let first = by_addr("10.0.0.1");
+        assert_eq!(first.address.interface, "ens3");
+        assert_eq!(first.address.label.as_deref(), Some("ens3:lvs"));
+        assert_eq!(first.address.prefix_len, 32);
+        assert_eq!(first.owners, BTreeSet::from(["ns/dns".to_string()]));
+        assert_eq!(by_addr("10.0.0.2").address.interface, "bond0");
+
+        // Unknown InternalIP: an interface error naming the service, no address.
+        let d = desired(&plan, &[], addrs.iter());
+        assert_eq!(d.addresses.len(), 1);
+        assert_eq!(d.errors.len(), 1);
+        assert_eq!(d.errors[0].kind, ErrorKind::Interface);
+        assert_eq!(d.errors[0].owner.as_deref(), Some("ns/dns"));
+        assert!(
+            d.errors[0].message.contains("InternalIP is unknown"),
+            "{}",
+            d.errors[0]
+        );
+    }
+
+    #[test]
+    fn long_interface_names_get_no_label() {
+        assert_eq!(owned_label("lo").as_deref(), Some("lo:lvs"));
+        assert_eq!(owned_label("enp0s31f6x").as_deref(), Some("enp0s31f6x:lvs"));
+        assert_eq!(owned_label("enp0s31f6xyz"), None);
+    }
+}

@@ -1,0 +1,880 @@
+//! Desired (a [`NodePlan`]) against actual (the kernel), by identity keys.
+//!
+//! - add what is desired and missing;
+//! - change in place (SET_SERVICE / SET_DEST) what exists with another
+//!   configuration;
+//! - remove what exists, is not desired, and the [`Ledger`] says the agent
+//!   created. Nothing else is ever touched: a desired service that exists but
+//!   is foreign is reported, not taken over.
+//!
+//! The reconciler keeps its last view of the kernel in memory, so a change
+//! costs requests in proportion to the change. A full read happens on the
+//! first sync, on every periodic resync (to repair changes made by hand),
+//! and after a failure that leaves the kernel state unknown.
+//!
+//! The ledger is written ahead of additions (so a crash right after a
+//! create cannot orphan it) and after removals.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use lvs_planner::NodePlan;
+
+use crate::dataplane::{Dataplane, DataplaneError, errno};
+use crate::desired::{Desired, desired};
+use crate::ledger::{Ledger, LedgerError, LedgerStore, OwnedService, OwnedSysctl, OwnedTunnel};
+use crate::model::{
+    AddrKey, Address, DestMap, FouPort, IpvsOp, Link, ObservedService, SvcConfig, SvcKey,
+    TunnelDevice, owned_label,
+};
+use crate::report::{ErrorKind, ServiceReport, SyncError, SyncReport};
+
+/// What a sync works from.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncInput<'a> {
+    pub plan: &'a NodePlan,
+    /// The node's InternalIPs, to find the director interface.
+    pub node_ips: &'a [IpAddr],
+}
+
+/// One IPVS service as the reconciler believes the kernel holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownService {
+    pub config: SvcConfig,
+    pub dests: DestMap,
+}
+
+/// The reconciler's view of the kernel between syncs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    pub ipvs_available: bool,
+    pub ipvs: BTreeMap<SvcKey, KnownService>,
+    pub addresses: BTreeMap<AddrKey, Address>,
+    pub links: BTreeMap<String, Link>,
+    pub fou: BTreeSet<FouPort>,
+    /// Sysctl values read or written since the last full read.
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// The reconcile engine: owns the dataplane, the ledger and the cached view.
+#[derive(Debug)]
+pub struct Reconciler<D> {
+    dp: D,
+    store: LedgerStore,
+    ledger: Ledger,
+    known: Option<Known>,
+    /// Owned services with their counters, from the last full read.
+    stats: Vec<ObservedService>,
+    /// Problems found at start (a quarantined ledger), reported once.
+    startup_errors: Vec<SyncError>,
+}
+
+/// A write the sync decided on, with what to undo in the ledger if it fails.
+#[derive(Debug)]
+enum Action {
+    EnsureTunnel(TunnelDevice, Option<OwnedTunnel>),
+    AddFou(FouPort),
+    WriteSysctl(String, String, Option<OwnedSysctl>),
+    AddAddress(Address, BTreeSet<String>),
+    Ipvs(Vec<(IpvsOp, Option<String>)>),
+    DelAddress(Address),
+    RestoreSysctl(String, String),
+    DelFou(FouPort),
+    ReleaseTunnel(TunnelDevice),
+}
+
+impl<D: Dataplane> Reconciler<D> {
+    /// Reads the ledger. A corrupt ledger is moved aside and the agent starts
+    /// owning nothing (so it deletes nothing); an unreadable one is an error.
+    pub fn new(dp: D, mut store: LedgerStore) -> Result<Self, LedgerError> {
+        let mut startup_errors = Vec::new();
+        let ledger = match store.load() {
+            Ok(l) => l,
+            Err(e @ (LedgerError::Corrupt { .. } | LedgerError::Version { .. })) => {
+                let aside = store.quarantine()?;
+                let msg = format!(
+                    "{e}; moved to {}; starting with an empty ledger: existing IPVS services are treated as foreign",
+                    aside.map(|p| p.display().to_string()).unwrap_or_default()
+                );
+                tracing::error!(error = %msg, "ledger unusable");
+                startup_errors.push(SyncError::new(ErrorKind::Ledger, None, msg));
+                Ledger::default()
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Reconciler {
+            dp,
+            store,
+            ledger,
+            known: None,
+            stats: Vec::new(),
+            startup_errors,
+        })
+    }
+
+    pub fn dataplane(&self) -> &D {
+        &self.dp
+    }
+
+    pub fn dataplane_mut(&mut self) -> &mut D {
+        &mut self.dp
+    }
+
+    pub fn into_dataplane(self) -> D {
+        self.dp
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn known(&self) -> Option<&Known> {
+        self.known.as_ref()
+    }
+
+    /// Owned services with counters, as of the last full read.
+    pub fn owned_stats(&self) -> &[ObservedService] {
+        &self.stats
+    }
+
+    /// Forget the cached view: the next sync reads the kernel in full.
+    pub fn invalidate(&mut self) {
+        self.known = None;
+    }
+
+    /// Reads everything and reconciles the ledger with it.
+    fn refresh(&mut self) -> Result<(), DataplaneError> {
+        let (ipvs_available, services) = match self.dp.ipvs_dump() {
+            Ok(s) => (true, s),
+            Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let addresses = self.dp.addresses()?;
+        let links = self.dp.links()?;
+        let fou = self.dp.fou_ports()?;
+
+        let mut known = Known {
+            ipvs_available,
+            ..Known::default()
+        };
+        for s in &services {
+            known.ipvs.insert(
+                s.key,
+                KnownService {
+                    config: s.config.clone(),
+                    dests: s.dests.iter().map(|d| (d.key, d.config)).collect(),
+                },
+            );
+        }
+        known.addresses = addresses.into_iter().map(|a| (a.key(), a)).collect();
+        known.links = links.into_iter().map(|l| (l.name.clone(), l)).collect();
+        known.fou = fou.into_iter().collect();
+
+        // Forget ownership of what is gone; adopt what carries our label.
+        let l = &mut self.ledger;
+        if ipvs_available {
+            l.services.retain(|k, owned| match known.ipvs.get(k) {
+                Some(s) => {
+                    owned.dests.retain(|d| s.dests.contains_key(d));
+                    true
+                }
+                None => false,
+            });
+        }
+        l.addresses.retain(|k| known.addresses.contains_key(k));
+        for (k, a) in &known.addresses {
+            if a.addr.is_ipv4() && a.label.is_some() && a.label == owned_label(&a.interface) {
+                l.addresses.insert(k.clone());
+            }
+        }
+        l.tunnels.retain(|n, _| known.links.contains_key(n));
+        l.fou_ports.retain(|p| known.fou.contains(p));
+
+        self.stats = services
+            .into_iter()
+            .filter(|s| l.services.contains_key(&s.key))
+            .collect();
+        self.known = Some(known);
+        Ok(())
+    }
+
+    fn sysctl_value(&mut self, key: &str) -> Result<String, DataplaneError> {
+        let known = self.known.as_mut().expect("refreshed");
+        if let Some(v) = known.sysctls.get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.dp.read_sysctl(key)?.trim().to_string();
+        let known = self.known.as_mut().expect("refreshed");
+        known.sysctls.insert(key.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// Makes the kernel match the plan. `full` reads the kernel first
+    /// (periodic resync); otherwise the cached view is used when there is one.
+    pub fn sync(&mut self, input: SyncInput<'_>, full: bool) -> SyncReport {
+        let mut report = SyncReport {
+            full: full || self.known.is_none(),
+            ..SyncReport::default()
+        };
+        report.errors.append(&mut self.startup_errors);
+        if report.full
+            && let Err(e) = self.refresh()
+        {
+            self.known = None;
+            report.errors.push(SyncError::new(
+                ErrorKind::Read,
+                None,
+                format!("reading the kernel state failed: {e}"),
+            ));
+            return report;
+        }
+        let want = {
+            let known = self.known.as_ref().expect("refreshed");
+            desired(input.plan, input.node_ips, known.addresses.values())
+        };
+        report.errors.extend(want.errors.iter().cloned());
+
+        let before = self.ledger.clone();
+        let actions = self.decide(&want, &mut report);
+        if let Err(e) = self.store.save(&self.ledger) {
+            // Without a durable record of what is about to be created, the
+            // agent could not recognise it after a restart: write nothing.
+            self.ledger = before;
+            report.errors.push(SyncError::new(
+                ErrorKind::Ledger,
+                None,
+                format!("{e}; no change made"),
+            ));
+            fill_services(&want, &mut report);
+            return report;
+        }
+        for action in actions {
+            self.execute(action, &mut report);
+        }
+        if let Err(e) = self.store.save(&self.ledger) {
+            report
+                .errors
+                .push(SyncError::new(ErrorKind::Ledger, None, e.to_string()));
+        }
+        fill_services(&want, &mut report);
+        report
+    }
+
+    /// Computes the writes and records the intended additions in the ledger.
+    fn decide(&mut self, want: &Desired, report: &mut SyncReport) -> Vec<Action> {
+        let mut adds = Vec::new();
+        let mut dels = Vec::new();
+
+        // Tunnel devices and fou ports.
+        for (name, dev) in &want.tunnels {
+            let known = self.known.as_ref().expect("refreshed");
+            if known.links.get(name).is_some_and(|l| l.up) {
+                continue;
+            }
+            let prior = self.ledger.tunnels.insert(
+                name.clone(),
+                OwnedTunnel {
+                    kind: dev.kind,
+                    brought_up: true,
+                },
+            );
+            adds.push(Action::EnsureTunnel(dev.clone(), prior));
+        }
+        let known = self.known.as_ref().expect("refreshed");
+        for p in &want.fou_ports {
+            if !known.fou.contains(p) {
+                self.ledger.fou_ports.insert(*p);
+                adds.push(Action::AddFou(*p));
+            }
+        }
+
+        // Sysctls.
+        for (key, value) in &want.sysctls {
+            let cur = match self.sysctl_value(key) {
+                Ok(v) => v,
+                Err(e)
+                    if e.errno() == Some(errno::ENOENT)
+                        && self.sysctl_device_pending(key, want) =>
+                {
+                    // The device appears when its tunnel is ensured below.
+                    String::new()
+                }
+                Err(e) => {
+                    report.errors.push(SyncError::new(
+                        ErrorKind::Kernel,
+                        None,
+                        format!("sysctl {key}: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            if &cur == value {
+                continue;
+            }
+            let prior = self.ledger.sysctls.get(key).cloned();
+            let previous = prior
+                .as_ref()
+                .map(|p| p.previous.clone())
+                .unwrap_or_else(|| cur.clone());
+            self.ledger.sysctls.insert(
+                key.clone(),
+                OwnedSysctl {
+                    previous,
+                    value: value.clone(),
+                },
+            );
+            adds.push(Action::WriteSysctl(key.clone(), value.clone(), prior));
+        }
+        let stale: Vec<(String, OwnedSysctl)> = self
+            .ledger
+            .sysctls
+            .iter()
+            .filter(|(k, _)| !want.sysctls.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, owned) in stale {
+            match self.sysctl_value(&key) {
+                Ok(cur) if cur == owned.value => {
+                    dels.push(Action::RestoreSysctl(key, owned.previous));
+                }
+                Ok(_) => {
+                    // Changed by someone else since: theirs now.
+                    self.ledger.sysctls.remove(&key);
+                }
+                Err(e) if e.errno() == Some(errno::ENOENT) => {
+                    self.ledger.sysctls.remove(&key);
+                }
+                Err(e) => report.errors.push(SyncError::new(
+                    ErrorKind::Kernel,
+                    None,
+                    format!("sysctl {key}: {e}"),
+                )),
+            }
+        }
+
+        // Addresses.
+        let known = self.known.as_ref().expect("refreshed");
+        for (key, da) in &want.addresses {
+            let present = known.addresses.contains_key(key)
+                || known
+                    .addresses
+                    .values()
+                    .any(|a| a.interface == key.interface && a.addr == key.addr);
+            if present {
+                continue;
+            }
+            if !known.links.contains_key(&key.interface)
+                && !want.tunnels.contains_key(&key.interface)
+            {
+                let owners: Vec<Option<String>> = if da.owners.is_empty() {
+                    vec![None]
+                } else {
+                    da.owners.iter().cloned().map(Some).collect()
+                };
+                for owner in owners {
+                    report.errors.push(SyncError::new(
+                        ErrorKind::Interface,
+                        owner,
+                        format!(
+                            "VIP {}: interface {} does not exist on this node",
+                            key.addr, key.interface
+                        ),
+                    ));
+                }
+                continue;
+            }
+            self.ledger.addresses.insert(key.clone());
+            adds.push(Action::AddAddress(da.address.clone(), da.owners.clone()));
+        }
+        for (key, a) in &known.addresses {
+            if self.ledger.addresses.contains(key) && !want.addresses.contains_key(key) {
+                dels.push(Action::DelAddress(a.clone()));
+            }
+        }
+
+        // IPVS.
+        let mut ipvs_ops: Vec<(IpvsOp, Option<String>)> = Vec::new();
+        let mut ipvs_dels: Vec<(IpvsOp, Option<String>)> = Vec::new();
+        if !known.ipvs_available {
+            for s in want.services.values() {
+                report.errors.push(SyncError::new(
+                    ErrorKind::IpvsUnavailable,
+                    Some(s.owner.clone()),
+                    "IPVS is not available on this node (is the ip_vs module loadable?)",
+                ));
+            }
+        } else {
+            for (key, ds) in &want.services {
+                let owner = Some(ds.owner.clone());
+                match known.ipvs.get(key) {
+                    None => {
+                        self.ledger.services.insert(
+                            *key,
+                            OwnedService {
+                                owner: ds.owner.clone(),
+                                dests: ds.dests.keys().copied().collect(),
+                            },
+                        );
+                        ipvs_ops.push((IpvsOp::AddService(*key, ds.config.clone()), owner.clone()));
+                        for (dk, dc) in &ds.dests {
+                            ipvs_ops.push((IpvsOp::AddDest(*key, *dk, *dc), owner.clone()));
+                        }
+                    }
+                    Some(_) if !self.ledger.owns_service(key) => {
+                        report.errors.push(SyncError::new(
+                            ErrorKind::ForeignService,
+                            owner,
+                            format!(
+                                "IPVS service {key} already exists and was not created by this agent; it is left alone"
+                            ),
+                        ));
+                    }
+                    Some(ks) => {
+                        if let Some(o) = self.ledger.services.get_mut(key) {
+                            o.owner = ds.owner.clone();
+                        }
+                        if ks.config != ds.config {
+                            ipvs_ops.push((
+                                IpvsOp::UpdateService(*key, ds.config.clone()),
+                                owner.clone(),
+                            ));
+                        }
+                        for (dk, dc) in &ds.dests {
+                            match ks.dests.get(dk) {
+                                None => {
+                                    if let Some(o) = self.ledger.services.get_mut(key) {
+                                        o.dests.insert(*dk);
+                                    }
+                                    ipvs_ops.push((IpvsOp::AddDest(*key, *dk, *dc), owner.clone()));
+                                }
+                                Some(_) if !self.ledger.owns_dest(key, dk) => {
+                                    report.errors.push(SyncError::new(
+                                        ErrorKind::ForeignDestination,
+                                        owner.clone(),
+                                        format!(
+                                            "destination {dk} of IPVS service {key} already exists and was not added by this agent; it is left alone"
+                                        ),
+                                    ));
+                                }
+                                Some(kc) if !kc.same_as(dc) => {
+                                    ipvs_ops
+                                        .push((IpvsOp::UpdateDest(*key, *dk, *dc), owner.clone()));
+                                }
+                                Some(_) => {}
+                            }
+                        }
+                        for dk in ks.dests.keys() {
+                            if !ds.dests.contains_key(dk) && self.ledger.owns_dest(key, dk) {
+                                ipvs_dels.push((IpvsOp::DelDest(*key, *dk), owner.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            for key in known.ipvs.keys() {
+                if !want.services.contains_key(key)
+                    && let Some(o) = self.ledger.services.get(key)
+                {
+                    ipvs_dels.push((IpvsOp::DelService(*key), Some(o.owner.clone())));
+                }
+            }
+        }
+        // Destinations are removed after additions so a service never runs
+        // empty during a replacement; services go last.
+        ipvs_ops.extend(ipvs_dels);
+        if !ipvs_ops.is_empty() {
+            adds.push(Action::Ipvs(ipvs_ops));
+        }
+
+        // Tunnels and fou ports no longer wanted.
+        for p in &self.ledger.fou_ports {
+            if !want.fou_ports.contains(p) {
+                dels.push(Action::DelFou(*p));
+            }
+        }
+        let unwanted: Vec<String> = self
+            .ledger
+            .tunnels
+            .keys()
+            .filter(|n| !want.tunnels.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in unwanted {
+            let t = self.ledger.tunnels[&name].clone();
+            if t.brought_up {
+                dels.push(Action::ReleaseTunnel(TunnelDevice { name, kind: t.kind }));
+            } else {
+                self.ledger.tunnels.remove(&name);
+            }
+        }
+
+        adds.extend(dels);
+        adds
+    }
+
+    /// A per-device sysctl whose device the same sync is about to create.
+    fn sysctl_device_pending(&self, key: &str, want: &Desired) -> bool {
+        ["net/ipv4/conf/", "net/ipv6/conf/"].iter().any(|p| {
+            key.strip_prefix(p)
+                .and_then(|rest| rest.split('/').next())
+                .is_some_and(|dev| want.tunnels.contains_key(dev))
+        })
+    }
+
+    fn execute(&mut self, action: Action, report: &mut SyncReport) {
+        match action {
+            Action::EnsureTunnel(dev, prior) => {
+                report.count("tunnel_up");
+                match self.dp.ensure_tunnel(&dev) {
+                    Ok(()) => {
+                        let known = self.known.as_mut().expect("refreshed");
+                        let link = known.links.entry(dev.name.clone()).or_insert(Link {
+                            name: dev.name.clone(),
+                            index: 0,
+                            kind: Some(dev.kind.link_kind().into()),
+                            up: true,
+                        });
+                        link.up = true;
+                    }
+                    Err(e) => {
+                        match prior {
+                            Some(p) => self.ledger.tunnels.insert(dev.name.clone(), p),
+                            None => self.ledger.tunnels.remove(&dev.name),
+                        };
+                        report.errors.push(SyncError::new(
+                            ErrorKind::Kernel,
+                            None,
+                            format!("tunnel device {}: {e}", dev.name),
+                        ));
+                    }
+                }
+            }
+            Action::AddFou(p) => {
+                report.count("fou_add");
+                match self.dp.add_fou_port(&p) {
+                    Ok(()) => {
+                        self.known_mut().fou.insert(p);
+                    }
+                    Err(e) => {
+                        self.ledger.fou_ports.remove(&p);
+                        if e.errno() == Some(errno::EEXIST) {
+                            self.known_mut().fou.insert(p);
+                        } else {
+                            report.errors.push(SyncError::new(
+                                ErrorKind::Kernel,
+                                None,
+                                format!("{p}: {e}"),
+                            ));
+                        }
+                    }
+                }
+            }
+            Action::WriteSysctl(key, value, prior) => {
+                report.count("sysctl_set");
+                match self.dp.write_sysctl(&key, &value) {
+                    Ok(()) => {
+                        self.known_mut().sysctls.insert(key, value);
+                    }
+                    Err(e) => {
+                        match prior {
+                            Some(p) => self.ledger.sysctls.insert(key.clone(), p),
+                            None => self.ledger.sysctls.remove(&key),
+                        };
+                        self.known_mut().sysctls.remove(&key);
+                        report.errors.push(SyncError::new(
+                            ErrorKind::Kernel,
+                            None,
+                            format!("sysctl {key}={value}: {e}"),
+                        ));
+                    }
+                }
+            }
+            Action::AddAddress(a, owners) => {
+                report.count("addr_add");
+                match self.dp.add_address(&a) {
+                    Ok(()) => {
+                        self.known_mut().addresses.insert(a.key(), a);
+                    }
+                    Err(e) => {
+                        self.ledger.addresses.remove(&a.key());
+                        if e.errno() == Some(errno::EEXIST) {
+                            // Someone else's: present, so satisfied, not ours.
+                            self.known_mut().addresses.insert(
+                                a.key(),
+                                Address {
+                                    label: None,
+                                    ..a.clone()
+                                },
+                            );
+                        } else {
+                            let owners: Vec<Option<String>> = if owners.is_empty() {
+                                vec![None]
+                            } else {
+                                owners.into_iter().map(Some).collect()
+                            };
+                            for owner in owners {
+                                report.errors.push(SyncError::new(
+                                    ErrorKind::Kernel,
+                                    owner,
+                                    format!("address {}: {e}", a.key()),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            Action::Ipvs(ops) => self.execute_ipvs(ops, report),
+            Action::DelAddress(a) => {
+                report.count("addr_del");
+                match self.dp.del_address(&a) {
+                    Ok(()) => self.forget_address(&a.key()),
+                    Err(e) if e.errno() == Some(errno::EADDRNOTAVAIL) => {
+                        self.forget_address(&a.key())
+                    }
+                    Err(e) => report.errors.push(SyncError::new(
+                        ErrorKind::Kernel,
+                        None,
+                        format!("address {}: {e}", a.key()),
+                    )),
+                }
+            }
+            Action::RestoreSysctl(key, previous) => {
+                report.count("sysctl_restore");
+                match self.dp.write_sysctl(&key, &previous) {
+                    Ok(()) => {
+                        self.ledger.sysctls.remove(&key);
+                        self.known_mut().sysctls.insert(key, previous);
+                    }
+                    Err(e) if e.errno() == Some(errno::ENOENT) => {
+                        self.ledger.sysctls.remove(&key);
+                        self.known_mut().sysctls.remove(&key);
+                    }
+                    Err(e) => report.errors.push(SyncError::new(
+                        ErrorKind::Kernel,
+                        None,
+                        format!("restoring sysctl {key}={previous}: {e}"),
+                    )),
+                }
+            }
+            Action::DelFou(p) => {
+                report.count("fou_del");
+                match self.dp.del_fou_port(&p) {
+                    Ok(()) => {
+                        self.ledger.fou_ports.remove(&p);
+                        self.known_mut().fou.remove(&p);
+                    }
+                    Err(e) if matches!(e.errno(), Some(errno::ENOENT | errno::ESRCH)) => {
+                        self.ledger.fou_ports.remove(&p);
+                        self.known_mut().fou.remove(&p);
+                    }
+                    Err(e) => report.errors.push(SyncError::new(
+                        ErrorKind::Kernel,
+                        None,
+                        format!("{p}: {e}"),
+                    )),
+                }
+            }
+            Action::ReleaseTunnel(dev) => {
+                let busy = self
+                    .known_mut()
+                    .addresses
+                    .values()
+                    .any(|a| a.interface == dev.name);
+                if busy {
+                    // Someone else put an address on it: leave it up.
+                    self.ledger.tunnels.remove(&dev.name);
+                    return;
+                }
+                report.count("tunnel_down");
+                match self.dp.release_tunnel(&dev) {
+                    Ok(()) => {
+                        self.ledger.tunnels.remove(&dev.name);
+                        if let Some(l) = self.known_mut().links.get_mut(&dev.name) {
+                            l.up = false;
+                        }
+                    }
+                    Err(e) if e.errno() == Some(errno::ENODEV) => {
+                        self.ledger.tunnels.remove(&dev.name);
+                        self.known_mut().links.remove(&dev.name);
+                    }
+                    Err(e) => report.errors.push(SyncError::new(
+                        ErrorKind::Kernel,
+                        None,
+                        format!("tunnel device {}: {e}", dev.name),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn known_mut(&mut self) -> &mut Known {
+        self.known.as_mut().expect("refreshed")
+    }
+
+    fn forget_address(&mut self, key: &AddrKey) {
+        self.ledger.addresses.remove(key);
+        self.known_mut().addresses.remove(key);
+    }
+
+    fn execute_ipvs(&mut self, ops: Vec<(IpvsOp, Option<String>)>, report: &mut SyncReport) {
+        for (op, _) in &ops {
+            report.count(op.kind());
+        }
+        let plain: Vec<IpvsOp> = ops.iter().map(|(o, _)| o.clone()).collect();
+        let results = match self.dp.ipvs_apply(&plain) {
+            Ok(r) => r,
+            Err(e) => {
+                // The outcome is unknown: read everything next time. The
+                // ledger keeps the intended additions until that read.
+                self.known = None;
+                report.errors.push(SyncError::new(
+                    ErrorKind::Kernel,
+                    None,
+                    format!("IPVS batch of {} ops: {e}", ops.len()),
+                ));
+                return;
+            }
+        };
+        let mut failed_services: BTreeSet<SvcKey> = BTreeSet::new();
+        for ((op, owner), result) in ops.into_iter().zip(results) {
+            let key = *op.service();
+            let err = match result {
+                Ok(()) => {
+                    self.applied(&op);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let code = err.errno();
+            let mut push =
+                |kind, msg: String| report.errors.push(SyncError::new(kind, owner.clone(), msg));
+            match &op {
+                IpvsOp::AddService(..) => {
+                    failed_services.insert(key);
+                    self.ledger.services.remove(&key);
+                    if code == Some(errno::EEXIST) {
+                        self.known = None;
+                        push(
+                            ErrorKind::ForeignService,
+                            format!(
+                                "IPVS service {key} appeared meanwhile and was not created by this agent; it is left alone"
+                            ),
+                        );
+                    } else {
+                        push(ErrorKind::Kernel, err.to_string());
+                    }
+                }
+                IpvsOp::UpdateService(..) => {
+                    if code == Some(errno::ESRCH) {
+                        self.ledger.services.remove(&key);
+                        self.known = None;
+                    }
+                    push(ErrorKind::Kernel, err.to_string());
+                }
+                IpvsOp::DelService(..) => {
+                    if code == Some(errno::ESRCH) {
+                        self.applied(&op);
+                    } else {
+                        push(ErrorKind::Kernel, err.to_string());
+                    }
+                }
+                IpvsOp::AddDest(_, dk, _) => {
+                    if let Some(o) = self.ledger.services.get_mut(&key) {
+                        o.dests.remove(dk);
+                    }
+                    if failed_services.contains(&key) {
+                        continue;
+                    }
+                    if code == Some(errno::EEXIST) {
+                        self.known = None;
+                        push(
+                            ErrorKind::ForeignDestination,
+                            format!(
+                                "destination {dk} of IPVS service {key} appeared meanwhile and was not added by this agent; it is left alone"
+                            ),
+                        );
+                    } else {
+                        push(ErrorKind::Kernel, err.to_string());
+                    }
+                }
+                IpvsOp::UpdateDest(_, dk, _) => {
+                    if code == Some(errno::ENOENT) {
+                        if let Some(o) = self.ledger.services.get_mut(&key) {
+                            o.dests.remove(dk);
+                        }
+                        self.known = None;
+                    }
+                    push(ErrorKind::Kernel, err.to_string());
+                }
+                IpvsOp::DelDest(..) => {
+                    if matches!(code, Some(errno::ENOENT | errno::ESRCH)) {
+                        self.applied(&op);
+                    } else {
+                        push(ErrorKind::Kernel, err.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Updates the cached view (and, for removals, the ledger) after a write.
+    fn applied(&mut self, op: &IpvsOp) {
+        let Some(known) = self.known.as_mut() else {
+            return;
+        };
+        match op {
+            IpvsOp::AddService(k, c) => {
+                known.ipvs.insert(
+                    *k,
+                    KnownService {
+                        config: c.clone(),
+                        dests: DestMap::new(),
+                    },
+                );
+            }
+            IpvsOp::UpdateService(k, c) => {
+                if let Some(s) = known.ipvs.get_mut(k) {
+                    s.config = c.clone();
+                }
+            }
+            IpvsOp::DelService(k) => {
+                known.ipvs.remove(k);
+                self.ledger.services.remove(k);
+            }
+            IpvsOp::AddDest(k, d, c) | IpvsOp::UpdateDest(k, d, c) => {
+                if let Some(s) = known.ipvs.get_mut(k) {
+                    s.dests.insert(*d, *c);
+                }
+            }
+            IpvsOp::DelDest(k, d) => {
+                if let Some(s) = known.ipvs.get_mut(k) {
+                    s.dests.remove(d);
+                }
+                if let Some(o) = self.ledger.services.get_mut(k) {
+                    o.dests.remove(d);
+                }
+            }
+        }
+    }
+}
+
+/// One entry per desired service: its generation, and programmed unless an
+/// error names it.
+fn fill_services(want: &Desired, report: &mut SyncReport) {
+    for s in want.services.values() {
+        let errors: Vec<String> = report
+            .errors
+            .iter()
+            .filter(|e| e.owner.as_deref() == Some(s.owner.as_str()))
+            .map(|e| e.message.clone())
+            .collect();
+        report.services.insert(
+            s.owner.clone(),
+            ServiceReport {
+                generation: s.generation,
+                programmed: errors.is_empty(),
+                errors,
+            },
+        );
+    }
+}

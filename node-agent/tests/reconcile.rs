@@ -1,0 +1,684 @@
+//! The reconciler against the fake kernel.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use lvs_api::{ForwardingMethod, Scheduler};
+use lvs_node_agent::dataplane::errno;
+use lvs_node_agent::dataplane::fake::{Call, FakeDataplane, FakeService};
+use lvs_node_agent::model::{Address, DestConfig, DestKey, Fwd, IpvsOp, Scope, SvcConfig, SvcKey};
+use lvs_node_agent::report::ErrorKind;
+use lvs_planner::{NodePlan, PlannedVip, Sysctl};
+
+use ForwardingMethod::{Dr, Nat};
+
+fn web() -> lvs_planner::PlannedService {
+    service(
+        "web",
+        "10.0.0.1",
+        80,
+        vec![
+            dest("10.1.0.1", 8080, 1, Nat),
+            dest("10.1.0.2", 8080, 1, Nat),
+        ],
+    )
+}
+
+fn foreign_service() -> (SvcKey, FakeService) {
+    let mut dests = BTreeMap::new();
+    dests.insert(
+        DestKey {
+            addr: ip("10.9.0.1"),
+            port: 53,
+        },
+        DestConfig {
+            fwd: Fwd::Masq,
+            weight: 5,
+            u_threshold: 0,
+            l_threshold: 0,
+            tun_type: 0,
+            tun_port: 0,
+            tun_flags: 0,
+        },
+    );
+    (
+        SvcKey::Tuple {
+            addr: ip("10.9.0.9"),
+            protocol: 17,
+            port: 53,
+        },
+        FakeService {
+            config: SvcConfig {
+                scheduler: "rr".into(),
+                flags: 0,
+                timeout: 0,
+                netmask: u32::MAX,
+            },
+            dests,
+        },
+    )
+}
+
+fn foreign_address() -> Address {
+    Address {
+        interface: "lo".into(),
+        addr: ip("10.9.9.9"),
+        prefix_len: 32,
+        label: Some("lo:other".into()),
+        scope: Scope::Host,
+    }
+}
+
+/// A fake node with someone else's IPVS service, address and sysctl.
+fn busy_node() -> FakeDataplane {
+    let mut f = FakeDataplane::new();
+    let (k, s) = foreign_service();
+    f.ipvs.insert(k, s);
+    f.addresses.insert(foreign_address());
+    f.sysctls.insert("net/ipv4/ip_forward".into(), "0".into());
+    f
+}
+
+fn assert_foreign_intact(f: &FakeDataplane) {
+    let (k, s) = foreign_service();
+    assert_eq!(f.ipvs.get(&k), Some(&s), "foreign service changed");
+    assert!(
+        f.addresses.contains(&foreign_address()),
+        "foreign address removed"
+    );
+}
+
+#[test]
+fn adds_services_vips_and_sysctls_then_does_nothing_more() {
+    let dir = temp_dir("add");
+    let mut r = reconciler(busy_node(), &dir);
+    let plan = director(vec![web()]);
+    let rep = sync(&mut r, &plan, false);
+    assert!(rep.ok(), "{:?}", rep.errors);
+    assert!(rep.full);
+    assert_eq!(rep.ops.get("service_add"), Some(&1));
+    assert_eq!(rep.ops.get("dest_add"), Some(&2));
+    assert_eq!(rep.ops.get("addr_add"), Some(&1));
+    assert_eq!(rep.ops.get("sysctl_set"), Some(&2));
+    assert!(rep.services["default/web"].programmed);
+    assert_eq!(rep.services["default/web"].generation, Some(1));
+
+    let f = r.dataplane();
+    let s = &f.ipvs[&tcp("10.0.0.1", 80)];
+    assert_eq!(s.config.scheduler, "wlc");
+    assert_eq!(s.dests.len(), 2);
+    let vip = f
+        .addresses
+        .iter()
+        .find(|a| a.addr == ip("10.0.0.1"))
+        .expect("VIP added");
+    assert_eq!(
+        vip.interface, "eth0",
+        "the interface holding the InternalIP"
+    );
+    assert_eq!(vip.label.as_deref(), Some("eth0:lvs"));
+    assert_eq!(vip.prefix_len, 32);
+    assert_eq!(f.sysctls["net/ipv4/ip_forward"], "1");
+    assert_foreign_intact(f);
+
+    // Same plan again, from the cache: not a single request.
+    let rep = sync(&mut r, &plan, false);
+    assert!(rep.ok() && rep.total_ops() == 0, "{rep:?}");
+    assert!(r.dataplane().calls.is_empty(), "{:?}", r.dataplane().calls);
+    // A full resync reads but writes nothing.
+    let rep = sync(&mut r, &plan, true);
+    assert!(rep.ok() && rep.total_ops() == 0, "{rep:?}");
+    assert!(r.dataplane().writes().is_empty());
+    assert!(r.dataplane().calls.contains(&Call::IpvsDump));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn updates_change_in_place() {
+    let dir = temp_dir("update");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    sync(&mut r, &director(vec![web()]), false);
+
+    let mut changed = web();
+    changed.scheduler = Scheduler::Rr;
+    changed.destinations[0].weight = 7;
+    changed.destinations[1].method = Dr;
+    changed.destinations[1].port = 80;
+    changed.destinations.push(dest("10.1.0.3", 8080, 2, Nat));
+    let rep = sync(&mut r, &director(vec![changed]), false);
+    assert!(rep.ok(), "{:?}", rep.errors);
+    let writes: Vec<_> = r.dataplane().writes().into_iter().cloned().collect();
+    let key = tcp("10.0.0.1", 80);
+    // Port change is a new identity (add + delete); the rest is in place.
+    assert!(
+        writes.iter().all(|c| !matches!(
+            c,
+            Call::Ipvs(IpvsOp::DelService(_) | IpvsOp::AddService(..))
+        )),
+        "{writes:?}"
+    );
+    assert!(writes.contains(&Call::Ipvs(IpvsOp::UpdateService(
+        key,
+        SvcConfig {
+            scheduler: "rr".into(),
+            flags: 0,
+            timeout: 0,
+            netmask: u32::MAX
+        }
+    ))));
+    assert_eq!(rep.ops.get("service_update"), Some(&1));
+    assert_eq!(rep.ops.get("dest_update"), Some(&1));
+    assert_eq!(rep.ops.get("dest_add"), Some(&2));
+    assert_eq!(rep.ops.get("dest_del"), Some(&1));
+    let s = &r.dataplane().ipvs[&key];
+    assert_eq!(s.config.scheduler, "rr");
+    assert_eq!(
+        s.dests[&DestKey {
+            addr: ip("10.1.0.1"),
+            port: 8080
+        }]
+            .weight,
+        7
+    );
+    assert_eq!(
+        s.dests[&DestKey {
+            addr: ip("10.1.0.2"),
+            port: 80
+        }]
+            .fwd,
+        Fwd::Route
+    );
+    assert_eq!(s.dests.len(), 3);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn forwarding_method_change_is_one_set_dest() {
+    let dir = temp_dir("fwd");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    sync(&mut r, &director(vec![web()]), false);
+    let mut changed = web();
+    changed.destinations[0].method = ForwardingMethod::Tun;
+    changed.destinations[0].tunnel = dest("1.1.1.1", 0, 1, ForwardingMethod::Tun).tunnel;
+    let rep = sync(&mut r, &director(vec![changed]), false);
+    assert!(rep.ok(), "{:?}", rep.errors);
+    assert_eq!(rep.total_ops(), 1, "{:?}", rep.ops);
+    assert_eq!(rep.ops.get("dest_update"), Some(&1));
+}
+
+#[test]
+fn removal_deletes_only_what_the_agent_created_and_restores_sysctls() {
+    let dir = temp_dir("remove");
+    let mut r = reconciler(busy_node(), &dir);
+    sync(&mut r, &director(vec![web()]), false);
+    let rep = sync(&mut r, &director(vec![]), false);
+    assert!(rep.ok(), "{:?}", rep.errors);
+    assert_eq!(rep.ops.get("service_del"), Some(&1));
+    assert_eq!(rep.ops.get("addr_del"), Some(&1));
+    assert_eq!(rep.ops.get("sysctl_restore"), Some(&2));
+    let f = r.dataplane();
+    assert_eq!(f.ipvs.len(), 1, "only the foreign service is left");
+    assert!(!f.addresses.iter().any(|a| a.addr == ip("10.0.0.1")));
+    assert_eq!(f.sysctls["net/ipv4/ip_forward"], "0", "previous value back");
+    assert_eq!(f.sysctls["net/ipv4/vs/conntrack"], "0");
+    assert_foreign_intact(f);
+    assert!(r.ledger().is_empty(), "{:?}", r.ledger());
+    // And a full resync afterwards does not touch the foreign rules either.
+    let rep = sync(&mut r, &director(vec![]), true);
+    assert!(rep.ok() && rep.total_ops() == 0, "{rep:?}");
+    assert_foreign_intact(r.dataplane());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_sysctl_changed_by_hand_is_not_restored_over_the_change() {
+    let dir = temp_dir("sysctl-hand");
+    let mut r = reconciler(busy_node(), &dir);
+    sync(&mut r, &director(vec![web()]), false);
+    r.dataplane_mut()
+        .sysctls
+        .insert("net/ipv4/ip_forward".into(), "5".into());
+    // Resync repairs it back to the desired value...
+    let rep = sync(&mut r, &director(vec![web()]), true);
+    assert_eq!(rep.ops.get("sysctl_set"), Some(&1), "{rep:?}");
+    assert_eq!(r.dataplane().sysctls["net/ipv4/ip_forward"], "1");
+    // ...and the original previous value is still what removal restores.
+    sync(&mut r, &director(vec![]), false);
+    assert_eq!(r.dataplane().sysctls["net/ipv4/ip_forward"], "0");
+
+    // Changed by hand after the agent let go of it: left as is.
+    sync(&mut r, &director(vec![web()]), false);
+    r.dataplane_mut()
+        .sysctls
+        .insert("net/ipv4/ip_forward".into(), "1".into());
+    r.dataplane_mut()
+        .sysctls
+        .insert("net/ipv4/vs/conntrack".into(), "0".into());
+    let rep = sync(&mut r, &director(vec![]), true);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(rep.ops.get("sysctl_restore"), Some(&1));
+    assert_eq!(r.dataplane().sysctls["net/ipv4/ip_forward"], "0");
+    assert!(r.ledger().sysctls.is_empty());
+}
+
+#[test]
+fn a_foreign_service_with_the_desired_key_is_reported_not_taken_over() {
+    let dir = temp_dir("collide");
+    let mut f = FakeDataplane::new();
+    let (_, foreign) = foreign_service();
+    let key = tcp("10.0.0.1", 80);
+    f.ipvs.insert(key, foreign.clone());
+    let mut r = reconciler(f, &dir);
+    let rep = sync(&mut r, &director(vec![web()]), false);
+    assert_eq!(rep.errors.len(), 1, "{:?}", rep.errors);
+    assert_eq!(rep.errors[0].kind, ErrorKind::ForeignService);
+    assert_eq!(rep.errors[0].owner.as_deref(), Some("default/web"));
+    assert!(!rep.services["default/web"].programmed);
+    assert!(
+        rep.services["default/web"].errors[0].contains("was not created by this agent"),
+        "{:?}",
+        rep.services
+    );
+    assert!(
+        !rep.ops
+            .keys()
+            .any(|k| k.starts_with("service") || k.starts_with("dest"))
+    );
+    assert_eq!(r.dataplane().ipvs[&key], foreign);
+    // Deleting the VirtualService leaves it too.
+    let rep = sync(&mut r, &director(vec![]), true);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(r.dataplane().ipvs[&key], foreign);
+}
+
+#[test]
+fn foreign_destinations_in_an_owned_service_are_left_alone() {
+    let dir = temp_dir("foreign-dest");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    sync(&mut r, &director(vec![web()]), false);
+    let key = tcp("10.0.0.1", 80);
+    let hand = DestKey {
+        addr: ip("10.1.0.99"),
+        port: 8080,
+    };
+    let cfg = r.dataplane().ipvs[&key]
+        .dests
+        .values()
+        .next()
+        .copied()
+        .unwrap();
+    r.dataplane_mut()
+        .ipvs
+        .get_mut(&key)
+        .unwrap()
+        .dests
+        .insert(hand, cfg);
+    // Resync sees it and leaves it; dropping an owned destination leaves it.
+    let mut one = web();
+    one.destinations.pop();
+    let rep = sync(&mut r, &director(vec![one.clone()]), true);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(rep.ops.get("dest_del"), Some(&1));
+    assert!(r.dataplane().ipvs[&key].dests.contains_key(&hand));
+    // Desiring the hand-made destination is a reported collision.
+    one.destinations.push(dest("10.1.0.99", 8080, 3, Nat));
+    let rep = sync(&mut r, &director(vec![one]), false);
+    assert_eq!(rep.errors.len(), 1, "{rep:?}");
+    assert_eq!(rep.errors[0].kind, ErrorKind::ForeignDestination);
+    assert_eq!(r.dataplane().ipvs[&key].dests[&hand].weight, 1);
+}
+
+#[test]
+fn restart_adopts_without_a_single_write() {
+    let dir = temp_dir("adopt");
+    let plan = NodePlan {
+        loopback_vips: vec![ip("10.0.0.50")],
+        ..director(vec![web()])
+    };
+    let mut r = reconciler(busy_node(), &dir);
+    assert!(sync(&mut r, &plan, false).ok());
+    let fake = r.into_dataplane();
+
+    let mut r = reconciler(fake, &dir);
+    let rep = sync(&mut r, &plan, false);
+    assert!(rep.ok(), "{rep:?}");
+    assert!(rep.full);
+    assert_eq!(rep.total_ops(), 0, "{:?}", rep.ops);
+    assert!(
+        r.dataplane().writes().is_empty(),
+        "{:?}",
+        r.dataplane().writes()
+    );
+    assert!(rep.services["default/web"].programmed);
+    assert_foreign_intact(r.dataplane());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn what_vanished_while_the_agent_was_down_is_removed_after_restart() {
+    let dir = temp_dir("vanished");
+    let api = service("api", "10.0.0.2", 443, vec![dest("10.1.0.7", 443, 1, Nat)]);
+    let mut r = reconciler(busy_node(), &dir);
+    assert!(sync(&mut r, &director(vec![web(), api]), false).ok());
+    let fake = r.into_dataplane();
+
+    let mut r = reconciler(fake, &dir);
+    let rep = sync(&mut r, &director(vec![web()]), false);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(rep.ops.get("service_del"), Some(&1));
+    assert_eq!(rep.ops.get("addr_del"), Some(&1));
+    assert_eq!(rep.total_ops(), 2, "{:?}", rep.ops);
+    let f = r.dataplane();
+    assert!(!f.ipvs.contains_key(&tcp("10.0.0.2", 443)));
+    assert!(f.ipvs.contains_key(&tcp("10.0.0.1", 80)));
+    assert_foreign_intact(f);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn one_change_costs_the_same_whatever_the_table_size() {
+    let mut costs = Vec::new();
+    for n in [10u16, 400] {
+        let dir = temp_dir(&format!("o1-{n}"));
+        let services: Vec<_> = (0..n)
+            .map(|i| {
+                service(
+                    &format!("s{i}"),
+                    &format!("10.0.{}.{}", i / 200, i % 200 + 1),
+                    80,
+                    vec![dest("10.1.0.1", 80, 1, Nat), dest("10.1.0.2", 80, 1, Nat)],
+                )
+            })
+            .collect();
+        let mut r = reconciler(FakeDataplane::new(), &dir);
+        assert!(sync(&mut r, &director(services.clone()), false).ok());
+        let mut changed = services;
+        changed[3].destinations[1].weight = 9;
+        let rep = sync(&mut r, &director(changed), false);
+        assert!(rep.ok(), "{rep:?}");
+        let calls = r.dataplane().calls.clone();
+        assert!(
+            !calls.iter().any(Call::is_dump),
+            "no dump on an event: {calls:?}"
+        );
+        costs.push(calls.len());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    assert_eq!(costs, vec![1, 1], "requests per one-weight change");
+}
+
+#[test]
+fn drift_is_repaired_by_the_full_resync_only() {
+    let dir = temp_dir("drift");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    let plan = director(vec![web()]);
+    sync(&mut r, &plan, false);
+    let key = tcp("10.0.0.1", 80);
+    {
+        let f = r.dataplane_mut();
+        let s = f.ipvs.get_mut(&key).unwrap();
+        s.config.scheduler = "rr".into();
+        s.dests.values_mut().for_each(|d| d.weight = 100);
+        f.addresses.retain(|a| a.addr != ip("10.0.0.1"));
+    }
+    let rep = sync(&mut r, &plan, false);
+    assert_eq!(rep.total_ops(), 0, "an event does not re-read");
+    let rep = sync(&mut r, &plan, true);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(rep.ops.get("service_update"), Some(&1));
+    assert_eq!(rep.ops.get("dest_update"), Some(&2));
+    assert_eq!(rep.ops.get("addr_add"), Some(&1));
+    assert_eq!(r.dataplane().ipvs[&key].config.scheduler, "wlc");
+
+    // A service deleted by hand is re-created.
+    r.dataplane_mut().ipvs.clear();
+    let rep = sync(&mut r, &plan, true);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(rep.ops.get("service_add"), Some(&1));
+    assert_eq!(r.dataplane().ipvs[&key].dests.len(), 2);
+}
+
+#[test]
+fn kernel_errors_are_reported_per_service_and_retried() {
+    let dir = temp_dir("errors");
+    let mut f = FakeDataplane::new();
+    f.fail_once(
+        |c| matches!(c, Call::Ipvs(IpvsOp::AddDest(_, d, _)) if d.addr.to_string() == "10.1.0.2"),
+        errno::EINVAL,
+    );
+    let mut r = reconciler(f, &dir);
+    let plan = director(vec![web()]);
+    let rep = sync(&mut r, &plan, false);
+    assert_eq!(rep.errors.len(), 1, "{rep:?}");
+    assert_eq!(rep.errors[0].kind, ErrorKind::Kernel);
+    assert!(
+        rep.errors[0].message.contains("Invalid argument"),
+        "{}",
+        rep.errors[0]
+    );
+    assert!(!rep.services["default/web"].programmed);
+    let key = tcp("10.0.0.1", 80);
+    assert_eq!(
+        r.ledger().services[&key].dests.len(),
+        1,
+        "failed add not owned"
+    );
+    let rep = sync(&mut r, &plan, false);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(rep.total_ops(), 1);
+    assert!(rep.services["default/web"].programmed);
+}
+
+#[test]
+fn a_failing_service_add_reports_once_and_owns_nothing() {
+    let dir = temp_dir("svc-fail");
+    let mut f = FakeDataplane::new();
+    f.fail_when(
+        |c| matches!(c, Call::Ipvs(IpvsOp::AddService(..))),
+        errno::ENOENT,
+    );
+    let mut r = reconciler(f, &dir);
+    let rep = sync(&mut r, &director(vec![web()]), false);
+    assert_eq!(rep.errors.len(), 1, "dest failures follow from it: {rep:?}");
+    assert!(r.ledger().services.is_empty());
+}
+
+#[test]
+fn unknown_internal_ip_is_an_interface_error_for_that_service() {
+    let dir = temp_dir("no-ip");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    let plan = director(vec![web()]);
+    let rep = r.sync(
+        lvs_node_agent::reconcile::SyncInput {
+            plan: &plan,
+            node_ips: &[],
+        },
+        false,
+    );
+    assert_eq!(rep.errors.len(), 1, "{rep:?}");
+    assert_eq!(rep.errors[0].kind, ErrorKind::Interface);
+    assert!(!rep.services["default/web"].programmed);
+    // The IPVS service itself is programmed regardless.
+    assert!(r.dataplane().ipvs.contains_key(&tcp("10.0.0.1", 80)));
+
+    let mut plan = director(vec![web()]);
+    plan.vips = vec![PlannedVip {
+        addr: ip("10.0.0.1"),
+        interface: Some("bond7".into()),
+    }];
+    let rep = sync(&mut r, &plan, false);
+    assert!(
+        rep.errors[0].message.contains("bond7 does not exist"),
+        "{rep:?}"
+    );
+}
+
+#[test]
+fn dr_realserver_gets_labelled_loopback_vips() {
+    let dir = temp_dir("dr");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    let plan = NodePlan {
+        node: "n1".into(),
+        loopback_vips: vec![ip("10.0.0.1"), ip("fd00::1")],
+        sysctls: vec![
+            Sysctl::new("net/ipv4/conf/all/arp_announce", 2),
+            Sysctl::new("net/ipv4/conf/all/arp_ignore", 1),
+        ],
+        ..Default::default()
+    };
+    let rep = sync(&mut r, &plan, false);
+    assert!(rep.ok(), "{rep:?}");
+    // sysctls are written before the VIPs appear.
+    let writes: Vec<_> = r.dataplane().writes().into_iter().cloned().collect();
+    let first_addr = writes
+        .iter()
+        .position(|c| matches!(c, Call::AddAddress(_)))
+        .unwrap();
+    let last_sysctl = writes
+        .iter()
+        .rposition(|c| matches!(c, Call::WriteSysctl(..)))
+        .unwrap();
+    assert!(last_sysctl < first_addr, "{writes:?}");
+    let f = r.dataplane();
+    let v4 = f
+        .addresses
+        .iter()
+        .find(|a| a.addr == ip("10.0.0.1"))
+        .unwrap();
+    assert_eq!(
+        (v4.interface.as_str(), v4.label.as_deref(), v4.scope),
+        ("lo", Some("lo:lvs"), Scope::Host)
+    );
+    let v6 = f
+        .addresses
+        .iter()
+        .find(|a| a.addr == ip("fd00::1"))
+        .unwrap();
+    assert_eq!((v6.prefix_len, v6.label.as_deref()), (128, None));
+
+    let rep = sync(&mut r, &NodePlan::default(), false);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(rep.ops.get("addr_del"), Some(&2));
+    assert_eq!(
+        r.dataplane().addresses.len(),
+        2,
+        "lo and eth0 addresses remain"
+    );
+}
+
+#[test]
+fn labelled_addresses_are_recognised_without_the_ledger() {
+    let dir = temp_dir("label");
+    let mut f = busy_node();
+    f.addresses.insert(Address {
+        interface: "lo".into(),
+        addr: ip("10.0.0.77"),
+        prefix_len: 32,
+        label: Some("lo:lvs".into()),
+        scope: Scope::Host,
+    });
+    let mut r = reconciler(f, &dir);
+    let rep = sync(&mut r, &NodePlan::default(), false);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(rep.ops.get("addr_del"), Some(&1));
+    assert!(
+        !r.dataplane()
+            .addresses
+            .iter()
+            .any(|a| a.addr == ip("10.0.0.77"))
+    );
+    assert_foreign_intact(r.dataplane());
+}
+
+#[test]
+fn tun_realserver_brings_tunl0_up_and_releases_it() {
+    let dir = temp_dir("tun");
+    let mut f = FakeDataplane::new();
+    f.sysctls
+        .insert("net/ipv4/conf/all/rp_filter".into(), "1".into());
+    let mut r = reconciler(f, &dir);
+    let plan = tun_realserver("10.0.0.1");
+    let rep = sync(&mut r, &plan, false);
+    assert!(rep.ok(), "{rep:?}");
+    let f = r.dataplane();
+    assert!(f.links["tunl0"].up);
+    let vip = f
+        .addresses
+        .iter()
+        .find(|a| a.addr == ip("10.0.0.1"))
+        .unwrap();
+    assert_eq!(
+        (vip.interface.as_str(), vip.label.as_deref()),
+        ("tunl0", Some("tunl0:lvs"))
+    );
+    assert_eq!(f.sysctls["net/ipv4/conf/tunl0/rp_filter"], "2");
+    assert_eq!(f.sysctls["net/ipv4/conf/all/rp_filter"], "2");
+    assert_eq!(sync(&mut r, &plan, true).total_ops(), 0);
+
+    let rep = sync(&mut r, &NodePlan::default(), false);
+    assert!(rep.ok(), "{rep:?}");
+    let f = r.dataplane();
+    assert!(!f.links["tunl0"].up);
+    assert!(!f.addresses.iter().any(|a| a.interface == "tunl0"));
+    assert_eq!(f.sysctls["net/ipv4/conf/all/rp_filter"], "1");
+    assert!(r.ledger().is_empty(), "{:?}", r.ledger());
+}
+
+#[test]
+fn a_tunnel_that_was_already_up_is_not_set_down() {
+    let dir = temp_dir("tun-up");
+    let mut f = FakeDataplane::new();
+    f.add_link("tunl0", Some("ipip"), true);
+    let mut r = reconciler(f, &dir);
+    assert!(sync(&mut r, &tun_realserver("10.0.0.1"), false).ok());
+    let rep = sync(&mut r, &NodePlan::default(), false);
+    assert!(rep.ok(), "{rep:?}");
+    assert!(!rep.ops.contains_key("tunnel_down"));
+    assert!(r.dataplane().links["tunl0"].up);
+}
+
+#[test]
+fn missing_ipvs_only_matters_when_services_are_wanted() {
+    let dir = temp_dir("no-ipvs");
+    let mut f = FakeDataplane::new();
+    f.ipvs_available = false;
+    let mut r = reconciler(f, &dir);
+    let rep = sync(&mut r, &tun_realserver("10.0.0.1"), false);
+    assert!(rep.ok(), "{rep:?}");
+    let rep = sync(&mut r, &director(vec![web()]), false);
+    assert!(
+        rep.errors
+            .iter()
+            .any(|e| e.kind == ErrorKind::IpvsUnavailable
+                && e.owner.as_deref() == Some("default/web")),
+        "{rep:?}"
+    );
+}
+
+#[test]
+fn a_read_failure_makes_the_sync_fail_without_writes() {
+    let dir = temp_dir("read-fail");
+    let mut f = busy_node();
+    f.fail_once(|c| *c == Call::Addresses, errno::EPERM);
+    let mut r = reconciler(f, &dir);
+    let rep = sync(&mut r, &director(vec![web()]), false);
+    assert_eq!(rep.errors[0].kind, ErrorKind::Read, "{rep:?}");
+    assert!(r.dataplane().writes().is_empty());
+    // The next sync reads again and succeeds.
+    let rep = sync(&mut r, &director(vec![web()]), false);
+    assert!(rep.ok() && rep.full, "{rep:?}");
+}
+
+#[test]
+fn the_ledger_on_disk_names_the_owner() {
+    let dir = temp_dir("ledger-disk");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    sync(&mut r, &director(vec![web()]), false);
+    let text = std::fs::read_to_string(dir.join("ledger.json")).unwrap();
+    assert!(text.contains("default/web"), "{text}");
+    assert!(text.contains("10.1.0.2"), "{text}");
+    assert!(text.contains("eth0"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
