@@ -1,0 +1,179 @@
+# The chart's RBAC as the API server enforces it: a matrix of what the operator
+# and agent ServiceAccounts must and must not be able to do, asked with
+# `kubectl auth can-i --as`, then a few rows again with real tokens.
+#
+# One result line per row: rbac/<sa>/<yes|no>/<verb>/<resource>[/<subresource>][#<name>]@<scope>
+# where scope is a namespace, or "all" (every namespace / cluster-scoped).
+
+# sa       expect verb    resource                               subresource name                 scope
+rbac_matrix='
+operator  yes    get     virtualservices.lvs.lvs-operator.io    -           -                    all
+operator  yes    list    virtualservices.lvs.lvs-operator.io    -           -                    all
+operator  yes    watch   virtualservices.lvs.lvs-operator.io    -           -                    all
+operator  yes    list    realservers.lvs.lvs-operator.io        -           -                    all
+operator  yes    watch   realservers.lvs.lvs-operator.io        -           -                    all
+operator  yes    list    lvsnodes.lvs.lvs-operator.io           -           -                    all
+operator  yes    watch   lvsnodes.lvs.lvs-operator.io           -           -                    all
+operator  yes    list    nodes                                  -           -                    all
+operator  yes    watch   nodes                                  -           -                    all
+operator  yes    patch   virtualservices.lvs.lvs-operator.io    status      -                    all
+operator  yes    update  virtualservices.lvs.lvs-operator.io    status      -                    all
+operator  yes    patch   realservers.lvs.lvs-operator.io        status      -                    all
+operator  yes    patch   virtualservices.lvs.lvs-operator.io    -           -                    all
+operator  yes    create  events.events.k8s.io                   -           -                    all
+operator  yes    create  events                                 -           -                    all
+operator  yes    create  leases.coordination.k8s.io             -           -                    lvs-system
+operator  yes    get     leases.coordination.k8s.io             -           lvs-operator-leader  lvs-system
+operator  yes    update  leases.coordination.k8s.io             -           lvs-operator-leader  lvs-system
+operator  no     update  leases.coordination.k8s.io             -           another-lease        lvs-system
+operator  no     create  leases.coordination.k8s.io             -           -                    default
+operator  no     get     secrets                                -           -                    lvs-system
+operator  no     list    secrets                                -           -                    all
+operator  no     delete  customresourcedefinitions.apiextensions.k8s.io -   -                    all
+operator  no     create  pods                                   -           -                    all
+operator  no     patch   nodes                                  -           -                    all
+operator  no     update  nodes                                  -           -                    all
+operator  no     patch   nodes                                  status      -                    all
+operator  no     create  virtualservices.lvs.lvs-operator.io    -           -                    all
+operator  no     delete  virtualservices.lvs.lvs-operator.io    -           -                    all
+operator  no     create  lvsnodes.lvs.lvs-operator.io           -           -                    all
+operator  no     patch   lvsnodes.lvs.lvs-operator.io           status      -                    all
+agent     yes    list    virtualservices.lvs.lvs-operator.io    -           -                    all
+agent     yes    watch   virtualservices.lvs.lvs-operator.io    -           -                    all
+agent     yes    list    realservers.lvs.lvs-operator.io        -           -                    all
+agent     yes    watch   realservers.lvs.lvs-operator.io        -           -                    all
+agent     yes    list    nodes                                  -           -                    all
+agent     yes    watch   nodes                                  -           -                    all
+agent     yes    create  lvsnodes.lvs.lvs-operator.io           -           -                    all
+agent     yes    patch   lvsnodes.lvs.lvs-operator.io           -           -                    all
+agent     yes    patch   lvsnodes.lvs.lvs-operator.io           status      -                    all
+agent     no     get     secrets                                -           -                    lvs-system
+agent     no     list    secrets                                -           -                    all
+agent     no     update  virtualservices.lvs.lvs-operator.io    -           -                    all
+agent     no     patch   virtualservices.lvs.lvs-operator.io    -           -                    all
+agent     no     update  realservers.lvs.lvs-operator.io        -           -                    all
+agent     no     patch   realservers.lvs.lvs-operator.io        -           -                    all
+agent     no     patch   virtualservices.lvs.lvs-operator.io    status      -                    all
+agent     no     update  virtualservices.lvs.lvs-operator.io    status      -                    all
+agent     no     patch   realservers.lvs.lvs-operator.io        status      -                    all
+agent     no     delete  lvsnodes.lvs.lvs-operator.io           -           -                    all
+agent     no     delete  customresourcedefinitions.apiextensions.k8s.io -   -                    all
+agent     no     create  pods                                   -           -                    all
+agent     no     patch   nodes                                  -           -                    all
+agent     no     update  nodes                                  -           -                    all
+agent     no     patch   nodes                                  status      -                    all
+agent     no     create  leases.coordination.k8s.io             -           -                    lvs-system
+'
+
+scenario rbac t_rbac
+t_rbac() {
+  ensure_release
+  local sa missing=()
+  for sa in operator agent; do
+    kubectl get serviceaccount "$(lvs_sa "$sa")" -n "$lvs_ns" >/dev/null 2>&1 || missing+=("$lvs_ns/$(lvs_sa "$sa")")
+  done
+  if ((${#missing[@]})); then
+    fail rbac/serviceaccounts "the chart did not create ${missing[*]}"
+    return 0
+  fi
+  pass rbac/serviceaccounts
+
+  local who expect verb res sub name scope args row got rc table=""
+  while read -r who expect verb res sub name scope; do
+    [[ -n $who ]] || continue
+    args=("$verb")
+    if [[ $name == - ]]; then args+=("$res"); else args+=("$res/$name"); fi
+    [[ $sub == - ]] || args+=(--subresource "$sub")
+    if [[ $scope == all ]]; then args+=(-A); else args+=(-n "$scope"); fi
+    row=rbac/$who/$expect/$verb/${res%.lvs.lvs-operator.io}
+    [[ $sub == - ]] || row+=/$sub
+    [[ $name == - ]] || row+="#$name"
+    row+=@$scope
+    rc=0; got=$(kubectl auth can-i "${args[@]}" --as "system:serviceaccount:$lvs_ns:$(lvs_sa "$who")" 2>&1) || rc=$?
+    table+=$(printf '%-9s %-7s %-4s %s' "$who" "$verb" "$got" "${args[*]:1}")$'\n'
+    if [[ $got == "$expect" ]]; then
+      pass "$row"
+    elif [[ $got == yes || $got == no ]]; then
+      fail "$row" "kubectl auth can-i ${args[*]} answered '$got', expected '$expect'"
+    else
+      fail "$row" "kubectl auth can-i ${args[*]} (exit $rc): $(error_line "$got")"
+    fi
+  done <<<"$rbac_matrix"
+  echo "RBAC matrix as run (sa, verb, answer, resource and scope):"
+  printf '%s' "$table"
+
+  rbac_real_tokens
+}
+
+# A few rows again with real tokens (sa-kubeconfig.sh), so authentication and
+# authorization are what a running operator or agent would meet.
+rbac_real_tokens() {
+  local okc=$LVS_LAB_DIR/rbac-operator.kubeconfig akc=$LVS_LAB_DIR/rbac-agent.kubeconfig rc out
+  "$LVS_E2E_CLUSTER/sa-kubeconfig.sh" "$lvs_ns" "$(lvs_sa operator)" "$okc"
+  "$LVS_E2E_CLUSTER/sa-kubeconfig.sh" "$lvs_ns" "$(lvs_sa agent)" "$akc"
+
+  kubectl create namespace rbac-tokens
+  kubectl apply -n rbac-tokens -f - <<'YAML'
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: rbac-probe}
+spec:
+  address: 192.0.2.200
+  port: 80
+  directors: {nodeSelector: {}}
+  realServerSelector: {matchLabels: {app: rbac-probe}}
+YAML
+
+  # expect_token NAME yes|no KUBECONFIG KUBECTL-ARGS...: "no" must be Forbidden.
+  expect_token() {
+    local n=$1 want=$2 kc=$3
+    shift 3
+    rc=0; out=$(kubectl --kubeconfig "$kc" "$@" 2>&1) || rc=$?
+    if [[ $want == yes ]] && ((rc == 0)); then
+      pass "$n"
+    elif [[ $want == yes ]]; then
+      fail "$n" "kubectl $*: $(error_line "$out")"
+    elif ((rc == 0)); then
+      fail "$n" "kubectl $* succeeded, expected Forbidden"
+    elif grep -q Forbidden <<<"$out"; then
+      pass "$n"
+    else
+      fail "$n" "kubectl $* failed, but not with Forbidden: $(error_line "$out")"
+    fi
+  }
+
+  expect_token rbac-token/operator/yes/list/virtualservices@all yes "$okc" get virtualservices.lvs.lvs-operator.io -A
+  expect_token rbac-token/operator/yes/patch/virtualservices/status@rbac-tokens yes "$okc" \
+    patch virtualservice.lvs.lvs-operator.io rbac-probe -n rbac-tokens --subresource status --type merge \
+    -p '{"status":{"endpoint":"192.0.2.200:80/TCP"}}'
+  expect_token rbac-token/operator/yes/create/leases#lvs-operator-leader@lvs-system yes "$okc" \
+    create -n "$lvs_ns" -f - <<'YAML'
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: lvs-operator-leader}
+spec: {holderIdentity: rbac-probe, leaseDurationSeconds: 1}
+YAML
+  expect_token rbac-token/operator/yes/update/leases#lvs-operator-leader@lvs-system yes "$okc" \
+    patch lease lvs-operator-leader -n "$lvs_ns" --type merge -p '{"spec":{"holderIdentity":"rbac-probe-2"}}'
+  expect_token rbac-token/operator/no/get/secrets@lvs-system no "$okc" get secrets -n "$lvs_ns"
+  kubectl get node rbac-probe-node >/dev/null 2>&1 || kubectl create -f - <<'YAML'
+apiVersion: v1
+kind: Node
+metadata: {name: rbac-probe-node}
+YAML
+  expect_token rbac-token/operator/no/patch/nodes@all no "$okc" label node rbac-probe-node x=y --overwrite
+  expect_token rbac-token/agent/no/patch/nodes@all no "$akc" label node rbac-probe-node x=y --overwrite
+  expect_token rbac-token/agent/yes/list/nodes@all yes "$akc" get nodes
+  expect_token rbac-token/agent/yes/list/realservers@all yes "$akc" get realservers.lvs.lvs-operator.io -A
+  expect_token rbac-token/agent/no/patch/virtualservices@rbac-tokens no "$akc" \
+    patch virtualservice.lvs.lvs-operator.io rbac-probe -n rbac-tokens --type merge -p '{"spec":{"port":81}}'
+  expect_token rbac-token/agent/no/patch/virtualservices/status@rbac-tokens no "$akc" \
+    patch virtualservice.lvs.lvs-operator.io rbac-probe -n rbac-tokens --subresource status --type merge \
+    -p '{"status":{"endpoint":"forged"}}'
+  expect_token rbac-token/agent/no/list/secrets@all no "$akc" get secrets -A
+
+  # Leave no Lease behind for the operator scenarios to trip over.
+  kubectl delete lease lvs-operator-leader -n "$lvs_ns" --ignore-not-found
+  kubectl delete node rbac-probe-node --ignore-not-found
+  kubectl delete virtualservice.lvs.lvs-operator.io rbac-probe -n rbac-tokens --ignore-not-found --wait=false
+}
