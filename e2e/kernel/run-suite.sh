@@ -60,7 +60,11 @@ if [ "${#SELECTED[@]}" -eq 0 ]; then
 fi
 
 t_start="$(lvs_now_ms)"
-OUT="${OUT:-$LVS_CACHE/kernel-lab/runs/suite-$(date +%Y%m%d-%H%M%S)}"
+if [ -z "$OUT" ]; then
+    OUT="$LVS_CACHE/kernel-lab/runs/suite-$(date +%Y%m%d-%H%M%S)"
+    mkdir -p "$LVS_CACHE/kernel-lab/runs"
+    ls -1dt "$LVS_CACHE"/kernel-lab/runs/*/ 2>/dev/null | tail -n +30 | xargs -r rm -rf
+fi
 rm -rf "$OUT"; mkdir -p "$OUT"
 
 if ! "$HERE/setup.sh" 2>"$OUT/setup.log"; then
@@ -78,8 +82,8 @@ done
 if [ "${NEED_AGENT:-0}" -eq 1 ]; then
     if [ -z "$AGENT" ]; then
         if command -v cargo >/dev/null 2>&1; then
-            lvs_log "cargo build -p lvs-node-agent"
-            if (cd "$LVS_REPO" && cargo build -p lvs-node-agent) >"$OUT/agent-build.log" 2>&1; then
+            lvs_log "cargo build --locked -p lvs-node-agent"
+            if (cd "$LVS_REPO" && cargo build --locked -p lvs-node-agent) >"$OUT/agent-build.log" 2>&1; then
                 for cand in "$LVS_REPO/target/debug/node-agent" "$LVS_REPO/target/debug/lvs-node-agent"; do
                     [ -x "$cand" ] && { AGENT="$cand"; break; }
                 done

@@ -66,10 +66,26 @@ KLAB="$LVS_CACHE/kernel-lab"
 # shellcheck disable=SC1091
 . "$KLAB/current.env"
 
-OUT="${OUT:-$KLAB/runs/$(date +%Y%m%d-%H%M%S)-$$}"
+if [ -z "$OUT" ]; then
+    OUT="$KLAB/runs/$(date +%Y%m%d-%H%M%S)-$$"
+    # Keep the 30 newest runs.
+    mkdir -p "$KLAB/runs"
+    ls -1dt "$KLAB"/runs/*/ 2>/dev/null | tail -n +30 | xargs -r rm -rf
+fi
 rm -rf "$OUT"; mkdir -p "$OUT/files"
 STAGE="$(mktemp -d "${TMPDIR:-/tmp}/lab-stage.XXXXXX")"
 trap 'rm -rf "$STAGE"' EXIT
+
+# canon PATH: PATH inside the guest's merged-/usr layout. The base archive has
+# /lib, /lib64, /bin and /sbin as symlinks into /usr; a later archive entry for
+# a directory at one of those paths would replace the symlink (the kernel's
+# unpacker removes an entry whose type differs), hiding the base's files.
+canon() {
+    case "$1" in
+        /lib/*|/lib64/*|/bin/*|/sbin/*) echo "/usr$1" ;;
+        *) echo "$1" ;;
+    esac
+}
 
 is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ]; }
 
@@ -77,6 +93,7 @@ is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' 
 stage_libs() {
     local lib
     ldd "$1" 2>/dev/null | awk '/=> \// {print $3} /^[ \t]*\/[^ ]+ \(/ {print $1}' | while read -r lib; do
+        lib="$(canon "$lib")"
         [ -e "$KLAB/base-tree$lib" ] || [ -e "$STAGE$lib" ] && continue
         mkdir -p "$STAGE$(dirname "$lib")"
         cp -L "$lib" "$STAGE$lib"
@@ -85,6 +102,7 @@ stage_libs() {
 
 # stage_file SRC DEST: copy one file, stripping and adding libraries for ELF.
 stage_file() {
+    set -- "$1" "$(canon "$2")"
     mkdir -p "$STAGE$(dirname "$2")"
     if is_elf "$1"; then
         if [ "$STRIP" -eq 1 ]; then
@@ -111,7 +129,7 @@ for a in "${ADDS[@]}"; do
     [ "$src" != "$a" ] && [ -n "$dest" ] || lvs_die "--add wants SRC:DEST, got '$a'"
     case "$dest" in /*) ;; *) lvs_die "--add destination must be absolute: '$a'" ;; esac
     if [ -d "$src" ]; then
-        mkdir -p "$STAGE$dest"
+        mkdir -p "$STAGE$(canon "$dest")"
         (cd "$src" && find . -type f) | while read -r f; do stage_file "$src/$f" "$dest/${f#./}"; done
     elif [ -f "$src" ]; then
         stage_file "$src" "$dest"

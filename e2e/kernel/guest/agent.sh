@@ -78,9 +78,13 @@ agent_start() {
         --config-dir "$LAB_MANIFESTS" --node-name "$_node" \
         --state-dir "/run/lab/state/$_node" --resync-interval "$LAB_AGENT_RESYNC" "$@" \
         >>"$(_agent_logs)/$_node.log" 2>&1 &
-    echo $! >"$LAB_AGENT_RUN/$_node.pid"
-    sleep 0.2
-    agent_alive "$_node" || fail "agent on $_node exited at once: $(tail -n 5 "$(_agent_logs)/$_node.log")"
+    _pid=$!
+    echo "$_pid" >"$LAB_AGENT_RUN/$_node.pid"
+    sleep 0.5
+    if ! agent_alive "$_node"; then
+        wait "$_pid"; _st=$?
+        fail "agent on $_node exited at once with status $_st (last log line: $(grep -v '^=== ' "$(_agent_logs)/$_node.log" | tail -n 1))"
+    fi
 }
 
 # agent_alive NODE: the agent process started on NODE still runs.
