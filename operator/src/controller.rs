@@ -1,0 +1,570 @@
+//! The VirtualService and RealServer controllers.
+//!
+//! Both reconcile the same way: analyse the whole store (the planner is
+//! cheap and deterministic), compute this object's status, and write it with
+//! server-side apply only when it differs from what the object has.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use lvs_api::{
+    LabelSelector, LvsNode, NodeInfo, Object, RealServer, ServiceReport, VirtualService,
+    VirtualServiceSpec,
+};
+use lvs_planner::{Analysis, analyze};
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result, backoff_delay};
+use crate::mapping::{self, Memory};
+use crate::metrics::Metrics;
+use crate::status::{self, EventSpec, NodeReports};
+use crate::stores::{Feeds, Stores};
+
+/// Removed last on delete; the cleanup only records an Event, since agents
+/// drop a service as soon as the object leaves their watch.
+pub const FINALIZER: &str = "lvs.lvs-operator.io/cleanup";
+
+/// How often every object is reconciled even when nothing triggered it.
+const RESYNC: Duration = Duration::from_secs(300);
+
+const VS_CONTROLLER: &str = "virtualservice";
+const RS_CONTROLLER: &str = "realserver";
+
+/// What every reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per object, for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+/// The planner's inputs, taken from the stores.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub vss: Vec<Object<VirtualServiceSpec>>,
+    pub rss: Vec<Object<lvs_api::RealServerSpec>>,
+    pub nodes: Vec<NodeInfo>,
+    pub reports: NodeReports,
+}
+
+impl Snapshot {
+    pub fn from_stores(stores: &Stores) -> Self {
+        Snapshot {
+            vss: stores
+                .vs
+                .state()
+                .iter()
+                .map(|o| Object::from(o.as_ref()))
+                .collect(),
+            rss: stores
+                .rs
+                .state()
+                .iter()
+                .map(|o| Object::from(o.as_ref()))
+                .collect(),
+            nodes: stores
+                .nodes
+                .state()
+                .iter()
+                .map(|n| NodeInfo::from(n.as_ref()))
+                .collect(),
+            reports: reports_of(&stores.lvsnodes.state()),
+        }
+    }
+
+    pub fn analyze(&self) -> Analysis {
+        analyze(&self.vss, &self.rss, &self.nodes)
+    }
+}
+
+/// The LvsNode reports, keyed by node (the LvsNode's name).
+pub fn reports_of(lvsnodes: &[Arc<LvsNode>]) -> NodeReports {
+    NodeReports::new(lvsnodes.iter().map(|l| {
+        let services: Vec<ServiceReport> = l
+            .status
+            .as_ref()
+            .map(|s| s.services.clone())
+            .unwrap_or_default();
+        (l.name_any(), services)
+    }))
+}
+
+/// Now, to the second, as conditions carry it.
+pub fn now_rfc3339() -> String {
+    let secs = Timestamp::now().as_second();
+    Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| Timestamp::now().to_string())
+}
+
+impl Context {
+    pub fn new(client: Client, stores: Stores, metrics: Arc<Metrics>, instance: &str) -> Self {
+        let reporter = Reporter {
+            controller: crate::FIELD_MANAGER.into(),
+            instance: Some(instance.to_string()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn failed(&self, key: &str) -> u32 {
+        let mut f = self.failures();
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.failures().remove(key);
+    }
+
+    async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, events: &[EventSpec]) {
+        for e in events {
+            let ev = Event {
+                type_: if e.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: e.reason.to_string(),
+                note: Some(truncate(&e.note, 1000)),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            match self.recorder.publish(&ev, &obj.object_ref(&())).await {
+                Ok(()) => {
+                    self.metrics.events.inc();
+                }
+                Err(err) => {
+                    warn!(reason = e.reason, name = %obj.meta().name.clone().unwrap_or_default(), error = %err, "publishing an Event failed");
+                }
+            }
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn namespaced_key<K: Resource>(obj: &K, kind: &'static str) -> Result<(String, String)> {
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let ns = obj
+        .meta()
+        .namespace
+        .clone()
+        .ok_or_else(|| Error::MissingNamespace {
+            kind,
+            name: name.clone(),
+        })?;
+    Ok((ns, name))
+}
+
+/// The server-side apply body for a status.
+pub fn status_patch<K: Resource<DynamicType = ()>, S: Serialize>(status: &S) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    })
+}
+
+async fn apply_status<K, S>(api: &Api<K>, namespace: &str, name: &str, status: &S) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let params = PatchParams::apply(crate::FIELD_MANAGER).force();
+    let body = status_patch::<K, S>(status);
+    api.patch_status(name, &params, &Patch::Apply(&body))
+        .await
+        .map_err(Error::kube(format!(
+            "apply status of {} {namespace}/{name}",
+            K::kind(&())
+        )))?;
+    Ok(())
+}
+
+/// Reconciles one VirtualService: finalizer, then status.
+pub async fn reconcile_vs(vs: Arc<VirtualService>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.start(VS_CONTROLLER);
+    let (ns, name) = namespaced_key(vs.as_ref(), "VirtualService")?;
+    let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), &ns);
+    let action = finalizer(&api, FINALIZER, vs, |event| async {
+        match event {
+            Finalizer::Apply(vs) => apply_vs(&vs, &api, &ctx).await,
+            Finalizer::Cleanup(vs) => cleanup_vs(&vs, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer {
+        finalizer: FINALIZER,
+        source: Box::new(e),
+    })?;
+    ctx.succeeded(&format!("VirtualService/{ns}/{name}"));
+    Ok(action)
+}
+
+async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context) -> Result<Action> {
+    let (ns, name) = namespaced_key(vs, "VirtualService")?;
+    let key = format!("{ns}/{name}");
+    let snapshot = Snapshot::from_stores(&ctx.stores);
+    let analysis = snapshot.analyze();
+    let Some(verdict) = analysis.get(&key) else {
+        // Deleted since it was queued; the delete event triggers what follows.
+        return Ok(Action::await_change());
+    };
+    let old = vs.status.as_ref();
+    let new = status::vs_status(
+        old,
+        &vs.spec,
+        &ns,
+        verdict,
+        &snapshot.reports,
+        &now_rfc3339(),
+    );
+    if !status::needs_write(old, &new) {
+        ctx.metrics.status_write("VirtualService", false);
+        debug!(vs = %key, "status unchanged");
+        return Ok(Action::requeue(RESYNC));
+    }
+    apply_status(api, &ns, &name, &new).await?;
+    ctx.metrics.status_write("VirtualService", true);
+    info!(
+        vs = %key,
+        state = ?verdict.state,
+        real_servers = %new.real_servers.as_ref().map(|r| r.summary.clone()).unwrap_or_default(),
+        nodes = ?new.nodes,
+        "status written"
+    );
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    ctx.publish(vs, &status::vs_events(old_conditions, &new.conditions))
+        .await;
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn cleanup_vs(vs: &VirtualService, ctx: &Context) -> Result<Action> {
+    let key = format!("{}/{}", vs.namespace().unwrap_or_default(), vs.name_any());
+    info!(vs = %key, "deleting: agents remove the service once the object is gone");
+    ctx.publish(
+        vs,
+        &[EventSpec {
+            warning: false,
+            reason: "Deleting",
+            note: "the finalizer is removed; the agents drop the service when the object is gone"
+                .into(),
+        }],
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Reconciles one RealServer's status.
+pub async fn reconcile_rs(rs: Arc<RealServer>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.start(RS_CONTROLLER);
+    let (ns, name) = namespaced_key(rs.as_ref(), "RealServer")?;
+    let key = format!("{ns}/{name}");
+    let analysis = Snapshot::from_stores(&ctx.stores).analyze();
+    let old = rs.status.as_ref();
+    let new = status::rs_status(
+        old,
+        &key,
+        &rs.spec,
+        rs.meta().generation,
+        &analysis,
+        &now_rfc3339(),
+    );
+    if status::needs_write(old, &new) {
+        let api: Api<RealServer> = Api::namespaced(ctx.client.clone(), &ns);
+        apply_status(&api, &ns, &name, &new).await?;
+        ctx.metrics.status_write("RealServer", true);
+        info!(rs = %key, address = ?new.address, selected_by = ?new.selected_by, "status written");
+        let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+        ctx.publish(
+            rs.as_ref(),
+            &status::rs_events(old_conditions, &new.conditions),
+        )
+        .await;
+    } else {
+        ctx.metrics.status_write("RealServer", false);
+    }
+    ctx.succeeded(&format!("RealServer/{key}"));
+    Ok(Action::requeue(RESYNC))
+}
+
+fn error_policy<K: Resource<DynamicType = ()>>(
+    controller: &'static str,
+    obj: &K,
+    err: &Error,
+    ctx: &Context,
+) -> Action {
+    let key = format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.clone().unwrap_or_default(),
+        obj.meta().name.clone().unwrap_or_default()
+    );
+    let failures = ctx.failed(&key);
+    let delay = backoff_delay(failures);
+    ctx.metrics.error(controller, err.metric_label());
+    warn!(object = %key, error = %err, failures, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn exists<K>(store: &Store<K>, obj: &K) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    store.get(&ObjectRef::from_obj(obj)).is_some()
+}
+
+fn key_of<K: Resource>(o: &K) -> String {
+    format!(
+        "{}/{}",
+        o.meta().namespace.clone().unwrap_or_default(),
+        o.meta().name.clone().unwrap_or_default()
+    )
+}
+
+/// A node's planner view, remembered so that heartbeat-only updates trigger nothing.
+fn node_change(
+    memory: &Memory<NodeInfo>,
+    store: &Store<Node>,
+    node: &Node,
+) -> Option<Vec<BTreeMap<String, String>>> {
+    let info = NodeInfo::from(node);
+    let present = exists(store, node);
+    let old = memory.swap(&info.name, present.then(|| info.clone()));
+    if present && old.as_ref() == Some(&info) {
+        return None;
+    }
+    let mut sets = vec![info.labels];
+    sets.extend(old.map(|o| o.labels));
+    Some(sets)
+}
+
+async fn shutdown_future(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// The VirtualService controller: triggered by its own objects, by
+/// RealServers, Nodes and LvsNodes, and by other VirtualServices with the
+/// same address.
+pub fn vs_controller(
+    ctx: Arc<Context>,
+    feeds: &Feeds,
+    shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let stores = ctx.stores.clone();
+
+    let (vs_store, rs_store) = (stores.vs.clone(), stores.rs.clone());
+    let rs_labels: Memory<BTreeMap<String, String>> = Memory::default();
+    let on_rs = move |rs: RealServer| {
+        let key = key_of(&rs);
+        let old = rs_labels.swap(&key, exists(&rs_store, &rs).then(|| rs.labels().clone()));
+        let mut sets = vec![rs.labels()];
+        sets.extend(old.as_ref());
+        let selected_by = rs
+            .status
+            .as_ref()
+            .map(|s| s.selected_by.clone())
+            .unwrap_or_default();
+        mapping::vss_for_realserver(
+            &vs_store.state(),
+            &rs.namespace().unwrap_or_default(),
+            &sets,
+            &selected_by,
+        )
+    };
+
+    let (vs_store, rs_store, node_store) =
+        (stores.vs.clone(), stores.rs.clone(), stores.nodes.clone());
+    let nodes_seen: Memory<NodeInfo> = Memory::default();
+    let on_node = move |node: Node| {
+        let Some(sets) = node_change(&nodes_seen, &node_store, &node) else {
+            return Vec::new();
+        };
+        let sets: Vec<&BTreeMap<String, String>> = sets.iter().collect();
+        mapping::vss_for_node(
+            &vs_store.state(),
+            &rs_store.state(),
+            &node.name_any(),
+            &sets,
+            &[],
+        )
+    };
+
+    let (vs_store, rs_store, node_store, ln_store) = (
+        stores.vs.clone(),
+        stores.rs.clone(),
+        stores.nodes.clone(),
+        stores.lvsnodes.clone(),
+    );
+    let reports_seen: Memory<Vec<ServiceReport>> = Memory::default();
+    let on_lvsnode = move |ln: LvsNode| {
+        let node = ln.name_any();
+        let services = ln
+            .status
+            .as_ref()
+            .map(|s| s.services.clone())
+            .unwrap_or_default();
+        let present = exists(&ln_store, &ln);
+        let old = reports_seen.swap(&node, present.then(|| services.clone()));
+        if present && old.as_ref() == Some(&services) {
+            // Only lastSyncTime or counters moved.
+            return Vec::new();
+        }
+        let mut reported = mapping::reported_services(&ln);
+        reported.extend(old.unwrap_or_default().into_iter().map(|r| r.name));
+        let labels = node_store
+            .get(&ObjectRef::new(&node))
+            .map(|n| n.labels().clone());
+        let sets: Vec<&BTreeMap<String, String>> = labels.iter().collect();
+        mapping::vss_for_node(
+            &vs_store.state(),
+            &rs_store.state(),
+            &node,
+            &sets,
+            &reported,
+        )
+    };
+
+    let vs_store = stores.vs.clone();
+    let keys_seen: Memory<Option<String>> = Memory::default();
+    let on_vs = move |vs: VirtualService| {
+        let key = key_of(&vs);
+        let new_key = mapping::conflict_key(&vs.spec);
+        let old_key = keys_seen
+            .swap(&key, exists(&vs_store, &vs).then(|| new_key.clone()))
+            .flatten();
+        let keys: Vec<&str> = new_key
+            .iter()
+            .chain(old_key.iter())
+            .map(String::as_str)
+            .collect();
+        mapping::vss_for_virtualservice(&vs_store.state(), &key, &keys)
+    };
+
+    let controller = Controller::for_stream(feeds.vs.subscribe(), stores.vs.clone())
+        .with_config(
+            Config::default()
+                .debounce(Duration::from_millis(200))
+                .concurrency(4),
+        )
+        .watches_stream(feeds.rs.subscribe(), on_rs)
+        .watches_stream(feeds.nodes.subscribe(), on_node)
+        .watches_stream(feeds.lvsnodes.subscribe(), on_lvsnode)
+        .watches_stream(feeds.vs.subscribe(), on_vs)
+        .reconcile_all_on(futures::stream::once(async {}))
+        .graceful_shutdown_on(shutdown_future(shutdown));
+    let run = controller.run(
+        reconcile_vs,
+        |vs, err, ctx| error_policy(VS_CONTROLLER, vs.as_ref(), err, &ctx),
+        ctx,
+    );
+    run.for_each(|res| async move {
+        if let Err(e) = res {
+            debug!(error = %e, "virtualservice controller");
+        }
+    })
+}
+
+/// The RealServer controller: triggered by its own objects, by
+/// VirtualServices whose spec changed, and by Nodes the RealServers name.
+pub fn rs_controller(
+    ctx: Arc<Context>,
+    feeds: &Feeds,
+    shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let stores = ctx.stores.clone();
+
+    let (vs_store, rs_store) = (stores.vs.clone(), stores.rs.clone());
+    let specs_seen: Memory<VirtualServiceSpec> = Memory::default();
+    let on_vs = move |vs: VirtualService| {
+        let key = key_of(&vs);
+        let present = exists(&vs_store, &vs);
+        let old = specs_seen.swap(&key, present.then(|| vs.spec.clone()));
+        if present && old.as_ref() == Some(&vs.spec) {
+            // A status or metadata update: nothing a RealServer depends on.
+            return Vec::new();
+        }
+        let mut selectors: Vec<&LabelSelector> = vec![&vs.spec.real_server_selector];
+        selectors.extend(old.as_ref().map(|s| &s.real_server_selector));
+        mapping::rss_for_virtualservice(
+            &rs_store.state(),
+            &vs.namespace().unwrap_or_default(),
+            &key,
+            &selectors,
+        )
+    };
+
+    let (rs_store, node_store) = (stores.rs.clone(), stores.nodes.clone());
+    let nodes_seen: Memory<NodeInfo> = Memory::default();
+    let on_node = move |node: Node| {
+        if node_change(&nodes_seen, &node_store, &node).is_none() {
+            return Vec::new();
+        }
+        mapping::rss_for_node(&rs_store.state(), &node.name_any())
+    };
+
+    let controller = Controller::for_stream(feeds.rs.subscribe(), stores.rs.clone())
+        .with_config(
+            Config::default()
+                .debounce(Duration::from_millis(200))
+                .concurrency(4),
+        )
+        .watches_stream(feeds.vs.subscribe(), on_vs)
+        .watches_stream(feeds.nodes.subscribe(), on_node)
+        .reconcile_all_on(futures::stream::once(async {}))
+        .graceful_shutdown_on(shutdown_future(shutdown));
+    let run = controller.run(
+        reconcile_rs,
+        |rs, err, ctx| error_policy(RS_CONTROLLER, rs.as_ref(), err, &ctx),
+        ctx,
+    );
+    run.for_each(|res| async move {
+        if let Err(e) = res {
+            debug!(error = %e, "realserver controller");
+        }
+    })
+}

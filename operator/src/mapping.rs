@@ -1,0 +1,421 @@
+//! Which objects to reconcile when a related object changes.
+//!
+//! A VirtualService's status depends on the RealServers it selects, on the
+//! Nodes that direct it or act as its realservers, on those nodes' LvsNode
+//! reports, and on every other VirtualService with the same address (the
+//! oldest wins). A RealServer's status depends on the VirtualServices that
+//! select it and on the Node it names. The functions here turn a change of
+//! one object into the set of objects whose status may change; they are pure
+//! so that the rules can be tested without a cluster.
+//!
+//! Watch events carry only the new object, so the mappers remember what they
+//! saw last (labels, selector, address) in a [`Memory`] to also reach the
+//! objects the old version related to.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use lvs_api::status::types;
+use lvs_api::{LabelSelector, LvsNode, RealServer, VirtualService, VirtualServiceSpec};
+
+type Labels = BTreeMap<String, String>;
+
+/// What a mapper saw last of each object, keyed by `namespace/name`.
+#[derive(Debug)]
+pub struct Memory<V> {
+    seen: Mutex<HashMap<String, V>>,
+}
+
+impl<V: Clone> Default for Memory<V> {
+    fn default() -> Self {
+        Memory {
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V: Clone> Memory<V> {
+    /// Records `new` (or forgets the key when `None`) and returns what was there.
+    pub fn swap(&self, key: &str, new: Option<V>) -> Option<V> {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match new {
+            Some(v) => seen.insert(key.to_string(), v),
+            None => seen.remove(key),
+        }
+    }
+}
+
+fn key_of<K: kube::Resource>(o: &K) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+}
+
+/// The identity the kernel uses for a service, normalised so that two
+/// spellings of one IPv6 address compare equal. `None` for a spec without a
+/// usable address or mark (it cannot conflict).
+pub fn conflict_key(spec: &VirtualServiceSpec) -> Option<String> {
+    match (&spec.address, spec.fwmark) {
+        (Some(a), None) => {
+            let ip: IpAddr = a.parse().ok()?;
+            Some(format!(
+                "{ip}|{}|{}",
+                spec.port?,
+                spec.protocol_or_default()
+            ))
+        }
+        (None, Some(m)) => Some(format!("fwmark|{m}|{}", spec.is_ipv6())),
+        _ => None,
+    }
+}
+
+fn has_true(conds: &[lvs_api::Condition], type_: &str) -> bool {
+    conds.iter().any(|c| c.type_ == type_ && c.status == "True")
+}
+
+fn vs_ref(vs: &VirtualService) -> ObjectRef<VirtualService> {
+    ObjectRef::from_obj(vs)
+}
+
+fn rs_ref(rs: &RealServer) -> ObjectRef<RealServer> {
+    ObjectRef::from_obj(rs)
+}
+
+/// VirtualServices to reconcile when a RealServer changes: those in its
+/// namespace whose selector matches any of `label_sets` (old and new labels),
+/// plus those named in its `status.selectedBy`.
+pub fn vss_for_realserver(
+    vss: &[Arc<VirtualService>],
+    namespace: &str,
+    label_sets: &[&Labels],
+    selected_by: &[String],
+) -> Vec<ObjectRef<VirtualService>> {
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    let mut refs = Vec::new();
+    for vs in vss {
+        if vs.namespace().as_deref() != Some(namespace) {
+            continue;
+        }
+        let key = key_of(vs.as_ref());
+        let matches = label_sets
+            .iter()
+            .any(|l| vs.spec.real_server_selector.matches(l));
+        if (matches || selected_by.contains(&key)) && out.insert(key) {
+            refs.push(vs_ref(vs));
+        }
+    }
+    refs
+}
+
+/// VirtualServices to reconcile when a Node or its LvsNode changes: those
+/// whose director selector matches the node's labels (old or new), those
+/// whose status lists the node as director or programmed node, those that
+/// select a RealServer with `nodeName` set to it, and those its LvsNode reports.
+pub fn vss_for_node(
+    vss: &[Arc<VirtualService>],
+    rss: &[Arc<RealServer>],
+    node: &str,
+    label_sets: &[&Labels],
+    reported: &[String],
+) -> Vec<ObjectRef<VirtualService>> {
+    let rs_on_node: Vec<&Arc<RealServer>> = rss
+        .iter()
+        .filter(|r| r.spec.node_name.as_deref() == Some(node))
+        .collect();
+    let mut refs = Vec::new();
+    for vs in vss {
+        let key = key_of(vs.as_ref());
+        let directs = label_sets
+            .iter()
+            .any(|l| vs.spec.directors.node_selector.matches(l));
+        let listed = vs
+            .status
+            .as_ref()
+            .is_some_and(|s| s.nodes.contains_key(node) || s.directors.iter().any(|d| d == node));
+        let selects = rs_on_node.iter().any(|r| {
+            r.namespace() == vs.namespace() && vs.spec.real_server_selector.matches(r.labels())
+        });
+        if directs || listed || selects || reported.contains(&key) {
+            refs.push(vs_ref(vs));
+        }
+    }
+    refs
+}
+
+/// The VirtualServices an LvsNode reports (`status.services[].name`).
+pub fn reported_services(lvsnode: &LvsNode) -> Vec<String> {
+    lvsnode
+        .status
+        .as_ref()
+        .map(|s| s.services.iter().map(|r| r.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// VirtualServices to reconcile when another VirtualService changes: those
+/// with its old or new address (a conflict may start or end), and every one
+/// currently losing a conflict (the winner may be gone).
+pub fn vss_for_virtualservice(
+    vss: &[Arc<VirtualService>],
+    changed: &str,
+    keys: &[&str],
+) -> Vec<ObjectRef<VirtualService>> {
+    vss.iter()
+        .filter(|vs| key_of(vs.as_ref()) != changed)
+        .filter(|vs| {
+            let same_key = conflict_key(&vs.spec).is_some_and(|k| keys.contains(&k.as_str()));
+            let losing = vs
+                .status
+                .as_ref()
+                .is_some_and(|s| has_true(&s.conditions, types::CONFLICT));
+            same_key || losing
+        })
+        .map(|vs| vs_ref(vs))
+        .collect()
+}
+
+/// RealServers to reconcile when a VirtualService changes: those in its
+/// namespace matched by any of `selectors` (old and new), and those whose
+/// `status.selectedBy` names it.
+pub fn rss_for_virtualservice(
+    rss: &[Arc<RealServer>],
+    namespace: &str,
+    vs_key: &str,
+    selectors: &[&LabelSelector],
+) -> Vec<ObjectRef<RealServer>> {
+    rss.iter()
+        .filter(|r| r.namespace().as_deref() == Some(namespace))
+        .filter(|r| {
+            selectors.iter().any(|s| s.matches(r.labels()))
+                || r.status
+                    .as_ref()
+                    .is_some_and(|s| s.selected_by.iter().any(|v| v == vs_key))
+        })
+        .map(|r| rs_ref(r))
+        .collect()
+}
+
+/// RealServers to reconcile when a Node changes: those that name it.
+pub fn rss_for_node(rss: &[Arc<RealServer>], node: &str) -> Vec<ObjectRef<RealServer>> {
+    rss.iter()
+        .filter(|r| r.spec.node_name.as_deref() == Some(node))
+        .map(|r| rs_ref(r))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+    use lvs_api::{
+        Condition, Directors, LabelSelector, RealServerSpec, RealServerStatus, VirtualServiceStatus,
+    };
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn selector(pairs: &[(&str, &str)]) -> LabelSelector {
+        LabelSelector {
+            match_labels: labels(pairs),
+            match_expressions: vec![],
+        }
+    }
+
+    fn meta(ns: &str, name: &str, l: Labels) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            labels: Some(l),
+            ..Default::default()
+        }
+    }
+
+    fn vs(ns: &str, name: &str, address: &str, rs_sel: &[(&str, &str)]) -> Arc<VirtualService> {
+        let spec: VirtualServiceSpec = serde_json::from_value(serde_json::json!({
+            "address": address, "port": 80,
+            "directors": {"nodeSelector": {"matchLabels": {"role": "director"}}},
+            "realServerSelector": {},
+        }))
+        .unwrap();
+        let mut v = VirtualService::new(name, spec);
+        v.metadata = meta(ns, name, Labels::new());
+        v.spec.real_server_selector = selector(rs_sel);
+        Arc::new(v)
+    }
+
+    fn rs(ns: &str, name: &str, l: &[(&str, &str)], node: Option<&str>) -> Arc<RealServer> {
+        let spec = RealServerSpec {
+            address: node.is_none().then(|| "10.0.0.1".to_string()),
+            node_name: node.map(String::from),
+            port: None,
+            weight: 1,
+            forwarding: None,
+            upper_threshold: None,
+            lower_threshold: None,
+        };
+        let mut r = RealServer::new(name, spec);
+        r.metadata = meta(ns, name, labels(l));
+        Arc::new(r)
+    }
+
+    fn names<K: kube::Resource>(refs: &[ObjectRef<K>]) -> Vec<String>
+    where
+        K::DynamicType: Default,
+    {
+        let mut v: Vec<String> = refs
+            .iter()
+            .map(|r| format!("{}/{}", r.namespace.clone().unwrap_or_default(), r.name))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn realserver_change_reaches_old_and_new_selectors_in_its_namespace_only() {
+        let vss = vec![
+            vs("a", "blue", "192.0.2.1", &[("app", "blue")]),
+            vs("a", "green", "192.0.2.2", &[("app", "green")]),
+            vs("b", "blue", "192.0.2.3", &[("app", "blue")]),
+            vs("a", "other", "192.0.2.4", &[("app", "other")]),
+        ];
+        let old = labels(&[("app", "blue")]);
+        let new = labels(&[("app", "green")]);
+        let got = vss_for_realserver(&vss, "a", &[&old, &new], &[]);
+        assert_eq!(names(&got), ["a/blue", "a/green"]);
+        let only_new = vss_for_realserver(&vss, "a", &[&new], &[]);
+        assert_eq!(names(&only_new), ["a/green"]);
+        let via_status = vss_for_realserver(&vss, "a", &[&new], &["a/other".into()]);
+        assert_eq!(names(&via_status), ["a/green", "a/other"]);
+    }
+
+    #[test]
+    fn empty_selector_selects_every_realserver_of_the_namespace() {
+        let vss = vec![vs("a", "all", "192.0.2.1", &[])];
+        assert_eq!(
+            names(&vss_for_realserver(
+                &vss,
+                "a",
+                &[&labels(&[("x", "y")])],
+                &[]
+            )),
+            ["a/all"]
+        );
+        assert!(vss_for_realserver(&vss, "b", &[&labels(&[])], &[]).is_empty());
+    }
+
+    #[test]
+    fn node_change_reaches_directed_listed_and_realserver_services() {
+        let mut listed = (*vs("a", "listed", "192.0.2.9", &[("app", "none")])).clone();
+        listed.spec.directors = Directors {
+            node_selector: selector(&[("role", "nobody")]),
+            interface: None,
+        };
+        listed.status = Some(VirtualServiceStatus {
+            nodes: [("n1".to_string(), "Programmed".to_string())].into(),
+            ..Default::default()
+        });
+        let mut rs_user = (*vs("a", "rs-user", "192.0.2.8", &[("app", "dr")])).clone();
+        rs_user.spec.directors.node_selector = selector(&[("role", "nobody")]);
+        let mut unrelated = (*vs("a", "unrelated", "192.0.2.7", &[("app", "x")])).clone();
+        unrelated.spec.directors.node_selector = selector(&[("role", "nobody")]);
+        let vss = vec![
+            vs("a", "directed", "192.0.2.1", &[("app", "web")]),
+            Arc::new(listed),
+            Arc::new(rs_user),
+            Arc::new(unrelated),
+        ];
+        let rss = vec![
+            rs("a", "on-n1", &[("app", "dr")], Some("n1")),
+            rs("a", "elsewhere", &[("app", "x")], Some("n2")),
+        ];
+        let director = labels(&[("role", "director")]);
+        let got = vss_for_node(&vss, &rss, "n1", &[&director], &[]);
+        assert_eq!(names(&got), ["a/directed", "a/listed", "a/rs-user"]);
+        // Without the director label only the status and the realserver link remain.
+        let plain = labels(&[]);
+        let got = vss_for_node(&vss, &rss, "n1", &[&plain], &[]);
+        assert_eq!(names(&got), ["a/listed", "a/rs-user"]);
+        // An LvsNode report names a service directly.
+        let got = vss_for_node(&vss, &rss, "n3", &[], &["a/unrelated".into()]);
+        assert_eq!(names(&got), ["a/unrelated"]);
+    }
+
+    #[test]
+    fn virtualservice_change_reaches_same_address_and_losers() {
+        let mut loser = (*vs("b", "loser", "192.0.2.50", &[])).clone();
+        loser.status = Some(VirtualServiceStatus {
+            conditions: vec![Condition {
+                type_: types::CONFLICT.into(),
+                status: "True".into(),
+                reason: "Conflict".into(),
+                message: String::new(),
+                last_transition_time: "t".into(),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        });
+        let vss = vec![
+            vs("a", "winner", "192.0.2.1", &[]),
+            vs("b", "same-v6", "2001:db8::1", &[]),
+            vs("a", "unrelated", "192.0.2.2", &[]),
+            Arc::new(loser),
+        ];
+        let changed = vs("c", "new", "2001:DB8:0::1", &[]);
+        let key = conflict_key(&changed.spec).unwrap();
+        let old = conflict_key(&vss[0].spec).unwrap();
+        let got = vss_for_virtualservice(&vss, "c/new", &[&key, &old]);
+        assert_eq!(names(&got), ["a/winner", "b/loser", "b/same-v6"]);
+        // The changed object itself is not re-queued by the mapper.
+        let got = vss_for_virtualservice(&vss, "a/winner", &[&old]);
+        assert_eq!(names(&got), ["b/loser"]);
+    }
+
+    #[test]
+    fn conflict_key_normalises_addresses_and_defaults_the_protocol() {
+        let a = vs("a", "x", "2001:db8::1", &[]);
+        let b = vs("a", "y", "2001:0db8:0:0::1", &[]);
+        assert_eq!(conflict_key(&a.spec), conflict_key(&b.spec));
+        let mut udp = (*a).clone();
+        udp.spec.protocol = Some(lvs_api::Protocol::Udp);
+        assert_ne!(conflict_key(&udp.spec), conflict_key(&a.spec));
+        let mut bad = (*a).clone();
+        bad.spec.address = Some("not-an-ip".into());
+        assert_eq!(conflict_key(&bad.spec), None);
+    }
+
+    #[test]
+    fn virtualservice_change_reaches_old_and_new_realservers() {
+        let mut via_status = (*rs("a", "via-status", &[("app", "gone")], None)).clone();
+        via_status.status = Some(RealServerStatus {
+            selected_by: vec!["a/web".into()],
+            ..Default::default()
+        });
+        let rss = vec![
+            rs("a", "old", &[("app", "old")], None),
+            rs("a", "new", &[("app", "new")], None),
+            rs("b", "new", &[("app", "new")], None),
+            rs("a", "none", &[("app", "none")], Some("n1")),
+            Arc::new(via_status),
+        ];
+        let (old, new) = (selector(&[("app", "old")]), selector(&[("app", "new")]));
+        let got = rss_for_virtualservice(&rss, "a", "a/web", &[&old, &new]);
+        assert_eq!(names(&got), ["a/new", "a/old", "a/via-status"]);
+        assert_eq!(names(&rss_for_node(&rss, "n1")), ["a/none"]);
+    }
+
+    #[test]
+    fn memory_returns_the_previous_value_and_forgets() {
+        let m: Memory<u32> = Memory::default();
+        assert_eq!(m.swap("a/x", Some(1)), None);
+        assert_eq!(m.swap("a/x", Some(2)), Some(1));
+        assert_eq!(m.swap("a/x", None), Some(2));
+        assert_eq!(m.swap("a/x", Some(3)), None);
+    }
+}

@@ -1,0 +1,516 @@
+//! Status computation: pure functions from the planner's verdicts and the
+//! agents' LvsNode reports to the VirtualService and RealServer status, and
+//! the Events that a change of status deserves.
+//!
+//! Nothing here does I/O; the reconcilers feed it store contents and write
+//! the result only when it differs from what the object already has.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use lvs_api::status::types;
+use lvs_api::{
+    Condition, ConditionUpdate, RealServerCounts, RealServerSpec, RealServerStatus, ServiceReport,
+    VirtualServiceSpec, VirtualServiceStatus, compute_conditions,
+};
+use lvs_planner::{Analysis, ServiceState, Verdict};
+
+/// Condition reasons, CamelCase as Kubernetes expects.
+pub mod reasons {
+    pub const READY: &str = "Ready";
+    pub const NO_REAL_SERVERS: &str = "NoRealServers";
+    pub const NO_READY_REAL_SERVERS: &str = "NoReadyRealServers";
+    pub const INVALID: &str = "Invalid";
+    pub const VALID: &str = "Valid";
+    pub const CONFLICT: &str = "Conflict";
+    pub const NO_CONFLICT: &str = "NoConflict";
+    pub const PROGRAMMED: &str = "Programmed";
+    pub const PENDING: &str = "Pending";
+    pub const FAILED: &str = "Failed";
+    pub const NOT_ACCEPTED: &str = "NotAccepted";
+    pub const NO_DIRECTORS: &str = "NoDirectors";
+    pub const NOT_SELECTED: &str = "NotSelected";
+    pub const UNUSABLE: &str = "Unusable";
+}
+
+/// The LvsNode reports, by node name: what each agent says it programmed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeReports(BTreeMap<String, Vec<ServiceReport>>);
+
+impl NodeReports {
+    /// Collects `(node, services)` pairs; a later duplicate node replaces an earlier one.
+    pub fn new(reports: impl IntoIterator<Item = (String, Vec<ServiceReport>)>) -> Self {
+        NodeReports(reports.into_iter().collect())
+    }
+
+    /// Whether the node has an LvsNode at all.
+    pub fn has_node(&self, node: &str) -> bool {
+        self.0.contains_key(node)
+    }
+
+    /// The node's report about one VirtualService (`namespace/name`).
+    pub fn get(&self, node: &str, service: &str) -> Option<&ServiceReport> {
+        self.0.get(node)?.iter().find(|r| r.name == service)
+    }
+}
+
+/// Where one involved node stands with one VirtualService.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    /// The node reports the current generation, without error.
+    Programmed,
+    /// The node has not (yet) reported the current generation.
+    Pending(PendingWhy),
+    /// The node reports an error for the current generation.
+    Failed(String),
+}
+
+/// Why a node is still pending, for the condition message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingWhy {
+    /// The node has no LvsNode object: its agent is not running or not yet up.
+    NoAgent,
+    /// The LvsNode does not list the VirtualService.
+    NotReported,
+    /// The LvsNode lists an older (or no) generation.
+    Generation(Option<i64>),
+}
+
+impl NodeState {
+    /// The short word shown in `status.nodes`.
+    pub fn short(&self) -> &'static str {
+        match self {
+            NodeState::Programmed => "Programmed",
+            NodeState::Pending(_) => "Pending",
+            NodeState::Failed(_) => "Failed",
+        }
+    }
+}
+
+/// The state of every node involved in the verdict (directors and DR/TUN
+/// realserver nodes), judged against `generation`.
+pub fn node_states(
+    verdict: &Verdict,
+    generation: Option<i64>,
+    reports: &NodeReports,
+) -> BTreeMap<String, NodeState> {
+    verdict
+        .involved_nodes()
+        .into_iter()
+        .map(|node| {
+            let state = match reports.get(&node, &verdict.name) {
+                None if !reports.has_node(&node) => NodeState::Pending(PendingWhy::NoAgent),
+                None => NodeState::Pending(PendingWhy::NotReported),
+                Some(r) if r.generation != generation => {
+                    NodeState::Pending(PendingWhy::Generation(r.generation))
+                }
+                Some(r) if !r.error.is_empty() => NodeState::Failed(r.error.clone()),
+                Some(_) => NodeState::Programmed,
+            };
+            (node, state)
+        })
+        .collect()
+}
+
+fn generation_text(g: Option<i64>) -> String {
+    g.map_or_else(|| "unknown".to_string(), |g| g.to_string())
+}
+
+fn update(type_: &'static str, status: bool, reason: &str, message: String) -> ConditionUpdate {
+    ConditionUpdate {
+        type_,
+        status,
+        reason: reason.to_string(),
+        message,
+    }
+}
+
+fn programmed_update(
+    verdict: &Verdict,
+    generation: Option<i64>,
+    nodes: &BTreeMap<String, NodeState>,
+) -> ConditionUpdate {
+    let t = types::PROGRAMMED;
+    if verdict.state != ServiceState::Accepted {
+        return update(
+            t,
+            false,
+            reasons::NOT_ACCEPTED,
+            "nothing is programmed while the service is invalid or in conflict".into(),
+        );
+    }
+    if verdict.directors.is_empty() {
+        return update(
+            t,
+            false,
+            reasons::NO_DIRECTORS,
+            "spec.directors.nodeSelector matches no node".into(),
+        );
+    }
+    let failed: Vec<String> = nodes
+        .iter()
+        .filter_map(|(n, s)| match s {
+            NodeState::Failed(e) => Some(format!("{n}: {e}")),
+            _ => None,
+        })
+        .collect();
+    let pending: Vec<String> = nodes
+        .iter()
+        .filter_map(|(n, s)| match s {
+            NodeState::Pending(PendingWhy::NoAgent) => Some(format!("{n} (no LvsNode)")),
+            NodeState::Pending(PendingWhy::NotReported) => Some(format!("{n} (not reported)")),
+            NodeState::Pending(PendingWhy::Generation(g)) => {
+                Some(format!("{n} (at generation {})", generation_text(*g)))
+            }
+            _ => None,
+        })
+        .collect();
+    let gen_text = generation_text(generation);
+    if !failed.is_empty() {
+        let mut msg = format!("generation {gen_text} failed on {}", failed.join("; "));
+        if !pending.is_empty() {
+            msg.push_str(&format!("; still pending: {}", pending.join(", ")));
+        }
+        return update(t, false, reasons::FAILED, msg);
+    }
+    if !pending.is_empty() {
+        return update(
+            t,
+            false,
+            reasons::PENDING,
+            format!(
+                "waiting for {} to program generation {gen_text}",
+                pending.join(", ")
+            ),
+        );
+    }
+    update(
+        t,
+        true,
+        reasons::PROGRAMMED,
+        format!(
+            "generation {gen_text} programmed on {}",
+            nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    )
+}
+
+fn problems(verdict: &Verdict) -> Vec<String> {
+    verdict
+        .real_servers
+        .iter()
+        .filter_map(|r| r.problem.as_ref().map(|p| format!("{}: {p}", r.name)))
+        .collect()
+}
+
+fn ready_update(verdict: &Verdict, namespace: &str) -> ConditionUpdate {
+    let t = types::READY;
+    match &verdict.state {
+        ServiceState::Invalid(msg) => update(t, false, reasons::INVALID, msg.clone()),
+        ServiceState::Conflict { winner } => update(
+            t,
+            false,
+            reasons::CONFLICT,
+            format!("the address is held by {winner}"),
+        ),
+        ServiceState::Accepted => {
+            let (selected, ready) = (verdict.selected(), verdict.ready());
+            let problems = problems(verdict);
+            if selected == 0 {
+                update(
+                    t,
+                    false,
+                    reasons::NO_REAL_SERVERS,
+                    format!(
+                        "spec.realServerSelector selects no RealServer in namespace {namespace}"
+                    ),
+                )
+            } else if ready == 0 {
+                update(
+                    t,
+                    false,
+                    reasons::NO_READY_REAL_SERVERS,
+                    format!("0/{selected} realservers ready: {}", problems.join("; ")),
+                )
+            } else {
+                let mut msg = format!("{ready}/{selected} realservers ready");
+                if !problems.is_empty() {
+                    msg.push_str(&format!("; not ready: {}", problems.join("; ")));
+                }
+                update(t, true, reasons::READY, msg)
+            }
+        }
+    }
+}
+
+/// The conditions of a VirtualService, in a fixed order: Ready, Programmed,
+/// Conflict, Invalid.
+pub fn vs_condition_updates(
+    spec: &VirtualServiceSpec,
+    namespace: &str,
+    verdict: &Verdict,
+    generation: Option<i64>,
+    nodes: &BTreeMap<String, NodeState>,
+) -> Vec<ConditionUpdate> {
+    let conflict = match &verdict.state {
+        ServiceState::Conflict { winner } => update(
+            types::CONFLICT,
+            true,
+            reasons::CONFLICT,
+            format!(
+                "{} is already served by {winner}, which is older; this VirtualService is not programmed until that one is deleted or changed",
+                spec.endpoint()
+            ),
+        ),
+        _ => update(types::CONFLICT, false, reasons::NO_CONFLICT, String::new()),
+    };
+    let invalid = match &verdict.state {
+        ServiceState::Invalid(msg) => update(types::INVALID, true, reasons::INVALID, msg.clone()),
+        _ => update(types::INVALID, false, reasons::VALID, String::new()),
+    };
+    vec![
+        ready_update(verdict, namespace),
+        programmed_update(verdict, generation, nodes),
+        conflict,
+        invalid,
+    ]
+}
+
+/// The whole status of a VirtualService. Transition times are kept from
+/// `old` unless a condition flips, so an unchanged world yields a status
+/// equal to `old` and no write.
+pub fn vs_status(
+    old: Option<&VirtualServiceStatus>,
+    spec: &VirtualServiceSpec,
+    namespace: &str,
+    verdict: &Verdict,
+    reports: &NodeReports,
+    now: &str,
+) -> VirtualServiceStatus {
+    let generation = verdict.generation;
+    let nodes = node_states(verdict, generation, reports);
+    let updates = vs_condition_updates(spec, namespace, verdict, generation, &nodes);
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let (selected, ready) = (verdict.selected(), verdict.ready());
+    let endpoint = spec.endpoint();
+    VirtualServiceStatus {
+        observed_generation: generation,
+        conditions: compute_conditions(old_conditions, &updates, now, generation),
+        endpoint: (!endpoint.is_empty()).then_some(endpoint),
+        directors: verdict.directors.clone(),
+        real_servers: Some(RealServerCounts {
+            selected,
+            ready,
+            summary: format!("{ready}/{selected}"),
+        }),
+        nodes: nodes
+            .iter()
+            .map(|(n, s)| (n.clone(), s.short().to_string()))
+            .collect(),
+    }
+}
+
+/// The status of one RealServer (`key` = namespace/name), from every verdict
+/// that selects it. Ready means it is a usable destination of every
+/// VirtualService that selects it.
+pub fn rs_status(
+    old: Option<&RealServerStatus>,
+    key: &str,
+    spec: &RealServerSpec,
+    generation: Option<i64>,
+    analysis: &Analysis,
+    now: &str,
+) -> RealServerStatus {
+    let mut selected_by = Vec::new();
+    let mut problems = Vec::new();
+    let mut address: Option<IpAddr> = None;
+    for v in &analysis.verdicts {
+        for r in v.real_servers.iter().filter(|r| r.name == key) {
+            selected_by.push(v.name.clone());
+            if let Some(p) = &r.problem {
+                problems.push(format!("{}: {p}", v.name));
+            }
+            address = address.or(r.address);
+        }
+    }
+    selected_by.sort();
+    selected_by.dedup();
+    let address = address.or_else(|| spec.address.as_deref().and_then(|a| a.parse().ok()));
+
+    let invalid = spec.validate().err();
+    let invalid_update = match &invalid {
+        Some(e) => update(types::INVALID, true, reasons::INVALID, e.to_string()),
+        None => update(types::INVALID, false, reasons::VALID, String::new()),
+    };
+    let ready_update = if let Some(e) = &invalid {
+        update(types::READY, false, reasons::INVALID, e.to_string())
+    } else if selected_by.is_empty() {
+        update(
+            types::READY,
+            false,
+            reasons::NOT_SELECTED,
+            "no VirtualService selects this RealServer".into(),
+        )
+    } else if !problems.is_empty() {
+        update(types::READY, false, reasons::UNUSABLE, problems.join("; "))
+    } else {
+        update(
+            types::READY,
+            true,
+            reasons::READY,
+            format!("usable by {}", selected_by.join(", ")),
+        )
+    };
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    RealServerStatus {
+        observed_generation: generation,
+        conditions: compute_conditions(
+            old_conditions,
+            &[ready_update, invalid_update],
+            now,
+            generation,
+        ),
+        address: address.map(|a| a.to_string()),
+        selected_by,
+    }
+}
+
+/// Whether a write is needed: the object has no status or a different one.
+pub fn needs_write<S: PartialEq>(old: Option<&S>, new: &S) -> bool {
+    old != Some(new)
+}
+
+/// An Event to publish about the object whose status changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSpec {
+    pub warning: bool,
+    /// CamelCase reason, shown by `kubectl describe`.
+    pub reason: &'static str,
+    pub note: String,
+}
+
+fn find<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conds.iter().find(|c| c.type_ == type_)
+}
+
+fn is_true(conds: &[Condition], type_: &str) -> bool {
+    find(conds, type_).is_some_and(|c| c.status == "True")
+}
+
+/// Accepted, Invalid or Conflict, as the conditions tell; `None` before the
+/// first status.
+fn admission_state(conds: &[Condition]) -> Option<&'static str> {
+    if conds.is_empty() {
+        None
+    } else if is_true(conds, types::INVALID) {
+        Some(reasons::INVALID)
+    } else if is_true(conds, types::CONFLICT) {
+        Some(reasons::CONFLICT)
+    } else {
+        Some("Accepted")
+    }
+}
+
+fn message(conds: &[Condition], type_: &str) -> String {
+    find(conds, type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// The Events a VirtualService status change deserves: a change between
+/// Accepted, Invalid and Conflict; Ready or Programmed turning True; Ready
+/// turning False while accepted, or being False when the service becomes
+/// accepted; programming failing. Nothing when no condition flipped.
+pub fn vs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
+    let mut out = Vec::new();
+    let state = admission_state(new);
+    if state != admission_state(old) {
+        match state {
+            Some(reasons::INVALID) => out.push(EventSpec {
+                warning: true,
+                reason: reasons::INVALID,
+                note: message(new, types::INVALID),
+            }),
+            Some(reasons::CONFLICT) => out.push(EventSpec {
+                warning: true,
+                reason: reasons::CONFLICT,
+                note: message(new, types::CONFLICT),
+            }),
+            Some(_) => out.push(EventSpec {
+                warning: false,
+                reason: "Accepted",
+                note: "the service is valid and owns its address".into(),
+            }),
+            None => {}
+        }
+    }
+    if state == Some("Accepted") {
+        let (was, now) = (is_true(old, types::READY), is_true(new, types::READY));
+        if now && !was {
+            out.push(EventSpec {
+                warning: false,
+                reason: "Ready",
+                note: message(new, types::READY),
+            });
+        } else if !now && (was || state != admission_state(old)) {
+            out.push(EventSpec {
+                warning: true,
+                reason: "NotReady",
+                note: message(new, types::READY),
+            });
+        }
+    }
+    let programmed = find(new, types::PROGRAMMED);
+    let old_programmed = find(old, types::PROGRAMMED);
+    if let Some(p) = programmed {
+        let flipped = old_programmed.is_none_or(|o| o.status != p.status);
+        if p.status == "True" && flipped {
+            out.push(EventSpec {
+                warning: false,
+                reason: "Programmed",
+                note: p.message.clone(),
+            });
+        }
+        let newly_failed = p.reason == reasons::FAILED
+            && old_programmed.is_none_or(|o| o.reason != reasons::FAILED);
+        if newly_failed {
+            out.push(EventSpec {
+                warning: true,
+                reason: "ProgrammingFailed",
+                note: p.message.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The Events a RealServer status change deserves: Ready turning True, or
+/// turning False because of a problem (not merely because nothing selects it).
+pub fn rs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
+    let Some(ready) = find(new, types::READY) else {
+        return Vec::new();
+    };
+    let old_ready = find(old, types::READY);
+    let same = old_ready.is_some_and(|o| o.status == ready.status && o.reason == ready.reason);
+    if same {
+        return Vec::new();
+    }
+    match (ready.status.as_str(), ready.reason.as_str()) {
+        ("True", _) if old_ready.is_none_or(|o| o.status != "True") => vec![EventSpec {
+            warning: false,
+            reason: "Ready",
+            note: ready.message.clone(),
+        }],
+        ("False", reasons::UNUSABLE) => vec![EventSpec {
+            warning: true,
+            reason: "RealServerProblem",
+            note: ready.message.clone(),
+        }],
+        ("False", reasons::INVALID) => vec![EventSpec {
+            warning: true,
+            reason: reasons::INVALID,
+            note: ready.message.clone(),
+        }],
+        _ => Vec::new(),
+    }
+}

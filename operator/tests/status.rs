@@ -1,0 +1,616 @@
+//! Status computation from planner verdicts and LvsNode reports.
+
+use std::collections::BTreeMap;
+
+use lvs_api::status::types;
+use lvs_api::{
+    Condition, Meta, NodeInfo, Object, RealServerSpec, ServiceReport, VirtualServiceSpec,
+    VirtualServiceStatus,
+};
+use lvs_operator::status::{
+    self, EventSpec, NodeReports, NodeState, PendingWhy, needs_write, node_states, rs_events,
+    rs_status, vs_events, vs_status,
+};
+use lvs_planner::{Analysis, analyze};
+use serde_json::json;
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn vs(
+    name: &str,
+    created: &str,
+    generation: i64,
+    spec: serde_json::Value,
+) -> Object<VirtualServiceSpec> {
+    Object {
+        meta: Meta {
+            namespace: "default".into(),
+            name: name.into(),
+            creation_timestamp: Some(created.into()),
+            generation: Some(generation),
+            ..Default::default()
+        },
+        spec: serde_json::from_value(spec).expect("valid VirtualService spec"),
+    }
+}
+
+fn web_spec(address: &str, forwarding: &str) -> serde_json::Value {
+    json!({
+        "address": address, "port": 80, "forwarding": forwarding,
+        "directors": {"nodeSelector": {"matchLabels": {"role": "director"}}},
+        "realServerSelector": {"matchLabels": {"app": "web"}},
+    })
+}
+
+fn rs(name: &str, l: &[(&str, &str)], spec: serde_json::Value) -> Object<RealServerSpec> {
+    Object {
+        meta: Meta {
+            namespace: "default".into(),
+            name: name.into(),
+            labels: labels(l),
+            generation: Some(1),
+            ..Default::default()
+        },
+        spec: serde_json::from_value(spec).expect("valid RealServer spec"),
+    }
+}
+
+fn node(name: &str, l: &[(&str, &str)], ip: &str) -> NodeInfo {
+    NodeInfo {
+        name: name.into(),
+        labels: labels(l),
+        internal_ips: vec![ip.parse().unwrap()],
+    }
+}
+
+fn directors() -> Vec<NodeInfo> {
+    vec![
+        node("d1", &[("role", "director")], "10.0.0.1"),
+        node("d2", &[("role", "director")], "10.0.0.2"),
+        node("w1", &[], "10.0.0.11"),
+    ]
+}
+
+fn cond<'a>(s: &'a VirtualServiceStatus, t: &str) -> &'a Condition {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap_or_else(|| panic!("no {t} condition in {:?}", s.conditions))
+}
+
+fn status_of(
+    analysis: &Analysis,
+    o: &Object<VirtualServiceSpec>,
+    reports: &NodeReports,
+    now: &str,
+) -> VirtualServiceStatus {
+    let v = analysis.get(&o.meta.key()).expect("verdict");
+    vs_status(None, &o.spec, "default", v, reports, now)
+}
+
+fn report(name: &str, generation: i64, error: &str) -> ServiceReport {
+    ServiceReport {
+        name: name.into(),
+        generation: Some(generation),
+        roles: vec!["director".into()],
+        error: error.into(),
+    }
+}
+
+#[test]
+fn accepted_service_with_ready_realservers() {
+    let web = vs(
+        "web",
+        "2024-01-01T00:00:00Z",
+        3,
+        web_spec("192.0.2.10", "NAT"),
+    );
+    let rss = vec![
+        rs(
+            "a",
+            &[("app", "web")],
+            json!({"address": "10.1.0.1", "port": 8080}),
+        ),
+        rs(
+            "b",
+            &[("app", "web")],
+            json!({"address": "10.1.0.2", "port": 8080}),
+        ),
+        rs("other", &[("app", "db")], json!({"address": "10.1.0.3"})),
+    ];
+    let analysis = analyze(std::slice::from_ref(&web), &rss, &directors());
+    let s = status_of(&analysis, &web, &NodeReports::default(), "T1");
+
+    assert_eq!(s.observed_generation, Some(3));
+    assert_eq!(s.endpoint.as_deref(), Some("192.0.2.10:80/TCP"));
+    assert_eq!(s.directors, ["d1", "d2"]);
+    let counts = s.real_servers.clone().unwrap();
+    assert_eq!(
+        (counts.selected, counts.ready, counts.summary.as_str()),
+        (2, 2, "2/2")
+    );
+    let ready = cond(&s, types::READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Ready")
+    );
+    assert_eq!(ready.message, "2/2 realservers ready");
+    assert_eq!(ready.observed_generation, Some(3));
+    assert_eq!(ready.last_transition_time, "T1");
+    assert_eq!(cond(&s, types::CONFLICT).status, "False");
+    assert_eq!(cond(&s, types::INVALID).status, "False");
+    // No agent has reported yet.
+    let p = cond(&s, types::PROGRAMMED);
+    assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", "Pending"));
+    assert!(
+        p.message.contains("d1 (no LvsNode)") && p.message.contains("d2 (no LvsNode)"),
+        "{}",
+        p.message
+    );
+    assert!(p.message.contains("generation 3"), "{}", p.message);
+    assert_eq!(
+        s.nodes,
+        BTreeMap::from([
+            ("d1".into(), "Pending".into()),
+            ("d2".into(), "Pending".into())
+        ])
+    );
+}
+
+#[test]
+fn younger_service_with_the_same_address_is_in_conflict() {
+    let old = vs(
+        "old",
+        "2024-01-01T00:00:00Z",
+        1,
+        web_spec("192.0.2.10", "NAT"),
+    );
+    let young = vs(
+        "young",
+        "2024-02-01T00:00:00Z",
+        1,
+        web_spec("192.0.2.10", "NAT"),
+    );
+    let rss = vec![rs("a", &[("app", "web")], json!({"address": "10.1.0.1"}))];
+    let analysis = analyze(&[young.clone(), old.clone()], &rss, &directors());
+
+    let winner = status_of(&analysis, &old, &NodeReports::default(), "T");
+    assert_eq!(cond(&winner, types::CONFLICT).status, "False");
+    assert_eq!(cond(&winner, types::READY).status, "True");
+
+    let loser = status_of(&analysis, &young, &NodeReports::default(), "T");
+    let c = cond(&loser, types::CONFLICT);
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Conflict"));
+    assert!(
+        c.message
+            .contains("192.0.2.10:80/TCP is already served by default/old"),
+        "{}",
+        c.message
+    );
+    let ready = cond(&loser, types::READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Conflict")
+    );
+    let p = cond(&loser, types::PROGRAMMED);
+    assert_eq!(
+        (p.status.as_str(), p.reason.as_str()),
+        ("False", "NotAccepted")
+    );
+    assert!(
+        loser.nodes.is_empty(),
+        "a loser involves no node: {:?}",
+        loser.nodes
+    );
+    // The counts still describe what the selector picks.
+    assert_eq!(loser.real_servers.unwrap().summary, "1/1");
+}
+
+#[test]
+fn invalid_service_names_the_field() {
+    let mut spec = web_spec("192.0.2.10", "NAT");
+    spec["port"] = json!(0);
+    let bad = vs("bad", "2024-01-01T00:00:00Z", 2, spec);
+    let analysis = analyze(std::slice::from_ref(&bad), &[], &directors());
+    let s = status_of(&analysis, &bad, &NodeReports::default(), "T");
+    let inv = cond(&s, types::INVALID);
+    assert_eq!(inv.status, "True");
+    assert!(inv.message.contains("spec.port"), "{}", inv.message);
+    let ready = cond(&s, types::READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Invalid")
+    );
+    assert_eq!(cond(&s, types::CONFLICT).status, "False");
+    assert_eq!(cond(&s, types::PROGRAMMED).reason, "NotAccepted");
+}
+
+#[test]
+fn not_ready_without_usable_realservers() {
+    let none = vs(
+        "none",
+        "2024-01-01T00:00:00Z",
+        1,
+        web_spec("192.0.2.10", "NAT"),
+    );
+    let analysis = analyze(std::slice::from_ref(&none), &[], &directors());
+    let s = status_of(&analysis, &none, &NodeReports::default(), "T");
+    assert_eq!(cond(&s, types::READY).reason, "NoRealServers");
+    assert_eq!(s.real_servers.unwrap().summary, "0/0");
+
+    // DR cannot map ports: the only realserver is unusable.
+    let dr = vs(
+        "dr",
+        "2024-01-01T00:00:00Z",
+        1,
+        web_spec("192.0.2.11", "DR"),
+    );
+    let rss = vec![rs(
+        "mapped",
+        &[("app", "web")],
+        json!({"address": "10.1.0.1", "port": 8080}),
+    )];
+    let analysis = analyze(std::slice::from_ref(&dr), &rss, &directors());
+    let s = status_of(&analysis, &dr, &NodeReports::default(), "T");
+    let ready = cond(&s, types::READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NoReadyRealServers")
+    );
+    assert!(
+        ready
+            .message
+            .contains("default/mapped: spec.port: 8080 differs"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(s.real_servers.unwrap().summary, "0/1");
+}
+
+fn dr_world() -> (Object<VirtualServiceSpec>, Analysis) {
+    let dr = vs(
+        "dr",
+        "2024-01-01T00:00:00Z",
+        4,
+        web_spec("192.0.2.20", "DR"),
+    );
+    let rss = vec![rs("w1", &[("app", "web")], json!({"nodeName": "w1"}))];
+    let analysis = analyze(std::slice::from_ref(&dr), &rss, &directors());
+    (dr, analysis)
+}
+
+#[test]
+fn programmed_needs_every_director_and_dr_realserver_node_at_the_current_generation() {
+    let (dr, analysis) = dr_world();
+    let name = "default/dr";
+    let all_ok = NodeReports::new([
+        ("d1".to_string(), vec![report(name, 4, "")]),
+        ("d2".to_string(), vec![report(name, 4, "")]),
+        ("w1".to_string(), vec![report(name, 4, "")]),
+    ]);
+    let s = status_of(&analysis, &dr, &all_ok, "T");
+    let p = cond(&s, types::PROGRAMMED);
+    assert_eq!(
+        (p.status.as_str(), p.reason.as_str()),
+        ("True", "Programmed"),
+        "{}",
+        p.message
+    );
+    assert_eq!(p.message, "generation 4 programmed on d1, d2, w1");
+    assert_eq!(s.nodes.len(), 3);
+    assert!(s.nodes.values().all(|v| v == "Programmed"), "{:?}", s.nodes);
+    // Ready follows the realservers, not the programming.
+    assert_eq!(cond(&s, types::READY).status, "True");
+
+    // The realserver node is still at the previous generation, d2 has no entry.
+    let pending = NodeReports::new([
+        ("d1".to_string(), vec![report(name, 4, "")]),
+        ("d2".to_string(), vec![report("default/other", 4, "")]),
+        ("w1".to_string(), vec![report(name, 3, "")]),
+    ]);
+    let s = status_of(&analysis, &dr, &pending, "T");
+    let p = cond(&s, types::PROGRAMMED);
+    assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", "Pending"));
+    assert_eq!(
+        p.message,
+        "waiting for d2 (not reported), w1 (at generation 3) to program generation 4"
+    );
+    assert_eq!(s.nodes["d1"], "Programmed");
+    assert_eq!(s.nodes["d2"], "Pending");
+    assert_eq!(s.nodes["w1"], "Pending");
+
+    // An error at the current generation wins over pending nodes.
+    let failed = NodeReports::new([
+        (
+            "d1".to_string(),
+            vec![report(name, 4, "EINVAL adding service")],
+        ),
+        ("d2".to_string(), vec![report(name, 4, "")]),
+    ]);
+    let s = status_of(&analysis, &dr, &failed, "T");
+    let p = cond(&s, types::PROGRAMMED);
+    assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", "Failed"));
+    assert_eq!(
+        p.message,
+        "generation 4 failed on d1: EINVAL adding service; still pending: w1 (no LvsNode)"
+    );
+    assert_eq!(s.nodes["d1"], "Failed");
+
+    // An error reported for an older generation is only pending.
+    let stale_error = NodeReports::new([("d1".to_string(), vec![report(name, 3, "old")])]);
+    let verdict = analysis.get(name).unwrap();
+    assert_eq!(
+        node_states(verdict, Some(4), &stale_error)["d1"],
+        NodeState::Pending(PendingWhy::Generation(Some(3)))
+    );
+}
+
+#[test]
+fn no_director_means_not_programmed() {
+    let mut spec = web_spec("192.0.2.10", "NAT");
+    spec["directors"] = json!({"nodeSelector": {"matchLabels": {"role": "nobody"}}});
+    let lonely = vs("lonely", "2024-01-01T00:00:00Z", 1, spec);
+    let analysis = analyze(std::slice::from_ref(&lonely), &[], &directors());
+    let s = status_of(&analysis, &lonely, &NodeReports::default(), "T");
+    let p = cond(&s, types::PROGRAMMED);
+    assert_eq!(
+        (p.status.as_str(), p.reason.as_str()),
+        ("False", "NoDirectors")
+    );
+    assert!(s.directors.is_empty());
+}
+
+#[test]
+fn unchanged_world_needs_no_write_and_keeps_transition_times() {
+    let (dr, analysis) = dr_world();
+    let verdict = analysis.get("default/dr").unwrap();
+    let reports = NodeReports::default();
+    let first = vs_status(None, &dr.spec, "default", verdict, &reports, "T1");
+    assert!(needs_write(None, &first));
+    let again = vs_status(Some(&first), &dr.spec, "default", verdict, &reports, "T2");
+    assert_eq!(again, first);
+    assert!(!needs_write(Some(&first), &again));
+
+    // A node reports: Programmed stays False but its message changes; Ready keeps T1.
+    let partial = NodeReports::new([("d1".to_string(), vec![report("default/dr", 4, "")])]);
+    let next = vs_status(Some(&first), &dr.spec, "default", verdict, &partial, "T3");
+    assert!(needs_write(Some(&first), &next));
+    assert_eq!(cond(&next, types::READY).last_transition_time, "T1");
+    assert_eq!(cond(&next, types::PROGRAMMED).last_transition_time, "T1");
+    assert_eq!(next.nodes["d1"], "Programmed");
+
+    // All report: Programmed flips and takes the new time.
+    let all = NodeReports::new(
+        ["d1", "d2", "w1"].map(|n| (n.to_string(), vec![report("default/dr", 4, "")])),
+    );
+    let done = vs_status(Some(&next), &dr.spec, "default", verdict, &all, "T4");
+    assert_eq!(cond(&done, types::PROGRAMMED).last_transition_time, "T4");
+    assert_eq!(cond(&done, types::READY).last_transition_time, "T1");
+}
+
+#[test]
+fn realserver_status_from_every_selecting_service() {
+    let nat = vs(
+        "nat",
+        "2024-01-01T00:00:00Z",
+        1,
+        web_spec("192.0.2.10", "NAT"),
+    );
+    let dr = vs(
+        "dr",
+        "2024-01-02T00:00:00Z",
+        1,
+        web_spec("192.0.2.11", "DR"),
+    );
+    let mapped = rs(
+        "mapped",
+        &[("app", "web")],
+        json!({"address": "10.1.0.1", "port": 8080}),
+    );
+    let on_node = rs("on-node", &[("app", "web")], json!({"nodeName": "w1"}));
+    let lonely = rs("lonely", &[("app", "db")], json!({"address": "10.1.0.9"}));
+    let broken = rs(
+        "broken",
+        &[("app", "web")],
+        json!({"address": "10.1.0.8", "weight": 70000}),
+    );
+    let rss = vec![
+        mapped.clone(),
+        on_node.clone(),
+        lonely.clone(),
+        broken.clone(),
+    ];
+    let analysis = analyze(&[nat, dr], &rss, &directors());
+    let rs_cond = |s: &lvs_api::RealServerStatus, t: &str| {
+        s.conditions.iter().find(|c| c.type_ == t).cloned().unwrap()
+    };
+
+    // Usable by both services: Ready, address resolved from the node.
+    let s = rs_status(
+        None,
+        "default/on-node",
+        &on_node.spec,
+        Some(1),
+        &analysis,
+        "T",
+    );
+    assert_eq!(s.address.as_deref(), Some("10.0.0.11"));
+    assert_eq!(s.selected_by, ["default/dr", "default/nat"]);
+    let r = rs_cond(&s, types::READY);
+    assert_eq!((r.status.as_str(), r.reason.as_str()), ("True", "Ready"));
+    assert_eq!(rs_cond(&s, types::INVALID).status, "False");
+
+    // Port mapping works for NAT but not for DR: not Ready, the message names the service.
+    let s = rs_status(
+        None,
+        "default/mapped",
+        &mapped.spec,
+        Some(1),
+        &analysis,
+        "T",
+    );
+    let r = rs_cond(&s, types::READY);
+    assert_eq!(
+        (r.status.as_str(), r.reason.as_str()),
+        ("False", "Unusable")
+    );
+    assert!(
+        r.message.starts_with("default/dr: spec.port: 8080 differs"),
+        "{}",
+        r.message
+    );
+    assert_eq!(s.address.as_deref(), Some("10.1.0.1"));
+
+    // Selected by nobody.
+    let s = rs_status(
+        None,
+        "default/lonely",
+        &lonely.spec,
+        Some(1),
+        &analysis,
+        "T",
+    );
+    assert_eq!(rs_cond(&s, types::READY).reason, "NotSelected");
+    assert!(s.selected_by.is_empty());
+    assert_eq!(s.address.as_deref(), Some("10.1.0.9"));
+
+    // An invalid spec is Invalid and not Ready.
+    let s = rs_status(
+        None,
+        "default/broken",
+        &broken.spec,
+        Some(1),
+        &analysis,
+        "T",
+    );
+    let inv = rs_cond(&s, types::INVALID);
+    assert_eq!(inv.status, "True");
+    assert!(inv.message.contains("spec.weight"), "{}", inv.message);
+    assert_eq!(rs_cond(&s, types::READY).reason, "Invalid");
+
+    // Recomputing over an unchanged world changes nothing.
+    let first = rs_status(
+        None,
+        "default/on-node",
+        &on_node.spec,
+        Some(1),
+        &analysis,
+        "T1",
+    );
+    let again = rs_status(
+        Some(&first),
+        "default/on-node",
+        &on_node.spec,
+        Some(1),
+        &analysis,
+        "T2",
+    );
+    assert!(!needs_write(Some(&first), &again));
+}
+
+fn reasons(events: &[EventSpec]) -> Vec<(&'static str, bool)> {
+    events.iter().map(|e| (e.reason, e.warning)).collect()
+}
+
+#[test]
+fn events_only_on_transitions() {
+    let (dr, analysis) = dr_world();
+    let verdict = analysis.get("default/dr").unwrap();
+    let none = NodeReports::default();
+    let first = vs_status(None, &dr.spec, "default", verdict, &none, "T1");
+    assert_eq!(
+        reasons(&vs_events(&[], &first.conditions)),
+        [("Accepted", false), ("Ready", false)]
+    );
+    // Same conditions again: nothing.
+    assert!(vs_events(&first.conditions, &first.conditions).is_empty());
+
+    let all = NodeReports::new(
+        ["d1", "d2", "w1"].map(|n| (n.to_string(), vec![report("default/dr", 4, "")])),
+    );
+    let done = vs_status(Some(&first), &dr.spec, "default", verdict, &all, "T2");
+    let ev = vs_events(&first.conditions, &done.conditions);
+    assert_eq!(reasons(&ev), [("Programmed", false)]);
+    assert_eq!(ev[0].note, "generation 4 programmed on d1, d2, w1");
+
+    let failing = NodeReports::new(
+        ["d1", "d2", "w1"].map(|n| (n.to_string(), vec![report("default/dr", 4, "boom")])),
+    );
+    let failed = vs_status(Some(&done), &dr.spec, "default", verdict, &failing, "T3");
+    assert_eq!(
+        reasons(&vs_events(&done.conditions, &failed.conditions)),
+        [("ProgrammingFailed", true)]
+    );
+    // Still failing (even with another message): no new event.
+    assert!(vs_events(&failed.conditions, &failed.conditions).is_empty());
+
+    // Losing a conflict.
+    let older = vs(
+        "older",
+        "2023-01-01T00:00:00Z",
+        1,
+        web_spec("192.0.2.20", "DR"),
+    );
+    let analysis = analyze(&[dr.clone(), older], &[], &directors());
+    let lost = vs_status(
+        Some(&first),
+        &dr.spec,
+        "default",
+        analysis.get("default/dr").unwrap(),
+        &none,
+        "T4",
+    );
+    assert_eq!(
+        reasons(&vs_events(&first.conditions, &lost.conditions)),
+        [("Conflict", true)]
+    );
+    // And winning again once the older one is gone: Accepted, then Ready only if realservers.
+    let analysis = analyze(std::slice::from_ref(&dr), &[], &directors());
+    let back = vs_status(
+        Some(&lost),
+        &dr.spec,
+        "default",
+        analysis.get("default/dr").unwrap(),
+        &none,
+        "T5",
+    );
+    assert_eq!(
+        reasons(&vs_events(&lost.conditions, &back.conditions)),
+        [("Accepted", false), ("NotReady", true)]
+    );
+}
+
+#[test]
+fn realserver_events_on_ready_flips_and_problems() {
+    let c = |status: &str, reason: &str| {
+        vec![Condition {
+            type_: types::READY.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: "m".into(),
+            last_transition_time: "T".into(),
+            observed_generation: Some(1),
+        }]
+    };
+    assert_eq!(
+        reasons(&rs_events(&[], &c("True", "Ready"))),
+        [("Ready", false)]
+    );
+    assert_eq!(
+        reasons(&rs_events(&c("True", "Ready"), &c("False", "Unusable"))),
+        [("RealServerProblem", true)]
+    );
+    assert_eq!(
+        reasons(&rs_events(&c("False", "Unusable"), &c("False", "Invalid"))),
+        [("Invalid", true)]
+    );
+    assert!(rs_events(&c("True", "Ready"), &c("True", "Ready")).is_empty());
+    assert!(rs_events(&c("False", "Unusable"), &c("False", "Unusable")).is_empty());
+    assert!(rs_events(&[], &c("False", "NotSelected")).is_empty());
+    let _ = status::reasons::READY;
+}
