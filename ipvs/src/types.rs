@@ -447,23 +447,18 @@ pub struct Destination {
 }
 
 impl Destination {
-    /// Attributes for NEW_DEST/SET_DEST. Tunnel attributes are only sent for
-    /// tunnel destinations so the request also works on kernels before 5.3.
+    /// Attributes for NEW_DEST/SET_DEST, in ipvsadm's order. Like ipvsadm,
+    /// the tunnel attributes are always sent (zero for other methods):
+    /// kernels before 5.3 ignore them, later ones store them either way.
     pub fn to_attrs(&self) -> Vec<DestAttr> {
         let c = &self.config;
         let mut attrs = self.key.to_attrs();
         attrs.extend([
             DestAttr::FwdMethod(c.fwd.to_wire()),
             DestAttr::Weight(c.weight),
-        ]);
-        if c.fwd == FwdMethod::Tunnel {
-            attrs.extend([
-                DestAttr::TunType(c.tun_type.0),
-                DestAttr::TunPort(c.tun_port),
-                DestAttr::TunFlags(c.tun_flags.0),
-            ]);
-        }
-        attrs.extend([
+            DestAttr::TunType(c.tun_type.0),
+            DestAttr::TunPort(c.tun_port),
+            DestAttr::TunFlags(c.tun_flags.0),
             DestAttr::UThresh(c.u_threshold),
             DestAttr::LThresh(c.l_threshold),
         ]);

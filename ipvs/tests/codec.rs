@@ -352,13 +352,17 @@ fn dest_nat_dr_tun_requests_round_trip() {
         .concat(),
     );
     let rip = [10, 0, 1, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    let common = |fwd: u32, port: u16, weight: u32| {
+    // ipvsadm's order; the tunnel attributes are sent for every method.
+    let common = |fwd: u32, port: u16, weight: u32, tun: (u8, u16, u16)| {
         vec![
             nla(11, &u16b(2)),
             nla(1, &rip),
             nla(2, &port.to_be_bytes()),
             nla(3, &u32b(fwd)),
             nla(4, &u32b(weight)),
+            nla(13, &[tun.0]),             // TUN_TYPE (u8, padded)
+            nla(14, &tun.1.to_be_bytes()), // TUN_PORT big-endian
+            nla(15, &u16b(tun.2)),         // TUN_FLAGS
         ]
     };
     let key = |port| DestKey {
@@ -367,7 +371,7 @@ fn dest_nat_dr_tun_requests_round_trip() {
     };
 
     // NAT with port mapping and thresholds.
-    let mut nat = common(0, 8080, 5);
+    let mut nat = common(0, 8080, 5, (0, 0, 0));
     nat.extend([nla(5, &u32b(100)), nla(6, &u32b(10))]);
     let bytes = genl(
         NLM_F_REQUEST | NLM_F_ACK,
@@ -386,7 +390,7 @@ fn dest_nat_dr_tun_requests_round_trip() {
     assert_round_trip(&bytes, &dest_msg(svc, dest));
 
     // Direct routing.
-    let mut dr = common(3, 80, 1);
+    let mut dr = common(3, 80, 1, (0, 0, 0));
     dr.extend([nla(5, &u32b(0)), nla(6, &u32b(0))]);
     let bytes = genl(
         NLM_F_REQUEST | NLM_F_ACK,
@@ -400,15 +404,9 @@ fn dest_nat_dr_tun_requests_round_trip() {
     };
     assert_round_trip(&bytes, &dest_msg(svc, dest));
 
-    // GUE tunnel with checksum: tunnel attributes only for tunnels.
-    let mut tun = common(2, 80, 1);
-    tun.extend([
-        nla(13, &[1]),                   // TUN_TYPE = GUE (u8, padded)
-        nla(14, &6080u16.to_be_bytes()), // TUN_PORT big-endian
-        nla(15, &u16b(1)),               // TUN_FLAGS = CSUM
-        nla(5, &u32b(0)),
-        nla(6, &u32b(0)),
-    ]);
+    // GUE (1) tunnel to port 6080 with checksums (CSUM = 1).
+    let mut tun = common(2, 80, 1, (1, 6080, 1));
+    tun.extend([nla(5, &u32b(0)), nla(6, &u32b(0))]);
     let bytes = genl(
         NLM_F_REQUEST | NLM_F_ACK,
         5,
