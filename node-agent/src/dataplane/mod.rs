@@ -10,6 +10,10 @@ use std::io;
 use crate::model::{Address, FouPort, IpvsOp, Link, ObservedService, TunnelDevice};
 
 pub mod fake;
+#[cfg(target_os = "linux")]
+mod fou;
+#[cfg(target_os = "linux")]
+pub mod netlink;
 
 /// `errno` values the reconciler branches on.
 pub mod errno {

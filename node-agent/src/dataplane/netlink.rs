@@ -1,0 +1,755 @@
+//! The real kernel: IPVS through `lvs-ipvs` (generic netlink), addresses
+//! and links through `rtnetlink`, fou ports through the "fou" generic
+//! netlink family, sysctls through `/proc/sys`. Everything acts on the
+//! network namespace the agent runs in.
+//!
+//! This is the only module that uses `lvs-ipvs`; the conversions between
+//! its types and [`crate::model`] live here.
+//!
+//! The dataplane is blocking. rtnetlink is async, so the dataplane owns a
+//! single-threaded tokio runtime that drives the rtnetlink connection only
+//! while a request is in flight. It must therefore be used from a thread
+//! that is not itself running a tokio runtime (the agent's reconcile
+//! thread).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures::TryStreamExt;
+use lvs_ipvs as ipvs;
+use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::{AddressMessageBuilder, LinkMessageBuilder, LinkUnspec};
+
+use super::fou::FouClient;
+use super::{Dataplane, DataplaneError, DpResult, errno};
+use crate::model::{
+    Address, Counters, DestConfig, DestGauges, DestKey, FouPort, Fwd, IpvsOp, Link, ObservedDest,
+    ObservedService, Scope, SvcConfig, SvcKey, TunnelDevice, TunnelKind,
+};
+
+/// The kernel of the agent's network namespace.
+pub struct NetlinkDataplane {
+    ipvs: Option<ipvs::IpvsClient>,
+    rt: tokio::runtime::Runtime,
+    rtnl: rtnetlink::Handle,
+    fou: Option<FouClient>,
+    sysctl_root: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for NetlinkDataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetlinkDataplane")
+            .field("ipvs_connected", &self.ipvs.is_some())
+            .field("sysctl_root", &self.sysctl_root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetlinkDataplane {
+    /// Opens the rtnetlink connection. IPVS and fou connect on first use,
+    /// so a node without the ip_vs module can still be a realserver.
+    pub fn new() -> io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let rtnl = rt.block_on(async {
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            tokio::spawn(conn);
+            Ok::<_, io::Error>(handle)
+        })?;
+        Ok(NetlinkDataplane {
+            ipvs: None,
+            rt,
+            rtnl,
+            fou: None,
+            sysctl_root: "/proc/sys".into(),
+        })
+    }
+
+    /// The IPVS client, connecting (and so loading ip_vs) if needed.
+    pub fn ipvs_client(&mut self, request: &str) -> DpResult<&mut ipvs::IpvsClient> {
+        if self.ipvs.is_none() {
+            let client = ipvs::IpvsClient::connect().map_err(|e| ipvs_error(request, e))?;
+            self.ipvs = Some(client);
+        }
+        Ok(self.ipvs.as_mut().expect("just connected"))
+    }
+
+    fn link_index(&self, name: &str) -> DpResult<u32> {
+        let handle = self.rtnl.clone();
+        let request = format!("look up interface {name}");
+        self.rt.block_on(async {
+            let mut links = handle.link().get().match_name(name.to_string()).execute();
+            match links.try_next().await {
+                Ok(Some(m)) => Ok(m.header.index),
+                Ok(None) => Err(DataplaneError::Missing {
+                    request: request.clone(),
+                    what: format!("interface {name}"),
+                }),
+                Err(e) => Err(rtnl_error(&request, e)),
+            }
+        })
+    }
+}
+
+/// `/proc/sys/<key>`, for keys that cannot leave /proc/sys.
+fn sysctl_path(root: &std::path::Path, key: &str) -> DpResult<std::path::PathBuf> {
+    let ok = !key.is_empty()
+        && !key.starts_with('/')
+        && key
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@".contains(c));
+    if !ok {
+        return Err(DataplaneError::Other {
+            request: format!("sysctl {key:?}"),
+            detail: "not a sysctl path like net/ipv4/ip_forward".into(),
+        });
+    }
+    Ok(root.join(key))
+}
+
+fn ipvs_error(request: &str, e: ipvs::Error) -> DataplaneError {
+    match e {
+        ipvs::Error::FamilyNotFound { .. } => DataplaneError::IpvsUnavailable {
+            request: request.to_string(),
+            detail: e.to_string(),
+        },
+        ipvs::Error::Kernel { errno, ext_ack, .. } => DataplaneError::Kernel {
+            request: request.to_string(),
+            errno,
+            detail: ext_ack,
+        },
+        ipvs::Error::Io { source, .. } => DataplaneError::Io {
+            request: request.to_string(),
+            source,
+        },
+        other => DataplaneError::Other {
+            request: request.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn rtnl_error(request: &str, e: rtnetlink::Error) -> DataplaneError {
+    match e {
+        rtnetlink::Error::NetlinkError(m) if m.raw_code() != 0 => DataplaneError::Kernel {
+            request: request.to_string(),
+            errno: m.raw_code().abs(),
+            detail: None,
+        },
+        other => DataplaneError::Other {
+            request: request.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+// ---- conversions between the model and lvs-ipvs ----
+
+fn to_key(k: &SvcKey) -> ipvs::ServiceKey {
+    match *k {
+        SvcKey::Tuple {
+            addr,
+            protocol,
+            port,
+        } => ipvs::ServiceKey::Tuple {
+            addr,
+            protocol: ipvs::Protocol(protocol),
+            port,
+        },
+        SvcKey::Fwmark { mark, ipv6 } => ipvs::ServiceKey::Fwmark {
+            family: if ipv6 {
+                ipvs::Family::V6
+            } else {
+                ipvs::Family::V4
+            },
+            mark,
+        },
+    }
+}
+
+fn from_key(k: &ipvs::ServiceKey) -> SvcKey {
+    match *k {
+        ipvs::ServiceKey::Tuple {
+            addr,
+            protocol,
+            port,
+        } => SvcKey::Tuple {
+            addr,
+            protocol: protocol.0,
+            port,
+        },
+        ipvs::ServiceKey::Fwmark { family, mark } => SvcKey::Fwmark {
+            mark,
+            ipv6: family == ipvs::Family::V6,
+        },
+    }
+}
+
+fn to_service(k: &SvcKey, c: &SvcConfig) -> ipvs::Service {
+    ipvs::Service {
+        key: to_key(k),
+        config: ipvs::ServiceConfig {
+            scheduler: c.scheduler.clone(),
+            flags: ipvs::ServiceFlags::from_bits(c.flags),
+            timeout: c.timeout,
+            netmask: c.netmask,
+            pe_name: None,
+        },
+    }
+}
+
+fn to_fwd(f: Fwd) -> ipvs::FwdMethod {
+    match f {
+        Fwd::Masq => ipvs::FwdMethod::Masq,
+        Fwd::Local => ipvs::FwdMethod::Local,
+        Fwd::Tunnel => ipvs::FwdMethod::Tunnel,
+        Fwd::Route => ipvs::FwdMethod::DirectRoute,
+        Fwd::Bypass => ipvs::FwdMethod::Bypass,
+    }
+}
+
+fn from_fwd(f: ipvs::FwdMethod) -> Fwd {
+    match f {
+        ipvs::FwdMethod::Masq => Fwd::Masq,
+        ipvs::FwdMethod::Local => Fwd::Local,
+        ipvs::FwdMethod::Tunnel => Fwd::Tunnel,
+        ipvs::FwdMethod::DirectRoute => Fwd::Route,
+        ipvs::FwdMethod::Bypass => Fwd::Bypass,
+    }
+}
+
+fn to_dest(d: &DestKey, c: &DestConfig) -> ipvs::Destination {
+    ipvs::Destination {
+        key: ipvs::DestKey {
+            addr: d.addr,
+            port: d.port,
+        },
+        config: ipvs::DestConfig {
+            fwd: to_fwd(c.fwd),
+            weight: c.weight,
+            u_threshold: c.u_threshold,
+            l_threshold: c.l_threshold,
+            tun_type: ipvs::TunnelType(c.tun_type),
+            tun_port: c.tun_port,
+            tun_flags: ipvs::TunnelFlags(c.tun_flags),
+        },
+    }
+}
+
+fn to_op(op: &IpvsOp) -> ipvs::Op {
+    match op {
+        IpvsOp::AddService(k, c) => ipvs::Op::AddService(to_service(k, c)),
+        IpvsOp::UpdateService(k, c) => ipvs::Op::UpdateService(to_service(k, c)),
+        IpvsOp::DelService(k) => ipvs::Op::DelService(to_key(k)),
+        IpvsOp::AddDest(k, d, c) => ipvs::Op::AddDest {
+            service: to_key(k),
+            dest: to_dest(d, c),
+        },
+        IpvsOp::UpdateDest(k, d, c) => ipvs::Op::UpdateDest {
+            service: to_key(k),
+            dest: to_dest(d, c),
+        },
+        IpvsOp::DelDest(k, d) => ipvs::Op::DelDest {
+            service: to_key(k),
+            dest: ipvs::DestKey {
+                addr: d.addr,
+                port: d.port,
+            },
+        },
+    }
+}
+
+fn counters(s: &ipvs::Stats) -> Counters {
+    Counters {
+        conns: s.conns,
+        in_pkts: s.in_pkts,
+        out_pkts: s.out_pkts,
+        in_bytes: s.in_bytes,
+        out_bytes: s.out_bytes,
+    }
+}
+
+fn observed(e: &ipvs::ServiceEntry) -> ObservedService {
+    let c = &e.service.config;
+    ObservedService {
+        key: from_key(&e.service.key),
+        config: SvcConfig {
+            scheduler: c.scheduler.clone(),
+            flags: c.flags.bits(),
+            timeout: c.timeout,
+            netmask: c.netmask,
+        },
+        counters: counters(&e.stats),
+        dests: e
+            .destinations
+            .iter()
+            .map(|d| {
+                let dc = &d.destination.config;
+                ObservedDest {
+                    key: DestKey {
+                        addr: d.destination.key.addr,
+                        port: d.destination.key.port,
+                    },
+                    config: DestConfig {
+                        fwd: from_fwd(dc.fwd),
+                        weight: dc.weight,
+                        u_threshold: dc.u_threshold,
+                        l_threshold: dc.l_threshold,
+                        tun_type: dc.tun_type.0,
+                        tun_port: dc.tun_port,
+                        tun_flags: dc.tun_flags.0,
+                    },
+                    counters: counters(&d.stats.traffic),
+                    gauges: DestGauges {
+                        active_conns: d.stats.active_conns,
+                        inactive_conns: d.stats.inactive_conns,
+                        persist_conns: d.stats.persist_conns,
+                    },
+                }
+            })
+            .collect(),
+    }
+}
+
+// ---- rtnetlink helpers ----
+
+fn link_name(m: &LinkMessage) -> Option<String> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+fn link_kind(m: &LinkMessage) -> Option<String> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Kind(k) => Some(k.to_string()),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+fn info_kind(k: TunnelKind) -> InfoKind {
+    match k {
+        TunnelKind::Ipip => InfoKind::IpIp,
+        TunnelKind::Ip6tnl => InfoKind::Ip6Tnl,
+        TunnelKind::Gre => InfoKind::GreTun,
+        TunnelKind::Ip6gre => InfoKind::GreTun6,
+    }
+}
+
+fn to_scope(s: Scope) -> AddressScope {
+    match s {
+        Scope::Global => AddressScope::Universe,
+        Scope::Link => AddressScope::Link,
+        Scope::Host => AddressScope::Host,
+    }
+}
+
+fn from_scope(s: AddressScope) -> Scope {
+    match s {
+        AddressScope::Link => Scope::Link,
+        AddressScope::Host => Scope::Host,
+        _ => Scope::Global,
+    }
+}
+
+fn address_of(m: &AddressMessage, names: &BTreeMap<u32, String>) -> Option<Address> {
+    let mut local = None;
+    let mut address = None;
+    let mut label = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            AddressAttribute::Label(l) => label = Some(l.clone()),
+            _ => {}
+        }
+    }
+    // IPv4 keeps the interface's own address in IFA_LOCAL (IFA_ADDRESS is
+    // the peer on point-to-point links); IPv6 only sends IFA_ADDRESS.
+    let addr = local.or(address)?;
+    let interface = names.get(&m.header.index)?.clone();
+    Some(Address {
+        label: label.filter(|l| *l != interface),
+        interface,
+        addr,
+        prefix_len: m.header.prefix_len,
+        scope: from_scope(m.header.scope),
+    })
+}
+
+fn address_message(index: u32, a: &Address) -> AddressMessage {
+    match a.addr {
+        IpAddr::V4(v4) => AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(v4, a.prefix_len)
+            .build(),
+        IpAddr::V6(v6) => AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(index)
+            .address(v6, a.prefix_len)
+            .build(),
+    }
+}
+
+impl Dataplane for NetlinkDataplane {
+    fn ipvs_dump(&mut self) -> DpResult<Vec<ObservedService>> {
+        let request = "dump the IPVS table";
+        let result = self.ipvs_client(request)?.dump_all();
+        match result {
+            Ok(entries) => Ok(entries.iter().map(observed).collect()),
+            Err(e) => {
+                // A broken socket is replaced on the next call.
+                self.ipvs = None;
+                Err(ipvs_error(request, e))
+            }
+        }
+    }
+
+    fn ipvs_apply(&mut self, ops: &[IpvsOp]) -> DpResult<Vec<DpResult<()>>> {
+        let request = format!("apply {} IPVS ops", ops.len());
+        let wire: Vec<ipvs::Op> = ops.iter().map(to_op).collect();
+        let result = self.ipvs_client(&request)?.apply(&wire);
+        match result {
+            Ok(results) => Ok(results
+                .into_iter()
+                .zip(ops)
+                .map(|(r, op)| {
+                    r.map_err(|e| DataplaneError::Kernel {
+                        request: op.to_string(),
+                        errno: e.errno,
+                        detail: e.ext_ack,
+                    })
+                })
+                .collect()),
+            Err(e) => {
+                self.ipvs = None;
+                Err(ipvs_error(&request, e))
+            }
+        }
+    }
+
+    fn addresses(&mut self) -> DpResult<Vec<Address>> {
+        let handle = self.rtnl.clone();
+        let links = self.links()?;
+        let names: BTreeMap<u32, String> = links.into_iter().map(|l| (l.index, l.name)).collect();
+        self.rt.block_on(async {
+            let msgs: Vec<AddressMessage> = handle
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| rtnl_error("dump addresses", e))?;
+            Ok(msgs.iter().filter_map(|m| address_of(m, &names)).collect())
+        })
+    }
+
+    fn add_address(&mut self, a: &Address) -> DpResult<()> {
+        let index = self.link_index(&a.interface)?;
+        let handle = self.rtnl.clone();
+        let request = format!("add address {}", a.key());
+        self.rt.block_on(async {
+            let mut req = handle.address().add(index, a.addr, a.prefix_len);
+            let msg = req.message_mut();
+            msg.header.scope = to_scope(a.scope);
+            if let (Some(label), true) = (&a.label, a.addr.is_ipv4()) {
+                msg.attributes.push(AddressAttribute::Label(label.clone()));
+            }
+            req.execute().await.map_err(|e| rtnl_error(&request, e))
+        })
+    }
+
+    fn del_address(&mut self, a: &Address) -> DpResult<()> {
+        let index = match self.link_index(&a.interface) {
+            Ok(i) => i,
+            // The interface is gone, and its addresses with it.
+            Err(DataplaneError::Missing { .. }) => {
+                return Err(DataplaneError::Kernel {
+                    request: format!("delete address {}", a.key()),
+                    errno: errno::EADDRNOTAVAIL,
+                    detail: Some("interface gone".into()),
+                });
+            }
+            Err(DataplaneError::Kernel { errno: e, .. }) if e == errno::ENODEV => {
+                return Err(DataplaneError::Kernel {
+                    request: format!("delete address {}", a.key()),
+                    errno: errno::EADDRNOTAVAIL,
+                    detail: Some("interface gone".into()),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let handle = self.rtnl.clone();
+        let request = format!("delete address {}", a.key());
+        self.rt.block_on(async {
+            handle
+                .address()
+                .del(address_message(index, a))
+                .execute()
+                .await
+                .map_err(|e| rtnl_error(&request, e))
+        })
+    }
+
+    fn links(&mut self) -> DpResult<Vec<Link>> {
+        let handle = self.rtnl.clone();
+        self.rt.block_on(async {
+            let msgs: Vec<LinkMessage> = handle
+                .link()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| rtnl_error("dump links", e))?;
+            Ok(msgs
+                .iter()
+                .filter_map(|m| {
+                    Some(Link {
+                        name: link_name(m)?,
+                        index: m.header.index,
+                        kind: link_kind(m),
+                        up: m.header.flags.contains(LinkFlags::Up),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn ensure_tunnel(&mut self, dev: &TunnelDevice) -> DpResult<()> {
+        let request = format!("bring up {} device {}", dev.kind.link_kind(), dev.name);
+        let existing = match self.link_index(&dev.name) {
+            Ok(i) => Some(i),
+            Err(DataplaneError::Missing { .. }) => None,
+            Err(DataplaneError::Kernel { errno: e, .. }) if e == errno::ENODEV => None,
+            Err(e) => return Err(e),
+        };
+        let handle = self.rtnl.clone();
+        self.rt.block_on(async {
+            match existing {
+                Some(index) => handle
+                    .link()
+                    .change(LinkUnspec::new_with_index(index).up().build())
+                    .execute()
+                    .await
+                    .map_err(|e| rtnl_error(&request, e)),
+                None => {
+                    // RTM_NEWLINK of this kind makes the kernel load the
+                    // tunnel module, which creates the fallback device; without
+                    // NLM_F_EXCL the request then just sets it up. Where the
+                    // module creates no fallback device in this namespace, a
+                    // plain wildcard device of that name is created instead.
+                    let msg =
+                        LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(info_kind(dev.kind))
+                            .name(dev.name.clone())
+                            .up()
+                            .build();
+                    handle
+                        .link()
+                        .add(msg)
+                        .set_flags(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
+                        .execute()
+                        .await
+                        .map_err(|e| rtnl_error(&request, e))
+                }
+            }
+        })
+    }
+
+    fn release_tunnel(&mut self, dev: &TunnelDevice) -> DpResult<()> {
+        let index = self.link_index(&dev.name).map_err(|e| match e {
+            DataplaneError::Missing { request, .. } => DataplaneError::Kernel {
+                request,
+                errno: errno::ENODEV,
+                detail: None,
+            },
+            e => e,
+        })?;
+        let handle = self.rtnl.clone();
+        let request = format!("set {} down", dev.name);
+        self.rt.block_on(async {
+            handle
+                .link()
+                .change(LinkUnspec::new_with_index(index).down().build())
+                .execute()
+                .await
+                .map_err(|e| rtnl_error(&request, e))
+        })
+    }
+
+    fn fou_ports(&mut self) -> DpResult<Vec<FouPort>> {
+        match self.fou_client(false)? {
+            Some(c) => c.ports(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn add_fou_port(&mut self, port: &FouPort) -> DpResult<()> {
+        match self.fou_client(true)? {
+            Some(c) => c.add(port),
+            None => Err(DataplaneError::Other {
+                request: format!("add {port}"),
+                detail: "the fou module is not available".into(),
+            }),
+        }
+    }
+
+    fn del_fou_port(&mut self, port: &FouPort) -> DpResult<()> {
+        match self.fou_client(false)? {
+            Some(c) => c.del(port),
+            None => Err(DataplaneError::Kernel {
+                request: format!("delete {port}"),
+                errno: errno::ENOENT,
+                detail: Some("the fou module is not loaded".into()),
+            }),
+        }
+    }
+
+    fn read_sysctl(&mut self, key: &str) -> DpResult<String> {
+        let path = sysctl_path(&self.sysctl_root, key)?;
+        fs::read_to_string(&path)
+            .map(|v| v.trim().to_string())
+            .map_err(|source| io_to_dp(format!("read sysctl {key}"), source))
+    }
+
+    fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()> {
+        let path = sysctl_path(&self.sysctl_root, key)?;
+        fs::write(&path, format!("{value}\n"))
+            .map_err(|source| io_to_dp(format!("write sysctl {key}={value}"), source))
+    }
+}
+
+impl NetlinkDataplane {
+    /// The fou client. Reads do not load the module (`None` when absent);
+    /// `load` resolves the family, which makes the kernel load it.
+    fn fou_client(&mut self, load: bool) -> DpResult<Option<&mut FouClient>> {
+        if self.fou.is_none() {
+            match FouClient::connect() {
+                Ok(c) => self.fou = Some(c),
+                Err(DataplaneError::Missing { .. }) if !load => return Ok(None),
+                Err(DataplaneError::Missing { request, what }) => {
+                    return Err(DataplaneError::Other {
+                        request,
+                        detail: format!("{what} does not exist: is the fou module available?"),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.fou.as_mut())
+    }
+}
+
+/// An errno from the file system is the kernel's answer: keep it as such
+/// (ENOENT for a sysctl of a missing device, EACCES without privilege).
+fn io_to_dp(request: String, source: io::Error) -> DataplaneError {
+    match source.raw_os_error() {
+        Some(errno) => DataplaneError::Kernel {
+            request,
+            errno,
+            detail: None,
+        },
+        None => DataplaneError::Io { request, source },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_configs_survive_the_conversion() {
+        let k = SvcKey::Fwmark {
+            mark: 9,
+            ipv6: true,
+        };
+        assert_eq!(from_key(&to_key(&k)), k);
+        let k = SvcKey::Tuple {
+            addr: "10.0.0.1".parse().unwrap(),
+            protocol: 132,
+            port: 9000,
+        };
+        assert_eq!(from_key(&to_key(&k)), k);
+        for f in [Fwd::Masq, Fwd::Local, Fwd::Tunnel, Fwd::Route, Fwd::Bypass] {
+            assert_eq!(from_fwd(to_fwd(f)), f);
+        }
+        let op = IpvsOp::UpdateDest(
+            k,
+            DestKey {
+                addr: "10.1.0.1".parse().unwrap(),
+                port: 0,
+            },
+            DestConfig {
+                fwd: Fwd::Tunnel,
+                weight: 3,
+                u_threshold: 4,
+                l_threshold: 1,
+                tun_type: 1,
+                tun_port: 6080,
+                tun_flags: 1,
+            },
+        );
+        match to_op(&op) {
+            ipvs::Op::UpdateDest { service, dest } => {
+                assert_eq!(from_key(&service), k);
+                assert_eq!(dest.config.tun_port, 6080);
+                assert_eq!(dest.config.fwd, ipvs::FwdMethod::Tunnel);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sysctl_keys_must_stay_under_proc_sys() {
+        let root = std::path::Path::new("/proc/sys");
+        assert_eq!(
+            sysctl_path(root, "net/ipv4/conf/eth0.100/rp_filter").unwrap(),
+            std::path::Path::new("/proc/sys/net/ipv4/conf/eth0.100/rp_filter")
+        );
+        for bad in [
+            "../etc/passwd",
+            "/net/ipv4",
+            "net//x",
+            "net/ipv4/../../x",
+            "net/ipv4 x",
+            "",
+        ] {
+            assert!(sysctl_path(root, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn label_equal_to_the_interface_name_is_no_label() {
+        let names: BTreeMap<u32, String> = [(2, "eth0".to_string())].into_iter().collect();
+        let mut m = address_message(
+            2,
+            &Address {
+                interface: "eth0".into(),
+                addr: "10.0.0.1".parse().unwrap(),
+                prefix_len: 32,
+                label: None,
+                scope: Scope::Global,
+            },
+        );
+        m.attributes.push(AddressAttribute::Label("eth0".into()));
+        assert_eq!(address_of(&m, &names).unwrap().label, None);
+        m.attributes.pop();
+        m.attributes
+            .push(AddressAttribute::Label("eth0:lvs".into()));
+        m.header.scope = AddressScope::Host;
+        let a = address_of(&m, &names).unwrap();
+        assert_eq!(a.label.as_deref(), Some("eth0:lvs"));
+        assert_eq!(a.scope, Scope::Host);
+        assert_eq!(a.addr, "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+}
