@@ -60,3 +60,39 @@ kubectl_token() {
   kubectl --kubeconfig /dev/null --server "$LVS_LAB_APISERVER" --certificate-authority "$LVS_LAB_CA" \
     --token "$token" "$@"
 }
+
+# start_proc NAME CMD... -> run CMD in the background with its output in
+# $LVS_LAB_DIR/NAME.log and its pid in $LVS_LAB_DIR/procs/NAME.pid; prints the
+# pid. run-suite.sh stops whatever is still registered there when it exits.
+start_proc() {
+  local name=$1
+  shift
+  mkdir -p "$LVS_LAB_DIR/procs"
+  "$@" >"$LVS_LAB_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$LVS_LAB_DIR/procs/$name.pid"
+  echo $!
+}
+
+# stop_proc NAME [SIGNAL] -> signal a process started by start_proc (TERM by
+# default), wait up to 10 s for it to exit (then KILL), and unregister it.
+stop_proc() {
+  local pidfile=$LVS_LAB_DIR/procs/$1.pid pid i
+  [[ -f $pidfile ]] || return 0
+  pid=$(cat "$pidfile")
+  kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+  for i in $(seq 1 40); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  rm -f "$pidfile"
+}
+
+# stop_all_procs -> stop every process still registered by start_proc.
+stop_all_procs() {
+  local f
+  for f in "$LVS_LAB_DIR"/procs/*.pid; do
+    [[ -f $f ]] && stop_proc "$(basename "$f" .pid)"
+  done
+  return 0
+}

@@ -30,6 +30,8 @@ lab_started=0 scenario_pid=
 cleanup() {
   local rc=$?
   [[ -n $scenario_pid ]] && kill "$scenario_pid" 2>/dev/null
+  # Processes a scenario started with start_proc (operators, agents) go first.
+  declare -F stop_all_procs >/dev/null && stop_all_procs
   if ((lab_started)) && [[ -z ${LVS_KEEP_LAB:-} ]]; then
     "$here/lab.sh" down >>"$LVS_LAB_DIR/suite.log" 2>&1 || echo "run-suite.sh: lab.sh down failed, see $LVS_LAB_DIR/suite.log" >&2
     if (($(count FAIL) == 0 && rc == 0)); then rm -rf "$LVS_LAB_DIR"; else echo "run-suite.sh: logs kept in $LVS_LAB_DIR" >&2; fi
