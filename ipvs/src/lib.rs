@@ -17,6 +17,8 @@ pub mod client;
 pub mod codec;
 pub mod constants;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ops;
 pub mod replies;
 pub mod transport;

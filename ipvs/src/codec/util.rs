@@ -58,7 +58,20 @@ pub(crate) fn parse_attrs<T>(
     mut parse_one: impl FnMut(&NlaBuffer<&[u8]>) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
     NlasIterator::new(payload)
-        .map(|nla| nla.and_then(|nla| parse_one(&nla)))
+        .map(|nla| {
+            nla.and_then(|nla| {
+                // netlink-packet-core 0.9 cannot re-emit an attribute with
+                // both flags (setting the second clears the first), and no
+                // sender sets both, so such input is rejected as malformed.
+                if nla.nested_flag() && nla.network_byte_order_flag() {
+                    return Err(DecodeError::from(format!(
+                        "invalid attribute type {}: NLA_F_NESTED and NLA_F_NET_BYTEORDER are both set",
+                        nla.kind()
+                    )));
+                }
+                parse_one(&nla)
+            })
+        })
         .collect()
 }
 
@@ -70,7 +83,17 @@ where
     B: AsRef<[u8]> + ?Sized,
     T: for<'a> Parseable<NlaBuffer<&'a [u8]>>,
 {
-    let attrs = parse_attrs(buf.value(), |nla| T::parse(nla))
+    let payload = buf.value();
+    // Senders pad every attribute, so a nest's payload is a multiple of 4.
+    // Requiring it keeps a re-emitted nest exactly as long as the original
+    // (an unpadded last child would grow it, possibly past the u16 length).
+    if !payload.len().is_multiple_of(4) {
+        return Err(DecodeError::from(format!(
+            "invalid {what}: nested payload is {} bytes, expected a multiple of 4",
+            payload.len()
+        )));
+    }
+    let attrs = parse_attrs(payload, |nla| T::parse(nla))
         .with_context(|| format!("invalid attributes nested in {what}"))?;
     Ok(Nested {
         attrs,
