@@ -76,11 +76,11 @@ start_proc() {
 # stop_proc NAME [SIGNAL] -> signal a process started by start_proc (TERM by
 # default), wait up to 10 s for it to exit (then KILL), and unregister it.
 stop_proc() {
-  local pidfile=$LVS_LAB_DIR/procs/$1.pid pid i
+  local pidfile=$LVS_LAB_DIR/procs/$1.pid pid _
   [[ -f $pidfile ]] || return 0
   pid=$(cat "$pidfile")
   kill "-${2:-TERM}" "$pid" 2>/dev/null || true
-  for i in $(seq 1 40); do
+  for _ in $(seq 1 40); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.25
   done
