@@ -7,9 +7,15 @@
 //! created.
 #![forbid(unsafe_code)]
 
+pub mod agent;
+#[cfg(target_os = "linux")]
+pub mod cli;
 pub mod dataplane;
 pub mod desired;
+pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod model;
 pub mod reconcile;
 pub mod report;
+pub mod source;

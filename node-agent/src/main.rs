@@ -1,1 +1,6 @@
-fn main() {}
+//! `node-agent`: see `lvs_node_agent::cli`.
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    lvs_node_agent::cli::main()
+}
