@@ -16,7 +16,9 @@ status=0
 for name in "$@"; do
     f="/lab/scenarios/$name.sh"
     log="/out/logs/$name.log"
-    why=/tmp/why
+    pid=""
+    # Per scenario: a stray writer from an earlier one cannot touch it.
+    why="/tmp/why.$name"
     rm -f "$why"
     dmesg -c >/dev/null 2>&1
     export LAB_SCENARIO="$name"
@@ -25,15 +27,28 @@ for name in "$@"; do
     if [ ! -f "$f" ]; then
         echo "no such scenario $f" >"$log"; echo "no such scenario" >"$why"; rc=2
     else
-        LAB_WHY_FILE="$why" timeout -s KILL "$SCENARIO_TIMEOUT" sh "$f" >"$log" 2>&1
-        rc=$?
+        # Its own session and process group, so that a timeout kills every
+        # process it started (pipelines and subshells included), not just sh.
+        LAB_WHY_FILE="$why" setsid sh "$f" >"$log" 2>&1 &
+        pid=$!
+        deadline=$(( $(date +%s) + SCENARIO_TIMEOUT ))
+        while pid_running "$pid" && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
+        if pid_running "$pid"; then
+            kill -KILL "-$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+            echo "Killed: timed out after ${SCENARIO_TIMEOUT}s" >>"$log"
+            rc=137
+        else
+            wait "$pid"; rc=$?
+        fi
     fi
     # The scenario's kernel messages, before teardown adds its own; without the
     # routine link and bridge-port chatter.
     dmesg 2>/dev/null | grep -Ev 'entered (blocking|forwarding|disabled|learning|listening) state|promiscuous mode|ADDRCONF\(NETDEV_(CHANGE|UP)\)' \
         | tail -n 60 >/tmp/dmesg.scenario
-    # Clean up whatever the scenario left behind, timed out or not.
+    # Clean up whatever the scenario left behind, timed out or not: agents
+    # first (gracefully), then anything left in its process group.
     agent_stop_all
+    [ -n "${pid:-}" ] && kill -KILL "-$pid" 2>/dev/null
     topo_down
     rm -rf /run/lab
     t1="$(cut -d' ' -f1 /proc/uptime)"
@@ -45,7 +60,7 @@ for name in "$@"; do
     status=1
     if [ -s "$why" ]; then
         reason="$(head -n1 "$why")"
-    elif [ "$rc" -eq 137 ] || [ "$rc" -eq 143 ]; then
+    elif [ "$rc" -eq 137 ]; then
         reason="timed out after ${SCENARIO_TIMEOUT}s"
     else
         reason="exited with status $rc without a reason (last line: $(tail -n1 "$log"))"
