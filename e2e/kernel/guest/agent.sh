@@ -74,7 +74,7 @@ agent_start() {
     mkdir -p "$LAB_AGENT_RUN" "$(_agent_logs)" "$LAB_MANIFESTS" "/run/lab/state/$_node"
     echo "=== agent start $(cut -d' ' -f1 /proc/uptime)s: $*" >>"$(_agent_logs)/$_node.log"
     # env -> ip netns exec -> agent: each execs the next, so $! is the agent's pid.
-    env RUST_LOG="$LAB_AGENT_LOG" RUST_BACKTRACE=1 /usr/sbin/ip netns exec "$_node" "$LAB_AGENT_BIN" \
+    env RUST_LOG="$LAB_AGENT_LOG" RUST_BACKTRACE=1 NO_COLOR=1 /usr/sbin/ip netns exec "$_node" "$LAB_AGENT_BIN" \
         --config-dir "$LAB_MANIFESTS" --node-name "$_node" \
         --state-dir "/run/lab/state/$_node" --resync-interval "$LAB_AGENT_RESYNC" "$@" \
         >>"$(_agent_logs)/$_node.log" 2>&1 &
