@@ -75,6 +75,9 @@ enum Action {
     EnsureTunnel(TunnelDevice, Option<OwnedTunnel>),
     AddFou(FouPort),
     WriteSysctl(String, String, Option<OwnedSysctl>),
+    /// A per-device sysctl of a device this sync creates: its previous
+    /// value can only be read once the device exists.
+    WriteSysctlLater(String, String),
     AddAddress(Address, BTreeSet<String>),
     Ipvs(Vec<(IpvsOp, Option<String>)>),
     DelAddress(Address),
@@ -296,8 +299,8 @@ impl<D: Dataplane> Reconciler<D> {
                     if e.errno() == Some(errno::ENOENT)
                         && self.sysctl_device_pending(key, want) =>
                 {
-                    // The device appears when its tunnel is ensured below.
-                    String::new()
+                    adds.push(Action::WriteSysctlLater(key.clone(), value.clone()));
+                    continue;
                 }
                 Err(e) => {
                     report.errors.push(SyncError::new(
@@ -588,6 +591,46 @@ impl<D: Dataplane> Reconciler<D> {
                         ));
                     }
                 }
+            }
+            Action::WriteSysctlLater(key, value) => {
+                let cur = match self.dp.read_sysctl(&key) {
+                    Ok(v) => v.trim().to_string(),
+                    Err(e) => {
+                        report.errors.push(SyncError::new(
+                            ErrorKind::Kernel,
+                            None,
+                            format!("sysctl {key}: {e}"),
+                        ));
+                        return;
+                    }
+                };
+                self.known_mut().sysctls.insert(key.clone(), cur.clone());
+                if cur == value {
+                    return;
+                }
+                let prior = self.ledger.sysctls.get(&key).cloned();
+                let previous = prior.as_ref().map_or(cur, |p| p.previous.clone());
+                self.ledger.sysctls.insert(
+                    key.clone(),
+                    OwnedSysctl {
+                        previous,
+                        value: value.clone(),
+                    },
+                );
+                if let Err(e) = self.store.save(&self.ledger) {
+                    // Without the previous value on disk it could not be restored.
+                    match prior {
+                        Some(p) => self.ledger.sysctls.insert(key.clone(), p),
+                        None => self.ledger.sysctls.remove(&key),
+                    };
+                    report.errors.push(SyncError::new(
+                        ErrorKind::Ledger,
+                        None,
+                        format!("{e}; sysctl {key} not written"),
+                    ));
+                    return;
+                }
+                self.execute(Action::WriteSysctl(key, value, prior), report);
             }
             Action::AddAddress(a, owners) => {
                 report.count("addr_add");

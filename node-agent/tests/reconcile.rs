@@ -623,6 +623,10 @@ fn tun_realserver_brings_tunl0_up_and_releases_it() {
     assert!(!f.links["tunl0"].up);
     assert!(!f.addresses.iter().any(|a| a.interface == "tunl0"));
     assert_eq!(f.sysctls["net/ipv4/conf/all/rp_filter"], "1");
+    assert_eq!(
+        f.sysctls["net/ipv4/conf/tunl0/rp_filter"], "0",
+        "the value tunl0 had once it existed"
+    );
     assert!(r.ledger().is_empty(), "{:?}", r.ledger());
 }
 

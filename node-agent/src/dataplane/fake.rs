@@ -455,6 +455,9 @@ impl Dataplane for FakeDataplane {
         if !self.sysctl_exists(key) {
             return Err(kernel(format!("write sysctl {key}"), errno::ENOENT));
         }
+        if value.trim().is_empty() {
+            return Err(kernel(format!("write sysctl {key}"), errno::EINVAL));
+        }
         self.sysctls.insert(key.to_string(), value.to_string());
         Ok(())
     }

@@ -640,7 +640,9 @@ impl NetlinkDataplane {
                 Err(DataplaneError::Missing { request, what }) => {
                     return Err(DataplaneError::Other {
                         request,
-                        detail: format!("{what} does not exist: is the fou module available?"),
+                        detail: format!(
+                            "{what} does not exist: load the fou module on this node (modprobe fou); the kernel does not load it on demand"
+                        ),
                     });
                 }
                 Err(e) => return Err(e),
