@@ -830,7 +830,7 @@ mod tests {
 
     #[test]
     fn keys_sort_and_display_like_ipvsadm() {
-        let mut keys = vec![
+        let mut keys = [
             ServiceKey::Fwmark {
                 family: Family::V4,
                 mark: 7,
