@@ -5,8 +5,11 @@ use lvs_operator::cli::Cli;
 use lvs_operator::run::{init_logging, run};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    run(cli).await
+    if let Err(e) = run(cli).await {
+        tracing::error!(error = format!("{e:#}"), "exiting");
+        std::process::exit(1);
+    }
 }
