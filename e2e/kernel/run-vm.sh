@@ -89,10 +89,11 @@ canon() {
 
 is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ]; }
 
-# stage_libs FILE: libraries FILE needs that the base archive lacks.
+# stage_libs FILE: libraries FILE needs that the base archive lacks (none for
+# a static executable, for which ldd fails).
 stage_libs() {
     local lib
-    ldd "$1" 2>/dev/null | awk '/=> \// {print $3} /^[ \t]*\/[^ ]+ \(/ {print $1}' | while read -r lib; do
+    { ldd "$1" 2>/dev/null || true; } | awk '/=> \// {print $3} /^[ \t]*\/[^ ]+ \(/ {print $1}' | while read -r lib; do
         lib="$(canon "$lib")"
         [ -e "$KLAB/base-tree$lib" ] || [ -e "$STAGE$lib" ] && continue
         mkdir -p "$STAGE$(dirname "$lib")"
