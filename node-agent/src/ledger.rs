@@ -2,7 +2,7 @@
 //!
 //! IPVS has no owner tag, so ownership lives in a JSON file under the state
 //! directory, written atomically (temporary file, fsync, rename, fsync of
-//! the directory). See `docs/agent-ownership.md` in this crate for the rules.
+//! the directory). The rules are in this crate's README.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

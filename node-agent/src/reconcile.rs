@@ -718,11 +718,11 @@ impl<D: Dataplane> Reconciler<D> {
                 }
             }
             Action::ReleaseTunnel(dev) => {
-                let busy = self
-                    .known_mut()
-                    .addresses
-                    .values()
-                    .any(|a| a.interface == dev.name);
+                // IPv6 link-local addresses come with the device being up.
+                let busy = self.known_mut().addresses.values().any(|a| {
+                    a.interface == dev.name
+                        && !matches!(a.addr, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+                });
                 if busy {
                     // Someone else put an address on it: leave it up.
                     self.ledger.tunnels.remove(&dev.name);

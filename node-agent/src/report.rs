@@ -25,8 +25,6 @@ pub enum ErrorKind {
     Ledger,
     /// IPVS is not available but services are wanted.
     IpvsUnavailable,
-    /// A configuration file could not be used.
-    Config,
 }
 
 impl ErrorKind {
@@ -39,7 +37,6 @@ impl ErrorKind {
             ErrorKind::Read => "read",
             ErrorKind::Ledger => "ledger",
             ErrorKind::IpvsUnavailable => "ipvs_unavailable",
-            ErrorKind::Config => "config",
         }
     }
 }

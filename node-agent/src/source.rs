@@ -186,6 +186,7 @@ impl DirSource {
 impl Source for DirSource {
     async fn run(self, sink: SnapshotSink) {
         let mut last: Option<Fingerprint> = None;
+        let mut reported_unreadable = false;
         loop {
             let dir = self.dir.clone();
             let fp = tokio::task::spawn_blocking(move || Self::fingerprint(&dir))
@@ -197,11 +198,15 @@ impl Source for DirSource {
                     })
                 });
             let fp = match fp {
-                Ok(fp) => Some(fp),
+                Ok(fp) => {
+                    reported_unreadable = false;
+                    Some(fp)
+                }
                 Err(e) => {
-                    if last.is_some() {
+                    if !reported_unreadable {
                         tracing::error!(dir = %self.dir.display(), error = %e.message, "configuration directory unreadable; keeping the last good state");
                         self.metrics.config_error(&self.dir.display().to_string());
+                        reported_unreadable = true;
                     }
                     None
                 }
@@ -225,9 +230,6 @@ impl Source for DirSource {
                     }
                 }
                 last = fp;
-            } else if fp.is_none() && last.is_none() {
-                // Never read yet: report once per poll until it appears.
-                let _ = self.load_reported();
             }
             tokio::time::sleep(self.poll).await;
         }

@@ -631,6 +631,43 @@ fn tun_realserver_brings_tunl0_up_and_releases_it() {
 }
 
 #[test]
+fn link_local_addresses_do_not_keep_a_tunnel_up() {
+    // gre0 gets IPv6 link-local addresses when it comes up.
+    let dir = temp_dir("tun-ll");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    let mut plan = tun_realserver("10.0.0.1");
+    plan.tunnels[0].device = "gre0".into();
+    plan.tunnels[0].type_ = lvs_api::TunnelType::Gre;
+    plan.sysctls.clear();
+    assert!(sync(&mut r, &plan, false).ok());
+    r.dataplane_mut().addresses.insert(Address {
+        interface: "gre0".into(),
+        addr: ip("fe80::a00:20e"),
+        prefix_len: 64,
+        label: None,
+        scope: Scope::Link,
+    });
+    let rep = sync(&mut r, &NodePlan::default(), true);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(rep.ops.get("tunnel_down"), Some(&1), "{rep:?}");
+    assert!(!r.dataplane().links["gre0"].up);
+
+    // Any other address is someone else's use of the device: it stays up.
+    assert!(sync(&mut r, &plan, false).ok());
+    r.dataplane_mut().addresses.insert(Address {
+        interface: "gre0".into(),
+        addr: ip("10.7.7.7"),
+        prefix_len: 32,
+        label: None,
+        scope: Scope::Global,
+    });
+    let rep = sync(&mut r, &NodePlan::default(), true);
+    assert!(rep.ok(), "{rep:?}");
+    assert!(!rep.ops.contains_key("tunnel_down"));
+    assert!(r.dataplane().links["gre0"].up);
+}
+
+#[test]
 fn a_tunnel_that_was_already_up_is_not_set_down() {
     let dir = temp_dir("tun-up");
     let mut f = FakeDataplane::new();
