@@ -1,0 +1,292 @@
+//! One VirtualService reconcile against a scripted API server: the exact
+//! requests it makes (status via server-side apply, then Events), and none at
+//! all when the status is already current.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use k8s_openapi::api::core::v1::Node;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use lvs_api::{LvsNode, RealServer, VirtualService};
+use lvs_operator::controller::{Context, FINALIZER, Snapshot, reconcile_vs};
+use lvs_operator::metrics::Metrics;
+use lvs_operator::stores::Stores;
+use serde_json::{Value, json};
+use tower_test::mock;
+
+type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+struct World {
+    stores: Stores,
+    _writers: (
+        Writer<VirtualService>,
+        Writer<RealServer>,
+        Writer<Node>,
+        Writer<LvsNode>,
+    ),
+}
+
+fn apply<K>(w: &mut Writer<K>, obj: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let obj: K = serde_json::from_value(obj).expect("test object deserializes");
+    w.apply_watcher_event(&watcher::Event::Apply(obj));
+}
+
+fn web_vs(status: Option<Value>) -> Value {
+    let mut vs = json!({
+        "apiVersion": "lvs.lvs-operator.io/v1alpha1",
+        "kind": "VirtualService",
+        "metadata": {
+            "name": "web", "namespace": "default", "uid": "u-web",
+            "generation": 2, "resourceVersion": "10",
+            "creationTimestamp": "2024-01-01T00:00:00Z",
+            "finalizers": [FINALIZER],
+        },
+        "spec": {
+            "address": "192.0.2.10", "port": 80,
+            "directors": {"nodeSelector": {"matchLabels": {"role": "director"}}},
+            "realServerSelector": {"matchLabels": {"app": "web"}},
+        },
+    });
+    if let Some(s) = status {
+        vs["status"] = s;
+    }
+    vs
+}
+
+fn world(vs: Value) -> World {
+    let (vs_r, mut vs_w) = reflector::store::<VirtualService>();
+    let (rs_r, mut rs_w) = reflector::store::<RealServer>();
+    let (node_r, mut node_w) = reflector::store::<Node>();
+    let (ln_r, mut ln_w) = reflector::store::<LvsNode>();
+    apply(&mut vs_w, vs);
+    apply(
+        &mut rs_w,
+        json!({
+            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "RealServer",
+            "metadata": {"name": "a", "namespace": "default", "labels": {"app": "web"}, "generation": 1},
+            "spec": {"address": "10.1.0.1"},
+        }),
+    );
+    apply(
+        &mut node_w,
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "d1", "labels": {"role": "director"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]},
+        }),
+    );
+    apply(
+        &mut ln_w,
+        json!({
+            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsNode",
+            "metadata": {"name": "d1"},
+            "spec": {"nodeName": "d1"},
+            "status": {"services": [{"name": "default/web", "generation": 2, "roles": ["director"]}]},
+        }),
+    );
+    World {
+        stores: Stores {
+            vs: vs_r,
+            rs: rs_r,
+            nodes: node_r,
+            lvsnodes: ln_r,
+        },
+        _writers: (vs_w, rs_w, node_w, ln_w),
+    }
+}
+
+async fn body_json(req: Request<Body>) -> Value {
+    let bytes = req.into_body().collect_bytes().await.expect("request body");
+    serde_json::from_slice(&bytes).expect("request body is JSON")
+}
+
+fn respond(send: mock::SendResponse<Response<Body>>, body: Value) {
+    let resp = Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap();
+    send.send_response(resp);
+}
+
+async fn next(handle: &mut Handle) -> (Request<Body>, mock::SendResponse<Response<Body>>) {
+    tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("a request within 5s")
+        .expect("the client is still alive")
+}
+
+/// Fails on any further request; returns once the client is gone.
+async fn expect_no_request(handle: &mut Handle) {
+    match tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await {
+        Ok(None) => {}
+        Ok(Some((req, _))) => panic!("unexpected request {} {}", req.method(), req.uri()),
+        Err(_) => panic!("the client was not dropped within 5s"),
+    }
+}
+
+fn context(stores: Stores) -> (Arc<Context>, Handle, Arc<Metrics>) {
+    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let metrics = Arc::new(Metrics::new());
+    let ctx = Arc::new(Context::new(client, stores, metrics.clone(), "test-0"));
+    (ctx, handle, metrics)
+}
+
+#[tokio::test]
+async fn stale_status_is_applied_then_events_follow() {
+    let w = world(web_vs(None));
+    let vs = w.stores.vs.state()[0].clone();
+    let (ctx, mut handle, metrics) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_vs(vs, ctx));
+
+    // 1. Server-side apply of the status subresource, forced, as lvs-operator.
+    let (req, send) = next(&mut handle).await;
+    assert_eq!(req.method(), http::Method::PATCH);
+    assert_eq!(
+        req.uri().to_string(),
+        "/apis/lvs.lvs-operator.io/v1alpha1/namespaces/default/virtualservices/web/status?&force=true&fieldManager=lvs-operator"
+    );
+    assert_eq!(
+        req.headers().get("content-type").unwrap(),
+        "application/apply-patch+yaml"
+    );
+    let body = body_json(req).await;
+    assert_eq!(body["apiVersion"], "lvs.lvs-operator.io/v1alpha1");
+    assert_eq!(body["kind"], "VirtualService");
+    let status = &body["status"];
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(status["endpoint"], "192.0.2.10:80/TCP");
+    assert_eq!(status["directors"], json!(["d1"]));
+    assert_eq!(
+        status["realServers"],
+        json!({"selected": 1, "ready": 1, "summary": "1/1"})
+    );
+    assert_eq!(status["nodes"], json!({"d1": "Programmed"}));
+    let conds: Vec<(String, String)> = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conds,
+        [
+            ("Ready", "True"),
+            ("Programmed", "True"),
+            ("Conflict", "False"),
+            ("Invalid", "False")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    respond(send, web_vs(Some(status.clone())));
+
+    // 2. Events for the transitions, in order, about this object.
+    let mut reasons = Vec::new();
+    for _ in 0..3 {
+        let (req, send) = next(&mut handle).await;
+        assert_eq!(req.method(), http::Method::POST);
+        assert_eq!(
+            req.uri().path(),
+            "/apis/events.k8s.io/v1/namespaces/default/events"
+        );
+        let ev = body_json(req).await;
+        assert_eq!(ev["regarding"]["kind"], "VirtualService");
+        assert_eq!(ev["regarding"]["name"], "web");
+        assert_eq!(ev["reportingController"], "lvs-operator");
+        assert_eq!(ev["reportingInstance"], "test-0");
+        reasons.push(ev["reason"].as_str().unwrap().to_string());
+        respond(send, ev);
+    }
+    assert_eq!(reasons, ["Accepted", "Ready", "Programmed"]);
+
+    let action = task.await.unwrap().expect("reconcile succeeds");
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(300))
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            "lvs_operator_status_writes_total{kind=\"VirtualService\",result=\"applied\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("lvs_operator_events_total 3"), "{text}");
+}
+
+#[tokio::test]
+async fn current_status_means_no_request_at_all() {
+    // Compute what the operator would write, and give it to the object.
+    let w = world(web_vs(None));
+    let analysis = Snapshot::from_stores(&w.stores).analyze();
+    let vs = w.stores.vs.state()[0].clone();
+    let status = lvs_operator::status::vs_status(
+        None,
+        &vs.spec,
+        "default",
+        analysis.get("default/web").unwrap(),
+        &Snapshot::from_stores(&w.stores).reports,
+        "2024-01-01T00:00:00Z",
+    );
+    let w = world(web_vs(Some(serde_json::to_value(&status).unwrap())));
+    let vs = w.stores.vs.state()[0].clone();
+    let (ctx, mut handle, metrics) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_vs(vs, ctx));
+    // The only client is dropped with the context: the mock sees the end
+    // of the stream, not a request.
+    expect_no_request(&mut handle).await;
+    task.await.unwrap().expect("reconcile succeeds");
+    assert!(metrics.encode().contains(
+        "lvs_operator_status_writes_total{kind=\"VirtualService\",result=\"unchanged\"} 1"
+    ));
+}
+
+#[tokio::test]
+async fn missing_finalizer_is_added_before_any_status() {
+    let mut obj = web_vs(None);
+    obj["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("finalizers");
+    let w = world(obj);
+    let vs = w.stores.vs.state()[0].clone();
+    let (ctx, mut handle, _) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_vs(vs, ctx));
+    let (req, send) = next(&mut handle).await;
+    assert_eq!(req.method(), http::Method::PATCH);
+    assert_eq!(
+        req.uri().path(),
+        "/apis/lvs.lvs-operator.io/v1alpha1/namespaces/default/virtualservices/web"
+    );
+    assert_eq!(
+        req.headers().get("content-type").unwrap(),
+        "application/json-patch+json"
+    );
+    let patch = body_json(req).await;
+    assert!(
+        patch
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|op| op["op"] == "add" && op["value"] == json!([FINALIZER])),
+        "{patch}"
+    );
+    respond(send, web_vs(None));
+    // The status waits for the reconcile that the finalizer patch triggers.
+    expect_no_request(&mut handle).await;
+    task.await.unwrap().expect("reconcile succeeds");
+}
