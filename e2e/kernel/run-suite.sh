@@ -154,6 +154,12 @@ for s in "${SELECTED[@]}"; do
     } >&2
 done
 
+# The VM runner must have ended cleanly whenever every scenario passed
+# (the guest reports 1 when one failed).
+if [ "${#RUN[@]}" -gt 0 ] && [ "$vm_rc" -ne 0 ] && [ "$FAILED" -eq 0 ]; then
+    failed lab-vm "run-vm.sh exited with status $vm_rc although every scenario passed"
+    cat "$OUT/run-vm.log" >&2
+fi
 boot="$(sed -n 's/^guest_boot_s=//p' "$OUT/vm/timing" 2>/dev/null)"
 lvs_log "suite: setup $(( (t_setup - t_start) / 1000 ))s, VM $(( (t_end - t_setup) / 1000 ))s (kernel up at init ${boot:-?}s), total $(( (t_end - t_start) / 1000 ))s; files in $OUT"
 summary

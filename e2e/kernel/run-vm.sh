@@ -180,16 +180,19 @@ elapsed=$(( $(lvs_now_ms) - t0 ))
 [ "$KEEP" -eq 1 ] || rm -f "$INITRD"
 
 # Extract files from the data channel.
-tr -d '\r' <"$OUT/channel.log" | awk -v dir="$OUT/files" '
+awk -v dir="$OUT/files" '
+    { sub(/\r$/, "") }
     /^@@FILE-BEGIN / { name = substr($0, 14); tmp = dir "/.b64"; printf "" > tmp; infile = 1; next }
     /^@@FILE-END /   { close(tmp); path = dir "/" name; sub(/\/[^\/]*$/, "", path)
                        system("mkdir -p \"" path "\" && base64 -d < \"" tmp "\" > \"" dir "/" name "\"; rm -f \"" tmp "\"")
                        infile = 0; next }
     infile { print >> tmp }
-'
+' "$OUT/channel.log"
 
-booted="$(tr -d '\r' <"$OUT/channel.log" | awk '/^@@BOOTED / {print $2; exit}')"
-rc="$(tr -d '\r' <"$OUT/channel.log" | awk '/^@@EXIT / {print $2}' | tail -n1)"
+# Read whole files (no early exit in a pipeline: with pipefail, the writer's
+# SIGPIPE would end this script).
+booted="$(awk '{ sub(/\r$/, "") } /^@@BOOTED / { if (!b) b = $2 } END { print b }' "$OUT/channel.log")"
+rc="$(awk '{ sub(/\r$/, "") } /^@@EXIT / { r = $2 } END { print r }' "$OUT/channel.log")"
 if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
     lvs_log "vm: timed out after ${TIMEOUT}s (console: $OUT/console.log)"
     rc=124

@@ -51,7 +51,7 @@ lvs_apt_ensure "${HOST_PKGS[@]}"
 # --- which kernel -----------------------------------------------------------
 resolve_kernel_pkg() {
     apt-cache depends linux-image-cloud-amd64 2>/dev/null \
-        | awk '/Depends: linux-image-[0-9].*-cloud-amd64/ {print $2; exit}'
+        | awk '/Depends: linux-image-[0-9].*-cloud-amd64/ { if (!p) p = $2 } END { print p }'
 }
 KPKG="${LVS_KERNEL_PKG:-}"
 if [ -z "$KPKG" ]; then
