@@ -723,3 +723,24 @@ fn the_ledger_on_disk_names_the_owner() {
     assert!(text.contains("eth0"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_tunnel_module_that_cannot_load_is_an_error_and_owns_nothing() {
+    let dir = temp_dir("tun-nomod");
+    let mut f = FakeDataplane::new();
+    f.tunnel_kinds.clear();
+    let mut r = reconciler(f, &dir);
+    let rep = sync(&mut r, &tun_realserver("10.0.0.1"), false);
+    assert!(
+        rep.errors
+            .iter()
+            .any(|e| e.kind == ErrorKind::Kernel && e.message.contains("tunl0")),
+        "{rep:?}"
+    );
+    assert!(r.ledger().tunnels.is_empty(), "{:?}", r.ledger());
+    assert!(!r.dataplane().links.contains_key("tunl0"));
+    assert!(
+        r.ledger().addresses.is_empty(),
+        "the VIP could not be added either"
+    );
+}
