@@ -117,6 +117,24 @@ fn typed<S: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(spec).map_err(|e| spec_error(doc, e))
 }
 
+/// A typed spec that passed the admission rules.
+fn checked<S: serde::de::DeserializeOwned>(
+    doc: usize,
+    kind: &str,
+    meta: &Meta,
+    spec: Option<serde_yaml::Value>,
+    validate: fn(&S) -> Result<(), ValidationErrors>,
+) -> Result<S, ManifestError> {
+    let spec: S = typed(doc, spec)?;
+    validate(&spec).map_err(|errors| ManifestError::Invalid {
+        doc,
+        kind: kind.to_string(),
+        name: meta.key(),
+        errors,
+    })?;
+    Ok(spec)
+}
+
 /// Parses one or more YAML documents. Each VirtualService and RealServer is
 /// validated with the admission rules; the first broken document is reported.
 pub fn parse(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
@@ -152,23 +170,11 @@ pub fn parse(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
         };
         match (api_version.as_str(), kind.as_str()) {
             (API_VERSION, "VirtualService") => {
-                let spec: VirtualServiceSpec = typed(doc, env.spec)?;
-                spec.validate().map_err(|errors| ManifestError::Invalid {
-                    doc,
-                    kind,
-                    name: meta.key(),
-                    errors,
-                })?;
+                let spec = checked(doc, &kind, &meta, env.spec, VirtualServiceSpec::validate)?;
                 out.push(Manifest::VirtualService(Object { meta, spec }));
             }
             (API_VERSION, "RealServer") => {
-                let spec: RealServerSpec = typed(doc, env.spec)?;
-                spec.validate().map_err(|errors| ManifestError::Invalid {
-                    doc,
-                    kind,
-                    name: meta.key(),
-                    errors,
-                })?;
+                let spec = checked(doc, &kind, &meta, env.spec, RealServerSpec::validate)?;
                 out.push(Manifest::RealServer(Object { meta, spec }));
             }
             ("v1", "Node") => {
