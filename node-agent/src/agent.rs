@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::dataplane::Dataplane;
 use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, SyncInput};
-use crate::report::{ServiceReport, SyncError, SyncReport};
+use crate::report::{ServiceReport, SyncError, SyncReport, lvsnode_services, node_roles};
 use crate::source::{Event, Snapshot};
 
 /// Settings of the loop.
@@ -31,9 +31,9 @@ pub struct AgentConfig {
     pub node_ips: Vec<IpAddr>,
 }
 
-/// What the node has programmed, for `/status` and for a Kubernetes mode
-/// to publish: per VirtualService the planned generation and whether it is
-/// programmed, plus node-level errors.
+/// What the node has programmed, for `/status` and for the Kubernetes mode
+/// to publish as the node's LvsNode status: per VirtualService the planned
+/// generation and whether it is programmed, plus node-level errors.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStatus {
@@ -44,6 +44,9 @@ pub struct AgentStatus {
     pub services: BTreeMap<String, ServiceReport>,
     pub errors: Vec<SyncError>,
     pub origin: Option<String>,
+    /// The LvsNode view: one entry per VirtualService this node has a role
+    /// in (director or DR/TUN realserver), with its generation and error.
+    pub reports: Vec<lvs_api::ServiceReport>,
 }
 
 /// Liveness and readiness, shared with the HTTP server.
@@ -152,12 +155,17 @@ impl<D: Dataplane> Agent<D> {
     /// Plans the snapshot for this node and reconciles.
     pub fn sync(&mut self, snapshot: &Snapshot, full: bool) -> SyncReport {
         let started = Instant::now();
-        let plan = lvs_planner::plan(
-            &self.cfg.node_name,
+        let analysis = lvs_planner::analyze(
             &snapshot.virtual_services,
             &snapshot.real_servers,
             &snapshot.nodes,
         );
+        let plan = lvs_planner::plan_from_analysis(
+            &self.cfg.node_name,
+            &analysis,
+            &snapshot.virtual_services,
+        );
+        let roles = node_roles(&self.cfg.node_name, &analysis);
         let node_ips = self.node_ips(snapshot);
         let report = self.reconciler.sync(
             SyncInput {
@@ -213,6 +221,7 @@ impl<D: Dataplane> Agent<D> {
             services: report.services.clone(),
             errors: report.errors.clone(),
             origin: Some(snapshot.origin.clone()),
+            reports: lvsnode_services(&roles, &report),
         });
         report
     }
@@ -347,6 +356,15 @@ spec: {address: 10.1.0.1, port: 8080}
         assert!(st.ok);
         assert_eq!(st.services["default/web"].generation, Some(3));
         assert!(st.services["default/web"].programmed);
+        assert_eq!(
+            st.reports,
+            [lvs_api::ServiceReport {
+                name: "default/web".into(),
+                generation: Some(3),
+                roles: vec!["director".into()],
+                error: String::new(),
+            }]
+        );
         assert!(a.health.ready());
         std::fs::remove_dir_all(d).unwrap();
     }

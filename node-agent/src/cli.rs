@@ -1,4 +1,8 @@
-//! Command line and process wiring of the standalone mode.
+//! Command line and process wiring.
+//!
+//! Two modes share the sync loop: the standalone mode reads manifests from
+//! `--config-dir`; without it the agent runs in Kubernetes mode, watching
+//! the API server and reporting to its node's LvsNode.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -8,30 +12,63 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
-use crate::agent::{Agent, AgentConfig, Health};
+use crate::agent::{Agent, AgentConfig, AgentStatus, Health};
+use crate::dataplane::Dataplane;
+use crate::dataplane::fake::FakeDataplane;
 use crate::dataplane::netlink::NetlinkDataplane;
 use crate::http::{HttpState, serve};
+use crate::k8s::{KubeSource, Reporter};
 use crate::ledger::LedgerStore;
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
 use crate::source::{DirSource, Event, SnapshotSink, Source};
 
+/// Which kernel the agent programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataplaneKind {
+    /// The kernel of the agent's network namespace (IPVS, rtnetlink, /proc/sys).
+    Netlink,
+    /// An in-memory kernel that forgets everything on exit. A test aid: it
+    /// lets the agent run where there is no IPVS, to exercise the control
+    /// plane (watches, reports) alone. It never touches the host.
+    Fake,
+}
+
 /// Programs this node's IPVS table, VIPs, tunnels and sysctls from
-/// VirtualService, RealServer and Node manifests in a directory.
+/// VirtualServices, RealServers and Nodes: watched from the Kubernetes API
+/// server, or read from manifests in a directory (`--config-dir`).
 #[derive(Debug, Parser)]
 #[command(name = "node-agent", version)]
 pub struct Args {
-    /// Directory of *.yaml / *.yml manifests (VirtualService, RealServer, v1 Node).
+    /// Standalone mode: a directory of *.yaml / *.yml manifests
+    /// (VirtualService, RealServer, v1 Node). Without it the agent runs in
+    /// Kubernetes mode.
     #[arg(long, env = "LVS_CONFIG_DIR")]
-    pub config_dir: PathBuf,
-    /// This node's name, as in its Node manifest.
+    pub config_dir: Option<PathBuf>,
+    /// Kubernetes mode: the kubeconfig to use. Default: KUBECONFIG,
+    /// ~/.kube/config, or the in-cluster ServiceAccount.
+    #[arg(long, conflicts_with = "config_dir")]
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name, as in its Node object; the LvsNode it reports to
+    /// carries the same name.
     #[arg(long, env = "NODE_NAME")]
     pub node_name: String,
-    /// Where the ownership ledger lives; it must survive restarts.
+    /// Where the ownership ledger lives; it must survive restarts. Required
+    /// with the netlink dataplane; the fake dataplane keeps its ledger in
+    /// memory.
     #[arg(long, env = "LVS_STATE_DIR")]
-    pub state_dir: PathBuf,
+    pub state_dir: Option<PathBuf>,
+    /// Where the sysctls live: DIR/net/ipv4/ip_forward and so on. A container
+    /// gets the host's /proc/sys/net mounted elsewhere, since its own
+    /// /proc/sys is read-only.
+    #[arg(long, env = "LVS_PROC_SYS", default_value = "/proc/sys")]
+    pub proc_sys: PathBuf,
+    /// netlink: the kernel. fake: an in-memory kernel, a test aid for running
+    /// the agent where there is no IPVS (nothing on the host is touched).
+    #[arg(long, env = "LVS_DATAPLANE", value_enum, default_value_t = DataplaneKind::Netlink)]
+    pub dataplane: DataplaneKind,
     /// Seconds between full resyncs, which read the kernel and repair drift.
     #[arg(long, env = "LVS_RESYNC_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub resync_interval: u64,
@@ -39,10 +76,10 @@ pub struct Args {
     #[arg(long, env = "LVS_LISTEN", default_value = "0.0.0.0:9477")]
     pub listen: SocketAddr,
     /// Reconcile once, print the report as JSON and exit: 0 if it had no
-    /// problem, 1 otherwise.
-    #[arg(long)]
+    /// problem, 1 otherwise. Standalone mode only.
+    #[arg(long, requires = "config_dir")]
     pub once: bool,
-    /// The node's InternalIP(s), overriding the Node manifest; picks the
+    /// The node's InternalIP(s), overriding the Node object; picks the
     /// director interface when a VirtualService names none.
     #[arg(long, env = "NODE_IP", value_delimiter = ',')]
     pub node_ip: Vec<IpAddr>,
@@ -75,10 +112,9 @@ fn init_tracing(format: &str) {
 pub fn main() -> ExitCode {
     let args = Args::parse();
     init_tracing(&args.log_format);
-    let result = if args.once {
-        run_once(&args)
-    } else {
-        run_daemon(args).map(|()| true)
+    let result = match args.dataplane {
+        DataplaneKind::Netlink => run(args, netlink_reconciler),
+        DataplaneKind::Fake => run(args, fake_reconciler),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -90,6 +126,66 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn run<D: Dataplane + 'static>(
+    args: Args,
+    build: fn(&Settings) -> anyhow::Result<Reconciler<D>>,
+) -> anyhow::Result<bool> {
+    let settings = Settings::from(&args);
+    if args.dataplane == DataplaneKind::Netlink && args.state_dir.is_none() {
+        anyhow::bail!(
+            "--state-dir (LVS_STATE_DIR) is required with --dataplane netlink: the ledger of what the agent created must survive restarts"
+        );
+    }
+    if args.once {
+        run_once(&args, build(&settings)?)
+    } else {
+        run_daemon(args, settings, build).map(|()| true)
+    }
+}
+
+/// What building the reconciler needs, movable to the sync thread.
+#[derive(Debug, Clone)]
+struct Settings {
+    state_dir: Option<PathBuf>,
+    proc_sys: PathBuf,
+    node_ips: Vec<IpAddr>,
+}
+
+impl From<&Args> for Settings {
+    fn from(a: &Args) -> Self {
+        Settings {
+            state_dir: a.state_dir.clone(),
+            proc_sys: a.proc_sys.clone(),
+            node_ips: a.node_ip.clone(),
+        }
+    }
+}
+
+fn netlink_reconciler(s: &Settings) -> anyhow::Result<Reconciler<NetlinkDataplane>> {
+    let dir = s
+        .state_dir
+        .as_deref()
+        .context("--state-dir is required with --dataplane netlink")?;
+    let store = LedgerStore::in_dir(dir)?;
+    let dp = NetlinkDataplane::new()
+        .context("opening the rtnetlink socket")?
+        .with_sysctl_root(&s.proc_sys);
+    Ok(Reconciler::new(dp, store)?)
+}
+
+fn fake_reconciler(s: &Settings) -> anyhow::Result<Reconciler<FakeDataplane>> {
+    tracing::warn!(
+        "--dataplane fake: programming an in-memory kernel (a test aid); nothing on this host changes"
+    );
+    // A ledger on disk would claim objects that exist only in memory, so a
+    // later real agent with the same --state-dir could take foreign rules
+    // for its own: the fake keeps its ledger in memory too.
+    Ok(Reconciler::new(
+        FakeDataplane::for_node(&s.node_ips),
+        LedgerStore::in_memory(),
+    )?)
+}
+
 fn agent_config(args: &Args) -> AgentConfig {
     AgentConfig {
         node_name: args.node_name.clone(),
@@ -98,15 +194,13 @@ fn agent_config(args: &Args) -> AgentConfig {
     }
 }
 
-fn reconciler(args: &Args) -> anyhow::Result<Reconciler<NetlinkDataplane>> {
-    let store = LedgerStore::in_dir(&args.state_dir)?;
-    let dp = NetlinkDataplane::new().context("opening the rtnetlink socket")?;
-    Ok(Reconciler::new(dp, store)?)
-}
-
 /// One reconcile. Returns whether it was clean.
-fn run_once(args: &Args) -> anyhow::Result<bool> {
-    let snapshot = match DirSource::load(&args.config_dir) {
+fn run_once<D: Dataplane>(args: &Args, reconciler: Reconciler<D>) -> anyhow::Result<bool> {
+    let dir = args
+        .config_dir
+        .as_deref()
+        .context("--once needs --config-dir")?;
+    let snapshot = match DirSource::load(dir) {
         Ok(s) => s,
         Err(errors) => {
             for e in &errors {
@@ -120,7 +214,7 @@ fn run_once(args: &Args) -> anyhow::Result<bool> {
     };
     let metrics = Arc::new(Metrics::default());
     let (mut agent, _) = Agent::new(
-        reconciler(args)?,
+        reconciler,
         agent_config(args),
         metrics,
         Arc::new(Health::new()),
@@ -130,30 +224,46 @@ fn run_once(args: &Args) -> anyhow::Result<bool> {
     Ok(report.ok())
 }
 
-fn run_daemon(args: Args) -> anyhow::Result<()> {
+async fn kube_client(path: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    match path {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using kubeconfig {}", path.display()))?;
+            kube::Client::try_from(config).context("building the Kubernetes client")
+        }
+        None => kube::Client::try_default().await.context(
+            "no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a cluster",
+        ),
+    }
+}
+
+fn run_daemon<D: Dataplane + 'static>(
+    args: Args,
+    settings: Settings,
+    build: fn(&Settings) -> anyhow::Result<Reconciler<D>>,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::new());
     let (tx, rx) = mpsc::channel::<Event>();
-    let (status_tx, status_rx) = std::sync::mpsc::sync_channel(1);
+    let (status_tx, status_rx) = std::sync::mpsc::sync_channel::<
+        anyhow::Result<tokio::sync::watch::Receiver<AgentStatus>>,
+    >(1);
 
-    // The dataplane is blocking and owns a runtime of its own: it lives on a
-    // thread outside the main runtime.
+    // The dataplane is blocking (the netlink one owns a runtime of its own):
+    // it lives on a thread outside the main runtime.
     let cfg = agent_config(&args);
     let (m, h) = (metrics.clone(), health.clone());
-    let state_dir = args.state_dir.clone();
     // Dropped when the thread ends, panics included.
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = std::thread::Builder::new()
         .name("sync".into())
         .spawn(move || {
             let _done = done_tx;
-            let built = LedgerStore::in_dir(&state_dir)
-                .map_err(anyhow::Error::from)
-                .and_then(|store| {
-                    let dp = NetlinkDataplane::new().context("opening the rtnetlink socket")?;
-                    Ok(Reconciler::new(dp, store)?)
-                });
-            let reconciler = match built {
+            let reconciler = match build(&settings) {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = status_tx.send(Err(e));
@@ -177,37 +287,68 @@ fn run_daemon(args: Args) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
-        tracing::info!(
-            listen = %args.listen,
-            node = %args.node_name,
-            config_dir = %args.config_dir.display(),
-            state_dir = %args.state_dir.display(),
-            resync_interval = args.resync_interval,
-            "node-agent started"
-        );
         let http = tokio::spawn(serve(
             listener,
             HttpState {
                 metrics: metrics.clone(),
                 health,
-                status,
+                status: status.clone(),
                 stale_after: Duration::from_secs(args.resync_interval * 3 + 10),
             },
         ));
-        let source = DirSource::new(
-            &args.config_dir,
-            Duration::from_millis(args.poll_interval_ms.max(10)),
-            metrics,
-        );
         let sink = SnapshotSink::new(tx.clone());
-        let source = tokio::spawn(source.run(sink));
+        let mut tasks = vec![http];
+        match &args.config_dir {
+            Some(dir) => {
+                tracing::info!(
+                    listen = %args.listen,
+                    node = %args.node_name,
+                    config_dir = %dir.display(),
+                    state_dir = ?args.state_dir,
+                    dataplane = ?args.dataplane,
+                    resync_interval = args.resync_interval,
+                    "node-agent started (standalone mode)"
+                );
+                let source = DirSource::new(
+                    dir,
+                    Duration::from_millis(args.poll_interval_ms.max(10)),
+                    metrics,
+                );
+                tasks.push(tokio::spawn(source.run(sink)));
+            }
+            None => {
+                let client = kube_client(args.kubeconfig.as_deref()).await?;
+                tracing::info!(
+                    listen = %args.listen,
+                    node = %args.node_name,
+                    state_dir = ?args.state_dir,
+                    dataplane = ?args.dataplane,
+                    resync_interval = args.resync_interval,
+                    "node-agent started (Kubernetes mode)"
+                );
+                let source = KubeSource::new(
+                    client.clone(),
+                    crate::k8s::source::DEBOUNCE,
+                    metrics.clone(),
+                );
+                tasks.push(tokio::spawn(source.run(sink)));
+                let reporter = Reporter::new(
+                    client,
+                    &args.node_name,
+                    crate::k8s::lvsnode::REFRESH,
+                    metrics,
+                );
+                tasks.push(tokio::spawn(reporter.run(status)));
+            }
+        }
         tokio::select! {
             r = wait_for_signal() => r?,
             _ = &mut done_rx => anyhow::bail!("the sync thread stopped unexpectedly"),
         }
         tracing::info!("signal received; shutting down without touching the kernel");
-        source.abort();
-        http.abort();
+        for t in &tasks {
+            t.abort();
+        }
         let _ = tx.send(Event::Shutdown);
         tokio::task::spawn_blocking(move || worker.join())
             .await
@@ -226,4 +367,52 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("node-agent").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn kubernetes_mode_is_the_default_and_takes_the_charts_flags() {
+        // Exactly what charts/lvs-operator/templates/agent-daemonset.yaml passes.
+        let a = parse(&[
+            "--node-name=n1",
+            "--state-dir=/var/lib/lvs-agent",
+            "--proc-sys=/host/proc/sys",
+            "--resync-interval=30",
+            "--listen=0.0.0.0:9477",
+            "--log-format=json",
+        ])
+        .unwrap();
+        assert_eq!(a.config_dir, None, "Kubernetes mode");
+        assert_eq!(a.proc_sys, PathBuf::from("/host/proc/sys"));
+        assert_eq!(a.dataplane, DataplaneKind::Netlink);
+        let a = parse(&["--node-name=n1", "--dataplane=fake", "--kubeconfig=/k"]).unwrap();
+        assert_eq!(a.dataplane, DataplaneKind::Fake);
+        assert_eq!(a.proc_sys, PathBuf::from("/proc/sys"));
+        assert_eq!(a.kubeconfig, Some(PathBuf::from("/k")));
+    }
+
+    #[test]
+    fn conflicting_or_incomplete_flags_are_refused() {
+        assert!(parse(&["--node-name=n1", "--config-dir=/d", "--kubeconfig=/k"]).is_err());
+        assert!(
+            parse(&["--node-name=n1", "--once"]).is_err(),
+            "--once needs --config-dir"
+        );
+        assert!(parse(&["--node-name=n1", "--dataplane=ebpf"]).is_err());
+        assert!(parse(&["--state-dir=/s"]).is_err(), "no node name");
+    }
+
+    #[test]
+    fn netlink_needs_a_state_dir() {
+        let a = parse(&["--node-name=n1", "--config-dir=/nonexistent", "--once"]).unwrap();
+        let e = run(a, netlink_reconciler).unwrap_err().to_string();
+        assert!(e.contains("--state-dir"), "{e}");
+    }
 }

@@ -1,7 +1,8 @@
 //! The lvs-operator node agent.
 //!
 //! A [`source`] produces snapshots of VirtualServices, RealServers and
-//! Nodes; the [`agent`] loop plans this node's share with `lvs_planner` and
+//! Nodes (a directory of manifests, or the Kubernetes API server through
+//! `k8s`, which also reports each sync as the node's LvsNode status); the [`agent`] loop plans this node's share with `lvs_planner` and
 //! the [`reconcile::Reconciler`] makes the kernel match it through the
 //! [`dataplane::Dataplane`] trait, touching only what its [`ledger`] says it
 //! created.
@@ -13,6 +14,8 @@ pub mod cli;
 pub mod dataplane;
 pub mod desired;
 pub mod http;
+#[cfg(target_os = "linux")]
+pub mod k8s;
 pub mod ledger;
 pub mod metrics;
 pub mod model;

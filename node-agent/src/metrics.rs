@@ -25,6 +25,10 @@ struct Inner {
     config_loads: u64,
     virtual_services: BTreeMap<&'static str, u64>,
     stats: Vec<(ObservedService, Option<String>)>,
+    /// Kubernetes mode only (None: not in Kubernetes mode).
+    api_synced: Option<bool>,
+    watch_errors: BTreeMap<&'static str, u64>,
+    report_writes: BTreeMap<&'static str, u64>,
 }
 
 /// The agent's metrics, shared by the sync loop, the sources and the HTTP
@@ -98,6 +102,25 @@ impl Metrics {
         let mut m = self.lock();
         m.config_valid = Some(true);
         m.config_loads += 1;
+    }
+
+    /// Whether every watch has a complete list (Kubernetes mode).
+    pub fn set_api_synced(&self, synced: bool) {
+        self.lock().api_synced = Some(synced);
+    }
+
+    /// A watch of the API server failed (Kubernetes mode).
+    pub fn watch_error(&self, kind: &'static str) {
+        *self.lock().watch_errors.entry(kind).or_default() += 1;
+    }
+
+    /// A write of the node's LvsNode, successful or not (Kubernetes mode).
+    pub fn report_write(&self, ok: bool) {
+        *self
+            .lock()
+            .report_writes
+            .entry(if ok { "ok" } else { "error" })
+            .or_default() += 1;
     }
 
     /// Seconds since the last sync, if there was one.
@@ -238,6 +261,42 @@ impl Metrics {
             "Configuration reads without error.",
         );
         let _ = writeln!(o, "lvs_agent_config_loads_total {}", m.config_loads);
+
+        if let Some(synced) = m.api_synced {
+            family(
+                &mut o,
+                "lvs_agent_api_synced",
+                "gauge",
+                "1 while every watch (VirtualService, RealServer, Node) has a complete list; 0: the last snapshot stays programmed.",
+            );
+            let _ = writeln!(o, "lvs_agent_api_synced {}", u8::from(synced));
+        }
+        let kubernetes_mode =
+            m.api_synced.is_some() || !m.watch_errors.is_empty() || !m.report_writes.is_empty();
+        if kubernetes_mode {
+            family(
+                &mut o,
+                "lvs_agent_watch_errors_total",
+                "counter",
+                "Failed watches or lists of the API server, by kind.",
+            );
+            for (k, v) in &m.watch_errors {
+                let _ = writeln!(o, "lvs_agent_watch_errors_total{{kind=\"{k}\"}} {v}");
+            }
+            family(
+                &mut o,
+                "lvs_agent_report_writes_total",
+                "counter",
+                "Writes of the node's LvsNode, by result.",
+            );
+            for result in ["ok", "error"] {
+                let _ = writeln!(
+                    o,
+                    "lvs_agent_report_writes_total{{result=\"{result}\"}} {}",
+                    m.report_writes.get(result).copied().unwrap_or(0)
+                );
+            }
+        }
 
         render_stats(&mut o, &m.stats, &mut family);
         o

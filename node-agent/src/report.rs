@@ -107,3 +107,310 @@ impl SyncReport {
         *self.ops.entry(kind).or_default() += 1;
     }
 }
+
+/// The roles a node can play for a VirtualService, as the LvsNode report
+/// names them.
+pub mod roles {
+    pub const DIRECTOR: &str = "director";
+    pub const DR_REALSERVER: &str = "dr-realserver";
+    pub const TUN_REALSERVER: &str = "tun-realserver";
+}
+
+/// What this node must do for one VirtualService, according to the planner.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeRole {
+    /// metadata.generation of the VirtualService that was planned.
+    pub generation: Option<i64>,
+    /// Sorted, unique; empty for a DR/TUN realserver node of a fwmark
+    /// service (it is involved, but has nothing to set up).
+    pub roles: Vec<&'static str>,
+}
+
+/// The VirtualServices `node` has a role in, by namespace/name: exactly the
+/// accepted services whose [`Verdict::involved_nodes`] name it, which is the
+/// set the operator waits for. A director that is also a realserver of the
+/// same service is planned (and reported) as a director only.
+///
+/// [`Verdict::involved_nodes`]: lvs_planner::Verdict::involved_nodes
+pub fn node_roles(node: &str, analysis: &lvs_planner::Analysis) -> BTreeMap<String, NodeRole> {
+    use lvs_api::ForwardingMethod;
+    let mut out = BTreeMap::new();
+    for v in analysis.accepted() {
+        if !v.involved_nodes().iter().any(|n| n == node) {
+            continue;
+        }
+        let mut r: Vec<&'static str> = if v.directors.iter().any(|d| d == node) {
+            vec![roles::DIRECTOR]
+        } else {
+            v.real_servers
+                .iter()
+                .filter(|rs| rs.ready() && rs.node.as_deref() == Some(node))
+                .filter_map(|rs| v.destinations.iter().find(|d| d.owner == rs.name))
+                .filter_map(|d| match d.method {
+                    ForwardingMethod::Dr => Some(roles::DR_REALSERVER),
+                    ForwardingMethod::Tun => Some(roles::TUN_REALSERVER),
+                    ForwardingMethod::Nat => None,
+                })
+                .collect()
+        };
+        r.sort_unstable();
+        r.dedup();
+        out.insert(
+            v.name.clone(),
+            NodeRole {
+                generation: v.generation,
+                roles: r,
+            },
+        );
+    }
+    out
+}
+
+/// Longest error text per VirtualService in an LvsNode report; longer text
+/// is cut (the agent's log and `/status` keep all of it).
+pub const MAX_REPORT_ERROR: usize = 1024;
+
+/// The LvsNode view of a sync: one entry per VirtualService the node has a
+/// role in, sorted by name, with the generation that was planned and the
+/// problems of that sync. An error that names a VirtualService goes to that
+/// one; an error the agent cannot tie to one service (a sysctl, a tunnel
+/// device, reading the kernel, the ledger) goes to every entry, since any of
+/// them may depend on it.
+pub fn lvsnode_services(
+    roles: &BTreeMap<String, NodeRole>,
+    report: &SyncReport,
+) -> Vec<lvs_api::ServiceReport> {
+    let node_errors: Vec<&str> = report
+        .errors
+        .iter()
+        .filter(|e| e.owner.is_none())
+        .map(|e| e.message.as_str())
+        .collect();
+    roles
+        .iter()
+        .map(|(name, role)| {
+            let mut errors: Vec<&str> = report
+                .errors
+                .iter()
+                .filter(|e| e.owner.as_deref() == Some(name.as_str()))
+                .map(|e| e.message.as_str())
+                .collect();
+            errors.extend(node_errors.iter().copied());
+            errors.dedup();
+            lvs_api::ServiceReport {
+                name: name.clone(),
+                generation: role.generation,
+                roles: role.roles.iter().map(|r| r.to_string()).collect(),
+                error: truncate(&errors.join("; "), MAX_REPORT_ERROR),
+            }
+        })
+        .collect()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_api::manifest::parse;
+
+    const OBJECTS: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: d1, labels: {lvs: director}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: rs1}
+status: {addresses: [{type: InternalIP, address: 10.0.0.11}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: rs2}
+status: {addresses: [{type: InternalIP, address: 10.0.0.12}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: idle}
+status: {addresses: [{type: InternalIP, address: 10.0.0.99}]}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: dr, namespace: default, generation: 4}
+spec:
+  address: 192.0.2.20
+  port: 80
+  forwarding: DR
+  directors: {nodeSelector: {matchLabels: {lvs: director}}}
+  realServerSelector: {matchLabels: {app: dr}}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: tun, namespace: default, generation: 7}
+spec:
+  address: 192.0.2.30
+  port: 80
+  forwarding: TUN
+  directors: {nodeSelector: {matchLabels: {lvs: director}}}
+  realServerSelector: {matchLabels: {app: tun}}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: nat, namespace: default, generation: 2}
+spec:
+  address: 192.0.2.10
+  port: 8080
+  forwarding: NAT
+  directors: {nodeSelector: {matchLabels: {lvs: director}}}
+  realServerSelector: {matchLabels: {app: nat}}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: dr-dup, namespace: default, generation: 1}
+spec:
+  address: 192.0.2.20
+  port: 80
+  forwarding: DR
+  directors: {nodeSelector: {matchLabels: {lvs: director}}}
+  realServerSelector: {matchLabels: {app: dr}}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: dr-1, namespace: default, labels: {app: dr}}
+spec: {nodeName: rs1}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: tun-1, namespace: default, labels: {app: tun}}
+spec: {nodeName: rs1}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: tun-2, namespace: default, labels: {app: tun}}
+spec: {nodeName: rs2}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: nat-1, namespace: default, labels: {app: nat}}
+spec: {nodeName: rs2, port: 80}
+"#;
+
+    fn analysis() -> lvs_planner::Analysis {
+        let mut m = lvs_api::manifest::ManifestSet::default();
+        m.extend(parse(OBJECTS).unwrap());
+        lvs_planner::analyze(&m.virtual_services, &m.real_servers, &m.nodes)
+    }
+
+    fn role(generation: i64, roles: &[&'static str]) -> NodeRole {
+        NodeRole {
+            generation: Some(generation),
+            roles: roles.to_vec(),
+        }
+    }
+
+    #[test]
+    fn roles_follow_the_verdicts_and_match_the_involved_nodes() {
+        let a = analysis();
+        let d1 = node_roles("d1", &a);
+        assert_eq!(
+            d1,
+            [
+                ("default/dr".to_string(), role(4, &[roles::DIRECTOR])),
+                ("default/nat".to_string(), role(2, &[roles::DIRECTOR])),
+                ("default/tun".to_string(), role(7, &[roles::DIRECTOR])),
+            ]
+            .into_iter()
+            .collect()
+        );
+        let rs1 = node_roles("rs1", &a);
+        assert_eq!(
+            rs1,
+            [
+                ("default/dr".to_string(), role(4, &[roles::DR_REALSERVER])),
+                ("default/tun".to_string(), role(7, &[roles::TUN_REALSERVER])),
+            ]
+            .into_iter()
+            .collect()
+        );
+        // A NAT realserver's node has nothing to do: not involved.
+        let rs2 = node_roles("rs2", &a);
+        assert_eq!(rs2.keys().collect::<Vec<_>>(), ["default/tun"]);
+        assert!(node_roles("idle", &a).is_empty());
+        // Exactly the nodes the operator waits for.
+        for v in a.accepted() {
+            for n in ["d1", "rs1", "rs2", "idle"] {
+                assert_eq!(
+                    v.involved_nodes().iter().any(|x| x == n),
+                    node_roles(n, &a).contains_key(&v.name),
+                    "{} on {n}",
+                    v.name
+                );
+            }
+        }
+        assert!(
+            !d1.contains_key("default/dr-dup"),
+            "a service in conflict is not programmed anywhere"
+        );
+    }
+
+    #[test]
+    fn errors_go_to_their_service_and_node_errors_to_all() {
+        let a = analysis();
+        let roles = node_roles("d1", &a);
+        let clean = lvsnode_services(&roles, &SyncReport::default());
+        assert_eq!(clean.len(), 3);
+        assert!(clean.iter().all(|s| s.error.is_empty()), "{clean:?}");
+        assert_eq!(clean[0].name, "default/dr");
+        assert_eq!(clean[0].generation, Some(4));
+        assert_eq!(clean[0].roles, ["director"]);
+
+        let mut report = SyncReport::default();
+        report.errors.push(SyncError::new(
+            ErrorKind::ForeignService,
+            Some("default/nat".into()),
+            "TCP 192.0.2.10:8080 exists and was not created by the agent",
+        ));
+        let s = lvsnode_services(&roles, &report);
+        let by: BTreeMap<_, _> = s.iter().map(|s| (s.name.as_str(), s)).collect();
+        assert!(by["default/nat"].error.contains("not created by the agent"));
+        assert!(by["default/dr"].error.is_empty());
+        assert!(by["default/tun"].error.is_empty());
+
+        report.errors.push(SyncError::new(
+            ErrorKind::Kernel,
+            None,
+            "sysctl net/ipv4/ip_forward: permission denied",
+        ));
+        let s = lvsnode_services(&roles, &report);
+        assert!(s.iter().all(|s| s.error.contains("ip_forward")), "{s:?}");
+        let nat = s.iter().find(|s| s.name == "default/nat").unwrap();
+        assert!(
+            nat.error.contains("not created by the agent") && nat.error.contains("; "),
+            "{}",
+            nat.error
+        );
+    }
+
+    #[test]
+    fn long_errors_are_cut_on_a_char_boundary() {
+        let roles: BTreeMap<String, NodeRole> =
+            [("a/b".to_string(), role(1, &[roles::DIRECTOR]))].into();
+        let mut report = SyncReport::default();
+        report
+            .errors
+            .push(SyncError::new(ErrorKind::Kernel, None, "é".repeat(2000)));
+        let s = lvsnode_services(&roles, &report);
+        assert!(s[0].error.len() <= MAX_REPORT_ERROR, "{}", s[0].error.len());
+        assert!(s[0].error.ends_with("..."));
+    }
+}

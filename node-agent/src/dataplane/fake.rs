@@ -1,4 +1,5 @@
-//! An in-memory kernel for unit tests.
+//! An in-memory kernel for unit tests, and for running the agent where
+//! there is no IPVS (`--dataplane fake`: a test aid for control-plane labs).
 //!
 //! It answers like the kernel does where the reconciler depends on it
 //! (EEXIST on a repeated add, ESRCH/ENOENT on a missing service or
@@ -84,6 +85,9 @@ pub struct FakeDataplane {
     pub tunnel_kinds: BTreeSet<TunnelKind>,
     pub ipvs_available: bool,
     pub calls: Vec<Call>,
+    /// Whether calls are kept in `calls`; off for a long-running agent,
+    /// whose call list would otherwise grow without bound.
+    pub record_calls: bool,
     injections: Vec<Injection>,
     next_index: u32,
 }
@@ -132,6 +136,7 @@ impl FakeDataplane {
             .collect(),
             ipvs_available: true,
             calls: Vec::new(),
+            record_calls: true,
             injections: Vec::new(),
             next_index: 1,
         };
@@ -151,6 +156,27 @@ impl FakeDataplane {
             label: None,
             scope: crate::model::Scope::Global,
         });
+        f
+    }
+
+    /// A node whose `eth0` holds `ips` (/24 for IPv4, /64 for IPv6) instead
+    /// of 192.0.2.10, so a director VIP finds the interface of the node's
+    /// InternalIP. Calls are not recorded.
+    pub fn for_node(ips: &[std::net::IpAddr]) -> Self {
+        let mut f = Self::new();
+        f.record_calls = false;
+        if !ips.is_empty() {
+            f.addresses.retain(|a| a.interface != "eth0");
+            for ip in ips {
+                f.addresses.insert(Address {
+                    interface: "eth0".into(),
+                    addr: *ip,
+                    prefix_len: if ip.is_ipv4() { 24 } else { 64 },
+                    label: None,
+                    scope: crate::model::Scope::Global,
+                });
+            }
+        }
         f
     }
 
@@ -212,7 +238,9 @@ impl FakeDataplane {
             }
         }
         let request = format!("{call:?}");
-        self.calls.push(call);
+        if self.record_calls {
+            self.calls.push(call);
+        }
         match failed {
             Some(errno) => Err(kernel(request, errno)),
             None => Ok(()),

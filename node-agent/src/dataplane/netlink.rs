@@ -71,6 +71,14 @@ impl NetlinkDataplane {
         })
     }
 
+    /// Reads and writes sysctls under `root` instead of `/proc/sys` (a
+    /// container gets the host's `/proc/sys/net` mounted elsewhere, because
+    /// its own `/proc/sys` is read-only).
+    pub fn with_sysctl_root(mut self, root: impl Into<std::path::PathBuf>) -> Self {
+        self.sysctl_root = root.into();
+        self
+    }
+
     /// The IPVS client, connecting (and so loading ip_vs) if needed.
     pub fn ipvs_client(&mut self, request: &str) -> DpResult<&mut ipvs::IpvsClient> {
         if self.ipvs.is_none() {

@@ -1,0 +1,344 @@
+//! The objects seen through the watches, and the rule for when they form a
+//! snapshot the agent may act on.
+//!
+//! Each kind keeps the last complete list plus the changes watched since. A
+//! relist (after a watch expired or the API server was away) is collected
+//! aside and replaces the kind's objects only once it is complete, so a list
+//! that fails halfway never looks like "these objects were deleted". A
+//! snapshot exists only when every kind has completed a list and none is in
+//! the middle of a relist.
+
+use std::collections::BTreeMap;
+
+use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
+
+use crate::source::Snapshot;
+
+/// A watch event, already converted to the planner's view. Mirrors
+/// `kube::runtime::watcher::Event` without its types.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<T> {
+    /// A (re)list starts.
+    Init,
+    /// An object of the list in progress.
+    InitApply(String, T),
+    /// The list is complete: objects it did not contain are gone.
+    InitDone,
+    /// An object was added or modified.
+    Apply(String, T),
+    /// An object was deleted.
+    Delete(String),
+}
+
+/// One kind's objects, by namespace/name (or name for Nodes).
+#[derive(Debug, Clone)]
+pub struct KindCache<T> {
+    objects: BTreeMap<String, T>,
+    /// The relist in progress, if any.
+    relist: Option<BTreeMap<String, T>>,
+    listed: bool,
+}
+
+impl<T> Default for KindCache<T> {
+    fn default() -> Self {
+        KindCache {
+            objects: BTreeMap::new(),
+            relist: None,
+            listed: false,
+        }
+    }
+}
+
+impl<T: Clone> KindCache<T> {
+    /// Applies one event. Returns whether the next snapshot may differ
+    /// (a completed list counts, even with the same content, so a snapshot
+    /// held back during the relist is sent afterwards).
+    pub fn apply(&mut self, change: Change<T>) -> bool {
+        match change {
+            Change::Init => {
+                self.relist = Some(BTreeMap::new());
+                false
+            }
+            Change::InitApply(k, v) => {
+                self.relist.get_or_insert_default().insert(k, v);
+                false
+            }
+            Change::InitDone => {
+                self.objects = self.relist.take().unwrap_or_default();
+                self.listed = true;
+                true
+            }
+            Change::Apply(k, v) => {
+                self.objects.insert(k, v);
+                true
+            }
+            Change::Delete(k) => self.objects.remove(&k).is_some(),
+        }
+    }
+
+    /// A list has completed and no relist is in progress.
+    pub fn complete(&self) -> bool {
+        self.listed && self.relist.is_none()
+    }
+
+    /// Whether a relist is in progress after an earlier complete list.
+    pub fn relisting(&self) -> bool {
+        self.listed && self.relist.is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    fn values(&self) -> Vec<T> {
+        self.objects.values().cloned().collect()
+    }
+}
+
+/// Which kind an event or an error belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    VirtualService,
+    RealServer,
+    Node,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::VirtualService => "VirtualService",
+            Kind::RealServer => "RealServer",
+            Kind::Node => "Node",
+        }
+    }
+}
+
+/// An event of one of the three watches.
+#[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events are moved once, straight into the cache"
+)]
+pub enum Update {
+    VirtualService(Change<Object<VirtualServiceSpec>>),
+    RealServer(Change<Object<RealServerSpec>>),
+    Node(Change<NodeInfo>),
+}
+
+/// The three kinds the planner needs.
+#[derive(Debug, Clone, Default)]
+pub struct Cache {
+    pub virtual_services: KindCache<Object<VirtualServiceSpec>>,
+    pub real_servers: KindCache<Object<RealServerSpec>>,
+    pub nodes: KindCache<NodeInfo>,
+}
+
+/// The origin of snapshots from the API server, for logs and `/status`.
+pub const ORIGIN: &str = "kubernetes";
+
+impl Cache {
+    /// Applies one event; returns whether the snapshot may have changed.
+    pub fn apply(&mut self, u: Update) -> bool {
+        match u {
+            Update::VirtualService(c) => self.virtual_services.apply(c),
+            Update::RealServer(c) => self.real_servers.apply(c),
+            Update::Node(c) => self.nodes.apply(c),
+        }
+    }
+
+    /// The kinds without a complete list (never listed, or relisting).
+    pub fn incomplete(&self) -> Vec<Kind> {
+        let mut out = Vec::new();
+        if !self.virtual_services.complete() {
+            out.push(Kind::VirtualService);
+        }
+        if !self.real_servers.complete() {
+            out.push(Kind::RealServer);
+        }
+        if !self.nodes.complete() {
+            out.push(Kind::Node);
+        }
+        out
+    }
+
+    /// Every object, if every kind is complete; `None` otherwise, and then
+    /// the agent keeps programming the last snapshot it got.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        if !self.incomplete().is_empty() {
+            return None;
+        }
+        Some(Snapshot {
+            virtual_services: self.virtual_services.values(),
+            real_servers: self.real_servers.values(),
+            nodes: self.nodes.values(),
+            origin: ORIGIN.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_api::Meta;
+
+    fn spec() -> VirtualServiceSpec {
+        let mut m = lvs_api::manifest::ManifestSet::default();
+        m.extend(
+            lvs_api::manifest::parse(
+                r#"
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: x, namespace: default}
+spec:
+  address: 10.0.0.1
+  port: 80
+  directors: {nodeSelector: {}}
+  realServerSelector: {matchLabels: {app: web}}
+"#,
+            )
+            .unwrap(),
+        );
+        m.virtual_services[0].spec.clone()
+    }
+
+    fn vs(name: &str, generation: i64) -> (String, Object<VirtualServiceSpec>) {
+        (
+            format!("default/{name}"),
+            Object {
+                meta: Meta {
+                    namespace: "default".into(),
+                    name: name.into(),
+                    generation: Some(generation),
+                    ..Meta::default()
+                },
+                spec: spec(),
+            },
+        )
+    }
+
+    fn node(name: &str) -> (String, NodeInfo) {
+        (
+            name.into(),
+            NodeInfo {
+                name: name.into(),
+                ..NodeInfo::default()
+            },
+        )
+    }
+
+    fn listed(cache: &mut Cache) {
+        for u in [
+            Update::VirtualService(Change::Init),
+            Update::RealServer(Change::Init),
+            Update::Node(Change::Init),
+        ] {
+            cache.apply(u);
+        }
+        let (k, v) = vs("a", 1);
+        cache.apply(Update::VirtualService(Change::InitApply(k, v)));
+        let (k, v) = vs("b", 1);
+        cache.apply(Update::VirtualService(Change::InitApply(k, v)));
+        let (k, n) = node("n1");
+        cache.apply(Update::Node(Change::InitApply(k, n)));
+        for u in [
+            Update::VirtualService(Change::InitDone),
+            Update::RealServer(Change::InitDone),
+            Update::Node(Change::InitDone),
+        ] {
+            assert!(cache.apply(u));
+        }
+    }
+
+    fn names(s: &Snapshot) -> Vec<String> {
+        s.virtual_services.iter().map(|o| o.meta.key()).collect()
+    }
+
+    #[test]
+    fn no_snapshot_until_every_kind_has_listed() {
+        let mut c = Cache::default();
+        assert!(c.snapshot().is_none());
+        c.apply(Update::VirtualService(Change::Init));
+        let (k, v) = vs("a", 1);
+        c.apply(Update::VirtualService(Change::InitApply(k, v)));
+        c.apply(Update::VirtualService(Change::InitDone));
+        c.apply(Update::Node(Change::Init));
+        c.apply(Update::Node(Change::InitDone));
+        assert!(c.snapshot().is_none(), "RealServers never listed");
+        assert_eq!(c.incomplete(), [Kind::RealServer]);
+        c.apply(Update::RealServer(Change::Init));
+        assert!(c.snapshot().is_none(), "RealServer list in progress");
+        c.apply(Update::RealServer(Change::InitDone));
+        let s = c.snapshot().expect("complete");
+        assert_eq!(names(&s), ["default/a"]);
+        assert!(s.real_servers.is_empty());
+        assert!(s.nodes.is_empty(), "the Node list was empty");
+    }
+
+    #[test]
+    fn a_relist_replaces_only_once_complete() {
+        let mut c = Cache::default();
+        listed(&mut c);
+        let before = c.snapshot().unwrap();
+        assert_eq!(names(&before), ["default/a", "default/b"]);
+
+        // The watch expired: a relist starts and fails halfway (the API
+        // server went away). Nothing is deleted meanwhile: no snapshot at
+        // all, and the kind keeps its last complete objects.
+        c.apply(Update::VirtualService(Change::Init));
+        let (k, v) = vs("a", 1);
+        c.apply(Update::VirtualService(Change::InitApply(k, v)));
+        assert!(c.virtual_services.relisting());
+        assert!(c.snapshot().is_none());
+        assert_eq!(c.virtual_services.len(), 2);
+        // The watcher starts over, and this time the list completes, with
+        // "b" deleted and "a" edited while the agent could not see.
+        c.apply(Update::VirtualService(Change::Init));
+        let (k, v) = vs("a", 2);
+        c.apply(Update::VirtualService(Change::InitApply(k, v)));
+        assert!(c.snapshot().is_none());
+        assert!(c.apply(Update::VirtualService(Change::InitDone)));
+        let after = c.snapshot().unwrap();
+        assert_eq!(names(&after), ["default/a"]);
+        assert_eq!(after.virtual_services[0].meta.generation, Some(2));
+    }
+
+    #[test]
+    fn a_relist_of_one_kind_holds_back_changes_of_the_others() {
+        let mut c = Cache::default();
+        listed(&mut c);
+        c.apply(Update::Node(Change::Init));
+        let (k, v) = vs("c", 1);
+        assert!(c.apply(Update::VirtualService(Change::Apply(k, v))));
+        assert!(c.snapshot().is_none(), "Nodes are relisting");
+        // The Node relist brings the same content: it still reports a
+        // change, so the held-back VirtualService goes out now.
+        let (k, n) = node("n1");
+        c.apply(Update::Node(Change::InitApply(k, n)));
+        assert!(c.apply(Update::Node(Change::InitDone)));
+        assert_eq!(
+            names(&c.snapshot().unwrap()),
+            ["default/a", "default/b", "default/c"]
+        );
+    }
+
+    #[test]
+    fn watched_changes_apply_in_place() {
+        let mut c = Cache::default();
+        listed(&mut c);
+        let (k, v) = vs("a", 5);
+        assert!(c.apply(Update::VirtualService(Change::Apply(k.clone(), v))));
+        assert!(c.apply(Update::VirtualService(Change::Delete("default/b".into()))));
+        assert!(
+            !c.apply(Update::VirtualService(Change::Delete("default/zz".into()))),
+            "deleting an unknown object changes nothing"
+        );
+        let s = c.snapshot().unwrap();
+        assert_eq!(names(&s), ["default/a"]);
+        assert_eq!(s.virtual_services[0].meta.generation, Some(5));
+        assert_eq!(s.origin, ORIGIN);
+    }
+}

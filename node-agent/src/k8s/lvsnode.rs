@@ -1,0 +1,315 @@
+//! The node's report: the status of the LvsNode named after the node.
+//!
+//! After each sync the agent's [`AgentStatus`] becomes an [`LvsNodeStatus`]
+//! (one entry per VirtualService the node has a role in). It is written with
+//! server-side apply (field manager [`FIELD_MANAGER`]) only when its content
+//! changed, or, if only the sync time moved on, at most once per refresh
+//! interval, to keep the API load low. A failed write is retried with
+//! backoff, always with the latest status, so a report that could not be
+//! written while the API server was away is written once it is back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use lvs_api::{LvsNode, LvsNodeStatus};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::agent::AgentStatus;
+use crate::metrics::Metrics;
+
+/// The field manager of every write the agent makes.
+pub const FIELD_MANAGER: &str = "lvs-node-agent";
+
+/// How often an unchanged report is rewritten just to move `lastSyncTime`.
+pub const REFRESH: Duration = Duration::from_secs(60);
+
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// RFC 3339 in whole seconds, as the API server writes times.
+pub fn rfc3339(unix_seconds: f64) -> String {
+    Timestamp::from_second(unix_seconds as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| Timestamp::now().to_string())
+}
+
+/// The LvsNode status for the agent's status; `None` before the first sync.
+pub fn lvsnode_status(status: &AgentStatus) -> Option<LvsNodeStatus> {
+    let t = status.last_sync?;
+    let mut services = status.reports.clone();
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    let errors = services.iter().filter(|s| !s.error.is_empty()).count();
+    Some(LvsNodeStatus {
+        last_sync_time: Some(rfc3339(t)),
+        programmed_count: u32::try_from(services.len() - errors).unwrap_or(u32::MAX),
+        error_count: u32::try_from(errors).unwrap_or(u32::MAX),
+        services,
+    })
+}
+
+/// The last status written, and when.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub status: LvsNodeStatus,
+    pub at: Instant,
+}
+
+fn without_time(s: &LvsNodeStatus) -> LvsNodeStatus {
+    LvsNodeStatus {
+        last_sync_time: None,
+        ..s.clone()
+    }
+}
+
+/// Whether `new` must be written: nothing written yet, the content differs,
+/// or only the sync time moved on and `refresh` has passed since the last
+/// write.
+pub fn needs_write(
+    last: Option<&Written>,
+    new: &LvsNodeStatus,
+    now: Instant,
+    refresh: Duration,
+) -> bool {
+    let Some(w) = last else {
+        return true;
+    };
+    if without_time(&w.status) != without_time(new) {
+        return true;
+    }
+    w.status.last_sync_time != new.last_sync_time && now.duration_since(w.at) >= refresh
+}
+
+/// Publishes the agent's status as its node's LvsNode.
+#[derive(Clone)]
+pub struct Reporter {
+    api: Api<LvsNode>,
+    node: String,
+    refresh: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter")
+            .field("node", &self.node)
+            .field("refresh", &self.refresh)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reporter {
+    pub fn new(client: kube::Client, node: &str, refresh: Duration, metrics: Arc<Metrics>) -> Self {
+        Reporter {
+            api: Api::all(client),
+            node: node.to_string(),
+            refresh,
+            metrics,
+        }
+    }
+
+    fn params() -> PatchParams {
+        PatchParams::apply(FIELD_MANAGER).force()
+    }
+
+    /// Creates the LvsNode (or re-asserts its spec).
+    pub async fn apply_object(&self) -> Result<(), kube::Error> {
+        let obj = json!({
+            "apiVersion": lvs_api::API_VERSION,
+            "kind": "LvsNode",
+            "metadata": {"name": self.node},
+            "spec": {"nodeName": self.node},
+        });
+        self.api
+            .patch(&self.node, &Self::params(), &Patch::Apply(obj))
+            .await
+            .map(drop)
+    }
+
+    /// Writes the status subresource.
+    pub async fn apply_status(&self, status: &LvsNodeStatus) -> Result<(), kube::Error> {
+        let obj = json!({
+            "apiVersion": lvs_api::API_VERSION,
+            "kind": "LvsNode",
+            "metadata": {"name": self.node},
+            "status": status,
+        });
+        self.api
+            .patch_status(&self.node, &Self::params(), &Patch::Apply(obj))
+            .await
+            .map(drop)
+    }
+
+    /// Writes `status`, creating the object first when it is not known to
+    /// exist, or when the status write finds it gone.
+    pub async fn write(
+        &self,
+        status: &LvsNodeStatus,
+        exists: &mut bool,
+    ) -> Result<(), kube::Error> {
+        if !*exists {
+            self.apply_object().await?;
+            *exists = true;
+        }
+        match self.apply_status(status).await {
+            Err(kube::Error::Api(s)) if s.is_not_found() => {
+                tracing::info!(node = %self.node, "the LvsNode is gone; creating it again");
+                *exists = false;
+                self.apply_object().await?;
+                *exists = true;
+                self.apply_status(status).await
+            }
+            other => other,
+        }
+    }
+
+    /// Runs until the agent loop is gone.
+    pub async fn run(self, mut rx: watch::Receiver<AgentStatus>) {
+        let mut last: Option<Written> = None;
+        let mut exists = false;
+        let mut retry = FIRST_RETRY;
+        loop {
+            let current = rx.borrow_and_update().clone();
+            if let Some(new) = lvsnode_status(&current)
+                && needs_write(last.as_ref(), &new, Instant::now(), self.refresh)
+            {
+                match self.write(&new, &mut exists).await {
+                    Ok(()) => {
+                        self.metrics.report_write(true);
+                        tracing::info!(
+                            node = %self.node,
+                            programmed = new.programmed_count,
+                            errors = new.error_count,
+                            "LvsNode status written"
+                        );
+                        last = Some(Written {
+                            status: new,
+                            at: Instant::now(),
+                        });
+                        retry = FIRST_RETRY;
+                    }
+                    Err(e) => {
+                        self.metrics.report_write(false);
+                        exists = false;
+                        tracing::warn!(
+                            node = %self.node,
+                            error = %super::describe(&e),
+                            retry_in_s = retry.as_secs(),
+                            "writing the LvsNode failed; retrying"
+                        );
+                        tokio::time::sleep(retry).await;
+                        retry = (retry * 2).min(MAX_RETRY);
+                        continue;
+                    }
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_api::ServiceReport;
+
+    fn svc(name: &str, generation: i64, error: &str) -> ServiceReport {
+        ServiceReport {
+            name: name.into(),
+            generation: Some(generation),
+            roles: vec!["director".into()],
+            error: error.into(),
+        }
+    }
+
+    fn status(t: f64, reports: Vec<ServiceReport>) -> AgentStatus {
+        AgentStatus {
+            node: "n1".into(),
+            last_sync: Some(t),
+            reports,
+            ..AgentStatus::default()
+        }
+    }
+
+    #[test]
+    fn status_counts_and_sorts() {
+        assert_eq!(lvsnode_status(&AgentStatus::default()), None, "no sync yet");
+        let s = lvsnode_status(&status(
+            1_800_000_000.7,
+            vec![
+                svc("ns/b", 2, "sysctl net/ipv4/ip_forward: EACCES"),
+                svc("ns/a", 1, ""),
+                svc("ns/c", 9, ""),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(s.programmed_count, 2);
+        assert_eq!(s.error_count, 1);
+        assert_eq!(
+            s.services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["ns/a", "ns/b", "ns/c"]
+        );
+        assert_eq!(s.last_sync_time.as_deref(), Some("2027-01-15T08:00:00Z"));
+        // The JSON the API server gets: camelCase, an empty error omitted.
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["programmedCount"], 2);
+        assert_eq!(
+            v["services"][0],
+            json!({"name": "ns/a", "generation": 1, "roles": ["director"]})
+        );
+        assert_eq!(
+            v["services"][1]["error"],
+            "sysctl net/ipv4/ip_forward: EACCES"
+        );
+    }
+
+    #[test]
+    fn writes_only_on_change_or_after_the_refresh_interval() {
+        let t0 = Instant::now();
+        let r = REFRESH;
+        let a = lvsnode_status(&status(1000.0, vec![svc("ns/a", 1, "")])).unwrap();
+        assert!(needs_write(None, &a, t0, r), "first report");
+        let last = Written {
+            status: a.clone(),
+            at: t0,
+        };
+        // A resync 30 s later with the same content: no write.
+        let later = lvsnode_status(&status(1030.0, vec![svc("ns/a", 1, "")])).unwrap();
+        assert!(!needs_write(
+            Some(&last),
+            &later,
+            t0 + Duration::from_secs(30),
+            r
+        ));
+        // The same resync 60 s later: the sync time is refreshed.
+        assert!(needs_write(Some(&last), &later, t0 + r, r));
+        // Same time, same content, however late: nothing to say.
+        assert!(!needs_write(Some(&last), &a, t0 + r * 10, r));
+        // A new generation, an error, a new role, a new service: at once.
+        let changes = [
+            vec![svc("ns/a", 2, "")],
+            vec![svc("ns/a", 1, "IPVS is not available")],
+            vec![ServiceReport {
+                roles: vec!["dr-realserver".into()],
+                ..svc("ns/a", 1, "")
+            }],
+            vec![svc("ns/a", 1, ""), svc("ns/b", 1, "")],
+            vec![],
+        ];
+        for c in changes {
+            let new = lvsnode_status(&status(1001.0, c.clone())).unwrap();
+            assert!(
+                needs_write(Some(&last), &new, t0 + Duration::from_millis(10), r),
+                "{c:?}"
+            );
+        }
+    }
+}

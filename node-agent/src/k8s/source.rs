@@ -1,0 +1,404 @@
+//! Watches of VirtualServices, RealServers (all namespaces) and Nodes,
+//! turned into snapshots for the agent loop.
+//!
+//! Every change leads to a new snapshot, but changes are gathered for a short
+//! debounce window first, so a relist of many objects costs one sync. A
+//! snapshot goes out only when every kind has a complete list (see
+//! [`super::cache`]) and only when it differs from the last one sent; while
+//! the API server is away the watches retry with backoff and the agent keeps
+//! programming what it has.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Node;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use lvs_api::{NodeInfo, Object, RealServer, VirtualService};
+use serde::de::DeserializeOwned;
+
+use super::cache::{Cache, Change, Kind, Update};
+use crate::metrics::Metrics;
+use crate::source::{Snapshot, SnapshotSink, Source};
+
+/// How long changes are gathered before a snapshot is sent.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// One item of the merged watches: an event, or why a watch failed.
+pub type WatchItem = (Kind, Result<Update, String>);
+
+/// Snapshots from the API server.
+#[derive(Clone)]
+pub struct KubeSource {
+    client: Client,
+    debounce: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for KubeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSource")
+            .field("debounce", &self.debounce)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeSource {
+    pub fn new(client: Client, debounce: Duration, metrics: Arc<Metrics>) -> Self {
+        KubeSource {
+            client,
+            debounce,
+            metrics,
+        }
+    }
+}
+
+fn change<K, T>(ev: watcher::Event<K>, key: fn(&K) -> String, view: fn(&K) -> T) -> Change<T> {
+    match ev {
+        watcher::Event::Init => Change::Init,
+        watcher::Event::InitApply(o) => Change::InitApply(key(&o), view(&o)),
+        watcher::Event::InitDone => Change::InitDone,
+        watcher::Event::Apply(o) => Change::Apply(key(&o), view(&o)),
+        watcher::Event::Delete(o) => Change::Delete(key(&o)),
+    }
+}
+
+fn watch<K, T>(
+    api: Api<K>,
+    kind: Kind,
+    key: fn(&K) -> String,
+    view: fn(&K) -> T,
+    wrap: fn(Change<T>) -> Update,
+) -> impl Stream<Item = WatchItem> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+    T: 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(move |r| {
+            (
+                kind,
+                r.map(|ev| wrap(change(ev, key, view)))
+                    .map_err(|e| e.to_string()),
+            )
+        })
+}
+
+fn namespaced_key<K: Resource>(o: &K) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+}
+
+fn node_key(n: &Node) -> String {
+    n.name_any()
+}
+
+/// The three watches, merged.
+pub fn watches(client: &Client) -> impl Stream<Item = WatchItem> + Send + 'static {
+    futures::stream::select_all([
+        watch(
+            Api::<VirtualService>::all(client.clone()),
+            Kind::VirtualService,
+            namespaced_key::<VirtualService>,
+            |o: &VirtualService| Object::from(o),
+            Update::VirtualService,
+        )
+        .boxed(),
+        watch(
+            Api::<RealServer>::all(client.clone()),
+            Kind::RealServer,
+            namespaced_key::<RealServer>,
+            |o: &RealServer| Object::from(o),
+            Update::RealServer,
+        )
+        .boxed(),
+        watch(
+            Api::<Node>::all(client.clone()),
+            Kind::Node,
+            node_key,
+            |n: &Node| NodeInfo::from(n),
+            Update::Node,
+        )
+        .boxed(),
+    ])
+}
+
+fn counts(s: &Snapshot) -> (usize, usize, usize) {
+    (
+        s.virtual_services.len(),
+        s.real_servers.len(),
+        s.nodes.len(),
+    )
+}
+
+/// Feeds watch items into a [`Cache`] and sends debounced, complete,
+/// changed snapshots to `sink`. Returns when the items end or the agent loop
+/// is gone.
+pub async fn run_watches<S>(items: S, debounce: Duration, metrics: &Metrics, sink: SnapshotSink)
+where
+    S: Stream<Item = WatchItem>,
+{
+    let mut items = std::pin::pin!(items);
+    let mut cache = Cache::default();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut last_sent: Option<Snapshot> = None;
+    let mut failing = false;
+    metrics.set_api_synced(false);
+    loop {
+        let item = match deadline {
+            Some(d) => tokio::select! {
+                item = items.next() => Some(item),
+                () = tokio::time::sleep_until(d) => None,
+            },
+            None => Some(items.next().await),
+        };
+        match item {
+            Some(None) => return,
+            Some(Some((kind, Ok(update)))) => {
+                if failing {
+                    tracing::info!(kind = kind.as_str(), "watch working again");
+                    failing = false;
+                }
+                if matches!(
+                    update,
+                    Update::VirtualService(Change::Init)
+                        | Update::RealServer(Change::Init)
+                        | Update::Node(Change::Init)
+                ) && last_sent.is_some()
+                {
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        "relisting; no snapshot until the list is complete"
+                    );
+                }
+                if cache.apply(update) && deadline.is_none() {
+                    deadline = Some(tokio::time::Instant::now() + debounce);
+                }
+            }
+            Some(Some((kind, Err(e)))) => {
+                failing = true;
+                metrics.watch_error(kind.as_str());
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    error = %e,
+                    "watch failed; keeping the programmed state and retrying with backoff"
+                );
+            }
+            None => {
+                deadline = None;
+                match cache.snapshot() {
+                    Some(s) => {
+                        metrics.set_api_synced(true);
+                        if last_sent.as_ref() == Some(&s) {
+                            continue;
+                        }
+                        let (vss, rss, nodes) = counts(&s);
+                        tracing::info!(
+                            virtual_services = vss,
+                            real_servers = rss,
+                            nodes,
+                            "snapshot from the API server"
+                        );
+                        if !sink.send(s.clone()) {
+                            return;
+                        }
+                        last_sent = Some(s);
+                    }
+                    None => {
+                        metrics.set_api_synced(false);
+                        let waiting: Vec<&str> =
+                            cache.incomplete().iter().map(|k| k.as_str()).collect();
+                        tracing::info!(
+                            waiting = ?waiting,
+                            "lists incomplete; not syncing (the last programmed state stays)"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Source for KubeSource {
+    async fn run(self, sink: SnapshotSink) {
+        run_watches(watches(&self.client), self.debounce, &self.metrics, sink).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Event;
+    use lvs_api::Meta;
+    use std::sync::mpsc;
+
+    fn node(name: &str, ip: &str) -> Change<NodeInfo> {
+        Change::InitApply(
+            name.into(),
+            NodeInfo {
+                name: name.into(),
+                internal_ips: vec![ip.parse().unwrap()],
+                ..NodeInfo::default()
+            },
+        )
+    }
+
+    fn rs(name: &str) -> Change<Object<lvs_api::RealServerSpec>> {
+        let mut m = lvs_api::manifest::ManifestSet::default();
+        m.extend(lvs_api::manifest::parse(&format!(
+            "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {{name: {name}, namespace: default}}\nspec: {{address: 10.1.0.1}}\n"
+        ))
+        .unwrap());
+        let o = m.real_servers[0].clone();
+        Change::Apply(o.meta.key(), o)
+    }
+
+    fn ok(u: Update) -> WatchItem {
+        let kind = match &u {
+            Update::VirtualService(_) => Kind::VirtualService,
+            Update::RealServer(_) => Kind::RealServer,
+            Update::Node(_) => Kind::Node,
+        };
+        (kind, Ok(u))
+    }
+
+    fn full_lists() -> Vec<WatchItem> {
+        vec![
+            ok(Update::VirtualService(Change::Init)),
+            ok(Update::VirtualService(Change::InitDone)),
+            ok(Update::RealServer(Change::Init)),
+            ok(Update::RealServer(Change::InitDone)),
+            ok(Update::Node(Change::Init)),
+            ok(Update::Node(node("n1", "10.0.0.1"))),
+            ok(Update::Node(Change::InitDone)),
+        ]
+    }
+
+    fn received(rx: &mpsc::Receiver<Event>) -> Vec<Snapshot> {
+        rx.try_iter()
+            .map(|e| match e {
+                Event::Snapshot(s) => *s,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Items arrive through a channel, so the test decides when.
+    fn feed() -> (
+        futures::channel::mpsc::UnboundedSender<WatchItem>,
+        futures::channel::mpsc::UnboundedReceiver<WatchItem>,
+    ) {
+        futures::channel::mpsc::unbounded()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_becomes_one_snapshot_after_the_debounce() {
+        let (tx, items) = feed();
+        let (stx, srx) = mpsc::channel();
+        let metrics = Metrics::default();
+        let task = async {
+            run_watches(items, DEBOUNCE, &metrics, SnapshotSink::new(stx)).await;
+        };
+        let script = async {
+            for i in full_lists() {
+                tx.unbounded_send(i).unwrap();
+            }
+            for n in 0..50 {
+                tx.unbounded_send(ok(Update::RealServer(rs(&format!("rs-{n}")))))
+                    .unwrap();
+            }
+            tokio::time::sleep(DEBOUNCE / 2).await;
+            assert!(received(&srx).is_empty(), "sent before the debounce window");
+            tokio::time::sleep(DEBOUNCE).await;
+            let got = received(&srx);
+            assert_eq!(got.len(), 1, "one snapshot for the burst");
+            assert_eq!(got[0].real_servers.len(), 50);
+            assert_eq!(got[0].nodes.len(), 1);
+            assert!(metrics.render().contains("lvs_agent_api_synced 1"));
+
+            // The same content again (a relist that found nothing new): no
+            // snapshot, so no sync.
+            for i in full_lists() {
+                tx.unbounded_send(i).unwrap();
+            }
+            // full_lists() re-lists RealServers as empty; put them back.
+            for n in 0..50 {
+                tx.unbounded_send(ok(Update::RealServer(rs(&format!("rs-{n}")))))
+                    .unwrap();
+            }
+            tokio::time::sleep(DEBOUNCE * 3).await;
+            assert!(
+                received(&srx).is_empty(),
+                "unchanged content was sent again"
+            );
+            drop(tx);
+        };
+        tokio::join!(task, script);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_and_incomplete_lists_send_nothing() {
+        let (tx, items) = feed();
+        let (stx, srx) = mpsc::channel();
+        let metrics = Metrics::default();
+        let task = async {
+            run_watches(items, DEBOUNCE, &metrics, SnapshotSink::new(stx)).await;
+        };
+        let script = async {
+            // Only two kinds listed, the third keeps failing.
+            for i in full_lists().into_iter().filter(|(k, _)| *k != Kind::Node) {
+                tx.unbounded_send(i).unwrap();
+            }
+            for _ in 0..3 {
+                tx.unbounded_send((Kind::Node, Err("connection refused".into())))
+                    .unwrap();
+            }
+            tokio::time::sleep(DEBOUNCE * 4).await;
+            assert!(received(&srx).is_empty());
+            let text = metrics.render();
+            assert!(text.contains("lvs_agent_api_synced 0"), "{text}");
+            assert!(
+                text.contains("lvs_agent_watch_errors_total{kind=\"Node\"} 3"),
+                "{text}"
+            );
+            // The Node list completes: now the snapshot goes out.
+            tx.unbounded_send(ok(Update::Node(Change::Init))).unwrap();
+            tx.unbounded_send(ok(Update::Node(Change::InitDone)))
+                .unwrap();
+            tokio::time::sleep(DEBOUNCE * 2).await;
+            assert_eq!(received(&srx).len(), 1);
+
+            // A VirtualService relist starts and the API server goes away
+            // in the middle: nothing is sent, whatever else changes.
+            tx.unbounded_send(ok(Update::VirtualService(Change::Init)))
+                .unwrap();
+            tx.unbounded_send((Kind::VirtualService, Err("eof".into())))
+                .unwrap();
+            tx.unbounded_send(ok(Update::RealServer(rs("late"))))
+                .unwrap();
+            tokio::time::sleep(DEBOUNCE * 4).await;
+            assert!(received(&srx).is_empty());
+            // Back: the relist completes and the held-back change goes out.
+            tx.unbounded_send(ok(Update::VirtualService(Change::Init)))
+                .unwrap();
+            tx.unbounded_send(ok(Update::VirtualService(Change::InitDone)))
+                .unwrap();
+            tokio::time::sleep(DEBOUNCE * 2).await;
+            let got = received(&srx);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].real_servers.len(), 1);
+            assert_eq!(
+                got[0].real_servers[0].meta,
+                Meta {
+                    namespace: "default".into(),
+                    name: "late".into(),
+                    ..Meta::default()
+                }
+            );
+            drop(tx);
+        };
+        tokio::join!(task, script);
+    }
+}
