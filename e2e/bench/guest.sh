@@ -1,0 +1,396 @@
+# Guest half of `make bench` (busybox sh, run by e2e/kernel/run-vm.sh as the
+# VM's workload). Runs every measurement in this one VM boot and appends one
+# line per measurement to /out/raw.txt:
+#
+#   metric=<m> contender=<c> n=<N> m=<M> key=value ...
+#
+# e2e/bench/report.py turns those lines into results.csv, report.md and the
+# plot. Every contender works in a fresh network namespace (its own, empty
+# IPVS table): a flushed table leaves its destinations in the kernel's
+# dest_trash list for up to two minutes, and every later NEW_DEST walks that
+# list, which would bill one contender for the previous one's table.
+#
+# Sizes come from the environment (set by run.sh):
+#   BENCH_CONVERGE  "NxM ..."   converge-from-empty sizes
+#   BENCH_READ      "NxM ..."   full-read sizes
+#   BENCH_CHANGE    "N ..."     one-change table sizes (M=10)
+#   BENCH_RSS       "N ..."     agent memory sizes (M=10)
+#   BENCH_RESYNC    "NxM"       no-op resync size
+#   BENCH_STRESS_POOL           RealServer objects in the agent stress run
+#   BENCH_STRESS_N              VirtualServices (×10) in the stress run
+#   BENCH_PERIODIC              periodic no-op resyncs to time (0: only the
+#                               daemon's adopting resync)
+#   BENCH_RESYNC_INTERVAL       the agent's resync interval for those
+#   BENCH_REPEAT                repetitions of the small measurements
+#   BENCH_AGENT                 1 to include the node agent
+. /lab/lib.sh
+set -u
+
+R=/out/raw.txt
+BENCH_CONVERGE="${BENCH_CONVERGE:-1000x1 1000x10}"
+BENCH_READ="${BENCH_READ:-1000x4}"
+BENCH_CHANGE="${BENCH_CHANGE:-1000}"
+BENCH_RSS="${BENCH_RSS:-1000}"
+BENCH_RESYNC="${BENCH_RESYNC:-1000x10}"
+BENCH_STRESS_POOL="${BENCH_STRESS_POOL:-0}"
+BENCH_REPEAT="${BENCH_REPEAT:-3}"
+BENCH_AGENT="${BENCH_AGENT:-1}"
+BENCH_RESYNC_INTERVAL="${BENCH_RESYNC_INTERVAL:-20}"
+BENCH_PERIODIC="${BENCH_PERIODIC:-2}"
+BENCH_STRESS_N="${BENCH_STRESS_N:-100}"
+LIB_BATCHES="1 16 64 256"
+NODE_IP=10.0.0.2
+PROBE_SVC=172.30.0.1:80
+PROBE_SVC2=172.30.0.2:80
+EXTRA_DEST=10.9.0.1:8080
+NEW_SVC=172.31.0.1:80
+
+mkdir -p /tmp/b /out/logs
+: >"$R"
+: >/tmp/b/problems
+
+rec() { echo "$*" >>"$R"; lab_log "$*"; }
+# problem WHY: recorded, counted at the end (also from subshells).
+problem() { echo "$*" >>/tmp/b/problems; echo "metric=problem what=\"$*\"" >>"$R"; lab_log "PROBLEM: $*" >&2; }
+
+modprobe ip_vs && modprobe ip_vs_rr && modprobe nlmon && modprobe dummy || { echo "modules missing"; exit 1; }
+FAMILY="$(lvs-bench family | sed 's/family_id=//')"
+rec "metric=env kernel=$(uname -r) cpus=$(nproc) mem_kb=$(awk '/MemTotal/ {print $2}' /proc/meminfo) ipvs_family=$FAMILY ipvsadm=\"$(ipvsadm --version 2>&1 | head -n1 | tr ' ' '_')\""
+
+# --- namespaces -------------------------------------------------------------------
+NS="" NS_SEQ=0
+ns_new() {
+    NS_SEQ=$((NS_SEQ + 1)); NS="b$NS_SEQ"
+    ip netns add "$NS" && ip -n "$NS" link set lo up || { echo "netns $NS failed"; exit 1; }
+}
+ns_del() {
+    [ -n "$NS" ] || return 0
+    for p in $(ip netns pids "$NS" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    nsx "$NS" ipvsadm -C 2>/dev/null
+    ip netns del "$NS"
+    NS=""
+    sleep 1
+}
+inns() { nsx "$NS" "$@"; }
+
+# kv FILE [PREFIX]: the key=value words of FILE's last line (a tool's result
+# line), with PREFIX before each key.
+kv() { tail -n 1 "$1" 2>/dev/null | tr ' ' '\n' | grep '=' | sed "s/^/${2:-}/" | tr '\n' ' '; }
+
+rules_file() { # N M [POOL]
+    _f="/tmp/b/rules-$1x$2-${3:-1000}"
+    if [ ! -f "$_f" ]; then
+        lvs-bench gen-rules --n "$1" --m "$2" --pool "${3:-1000}" >"$_f" && sort "$_f" >"$_f.sorted"
+    fi
+    echo "$_f"
+}
+
+# check N M CONTENDER [POOL]: the namespace's table equals the rules, compared
+# as sorted `ipvsadm -Sn` output.
+check() {
+    _f="$(rules_file "$1" "$2" "${4:-1000}")"
+    inns ipvsadm -Sn | sort >/tmp/b/actual
+    if cmp -s /tmp/b/actual "$_f.sorted"; then
+        rec "metric=check contender=$3 n=$1 m=$2 ok=1 lines=$(wc -l <"$_f.sorted")"
+    else
+        rec "metric=check contender=$3 n=$1 m=$2 ok=0 lines=$(wc -l <"$_f.sorted") got=$(wc -l </tmp/b/actual)"
+        diff /tmp/b/actual "$_f.sorted" | head -n 10
+        problem "table of $3 at $1x$2 differs from the rules"
+    fi
+}
+
+# --- nlmon capture ------------------------------------------------------------------
+CAP_PID=""
+cap_start() {
+    ip -n "$NS" link show nlmon0 >/dev/null 2>&1 || {
+        ip -n "$NS" link add nlmon0 type nlmon && ip -n "$NS" link set nlmon0 up
+    }
+    rm -f /tmp/b/cap.pcap /tmp/b/cap.err
+    nsenter --net="/run/netns/$NS" tcpdump -Z root --immediate-mode -B 65536 -i nlmon0 -U -s 65535 -w /tmp/b/cap.pcap 2>/tmp/b/cap.err &
+    CAP_PID=$!
+    _i=0
+    while ! grep -q 'listening on' /tmp/b/cap.err 2>/dev/null; do
+        _i=$((_i + 1)); [ "$_i" -lt 100 ] || { problem "tcpdump did not start"; return 1; }
+        sleep 0.1
+    done
+}
+# cap_stop: stop the capture and print the request counts.
+cap_stop() {
+    sleep 0.3
+    kill -INT "$CAP_PID"; wait "$CAP_PID"
+    grep -q ' 0 packets dropped by kernel' /tmp/b/cap.err || problem "capture dropped packets: $(tr '\n' ' ' </tmp/b/cap.err)"
+    lvs-bench nlcount /tmp/b/cap.pcap --family "$FAMILY"
+}
+
+# --- node agent -----------------------------------------------------------------------
+AGENT_PID="" AGENT_DIR="" AGENT_LOG=""
+agent_manifests() { # N M [POOL] -> directory
+    _d="/tmp/b/man-$1x$2-${3:-1000}"
+    [ -d "$_d" ] || lvs-bench gen-manifests --n "$1" --m "$2" --pool "${3:-1000}" --dir "$_d" --node-ip "$NODE_IP"
+    echo "$_d"
+}
+agent_net() {
+    ip -n "$NS" link add bench0 type dummy && ip -n "$NS" addr add "$NODE_IP/24" dev bench0 && ip -n "$NS" link set bench0 up
+}
+# agent_start DIR STATE RESYNC POLL_MS: daemon in $NS.
+agent_start() {
+    AGENT_LOG="/out/logs/agent-$NS.log"
+    env LVS_LOG=info nsenter --net="/run/netns/$NS" node-agent --config-dir "$1" --node-name bench \
+        --state-dir "$2" --resync-interval "$3" --poll-interval-ms "$4" --listen 127.0.0.1:9477 \
+        >>"$AGENT_LOG" 2>&1 &
+    AGENT_PID=$!
+}
+agent_stop() {
+    [ -n "$AGENT_PID" ] || return 0
+    kill -TERM "$AGENT_PID" 2>/dev/null; wait "$AGENT_PID" 2>/dev/null
+    AGENT_PID=""
+}
+metrics() { inns wget -q -O - http://127.0.0.1:9477/metrics 2>/dev/null; }
+syncs() { metrics | awk -v m="$1" '$1 == "lvs_agent_syncs_total{mode=\"" m "\"}" {print $2}'; }
+# wait_syncs MODE COUNT SECS: until the agent has done COUNT syncs of MODE.
+wait_syncs() {
+    _deadline=$(( $(date +%s) + $3 ))
+    while :; do
+        _s="$(syncs "$1")"
+        [ -n "$_s" ] && [ "$_s" -ge "$2" ] && return 0
+        pid_running "$AGENT_PID" || { problem "agent died (log: $(tail -n 2 "$AGENT_LOG" | tr '\n' ' '))"; return 1; }
+        [ "$(date +%s)" -lt "$_deadline" ] || { problem "agent: $1 syncs stayed at ${_s:-none}, wanted $2 within $3 s"; return 1; }
+        sleep 0.2
+    done
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+
+# ================= converge from empty ================================================
+converge() { # N M CONTENDER -> leaves $NS with the table
+    _n="$1" _m="$2" _c="$3"
+    _f="$(rules_file "$_n" "$_m")"
+    ns_new
+    rm -f /tmp/b/inner
+    case "$_c" in
+        ipvsadm) inns lvs-bench time --stdin "$_f" -- ipvsadm -R >/tmp/b/outer ;;
+        go-ipvs) inns lvs-bench time --stdout /tmp/b/inner -- goipvs converge "$_f" >/tmp/b/outer ;;
+        lib-batch*) inns lvs-bench time --stdout /tmp/b/inner -- lvs-bench converge --rules "$_f" --batch "${_c#lib-batch}" >/tmp/b/outer ;;
+        agent)
+            _d="$(agent_manifests "$_n" "$_m")"
+            agent_net
+            rm -rf "/tmp/b/state-$NS"
+            inns lvs-bench time --stdout /tmp/b/once.json -- env LVS_LOG=info node-agent --once --config-dir "$_d" \
+                --node-name bench --state-dir "/tmp/b/state-$NS" >/tmp/b/outer 2>"/out/logs/agent-once-$NS.log"
+            grep 'sync done' "/out/logs/agent-once-$NS.log" | tr -d '\033' | sed 's/\[[0-9;]*m//g' \
+                | sed -n 's/.*elapsed_ms=\([0-9]*\).*/sync_ms=\1/p' | tail -n1 >/tmp/b/inner
+            ;;
+    esac
+    _rc=$?
+    [ "$_rc" -eq 0 ] || problem "converge $_c at ${_n}x$_m failed (rc $_rc)"
+    rec "metric=converge contender=$_c n=$_n m=$_m ops=$((_n * (_m + 1))) $(kv /tmp/b/outer) $(kv /tmp/b/inner inner_)"
+    check "$_n" "$_m" "$_c"
+}
+
+# ================= one change in a table of N =========================================
+one_change_libs() { # N M, in the current namespace (a table built from the rules)
+    _cn="$1" _cm="$2"
+    for b in $LIB_BATCHES; do
+        inns lvs-bench change --svc 172.16.0.1:80 --dest "$EXTRA_DEST" --new-svc "$NEW_SVC" \
+            --repeat "$((BENCH_REPEAT * 5))" --batch "$b" >/tmp/b/inner || problem "lvs-bench change failed"
+        rec "metric=one_change contender=lib-batch$b n=$_cn m=$_cm $(kv /tmp/b/inner)"
+    done
+    cap_start && inns lvs-bench change --svc 172.16.0.1:80 --dest "$EXTRA_DEST" --new-svc "$NEW_SVC" --repeat 1 >/dev/null
+    rec "metric=one_change_capture contender=lib-batch64 n=$_cn m=$_cm ops=5 $(cap_stop)"
+
+    inns goipvs change 172.16.0.1:80 "$EXTRA_DEST" "$NEW_SVC" "$((BENCH_REPEAT * 5))" >/tmp/b/inner || problem "goipvs change failed"
+    rec "metric=one_change contender=go-ipvs n=$_cn m=$_cm $(kv /tmp/b/inner)"
+    cap_start && inns goipvs change 172.16.0.1:80 "$EXTRA_DEST" "$NEW_SVC" 1 >/dev/null
+    rec "metric=one_change_capture contender=go-ipvs n=$_cn m=$_cm ops=5 $(cap_stop)"
+
+    # ipvsadm: one process per change, as it is used.
+    i=0
+    while [ "$i" -lt "$((BENCH_REPEAT * 2))" ]; do
+        for op in add_dest set_weight del_dest add_svc; do
+            case "$op" in
+                add_dest) set -- -a -t 172.16.0.1:80 -r "$EXTRA_DEST" -m -w 1 ;;
+                set_weight) set -- -e -t 172.16.0.1:80 -r "$EXTRA_DEST" -m -w 5 ;;
+                del_dest) set -- -d -t 172.16.0.1:80 -r "$EXTRA_DEST" ;;
+                add_svc) set -- -A -t "$NEW_SVC" -s rr ;;
+            esac
+            if [ "$i" -eq 0 ]; then
+                cap_start && inns ipvsadm "$@"
+                rec "metric=one_change_capture contender=ipvsadm n=$_cn m=$_cm op=$op ops=1 $(cap_stop)"
+            else
+                rec "metric=one_change_sample contender=ipvsadm n=$_cn m=$_cm op=$op $(inns lvs-bench time -- ipvsadm "$@")"
+            fi
+        done
+        inns ipvsadm -D -t "$NEW_SVC"
+        i=$((i + 1))
+    done
+}
+
+# ================= agent: daemon measurements ===========================================
+probe_vs() { # NAME VIP:PORT
+    cat <<EOF
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata:
+  name: $1
+  namespace: bench
+spec:
+  address: ${2%:*}
+  port: ${2#*:}
+  protocol: TCP
+  scheduler: rr
+  forwarding: NAT
+  directors:
+    nodeSelector:
+      matchLabels:
+        lvs.lvs-operator.io/director: "true"
+  realServerSelector:
+    matchLabels:
+      bench.lvs-operator.io/probe: "$1"
+EOF
+}
+probe_rs() { # WEIGHT
+    cat <<EOF
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata:
+  name: rs-probe
+  namespace: bench
+  labels:
+    bench.lvs-operator.io/probe: probe-1
+spec:
+  address: ${EXTRA_DEST%:*}
+  port: ${EXTRA_DEST#*:}
+  weight: $1
+EOF
+}
+# sync_ticks PID: CPU ticks of the agent's "sync" thread (the reconciler).
+sync_ticks() {
+    for t in /proc/"$1"/task/*; do
+        [ "$(cat "$t/comm" 2>/dev/null)" = sync ] && { awk '{print $14 + $15}' "$t/stat"; return; }
+    done
+    echo 0
+}
+last_sync_line() { tr -d '\033' <"$AGENT_LOG" | sed 's/\[[0-9;]*m//g' | grep 'sync done' | tail -n 1; }
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | tail -n 1; }
+
+# agent_daemon_suite N M: in the namespace the agent's --once run left. A
+# daemon started on the table it built adopts it with one full sync that
+# changes nothing (a no-op resync); then memory; then, for the one-change
+# sizes, single changes through the manifest directory; then, at the resync
+# size, periodic resyncs of a daemon with a short interval.
+agent_daemon_suite() {
+    _n="$1" _m="$2"
+    _d="$(agent_manifests "$_n" "$_m")"
+    _state="/tmp/b/state-$NS"
+    agent_start "$_d" "$_state" 86400 100
+    _t0="$(date +%s)"
+    wait_syncs full 1 1200 || { agent_stop; return 1; }
+    _l="$(last_sync_line)"
+    rec "metric=agent_adopt contender=agent n=$_n m=$_m wall_s=$(( $(date +%s) - _t0 )) sync_ms=$(field "$_l" elapsed_ms) sync_ops=$(field "$_l" ops) sync_thread_ticks=$(sync_ticks "$AGENT_PID") process_ticks=$(cpu_ticks "$AGENT_PID") hz=100"
+    [ "$(field "$_l" ops)" = 0 ] || problem "agent adoption at ${_n}x$_m was not a no-op: $_l"
+    rec "metric=rss contender=agent n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
+    if echo " $BENCH_CHANGE " | grep -q " $_n "; then
+        for op in add_svc add_dest set_weight del_dest; do
+            _inc="$(syncs incremental)"; _inc="${_inc:-0}"
+            case "$op" in
+                add_svc) probe_vs probe-1 "$PROBE_SVC" >/tmp/b/new.tmp
+                    set -- --rename /tmp/b/new.tmp "$_d/30-probe-1.yaml" --svc "$PROBE_SVC" ;;
+                add_dest) probe_rs 1 >/tmp/b/new.tmp
+                    set -- --rename /tmp/b/new.tmp "$_d/31-probe-rs.yaml" --svc "$PROBE_SVC" --dest "$EXTRA_DEST" --weight 1 ;;
+                set_weight) probe_rs 7 >/tmp/b/new.tmp
+                    set -- --rename /tmp/b/new.tmp "$_d/31-probe-rs.yaml" --svc "$PROBE_SVC" --dest "$EXTRA_DEST" --weight 7 ;;
+                del_dest) set -- --remove "$_d/31-probe-rs.yaml" --svc "$PROBE_SVC" --dest "$EXTRA_DEST" --absent ;;
+            esac
+            cap_start || break
+            inns lvs-bench wait "$@" --timeout 900 --poll-ms 20 >/tmp/b/inner || problem "agent change $op not seen in the kernel"
+            # The sync that made the change has ended before the capture stops.
+            wait_syncs incremental "$((_inc + 1))" 900
+            _l="$(last_sync_line)"
+            rec "metric=one_change contender=agent n=$_n m=$_m op=$op $(kv /tmp/b/inner) sync_ms=$(field "$_l" elapsed_ms) sync_ops=$(field "$_l" ops) $(cap_stop)"
+        done
+        rm -f "$_d"/3*-probe*.yaml
+        rec "metric=rss_after_changes contender=agent n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
+    fi
+    agent_stop
+    if [ "${_n}x$_m" = "$BENCH_RESYNC" ] && [ "$BENCH_PERIODIC" -gt 0 ]; then
+        agent_start "$_d" "$_state" "$BENCH_RESYNC_INTERVAL" 1000
+        wait_syncs full 2 1800 || { agent_stop; return 1; }
+        _c0="$(sync_ticks "$AGENT_PID")" _p0="$(cpu_ticks "$AGENT_PID")" _s0="$(syncs full)" _w0="$(date +%s)"
+        wait_syncs full "$((_s0 + BENCH_PERIODIC))" 1800 || { agent_stop; return 1; }
+        _c1="$(sync_ticks "$AGENT_PID")" _p1="$(cpu_ticks "$AGENT_PID")" _s1="$(syncs full)" _w1="$(date +%s)"
+        _l="$(last_sync_line)"
+        rec "metric=noop_resync_periodic contender=agent n=$_n m=$_m resyncs=$((_s1 - _s0)) sync_thread_ticks=$((_c1 - _c0)) process_ticks=$((_p1 - _p0)) hz=100 wall_s=$((_w1 - _w0)) interval_s=$BENCH_RESYNC_INTERVAL incremental=$(syncs incremental) last_sync_ms=$(field "$_l" elapsed_ms) last_sync_ops=$(field "$_l" ops)"
+        rec "metric=rss_after_resyncs contender=agent n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
+        agent_stop
+    fi
+}
+
+# ================= the run =============================================================
+lab_log "bench: converge sizes $BENCH_CONVERGE; read $BENCH_READ; change $BENCH_CHANGE; rss $BENCH_RSS"
+
+CONTENDERS="ipvsadm go-ipvs"
+for b in $LIB_BATCHES; do CONTENDERS="$CONTENDERS lib-batch$b"; done
+
+for sz in $BENCH_CONVERGE; do
+    n="${sz%x*}" m="${sz#*x}"
+    for c in $CONTENDERS; do
+        converge "$n" "$m" "$c"
+        # One change in a table of N: on the last library-built table.
+        if [ "$c" = lib-batch256 ] && [ "$m" = 10 ] && echo " $BENCH_CHANGE " | grep -q " $n "; then
+            one_change_libs "$n" "$m"
+        fi
+        ns_del
+    done
+    if [ "$BENCH_AGENT" = 1 ]; then
+        converge "$n" "$m" agent
+        if [ "$m" = 10 ] && echo " $BENCH_RSS $BENCH_CHANGE " | grep -q " $n "; then
+            agent_daemon_suite "$n" "$m"
+        fi
+        ns_del
+    fi
+done
+
+# Memory at sizes not in the converge list, and the RealServer stress run.
+if [ "$BENCH_AGENT" = 1 ]; then
+    for n in $BENCH_RSS; do
+        echo " $BENCH_CONVERGE " | grep -q " ${n}x10 " && continue
+        converge "$n" 10 agent
+        agent_daemon_suite "$n" 10
+        ns_del
+    done
+    if [ "$BENCH_STRESS_POOL" -gt 0 ]; then
+        ns_new; agent_net
+        _d="$(agent_manifests "$BENCH_STRESS_N" 10 "$BENCH_STRESS_POOL")"
+        inns lvs-bench time --stdout /tmp/b/once.json -- node-agent --once --config-dir "$_d" --node-name bench \
+            --state-dir "/tmp/b/state-$NS" >/tmp/b/outer 2>"/out/logs/agent-stress.log" || problem "agent stress run failed"
+        rec "metric=rss_stress contender=agent n=$BENCH_STRESS_N m=10 pool=$BENCH_STRESS_POOL $(kv /tmp/b/outer)"
+        check "$BENCH_STRESS_N" 10 agent-stress "$BENCH_STRESS_POOL"
+        ns_del
+    fi
+fi
+
+# Full read: library dump vs ipvsadm -Sn (and the Go library) on the same table.
+for sz in $BENCH_READ; do
+    n="${sz%x*}" m="${sz#*x}"
+    f="$(rules_file "$n" "$m")"
+    ns_new
+    inns lvs-bench converge --rules "$f" --batch 256 >/dev/null || problem "building the $sz read table failed"
+    check "$n" "$m" read-setup
+    i=0
+    while [ "$i" -lt "$BENCH_REPEAT" ]; do
+        rec "metric=full_read contender=ipvsadm n=$n m=$m $(inns lvs-bench time --stdout /tmp/b/save -- ipvsadm -Sn)"
+        inns lvs-bench time --stdout /tmp/b/inner -- lvs-bench read --save /tmp/b/libsave >/tmp/b/outer
+        rec "metric=full_read contender=lib-batch64 n=$n m=$m $(kv /tmp/b/outer) $(kv /tmp/b/inner inner_)"
+        if [ "$i" -eq 0 ]; then
+            inns lvs-bench time --stdout /tmp/b/inner -- goipvs read >/tmp/b/outer
+            rec "metric=full_read contender=go-ipvs n=$n m=$m $(kv /tmp/b/outer) $(kv /tmp/b/inner inner_)"
+            sort /tmp/b/libsave | cmp -s - "$f.sorted" || problem "lvs-bench read of $sz differs from the rules"
+        fi
+        i=$((i + 1))
+    done
+    ns_del
+done
+
+FAILURES="$(wc -l </tmp/b/problems)"
+rec "metric=done failures=$FAILURES uptime_s=$(cut -d' ' -f1 /proc/uptime)"
+[ "$FAILURES" -eq 0 ]

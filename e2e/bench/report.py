@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""Turn the guest's raw measurements into results.csv, report.md and a plot.
+
+    report.py RAW OUTDIR [--extra FILE]... [--wall-s SECONDS] [--no-plot]
+
+RAW is /out/raw.txt of one VM run (lines of key=value words, see guest.sh).
+--extra adds lines in the same format from elsewhere; that is the hook for the
+apply->kernel latency, which needs the joined (Kubernetes) lab:
+
+    metric=apply_latency contender=agent n=N m=M p50_ms=X p99_ms=Y
+
+Without such lines the apply_latency rows say "not measured".
+Prints the summary table on stdout. Exit status 1 when RAW holds problems
+(a failed step, a table that differs from the rules), 0 otherwise; targets
+that are missed are reported, not failed: timings under TCG are no test.
+"""
+import csv
+import os
+import shlex
+import statistics
+import sys
+from collections import defaultdict
+
+CONTENDERS = ["ipvsadm", "go-ipvs", "lib-batch1", "lib-batch16", "lib-batch64",
+              "lib-batch256", "agent"]
+OPS = ["add_dest", "set_weight", "del_dest", "add_svc"]
+HOLDER = "lib-batch64"  # the library at its default batch size
+
+
+def parse(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("metric="):
+                continue
+            d = {}
+            for word in shlex.split(line):
+                if "=" in word:
+                    k, v = word.split("=", 1)
+                    d[k] = v
+            rows.append(d)
+    return rows
+
+
+def num(d, k):
+    try:
+        return float(d[k])
+    except (KeyError, ValueError):
+        return None
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, digits=3):
+    if x is None:
+        return "n/a"
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.{digits}g}"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def main(argv):
+    args = argv[1:]
+    extra, wall_s, plot = [], None, True
+    pos = []
+    while args:
+        a = args.pop(0)
+        if a == "--extra":
+            extra.append(args.pop(0))
+        elif a == "--wall-s":
+            wall_s = float(args.pop(0))
+        elif a == "--no-plot":
+            plot = False
+        else:
+            pos.append(a)
+    if len(pos) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    raw, outdir = pos
+    rows = parse(raw)
+    for e in extra:
+        if os.path.exists(e):
+            rows += parse(e)
+    os.makedirs(outdir, exist_ok=True)
+
+    by = defaultdict(list)
+    for r in rows:
+        by[r["metric"]].append(r)
+    problems = [r.get("what", "?") for r in by["problem"]]
+    checks = by["check"]
+    bad_checks = [c for c in checks if c.get("ok") != "1"]
+    env = by["env"][0] if by["env"] else {}
+    done = by["done"][0] if by["done"] else None
+    if done is None:
+        problems.append("the guest did not finish (no 'done' line): the run was cut short")
+
+    out = []  # (metric, contender, n, m, value, unit)
+
+    # --- converge ------------------------------------------------------------------
+    conv = {}  # (contender, n, m) -> dict
+    for r in by["converge"]:
+        key = (r["contender"], int(r["n"]), int(r["m"]))
+        wall = num(r, "wall_ms")
+        cpu = num(r, "cpu_ms")
+        ops = num(r, "ops")
+        ok = r.get("rc") == "0"
+        conv[key] = {"wall": wall / 1e3 if wall is not None and ok else None,
+                     "cpu": cpu / 1e3 if cpu is not None and ok else None,
+                     "ops": ops, "inner": r}
+    for (c, n, m), v in sorted(conv.items(), key=lambda kv: (kv[0][1], kv[0][2], CONTENDERS.index(kv[0][0]))):
+        out.append(("converge", c, n, m, v["wall"], "s_wall"))
+        out.append(("converge", c, n, m, v["cpu"], "s_cpu"))
+        out.append(("converge", c, n, m,
+                    v["ops"] / v["wall"] if v["wall"] else None, "ops_per_s"))
+
+    # --- one change --------------------------------------------------------------------
+    change = defaultdict(dict)  # (contender, n) -> {op: (p50_ms, requests, dumps)}
+    for r in by["one_change"]:
+        c, n = r["contender"], int(r["n"])
+        if c == "agent":
+            op = r["op"]
+            change[(c, n)][op] = {"p50": num(r, "elapsed_ms"),
+                                  "req": num(r, "ipvs_requests"),
+                                  "dumps": num(r, "ipvs_dumps"),
+                                  "other": num(r, "other_requests"),
+                                  "ctrl": num(r, "ctrl_requests")}
+        else:
+            for op in OPS:
+                change[(c, n)].setdefault(op, {})["p50"] = num(r, f"{op}_p50_ms")
+                if c.startswith("lib-"):
+                    change[(c, n)][op]["req"] = num(r, f"{op}_requests")
+                    change[(c, n)][op]["dumps"] = 0.0
+    samples = defaultdict(list)
+    for r in by["one_change_sample"]:
+        samples[(r["contender"], int(r["n"]), r["op"])].append(num(r, "wall_ms"))
+    for (c, n, op), xs in samples.items():
+        change[(c, n)].setdefault(op, {})["p50"] = med(xs)
+    for r in by["one_change_capture"]:
+        c, n = r["contender"], int(r["n"])
+        ops_n = num(r, "ops") or 1
+        total = sum(num(r, k) or 0 for k in ("ipvs_requests", "ctrl_requests", "other_requests"))
+        if c == "ipvsadm":
+            e = change[(c, n)].setdefault(r["op"], {})
+            e["req"], e["dumps"] = num(r, "ipvs_requests"), num(r, "ipvs_dumps")
+            e["ctrl"] = num(r, "ctrl_requests")
+        elif c == "go-ipvs":
+            # One capture of a whole run: 5 operations plus one family lookup.
+            for op in OPS:
+                e = change[(c, n)].setdefault(op, {})
+                e["req"] = (num(r, "ipvs_requests") or 0) / ops_n
+                e["dumps"] = num(r, "ipvs_dumps")
+        else:
+            change[("capture", n)]["lib"] = {"ipvs": num(r, "ipvs_requests"), "total": total,
+                                              "ops": ops_n}
+    for (c, n), ops in sorted(change.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if c == "capture":
+            continue
+        for op in OPS:
+            e = ops.get(op, {})
+            out.append(("one_change", c, n, 10, e.get("p50"), f"ms_p50_{op}"))
+        for op in OPS:
+            e = ops.get(op, {})
+            out.append(("one_change_requests", c, n, 10, e.get("req"), f"ipvs_requests_{op}"))
+            if e.get("ctrl") is not None:
+                out.append(("one_change_requests", c, n, 10, e.get("ctrl"), f"ctrl_requests_{op}"))
+            if e.get("other") is not None:
+                out.append(("one_change_requests", c, n, 10, e.get("other"), f"other_requests_{op}"))
+
+    # --- full read -------------------------------------------------------------------------
+    reads = defaultdict(list)
+    reads_cpu = defaultdict(list)
+    for r in by["full_read"]:
+        key = (r["contender"], int(r["n"]), int(r["m"]))
+        reads[key].append(num(r, "wall_ms"))
+        reads_cpu[key].append(num(r, "cpu_ms"))
+    read_med = {}
+    for key in sorted(reads, key=lambda k: (k[1] * k[2], k[1], CONTENDERS.index(k[0]))):
+        w, cpu = med(reads[key]), med(reads_cpu[key])
+        read_med[key] = w / 1e3 if w is not None else None
+        out.append(("full_read", key[0], key[1], key[2], read_med[key], "s_wall_median"))
+        out.append(("full_read", key[0], key[1], key[2], cpu / 1e3 if cpu is not None else None, "s_cpu_median"))
+
+    # --- no-op resync, memory -------------------------------------------------------------
+    resync = None
+    for r in by["noop_resync_cpu"]:
+        hz = num(r, "hz") or 100
+        k = num(r, "resyncs")
+        if k:
+            resync = (int(r["n"]), int(r["m"]), num(r, "cpu_ticks") / hz / k, r)
+            out.append(("noop_resync_cpu", "agent", resync[0], resync[1], resync[2], "s_cpu_per_resync"))
+    rss = {}
+    for r in by["rss"]:
+        n, m = int(r["n"]), int(r["m"])
+        rss[n] = (num(r, "vmhwm_kb") / 1024, num(r, "vmrss_kb") / 1024)
+        out.append(("rss", "agent", n, m, rss[n][0], "MiB_VmHWM"))
+        out.append(("rss", "agent", n, m, rss[n][1], "MiB_VmRSS"))
+    stress = None
+    for r in by["rss_stress"]:
+        stress = (num(r, "maxrss_kb") / 1024, r.get("pool"), num(r, "wall_ms"))
+        out.append(("rss", "agent", int(r["n"]), int(r["m"]), stress[0],
+                    f"MiB_peak_with_{r.get('pool')}_realservers"))
+
+    # --- apply -> kernel latency (joined lab) -----------------------------------------------
+    apply_rows = by["apply_latency"]
+    if apply_rows:
+        for r in apply_rows:
+            out.append(("apply_latency_p50", r["contender"], r.get("n", ""), r.get("m", ""), num(r, "p50_ms"), "ms"))
+            out.append(("apply_latency_p99", r["contender"], r.get("n", ""), r.get("m", ""), num(r, "p99_ms"), "ms"))
+    else:
+        out.append(("apply_latency_p50", "agent", "", "", None, "ms_not_measured"))
+        out.append(("apply_latency_p99", "agent", "", "", None, "ms_not_measured"))
+
+    with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["metric", "contender", "n", "m", "value", "unit"])
+        for metric, c, n, m, v, unit in out:
+            w.writerow([metric, c, n, m, "NA" if v is None else f"{v:.6g}", unit])
+
+    # --- targets ----------------------------------------------------------------------------
+    targets = []
+
+    def target(name, met, detail):
+        targets.append((name, "n/a" if met is None else ("met" if met else "MISSED"), detail))
+
+    big = max((k[1] for k in conv if k[2] == 10), default=None)
+    if big:
+        ipv = conv.get(("ipvsadm", big, 10), {}).get("wall")
+        go = conv.get(("go-ipvs", big, 10), {}).get("wall")
+        for c in (HOLDER, "lib-batch256", "agent"):
+            t = conv.get((c, big, 10), {}).get("wall")
+            r1, r2 = ratio(ipv, t), ratio(go, t)
+            target(f"converge {big//1000}k×10, {c}: ≥3× faster than ipvsadm -R",
+                   None if r1 is None else r1 >= 3, f"{fmt(r1)}× (ipvsadm {fmt(ipv)} s, {c} {fmt(t)} s)")
+            target(f"converge {big//1000}k×10, {c}: ≥2× faster than go-ipvs",
+                   None if r2 is None else r2 >= 2, f"{fmt(r2)}× (go-ipvs {fmt(go)} s, {c} {fmt(t)} s)")
+    ns = sorted({n for (c, n) in change if c == "agent"})
+    for c in ("agent", HOLDER):
+        ns_c = sorted({n for (cc, n) in change if cc == c})
+        if not ns_c:
+            target(f"one change, {c}", None, "not measured")
+            continue
+        worst_req = max((e.get("req") or 0) for n in ns_c for e in change[(c, n)].values())
+        dumps = sum((e.get("dumps") or 0) for n in ns_c for e in change[(c, n)].values())
+        target(f"one change, {c}: ≤2 IPVS netlink requests, no dump",
+               worst_req <= 2 and dumps == 0,
+               f"worst {fmt(worst_req)} requests per change, {fmt(dumps)} dumps (N = {', '.join(map(str, ns_c))})")
+        if len(ns_c) >= 2:
+            lo, hi = ns_c[0], ns_c[-1]
+            rs = []
+            for op in OPS:
+                a = change[(c, lo)].get(op, {}).get("p50")
+                b = change[(c, hi)].get(op, {}).get("p50")
+                rs.append((op, ratio(b, a)))
+            worst = max((r for _, r in rs if r is not None), default=None)
+            target(f"one change, {c}: t({hi//1000}k)/t({lo//1000}k) ≤ 1.5",
+                   None if worst is None else worst <= 1.5,
+                   "; ".join(f"{op} {fmt(r)}" for op, r in rs))
+    rk = [k for k in read_med if k[2] == 1]
+    if rk:
+        n16 = max(k[1] for k in rk)
+        a, b = read_med.get((HOLDER, n16, 1)), read_med.get(("ipvsadm", n16, 1))
+        r = ratio(a, b)
+        target(f"full read {n16//1000}k×1: library ≤ 0.5× ipvsadm -Sn",
+               None if r is None else r <= 0.5, f"{fmt(r)}× (library {fmt(a)} s, ipvsadm -Sn {fmt(b)} s)")
+    if 10000 in rss:
+        target("agent RSS ≤ 40 MB at 10k×10", rss[10000][0] <= 40 * 1e6 / 2**20,
+               f"VmHWM {fmt(rss[10000][0])} MiB, VmRSS {fmt(rss[10000][1])} MiB")
+    else:
+        target("agent RSS ≤ 40 MB at 10k×10", None, "not measured")
+    if apply_rows:
+        p99 = max(num(r, "p99_ms") or 0 for r in apply_rows)
+        target("apply→kernel p99 ≤ 250 ms", p99 <= 250, f"p99 {fmt(p99)} ms")
+    else:
+        target("apply→kernel p99 ≤ 250 ms", None,
+               "not measured: needs the joined (Kubernetes) lab, which does not exist yet")
+
+    # --- plot -------------------------------------------------------------------------------
+    png = os.path.join(outdir, "converge-time-vs-n.png")
+    if plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        ms = sorted({k[2] for k in conv})
+        fig, axes = plt.subplots(1, len(ms), figsize=(6 * len(ms), 4.5), squeeze=False)
+        for ax, m in zip(axes[0], ms):
+            for c in CONTENDERS:
+                pts = sorted((k[1], v["wall"]) for k, v in conv.items()
+                             if k[0] == c and k[2] == m and v["wall"])
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=c)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("N (services)")
+            ax.set_ylabel("converge wall time (s, qemu TCG)")
+            ax.set_title(f"Converge from empty, M = {m} destinations/service")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(png, dpi=110)
+
+    # --- report.md and the printed table -------------------------------------------------------
+    L = []
+    L.append("# Benchmark report")
+    L.append("")
+    L.append(f"One run in one VM: kernel {env.get('kernel', '?')}, {env.get('cpus', '?')} vCPUs, "
+             f"{int(num(env, 'mem_kb') or 0) // 1024} MiB, qemu TCG (no KVM), "
+             f"ipvsadm {env.get('ipvsadm', '?').replace('_', ' ')}. "
+             "TCG makes absolute times meaningless; compare the ratios.")
+    if wall_s is not None:
+        L.append(f"`make bench` wall time: {wall_s/60:.1f} min.")
+    L.append("")
+    L.append("## Targets")
+    L.append("")
+    L.append("| Target | Result | Detail |")
+    L.append("|---|---|---|")
+    for name, res, detail in targets:
+        L.append(f"| {name} | {res} | {detail} |")
+    L.append("")
+    L.append("## Converge from empty")
+    L.append("")
+    L.append("Wall seconds (process start to exit, reading the rules/manifests included), "
+             "ratio to ipvsadm -R in brackets (above 1 = faster than ipvsadm), CPU seconds "
+             "(user+sys of the process, kernel work in its syscalls included) and ops/s. "
+             "Every end state was compared with `ipvsadm -Sn` "
+             f"({sum(1 for c in checks if c.get('ok') == '1')} of {len(checks)} tables identical).")
+    L.append("")
+    sizes = sorted({(k[1], k[2]) for k in conv}, key=lambda s: (s[1], s[0]))
+    L.append("| N×M | " + " | ".join(c for c in CONTENDERS) + " |")
+    L.append("|---|" + "---|" * len(CONTENDERS))
+    for n, m in sizes:
+        base = conv.get(("ipvsadm", n, m), {}).get("wall")
+        cells = []
+        for c in CONTENDERS:
+            v = conv.get((c, n, m))
+            if not v or v["wall"] is None:
+                cells.append("–")
+                continue
+            r = ratio(base, v["wall"])
+            cells.append(f"{fmt(v['wall'])} s [{fmt(r)}×], cpu {fmt(v['cpu'])} s, "
+                         f"{fmt(v['ops'] / v['wall'])} ops/s")
+        L.append(f"| {n}×{m} | " + " | ".join(cells) + " |")
+    L.append("")
+    L.append(f"Plot: `{os.path.basename(png)}` (wall time against N, log-log, per contender).")
+    L.append("")
+    L.append("## One change in a table of N (M = 10)")
+    L.append("")
+    L.append("Median latency of one change in ms (ipvsadm: one process per change, as it is used; "
+             "libraries: one call in a running process; agent: manifest written → change visible in "
+             "the kernel, polled every 20 ms, including the agent's 100 ms directory poll). "
+             "IPVS netlink requests per change in brackets, counted from an nlmon capture "
+             "(libraries: the client's counters); ipvsadm also resolves the family once per socket, "
+             "which is not counted there.")
+    L.append("")
+    L.append("| N | contender | " + " | ".join(OPS) + " |")
+    L.append("|---|---|" + "---|" * len(OPS))
+    for (c, n) in sorted(change, key=lambda k: (k[1], CONTENDERS.index(k[0]) if k[0] in CONTENDERS else 99)):
+        if c == "capture":
+            continue
+        cells = []
+        for op in OPS:
+            e = change[(c, n)].get(op, {})
+            extra_s = f" [{fmt(e.get('req'))} req" + (f", {fmt(e.get('dumps'))} dumps" if e.get("dumps") else "") + "]" \
+                if e.get("req") is not None else ""
+            cells.append(f"{fmt(e.get('p50'))}{extra_s}")
+        L.append(f"| {n} | {c} | " + " | ".join(cells) + " |")
+    for (c, n), v in change.items():
+        if c == "capture":
+            lib = v["lib"]
+            L.append("")
+            L.append(f"Cross-check at N={n}: an nlmon capture of the library doing {int(lib['ops'])} "
+                     f"changes saw {fmt(lib['ipvs'])} IPVS requests ({fmt(lib['total'])} netlink "
+                     "requests with the family lookup).")
+    L.append("")
+    L.append("## Full read")
+    L.append("")
+    L.append("Median wall seconds of a whole-table read; ratio to `ipvsadm -Sn` in brackets "
+             "(below 1 = faster than ipvsadm). The library reads with one GET_SERVICE dump plus "
+             "one GET_DEST dump per service (batch size does not apply to dumps).")
+    L.append("")
+    rsizes = sorted({(k[1], k[2]) for k in read_med}, key=lambda s: (s[0] * s[1], s[0]))
+    L.append("| N×M | ipvsadm -Sn | library | go-ipvs |")
+    L.append("|---|---|---|---|")
+    for n, m in rsizes:
+        b = read_med.get(("ipvsadm", n, m))
+        a = read_med.get((HOLDER, n, m))
+        g = read_med.get(("go-ipvs", n, m))
+        L.append(f"| {n}×{m} | {fmt(b)} s | {fmt(a)} s [{fmt(ratio(a, b))}×] | {fmt(g)} s [{fmt(ratio(g, b))}×] |")
+    L.append("")
+    L.append("## Agent: no-op resync and memory")
+    L.append("")
+    if resync:
+        r = resync[3]
+        L.append(f"No-op periodic resync at {resync[0]}×{resync[1]}: {fmt(resync[2])} CPU seconds per resync "
+                 f"({r.get('resyncs')} resyncs every {r.get('interval_s')} s; the agent's idle "
+                 "directory polling in between is included).")
+    else:
+        L.append("No-op resync: not measured in this run.")
+    L.append("")
+    if rss:
+        L.append("| N×10 | VmHWM (MiB) | VmRSS (MiB) |")
+        L.append("|---|---|---|")
+        for n in sorted(rss):
+            L.append(f"| {n} | {fmt(rss[n][0])} | {fmt(rss[n][1])} |")
+        L.append("")
+        L.append("Daemon in standalone mode, read after its first (adopting) sync.")
+    if stress:
+        L.append("")
+        L.append(f"Stress: {stress[1]} RealServer objects (1,000 VirtualServices × 10 destinations "
+                 f"selected from them), one `--once` reconcile: peak RSS {fmt(stress[0])} MiB, "
+                 f"{fmt((stress[2] or 0) / 1e3)} s.")
+    L.append("")
+    L.append("## Apply → kernel latency")
+    L.append("")
+    if apply_rows:
+        for r in apply_rows:
+            L.append(f"- {r.get('n')}×{r.get('m')}: p50 {r.get('p50_ms')} ms, p99 {r.get('p99_ms')} ms")
+    else:
+        L.append("Not measured: it needs the joined lab (kubectl apply → API server → agent in the VM), "
+                 "which does not exist yet. The rows `apply_latency_p50` / `apply_latency_p99` are `NA`. "
+                 "Hook: when that lab exists, have it write lines "
+                 "`metric=apply_latency contender=agent n=N m=M p50_ms=X p99_ms=Y` to a file and pass "
+                 "it to `e2e/bench/report.py --extra FILE` (run.sh passes `$BENCH_EXTRA` when set).")
+    if problems or bad_checks:
+        L.append("")
+        L.append("## Problems in this run")
+        L.append("")
+        for p in problems:
+            L.append(f"- {p}")
+        for c in bad_checks:
+            L.append(f"- table of {c.get('contender')} at {c.get('n')}×{c.get('m')} differs from the rules")
+    text = "\n".join(L) + "\n"
+    with open(os.path.join(outdir, "report.md"), "w") as f:
+        f.write(text)
+    print(text)
+    return 1 if (problems or bad_checks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

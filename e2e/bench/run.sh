@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# `make bench`: build the contenders, run every measurement in one kernel-lab
+# VM boot, and write target/bench/{results.csv,report.md,converge-time-vs-n.png}.
+#
+#   run.sh [--quick] [--no-agent] [--out DIR] [-v]
+#
+#   --quick     small sizes only (a few minutes; for checking the harness)
+#   --no-agent  leave the node agent out
+#   --out DIR   where the results go (default <repo>/target/bench)
+#   -v          stream the VM console to stderr
+#
+# Environment: LVS_CACHE (cache root), BENCH_EXTRA (a file of extra result
+# lines for report.py, e.g. apply->kernel latencies from the joined lab),
+# BENCH_VM_MEM (MiB, default 4096), BENCH_VM_TIMEOUT (s), NODE_AGENT_BIN (use
+# this node-agent binary instead of building one), CARGO_FLAGS (default
+# --locked).
+# Exit status: non-zero when a build, the VM or a check failed. Missed
+# performance targets are reported in report.md, never turned into failures.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=../lib/common.sh
+. "$HERE/../lib/common.sh"
+
+QUICK=0 AGENT=1 OUT="$LVS_REPO/target/bench" VERBOSE=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1; shift ;;
+        --no-agent) AGENT=0; shift ;;
+        --out) OUT="$2"; shift 2 ;;
+        -v|--verbose) VERBOSE=(-v); shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+lvs_need_root
+t_start="$(lvs_now_ms)"
+CACHE="$LVS_CACHE/bench"
+mkdir -p "$CACHE" "$OUT"
+
+# --- sizes -----------------------------------------------------------------------------
+# Each BENCH_* variable set in the environment overrides the preset.
+if [ "$QUICK" -eq 1 ]; then
+    PRESET=(BENCH_CONVERGE="500x1 500x10 2000x10" BENCH_READ="1000x4 2000x1 50x50"
+        BENCH_CHANGE="500 2000" BENCH_RSS="500 2000" BENCH_RESYNC="2000x10"
+        BENCH_STRESS_POOL=5000 BENCH_STRESS_N=100 BENCH_REPEAT=2 BENCH_RESYNC_INTERVAL=5 BENCH_PERIODIC=2)
+    TIMEOUT="${BENCH_VM_TIMEOUT:-900}"
+else
+    PRESET=(BENCH_CONVERGE="1000x1 1000x10 5000x1 5000x10 20000x1 20000x10"
+        BENCH_READ="1000x4 2000x2 8000x2 16000x1 100x100"
+        BENCH_CHANGE="1000 20000" BENCH_RSS="1000 10000 20000" BENCH_RESYNC="20000x10"
+        BENCH_STRESS_POOL=100000 BENCH_STRESS_N=100 BENCH_REPEAT=3 BENCH_RESYNC_INTERVAL=20 BENCH_PERIODIC=1)
+    TIMEOUT="${BENCH_VM_TIMEOUT:-1500}"
+fi
+SIZES=()
+for kv in "${PRESET[@]}"; do
+    name="${kv%%=*}"
+    SIZES+=("$name=${!name-${kv#*=}}")
+done
+
+# --- builds ------------------------------------------------------------------------------
+PKGS=(-p lvs-bench)
+AGENT_BIN="${NODE_AGENT_BIN:-}"
+if [ -z "$AGENT_BIN" ]; then
+    PKGS+=(-p lvs-node-agent)
+    AGENT_BIN="$LVS_REPO/target/release/node-agent"
+fi
+lvs_log "bench: cargo build --release ${PKGS[*]}"
+# shellcheck disable=SC2086
+(cd "$LVS_REPO" && cargo build --release ${CARGO_FLAGS---locked} "${PKGS[@]}") >"$CACHE/cargo.log" 2>&1 \
+    || { tail -n 30 "$CACHE/cargo.log" >&2; lvs_die "cargo build failed (log: $CACHE/cargo.log)"; }
+[ -x "$AGENT_BIN" ] || lvs_die "node-agent binary $AGENT_BIN is not an executable file"
+
+GO="${GO:-/usr/local/go/bin/go}"
+[ -x "$GO" ] || GO="$(command -v go || true)"
+[ -n "$GO" ] || lvs_die "no Go toolchain (expected /usr/local/go/bin/go)"
+lvs_log "bench: building goipvs (github.com/cloudflare/ipvs, static)"
+(cd "$HERE/goipvs" && CGO_ENABLED=0 "$GO" build -trimpath -o "$CACHE/goipvs" .) >"$CACHE/go.log" 2>&1 \
+    || { cat "$CACHE/go.log" >&2; lvs_die "go build of e2e/bench/goipvs failed"; }
+
+# matplotlib for the plot, in a venv under the cache.
+PY="$CACHE/venv/bin/python"
+if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+    lvs_log "bench: installing matplotlib into $CACHE/venv"
+    python3 -m venv "$CACHE/venv" >&2 || { lvs_apt_ensure python3-venv; python3 -m venv "$CACHE/venv" >&2; }
+    "$CACHE/venv/bin/pip" install -q matplotlib >&2 || lvs_die "pip install matplotlib failed"
+fi
+
+# --- the VM ----------------------------------------------------------------------------------
+RUN="$CACHE/run"
+ENVS=()
+for s in "${SIZES[@]}"; do ENVS+=(--env "$s"); done
+ENVS+=(--env "BENCH_AGENT=$AGENT")
+lvs_log "bench: running the suite in the kernel lab VM (timeout ${TIMEOUT}s)"
+set +e
+"$LVS_REPO/e2e/kernel/run-vm.sh" "${VERBOSE[@]}" --out "$RUN" --mem "${BENCH_VM_MEM:-4096}" --timeout "$TIMEOUT" \
+    --add "$LVS_REPO/target/release/lvs-bench:/usr/local/bin/lvs-bench" \
+    --add "$AGENT_BIN:/usr/local/bin/node-agent" \
+    --add "$CACHE/goipvs:/usr/local/bin/goipvs" \
+    "${ENVS[@]}" "$HERE/guest.sh"
+vm_rc=$?
+set -e
+[ -f "$RUN/files/raw.txt" ] || lvs_die "the VM produced no results (run-vm.sh exit $vm_rc; console: $RUN/console.log)"
+rm -rf "$OUT/logs"
+cp "$RUN/files/raw.txt" "$OUT/raw.txt"
+[ -d "$RUN/files/logs" ] && cp -r "$RUN/files/logs" "$OUT/logs"
+
+wall_s=$(( ($(lvs_now_ms) - t_start) / 1000 ))
+EXTRA=()
+[ -n "${BENCH_EXTRA:-}" ] && EXTRA=(--extra "$BENCH_EXTRA")
+rep_rc=0
+"$PY" "$HERE/report.py" "$OUT/raw.txt" "$OUT" --wall-s "$wall_s" "${EXTRA[@]}" || rep_rc=$?
+lvs_log "bench: ${wall_s}s in total; results in $OUT (results.csv, report.md, converge-time-vs-n.png)"
+[ "$vm_rc" -eq 0 ] || lvs_die "the guest reported failures (run-vm.sh exit $vm_rc); see $OUT/report.md"
+exit "$rep_rc"
