@@ -3,7 +3,9 @@
 # from a throwaway CA, RBAC enforced, TokenRequest enabled. No kubelet, no
 # controller-manager, no scheduler: every API object exists, no pod runs.
 #
-# Usage: lab.sh up | down | env | status
+# Usage: lab.sh up | down | env | status | stop-apiserver | start-apiserver
+#   stop-apiserver / start-apiserver stop and restart kube-apiserver alone (same
+#   port and certificates; etcd keeps running), for outage tests.
 #   LVS_LAB_DIR         lab state dir (default ${LVS_CACHE:-<repo>/.cache}/cluster-lab/lab)
 #   LVS_APISERVER_PORT  secure port (default: a free port from 6443 upwards)
 #   LVS_ETCD_PORT       etcd client port (default: a free port from 23790 upwards)
@@ -123,6 +125,23 @@ print_env() {
   cat "$lab/lab.env"
 }
 
+# start_apiserver_proc: start kube-apiserver with the command line saved in
+# kube-apiserver.args (one argument per line); its log is appended to.
+start_apiserver_proc() {
+  local args=()
+  mapfile -t args <"$lab/kube-apiserver.args"
+  "${args[@]}" >>"$lab/kube-apiserver.log" 2>&1 </dev/null &
+  echo $! >"$lab/kube-apiserver.pid"
+}
+
+# wait_apiserver_ready PORT: /readyz answers 200 (120 s at most).
+wait_apiserver_ready() {
+  local pki=$lab/pki
+  wait_until kube-apiserver 120 "$lab/kube-apiserver.pid" "$lab/kube-apiserver.log" \
+    curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+    "https://127.0.0.1:$1/readyz"
+}
+
 cmd_up() {
   local b
   for b in etcd kube-apiserver kubectl; do
@@ -155,7 +174,9 @@ cmd_up() {
   wait_until etcd 30 "$lab/etcd.pid" "$lab/etcd.log" curl -fsS "$etcd_url/health"
 
   local pki=$lab/pki
-  start_proc kube-apiserver "$bindir/kube-apiserver" \
+  # The command line is kept so that start-apiserver can bring the same
+  # server back after stop-apiserver (etcd keeps running meanwhile).
+  printf '%s\n' "$bindir/kube-apiserver" \
     --etcd-servers "$etcd_url" \
     --bind-address 127.0.0.1 --secure-port "$api_port" \
     --advertise-address "$vm_host_ip" \
@@ -169,12 +190,11 @@ cmd_up() {
     --anonymous-auth=false \
     --allow-privileged=true \
     --profiling=false \
-    --v=1
+    --v=1 >"$lab/kube-apiserver.args"
+  start_apiserver_proc
   write_kubeconfig "$lab/admin.kubeconfig" "https://127.0.0.1:$api_port"
   write_kubeconfig "$lab/admin-vm.kubeconfig" "https://$vm_host_ip:$api_port"
-  wait_until kube-apiserver 120 "$lab/kube-apiserver.pid" "$lab/kube-apiserver.log" \
-    curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
-    "https://127.0.0.1:$api_port/readyz"
+  wait_apiserver_ready "$api_port"
 
   cat >"$lab/lab.env" <<EOF
 export LVS_LAB_DIR=$lab
@@ -221,6 +241,26 @@ cmd_down() {
   log "down: stopped (logs kept in $lab)"
 }
 
+# stop-apiserver / start-apiserver: take the API server away and bring the same
+# one back (same port, certificates and etcd), for outage scenarios.
+cmd_stop_apiserver() {
+  [[ -f $lab/kube-apiserver.args ]] || die "no lab at $lab (run: lab.sh up)"
+  stop_proc kube-apiserver
+  log "kube-apiserver stopped (etcd still running)"
+}
+
+cmd_start_apiserver() {
+  [[ -f $lab/kube-apiserver.args ]] || die "no lab at $lab (run: lab.sh up)"
+  pid_alive "$lab/kube-apiserver.pid" && die "kube-apiserver is already running"
+  pid_alive "$lab/etcd.pid" || die "etcd is not running; run: lab.sh down && lab.sh up"
+  local port
+  port=$(awk 'prev == "--secure-port" {print} {prev = $0}' "$lab/kube-apiserver.args")
+  echo "=== restarted $(date -u +%FT%TZ)" >>"$lab/kube-apiserver.log"
+  start_apiserver_proc
+  wait_apiserver_ready "$port"
+  log "kube-apiserver running again on port $port"
+}
+
 cmd_status() {
   local n
   for n in etcd kube-apiserver; do
@@ -233,5 +273,7 @@ case ${1:-} in
   down) cmd_down ;;
   env) print_env ;;
   status) cmd_status ;;
-  *) die "usage: lab.sh up|down|env|status" ;;
+  stop-apiserver) cmd_stop_apiserver ;;
+  start-apiserver) cmd_start_apiserver ;;
+  *) die "usage: lab.sh up|down|env|status|stop-apiserver|start-apiserver" ;;
 esac

@@ -18,7 +18,10 @@
 #   --mem MB          guest memory (default 1024)
 #   --smp N           guest CPUs (default 2; TCG runs one host thread per CPU)
 #   --nics N          add N virtio-net NICs on qemu user networking (the host's
-#                     loopback appears as 10.0.2.2); the guest loads virtio_net
+#                     loopback appears as 10.0.2.2); the guest loads virtio_net.
+#                     NIC i (from 0) has the MAC 52:54:00:00:01:<i in hex>.
+#   --hostfwd RULE    qemu hostfwd rule on NIC 0, e.g. tcp:127.0.0.1:7000-:7000
+#                     (a host port forwarded into the guest). Repeatable.
 #   --append STR      extra kernel command line
 #   --no-strip        copy ELF files unchanged
 #   --keep-initrd     keep <out>/initrd.cpio
@@ -36,7 +39,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
-ADDS=() ENVS=() OUT="" TIMEOUT=300 MEM=1024 SMP=2 NICS=0 APPEND="" STRIP=1 KEEP=0 VERBOSE=0
+ADDS=() ENVS=() HOSTFWDS=() OUT="" TIMEOUT=300 MEM=1024 SMP=2 NICS=0 APPEND="" STRIP=1 KEEP=0 VERBOSE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --add) ADDS+=("$2"); shift 2 ;;
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
         --mem) MEM="$2"; shift 2 ;;
         --smp) SMP="$2"; shift 2 ;;
         --nics) NICS="$2"; shift 2 ;;
+        --hostfwd) HOSTFWDS+=("$2"); shift 2 ;;
         --append) APPEND="$2"; shift 2 ;;
         --no-strip) STRIP=0; shift ;;
         --keep-initrd) KEEP=1; shift ;;
@@ -161,8 +165,13 @@ QEMU=(qemu-system-x86_64 -accel tcg -cpu max -smp "$SMP" -m "$MEM"
     -serial stdio -serial "file:$OUT/channel.log"
     -kernel "$VMLINUZ" -initrd "$INITRD"
     -append "console=ttyS0 panic=-1 quiet lab.nics=$NICS $APPEND")
+[ "${#HOSTFWDS[@]}" -eq 0 ] || [ "$NICS" -ge 1 ] || lvs_die "--hostfwd needs --nics 1 or more"
 for ((i = 0; i < NICS; i++)); do
-    QEMU+=(-netdev "user,id=n$i" -device "virtio-net-pci,netdev=n$i")
+    netdev="user,id=n$i"
+    if [ "$i" -eq 0 ]; then
+        for f in "${HOSTFWDS[@]}"; do netdev+=",hostfwd=$f"; done
+    fi
+    QEMU+=(-netdev "$netdev" -device "virtio-net-pci,netdev=n$i,romfile=,mac=$(printf '52:54:00:00:01:%02x' "$i")")
 done
 printf '%q ' "${QEMU[@]}" >"$OUT/qemu.cmd"; echo >>"$OUT/qemu.cmd"
 

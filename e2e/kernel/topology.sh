@@ -31,6 +31,11 @@
 # shellcheck shell=sh
 
 TOPO_NODES="client router dir1 dir2 rs1 rs2 rs3 rs4 rs5"
+# IPv4 networks (first three octets of each /24). Other labs built on this
+# topology (e2e/joined) move them; the defaults are the kernel lab's plan above.
+TOPO_LAN4="${TOPO_LAN4:-10.0.1}"
+TOPO_REM4="${TOPO_REM4:-10.0.2}"
+TOPO_VIP4="${TOPO_VIP4:-203.0.113}"
 TOPO_LAN_NODES="dir1 dir2 rs1 rs2 rs3"
 TOPO_REM_NODES="rs4 rs5"
 TOPO_REALSERVERS="rs1 rs2 rs3 rs4 rs5"
@@ -47,9 +52,9 @@ topo_host_id() {
 topo_ip4() {
     case "$1" in
         client) echo 198.51.100.10 ;;
-        router) echo 10.0.1.1 ;;
-        rs4|rs5) echo "10.0.2.$(topo_host_id "$1")" ;;
-        *) echo "10.0.1.$(topo_host_id "$1")" ;;
+        router) echo "$TOPO_LAN4.1" ;;
+        rs4|rs5) echo "$TOPO_REM4.$(topo_host_id "$1")" ;;
+        *) echo "$TOPO_LAN4.$(topo_host_id "$1")" ;;
     esac
 }
 topo_ip6() {
@@ -131,10 +136,10 @@ topo_up() {
                 router)
                     echo "addr add 198.51.100.1/24 dev front0"
                     echo "addr add 2001:db8:100::1/64 dev front0 nodad"
-                    echo "addr add 10.0.1.1/24 dev lan0"
-                    echo "addr add 203.0.113.1/24 dev lan0"
+                    echo "addr add $TOPO_LAN4.1/24 dev lan0"
+                    echo "addr add $TOPO_VIP4.1/24 dev lan0"
                     echo "addr add 2001:db8:1::1/64 dev lan0 nodad"
-                    echo "addr add 10.0.2.1/24 dev rem0"
+                    echo "addr add $TOPO_REM4.1/24 dev rem0"
                     echo "addr add 2001:db8:2::1/64 dev rem0 nodad"
                     echo "link set front0 up"
                     echo "link set lan0 up"
@@ -146,9 +151,9 @@ topo_up() {
                     echo "addr add $(topo_ip6 "$n")/64 dev eth0 nodad"
                     echo "link set eth0 up"
                     case "$n" in
-                        rs4|rs5) echo "route add default via 10.0.2.1"
+                        rs4|rs5) echo "route add default via $TOPO_REM4.1"
                                  echo "route add default via 2001:db8:2::1" ;;
-                        *)       echo "route add default via 10.0.1.1"
+                        *)       echo "route add default via $TOPO_LAN4.1"
                                  echo "route add default via 2001:db8:1::1" ;;
                     esac
                     ;;
@@ -184,7 +189,7 @@ topo_listening() {
 # topo_rs_gateway dir1|router: default route of rs1-rs3 (NAT needs the director).
 topo_rs_gateway() {
     case "$1" in
-        router) _gw4=10.0.1.1 _gw6=2001:db8:1::1 ;;
+        router) _gw4="$TOPO_LAN4.1" _gw6=2001:db8:1::1 ;;
         dir1|dir2) _gw4="$(topo_ip4 "$1")" _gw6="$(topo_ip6 "$1")" ;;
         *) echo "topo_rs_gateway: router, dir1 or dir2, not $1" >&2; return 1 ;;
     esac

@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# The joined lab: the cluster lab's API server on the host, the chart installed
+# with helm, the operator on the host under the chart's ServiceAccount, and the
+# kernel lab's VM with one network namespace per node, each running the node
+# agent in Kubernetes mode with a token bound to its Node.
+#
+# Usage: lab.sh up [--no-agents] | down | env | status | logs [DIR]
+#   up         build what is missing, start everything, print the environment
+#              (eval "$(e2e/joined/lab.sh env)" then use kubectl and in-node.sh)
+#   down       stop the VM, the operator and the cluster lab; keep the logs
+#   env        print the running lab's environment
+#   status     what runs
+#   logs [DIR] copy the agents' logs out of the VM into DIR (default <lab>/logs)
+#
+#   LVS_JOINED_DIR       lab directory (default $LVS_CACHE/joined-lab/lab)
+#   NODE_AGENT_BIN       node agent binary (default target/debug/node-agent)
+#   LVS_OPERATOR_BIN     operator binary (default target/debug/lvs-operator)
+#   LVS_JOINED_NO_BUILD  1: do not run cargo build
+#   LVS_JOINED_VM_TIMEOUT  lifetime limit of the VM in seconds (default 86400)
+#   LVS_JOINED_AGENT_LOG   the agents' RUST_LOG (default info)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+cluster="$LVS_REPO/e2e/cluster"
+kernel="$LVS_REPO/e2e/kernel"
+dir="$(jl_dir)"
+release=lvs
+ns=lvs-system
+agent_sa=$release-lvs-operator-agent
+operator_sa=$release-lvs-operator-operator
+
+T0=$SECONDS
+# step MESSAGE: one progress line with the time since `up` began.
+step() { printf '[%4ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
+
+pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+free_port() {
+  local p=$1
+  while [[ -n $(ss -Hltn "sport = :$p") ]]; do p=$((p + 1)); done
+  echo "$p"
+}
+
+# run_logged NAME CMD...: run CMD with its output in $dir/NAME.log; on failure
+# show the log's tail and die.
+run_logged() {
+  local name=$1
+  shift
+  if ! "$@" >"$dir/$name.log" 2>&1; then
+    tail -n 20 "$dir/$name.log" >&2
+    lvs_die "$name failed (log: $dir/$name.log)"
+  fi
+}
+
+cmd_up() {
+  local agents=1
+  [[ ${1:-} == --no-agents ]] && agents=0
+  lvs_need_root
+  if [[ -f $dir/joined.env ]]; then
+    lvs_die "a joined lab is already up in $dir (stop it: e2e/joined/lab.sh down)"
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir/kubeconfigs"
+  # A failed start stops whatever it had started (logs stay in $dir).
+  trap 'rc=$?; if ((rc != 0)); then echo "lab.sh: up failed; stopping what it started" >&2; cmd_down; fi' EXIT
+
+  local agent_bin=${NODE_AGENT_BIN:-$LVS_REPO/target/debug/node-agent}
+  local operator_bin=${LVS_OPERATOR_BIN:-$LVS_REPO/target/debug/lvs-operator}
+
+  # The kernel lab's packages and kernel download alongside the builds.
+  step "kernel lab: packages, Debian kernel, initramfs (in the background)"
+  "$kernel/setup.sh" --quiet >"$dir/kernel-setup.log" 2>&1 &
+  local setup_pid=$!
+  if [[ ${LVS_JOINED_NO_BUILD:-0} != 1 ]]; then
+    step "cargo build -p lvs-node-agent -p lvs-operator"
+    run_logged cargo-build cargo build --locked -p lvs-node-agent -p lvs-operator
+  fi
+  [[ -x $agent_bin ]] || lvs_die "node agent $agent_bin missing (make build)"
+  [[ -x $operator_bin ]] || lvs_die "operator $operator_bin missing (make build)"
+  if ((agents)) && ! "$agent_bin" --help | grep -q -- '--kubeconfig'; then
+    lvs_die "$agent_bin has no Kubernetes mode (--kubeconfig); rebuild it"
+  fi
+  step "cluster lab tools: etcd, kube-apiserver, kubectl, helm (Go; cached after the first build)"
+  run_logged build-tools "$cluster/build-tools.sh"
+  step "waiting for the kernel lab setup"
+  wait "$setup_pid" || { tail -n 20 "$dir/kernel-setup.log" >&2; lvs_die "kernel lab setup failed (log: $dir/kernel-setup.log)"; }
+
+  step "cluster lab: etcd + kube-apiserver"
+  LVS_LAB_DIR="$dir/cluster" run_logged cluster-up "$cluster/lab.sh" up
+  # shellcheck disable=SC1091
+  . "$dir/cluster/lab.env"
+  export HELM_CACHE_HOME=$dir/helm/cache HELM_CONFIG_HOME=$dir/helm/config HELM_DATA_HOME=$dir/helm/data
+
+  step "helm install $release charts/lvs-operator -n $ns"
+  run_logged helm-install helm install "$release" "$LVS_REPO/charts/lvs-operator" -n "$ns" --create-namespace --wait=false
+  run_logged crds-established kubectl wait --for condition=Established --timeout 60s \
+    crd/virtualservices.lvs.lvs-operator.io crd/realservers.lvs.lvs-operator.io crd/lvsnodes.lvs.lvs-operator.io
+
+  step "Node objects: ${JL_AGENT_NODES[*]} (dir1 is the director)"
+  local n
+  for n in "${JL_AGENT_NODES[@]}"; do
+    local role=realserver
+    [[ $n == dir* ]] && role=director
+    kubectl create -f - >>"$dir/nodes.log" 2>&1 <<EOF || lvs_die "creating Node $n failed (log: $dir/nodes.log)"
+apiVersion: v1
+kind: Node
+metadata:
+  name: $n
+  labels:
+    kubernetes.io/hostname: $n
+    lab.lvs-operator.io/node: $n
+    lab.lvs-operator.io/role: $role
+EOF
+    kubectl patch node "$n" --subresource=status --type=merge >>"$dir/nodes.log" 2>&1 \
+      -p "{\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"$(jl_node_ip "$n")\"},{\"type\":\"Hostname\",\"address\":\"$n\"}]}}" ||
+      lvs_die "setting the InternalIP of Node $n failed (log: $dir/nodes.log)"
+    "$cluster/sa-kubeconfig.sh" --bind-node "$n" "$ns" "$agent_sa" "$dir/kubeconfigs/$n.kubeconfig" "$LVS_LAB_APISERVER_VM" ||
+      lvs_die "no agent kubeconfig for $n"
+  done
+  kubectl label node dir1 lvs.lvs-operator.io/director=true >>"$dir/nodes.log" 2>&1
+
+  step "operator on the host (ServiceAccount $ns/$operator_sa)"
+  "$cluster/sa-kubeconfig.sh" "$ns" "$operator_sa" "$dir/operator.kubeconfig"
+  local op_port
+  op_port=$(free_port 18480)
+  env POD_NAME=lvs-operator-lab RUST_LOG="${LVS_JOINED_OPERATOR_LOG:-info}" NO_COLOR=1 \
+    setsid "$operator_bin" --kubeconfig "$dir/operator.kubeconfig" --namespace "$ns" \
+    --listen "127.0.0.1:$op_port" >"$dir/operator.log" 2>&1 </dev/null &
+  echo $! >"$dir/operator.pid"
+
+  local cmd_port
+  cmd_port=$(free_port 17000)
+  step "VM: kernel lab topology, ${#JL_AGENT_NODES[@]} node NICs + 1 control NIC, agents in Kubernetes mode"
+  local vm_env=(--env "TOPO_LAN4=$JL_LAN4" --env "TOPO_REM4=$JL_REM4" --env "TOPO_VIP4=$JL_VIP4"
+    --env "JOINED_CMD_PORT=7000" --env "JOINED_AGENT_LOG=${LVS_JOINED_AGENT_LOG:-info}")
+  if ((agents)); then
+    vm_env+=(--env "JOINED_AGENT_NODES=${JL_AGENT_NODES[*]}")
+  else
+    vm_env+=(--env "JOINED_AGENT_NODES=${JL_AGENT_NODES[*]}" --env "JOINED_NO_AGENTS=1")
+  fi
+  setsid "$kernel/run-vm.sh" --out "$dir/vm" --timeout "${LVS_JOINED_VM_TIMEOUT:-86400}" \
+    --mem 1536 --nics $((${#JL_AGENT_NODES[@]} + 1)) --hostfwd "tcp:127.0.0.1:$cmd_port-:7000" \
+    --add "$agent_bin:/usr/local/bin/node-agent" \
+    --add "$here/guest:/lab/joined" --add "$dir/kubeconfigs:/lab/joined/kubeconfigs" \
+    "${vm_env[@]}" "$here/guest/vm-main.sh" >"$dir/vm-runner.log" 2>&1 </dev/null &
+  echo $! >"$dir/vm-runner.pid"
+
+  cat >"$dir/joined.env" <<EOF
+$(cat "$dir/cluster/lab.env")
+export LVS_JOINED_DIR=$dir
+export LVS_JOINED_CMD_PORT=$cmd_port
+export LVS_JOINED_OPERATOR_METRICS=http://127.0.0.1:$op_port/metrics
+export HELM_CACHE_HOME=$dir/helm/cache HELM_CONFIG_HOME=$dir/helm/config HELM_DATA_HOME=$dir/helm/data
+EOF
+  export LVS_JOINED_CMD_PORT=$cmd_port
+
+  local deadline=$((SECONDS + 180))
+  until LVS_JOINED_CMD_TIMEOUT=10 jl_exec root 'test -e /run/lab/ready' 2>/dev/null; do
+    if ! pid_alive "$dir/vm-runner.pid"; then
+      tail -n 30 "$dir/vm/console.log" >&2 2>/dev/null || tail -n 30 "$dir/vm-runner.log" >&2
+      lvs_die "the VM ended before it was ready (console: $dir/vm/console.log)"
+    fi
+    if jl_exec root 'test -e /run/lab/fatal' 2>/dev/null; then
+      jl_exec root 'cat /run/lab/fatal' >&2 || true
+      lvs_die "the VM's setup failed (console: $dir/vm/console.log)"
+    fi
+    ((SECONDS < deadline)) || lvs_die "the VM's command channel did not come up within 180 s (console: $dir/vm/console.log)"
+    sleep 1
+  done
+  pid_alive "$dir/operator.pid" || { tail -n 20 "$dir/operator.log" >&2; lvs_die "the operator exited (log: $dir/operator.log)"; }
+
+  if ((agents)); then
+    step "waiting for the agents (/readyz in every node, LvsNode reports)"
+    deadline=$((SECONDS + 180))
+    local pending
+    while :; do
+      pending=()
+      for n in "${JL_AGENT_NODES[@]}"; do
+        jl_exec "$n" 'wget -q -O /dev/null http://127.0.0.1:9477/readyz' 2>/dev/null || pending+=("$n")
+      done
+      ((${#pending[@]} == 0)) && break
+      if ((SECONDS >= deadline)); then
+        for n in "${pending[@]}"; do
+          echo "--- agent $n (last lines):" >&2
+          jl_exec root "tail -n 5 /run/lab/logs/$n.log" >&2 || true
+        done
+        lvs_die "agents not ready within 180 s: ${pending[*]}"
+      fi
+      sleep 1
+    done
+  fi
+  trap - EXIT
+  step "up: kubectl via KUBECONFIG=$KUBECONFIG, nodes via e2e/joined/in-node.sh NODE CMD..."
+  cat "$dir/joined.env"
+}
+
+# stop_pid FILE SECS: TERM the process group led by the pid in FILE, KILL it after SECS.
+stop_pid() {
+  local f=$1 secs=$2 pid i
+  [[ -f $f ]] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < secs * 4; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.25
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+cmd_logs() {
+  local out=${1:-$dir/logs} n
+  [[ -f $dir/joined.env ]] || lvs_die "no joined lab in $dir"
+  jl_load_env
+  mkdir -p "$out"
+  for n in "${JL_AGENT_NODES[@]}"; do
+    jl_exec root "cat /run/lab/logs/$n.log" >"$out/agent-$n.log" 2>/dev/null || true
+  done
+  echo "$out"
+}
+
+cmd_down() {
+  [[ -d $dir ]] || { echo "lab.sh: no joined lab in $dir" >&2; return 0; }
+  if [[ -f $dir/joined.env ]] && pid_alive "$dir/vm-runner.pid"; then
+    cmd_logs "$dir/logs" >/dev/null 2>&1 || true
+    # Ask the VM to stop (agents TERM, poweroff), then wait for qemu to end.
+    LVS_JOINED_CMD_PORT=$(sed -n 's/^export LVS_JOINED_CMD_PORT=//p' "$dir/joined.env") \
+      LVS_JOINED_CMD_TIMEOUT=5 jl_exec root 'touch /run/lab/stop' >/dev/null 2>&1 || true
+    local i
+    for ((i = 0; i < 60; i++)); do
+      pid_alive "$dir/vm-runner.pid" || break
+      sleep 0.5
+    done
+  fi
+  stop_pid "$dir/vm-runner.pid" 5
+  stop_pid "$dir/operator.pid" 10
+  if [[ -f $dir/cluster/lab.env ]]; then
+    LVS_LAB_DIR="$dir/cluster" "$cluster/lab.sh" down >>"$dir/cluster-down.log" 2>&1 || true
+  fi
+  rm -f "$dir/joined.env"
+  echo "lab.sh: joined lab stopped (logs in $dir)" >&2
+}
+
+cmd_status() {
+  local what
+  for what in vm-runner operator; do
+    if pid_alive "$dir/$what.pid"; then echo "$what: running (pid $(cat "$dir/$what.pid"))"; else echo "$what: stopped"; fi
+  done
+  [[ -d $dir/cluster ]] && LVS_LAB_DIR="$dir/cluster" "$cluster/lab.sh" status
+  return 0
+}
+
+case ${1:-} in
+  up) shift; cmd_up "$@" ;;
+  down) cmd_down ;;
+  env) [[ -f $dir/joined.env ]] || lvs_die "no joined lab in $dir"; cat "$dir/joined.env" ;;
+  status) cmd_status ;;
+  logs) shift; cmd_logs "$@" ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+esac
