@@ -72,6 +72,11 @@ pub struct Args {
     /// Seconds between full resyncs, which read the kernel and repair drift.
     #[arg(long, env = "LVS_RESYNC_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub resync_interval: u64,
+    /// Kubernetes mode: seconds between rewrites of an unchanged LvsNode
+    /// report, which would only move its lastSyncTime on. A changed report
+    /// is written at once.
+    #[arg(long, env = "LVS_REPORT_REFRESH_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub report_refresh_interval: u64,
     /// Address for /metrics, /healthz, /readyz and /status.
     #[arg(long, env = "LVS_LISTEN", default_value = "0.0.0.0:9477")]
     pub listen: SocketAddr,
@@ -335,7 +340,7 @@ fn run_daemon<D: Dataplane + 'static>(
                 let reporter = Reporter::new(
                     client,
                     &args.node_name,
-                    crate::k8s::lvsnode::REFRESH,
+                    Duration::from_secs(args.report_refresh_interval),
                     metrics,
                 );
                 tasks.push(tokio::spawn(reporter.run(status)));

@@ -24,7 +24,8 @@ use crate::metrics::Metrics;
 /// The field manager of every write the agent makes.
 pub const FIELD_MANAGER: &str = "lvs-node-agent";
 
-/// How often an unchanged report is rewritten just to move `lastSyncTime`.
+/// How often an unchanged report is rewritten just to move `lastSyncTime`
+/// (the default of `--report-refresh-interval`).
 pub const REFRESH: Duration = Duration::from_secs(60);
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);

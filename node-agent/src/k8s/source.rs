@@ -54,14 +54,24 @@ impl KubeSource {
     }
 }
 
-fn change<K, T>(ev: watcher::Event<K>, key: fn(&K) -> String, view: fn(&K) -> T) -> Change<T> {
-    match ev {
+/// Converts a watch event. An object being deleted (deletionTimestamp set,
+/// waiting for finalizers) counts as gone: the user asked for its removal,
+/// and the operator's finalizer must not keep it programmed.
+fn change<K: Resource, T>(
+    ev: watcher::Event<K>,
+    key: fn(&K) -> String,
+    view: fn(&K) -> T,
+) -> Option<Change<T>> {
+    let terminating = |o: &K| o.meta().deletion_timestamp.is_some();
+    Some(match ev {
         watcher::Event::Init => Change::Init,
+        watcher::Event::InitApply(o) if terminating(&o) => return None,
         watcher::Event::InitApply(o) => Change::InitApply(key(&o), view(&o)),
         watcher::Event::InitDone => Change::InitDone,
+        watcher::Event::Apply(o) if terminating(&o) => Change::Delete(key(&o)),
         watcher::Event::Apply(o) => Change::Apply(key(&o), view(&o)),
         watcher::Event::Delete(o) => Change::Delete(key(&o)),
-    }
+    })
 }
 
 fn watch<K, T>(
@@ -78,12 +88,12 @@ where
 {
     watcher(api, watcher::Config::default())
         .default_backoff()
-        .map(move |r| {
-            (
-                kind,
-                r.map(|ev| wrap(change(ev, key, view)))
-                    .map_err(|e| e.to_string()),
-            )
+        .filter_map(move |r| {
+            let item = match r {
+                Ok(ev) => change(ev, key, view).map(|c| (kind, Ok(wrap(c)))),
+                Err(e) => Some((kind, Err(e.to_string()))),
+            };
+            std::future::ready(item)
         })
 }
 
@@ -291,6 +301,47 @@ mod tests {
         futures::channel::mpsc::UnboundedReceiver<WatchItem>,
     ) {
         futures::channel::mpsc::unbounded()
+    }
+
+    #[test]
+    fn objects_being_deleted_count_as_gone() {
+        let vs: VirtualService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "VirtualService",
+            "metadata": {"name": "web", "namespace": "default", "generation": 2},
+            "spec": {"address": "192.0.2.1", "port": 80,
+                     "directors": {"nodeSelector": {}},
+                     "realServerSelector": {"matchLabels": {"app": "web"}}},
+        }))
+        .unwrap();
+        let conv = |ev| {
+            change(
+                ev,
+                namespaced_key::<VirtualService>,
+                |o: &VirtualService| Object::from(o),
+            )
+        };
+        match conv(watcher::Event::Apply(vs.clone())) {
+            Some(Change::Apply(k, o)) => {
+                assert_eq!(k, "default/web");
+                assert_eq!(o.meta.generation, Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut gone = vs.clone();
+        gone.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        gone.metadata.finalizers = Some(vec!["lvs.lvs-operator.io/cleanup".into()]);
+        assert_eq!(
+            conv(watcher::Event::Apply(gone.clone())),
+            Some(Change::Delete("default/web".into()))
+        );
+        assert_eq!(conv(watcher::Event::InitApply(gone)), None);
+        assert_eq!(
+            conv(watcher::Event::Delete(vs)),
+            Some(Change::Delete("default/web".into()))
+        );
     }
 
     #[tokio::test(start_paused = true)]
