@@ -89,7 +89,7 @@ t_agent() {
     return 0
   fi
   pass agent/binary
-  trap 'stop_proc operator; stop_proc agent-imposter; for n in "${ag_nodes[@]}"; do stop_proc "agent-$n"; done' EXIT
+  trap 'stop_proc operator; stop_proc agent-imposter; stop_proc agent-chart; for n in "${ag_nodes[@]}"; do stop_proc "agent-$n"; done' EXIT
   trap 'exit 143' TERM INT
   ensure_release
   kubectl delete lease lvs-operator-leader -n "$lvs_ns" --ignore-not-found
@@ -137,6 +137,36 @@ t_agent() {
     return 0
   fi
   pass agent/starts
+  # --- the chart's own DaemonSet args start the Kubernetes mode -----------
+  # As the kubelet would run them (NODE_NAME expanded), with the in-cluster
+  # config replaced by KUBECONFIG, the fake dataplane chosen through its
+  # environment variable (this host has no IPVS), and --listen moved to a
+  # free loopback port.
+  local ds_json chart_args=() chart_cmd
+  kubectl create -f - <<<'{"apiVersion":"v1","kind":"Node","metadata":{"name":"ag-chart"}}'
+  "$LVS_E2E_CLUSTER/sa-kubeconfig.sh" --bind-node ag-chart "$lvs_ns" "$(lvs_sa agent)" "$LVS_LAB_DIR/agent-ag-chart.kubeconfig"
+  ds_json=$(kubectl get daemonset -n "$lvs_ns" -l app.kubernetes.io/component=agent -o json)
+  chart_cmd=$(jq -r '.items[0].spec.template.spec.containers[0].command | join(" ")' <<<"$ds_json")
+  mapfile -t chart_args < <(jq -r '.items[0].spec.template.spec.containers[0].args[]' <<<"$ds_json" |
+    sed -e 's/\$(NODE_NAME)/ag-chart/' -e "s/^--listen=.*/--listen=127.0.0.1:${ag_port[imposter]}/")
+  echo "chart: $chart_cmd ${chart_args[*]}"
+  if [[ $chart_cmd != */node-agent ]] || ! printf '%s\n' "${chart_args[@]}" | grep -q -- '^--proc-sys=/host/proc/sys$' ||
+    printf '%s\n' "${chart_args[@]}" | grep -q -- '^--config-dir'; then
+    fail agent/chart-args "the DaemonSet runs '$chart_cmd ${chart_args[*]}': expected .../node-agent with --proc-sys=/host/proc/sys and no --config-dir"
+  else
+    start_proc agent-chart env KUBECONFIG="$LVS_LAB_DIR/agent-ag-chart.kubeconfig" LVS_DATAPLANE=fake \
+      "$ag_bin" "${chart_args[@]}" >/dev/null
+    if ag_wait 30 '.spec.nodeName == "ag-chart" and (.status.lastSyncTime // "") != ""' "$ag_ln" ag-chart &&
+      grep -q 'node-agent started (Kubernetes mode)' "$LVS_LAB_DIR/agent-chart.log"; then
+      pass agent/chart-args
+    else
+      fail agent/chart-args "the agent with the chart's args wrote no LvsNode ag-chart within 30s: $(grep -m1 -E '"(WARN|ERROR)"' "$LVS_LAB_DIR/agent-chart.log" || tail -n 1 "$LVS_LAB_DIR/agent-chart.log")"
+    fi
+  fi
+  stop_proc agent-chart
+  kubectl delete "$ag_ln" ag-chart --ignore-not-found
+  kubectl delete node ag-chart --ignore-not-found
+
   if [[ $(ag_metric ag-d1 lvs_agent_api_synced) == 1 ]]; then
     pass agent/api-synced-metric
   else
