@@ -318,6 +318,51 @@ fn svc_words(k: &ServiceKey) -> String {
     }
 }
 
+/// Lines of one text missing from or added to another, both taken as
+/// multisets (order does not matter, repeats do).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LineDiff<'a> {
+    pub missing: Vec<&'a str>,
+    pub unexpected: Vec<&'a str>,
+}
+
+impl LineDiff<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+pub fn line_diff<'a>(expected: &'a str, actual: &'a str) -> LineDiff<'a> {
+    let mut e: Vec<&str> = expected.lines().collect();
+    let mut a: Vec<&str> = actual.lines().collect();
+    e.sort_unstable();
+    a.sort_unstable();
+    let (mut i, mut j) = (0, 0);
+    let mut d = LineDiff::default();
+    while i < e.len() || j < a.len() {
+        match (e.get(i), a.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                d.missing.push(x);
+                i += 1;
+            }
+            (Some(x), None) => {
+                d.missing.push(x);
+                i += 1;
+            }
+            (_, Some(y)) => {
+                d.unexpected.push(y);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    d
+}
+
 /// Netlink traffic in a capture, counted per message (a pipelined datagram
 /// carries several).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -504,6 +549,14 @@ mod tests {
         let err = parse_rules("-A -t 1.2.3.4:80 -s rr\n-a -t 1.2.3.4:80 -r nope -m\n").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
         assert!(parse_rules("-A -t 1.2.3.4:80 --bogus\n").is_err());
+    }
+
+    #[test]
+    fn line_diff_is_order_free_and_counts_repeats() {
+        assert!(line_diff("a\nb\nc\n", "c\na\nb\n").is_empty());
+        let d = line_diff("a\nb\nb\n", "b\nc\n");
+        assert_eq!(d.missing, vec!["a", "b"]);
+        assert_eq!(d.unexpected, vec!["c"]);
     }
 
     #[test]

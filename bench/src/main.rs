@@ -100,6 +100,9 @@ enum Cmd {
         #[arg(long)]
         family: u16,
     },
+    /// Compare two files as multisets of lines (e.g. the rules and
+    /// `ipvsadm -Sn` output, which lists in hash order); exit 1 if they differ.
+    SameLines { expected: PathBuf, actual: PathBuf },
     /// Print the IPVS generic-netlink family id.
     Family,
     /// Do ACTION (if any) and poll the kernel until the condition holds;
@@ -154,10 +157,16 @@ fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
 
-fn cpu_ms(who: UsageWho) -> anyhow::Result<f64> {
+/// (user, system) CPU milliseconds.
+fn cpu_split_ms(who: UsageWho) -> anyhow::Result<(f64, f64)> {
     let u = getrusage(who).context("getrusage")?;
     let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1e3 + t.tv_usec() as f64 / 1e3;
-    Ok(tv(u.user_time()) + tv(u.system_time()))
+    Ok((tv(u.user_time()), tv(u.system_time())))
+}
+
+fn cpu_ms(who: UsageWho) -> anyhow::Result<f64> {
+    let (u, s) = cpu_split_ms(who)?;
+    Ok(u + s)
 }
 
 fn connect(batch: usize) -> anyhow::Result<IpvsClient> {
@@ -323,6 +332,28 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 "ipvs_requests={} ipvs_dumps={} ctrl_requests={} other_requests={} ipvs_datagrams={}",
                 c.ipvs_requests, c.ipvs_dumps, c.ctrl_requests, c.other_requests, c.ipvs_datagrams
             );
+        }
+        Cmd::SameLines { expected, actual } => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let (e, a) = (read(&expected)?, read(&actual)?);
+            let d = lvs_bench::line_diff(&e, &a);
+            println!(
+                "lines={} missing={} unexpected={}",
+                e.lines().count(),
+                d.missing.len(),
+                d.unexpected.len()
+            );
+            if !d.is_empty() {
+                for l in d.missing.iter().take(5) {
+                    eprintln!("missing:    {l}");
+                }
+                for l in d.unexpected.iter().take(5) {
+                    eprintln!("unexpected: {l}");
+                }
+                bail!("{} differs from {}", actual.display(), expected.display());
+            }
         }
         Cmd::Family => println!("family_id={}", connect(1)?.family_id()),
         Cmd::Wait {

@@ -23,6 +23,8 @@
 #   BENCH_RESYNC_INTERVAL       the agent's resync interval for those
 #   BENCH_REPEAT                repetitions of the small measurements
 #   BENCH_AGENT                 1 to include the node agent
+#   BENCH_AGENT_CHANGE  "N ..." the agent's one-change sizes (default BENCH_CHANGE)
+#   BENCH_AGENT_MAX_N           largest N run with the agent (larger: skipped)
 . /lab/lib.sh
 set -u
 
@@ -38,6 +40,8 @@ BENCH_AGENT="${BENCH_AGENT:-1}"
 BENCH_RESYNC_INTERVAL="${BENCH_RESYNC_INTERVAL:-20}"
 BENCH_PERIODIC="${BENCH_PERIODIC:-2}"
 BENCH_STRESS_N="${BENCH_STRESS_N:-100}"
+BENCH_AGENT_CHANGE="${BENCH_AGENT_CHANGE:-$BENCH_CHANGE}"
+BENCH_AGENT_MAX_N="${BENCH_AGENT_MAX_N:-1000000}"
 LIB_BATCHES="1 16 64 256"
 NODE_IP=10.0.0.2
 PROBE_SVC=172.30.0.1:80
@@ -80,21 +84,21 @@ kv() { tail -n 1 "$1" 2>/dev/null | tr ' ' '\n' | grep '=' | sed "s/^/${2:-}/" |
 rules_file() { # N M [POOL]
     _f="/tmp/b/rules-$1x$2-${3:-1000}"
     if [ ! -f "$_f" ]; then
-        lvs-bench gen-rules --n "$1" --m "$2" --pool "${3:-1000}" >"$_f" && sort "$_f" >"$_f.sorted"
+        lvs-bench gen-rules --n "$1" --m "$2" --pool "${3:-1000}" >"$_f"
     fi
     echo "$_f"
 }
 
-# check N M CONTENDER [POOL]: the namespace's table equals the rules, compared
-# as sorted `ipvsadm -Sn` output.
+# check N M CONTENDER [POOL]: the namespace's table (`ipvsadm -Sn`) holds
+# exactly the rules' lines (ipvsadm lists in hash order: compared as sets).
 check() {
     _f="$(rules_file "$1" "$2" "${4:-1000}")"
-    inns ipvsadm -Sn | sort >/tmp/b/actual
-    if cmp -s /tmp/b/actual "$_f.sorted"; then
-        rec "metric=check contender=$3 n=$1 m=$2 ok=1 lines=$(wc -l <"$_f.sorted")"
+    inns ipvsadm -Sn >/tmp/b/actual
+    if lvs-bench same-lines "$_f" /tmp/b/actual >/tmp/b/same 2>/tmp/b/same.err; then
+        rec "metric=check contender=$3 n=$1 m=$2 ok=1 $(kv /tmp/b/same)"
     else
-        rec "metric=check contender=$3 n=$1 m=$2 ok=0 lines=$(wc -l <"$_f.sorted") got=$(wc -l </tmp/b/actual)"
-        diff /tmp/b/actual "$_f.sorted" | head -n 10
+        rec "metric=check contender=$3 n=$1 m=$2 ok=0 $(kv /tmp/b/same)"
+        cat /tmp/b/same.err
         problem "table of $3 at $1x$2 differs from the rules"
     fi
 }
@@ -118,7 +122,7 @@ cap_start() {
 cap_stop() {
     sleep 0.3
     kill -INT "$CAP_PID"; wait "$CAP_PID"
-    grep -q ' 0 packets dropped by kernel' /tmp/b/cap.err || problem "capture dropped packets: $(tr '\n' ' ' </tmp/b/cap.err)"
+    grep -q '^0 packets dropped by kernel' /tmp/b/cap.err || problem "capture dropped packets: $(tr '\n' ' ' </tmp/b/cap.err)"
     lvs-bench nlcount /tmp/b/cap.pcap --family "$FAMILY"
 }
 
@@ -289,7 +293,7 @@ agent_daemon_suite() {
     rec "metric=agent_adopt contender=agent n=$_n m=$_m wall_s=$(( $(date +%s) - _t0 )) sync_ms=$(field "$_l" elapsed_ms) sync_ops=$(field "$_l" ops) sync_thread_ticks=$(sync_ticks "$AGENT_PID") process_ticks=$(cpu_ticks "$AGENT_PID") hz=100"
     [ "$(field "$_l" ops)" = 0 ] || problem "agent adoption at ${_n}x$_m was not a no-op: $_l"
     rec "metric=rss contender=agent n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
-    if echo " $BENCH_CHANGE " | grep -q " $_n "; then
+    if echo " $BENCH_AGENT_CHANGE " | grep -q " $_n "; then
         for op in add_svc add_dest set_weight del_dest; do
             _inc="$(syncs incremental)"; _inc="${_inc:-0}"
             case "$op" in
@@ -326,7 +330,9 @@ agent_daemon_suite() {
 }
 
 # ================= the run =============================================================
-lab_log "bench: converge sizes $BENCH_CONVERGE; read $BENCH_READ; change $BENCH_CHANGE; rss $BENCH_RSS"
+# The agent goes last: its sizes are the slowest, and a timeout then costs
+# only agent rows (run.sh recovers every line logged before it).
+rec "metric=config converge=\"$BENCH_CONVERGE\" read=\"$BENCH_READ\" change=\"$BENCH_CHANGE\" agent_change=\"$BENCH_AGENT_CHANGE\" rss=\"$BENCH_RSS\" resync=$BENCH_RESYNC periodic=$BENCH_PERIODIC resync_interval=$BENCH_RESYNC_INTERVAL stress_pool=$BENCH_STRESS_POOL stress_n=$BENCH_STRESS_N repeat=$BENCH_REPEAT agent=$BENCH_AGENT agent_max_n=$BENCH_AGENT_MAX_N"
 
 CONTENDERS="ipvsadm go-ipvs"
 for b in $LIB_BATCHES; do CONTENDERS="$CONTENDERS lib-batch$b"; done
@@ -341,33 +347,7 @@ for sz in $BENCH_CONVERGE; do
         fi
         ns_del
     done
-    if [ "$BENCH_AGENT" = 1 ]; then
-        converge "$n" "$m" agent
-        if [ "$m" = 10 ] && echo " $BENCH_RSS $BENCH_CHANGE " | grep -q " $n "; then
-            agent_daemon_suite "$n" "$m"
-        fi
-        ns_del
-    fi
 done
-
-# Memory at sizes not in the converge list, and the RealServer stress run.
-if [ "$BENCH_AGENT" = 1 ]; then
-    for n in $BENCH_RSS; do
-        echo " $BENCH_CONVERGE " | grep -q " ${n}x10 " && continue
-        converge "$n" 10 agent
-        agent_daemon_suite "$n" 10
-        ns_del
-    done
-    if [ "$BENCH_STRESS_POOL" -gt 0 ]; then
-        ns_new; agent_net
-        _d="$(agent_manifests "$BENCH_STRESS_N" 10 "$BENCH_STRESS_POOL")"
-        inns lvs-bench time --stdout /tmp/b/once.json -- node-agent --once --config-dir "$_d" --node-name bench \
-            --state-dir "/tmp/b/state-$NS" >/tmp/b/outer 2>"/out/logs/agent-stress.log" || problem "agent stress run failed"
-        rec "metric=rss_stress contender=agent n=$BENCH_STRESS_N m=10 pool=$BENCH_STRESS_POOL $(kv /tmp/b/outer)"
-        check "$BENCH_STRESS_N" 10 agent-stress "$BENCH_STRESS_POOL"
-        ns_del
-    fi
-fi
 
 # Full read: library dump vs ipvsadm -Sn (and the Go library) on the same table.
 for sz in $BENCH_READ; do
@@ -384,12 +364,45 @@ for sz in $BENCH_READ; do
         if [ "$i" -eq 0 ]; then
             inns lvs-bench time --stdout /tmp/b/inner -- goipvs read >/tmp/b/outer
             rec "metric=full_read contender=go-ipvs n=$n m=$m $(kv /tmp/b/outer) $(kv /tmp/b/inner inner_)"
-            sort /tmp/b/libsave | cmp -s - "$f.sorted" || problem "lvs-bench read of $sz differs from the rules"
+            lvs-bench same-lines "$f" /tmp/b/libsave >/dev/null || problem "lvs-bench read of $sz differs from the rules"
         fi
         i=$((i + 1))
     done
     ns_del
 done
+
+# The node agent, up to BENCH_AGENT_MAX_N services; larger sizes are
+# recorded as skipped (report.md says why).
+agent_fits() { [ "$1" -le "$BENCH_AGENT_MAX_N" ] || { rec "metric=skipped contender=agent n=$1 m=$2 what=$3 max_n=$BENCH_AGENT_MAX_N"; return 1; }; }
+agent_daemon_wanted() { [ "$2" = 10 ] && echo " $BENCH_RSS $BENCH_AGENT_CHANGE ${BENCH_RESYNC%x*} " | grep -q " $1 "; }
+if [ "$BENCH_AGENT" = 1 ]; then
+    for sz in $BENCH_CONVERGE; do
+        n="${sz%x*}" m="${sz#*x}"
+        agent_fits "$n" "$m" converge || continue
+        converge "$n" "$m" agent
+        agent_daemon_wanted "$n" "$m" && agent_daemon_suite "$n" "$m"
+        ns_del
+    done
+    # Daemon sizes that are not converge sizes.
+    for n in $BENCH_RSS $BENCH_AGENT_CHANGE ${BENCH_RESYNC%x*}; do
+        echo " $BENCH_CONVERGE " | grep -q " ${n}x10 " && continue
+        echo " $_done " | grep -q " $n " && continue
+        _done="${_done:-} $n"
+        agent_fits "$n" 10 daemon || continue
+        converge "$n" 10 agent
+        agent_daemon_suite "$n" 10
+        ns_del
+    done
+    if [ "$BENCH_STRESS_POOL" -gt 0 ]; then
+        ns_new; agent_net
+        _d="$(agent_manifests "$BENCH_STRESS_N" 10 "$BENCH_STRESS_POOL")"
+        inns lvs-bench time --stdout /tmp/b/once.json -- node-agent --once --config-dir "$_d" --node-name bench \
+            --state-dir "/tmp/b/state-$NS" >/tmp/b/outer 2>"/out/logs/agent-stress.log" || problem "agent stress run failed"
+        rec "metric=rss_stress contender=agent n=$BENCH_STRESS_N m=10 pool=$BENCH_STRESS_POOL $(kv /tmp/b/outer)"
+        check "$BENCH_STRESS_N" 10 agent-stress "$BENCH_STRESS_POOL"
+        ns_del
+    fi
+fi
 
 FAILURES="$(wc -l </tmp/b/problems)"
 rec "metric=done failures=$FAILURES uptime_s=$(cut -d' ' -f1 /proc/uptime)"

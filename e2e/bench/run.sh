@@ -88,6 +88,10 @@ fi
 
 # --- the VM ----------------------------------------------------------------------------------
 RUN="$CACHE/run"
+# Other qemu VMs on this machine share its 2 cores with the benchmark VM.
+other_vms() { pgrep -c -x qemu-system-x86_64 || true; }
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)" VMS_BEFORE="$(other_vms)"
+[ "$VMS_BEFORE" -eq 0 ] || lvs_log "bench: warning: $VMS_BEFORE other qemu VM(s) running; they compete for the CPUs"
 ENVS=()
 for s in "${SIZES[@]}"; do ENVS+=(--env "$s"); done
 ENVS+=(--env "BENCH_AGENT=$AGENT")
@@ -100,9 +104,19 @@ set +e
     "${ENVS[@]}" "$HERE/guest.sh"
 vm_rc=$?
 set -e
-[ -f "$RUN/files/raw.txt" ] || lvs_die "the VM produced no results (run-vm.sh exit $vm_rc; console: $RUN/console.log)"
 rm -rf "$OUT/logs"
-cp "$RUN/files/raw.txt" "$OUT/raw.txt"
+if [ -f "$RUN/files/raw.txt" ]; then
+    cp "$RUN/files/raw.txt" "$OUT/raw.txt"
+else
+    # The VM ended early (timeout, crash): every result line was also logged
+    # on the console as "[uptime] metric=...".
+    tr -d '\r' <"$RUN/console.log" | sed -n 's/^\[ *[0-9.]*\] \(metric=.*\)$/\1/p' >"$OUT/raw.txt"
+    [ -s "$OUT/raw.txt" ] || lvs_die "the VM produced no results (run-vm.sh exit $vm_rc; console: $RUN/console.log)"
+    lvs_log "bench: the VM ended early (run-vm.sh exit $vm_rc); reporting the $(wc -l <"$OUT/raw.txt") results it logged"
+fi
+{
+    echo "metric=host load_before=\"$LOAD_BEFORE\" load_after=\"$(cut -d' ' -f1-3 /proc/loadavg)\" other_vms_before=$VMS_BEFORE other_vms_after=$(other_vms) vm_rc=$vm_rc"
+} >>"$OUT/raw.txt"
 [ -d "$RUN/files/logs" ] && cp -r "$RUN/files/logs" "$OUT/logs"
 
 wall_s=$(( ($(lvs_now_ms) - t_start) / 1000 ))
