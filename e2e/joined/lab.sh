@@ -88,7 +88,11 @@ cmd_up() {
   wait "$setup_pid" || { tail -n 20 "$dir/kernel-setup.log" >&2; lvs_die "kernel lab setup failed (log: $dir/kernel-setup.log)"; }
 
   step "cluster lab: etcd + kube-apiserver"
-  LVS_LAB_DIR="$dir/cluster" run_logged cluster-up "$cluster/lab.sh" up
+  # Ports away from the cluster lab's defaults (6443, 23790): the API server's
+  # port must still be free when the outage scenario starts it again, even if
+  # another lab on this machine starts meanwhile.
+  LVS_APISERVER_PORT=${LVS_APISERVER_PORT:-$(free_port 16443)} LVS_ETCD_PORT=${LVS_ETCD_PORT:-$(free_port 26790)} \
+    LVS_LAB_DIR="$dir/cluster" run_logged cluster-up "$cluster/lab.sh" up
   # shellcheck disable=SC1091
   . "$dir/cluster/lab.env"
   export HELM_CACHE_HOME=$dir/helm/cache HELM_CONFIG_HOME=$dir/helm/config HELM_DATA_HOME=$dir/helm/data
@@ -125,9 +129,10 @@ EOF
   "$cluster/sa-kubeconfig.sh" "$ns" "$operator_sa" "$dir/operator.kubeconfig"
   local op_port
   op_port=$(free_port 18480)
+  # Restarted when it exits, as its Deployment would be.
   env POD_NAME=lvs-operator-lab RUST_LOG="${LVS_JOINED_OPERATOR_LOG:-info}" NO_COLOR=1 \
-    setsid "$operator_bin" --kubeconfig "$dir/operator.kubeconfig" --namespace "$ns" \
-    --listen "127.0.0.1:$op_port" >"$dir/operator.log" 2>&1 </dev/null &
+    setsid "$here/supervise.sh" operator "$dir" "$operator_bin" --kubeconfig "$dir/operator.kubeconfig" \
+    --namespace "$ns" --listen "127.0.0.1:$op_port" >/dev/null 2>&1 </dev/null &
   echo $! >"$dir/operator.pid"
 
   local cmd_port
@@ -169,7 +174,8 @@ EOF
     ((SECONDS < deadline)) || lvs_die "the VM's command channel did not come up within 180 s (console: $dir/vm/console.log)"
     sleep 1
   done
-  pid_alive "$dir/operator.pid" || { tail -n 20 "$dir/operator.log" >&2; lvs_die "the operator exited (log: $dir/operator.log)"; }
+  [[ $(cat "$dir/operator.starts" 2>/dev/null) == 1 ]] && pid_alive "$dir/operator.child" ||
+    { tail -n 20 "$dir/operator.log" >&2; lvs_die "the operator exited (log: $dir/operator.log)"; }
 
   if ((agents)); then
     step "waiting for the agents (/readyz in every node, LvsNode reports)"
@@ -191,6 +197,13 @@ EOF
       sleep 1
     done
   fi
+  step "waiting for the operator (/readyz, leader Lease)"
+  deadline=$((SECONDS + 60))
+  until curl -fsS "http://127.0.0.1:$op_port/readyz" >/dev/null 2>&1 &&
+    [[ $(kubectl get lease lvs-operator-leader -n "$ns" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null) == lvs-operator-lab ]]; do
+    ((SECONDS < deadline)) || { tail -n 20 "$dir/operator.log" >&2; lvs_die "the operator is not ready and leading within 60 s (log: $dir/operator.log)"; }
+    sleep 0.5
+  done
   trap - EXIT
   step "up: kubectl via KUBECONFIG=$KUBECONFIG, nodes via e2e/joined/in-node.sh NODE CMD..."
   cat "$dir/joined.env"
@@ -250,6 +263,7 @@ cmd_status() {
   for what in vm-runner operator; do
     if pid_alive "$dir/$what.pid"; then echo "$what: running (pid $(cat "$dir/$what.pid"))"; else echo "$what: stopped"; fi
   done
+  [[ -f $dir/operator.starts ]] && echo "operator starts: $(cat "$dir/operator.starts")"
   [[ -d $dir/cluster ]] && LVS_LAB_DIR="$dir/cluster" "$cluster/lab.sh" status
   return 0
 }

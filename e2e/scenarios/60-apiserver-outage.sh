@@ -27,6 +27,7 @@ sc_apiserver_outage() {
   t0=$SECONDS
   rules_nat wrr | sc_wait_ipvs "$d" "$SVC_NAT" 90
   sc_ok "the change made after the restart is in the kernel after $((SECONDS - t0)) s"
+  sc_info "API server outage: a change made right after the restart reached the kernel $((SECONDS - t0)) s later ($(lab_name) lab)"
   sc_wait_vs web-nat 3 90
   sleep 2
   sc_traffic_stop outage
