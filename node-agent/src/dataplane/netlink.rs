@@ -739,6 +739,27 @@ mod tests {
     }
 
     #[test]
+    fn sysctls_go_through_the_configured_root() {
+        let root = std::env::temp_dir().join(format!("lvs-proc-sys-{}", std::process::id()));
+        let dir = root.join("net/ipv4/conf/all");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("arp_ignore"), "0\n").unwrap();
+        let mut dp = NetlinkDataplane::new()
+            .expect("an rtnetlink socket")
+            .with_sysctl_root(&root);
+        assert_eq!(dp.read_sysctl("net/ipv4/conf/all/arp_ignore").unwrap(), "0");
+        dp.write_sysctl("net/ipv4/conf/all/arp_ignore", "1")
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("arp_ignore")).unwrap(),
+            "1\n"
+        );
+        // A key missing under the root is an error, not a read of /proc/sys.
+        assert!(dp.read_sysctl("net/ipv4/ip_forward").is_err());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
     fn label_equal_to_the_interface_name_is_no_label() {
         let names: BTreeMap<u32, String> = [(2, "eth0".to_string())].into_iter().collect();
         let mut m = address_message(
