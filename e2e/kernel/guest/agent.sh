@@ -166,3 +166,57 @@ ipvs_expect() {
 
 # ipvs_expect_quiet NODE SECS: like ipvs_expect, but returns 1 instead of failing.
 ipvs_expect_quiet() { ( LAB_WHY_FILE=/tmp/why.quiet; ipvs_expect "$@" >/dev/null ); }
+
+# --- scheduler scenarios (agent-sched-*) ------------------------------------------
+
+# manifest_sched_vs NAME VIP PORT SCHED: a NAT VirtualService NAME on VIP:PORT/TCP
+# with scheduler SCHED, placed on the labelled director (dir1), selecting the
+# RealServers labelled app=NAME.
+manifest_sched_vs() {
+manifest_write "$1" <<YAML
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata:
+  name: $1
+  namespace: default
+spec:
+  address: $2
+  port: $3
+  protocol: TCP
+  scheduler: $4
+  forwarding: NAT
+  directors:
+    nodeSelector:
+      matchLabels:
+        lvs.lvs-operator.io/director: "true"
+  realServerSelector:
+    matchLabels:
+      app: $1
+YAML
+}
+
+# manifest_sched_rs NAME RS WEIGHT PORT: RealServer NAME-RS for realserver node
+# RS (its IPv4 address) on PORT with WEIGHT, labelled app=NAME.
+manifest_sched_rs() {
+manifest_write "$1-$2" <<YAML
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata:
+  name: $1-$2
+  namespace: default
+  labels:
+    app: $1
+spec:
+  address: $(topo_ip4 "$2")
+  port: $4
+  weight: $3
+YAML
+}
+
+# sched_rules VIP:PORT SCHED RSPORT RS=WEIGHT...: the `ipvsadm -Sn` lines of a
+# NAT service, for ipvs_expect.
+sched_rules() {
+    _svc="$1" _s="$2" _p="$3"; shift 3
+    echo "-A -t $_svc -s $_s"
+    for _rw in "$@"; do echo "-a -t $_svc -r $(topo_ip4 "${_rw%%=*}"):$_p -m -w ${_rw#*=}"; done
+}
