@@ -45,10 +45,23 @@ free_port() {
 
 # run_logged NAME CMD...: run CMD with its output in $dir/NAME.log; on failure
 # show the log's tail and die.
+# run_logged NAME CMD...: run CMD with its output in $dir/NAME.log (a line
+# every 30 s while it runs); on failure show the log's tail and die.
 run_logged() {
-  local name=$1
+  local name=$1 rc=0 ticker
   shift
-  if ! "$@" >"$dir/$name.log" 2>&1; then
+  (
+    t=0
+    while sleep 30; do
+      t=$((t + 30))
+      printf '[%4ds]        ... %s still running (%ds, log: %s)\n' "$((SECONDS - T0))" "$name" "$t" "$dir/$name.log" >&2
+    done
+  ) &
+  ticker=$!
+  "$@" >"$dir/$name.log" 2>&1 || rc=$?
+  kill "$ticker" 2>/dev/null
+  wait "$ticker" 2>/dev/null || true
+  if ((rc != 0)); then
     tail -n 20 "$dir/$name.log" >&2
     lvs_die "$name failed (log: $dir/$name.log)"
   fi
@@ -85,6 +98,7 @@ cmd_up() {
   step "cluster lab tools: etcd, kube-apiserver, kubectl, helm (Go; cached after the first build)"
   run_logged build-tools "$cluster/build-tools.sh"
   step "waiting for the kernel lab setup"
+  run_logged kernel-setup-wait bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done' _ "$setup_pid"
   wait "$setup_pid" || { tail -n 20 "$dir/kernel-setup.log" >&2; lvs_die "kernel lab setup failed (log: $dir/kernel-setup.log)"; }
 
   step "cluster lab: etcd + kube-apiserver"
