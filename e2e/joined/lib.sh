@@ -1,6 +1,6 @@
 # Host-side helpers of the joined lab (bash). Sourced by lab.sh, in-node.sh,
 # run-suite.sh and demo.sh.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 
 JL_HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../lib/common.sh
@@ -14,8 +14,7 @@ JL_REM4=10.10.1
 JL_VIP4=192.0.2
 # Nodes with an agent (and a NIC to the host), in NIC order.
 JL_AGENT_NODES=(dir1 dir2 rs1 rs2 rs3 rs4 rs5)
-# All namespaces the command channel can reach ("root" is the VM itself).
-JL_ALL_NODES=(client router "${JL_AGENT_NODES[@]}")
+
 
 # jl_node_ip NODE: the node's InternalIP in the joined topology.
 jl_node_ip() {

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # examples/nat.yaml as it is: VIP 192.0.2.10:8080 masqueraded to three
 # realservers on port 80, round robin.
 scenario nat sc_nat

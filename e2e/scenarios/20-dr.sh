@@ -1,10 +1,11 @@
+# shellcheck shell=bash
 # examples/dr.yaml as it is: direct routing to the nodes rs1 and rs2 (weights
 # 1 and 2, wrr). Their agents put the VIP on lo with arp_ignore=1 and
 # arp_announce=2; replies bypass the director.
 scenario dr sc_dr
 sc_dr() {
   sc_reset
-  local d r dev
+  local d r
   d=$(lab_node dir1)
   sc_apply dr
   rules_dr | sc_wait_ipvs "$d" "$SVC_DR" 90

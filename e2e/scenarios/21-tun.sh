@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # examples/tun.yaml as it is: IP-in-IP tunnelling to the nodes rs4 and rs5 in
 # another subnet (wlc). Their agents hold the VIP on the ipip device with
 # rp_filter relaxed; replies bypass the director.

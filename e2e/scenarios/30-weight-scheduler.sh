@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # kubectl patch of a weight and of the scheduler on the NAT example: the
 # kernel follows in place. The scheduler switch happens while a connection is
 # held open half-way through its request; that flow completes afterwards, and

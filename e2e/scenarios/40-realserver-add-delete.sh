@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # RealServer objects come and go: the director's destinations follow, and so
 # does the traffic. Covers delete, create, and a label change that takes a
 # RealServer out of the selector.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # kubectl delete of the examples: every node goes back to what it was. The
 # director's services and VIPs go, the DR realservers lose the VIP on lo and get
 # their ARP sysctls back, the TUN realservers lose the tunnel VIP and get
@@ -7,7 +8,7 @@ scenario delete-cleanup sc_delete_cleanup
 FOREIGN_VIP=192.0.2.99
 sc_delete_cleanup() {
   sc_reset
-  local d r before_ai before_aa before_rpf n
+  local d r n
   d=$(lab_node dir1)
   local rs3ip=${NAT_RS_ADDRS[2]}
   # The foreign service: NAT to rs3, set up by hand.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The API server goes away for 30 s under steady traffic: no request fails and
 # no agent restarts (the kernel keeps forwarding; the agents keep their last
 # state and retry). Right after the API server is back, a change is made; it

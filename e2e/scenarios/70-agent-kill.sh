@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # kill -9 of the agents on the director and on a DR realserver under steady
 # traffic: no request fails; the restarted agents adopt what is there: the
 # kernel tables and addresses stay as they were, the new agents write nothing

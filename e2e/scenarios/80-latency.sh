@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # How long from `kubectl patch` of a RealServer's weight to the new weight in
 # the director's kernel table. A poller inside the director's namespace reads
 # the kernel's IPVS table (/proc/net/ip_vs, the listing ipvsadm -Ln also
@@ -32,7 +33,7 @@ sc_latency() {
     lat+=($((t1 - t0)))
     echo "change $((i + 1)): weight $w in the kernel after $((t1 - t0)) ms"
   done
-  sorted=($(printf '%s\n' "${lat[@]}" | sort -n))
+  mapfile -t sorted < <(printf "%s\n" "${lat[@]}" | sort -n)
   local n=${#sorted[@]}
   sc_info "apply->kernel latency: p50=$(sc_ms "${sorted[$(((n - 1) / 2))]}") min=$(sc_ms "${sorted[0]}") max=$(sc_ms "${sorted[$((n - 1))]}") over $n changes ($(lab_name) lab; kubectl patch of a RealServer weight until the director's kernel shows it)"
   sc_delete nat

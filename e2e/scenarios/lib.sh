@@ -26,7 +26,7 @@
 #
 # Each client has busybox sh, wget, nc and timeout; each node has ip,
 # ipvsadm, sh, sort, grep and cat; realservers serve their name on :80.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2120
 
 # --- the examples' objects -----------------------------------------------------
 VIP_NAT=192.0.2.10
@@ -40,7 +40,6 @@ URL_DR="http://$VIP_DR/"
 URL_TUN="http://$VIP_TUN/"
 # NAT realservers by address (examples/nat.yaml), in RealServer order.
 NAT_RS_ADDRS=(10.10.0.11 10.10.0.12 10.10.0.13)
-NAT_RS_NAMES=(rs1 rs2 rs3)
 VS_GROUP=virtualservices.lvs.lvs-operator.io
 RS_GROUP=realservers.lvs.lvs-operator.io
 

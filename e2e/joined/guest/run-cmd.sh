@@ -6,4 +6,5 @@
 . /lab/checks.sh
 _f="$1"
 shift
+# shellcheck disable=SC1090
 . "$_f"

@@ -38,7 +38,11 @@ nic_mac() { printf '52:54:00:00:01:%02x' "$1"; }
 # creates devices named eth0, which must not clash in the root namespace.
 _want=1
 for n in $AGENT_NODES; do _want=$((_want + 1)); done
-_have() { [ "$(ls /sys/class/net | grep -c '^eth')" -ge "$_want" ]; }
+_have() {
+    _c=0
+    for _d in /sys/class/net/eth*; do [ -e "$_d" ] && _c=$((_c + 1)); done
+    [ "$_c" -ge "$_want" ]
+}
 wait_until 20 _have || die "expected $_want NICs, have: $(ls /sys/class/net | tr '\n' ' ')"
 i=0
 while [ "$i" -lt "$_want" ]; do
