@@ -363,8 +363,13 @@ pub fn line_diff<'a>(expected: &'a str, actual: &'a str) -> LineDiff<'a> {
     d
 }
 
+/// nlmsg_pid the harness stamps into its own requests (ASCII "BNCH"), so a
+/// capture can tell them from the measured process's.
+pub const BENCH_PORT_MARK: u32 = 0x4843_4e42;
+
 /// Netlink traffic in a capture, counted per message (a pipelined datagram
-/// carries several).
+/// carries several). Requests stamped with [`BENCH_PORT_MARK`] are counted
+/// apart, in `marked_requests`, and in nothing else.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct NetlinkCount {
     /// Requests to the IPVS generic-netlink family.
@@ -377,6 +382,8 @@ pub struct NetlinkCount {
     pub other_requests: u64,
     /// Datagrams carrying at least one IPVS request (sendmsg calls).
     pub ipvs_datagrams: u64,
+    /// Requests of the harness itself (nlmsg_pid = BENCH_PORT_MARK).
+    pub marked_requests: u64,
 }
 
 const LINKTYPE_NETLINK: u32 = 253;
@@ -436,11 +443,14 @@ pub fn count_netlink(pcap: &[u8], ipvs_family: u16) -> Result<NetlinkCount> {
             let len = u32::from_le_bytes(dgram[0..4].try_into().expect("4 bytes")) as usize;
             let ty = u16::from_le_bytes([dgram[4], dgram[5]]);
             let flags = u16::from_le_bytes([dgram[6], dgram[7]]);
+            let pid = u32::from_le_bytes(dgram[12..16].try_into().expect("4 bytes"));
             if len < 16 {
                 return Err(cap("netlink message shorter than its header"));
             }
             if flags & NLM_F_REQUEST != 0 {
-                if proto != NETLINK_GENERIC {
+                if pid == BENCH_PORT_MARK {
+                    count.marked_requests += 1;
+                } else if proto != NETLINK_GENERIC {
                     count.other_requests += 1;
                 } else if ty == GENL_ID_CTRL {
                     count.ctrl_requests += 1;
@@ -627,6 +637,7 @@ mod tests {
                 ctrl_requests: 3,
                 other_requests: 0,
                 ipvs_datagrams: 2,
+                marked_requests: 0,
             }
         );
     }
@@ -643,6 +654,31 @@ mod tests {
                 .unwrap()
                 .ipvs_requests,
             0
+        );
+    }
+
+    #[test]
+    fn marked_requests_are_counted_apart() {
+        let mut p = fixture("04-dest-nat-new");
+        // Stamp the mark into the NEW_DEST request (the last-but-one record):
+        // walk the records and patch the request whose genl cmd is 5.
+        let mut off = 24;
+        let mut patched = 0;
+        while off + 16 <= p.len() {
+            let incl = u32::from_le_bytes(p[off + 8..off + 12].try_into().unwrap()) as usize;
+            let msg = off + 16 + 16;
+            let flags = u16::from_le_bytes([p[msg + 6], p[msg + 7]]);
+            if flags & NLM_F_REQUEST != 0 && p[msg + 16] == 5 {
+                p[msg + 12..msg + 16].copy_from_slice(&BENCH_PORT_MARK.to_le_bytes());
+                patched += 1;
+            }
+            off += 16 + incl;
+        }
+        assert_eq!(patched, 1);
+        let c = count_netlink(&p, 32).unwrap();
+        assert_eq!(
+            (c.ipvs_requests, c.marked_requests, c.ctrl_requests),
+            (1, 1, 3)
         );
     }
 

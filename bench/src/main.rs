@@ -14,8 +14,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lvs_bench::{Table, count_netlink, parse_rules, percentiles};
 use lvs_ipvs::{
-    DestConfig, DestKey, Destination, FwdMethod, IpvsClient, Op, Protocol, Service, ServiceConfig,
-    ServiceKey,
+    DestConfig, DestKey, Destination, FwdMethod, IpvsClient, NetlinkTransport, Op, Protocol,
+    Service, ServiceConfig, ServiceKey, Transport,
 };
 use nix::sys::resource::{UsageWho, getrusage};
 
@@ -167,6 +167,38 @@ fn cpu_split_ms(who: UsageWho) -> anyhow::Result<(f64, f64)> {
 fn cpu_ms(who: UsageWho) -> anyhow::Result<f64> {
     let (u, s) = cpu_split_ms(who)?;
     Ok(u + s)
+}
+
+/// A transport that stamps [`lvs_bench::BENCH_PORT_MARK`] into the
+/// nlmsg_pid of every request it sends (the kernel ignores that field in
+/// requests), so `nlcount` can leave the harness's own polling out of the
+/// agent's request counts.
+#[derive(Debug)]
+struct MarkedTransport(NetlinkTransport);
+
+impl Transport for MarkedTransport {
+    fn send(&mut self, datagram: &[u8]) -> std::io::Result<()> {
+        let mut d = datagram.to_vec();
+        let mut off = 0;
+        while off + 16 <= d.len() {
+            let len = u32::from_ne_bytes(d[off..off + 4].try_into().expect("4 bytes")) as usize;
+            d[off + 12..off + 16].copy_from_slice(&lvs_bench::BENCH_PORT_MARK.to_ne_bytes());
+            if len < 16 {
+                break;
+            }
+            off += (len + 3) & !3;
+        }
+        self.0.send(&d)
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        self.0.recv(buf)
+    }
+}
+
+fn connect_marked() -> anyhow::Result<IpvsClient<MarkedTransport>> {
+    let t = NetlinkTransport::open().context("opening a netlink socket")?;
+    IpvsClient::new(MarkedTransport(t)).context("connecting to IPVS (needs CAP_NET_ADMIN, ip_vs)")
 }
 
 fn connect(batch: usize) -> anyhow::Result<IpvsClient> {
@@ -329,8 +361,13 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 std::fs::read(&pcap).with_context(|| format!("reading {}", pcap.display()))?;
             let c = count_netlink(&bytes, family)?;
             println!(
-                "ipvs_requests={} ipvs_dumps={} ctrl_requests={} other_requests={} ipvs_datagrams={}",
-                c.ipvs_requests, c.ipvs_dumps, c.ctrl_requests, c.other_requests, c.ipvs_datagrams
+                "ipvs_requests={} ipvs_dumps={} ctrl_requests={} other_requests={} ipvs_datagrams={} harness_requests={}",
+                c.ipvs_requests,
+                c.ipvs_dumps,
+                c.ctrl_requests,
+                c.other_requests,
+                c.ipvs_datagrams,
+                c.marked_requests
             );
         }
         Cmd::SameLines { expected, actual } => {
@@ -366,7 +403,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             timeout,
             poll_ms,
         } => {
-            let mut client = connect(1)?;
+            let mut client = connect_marked()?;
             let key = tuple(svc);
             let t0 = Instant::now();
             if let Some(r) = rename {

@@ -15,7 +15,7 @@
 #   BENCH_READ      "NxM ..."   full-read sizes
 #   BENCH_CHANGE    "N ..."     one-change table sizes (M=10)
 #   BENCH_RSS       "N ..."     agent memory sizes (M=10)
-#   BENCH_RESYNC    "NxM"       no-op resync size
+#   BENCH_RESYNC    "NxM ..."   periodic no-op resync sizes
 #   BENCH_STRESS_POOL           RealServer objects in the agent stress run
 #   BENCH_STRESS_N              VirtualServices (×10) in the stress run
 #   BENCH_PERIODIC              periodic no-op resyncs to time (0: only the
@@ -25,6 +25,9 @@
 #   BENCH_AGENT                 1 to include the node agent
 #   BENCH_AGENT_CHANGE  "N ..." the agent's one-change sizes (default BENCH_CHANGE)
 #   BENCH_AGENT_MAX_N           largest N run with the agent (larger: skipped)
+#   BENCH_AGENT_MAX_RS          largest RealServer pool for the stress run (a
+#                               larger BENCH_STRESS_POOL is recorded as
+#                               skipped and run at this size instead)
 . /lab/lib.sh
 set -u
 
@@ -42,6 +45,7 @@ BENCH_PERIODIC="${BENCH_PERIODIC:-2}"
 BENCH_STRESS_N="${BENCH_STRESS_N:-100}"
 BENCH_AGENT_CHANGE="${BENCH_AGENT_CHANGE:-$BENCH_CHANGE}"
 BENCH_AGENT_MAX_N="${BENCH_AGENT_MAX_N:-1000000}"
+BENCH_AGENT_MAX_RS="${BENCH_AGENT_MAX_RS:-1000000}"
 LIB_BATCHES="1 16 64 256"
 NODE_IP=10.0.0.2
 PROBE_SVC=172.30.0.1:80
@@ -109,7 +113,7 @@ cap_start() {
     ip -n "$NS" link show nlmon0 >/dev/null 2>&1 || {
         ip -n "$NS" link add nlmon0 type nlmon && ip -n "$NS" link set nlmon0 up
     }
-    rm -f /tmp/b/cap.pcap /tmp/b/cap.err
+    rm -f /tmp/b/cap.pcap /tmp/b/cap.err /tmp/b/capcount
     nsenter --net="/run/netns/$NS" tcpdump -Z root --immediate-mode -B 65536 -i nlmon0 -U -s 65535 -w /tmp/b/cap.pcap 2>/tmp/b/cap.err &
     CAP_PID=$!
     _i=0
@@ -118,12 +122,13 @@ cap_start() {
         sleep 0.1
     done
 }
-# cap_stop: stop the capture and print the request counts.
+# cap_stop: stop the capture; its request counts go to /tmp/b/capcount.
+# Not from a $(...) subshell: only this shell can wait for tcpdump.
 cap_stop() {
     sleep 0.3
     kill -INT "$CAP_PID"; wait "$CAP_PID"
     grep -q '^0 packets dropped by kernel' /tmp/b/cap.err || problem "capture dropped packets: $(tr '\n' ' ' </tmp/b/cap.err)"
-    lvs-bench nlcount /tmp/b/cap.pcap --family "$FAMILY"
+    lvs-bench nlcount /tmp/b/cap.pcap --family "$FAMILY" >/tmp/b/capcount || problem "counting the capture failed"
 }
 
 # --- node agent -----------------------------------------------------------------------
@@ -200,12 +205,14 @@ one_change_libs() { # N M, in the current namespace (a table built from the rule
         rec "metric=one_change contender=lib-batch$b n=$_cn m=$_cm $(kv /tmp/b/inner)"
     done
     cap_start && inns lvs-bench change --svc 172.16.0.1:80 --dest "$EXTRA_DEST" --new-svc "$NEW_SVC" --repeat 1 >/dev/null
-    rec "metric=one_change_capture contender=lib-batch64 n=$_cn m=$_cm ops=5 $(cap_stop)"
+    cap_stop
+    rec "metric=one_change_capture contender=lib-batch64 n=$_cn m=$_cm ops=5 $(kv /tmp/b/capcount)"
 
     inns goipvs change 172.16.0.1:80 "$EXTRA_DEST" "$NEW_SVC" "$((BENCH_REPEAT * 5))" >/tmp/b/inner || problem "goipvs change failed"
     rec "metric=one_change contender=go-ipvs n=$_cn m=$_cm $(kv /tmp/b/inner)"
     cap_start && inns goipvs change 172.16.0.1:80 "$EXTRA_DEST" "$NEW_SVC" 1 >/dev/null
-    rec "metric=one_change_capture contender=go-ipvs n=$_cn m=$_cm ops=5 $(cap_stop)"
+    cap_stop
+    rec "metric=one_change_capture contender=go-ipvs n=$_cn m=$_cm ops=5 $(kv /tmp/b/capcount)"
 
     # ipvsadm: one process per change, as it is used.
     i=0
@@ -219,7 +226,8 @@ one_change_libs() { # N M, in the current namespace (a table built from the rule
             esac
             if [ "$i" -eq 0 ]; then
                 cap_start && inns ipvsadm "$@"
-                rec "metric=one_change_capture contender=ipvsadm n=$_cn m=$_cm op=$op ops=1 $(cap_stop)"
+                cap_stop
+                rec "metric=one_change_capture contender=ipvsadm n=$_cn m=$_cm op=$op ops=1 $(kv /tmp/b/capcount)"
             else
                 rec "metric=one_change_sample contender=ipvsadm n=$_cn m=$_cm op=$op $(inns lvs-bench time -- ipvsadm "$@")"
             fi
@@ -310,13 +318,14 @@ agent_daemon_suite() {
             # The sync that made the change has ended before the capture stops.
             wait_syncs incremental "$((_inc + 1))" 900
             _l="$(last_sync_line)"
-            rec "metric=one_change contender=agent n=$_n m=$_m op=$op $(kv /tmp/b/inner) sync_ms=$(field "$_l" elapsed_ms) sync_ops=$(field "$_l" ops) $(cap_stop)"
+            cap_stop
+            rec "metric=one_change contender=agent n=$_n m=$_m op=$op $(kv /tmp/b/inner) sync_ms=$(field "$_l" elapsed_ms) sync_ops=$(field "$_l" ops) $(kv /tmp/b/capcount)"
         done
         rm -f "$_d"/3*-probe*.yaml
         rec "metric=rss_after_changes contender=agent n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
     fi
     agent_stop
-    if [ "${_n}x$_m" = "$BENCH_RESYNC" ] && [ "$BENCH_PERIODIC" -gt 0 ]; then
+    if echo " $BENCH_RESYNC " | grep -q " ${_n}x$_m " && [ "$BENCH_PERIODIC" -gt 0 ]; then
         agent_start "$_d" "$_state" "$BENCH_RESYNC_INTERVAL" 1000
         wait_syncs full 2 1800 || { agent_stop; return 1; }
         _c0="$(sync_ticks "$AGENT_PID")" _p0="$(cpu_ticks "$AGENT_PID")" _s0="$(syncs full)" _w0="$(date +%s)"
@@ -332,7 +341,7 @@ agent_daemon_suite() {
 # ================= the run =============================================================
 # The agent goes last: its sizes are the slowest, and a timeout then costs
 # only agent rows (run.sh recovers every line logged before it).
-rec "metric=config converge=\"$BENCH_CONVERGE\" read=\"$BENCH_READ\" change=\"$BENCH_CHANGE\" agent_change=\"$BENCH_AGENT_CHANGE\" rss=\"$BENCH_RSS\" resync=$BENCH_RESYNC periodic=$BENCH_PERIODIC resync_interval=$BENCH_RESYNC_INTERVAL stress_pool=$BENCH_STRESS_POOL stress_n=$BENCH_STRESS_N repeat=$BENCH_REPEAT agent=$BENCH_AGENT agent_max_n=$BENCH_AGENT_MAX_N"
+rec "metric=config converge=\"$BENCH_CONVERGE\" read=\"$BENCH_READ\" change=\"$BENCH_CHANGE\" agent_change=\"$BENCH_AGENT_CHANGE\" rss=\"$BENCH_RSS\" resync=\"$BENCH_RESYNC\" periodic=$BENCH_PERIODIC resync_interval=$BENCH_RESYNC_INTERVAL stress_pool=$BENCH_STRESS_POOL stress_n=$BENCH_STRESS_N repeat=$BENCH_REPEAT agent=$BENCH_AGENT agent_max_n=$BENCH_AGENT_MAX_N agent_max_rs=$BENCH_AGENT_MAX_RS"
 
 CONTENDERS="ipvsadm go-ipvs"
 for b in $LIB_BATCHES; do CONTENDERS="$CONTENDERS lib-batch$b"; done
@@ -374,7 +383,8 @@ done
 # The node agent, up to BENCH_AGENT_MAX_N services; larger sizes are
 # recorded as skipped (report.md says why).
 agent_fits() { [ "$1" -le "$BENCH_AGENT_MAX_N" ] || { rec "metric=skipped contender=agent n=$1 m=$2 what=$3 max_n=$BENCH_AGENT_MAX_N"; return 1; }; }
-agent_daemon_wanted() { [ "$2" = 10 ] && echo " $BENCH_RSS $BENCH_AGENT_CHANGE ${BENCH_RESYNC%x*} " | grep -q " $1 "; }
+resync_ns() { for _r in $BENCH_RESYNC; do echo "${_r%x*}"; done; }
+agent_daemon_wanted() { [ "$2" = 10 ] && echo " $BENCH_RSS $BENCH_AGENT_CHANGE $(resync_ns | tr '\n' ' ') " | grep -q " $1 "; }
 if [ "$BENCH_AGENT" = 1 ]; then
     for sz in $BENCH_CONVERGE; do
         n="${sz%x*}" m="${sz#*x}"
@@ -384,7 +394,7 @@ if [ "$BENCH_AGENT" = 1 ]; then
         ns_del
     done
     # Daemon sizes that are not converge sizes.
-    for n in $BENCH_RSS $BENCH_AGENT_CHANGE ${BENCH_RESYNC%x*}; do
+    for n in $BENCH_RSS $BENCH_AGENT_CHANGE $(resync_ns); do
         echo " $BENCH_CONVERGE " | grep -q " ${n}x10 " && continue
         echo " $_done " | grep -q " $n " && continue
         _done="${_done:-} $n"
@@ -393,13 +403,18 @@ if [ "$BENCH_AGENT" = 1 ]; then
         agent_daemon_suite "$n" 10
         ns_del
     done
-    if [ "$BENCH_STRESS_POOL" -gt 0 ]; then
+    _pool="$BENCH_STRESS_POOL"
+    if [ "$_pool" -gt "$BENCH_AGENT_MAX_RS" ]; then
+        rec "metric=skipped contender=agent n=$BENCH_STRESS_N m=10 what=stress pool=$_pool max_rs=$BENCH_AGENT_MAX_RS"
+        _pool="$BENCH_AGENT_MAX_RS"
+    fi
+    if [ "$_pool" -gt 0 ]; then
         ns_new; agent_net
-        _d="$(agent_manifests "$BENCH_STRESS_N" 10 "$BENCH_STRESS_POOL")"
+        _d="$(agent_manifests "$BENCH_STRESS_N" 10 "$_pool")"
         inns lvs-bench time --stdout /tmp/b/once.json -- node-agent --once --config-dir "$_d" --node-name bench \
             --state-dir "/tmp/b/state-$NS" >/tmp/b/outer 2>"/out/logs/agent-stress.log" || problem "agent stress run failed"
-        rec "metric=rss_stress contender=agent n=$BENCH_STRESS_N m=10 pool=$BENCH_STRESS_POOL $(kv /tmp/b/outer)"
-        check "$BENCH_STRESS_N" 10 agent-stress "$BENCH_STRESS_POOL"
+        rec "metric=rss_stress contender=agent n=$BENCH_STRESS_N m=10 pool=$_pool $(kv /tmp/b/outer)"
+        check "$BENCH_STRESS_N" 10 agent-stress "$_pool"
         ns_del
     fi
 fi

@@ -65,6 +65,11 @@ def fmt(x, digits=3):
     return f"{x:.{digits}g}"
 
 
+def sz(n):
+    """1000 -> 1k, 20000 -> 20k, 500 -> 500."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
 def ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
 
@@ -180,10 +185,12 @@ def main(argv):
     # --- full read -------------------------------------------------------------------------
     reads = defaultdict(list)
     reads_cpu = defaultdict(list)
+    reads_user = defaultdict(list)
     for r in by["full_read"]:
         key = (r["contender"], int(r["n"]), int(r["m"]))
         reads[key].append(num(r, "wall_ms"))
         reads_cpu[key].append(num(r, "cpu_ms"))
+        reads_user[key].append(num(r, "user_ms"))
     read_med = {}
     for key in sorted(reads, key=lambda k: (k[1] * k[2], k[1], CONTENDERS.index(k[0]))):
         w, cpu = med(reads[key]), med(reads_cpu[key])
@@ -216,7 +223,7 @@ def main(argv):
         skipped[(int(r["n"]), int(r["m"]))].append(r.get("what"))
     max_n = next((r.get("max_n") for r in by["skipped"]), None)
     for (n, m), whats in sorted(skipped.items()):
-        metric = {"converge": "converge", "daemon": "rss"}.get(whats[0], whats[0])
+        metric = {"converge": "converge", "daemon": "rss", "stress": "rss"}.get(whats[0], whats[0])
         out.append((metric, "agent", n, m, None, f"not_run_above_{max_n}_services"))
     rss = {}
     for r in by["rss"]:
@@ -226,7 +233,7 @@ def main(argv):
         out.append(("rss", "agent", n, m, rss[n][1], "MiB_VmRSS"))
     stress = None
     for r in by["rss_stress"]:
-        stress = (num(r, "maxrss_kb") / 1024, r.get("pool"), num(r, "wall_ms"))
+        stress = (num(r, "maxrss_kb") / 1024, r.get("pool"), num(r, "wall_ms"), r.get("n"))
         out.append(("rss", "agent", int(r["n"]), int(r["m"]), stress[0],
                     f"MiB_peak_with_{r.get('pool')}_realservers"))
 
@@ -261,7 +268,7 @@ def main(argv):
             if c == "agent" and t is None:
                 n_a = max((k[1] for k in conv if k[0] == "agent" and k[2] == 10
                            and conv[k]["wall"] and ("ipvsadm", k[1], 10) in conv), default=None)
-                target(f"converge {big//1000}k×10, agent: ≥3× faster than ipvsadm -R", None,
+                target(f"converge {sz(big)}×10, agent: ≥3× faster than ipvsadm -R", None,
                        f"not run at {big}×10 (agent limited to {max_n} services in this run, see below)")
                 if n_a is None:
                     continue
@@ -270,15 +277,15 @@ def main(argv):
                 go_a = conv.get(("go-ipvs", big_a, 10), {}).get("wall")
                 t = conv[("agent", big_a, 10)]["wall"]
                 r1, r2 = ratio(ipv_a, t), ratio(go_a, t)
-                target(f"converge {big_a//1000}k×10 (largest run), agent: ≥3× faster than ipvsadm -R",
+                target(f"converge {sz(big_a)}×10 (largest run), agent: ≥3× faster than ipvsadm -R",
                        None if r1 is None else r1 >= 3, f"{fmt(r1)}× (ipvsadm {fmt(ipv_a)} s, agent {fmt(t)} s)")
-                target(f"converge {big_a//1000}k×10 (largest run), agent: ≥2× faster than go-ipvs",
+                target(f"converge {sz(big_a)}×10 (largest run), agent: ≥2× faster than go-ipvs",
                        None if r2 is None else r2 >= 2, f"{fmt(r2)}× (go-ipvs {fmt(go_a)} s, agent {fmt(t)} s)")
                 continue
             r1, r2 = ratio(ipv, t), ratio(go, t)
-            target(f"converge {big//1000}k×10, {c}: ≥3× faster than ipvsadm -R",
+            target(f"converge {sz(big)}×10, {c}: ≥3× faster than ipvsadm -R",
                    None if r1 is None else r1 >= 3, f"{fmt(r1)}× (ipvsadm {fmt(ipv)} s, {c} {fmt(t)} s)")
-            target(f"converge {big//1000}k×10, {c}: ≥2× faster than go-ipvs",
+            target(f"converge {sz(big)}×10, {c}: ≥2× faster than go-ipvs",
                    None if r2 is None else r2 >= 2, f"{fmt(r2)}× (go-ipvs {fmt(go)} s, {c} {fmt(t)} s)")
     ns = sorted({n for (c, n) in change if c == "agent"})
     for c in ("agent", HOLDER):
@@ -299,7 +306,7 @@ def main(argv):
                 b = change[(c, hi)].get(op, {}).get("p50")
                 rs.append((op, ratio(b, a)))
             worst = max((r for _, r in rs if r is not None), default=None)
-            target(f"one change, {c}: t({hi//1000}k)/t({lo//1000}k) ≤ 1.5",
+            target(f"one change, {c}: t({sz(hi)})/t({sz(lo)}) ≤ 1.5",
                    None if worst is None else worst <= 1.5,
                    "; ".join(f"{op} {fmt(r)}" for op, r in rs))
     rk = [k for k in read_med if k[2] == 1]
@@ -307,7 +314,7 @@ def main(argv):
         n16 = max(k[1] for k in rk)
         a, b = read_med.get((HOLDER, n16, 1)), read_med.get(("ipvsadm", n16, 1))
         r = ratio(a, b)
-        target(f"full read {n16//1000}k×1: library ≤ 0.5× ipvsadm -Sn",
+        target(f"full read {sz(n16)}×1: library ≤ 0.5× ipvsadm -Sn",
                None if r is None else r <= 0.5, f"{fmt(r)}× (library {fmt(a)} s, ipvsadm -Sn {fmt(b)} s)")
     if 10000 in rss:
         target("agent RSS ≤ 40 MB at 10k×10", rss[10000][0] <= 40 * 1e6 / 2**20,
@@ -404,9 +411,11 @@ def main(argv):
     L.append("Median latency of one change in ms (ipvsadm: one process per change, as it is used; "
              "libraries: one call in a running process; agent: manifest written → change visible in "
              "the kernel, polled every 20 ms, including the agent's 100 ms directory poll). "
-             "IPVS netlink requests per change in brackets, counted from an nlmon capture "
-             "(libraries: the client's counters); ipvsadm also resolves the family once per socket, "
-             "which is not counted there.")
+             "In brackets: IPVS netlink requests per change, from an nlmon capture (libraries: the "
+             "client's counters, cross-checked below), with dumps and rtnetlink requests (VIP "
+             "addresses) named when there were any. Family lookups (nlctrl) are not counted: "
+             "ipvsadm makes 3 per change (it opens a socket per request), the libraries and the "
+             "agent 1 per process. The harness's own polling is stamped and left out.")
     L.append("")
     L.append("| N | contender | " + " | ".join(OPS) + " |")
     L.append("|---|---|" + "---|" * len(OPS))
@@ -416,7 +425,9 @@ def main(argv):
         cells = []
         for op in OPS:
             e = change[(c, n)].get(op, {})
-            extra_s = f" [{fmt(e.get('req'))} req" + (f", {fmt(e.get('dumps'))} dumps" if e.get("dumps") else "") + "]" \
+            extra_s = (f" [{fmt(e.get('req'))} req"
+                       + (f", {fmt(e.get('dumps'))} dumps" if e.get("dumps") else "")
+                       + (f", {fmt(e.get('other'))} rtnl" if e.get("other") else "") + "]") \
                 if e.get("req") is not None else ""
             cells.append(f"{fmt(e.get('p50'))}{extra_s}")
         L.append(f"| {n} | {c} | " + " | ".join(cells) + " |")
@@ -435,13 +446,18 @@ def main(argv):
              "one GET_DEST dump per service (batch size does not apply to dumps).")
     L.append("")
     rsizes = sorted({(k[1], k[2]) for k in read_med}, key=lambda s: (s[0] * s[1], s[0]))
-    L.append("| N×M | ipvsadm -Sn | library | go-ipvs |")
-    L.append("|---|---|---|---|")
+    L.append("| N×M | ipvsadm -Sn | library | go-ipvs | user-space share of CPU: ipvsadm / library |")
+    L.append("|---|---|---|---|---|")
     for n, m in rsizes:
         b = read_med.get(("ipvsadm", n, m))
         a = read_med.get((HOLDER, n, m))
         g = read_med.get(("go-ipvs", n, m))
-        L.append(f"| {n}×{m} | {fmt(b)} s | {fmt(a)} s [{fmt(ratio(a, b))}×] | {fmt(g)} s [{fmt(ratio(g, b))}×] |")
+
+        def share(c):
+            u, t = med(reads_user[(c, n, m)]), med(reads_cpu[(c, n, m)])
+            return f"{100 * u / t:.0f}%" if u is not None and t else "n/a"
+        L.append(f"| {n}×{m} | {fmt(b)} s | {fmt(a)} s [{fmt(ratio(a, b))}×] | {fmt(g)} s [{fmt(ratio(g, b))}×] "
+                 f"| {share('ipvsadm')} / {share(HOLDER)} |")
     L.append("")
     L.append("## Agent: no-op resync and memory")
     L.append("")
@@ -474,19 +490,25 @@ def main(argv):
         L.append("Daemon in standalone mode, read after its first (adopting) sync.")
     if stress:
         L.append("")
-        L.append(f"Stress: {stress[1]} RealServer objects (1,000 VirtualServices × 10 destinations "
+        L.append(f"Stress: {stress[1]} RealServer objects ({stress[3]} VirtualServices × 10 destinations "
                  f"selected from them), one `--once` reconcile: peak RSS {fmt(stress[0])} MiB, "
                  f"{fmt((stress[2] or 0) / 1e3)} s.")
     L.append("")
     if skipped:
         L.append("## Not run")
         L.append("")
-        L.append(f"The agent ran only up to {max_n} services in this run: its reconcile time grows "
-                 "quadratically with the number of VirtualServices, so the larger sizes would not finish "
-                 "within the 30-minute budget of `make bench`. Set `BENCH_AGENT_MAX_N` to run them.")
+        cfg = by["config"][0] if by["config"] else {}
+        L.append(f"The agent ran only up to {max_n} services and {cfg.get('agent_max_rs', '?')} RealServers "
+                 "in this run: loading manifests costs it time quadratic in the number of objects "
+                 "(`lvs_api::manifest::ManifestSet::extend` removes an earlier object with the same key by "
+                 "`retain` over every object loaded so far, comparing `Meta::key()` strings it formats "
+                 "anew for each comparison), and every load repeats it: daemon start, and every change "
+                 "in the directory. The larger sizes would not finish within the 30-minute budget of "
+                 "`make bench`. Set `BENCH_AGENT_MAX_N` / `BENCH_AGENT_MAX_RS` to run them.")
         L.append("")
-        for (n, m), whats in sorted(skipped.items()):
-            L.append(f"- agent {n}×{m}: {', '.join(whats)}")
+        for r in by["skipped"]:
+            extra_s = f" ({r.get('pool')} RealServers)" if r.get("what") == "stress" else ""
+            L.append(f"- agent {r.get('n')}×{r.get('m')}: {r.get('what')}{extra_s}")
         L.append("")
     L.append("## Apply → kernel latency")
     L.append("")
