@@ -9,7 +9,7 @@ KEEP ?= 0
 all: test
 
 ## test: everything that proves the project (lint, generated files, unit tests, every lab suite)
-test: lint check-generated unit e2e-kernel e2e-cluster
+test: lint check-generated unit e2e-kernel e2e-cluster e2e
 
 ## unit: the cargo tests that need no lab
 unit:
