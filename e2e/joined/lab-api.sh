@@ -23,6 +23,9 @@ lab_agent_readyz() { jl_exec "$1" 'wget -q -O /dev/null http://127.0.0.1:9477/re
 lab_apiserver_stop() { LVS_LAB_DIR="$LVS_JOINED_DIR/cluster" "$LVS_REPO/e2e/cluster/lab.sh" stop-apiserver; }
 lab_apiserver_start() { LVS_LAB_DIR="$LVS_JOINED_DIR/cluster" "$LVS_REPO/e2e/cluster/lab.sh" start-apiserver; }
 
+# The router shares the lan with the director and the DR realservers.
+lab_arp_peer() { echo "router lan0"; }
+
 lab_has() {
   case $1 in
     apiserver-restart) return 0 ;;

@@ -72,6 +72,9 @@ lab_apiserver_start() {
   return 1
 }
 
+# The client container sits on the kind network with every node.
+lab_arp_peer() { echo "client eth0"; }
+
 lab_has() {
   case $1 in
     apiserver-restart) return 0 ;;

@@ -20,6 +20,13 @@ sc_dr() {
     expect_eq "IPVS rules on realserver $r" "" "$(sc_ipvs "$r")"
   done
   sc_retry 30 _sc_vip_on "$d" "$VIP_DR" || sc_fail "director $d does not hold $VIP_DR"
+  # Only the director may answer ARP for the VIP on the segment.
+  local peer iface mac resp
+  read -r peer iface <<<"$(lab_arp_peer)"
+  mac=$(in_node "$d" ip -o link show dev eth0 | sed -n 's|.*link/ether \([0-9a-f:]*\).*|\1|p')
+  resp=$(in_node "$peer" arping -I "$iface" -c 2 -w 3 "$VIP_DR" 2>&1 |
+    sed -n 's/.*reply from .* \[\([0-9a-fA-F:]*\)\].*/\1/p' | tr 'A-F' 'a-f' | sort -u | tr '\n' ' ')
+  expect_eq "MACs answering ARP for $VIP_DR (arping from $peer)" "$mac " "$resp"
   sc_fetch 60 "$URL_DR"
   sc_expect_dist rs1=20 rs2=40
   sc_wait_conns "$d" "$SVC_DR" 60

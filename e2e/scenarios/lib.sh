@@ -21,6 +21,8 @@
 #   lab_agent_metrics NODE          the agent's /metrics text
 #   lab_agent_readyz NODE           0 when the agent answers /readyz with 200
 #   lab_apiserver_stop, lab_apiserver_start
+#   lab_arp_peer                    "NODE IFACE": where to arping the directors'
+#                                   segment from (a neighbour that is no realserver)
 #   lab_has FEATURE                 0 when the lab supports FEATURE
 #                                   (apiserver-restart)
 #
