@@ -87,7 +87,7 @@ where
     T: 'static,
 {
     watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(ReconnectBackoff::default())
         .filter_map(move |r| {
             let item = match r {
                 Ok(ev) => change(ev, key, view).map(|c| (kind, Ok(wrap(c)))),
@@ -95,6 +95,59 @@ where
             };
             std::future::ready(item)
         })
+}
+
+/// Watch retry delays: 0.5 s doubling to at most 8 s, with ±25% jitter.
+///
+/// kube-runtime's default grows to 30 s and only resets after two quiet
+/// minutes, so after an API server restart (where every watch also sees
+/// "410 Gone" once) an agent could wait most of a minute before it sees a
+/// change made meanwhile. 8 s keeps reconnects prompt; the jitter spreads a
+/// fleet of agents so they don't relist in lockstep.
+#[derive(Debug, Clone)]
+pub(crate) struct ReconnectBackoff {
+    next: std::time::Duration,
+    seed: u64,
+}
+
+impl ReconnectBackoff {
+    const MIN: std::time::Duration = std::time::Duration::from_millis(500);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(8);
+}
+
+impl Default for ReconnectBackoff {
+    fn default() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
+        ReconnectBackoff {
+            next: Self::MIN,
+            seed,
+        }
+    }
+}
+
+impl Iterator for ReconnectBackoff {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // xorshift: cheap jitter without a random-number dependency
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let factor = 0.75 + (self.seed % 1000) as f64 / 2000.0;
+        let delay = self.next.mul_f64(factor);
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(delay)
+    }
+}
+
+impl kube::runtime::utils::Backoff for ReconnectBackoff {
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
 }
 
 fn namespaced_key<K: Resource>(o: &K) -> String {
@@ -451,5 +504,25 @@ mod tests {
             drop(tx);
         };
         tokio::join!(task, script);
+    }
+
+    #[test]
+    fn reconnect_backoff_is_capped_jittered_and_resets() {
+        use kube::runtime::utils::Backoff;
+        let mut b = super::ReconnectBackoff::default();
+        let delays: Vec<_> = (&mut b).take(10).collect();
+        assert!(
+            delays[0] >= std::time::Duration::from_millis(375)
+                && delays[0] <= std::time::Duration::from_millis(625)
+        );
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d <= std::time::Duration::from_secs(10)),
+            "{delays:?}"
+        );
+        assert!(delays[9] >= std::time::Duration::from_secs(6), "{delays:?}");
+        b.reset();
+        assert!(b.next().unwrap() <= std::time::Duration::from_millis(625));
     }
 }
