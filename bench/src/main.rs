@@ -339,17 +339,19 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 ),
                 None => c.stdout(Stdio::null()),
             };
-            let cpu0 = cpu_ms(UsageWho::RUSAGE_CHILDREN)?;
+            let (u0, s0) = cpu_split_ms(UsageWho::RUSAGE_CHILDREN)?;
             let t0 = Instant::now();
             let status = c
                 .status()
                 .with_context(|| format!("running {}", command[0]))?;
             let wall = t0.elapsed();
-            let cpu = cpu_ms(UsageWho::RUSAGE_CHILDREN)? - cpu0;
+            let (u1, s1) = cpu_split_ms(UsageWho::RUSAGE_CHILDREN)?;
+            let (user, sys) = (u1 - u0, s1 - s0);
             let maxrss = getrusage(UsageWho::RUSAGE_CHILDREN)?.max_rss();
             println!(
-                "wall_ms={} cpu_ms={cpu:.3} maxrss_kb={maxrss} rc={}",
+                "wall_ms={} cpu_ms={:.3} user_ms={user:.3} sys_ms={sys:.3} maxrss_kb={maxrss} rc={}",
                 ms(wall),
+                user + sys,
                 status.code().unwrap_or(-1)
             );
             if !status.success() {
