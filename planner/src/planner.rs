@@ -1,6 +1,6 @@
 //! From cluster-wide verdicts to one node's plan.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use lvs_api::{ForwardingMethod, NodeInfo, Object, RealServerSpec, TunnelType, VirtualServiceSpec};
@@ -20,13 +20,6 @@ pub fn plan(
 ) -> NodePlan {
     let analysis = analyze(vss, rss, nodes);
     plan_from_analysis(node, &analysis, vss)
-}
-
-fn spec_of<'a>(
-    vss: &'a [Object<VirtualServiceSpec>],
-    name: &str,
-) -> Option<&'a VirtualServiceSpec> {
-    vss.iter().find(|o| o.meta.key() == name).map(|o| &o.spec)
 }
 
 /// The fallback tunnel device that receives a type/family's packets.
@@ -67,13 +60,15 @@ pub fn plan_from_analysis(
     let mut loopback = BTreeSet::new();
     let mut tunnels: BTreeMap<(String, TunnelType, bool, u16), BTreeSet<IpAddr>> = BTreeMap::new();
     let mut sysctls = BTreeSet::new();
+    let specs: HashMap<String, &VirtualServiceSpec> =
+        vss.iter().map(|o| (o.meta.key(), &o.spec)).collect();
 
     for v in analysis
         .verdicts
         .iter()
         .filter(|v| v.state == ServiceState::Accepted)
     {
-        let (Some(key), Some(spec)) = (v.key, spec_of(vss, &v.name)) else {
+        let (Some(key), Some(spec)) = (v.key, specs.get(&v.name)) else {
             continue;
         };
         let director = v.directors.iter().any(|d| d == node);
