@@ -224,7 +224,9 @@ def main(argv):
     max_n = next((r.get("max_n") for r in by["skipped"]), None)
     for (n, m), whats in sorted(skipped.items()):
         metric = {"converge": "converge", "daemon": "rss", "stress": "rss"}.get(whats[0], whats[0])
-        out.append((metric, "agent", n, m, None, f"not_run_above_{max_n}_services"))
+        limit = (f"not_run_above_{max_n}_services" if whats[0] != "stress"
+                 else f"not_run_above_{by['config'][0].get('agent_max_rs', '?') if by['config'] else '?'}_realservers")
+        out.append((metric, "agent", n, m, None, limit))
     rss = {}
     for r in by["rss"]:
         n, m = int(r["n"]), int(r["m"])
@@ -513,7 +515,11 @@ def main(argv):
             text += (f" CPU split: library {fmt(lu / 1e3)} s user + {fmt((lc - lu) / 1e3)} s system, "
                      f"ipvsadm {fmt(iu / 1e3)} s user + {fmt((ic - iu) / 1e3)} s system: ")
             text += ("the library's own decoding (user time) is what keeps it above 0.5×."
-                     if lu > (lc - lu) else "kernel time (dumps under the IPVS mutex) dominates.")
+                     if lu > (lc - lu) else
+                     "kernel time (one dump per service, each under the IPVS mutex) dominates. The system "
+                     f"time alone is {fmt((lc - lu) / 1e3 / read_med[('ipvsadm', n16, 1)])}× of ipvsadm -Sn's "
+                     "wall time, which leaves little room under 0.5× for the library's user time (decoding, "
+                     "process start, writing the table).")
         if inner and med(inner) is not None and read_med.get((HOLDER, n16, 1)):
             text += (f" Of its {fmt(read_med[(HOLDER, n16, 1)])} s, {fmt(med(inner) / 1e3)} s are the dump "
                      "itself; the rest is process start and writing the table out.")
