@@ -2,7 +2,7 @@
 //! the fixture tests: multi-document YAML with VirtualServices, RealServers
 //! and Nodes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use serde::Deserialize;
@@ -224,33 +224,88 @@ pub fn parse(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
 }
 
 /// The objects of several manifests, split by kind.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct ManifestSet {
     pub virtual_services: Vec<Object<VirtualServiceSpec>>,
     pub real_servers: Vec<Object<RealServerSpec>>,
     pub nodes: Vec<NodeInfo>,
+    /// Position of each object by (kind, key), so adding stays linear in the
+    /// number of objects however many files they come from.
+    index: HashMap<(u8, String), usize>,
+}
+
+impl PartialEq for ManifestSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.virtual_services == other.virtual_services
+            && self.real_servers == other.real_servers
+            && self.nodes == other.nodes
+    }
+}
+
+const VS: u8 = 0;
+const RS: u8 = 1;
+const NODE: u8 = 2;
+
+/// Puts `item` at `key`: replaces the object at the indexed position, or appends.
+fn upsert<T>(
+    list: &mut Vec<T>,
+    index: &mut HashMap<(u8, String), usize>,
+    key: (u8, String),
+    item: T,
+) {
+    match index.get(&key) {
+        Some(&i) => list[i] = item,
+        None => {
+            index.insert(key, list.len());
+            list.push(item);
+        }
+    }
 }
 
 impl ManifestSet {
     /// Adds parsed manifests; a later object with the same key replaces an earlier one.
     pub fn extend(&mut self, manifests: Vec<Manifest>) {
+        // The lists are public; rebuild the index if someone changed them directly.
+        let len = self.virtual_services.len() + self.real_servers.len() + self.nodes.len();
+        if self.index.len() != len {
+            self.reindex();
+        }
         for m in manifests {
             match m {
                 Manifest::VirtualService(o) => {
-                    self.virtual_services
-                        .retain(|x| x.meta.key() != o.meta.key());
-                    self.virtual_services.push(o);
+                    let key = (VS, o.meta.key());
+                    upsert(&mut self.virtual_services, &mut self.index, key, o);
                 }
                 Manifest::RealServer(o) => {
-                    self.real_servers.retain(|x| x.meta.key() != o.meta.key());
-                    self.real_servers.push(o);
+                    let key = (RS, o.meta.key());
+                    upsert(&mut self.real_servers, &mut self.index, key, o);
                 }
                 Manifest::Node(n) => {
-                    self.nodes.retain(|x| x.name != n.name);
-                    self.nodes.push(n);
+                    let key = (NODE, n.name.clone());
+                    upsert(&mut self.nodes, &mut self.index, key, n);
                 }
             }
         }
+    }
+
+    fn reindex(&mut self) {
+        let mut fresh = ManifestSet::default();
+        let manifests = std::mem::take(&mut self.virtual_services)
+            .into_iter()
+            .map(Manifest::VirtualService)
+            .chain(
+                std::mem::take(&mut self.real_servers)
+                    .into_iter()
+                    .map(Manifest::RealServer),
+            )
+            .chain(
+                std::mem::take(&mut self.nodes)
+                    .into_iter()
+                    .map(Manifest::Node),
+            )
+            .collect();
+        fresh.extend(manifests);
+        *self = fresh;
     }
 
     /// Labels by node name, for callers that only need those.
@@ -259,5 +314,39 @@ impl ManifestSet {
             .iter()
             .map(|n| (n.name.as_str(), &n.labels))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rs(name: &str, weight: i64) -> Manifest {
+        let yaml = format!(
+            "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {{name: {name}}}\nspec: {{address: 10.0.0.1, weight: {weight}}}\n"
+        );
+        parse(&yaml).unwrap().remove(0)
+    }
+
+    #[test]
+    fn later_objects_replace_earlier_ones_with_the_same_key() {
+        let mut set = ManifestSet::default();
+        set.extend(vec![rs("a", 1), rs("b", 1)]);
+        set.extend(vec![rs("a", 7)]);
+        let weights: Vec<(String, i64)> = set
+            .real_servers
+            .iter()
+            .map(|o| (o.meta.name.clone(), o.spec.weight))
+            .collect();
+        assert_eq!(weights, vec![("a".to_string(), 7), ("b".to_string(), 1)]);
+        // a list changed from outside is reindexed, not duplicated
+        set.real_servers.remove(0);
+        set.extend(vec![rs("b", 3), rs("a", 2)]);
+        let weights: Vec<(String, i64)> = set
+            .real_servers
+            .iter()
+            .map(|o| (o.meta.name.clone(), o.spec.weight))
+            .collect();
+        assert_eq!(weights, vec![("b".to_string(), 3), ("a".to_string(), 2)]);
     }
 }
