@@ -333,7 +333,7 @@ def main(argv):
         target("apply→kernel p99 ≤ 250 ms", p99 <= 250, f"p99 {fmt(p99)} ms")
     else:
         target("apply→kernel p99 ≤ 250 ms", None,
-               "not measured: needs the joined (Kubernetes) lab, which does not exist yet")
+               "not measured by make bench yet: needs 10k VirtualServices in the joined (Kubernetes) lab")
 
     # --- plot -------------------------------------------------------------------------------
     png = os.path.join(outdir, "converge-time-vs-n.png")
@@ -580,8 +580,8 @@ def main(argv):
             L.append(f"- {r.get('n')}×{r.get('m')}: p50 {r.get('p50_ms')} ms, p99 {r.get('p99_ms')} ms")
     else:
         L.append("Not measured: it needs the joined lab (kubectl apply → API server → agent in the VM), "
-                 "which does not exist yet. The rows `apply_latency_p50` / `apply_latency_p99` are `NA`. "
-                 "Hook: when that lab exists, have it write lines "
+                 "which make bench does not start yet. The rows `apply_latency_p50` / `apply_latency_p99` are `NA`. "
+                 "Hook: have the joined lab write lines "
                  "`metric=apply_latency contender=agent n=N m=M p50_ms=X p99_ms=Y` to a file and pass "
                  "it to `e2e/bench/report.py --extra FILE` (run.sh passes `$BENCH_EXTRA` when set).")
     if problems or bad_checks:
