@@ -118,7 +118,10 @@ pub(crate) fn service_key(spec: &VirtualServiceSpec) -> Option<ServiceKey> {
 }
 
 /// Older first: creationTimestamp (absent sorts last), then namespace/name.
-fn age_order(a: &Object<VirtualServiceSpec>, b: &Object<VirtualServiceSpec>) -> Ordering {
+pub(crate) fn age_order(
+    a: &Object<VirtualServiceSpec>,
+    b: &Object<VirtualServiceSpec>,
+) -> Ordering {
     let ts = |o: &Object<VirtualServiceSpec>| {
         (
             o.meta.creation_timestamp.is_none(),
@@ -149,7 +152,7 @@ fn tunnel_of(spec: &VirtualServiceSpec) -> PlannedTunnel {
 fn resolve(
     vs: &Object<VirtualServiceSpec>,
     rs: &Object<RealServerSpec>,
-    nodes: &BTreeMap<&str, &NodeInfo>,
+    nodes: &impl Nodes,
 ) -> (RealServerVerdict, Option<PlannedDestination>) {
     let mut verdict = RealServerVerdict {
         name: rs.meta.key(),
@@ -165,7 +168,7 @@ fn resolve(
     let ipv6 = vs.spec.is_ipv6();
     let address = match (&rs.spec.address, &rs.spec.node_name) {
         (Some(a), _) => a.parse::<IpAddr>().ok(),
-        (None, Some(n)) => match nodes.get(n.as_str()) {
+        (None, Some(n)) => match nodes.node(n.as_str()) {
             None => {
                 verdict.problem = Some(format!("spec.nodeName: node {n:?} not found"));
                 return (verdict, None);
@@ -222,6 +225,182 @@ fn resolve(
     (verdict, Some(dest))
 }
 
+/// Node lookups the verdicts need: by name (nodeName realservers) and all
+/// of them in name order (director selection).
+pub(crate) trait Nodes {
+    fn node(&self, name: &str) -> Option<&NodeInfo>;
+    fn sorted(&self) -> impl Iterator<Item = &NodeInfo>;
+}
+
+impl Nodes for BTreeMap<&str, &NodeInfo> {
+    fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.get(name).copied()
+    }
+    fn sorted(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.values().copied()
+    }
+}
+
+impl Nodes for BTreeMap<String, NodeInfo> {
+    fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.get(name)
+    }
+    fn sorted(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.values()
+    }
+}
+
+/// The state of a VirtualService before realservers are looked at:
+/// validity, its key, and whether it owns that key. `winner` answers "who
+/// owns this key", given that the spec is valid.
+pub(crate) fn service_state(
+    vs: &Object<VirtualServiceSpec>,
+    winner: impl FnOnce(ServiceKey) -> Option<String>,
+) -> (ServiceState, Option<ServiceKey>) {
+    let key = service_key(&vs.spec);
+    let state = match (vs.spec.validate(), key) {
+        (Err(e), _) => ServiceState::Invalid(e.to_string()),
+        (Ok(()), None) => ServiceState::Invalid("spec: no usable address/port or fwmark".into()),
+        (Ok(()), Some(k)) => match winner(k) {
+            Some(w) if w != vs.meta.key() => ServiceState::Conflict { winner: w },
+            _ => ServiceState::Accepted,
+        },
+    };
+    (state, key)
+}
+
+/// Whether the spec is valid and has a kernel key: the services that take
+/// part in conflict resolution.
+pub(crate) fn contending_key(spec: &VirtualServiceSpec) -> Option<ServiceKey> {
+    service_key(spec).filter(|_| spec.validate().is_ok())
+}
+
+/// The verdict of one VirtualService, given its state and the RealServers
+/// its selector picks (same namespace, matching, sorted by namespace/name).
+pub(crate) fn verdict_for<'r>(
+    vs: &Object<VirtualServiceSpec>,
+    state: ServiceState,
+    key: Option<ServiceKey>,
+    selected: impl IntoIterator<Item = &'r Object<RealServerSpec>>,
+    nodes: &impl Nodes,
+) -> Verdict {
+    let mut real_servers = Vec::new();
+    let mut destinations: Vec<PlannedDestination> = Vec::new();
+    let mut seen: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
+    for rs in selected {
+        let (mut verdict, dest) = resolve(vs, rs, nodes);
+        if let Some(d) = dest {
+            if let Some(&first) = seen.get(&(d.addr, d.port)) {
+                verdict.problem = Some(format!(
+                    "spec: {}:{} is already a destination of this service through RealServer {}",
+                    d.addr, d.port, destinations[first].owner
+                ));
+                verdict.node = None;
+            } else {
+                seen.insert((d.addr, d.port), destinations.len());
+                destinations.push(d);
+            }
+        }
+        real_servers.push(verdict);
+    }
+    let directors: Vec<String> = nodes
+        .sorted()
+        .filter(|n| vs.spec.directors.node_selector.matches(&n.labels))
+        .map(|n| n.name.clone())
+        .collect();
+    if state == ServiceState::Accepted {
+        destinations.sort_by_key(|a| (a.addr, a.port));
+    } else {
+        destinations.clear();
+        for r in &mut real_servers {
+            r.node = None;
+        }
+    }
+    Verdict {
+        name: vs.meta.key(),
+        generation: vs.meta.generation,
+        key: if matches!(state, ServiceState::Invalid(_)) {
+            None
+        } else {
+            key
+        },
+        state,
+        directors,
+        real_servers,
+        destinations,
+    }
+}
+
+/// The label pair of a selector with the fewest candidates, for index
+/// lookups: every object the selector matches carries all of its
+/// `matchLabels`, so any one of them narrows the search.
+pub(crate) fn narrowest_label<'s>(
+    selector: &'s lvs_api::LabelSelector,
+    count: impl Fn(&str, &str) -> usize,
+) -> Option<(&'s str, &'s str)> {
+    selector
+        .match_labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .min_by_key(|(k, v)| count(k, v))
+}
+
+/// RealServers by namespace and by label, so a selector looks at its
+/// candidates instead of every RealServer.
+struct RsIndex<'a> {
+    /// Sorted by namespace/name, duplicates removed (the first one stays).
+    sorted: Vec<&'a Object<RealServerSpec>>,
+    /// Namespace -> positions in `sorted` (ascending).
+    by_ns: BTreeMap<&'a str, Vec<usize>>,
+    /// (namespace, key, value) -> positions in `sorted` (ascending).
+    by_label: std::collections::HashMap<(&'a str, &'a str, &'a str), Vec<usize>>,
+}
+
+impl<'a> RsIndex<'a> {
+    fn new(rss: &'a [Object<RealServerSpec>]) -> Self {
+        let mut sorted: Vec<(String, &Object<RealServerSpec>)> =
+            rss.iter().map(|r| (r.meta.key(), r)).collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.dedup_by(|b, a| a.0 == b.0);
+        let sorted: Vec<&Object<RealServerSpec>> = sorted.into_iter().map(|(_, r)| r).collect();
+        let mut by_ns: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut by_label: std::collections::HashMap<(&str, &str, &str), Vec<usize>> =
+            std::collections::HashMap::new();
+        for (i, r) in sorted.iter().enumerate() {
+            let ns = r.meta.namespace.as_str();
+            by_ns.entry(ns).or_default().push(i);
+            for (k, v) in &r.meta.labels {
+                by_label
+                    .entry((ns, k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        RsIndex {
+            sorted,
+            by_ns,
+            by_label,
+        }
+    }
+
+    /// The RealServers `vs` selects, sorted by namespace/name.
+    fn select(&self, vs: &Object<VirtualServiceSpec>) -> Vec<&'a Object<RealServerSpec>> {
+        let ns = vs.meta.namespace.as_str();
+        let sel = &vs.spec.real_server_selector;
+        let positions: &[usize] = match narrowest_label(sel, |k, v| {
+            self.by_label.get(&(ns, k, v)).map_or(0, Vec::len)
+        }) {
+            Some((k, v)) => self.by_label.get(&(ns, k, v)).map_or(&[], Vec::as_slice),
+            None => self.by_ns.get(ns).map_or(&[], Vec::as_slice),
+        };
+        positions
+            .iter()
+            .map(|&i| self.sorted[i])
+            .filter(|r| sel.matches(&r.meta.labels))
+            .collect()
+    }
+}
+
 /// Decides every VirtualService's fate. Conflicts: among valid services with
 /// the same key the oldest wins (creationTimestamp, then namespace/name).
 pub fn analyze(
@@ -231,91 +410,23 @@ pub fn analyze(
 ) -> Analysis {
     let mut by_age: Vec<&Object<VirtualServiceSpec>> = vss.iter().collect();
     by_age.sort_by(|a, b| age_order(a, b));
-    let mut nodes_sorted: Vec<&NodeInfo> = nodes.iter().collect();
-    nodes_sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let node_map: BTreeMap<&str, &NodeInfo> =
-        nodes_sorted.iter().map(|n| (n.name.as_str(), *n)).collect();
-    let mut rss_sorted: Vec<&Object<RealServerSpec>> = rss.iter().collect();
-    rss_sorted.sort_by_key(|r| r.meta.key());
-    rss_sorted.dedup_by_key(|r| r.meta.key());
+    let node_map: BTreeMap<&str, &NodeInfo> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let index = RsIndex::new(rss);
 
-    let mut owners: BTreeMap<ServiceKey, String> = BTreeMap::new();
+    let mut owners: std::collections::HashMap<ServiceKey, String> =
+        std::collections::HashMap::new();
     let mut verdicts = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = std::collections::HashSet::new();
     for vs in by_age {
         let name = vs.meta.key();
         if !seen.insert(name.clone()) {
             continue;
         }
-        let key = service_key(&vs.spec);
-        let state = match (vs.spec.validate(), key) {
-            (Err(e), _) => ServiceState::Invalid(e.to_string()),
-            (Ok(()), None) => {
-                ServiceState::Invalid("spec: no usable address/port or fwmark".into())
-            }
-            (Ok(()), Some(k)) => match owners.get(&k) {
-                Some(winner) => ServiceState::Conflict {
-                    winner: winner.clone(),
-                },
-                None => {
-                    owners.insert(k, name.clone());
-                    ServiceState::Accepted
-                }
-            },
-        };
-        let selected: Vec<&&Object<RealServerSpec>> = rss_sorted
-            .iter()
-            .filter(|r| {
-                r.meta.namespace == vs.meta.namespace
-                    && vs.spec.real_server_selector.matches(&r.meta.labels)
-            })
-            .collect();
-        let mut real_servers = Vec::new();
-        let mut destinations: Vec<PlannedDestination> = Vec::new();
-        for rs in selected {
-            let (mut verdict, dest) = resolve(vs, rs, &node_map);
-            if let Some(d) = dest {
-                if let Some(first) = destinations
-                    .iter()
-                    .find(|x| x.addr == d.addr && x.port == d.port)
-                {
-                    verdict.problem = Some(format!(
-                        "spec: {}:{} is already a destination of this service through RealServer {}",
-                        d.addr, d.port, first.owner
-                    ));
-                    verdict.node = None;
-                } else {
-                    destinations.push(d);
-                }
-            }
-            real_servers.push(verdict);
-        }
-        let directors: Vec<String> = nodes_sorted
-            .iter()
-            .filter(|n| vs.spec.directors.node_selector.matches(&n.labels))
-            .map(|n| n.name.clone())
-            .collect();
-        if state == ServiceState::Accepted {
-            destinations.sort_by_key(|a| (a.addr, a.port));
-        } else {
-            destinations.clear();
-            for r in &mut real_servers {
-                r.node = None;
-            }
-        }
-        verdicts.push(Verdict {
-            name,
-            generation: vs.meta.generation,
-            key: if matches!(state, ServiceState::Invalid(_)) {
-                None
-            } else {
-                key
-            },
-            state,
-            directors,
-            real_servers,
-            destinations,
+        let (state, key) = service_state(vs, |k| {
+            Some(owners.entry(k).or_insert_with(|| name.clone()).clone())
         });
+        let selected = index.select(vs);
+        verdicts.push(verdict_for(vs, state, key, selected, &node_map));
     }
     verdicts.sort_by(|a, b| a.name.cmp(&b.name));
     Analysis { verdicts }

@@ -4,16 +4,19 @@
 //! lose a conflict, which nodes direct them and which realservers they get.
 //! [`plan`] turns that into the [`NodePlan`] of one node. Both are
 //! deterministic and free of I/O: the same objects in any order give the same
-//! result.
+//! result. [`Incremental`] keeps one node's plan current change by change,
+//! re-planning only the VirtualServices a change can affect.
 #![forbid(unsafe_code)]
 
 mod analyze;
+mod incremental;
 mod plan;
 mod planner;
 
 pub use analyze::{Analysis, RealServerVerdict, ServiceState, Verdict, analyze};
+pub use incremental::{Applied, Change, Changes, Incremental, PlanScope};
 pub use plan::{
     NodePlan, PlannedDestination, PlannedPersistence, PlannedService, PlannedTunnel,
     PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
 };
-pub use planner::{plan, plan_from_analysis};
+pub use planner::{Aggregate, Fragment, TunnelSlot, fragment, plan, plan_from_analysis};

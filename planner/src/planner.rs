@@ -55,107 +55,233 @@ pub fn plan_from_analysis(
     analysis: &Analysis,
     vss: &[Object<VirtualServiceSpec>],
 ) -> NodePlan {
-    let mut services = Vec::new();
-    let mut vips = BTreeSet::new();
-    let mut loopback = BTreeSet::new();
-    let mut tunnels: BTreeMap<(String, TunnelType, bool, u16), BTreeSet<IpAddr>> = BTreeMap::new();
-    let mut sysctls = BTreeSet::new();
     let specs: HashMap<String, &VirtualServiceSpec> =
         vss.iter().map(|o| (o.meta.key(), &o.spec)).collect();
+    let mut agg = Aggregate::default();
+    let mut services = Vec::new();
+    for v in analysis.accepted() {
+        let Some(spec) = specs.get(&v.name) else {
+            continue;
+        };
+        let f = fragment(node, v, spec);
+        agg.add(&f);
+        services.extend(f.service);
+    }
+    agg.plan(node, services)
+}
 
-    for v in analysis
-        .verdicts
-        .iter()
-        .filter(|v| v.state == ServiceState::Accepted)
-    {
-        let (Some(key), Some(spec)) = (v.key, specs.get(&v.name)) else {
-            continue;
-        };
-        let director = v.directors.iter().any(|d| d == node);
-        if director {
-            services.push(director_service(v, key, spec));
-            if let ServiceKey::Tuple { addr, .. } = key {
-                vips.insert(PlannedVip {
-                    addr,
-                    interface: spec.directors.interface.clone(),
-                });
-            }
-            sysctls.insert(Sysctl::new("net/ipv4/vs/expire_nodest_conn", 1));
-            if v.destinations
-                .iter()
-                .any(|d| d.method == ForwardingMethod::Nat)
-            {
-                if key.is_ipv6() {
-                    sysctls.insert(Sysctl::new("net/ipv6/conf/all/forwarding", 1));
-                } else {
-                    sysctls.insert(Sysctl::new("net/ipv4/ip_forward", 1));
-                }
-                sysctls.insert(Sysctl::new("net/ipv4/vs/conntrack", 1));
-            }
-            if spec.persistence.is_some() {
-                sysctls.insert(Sysctl::new("net/ipv4/vs/expire_quiescent_template", 1));
-            }
-            continue;
+/// What one VirtualService asks of one node. A node's plan is the union of
+/// its fragments; the agent keeps them per VirtualService so that a change
+/// re-plans only what it touches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fragment {
+    /// Director role: the IPVS service.
+    pub service: Option<PlannedService>,
+    /// Director role: the VIP (tuple services only).
+    pub vip: Option<PlannedVip>,
+    /// DR realserver role.
+    pub loopback: Option<IpAddr>,
+    /// TUN realserver role: (device, type, IPv6, GUE port) and the VIP.
+    pub tunnels: Vec<(TunnelSlot, IpAddr)>,
+    pub sysctls: Vec<Sysctl>,
+}
+
+/// A tunnel endpoint's identity: device, type, IPv6, GUE port.
+pub type TunnelSlot = (String, TunnelType, bool, u16);
+
+impl Fragment {
+    pub fn is_empty(&self) -> bool {
+        self.service.is_none()
+            && self.vip.is_none()
+            && self.loopback.is_none()
+            && self.tunnels.is_empty()
+            && self.sysctls.is_empty()
+    }
+}
+
+/// The fragment of `node` for one accepted VirtualService.
+pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment {
+    let mut f = Fragment::default();
+    if v.state != ServiceState::Accepted {
+        return f;
+    }
+    let Some(key) = v.key else {
+        return f;
+    };
+    let mut sysctls = BTreeSet::new();
+    if v.directors.iter().any(|d| d == node) {
+        f.service = Some(director_service(v, key, spec));
+        if let ServiceKey::Tuple { addr, .. } = key {
+            f.vip = Some(PlannedVip {
+                addr,
+                interface: spec.directors.interface.clone(),
+            });
         }
-        let ServiceKey::Tuple { addr: vip, .. } = key else {
+        sysctls.insert(Sysctl::new("net/ipv4/vs/expire_nodest_conn", 1));
+        if v.destinations
+            .iter()
+            .any(|d| d.method == ForwardingMethod::Nat)
+        {
+            if key.is_ipv6() {
+                sysctls.insert(Sysctl::new("net/ipv6/conf/all/forwarding", 1));
+            } else {
+                sysctls.insert(Sysctl::new("net/ipv4/ip_forward", 1));
+            }
+            sysctls.insert(Sysctl::new("net/ipv4/vs/conntrack", 1));
+        }
+        if spec.persistence.is_some() {
+            sysctls.insert(Sysctl::new("net/ipv4/vs/expire_quiescent_template", 1));
+        }
+        f.sysctls = sysctls.into_iter().collect();
+        return f;
+    }
+    let ServiceKey::Tuple { addr: vip, .. } = key else {
+        return f;
+    };
+    let mut tunnels = BTreeSet::new();
+    for rs in v
+        .real_servers
+        .iter()
+        .filter(|r| r.ready() && r.node.as_deref() == Some(node))
+    {
+        let Some(dest) = v.destinations.iter().find(|d| d.owner == rs.name) else {
             continue;
         };
-        for rs in v
-            .real_servers
-            .iter()
-            .filter(|r| r.ready() && r.node.as_deref() == Some(node))
-        {
-            let Some(dest) = v.destinations.iter().find(|d| d.owner == rs.name) else {
-                continue;
-            };
-            match dest.method {
-                ForwardingMethod::Dr => {
-                    loopback.insert(vip);
-                    if vip.is_ipv4() {
-                        sysctls.insert(Sysctl::new("net/ipv4/conf/all/arp_ignore", 1));
-                        sysctls.insert(Sysctl::new("net/ipv4/conf/all/arp_announce", 2));
-                    }
+        match dest.method {
+            ForwardingMethod::Dr => {
+                f.loopback = Some(vip);
+                if vip.is_ipv4() {
+                    sysctls.insert(Sysctl::new("net/ipv4/conf/all/arp_ignore", 1));
+                    sysctls.insert(Sysctl::new("net/ipv4/conf/all/arp_announce", 2));
                 }
-                ForwardingMethod::Tun => {
-                    let t = dest.tunnel.unwrap_or(crate::PlannedTunnel {
-                        type_: TunnelType::Ipip,
-                        port: 0,
-                        checksum: false,
-                        remote_checksum: false,
-                    });
-                    let device = tunnel_device(t.type_, vip.is_ipv6());
-                    tunnels
-                        .entry((device.to_string(), t.type_, vip.is_ipv6(), t.port))
-                        .or_default()
-                        .insert(vip);
-                    if vip.is_ipv4() {
-                        sysctls.insert(Sysctl::new("net/ipv4/conf/all/rp_filter", 2));
-                        sysctls.insert(Sysctl::new(format!("net/ipv4/conf/{device}/rp_filter"), 2));
-                    }
-                }
-                ForwardingMethod::Nat => {}
             }
+            ForwardingMethod::Tun => {
+                let t = dest.tunnel.unwrap_or(crate::PlannedTunnel {
+                    type_: TunnelType::Ipip,
+                    port: 0,
+                    checksum: false,
+                    remote_checksum: false,
+                });
+                let device = tunnel_device(t.type_, vip.is_ipv6());
+                tunnels.insert(((device.to_string(), t.type_, vip.is_ipv6(), t.port), vip));
+                if vip.is_ipv4() {
+                    sysctls.insert(Sysctl::new("net/ipv4/conf/all/rp_filter", 2));
+                    sysctls.insert(Sysctl::new(format!("net/ipv4/conf/{device}/rp_filter"), 2));
+                }
+            }
+            ForwardingMethod::Nat => {}
         }
     }
-    services.sort();
-    NodePlan {
-        node: node.to_string(),
-        services,
-        vips: vips.into_iter().collect(),
-        loopback_vips: loopback.into_iter().collect(),
-        tunnels: tunnels
-            .into_iter()
-            .map(
-                |((device, type_, ipv6, port), vips)| PlannedTunnelEndpoint {
-                    device,
-                    type_,
-                    ipv6,
-                    port,
-                    vips: vips.into_iter().collect(),
-                },
-            )
-            .collect(),
-        sysctls: sysctls.into_iter().collect(),
+    f.tunnels = tunnels.into_iter().collect();
+    f.sysctls = sysctls.into_iter().collect();
+    f
+}
+
+/// The union of fragments, with a count per item so that fragments can be
+/// removed again: a VIP, sysctl or tunnel VIP stays while any fragment
+/// still asks for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Aggregate {
+    /// VIP address -> (interface choice -> count).
+    pub vips: BTreeMap<IpAddr, BTreeMap<Option<String>, usize>>,
+    pub loopback: BTreeMap<IpAddr, usize>,
+    pub tunnels: BTreeMap<TunnelSlot, BTreeMap<IpAddr, usize>>,
+    pub sysctls: BTreeMap<Sysctl, usize>,
+}
+
+fn bump<K: Ord + Clone>(m: &mut BTreeMap<K, usize>, k: &K, add: bool) {
+    if add {
+        *m.entry(k.clone()).or_default() += 1;
+    } else if let Some(c) = m.get_mut(k) {
+        *c -= 1;
+        if *c == 0 {
+            m.remove(k);
+        }
+    }
+}
+
+impl Aggregate {
+    pub fn add(&mut self, f: &Fragment) {
+        self.change(f, true);
+    }
+
+    pub fn remove(&mut self, f: &Fragment) {
+        self.change(f, false);
+    }
+
+    fn change(&mut self, f: &Fragment, add: bool) {
+        if let Some(v) = &f.vip {
+            let m = self.vips.entry(v.addr).or_default();
+            bump(m, &v.interface, add);
+            if m.is_empty() {
+                self.vips.remove(&v.addr);
+            }
+        }
+        if let Some(a) = &f.loopback {
+            bump(&mut self.loopback, a, add);
+        }
+        for (slot, vip) in &f.tunnels {
+            let m = self.tunnels.entry(slot.clone()).or_default();
+            bump(m, vip, add);
+            if m.is_empty() {
+                self.tunnels.remove(slot);
+            }
+        }
+        for s in &f.sysctls {
+            bump(&mut self.sysctls, s, add);
+        }
+    }
+
+    /// The VIPs held for these addresses.
+    pub fn vips_at<'a>(
+        &'a self,
+        addrs: impl IntoIterator<Item = &'a IpAddr> + 'a,
+    ) -> impl Iterator<Item = PlannedVip> + 'a {
+        addrs.into_iter().flat_map(move |a| {
+            self.vips.get(a).into_iter().flat_map(move |m| {
+                m.keys().map(move |i| PlannedVip {
+                    addr: *a,
+                    interface: i.clone(),
+                })
+            })
+        })
+    }
+
+    /// A plan with these services and every VIP, tunnel and sysctl.
+    pub fn plan(&self, node: &str, services: Vec<PlannedService>) -> NodePlan {
+        self.plan_with_vips(node, services, self.vips_at(self.vips.keys()).collect())
+    }
+
+    /// A plan with these services and VIPs, and every tunnel and sysctl.
+    pub fn plan_with_vips(
+        &self,
+        node: &str,
+        mut services: Vec<PlannedService>,
+        mut vips: Vec<PlannedVip>,
+    ) -> NodePlan {
+        services.sort();
+        vips.sort();
+        vips.dedup();
+        NodePlan {
+            node: node.to_string(),
+            services,
+            vips,
+            loopback_vips: self.loopback.keys().copied().collect(),
+            tunnels: self
+                .tunnels
+                .iter()
+                .map(
+                    |((device, type_, ipv6, port), vips)| PlannedTunnelEndpoint {
+                        device: device.clone(),
+                        type_: *type_,
+                        ipv6: *ipv6,
+                        port: *port,
+                        vips: vips.keys().copied().collect(),
+                    },
+                )
+                .collect(),
+            sysctls: self.sysctls.keys().cloned().collect(),
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use lvs_api::manifest::{ManifestSet, parse};
 use lvs_api::{ForwardingMethod, Scheduler, TunnelType};
-use lvs_planner::{NodePlan, ServiceKey, ServiceState, Sysctl, analyze, plan};
+use lvs_planner::{Incremental, NodePlan, ServiceKey, ServiceState, Sysctl, analyze, plan};
 use proptest::prelude::*;
 
 const NODES: &str = r#"
@@ -484,4 +484,202 @@ proptest! {
         keys.dedup();
         prop_assert_eq!(n, keys.len());
     }
+}
+
+// ---- incremental planning ------------------------------------------------
+
+/// Plans `s` from scratch and checks the incremental state against it: the
+/// whole plan, the verdicts it re-planned, and that its scope covers every
+/// service and VIP whose plan changed.
+fn check_step(
+    inc: &mut Incremental,
+    before: &NodePlan,
+    s: &ManifestSet,
+) -> Result<NodePlan, TestCaseError> {
+    let node = inc.node().to_string();
+    let changes = inc.diff(
+        s.virtual_services.clone(),
+        s.real_servers.clone(),
+        s.nodes.clone(),
+    );
+    let applied = inc.apply(changes);
+    let want = plan(&node, &s.virtual_services, &s.real_servers, &s.nodes);
+    prop_assert_eq!(&inc.plan(), &want, "incremental plan of {} differs", node);
+    let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+    for (name, v) in &applied.verdicts {
+        prop_assert_eq!(v.as_ref(), a.get(name), "verdict of {}", name);
+    }
+    if !applied.all {
+        // Every service or VIP that changed is in the scope...
+        let changed_keys = before
+            .services
+            .iter()
+            .filter(|x| !want.services.contains(x))
+            .chain(
+                want.services
+                    .iter()
+                    .filter(|x| !before.services.contains(x)),
+            )
+            .map(|x| x.key);
+        for k in changed_keys {
+            prop_assert!(
+                applied.scope.services.contains(&k),
+                "{} changed outside the scope",
+                k
+            );
+        }
+        let changed_vips = before
+            .vips
+            .iter()
+            .filter(|x| !want.vips.contains(x))
+            .chain(want.vips.iter().filter(|x| !before.vips.contains(x)));
+        for v in changed_vips {
+            prop_assert!(
+                applied.scope.vips.contains(&v.addr),
+                "VIP {} changed outside the scope",
+                v.addr
+            );
+        }
+        // ...and the partial plan is the whole plan within the scope.
+        let part = inc.partial_plan(&applied);
+        let in_scope: Vec<_> = want
+            .services
+            .iter()
+            .filter(|x| applied.scope.services.contains(&x.key))
+            .cloned()
+            .collect();
+        prop_assert_eq!(&part.services, &in_scope);
+        let vips: Vec<_> = want
+            .vips
+            .iter()
+            .filter(|x| applied.scope.vips.contains(&x.addr))
+            .cloned()
+            .collect();
+        prop_assert_eq!(&part.vips, &vips);
+        prop_assert_eq!(&part.sysctls, &want.sysctls);
+        prop_assert_eq!(&part.loopback_vips, &want.loopback_vips);
+        prop_assert_eq!(&part.tunnels, &want.tunnels);
+    }
+    Ok(want)
+}
+
+/// `s` with one Node changed, so node changes are exercised too.
+fn with_node_change(mut s: ManifestSet, which: u8) -> ManifestSet {
+    match which {
+        1 => s.nodes.retain(|n| n.name != "rs2"),
+        2 => {
+            if let Some(n) = s.nodes.iter_mut().find(|n| n.name == "dir1") {
+                n.labels.clear();
+            }
+        }
+        3 => {
+            if let Some(n) = s.nodes.iter_mut().find(|n| n.name == "rs1") {
+                n.internal_ips = vec![ip("10.10.0.99")];
+            }
+        }
+        _ => {}
+    }
+    s
+}
+
+proptest! {
+    #[test]
+    fn incremental_plans_equal_plans_from_scratch(
+        a in world(), b in world(), c in world(), node_change in 0u8..6, keep in prop::collection::vec(any::<bool>(), 16),
+    ) {
+        for n in ALL_NODES {
+            let mut inc = Incremental::new(n);
+            let p = check_step(&mut inc, &NodePlan::default(), &a)?;
+            let p = check_step(&mut inc, &p, &b)?;
+            // A partial step: some objects from b, some from c.
+            let mut mix = b.clone();
+            for (i, o) in c.virtual_services.iter().enumerate() {
+                if keep[i % keep.len()] {
+                    mix.virtual_services.retain(|x| x.meta.key() != o.meta.key());
+                    mix.virtual_services.push(o.clone());
+                }
+            }
+            for (i, o) in c.real_servers.iter().enumerate() {
+                if !keep[(i + 3) % keep.len()] {
+                    mix.real_servers.retain(|x| x.meta.key() != o.meta.key());
+                    if keep[(i + 5) % keep.len()] {
+                        mix.real_servers.push(o.clone());
+                    }
+                }
+            }
+            let p = check_step(&mut inc, &p, &mix)?;
+            let p = check_step(&mut inc, &p, &with_node_change(mix.clone(), node_change))?;
+            let p = check_step(&mut inc, &p, &c)?;
+            check_step(&mut inc, &p, &ManifestSet::default())?;
+        }
+    }
+}
+
+#[test]
+fn a_realserver_change_replans_only_the_services_that_select_it() {
+    let mut yaml = String::new();
+    for i in 0..50 {
+        yaml += &vs(
+            &format!("vs{i}"),
+            &format!(
+                "  address: 192.0.2.{}\n  port: 80\n  realServerSelector: {{matchLabels: {{app: a{}}}}}",
+                i + 1,
+                i % 5
+            ),
+        );
+    }
+    for i in 0..20 {
+        yaml += &rs(
+            &format!("r{i}"),
+            &format!("a{}", i % 5),
+            &format!("  address: 10.10.0.{}", 11 + i),
+        );
+    }
+    let s = set(&yaml);
+    let mut inc = Incremental::new("dir1");
+    let first = inc.apply(inc.diff(
+        s.virtual_services.clone(),
+        s.real_servers.clone(),
+        s.nodes.clone(),
+    ));
+    assert!(first.all);
+    let mut changed = s.clone();
+    let r = changed
+        .real_servers
+        .iter_mut()
+        .find(|r| r.meta.name == "r7")
+        .unwrap();
+    r.spec.weight = 9;
+    let applied = inc.apply(inc.diff(
+        changed.virtual_services.clone(),
+        changed.real_servers.clone(),
+        changed.nodes.clone(),
+    ));
+    assert!(!applied.all);
+    let names: Vec<&str> = applied.verdicts.iter().map(|(n, _)| n.as_str()).collect();
+    // r7 has app a2: vs2, vs7, ..., vs47.
+    let want: Vec<String> = (0..50)
+        .filter(|i| i % 5 == 2)
+        .map(|i| format!("default/vs{i}"))
+        .collect();
+    let mut want: Vec<&str> = want.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(names, want);
+    assert_eq!(applied.scope.services.len(), 10);
+    assert_eq!(
+        inc.plan(),
+        plan(
+            "dir1",
+            &changed.virtual_services,
+            &changed.real_servers,
+            &changed.nodes
+        )
+    );
+    // Nothing changed: nothing re-planned.
+    let again = inc.apply(inc.diff(
+        changed.virtual_services.clone(),
+        changed.real_servers.clone(),
+        changed.nodes.clone(),
+    ));
+    assert!(again.is_empty());
 }

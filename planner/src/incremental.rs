@@ -1,0 +1,475 @@
+//! One node's plan, kept up to date object by object.
+//!
+//! [`Incremental`] holds every VirtualService, RealServer and Node, indexed
+//! so that a change finds the VirtualServices it can affect without looking
+//! at the others:
+//!
+//! - a VirtualService change affects itself and the services contending for
+//!   its old and new kernel key (the conflict winner may change);
+//! - a RealServer change affects the services of its namespace whose
+//!   selector matches its old or its new labels (found through a label
+//!   index: each service is filed under one of its `matchLabels` pairs, the
+//!   ones without `matchLabels` are checked one by one);
+//! - a Node change can move directors and nodeName realservers anywhere, so
+//!   everything is re-planned.
+//!
+//! Each affected service gets a fresh [`Verdict`] and [`Fragment`], computed
+//! by the same functions as [`analyze`](crate::analyze) and
+//! [`plan`](crate::plan); the fragments are summed up in an [`Aggregate`].
+//! The result is always the plan that planning from scratch would give (a
+//! property test checks this after random changes).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
+
+use crate::analyze::{Verdict, contending_key, narrowest_label, service_state, verdict_for};
+use crate::plan::{NodePlan, ServiceKey};
+use crate::planner::{Aggregate, Fragment, fragment};
+
+/// One change of an object: the new version, or the removal of the object
+/// with this key (namespace/name; a Node's name).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<T> {
+    Upsert(T),
+    Delete(String),
+}
+
+/// What a change touched on this node: the IPVS services and director VIP
+/// addresses whose desired state may differ now. Tunnels, loopback VIPs and
+/// sysctls are few and always handed over whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanScope {
+    pub services: BTreeSet<ServiceKey>,
+    pub vips: BTreeSet<IpAddr>,
+}
+
+impl PlanScope {
+    fn cover(&mut self, f: &Fragment) {
+        if let Some(s) = &f.service {
+            self.services.insert(s.key);
+        }
+        if let Some(v) = &f.vip {
+            self.vips.insert(v.addr);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.vips.is_empty()
+    }
+}
+
+/// The outcome of [`Incremental::apply`].
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// Every VirtualService was re-planned (a Node changed, or the first load).
+    pub all: bool,
+    /// The re-planned VirtualServices (namespace/name) with their new verdict;
+    /// `None` for one that no longer exists.
+    pub verdicts: Vec<(String, Option<Verdict>)>,
+    /// What the re-planned services touched on this node.
+    pub scope: PlanScope,
+}
+
+impl Applied {
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.verdicts.is_empty()
+    }
+}
+
+/// Position of a contending VirtualService: older first (creationTimestamp,
+/// absent last), then namespace/name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct AgeKey {
+    no_timestamp: bool,
+    timestamp: Option<String>,
+    name: String,
+}
+
+impl AgeKey {
+    fn of(vs: &Object<VirtualServiceSpec>) -> Self {
+        AgeKey {
+            no_timestamp: vs.meta.creation_timestamp.is_none(),
+            timestamp: vs.meta.creation_timestamp.clone(),
+            name: vs.meta.key(),
+        }
+    }
+}
+
+fn label_key(ns: &str, k: &str, v: &str) -> String {
+    format!("{ns}\u{0}{k}\u{0}{v}")
+}
+
+/// The label pair a VirtualService is filed under (its first `matchLabels`
+/// pair), or `None` when it has no `matchLabels`.
+fn filed_under(vs: &Object<VirtualServiceSpec>) -> Option<String> {
+    vs.spec
+        .real_server_selector
+        .match_labels
+        .iter()
+        .next()
+        .map(|(k, v)| label_key(&vs.meta.namespace, k, v))
+}
+
+/// One node's plan over a changing set of objects.
+#[derive(Debug, Clone, Default)]
+pub struct Incremental {
+    node: String,
+    vss: BTreeMap<String, Object<VirtualServiceSpec>>,
+    rss: BTreeMap<String, Object<RealServerSpec>>,
+    nodes: BTreeMap<String, NodeInfo>,
+    /// RealServer keys by (namespace, label, value).
+    rs_by_label: HashMap<String, BTreeSet<String>>,
+    /// VirtualService keys by the label pair they are filed under.
+    vs_by_label: HashMap<String, BTreeSet<String>>,
+    /// VirtualServices without `matchLabels`, by namespace.
+    vs_unfiled: BTreeMap<String, BTreeSet<String>>,
+    /// Valid VirtualServices by kernel key, oldest first.
+    contenders: HashMap<ServiceKey, BTreeSet<AgeKey>>,
+    fragments: BTreeMap<String, Fragment>,
+    aggregate: Aggregate,
+    loaded: bool,
+}
+
+impl Incremental {
+    pub fn new(node: impl Into<String>) -> Self {
+        Incremental {
+            node: node.into(),
+            ..Incremental::default()
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn virtual_services(&self) -> &BTreeMap<String, Object<VirtualServiceSpec>> {
+        &self.vss
+    }
+
+    pub fn real_servers(&self) -> &BTreeMap<String, Object<RealServerSpec>> {
+        &self.rss
+    }
+
+    pub fn nodes(&self) -> &BTreeMap<String, NodeInfo> {
+        &self.nodes
+    }
+
+    /// The changes that turn the current objects into these (a full
+    /// snapshot): upserts for new and changed objects, deletes for the rest.
+    /// Later duplicates of a name win.
+    pub fn diff(
+        &self,
+        vss: Vec<Object<VirtualServiceSpec>>,
+        rss: Vec<Object<RealServerSpec>>,
+        nodes: Vec<NodeInfo>,
+    ) -> Changes {
+        fn diff_map<T: PartialEq>(
+            cur: &BTreeMap<String, T>,
+            new: Vec<T>,
+            key: impl Fn(&T) -> String,
+        ) -> Vec<Change<T>> {
+            let mut by_key: BTreeMap<String, T> = BTreeMap::new();
+            for o in new {
+                by_key.insert(key(&o), o);
+            }
+            let mut out: Vec<Change<T>> = cur
+                .keys()
+                .filter(|k| !by_key.contains_key(*k))
+                .map(|k| Change::Delete(k.clone()))
+                .collect();
+            out.extend(
+                by_key
+                    .into_iter()
+                    .filter(|(k, o)| cur.get(k) != Some(o))
+                    .map(|(_, o)| Change::Upsert(o)),
+            );
+            out
+        }
+        Changes {
+            virtual_services: diff_map(&self.vss, vss, |o| o.meta.key()),
+            real_servers: diff_map(&self.rss, rss, |o| o.meta.key()),
+            nodes: diff_map(&self.nodes, nodes, |n| n.name.clone()),
+        }
+    }
+
+    /// Applies changes and re-plans what they affect.
+    pub fn apply(&mut self, changes: Changes) -> Applied {
+        let mut affected: BTreeSet<String> = BTreeSet::new();
+        let mut all = !self.loaded;
+        self.loaded = true;
+
+        for c in changes.nodes {
+            let changed = match c {
+                Change::Upsert(n) => {
+                    let name = n.name.clone();
+                    self.nodes.insert(name, n.clone()) != Some(n)
+                }
+                Change::Delete(name) => self.nodes.remove(&name).is_some(),
+            };
+            all |= changed;
+        }
+
+        for c in changes.real_servers {
+            let (key, new) = match c {
+                Change::Upsert(o) => (o.meta.key(), Some(o)),
+                Change::Delete(k) => (k, None),
+            };
+            if self.rss.get(&key) == new.as_ref() {
+                continue;
+            }
+            let old = match new {
+                Some(o) => self.rss.insert(key.clone(), o),
+                None => self.rss.remove(&key),
+            };
+            if let Some(o) = &old {
+                self.unfile_rs(&key, o);
+            }
+            if let Some(o) = self.rss.get(&key) {
+                let o = o.clone();
+                self.file_rs(&key, &o);
+            }
+            if !all {
+                let new = self.rss.get(&key);
+                for o in old.iter().chain(new) {
+                    affected.extend(self.selecting(o, old.as_ref(), new));
+                }
+            }
+        }
+
+        let mut keys_touched: BTreeSet<ServiceKey> = BTreeSet::new();
+        for c in changes.virtual_services {
+            let (name, new) = match c {
+                Change::Upsert(o) => (o.meta.key(), Some(o)),
+                Change::Delete(k) => (k, None),
+            };
+            if self.vss.get(&name) == new.as_ref() {
+                continue;
+            }
+            let old = match new {
+                Some(o) => self.vss.insert(name.clone(), o),
+                None => self.vss.remove(&name),
+            };
+            if let Some(o) = &old {
+                keys_touched.extend(self.unfile_vs(&name, o));
+            }
+            if let Some(o) = self.vss.get(&name) {
+                let o = o.clone();
+                keys_touched.extend(self.file_vs(&name, &o));
+            }
+            affected.insert(name);
+        }
+        for k in &keys_touched {
+            if let Some(c) = self.contenders.get(k) {
+                affected.extend(c.iter().map(|a| a.name.clone()));
+            }
+        }
+
+        if all {
+            affected = self
+                .vss
+                .keys()
+                .chain(self.fragments.keys())
+                .cloned()
+                .collect();
+        }
+        let mut out = Applied {
+            all,
+            ..Applied::default()
+        };
+        for name in affected {
+            let v = self.replan(&name, &mut out.scope);
+            out.verdicts.push((name, v));
+        }
+        out
+    }
+
+    /// Re-plans one VirtualService; returns its verdict.
+    fn replan(&mut self, name: &str, scope: &mut PlanScope) -> Option<Verdict> {
+        if let Some(old) = self.fragments.remove(name) {
+            self.aggregate.remove(&old);
+            scope.cover(&old);
+        }
+        let vs = self.vss.get(name)?;
+        let (state, key) = service_state(vs, |k| {
+            self.contenders
+                .get(&k)
+                .and_then(|c| c.first())
+                .map(|a| a.name.clone())
+        });
+        let verdict = verdict_for(vs, state, key, self.select(vs), &self.nodes);
+        let f = fragment(&self.node, &verdict, &vs.spec);
+        if !f.is_empty() {
+            self.aggregate.add(&f);
+            scope.cover(&f);
+            self.fragments.insert(name.to_string(), f);
+        }
+        Some(verdict)
+    }
+
+    /// The RealServers `vs` selects, sorted by namespace/name.
+    fn select<'a>(
+        &'a self,
+        vs: &'a Object<VirtualServiceSpec>,
+    ) -> impl Iterator<Item = &'a Object<RealServerSpec>> + 'a {
+        let ns = vs.meta.namespace.as_str();
+        let sel = &vs.spec.real_server_selector;
+        let posting = narrowest_label(sel, |k, v| {
+            self.rs_by_label
+                .get(&label_key(ns, k, v))
+                .map_or(0, BTreeSet::len)
+        })
+        .map(|(k, v)| self.rs_by_label.get(&label_key(ns, k, v)));
+        let candidates: Box<dyn Iterator<Item = &'a Object<RealServerSpec>> + 'a> = match posting {
+            Some(Some(keys)) => Box::new(keys.iter().filter_map(|k| self.rss.get(k))),
+            Some(None) => Box::new(std::iter::empty()),
+            None => {
+                let lo = format!("{ns}/");
+                let hi = format!("{ns}0");
+                Box::new(self.rss.range(lo..hi).map(|(_, o)| o))
+            }
+        };
+        candidates.filter(move |r| r.meta.namespace == ns && sel.matches(&r.meta.labels))
+    }
+
+    /// VirtualServices that select `rs` as it was (`old`) or is (`new`).
+    fn selecting(
+        &self,
+        rs: &Object<RealServerSpec>,
+        old: Option<&Object<RealServerSpec>>,
+        new: Option<&Object<RealServerSpec>>,
+    ) -> Vec<String> {
+        let ns = rs.meta.namespace.as_str();
+        let mut names: BTreeSet<&String> = BTreeSet::new();
+        for (k, v) in &rs.meta.labels {
+            if let Some(s) = self.vs_by_label.get(&label_key(ns, k, v)) {
+                names.extend(s);
+            }
+        }
+        if let Some(s) = self.vs_unfiled.get(ns) {
+            names.extend(s);
+        }
+        names
+            .into_iter()
+            .filter(|n| {
+                self.vss.get(*n).is_some_and(|vs| {
+                    vs.meta.namespace == ns
+                        && [old, new]
+                            .into_iter()
+                            .flatten()
+                            .any(|r| vs.spec.real_server_selector.matches(&r.meta.labels))
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn file_rs(&mut self, key: &str, o: &Object<RealServerSpec>) {
+        for (k, v) in &o.meta.labels {
+            self.rs_by_label
+                .entry(label_key(&o.meta.namespace, k, v))
+                .or_default()
+                .insert(key.to_string());
+        }
+    }
+
+    fn unfile_rs(&mut self, key: &str, o: &Object<RealServerSpec>) {
+        for (k, v) in &o.meta.labels {
+            let lk = label_key(&o.meta.namespace, k, v);
+            if let Some(s) = self.rs_by_label.get_mut(&lk) {
+                s.remove(key);
+                if s.is_empty() {
+                    self.rs_by_label.remove(&lk);
+                }
+            }
+        }
+    }
+
+    /// Files a VirtualService in the indexes; returns its contending key.
+    fn file_vs(&mut self, name: &str, o: &Object<VirtualServiceSpec>) -> Option<ServiceKey> {
+        match filed_under(o) {
+            Some(lk) => self.vs_by_label.entry(lk).or_default(),
+            None => self.vs_unfiled.entry(o.meta.namespace.clone()).or_default(),
+        }
+        .insert(name.to_string());
+        let key = contending_key(&o.spec)?;
+        self.contenders
+            .entry(key)
+            .or_default()
+            .insert(AgeKey::of(o));
+        Some(key)
+    }
+
+    fn unfile_vs(&mut self, name: &str, o: &Object<VirtualServiceSpec>) -> Option<ServiceKey> {
+        match filed_under(o) {
+            Some(lk) => {
+                if let Some(s) = self.vs_by_label.get_mut(&lk) {
+                    s.remove(name);
+                    if s.is_empty() {
+                        self.vs_by_label.remove(&lk);
+                    }
+                }
+            }
+            None => {
+                if let Some(s) = self.vs_unfiled.get_mut(&o.meta.namespace) {
+                    s.remove(name);
+                    if s.is_empty() {
+                        self.vs_unfiled.remove(&o.meta.namespace);
+                    }
+                }
+            }
+        }
+        let key = contending_key(&o.spec)?;
+        if let Some(c) = self.contenders.get_mut(&key) {
+            c.remove(&AgeKey::of(o));
+            if c.is_empty() {
+                self.contenders.remove(&key);
+            }
+        }
+        Some(key)
+    }
+
+    /// The whole plan of this node.
+    pub fn plan(&self) -> NodePlan {
+        self.aggregate.plan(
+            &self.node,
+            self.fragments
+                .values()
+                .filter_map(|f| f.service.clone())
+                .collect(),
+        )
+    }
+
+    /// The part of the plan a scope covers: the services of the re-planned
+    /// VirtualServices, every VIP at the scope's addresses, and all tunnels,
+    /// loopback VIPs and sysctls.
+    pub fn partial_plan(&self, applied: &Applied) -> NodePlan {
+        let services = applied
+            .verdicts
+            .iter()
+            .filter_map(|(name, _)| self.fragments.get(name))
+            .filter_map(|f| f.service.clone())
+            .collect();
+        let vips = self.aggregate.vips_at(&applied.scope.vips).collect();
+        self.aggregate.plan_with_vips(&self.node, services, vips)
+    }
+}
+
+/// Changes of every kind, applied together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    pub virtual_services: Vec<Change<Object<VirtualServiceSpec>>>,
+    pub real_servers: Vec<Change<Object<RealServerSpec>>>,
+    pub nodes: Vec<Change<NodeInfo>>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.virtual_services.is_empty() && self.real_servers.is_empty() && self.nodes.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.virtual_services.len() + self.real_servers.len() + self.nodes.len()
+    }
+}
