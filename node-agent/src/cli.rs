@@ -335,7 +335,8 @@ fn run_daemon<D: Dataplane + 'static>(
                     client.clone(),
                     crate::k8s::source::DEBOUNCE,
                     metrics.clone(),
-                );
+                )
+                .with_sync_feedback(status.clone());
                 tasks.push(tokio::spawn(source.run(sink)));
                 let reporter = Reporter::new(
                     client,

@@ -334,10 +334,10 @@ pub(crate) fn verdict_for<'r>(
 /// The label pair of a selector with the fewest candidates, for index
 /// lookups: every object the selector matches carries all of its
 /// `matchLabels`, so any one of them narrows the search.
-pub(crate) fn narrowest_label<'s>(
-    selector: &'s lvs_api::LabelSelector,
+pub(crate) fn narrowest_label(
+    selector: &lvs_api::LabelSelector,
     count: impl Fn(&str, &str) -> usize,
-) -> Option<(&'s str, &'s str)> {
+) -> Option<(&str, &str)> {
     selector
         .match_labels
         .iter()

@@ -49,11 +49,17 @@ impl<T> Default for KindCache<T> {
     }
 }
 
-impl<T: Clone> KindCache<T> {
-    /// Applies one event. Returns whether the next snapshot may differ
-    /// (a completed list counts, even with the same content, so a snapshot
-    /// held back during the relist is sent afterwards).
-    pub fn apply(&mut self, change: Change<T>) -> bool {
+impl<T: Clone + PartialEq> KindCache<T> {
+    /// Applies one event. Returns whether the kind's objects changed: the
+    /// first completed list always counts; a relist only when its content
+    /// differs from what the kind held; an Apply only when the object's view
+    /// differs (a status write by the operator leaves the view as it was).
+    /// Changes held back during a relist are the caller's to remember (see
+    /// [`super::source::run_watches`]).
+    pub fn apply(&mut self, change: Change<T>) -> bool
+    where
+        T: PartialEq,
+    {
         match change {
             Change::Init => {
                 self.relist = Some(BTreeMap::new());
@@ -64,11 +70,16 @@ impl<T: Clone> KindCache<T> {
                 false
             }
             Change::InitDone => {
-                self.objects = self.relist.take().unwrap_or_default();
+                let listed = self.relist.take().unwrap_or_default();
+                let changed = !self.listed || listed != self.objects;
+                self.objects = listed;
                 self.listed = true;
-                true
+                changed
             }
             Change::Apply(k, v) => {
+                if self.objects.get(&k) == Some(&v) {
+                    return false;
+                }
                 self.objects.insert(k, v);
                 true
             }
@@ -314,11 +325,12 @@ spec:
         let (k, v) = vs("c", 1);
         assert!(c.apply(Update::VirtualService(Change::Apply(k, v))));
         assert!(c.snapshot().is_none(), "Nodes are relisting");
-        // The Node relist brings the same content: it still reports a
-        // change, so the held-back VirtualService goes out now.
+        // The Node relist brings the same content: no change of its own
+        // (the source remembers the held-back VirtualService and sends it
+        // now that every list is complete).
         let (k, n) = node("n1");
         c.apply(Update::Node(Change::InitApply(k, n)));
-        assert!(c.apply(Update::Node(Change::InitDone)));
+        assert!(!c.apply(Update::Node(Change::InitDone)));
         assert_eq!(
             names(&c.snapshot().unwrap()),
             ["default/a", "default/b", "default/c"]
@@ -330,7 +342,11 @@ spec:
         let mut c = Cache::default();
         listed(&mut c);
         let (k, v) = vs("a", 5);
-        assert!(c.apply(Update::VirtualService(Change::Apply(k.clone(), v))));
+        assert!(c.apply(Update::VirtualService(Change::Apply(k.clone(), v.clone()))));
+        assert!(
+            !c.apply(Update::VirtualService(Change::Apply(k.clone(), v))),
+            "the same view again (e.g. a status write) changes nothing"
+        );
         assert!(c.apply(Update::VirtualService(Change::Delete("default/b".into()))));
         assert!(
             !c.apply(Update::VirtualService(Change::Delete("default/zz".into()))),

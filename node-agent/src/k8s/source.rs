@@ -1,17 +1,20 @@
 //! Watches of VirtualServices, RealServers (all namespaces) and Nodes,
 //! turned into snapshots for the agent loop.
 //!
-//! Every change leads to a new snapshot, but changes are gathered for a short
-//! debounce window first, so a relist of many objects costs one sync. A
-//! snapshot goes out only when every kind has a complete list (see
-//! [`super::cache`]) and only when it differs from the last one sent; while
-//! the API server is away the watches retry with backoff and the agent keeps
-//! programming what it has.
+//! Leading edge: a change goes out as a snapshot at once when the agent loop
+//! is idle. What arrives while a snapshot is being synced (or is already
+//! queued in the watch stream when the first item is read) is gathered and
+//! goes out as one snapshot when that sync ends, so a burst of many objects
+//! costs a few syncs, not one per object. A snapshot goes out only when every
+//! kind has a complete list (see [`super::cache`]), so a relist is one
+//! snapshot once it is complete, never a partial one; and only when the
+//! objects changed. While the API server is away the watches retry with
+//! backoff and the agent keeps programming what it has.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -19,11 +22,23 @@ use lvs_api::{NodeInfo, Object, RealServer, VirtualService};
 use serde::de::DeserializeOwned;
 
 use super::cache::{Cache, Change, Kind, Update};
+use crate::agent::AgentStatus;
 use crate::metrics::Metrics;
 use crate::source::{Snapshot, SnapshotSink, Source};
 
-/// How long changes are gathered before a snapshot is sent.
+/// How long a sent snapshot counts as "being synced" when the source has no
+/// word from the agent loop (see [`run_watches`]): changes arriving in that
+/// window are gathered into the next snapshot.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// With word from the agent loop ([`run_watches_fed`]): how long to wait for
+/// the end of a sync before sending gathered changes anyway (a safety net;
+/// the loop takes only the latest of the snapshots queued for it).
+pub const SYNC_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// At most this many items already waiting in the watch stream are applied
+/// before a snapshot is considered (the rest follow with the next one).
+const DRAIN_MAX: usize = 4096;
 
 /// One item of the merged watches: an event, or why a watch failed.
 pub type WatchItem = (Kind, Result<Update, String>);
@@ -34,6 +49,7 @@ pub struct KubeSource {
     client: Client,
     debounce: Duration,
     metrics: Arc<Metrics>,
+    synced: Option<tokio::sync::watch::Receiver<AgentStatus>>,
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -50,7 +66,17 @@ impl KubeSource {
             client,
             debounce,
             metrics,
+            synced: None,
         }
+    }
+
+    /// The agent loop's status, which changes after every sync: a snapshot
+    /// counts as synced then (instead of after the debounce), so changes
+    /// made while the loop is idle go out at once and those made during a
+    /// sync go out together right after it.
+    pub fn with_sync_feedback(mut self, status: tokio::sync::watch::Receiver<AgentStatus>) -> Self {
+        self.synced = Some(status);
+        self
     }
 }
 
@@ -196,97 +222,199 @@ fn counts(s: &Snapshot) -> (usize, usize, usize) {
     )
 }
 
-/// Feeds watch items into a [`Cache`] and sends debounced, complete,
-/// changed snapshots to `sink`. Returns when the items end or the agent loop
-/// is gone.
-pub async fn run_watches<S>(items: S, debounce: Duration, metrics: &Metrics, sink: SnapshotSink)
+/// Feeds watch items into a [`Cache`] and sends complete, changed snapshots
+/// to `sink`, leading edge: at once when no snapshot is being synced, else
+/// when the sync in progress is over (here: when `hold` has passed since the
+/// last snapshot went out, as there is no word from the agent loop; see
+/// [`run_watches_fed`]). Returns when the items end or the agent loop is
+/// gone.
+pub async fn run_watches<S>(items: S, hold: Duration, metrics: &Metrics, sink: SnapshotSink)
 where
+    S: Stream<Item = WatchItem>,
+{
+    run_watches_fed::<S, ()>(items, hold, metrics, sink, None).await;
+}
+
+/// [`run_watches`] with word from the agent loop: `synced` changes after
+/// every sync it runs. A snapshot sent counts as being synced until then
+/// (at most [`SYNC_WAIT_MAX`]); `hold` only applies without `synced`.
+pub async fn run_watches_fed<S, T>(
+    items: S,
+    hold: Duration,
+    metrics: &Metrics,
+    sink: SnapshotSink,
+    mut synced: Option<tokio::sync::watch::Receiver<T>>,
+) where
     S: Stream<Item = WatchItem>,
 {
     let mut items = std::pin::pin!(items);
     let mut cache = Cache::default();
-    let mut deadline: Option<tokio::time::Instant> = None;
-    let mut last_sent: Option<Snapshot> = None;
+    // Objects changed since the last snapshot sent (held back while a list
+    // is incomplete or a sync is in progress).
+    let mut dirty = false;
+    // A snapshot is being synced until then.
+    let mut busy_until: Option<tokio::time::Instant> = None;
     let mut failing = false;
+    let mut sent_any = false;
+    let mut said_incomplete = false;
+    let mut was_complete = false;
+    let wait = if synced.is_some() {
+        SYNC_WAIT_MAX
+    } else {
+        hold
+    };
+    if let Some(rx) = synced.as_mut() {
+        rx.borrow_and_update();
+    }
     metrics.set_api_synced(false);
     loop {
-        let item = match deadline {
-            Some(d) => tokio::select! {
-                item = items.next() => Some(item),
-                () = tokio::time::sleep_until(d) => None,
-            },
-            None => Some(items.next().await),
+        // What wakes us: a watch item, the end of a sync, or the wait for
+        // it running out (only while something is held back for it).
+        let timer = match (dirty, busy_until) {
+            (true, Some(t)) => Some(t),
+            _ => None,
         };
-        match item {
-            Some(None) => return,
-            Some(Some((kind, Ok(update)))) => {
-                if failing {
-                    tracing::info!(kind = kind.as_str(), "watch working again");
-                    failing = false;
+        let sync_done = async {
+            match synced.as_mut() {
+                Some(rx) if busy_until.is_some() => {
+                    if rx.changed().await.is_err() {
+                        // The loop is gone; the sink will say so.
+                        std::future::pending::<()>().await;
+                    }
                 }
-                if matches!(
-                    update,
-                    Update::VirtualService(Change::Init)
-                        | Update::RealServer(Change::Init)
-                        | Update::Node(Change::Init)
-                ) && last_sent.is_some()
-                {
-                    tracing::info!(
-                        kind = kind.as_str(),
-                        "relisting; no snapshot until the list is complete"
-                    );
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        let sleep = async {
+            match timer {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            item = items.next() => {
+                let Some(item) = item else { return };
+                let mut ended = false;
+                dirty |= handle(&mut cache, item, &mut failing, sent_any, metrics);
+                // Everything already waiting goes into the same snapshot.
+                for _ in 0..DRAIN_MAX {
+                    match items.next().now_or_never() {
+                        Some(Some(item)) => {
+                            dirty |= handle(&mut cache, item, &mut failing, sent_any, metrics);
+                        }
+                        Some(None) => {
+                            ended = true;
+                            break;
+                        }
+                        None => break,
+                    }
                 }
-                if cache.apply(update) && deadline.is_none() {
-                    deadline = Some(tokio::time::Instant::now() + debounce);
+                if ended {
+                    return;
                 }
             }
-            Some(Some((kind, Err(e)))) => {
-                failing = true;
-                metrics.watch_error(kind.as_str());
-                tracing::warn!(
-                    kind = kind.as_str(),
-                    error = %e,
-                    "watch failed; keeping the programmed state and retrying with backoff"
+            () = sync_done => busy_until = None,
+            () = sleep => busy_until = None,
+        }
+        let complete = cache.incomplete().is_empty();
+        metrics.set_api_synced(complete);
+        if complete && !was_complete && sent_any {
+            tracing::info!("every list complete again");
+        }
+        was_complete = complete;
+        if busy_until.is_some_and(|t| tokio::time::Instant::now() >= t) {
+            busy_until = None;
+        }
+        if !dirty || busy_until.is_some() {
+            continue;
+        }
+        match cache.snapshot() {
+            Some(s) => {
+                said_incomplete = false;
+                let (vss, rss, nodes) = counts(&s);
+                tracing::info!(
+                    virtual_services = vss,
+                    real_servers = rss,
+                    nodes,
+                    "snapshot from the API server"
                 );
+                if let Some(rx) = synced.as_mut() {
+                    // Only syncs that end from now on count.
+                    rx.borrow_and_update();
+                }
+                if !sink.send(s) {
+                    return;
+                }
+                dirty = false;
+                sent_any = true;
+                busy_until = Some(tokio::time::Instant::now() + wait);
             }
             None => {
-                deadline = None;
-                match cache.snapshot() {
-                    Some(s) => {
-                        metrics.set_api_synced(true);
-                        if last_sent.as_ref() == Some(&s) {
-                            continue;
-                        }
-                        let (vss, rss, nodes) = counts(&s);
-                        tracing::info!(
-                            virtual_services = vss,
-                            real_servers = rss,
-                            nodes,
-                            "snapshot from the API server"
-                        );
-                        if !sink.send(s.clone()) {
-                            return;
-                        }
-                        last_sent = Some(s);
-                    }
-                    None => {
-                        metrics.set_api_synced(false);
-                        let waiting: Vec<&str> =
-                            cache.incomplete().iter().map(|k| k.as_str()).collect();
-                        tracing::info!(
-                            waiting = ?waiting,
-                            "lists incomplete; not syncing (the last programmed state stays)"
-                        );
-                    }
+                if !said_incomplete {
+                    let waiting: Vec<&str> =
+                        cache.incomplete().iter().map(|k| k.as_str()).collect();
+                    tracing::info!(
+                        waiting = ?waiting,
+                        "lists incomplete; not syncing (the last programmed state stays)"
+                    );
+                    said_incomplete = true;
                 }
             }
         }
     }
 }
 
+/// Applies one watch item to the cache; returns whether objects changed.
+fn handle(
+    cache: &mut Cache,
+    (kind, item): WatchItem,
+    failing: &mut bool,
+    sent_any: bool,
+    metrics: &Metrics,
+) -> bool {
+    match item {
+        Ok(update) => {
+            if *failing {
+                tracing::info!(kind = kind.as_str(), "watch working again");
+                *failing = false;
+            }
+            if matches!(
+                update,
+                Update::VirtualService(Change::Init)
+                    | Update::RealServer(Change::Init)
+                    | Update::Node(Change::Init)
+            ) && sent_any
+            {
+                tracing::info!(
+                    kind = kind.as_str(),
+                    "relisting; no snapshot until the list is complete"
+                );
+            }
+            cache.apply(update)
+        }
+        Err(e) => {
+            *failing = true;
+            metrics.watch_error(kind.as_str());
+            tracing::warn!(
+                kind = kind.as_str(),
+                error = %e,
+                "watch failed; keeping the programmed state and retrying with backoff"
+            );
+            false
+        }
+    }
+}
+
 impl Source for KubeSource {
     async fn run(self, sink: SnapshotSink) {
-        run_watches(watches(&self.client), self.debounce, &self.metrics, sink).await;
+        run_watches_fed(
+            watches(&self.client),
+            self.debounce,
+            &self.metrics,
+            sink,
+            self.synced,
+        )
+        .await;
     }
 }
 
@@ -356,6 +484,12 @@ mod tests {
         futures::channel::mpsc::unbounded()
     }
 
+    /// Lets the source run (1 ms of paused time: far below the debounce,
+    /// so whatever it sent by then went out "at once").
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
     #[test]
     fn objects_being_deleted_count_as_gone() {
         let vs: VirtualService = serde_json::from_value(serde_json::json!({
@@ -398,7 +532,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_burst_becomes_one_snapshot_after_the_debounce() {
+    async fn a_queued_burst_becomes_one_snapshot_at_once() {
         let (tx, items) = feed();
         let (stx, srx) = mpsc::channel();
         let metrics = Metrics::default();
@@ -413,9 +547,9 @@ mod tests {
                 tx.unbounded_send(ok(Update::RealServer(rs(&format!("rs-{n}")))))
                     .unwrap();
             }
-            tokio::time::sleep(DEBOUNCE / 2).await;
-            assert!(received(&srx).is_empty(), "sent before the debounce window");
-            tokio::time::sleep(DEBOUNCE).await;
+            // No waiting: the loop was idle, so the snapshot is sent as
+            // soon as the source runs, with everything that was queued.
+            settle().await;
             let got = received(&srx);
             assert_eq!(got.len(), 1, "one snapshot for the burst");
             assert_eq!(got[0].real_servers.len(), 50);
@@ -424,19 +558,152 @@ mod tests {
 
             // The same content again (a relist that found nothing new): no
             // snapshot, so no sync.
+            tokio::time::sleep(DEBOUNCE * 2).await;
             for i in full_lists() {
+                let done = matches!(i.1, Ok(Update::RealServer(Change::InitDone)));
+                if done {
+                    // The RealServer relist holds the same 50 objects.
+                    for n in 0..50 {
+                        let Change::Apply(k, o) = rs(&format!("rs-{n}")) else {
+                            unreachable!()
+                        };
+                        tx.unbounded_send(ok(Update::RealServer(Change::InitApply(k, o))))
+                            .unwrap();
+                    }
+                }
                 tx.unbounded_send(i).unwrap();
-            }
-            // full_lists() re-lists RealServers as empty; put them back.
-            for n in 0..50 {
-                tx.unbounded_send(ok(Update::RealServer(rs(&format!("rs-{n}")))))
-                    .unwrap();
             }
             tokio::time::sleep(DEBOUNCE * 3).await;
             assert!(
                 received(&srx).is_empty(),
                 "unchanged content was sent again"
             );
+            drop(tx);
+        };
+        tokio::join!(task, script);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_during_a_sync_wait_for_its_end_then_go_out_together() {
+        let (tx, items) = feed();
+        let (stx, srx) = mpsc::channel();
+        let (status_tx, status_rx) = tokio::sync::watch::channel(0u32);
+        let metrics = Metrics::default();
+        let task = async {
+            run_watches_fed(
+                items,
+                DEBOUNCE,
+                &metrics,
+                SnapshotSink::new(stx),
+                Some(status_rx),
+            )
+            .await;
+        };
+        let script = async {
+            for i in full_lists() {
+                tx.unbounded_send(i).unwrap();
+            }
+            settle().await;
+            assert_eq!(received(&srx).len(), 1, "the first complete list");
+            // The loop is syncing that snapshot: changes are held, for as
+            // long as it takes (longer than the debounce).
+            for n in 0..3 {
+                tx.unbounded_send(ok(Update::RealServer(rs(&format!("rs-{n}")))))
+                    .unwrap();
+                tokio::time::sleep(DEBOUNCE * 2).await;
+            }
+            assert!(received(&srx).is_empty(), "sent while a sync was running");
+            // The sync ends: the three changes go out as one snapshot.
+            status_tx.send(1).unwrap();
+            settle().await;
+            let got = received(&srx);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].real_servers.len(), 3);
+            // That one is synced too; the loop is idle now, and the next
+            // change goes out at once, without any debounce.
+            status_tx.send(2).unwrap();
+            settle().await;
+            tx.unbounded_send(ok(Update::RealServer(rs("rs-9"))))
+                .unwrap();
+            settle().await;
+            let got = received(&srx);
+            assert_eq!(got.len(), 1, "an idle loop gets a change at once");
+            assert_eq!(got[0].real_servers.len(), 4);
+            // No word from the loop at all: the gathered change goes out
+            // after SYNC_WAIT_MAX anyway.
+            tx.unbounded_send(ok(Update::RealServer(rs("rs-10"))))
+                .unwrap();
+            tokio::time::sleep(SYNC_WAIT_MAX / 2).await;
+            assert!(received(&srx).is_empty());
+            tokio::time::sleep(SYNC_WAIT_MAX).await;
+            assert_eq!(received(&srx).len(), 1);
+            drop(tx);
+        };
+        tokio::join!(task, script);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relist_is_one_snapshot_once_complete_and_none_if_unchanged() {
+        let (tx, items) = feed();
+        let (stx, srx) = mpsc::channel();
+        let (status_tx, status_rx) = tokio::sync::watch::channel(0u32);
+        let metrics = Metrics::default();
+        let task = async {
+            run_watches_fed(
+                items,
+                DEBOUNCE,
+                &metrics,
+                SnapshotSink::new(stx),
+                Some(status_rx),
+            )
+            .await;
+        };
+        let script = async {
+            for i in full_lists() {
+                tx.unbounded_send(i).unwrap();
+            }
+            settle().await;
+            assert_eq!(received(&srx).len(), 1);
+            status_tx.send(1).unwrap();
+            settle().await;
+            // A RealServer relist arrives item by item, with the loop idle:
+            // nothing goes out until it is complete.
+            tx.unbounded_send(ok(Update::RealServer(Change::Init)))
+                .unwrap();
+            settle().await;
+            for n in 0..5 {
+                let Change::Apply(k, o) = rs(&format!("rs-{n}")) else {
+                    unreachable!()
+                };
+                tx.unbounded_send(ok(Update::RealServer(Change::InitApply(k, o))))
+                    .unwrap();
+                settle().await;
+                assert!(received(&srx).is_empty(), "a partial list was sent");
+            }
+            assert!(metrics.render().contains("lvs_agent_api_synced 0"));
+            tx.unbounded_send(ok(Update::RealServer(Change::InitDone)))
+                .unwrap();
+            settle().await;
+            let got = received(&srx);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].real_servers.len(), 5);
+            assert!(metrics.render().contains("lvs_agent_api_synced 1"));
+            status_tx.send(2).unwrap();
+            settle().await;
+            // The same relist again: nothing to sync.
+            tx.unbounded_send(ok(Update::RealServer(Change::Init)))
+                .unwrap();
+            for n in 0..5 {
+                let Change::Apply(k, o) = rs(&format!("rs-{n}")) else {
+                    unreachable!()
+                };
+                tx.unbounded_send(ok(Update::RealServer(Change::InitApply(k, o))))
+                    .unwrap();
+            }
+            tx.unbounded_send(ok(Update::RealServer(Change::InitDone)))
+                .unwrap();
+            tokio::time::sleep(DEBOUNCE * 3).await;
+            assert!(received(&srx).is_empty());
             drop(tx);
         };
         tokio::join!(task, script);
