@@ -79,6 +79,9 @@ impl std::ops::Sub for CounterSnapshot {
     }
 }
 
+/// What one worker of a parallel dump read: (service index, destinations).
+type WorkerPart = Vec<(usize, Vec<DestEntry>)>;
+
 enum Flow {
     More,
     Done,
@@ -103,6 +106,12 @@ impl IpvsClient<NetlinkTransport> {
             source,
         })?;
         Self::new(transport)
+    }
+
+    /// [`dump_all_parallel_with`](Self::dump_all_parallel_with) on
+    /// `connections` fresh netlink sockets in the caller's network namespace.
+    pub fn dump_all_parallel(&mut self, connections: usize) -> Result<Vec<ServiceEntry>> {
+        self.dump_all_parallel_with(connections, NetlinkTransport::open)
     }
 }
 
@@ -179,7 +188,7 @@ impl<T: Transport> IpvsClient<T> {
             self.send(&datagram, chunk.len())?;
 
             let mut outcome: Vec<Option<Result<(), OpError>>> = vec![None; chunk.len()];
-            self.receive("IPVS batch", |header, bytes| {
+            self.receive(&|| "IPVS batch".to_string(), |header, bytes| {
                 let Some(&i) = pending.get(&header.sequence_number) else {
                     tracing::debug!(seq = header.sequence_number, "ignoring stale netlink reply");
                     return Ok(Flow::More);
@@ -226,48 +235,58 @@ impl<T: Transport> IpvsClient<T> {
     /// Every service with its stats (one GET_SERVICE dump).
     pub fn services(&mut self) -> Result<Vec<(Service, Stats)>> {
         let what = "GET_SERVICE dump";
-        let replies = self.dump(IpvsMessage::new(IpvsCmd::GetService, vec![]), what)?;
-        replies
-            .iter()
-            .map(|msg| {
-                let attrs = nested_service(msg)
-                    .ok_or_else(|| protocol(what, "reply without a service nest"))?;
-                Service::from_attrs(attrs).map_err(|source| Error::Decode {
-                    request: what.into(),
-                    source,
-                })
-            })
-            .collect()
+        let mut services = Vec::new();
+        let request = IpvsMessage::new(IpvsCmd::GetService, vec![]);
+        self.dump_raw(request, &|| what.to_string(), |bytes| {
+            if let Some(entry) = crate::fast::service_entry(bytes) {
+                services.push(entry);
+                return Ok(());
+            }
+            let msg = ipvs_payload(bytes, what)?;
+            let attrs = nested_service(&msg)
+                .ok_or_else(|| protocol(what, "reply without a service nest"))?;
+            services.push(Service::from_attrs(attrs).map_err(|source| Error::Decode {
+                request: what.into(),
+                source,
+            })?);
+            Ok(())
+        })?;
+        Ok(services)
     }
 
     /// The destinations of one service (one GET_DEST dump), sorted by key.
     /// A service that does not exist yields ESRCH.
     pub fn destinations(&mut self, service: &ServiceKey) -> Result<Vec<DestEntry>> {
-        let what = format!("GET_DEST dump of {service}");
+        // Built only for an error: a full read makes one such dump per service.
+        let what = || format!("GET_DEST dump of {service}");
         let request = IpvsMessage::new(
             IpvsCmd::GetDest,
             vec![IpvsAttr::Service(Nested::new(service.to_attrs()))],
         );
-        let replies = self.dump(request, &what)?;
-        let mut dests = replies
-            .iter()
-            .map(|msg| {
-                let attrs = msg
-                    .nlas
-                    .iter()
-                    .find_map(|a| match a {
-                        IpvsAttr::Dest(n) => Some(n.attrs.as_slice()),
-                        _ => None,
-                    })
-                    .ok_or_else(|| protocol(&what, "reply without a destination nest"))?;
-                let (destination, stats) = Destination::from_attrs(attrs, service.family())
-                    .map_err(|source| Error::Decode {
-                        request: what.clone(),
-                        source,
-                    })?;
-                Ok(DestEntry { destination, stats })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let family = service.family();
+        let mut dests = Vec::new();
+        self.dump_raw(request, &what, |bytes| {
+            if let Some(entry) = crate::fast::dest_entry(bytes, family) {
+                dests.push(entry);
+                return Ok(());
+            }
+            let msg = ipvs_payload(bytes, &what())?;
+            let attrs = msg
+                .nlas
+                .iter()
+                .find_map(|a| match a {
+                    IpvsAttr::Dest(n) => Some(n.attrs.as_slice()),
+                    _ => None,
+                })
+                .ok_or_else(|| protocol(&what(), "reply without a destination nest"))?;
+            let (destination, stats) =
+                Destination::from_attrs(attrs, family).map_err(|source| Error::Decode {
+                    request: what(),
+                    source,
+                })?;
+            dests.push(DestEntry { destination, stats });
+            Ok(())
+        })?;
         dests.sort();
         Ok(dests)
     }
@@ -285,6 +304,88 @@ impl<T: Transport> IpvsClient<T> {
                 destinations,
             });
         }
+        entries.sort();
+        Ok(entries)
+    }
+
+    /// The whole table like [`dump_all`](Self::dump_all) (the same result),
+    /// with the per-service GET_DEST dumps spread over `connections` extra
+    /// sockets opened by `open`, one thread each; this client's socket only
+    /// runs the GET_SERVICE dump. Netlink runs one dump at a time per socket
+    /// and the kernel serializes the dump callbacks on its IPVS mutex, but
+    /// the syscalls around them, the copies and the decoding overlap.
+    ///
+    /// `open` runs on the calling thread (a socket belongs to the network
+    /// namespace of the thread that opens it). Every socket counts in this
+    /// client's [`counters`](Self::counters).
+    pub fn dump_all_parallel_with(
+        &mut self,
+        connections: usize,
+        open: impl Fn() -> std::io::Result<T>,
+    ) -> Result<Vec<ServiceEntry>> {
+        let transports = (0..connections.max(1))
+            .map(|_| {
+                open().map_err(|source| Error::Io {
+                    action: "open",
+                    source,
+                })
+            })
+            .collect::<Result<Vec<T>>>()?;
+        let services = self.services()?;
+        let keys: Vec<ServiceKey> = services.iter().map(|(s, _)| s.key).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let (family_id, counters) = (self.family_id, &self.counters);
+        let (keys, next, failed) = (&keys, &next, &failed);
+        let parts: Vec<Result<WorkerPart>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = transports
+                .into_iter()
+                .map(|transport| {
+                    scope.spawn(move || {
+                        let mut client = IpvsClient::with_family_id(transport, family_id);
+                        client.counters = Arc::clone(counters);
+                        let mut done = Vec::new();
+                        while !failed.load(Ordering::Relaxed) {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(key) = keys.get(i) else { break };
+                            match client.destinations(key) {
+                                Ok(dests) => done.push((i, dests)),
+                                Err(e) => {
+                                    failed.store(true, Ordering::Relaxed);
+                                    return Err(e);
+                                }
+                            }
+                        }
+                        Ok(done)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut dests: Vec<Option<Vec<DestEntry>>> = vec![None; keys.len()];
+        for part in parts {
+            for (i, d) in part? {
+                dests[i] = Some(d);
+            }
+        }
+        let mut entries = services
+            .into_iter()
+            .zip(dests)
+            .map(|((service, stats), destinations)| {
+                let destinations = destinations.ok_or_else(|| Error::Protocol {
+                    request: format!("GET_DEST dump of {}", service.key),
+                    what: "no worker read this service's destinations".into(),
+                })?;
+                Ok(ServiceEntry {
+                    service,
+                    stats,
+                    destinations,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         entries.sort();
         Ok(entries)
     }
@@ -448,7 +549,7 @@ impl<T: Transport> IpvsClient<T> {
     /// Read datagrams and hand every message to `on_msg` until it says Done.
     fn receive(
         &mut self,
-        request: &str,
+        request: &dyn Fn() -> String,
         mut on_msg: impl FnMut(&NetlinkHeader, &[u8]) -> Result<Flow>,
     ) -> Result<()> {
         let mut buf = std::mem::take(&mut self.rx);
@@ -486,7 +587,7 @@ impl<T: Transport> IpvsClient<T> {
         self.send(&datagram, 1)?;
         let family_id = self.family_id;
         let mut replies = Vec::new();
-        self.receive(what, |header, bytes| {
+        self.receive(&|| what.to_string(), |header, bytes| {
             if header.sequence_number != seq {
                 return Ok(Flow::More);
             }
@@ -511,11 +612,26 @@ impl<T: Transport> IpvsClient<T> {
     /// Send one NLM_F_DUMP request and collect replies up to NLMSG_DONE,
     /// across as many datagrams as the kernel uses.
     fn dump(&mut self, msg: IpvsMessage, what: &str) -> Result<Vec<IpvsMessage>> {
+        let mut replies = Vec::new();
+        self.dump_raw(msg, &|| what.to_string(), |bytes| {
+            replies.push(ipvs_payload(bytes, what)?);
+            Ok(())
+        })?;
+        Ok(replies)
+    }
+
+    /// [`dump`](Self::dump) handing every IPVS reply message (header
+    /// included) to `on_reply` undecoded. `what` names the request in errors.
+    fn dump_raw(
+        &mut self,
+        msg: IpvsMessage,
+        what: &dyn Fn() -> String,
+        mut on_reply: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         let seq = self.next_seq();
         let datagram = self.encode(msg, NLM_F_REQUEST | NLM_F_DUMP, seq);
         self.send(&datagram, 1)?;
         let family_id = self.family_id;
-        let mut replies = Vec::new();
         let mut interrupted = false;
         self.receive(what, |header, bytes| {
             if header.sequence_number != seq {
@@ -525,39 +641,37 @@ impl<T: Transport> IpvsClient<T> {
             match header.message_type {
                 NLMSG_DONE => {
                     let msg = parse_message(bytes).map_err(|source| Error::Decode {
-                        request: what.into(),
+                        request: what(),
                         source,
                     })?;
                     match msg.payload {
                         NetlinkPayload::Done(done) if done.code < 0 => Err(Error::Kernel {
-                            request: what.into(),
+                            request: what(),
                             errno: -done.code,
                             ext_ack: None,
                         }),
                         _ => Ok(Flow::Done),
                     }
                 }
-                NLMSG_ERROR => match ack_errno(bytes, what)? {
+                NLMSG_ERROR => match ack_errno(bytes, &what())? {
                     None => Ok(Flow::More),
                     Some(errno) => Err(Error::Kernel {
-                        request: what.into(),
+                        request: what(),
                         errno,
                         ext_ack: ext_ack_message(header.flags, bytes),
                     }),
                 },
                 t if t == family_id => {
-                    replies.push(ipvs_payload(bytes, what)?);
+                    on_reply(bytes)?;
                     Ok(Flow::More)
                 }
                 _ => Ok(Flow::More),
             }
         })?;
         if interrupted {
-            return Err(Error::DumpInterrupted {
-                request: what.into(),
-            });
+            return Err(Error::DumpInterrupted { request: what() });
         }
-        Ok(replies)
+        Ok(())
     }
 
     fn resolve_family(&mut self) -> Result<u16> {
@@ -576,7 +690,7 @@ impl<T: Transport> IpvsClient<T> {
         self.send(&datagram, 1)?;
 
         let mut family_id = None;
-        self.receive(what, |header, bytes| {
+        self.receive(&|| what.to_string(), |header, bytes| {
             if header.sequence_number != seq {
                 return Ok(Flow::More);
             }
@@ -617,12 +731,12 @@ fn nested_service(msg: &IpvsMessage) -> Option<&[crate::codec::SvcAttr]> {
 
 fn dispatch(
     datagram: &[u8],
-    request: &str,
+    request: &dyn Fn() -> String,
     on_msg: &mut impl FnMut(&NetlinkHeader, &[u8]) -> Result<Flow>,
 ) -> Result<Flow> {
     for msg in split_datagram(datagram) {
         let bytes = msg.map_err(|source| Error::Decode {
-            request: request.into(),
+            request: request(),
             source,
         })?;
         let buf = NetlinkBuffer::new(bytes);

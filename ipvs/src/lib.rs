@@ -17,6 +17,7 @@ pub mod client;
 pub mod codec;
 pub mod constants;
 pub mod error;
+mod fast;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ops;

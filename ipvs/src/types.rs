@@ -745,7 +745,7 @@ pub(crate) fn addr_from_wire(family: Family, raw: &[u8]) -> Result<IpAddr, Decod
 
 /// The kernel keeps an IPv4 netmask as a network-order `__be32` and an IPv6
 /// one as a plain prefix length; the codec reads both native-endian.
-fn netmask_from_wire(family: Family, raw: u32) -> u32 {
+pub(crate) fn netmask_from_wire(family: Family, raw: u32) -> u32 {
     match family {
         Family::V4 => u32::from_be_bytes(raw.to_ne_bytes()),
         Family::V6 => raw,

@@ -538,3 +538,78 @@ fn single_gets_and_info() {
     assert_eq!(info.version_string(), "1.2.1");
     assert_eq!(info.conn_tab_size, 4096);
 }
+
+#[test]
+fn parallel_dump_gives_the_sequential_result() {
+    let mut kernel = FakeKernel {
+        per_datagram: 3,
+        ..FakeKernel::default()
+    };
+    for i in 0..40 {
+        let mut dests = BTreeMap::new();
+        for j in 0..(i % 7) {
+            let d = dest(j * 13 + i, 8000 + j as u16);
+            dests.insert(d.key, d);
+        }
+        kernel.services.insert(svc_key(i), (service(i), dests));
+    }
+    let (mut client, _, kernel) = fake_client(kernel);
+    let sequential = client.dump_all().unwrap();
+    assert_eq!(sequential.len(), 40);
+    for connections in [1, 2, 3, 8, 64] {
+        let opened = Arc::new(Mutex::new(0));
+        let before = client.counters().snapshot();
+        let parallel = client
+            .dump_all_parallel_with(connections, || {
+                *opened.lock().unwrap() += 1;
+                let k = Arc::clone(&kernel);
+                Ok(ScriptedTransport::new(move |d| k.lock().unwrap().handle(d)).0)
+            })
+            .unwrap();
+        let delta = client.counters().snapshot() - before;
+        assert_eq!(parallel, sequential, "{connections} connections");
+        assert_eq!(*opened.lock().unwrap(), connections);
+        // Every socket counts in the client's counters: 1 + 40 dumps.
+        assert_eq!(delta.requests, 41, "{connections} connections");
+    }
+}
+
+#[test]
+fn parallel_dump_reports_a_failed_destination_dump() {
+    let mut kernel = FakeKernel::default();
+    for i in 0..10 {
+        kernel
+            .services
+            .insert(svc_key(i), (service(i), BTreeMap::new()));
+    }
+    let (mut client, _, kernel) = fake_client(kernel);
+    let result = client.dump_all_parallel_with(2, || {
+        let k = Arc::clone(&kernel);
+        Ok(ScriptedTransport::new(move |d| {
+            let mut replies = k.lock().unwrap().handle(d);
+            let (header, msg) = &replies::requests(d)[0];
+            let key = msg.nlas.iter().find_map(|a| match a {
+                IpvsAttr::Service(n) => ServiceKey::from_attrs(&n.attrs).ok(),
+                _ => None,
+            });
+            if msg.cmd == IpvsCmd::GetDest && key == Some(svc_key(5)) {
+                // This service's dump ends in an error instead of DONE.
+                replies.pop();
+                replies.push(replies::error(header.sequence_number, errno::ENOMEM));
+            }
+            replies
+        })
+        .0)
+    });
+    match result {
+        Err(Error::Kernel { errno: e, .. }) => assert_eq!(e, errno::ENOMEM),
+        other => panic!("expected ENOMEM, got {other:?}"),
+    }
+    // An opening failure is reported too.
+    let err = client
+        .dump_all_parallel_with(2, || -> io::Result<ScriptedTransport> {
+            Err(io::Error::other("no sockets left"))
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Io { action: "open", .. }), "{err:?}");
+}

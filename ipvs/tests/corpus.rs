@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use lvs_ipvs::fuzzing::check_datagram;
+use lvs_ipvs::fuzzing::{check_datagram, fast_decoded};
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
@@ -29,6 +29,18 @@ fn corpus_inputs_do_not_panic() {
         let result = std::panic::catch_unwind(|| check_datagram(data));
         assert!(result.is_ok(), "corpus input {name} panicked");
     }
+}
+
+/// The full read decodes dump entries on an allocation-free path; the
+/// captured kernel dumps in the corpus must take it (the oracle checks that
+/// it agrees with the general decoder, here and under mutation below).
+#[test]
+fn kernel_dump_entries_take_the_fast_path() {
+    let accepted: usize = corpus().iter().map(|(_, data)| fast_decoded(data)).sum();
+    assert!(
+        accepted >= 4,
+        "only {accepted} corpus messages took the fast path"
+    );
 }
 
 /// A stable-toolchain stand-in for the fuzzer: deterministic mutations of

@@ -10,7 +10,7 @@ mod daemon;
 mod dest;
 mod service;
 mod stats;
-mod util;
+pub(crate) mod util;
 
 use netlink_packet_core::{
     DecodeError, DefaultNla, Emitable, ErrorContext, NLMSG_ALIGNTO, NetlinkBuffer, NetlinkMessage,
