@@ -63,6 +63,17 @@ enum Cmd {
     Read {
         #[arg(long)]
         save: Option<PathBuf>,
+        /// GET_DEST dumps on this many extra sockets, one thread each
+        /// (`dump_all_parallel`); 0: all on the client's socket, in turn
+        /// (`dump_all`).
+        #[arg(long, default_value_t = 0)]
+        connections: usize,
+        /// Experiment: only the GET_SERVICE dump.
+        #[arg(long)]
+        services_only: bool,
+        /// Experiment: make this many extra no-op syscalls (sched_yield) per service.
+        #[arg(long, default_value_t = 0)]
+        yields: usize,
     },
     /// Time single changes in the current table with lvs-ipvs: add a
     /// destination, change its weight, delete it, add a service (and delete
@@ -285,11 +296,39 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 d.sendmsgs
             );
         }
-        Cmd::Read { save } => {
+        Cmd::Read {
+            save,
+            connections,
+            services_only,
+            yields,
+        } => {
             let mut client = connect(64)?;
             let counters = client.counters();
             let (c0, t0) = (counters.snapshot(), Instant::now());
-            let table = client.dump_all()?;
+            let table = if services_only || yields > 0 {
+                let mut table = Vec::new();
+                for (service, stats) in client.services()? {
+                    let destinations = if services_only {
+                        Vec::new()
+                    } else {
+                        for _ in 0..yields {
+                            std::thread::yield_now();
+                        }
+                        client.destinations(&service.key)?
+                    };
+                    table.push(lvs_ipvs::ServiceEntry {
+                        service,
+                        stats,
+                        destinations,
+                    });
+                }
+                table.sort();
+                table
+            } else if connections > 0 {
+                client.dump_all_parallel(connections)?
+            } else {
+                client.dump_all()?
+            };
             let wall = t0.elapsed();
             let d = counters.snapshot() - c0;
             let dests: usize = table.iter().map(|e| e.destinations.len()).sum();
