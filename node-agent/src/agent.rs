@@ -6,7 +6,7 @@
 //! Nothing is synced before the first snapshot arrives, so a slow source
 //! can never look like "everything was deleted".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,10 +16,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use lvs_planner::{Changes, Incremental, PlanScope};
+
 use crate::dataplane::Dataplane;
+use crate::desired::svc_key;
 use crate::metrics::Metrics;
-use crate::reconcile::{Reconciler, SyncInput};
-use crate::report::{ServiceReport, SyncError, SyncReport, lvsnode_services, node_roles};
+use crate::reconcile::{Reconciler, Scope, SyncInput};
+use crate::report::{NodeRole, ServiceReport, SyncError, SyncReport, lvsnode_services, node_role};
 use crate::source::{Event, Snapshot};
 
 /// Settings of the loop.
@@ -93,11 +96,43 @@ pub struct Agent<D> {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     status: watch::Sender<AgentStatus>,
-    current: Option<Snapshot>,
+    /// Every object, and this node's plan, kept current change by change.
+    planner: Incremental,
+    /// Whether a first snapshot arrived (nothing is synced before).
+    loaded: bool,
+    /// Changes applied to the planner and not synced yet.
+    pending: Pending,
+    /// This node's role per VirtualService, kept with the verdicts.
+    roles: BTreeMap<String, NodeRole>,
+    /// VirtualServices whose last sync reported an error: retried.
+    failing: BTreeSet<String>,
+    /// The last sync had a problem no single VirtualService owns (reading
+    /// the kernel, the ledger, a sysctl...): the retry plans everything.
+    node_problem: bool,
+    origin: String,
     warned_no_node: bool,
 }
 
+/// What the next sync must cover.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Plan everything (first snapshot, a Node changed, a retry after a
+    /// node-level problem).
+    all: bool,
+    /// Re-planned VirtualServices.
+    names: BTreeSet<String>,
+    scope: PlanScope,
+}
+
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// The reconciler's scope for a planner scope.
+fn reconcile_scope(s: &PlanScope) -> Scope {
+    Scope {
+        services: s.services.iter().map(svc_key).collect(),
+        vips: s.vips.clone(),
+    }
+}
 
 impl<D: Dataplane> Agent<D> {
     pub fn new(
@@ -113,11 +148,17 @@ impl<D: Dataplane> Agent<D> {
         (
             Agent {
                 reconciler,
+                planner: Incremental::new(cfg.node_name.clone()),
                 cfg,
                 metrics,
                 health,
                 status,
-                current: None,
+                loaded: false,
+                pending: Pending::default(),
+                roles: BTreeMap::new(),
+                failing: BTreeSet::new(),
+                node_problem: false,
+                origin: String::new(),
                 warned_no_node: false,
             },
             rx,
@@ -128,16 +169,20 @@ impl<D: Dataplane> Agent<D> {
         &self.reconciler
     }
 
+    pub fn reconciler_mut(&mut self) -> &mut Reconciler<D> {
+        &mut self.reconciler
+    }
+
     pub fn into_reconciler(self) -> Reconciler<D> {
         self.reconciler
     }
 
     /// The node's InternalIPs: the command line's, else its Node manifest's.
-    fn node_ips(&mut self, s: &Snapshot) -> Vec<IpAddr> {
+    fn node_ips(&mut self) -> Vec<IpAddr> {
         if !self.cfg.node_ips.is_empty() {
             return self.cfg.node_ips.clone();
         }
-        match s.nodes.iter().find(|n| n.name == self.cfg.node_name) {
+        match self.planner.nodes().get(&self.cfg.node_name) {
             Some(n) => n.internal_ips.clone(),
             None => {
                 if !self.warned_no_node {
@@ -152,28 +197,97 @@ impl<D: Dataplane> Agent<D> {
         }
     }
 
-    /// Plans the snapshot for this node and reconciles.
+    /// Takes changes into the planner; what they affect is synced next.
+    pub fn apply(&mut self, changes: Changes, origin: &str) {
+        self.loaded = true;
+        self.origin = origin.to_string();
+        let applied = self.planner.apply(changes);
+        let node = self.cfg.node_name.clone();
+        if applied.all {
+            self.roles.clear();
+        }
+        for (name, verdict) in &applied.verdicts {
+            match verdict.as_ref().and_then(|v| node_role(&node, v)) {
+                Some(r) => {
+                    self.roles.insert(name.clone(), r);
+                }
+                None => {
+                    self.roles.remove(name);
+                }
+            }
+        }
+        self.pending.all |= applied.all;
+        self.pending
+            .names
+            .extend(applied.verdicts.into_iter().map(|(n, _)| n));
+        self.pending.scope.services.extend(applied.scope.services);
+        self.pending.scope.vips.extend(applied.scope.vips);
+    }
+
+    /// A whole snapshot: what differs from the objects held is applied.
+    pub fn apply_snapshot(&mut self, snapshot: Snapshot) {
+        let changes = self.planner.diff(
+            snapshot.virtual_services,
+            snapshot.real_servers,
+            snapshot.nodes,
+        );
+        self.apply(changes, &snapshot.origin);
+    }
+
+    /// Applies the snapshot and syncs (`full`: read the kernel and plan
+    /// everything).
     pub fn sync(&mut self, snapshot: &Snapshot, full: bool) -> SyncReport {
+        self.apply_snapshot(snapshot.clone());
+        self.sync_pending(full)
+    }
+
+    /// Syncs what is pending: everything when `full`, when a Node changed,
+    /// after a node-level problem, or without a cached kernel view;
+    /// otherwise only the re-planned VirtualServices and those that failed
+    /// last time.
+    pub fn sync_pending(&mut self, full: bool) -> SyncReport {
         let started = Instant::now();
-        let analysis = lvs_planner::analyze(
-            &snapshot.virtual_services,
-            &snapshot.real_servers,
-            &snapshot.nodes,
-        );
-        let plan = lvs_planner::plan_from_analysis(
-            &self.cfg.node_name,
-            &analysis,
-            &snapshot.virtual_services,
-        );
-        let roles = node_roles(&self.cfg.node_name, &analysis);
-        let node_ips = self.node_ips(snapshot);
-        let report = self.reconciler.sync(
-            SyncInput {
-                plan: &plan,
-                node_ips: &node_ips,
-            },
-            full,
-        );
+        let pending = std::mem::take(&mut self.pending);
+        let node_ips = self.node_ips();
+        let whole = full || pending.all || self.node_problem || !self.reconciler.has_view();
+        let (report, names) = if whole {
+            let plan = self.planner.plan();
+            let report = self.reconciler.sync(
+                SyncInput {
+                    plan: &plan,
+                    node_ips: &node_ips,
+                },
+                full,
+            );
+            (report, None)
+        } else {
+            let mut names = pending.names;
+            names.extend(self.failing.iter().cloned());
+            let mut scope = pending.scope;
+            let retry = self.planner.scope_of(self.failing.iter());
+            scope.services.extend(retry.services);
+            scope.vips.extend(retry.vips);
+            let plan = self.planner.partial_plan(names.iter(), &scope);
+            let report = self.reconciler.sync_scoped(
+                SyncInput {
+                    plan: &plan,
+                    node_ips: &node_ips,
+                },
+                &reconcile_scope(&scope),
+            );
+            (report, Some(names))
+        };
+        self.finish(report, names, started)
+    }
+
+    /// Metrics, logs and the published status after a sync. `names`: the
+    /// VirtualServices a scoped sync covered (`None`: all).
+    fn finish(
+        &mut self,
+        report: SyncReport,
+        names: Option<BTreeSet<String>>,
+        started: Instant,
+    ) -> SyncReport {
         let elapsed = started.elapsed();
         self.metrics.record_sync(&report, elapsed.as_secs_f64());
         if report.full {
@@ -203,34 +317,86 @@ impl<D: Dataplane> Agent<D> {
         }
         tracing::info!(
             full = report.full,
+            scoped = names.is_some(),
             ops = report.total_ops(),
             errors = report.errors.len(),
             services = report.services.len(),
             elapsed_ms = elapsed.as_millis() as u64,
             "sync done"
         );
-        let _ = self.status.send(AgentStatus {
-            node: self.cfg.node_name.clone(),
-            last_sync: Some(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or_default(),
-            ),
-            ok: report.ok(),
-            services: report.services.clone(),
-            errors: report.errors.clone(),
-            origin: Some(snapshot.origin.clone()),
-            reports: lvsnode_services(&roles, &report),
+
+        // Which VirtualServices fail now.
+        let owned_errors: BTreeSet<String> = report
+            .errors
+            .iter()
+            .filter_map(|e| e.owner.clone())
+            .collect();
+        self.node_problem = report.errors.iter().any(|e| e.owner.is_none());
+        match &names {
+            None => self.failing = owned_errors,
+            Some(n) => {
+                self.failing.retain(|f| !n.contains(f));
+                self.failing.extend(owned_errors);
+            }
+        }
+        let ok = !self.node_problem && self.failing.is_empty();
+
+        // The published status: whole after a whole sync, else only the
+        // covered entries change (plus every entry while a node-level
+        // problem is reported, since those go to every entry).
+        let last_sync = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        let origin = self.origin.clone();
+        let roles = &self.roles;
+        self.status.send_modify(|st| {
+            st.node = self.cfg.node_name.clone();
+            st.last_sync = Some(last_sync);
+            st.ok = ok;
+            st.origin = Some(origin);
+            let node_errors_before = st.errors.iter().any(|e| e.owner.is_none());
+            st.errors = report.errors.clone();
+            let node_errors_now = st.errors.iter().any(|e| e.owner.is_none());
+            match &names {
+                Some(n) if !node_errors_before && !node_errors_now => {
+                    for name in n {
+                        st.services.remove(name);
+                    }
+                    st.services
+                        .extend(report.services.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    let covered: BTreeMap<String, NodeRole> = n
+                        .iter()
+                        .filter_map(|name| roles.get(name).map(|r| (name.clone(), r.clone())))
+                        .collect();
+                    let fresh = lvsnode_services(&covered, &report);
+                    for name in n {
+                        if let Ok(i) = st.reports.binary_search_by(|r| r.name.cmp(name)) {
+                            st.reports.remove(i);
+                        }
+                    }
+                    for r in fresh {
+                        match st.reports.binary_search_by(|x| x.name.cmp(&r.name)) {
+                            Ok(i) => st.reports[i] = r,
+                            Err(i) => st.reports.insert(i, r),
+                        }
+                    }
+                }
+                Some(n) => {
+                    for name in n {
+                        st.services.remove(name);
+                    }
+                    st.services
+                        .extend(report.services.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    st.reports = lvsnode_services(roles, &report);
+                }
+                None => {
+                    st.services = report.services.clone();
+                    st.reports = lvsnode_services(roles, &report);
+                }
+            }
         });
         report
-    }
-
-    fn sync_current(&mut self, full: bool) -> Option<SyncReport> {
-        let snapshot = self.current.take()?;
-        let report = self.sync(&snapshot, full);
-        self.current = Some(snapshot);
-        Some(report)
     }
 
     /// Runs until [`Event::Shutdown`] or until every sender is gone.
@@ -242,14 +408,22 @@ impl<D: Dataplane> Agent<D> {
             self.health.beat();
             let now = Instant::now();
             let deadline = retry.map_or(next_resync, |(at, _)| at.min(next_resync));
-            let (mut snapshot, mut full, mut stop) = (None, false, false);
+            let (mut received, mut full, mut stop, mut due) = (false, false, false, false);
             match rx.recv_timeout(deadline.saturating_duration_since(now)) {
                 Ok(ev) => {
-                    // Take everything queued: only the latest snapshot counts.
+                    // Take everything queued: changes add up, the latest
+                    // snapshot replaces.
                     let mut ev = Some(ev);
                     while let Some(e) = ev.take().or_else(|| rx.try_recv().ok()) {
                         match e {
-                            Event::Snapshot(s) => snapshot = Some(*s),
+                            Event::Snapshot(s) => {
+                                self.apply_snapshot(*s);
+                                received = true;
+                            }
+                            Event::Changes(c, origin) => {
+                                self.apply(*c, &origin);
+                                received = true;
+                            }
                             Event::Resync => full = true,
                             Event::Shutdown => stop = true,
                         }
@@ -259,6 +433,7 @@ impl<D: Dataplane> Agent<D> {
                     if Instant::now() >= next_resync {
                         full = true;
                     }
+                    due = retry.is_some_and(|(at, _)| Instant::now() >= at);
                 }
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
@@ -266,16 +441,14 @@ impl<D: Dataplane> Agent<D> {
                 tracing::info!("stopping; the kernel keeps its current state");
                 return;
             }
-            if let Some(s) = snapshot {
-                self.current = Some(s);
-            }
             if full {
                 next_resync = Instant::now() + interval;
             }
-            let Some(report) = self.sync_current(full) else {
+            if !self.loaded || !(received || full || due) {
                 continue;
-            };
-            retry = if report.ok() {
+            }
+            let report = self.sync_pending(full);
+            retry = if report.ok() && self.failing.is_empty() && !self.node_problem {
                 None
             } else {
                 let backoff = retry.map_or(FIRST_RETRY, |(_, b)| (b * 2).min(interval));
@@ -394,7 +567,7 @@ spec: {address: 10.1.0.1, port: 8080}
         assert!(text.contains("all.yaml\"} 1"), "{text}");
         // ...so the next resync still programs the last good snapshot.
         let (tx, rx) = mpsc::channel();
-        a.current = Some(good);
+
         tx.send(Event::Resync).unwrap();
         tx.send(Event::Shutdown).unwrap();
         a.run(&rx);

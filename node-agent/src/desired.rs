@@ -4,7 +4,7 @@
 //! interface holding the node's InternalIP, which is looked up among the
 //! addresses the caller read from the kernel.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use lvs_api::{ForwardingMethod, Protocol, SchedulerFlag, TunnelType};
@@ -227,16 +227,22 @@ pub fn desired<'a>(
             .extend(owners);
     };
 
+    // Owners per VIP address, and the director interface per family: each
+    // looked up once, not once per VIP.
+    let mut vip_owners: HashMap<IpAddr, BTreeSet<String>> = HashMap::new();
+    for s in &plan.services {
+        if let ServiceKey::Tuple { addr, .. } = s.key {
+            vip_owners.entry(addr).or_default().insert(s.owner.clone());
+        }
+    }
+    let mut by_family: [Option<Option<String>>; 2] = [None, None];
     for vip in &plan.vips {
-        let owners: BTreeSet<String> = plan
-            .services
-            .iter()
-            .filter(|s| matches!(s.key, ServiceKey::Tuple { addr, .. } if addr == vip.addr))
-            .map(|s| s.owner.clone())
-            .collect();
+        let owners = vip_owners.get(&vip.addr).cloned().unwrap_or_default();
         let interface = match &vip.interface {
             Some(i) => Some(i.clone()),
-            None => director_interface(&vip.addr, node_ips, addresses.clone()),
+            None => by_family[usize::from(vip.addr.is_ipv6())]
+                .get_or_insert_with(|| director_interface(&vip.addr, node_ips, addresses.clone()))
+                .clone(),
         };
         match interface {
             Some(i) => add(&mut d, vip_address(&i, vip.addr, Scope::Global), owners),

@@ -102,6 +102,9 @@ struct FileSysctl {
 #[serde(rename_all = "camelCase")]
 struct LedgerFile {
     version: u32,
+    /// The last journal entry this file already contains.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    journal_seq: u64,
     #[serde(default)]
     services: Vec<FileService>,
     #[serde(default)]
@@ -114,39 +117,76 @@ struct LedgerFile {
     sysctls: Vec<FileSysctl>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn file_service(k: &SvcKey, s: &OwnedService) -> FileService {
+    FileService {
+        key: *k,
+        owner: s.owner.clone(),
+        destinations: s.dests.iter().copied().collect(),
+    }
+}
+
+fn file_tunnels(t: &BTreeMap<String, OwnedTunnel>) -> Vec<FileTunnel> {
+    t.iter()
+        .map(|(n, t)| FileTunnel {
+            name: n.clone(),
+            kind: t.kind,
+            brought_up: t.brought_up,
+        })
+        .collect()
+}
+
+fn file_sysctls(s: &BTreeMap<String, OwnedSysctl>) -> Vec<FileSysctl> {
+    s.iter()
+        .map(|(k, s)| FileSysctl {
+            key: k.clone(),
+            previous: s.previous.clone(),
+            value: s.value.clone(),
+        })
+        .collect()
+}
+
+fn owned_tunnels(t: Vec<FileTunnel>) -> BTreeMap<String, OwnedTunnel> {
+    t.into_iter()
+        .map(|t| {
+            (
+                t.name,
+                OwnedTunnel {
+                    kind: t.kind,
+                    brought_up: t.brought_up,
+                },
+            )
+        })
+        .collect()
+}
+
+fn owned_sysctls(s: Vec<FileSysctl>) -> BTreeMap<String, OwnedSysctl> {
+    s.into_iter()
+        .map(|s| {
+            (
+                s.key,
+                OwnedSysctl {
+                    previous: s.previous,
+                    value: s.value,
+                },
+            )
+        })
+        .collect()
+}
+
 impl From<&Ledger> for LedgerFile {
     fn from(l: &Ledger) -> Self {
         LedgerFile {
             version: LEDGER_VERSION,
-            services: l
-                .services
-                .iter()
-                .map(|(k, s)| FileService {
-                    key: *k,
-                    owner: s.owner.clone(),
-                    destinations: s.dests.iter().copied().collect(),
-                })
-                .collect(),
+            journal_seq: 0,
+            services: l.services.iter().map(|(k, s)| file_service(k, s)).collect(),
             addresses: l.addresses.iter().cloned().collect(),
-            tunnels: l
-                .tunnels
-                .iter()
-                .map(|(n, t)| FileTunnel {
-                    name: n.clone(),
-                    kind: t.kind,
-                    brought_up: t.brought_up,
-                })
-                .collect(),
+            tunnels: file_tunnels(&l.tunnels),
             fou_ports: l.fou_ports.iter().copied().collect(),
-            sysctls: l
-                .sysctls
-                .iter()
-                .map(|(k, s)| FileSysctl {
-                    key: k.clone(),
-                    previous: s.previous.clone(),
-                    value: s.value.clone(),
-                })
-                .collect(),
+            sysctls: file_sysctls(&l.sysctls),
         }
     }
 }
@@ -168,33 +208,9 @@ impl From<LedgerFile> for Ledger {
                 })
                 .collect(),
             addresses: f.addresses.into_iter().collect(),
-            tunnels: f
-                .tunnels
-                .into_iter()
-                .map(|t| {
-                    (
-                        t.name,
-                        OwnedTunnel {
-                            kind: t.kind,
-                            brought_up: t.brought_up,
-                        },
-                    )
-                })
-                .collect(),
+            tunnels: owned_tunnels(f.tunnels),
             fou_ports: f.fou_ports.into_iter().collect(),
-            sysctls: f
-                .sysctls
-                .into_iter()
-                .map(|s| {
-                    (
-                        s.key,
-                        OwnedSysctl {
-                            previous: s.previous,
-                            value: s.value,
-                        },
-                    )
-                })
-                .collect(),
+            sysctls: owned_sysctls(f.sysctls),
         }
     }
 }
@@ -229,13 +245,198 @@ impl LedgerError {
     }
 }
 
-/// Where the ledger lives. `None` keeps it in memory only (tests, `--once`
-/// without a state directory is not offered).
+/// The part of a ledger that a scoped sync may change: the services it
+/// looked at, the addresses its scope covers, and the (few) tunnels, fou
+/// ports and sysctls. Taken before and after the sync, the two parts say
+/// what to append to the journal, and the first undoes the sync's intended
+/// additions when the journal cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerPart {
+    pub services: BTreeMap<SvcKey, Option<OwnedService>>,
+    /// The owned addresses among those the scope covers.
+    pub addresses: BTreeSet<AddrKey>,
+    pub tunnels: BTreeMap<String, OwnedTunnel>,
+    pub fou_ports: BTreeSet<FouPort>,
+    pub sysctls: BTreeMap<String, OwnedSysctl>,
+}
+
+impl Ledger {
+    /// The part for these services and the addresses `covers` accepts.
+    pub fn part<'a>(
+        &self,
+        services: impl IntoIterator<Item = &'a SvcKey>,
+        covers: impl Fn(&AddrKey) -> bool,
+    ) -> LedgerPart {
+        LedgerPart {
+            services: services
+                .into_iter()
+                .map(|k| (*k, self.services.get(k).cloned()))
+                .collect(),
+            addresses: self
+                .addresses
+                .iter()
+                .filter(|a| covers(a))
+                .cloned()
+                .collect(),
+            tunnels: self.tunnels.clone(),
+            fou_ports: self.fou_ports.clone(),
+            sysctls: self.sysctls.clone(),
+        }
+    }
+
+    /// Puts a part back (the addresses `covers` accepts are replaced).
+    pub fn restore(&mut self, part: LedgerPart, covers: impl Fn(&AddrKey) -> bool) {
+        for (k, s) in part.services {
+            match s {
+                Some(s) => self.services.insert(k, s),
+                None => self.services.remove(&k),
+            };
+        }
+        self.addresses.retain(|a| !covers(a));
+        self.addresses.extend(part.addresses);
+        self.tunnels = part.tunnels;
+        self.fou_ports = part.fou_ports;
+        self.sysctls = part.sysctls;
+    }
+}
+
+/// Journal file name under the state directory: one JSON line per scoped
+/// sync that changed the ledger, replayed over `ledger.json` at load.
+pub const JOURNAL_FILE: &str = "ledger.journal";
+/// Journal entries after which the next save rewrites `ledger.json` whole.
+pub const COMPACT_AFTER: usize = 1000;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JournalService {
+    key: SvcKey,
+    /// `None`: no longer owned.
+    #[serde(default)]
+    owned: Option<FileService>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JournalAddress {
+    key: AddrKey,
+    owned: bool,
+}
+
+/// One journal line: the new state of what a sync changed.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct JournalEntry {
+    seq: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    services: Vec<JournalService>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    addresses: Vec<JournalAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tunnels: Option<Vec<FileTunnel>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fou_ports: Option<Vec<FouPort>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sysctls: Option<Vec<FileSysctl>>,
+}
+
+impl JournalEntry {
+    /// What changed from `before` to `after`; `None` when nothing did.
+    fn between(before: &LedgerPart, after: &LedgerPart) -> Option<Self> {
+        let mut e = JournalEntry::default();
+        for (k, s) in &after.services {
+            if before.services.get(k) != Some(s) {
+                e.services.push(JournalService {
+                    key: *k,
+                    owned: s.as_ref().map(|s| file_service(k, s)),
+                });
+            }
+        }
+        for k in before.services.keys() {
+            if !after.services.contains_key(k) {
+                e.services.push(JournalService {
+                    key: *k,
+                    owned: None,
+                });
+            }
+        }
+        for a in after.addresses.symmetric_difference(&before.addresses) {
+            e.addresses.push(JournalAddress {
+                key: a.clone(),
+                owned: after.addresses.contains(a),
+            });
+        }
+        if after.tunnels != before.tunnels {
+            e.tunnels = Some(file_tunnels(&after.tunnels));
+        }
+        if after.fou_ports != before.fou_ports {
+            e.fou_ports = Some(after.fou_ports.iter().copied().collect());
+        }
+        if after.sysctls != before.sysctls {
+            e.sysctls = Some(file_sysctls(&after.sysctls));
+        }
+        let empty = e.services.is_empty()
+            && e.addresses.is_empty()
+            && e.tunnels.is_none()
+            && e.fou_ports.is_none()
+            && e.sysctls.is_none();
+        (!empty).then_some(e)
+    }
+
+    fn replay(self, l: &mut Ledger) {
+        for s in self.services {
+            match s.owned {
+                Some(f) => l.services.insert(
+                    s.key,
+                    OwnedService {
+                        owner: f.owner,
+                        dests: f.destinations.into_iter().collect(),
+                    },
+                ),
+                None => l.services.remove(&s.key),
+            };
+        }
+        for a in self.addresses {
+            if a.owned {
+                l.addresses.insert(a.key);
+            } else {
+                l.addresses.remove(&a.key);
+            }
+        }
+        if let Some(t) = self.tunnels {
+            l.tunnels = owned_tunnels(t);
+        }
+        if let Some(p) = self.fou_ports {
+            l.fou_ports = p.into_iter().collect();
+        }
+        if let Some(s) = self.sysctls {
+            l.sysctls = owned_sysctls(s);
+        }
+    }
+}
+
+/// Where the ledger lives: `ledger.json` (the whole ledger, rewritten
+/// atomically) plus `ledger.journal` (appended per change, so that a change
+/// costs a write in proportion to the change, not to everything owned).
+/// `None` keeps it in memory only (tests, the fake dataplane).
 #[derive(Debug, Clone)]
 pub struct LedgerStore {
     path: Option<PathBuf>,
-    /// What the file holds, to skip writes that change nothing.
-    saved: Option<Ledger>,
+    /// The in-memory store's content.
+    memory: Ledger,
+    /// Hash of the content `ledger.json` was last written with, while the
+    /// journal is empty: an unchanged full save writes nothing.
+    saved_hash: Option<u64>,
+    /// The last journal sequence number written or replayed.
+    seq: u64,
+    /// Entries in the journal file.
+    journal_len: usize,
+}
+
+fn hash_bytes(b: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
 }
 
 impl LedgerStore {
@@ -248,7 +449,7 @@ impl LedgerStore {
         })?;
         Ok(LedgerStore {
             path: Some(state_dir.join(LEDGER_FILE)),
-            saved: None,
+            ..Self::in_memory()
         })
     }
 
@@ -256,7 +457,10 @@ impl LedgerStore {
     pub fn in_memory() -> Self {
         LedgerStore {
             path: None,
-            saved: None,
+            memory: Ledger::default(),
+            saved_hash: None,
+            seq: 0,
+            journal_len: 0,
         }
     }
 
@@ -264,17 +468,39 @@ impl LedgerStore {
         self.path.as_deref()
     }
 
-    /// Reads the ledger; a missing file is an empty ledger.
+    fn journal_path(&self) -> Option<PathBuf> {
+        self.path.as_ref().map(|p| p.with_file_name(JOURNAL_FILE))
+    }
+
+    /// Entries appended since the last full write.
+    pub fn journal_len(&self) -> usize {
+        self.journal_len
+    }
+
+    /// Reads the ledger (the file, then the journal's newer entries); a
+    /// missing file is an empty ledger. A last journal line without its
+    /// newline is a write cut short by a crash and is ignored.
     pub fn load(&mut self) -> Result<Ledger, LedgerError> {
-        let Some(path) = &self.path else {
-            return Ok(self.saved.clone().unwrap_or_default());
+        let Some(path) = self.path.clone() else {
+            return Ok(self.memory.clone());
         };
-        let text = match fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.saved = Some(Ledger::default());
-                return Ok(Ledger::default());
+        let (mut ledger, mut seq, bytes) = match fs::read(&path) {
+            Ok(bytes) => {
+                let file: LedgerFile =
+                    serde_json::from_slice(&bytes).map_err(|source| LedgerError::Corrupt {
+                        path: path.clone(),
+                        source,
+                    })?;
+                if file.version != LEDGER_VERSION {
+                    return Err(LedgerError::Version {
+                        path: path.clone(),
+                        found: file.version,
+                    });
+                }
+                let seq = file.journal_seq;
+                (Ledger::from(file), seq, Some(bytes))
             }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Ledger::default(), 0, None),
             Err(source) => {
                 return Err(LedgerError::Io {
                     path: path.clone(),
@@ -283,26 +509,53 @@ impl LedgerStore {
                 });
             }
         };
-        let file: LedgerFile =
-            serde_json::from_str(&text).map_err(|source| LedgerError::Corrupt {
-                path: path.clone(),
-                source,
-            })?;
-        if file.version != LEDGER_VERSION {
-            return Err(LedgerError::Version {
-                path: path.clone(),
-                found: file.version,
-            });
+        let jpath = self.journal_path().expect("a path");
+        let mut entries = 0;
+        match fs::read_to_string(&jpath) {
+            Ok(text) => {
+                let complete = text.ends_with('\n');
+                let lines: Vec<&str> = text.lines().collect();
+                for (i, line) in lines.iter().enumerate() {
+                    let e: JournalEntry = match serde_json::from_str(line) {
+                        Ok(e) => e,
+                        Err(_) if i + 1 == lines.len() && !complete => break,
+                        Err(source) => {
+                            return Err(LedgerError::Corrupt {
+                                path: jpath.clone(),
+                                source,
+                            });
+                        }
+                    };
+                    entries += 1;
+                    if e.seq > seq {
+                        seq = e.seq;
+                        e.replay(&mut ledger);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(LedgerError::Io {
+                    path: jpath,
+                    action: "read",
+                    source,
+                });
+            }
         }
-        let ledger = Ledger::from(file);
-        self.saved = Some(ledger.clone());
+        self.seq = seq;
+        self.journal_len = entries;
+        self.saved_hash = match (&bytes, entries) {
+            (Some(b), 0) => Some(hash_bytes(b)),
+            (None, 0) => Some(hash_bytes(&self.serialize(&Ledger::default()))),
+            _ => None,
+        };
         Ok(ledger)
     }
 
-    /// Moves an unreadable ledger aside so the agent can start with an
-    /// empty one (it then owns nothing and deletes nothing).
+    /// Moves an unreadable ledger (and its journal) aside so the agent can
+    /// start with an empty one (it then owns nothing and deletes nothing).
     pub fn quarantine(&mut self) -> Result<Option<PathBuf>, LedgerError> {
-        let Some(path) = &self.path else {
+        let Some(path) = self.path.clone() else {
             return Ok(None);
         };
         let secs = std::time::SystemTime::now()
@@ -310,27 +563,101 @@ impl LedgerStore {
             .map(|d| d.as_secs())
             .unwrap_or_default();
         let aside = path.with_extension(format!("json.corrupt-{secs}"));
-        fs::rename(path, &aside).map_err(|source| LedgerError::Io {
-            path: path.clone(),
-            action: "move aside",
-            source,
-        })?;
-        self.saved = None;
+        if path.exists() {
+            fs::rename(&path, &aside).map_err(|source| LedgerError::Io {
+                path: path.clone(),
+                action: "move aside",
+                source,
+            })?;
+        }
+        let jpath = self.journal_path().expect("a path");
+        if jpath.exists() {
+            let jaside = jpath.with_extension(format!("journal.corrupt-{secs}"));
+            fs::rename(&jpath, &jaside).map_err(|source| LedgerError::Io {
+                path: jpath.clone(),
+                action: "move aside",
+                source,
+            })?;
+        }
+        self.saved_hash = None;
+        self.journal_len = 0;
+        self.seq = 0;
         Ok(Some(aside))
     }
 
-    /// Writes the ledger if it differs from what was last written. Returns
-    /// whether a write happened.
+    fn serialize(&self, ledger: &Ledger) -> Vec<u8> {
+        let mut file = LedgerFile::from(ledger);
+        file.journal_seq = self.seq;
+        serde_json::to_vec_pretty(&file).expect("ledger serialization cannot fail")
+    }
+
+    /// Writes the whole ledger if it differs from what was last written, and
+    /// empties the journal. Returns whether a write happened.
     pub fn save(&mut self, ledger: &Ledger) -> Result<bool, LedgerError> {
-        if self.saved.as_ref() == Some(ledger) {
+        let Some(path) = self.path.clone() else {
+            let changed = &self.memory != ledger;
+            self.memory = ledger.clone();
+            return Ok(changed);
+        };
+        let json = self.serialize(ledger);
+        let hash = hash_bytes(&json);
+        if self.saved_hash == Some(hash) && self.journal_len == 0 {
             return Ok(false);
         }
-        if let Some(path) = &self.path {
-            let json = serde_json::to_vec_pretty(&LedgerFile::from(ledger))
-                .expect("ledger serialization cannot fail");
-            write_atomically(path, &json)?;
+        write_atomically(&path, &json)?;
+        // The file now holds every journal entry (journal_seq says so), so
+        // a crash before the journal is gone replays nothing twice.
+        let jpath = self.journal_path().expect("a path");
+        match fs::remove_file(&jpath) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(LedgerError::Io {
+                    path: jpath,
+                    action: "remove",
+                    source,
+                });
+            }
         }
-        self.saved = Some(ledger.clone());
+        self.journal_len = 0;
+        self.saved_hash = Some(hash);
+        Ok(true)
+    }
+
+    /// Appends what changed between two parts of the ledger (see
+    /// [`LedgerPart`]) to the journal, synced to disk before it returns.
+    /// Returns whether anything was written.
+    pub fn append(&mut self, before: &LedgerPart, after: &LedgerPart) -> Result<bool, LedgerError> {
+        let Some(mut entry) = JournalEntry::between(before, after) else {
+            return Ok(false);
+        };
+        entry.seq = self.seq + 1;
+        let Some(jpath) = self.journal_path() else {
+            entry.replay(&mut self.memory);
+            self.seq += 1;
+            return Ok(true);
+        };
+        let mut line = serde_json::to_vec(&entry).expect("journal serialization cannot fail");
+        line.push(b'\n');
+        let io_err = |action: &'static str| {
+            let path = jpath.clone();
+            move |source| LedgerError::Io {
+                path,
+                action,
+                source,
+            }
+        };
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&jpath)
+            .map_err(io_err("open the journal"))?;
+        f.write_all(&line)
+            .map_err(io_err("append to the journal"))?;
+        f.sync_data().map_err(io_err("sync the journal"))?;
+        self.seq += 1;
+        self.journal_len += 1;
+        self.saved_hash = None;
         Ok(true)
     }
 }

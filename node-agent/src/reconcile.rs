@@ -21,8 +21,12 @@ use std::net::IpAddr;
 use lvs_planner::NodePlan;
 
 use crate::dataplane::{Dataplane, DataplaneError, errno};
+use crate::desired::LOOPBACK;
 use crate::desired::{Desired, desired};
-use crate::ledger::{Ledger, LedgerError, LedgerStore, OwnedService, OwnedSysctl, OwnedTunnel};
+use crate::ledger::{
+    COMPACT_AFTER, Ledger, LedgerError, LedgerPart, LedgerStore, OwnedService, OwnedSysctl,
+    OwnedTunnel,
+};
 use crate::model::{
     AddrKey, Address, DestMap, FouPort, IpvsOp, Link, ObservedService, SvcConfig, SvcKey,
     TunnelDevice, owned_label,
@@ -35,6 +39,23 @@ pub struct SyncInput<'a> {
     pub plan: &'a NodePlan,
     /// The node's InternalIPs, to find the director interface.
     pub node_ips: &'a [IpAddr],
+}
+
+/// What a scoped sync may change: these IPVS services, and the addresses at
+/// these VIPs. Loopback and tunnel addresses, tunnel devices, fou ports and
+/// sysctls are few and always reconciled whole, so the plan handed with a
+/// scope must carry all of them (see `lvs_planner::Incremental::partial_plan`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub services: BTreeSet<SvcKey>,
+    pub vips: BTreeSet<IpAddr>,
+}
+
+/// The ledger before a sync, to undo its intended additions when the ledger
+/// cannot be written.
+enum Before {
+    Whole(Ledger),
+    Part(LedgerPart),
 }
 
 /// One IPVS service as the reconciler believes the kernel holds it.
@@ -67,6 +88,8 @@ pub struct Reconciler<D> {
     stats: Vec<ObservedService>,
     /// Problems found at start (a quarantined ledger), reported once.
     startup_errors: Vec<SyncError>,
+    /// The sync in progress is scoped: ledger writes go to the journal.
+    scoped: bool,
 }
 
 /// A write the sync decided on, with what to undo in the ledger if it fails.
@@ -112,6 +135,7 @@ impl<D: Dataplane> Reconciler<D> {
             known: None,
             stats: Vec::new(),
             startup_errors,
+            scoped: false,
         })
     }
 
@@ -212,9 +236,29 @@ impl<D: Dataplane> Reconciler<D> {
         Ok(v)
     }
 
+    /// Whether a cached view of the kernel exists (a scoped sync needs one).
+    pub fn has_view(&self) -> bool {
+        self.known.is_some()
+    }
+
     /// Makes the kernel match the plan. `full` reads the kernel first
     /// (periodic resync); otherwise the cached view is used when there is one.
     pub fn sync(&mut self, input: SyncInput<'_>, full: bool) -> SyncReport {
+        self.run(input, full, None)
+    }
+
+    /// Makes the kernel match the plan within `scope` only: the IPVS services
+    /// named there and the addresses at its VIPs, plus every loopback and
+    /// tunnel address, tunnel, fou port and sysctl. Nothing else is looked
+    /// at, so the cost follows the change, not the table; the plan need only
+    /// hold the services and VIPs of the scope. The ledger change goes to
+    /// the journal. Without a cached view (see [`has_view`](Self::has_view))
+    /// the kernel is read first, and still only the scope is reconciled.
+    pub fn sync_scoped(&mut self, input: SyncInput<'_>, scope: &Scope) -> SyncReport {
+        self.run(input, false, Some(scope))
+    }
+
+    fn run(&mut self, input: SyncInput<'_>, full: bool, scope: Option<&Scope>) -> SyncReport {
         let mut report = SyncReport {
             full: full || self.known.is_none(),
             ..SyncReport::default()
@@ -237,12 +281,34 @@ impl<D: Dataplane> Reconciler<D> {
         };
         report.errors.extend(want.errors.iter().cloned());
 
-        let before = self.ledger.clone();
-        let actions = self.decide(&want, &mut report);
-        if let Err(e) = self.store.save(&self.ledger) {
+        // The addresses this sync may change: all of them, or those at the
+        // scope's VIPs and on lo and tunnel devices.
+        let tunnel_names: BTreeSet<String> = want
+            .tunnels
+            .keys()
+            .chain(self.ledger.tunnels.keys())
+            .cloned()
+            .collect();
+        let covers = |a: &AddrKey| {
+            scope.is_none_or(|s| {
+                s.vips.contains(&a.addr)
+                    || a.interface == LOOPBACK
+                    || tunnel_names.contains(&a.interface)
+            })
+        };
+        self.scoped = scope.is_some();
+        let before = match scope {
+            None => Before::Whole(self.ledger.clone()),
+            Some(s) => Before::Part(self.ledger.part(&s.services, covers)),
+        };
+        let actions = self.decide(&want, scope, &covers, &mut report);
+        if let Err(e) = self.persist(&before, scope, &covers) {
             // Without a durable record of what is about to be created, the
             // agent could not recognise it after a restart: write nothing.
-            self.ledger = before;
+            match before {
+                Before::Whole(l) => self.ledger = l,
+                Before::Part(p) => self.ledger.restore(p, covers),
+            }
             report.errors.push(SyncError::new(
                 ErrorKind::Ledger,
                 None,
@@ -251,20 +317,62 @@ impl<D: Dataplane> Reconciler<D> {
             fill_services(&want, &mut report);
             return report;
         }
+        let before = match &before {
+            Before::Whole(_) => before,
+            Before::Part(_) => Before::Part(
+                self.ledger
+                    .part(scope.map(|s| &s.services).into_iter().flatten(), covers),
+            ),
+        };
         for action in actions {
             self.execute(action, &mut report);
         }
-        if let Err(e) = self.store.save(&self.ledger) {
+        if let Err(e) = self.persist(&before, scope, &covers) {
             report
                 .errors
                 .push(SyncError::new(ErrorKind::Ledger, None, e.to_string()));
         }
+        if scope.is_some()
+            && self.store.journal_len() >= COMPACT_AFTER
+            && let Err(e) = self.store.save(&self.ledger)
+        {
+            report
+                .errors
+                .push(SyncError::new(ErrorKind::Ledger, None, e.to_string()));
+        }
+        self.scoped = false;
         fill_services(&want, &mut report);
         report
     }
 
+    /// Makes the ledger durable: whole, or as a journal entry of what changed
+    /// since `before` within the scope.
+    fn persist(
+        &mut self,
+        before: &Before,
+        scope: Option<&Scope>,
+        covers: &impl Fn(&AddrKey) -> bool,
+    ) -> Result<(), LedgerError> {
+        match (before, scope) {
+            (Before::Part(b), Some(s)) => {
+                let after = self.ledger.part(&s.services, covers);
+                self.store.append(b, &after)?;
+            }
+            _ => {
+                self.store.save(&self.ledger)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Computes the writes and records the intended additions in the ledger.
-    fn decide(&mut self, want: &Desired, report: &mut SyncReport) -> Vec<Action> {
+    fn decide(
+        &mut self,
+        want: &Desired,
+        scope: Option<&Scope>,
+        covers: &impl Fn(&AddrKey) -> bool,
+        report: &mut SyncReport,
+    ) -> Vec<Action> {
         let mut adds = Vec::new();
         let mut dels = Vec::new();
 
@@ -358,11 +466,21 @@ impl<D: Dataplane> Reconciler<D> {
         // Addresses.
         let known = self.known.as_ref().expect("refreshed");
         for (key, da) in &want.addresses {
+            // Present with any prefix length counts.
             let present = known.addresses.contains_key(key)
                 || known
                     .addresses
-                    .values()
-                    .any(|a| a.interface == key.interface && a.addr == key.addr);
+                    .range(
+                        AddrKey {
+                            prefix_len: 0,
+                            ..key.clone()
+                        }..=AddrKey {
+                            prefix_len: u8::MAX,
+                            ..key.clone()
+                        },
+                    )
+                    .next()
+                    .is_some();
             if present {
                 continue;
             }
@@ -390,7 +508,10 @@ impl<D: Dataplane> Reconciler<D> {
             adds.push(Action::AddAddress(da.address.clone(), da.owners.clone()));
         }
         for (key, a) in &known.addresses {
-            if self.ledger.addresses.contains(key) && !want.addresses.contains_key(key) {
+            if covers(key)
+                && self.ledger.addresses.contains(key)
+                && !want.addresses.contains_key(key)
+            {
                 dels.push(Action::DelAddress(a.clone()));
             }
         }
@@ -407,7 +528,28 @@ impl<D: Dataplane> Reconciler<D> {
                 ));
             }
         } else {
-            for (key, ds) in &want.services {
+            // Every key desired or present, or only the scope's.
+            let keys: Vec<SvcKey> = match scope {
+                Some(sc) => sc.services.iter().copied().collect(),
+                None => want
+                    .services
+                    .keys()
+                    .chain(known.ipvs.keys())
+                    .copied()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            };
+            let mut svc_dels = Vec::new();
+            for key in &keys {
+                let Some(ds) = want.services.get(key) else {
+                    if known.ipvs.contains_key(key)
+                        && let Some(o) = self.ledger.services.get(key)
+                    {
+                        svc_dels.push((IpvsOp::DelService(*key), Some(o.owner.clone())));
+                    }
+                    continue;
+                };
                 let owner = Some(ds.owner.clone());
                 match known.ipvs.get(key) {
                     None => {
@@ -474,13 +616,7 @@ impl<D: Dataplane> Reconciler<D> {
                     }
                 }
             }
-            for key in known.ipvs.keys() {
-                if !want.services.contains_key(key)
-                    && let Some(o) = self.ledger.services.get(key)
-                {
-                    ipvs_dels.push((IpvsOp::DelService(*key), Some(o.owner.clone())));
-                }
-            }
+            ipvs_dels.extend(svc_dels);
         }
         // Destinations are removed after additions so a service never runs
         // empty during a replacement; services go last.
@@ -904,20 +1040,26 @@ impl<D: Dataplane> Reconciler<D> {
 /// One entry per desired service: its generation, and programmed unless an
 /// error names it.
 fn fill_services(want: &Desired, report: &mut SyncReport) {
-    for s in want.services.values() {
-        let errors: Vec<String> = report
-            .errors
-            .iter()
-            .filter(|e| e.owner.as_deref() == Some(s.owner.as_str()))
-            .map(|e| e.message.clone())
-            .collect();
-        report.services.insert(
-            s.owner.clone(),
-            ServiceReport {
-                generation: s.generation,
-                programmed: errors.is_empty(),
-                errors,
-            },
-        );
+    let mut by_owner: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for e in &report.errors {
+        if let Some(o) = &e.owner {
+            by_owner.entry(o).or_default().push(e.message.clone());
+        }
     }
+    let entries: Vec<(String, ServiceReport)> = want
+        .services
+        .values()
+        .map(|s| {
+            let errors = by_owner.get(s.owner.as_str()).cloned().unwrap_or_default();
+            (
+                s.owner.clone(),
+                ServiceReport {
+                    generation: s.generation,
+                    programmed: errors.is_empty(),
+                    errors,
+                },
+            )
+        })
+        .collect();
+    report.services.extend(entries);
 }

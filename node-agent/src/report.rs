@@ -133,37 +133,40 @@ pub struct NodeRole {
 ///
 /// [`Verdict::involved_nodes`]: lvs_planner::Verdict::involved_nodes
 pub fn node_roles(node: &str, analysis: &lvs_planner::Analysis) -> BTreeMap<String, NodeRole> {
+    analysis
+        .verdicts
+        .iter()
+        .filter_map(|v| node_role(node, v).map(|r| (v.name.clone(), r)))
+        .collect()
+}
+
+/// The role of `node` in one VirtualService, if it has one (see
+/// [`node_roles`]).
+pub fn node_role(node: &str, v: &lvs_planner::Verdict) -> Option<NodeRole> {
     use lvs_api::ForwardingMethod;
-    let mut out = BTreeMap::new();
-    for v in analysis.accepted() {
-        if !v.involved_nodes().iter().any(|n| n == node) {
-            continue;
-        }
-        let mut r: Vec<&'static str> = if v.directors.iter().any(|d| d == node) {
-            vec![roles::DIRECTOR]
-        } else {
-            v.real_servers
-                .iter()
-                .filter(|rs| rs.ready() && rs.node.as_deref() == Some(node))
-                .filter_map(|rs| v.destinations.iter().find(|d| d.owner == rs.name))
-                .filter_map(|d| match d.method {
-                    ForwardingMethod::Dr => Some(roles::DR_REALSERVER),
-                    ForwardingMethod::Tun => Some(roles::TUN_REALSERVER),
-                    ForwardingMethod::Nat => None,
-                })
-                .collect()
-        };
-        r.sort_unstable();
-        r.dedup();
-        out.insert(
-            v.name.clone(),
-            NodeRole {
-                generation: v.generation,
-                roles: r,
-            },
-        );
+    if !v.involved_nodes().iter().any(|n| n == node) {
+        return None;
     }
-    out
+    let mut r: Vec<&'static str> = if v.directors.iter().any(|d| d == node) {
+        vec![roles::DIRECTOR]
+    } else {
+        v.real_servers
+            .iter()
+            .filter(|rs| rs.ready() && rs.node.as_deref() == Some(node))
+            .filter_map(|rs| v.destinations.iter().find(|d| d.owner == rs.name))
+            .filter_map(|d| match d.method {
+                ForwardingMethod::Dr => Some(roles::DR_REALSERVER),
+                ForwardingMethod::Tun => Some(roles::TUN_REALSERVER),
+                ForwardingMethod::Nat => None,
+            })
+            .collect()
+    };
+    r.sort_unstable();
+    r.dedup();
+    Some(NodeRole {
+        generation: v.generation,
+        roles: r,
+    })
 }
 
 /// Longest error text per VirtualService in an LvsNode report; longer text

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use lvs_api::manifest::{ManifestSet, parse};
 use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
+use lvs_planner::Changes;
 
 use crate::metrics::Metrics;
 
@@ -32,6 +33,8 @@ pub struct Snapshot {
 pub enum Event {
     /// A new desired state (replaces the previous one).
     Snapshot(Box<Snapshot>),
+    /// Changes to the previous state, and where they came from.
+    Changes(Box<Changes>, String),
     /// Run a full resync now.
     Resync,
     /// Stop after the sync in progress; the kernel is left as it is.

@@ -444,15 +444,27 @@ impl Incremental {
     /// The part of the plan a scope covers: the services of the re-planned
     /// VirtualServices, every VIP at the scope's addresses, and all tunnels,
     /// loopback VIPs and sysctls.
-    pub fn partial_plan(&self, applied: &Applied) -> NodePlan {
-        let services = applied
-            .verdicts
-            .iter()
-            .filter_map(|(name, _)| self.fragments.get(name))
+    pub fn partial_plan<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a String>,
+        scope: &PlanScope,
+    ) -> NodePlan {
+        let services = names
+            .into_iter()
+            .filter_map(|name| self.fragments.get(name))
             .filter_map(|f| f.service.clone())
             .collect();
-        let vips = self.aggregate.vips_at(&applied.scope.vips).collect();
+        let vips = self.aggregate.vips_at(&scope.vips).collect();
         self.aggregate.plan_with_vips(&self.node, services, vips)
+    }
+
+    /// The services and VIPs these VirtualServices hold on this node now.
+    pub fn scope_of<'a>(&self, names: impl IntoIterator<Item = &'a String>) -> PlanScope {
+        let mut scope = PlanScope::default();
+        for f in names.into_iter().filter_map(|n| self.fragments.get(n)) {
+            scope.cover(f);
+        }
+        scope
     }
 }
 

@@ -541,7 +541,7 @@ fn check_step(
             );
         }
         // ...and the partial plan is the whole plan within the scope.
-        let part = inc.partial_plan(&applied);
+        let part = inc.partial_plan(applied.verdicts.iter().map(|(n, _)| n), &applied.scope);
         let in_scope: Vec<_> = want
             .services
             .iter()
