@@ -815,4 +815,90 @@ mod tests {
         assert!(err.to_string().contains("version 9"), "{err}");
         fs::remove_dir_all(dir).unwrap();
     }
+
+    fn web_key() -> SvcKey {
+        SvcKey::Tuple {
+            addr: "10.0.0.1".parse().unwrap(),
+            protocol: IPPROTO_TCP,
+            port: 80,
+        }
+    }
+
+    #[test]
+    fn journal_entries_replay_over_the_file_and_a_save_folds_them_in() {
+        let dir = temp_dir("ledger-journal");
+        let mut store = LedgerStore::in_dir(&dir).unwrap();
+        let mut l = sample();
+        store.save(&l).unwrap();
+        let all = |_: &AddrKey| true;
+        let keys = [web_key()];
+
+        // Two scoped changes: a destination removed, an address added.
+        let before = l.part(&keys, all);
+        l.services.get_mut(&web_key()).unwrap().dests.clear();
+        assert!(store.append(&before, &l.part(&keys, all)).unwrap());
+        let before = l.part(&keys, all);
+        l.addresses.insert(AddrKey {
+            interface: "eth0".into(),
+            addr: "10.0.0.1".parse().unwrap(),
+            prefix_len: 32,
+        });
+        assert!(store.append(&before, &l.part(&keys, all)).unwrap());
+        // Nothing changed: nothing appended.
+        assert!(
+            !store
+                .append(&l.part(&keys, all), &l.part(&keys, all))
+                .unwrap()
+        );
+        let journal = fs::read_to_string(dir.join(JOURNAL_FILE)).unwrap();
+        assert_eq!(journal.lines().count(), 2, "{journal}");
+        assert_eq!(LedgerStore::in_dir(&dir).unwrap().load().unwrap(), l);
+
+        // A line cut short by a crash is ignored; a broken line in the
+        // middle is corruption.
+        fs::write(
+            dir.join(JOURNAL_FILE),
+            format!("{journal}{{\"seq\":3,\"serv"),
+        )
+        .unwrap();
+        assert_eq!(LedgerStore::in_dir(&dir).unwrap().load().unwrap(), l);
+        fs::write(dir.join(JOURNAL_FILE), format!("{{oops\n{journal}")).unwrap();
+        let err = LedgerStore::in_dir(&dir).unwrap().load().unwrap_err();
+        assert_eq!(err.metric_label(), "ledger_corrupt", "{err}");
+        fs::write(dir.join(JOURNAL_FILE), &journal).unwrap();
+
+        // A full save folds the journal in and removes it; entries the file
+        // already holds are not replayed again (a crash between the rename
+        // and the removal leaves them behind).
+        let mut store = LedgerStore::in_dir(&dir).unwrap();
+        assert_eq!(store.load().unwrap(), l);
+        assert!(store.save(&l).unwrap());
+        assert!(!dir.join(JOURNAL_FILE).exists());
+        fs::write(dir.join(JOURNAL_FILE), &journal).unwrap();
+        let mut later = l.clone();
+        later.services.remove(&web_key());
+        let mut store = LedgerStore::in_dir(&dir).unwrap();
+        assert_eq!(store.load().unwrap(), l);
+        assert!(store.save(&later).unwrap());
+        fs::write(dir.join(JOURNAL_FILE), &journal).unwrap();
+        assert_eq!(
+            LedgerStore::in_dir(&dir).unwrap().load().unwrap(),
+            later,
+            "old entries must not bring the service back"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn restore_puts_a_part_back() {
+        let mut l = sample();
+        let keys = [web_key()];
+        let covers = |a: &AddrKey| a.interface == "lo";
+        let part = l.part(&keys, covers);
+        l.services.remove(&web_key());
+        l.addresses.clear();
+        l.sysctls.clear();
+        l.restore(part, covers);
+        assert_eq!(l, sample());
+    }
 }

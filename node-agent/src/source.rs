@@ -5,16 +5,16 @@
 //! manifests ([`DirSource`]); a Kubernetes mode can be a second source
 //! feeding the same loop from watches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
-use lvs_api::manifest::{ManifestSet, parse};
+use lvs_api::manifest::{Manifest, ManifestSet, parse};
 use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
-use lvs_planner::Changes;
+use lvs_planner::{Change, Changes};
 
 use crate::metrics::Metrics;
 
@@ -56,6 +56,12 @@ impl SnapshotSink {
     pub fn send(&self, s: Snapshot) -> bool {
         self.tx.send(Event::Snapshot(Box::new(s))).is_ok()
     }
+
+    /// Hands changes to the previous state to the loop; false once the
+    /// loop is gone.
+    pub fn send_changes(&self, c: Changes, origin: String) -> bool {
+        self.tx.send(Event::Changes(Box::new(c), origin)).is_ok()
+    }
 }
 
 /// A producer of snapshots, run as a task until the agent stops.
@@ -85,7 +91,227 @@ pub struct DirSource {
 
 /// Name, mtime, size and inode of each manifest: a change in any of them
 /// means "read again".
-type Fingerprint = BTreeMap<PathBuf, (Option<SystemTime>, u64, u64)>;
+type Fingerprint = BTreeMap<PathBuf, Stamp>;
+type Stamp = (Option<SystemTime>, u64, u64);
+
+/// One manifest file as last read.
+#[derive(Debug, Default)]
+struct ParsedFile {
+    stamp: Stamp,
+    vss: BTreeMap<String, Object<VirtualServiceSpec>>,
+    rss: BTreeMap<String, Object<RealServerSpec>>,
+    nodes: BTreeMap<String, NodeInfo>,
+}
+
+/// Which kind of object a key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    Vs,
+    Rs,
+    Node,
+}
+
+/// What the directory source knows between polls: each file's stamp and
+/// objects, and which files hold each object. A poll reads only the files
+/// whose stamp changed and turns them into object changes, so a change
+/// costs in proportion to the files it touches. When several files hold
+/// the same object, the last file in name order wins.
+#[derive(Debug, Default)]
+pub struct DirState {
+    files: BTreeMap<PathBuf, ParsedFile>,
+    holders: HashMap<(Kind, String), BTreeSet<PathBuf>>,
+    /// The directory as it was when reading it failed: not read again until
+    /// something changes.
+    failed: Option<Fingerprint>,
+    /// The directory could not be listed, and that was reported.
+    unreadable: bool,
+    /// A first read succeeded (its changes, even none, went out).
+    read_once: bool,
+}
+
+impl DirState {
+    /// Reads what changed since the last call. `Ok(None)`: nothing did.
+    /// On errors nothing is taken over: the state stays as it was.
+    pub fn refresh(&mut self, dir: &Path) -> Result<Option<Changes>, Vec<ConfigError>> {
+        let fp = match DirSource::fingerprint(dir) {
+            Ok(fp) => {
+                self.unreadable = false;
+                fp
+            }
+            Err(_) if self.unreadable => return Ok(None),
+            Err(e) => {
+                self.unreadable = true;
+                return Err(vec![e]);
+            }
+        };
+        if self.failed.as_ref() == Some(&fp) {
+            return Ok(None);
+        }
+        let removed: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|f| !fp.contains_key(*f))
+            .cloned()
+            .collect();
+        let changed: Vec<(&PathBuf, &Stamp)> = fp
+            .iter()
+            .filter(|(f, st)| self.files.get(*f).is_none_or(|p| &p.stamp != *st))
+            .collect();
+        if removed.is_empty() && changed.is_empty() && self.read_once {
+            self.failed = None;
+            return Ok(None);
+        }
+        let mut parsed = Vec::new();
+        let mut errors = Vec::new();
+        for (f, stamp) in changed {
+            match read_file(f) {
+                Ok(manifests) => {
+                    let mut p = ParsedFile {
+                        stamp: *stamp,
+                        ..ParsedFile::default()
+                    };
+                    for m in manifests {
+                        match m {
+                            Manifest::VirtualService(o) => {
+                                p.vss.insert(o.meta.key(), o);
+                            }
+                            Manifest::RealServer(o) => {
+                                p.rss.insert(o.meta.key(), o);
+                            }
+                            Manifest::Node(n) => {
+                                p.nodes.insert(n.name.clone(), n);
+                            }
+                        }
+                    }
+                    parsed.push((f.clone(), p));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            self.failed = Some(fp);
+            return Err(errors);
+        }
+        self.failed = None;
+        self.read_once = true;
+
+        // Every key the changed files held or hold now.
+        let mut touched: BTreeSet<(Kind, String)> = BTreeSet::new();
+        let files_keys = |p: &ParsedFile, out: &mut BTreeSet<(Kind, String)>| {
+            out.extend(p.vss.keys().map(|k| (Kind::Vs, k.clone())));
+            out.extend(p.rss.keys().map(|k| (Kind::Rs, k.clone())));
+            out.extend(p.nodes.keys().map(|k| (Kind::Node, k.clone())));
+        };
+        for f in removed.iter().chain(parsed.iter().map(|(f, _)| f)) {
+            if let Some(old) = self.files.get(f) {
+                files_keys(old, &mut touched);
+            }
+        }
+        for (_, p) in &parsed {
+            files_keys(p, &mut touched);
+        }
+        // The versions that counted before (by value: the files change next).
+        let old: Vec<Option<Winner>> = touched.iter().map(|k| self.winner(k)).collect();
+        for f in &removed {
+            if let Some(p) = self.files.remove(f) {
+                self.unhold(f, &p);
+            }
+        }
+        for (f, p) in parsed {
+            if let Some(old) = self.files.remove(&f) {
+                self.unhold(&f, &old);
+            }
+            self.hold(&f, &p);
+            self.files.insert(f, p);
+        }
+        let mut changes = Changes::default();
+        for ((kind, key), old) in touched.into_iter().zip(old) {
+            let new = self.winner(&(kind, key.clone()));
+            if new == old {
+                continue;
+            }
+            match (kind, new) {
+                (Kind::Vs, Some(Winner::Vs(o))) => changes.virtual_services.push(Change::Upsert(o)),
+                (Kind::Vs, _) => changes.virtual_services.push(Change::Delete(key)),
+                (Kind::Rs, Some(Winner::Rs(o))) => changes.real_servers.push(Change::Upsert(o)),
+                (Kind::Rs, _) => changes.real_servers.push(Change::Delete(key)),
+                (Kind::Node, Some(Winner::Node(n))) => changes.nodes.push(Change::Upsert(n)),
+                (Kind::Node, _) => changes.nodes.push(Change::Delete(key)),
+            }
+        }
+        Ok(Some(changes))
+    }
+
+    /// The version of an object that counts: the last file's.
+    fn winner(&self, k: &(Kind, String)) -> Option<Winner> {
+        let f = self.holders.get(k)?.iter().next_back()?;
+        let p = self.files.get(f)?;
+        match k.0 {
+            Kind::Vs => p.vss.get(&k.1).cloned().map(Winner::Vs),
+            Kind::Rs => p.rss.get(&k.1).cloned().map(Winner::Rs),
+            Kind::Node => p.nodes.get(&k.1).cloned().map(Winner::Node),
+        }
+    }
+
+    fn hold(&mut self, f: &Path, p: &ParsedFile) {
+        let keys = p
+            .vss
+            .keys()
+            .map(|k| (Kind::Vs, k))
+            .chain(p.rss.keys().map(|k| (Kind::Rs, k)))
+            .chain(p.nodes.keys().map(|k| (Kind::Node, k)));
+        for (kind, k) in keys {
+            self.holders
+                .entry((kind, k.clone()))
+                .or_default()
+                .insert(f.to_path_buf());
+        }
+    }
+
+    fn unhold(&mut self, f: &Path, p: &ParsedFile) {
+        let keys = p
+            .vss
+            .keys()
+            .map(|k| (Kind::Vs, k))
+            .chain(p.rss.keys().map(|k| (Kind::Rs, k)))
+            .chain(p.nodes.keys().map(|k| (Kind::Node, k)));
+        for (kind, k) in keys {
+            let key = (kind, k.clone());
+            if let Some(s) = self.holders.get_mut(&key) {
+                s.remove(f);
+                if s.is_empty() {
+                    self.holders.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Files read.
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// The version of one object that counts.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+enum Winner {
+    Vs(Object<VirtualServiceSpec>),
+    Rs(Object<RealServerSpec>),
+    Node(NodeInfo),
+}
+
+/// Reads and parses one manifest file.
+fn read_file(f: &Path) -> Result<Vec<Manifest>, ConfigError> {
+    let text = std::fs::read_to_string(f).map_err(|e| ConfigError {
+        file: f.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&text).map_err(|e| ConfigError {
+        file: f.to_path_buf(),
+        message: e.to_string(),
+    })
+}
 
 impl DirSource {
     pub fn new(dir: impl Into<PathBuf>, poll: Duration, metrics: Arc<Metrics>) -> Self {
@@ -135,22 +361,9 @@ impl DirSource {
         let mut set = ManifestSet::default();
         let mut errors = Vec::new();
         for f in &files {
-            let text = match std::fs::read_to_string(f) {
-                Ok(t) => t,
-                Err(e) => {
-                    errors.push(ConfigError {
-                        file: f.clone(),
-                        message: format!("cannot read: {e}"),
-                    });
-                    continue;
-                }
-            };
-            match parse(&text) {
+            match read_file(f) {
                 Ok(m) => set.extend(m),
-                Err(e) => errors.push(ConfigError {
-                    file: f.clone(),
-                    message: e.to_string(),
-                }),
+                Err(e) => errors.push(e),
             }
         }
         if !errors.is_empty() {
@@ -186,54 +399,57 @@ impl DirSource {
     }
 }
 
+impl DirSource {
+    /// One poll: reads what changed and reports it to logs and metrics.
+    fn poll(&self, state: &mut DirState) -> Option<Changes> {
+        match state.refresh(&self.dir) {
+            Ok(Some(c)) => {
+                self.metrics.config_loaded();
+                Some(c)
+            }
+            Ok(None) => None,
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(
+                        file = %e.file.display(),
+                        error = %e.message,
+                        "configuration file rejected; keeping the last good state"
+                    );
+                    self.metrics.config_error(&e.file.display().to_string());
+                }
+                None
+            }
+        }
+    }
+}
+
 impl Source for DirSource {
     async fn run(self, sink: SnapshotSink) {
-        let mut last: Option<Fingerprint> = None;
-        let mut reported_unreadable = false;
+        let mut state = Some(DirState::default());
         loop {
-            let dir = self.dir.clone();
-            let fp = tokio::task::spawn_blocking(move || Self::fingerprint(&dir))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(ConfigError {
-                        file: self.dir.clone(),
-                        message: format!("fingerprint task failed: {e}"),
-                    })
-                });
-            let fp = match fp {
-                Ok(fp) => {
-                    reported_unreadable = false;
-                    Some(fp)
+            let me = self.clone();
+            let mut st = state.take().unwrap_or_default();
+            let (st, changes) = tokio::task::spawn_blocking(move || {
+                let c = me.poll(&mut st);
+                (st, c)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "configuration poll failed; reading everything again");
+                (DirState::default(), None)
+            });
+            if let Some(changes) = changes {
+                let origin = format!("{} ({} files)", self.dir.display(), st.files());
+                tracing::info!(
+                    origin = %origin,
+                    changes = changes.len(),
+                    "configuration loaded"
+                );
+                if !sink.send_changes(changes, origin) {
+                    return;
                 }
-                Err(e) => {
-                    if !reported_unreadable {
-                        tracing::error!(dir = %self.dir.display(), error = %e.message, "configuration directory unreadable; keeping the last good state");
-                        self.metrics.config_error(&self.dir.display().to_string());
-                        reported_unreadable = true;
-                    }
-                    None
-                }
-            };
-            if fp.is_some() && fp != last {
-                let me = self.clone();
-                let loaded = tokio::task::spawn_blocking(move || me.load_reported())
-                    .await
-                    .ok()
-                    .flatten();
-                if let Some(snapshot) = loaded {
-                    tracing::info!(
-                        origin = %snapshot.origin,
-                        virtual_services = snapshot.virtual_services.len(),
-                        real_servers = snapshot.real_servers.len(),
-                        nodes = snapshot.nodes.len(),
-                        "configuration loaded"
-                    );
-                    if !sink.send(snapshot) {
-                        return;
-                    }
-                }
-                last = fp;
             }
+            state = Some(st);
             tokio::time::sleep(self.poll).await;
         }
     }
@@ -305,5 +521,89 @@ spec:
                 .contains("cannot read the configuration directory")
         );
         std::fs::remove_dir_all(d).unwrap();
+    }
+
+    fn names<T>(c: &[Change<T>], key: impl Fn(&T) -> String) -> Vec<String> {
+        c.iter()
+            .map(|c| match c {
+                Change::Upsert(o) => format!("+{}", key(o)),
+                Change::Delete(k) => format!("-{k}"),
+            })
+            .collect()
+    }
+
+    fn vs_names(c: &Changes) -> Vec<String> {
+        names(&c.virtual_services, |o| o.meta.key())
+    }
+
+    #[test]
+    fn dir_state_reads_only_what_changed_and_the_last_file_wins() {
+        let d = dir("state");
+        std::fs::write(d.join("a.yaml"), VS).unwrap();
+        std::fs::write(d.join("b.yaml"), VS.replace("name: web", "name: api")).unwrap();
+        let mut st = DirState::default();
+        let c = st.refresh(&d).unwrap().unwrap();
+        assert_eq!(vs_names(&c), ["+default/api", "+default/web"]);
+        assert!(st.refresh(&d).unwrap().is_none(), "nothing changed");
+
+        // The same object in a later file wins; removing that file brings
+        // the earlier version back.
+        std::fs::write(d.join("c.yaml"), VS.replace("10.0.0.1", "10.0.0.9")).unwrap();
+        let c = st.refresh(&d).unwrap().unwrap();
+        assert_eq!(vs_names(&c), ["+default/web"]);
+        let Change::Upsert(o) = &c.virtual_services[0] else {
+            panic!()
+        };
+        assert_eq!(o.spec.address.as_deref(), Some("10.0.0.9"));
+        std::fs::remove_file(d.join("c.yaml")).unwrap();
+        let c = st.refresh(&d).unwrap().unwrap();
+        let Change::Upsert(o) = &c.virtual_services[0] else {
+            panic!()
+        };
+        assert_eq!(o.spec.address.as_deref(), Some("10.0.0.1"));
+
+        // A file rewritten with the same content changes nothing; a
+        // removed file deletes its objects.
+        std::fs::write(
+            d.join("b.yaml"),
+            format!("{}\n", VS.replace("name: web", "name: api")),
+        )
+        .unwrap();
+        assert!(st.refresh(&d).unwrap().unwrap().is_empty());
+        std::fs::remove_file(d.join("b.yaml")).unwrap();
+        assert_eq!(
+            vs_names(&st.refresh(&d).unwrap().unwrap()),
+            ["-default/api"]
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn dir_state_keeps_the_last_good_state_on_errors() {
+        let d = dir("state-err");
+        std::fs::write(d.join("a.yaml"), VS).unwrap();
+        let mut st = DirState::default();
+        st.refresh(&d).unwrap().unwrap();
+        std::fs::write(d.join("a.yaml"), VS.replace("port: 80", "port: 70000")).unwrap();
+        let e = st.refresh(&d).unwrap_err();
+        assert!(e[0].to_string().contains("spec.port"), "{e:?}");
+        assert!(
+            st.refresh(&d).unwrap().is_none(),
+            "not read again until it changes"
+        );
+        // Fixed with another address: one upsert against the last good state.
+        std::fs::write(d.join("a.yaml"), VS.replace("10.0.0.1", "10.0.0.2")).unwrap();
+        assert_eq!(
+            vs_names(&st.refresh(&d).unwrap().unwrap()),
+            ["+default/web"]
+        );
+
+        // An empty directory's first read is a (empty) state too.
+        let e = dir("state-empty");
+        let mut st = DirState::default();
+        assert_eq!(st.refresh(&e).unwrap(), Some(Changes::default()));
+        assert!(st.refresh(&e).unwrap().is_none());
+        std::fs::remove_dir_all(d).unwrap();
+        std::fs::remove_dir_all(e).unwrap();
     }
 }
