@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # `make bench`: build the contenders, run every measurement in one kernel-lab
-# VM boot, and write target/bench/{results.csv,report.md,converge-time-vs-n.png}.
+# VM boot, then the Kubernetes-mode part in the joined lab (joined.sh: apply ->
+# kernel latency and agent memory with 10k VirtualServices in a real API
+# server), and write target/bench/{results.csv,report.md,converge-time-vs-n.png}.
 #
-#   run.sh [--quick] [--no-agent] [--out DIR] [-v]
+#   run.sh [--quick] [--no-agent] [--no-joined] [--joined-only] [--out DIR] [-v]
 #
-#   --quick     small sizes only (a few minutes; for checking the harness)
-#   --no-agent  leave the node agent out
-#   --out DIR   where the results go (default <repo>/target/bench)
-#   -v          stream the VM console to stderr
+#   --quick        small sizes only (a few minutes; for checking the harness)
+#   --no-agent     leave the node agent out (and the joined part)
+#   --no-joined    leave the joined-lab part out
+#   --joined-only  only the joined-lab part (the report then lacks the rest)
+#   --out DIR      where the results go (default <repo>/target/bench)
+#   -v             stream the VM console to stderr
 #
 # Environment: LVS_CACHE (cache root), BENCH_EXTRA (a file of extra result
-# lines for report.py, e.g. apply->kernel latencies from the joined lab),
+# lines for report.py), BENCH_JOINED_* (see joined.sh),
 # BENCH_VM_MEM (MiB, default 4096), BENCH_VM_TIMEOUT (s), NODE_AGENT_BIN (use
 # this node-agent binary instead of building one), CARGO_FLAGS (default
 # --locked).
-# Exit status: non-zero when a build, the VM or a check failed. Missed
+# Exit status: non-zero when a build, the VM, a check or the joined lab failed
+# (a joined lab that does not come up is a failure, never a skip). Missed
 # performance targets are reported in report.md, never turned into failures.
 set -euo pipefail
 
@@ -22,11 +27,13 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../lib/common.sh
 . "$HERE/../lib/common.sh"
 
-QUICK=0 AGENT=1 OUT="$LVS_REPO/target/bench" VERBOSE=()
+QUICK=0 AGENT=1 JOINED=1 KERNEL=1 OUT="$LVS_REPO/target/bench" VERBOSE=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; shift ;;
-        --no-agent) AGENT=0; shift ;;
+        --no-agent) AGENT=0; JOINED=0; shift ;;
+        --no-joined) JOINED=0; shift ;;
+        --joined-only) KERNEL=0; shift ;;
         --out) OUT="$2"; shift 2 ;;
         -v|--verbose) VERBOSE=(-v); shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
@@ -70,6 +77,11 @@ if [ -z "$AGENT_BIN" ]; then
     PKGS+=(-p lvs-node-agent)
     AGENT_BIN="$LVS_REPO/target/release/node-agent"
 fi
+OPERATOR_BIN="${LVS_OPERATOR_BIN:-}"
+if [ "$JOINED" -eq 1 ] && [ -z "$OPERATOR_BIN" ]; then
+    PKGS+=(-p lvs-operator)
+    OPERATOR_BIN="$LVS_REPO/target/release/lvs-operator"
+fi
 lvs_log "bench: cargo build --release ${PKGS[*]}"
 # shellcheck disable=SC2086
 (cd "$LVS_REPO" && cargo build --release ${CARGO_FLAGS---locked} "${PKGS[@]}") >"$CACHE/cargo.log" 2>&1 \
@@ -95,40 +107,65 @@ fi
 RUN="$CACHE/run"
 # Other qemu VMs on this machine share its 2 cores with the benchmark VM.
 other_vms() { pgrep -c -f '^qemu-system-x86_64 ' || true; }
-LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)" VMS_BEFORE="$(other_vms)"
-[ "$VMS_BEFORE" -eq 0 ] || lvs_log "bench: warning: $VMS_BEFORE other qemu VM(s) running; they compete for the CPUs"
-ENVS=()
-for s in "${SIZES[@]}"; do ENVS+=(--env "$s"); done
-ENVS+=(--env "BENCH_AGENT=$AGENT")
-lvs_log "bench: running the suite in the kernel lab VM (timeout ${TIMEOUT}s)"
-set +e
-"$LVS_REPO/e2e/kernel/run-vm.sh" "${VERBOSE[@]}" --out "$RUN" --mem "${BENCH_VM_MEM:-4096}" --timeout "$TIMEOUT" \
-    --add "$LVS_REPO/target/release/lvs-bench:/usr/local/bin/lvs-bench" \
-    --add "$AGENT_BIN:/usr/local/bin/node-agent" \
-    --add "$CACHE/goipvs:/usr/local/bin/goipvs" \
-    "${ENVS[@]}" "$HERE/guest.sh"
-vm_rc=$?
-set -e
-rm -rf "$OUT/logs"
-if [ -f "$RUN/files/raw.txt" ]; then
-    cp "$RUN/files/raw.txt" "$OUT/raw.txt"
+vm_rc=0
+if [ "$KERNEL" -eq 1 ]; then
+    LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)" VMS_BEFORE="$(other_vms)"
+    [ "$VMS_BEFORE" -eq 0 ] || lvs_log "bench: warning: $VMS_BEFORE other qemu VM(s) running; they compete for the CPUs"
+    ENVS=()
+    for s in "${SIZES[@]}"; do ENVS+=(--env "$s"); done
+    ENVS+=(--env "BENCH_AGENT=$AGENT")
+    lvs_log "bench: running the suite in the kernel lab VM (timeout ${TIMEOUT}s)"
+    set +e
+    "$LVS_REPO/e2e/kernel/run-vm.sh" "${VERBOSE[@]}" --out "$RUN" --mem "${BENCH_VM_MEM:-4096}" --timeout "$TIMEOUT" \
+        --add "$LVS_REPO/target/release/lvs-bench:/usr/local/bin/lvs-bench" \
+        --add "$AGENT_BIN:/usr/local/bin/node-agent" \
+        --add "$CACHE/goipvs:/usr/local/bin/goipvs" \
+        "${ENVS[@]}" "$HERE/guest.sh"
+    vm_rc=$?
+    set -e
+    rm -rf "$OUT/logs"
+    if [ -f "$RUN/files/raw.txt" ]; then
+        cp "$RUN/files/raw.txt" "$OUT/raw.txt"
+    else
+        # The VM ended early (timeout, crash): every result line was also logged
+        # on the console as "[uptime] metric=...".
+        tr -d '\r' <"$RUN/console.log" | sed -n 's/^\[ *[0-9.]*\] \(metric=.*\)$/\1/p' >"$OUT/raw.txt"
+        [ -s "$OUT/raw.txt" ] || lvs_die "the VM produced no results (run-vm.sh exit $vm_rc; console: $RUN/console.log)"
+        lvs_log "bench: the VM ended early (run-vm.sh exit $vm_rc); reporting the $(wc -l <"$OUT/raw.txt") results it logged"
+    fi
+    {
+        echo "metric=host load_before=\"$LOAD_BEFORE\" load_after=\"$(cut -d' ' -f1-3 /proc/loadavg)\" other_vms_before=$VMS_BEFORE other_vms_after=$(other_vms) vm_rc=$vm_rc"
+    } >>"$OUT/raw.txt"
+    [ -d "$RUN/files/logs" ] && cp -r "$RUN/files/logs" "$OUT/logs"
 else
-    # The VM ended early (timeout, crash): every result line was also logged
-    # on the console as "[uptime] metric=...".
-    tr -d '\r' <"$RUN/console.log" | sed -n 's/^\[ *[0-9.]*\] \(metric=.*\)$/\1/p' >"$OUT/raw.txt"
-    [ -s "$OUT/raw.txt" ] || lvs_die "the VM produced no results (run-vm.sh exit $vm_rc; console: $RUN/console.log)"
-    lvs_log "bench: the VM ended early (run-vm.sh exit $vm_rc); reporting the $(wc -l <"$OUT/raw.txt") results it logged"
+    # --joined-only: no kernel-lab results in this report.
+    rm -rf "$OUT/logs"
+    echo "metric=done what=joined_only" >"$OUT/raw.txt"
 fi
-{
-    echo "metric=host load_before=\"$LOAD_BEFORE\" load_after=\"$(cut -d' ' -f1-3 /proc/loadavg)\" other_vms_before=$VMS_BEFORE other_vms_after=$(other_vms) vm_rc=$vm_rc"
-} >>"$OUT/raw.txt"
-[ -d "$RUN/files/logs" ] && cp -r "$RUN/files/logs" "$OUT/logs"
+
+# --- the joined lab (Kubernetes mode) ---------------------------------------------------------
+joined_rc=0
+JOINED_RAW="$OUT/joined-raw.txt"
+rm -f "$JOINED_RAW"
+if [ "$JOINED" -eq 1 ]; then
+    QJ=()
+    [ "$QUICK" -eq 1 ] && QJ=(--quick)
+    lvs_log "bench: the joined lab (Kubernetes mode, apply -> kernel latency, agent memory)"
+    t_j="$(lvs_now_ms)"
+    NODE_AGENT_BIN="$AGENT_BIN" LVS_OPERATOR_BIN="$OPERATOR_BIN" "$HERE/joined.sh" "${QJ[@]}" --out "$OUT" || joined_rc=$?
+    lvs_log "bench: joined part: $(( ($(lvs_now_ms) - t_j) / 1000 ))s (exit $joined_rc)"
+    if [ "$joined_rc" -ne 0 ]; then
+        echo "metric=problem what=\"joined lab part failed (exit $joined_rc): see the joined.sh messages above and $OUT/joined/\"" >>"$OUT/raw.txt"
+    fi
+fi
 
 wall_s=$(( ($(lvs_now_ms) - t_start) / 1000 ))
 EXTRA=()
 [ -n "${BENCH_EXTRA:-}" ] && EXTRA=(--extra "$BENCH_EXTRA")
+[ -s "$JOINED_RAW" ] && EXTRA+=(--extra "$JOINED_RAW")
 rep_rc=0
 "$PY" "$HERE/report.py" "$OUT/raw.txt" "$OUT" --wall-s "$wall_s" "${EXTRA[@]}" || rep_rc=$?
 lvs_log "bench: ${wall_s}s in total; results in $OUT (results.csv, report.md, converge-time-vs-n.png)"
 [ "$vm_rc" -eq 0 ] || lvs_die "the guest reported failures (run-vm.sh exit $vm_rc); see $OUT/report.md"
+[ "$joined_rc" -eq 0 ] || lvs_die "the joined-lab part failed (joined.sh exit $joined_rc); see the messages above and $OUT/joined/"
 exit "$rep_rc"

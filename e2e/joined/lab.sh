@@ -18,6 +18,9 @@
 #   LVS_JOINED_NO_BUILD  1: do not run cargo build
 #   LVS_JOINED_VM_TIMEOUT  lifetime limit of the VM in seconds (default 86400)
 #   LVS_JOINED_AGENT_LOG   the agents' RUST_LOG (default info)
+#   LVS_JOINED_AGENTS      nodes that run an agent (default: all of dir1 dir2 rs1..rs5;
+#                          the others still get their NIC, Node and kubeconfig)
+#   LVS_JOINED_VM_MEM      the VM's memory in MiB (default 1536)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -79,6 +82,8 @@ cmd_up() {
   # A failed start stops whatever it had started (logs stay in $dir).
   trap 'rc=$?; if ((rc != 0)); then echo "lab.sh: up failed; stopping what it started" >&2; cmd_down; fi' EXIT
 
+  local run_agents
+  read -r -a run_agents <<<"${LVS_JOINED_AGENTS:-${JL_AGENT_NODES[*]}}"
   local agent_bin=${NODE_AGENT_BIN:-$LVS_REPO/target/debug/node-agent}
   local operator_bin=${LVS_OPERATOR_BIN:-$LVS_REPO/target/debug/lvs-operator}
 
@@ -155,12 +160,12 @@ EOF
   local vm_env=(--env "TOPO_LAN4=$JL_LAN4" --env "TOPO_REM4=$JL_REM4" --env "TOPO_VIP4=$JL_VIP4"
     --env "JOINED_CMD_PORT=7000" --env "JOINED_AGENT_LOG=${LVS_JOINED_AGENT_LOG:-info}")
   if ((agents)); then
-    vm_env+=(--env "JOINED_AGENT_NODES=${JL_AGENT_NODES[*]}")
+    vm_env+=(--env "JOINED_AGENT_NODES=${JL_AGENT_NODES[*]}" --env "JOINED_RUN_AGENTS=${run_agents[*]}")
   else
     vm_env+=(--env "JOINED_AGENT_NODES=${JL_AGENT_NODES[*]}" --env "JOINED_NO_AGENTS=1")
   fi
   setsid "$kernel/run-vm.sh" --out "$dir/vm" --timeout "${LVS_JOINED_VM_TIMEOUT:-86400}" \
-    --mem 1536 --nics $((${#JL_AGENT_NODES[@]} + 1)) --hostfwd "tcp:127.0.0.1:$cmd_port-:7000" \
+    --mem "${LVS_JOINED_VM_MEM:-1536}" --nics $((${#JL_AGENT_NODES[@]} + 1)) --hostfwd "tcp:127.0.0.1:$cmd_port-:7000" \
     --add "$agent_bin:/usr/local/bin/node-agent" \
     --add "$here/guest:/lab/joined" --add "$dir/kubeconfigs:/lab/joined/kubeconfigs" \
     "${vm_env[@]}" "$here/guest/vm-main.sh" >"$dir/vm-runner.log" 2>&1 </dev/null &
@@ -197,7 +202,7 @@ EOF
     local pending
     while :; do
       pending=()
-      for n in "${JL_AGENT_NODES[@]}"; do
+      for n in "${run_agents[@]}"; do
         jl_exec "$n" 'wget -q -O /dev/null http://127.0.0.1:9477/readyz' 2>/dev/null || pending+=("$n")
       done
       ((${#pending[@]} == 0)) && break

@@ -26,6 +26,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -36,11 +37,13 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cloudflare/ipvs"
@@ -132,8 +135,8 @@ func virtualService(name string, vip string, selKey, selVal string) map[string]a
 func realServer(name, addr, labelKey, labelVal string, weight int) map[string]any {
 	return map[string]any{
 		"apiVersion": group + "/" + version, "kind": "RealServer",
-		"metadata":   map[string]any{"name": name, "namespace": ns, "labels": map[string]string{labelKey: labelVal}},
-		"spec":       map[string]any{"address": addr, "port": rsPort, "weight": weight},
+		"metadata": map[string]any{"name": name, "namespace": ns, "labels": map[string]string{labelKey: labelVal}},
+		"spec":     map[string]any{"address": addr, "port": rsPort, "weight": weight},
 	}
 }
 
@@ -400,18 +403,167 @@ func mean(xs []float64) float64 {
 
 // --- probe (guest) --------------------------------------------------------------------
 
+// The probe polls with raw generic-netlink requests on one socket and
+// buffers reused across polls: under TCG a netlink library's per-request
+// allocations and checks cost a good share of a vCPU at 100 polls per
+// second, CPU the agent under test needs.
+const (
+	nlmsgDone      = 3
+	nlmsgError     = 2
+	genlIDCtrl     = 0x10
+	ctrlCmdGetFam  = 3
+	ctrlAttrFamID  = 1
+	ctrlAttrFamNm  = 2
+	ipvsCmdGetDest = 8
+	ipvsAttrSvc    = 1
+	ipvsAttrDest   = 2
+	svcAttrAF      = 1
+	svcAttrProto   = 2
+	svcAttrAddr    = 3
+	svcAttrPort    = 4
+	destAttrAddr   = 1
+	destAttrPort   = 2
+	destAttrWeight = 4
+	nlaTypeMask    = 0x3fff
+)
+
+type nlsock struct {
+	fd  int
+	seq uint32
+	buf []byte
+}
+
+func openNL() *nlsock {
+	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.NETLINK_GENERIC)
+	if err != nil {
+		die("netlink socket: %v", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+		die("netlink bind: %v", err)
+	}
+	return &nlsock{fd: fd, buf: make([]byte, 1<<16)}
+}
+
+func nlattr(b []byte, typ uint16, val []byte) []byte {
+	l := 4 + len(val)
+	b = binary.LittleEndian.AppendUint16(b, uint16(l))
+	b = binary.LittleEndian.AppendUint16(b, typ)
+	b = append(b, val...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// request builds nlmsghdr + genlmsghdr + attrs (the length is set by send).
+func request(typ uint16, flags uint16, cmd uint8, attrs []byte) []byte {
+	b := make([]byte, 16, 20+len(attrs))
+	binary.LittleEndian.PutUint16(b[4:], typ)
+	binary.LittleEndian.PutUint16(b[6:], flags)
+	b = append(b, cmd, 1, 0, 0)
+	b = append(b, attrs...)
+	binary.LittleEndian.PutUint32(b[0:], uint32(len(b)))
+	return b
+}
+
+// exchange sends req and calls each(payload after the genl header) for every
+// answer message until the answer ends (one message, or NLMSG_DONE for a dump).
+func (s *nlsock) exchange(req []byte, dump bool, each func(typ uint16, attrs []byte)) error {
+	s.seq++
+	binary.LittleEndian.PutUint32(req[8:], s.seq)
+	if err := syscall.Sendto(s.fd, req, 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+		return err
+	}
+	for {
+		n, _, err := syscall.Recvfrom(s.fd, s.buf, 0)
+		if err != nil {
+			return err
+		}
+		b := s.buf[:n]
+		for len(b) >= 16 {
+			l := int(binary.LittleEndian.Uint32(b[0:]))
+			typ := binary.LittleEndian.Uint16(b[4:])
+			seq := binary.LittleEndian.Uint32(b[8:])
+			if l < 16 || l > len(b) {
+				return fmt.Errorf("bad netlink message length %d", l)
+			}
+			msg := b[:l]
+			b = b[(l+3)&^3:]
+			if seq != s.seq {
+				continue
+			}
+			switch typ {
+			case nlmsgDone:
+				return nil
+			case nlmsgError:
+				if errno := int32(binary.LittleEndian.Uint32(msg[16:])); errno != 0 {
+					return syscall.Errno(-errno)
+				}
+				return nil
+			}
+			if len(msg) >= 20 {
+				each(typ, msg[20:])
+			}
+			if !dump {
+				return nil
+			}
+		}
+	}
+}
+
+// attrs calls f for each attribute of b.
+func attrs(b []byte, f func(typ uint16, val []byte)) {
+	for len(b) >= 4 {
+		l := int(binary.LittleEndian.Uint16(b[0:]))
+		if l < 4 || l > len(b) {
+			return
+		}
+		f(binary.LittleEndian.Uint16(b[2:])&nlaTypeMask, b[4:l])
+		adv := (l + 3) &^ 3
+		if adv > len(b) {
+			adv = len(b)
+		}
+		b = b[adv:]
+	}
+}
+
+func ipvsFamily(s *nlsock) uint16 {
+	var id uint16
+	req := request(genlIDCtrl, syscall.NLM_F_REQUEST, ctrlCmdGetFam, nlattr(nil, ctrlAttrFamNm, []byte("IPVS\x00")))
+	err := s.exchange(req, false, func(_ uint16, a []byte) {
+		attrs(a, func(t uint16, v []byte) {
+			if t == ctrlAttrFamID && len(v) >= 2 {
+				id = binary.LittleEndian.Uint16(v)
+			}
+		})
+	})
+	if err != nil || id == 0 {
+		die("no IPVS generic netlink family (ip_vs loaded?): %v", err)
+	}
+	return id
+}
+
 func probe(args []string) {
 	fs := flag.NewFlagSet("probe", flag.ExitOnError)
 	connect := fs.String("connect", "", "host:port of the host's latency listener")
 	poll := fs.Duration("poll", 10*time.Millisecond, "poll period")
 	_ = fs.Parse(args)
-	c, err := ipvs.New()
-	if err != nil {
-		die("ipvs: %v", err)
-	}
-	svc := ipvs.Service{Address: netip.MustParseAddr(probeVIP), Port: svcPort, Protocol: ipvs.TCP, Family: ipvs.INET}
-	dst := netip.MustParseAddr(probeRSIP)
+	runtime.GOMAXPROCS(1)
+	s := openNL()
+	fam := ipvsFamily(s)
+	vip := netip.MustParseAddr(probeVIP).As4()
+	rip := netip.MustParseAddr(probeRSIP).As4()
+	var svc []byte
+	svc = nlattr(svc, svcAttrAF, binary.LittleEndian.AppendUint16(nil, syscall.AF_INET))
+	svc = nlattr(svc, svcAttrProto, binary.LittleEndian.AppendUint16(nil, syscall.IPPROTO_TCP))
+	addr16 := make([]byte, 16)
+	copy(addr16, vip[:])
+	svc = nlattr(svc, svcAttrAddr, addr16)
+	svc = nlattr(svc, svcAttrPort, binary.BigEndian.AppendUint16(nil, svcPort))
+	req := request(fam, syscall.NLM_F_REQUEST|syscall.NLM_F_DUMP, ipvsCmdGetDest, nlattr(nil, ipvsAttrSvc|0x8000, svc))
+
 	var conn net.Conn
+	var err error
 	for end := time.Now().Add(60 * time.Second); ; {
 		conn, err = net.DialTimeout("tcp", *connect, 5*time.Second)
 		if err == nil {
@@ -440,19 +592,39 @@ func probe(args []string) {
 		}
 		os.Exit(0)
 	}()
-	last := "none"
-	for {
-		w := "-1"
-		if ds, err := c.Destinations(svc); err == nil {
-			for _, d := range ds {
-				if d.Address == dst && d.Port == rsPort {
-					w = strconv.FormatUint(uint64(d.Weight), 10)
-				}
+	last := int64(-2)
+	var weight int64
+	each := func(_ uint16, a []byte) {
+		attrs(a, func(t uint16, v []byte) {
+			if t != ipvsAttrDest {
+				return
 			}
+			var match bool
+			var port uint16
+			var w int64 = -1
+			attrs(v, func(t uint16, v []byte) {
+				switch {
+				case t == destAttrAddr && len(v) >= 4:
+					match = v[0] == rip[0] && v[1] == rip[1] && v[2] == rip[2] && v[3] == rip[3]
+				case t == destAttrPort && len(v) >= 2:
+					port = binary.BigEndian.Uint16(v)
+				case t == destAttrWeight && len(v) >= 4:
+					w = int64(binary.LittleEndian.Uint32(v))
+				}
+			})
+			if match && port == rsPort {
+				weight = w
+			}
+		})
+	}
+	for {
+		weight = -1
+		if err := s.exchange(req, true, each); err != nil && err != syscall.ESRCH && err != syscall.ENOENT {
+			die("GET_DEST: %v", err)
 		}
-		if w != last {
-			send("S " + w + "\n")
-			last = w
+		if weight != last {
+			send("S " + strconv.FormatInt(weight, 10) + "\n")
+			last = weight
 		}
 		time.Sleep(*poll)
 	}

@@ -10,7 +10,8 @@
 #
 # Environment (from run-vm.sh --env): TOPO_LAN4, TOPO_REM4, TOPO_VIP4,
 # JOINED_AGENT_NODES, JOINED_CMD_PORT, JOINED_AGENT_LOG, JOINED_AGENT_RESYNC,
-# JOINED_NO_AGENTS.
+# JOINED_NO_AGENTS, JOINED_RUN_AGENTS (the nodes whose agent runs; default all
+# of JOINED_AGENT_NODES).
 # shellcheck shell=sh
 . /lab/lib.sh
 . /lab/topology.sh
@@ -80,13 +81,13 @@ nc -ll -p "$CMD_PORT" -e "$J/cmd-handler.sh" </dev/null >"$RUN/logs/cmd-server.l
 echo $! >"$RUN/cmd-server.pid"
 
 # One supervised agent per node (JOINED_NO_AGENTS=1: none, to debug the lab).
-[ "${JOINED_NO_AGENTS:-0}" = 1 ] || for n in $AGENT_NODES; do
+[ "${JOINED_NO_AGENTS:-0}" = 1 ] || for n in ${JOINED_RUN_AGENTS:-$AGENT_NODES}; do
     mkdir -p "$RUN/state/$n"
     sh "$J/agent-supervisor.sh" "$n" </dev/null >/dev/null 2>&1 &
     echo $! >"$RUN/agents/$n.supervisor"
 done
 
-lab_log "joined: ready (command channel on :$CMD_PORT, agents on: $AGENT_NODES)"
+lab_log "joined: ready (command channel on :$CMD_PORT, agents on: ${JOINED_RUN_AGENTS:-$AGENT_NODES})"
 touch "$RUN/ready"
 while [ ! -e "$RUN/stop" ]; do sleep 1; done
 
