@@ -180,6 +180,20 @@ impl FakeDataplane {
         f
     }
 
+    /// The address with the same (interface, address, prefix), whatever
+    /// its label and scope: the first one from there in the set's order.
+    fn find_address(&self, addr: &Address) -> Option<&Address> {
+        let from = Address {
+            label: None,
+            scope: crate::model::Scope::Global,
+            ..addr.clone()
+        };
+        self.addresses
+            .range(from..)
+            .next()
+            .filter(|a| a.key() == addr.key())
+    }
+
     pub fn add_link(&mut self, name: &str, kind: Option<&str>, up: bool) {
         let index = self.next_index;
         self.next_index += 1;
@@ -389,7 +403,7 @@ impl Dataplane for FakeDataplane {
         if !self.links.contains_key(&addr.interface) {
             return Err(kernel(request, errno::ENODEV));
         }
-        if self.addresses.iter().any(|a| a.key() == addr.key()) {
+        if self.find_address(addr).is_some() {
             return Err(kernel(request, errno::EEXIST));
         }
         let mut a = addr.clone();
@@ -402,9 +416,11 @@ impl Dataplane for FakeDataplane {
 
     fn del_address(&mut self, addr: &Address) -> DpResult<()> {
         self.record(Call::DelAddress(addr.clone()))?;
-        let before = self.addresses.len();
-        self.addresses.retain(|a| a.key() != addr.key());
-        if self.addresses.len() == before {
+        let found = self.find_address(addr).cloned();
+        if let Some(a) = &found {
+            self.addresses.remove(a);
+        }
+        if found.is_none() {
             return Err(kernel(
                 format!("delete address {}", addr.key()),
                 errno::EADDRNOTAVAIL,
