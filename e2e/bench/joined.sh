@@ -26,7 +26,8 @@
 #
 # Environment: BENCH_JOINED_N (10000; --quick 1000), BENCH_JOINED_M (10),
 # BENCH_JOINED_POOL (1000), BENCH_JOINED_CHANGES (200; --quick 20),
-# BENCH_JOINED_CONVERGE_TIMEOUT (s, 900), NODE_AGENT_BIN / LVS_OPERATOR_BIN
+# BENCH_JOINED_CONVERGE_TIMEOUT (s, 900), BENCH_JOINED_LATENCY_MAX_S (s, 420:
+# no change starts after that), NODE_AGENT_BIN / LVS_OPERATOR_BIN
 # (default target/release/{node-agent,lvs-operator}), LVS_CACHE.
 # Exit status non-zero, with the reason on stderr, when the lab does not come
 # up or a step fails; a missed target is no failure.
@@ -53,6 +54,10 @@ else
 fi
 M=${BENCH_JOINED_M:-10} POOL=${BENCH_JOINED_POOL:-1000}
 CONVERGE_TIMEOUT=${BENCH_JOINED_CONVERGE_TIMEOUT:-900}
+# The changes stop after this long even if fewer than CHANGES were made (the
+# result line says how many): at 10k x 10 one change can wait for a full
+# resync of the agent, and make bench has a 30-minute budget.
+LATENCY_MAX_S=${BENCH_JOINED_LATENCY_MAX_S:-420}
 CACHE="$LVS_CACHE/bench"
 WORK="$OUT/joined"
 RAW="$OUT/joined-raw.txt"
@@ -203,7 +208,7 @@ done
 # --- 5. apply -> kernel latency --------------------------------------------------------------
 step "$CHANGES weight changes, apply -> dir1's kernel"
 log_mark=$(agent_log_lines)
-"$TOOL" latency "${API[@]}" -listen 127.0.0.1:0 -port-file "$WORK/probe.port" -changes "$CHANGES" \
+"$TOOL" latency "${API[@]}" -listen 127.0.0.1:0 -port-file "$WORK/probe.port" -changes "$CHANGES" -max-duration "${LATENCY_MAX_S}s" \
     -n "$N" -m "$M" -log "$WORK/latency-per-change.txt" >"$WORK/latency.out" 2>"$WORK/latency.err" &
 lat_pid=$!
 for _ in $(seq 100); do [ -s "$WORK/probe.port" ] && break; sleep 0.1; done

@@ -264,6 +264,7 @@ func latency(args []string) {
 	m := fs.Int("m", 0, "RealServers per VirtualService (for the result line)")
 	perChange := fs.String("log", "", "write one line per change to this file")
 	timeout := fs.Duration("timeout", 60*time.Second, "limit per change")
+	maxDur := fs.Duration("max-duration", 0, "stop starting changes after this long (0: no limit); the result says how many were made")
 	_ = fs.Parse(args)
 	a := newAPI(*server, *ca, *cert, *key)
 
@@ -338,7 +339,12 @@ func latency(args []string) {
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	var lat, apiMs []float64
 	w0, _ := strconv.Atoi(cur)
+	tStart := time.Now()
 	for i := 0; i < *changes; i++ {
+		if *maxDur > 0 && time.Since(tStart) > *maxDur {
+			fmt.Fprintf(os.Stderr, "joinedbench: stopped after %d of %d changes (-max-duration %v)\n", i, *changes, *maxDur)
+			break
+		}
 		w := 2 + (i % 200)
 		if w == w0 {
 			w++
@@ -372,8 +378,8 @@ func latency(args []string) {
 		}
 	}
 	rtt := pct(rtts, 50)
-	fmt.Printf("metric=apply_latency contender=agent n=%d m=%d changes=%d p50_ms=%.1f p90_ms=%.1f p99_ms=%.1f min_ms=%.1f max_ms=%.1f mean_ms=%.1f api_p50_ms=%.1f api_p99_ms=%.1f probe_rtt_p50_ms=%.2f poll_ms=10\n",
-		*n, *m, len(lat), pct(lat, 50), pct(lat, 90), pct(lat, 99), pct(lat, 0), pct(lat, 100), mean(lat), pct(apiMs, 50), pct(apiMs, 99), rtt)
+	fmt.Printf("metric=apply_latency contender=agent n=%d m=%d changes=%d planned=%d p50_ms=%.1f p90_ms=%.1f p99_ms=%.1f min_ms=%.1f max_ms=%.1f mean_ms=%.1f api_p50_ms=%.1f api_p99_ms=%.1f probe_rtt_p50_ms=%.2f poll_ms=10\n",
+		*n, *m, len(lat), *changes, pct(lat, 50), pct(lat, 90), pct(lat, 99), pct(lat, 0), pct(lat, 100), mean(lat), pct(apiMs, 50), pct(apiMs, 99), rtt)
 }
 
 // pct: the nearest-rank percentile (0 = min, 100 = max).
