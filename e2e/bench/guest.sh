@@ -144,7 +144,7 @@ agent_net() {
 # agent_start DIR STATE RESYNC POLL_MS: daemon in $NS.
 agent_start() {
     AGENT_LOG="/out/logs/agent-$NS.log"
-    env LVS_LOG=info nsenter --net="/run/netns/$NS" node-agent --config-dir "$1" --node-name bench \
+    env LVS_LOG=info LVS_RESYNC_MAX_SHARE=100 nsenter --net="/run/netns/$NS" node-agent --config-dir "$1" --node-name bench \
         --state-dir "$2" --resync-interval "$3" --poll-interval-ms "$4" --listen 127.0.0.1:9477 \
         >>"$AGENT_LOG" 2>&1 &
     AGENT_PID=$!

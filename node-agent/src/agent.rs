@@ -29,7 +29,13 @@ use crate::source::{Event, Snapshot};
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub node_name: String,
+    /// The shortest time between periodic full resyncs.
     pub resync_interval: Duration,
+    /// The most time periodic resyncs may take, in percent: after a full
+    /// sync that took `d`, the next starts no sooner than `d * 100 / share`
+    /// later. A full read of a large table is slow, and changes wait while
+    /// it runs.
+    pub resync_max_share: u32,
     /// InternalIPs given on the command line; they win over Node manifests.
     pub node_ips: Vec<IpAddr>,
 }
@@ -125,6 +131,12 @@ struct Pending {
 }
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// The wait after a full sync that took `took`: at least `interval`, and
+/// long enough that full syncs take at most `share` percent of the time.
+fn resync_gap(interval: Duration, share: u32, took: Duration) -> Duration {
+    interval.max(took * 100 / share.clamp(1, 100))
+}
 
 /// The reconciler's scope for a planner scope.
 fn reconcile_scope(s: &PlanScope) -> Scope {
@@ -291,16 +303,14 @@ impl<D: Dataplane> Agent<D> {
         let elapsed = started.elapsed();
         self.metrics.record_sync(&report, elapsed.as_secs_f64());
         if report.full {
+            let stats = self.reconciler.take_owned_stats();
             let ledger = self.reconciler.ledger();
             self.metrics.set_stats(
-                self.reconciler
-                    .owned_stats()
-                    .iter()
+                stats
+                    .into_iter()
                     .map(|s| {
-                        (
-                            s.clone(),
-                            ledger.services.get(&s.key).map(|o| o.owner.clone()),
-                        )
+                        let owner = ledger.services.get(&s.key).map(|o| o.owner.clone());
+                        (s, owner)
                     })
                     .collect(),
             );
@@ -402,6 +412,7 @@ impl<D: Dataplane> Agent<D> {
     /// Runs until [`Event::Shutdown`] or until every sender is gone.
     pub fn run(&mut self, rx: &Receiver<Event>) {
         let interval = self.cfg.resync_interval;
+        let share = self.cfg.resync_max_share;
         let mut next_resync = Instant::now() + interval;
         let mut retry: Option<(Instant, Duration)> = None;
         loop {
@@ -409,7 +420,9 @@ impl<D: Dataplane> Agent<D> {
             let now = Instant::now();
             let deadline = retry.map_or(next_resync, |(at, _)| at.min(next_resync));
             let (mut received, mut full, mut stop, mut due) = (false, false, false, false);
-            match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+            // Wake at least once per interval, for the liveness heartbeat.
+            let wait = deadline.saturating_duration_since(now).min(interval);
+            match rx.recv_timeout(wait) {
                 Ok(ev) => {
                     // Take everything queued: changes add up, the latest
                     // snapshot replaces.
@@ -447,7 +460,11 @@ impl<D: Dataplane> Agent<D> {
             if !self.loaded || !(received || full || due) {
                 continue;
             }
+            let started = Instant::now();
             let report = self.sync_pending(full);
+            if report.full {
+                next_resync = Instant::now() + resync_gap(interval, share, started.elapsed());
+            }
             retry = if report.ok() && self.failing.is_empty() && !self.node_problem {
                 None
             } else {
@@ -494,6 +511,7 @@ spec: {address: 10.1.0.1, port: 8080}
             AgentConfig {
                 node_name: "n1".into(),
                 resync_interval: Duration::from_secs(30),
+                resync_max_share: 100,
                 node_ips: vec![],
             },
             Arc::new(Metrics::default()),
@@ -575,6 +593,15 @@ spec: {address: 10.1.0.1, port: 8080}
         assert_eq!(f.ipvs.values().next().unwrap().dests.len(), 1);
         assert!(f.writes().is_empty(), "{:?}", f.writes());
         std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn slow_full_syncs_spread_the_periodic_resync_out() {
+        let s = Duration::from_secs;
+        assert_eq!(resync_gap(s(30), 5, s(1)), s(30));
+        assert_eq!(resync_gap(s(30), 5, s(37)), s(740));
+        assert_eq!(resync_gap(s(30), 100, s(37)), s(37));
+        assert_eq!(resync_gap(s(30), 0, s(2)), s(200), "0 counts as 1%");
     }
 
     #[test]

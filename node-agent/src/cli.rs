@@ -72,6 +72,12 @@ pub struct Args {
     /// Seconds between full resyncs, which read the kernel and repair drift.
     #[arg(long, env = "LVS_RESYNC_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub resync_interval: u64,
+    /// The most time periodic full resyncs may take, in percent: after a
+    /// full resync that took D seconds the next waits at least D*100/PERCENT
+    /// seconds (and at least --resync-interval). Changes wait while a full
+    /// resync reads a large table.
+    #[arg(long, env = "LVS_RESYNC_MAX_SHARE", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub resync_max_share: u32,
     /// Kubernetes mode: seconds between rewrites of an unchanged LvsNode
     /// report, which would only move its lastSyncTime on. A changed report
     /// is written at once.
@@ -195,6 +201,7 @@ fn agent_config(args: &Args) -> AgentConfig {
     AgentConfig {
         node_name: args.node_name.clone(),
         resync_interval: Duration::from_secs(args.resync_interval),
+        resync_max_share: args.resync_max_share,
         node_ips: args.node_ip.clone(),
     }
 }
@@ -224,7 +231,8 @@ fn run_once<D: Dataplane>(args: &Args, reconciler: Reconciler<D>) -> anyhow::Res
         metrics,
         Arc::new(Health::new()),
     );
-    let report = agent.sync(&snapshot, true);
+    agent.apply_snapshot(snapshot);
+    let report = agent.sync_pending(true);
     println!("{}", serde_json::to_string(&report)?);
     Ok(report.ok())
 }

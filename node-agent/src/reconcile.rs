@@ -159,9 +159,10 @@ impl<D: Dataplane> Reconciler<D> {
         self.known.as_ref()
     }
 
-    /// Owned services with counters, as of the last full read.
-    pub fn owned_stats(&self) -> &[ObservedService] {
-        &self.stats
+    /// Owned services with counters, as of the last full read (taken: the
+    /// next full read brings new ones).
+    pub fn take_owned_stats(&mut self) -> Vec<ObservedService> {
+        std::mem::take(&mut self.stats)
     }
 
     /// Forget the cached view: the next sync reads the kernel in full.

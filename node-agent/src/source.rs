@@ -94,13 +94,80 @@ pub struct DirSource {
 type Fingerprint = BTreeMap<PathBuf, Stamp>;
 type Stamp = (Option<SystemTime>, u64, u64);
 
-/// One manifest file as last read.
+/// One manifest file as last read: its stamp and, per object, a hash of
+/// the object (the objects themselves live in the agent's planner; a file
+/// is read again in the rare case that an object it holds is needed).
 #[derive(Debug, Default)]
-struct ParsedFile {
+struct FileIndex {
     stamp: Stamp,
+    objects: BTreeMap<(Kind, String), u64>,
+}
+
+/// Objects of one file, as parsed.
+#[derive(Debug, Default)]
+struct FileObjects {
     vss: BTreeMap<String, Object<VirtualServiceSpec>>,
     rss: BTreeMap<String, Object<RealServerSpec>>,
     nodes: BTreeMap<String, NodeInfo>,
+}
+
+impl FileObjects {
+    fn parse(f: &Path) -> Result<Self, ConfigError> {
+        let mut p = FileObjects::default();
+        for m in read_file(f)? {
+            match m {
+                Manifest::VirtualService(o) => {
+                    p.vss.insert(o.meta.key(), o);
+                }
+                Manifest::RealServer(o) => {
+                    p.rss.insert(o.meta.key(), o);
+                }
+                Manifest::Node(n) => {
+                    p.nodes.insert(n.name.clone(), n);
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    fn index(&self, stamp: Stamp) -> FileIndex {
+        fn hash(o: &impl std::fmt::Debug) -> u64 {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            format!("{o:?}").hash(&mut h);
+            h.finish()
+        }
+        let mut objects = BTreeMap::new();
+        for (k, o) in &self.vss {
+            objects.insert((Kind::Vs, k.clone()), hash(o));
+        }
+        for (k, o) in &self.rss {
+            objects.insert((Kind::Rs, k.clone()), hash(o));
+        }
+        for (k, o) in &self.nodes {
+            objects.insert((Kind::Node, k.clone()), hash(o));
+        }
+        FileIndex { stamp, objects }
+    }
+
+    /// Moves one object out as a change.
+    fn take(&mut self, kind: Kind, key: &str, changes: &mut Changes) -> bool {
+        match kind {
+            Kind::Vs => self
+                .vss
+                .remove(key)
+                .map(|o| changes.virtual_services.push(Change::Upsert(o))),
+            Kind::Rs => self
+                .rss
+                .remove(key)
+                .map(|o| changes.real_servers.push(Change::Upsert(o))),
+            Kind::Node => self
+                .nodes
+                .remove(key)
+                .map(|n| changes.nodes.push(Change::Upsert(n))),
+        }
+        .is_some()
+    }
 }
 
 /// Which kind of object a key names.
@@ -112,13 +179,13 @@ enum Kind {
 }
 
 /// What the directory source knows between polls: each file's stamp and
-/// objects, and which files hold each object. A poll reads only the files
-/// whose stamp changed and turns them into object changes, so a change
-/// costs in proportion to the files it touches. When several files hold
-/// the same object, the last file in name order wins.
+/// object hashes, and which files hold each object. A poll reads only the
+/// files whose stamp changed and turns them into object changes, so a
+/// change costs in proportion to the files it touches. When several files
+/// hold the same object, the last file in name order wins.
 #[derive(Debug, Default)]
 pub struct DirState {
-    files: BTreeMap<PathBuf, ParsedFile>,
+    files: BTreeMap<PathBuf, FileIndex>,
     holders: HashMap<(Kind, String), BTreeSet<PathBuf>>,
     /// The directory as it was when reading it failed: not read again until
     /// something changes.
@@ -161,29 +228,12 @@ impl DirState {
             self.failed = None;
             return Ok(None);
         }
-        let mut parsed = Vec::new();
+        let mut parsed: BTreeMap<PathBuf, (FileIndex, FileObjects)> = BTreeMap::new();
         let mut errors = Vec::new();
         for (f, stamp) in changed {
-            match read_file(f) {
-                Ok(manifests) => {
-                    let mut p = ParsedFile {
-                        stamp: *stamp,
-                        ..ParsedFile::default()
-                    };
-                    for m in manifests {
-                        match m {
-                            Manifest::VirtualService(o) => {
-                                p.vss.insert(o.meta.key(), o);
-                            }
-                            Manifest::RealServer(o) => {
-                                p.rss.insert(o.meta.key(), o);
-                            }
-                            Manifest::Node(n) => {
-                                p.nodes.insert(n.name.clone(), n);
-                            }
-                        }
-                    }
-                    parsed.push((f.clone(), p));
+            match FileObjects::parse(f) {
+                Ok(objects) => {
+                    parsed.insert(f.clone(), (objects.index(*stamp), objects));
                 }
                 Err(e) => errors.push(e),
             }
@@ -195,34 +245,31 @@ impl DirState {
         self.failed = None;
         self.read_once = true;
 
-        // Every key the changed files held or hold now.
+        // Every object the changed files held or hold now, and which
+        // version of it counted before.
         let mut touched: BTreeSet<(Kind, String)> = BTreeSet::new();
-        let files_keys = |p: &ParsedFile, out: &mut BTreeSet<(Kind, String)>| {
-            out.extend(p.vss.keys().map(|k| (Kind::Vs, k.clone())));
-            out.extend(p.rss.keys().map(|k| (Kind::Rs, k.clone())));
-            out.extend(p.nodes.keys().map(|k| (Kind::Node, k.clone())));
-        };
-        for f in removed.iter().chain(parsed.iter().map(|(f, _)| f)) {
+        for f in removed.iter().chain(parsed.keys()) {
             if let Some(old) = self.files.get(f) {
-                files_keys(old, &mut touched);
+                touched.extend(old.objects.keys().cloned());
             }
         }
-        for (_, p) in &parsed {
-            files_keys(p, &mut touched);
+        for (idx, _) in parsed.values() {
+            touched.extend(idx.objects.keys().cloned());
         }
-        // The versions that counted before (by value: the files change next).
-        let old: Vec<Option<Winner>> = touched.iter().map(|k| self.winner(k)).collect();
+        let old: Vec<Option<(PathBuf, u64)>> = touched.iter().map(|k| self.winner(k)).collect();
         for f in &removed {
             if let Some(p) = self.files.remove(f) {
                 self.unhold(f, &p);
             }
         }
-        for (f, p) in parsed {
+        let mut objects: BTreeMap<PathBuf, FileObjects> = BTreeMap::new();
+        for (f, (idx, objs)) in parsed {
             if let Some(old) = self.files.remove(&f) {
                 self.unhold(&f, &old);
             }
-            self.hold(&f, &p);
-            self.files.insert(f, p);
+            self.hold(&f, &idx);
+            self.files.insert(f.clone(), idx);
+            objects.insert(f, objs);
         }
         let mut changes = Changes::default();
         for ((kind, key), old) in touched.into_iter().zip(old) {
@@ -230,57 +277,65 @@ impl DirState {
             if new == old {
                 continue;
             }
-            match (kind, new) {
-                (Kind::Vs, Some(Winner::Vs(o))) => changes.virtual_services.push(Change::Upsert(o)),
-                (Kind::Vs, _) => changes.virtual_services.push(Change::Delete(key)),
-                (Kind::Rs, Some(Winner::Rs(o))) => changes.real_servers.push(Change::Upsert(o)),
-                (Kind::Rs, _) => changes.real_servers.push(Change::Delete(key)),
-                (Kind::Node, Some(Winner::Node(n))) => changes.nodes.push(Change::Upsert(n)),
-                (Kind::Node, _) => changes.nodes.push(Change::Delete(key)),
+            let Some((file, _)) = new else {
+                match kind {
+                    Kind::Vs => changes.virtual_services.push(Change::Delete(key)),
+                    Kind::Rs => changes.real_servers.push(Change::Delete(key)),
+                    Kind::Node => changes.nodes.push(Change::Delete(key)),
+                }
+                continue;
+            };
+            // An unchanged file that now wins for this object is read again.
+            if !objects.contains_key(&file) {
+                match FileObjects::parse(&file) {
+                    Ok(o) => {
+                        objects.insert(file.clone(), o);
+                    }
+                    Err(e) => {
+                        // It changed after its stamp was taken: read
+                        // everything again next time.
+                        *self = DirState::default();
+                        return Err(vec![e]);
+                    }
+                }
+            }
+            let found = objects
+                .get_mut(&file)
+                .is_some_and(|o| o.take(kind, &key, &mut changes));
+            if !found {
+                *self = DirState::default();
+                return Err(vec![ConfigError {
+                    file,
+                    message: format!("{key} disappeared while the directory was read"),
+                }]);
             }
         }
         Ok(Some(changes))
     }
 
-    /// The version of an object that counts: the last file's.
-    fn winner(&self, k: &(Kind, String)) -> Option<Winner> {
+    /// The version of an object that counts: the last file's (its path and
+    /// the object's hash).
+    fn winner(&self, k: &(Kind, String)) -> Option<(PathBuf, u64)> {
         let f = self.holders.get(k)?.iter().next_back()?;
-        let p = self.files.get(f)?;
-        match k.0 {
-            Kind::Vs => p.vss.get(&k.1).cloned().map(Winner::Vs),
-            Kind::Rs => p.rss.get(&k.1).cloned().map(Winner::Rs),
-            Kind::Node => p.nodes.get(&k.1).cloned().map(Winner::Node),
-        }
+        let h = self.files.get(f)?.objects.get(k)?;
+        Some((f.clone(), *h))
     }
 
-    fn hold(&mut self, f: &Path, p: &ParsedFile) {
-        let keys = p
-            .vss
-            .keys()
-            .map(|k| (Kind::Vs, k))
-            .chain(p.rss.keys().map(|k| (Kind::Rs, k)))
-            .chain(p.nodes.keys().map(|k| (Kind::Node, k)));
-        for (kind, k) in keys {
+    fn hold(&mut self, f: &Path, p: &FileIndex) {
+        for k in p.objects.keys() {
             self.holders
-                .entry((kind, k.clone()))
+                .entry(k.clone())
                 .or_default()
                 .insert(f.to_path_buf());
         }
     }
 
-    fn unhold(&mut self, f: &Path, p: &ParsedFile) {
-        let keys = p
-            .vss
-            .keys()
-            .map(|k| (Kind::Vs, k))
-            .chain(p.rss.keys().map(|k| (Kind::Rs, k)))
-            .chain(p.nodes.keys().map(|k| (Kind::Node, k)));
-        for (kind, k) in keys {
-            let key = (kind, k.clone());
-            if let Some(s) = self.holders.get_mut(&key) {
+    fn unhold(&mut self, f: &Path, p: &FileIndex) {
+        for k in p.objects.keys() {
+            if let Some(s) = self.holders.get_mut(k) {
                 s.remove(f);
                 if s.is_empty() {
-                    self.holders.remove(&key);
+                    self.holders.remove(k);
                 }
             }
         }
@@ -290,15 +345,6 @@ impl DirState {
     pub fn files(&self) -> usize {
         self.files.len()
     }
-}
-
-/// The version of one object that counts.
-#[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)]
-enum Winner {
-    Vs(Object<VirtualServiceSpec>),
-    Rs(Object<RealServerSpec>),
-    Node(NodeInfo),
 }
 
 /// Reads and parses one manifest file.

@@ -40,6 +40,7 @@ fn agent(node: &str, state: &std::path::Path) -> Agent<FakeDataplane> {
         AgentConfig {
             node_name: node.into(),
             resync_interval: Duration::from_secs(3600),
+            resync_max_share: 100,
             node_ips: vec![],
         },
         Arc::new(Metrics::default()),

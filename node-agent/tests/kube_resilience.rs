@@ -130,6 +130,7 @@ async fn no_sync_while_lists_are_incomplete_and_convergence_after() {
         AgentConfig {
             node_name: "n1".into(),
             resync_interval: Duration::from_secs(300),
+            resync_max_share: 100,
             node_ips: vec![],
         },
         metrics.clone(),

@@ -125,8 +125,9 @@ pub struct Incremental {
     vs_by_label: HashMap<String, BTreeSet<String>>,
     /// VirtualServices without `matchLabels`, by namespace.
     vs_unfiled: BTreeMap<String, BTreeSet<String>>,
-    /// Valid VirtualServices by kernel key, oldest first.
-    contenders: HashMap<ServiceKey, BTreeSet<AgeKey>>,
+    /// Valid VirtualServices by kernel key, oldest first (sorted; nearly
+    /// always one: a set per key would cost a B-tree node each).
+    contenders: HashMap<ServiceKey, Vec<AgeKey>>,
     fragments: BTreeMap<String, Fragment>,
     aggregate: Aggregate,
     loaded: bool,
@@ -394,10 +395,11 @@ impl Incremental {
         }
         .insert(name.to_string());
         let key = contending_key(&o.spec)?;
-        self.contenders
-            .entry(key)
-            .or_default()
-            .insert(AgeKey::of(o));
+        let c = self.contenders.entry(key).or_default();
+        let a = AgeKey::of(o);
+        if let Err(i) = c.binary_search(&a) {
+            c.insert(i, a);
+        }
         Some(key)
     }
 
@@ -422,7 +424,9 @@ impl Incremental {
         }
         let key = contending_key(&o.spec)?;
         if let Some(c) = self.contenders.get_mut(&key) {
-            c.remove(&AgeKey::of(o));
+            if let Ok(i) = c.binary_search(&AgeKey::of(o)) {
+                c.remove(i);
+            }
             if c.is_empty() {
                 self.contenders.remove(&key);
             }
