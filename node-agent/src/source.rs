@@ -431,16 +431,21 @@ impl DirSource {
                 Some(s)
             }
             Err(errors) => {
-                for e in &errors {
-                    tracing::error!(
-                        file = %e.file.display(),
-                        error = %e.message,
-                        "configuration file rejected; keeping the last good state"
-                    );
-                    self.metrics.config_error(&e.file.display().to_string());
-                }
+                self.rejected(&errors);
                 None
             }
+        }
+    }
+
+    /// Logs and counts files that could not be used.
+    fn rejected(&self, errors: &[ConfigError]) {
+        for e in errors {
+            tracing::error!(
+                file = %e.file.display(),
+                error = %e.message,
+                "configuration file rejected; keeping the last good state"
+            );
+            self.metrics.config_error(&e.file.display().to_string());
         }
     }
 }
@@ -455,14 +460,7 @@ impl DirSource {
             }
             Ok(None) => None,
             Err(errors) => {
-                for e in &errors {
-                    tracing::error!(
-                        file = %e.file.display(),
-                        error = %e.message,
-                        "configuration file rejected; keeping the last good state"
-                    );
-                    self.metrics.config_error(&e.file.display().to_string());
-                }
+                self.rejected(&errors);
                 None
             }
         }

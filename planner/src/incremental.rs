@@ -97,6 +97,26 @@ impl AgeKey {
     }
 }
 
+/// Applies one change to a map of objects by namespace/name. `None` when it
+/// changes nothing; otherwise the key and the version it replaced.
+fn replace<S: PartialEq>(
+    map: &mut BTreeMap<String, Object<S>>,
+    c: Change<Object<S>>,
+) -> Option<(String, Option<Object<S>>)> {
+    let (key, new) = match c {
+        Change::Upsert(o) => (o.meta.key(), Some(o)),
+        Change::Delete(k) => (k, None),
+    };
+    if map.get(&key) == new.as_ref() {
+        return None;
+    }
+    let old = match new {
+        Some(o) => map.insert(key.clone(), o),
+        None => map.remove(&key),
+    };
+    Some((key, old))
+}
+
 fn label_key(ns: &str, k: &str, v: &str) -> String {
     format!("{ns}\u{0}{k}\u{0}{v}")
 }
@@ -213,16 +233,8 @@ impl Incremental {
         }
 
         for c in changes.real_servers {
-            let (key, new) = match c {
-                Change::Upsert(o) => (o.meta.key(), Some(o)),
-                Change::Delete(k) => (k, None),
-            };
-            if self.rss.get(&key) == new.as_ref() {
+            let Some((key, old)) = replace(&mut self.rss, c) else {
                 continue;
-            }
-            let old = match new {
-                Some(o) => self.rss.insert(key.clone(), o),
-                None => self.rss.remove(&key),
             };
             if let Some(o) = &old {
                 self.unfile_rs(&key, o);
@@ -241,16 +253,8 @@ impl Incremental {
 
         let mut keys_touched: BTreeSet<ServiceKey> = BTreeSet::new();
         for c in changes.virtual_services {
-            let (name, new) = match c {
-                Change::Upsert(o) => (o.meta.key(), Some(o)),
-                Change::Delete(k) => (k, None),
-            };
-            if self.vss.get(&name) == new.as_ref() {
+            let Some((name, old)) = replace(&mut self.vss, c) else {
                 continue;
-            }
-            let old = match new {
-                Some(o) => self.vss.insert(name.clone(), o),
-                None => self.vss.remove(&name),
             };
             if let Some(o) = &old {
                 keys_touched.extend(self.unfile_vs(&name, o));
