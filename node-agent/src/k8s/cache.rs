@@ -8,7 +8,7 @@
 //! snapshot exists only when every kind has completed a list and none is in
 //! the middle of a relist.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
 
@@ -37,6 +37,8 @@ pub struct KindCache<T> {
     /// The relist in progress, if any.
     relist: Option<BTreeMap<String, T>>,
     listed: bool,
+    /// Keys changed since the last [`take_changes`](Self::take_changes).
+    dirty: BTreeSet<String>,
 }
 
 impl<T> Default for KindCache<T> {
@@ -45,6 +47,7 @@ impl<T> Default for KindCache<T> {
             objects: BTreeMap::new(),
             relist: None,
             listed: false,
+            dirty: BTreeSet::new(),
         }
     }
 }
@@ -72,6 +75,18 @@ impl<T: Clone + PartialEq> KindCache<T> {
             Change::InitDone => {
                 let listed = self.relist.take().unwrap_or_default();
                 let changed = !self.listed || listed != self.objects;
+                if changed {
+                    for (k, v) in &listed {
+                        if self.objects.get(k) != Some(v) {
+                            self.dirty.insert(k.clone());
+                        }
+                    }
+                    for k in self.objects.keys() {
+                        if !listed.contains_key(k) {
+                            self.dirty.insert(k.clone());
+                        }
+                    }
+                }
                 self.objects = listed;
                 self.listed = true;
                 changed
@@ -80,10 +95,17 @@ impl<T: Clone + PartialEq> KindCache<T> {
                 if self.objects.get(&k) == Some(&v) {
                     return false;
                 }
+                self.dirty.insert(k.clone());
                 self.objects.insert(k, v);
                 true
             }
-            Change::Delete(k) => self.objects.remove(&k).is_some(),
+            Change::Delete(k) => {
+                let gone = self.objects.remove(&k).is_some();
+                if gone {
+                    self.dirty.insert(k);
+                }
+                gone
+            }
         }
     }
 
@@ -107,6 +129,17 @@ impl<T: Clone + PartialEq> KindCache<T> {
 
     fn values(&self) -> Vec<T> {
         self.objects.values().cloned().collect()
+    }
+
+    /// The objects changed since the last call, as the planner takes them.
+    fn take_changes(&mut self) -> Vec<lvs_planner::Change<T>> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|k| match self.objects.get(&k) {
+                Some(v) => lvs_planner::Change::Upsert(v.clone()),
+                None => lvs_planner::Change::Delete(k),
+            })
+            .collect()
     }
 }
 
@@ -187,6 +220,20 @@ impl Cache {
             real_servers: self.real_servers.values(),
             nodes: self.nodes.values(),
             origin: ORIGIN.to_string(),
+        })
+    }
+
+    /// What changed since the last call (the first call: everything), if
+    /// every kind is complete; `None` otherwise (the changes wait). Costs
+    /// in proportion to the changes, where a snapshot copies every object.
+    pub fn take_changes(&mut self) -> Option<lvs_planner::Changes> {
+        if !self.incomplete().is_empty() {
+            return None;
+        }
+        Some(lvs_planner::Changes {
+            virtual_services: self.virtual_services.take_changes(),
+            real_servers: self.real_servers.take_changes(),
+            nodes: self.nodes.take_changes(),
         })
     }
 }
@@ -356,5 +403,36 @@ spec:
         assert_eq!(names(&s), ["default/a"]);
         assert_eq!(s.virtual_services[0].meta.generation, Some(5));
         assert_eq!(s.origin, ORIGIN);
+    }
+
+    fn change_names(c: &lvs_planner::Changes) -> Vec<String> {
+        c.virtual_services
+            .iter()
+            .map(|c| match c {
+                lvs_planner::Change::Upsert(o) => format!("+{}", o.meta.key()),
+                lvs_planner::Change::Delete(k) => format!("-{k}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_name_only_what_changed_since_the_last_take() {
+        let mut cache = Cache::default();
+        assert_eq!(cache.take_changes(), None, "incomplete lists: nothing");
+        listed(&mut cache);
+        let first = cache.take_changes().unwrap();
+        assert_eq!(change_names(&first), ["+default/a", "+default/b"]);
+        assert_eq!(first.nodes.len(), 1);
+        assert!(cache.take_changes().unwrap().is_empty());
+        // A watched update and a relist that drops b and changes nothing else.
+        let (k, v) = vs("a", 2);
+        cache.apply(Update::VirtualService(Change::Apply(k, v)));
+        assert_eq!(change_names(&cache.take_changes().unwrap()), ["+default/a"]);
+        cache.apply(Update::VirtualService(Change::Init));
+        let (k, v) = vs("a", 2);
+        cache.apply(Update::VirtualService(Change::InitApply(k, v)));
+        assert_eq!(cache.take_changes(), None, "relisting: held back");
+        assert!(cache.apply(Update::VirtualService(Change::InitDone)));
+        assert_eq!(change_names(&cache.take_changes().unwrap()), ["-default/b"]);
     }
 }

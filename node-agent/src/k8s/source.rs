@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use super::cache::{Cache, Change, Kind, Update};
 use crate::agent::AgentStatus;
 use crate::metrics::Metrics;
-use crate::source::{Snapshot, SnapshotSink, Source};
+use crate::source::{SnapshotSink, Source};
 
 /// How long a sent snapshot counts as "being synced" when the source has no
 /// word from the agent loop (see [`run_watches`]): changes arriving in that
@@ -214,14 +214,6 @@ pub fn watches(client: &Client) -> impl Stream<Item = WatchItem> + Send + 'stati
     ])
 }
 
-fn counts(s: &Snapshot) -> (usize, usize, usize) {
-    (
-        s.virtual_services.len(),
-        s.real_servers.len(),
-        s.nodes.len(),
-    )
-}
-
 /// Feeds watch items into a [`Cache`] and sends complete, changed snapshots
 /// to `sink`, leading edge: at once when no snapshot is being synced, else
 /// when the sync in progress is over (here: when `hold` has passed since the
@@ -328,21 +320,21 @@ pub async fn run_watches_fed<S, T>(
         if !dirty || busy_until.is_some() {
             continue;
         }
-        match cache.snapshot() {
-            Some(s) => {
+        match cache.take_changes() {
+            Some(c) => {
                 said_incomplete = false;
-                let (vss, rss, nodes) = counts(&s);
                 tracing::info!(
-                    virtual_services = vss,
-                    real_servers = rss,
-                    nodes,
-                    "snapshot from the API server"
+                    virtual_services = cache.virtual_services.len(),
+                    real_servers = cache.real_servers.len(),
+                    nodes = cache.nodes.len(),
+                    changes = c.len(),
+                    "changes from the API server"
                 );
                 if let Some(rx) = synced.as_mut() {
                     // Only syncs that end from now on count.
                     rx.borrow_and_update();
                 }
-                if !sink.send(s) {
+                if !sink.send_changes(c, super::cache::ORIGIN.to_string()) {
                     return;
                 }
                 dirty = false;
@@ -467,13 +459,55 @@ mod tests {
         ]
     }
 
-    fn received(rx: &mpsc::Receiver<Event>) -> Vec<Snapshot> {
-        rx.try_iter()
-            .map(|e| match e {
-                Event::Snapshot(s) => *s,
-                other => panic!("{other:?}"),
-            })
-            .collect()
+    type Folded = (
+        std::collections::BTreeMap<String, Object<lvs_api::VirtualServiceSpec>>,
+        std::collections::BTreeMap<String, Object<lvs_api::RealServerSpec>>,
+        std::collections::BTreeMap<String, NodeInfo>,
+    );
+
+    thread_local! {
+        /// What each receiver's changes added up to so far.
+        static FOLDED: std::cell::RefCell<std::collections::HashMap<usize, Folded>> =
+            Default::default();
+    }
+
+    /// The states the agent loop would see: each batch of changes applied
+    /// to the previous state (of the same receiver).
+    fn received(rx: &mpsc::Receiver<Event>) -> Vec<crate::source::Snapshot> {
+        use std::collections::BTreeMap;
+        fn fold<T: Clone>(
+            state: &mut BTreeMap<String, T>,
+            changes: Vec<lvs_planner::Change<T>>,
+            key: impl Fn(&T) -> String,
+        ) -> Vec<T> {
+            for c in changes {
+                match c {
+                    lvs_planner::Change::Upsert(o) => {
+                        state.insert(key(&o), o);
+                    }
+                    lvs_planner::Change::Delete(k) => {
+                        state.remove(&k);
+                    }
+                }
+            }
+            state.values().cloned().collect()
+        }
+        let id = rx as *const _ as usize;
+        FOLDED.with(|f| {
+            let mut f = f.borrow_mut();
+            let (vss, rss, nodes) = f.entry(id).or_default();
+            rx.try_iter()
+                .map(|e| match e {
+                    Event::Changes(c, origin) => crate::source::Snapshot {
+                        virtual_services: fold(vss, c.virtual_services, |o| o.meta.key()),
+                        real_servers: fold(rss, c.real_servers, |o| o.meta.key()),
+                        nodes: fold(nodes, c.nodes, |n| n.name.clone()),
+                        origin,
+                    },
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        })
     }
 
     /// Items arrive through a channel, so the test decides when.
