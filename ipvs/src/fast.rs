@@ -63,19 +63,26 @@ fn nul_string(v: &[u8]) -> bool {
     matches!(v.split_last(), Some((0, body)) if !body.contains(&0) && std::str::from_utf8(body).is_ok())
 }
 
+/// The (kind, value) attributes of a nest; `None` for one that does not
+/// parse or carries both NLA flags (the general path refuses those).
+fn attrs(nest: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>> {
+    NlasIterator::new(nest).map(|nla| {
+        let nla = nla.ok()?;
+        if nla.nested_flag() && nla.network_byte_order_flag() {
+            return None;
+        }
+        Some((nla.kind(), value(nla)))
+    })
+}
+
 /// A stats nest (`wide`: the 64-bit one) with only the ten known counters.
 fn stats(nest: &[u8], wide: bool) -> Option<Stats> {
     if !nest.len().is_multiple_of(4) {
         return None;
     }
     let mut s = Stats::default();
-    for nla in NlasIterator::new(nest) {
-        let nla = nla.ok()?;
-        if nla.nested_flag() && nla.network_byte_order_flag() {
-            return None;
-        }
-        let kind = nla.kind();
-        let v = value(nla);
+    for a in attrs(nest) {
+        let (kind, v) = a?;
         // The legacy nest has 64-bit byte counters and 32-bit everything else.
         let n = match v.len() {
             8 if wide || matches!(kind, IPVS_STATS_ATTR_INBYTES | IPVS_STATS_ATTR_OUTBYTES) => {
@@ -112,13 +119,8 @@ pub(crate) fn dest_entry(msg: &[u8], service_family: Family) -> Option<DestEntry
     let mut config = DestConfig::new(FwdMethod::Masq, 0);
     let mut st = DestStats::default();
     let (mut stats32, mut stats64) = (None, None);
-    for nla in NlasIterator::new(nest) {
-        let nla = nla.ok()?;
-        if nla.nested_flag() && nla.network_byte_order_flag() {
-            return None;
-        }
-        let kind = nla.kind();
-        let v = value(nla);
+    for a in attrs(nest) {
+        let (kind, v) = a?;
         match kind {
             IPVS_DEST_ATTR_ADDR if matches!(v.len(), 4 | 16) => addr = Some(v),
             IPVS_DEST_ATTR_PORT => port = Some(parse_u16_be(v).ok()?),
@@ -165,13 +167,8 @@ pub(crate) fn service_entry(msg: &[u8]) -> Option<(Service, Stats)> {
     let (mut sched, mut pe_name, mut flags, mut timeout, mut netmask) =
         (None, None, None, None, None);
     let (mut stats32, mut stats64) = (None, None);
-    for nla in NlasIterator::new(nest) {
-        let nla = nla.ok()?;
-        if nla.nested_flag() && nla.network_byte_order_flag() {
-            return None;
-        }
-        let kind = nla.kind();
-        let v = value(nla);
+    for a in attrs(nest) {
+        let (kind, v) = a?;
         match kind {
             IPVS_SVC_ATTR_AF => af = Some(parse_u16(v).ok()?),
             IPVS_SVC_ATTR_PROTOCOL => protocol = Some(parse_u16(v).ok()?),

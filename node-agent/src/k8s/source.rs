@@ -518,6 +518,33 @@ mod tests {
         futures::channel::mpsc::unbounded()
     }
 
+    /// A source with word from the loop: the watch feed, what it sends,
+    /// the loop's "sync done" signal, and the task to run.
+    #[allow(clippy::type_complexity)]
+    fn fed_source(
+        metrics: &Metrics,
+    ) -> (
+        futures::channel::mpsc::UnboundedSender<WatchItem>,
+        mpsc::Receiver<Event>,
+        tokio::sync::watch::Sender<u32>,
+        impl std::future::Future<Output = ()> + '_,
+    ) {
+        let (tx, items) = feed();
+        let (stx, srx) = mpsc::channel();
+        let (status_tx, status_rx) = tokio::sync::watch::channel(0u32);
+        let task = async move {
+            run_watches_fed(
+                items,
+                DEBOUNCE,
+                metrics,
+                SnapshotSink::new(stx),
+                Some(status_rx),
+            )
+            .await;
+        };
+        (tx, srx, status_tx, task)
+    }
+
     /// Lets the source run (1 ms of paused time: far below the debounce,
     /// so whatever it sent by then went out "at once").
     async fn settle() {
@@ -619,20 +646,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn changes_during_a_sync_wait_for_its_end_then_go_out_together() {
-        let (tx, items) = feed();
-        let (stx, srx) = mpsc::channel();
-        let (status_tx, status_rx) = tokio::sync::watch::channel(0u32);
         let metrics = Metrics::default();
-        let task = async {
-            run_watches_fed(
-                items,
-                DEBOUNCE,
-                &metrics,
-                SnapshotSink::new(stx),
-                Some(status_rx),
-            )
-            .await;
-        };
+        let (tx, srx, status_tx, task) = fed_source(&metrics);
         let script = async {
             for i in full_lists() {
                 tx.unbounded_send(i).unwrap();
@@ -678,20 +693,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_relist_is_one_snapshot_once_complete_and_none_if_unchanged() {
-        let (tx, items) = feed();
-        let (stx, srx) = mpsc::channel();
-        let (status_tx, status_rx) = tokio::sync::watch::channel(0u32);
         let metrics = Metrics::default();
-        let task = async {
-            run_watches_fed(
-                items,
-                DEBOUNCE,
-                &metrics,
-                SnapshotSink::new(stx),
-                Some(status_rx),
-            )
-            .await;
-        };
+        let (tx, srx, status_tx, task) = fed_source(&metrics);
         let script = async {
             for i in full_lists() {
                 tx.unbounded_send(i).unwrap();
