@@ -86,6 +86,11 @@ pub struct Args {
     /// Address for /metrics, /healthz, /readyz and /status.
     #[arg(long, env = "LVS_LISTEN", default_value = "0.0.0.0:9477")]
     pub listen: SocketAddr,
+    /// Export per-destination series while the owned table has at most this
+    /// many destinations (eight series each); above it only per-service
+    /// series, and lvs_agent_destination_series_omitted says how many.
+    #[arg(long, env = "LVS_METRICS_MAX_DESTINATIONS", default_value_t = crate::metrics::DEFAULT_MAX_DESTINATIONS)]
+    pub metrics_max_destinations: usize,
     /// Reconcile once, print the report as JSON and exit: 0 if it had no
     /// problem, 1 otherwise. Standalone mode only.
     #[arg(long, requires = "config_dir")]
@@ -224,7 +229,7 @@ fn run_once<D: Dataplane>(args: &Args, reconciler: Reconciler<D>) -> anyhow::Res
             );
         }
     };
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(args.metrics_max_destinations));
     let (mut agent, _) = Agent::new(
         reconciler,
         agent_config(args),
@@ -259,7 +264,7 @@ fn run_daemon<D: Dataplane + 'static>(
     settings: Settings,
     build: fn(&Settings) -> anyhow::Result<Reconciler<D>>,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(args.metrics_max_destinations));
     let health = Arc::new(Health::new());
     let (tx, rx) = mpsc::channel::<Event>();
     let (status_tx, status_rx) = std::sync::mpsc::sync_channel::<

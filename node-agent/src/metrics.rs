@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::model::{ObservedService, SvcKey};
@@ -24,7 +24,9 @@ struct Inner {
     config_valid: Option<bool>,
     config_loads: u64,
     virtual_services: BTreeMap<&'static str, u64>,
-    stats: Vec<(ObservedService, Option<String>)>,
+    /// Shared with the renderer, which formats it without holding the lock
+    /// (a large table takes a while, and the sync loop must not wait).
+    stats: Arc<Vec<(ObservedService, Option<String>)>>,
     /// Kubernetes mode only (None: not in Kubernetes mode).
     api_synced: Option<bool>,
     watch_errors: BTreeMap<&'static str, u64>,
@@ -33,10 +35,22 @@ struct Inner {
 
 /// The agent's metrics, shared by the sync loop, the sources and the HTTP
 /// server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    max_destinations: usize,
 }
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_DESTINATIONS)
+    }
+}
+
+/// Per-destination series are exported up to this many destinations by
+/// default: eight series each, so a 200,000-destination table would be 1.6
+/// million series, more than a scrape or a Prometheus should carry.
+pub const DEFAULT_MAX_DESTINATIONS: usize = 10_000;
 
 fn now() -> f64 {
     SystemTime::now()
@@ -53,6 +67,15 @@ fn esc(v: &str) -> String {
 }
 
 impl Metrics {
+    /// Metrics that export per-destination series while the owned table has
+    /// at most `max_destinations` destinations (per-service series always).
+    pub fn new(max_destinations: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            max_destinations,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -87,7 +110,7 @@ impl Metrics {
     /// Kernel counters of the owned services, from a full read, with the
     /// VirtualService each belongs to.
     pub fn set_stats(&self, stats: Vec<(ObservedService, Option<String>)>) {
-        self.lock().stats = stats;
+        self.lock().stats = Arc::new(stats);
     }
 
     /// A configuration file could not be used.
@@ -298,7 +321,9 @@ impl Metrics {
             }
         }
 
-        render_stats(&mut o, &m.stats, &mut family);
+        let stats = Arc::clone(&m.stats);
+        drop(m);
+        render_stats(&mut o, &stats, self.max_destinations, &mut family);
         o
     }
 }
@@ -306,8 +331,22 @@ impl Metrics {
 fn render_stats(
     o: &mut String,
     stats: &[(ObservedService, Option<String>)],
+    max_destinations: usize,
     family: &mut impl FnMut(&mut String, &str, &str, &str),
 ) {
+    let destinations: usize = stats.iter().map(|(s, _)| s.dests.len()).sum();
+    let per_destination = destinations <= max_destinations;
+    family(
+        o,
+        "lvs_agent_destination_series_omitted",
+        "gauge",
+        "Owned destinations whose per-destination series are left out: the table has more than --metrics-max-destinations (0: all exported).",
+    );
+    let _ = writeln!(
+        o,
+        "lvs_agent_destination_series_omitted {}",
+        if per_destination { 0 } else { destinations }
+    );
     if stats.is_empty() {
         return;
     }
@@ -342,6 +381,9 @@ fn render_stats(
                     .unwrap_or_default();
                 let _ = writeln!(o, "{name}{{{}{dir}}} {v}", svc_labels(&s.key, owner));
             }
+        }
+        if !per_destination {
+            continue;
         }
         let name = format!("lvs_agent_destination_{what}_total");
         family(o, &name, "counter", help);
@@ -379,6 +421,9 @@ fn render_stats(
             |g| g.persist_conns,
         ),
     ];
+    if !per_destination {
+        return;
+    }
     for (what, help, get) in gauges {
         let name = format!("lvs_agent_destination_{what}");
         family(o, &name, "gauge", help);
@@ -499,5 +544,28 @@ mod tests {
             assert!(declared.contains(&name), "undeclared {name}");
         }
         assert!(m.last_sync_age().unwrap() < 5.0);
+        assert!(
+            text.lines()
+                .any(|l| l == "lvs_agent_destination_series_omitted 0")
+        );
+
+        // Above the cap: per-service series stay, per-destination ones go,
+        // and the gauge counts what was left out.
+        let capped = Metrics::new(0);
+        capped.set_stats(Arc::unwrap_or_clone(m.lock().stats.clone()));
+        let text = capped.render();
+        assert!(
+            text.lines()
+                .any(|l| l == "lvs_agent_destination_series_omitted 1")
+        );
+        assert!(text.contains("lvs_agent_service_connections_total{"));
+        assert!(
+            !text.contains("lvs_agent_destination_active_connections{"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("lvs_agent_destination_connections_total"),
+            "{text}"
+        );
     }
 }
