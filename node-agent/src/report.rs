@@ -189,15 +189,16 @@ pub fn lvsnode_services(
         .filter(|e| e.owner.is_none())
         .map(|e| e.message.as_str())
         .collect();
+    let mut by_owner: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for e in &report.errors {
+        if let Some(owner) = e.owner.as_deref() {
+            by_owner.entry(owner).or_default().push(e.message.as_str());
+        }
+    }
     roles
         .iter()
         .map(|(name, role)| {
-            let mut errors: Vec<&str> = report
-                .errors
-                .iter()
-                .filter(|e| e.owner.as_deref() == Some(name.as_str()))
-                .map(|e| e.message.as_str())
-                .collect();
+            let mut errors = by_owner.remove(name.as_str()).unwrap_or_default();
             errors.extend(node_errors.iter().copied());
             errors.dedup();
             lvs_api::ServiceReport {
