@@ -6,7 +6,7 @@
 //! the [`reconcile::Reconciler`] makes the kernel match it through the
 //! [`dataplane::Dataplane`] trait, touching only what its [`ledger`] says it
 //! created.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod agent;
 #[cfg(target_os = "linux")]

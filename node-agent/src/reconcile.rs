@@ -114,8 +114,16 @@ impl<D: Dataplane> Reconciler<D> {
     /// owning nothing (so it deletes nothing); an unreadable one is an error.
     pub fn new(dp: D, mut store: LedgerStore) -> Result<Self, LedgerError> {
         let mut startup_errors = Vec::new();
+        let started = std::time::Instant::now();
         let ledger = match store.load() {
-            Ok(l) => l,
+            Ok(l) => {
+                tracing::info!(
+                    services = l.services.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "ledger loaded"
+                );
+                l
+            }
             Err(e @ (LedgerError::Corrupt { .. } | LedgerError::Version { .. })) => {
                 let aside = store.quarantine()?;
                 let msg = format!(

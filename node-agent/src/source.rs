@@ -473,6 +473,7 @@ impl Source for DirSource {
         loop {
             let me = self.clone();
             let mut st = state.take().unwrap_or_default();
+            let started = std::time::Instant::now();
             let (st, changes) = tokio::task::spawn_blocking(move || {
                 let c = me.poll(&mut st);
                 (st, c)
@@ -487,6 +488,7 @@ impl Source for DirSource {
                 tracing::info!(
                     origin = %origin,
                     changes = changes.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
                     "configuration loaded"
                 );
                 if !sink.send_changes(changes, origin) {
