@@ -238,4 +238,10 @@ awk '
             N, M, ns, p(s, ns, 50), p(s, ns, 99), nf, p(f, nf, 50), p(f, nf, 100)
     }' N="$N" M="$M" "$WORK/agent-during-changes.log" >"$WORK/sync.txt"
 result "$(cat "$WORK/sync.txt")"
+# Where the time goes: watch delivery, queueing, the sync, the probe's report.
+if parts=$(python3 "$HERE/latency_parts.py" "$WORK/latency-per-change.txt" "$WORK/agent-during-changes.log" "$N" "$M" 2>&1); then
+    result "$parts"
+else
+    step "note: no latency breakdown: $parts"
+fi
 result "metric=joined_wall contender=agent n=$N m=$M wall_s=$((SECONDS - t_start))"

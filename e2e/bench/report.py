@@ -410,8 +410,13 @@ def main(argv):
     L.append("Wall seconds (process start to exit, reading the rules/manifests included), "
              "ratio to ipvsadm -R in brackets (above 1 = faster than ipvsadm), CPU seconds "
              "(user+sys of the process, kernel work in its syscalls included) and ops/s. "
-             "Every end state was compared with `ipvsadm -Sn` "
-             f"({sum(1 for c in checks if c.get('ok') == '1')} of {len(checks)} tables identical).")
+             "Every end state was compared with the rules "
+             f"({sum(1 for c in checks if c.get('ok') == '1')} of {len(checks)} tables identical), "
+             f"{sum(1 for c in checks if c.get('via', 'ipvsadm') == 'ipvsadm')} of them listed by `ipvsadm -Sn`"
+             + ("; above the size in `BENCH_CHECK_IPVSADM_MAX`, ipvsadm's own table is listed by both "
+                "`ipvsadm -Sn` and the library's dump, and the other contenders' by that dump "
+                f"({sum(1 for c in checks if c.get('via') == 'lib-read')} tables)."
+                if any(c.get('via') == 'lib-read' for c in checks) else "."))
     L.append("")
     sizes = sorted({(k[1], k[2]) for k in conv}, key=lambda s: (s[1], s[0]))
     L.append("| N×M | " + " | ".join(c for c in CONTENDERS) + " |")
@@ -601,6 +606,7 @@ def main(argv):
     pop = by["joined_populate"][0] if by["joined_populate"] else None
     jc = by["joined_converge"][0] if by["joined_converge"] else None
     js = by["joined_sync"][0] if by["joined_sync"] else None
+    jp = by["joined_latency_parts"][0] if by["joined_latency_parts"] else None
     jw = by["joined_wall"][0] if by["joined_wall"] else None
     if pop:
         L.append(f"Setup: {pop.get('n')} VirtualServices × {pop.get('m')} RealServers from a pool of {pop.get('pool')} "
@@ -632,6 +638,18 @@ def main(argv):
                      f"{js.get('incr_p50_ms')} ms, p99 {js.get('incr_p99_ms')} ms; {js.get('full')} periodic full "
                      f"resyncs, p50 {js.get('full_p50_ms')} ms, max {js.get('full_max_ms')} ms (a change that "
                      "arrives during a full resync waits for it).")
+        if jp:
+            L.append("")
+            L.append("Where the time goes (e2e/bench/latency_parts.py, from the agent's log; the VM's clock is "
+                     "aligned to the host's by the fastest change, so the parts are good to a few ms):")
+            L.append("")
+            L.append("| part | p50 (ms) | p90 (ms) | p99 (ms) |")
+            L.append("|---|---|---|---|")
+            for key, what in (("watch", "PATCH sent → the agent has the change (API server, watch, the VM's network, TLS and decoding under TCG)"),
+                              ("queue", "→ its sync starts"),
+                              ("sync", "the incremental sync (plan, kernel, ledger journal)"),
+                              ("seen", "sync end → the probe's report on the host (poll every 10 ms, one TCP hop)")):
+                L.append(f"| {what} | {jp.get(key + '_p50_ms')} | {jp.get(key + '_p90_ms')} | {jp.get(key + '_p99_ms')} |")
     if k8s_rss:
         L.append("")
         L.append("| agent in Kubernetes mode | VmRSS (MiB) | VmHWM (MiB) |")
