@@ -56,6 +56,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The largest realserver pool (10.1.0.1 up to 10.8.161.32).
+pub const MAX_POOL: u32 = 500_000;
+
 fn add(base: Ipv4Addr, offset: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(base).wrapping_add(offset))
 }
@@ -81,9 +84,10 @@ impl Table {
         if m > pool {
             return Err(err("m must not exceed the pool size"));
         }
-        // VIPs stay inside 172.16.0.0/12, realservers inside 10.1.0.0/16.
-        if n > 1 << 19 || pool > 60_000 {
-            return Err(err("n must be at most 524288 and pool at most 60000"));
+        // VIPs stay inside 172.16.0.0/12; realservers start at 10.1.0.1 and
+        // stay below 10.9.0.0 (the harness's extra destinations live there).
+        if n > 1 << 19 || pool > MAX_POOL {
+            return Err(err("n must be at most 524288 and pool at most 500000"));
         }
         Ok(t)
     }
@@ -573,6 +577,12 @@ mod tests {
     fn table_limits() {
         assert!(Table::new(0, 1, 1000).is_err());
         assert!(Table::new(10, 1001, 1000).is_err());
+        assert!(Table::new(10, 1, MAX_POOL + 1).is_err());
+        // The largest pool stays below the harness's extra destinations.
+        let t = Table::new(10, 10, MAX_POOL).unwrap();
+        let last = Table::rs_addr(t.pool - 1);
+        assert!(last < "10.9.0.0".parse::<Ipv4Addr>().unwrap(), "{last}");
+        assert!(Table::rs_addr(0) >= "10.1.0.1".parse::<Ipv4Addr>().unwrap());
     }
 
     #[test]

@@ -94,7 +94,12 @@ kv() { tail -n 1 "$1" 2>/dev/null | tr ' ' '\n' | grep '=' | sed "s/^/${2:-}/" |
 rules_file() { # N M [POOL]
     _f="/tmp/b/rules-$1x$2-${3:-1000}"
     if [ ! -f "$_f" ]; then
-        lvs-bench gen-rules --n "$1" --m "$2" --pool "${3:-1000}" >"$_f"
+        if ! lvs-bench gen-rules --n "$1" --m "$2" --pool "${3:-1000}" >"$_f.tmp" || [ ! -s "$_f.tmp" ]; then
+            problem "lvs-bench gen-rules --n $1 --m $2 --pool ${3:-1000} failed"
+            rm -f "$_f.tmp"
+        else
+            mv "$_f.tmp" "$_f"
+        fi
     fi
     echo "$_f"
 }
@@ -157,7 +162,8 @@ cap_stop() {
 AGENT_PID="" AGENT_DIR="" AGENT_LOG="" AGENT_SEQ=0
 agent_manifests() { # N M [POOL] -> directory
     _d="/tmp/b/man-$1x$2-${3:-1000}"
-    [ -d "$_d" ] || lvs-bench gen-manifests --n "$1" --m "$2" --pool "${3:-1000}" --dir "$_d" --node-ip "$NODE_IP"
+    [ -d "$_d" ] || lvs-bench gen-manifests --n "$1" --m "$2" --pool "${3:-1000}" --dir "$_d" --node-ip "$NODE_IP" \
+        || problem "lvs-bench gen-manifests --n $1 --m $2 --pool ${3:-1000} failed"
     echo "$_d"
 }
 agent_net() {
