@@ -13,8 +13,10 @@ to change i (checked: the counts must match).
 The agent logs with the VM's clock, the changes are timed with the host's.
 The offset between them is estimated as the smallest (seen on the host - sync
 end in the VM) over all changes: the fastest report follows its sync by no
-more than one probe poll and half a round trip. So "sync end -> seen" is
-measured from that best case, and the other parts are exact up to it.
+more than one probe poll and half a round trip. Queueing and the sync are
+on the VM's clock alone and exact; the guest clock drifts under TCG during a
+run, so the split between the first part (watch) and the last (seen) is
+approximate, while their sum is exact.
 
 Prints one line: metric=joined_latency_parts n=N m=M changes=K, then for each
 part (watch: PATCH sent -> the agent has the change; queue: -> its sync

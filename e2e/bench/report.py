@@ -235,7 +235,8 @@ def main(argv):
         out.append(("rss", "agent", n, m, rss[n][1], "MiB_VmRSS"))
     stress = None
     for r in by["rss_stress"]:
-        stress = (num(r, "maxrss_kb") / 1024, r.get("pool"), num(r, "wall_ms"), r.get("n"))
+        ok = r.get("rc") == "0"
+        stress = (num(r, "maxrss_kb") / 1024 if ok else None, r.get("pool"), num(r, "wall_ms"), r.get("n"))
         out.append(("rss", "agent", int(r["n"]), int(r["m"]), stress[0],
                     f"MiB_peak_with_{r.get('pool')}_realservers"))
 
@@ -518,7 +519,10 @@ def main(argv):
             L.append(f"| {n} | {fmt(rss[n][0])} | {fmt(rss[n][1])} |")
         L.append("")
         L.append("Daemon in standalone mode, read after its first (adopting) sync.")
-    if stress:
+    if stress and stress[0] is None:
+        L.append("")
+        L.append(f"Stress: the `--once` reconcile with {stress[1]} RealServer objects failed (see Problems); no figure.")
+    elif stress:
         L.append("")
         L.append(f"Stress: {stress[1]} RealServer objects ({stress[3]} VirtualServices × 10 destinations "
                  f"selected from them), one `--once` reconcile: peak RSS {fmt(stress[0])} MiB, "
@@ -558,11 +562,29 @@ def main(argv):
             lib = conv.get((HOLDER, n, m), {}).get("wall")
             sync_ms = num(v["inner"], "inner_sync_ms")
             if v["wall"] and sync_ms is not None and m == 10 and n == max(k[1] for k in conv if k[0] == "agent"):
-                B.append(f"Agent converge {sz(n)}×{m}: {fmt(v['wall'])} s wall, of which the reconcile (sync) "
-                         f"took {fmt(sync_ms / 1e3)} s and loading the manifests the rest "
-                         f"({fmt(v['wall'] - sync_ms / 1e3)} s: YAML parsing and validation). The sync issues the "
-                         f"same {int(v['ops'])} IPVS operations the library applies in {fmt(lib)} s, so its "
-                         "time is the agent's own CPU (planning, diffing, bookkeeping), not the kernel's.")
+                sys_s = (num(v["inner"], "sys_ms") or 0) / 1e3
+                user_s = (num(v["inner"], "user_ms") or 0) / 1e3
+                one = conv.get(("agent", n, 1), {}).get("wall")
+                ipv1 = conv.get(("ipvsadm", n, 1), {}).get("wall")
+                text = (f"Agent converge {sz(n)}×{m}: {fmt(v['wall'])} s wall, of which the reconcile (sync) "
+                        f"took {fmt(sync_ms / 1e3)} s and loading the manifests the rest "
+                        f"({fmt(v['wall'] - sync_ms / 1e3)} s: YAML parsing and validation). The sync issues the "
+                        f"same {int(v['ops'])} IPVS operations the library applies in {fmt(lib)} s; its CPU is "
+                        f"{fmt(sys_s)} s system against {fmt(user_s)} s user. ")
+                if sys_s > user_s:
+                    text += ("The system time is the VIPs: the agent also owns one VIP address per service on "
+                             "the director's interface, and each IPv4 address add walks that interface's address "
+                             "list, so N adds cost O(N²) kernel time that `ipvsadm -R` (which adds no addresses) "
+                             "does not pay")
+                    if one and ipv1:
+                        ops1 = conv.get(("agent", n, 1), {}).get("ops")
+                        text += (f"; at {sz(n)}×1 ({int(ops1 or 0)} IPVS operations, still {n} VIPs) the agent "
+                                 f"took {fmt(one)} s against ipvsadm's {fmt(ipv1)} s")
+                    text += (". e2e/bench/vip-cost.sh measures 20k address adds against 20k local routes "
+                             "(which would also make the node accept and ARP-answer the VIP).")
+                else:
+                    text += "So its time is the agent's own CPU (planning, diffing, bookkeeping)."
+                B.append(text)
     ag = sorted({n for (c, n) in change if c == "agent"})
     if ag:
         rows = [r for r in by["one_change"] if r["contender"] == "agent"]
@@ -640,8 +662,10 @@ def main(argv):
                      "arrives during a full resync waits for it).")
         if jp:
             L.append("")
-            L.append("Where the time goes (e2e/bench/latency_parts.py, from the agent's log; the VM's clock is "
-                     "aligned to the host's by the fastest change, so the parts are good to a few ms):")
+            L.append("Where the time goes (e2e/bench/latency_parts.py, from the agent's log). Queueing and the "
+                     "sync are timed on the VM's clock alone; the first and last parts need the VM's clock "
+                     "aligned to the host's, done by the fastest change, and the guest clock drifts under TCG, "
+                     "so the split between those two is approximate (their sum is not):")
             L.append("")
             L.append("| part | p50 (ms) | p90 (ms) | p99 (ms) |")
             L.append("|---|---|---|---|")
