@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AddrKey, DestKey, FouPort, SvcKey, TunnelKind};
+use crate::model::{AddrKey, AddrScope, DestKey, FouPort, SvcKey, TunnelKind};
 
 /// Layout version of the file.
 pub const LEDGER_VERSION: u32 = 1;
@@ -261,21 +261,20 @@ pub struct LedgerPart {
 }
 
 impl Ledger {
-    /// The part for these services and the addresses `covers` accepts.
+    /// The part for these services and the addresses in `addrs`.
     pub fn part<'a>(
         &self,
         services: impl IntoIterator<Item = &'a SvcKey>,
-        covers: impl Fn(&AddrKey) -> bool,
+        addrs: AddrScope<'_>,
     ) -> LedgerPart {
         LedgerPart {
             services: services
                 .into_iter()
                 .map(|k| (*k, self.services.get(k).cloned()))
                 .collect(),
-            addresses: self
-                .addresses
-                .iter()
-                .filter(|a| covers(a))
+            addresses: addrs
+                .keys_in(&self.addresses)
+                .into_iter()
                 .cloned()
                 .collect(),
             tunnels: self.tunnels.clone(),
@@ -284,15 +283,22 @@ impl Ledger {
         }
     }
 
-    /// Puts a part back (the addresses `covers` accepts are replaced).
-    pub fn restore(&mut self, part: LedgerPart, covers: impl Fn(&AddrKey) -> bool) {
+    /// Puts a part back (the addresses in `addrs` are replaced).
+    pub fn restore(&mut self, part: LedgerPart, addrs: AddrScope<'_>) {
         for (k, s) in part.services {
             match s {
                 Some(s) => self.services.insert(k, s),
                 None => self.services.remove(&k),
             };
         }
-        self.addresses.retain(|a| !covers(a));
+        let covered: Vec<AddrKey> = addrs
+            .keys_in(&self.addresses)
+            .into_iter()
+            .cloned()
+            .collect();
+        for a in &covered {
+            self.addresses.remove(a);
+        }
         self.addresses.extend(part.addresses);
         self.tunnels = part.tunnels;
         self.fou_ports = part.fou_ports;
@@ -830,7 +836,7 @@ mod tests {
         let mut store = LedgerStore::in_dir(&dir).unwrap();
         let mut l = sample();
         store.save(&l).unwrap();
-        let all = |_: &AddrKey| true;
+        let all = AddrScope::All;
         let keys = [web_key()];
 
         // Two scoped changes: a destination removed, an address added.
@@ -893,7 +899,12 @@ mod tests {
     fn restore_puts_a_part_back() {
         let mut l = sample();
         let keys = [web_key()];
-        let covers = |a: &AddrKey| a.interface == "lo";
+        let vips = BTreeSet::new();
+        let interfaces = BTreeSet::from(["lo".to_string()]);
+        let covers = AddrScope::Part {
+            vips: &vips,
+            interfaces: &interfaces,
+        };
         let part = l.part(&keys, covers);
         l.services.remove(&web_key());
         l.addresses.clear();

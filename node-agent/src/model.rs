@@ -6,9 +6,10 @@
 //! (`*Key`) is kept apart from configuration (`*Config`) and from counters,
 //! so diffs compare keys and configurations and never statistics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
@@ -306,6 +307,80 @@ impl fmt::Display for AddrKey {
     }
 }
 
+/// The addresses one sync may change: all of them, or those at some VIPs
+/// together with every address on some interfaces (lo, tunnel devices).
+///
+/// A scoped sync looks its addresses up by range, so its cost follows the
+/// scope, not the number of VIPs the node owns.
+#[derive(Debug, Clone, Copy)]
+pub enum AddrScope<'a> {
+    All,
+    Part {
+        vips: &'a BTreeSet<IpAddr>,
+        interfaces: &'a BTreeSet<String>,
+    },
+}
+
+impl AddrScope<'_> {
+    pub fn covers(&self, a: &AddrKey) -> bool {
+        match self {
+            AddrScope::All => true,
+            AddrScope::Part { vips, interfaces } => {
+                vips.contains(&a.addr) || interfaces.contains(&a.interface)
+            }
+        }
+    }
+
+    /// The covered keys of a map.
+    pub fn keys_of<'m, V>(&self, map: &'m BTreeMap<AddrKey, V>) -> Vec<&'m AddrKey> {
+        self.select(|lo, hi| Box::new(map.range::<AddrKey, _>((lo, hi)).map(|(k, _)| k)))
+    }
+
+    /// The covered keys of a set.
+    pub fn keys_in<'m>(&self, set: &'m BTreeSet<AddrKey>) -> Vec<&'m AddrKey> {
+        self.select(|lo, hi| Box::new(set.range::<AddrKey, _>((lo, hi))))
+    }
+
+    /// Walks the interfaces present (one lookup each); on each, takes the
+    /// whole interface or the range of each VIP.
+    fn select<'m>(
+        &self,
+        range: impl Fn(Bound<&AddrKey>, Bound<&AddrKey>) -> Box<dyn Iterator<Item = &'m AddrKey> + 'm>,
+    ) -> Vec<&'m AddrKey> {
+        let (vips, interfaces) = match self {
+            AddrScope::All => return range(Bound::Unbounded, Bound::Unbounded).collect(),
+            AddrScope::Part { vips, interfaces } => (vips, interfaces),
+        };
+        let bound = |interface: &str, addr: IpAddr, prefix_len: u8| AddrKey {
+            interface: interface.to_string(),
+            addr,
+            prefix_len,
+        };
+        let mut out = Vec::new();
+        let mut after: Option<AddrKey> = None;
+        loop {
+            let lower = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+            let Some(first) = range(lower, Bound::Unbounded).next() else {
+                break;
+            };
+            let interface = first.interface.as_str();
+            let last = bound(interface, IpAddr::V6(Ipv6Addr::from(u128::MAX)), u8::MAX);
+            if interfaces.contains(interface) {
+                let lo = bound(interface, IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+                out.extend(range(Bound::Included(&lo), Bound::Included(&last)));
+            } else {
+                for vip in vips.iter() {
+                    let lo = bound(interface, *vip, 0);
+                    let hi = bound(interface, *vip, u8::MAX);
+                    out.extend(range(Bound::Included(&lo), Bound::Included(&hi)));
+                }
+            }
+            after = Some(last);
+        }
+        out
+    }
+}
+
 /// The label that marks an IPv4 address as the agent's: `<interface>:lvs`,
 /// when that fits the kernel's 15-byte limit.
 pub fn owned_label(interface: &str) -> Option<String> {
@@ -379,3 +454,53 @@ impl fmt::Display for FouPort {
 
 /// A service's destinations by key, as the reconciler keeps them.
 pub type DestMap = BTreeMap<DestKey, DestConfig>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(interface: &str, addr: IpAddr, prefix_len: u8) -> AddrKey {
+        AddrKey {
+            interface: interface.to_string(),
+            addr,
+            prefix_len,
+        }
+    }
+
+    fn addr(i: u8, v6: bool) -> IpAddr {
+        if v6 {
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(i)))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, i))
+        }
+    }
+
+    proptest! {
+        /// The range lookups find exactly the keys `covers` accepts.
+        #[test]
+        fn scope_lookup_finds_what_covers_accepts(
+            keys in proptest::collection::vec((0usize..4, 0u8..12, any::<bool>(), prop_oneof![Just(8u8), Just(32), Just(128), Just(255)]), 0..60),
+            vips in proptest::collection::btree_set((0u8..12, any::<bool>()), 0..5),
+            whole in proptest::collection::btree_set(0usize..4, 0..3),
+        ) {
+            let names = ["eth0", "lo", "tunl0", "ip6tnl0"];
+            let set: BTreeSet<AddrKey> = keys
+                .iter()
+                .map(|(i, a, v6, p)| key(names[*i], addr(*a, *v6), *p))
+                .collect();
+            let map: BTreeMap<AddrKey, ()> = set.iter().map(|k| (k.clone(), ())).collect();
+            let vips: BTreeSet<IpAddr> = vips.iter().map(|(a, v6)| addr(*a, *v6)).collect();
+            let interfaces: BTreeSet<String> = whole.iter().map(|i| names[*i].to_string()).collect();
+            let scope = AddrScope::Part { vips: &vips, interfaces: &interfaces };
+            let expected: Vec<&AddrKey> = set.iter().filter(|k| scope.covers(k)).collect();
+            let mut found = scope.keys_in(&set);
+            found.sort();
+            prop_assert_eq!(&found, &expected);
+            let mut found = scope.keys_of(&map);
+            found.sort();
+            prop_assert_eq!(&found, &expected);
+            prop_assert_eq!(AddrScope::All.keys_in(&set).len(), set.len());
+        }
+    }
+}

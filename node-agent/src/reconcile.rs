@@ -28,8 +28,8 @@ use crate::ledger::{
     OwnedTunnel,
 };
 use crate::model::{
-    AddrKey, Address, DestMap, FouPort, IpvsOp, Link, ObservedService, SvcConfig, SvcKey,
-    TunnelDevice, owned_label,
+    AddrKey, AddrScope, Address, DestMap, FouPort, IpvsOp, Link, ObservedService, SvcConfig,
+    SvcKey, TunnelDevice, owned_label,
 };
 use crate::report::{ErrorKind, ServiceReport, SyncError, SyncReport};
 
@@ -298,20 +298,22 @@ impl<D: Dataplane> Reconciler<D> {
             .chain(self.ledger.tunnels.keys())
             .cloned()
             .collect();
-        let covers = |a: &AddrKey| {
-            scope.is_none_or(|s| {
-                s.vips.contains(&a.addr)
-                    || a.interface == LOOPBACK
-                    || tunnel_names.contains(&a.interface)
-            })
+        let mut whole_interfaces = tunnel_names;
+        whole_interfaces.insert(LOOPBACK.to_string());
+        let covers = match scope {
+            None => AddrScope::All,
+            Some(s) => AddrScope::Part {
+                vips: &s.vips,
+                interfaces: &whole_interfaces,
+            },
         };
         self.scoped = scope.is_some();
         let before = match scope {
             None => Before::Whole(self.ledger.clone()),
             Some(s) => Before::Part(self.ledger.part(&s.services, covers)),
         };
-        let actions = self.decide(&want, scope, &covers, &mut report);
-        if let Err(e) = self.persist(&before, scope, &covers) {
+        let actions = self.decide(&want, scope, covers, &mut report);
+        if let Err(e) = self.persist(&before, scope, covers) {
             // Without a durable record of what is about to be created, the
             // agent could not recognise it after a restart: write nothing.
             match before {
@@ -336,7 +338,7 @@ impl<D: Dataplane> Reconciler<D> {
         for action in actions {
             self.execute(action, &mut report);
         }
-        if let Err(e) = self.persist(&before, scope, &covers) {
+        if let Err(e) = self.persist(&before, scope, covers) {
             report
                 .errors
                 .push(SyncError::new(ErrorKind::Ledger, None, e.to_string()));
@@ -360,7 +362,7 @@ impl<D: Dataplane> Reconciler<D> {
         &mut self,
         before: &Before,
         scope: Option<&Scope>,
-        covers: &impl Fn(&AddrKey) -> bool,
+        covers: AddrScope<'_>,
     ) -> Result<(), LedgerError> {
         match (before, scope) {
             (Before::Part(b), Some(s)) => {
@@ -379,7 +381,7 @@ impl<D: Dataplane> Reconciler<D> {
         &mut self,
         want: &Desired,
         scope: Option<&Scope>,
-        covers: &impl Fn(&AddrKey) -> bool,
+        covers: AddrScope<'_>,
         report: &mut SyncReport,
     ) -> Vec<Action> {
         let mut adds = Vec::new();
@@ -516,12 +518,9 @@ impl<D: Dataplane> Reconciler<D> {
             self.ledger.addresses.insert(key.clone());
             adds.push(Action::AddAddress(da.address.clone(), da.owners.clone()));
         }
-        for (key, a) in &known.addresses {
-            if covers(key)
-                && self.ledger.addresses.contains(key)
-                && !want.addresses.contains_key(key)
-            {
-                dels.push(Action::DelAddress(a.clone()));
+        for key in covers.keys_of(&known.addresses) {
+            if self.ledger.addresses.contains(key) && !want.addresses.contains_key(key) {
+                dels.push(Action::DelAddress(known.addresses[key].clone()));
             }
         }
 
