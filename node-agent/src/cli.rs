@@ -22,6 +22,7 @@ use crate::http::{HttpState, serve};
 use crate::k8s::{KubeSource, Reporter};
 use crate::ledger::LedgerStore;
 use crate::metrics::Metrics;
+use crate::model::VipMode;
 use crate::reconcile::Reconciler;
 use crate::source::{DirSource, Event, SnapshotSink, Source};
 
@@ -34,6 +35,17 @@ pub enum DataplaneKind {
     /// lets the agent run where there is no IPVS, to exercise the control
     /// plane (watches, reports) alone. It never touches the host.
     Fake,
+}
+
+/// How a director holds its IPv4 VIPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VipModeArg {
+    /// An address on the director interface, labelled <interface>:lvs.
+    Address,
+    /// A local route through the director interface, in the local table
+    /// with protocol 76. Much cheaper with thousands of VIPs; ARP is answered
+    /// only while the interface's arp_ignore is 0.
+    Route,
 }
 
 /// Programs this node's IPVS table, VIPs, tunnels and sysctls from
@@ -102,6 +114,11 @@ pub struct Args {
     /// Milliseconds between checks of the configuration directory.
     #[arg(long, env = "LVS_POLL_INTERVAL_MS", default_value_t = 1000)]
     pub poll_interval_ms: u64,
+    /// How director IPv4 VIPs are held: address (`ip addr`) or route (a
+    /// local route, `ip route show table local proto 76`). IPv6 VIPs are
+    /// always addresses.
+    #[arg(long, env = "LVS_VIP_MODE", value_enum, default_value_t = VipModeArg::Address)]
+    pub vip_mode: VipModeArg,
     /// Log format: text or json.
     #[arg(long, env = "LVS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -165,6 +182,7 @@ struct Settings {
     state_dir: Option<PathBuf>,
     proc_sys: PathBuf,
     node_ips: Vec<IpAddr>,
+    vip_mode: VipMode,
 }
 
 impl From<&Args> for Settings {
@@ -173,6 +191,10 @@ impl From<&Args> for Settings {
             state_dir: a.state_dir.clone(),
             proc_sys: a.proc_sys.clone(),
             node_ips: a.node_ip.clone(),
+            vip_mode: match a.vip_mode {
+                VipModeArg::Address => VipMode::Address,
+                VipModeArg::Route => VipMode::LocalRoute,
+            },
         }
     }
 }
@@ -186,7 +208,7 @@ fn netlink_reconciler(s: &Settings) -> anyhow::Result<Reconciler<NetlinkDataplan
     let dp = NetlinkDataplane::new()
         .context("opening the rtnetlink socket")?
         .with_sysctl_root(&s.proc_sys);
-    Ok(Reconciler::new(dp, store)?)
+    Ok(Reconciler::new(dp, store)?.with_vip_mode(s.vip_mode))
 }
 
 fn fake_reconciler(s: &Settings) -> anyhow::Result<Reconciler<FakeDataplane>> {
@@ -199,7 +221,8 @@ fn fake_reconciler(s: &Settings) -> anyhow::Result<Reconciler<FakeDataplane>> {
     Ok(Reconciler::new(
         FakeDataplane::for_node(&s.node_ips),
         LedgerStore::in_memory(),
-    )?)
+    )?
+    .with_vip_mode(s.vip_mode))
 }
 
 fn agent_config(args: &Args) -> AgentConfig {

@@ -11,10 +11,10 @@ use lvs_api::{ForwardingMethod, Protocol, SchedulerFlag, TunnelType};
 use lvs_planner::{NodePlan, PlannedDestination, PlannedService, ServiceKey};
 
 use crate::model::{
-    AddrKey, Address, DestConfig, DestKey, DestMap, FouPort, Fwd, IPPROTO_SCTP, IPPROTO_TCP,
-    IPPROTO_UDP, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2, Scope, SvcConfig, SvcKey,
-    TUN_FLAG_CSUM, TUN_FLAG_REMCSUM, TUN_TYPE_GRE, TUN_TYPE_GUE, TUN_TYPE_IPIP, TunnelDevice,
-    TunnelKind, owned_label,
+    AddrKey, AddrKind, Address, DestConfig, DestKey, DestMap, FouPort, Fwd, IPPROTO_SCTP,
+    IPPROTO_TCP, IPPROTO_UDP, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2, Scope, SvcConfig,
+    SvcKey, TUN_FLAG_CSUM, TUN_FLAG_REMCSUM, TUN_TYPE_GRE, TUN_TYPE_GUE, TUN_TYPE_IPIP,
+    TunnelDevice, TunnelKind, VipMode, owned_label,
 };
 use crate::report::{ErrorKind, SyncError};
 
@@ -162,6 +162,23 @@ fn vip_address(interface: &str, addr: IpAddr, scope: Scope) -> Address {
             None
         },
         scope,
+        kind: AddrKind::Interface,
+    }
+}
+
+/// A director's VIP: an address, or in [`VipMode::LocalRoute`] (IPv4) a
+/// local route through the interface.
+fn director_vip(interface: &str, addr: IpAddr, mode: VipMode) -> Address {
+    match (mode, addr) {
+        (VipMode::LocalRoute, IpAddr::V4(_)) => Address {
+            interface: interface.to_string(),
+            addr,
+            prefix_len: 32,
+            label: None,
+            scope: Scope::Host,
+            kind: AddrKind::LocalRoute,
+        },
+        _ => vip_address(interface, addr, Scope::Global),
     }
 }
 
@@ -189,6 +206,7 @@ pub fn desired<'a>(
     plan: &NodePlan,
     node_ips: &[IpAddr],
     addresses: impl Iterator<Item = &'a Address> + Clone,
+    vip_mode: VipMode,
 ) -> Desired {
     let mut d = Desired::default();
     for s in &plan.services {
@@ -245,7 +263,7 @@ pub fn desired<'a>(
                 .clone(),
         };
         match interface {
-            Some(i) => add(&mut d, vip_address(&i, vip.addr, Scope::Global), owners),
+            Some(i) => add(&mut d, director_vip(&i, vip.addr, vip_mode), owners),
             None => {
                 let why = if node_ips.is_empty() {
                     "the node's InternalIP is unknown (no Node manifest with status.addresses for this node, and no --node-ip)".to_string()
@@ -409,9 +427,10 @@ mod tests {
             prefix_len: 24,
             label: None,
             scope: Scope::Global,
+            kind: AddrKind::Interface,
         }];
         let node_ips: Vec<IpAddr> = vec!["fd00::7".parse().unwrap(), "192.0.2.7".parse().unwrap()];
-        let d = desired(&plan, &node_ips, addrs.iter());
+        let d = desired(&plan, &node_ips, addrs.iter(), VipMode::Address);
         assert!(d.errors.is_empty(), "{:?}", d.errors);
         let by_addr = |a: &str| {
             d.addresses
@@ -425,9 +444,45 @@ mod tests {
         assert_eq!(first.address.prefix_len, 32);
         assert_eq!(first.owners, BTreeSet::from(["ns/dns".to_string()]));
         assert_eq!(by_addr("10.0.0.2").address.interface, "bond0");
+        assert_eq!(first.address.kind, AddrKind::Interface);
+
+        // Route mode: IPv4 director VIPs become local routes, IPv6 ones and
+        // loopback VIPs stay addresses.
+        let mut plan6 = plan.clone();
+        plan6.vips.push(PlannedVip {
+            addr: "fd00::10".parse().unwrap(),
+            interface: Some("ens3".into()),
+        });
+        plan6.loopback_vips.push("10.0.0.9".parse().unwrap());
+        let d = desired(&plan6, &node_ips, addrs.iter(), VipMode::LocalRoute);
+        let kind = |a: &str| {
+            let x = d
+                .addresses
+                .values()
+                .find(|x| x.address.addr == a.parse::<IpAddr>().unwrap())
+                .unwrap();
+            (
+                x.address.kind,
+                x.address.interface.clone(),
+                x.address.label.clone(),
+            )
+        };
+        assert_eq!(
+            kind("10.0.0.1"),
+            (AddrKind::LocalRoute, "ens3".into(), None)
+        );
+        assert_eq!(
+            kind("10.0.0.2"),
+            (AddrKind::LocalRoute, "bond0".into(), None)
+        );
+        assert_eq!(kind("fd00::10").0, AddrKind::Interface);
+        assert_eq!(
+            kind("10.0.0.9"),
+            (AddrKind::Interface, "lo".into(), Some("lo:lvs".into()))
+        );
 
         // Unknown InternalIP: an interface error naming the service, no address.
-        let d = desired(&plan, &[], addrs.iter());
+        let d = desired(&plan, &[], addrs.iter(), VipMode::Address);
         assert_eq!(d.addresses.len(), 1);
         assert_eq!(d.errors.len(), 1);
         assert_eq!(d.errors[0].kind, ErrorKind::Interface);

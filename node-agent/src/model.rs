@@ -268,7 +268,42 @@ pub enum Scope {
     Host,
 }
 
-/// An address on an interface.
+/// How a node holds one of its own IPs.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum AddrKind {
+    /// An address on the interface (`ip addr`).
+    #[default]
+    Interface,
+    /// A `local` route in the `local` table through the interface, marked
+    /// with [`RTPROT_LVS`] (`ip route show table local proto 76`). IPv4 only.
+    /// The kernel accepts packets to it and answers ARP for it (while the
+    /// interface's arp_ignore is 0), and adding one does not walk the
+    /// interface's address list, so 20k of them cost little.
+    LocalRoute,
+}
+
+impl AddrKind {
+    fn is_interface(&self) -> bool {
+        *self == AddrKind::Interface
+    }
+}
+
+/// The `rtm_protocol` that marks the agent's local routes.
+pub const RTPROT_LVS: u8 = 76;
+
+/// How a director holds its IPv4 VIPs (IPv6 VIPs are always addresses:
+/// neighbour discovery answers only for configured addresses).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VipMode {
+    #[default]
+    Address,
+    LocalRoute,
+}
+
+/// A local IP of the node: an address on an interface, or a local route.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Address {
@@ -279,6 +314,8 @@ pub struct Address {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     pub scope: Scope,
+    #[serde(default, skip_serializing_if = "AddrKind::is_interface")]
+    pub kind: AddrKind,
 }
 
 impl Address {

@@ -15,6 +15,7 @@
 //! The ledger is written ahead of additions (so a crash right after a
 //! create cannot orphan it) and after removals.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -28,8 +29,8 @@ use crate::ledger::{
     OwnedTunnel,
 };
 use crate::model::{
-    AddrKey, AddrScope, Address, DestMap, FouPort, IpvsOp, Link, ObservedService, SvcConfig,
-    SvcKey, TunnelDevice, owned_label,
+    AddrKey, AddrKind, AddrScope, Address, DestMap, FouPort, IpvsOp, Link, ObservedService,
+    SvcConfig, SvcKey, TunnelDevice, VipMode, owned_label,
 };
 use crate::report::{ErrorKind, ServiceReport, SyncError, SyncReport};
 
@@ -90,6 +91,8 @@ pub struct Reconciler<D> {
     startup_errors: Vec<SyncError>,
     /// The sync in progress is scoped: ledger writes go to the journal.
     scoped: bool,
+    /// How director VIPs are held.
+    vip_mode: VipMode,
 }
 
 /// A write the sync decided on, with what to undo in the ledger if it fails.
@@ -144,7 +147,15 @@ impl<D: Dataplane> Reconciler<D> {
             stats: Vec::new(),
             startup_errors,
             scoped: false,
+            vip_mode: VipMode::default(),
         })
+    }
+
+    /// How director VIPs are to be held from the next sync on. VIPs already
+    /// held the other way stay as they are (either way the node answers).
+    pub fn with_vip_mode(mut self, mode: VipMode) -> Self {
+        self.vip_mode = mode;
+        self
     }
 
     pub fn dataplane(&self) -> &D {
@@ -202,7 +213,20 @@ impl<D: Dataplane> Reconciler<D> {
                 },
             );
         }
-        known.addresses = addresses.into_iter().map(|a| (a.key(), a)).collect();
+        for a in addresses {
+            // An address and one of our local routes at the same key: the
+            // route is what the ledger may own, so it is the one kept.
+            match known.addresses.entry(a.key()) {
+                Entry::Occupied(mut e) => {
+                    if a.kind == AddrKind::LocalRoute {
+                        e.insert(a);
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(a);
+                }
+            }
+        }
         known.links = links.into_iter().map(|l| (l.name.clone(), l)).collect();
         known.fou = fou.into_iter().collect();
 
@@ -219,7 +243,10 @@ impl<D: Dataplane> Reconciler<D> {
         }
         l.addresses.retain(|k| known.addresses.contains_key(k));
         for (k, a) in &known.addresses {
-            if a.addr.is_ipv4() && a.label.is_some() && a.label == owned_label(&a.interface) {
+            // Our label on an IPv4 address, our protocol on a local route.
+            let marked = a.kind == AddrKind::LocalRoute
+                || (a.addr.is_ipv4() && a.label.is_some() && a.label == owned_label(&a.interface));
+            if marked {
                 l.addresses.insert(k.clone());
             }
         }
@@ -286,7 +313,12 @@ impl<D: Dataplane> Reconciler<D> {
         }
         let want = {
             let known = self.known.as_ref().expect("refreshed");
-            desired(input.plan, input.node_ips, known.addresses.values())
+            desired(
+                input.plan,
+                input.node_ips,
+                known.addresses.values(),
+                self.vip_mode,
+            )
         };
         report.errors.extend(want.errors.iter().cloned());
 

@@ -9,7 +9,7 @@ use common::*;
 use lvs_api::{ForwardingMethod, Protocol, Scheduler, SchedulerFlag, TunnelType};
 use lvs_node_agent::dataplane::fake::{FakeDataplane, FakeService};
 use lvs_node_agent::desired::desired;
-use lvs_node_agent::model::{DestConfig, DestKey, Fwd, SvcConfig, SvcKey};
+use lvs_node_agent::model::{AddrKind, DestConfig, DestKey, Fwd, SvcConfig, SvcKey, VipMode};
 use lvs_planner::{
     NodePlan, PlannedDestination, PlannedPersistence, PlannedService, PlannedTunnel,
     PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
@@ -194,8 +194,8 @@ fn foreign() -> (SvcKey, FakeService) {
 }
 
 /// The fake holds exactly the plan (plus the foreign service).
-fn assert_matches(f: &FakeDataplane, plan: &NodePlan) -> Result<(), TestCaseError> {
-    let want = desired(plan, &node_ips(), f.addresses.iter());
+fn assert_matches(f: &FakeDataplane, plan: &NodePlan, mode: VipMode) -> Result<(), TestCaseError> {
+    let want = desired(plan, &node_ips(), f.addresses.iter(), mode);
     let (fk, fs) = foreign();
     prop_assert_eq!(f.ipvs.get(&fk), Some(&fs));
     let ours: BTreeMap<_, _> = f.ipvs.iter().filter(|(k, _)| **k != fk).collect();
@@ -210,14 +210,18 @@ fn assert_matches(f: &FakeDataplane, plan: &NodePlan) -> Result<(), TestCaseErro
     }
     for a in want.addresses.values() {
         prop_assert!(
-            f.addresses.iter().any(|x| x.key() == a.address.key()),
-            "missing {}",
-            a.address.key()
+            f.addresses
+                .iter()
+                .any(|x| x.key() == a.address.key() && x.kind == a.address.kind),
+            "missing {} ({:?})",
+            a.address.key(),
+            a.address.kind
         );
     }
-    // No address of ours beyond the plan.
+    // No address or local route of ours beyond the plan.
     for x in &f.addresses {
-        if x.label.as_deref().is_some_and(|l| l.ends_with(":lvs")) {
+        if x.kind == AddrKind::LocalRoute || x.label.as_deref().is_some_and(|l| l.ends_with(":lvs"))
+        {
             prop_assert!(want.addresses.contains_key(&x.key()), "extra {}", x.key());
         }
     }
@@ -241,17 +245,18 @@ proptest! {
     fn sync_reaches_the_plan_and_a_second_sync_costs_nothing(
         first in arb_plan(),
         second in arb_plan(),
+        mode in prop_oneof![Just(VipMode::Address), Just(VipMode::LocalRoute)],
     ) {
         let dir = temp_dir("prop");
         let mut fake = FakeDataplane::new();
         let (fk, fs) = foreign();
         fake.ipvs.insert(fk, fs);
-        let mut r = reconciler(fake, &dir);
+        let mut r = reconciler(fake, &dir).with_vip_mode(mode);
 
         for plan in [&first, &second, &first] {
             let rep = sync(&mut r, plan, false);
             prop_assert!(rep.ok(), "{:?}", rep.errors);
-            assert_matches(r.dataplane(), plan)?;
+            assert_matches(r.dataplane(), plan, mode)?;
             let again = sync(&mut r, plan, false);
             prop_assert_eq!(again.total_ops(), 0, "{:?}", again.ops);
             prop_assert!(r.dataplane().calls.is_empty());
@@ -260,7 +265,7 @@ proptest! {
         }
         // A restart on the same kernel adopts without writing.
         let fake = r.into_dataplane();
-        let mut r = reconciler(fake, &dir);
+        let mut r = reconciler(fake, &dir).with_vip_mode(mode);
         let rep = sync(&mut r, &first, false);
         prop_assert_eq!(rep.total_ops(), 0, "{:?}", rep.ops);
         // And the empty plan leaves only what was there before the agent.

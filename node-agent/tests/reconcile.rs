@@ -8,7 +8,9 @@ use common::*;
 use lvs_api::{ForwardingMethod, Scheduler};
 use lvs_node_agent::dataplane::errno;
 use lvs_node_agent::dataplane::fake::{Call, FakeDataplane, FakeService};
-use lvs_node_agent::model::{Address, DestConfig, DestKey, Fwd, IpvsOp, Scope, SvcConfig, SvcKey};
+use lvs_node_agent::model::{
+    AddrKind, Address, DestConfig, DestKey, Fwd, IpvsOp, Scope, SvcConfig, SvcKey,
+};
 use lvs_node_agent::report::ErrorKind;
 use lvs_planner::{NodePlan, PlannedVip, Sysctl};
 
@@ -68,6 +70,7 @@ fn foreign_address() -> Address {
         prefix_len: 32,
         label: Some("lo:other".into()),
         scope: Scope::Host,
+        kind: AddrKind::Interface,
     }
 }
 
@@ -578,6 +581,7 @@ fn labelled_addresses_are_recognised_without_the_ledger() {
         prefix_len: 32,
         label: Some("lo:lvs".into()),
         scope: Scope::Host,
+        kind: AddrKind::Interface,
     });
     let mut r = reconciler(f, &dir);
     let rep = sync(&mut r, &NodePlan::default(), false);
@@ -646,6 +650,7 @@ fn link_local_addresses_do_not_keep_a_tunnel_up() {
         prefix_len: 64,
         label: None,
         scope: Scope::Link,
+        kind: AddrKind::Interface,
     });
     let rep = sync(&mut r, &NodePlan::default(), true);
     assert!(rep.ok(), "{rep:?}");
@@ -660,6 +665,7 @@ fn link_local_addresses_do_not_keep_a_tunnel_up() {
         prefix_len: 32,
         label: None,
         scope: Scope::Global,
+        kind: AddrKind::Interface,
     });
     let rep = sync(&mut r, &NodePlan::default(), true);
     assert!(rep.ok(), "{rep:?}");
@@ -742,5 +748,82 @@ fn a_tunnel_module_that_cannot_load_is_an_error_and_owns_nothing() {
     assert!(
         r.ledger().addresses.is_empty(),
         "the VIP could not be added either"
+    );
+}
+
+#[test]
+fn route_mode_holds_ipv4_vips_as_local_routes_and_adopts_and_removes_only_its_own() {
+    use lvs_node_agent::model::VipMode;
+    let dir = temp_dir("route-mode");
+    let mut f = busy_node();
+    // Someone else's address at a VIP the agent will hold too: present, so
+    // not added, and never removed.
+    f.addresses.insert(Address {
+        interface: "eth0".into(),
+        addr: ip("10.0.0.3"),
+        prefix_len: 32,
+        label: None,
+        scope: Scope::Global,
+        kind: AddrKind::Interface,
+    });
+    let mut r = reconciler(f, &dir).with_vip_mode(VipMode::LocalRoute);
+    let plan = director(vec![web(), service("api", "10.0.0.3", 80, vec![])]);
+    let rep = sync(&mut r, &plan, false);
+    assert!(rep.ok(), "{:?}", rep.errors);
+    assert_eq!(rep.ops.get("addr_add"), Some(&1), "{:?}", rep.ops);
+    let vip = r
+        .dataplane()
+        .addresses
+        .iter()
+        .find(|a| a.addr == ip("10.0.0.1"))
+        .cloned()
+        .expect("VIP held");
+    assert_eq!(vip.kind, AddrKind::LocalRoute);
+    assert_eq!((vip.interface.as_str(), vip.prefix_len), ("eth0", 32));
+    assert_eq!(vip.label, None);
+    assert_eq!(sync(&mut r, &plan, true).total_ops(), 0);
+
+    // A restart with a lost ledger adopts the route by its protocol mark.
+    let f = r.into_dataplane();
+    let mut r = reconciler(f, &temp_dir("route-mode-lost")).with_vip_mode(VipMode::LocalRoute);
+    let rep = sync(&mut r, &plan, true);
+    assert_eq!(rep.total_ops(), 0, "{:?}", rep.ops);
+
+    // The VirtualServices go: the route goes, the foreign address stays.
+    let rep = sync(&mut r, &NodePlan::default(), false);
+    assert!(rep.ok(), "{:?}", rep.errors);
+    let f = r.dataplane();
+    assert!(
+        !f.addresses.iter().any(|a| a.kind == AddrKind::LocalRoute),
+        "{:?}",
+        f.addresses
+    );
+    assert!(f.addresses.iter().any(|a| a.addr == ip("10.0.0.3")));
+    assert_foreign_intact(f);
+}
+
+#[test]
+fn an_address_from_address_mode_is_kept_in_route_mode() {
+    use lvs_node_agent::model::VipMode;
+    let dir = temp_dir("mode-switch");
+    let mut r = reconciler(busy_node(), &dir);
+    let plan = director(vec![web()]);
+    assert!(sync(&mut r, &plan, false).ok());
+    let f = r.into_dataplane();
+    let mut r = reconciler(f, &dir).with_vip_mode(VipMode::LocalRoute);
+    let rep = sync(&mut r, &plan, true);
+    assert_eq!(
+        rep.total_ops(),
+        0,
+        "switching modes must not flap a VIP: {:?}",
+        rep.ops
+    );
+    // Removed, the VIP goes whichever way it was held.
+    assert!(sync(&mut r, &NodePlan::default(), false).ok());
+    assert!(
+        !r.dataplane()
+            .addresses
+            .iter()
+            .any(|a| a.addr == ip("10.0.0.1"))
     );
 }

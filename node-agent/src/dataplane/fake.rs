@@ -12,8 +12,8 @@ use std::fmt;
 
 use super::{Dataplane, DataplaneError, DpResult, errno};
 use crate::model::{
-    Address, Counters, DestConfig, DestGauges, DestKey, FouPort, IpvsOp, Link, ObservedDest,
-    ObservedService, SvcConfig, SvcKey, TunnelDevice, TunnelKind,
+    AddrKind, Address, Counters, DestConfig, DestGauges, DestKey, FouPort, IpvsOp, Link,
+    ObservedDest, ObservedService, SvcConfig, SvcKey, TunnelDevice, TunnelKind,
 };
 
 /// One call the fake received.
@@ -148,6 +148,7 @@ impl FakeDataplane {
             prefix_len: 8,
             label: None,
             scope: crate::model::Scope::Host,
+            kind: AddrKind::Interface,
         });
         f.addresses.insert(Address {
             interface: "eth0".into(),
@@ -155,6 +156,7 @@ impl FakeDataplane {
             prefix_len: 24,
             label: None,
             scope: crate::model::Scope::Global,
+            kind: AddrKind::Interface,
         });
         f
     }
@@ -174,24 +176,26 @@ impl FakeDataplane {
                     prefix_len: if ip.is_ipv4() { 24 } else { 64 },
                     label: None,
                     scope: crate::model::Scope::Global,
+                    kind: AddrKind::Interface,
                 });
             }
         }
         f
     }
 
-    /// The address with the same (interface, address, prefix), whatever
-    /// its label and scope: the first one from there in the set's order.
-    fn find_address(&self, addr: &Address) -> Option<&Address> {
+    /// The addresses and local routes with the same (interface, address,
+    /// prefix), whatever their label, scope and kind.
+    fn same_key<'s>(&'s self, addr: &Address) -> impl Iterator<Item = &'s Address> + 's {
         let from = Address {
             label: None,
             scope: crate::model::Scope::Global,
+            kind: AddrKind::Interface,
             ..addr.clone()
         };
+        let key = addr.key();
         self.addresses
             .range(from..)
-            .next()
-            .filter(|a| a.key() == addr.key())
+            .take_while(move |a| a.key() == key)
     }
 
     pub fn add_link(&mut self, name: &str, kind: Option<&str>, up: bool) {
@@ -403,11 +407,16 @@ impl Dataplane for FakeDataplane {
         if !self.links.contains_key(&addr.interface) {
             return Err(kernel(request, errno::ENODEV));
         }
-        if self.find_address(addr).is_some() {
+        if addr.kind == AddrKind::LocalRoute && addr.addr.is_ipv6() {
+            return Err(kernel(request, errno::EINVAL));
+        }
+        // The kernel refuses a second address, and a local route where the
+        // address's own local route is: either way, EEXIST.
+        if self.same_key(addr).next().is_some() {
             return Err(kernel(request, errno::EEXIST));
         }
         let mut a = addr.clone();
-        if a.addr.is_ipv6() {
+        if a.addr.is_ipv6() || a.kind == AddrKind::LocalRoute {
             a.label = None;
         }
         self.addresses.insert(a);
@@ -416,7 +425,8 @@ impl Dataplane for FakeDataplane {
 
     fn del_address(&mut self, addr: &Address) -> DpResult<()> {
         self.record(Call::DelAddress(addr.clone()))?;
-        let found = self.find_address(addr).cloned();
+        // A delete names the kind: a route delete leaves an address alone.
+        let found = self.same_key(addr).find(|a| a.kind == addr.kind).cloned();
         if let Some(a) = &found {
             self.addresses.remove(a);
         }

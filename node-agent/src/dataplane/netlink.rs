@@ -22,13 +22,16 @@ use lvs_ipvs as ipvs;
 use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use rtnetlink::{AddressMessageBuilder, LinkMessageBuilder, LinkUnspec};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::{AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use super::fou::FouClient;
 use super::{Dataplane, DataplaneError, DpResult, errno};
 use crate::model::{
-    Address, Counters, DestConfig, DestGauges, DestKey, FouPort, Fwd, IpvsOp, Link, ObservedDest,
-    ObservedService, Scope, SvcConfig, SvcKey, TunnelDevice, TunnelKind,
+    AddrKind, Address, Counters, DestConfig, DestGauges, DestKey, FouPort, Fwd, IpvsOp, Link,
+    ObservedDest, ObservedService, RTPROT_LVS, Scope, SvcConfig, SvcKey, TunnelDevice, TunnelKind,
 };
 
 /// The kernel of the agent's network namespace.
@@ -143,6 +146,13 @@ fn ipvs_error(request: &str, e: ipvs::Error) -> DataplaneError {
             request: request.to_string(),
             detail: other.to_string(),
         },
+    }
+}
+
+fn rtnl_errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) if m.raw_code() != 0 => Some(m.raw_code().abs()),
+        _ => None,
     }
 }
 
@@ -394,7 +404,58 @@ fn address_of(m: &AddressMessage, names: &BTreeMap<u32, String>) -> Option<Addre
         addr,
         prefix_len: m.header.prefix_len,
         scope: from_scope(m.header.scope),
+        kind: AddrKind::Interface,
     })
+}
+
+/// The `local` table (`RT_TABLE_LOCAL`).
+const RT_TABLE_LOCAL: u8 = 255;
+
+/// One of the agent's local routes (type local, table local, protocol
+/// [`RTPROT_LVS`]) as the VIP it holds; `None` for any other route.
+fn local_route_of(m: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<Address> {
+    let mut table = u32::from(m.header.table);
+    let mut dst = None;
+    let mut oif = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    let ours = m.header.kind == RouteType::Local
+        && u8::from(m.header.protocol) == RTPROT_LVS
+        && table == u32::from(RT_TABLE_LOCAL);
+    if !ours {
+        return None;
+    }
+    Some(Address {
+        interface: names.get(&oif?)?.clone(),
+        addr: IpAddr::V4(dst?),
+        prefix_len: m.header.destination_prefix_length,
+        label: None,
+        scope: Scope::Host,
+        kind: AddrKind::LocalRoute,
+    })
+}
+
+fn local_route_message(index: u32, a: &Address) -> DpResult<RouteMessage> {
+    let IpAddr::V4(v4) = a.addr else {
+        return Err(DataplaneError::Other {
+            request: format!("local route {}", a.key()),
+            detail: "local routes hold IPv4 VIPs only".into(),
+        });
+    };
+    Ok(RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(v4, a.prefix_len)
+        .output_interface(index)
+        .table_id(u32::from(RT_TABLE_LOCAL))
+        .protocol(RouteProtocol::from(RTPROT_LVS))
+        .scope(RouteScope::Host)
+        .kind(RouteType::Local)
+        .build())
 }
 
 fn address_message(index: u32, a: &Address) -> AddressMessage {
@@ -459,13 +520,34 @@ impl Dataplane for NetlinkDataplane {
                 .try_collect()
                 .await
                 .map_err(|e| rtnl_error("dump addresses", e))?;
-            Ok(msgs.iter().filter_map(|m| address_of(m, &names)).collect())
+            let mut out: Vec<Address> = msgs.iter().filter_map(|m| address_of(m, &names)).collect();
+            let routes: Vec<RouteMessage> = handle
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| rtnl_error("dump IPv4 routes", e))?;
+            out.extend(routes.iter().filter_map(|m| local_route_of(m, &names)));
+            Ok(out)
         })
     }
 
     fn add_address(&mut self, a: &Address) -> DpResult<()> {
         let index = self.link_index(&a.interface)?;
         let handle = self.rtnl.clone();
+        if a.kind == AddrKind::LocalRoute {
+            let request = format!("add local route {}", a.key());
+            let msg = local_route_message(index, a)?;
+            return self.rt.block_on(async {
+                handle
+                    .route()
+                    .add(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| rtnl_error(&request, e))
+            });
+        }
         let request = format!("add address {}", a.key());
         self.rt.block_on(async {
             let mut req = handle.address().add(index, a.addr, a.prefix_len);
@@ -499,6 +581,21 @@ impl Dataplane for NetlinkDataplane {
             Err(e) => return Err(e),
         };
         let handle = self.rtnl.clone();
+        if a.kind == AddrKind::LocalRoute {
+            let request = format!("delete local route {}", a.key());
+            let msg = local_route_message(index, a)?;
+            return self.rt.block_on(async {
+                match handle.route().del(msg).execute().await {
+                    // No such route: gone, as a missing address is.
+                    Err(e) if rtnl_errno(&e) == Some(errno::ESRCH) => Err(DataplaneError::Kernel {
+                        request,
+                        errno: errno::EADDRNOTAVAIL,
+                        detail: Some("no such local route".into()),
+                    }),
+                    r => r.map_err(|e| rtnl_error(&request, e)),
+                }
+            });
+        }
         let request = format!("delete address {}", a.key());
         self.rt.block_on(async {
             handle
@@ -770,6 +867,7 @@ mod tests {
                 prefix_len: 32,
                 label: None,
                 scope: Scope::Global,
+                kind: AddrKind::Interface,
             },
         );
         m.attributes.push(AddressAttribute::Label("eth0".into()));
