@@ -32,6 +32,11 @@
 #   BENCH_AGENT_MAX_RS          largest RealServer pool for the stress run (a
 #                               larger BENCH_STRESS_POOL is recorded as
 #                               skipped and run at this size instead)
+#   BENCH_VIP_MODE              the agent's --vip-mode (default route: IPv4
+#                               VIPs as local routes, the choice for many VIPs)
+#   BENCH_CHANGE_REPEAT         rounds of the agent's four one-change operations
+#                               (each op's median is reported)
+#   BENCH_CHANGE_POLL_MS        the daemon's directory poll during those rounds
 . /lab/lib.sh
 set -u
 
@@ -52,6 +57,11 @@ BENCH_AGENT_MAX_N="${BENCH_AGENT_MAX_N:-1000000}"
 BENCH_AGENT_MAX_RS="${BENCH_AGENT_MAX_RS:-1000000}"
 BENCH_CHECK_IPVSADM_MAX="${BENCH_CHECK_IPVSADM_MAX:-1000000}"
 BENCH_READ_REPEAT="${BENCH_READ_REPEAT:-$BENCH_REPEAT}"
+BENCH_VIP_MODE="${BENCH_VIP_MODE:-route}"
+BENCH_CHANGE_REPEAT="${BENCH_CHANGE_REPEAT:-5}"
+BENCH_CHANGE_POLL_MS="${BENCH_CHANGE_POLL_MS:-20}"
+# Every agent run below (--once and daemons) holds its VIPs this way.
+export LVS_VIP_MODE="$BENCH_VIP_MODE"
 LIB_BATCHES="1 16 64 256"
 NODE_IP=10.0.0.2
 PROBE_SVC=172.30.0.1:80
@@ -327,7 +337,7 @@ agent_daemon_suite() {
     _n="$1" _m="$2"
     _d="$(agent_manifests "$_n" "$_m")"
     _state="/tmp/b/state-$NS"
-    agent_start "$_d" "$_state" 86400 100
+    agent_start "$_d" "$_state" 86400 "$BENCH_CHANGE_POLL_MS"
     _t0="$(date +%s)"
     wait_syncs full 1 1200 || { agent_stop; return 1; }
     _l="$(last_sync_line)"
@@ -335,7 +345,10 @@ agent_daemon_suite() {
     [ "$(field "$_l" ops)" = 0 ] || problem "agent adoption at ${_n}x$_m was not a no-op: $_l"
     rec "metric=rss contender=agent n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
     if echo " $BENCH_AGENT_CHANGE " | grep -q " $_n "; then
-        for op in add_svc add_dest set_weight del_dest; do
+        _round=0
+        while [ "$_round" -lt "$BENCH_CHANGE_REPEAT" ]; do
+        _round=$((_round + 1))
+        for op in add_svc add_dest set_weight del_dest del_svc; do
             _inc="$(syncs incremental)"; _inc="${_inc:-0}"
             case "$op" in
                 add_svc) probe_vs probe-1 "$PROBE_SVC" >/tmp/b/new.tmp
@@ -345,6 +358,8 @@ agent_daemon_suite() {
                 set_weight) probe_rs 7 >/tmp/b/new.tmp
                     set -- --rename /tmp/b/new.tmp "$_d/31-probe-rs.yaml" --svc "$PROBE_SVC" --dest "$EXTRA_DEST" --weight 7 ;;
                 del_dest) set -- --remove "$_d/31-probe-rs.yaml" --svc "$PROBE_SVC" --dest "$EXTRA_DEST" --absent ;;
+                # Not a measured operation: it puts the table back for the next round.
+                del_svc) set -- --remove "$_d/30-probe-1.yaml" --svc "$PROBE_SVC" --absent ;;
             esac
             cap_start || break
             inns lvs-bench wait "$@" --timeout 900 --poll-ms 20 >/tmp/b/inner || problem "agent change $op not seen in the kernel"
@@ -352,7 +367,8 @@ agent_daemon_suite() {
             wait_syncs incremental "$((_inc + 1))" 900
             _l="$(last_sync_line)"
             cap_stop
-            rec "metric=one_change contender=agent n=$_n m=$_m op=$op $(kv /tmp/b/inner) sync_ms=$(field "$_l" elapsed_ms) sync_ops=$(field "$_l" ops) $(kv /tmp/b/capcount)"
+            rec "metric=one_change contender=agent n=$_n m=$_m op=$op round=$_round $(kv /tmp/b/inner) sync_ms=$(field "$_l" elapsed_ms) sync_ops=$(field "$_l" ops) $(kv /tmp/b/capcount)"
+        done
         done
         rm -f "$_d"/3*-probe*.yaml
         rec "metric=rss_after_changes contender=agent n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
@@ -374,7 +390,7 @@ agent_daemon_suite() {
 # ================= the run =============================================================
 # The agent goes last: its sizes are the slowest, and a timeout then costs
 # only agent rows (run.sh recovers every line logged before it).
-rec "metric=config converge=\"$BENCH_CONVERGE\" read=\"$BENCH_READ\" change=\"$BENCH_CHANGE\" agent_change=\"$BENCH_AGENT_CHANGE\" rss=\"$BENCH_RSS\" resync=\"$BENCH_RESYNC\" periodic=$BENCH_PERIODIC resync_interval=$BENCH_RESYNC_INTERVAL stress_pool=$BENCH_STRESS_POOL stress_n=$BENCH_STRESS_N repeat=$BENCH_REPEAT read_repeat=$BENCH_READ_REPEAT check_ipvsadm_max=$BENCH_CHECK_IPVSADM_MAX agent=$BENCH_AGENT agent_max_n=$BENCH_AGENT_MAX_N agent_max_rs=$BENCH_AGENT_MAX_RS"
+rec "metric=config converge=\"$BENCH_CONVERGE\" read=\"$BENCH_READ\" change=\"$BENCH_CHANGE\" agent_change=\"$BENCH_AGENT_CHANGE\" rss=\"$BENCH_RSS\" resync=\"$BENCH_RESYNC\" periodic=$BENCH_PERIODIC resync_interval=$BENCH_RESYNC_INTERVAL stress_pool=$BENCH_STRESS_POOL stress_n=$BENCH_STRESS_N repeat=$BENCH_REPEAT read_repeat=$BENCH_READ_REPEAT check_ipvsadm_max=$BENCH_CHECK_IPVSADM_MAX agent=$BENCH_AGENT agent_max_n=$BENCH_AGENT_MAX_N agent_max_rs=$BENCH_AGENT_MAX_RS vip_mode=$BENCH_VIP_MODE change_repeat=$BENCH_CHANGE_REPEAT change_poll_ms=$BENCH_CHANGE_POLL_MS"
 
 CONTENDERS="ipvsadm go-ipvs"
 for b in $LIB_BATCHES; do CONTENDERS="$CONTENDERS lib-batch$b"; done

@@ -131,21 +131,27 @@ def main(argv):
 
     # --- one change --------------------------------------------------------------------
     change = defaultdict(dict)  # (contender, n) -> {op: (p50_ms, requests, dumps)}
+    # The agent's rounds: the median latency per operation, the most
+    # requests any round sent.
+    agent_rounds = defaultdict(lambda: defaultdict(list))
     for r in by["one_change"]:
         c, n = r["contender"], int(r["n"])
         if c == "agent":
-            op = r["op"]
-            change[(c, n)][op] = {"p50": num(r, "elapsed_ms"),
-                                  "req": num(r, "ipvs_requests"),
-                                  "dumps": num(r, "ipvs_dumps"),
-                                  "other": num(r, "other_requests"),
-                                  "ctrl": num(r, "ctrl_requests")}
+            for k in ("elapsed_ms", "ipvs_requests", "ipvs_dumps", "other_requests", "ctrl_requests"):
+                v = num(r, k)
+                if v is not None:
+                    agent_rounds[(n, r["op"])][k].append(v)
         else:
             for op in OPS:
                 change[(c, n)].setdefault(op, {})["p50"] = num(r, f"{op}_p50_ms")
                 if c.startswith("lib-"):
                     change[(c, n)][op]["req"] = num(r, f"{op}_requests")
                     change[(c, n)][op]["dumps"] = 0.0
+    for (n, op), vals in agent_rounds.items():
+        worst = lambda k: max(vals[k]) if vals[k] else None
+        change[("agent", n)][op] = {"p50": med(vals["elapsed_ms"]), "rounds": len(vals["elapsed_ms"]),
+                                    "req": worst("ipvs_requests"), "dumps": worst("ipvs_dumps"),
+                                    "other": worst("other_requests"), "ctrl": worst("ctrl_requests")}
     samples = defaultdict(list)
     for r in by["one_change_sample"]:
         samples[(r["contender"], int(r["n"]), r["op"])].append(num(r, "wall_ms"))
@@ -437,11 +443,15 @@ def main(argv):
     L.append("")
     L.append(f"Plot: `{os.path.basename(png)}` (wall time against N, log-log, per contender).")
     L.append("")
+    conf = by["config"][0] if by["config"] else {}
+    poll_ms = conf.get("change_poll_ms", "100")
+    rounds = conf.get("change_repeat", "1")
     L.append("## One change in a table of N (M = 10)")
     L.append("")
     L.append("Median latency of one change in ms (ipvsadm: one process per change, as it is used; "
              "libraries: one call in a running process; agent: manifest written → change visible in "
-             "the kernel, polled every 20 ms, including the agent's 100 ms directory poll). "
+             f"the kernel, polled every 20 ms, including the agent's {poll_ms} ms directory poll; "
+             f"the median of {rounds} rounds of the four changes, and the most requests any round sent). "
              "In brackets: IPVS netlink requests per change, from an nlmon capture (libraries: the "
              "client's counters, cross-checked below), with dumps and rtnetlink requests (VIP "
              "addresses) named when there were any. Family lookups (nlctrl) are not counted: "
@@ -571,6 +581,9 @@ def main(argv):
                         f"({fmt(v['wall'] - sync_ms / 1e3)} s: YAML parsing and validation). The sync issues the "
                         f"same {int(v['ops'])} IPVS operations the library applies in {fmt(lib)} s; its CPU is "
                         f"{fmt(sys_s)} s system against {fmt(user_s)} s user. ")
+                if conf.get("vip_mode") == "route":
+                    text += (f"Its VIPs are local routes (`--vip-mode route`): {n} route adds, where {n} "
+                             "interface addresses would cost minutes (`e2e/bench/vip-cost.sh`). ")
                 if sys_s > user_s:
                     text += ("The system time is the VIPs: the agent also owns one VIP address per service on "
                              "the director's interface, and each IPv4 address add walks that interface's address "
@@ -591,8 +604,9 @@ def main(argv):
         per_n = {}
         for r in rows:
             per_n.setdefault(int(r["n"]), []).append(num(r, "sync_ms"))
-        B.append("Agent one change: the latency is the directory poll (every 100 ms: the change waits 50 ms "
-                 "on average), reading the changed file, and a scoped sync of the VirtualServices it affects: "
+        B.append(f"Agent one change: the latency is the directory poll (every {poll_ms} ms: the change waits "
+                 f"half that on average), reading the changed file, and a scoped sync of the VirtualServices "
+                 "it affects: "
                  "median sync "
                  + ", ".join(f"{fmt(med(v) / 1e3)} s at {sz(n)}" for n, v in sorted(per_n.items()) if med(v) is not None)
                  + ".")
