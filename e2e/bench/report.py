@@ -582,8 +582,9 @@ def main(argv):
                         f"same {int(v['ops'])} IPVS operations the library applies in {fmt(lib)} s; its CPU is "
                         f"{fmt(sys_s)} s system against {fmt(user_s)} s user. ")
                 if conf.get("vip_mode") == "route":
-                    text += (f"Its VIPs are local routes (`--vip-mode route`): {n} route adds, where {n} "
-                             "interface addresses would cost minutes (`e2e/bench/vip-cost.sh`). ")
+                    text += (f"Its VIPs are local routes (`--vip-mode route`): {n} route adds. Interface "
+                             "addresses would cost O(N²) kernel time: 20k of them take minutes "
+                             "(`e2e/bench/vip-cost.sh`). ")
                 if sys_s > user_s:
                     text += ("The system time is the VIPs: the agent also owns one VIP address per service on "
                              "the director's interface, and each IPv4 address add walks that interface's address "
