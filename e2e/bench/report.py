@@ -289,8 +289,10 @@ def main(argv):
             if c == "agent" and t is None:
                 n_a = max((k[1] for k in conv if k[0] == "agent" and k[2] == 10
                            and conv[k]["wall"] and ("ipvsadm", k[1], 10) in conv), default=None)
+                why = (f"agent limited to {max_n} services in this run, see below" if max_n is not None
+                       else "the agent was left out of this run")
                 target(f"converge {sz(big)}×10, agent: ≥3× faster than ipvsadm -R", None,
-                       f"not run at {big}×10 (agent limited to {max_n} services in this run, see below)")
+                       f"not run at {big}×10 ({why})")
                 if n_a is None:
                     continue
                 big_a = n_a
