@@ -18,44 +18,9 @@ local_route() {
         | awk -v a="$2" '{ hit = 0; for (i = 1; i < NF; i++) { if ($i == a) hit = 1; if (hit && $i == "dev") print $(i + 1) } }'
 }
 
-manifest_write web-route <<'YAML'
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata:
-  name: web-route
-  namespace: default
-spec:
-  address: 203.0.113.10
-  port: 8080
-  protocol: TCP
-  scheduler: rr
-  forwarding: NAT
-  directors:
-    nodeSelector:
-      matchLabels:
-        lvs.lvs-operator.io/director: "true"
-  realServerSelector:
-    matchLabels:
-      app: web-route
-YAML
-for i in 1 2 3; do
-manifest_write "web-route-$i" <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: RealServer
-metadata:
-  name: web-route-$i
-  namespace: default
-  labels:
-    app: web-route
-spec:
-  address: 10.0.1.1$i
-  port: 80
-YAML
-done
-WANT='-A -t 203.0.113.10:8080 -s rr
--a -t 203.0.113.10:8080 -r 10.0.1.11:80 -m -w 1
--a -t 203.0.113.10:8080 -r 10.0.1.12:80 -m -w 1
--a -t 203.0.113.10:8080 -r 10.0.1.13:80 -m -w 1'
+manifest_sched_vs web-route "$VIP" 8080 rr
+for r in rs1 rs2 rs3; do manifest_sched_rs web-route "$r" 1 80; done
+WANT="$(sched_rules "$VIP:8080" rr 80 rs1=1 rs2=1 rs3=1)"
 agent_start dir1 --vip-mode route
 echo "$WANT" | ipvs_expect dir1 30
 wait_until 15 test -n "$(local_route dir1 "$VIP" 76)" || true
