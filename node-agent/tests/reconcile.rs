@@ -63,15 +63,21 @@ fn foreign_service() -> (SvcKey, FakeService) {
     )
 }
 
-fn foreign_address() -> Address {
+/// An address on an interface (not a local route): "ADDR/PREFIX".
+fn interface_address(interface: &str, cidr: &str, label: Option<&str>, scope: Scope) -> Address {
+    let (addr, prefix) = cidr.split_once('/').expect("ADDR/PREFIX");
     Address {
-        interface: "lo".into(),
-        addr: ip("10.9.9.9"),
-        prefix_len: 32,
-        label: Some("lo:other".into()),
-        scope: Scope::Host,
+        interface: interface.into(),
+        addr: ip(addr),
+        prefix_len: prefix.parse().expect("prefix length"),
+        label: label.map(Into::into),
+        scope,
         kind: AddrKind::Interface,
     }
+}
+
+fn foreign_address() -> Address {
+    interface_address("lo", "10.9.9.9/32", Some("lo:other"), Scope::Host)
 }
 
 /// A fake node with someone else's IPVS service, address and sysctl.
@@ -575,14 +581,12 @@ fn dr_realserver_gets_labelled_loopback_vips() {
 fn labelled_addresses_are_recognised_without_the_ledger() {
     let dir = temp_dir("label");
     let mut f = busy_node();
-    f.addresses.insert(Address {
-        interface: "lo".into(),
-        addr: ip("10.0.0.77"),
-        prefix_len: 32,
-        label: Some("lo:lvs".into()),
-        scope: Scope::Host,
-        kind: AddrKind::Interface,
-    });
+    f.addresses.insert(interface_address(
+        "lo",
+        "10.0.0.77/32",
+        Some("lo:lvs"),
+        Scope::Host,
+    ));
     let mut r = reconciler(f, &dir);
     let rep = sync(&mut r, &NodePlan::default(), false);
     assert!(rep.ok(), "{rep:?}");
@@ -644,14 +648,12 @@ fn link_local_addresses_do_not_keep_a_tunnel_up() {
     plan.tunnels[0].type_ = lvs_api::TunnelType::Gre;
     plan.sysctls.clear();
     assert!(sync(&mut r, &plan, false).ok());
-    r.dataplane_mut().addresses.insert(Address {
-        interface: "gre0".into(),
-        addr: ip("fe80::a00:20e"),
-        prefix_len: 64,
-        label: None,
-        scope: Scope::Link,
-        kind: AddrKind::Interface,
-    });
+    r.dataplane_mut().addresses.insert(interface_address(
+        "gre0",
+        "fe80::a00:20e/64",
+        None,
+        Scope::Link,
+    ));
     let rep = sync(&mut r, &NodePlan::default(), true);
     assert!(rep.ok(), "{rep:?}");
     assert_eq!(rep.ops.get("tunnel_down"), Some(&1), "{rep:?}");
@@ -659,14 +661,12 @@ fn link_local_addresses_do_not_keep_a_tunnel_up() {
 
     // Any other address is someone else's use of the device: it stays up.
     assert!(sync(&mut r, &plan, false).ok());
-    r.dataplane_mut().addresses.insert(Address {
-        interface: "gre0".into(),
-        addr: ip("10.7.7.7"),
-        prefix_len: 32,
-        label: None,
-        scope: Scope::Global,
-        kind: AddrKind::Interface,
-    });
+    r.dataplane_mut().addresses.insert(interface_address(
+        "gre0",
+        "10.7.7.7/32",
+        None,
+        Scope::Global,
+    ));
     let rep = sync(&mut r, &NodePlan::default(), true);
     assert!(rep.ok(), "{rep:?}");
     assert!(!rep.ops.contains_key("tunnel_down"));
@@ -758,14 +758,12 @@ fn route_mode_holds_ipv4_vips_as_local_routes_and_adopts_and_removes_only_its_ow
     let mut f = busy_node();
     // Someone else's address at a VIP the agent will hold too: present, so
     // not added, and never removed.
-    f.addresses.insert(Address {
-        interface: "eth0".into(),
-        addr: ip("10.0.0.3"),
-        prefix_len: 32,
-        label: None,
-        scope: Scope::Global,
-        kind: AddrKind::Interface,
-    });
+    f.addresses.insert(interface_address(
+        "eth0",
+        "10.0.0.3/32",
+        None,
+        Scope::Global,
+    ));
     let mut r = reconciler(f, &dir).with_vip_mode(VipMode::LocalRoute);
     let plan = director(vec![web(), service("api", "10.0.0.3", 80, vec![])]);
     let rep = sync(&mut r, &plan, false);
