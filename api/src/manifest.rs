@@ -135,9 +135,101 @@ fn checked<S: serde::de::DeserializeOwned>(
     Ok(spec)
 }
 
+/// Below this size a manifest is parsed on the calling thread alone.
+const SPLIT_MIN_BYTES: usize = 1 << 20;
+/// At most this many threads parse one large manifest.
+const SPLIT_MAX_PARTS: usize = 4;
+
 /// Parses one or more YAML documents. Each VirtualService and RealServer is
 /// validated with the admission rules; the first broken document is reported.
+///
+/// A large input (a generated file of thousands of objects) is cut at
+/// document markers and its parts are parsed on several threads: YAML
+/// parsing is most of the time an agent takes to read such a file.
 pub fn parse(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
+    let parts = if yaml.len() < SPLIT_MIN_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(SPLIT_MAX_PARTS)
+    };
+    parse_in_parts(yaml, parts)
+}
+
+/// [`parse`] with the input cut into at most `parts` runs of whole
+/// documents, each parsed on a thread of its own. The result is the same as
+/// parsing the whole at once: the parts' objects in order, and on any error
+/// the whole input is parsed again on this thread, so the error names the
+/// same document number as it would have.
+pub fn parse_in_parts(yaml: &str, parts: usize) -> Result<Vec<Manifest>, ManifestError> {
+    let pieces = split_documents(yaml, parts);
+    if pieces.len() < 2 {
+        return parse_serial(yaml);
+    }
+    let results: Vec<Result<Vec<Manifest>, ManifestError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = pieces
+            .iter()
+            .map(|piece| s.spawn(move || parse_serial(piece)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for r in results {
+        match r {
+            Ok(mut m) => out.append(&mut m),
+            Err(_) => return parse_serial(yaml),
+        }
+    }
+    Ok(out)
+}
+
+/// Cuts `yaml` into at most `parts` pieces, each starting at a document
+/// marker (`---` at the start of a line, then a space or the line's end:
+/// YAML forbids that line inside any content), near equal in size. Input
+/// with directives (`%` lines, which belong to the document after them) is
+/// not cut.
+fn split_documents(yaml: &str, parts: usize) -> Vec<&str> {
+    let bytes = yaml.as_bytes();
+    let marker_at = |i: usize| {
+        let rest = &bytes[i..];
+        rest.starts_with(b"---") && matches!(rest.get(3), None | Some(b' ' | b'\t' | b'\n' | b'\r'))
+    };
+    if parts < 2 || yaml.starts_with('%') || yaml.contains("\n%") {
+        return vec![yaml];
+    }
+    let mut pieces = Vec::with_capacity(parts);
+    let mut start = 0;
+    for k in 1..parts {
+        let target = (yaml.len() * k / parts).max(start);
+        // The first marker line at or after the target.
+        let mut cut = None;
+        let mut i = target;
+        while let Some(nl) = bytes[i..].iter().position(|&b| b == b'\n') {
+            let line = i + nl + 1;
+            if line >= yaml.len() {
+                break;
+            }
+            if marker_at(line) {
+                cut = Some(line);
+                break;
+            }
+            i = line;
+        }
+        let Some(cut) = cut else { break };
+        if cut > start {
+            pieces.push(&yaml[start..cut]);
+            start = cut;
+        }
+    }
+    pieces.push(&yaml[start..]);
+    pieces
+}
+
+fn parse_serial(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
     let mut out = Vec::new();
     for (i, de) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
         let doc = i + 1;
@@ -326,6 +418,79 @@ mod tests {
             "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {{name: {name}}}\nspec: {{address: 10.0.0.1, weight: {weight}}}\n"
         );
         parse(&yaml).unwrap().remove(0)
+    }
+
+    /// Many documents of every kind, with comments (some multi-byte),
+    /// empty documents and explicit document ends.
+    fn mixed_manifests(n: usize) -> String {
+        let mut t = String::from("# généré\n");
+        for i in 0..n {
+            match i % 4 {
+                0 => t.push_str(&format!(
+                    "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: vs-{i}, namespace: ns}}\nspec:\n  address: 10.1.{}.{}\n  port: 80\n  protocol: TCP\n  directors: {{nodeSelector: {{matchLabels: {{director: \"true\"}}}}}}\n  realServerSelector: {{matchLabels: {{app: a{i}}}}}\n",
+                    i / 250,
+                    i % 250
+                )),
+                1 => t.push_str(&format!(
+                    "--- # rs ünïcode\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata:\n  name: rs-{i}\n  labels: {{app: a{}}}\nspec: {{address: 10.2.0.{}, weight: {}}}\n...\n",
+                    i - 1,
+                    i % 250,
+                    i % 7
+                )),
+                2 => t.push_str("---\n# nothing but a comment\n"),
+                _ => t.push_str(&format!(
+                    "---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-{i}}}\nstatus: {{addresses: [{{type: InternalIP, address: 10.3.0.{}}}]}}\n",
+                    i % 250
+                )),
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn documents_cut_at_markers_rejoin_to_the_input() {
+        let t = mixed_manifests(40);
+        for parts in 1..8 {
+            let pieces = split_documents(&t, parts);
+            assert!(
+                pieces.len() <= parts.max(1),
+                "{parts}: {} pieces",
+                pieces.len()
+            );
+            assert_eq!(pieces.concat(), t, "{parts} parts");
+            for p in &pieces[1..] {
+                assert!(p.starts_with("---"), "piece starts mid-document: {p:?}");
+            }
+        }
+        assert!(split_documents(&t, 4).len() > 1, "a long input is cut");
+        let directive = format!("%YAML 1.2\n{t}");
+        assert_eq!(split_documents(&directive, 4), vec![directive.as_str()]);
+    }
+
+    #[test]
+    fn parsing_in_parts_gives_what_parsing_at_once_gives() {
+        let t = mixed_manifests(103);
+        let whole = parse_serial(&t).unwrap();
+        assert_eq!(
+            whole.len(),
+            77,
+            "26 VirtualServices, 26 RealServers, 25 Nodes"
+        );
+        for parts in 2..7 {
+            assert_eq!(parse_in_parts(&t, parts).unwrap(), whole, "{parts} parts");
+        }
+    }
+
+    #[test]
+    fn an_error_in_a_later_part_names_the_same_document() {
+        let mut t = mixed_manifests(60);
+        t.push_str("---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {name: bad}\nspec: {address: 10.9.9.9, weight: many}\n");
+        t.push_str(&mixed_manifests(8));
+        let serial = parse_serial(&t).unwrap_err().to_string();
+        assert!(serial.contains("spec.weight"), "{serial}");
+        for parts in 2..6 {
+            assert_eq!(parse_in_parts(&t, parts).unwrap_err().to_string(), serial);
+        }
     }
 
     #[test]

@@ -142,6 +142,16 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         poll_ms: u64,
     },
+    /// Time parsing a manifest file, on one thread and cut into PARTS
+    /// parsed on threads of their own (the agent's manifest load),
+    /// alternately, REPEAT times each; print the medians.
+    Parse {
+        file: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        parts: usize,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
     /// Wait until the table holds at least SERVICES services, checking
     /// every PERIOD seconds (cheap: one GET_SERVICE dump per check).
     WaitServices {
@@ -432,6 +442,35 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 }
                 bail!("{} differs from {}", actual.display(), expected.display());
             }
+        }
+        Cmd::Parse {
+            file,
+            parts,
+            repeat,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let (mut one, mut split) = (Vec::new(), Vec::new());
+            let mut objects = 0;
+            for _ in 0..repeat.max(1) {
+                for (k, times) in [(1, &mut one), (parts, &mut split)] {
+                    let t0 = Instant::now();
+                    let m = lvs_api::manifest::parse_in_parts(&text, k)
+                        .with_context(|| format!("parsing {}", file.display()))?;
+                    times.push(t0.elapsed().as_secs_f64() * 1e3);
+                    objects = m.len();
+                }
+            }
+            let med = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (a, b) = (med(&mut one), med(&mut split));
+            println!(
+                "objects={objects} bytes={} parts={parts} one_thread_ms={a:.1} parts_ms={b:.1} speedup={:.2}",
+                text.len(),
+                a / b
+            );
         }
         Cmd::Family => println!("family_id={}", connect(1)?.family_id()),
         Cmd::Wait {
