@@ -240,6 +240,7 @@ fn run_once<D: Dataplane>(args: &Args, reconciler: Reconciler<D>) -> anyhow::Res
         .config_dir
         .as_deref()
         .context("--once needs --config-dir")?;
+    let started = std::time::Instant::now();
     let snapshot = match DirSource::load(dir) {
         Ok(s) => s,
         Err(errors) => {
@@ -259,7 +260,15 @@ fn run_once<D: Dataplane>(args: &Args, reconciler: Reconciler<D>) -> anyhow::Res
         metrics,
         Arc::new(Health::new()),
     );
+    let loaded = started.elapsed();
+    let objects = snapshot.virtual_services.len() + snapshot.real_servers.len();
     agent.apply_snapshot(snapshot);
+    tracing::info!(
+        objects,
+        load_ms = loaded.as_millis() as u64,
+        plan_ms = (started.elapsed() - loaded).as_millis() as u64,
+        "configuration loaded and planned"
+    );
     let report = agent.sync_pending(true);
     println!("{}", serde_json::to_string(&report)?);
     Ok(report.ok())

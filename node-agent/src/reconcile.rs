@@ -21,7 +21,7 @@ use std::net::IpAddr;
 
 use lvs_planner::NodePlan;
 
-use crate::dataplane::{Dataplane, DataplaneError, errno};
+use crate::dataplane::{Dataplane, DataplaneError, DpResult, errno};
 use crate::desired::LOOPBACK;
 use crate::desired::{Desired, desired};
 use crate::ledger::{
@@ -104,12 +104,81 @@ enum Action {
     /// A per-device sysctl of a device this sync creates: its previous
     /// value can only be read once the device exists.
     WriteSysctlLater(String, String),
-    AddAddress(Address, BTreeSet<String>),
+    /// Addresses (VIPs) with their owners, added in one batch.
+    AddAddresses(Vec<(Address, BTreeSet<String>)>),
     Ipvs(Vec<(IpvsOp, Option<String>)>),
     DelAddress(Address),
     RestoreSysctl(String, String),
     DelFou(FouPort),
     ReleaseTunnel(TunnelDevice),
+}
+
+impl Action {
+    /// The part of a sync this action's time is logged under.
+    fn phase(&self) -> &'static str {
+        match self {
+            Action::Ipvs(_) => "ipvs",
+            Action::AddAddresses(_) | Action::DelAddress(_) => "addresses",
+            _ => "other_writes",
+        }
+    }
+}
+
+/// Where a sync's time went, logged with each sync (info for full syncs,
+/// debug for scoped ones): the numbers that say what bounds a large
+/// converge.
+#[derive(Debug)]
+struct Phases {
+    last: std::time::Instant,
+    ms: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            ms: Vec::new(),
+        }
+    }
+
+    /// Adds the time since the last mark to `what`.
+    fn mark(&mut self, what: &'static str) {
+        let now = std::time::Instant::now();
+        let ms = now.duration_since(self.last).as_secs_f64() * 1e3;
+        self.last = now;
+        match self.ms.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, t)) => *t += ms,
+            None => self.ms.push((what, ms)),
+        }
+    }
+
+    fn log(&self, full: bool) {
+        let get = |w: &str| {
+            self.ms
+                .iter()
+                .find(|(n, _)| *n == w)
+                .map_or(0, |(_, t)| t.round() as u64)
+        };
+        macro_rules! phases {
+            ($level:ident) => {
+                tracing::$level!(
+                    read_and_desired_ms = get("read_and_desired"),
+                    decide_ms = get("decide"),
+                    persist_intent_ms = get("persist_intent"),
+                    ipvs_ms = get("ipvs"),
+                    addresses_ms = get("addresses"),
+                    other_writes_ms = get("other_writes"),
+                    persist_ms = get("persist"),
+                    "sync phases"
+                )
+            };
+        }
+        if full {
+            phases!(info);
+        } else {
+            phases!(debug);
+        }
+    }
 }
 
 impl<D: Dataplane> Reconciler<D> {
@@ -300,6 +369,7 @@ impl<D: Dataplane> Reconciler<D> {
             ..SyncReport::default()
         };
         report.errors.append(&mut self.startup_errors);
+        let mut phases = Phases::start();
         if report.full
             && let Err(e) = self.refresh()
         {
@@ -321,6 +391,7 @@ impl<D: Dataplane> Reconciler<D> {
             )
         };
         report.errors.extend(want.errors.iter().cloned());
+        phases.mark("read_and_desired");
 
         // The addresses this sync may change: all of them, or those at the
         // scope's VIPs and on lo and tunnel devices.
@@ -345,6 +416,7 @@ impl<D: Dataplane> Reconciler<D> {
             Some(s) => Before::Part(self.ledger.part(&s.services, covers)),
         };
         let actions = self.decide(&want, scope, covers, &mut report);
+        phases.mark("decide");
         if let Err(e) = self.persist(&before, scope, covers) {
             // Without a durable record of what is about to be created, the
             // agent could not recognise it after a restart: write nothing.
@@ -367,8 +439,11 @@ impl<D: Dataplane> Reconciler<D> {
                     .part(scope.map(|s| &s.services).into_iter().flatten(), covers),
             ),
         };
+        phases.mark("persist_intent");
         for action in actions {
+            let what = action.phase();
             self.execute(action, &mut report);
+            phases.mark(what);
         }
         if let Err(e) = self.persist(&before, scope, covers) {
             report
@@ -385,6 +460,8 @@ impl<D: Dataplane> Reconciler<D> {
         }
         self.scoped = false;
         fill_services(&want, &mut report);
+        phases.mark("persist");
+        phases.log(report.full);
         report
     }
 
@@ -508,6 +585,7 @@ impl<D: Dataplane> Reconciler<D> {
 
         // Addresses.
         let known = self.known.as_ref().expect("refreshed");
+        let mut addr_adds = Vec::new();
         for (key, da) in &want.addresses {
             // Present with any prefix length counts.
             let present = known.addresses.contains_key(key)
@@ -548,7 +626,10 @@ impl<D: Dataplane> Reconciler<D> {
                 continue;
             }
             self.ledger.addresses.insert(key.clone());
-            adds.push(Action::AddAddress(da.address.clone(), da.owners.clone()));
+            addr_adds.push((da.address.clone(), da.owners.clone()));
+        }
+        if !addr_adds.is_empty() {
+            adds.push(Action::AddAddresses(addr_adds));
         }
         for key in covers.keys_of(&known.addresses) {
             if self.ledger.addresses.contains(key) && !want.addresses.contains_key(key) {
@@ -808,38 +889,12 @@ impl<D: Dataplane> Reconciler<D> {
                 }
                 self.execute(Action::WriteSysctl(key, value, prior), report);
             }
-            Action::AddAddress(a, owners) => {
-                report.count("addr_add");
-                match self.dp.add_address(&a) {
-                    Ok(()) => {
-                        self.known_mut().addresses.insert(a.key(), a);
-                    }
-                    Err(e) => {
-                        self.ledger.addresses.remove(&a.key());
-                        if e.errno() == Some(errno::EEXIST) {
-                            // Someone else's: present, so satisfied, not ours.
-                            self.known_mut().addresses.insert(
-                                a.key(),
-                                Address {
-                                    label: None,
-                                    ..a.clone()
-                                },
-                            );
-                        } else {
-                            let owners: Vec<Option<String>> = if owners.is_empty() {
-                                vec![None]
-                            } else {
-                                owners.into_iter().map(Some).collect()
-                            };
-                            for owner in owners {
-                                report.errors.push(SyncError::new(
-                                    ErrorKind::Kernel,
-                                    owner,
-                                    format!("address {}: {e}", a.key()),
-                                ));
-                            }
-                        }
-                    }
+            Action::AddAddresses(batch) => {
+                let addrs: Vec<Address> = batch.iter().map(|(a, _)| a.clone()).collect();
+                let results = self.dp.add_addresses(&addrs);
+                for ((a, owners), result) in batch.into_iter().zip(results) {
+                    report.count("addr_add");
+                    self.added_address(a, owners, result, report);
                 }
             }
             Action::Ipvs(ops) => self.execute_ipvs(ops, report),
@@ -933,6 +988,47 @@ impl<D: Dataplane> Reconciler<D> {
     fn forget_address(&mut self, key: &AddrKey) {
         self.ledger.addresses.remove(key);
         self.known_mut().addresses.remove(key);
+    }
+
+    /// Records the outcome of adding one address.
+    fn added_address(
+        &mut self,
+        a: Address,
+        owners: BTreeSet<String>,
+        result: DpResult<()>,
+        report: &mut SyncReport,
+    ) {
+        match result {
+            Ok(()) => {
+                self.known_mut().addresses.insert(a.key(), a);
+            }
+            Err(e) => {
+                self.ledger.addresses.remove(&a.key());
+                if e.errno() == Some(errno::EEXIST) {
+                    // Someone else's: present, so satisfied, not ours.
+                    self.known_mut().addresses.insert(
+                        a.key(),
+                        Address {
+                            label: None,
+                            ..a.clone()
+                        },
+                    );
+                } else {
+                    let owners: Vec<Option<String>> = if owners.is_empty() {
+                        vec![None]
+                    } else {
+                        owners.into_iter().map(Some).collect()
+                    };
+                    for owner in owners {
+                        report.errors.push(SyncError::new(
+                            ErrorKind::Kernel,
+                            owner,
+                            format!("address {}: {e}", a.key()),
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     fn execute_ipvs(&mut self, ops: Vec<(IpvsOp, Option<String>)>, report: &mut SyncReport) {

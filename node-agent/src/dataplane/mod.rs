@@ -106,6 +106,13 @@ pub trait Dataplane {
     fn addresses(&mut self) -> DpResult<Vec<Address>>;
     fn add_address(&mut self, addr: &Address) -> DpResult<()>;
     fn del_address(&mut self, addr: &Address) -> DpResult<()>;
+    /// Adds several addresses: one result per address, in order. A
+    /// director with thousands of VIPs adds them in one go; the netlink
+    /// dataplane looks each interface up once and keeps many requests in
+    /// flight instead of waiting for each answer in turn.
+    fn add_addresses(&mut self, addrs: &[Address]) -> Vec<DpResult<()>> {
+        addrs.iter().map(|a| self.add_address(a)).collect()
+    }
 
     /// Every interface.
     fn links(&mut self) -> DpResult<Vec<Link>>;

@@ -17,7 +17,7 @@ use std::fs;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use lvs_ipvs as ipvs;
 use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
@@ -458,6 +458,31 @@ fn local_route_message(index: u32, a: &Address) -> DpResult<RouteMessage> {
         .build())
 }
 
+/// Address or local-route requests kept in flight by `add_addresses`.
+const ADDRESSES_IN_FLIGHT: usize = 64;
+
+/// Adds `a` on the interface with `index`: an address, or a local route.
+async fn add_at(handle: &rtnetlink::Handle, index: u32, a: &Address) -> DpResult<()> {
+    if a.kind == AddrKind::LocalRoute {
+        let request = format!("add local route {}", a.key());
+        let msg = local_route_message(index, a)?;
+        return handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| rtnl_error(&request, e));
+    }
+    let request = format!("add address {}", a.key());
+    let mut req = handle.address().add(index, a.addr, a.prefix_len);
+    let msg = req.message_mut();
+    msg.header.scope = to_scope(a.scope);
+    if let (Some(label), true) = (&a.label, a.addr.is_ipv4()) {
+        msg.attributes.push(AddressAttribute::Label(label.clone()));
+    }
+    req.execute().await.map_err(|e| rtnl_error(&request, e))
+}
+
 fn address_message(index: u32, a: &Address) -> AddressMessage {
     match a.addr {
         IpAddr::V4(v4) => AddressMessageBuilder::<Ipv4Addr>::new()
@@ -536,28 +561,43 @@ impl Dataplane for NetlinkDataplane {
     fn add_address(&mut self, a: &Address) -> DpResult<()> {
         let index = self.link_index(&a.interface)?;
         let handle = self.rtnl.clone();
-        if a.kind == AddrKind::LocalRoute {
-            let request = format!("add local route {}", a.key());
-            let msg = local_route_message(index, a)?;
-            return self.rt.block_on(async {
-                handle
-                    .route()
-                    .add(msg)
-                    .execute()
-                    .await
-                    .map_err(|e| rtnl_error(&request, e))
-            });
-        }
-        let request = format!("add address {}", a.key());
-        self.rt.block_on(async {
-            let mut req = handle.address().add(index, a.addr, a.prefix_len);
-            let msg = req.message_mut();
-            msg.header.scope = to_scope(a.scope);
-            if let (Some(label), true) = (&a.label, a.addr.is_ipv4()) {
-                msg.attributes.push(AddressAttribute::Label(label.clone()));
+        self.rt.block_on(add_at(&handle, index, a))
+    }
+
+    fn add_addresses(&mut self, addrs: &[Address]) -> Vec<DpResult<()>> {
+        // Each interface is looked up once for the whole batch (not across
+        // batches: an interface can be replaced, and its index with it).
+        let mut index: BTreeMap<&str, Option<u32>> = BTreeMap::new();
+        for a in addrs {
+            if !index.contains_key(a.interface.as_str()) {
+                let i = self.link_index(&a.interface).ok();
+                index.insert(&a.interface, i);
             }
-            req.execute().await.map_err(|e| rtnl_error(&request, e))
-        })
+        }
+        let handle = self.rtnl.clone();
+        let sent: Vec<Option<DpResult<()>>> = self.rt.block_on(async {
+            futures::stream::iter(addrs.iter().map(|a| {
+                let at = index[a.interface.as_str()];
+                let handle = &handle;
+                async move {
+                    match at {
+                        Some(i) => Some(add_at(handle, i, a).await),
+                        None => None,
+                    }
+                }
+            }))
+            .buffered(ADDRESSES_IN_FLIGHT)
+            .collect()
+            .await
+        });
+        sent.into_iter()
+            .zip(addrs)
+            .map(|(r, a)| match r {
+                Some(r) => r,
+                // The lookup failed: say why, as a single add would.
+                None => self.link_index(&a.interface).map(|_| ()),
+            })
+            .collect()
     }
 
     fn del_address(&mut self, a: &Address) -> DpResult<()> {
