@@ -27,6 +27,8 @@
 #   BENCH_CHECK_IPVSADM_MAX     above this many services, only ipvsadm's own
 #                               table is checked with ipvsadm -Sn (see check)
 #   BENCH_AGENT                 1 to include the node agent
+#   BENCH_CONTENDERS            the other contenders to converge (default all:
+#                               ipvsadm go-ipvs lib-batch1 ... lib-batch256)
 #   BENCH_AGENT_CHANGE  "N ..." the agent's one-change sizes (default BENCH_CHANGE)
 #   BENCH_AGENT_MAX_N           largest N run with the agent (larger: skipped)
 #   BENCH_AGENT_MAX_RS          largest RealServer pool for the stress run (a
@@ -67,6 +69,7 @@ BENCH_LIB_CHANGE_REPEAT="${BENCH_LIB_CHANGE_REPEAT:-200}"
 # Every agent run below (--once and daemons) holds its VIPs this way.
 export LVS_VIP_MODE="$BENCH_VIP_MODE"
 LIB_BATCHES="1 16 64 256"
+BENCH_CONTENDERS="${BENCH_CONTENDERS:-ipvsadm go-ipvs lib-batch1 lib-batch16 lib-batch64 lib-batch256}"
 NODE_IP=10.0.0.2
 PROBE_SVC=172.30.0.1:80
 PROBE_SVC2=172.30.0.2:80
@@ -394,10 +397,9 @@ agent_daemon_suite() {
 # ================= the run =============================================================
 # The agent goes last: its sizes are the slowest, and a timeout then costs
 # only agent rows (run.sh recovers every line logged before it).
-rec "metric=config converge=\"$BENCH_CONVERGE\" read=\"$BENCH_READ\" change=\"$BENCH_CHANGE\" agent_change=\"$BENCH_AGENT_CHANGE\" rss=\"$BENCH_RSS\" resync=\"$BENCH_RESYNC\" periodic=$BENCH_PERIODIC resync_interval=$BENCH_RESYNC_INTERVAL stress_pool=$BENCH_STRESS_POOL stress_n=$BENCH_STRESS_N repeat=$BENCH_REPEAT read_repeat=$BENCH_READ_REPEAT check_ipvsadm_max=$BENCH_CHECK_IPVSADM_MAX agent=$BENCH_AGENT agent_max_n=$BENCH_AGENT_MAX_N agent_max_rs=$BENCH_AGENT_MAX_RS vip_mode=$BENCH_VIP_MODE change_repeat=$BENCH_CHANGE_REPEAT change_poll_ms=$BENCH_CHANGE_POLL_MS lib_change_repeat=$BENCH_LIB_CHANGE_REPEAT"
+rec "metric=config contenders=\"$BENCH_CONTENDERS\" converge=\"$BENCH_CONVERGE\" read=\"$BENCH_READ\" change=\"$BENCH_CHANGE\" agent_change=\"$BENCH_AGENT_CHANGE\" rss=\"$BENCH_RSS\" resync=\"$BENCH_RESYNC\" periodic=$BENCH_PERIODIC resync_interval=$BENCH_RESYNC_INTERVAL stress_pool=$BENCH_STRESS_POOL stress_n=$BENCH_STRESS_N repeat=$BENCH_REPEAT read_repeat=$BENCH_READ_REPEAT check_ipvsadm_max=$BENCH_CHECK_IPVSADM_MAX agent=$BENCH_AGENT agent_max_n=$BENCH_AGENT_MAX_N agent_max_rs=$BENCH_AGENT_MAX_RS vip_mode=$BENCH_VIP_MODE change_repeat=$BENCH_CHANGE_REPEAT change_poll_ms=$BENCH_CHANGE_POLL_MS lib_change_repeat=$BENCH_LIB_CHANGE_REPEAT"
 
-CONTENDERS="ipvsadm go-ipvs"
-for b in $LIB_BATCHES; do CONTENDERS="$CONTENDERS lib-batch$b"; done
+CONTENDERS="$BENCH_CONTENDERS"
 
 for sz in $BENCH_CONVERGE; do
     n="${sz%x*}" m="${sz#*x}"

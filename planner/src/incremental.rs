@@ -133,7 +133,7 @@ fn filed_under(vs: &Object<VirtualServiceSpec>) -> Option<String> {
 }
 
 /// One node's plan over a changing set of objects.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Incremental {
     node: String,
     vss: BTreeMap<String, Object<VirtualServiceSpec>>,
@@ -151,6 +151,32 @@ pub struct Incremental {
     fragments: BTreeMap<String, Fragment>,
     aggregate: Aggregate,
     loaded: bool,
+    /// Re-plans of at least this many VirtualServices use several threads.
+    parallel_min: usize,
+}
+
+/// The most threads one re-plan uses.
+const MAX_PLAN_THREADS: usize = 4;
+/// Below this many VirtualServices a re-plan stays on the calling thread.
+const PARALLEL_MIN: usize = 1000;
+
+impl Default for Incremental {
+    fn default() -> Self {
+        Incremental {
+            node: String::new(),
+            vss: BTreeMap::new(),
+            rss: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            rs_by_label: HashMap::new(),
+            vs_by_label: HashMap::new(),
+            vs_unfiled: BTreeMap::new(),
+            contenders: HashMap::new(),
+            fragments: BTreeMap::new(),
+            aggregate: Aggregate::default(),
+            loaded: false,
+            parallel_min: PARALLEL_MIN,
+        }
+    }
 }
 
 impl Incremental {
@@ -283,19 +309,46 @@ impl Incremental {
             all,
             ..Applied::default()
         };
-        for name in affected {
-            let v = self.replan(&name, &mut out.scope);
+        let affected: Vec<String> = affected.into_iter().collect();
+        let planned = self.verdicts(&affected);
+        for (name, v) in affected.into_iter().zip(planned) {
+            let v = self.replace_fragment(&name, v, &mut out.scope);
             out.verdicts.push((name, v));
         }
         out
     }
 
-    /// Re-plans one VirtualService; returns its verdict.
-    fn replan(&mut self, name: &str, scope: &mut PlanScope) -> Option<Verdict> {
-        if let Some(old) = self.fragments.remove(name) {
-            self.aggregate.remove(&old);
-            scope.cover(&old);
+    /// The verdict and fragment of each named VirtualService (`None`: it no
+    /// longer exists). Each depends only on the objects held, so a long
+    /// list (the first load, a Node change) is split among threads.
+    fn verdicts(&self, names: &[String]) -> Vec<Option<(Verdict, Fragment)>> {
+        let threads = if names.len() < self.parallel_min {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_PLAN_THREADS)
+        };
+        if threads < 2 {
+            return names.iter().map(|n| self.verdict(n)).collect();
         }
+        let chunk = names.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || part.iter().map(|n| self.verdict(n)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    }
+
+    /// The verdict and fragment of one VirtualService.
+    fn verdict(&self, name: &str) -> Option<(Verdict, Fragment)> {
         let vs = self.vss.get(name)?;
         let (state, key) = service_state(vs, |k| {
             self.contenders
@@ -305,6 +358,22 @@ impl Incremental {
         });
         let verdict = verdict_for(vs, state, key, self.select(vs), &self.nodes);
         let f = fragment(&self.node, &verdict, &vs.spec);
+        Some((verdict, f))
+    }
+
+    /// Puts a VirtualService's new fragment in place of its old one; returns
+    /// its verdict.
+    fn replace_fragment(
+        &mut self,
+        name: &str,
+        planned: Option<(Verdict, Fragment)>,
+        scope: &mut PlanScope,
+    ) -> Option<Verdict> {
+        if let Some(old) = self.fragments.remove(name) {
+            self.aggregate.remove(&old);
+            scope.cover(&old);
+        }
+        let (verdict, f) = planned?;
         if !f.is_empty() {
             self.aggregate.add(&f);
             scope.cover(&f);
@@ -491,5 +560,67 @@ impl Changes {
 
     pub fn len(&self) -> usize {
         self.virtual_services.len() + self.real_servers.len() + self.nodes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::ServiceState;
+    use lvs_api::manifest::{ManifestSet, parse};
+
+    /// A director, 60 VirtualServices (three pairs contending for a key)
+    /// and 90 RealServers, some selected by several services.
+    fn world() -> ManifestSet {
+        let mut y = String::from(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: dir1, labels: {director: \"true\"}}\nstatus: {addresses: [{type: InternalIP, address: 10.10.0.2}]}\n",
+        );
+        for i in 0..60 {
+            y += &format!(
+                "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: vs{i}, namespace: default}}\nspec:\n  address: 172.16.0.{}\n  port: 80\n  protocol: TCP\n  directors: {{nodeSelector: {{matchLabels: {{director: \"true\"}}}}}}\n  realServerSelector: {{matchLabels: {{app: a{}}}}}\n",
+                if i < 6 { i / 2 } else { i },
+                i % 9
+            );
+        }
+        for r in 0..90 {
+            y += &format!(
+                "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {{name: r{r}, namespace: default, labels: {{app: a{}}}}}\nspec: {{address: 10.1.0.{}, port: 8080, weight: {}}}\n",
+                r % 9,
+                r + 1,
+                r % 4
+            );
+        }
+        let mut s = ManifestSet::default();
+        s.extend(parse(&y).unwrap());
+        s
+    }
+
+    #[test]
+    fn threads_plan_what_one_thread_plans() {
+        let w = world();
+        let run = |parallel_min: usize| {
+            let mut inc = Incremental {
+                parallel_min,
+                ..Incremental::new("dir1")
+            };
+            let a = inc.apply(inc.diff(
+                w.virtual_services.clone(),
+                w.real_servers.clone(),
+                w.nodes.clone(),
+            ));
+            (a.all, a.verdicts, a.scope, inc.plan())
+        };
+        let one = run(usize::MAX);
+        let many = run(1);
+        assert!(one.0, "the first load re-plans everything");
+        assert_eq!(one.1.len(), 60);
+        assert!(
+            one.1
+                .iter()
+                .any(|(_, v)| matches!(v.as_ref().unwrap().state, ServiceState::Conflict { .. })),
+            "the world has conflicts"
+        );
+        assert_eq!(one.3.services.len(), 57, "60 services, 3 lose a conflict");
+        assert_eq!(many, one);
     }
 }
