@@ -490,6 +490,25 @@ fn release_free_memory() {
     }
 }
 
+/// Glibc arenas the agent's threads share. By default glibc gives busy
+/// threads arenas of their own (up to eight per core), and objects parsed
+/// and planned on the helper threads of a large load stay there, half-empty:
+/// at 10k services × 10 the agent stayed 10 MiB larger (36 MiB at its peak)
+/// than with two arenas, which cost the parallel load nothing measurable.
+pub const MALLOC_ARENAS: i32 = 2;
+
+/// Caps the allocator's arenas at [`MALLOC_ARENAS`]; called once at start,
+/// before any thread is spawned.
+#[allow(unsafe_code)]
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before
+    // the agent starts any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

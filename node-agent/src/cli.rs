@@ -143,6 +143,7 @@ fn init_tracing(format: &str) {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    crate::agent::limit_malloc_arenas();
     let args = Args::parse();
     init_tracing(&args.log_format);
     let result = match args.dataplane {
@@ -271,6 +272,9 @@ fn run_once<D: Dataplane>(args: &Args, reconciler: Reconciler<D>) -> anyhow::Res
     );
     let report = agent.sync_pending(true);
     println!("{}", serde_json::to_string(&report)?);
+    // The process ends now: freeing every object of a large configuration
+    // one by one would only make it end later.
+    std::mem::forget(agent);
     Ok(report.ok())
 }
 
