@@ -277,18 +277,11 @@ pub fn desired<'a>(
                             .join(", ")
                     )
                 };
-                let owners: Vec<Option<String>> = if owners.is_empty() {
-                    vec![None]
-                } else {
-                    owners.into_iter().map(Some).collect()
-                };
-                for owner in owners {
-                    d.errors.push(SyncError::new(
-                        ErrorKind::Interface,
-                        owner,
-                        format!("VIP {}: directors.interface is unset and {why}", vip.addr),
-                    ));
-                }
+                d.errors.extend(SyncError::for_owners(
+                    ErrorKind::Interface,
+                    owners,
+                    format!("VIP {}: directors.interface is unset and {why}", vip.addr),
+                ));
             }
         }
     }

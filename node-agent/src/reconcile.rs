@@ -608,21 +608,14 @@ impl<D: Dataplane> Reconciler<D> {
             if !known.links.contains_key(&key.interface)
                 && !want.tunnels.contains_key(&key.interface)
             {
-                let owners: Vec<Option<String>> = if da.owners.is_empty() {
-                    vec![None]
-                } else {
-                    da.owners.iter().cloned().map(Some).collect()
-                };
-                for owner in owners {
-                    report.errors.push(SyncError::new(
-                        ErrorKind::Interface,
-                        owner,
-                        format!(
-                            "VIP {}: interface {} does not exist on this node",
-                            key.addr, key.interface
-                        ),
-                    ));
-                }
+                report.errors.extend(SyncError::for_owners(
+                    ErrorKind::Interface,
+                    da.owners.iter().cloned(),
+                    format!(
+                        "VIP {}: interface {} does not exist on this node",
+                        key.addr, key.interface
+                    ),
+                ));
                 continue;
             }
             self.ledger.addresses.insert(key.clone());
@@ -1014,18 +1007,11 @@ impl<D: Dataplane> Reconciler<D> {
                         },
                     );
                 } else {
-                    let owners: Vec<Option<String>> = if owners.is_empty() {
-                        vec![None]
-                    } else {
-                        owners.into_iter().map(Some).collect()
-                    };
-                    for owner in owners {
-                        report.errors.push(SyncError::new(
-                            ErrorKind::Kernel,
-                            owner,
-                            format!("address {}: {e}", a.key()),
-                        ));
-                    }
+                    report.errors.extend(SyncError::for_owners(
+                        ErrorKind::Kernel,
+                        owners,
+                        format!("address {}: {e}", a.key()),
+                    ));
                 }
             }
         }

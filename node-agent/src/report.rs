@@ -59,6 +59,24 @@ impl SyncError {
             message: message.into(),
         }
     }
+
+    /// The same problem once for each owner (a VIP shared by several
+    /// VirtualServices), or once without an owner when there is none.
+    pub fn for_owners(
+        kind: ErrorKind,
+        owners: impl IntoIterator<Item = String>,
+        message: impl Into<String>,
+    ) -> Vec<Self> {
+        let message = message.into();
+        let mut out: Vec<Self> = owners
+            .into_iter()
+            .map(|o| SyncError::new(kind, Some(o), message.clone()))
+            .collect();
+        if out.is_empty() {
+            out.push(SyncError::new(kind, None, message));
+        }
+        out
+    }
 }
 
 impl fmt::Display for SyncError {

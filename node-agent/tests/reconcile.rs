@@ -481,6 +481,59 @@ fn kernel_errors_are_reported_per_service_and_retried() {
 }
 
 #[test]
+fn a_vip_that_fails_in_a_batch_is_reported_per_owner_and_the_others_are_added() {
+    let dir = temp_dir("vip-fail");
+    let mut f = FakeDataplane::new();
+    f.fail_once(
+        |c| matches!(c, Call::AddAddress(a) if a.addr == ip("10.0.0.2")),
+        errno::EPERM,
+    );
+    let mut r = reconciler(f, &dir);
+    // Two services share VIP 10.0.0.2; 10.0.0.1 and 10.0.0.3 have one each.
+    let plan = director(vec![
+        service("a", "10.0.0.1", 80, vec![dest("10.1.0.1", 80, 1, Nat)]),
+        service("b", "10.0.0.2", 80, vec![dest("10.1.0.2", 80, 1, Nat)]),
+        service("c", "10.0.0.2", 443, vec![dest("10.1.0.2", 443, 1, Nat)]),
+        service("d", "10.0.0.3", 80, vec![dest("10.1.0.3", 80, 1, Nat)]),
+    ]);
+    let rep = sync(&mut r, &plan, false);
+    let mut owners: Vec<&str> = rep
+        .errors
+        .iter()
+        .map(|e| {
+            assert_eq!(e.kind, ErrorKind::Kernel, "{e}");
+            assert!(e.message.contains("10.0.0.2"), "{e}");
+            e.owner.as_deref().unwrap_or("none")
+        })
+        .collect();
+    owners.sort();
+    assert_eq!(owners, ["default/b", "default/c"], "{rep:?}");
+    assert_eq!(rep.ops.get("addr_add"), Some(&3));
+    let held: Vec<String> = r
+        .dataplane()
+        .addresses
+        .iter()
+        .map(|a| a.addr.to_string())
+        .collect();
+    assert!(held.contains(&"10.0.0.1".to_string()) && held.contains(&"10.0.0.3".to_string()));
+    assert!(!held.contains(&"10.0.0.2".to_string()), "{held:?}");
+    assert_eq!(
+        r.ledger()
+            .addresses
+            .iter()
+            .filter(|k| k.addr == ip("10.0.0.2"))
+            .count(),
+        0,
+        "a failed add is not owned"
+    );
+    // The next sync retries it alone.
+    let rep = sync(&mut r, &plan, false);
+    assert!(rep.ok(), "{rep:?}");
+    assert_eq!(rep.ops.get("addr_add"), Some(&1));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn a_failing_service_add_reports_once_and_owns_nothing() {
     let dir = temp_dir("svc-fail");
     let mut f = FakeDataplane::new();
