@@ -41,7 +41,7 @@ pub struct Object<S> {
 }
 
 /// What the planner needs to know about a node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct NodeInfo {
     pub name: String,
     pub labels: BTreeMap<String, String>,

@@ -1,8 +1,10 @@
 //! The VirtualService and RealServer controllers.
 //!
-//! Both reconcile the same way: analyse the whole store (the planner is
-//! cheap and deterministic), compute this object's status, and write it with
-//! server-side apply only when it differs from what the object has.
+//! Both reconcile the same way: take the analysis of the whole store (the
+//! planner is deterministic; the analysis is computed again only when its
+//! inputs changed, see [`crate::inputs`]), compute this object's status, and
+//! write it with server-side apply only when it differs from what the object
+//! has.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -28,6 +30,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result, backoff_delay};
+use crate::inputs::{Inputs, Planned};
 use crate::mapping::{self, Memory};
 use crate::metrics::Metrics;
 use crate::status::{self, EventSpec, NodeReports};
@@ -51,6 +54,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The analysis and reports of the stores, kept while they are current.
+    inputs: Inputs,
 }
 
 impl std::fmt::Debug for Context {
@@ -130,7 +135,14 @@ impl Context {
             stores,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            inputs: Inputs::default(),
         }
+    }
+
+    /// The planner's analysis of every object in the stores (computed again
+    /// only after one of its inputs changed).
+    pub fn planned(&self) -> Arc<Planned> {
+        self.inputs.planned(&self.stores)
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -247,9 +259,8 @@ pub async fn reconcile_vs(vs: Arc<VirtualService>, ctx: Arc<Context>) -> Result<
 async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context) -> Result<Action> {
     let (ns, name) = namespaced_key(vs, "VirtualService")?;
     let key = format!("{ns}/{name}");
-    let snapshot = Snapshot::from_stores(&ctx.stores);
-    let analysis = snapshot.analyze();
-    let Some(verdict) = analysis.get(&key) else {
+    let planned = ctx.planned();
+    let Some(verdict) = planned.analysis.get(&key) else {
         // Deleted since it was queued; the delete event triggers what follows.
         return Ok(Action::await_change());
     };
@@ -259,7 +270,7 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
         &vs.spec,
         &ns,
         verdict,
-        &snapshot.reports,
+        &ctx.inputs.reports(&ctx.stores),
         &now_rfc3339(),
     );
     if !status::needs_write(old, &new) {
@@ -303,14 +314,13 @@ pub async fn reconcile_rs(rs: Arc<RealServer>, ctx: Arc<Context>) -> Result<Acti
     let _timer = ctx.metrics.start(RS_CONTROLLER);
     let (ns, name) = namespaced_key(rs.as_ref(), "RealServer")?;
     let key = format!("{ns}/{name}");
-    let analysis = Snapshot::from_stores(&ctx.stores).analyze();
+    let planned = ctx.planned();
     let old = rs.status.as_ref();
-    let new = status::rs_status(
+    let new = status::rs_status_of(
         old,
-        &key,
         &rs.spec,
         rs.meta().generation,
-        &analysis,
+        planned.selecting(&key),
         &now_rfc3339(),
     );
     if status::needs_write(old, &new) {

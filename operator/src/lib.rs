@@ -12,6 +12,7 @@ pub mod cli;
 pub mod controller;
 pub mod error;
 pub mod http;
+pub mod inputs;
 pub mod leader;
 pub mod mapping;
 pub mod metrics;

@@ -12,7 +12,7 @@
 //! saw last (labels, selector, address) in a [`Memory`] to also reach the
 //! objects the old version related to.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -126,6 +126,8 @@ pub fn vss_for_node(
         .iter()
         .filter(|r| r.spec.node_name.as_deref() == Some(node))
         .collect();
+    // A director's LvsNode reports every service it programs.
+    let reported: HashSet<&str> = reported.iter().map(String::as_str).collect();
     let mut refs = Vec::new();
     for vs in vss {
         let key = key_of(vs.as_ref());
@@ -139,7 +141,7 @@ pub fn vss_for_node(
         let selects = rs_on_node.iter().any(|r| {
             r.namespace() == vs.namespace() && vs.spec.real_server_selector.matches(r.labels())
         });
-        if directs || listed || selects || reported.contains(&key) {
+        if directs || listed || selects || reported.contains(key.as_str()) {
             refs.push(vs_ref(vs));
         }
     }

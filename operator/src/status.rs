@@ -5,7 +5,7 @@
 //! Nothing here does I/O; the reconcilers feed it store contents and write
 //! the result only when it differs from what the object already has.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use lvs_api::status::types;
@@ -13,7 +13,7 @@ use lvs_api::{
     Condition, ConditionUpdate, RealServerCounts, RealServerSpec, RealServerStatus, ServiceReport,
     VirtualServiceSpec, VirtualServiceStatus, compute_conditions,
 };
-use lvs_planner::{Analysis, ServiceState, Verdict};
+use lvs_planner::{Analysis, RealServerVerdict, ServiceState, Verdict};
 
 /// Condition reasons, CamelCase as Kubernetes expects.
 pub mod reasons {
@@ -35,12 +35,26 @@ pub mod reasons {
 
 /// The LvsNode reports, by node name: what each agent says it programmed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeReports(BTreeMap<String, Vec<ServiceReport>>);
+pub struct NodeReports(BTreeMap<String, HashMap<String, ServiceReport>>);
 
 impl NodeReports {
-    /// Collects `(node, services)` pairs; a later duplicate node replaces an earlier one.
+    /// Collects `(node, services)` pairs; a later duplicate node replaces an
+    /// earlier one. Each node's reports are indexed by service name (a
+    /// director reports every service it programs, and each VirtualService
+    /// looks up its own); the first report of a name counts.
     pub fn new(reports: impl IntoIterator<Item = (String, Vec<ServiceReport>)>) -> Self {
-        NodeReports(reports.into_iter().collect())
+        NodeReports(
+            reports
+                .into_iter()
+                .map(|(node, services)| {
+                    let mut by_name = HashMap::with_capacity(services.len());
+                    for r in services {
+                        by_name.entry(r.name.clone()).or_insert(r);
+                    }
+                    (node, by_name)
+                })
+                .collect(),
+        )
     }
 
     /// Whether the node has an LvsNode at all.
@@ -50,7 +64,7 @@ impl NodeReports {
 
     /// The node's report about one VirtualService (`namespace/name`).
     pub fn get(&self, node: &str, service: &str) -> Option<&ServiceReport> {
-        self.0.get(node)?.iter().find(|r| r.name == service)
+        self.0.get(node)?.get(service)
     }
 }
 
@@ -321,17 +335,33 @@ pub fn rs_status(
     analysis: &Analysis,
     now: &str,
 ) -> RealServerStatus {
+    let selecting = analysis.verdicts.iter().flat_map(|v| {
+        v.real_servers
+            .iter()
+            .filter(|r| r.name == key)
+            .map(move |r| (v, r))
+    });
+    rs_status_of(old, spec, generation, selecting, now)
+}
+
+/// [`rs_status`] from the verdicts that select the RealServer, each with
+/// its verdict for it, in verdict order (see [`SelectionIndex`]).
+pub fn rs_status_of<'a>(
+    old: Option<&RealServerStatus>,
+    spec: &RealServerSpec,
+    generation: Option<i64>,
+    selecting: impl IntoIterator<Item = (&'a Verdict, &'a RealServerVerdict)>,
+    now: &str,
+) -> RealServerStatus {
     let mut selected_by = Vec::new();
     let mut problems = Vec::new();
     let mut address: Option<IpAddr> = None;
-    for v in &analysis.verdicts {
-        for r in v.real_servers.iter().filter(|r| r.name == key) {
-            selected_by.push(v.name.clone());
-            if let Some(p) = &r.problem {
-                problems.push(format!("{}: {p}", v.name));
-            }
-            address = address.or(r.address);
+    for (v, r) in selecting {
+        selected_by.push(v.name.clone());
+        if let Some(p) = &r.problem {
+            problems.push(format!("{}: {p}", v.name));
         }
+        address = address.or(r.address);
     }
     selected_by.sort();
     selected_by.dedup();
@@ -372,6 +402,41 @@ pub fn rs_status(
         ),
         address: address.map(|a| a.to_string()),
         selected_by,
+    }
+}
+
+/// Which verdicts select each RealServer: the inverse of the analysis's
+/// selections, so that a RealServer's status costs its own selections, not
+/// a walk over every VirtualService's.
+#[derive(Debug, Default)]
+pub struct SelectionIndex(HashMap<String, Vec<(usize, usize)>>);
+
+impl SelectionIndex {
+    pub fn new(analysis: &Analysis) -> Self {
+        let mut by_rs: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        for (vi, v) in analysis.verdicts.iter().enumerate() {
+            for (ri, r) in v.real_servers.iter().enumerate() {
+                by_rs.entry(r.name.clone()).or_default().push((vi, ri));
+            }
+        }
+        SelectionIndex(by_rs)
+    }
+
+    /// The verdicts selecting the RealServer `key` (namespace/name) in
+    /// `analysis` (the one the index was built from), in verdict order.
+    pub fn selecting<'a>(
+        &'a self,
+        analysis: &'a Analysis,
+        key: &str,
+    ) -> impl Iterator<Item = (&'a Verdict, &'a RealServerVerdict)> + 'a {
+        self.0
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|&(vi, ri)| {
+                let v = analysis.verdicts.get(vi)?;
+                Some((v, v.real_servers.get(ri)?))
+            })
     }
 }
 

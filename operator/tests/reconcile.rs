@@ -290,3 +290,69 @@ async fn missing_finalizer_is_added_before_any_status() {
     expect_no_request(&mut handle).await;
     task.await.unwrap().expect("reconcile succeeds");
 }
+
+#[tokio::test]
+async fn the_analysis_is_reused_until_a_planner_input_changes() {
+    let mut w = world(web_vs(None));
+    let (ctx, _handle, _metrics) = context(w.stores.clone());
+    let web = |p: &lvs_operator::inputs::Planned| {
+        p.analysis
+            .get("default/web")
+            .expect("web is analysed")
+            .clone()
+    };
+    let first = ctx.planned();
+    assert_eq!(web(&first).selected(), 1);
+    assert!(Arc::ptr_eq(&first, &ctx.planned()), "nothing changed");
+    let selecting = |p: &lvs_operator::inputs::Planned, rs: &str| -> Vec<String> {
+        p.selecting(rs).map(|(v, _)| v.name.clone()).collect()
+    };
+    assert_eq!(selecting(&first, "default/a"), ["default/web"]);
+    assert!(selecting(&first, "default/b").is_empty());
+
+    // A status write (new resourceVersion, same generation): the same analysis.
+    let mut written = web_vs(Some(json!({"observedGeneration": 2})));
+    written["metadata"]["resourceVersion"] = json!("11");
+    apply(&mut w._writers.0, written);
+    assert!(
+        Arc::ptr_eq(&first, &ctx.planned()),
+        "a status write is no planner input"
+    );
+
+    // New labels on the RealServer (labels leave the generation alone).
+    apply(
+        &mut w._writers.1,
+        json!({
+            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "RealServer",
+            "metadata": {"name": "a", "namespace": "default", "labels": {"app": "other"}, "generation": 1},
+            "spec": {"address": "10.1.0.1"},
+        }),
+    );
+    let relabelled = ctx.planned();
+    assert!(!Arc::ptr_eq(&first, &relabelled));
+    assert_eq!(web(&relabelled).selected(), 0);
+    assert!(selecting(&relabelled, "default/a").is_empty());
+
+    // A spec change (the API server bumps the generation).
+    let mut moved = web_vs(None);
+    moved["metadata"]["generation"] = json!(3);
+    moved["spec"]["port"] = json!(8080);
+    apply(&mut w._writers.0, moved);
+    let respecced = ctx.planned();
+    assert!(!Arc::ptr_eq(&relabelled, &respecced));
+    assert_eq!(web(&respecced).generation, Some(3));
+
+    // A Node that stops being a director.
+    apply(
+        &mut w._writers.2,
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "d1", "labels": {"role": "spare"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]},
+        }),
+    );
+    let undirected = ctx.planned();
+    assert!(!Arc::ptr_eq(&respecced, &undirected));
+    assert!(web(&undirected).directors.is_empty());
+    assert_eq!(web(&respecced).directors, ["d1"]);
+}
