@@ -351,7 +351,8 @@ fn run_daemon<D: Dataplane + 'static>(
             },
         ));
         let sink = SnapshotSink::new(tx.clone());
-        let mut tasks = vec![http];
+        let hangup = tokio::spawn(resync_on_hangup(tx.clone()));
+        let mut tasks = vec![http, hangup];
         match &args.config_dir {
             Some(dir) => {
                 tracing::info!(
@@ -411,6 +412,26 @@ fn run_daemon<D: Dataplane + 'static>(
             .map_err(|_| anyhow::anyhow!("the sync thread panicked"))?;
         Ok(())
     })
+}
+
+/// SIGHUP: a full resync now, as the resync timer does (the kernel's whole
+/// table read and every drift repaired), for instance after someone changed
+/// the table by hand.
+async fn resync_on_hangup(tx: mpsc::Sender<Event>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler; resyncs come from the timer only");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: full resync requested");
+        if tx.send(Event::Resync).is_err() {
+            return;
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
