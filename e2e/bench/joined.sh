@@ -26,6 +26,7 @@
 #
 # Environment: BENCH_JOINED_N (10000; --quick 1000), BENCH_JOINED_M (10),
 # BENCH_JOINED_POOL (1000), BENCH_JOINED_CHANGES (200; --quick 20),
+# BENCH_JOINED_VIP_MODE (the agent's --vip-mode, route),
 # BENCH_JOINED_CONVERGE_TIMEOUT (s, 900), BENCH_JOINED_LATENCY_MAX_S (s, 240:
 # no change starts after that), NODE_AGENT_BIN / LVS_OPERATOR_BIN
 # (default target/release/{node-agent,lvs-operator}), LVS_CACHE.
@@ -110,7 +111,11 @@ t0=$SECONDS
 # Only the director's agent runs: the lab's nodes share the VM's two vCPUs,
 # and six more agents planning the same 10k objects would take the CPU a
 # real director has to itself.
+# Its VIPs are local routes, as in the standalone benchmark (--vip-mode
+# route, the choice for many IPv4 VIPs: each address add walks the
+# interface's address list).
 if ! LVS_JOINED_AGENTS=dir1 LVS_JOINED_NO_BUILD=1 LVS_JOINED_VM_MEM="${BENCH_JOINED_VM_MEM:-2048}" \
+    LVS_JOINED_AGENT_VIP_MODE="${BENCH_JOINED_VIP_MODE:-route}" \
     NODE_AGENT_BIN="$AGENT_BIN" LVS_OPERATOR_BIN="$OPERATOR_BIN" \
     "$LVS_REPO/e2e/joined/lab.sh" up >"$WORK/lab-up.log" 2>&1; then
     tail -n 25 "$WORK/lab-up.log" >&2
@@ -180,6 +185,12 @@ relisted() {
         /every list complete again/ { c = NR }
         END { last = v; if (r > last) last = r; if (n > last) last = n; exit !(v && r && n && c > last) }'
 }
+# A write of a kind nobody watches moves etcd's revision past every watch's
+# last resourceVersion: the restarted API server's watch cache starts there,
+# so each of the agent's watches gets "410 Gone" and relists (a kind whose
+# watch had just seen the newest write could otherwise resume without one).
+kubectl create configmap "relist-mark-$$" -n default >>"$WORK/apiserver.log" 2>&1 ||
+    fail "writing the relist mark (a ConfigMap) failed"
 LVS_LAB_DIR="$LVS_JOINED_DIR/cluster" "$LVS_REPO/e2e/cluster/lab.sh" stop-apiserver >>"$WORK/apiserver.log" 2>&1 ||
     fail "stop-apiserver failed"
 sleep 5

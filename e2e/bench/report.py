@@ -369,6 +369,10 @@ def main(argv):
 
     # --- plot -------------------------------------------------------------------------------
     png = os.path.join(outdir, "converge-time-vs-n.png")
+    if plot and not conv:
+        # --joined-only: no converge rows to draw.
+        print("report.py: no converge results; no plot", file=sys.stderr)
+        plot = False
     if plot:
         import matplotlib
         matplotlib.use("Agg")
@@ -517,9 +521,11 @@ def main(argv):
         L.append("")
     if resync:
         r = resync[3]
+        how = ("each started with SIGHUP, the same full sync the resync timer runs"
+               if r.get("trigger") == "sighup" else f"interval {r.get('interval_s')} s")
         L.append(f"Periodic no-op resync at {resync[0]}×{resync[1]}: {fmt(resync[2])} CPU seconds per resync "
                  f"for the process ({fmt(resync[4])} s in the `sync` thread; {r.get('resyncs')} resync(s), "
-                 f"interval {r.get('interval_s')} s, last one {r.get('last_sync_ms')} ms and "
+                 f"{how}; last one {r.get('last_sync_ms')} ms and "
                  f"{r.get('last_sync_ops')} ops).")
     else:
         L.append("Periodic no-op resync: not measured in this run.")

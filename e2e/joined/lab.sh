@@ -18,6 +18,7 @@
 #   LVS_JOINED_NO_BUILD  1: do not run cargo build
 #   LVS_JOINED_VM_TIMEOUT  lifetime limit of the VM in seconds (default 86400)
 #   LVS_JOINED_AGENT_LOG   the agents' RUST_LOG (default info)
+#   LVS_JOINED_AGENT_VIP_MODE  the agents' --vip-mode (default address)
 #   LVS_JOINED_AGENTS      nodes that run an agent (default: all of dir1 dir2 rs1..rs5;
 #                          the others still get their NIC, Node and kubeconfig)
 #   LVS_JOINED_VM_MEM      the VM's memory in MiB (default 1536)
@@ -158,7 +159,8 @@ EOF
   cmd_port=$(free_port 17000)
   step "VM: kernel lab topology, ${#JL_AGENT_NODES[@]} node NICs + 1 control NIC, agents in Kubernetes mode"
   local vm_env=(--env "TOPO_LAN4=$JL_LAN4" --env "TOPO_REM4=$JL_REM4" --env "TOPO_VIP4=$JL_VIP4"
-    --env "JOINED_CMD_PORT=7000" --env "JOINED_AGENT_LOG=${LVS_JOINED_AGENT_LOG:-info}")
+    --env "JOINED_CMD_PORT=7000" --env "JOINED_AGENT_LOG=${LVS_JOINED_AGENT_LOG:-info}"
+    --env "JOINED_AGENT_VIP_MODE=${LVS_JOINED_AGENT_VIP_MODE:-address}")
   if ((agents)); then
     vm_env+=(--env "JOINED_AGENT_NODES=${JL_AGENT_NODES[*]}" --env "JOINED_RUN_AGENTS=${run_agents[*]}")
   else

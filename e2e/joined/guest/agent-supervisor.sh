@@ -12,7 +12,7 @@ while [ ! -e "$RUN/stop" ]; do
     starts=$((starts + 1))
     echo "=== start $starts at $(cut -d' ' -f1 /proc/uptime)s" >>"$log"
     # env -> ip netns exec -> agent: each execs the next, so $! is the agent.
-    env RUST_LOG="${JOINED_AGENT_LOG:-info}" NO_COLOR=1 RUST_BACKTRACE=1 \
+    env RUST_LOG="${JOINED_AGENT_LOG:-info}" NO_COLOR=1 RUST_BACKTRACE=1 LVS_VIP_MODE="${JOINED_AGENT_VIP_MODE:-address}" \
         /usr/sbin/ip netns exec "$n" /usr/local/bin/node-agent \
         --kubeconfig "/lab/joined/kubeconfigs/$n.kubeconfig" \
         --node-name "$n" --state-dir "$RUN/state/$n" --proc-sys /proc/sys \

@@ -10,6 +10,7 @@
 #
 # Environment (from run-vm.sh --env): TOPO_LAN4, TOPO_REM4, TOPO_VIP4,
 # JOINED_AGENT_NODES, JOINED_CMD_PORT, JOINED_AGENT_LOG, JOINED_AGENT_RESYNC,
+# JOINED_AGENT_VIP_MODE,
 # JOINED_NO_AGENTS, JOINED_RUN_AGENTS (the nodes whose agent runs; default all
 # of JOINED_AGENT_NODES).
 # shellcheck shell=sh
