@@ -13,6 +13,7 @@ pub mod agent;
 pub mod cli;
 pub mod dataplane;
 pub mod desired;
+pub mod dirwatch;
 pub mod http;
 #[cfg(target_os = "linux")]
 pub mod k8s;

@@ -16,6 +16,7 @@ use lvs_api::manifest::{Manifest, ManifestSet, parse};
 use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
 use lvs_planner::{Change, Changes};
 
+use crate::dirwatch::DirWatch;
 use crate::metrics::Metrics;
 
 /// Every object the planner needs, as of one moment.
@@ -468,9 +469,36 @@ impl DirSource {
 }
 
 impl Source for DirSource {
+    /// Reads the directory, then again whenever inotify reports a file
+    /// written, renamed or removed in it, and at every poll interval in any
+    /// case (the fallback for what inotify does not see).
     async fn run(self, sink: SnapshotSink) {
         let mut state = Some(DirState::default());
+        let mut watch: Option<DirWatch> = None;
+        let mut watch_failed = false;
         loop {
+            // Watch before reading, so no write after the read goes unseen.
+            if watch.is_none() {
+                match DirWatch::new(&self.dir) {
+                    Ok(w) => {
+                        if watch_failed {
+                            tracing::info!(dir = %self.dir.display(), "watching the configuration directory again");
+                        }
+                        watch = Some(w);
+                        watch_failed = false;
+                    }
+                    Err(e) if !watch_failed => {
+                        tracing::warn!(
+                            dir = %self.dir.display(),
+                            error = %e,
+                            poll_ms = self.poll.as_millis() as u64,
+                            "cannot watch the configuration directory; changes are seen at the next poll"
+                        );
+                        watch_failed = true;
+                    }
+                    Err(_) => {}
+                }
+            }
             let me = self.clone();
             let mut st = state.take().unwrap_or_default();
             let started = std::time::Instant::now();
@@ -496,7 +524,24 @@ impl Source for DirSource {
                 }
             }
             state = Some(st);
-            tokio::time::sleep(self.poll).await;
+            let Some(w) = watch.as_mut() else {
+                tokio::time::sleep(self.poll).await;
+                continue;
+            };
+            tokio::select! {
+                () = tokio::time::sleep(self.poll) => {}
+                r = w.changed() => match r {
+                    Ok(true) => tracing::debug!("configuration directory changed"),
+                    Ok(false) => {
+                        tracing::warn!(dir = %self.dir.display(), "the configuration directory was removed or replaced; watching it again");
+                        watch = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %self.dir.display(), error = %e, "reading directory notifications failed; watching it again");
+                        watch = None;
+                    }
+                },
+            }
         }
     }
 }
@@ -651,5 +696,59 @@ spec:
         assert!(st.refresh(&e).unwrap().is_none());
         std::fs::remove_dir_all(d).unwrap();
         std::fs::remove_dir_all(e).unwrap();
+    }
+
+    /// The changes the running source hands over next, or a failure naming
+    /// what was awaited.
+    fn next_changes(rx: &std::sync::mpsc::Receiver<Event>, what: &str) -> Changes {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Event::Changes(c, _)) => *c,
+            Ok(other) => panic!("{what}: expected changes, got {other:?}"),
+            Err(e) => panic!("{what}: no changes within 20 s ({e}); the poll is an hour"),
+        }
+    }
+
+    #[test]
+    fn a_renamed_or_removed_manifest_is_read_at_once_without_waiting_for_the_poll() {
+        let d = dir("watch");
+        std::fs::write(d.join("a.yaml"), VS).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let src = DirSource::new(&d, Duration::from_secs(3600), Arc::new(Metrics::default()));
+        rt.spawn(src.run(SnapshotSink::new(tx)));
+        assert_eq!(
+            vs_names(&next_changes(&rx, "the first read")),
+            ["+default/web"]
+        );
+
+        // Written next to the manifests under a name the source ignores,
+        // then renamed into place: one change, at once.
+        std::fs::write(d.join("b.tmp"), VS.replace("name: web", "name: api")).unwrap();
+        std::fs::rename(d.join("b.tmp"), d.join("b.yaml")).unwrap();
+        assert_eq!(vs_names(&next_changes(&rx, "the rename")), ["+default/api"]);
+
+        // Rewritten in place: seen once the writer closes the file.
+        std::fs::write(
+            d.join("b.yaml"),
+            VS.replace("name: web", "name: api")
+                .replace("10.0.0.1", "10.0.0.3"),
+        )
+        .unwrap();
+        assert_eq!(
+            vs_names(&next_changes(&rx, "the rewrite")),
+            ["+default/api"]
+        );
+
+        std::fs::remove_file(d.join("a.yaml")).unwrap();
+        assert_eq!(
+            vs_names(&next_changes(&rx, "the removal")),
+            ["-default/web"]
+        );
+        drop(rt);
+        std::fs::remove_dir_all(d).unwrap();
     }
 }

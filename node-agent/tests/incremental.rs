@@ -135,7 +135,6 @@ proptest! {
             // And a full resync of the incremental agent changes nothing.
             let rep = a.sync(&last, true);
             prop_assert_eq!(rep.total_ops(), 0, "{:?}", rep);
-            std::fs::remove_dir_all(&dir).unwrap();
         }
     }
 }
@@ -213,7 +212,6 @@ fn one_change_in_a_big_table_is_one_request_and_one_journal_line() {
     assert!(journal.contains("\"owned\":null"), "{journal}");
     let mut store = LedgerStore::in_dir(&dir).unwrap();
     assert_eq!(&store.load().unwrap(), agent.reconciler().ledger());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn agent_calls(a: &mut Agent<FakeDataplane>) -> Vec<Call> {

@@ -274,6 +274,5 @@ proptest! {
         prop_assert_eq!(r.dataplane().ipvs.len(), 1);
         prop_assert!(r.ledger().is_empty(), "{:?}", r.ledger());
         prop_assert_eq!(r.dataplane().addresses.len(), 2);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

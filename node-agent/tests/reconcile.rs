@@ -141,7 +141,6 @@ fn adds_services_vips_and_sysctls_then_does_nothing_more() {
     assert!(rep.ok() && rep.total_ops() == 0, "{rep:?}");
     assert!(r.dataplane().writes().is_empty());
     assert!(r.dataplane().calls.contains(&Call::IpvsDump));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -200,7 +199,6 @@ fn updates_change_in_place() {
         Fwd::Route
     );
     assert_eq!(s.dests.len(), 3);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -238,7 +236,6 @@ fn removal_deletes_only_what_the_agent_created_and_restores_sysctls() {
     let rep = sync(&mut r, &director(vec![]), true);
     assert!(rep.ok() && rep.total_ops() == 0, "{rep:?}");
     assert_foreign_intact(r.dataplane());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -362,7 +359,6 @@ fn restart_adopts_without_a_single_write() {
     );
     assert!(rep.services["default/web"].programmed);
     assert_foreign_intact(r.dataplane());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -383,7 +379,6 @@ fn what_vanished_while_the_agent_was_down_is_removed_after_restart() {
     assert!(!f.ipvs.contains_key(&tcp("10.0.0.2", 443)));
     assert!(f.ipvs.contains_key(&tcp("10.0.0.1", 80)));
     assert_foreign_intact(f);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -413,7 +408,6 @@ fn one_change_costs_the_same_whatever_the_table_size() {
             "no dump on an event: {calls:?}"
         );
         costs.push(calls.len());
-        std::fs::remove_dir_all(dir).unwrap();
     }
     assert_eq!(costs, vec![1, 1], "requests per one-weight change");
 }
@@ -530,7 +524,6 @@ fn a_vip_that_fails_in_a_batch_is_reported_per_owner_and_the_others_are_added() 
     let rep = sync(&mut r, &plan, false);
     assert!(rep.ok(), "{rep:?}");
     assert_eq!(rep.ops.get("addr_add"), Some(&1));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -780,7 +773,6 @@ fn the_ledger_on_disk_names_the_owner() {
     assert!(text.contains("default/web"), "{text}");
     assert!(text.contains("10.1.0.2"), "{text}");
     assert!(text.contains("eth0"), "{text}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -836,7 +828,8 @@ fn route_mode_holds_ipv4_vips_as_local_routes_and_adopts_and_removes_only_its_ow
 
     // A restart with a lost ledger adopts the route by its protocol mark.
     let f = r.into_dataplane();
-    let mut r = reconciler(f, &temp_dir("route-mode-lost")).with_vip_mode(VipMode::LocalRoute);
+    let lost = temp_dir("route-mode-lost");
+    let mut r = reconciler(f, &lost).with_vip_mode(VipMode::LocalRoute);
     let rep = sync(&mut r, &plan, true);
     assert_eq!(rep.total_ops(), 0, "{:?}", rep.ops);
 

@@ -124,7 +124,32 @@ pub fn tun_realserver(vip: &str) -> NodePlan {
     }
 }
 
-pub fn temp_dir(tag: &str) -> PathBuf {
+/// A scratch directory for one test, removed when it goes out of scope
+/// (also when the test panics).
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh, empty scratch directory named after the test's tag, process and
+/// thread.
+pub fn temp_dir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!(
         "lvs-agent-it-{tag}-{}-{:?}",
         std::process::id(),
@@ -132,7 +157,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 pub fn reconciler(fake: FakeDataplane, state: &Path) -> Reconciler<FakeDataplane> {
