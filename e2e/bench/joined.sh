@@ -80,9 +80,13 @@ GO="${GO:-/usr/local/go/bin/go}"
 [ -x "$GO" ] || GO="$(command -v go || true)"
 [ -n "$GO" ] || fail "no Go toolchain (expected /usr/local/go/bin/go)"
 TOOL="$CACHE/joinedbench"
-step "building joinedbench (Go, static)"
-(cd "$HERE/joinedbench" && GOTOOLCHAIN=local CGO_ENABLED=0 "$GO" build -trimpath -ldflags '-s -w' -o "$TOOL" .) \
-    >"$WORK/go-build.log" 2>&1 || { cat "$WORK/go-build.log" >&2; fail "go build of e2e/bench/joinedbench failed"; }
+if [ "${BENCH_JOINEDBENCH_BUILT:-0}" = 1 ] && [ -x "$TOOL" ]; then
+    step "joinedbench: built by run.sh alongside the Rust build"
+else
+    step "building joinedbench (Go, static)"
+    (cd "$HERE/joinedbench" && GOTOOLCHAIN=local CGO_ENABLED=0 "$GO" build -trimpath -ldflags '-s -w' -o "$TOOL" .) \
+        >"$WORK/go-build.log" 2>&1 || { cat "$WORK/go-build.log" >&2; fail "go build of e2e/bench/joinedbench failed"; }
+fi
 
 # --- the lab ---------------------------------------------------------------------------
 export LVS_JOINED_DIR="$LVS_CACHE/joined-lab/bench-$$"
