@@ -220,9 +220,18 @@ until [ "$(kubectl get lease lvs-operator-leader -n lvs-system -o jsonpath='{.sp
     sleep 1
 done
 
+# operator_counts: the operator's status writes (applied) and reconciles so far.
+operator_counts() {
+    curl -fsS "$LVS_JOINED_OPERATOR_METRICS" 2>/dev/null | awk '
+        /^lvs_operator_status_writes_total\{.*result="applied"/ { w += $NF }
+        /^lvs_operator_reconciles_total\{/ { r += $NF }
+        END { if (NR) printf "%d %d\n", w, r }'
+}
+
 # --- 5. apply -> kernel latency --------------------------------------------------------------
 step "$CHANGES weight changes, apply -> dir1's kernel"
 log_mark=$(agent_log_lines)
+read -r op_w0 op_r0 <<<"$(operator_counts)" || { op_w0=""; op_r0=""; }
 "$TOOL" latency "${API[@]}" -listen 127.0.0.1:0 -port-file "$WORK/probe.port" -changes "$CHANGES" -max-duration "${LATENCY_MAX_S}s" \
     -n "$N" -m "$M" -log "$WORK/latency-per-change.txt" >"$WORK/latency.out" 2>"$WORK/latency.err" &
 lat_pid=$!
@@ -232,6 +241,14 @@ jl_exec dir1 "/run/lab/joinedbench probe -connect 10.0.2.2:$(cat "$WORK/probe.po
     fail "starting the probe in dir1 failed"
 wait "$lat_pid" || fail "the latency run failed: $(tail -n 3 "$WORK/latency.err") (probe log: $(jl_exec root 'tail -n 3 /run/lab/logs/probe.log' 2>&1))"
 result "$(cat "$WORK/latency.out")"
+# What the operator did meanwhile on the same two host cores: after its
+# restart (the relist above) it reconciles every object once.
+read -r op_w1 op_r1 <<<"$(operator_counts)" || { op_w1=""; op_r1=""; }
+if [ -n "$op_w0" ] && [ -n "$op_w1" ]; then
+    result "metric=joined_operator contender=agent n=$N m=$M status_writes_during_changes=$((op_w1 - op_w0)) reconciles_during_changes=$((op_r1 - op_r0))"
+else
+    step "note: the operator's metrics could not be read around the changes"
+fi
 
 # The agent's syncs during the changes: how long its own work took.
 jl_exec root "tail -n +$((log_mark + 1)) /run/lab/logs/dir1.log" >"$WORK/agent-during-changes.log" || true

@@ -656,6 +656,7 @@ def main(argv):
     js = by["joined_sync"][0] if by["joined_sync"] else None
     jp = by["joined_latency_parts"][0] if by["joined_latency_parts"] else None
     jw = by["joined_wall"][0] if by["joined_wall"] else None
+    jo = by["joined_operator"][0] if by["joined_operator"] else None
     if pop:
         L.append(f"Setup: {pop.get('n')} VirtualServices × {pop.get('m')} RealServers from a pool of {pop.get('pool')} "
                  f"({pop.get('objects')} objects) created in {fmt((num(pop, 'wall_ms') or 0) / 1e3)} s "
@@ -686,6 +687,13 @@ def main(argv):
                      f"{js.get('incr_p50_ms')} ms, p99 {js.get('incr_p99_ms')} ms; {js.get('full')} periodic full "
                      f"resyncs, p50 {js.get('full_p50_ms')} ms, max {js.get('full_max_ms')} ms (a change that "
                      "arrives during a full resync waits for it).")
+        if jo:
+            L.append("")
+            L.append(f"The operator meanwhile (on the same two host cores as the API server and the VM): "
+                     f"{jo.get('reconciles_during_changes')} reconciles and "
+                     f"{jo.get('status_writes_during_changes')} status writes during the changes (after the "
+                     "forced relist it lost its Lease, restarted and reconciles every object once; the "
+                     "changes themselves need one RealServer status at most).")
         if jp:
             L.append("")
             L.append("Where the time goes (e2e/bench/latency_parts.py, from the agent's log). Queueing and the "
