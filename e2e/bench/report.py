@@ -143,10 +143,15 @@ def main(argv):
                     agent_rounds[(n, r["op"])][k].append(v)
         else:
             for op in OPS:
-                change[(c, n)].setdefault(op, {})["p50"] = num(r, f"{op}_p50_ms")
+                e = change[(c, n)].setdefault(op, {})
+                v = num(r, f"{op}_p50_ms")
+                if v is not None:
+                    e.setdefault("p50s", []).append(v)
+                e["p50"] = med(e.get("p50s", []))
                 if c.startswith("lib-"):
-                    change[(c, n)][op]["req"] = num(r, f"{op}_requests")
-                    change[(c, n)][op]["dumps"] = 0.0
+                    req = num(r, f"{op}_requests")
+                    e["req"] = req if e.get("req") is None or req is None else max(e["req"], req)
+                    e["dumps"] = 0.0
     for (n, op), vals in agent_rounds.items():
         worst = lambda k: max(vals[k]) if vals[k] else None
         change[("agent", n)][op] = {"p50": med(vals["elapsed_ms"]), "rounds": len(vals["elapsed_ms"]),
