@@ -22,7 +22,7 @@ pub use enums::{
 pub use lvsnode::{LvsNodeSpec, LvsNodeStatus, ServiceReport};
 pub use object::{Meta, NodeInfo, Object};
 pub use realserver::{RealServerSpec, RealServerStatus};
-pub use selector::{LabelSelector, LabelSelectorRequirement};
+pub use selector::{LabelMap, LabelSelector, LabelSelectorRequirement};
 pub use status::{Condition, ConditionUpdate, compute_conditions};
 pub use validate::{FieldError, ValidationErrors, validate_pair};
 pub use virtualservice::{

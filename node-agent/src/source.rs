@@ -187,7 +187,9 @@ enum Kind {
 #[derive(Debug, Default)]
 pub struct DirState {
     files: BTreeMap<PathBuf, FileIndex>,
-    holders: HashMap<(Kind, String), BTreeSet<PathBuf>>,
+    /// The files holding each object, in name order (nearly always one; a
+    /// set per object cost a B-tree node each, 4 MiB at 11k objects).
+    holders: HashMap<(Kind, String), Vec<Arc<Path>>>,
     /// The directory as it was when reading it failed: not read again until
     /// something changes.
     failed: Option<Fingerprint>,
@@ -317,25 +319,26 @@ impl DirState {
     /// The version of an object that counts: the last file's (its path and
     /// the object's hash).
     fn winner(&self, k: &(Kind, String)) -> Option<(PathBuf, u64)> {
-        let f = self.holders.get(k)?.iter().next_back()?;
-        let h = self.files.get(f)?.objects.get(k)?;
-        Some((f.clone(), *h))
+        let f = self.holders.get(k)?.last()?;
+        let h = self.files.get(&**f)?.objects.get(k)?;
+        Some((f.to_path_buf(), *h))
     }
 
     fn hold(&mut self, f: &Path, p: &FileIndex) {
+        let shared: Arc<Path> = Arc::from(f);
         for k in p.objects.keys() {
-            self.holders
-                .entry(k.clone())
-                .or_default()
-                .insert(f.to_path_buf());
+            let files = self.holders.entry(k.clone()).or_default();
+            if let Err(at) = files.binary_search_by(|h| (**h).cmp(f)) {
+                files.insert(at, shared.clone());
+            }
         }
     }
 
     fn unhold(&mut self, f: &Path, p: &FileIndex) {
         for k in p.objects.keys() {
-            if let Some(s) = self.holders.get_mut(k) {
-                s.remove(f);
-                if s.is_empty() {
+            if let Some(files) = self.holders.get_mut(k) {
+                files.retain(|h| **h != *f);
+                if files.is_empty() {
                     self.holders.remove(k);
                 }
             }

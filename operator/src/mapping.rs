@@ -225,7 +225,7 @@ mod tests {
 
     fn selector(pairs: &[(&str, &str)]) -> LabelSelector {
         LabelSelector {
-            match_labels: labels(pairs),
+            match_labels: labels(pairs).into(),
             match_expressions: vec![],
         }
     }

@@ -182,11 +182,27 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
 /// still asks for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Aggregate {
-    /// VIP address -> (interface choice -> count).
-    pub vips: BTreeMap<IpAddr, BTreeMap<Option<String>, usize>>,
+    /// VIP address -> (interface choice, count), sorted by interface (one
+    /// entry but for a conflict: a map per VIP cost a B-tree node each).
+    pub vips: BTreeMap<IpAddr, Vec<(Option<String>, usize)>>,
     pub loopback: BTreeMap<IpAddr, usize>,
     pub tunnels: BTreeMap<TunnelSlot, BTreeMap<IpAddr, usize>>,
     pub sysctls: BTreeMap<Sysctl, usize>,
+}
+
+/// [`bump`] on a sorted vector of (key, count).
+fn bump_small<K: Ord + Clone>(m: &mut Vec<(K, usize)>, k: &K, add: bool) {
+    match m.binary_search_by(|(x, _)| x.cmp(k)) {
+        Ok(i) if add => m[i].1 += 1,
+        Ok(i) => {
+            m[i].1 -= 1;
+            if m[i].1 == 0 {
+                m.remove(i);
+            }
+        }
+        Err(i) if add => m.insert(i, (k.clone(), 1)),
+        Err(_) => {}
+    }
 }
 
 fn bump<K: Ord + Clone>(m: &mut BTreeMap<K, usize>, k: &K, add: bool) {
@@ -212,7 +228,7 @@ impl Aggregate {
     fn change(&mut self, f: &Fragment, add: bool) {
         if let Some(v) = &f.vip {
             let m = self.vips.entry(v.addr).or_default();
-            bump(m, &v.interface, add);
+            bump_small(m, &v.interface, add);
             if m.is_empty() {
                 self.vips.remove(&v.addr);
             }
@@ -239,7 +255,7 @@ impl Aggregate {
     ) -> impl Iterator<Item = PlannedVip> + 'a {
         addrs.into_iter().flat_map(move |a| {
             self.vips.get(a).into_iter().flat_map(move |m| {
-                m.keys().map(move |i| PlannedVip {
+                m.iter().map(move |(i, _)| PlannedVip {
                     addr: *a,
                     interface: i.clone(),
                 })
