@@ -40,7 +40,7 @@ pub enum DataplaneKind {
 /// How a director holds its IPv4 VIPs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VipModeArg {
-    /// An address on the director interface, labelled <interface>:lvs.
+    /// An address on the director interface, labelled `<interface>:lvs`.
     Address,
     /// A local route through the director interface, in the local table
     /// with protocol 76. Much cheaper with thousands of VIPs; ARP is answered

@@ -1,6 +1,6 @@
-//! Wake-ups for the manifest directory: inotify tells the [`DirSource`]
-//! (crate::source::DirSource) that a file was written, renamed or removed,
-//! so a change is read at once rather than at the next poll.
+//! Wake-ups for the manifest directory: inotify tells the
+//! [`DirSource`](crate::source::DirSource) that a file was written, renamed
+//! or removed, so a change is read at once rather than at the next poll.
 //!
 //! Watched: `IN_CLOSE_WRITE` (a file written and closed, never half-written
 //! content), `IN_MOVED_TO`/`IN_MOVED_FROM` (atomic replacement by rename, and
