@@ -21,7 +21,7 @@ use std::net::IpAddr;
 
 use lvs_planner::NodePlan;
 
-use crate::dataplane::{Dataplane, DataplaneError, DpResult, errno};
+use crate::dataplane::{Dataplane, DataplaneError, DpResult, Outcome};
 use crate::desired::LOOPBACK;
 use crate::desired::{Desired, desired};
 use crate::ledger::{
@@ -85,6 +85,12 @@ pub struct Reconciler<D> {
     store: LedgerStore,
     ledger: Ledger,
     known: Option<Known>,
+    /// A write of the sync in progress failed in a way that leaves the
+    /// cached view in doubt (an unknown outcome, or a kernel answer that
+    /// contradicts the view). The view stays usable until the sync ends, so
+    /// no step after the failure works without one; then it is dropped and
+    /// the next sync reads the kernel in full.
+    stale: bool,
     /// Owned services with their counters, from the last full read.
     stats: Vec<ObservedService>,
     /// Problems found at start (a quarantined ledger), reported once.
@@ -213,6 +219,7 @@ impl<D: Dataplane> Reconciler<D> {
             store,
             ledger,
             known: None,
+            stale: false,
             stats: Vec::new(),
             startup_errors,
             scoped: false,
@@ -459,6 +466,9 @@ impl<D: Dataplane> Reconciler<D> {
                 .push(SyncError::new(ErrorKind::Ledger, None, e.to_string()));
         }
         self.scoped = false;
+        if std::mem::take(&mut self.stale) {
+            self.known = None;
+        }
         fill_services(&want, &mut report);
         phases.mark("persist");
         phases.log(report.full);
@@ -524,7 +534,7 @@ impl<D: Dataplane> Reconciler<D> {
             let cur = match self.sysctl_value(key) {
                 Ok(v) => v,
                 Err(e)
-                    if e.errno() == Some(errno::ENOENT)
+                    if e.outcome() == Outcome::NotFound
                         && self.sysctl_device_pending(key, want) =>
                 {
                     adds.push(Action::WriteSysctlLater(key.clone(), value.clone()));
@@ -572,7 +582,7 @@ impl<D: Dataplane> Reconciler<D> {
                     // Changed by someone else since: theirs now.
                     self.ledger.sysctls.remove(&key);
                 }
-                Err(e) if e.errno() == Some(errno::ENOENT) => {
+                Err(e) if e.outcome() == Outcome::NotFound => {
                     self.ledger.sysctls.remove(&key);
                 }
                 Err(e) => report.errors.push(SyncError::new(
@@ -790,10 +800,14 @@ impl<D: Dataplane> Reconciler<D> {
                         link.up = true;
                     }
                     Err(e) => {
-                        match prior {
-                            Some(p) => self.ledger.tunnels.insert(dev.name.clone(), p),
-                            None => self.ledger.tunnels.remove(&dev.name),
-                        };
+                        if e.outcome() == Outcome::Unknown {
+                            self.stale = true;
+                        } else {
+                            match prior {
+                                Some(p) => self.ledger.tunnels.insert(dev.name.clone(), p),
+                                None => self.ledger.tunnels.remove(&dev.name),
+                            };
+                        }
                         report.errors.push(SyncError::new(
                             ErrorKind::Kernel,
                             None,
@@ -808,18 +822,24 @@ impl<D: Dataplane> Reconciler<D> {
                     Ok(()) => {
                         self.known_mut().fou.insert(p);
                     }
-                    Err(e) => {
-                        self.ledger.fou_ports.remove(&p);
-                        if e.errno() == Some(errno::EEXIST) {
+                    Err(e) => match e.outcome() {
+                        Outcome::AlreadyExists => {
+                            self.ledger.fou_ports.remove(&p);
                             self.known_mut().fou.insert(p);
-                        } else {
+                        }
+                        outcome => {
+                            if outcome == Outcome::Unknown {
+                                self.stale = true;
+                            } else {
+                                self.ledger.fou_ports.remove(&p);
+                            }
                             report.errors.push(SyncError::new(
                                 ErrorKind::Kernel,
                                 None,
                                 format!("{p}: {e}"),
                             ));
                         }
-                    }
+                    },
                 }
             }
             Action::WriteSysctl(key, value, prior) => {
@@ -829,10 +849,15 @@ impl<D: Dataplane> Reconciler<D> {
                         self.known_mut().sysctls.insert(key, value);
                     }
                     Err(e) => {
-                        match prior {
-                            Some(p) => self.ledger.sysctls.insert(key.clone(), p),
-                            None => self.ledger.sysctls.remove(&key),
-                        };
+                        // An unknown outcome keeps the entry: the next sync
+                        // reads the value and restores from the entry's
+                        // previous value when it is no longer wanted.
+                        if e.outcome() != Outcome::Unknown {
+                            match prior {
+                                Some(p) => self.ledger.sysctls.insert(key.clone(), p),
+                                None => self.ledger.sysctls.remove(&key),
+                            };
+                        }
                         self.known_mut().sysctls.remove(&key);
                         report.errors.push(SyncError::new(
                             ErrorKind::Kernel,
@@ -894,9 +919,14 @@ impl<D: Dataplane> Reconciler<D> {
             Action::DelAddress(a) => {
                 report.count("addr_del");
                 match self.dp.del_address(&a) {
-                    Ok(()) => self.forget_address(&a.key()),
-                    Err(e) if e.errno() == Some(errno::EADDRNOTAVAIL) => {
-                        self.forget_address(&a.key())
+                    Ok(()) => {
+                        self.ledger.addresses.remove(&a.key());
+                        self.known_mut().addresses.remove(&a.key());
+                    }
+                    Err(e) if e.outcome() == Outcome::NotFound => {
+                        // The ledger entry goes with the next full read.
+                        self.known_mut().addresses.remove(&a.key());
+                        self.stale = true;
                     }
                     Err(e) => report.errors.push(SyncError::new(
                         ErrorKind::Kernel,
@@ -912,8 +942,9 @@ impl<D: Dataplane> Reconciler<D> {
                         self.ledger.sysctls.remove(&key);
                         self.known_mut().sysctls.insert(key, previous);
                     }
-                    Err(e) if e.errno() == Some(errno::ENOENT) => {
-                        self.ledger.sysctls.remove(&key);
+                    Err(e) if e.outcome() == Outcome::NotFound => {
+                        // Read again next sync: a missing key leaves the
+                        // ledger there.
                         self.known_mut().sysctls.remove(&key);
                     }
                     Err(e) => report.errors.push(SyncError::new(
@@ -930,9 +961,10 @@ impl<D: Dataplane> Reconciler<D> {
                         self.ledger.fou_ports.remove(&p);
                         self.known_mut().fou.remove(&p);
                     }
-                    Err(e) if matches!(e.errno(), Some(errno::ENOENT | errno::ESRCH)) => {
-                        self.ledger.fou_ports.remove(&p);
+                    Err(e) if e.outcome() == Outcome::NotFound => {
+                        // The ledger entry goes with the next full read.
                         self.known_mut().fou.remove(&p);
+                        self.stale = true;
                     }
                     Err(e) => report.errors.push(SyncError::new(
                         ErrorKind::Kernel,
@@ -960,9 +992,10 @@ impl<D: Dataplane> Reconciler<D> {
                             l.up = false;
                         }
                     }
-                    Err(e) if e.errno() == Some(errno::ENODEV) => {
-                        self.ledger.tunnels.remove(&dev.name);
+                    Err(e) if e.outcome() == Outcome::NotFound => {
+                        // The ledger entry goes with the next full read.
                         self.known_mut().links.remove(&dev.name);
+                        self.stale = true;
                     }
                     Err(e) => report.errors.push(SyncError::new(
                         ErrorKind::Kernel,
@@ -978,11 +1011,6 @@ impl<D: Dataplane> Reconciler<D> {
         self.known.as_mut().expect("refreshed")
     }
 
-    fn forget_address(&mut self, key: &AddrKey) {
-        self.ledger.addresses.remove(key);
-        self.known_mut().addresses.remove(key);
-    }
-
     /// Records the outcome of adding one address.
     fn added_address(
         &mut self,
@@ -996,8 +1024,14 @@ impl<D: Dataplane> Reconciler<D> {
                 self.known_mut().addresses.insert(a.key(), a);
             }
             Err(e) => {
-                self.ledger.addresses.remove(&a.key());
-                if e.errno() == Some(errno::EEXIST) {
+                let outcome = e.outcome();
+                if outcome == Outcome::Unknown {
+                    // Maybe added: the intent stays until the next full read.
+                    self.stale = true;
+                } else {
+                    self.ledger.addresses.remove(&a.key());
+                }
+                if outcome == Outcome::AlreadyExists {
                     // Someone else's: present, so satisfied, not ours.
                     self.known_mut().addresses.insert(
                         a.key(),
@@ -1018,6 +1052,35 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     fn execute_ipvs(&mut self, ops: Vec<(IpvsOp, Option<String>)>, report: &mut SyncReport) {
+        // New services go first, in a batch of their own, so that a
+        // destination is only ever sent to a service this sync created: a
+        // service someone else created meanwhile (EEXIST) never gets ours.
+        let (creates, rest): (Vec<_>, Vec<_>) = ops
+            .into_iter()
+            .partition(|(op, _)| matches!(op, IpvsOp::AddService(..)));
+        let mut failed_services: BTreeSet<SvcKey> = BTreeSet::new();
+        if !creates.is_empty() && !self.ipvs_batch(creates, &mut failed_services, report) {
+            return;
+        }
+        let rest: Vec<_> = rest
+            .into_iter()
+            .filter(|(op, _)| {
+                !(matches!(op, IpvsOp::AddDest(..)) && failed_services.contains(op.service()))
+            })
+            .collect();
+        if !rest.is_empty() {
+            self.ipvs_batch(rest, &mut failed_services, report);
+        }
+    }
+
+    /// Sends one batch and records each result. False when the batch's
+    /// outcome is unknown as a whole.
+    fn ipvs_batch(
+        &mut self,
+        ops: Vec<(IpvsOp, Option<String>)>,
+        failed_services: &mut BTreeSet<SvcKey>,
+        report: &mut SyncReport,
+    ) -> bool {
         for (op, _) in &ops {
             report.count(op.kind());
         }
@@ -1026,17 +1089,17 @@ impl<D: Dataplane> Reconciler<D> {
             Ok(r) => r,
             Err(e) => {
                 // The outcome is unknown: read everything next time. The
-                // ledger keeps the intended additions until that read.
-                self.known = None;
+                // ledger keeps the intended additions until that read, which
+                // forgets those that did not happen.
+                self.stale = true;
                 report.errors.push(SyncError::new(
                     ErrorKind::Kernel,
                     None,
                     format!("IPVS batch of {} ops: {e}", ops.len()),
                 ));
-                return;
+                return false;
             }
         };
-        let mut failed_services: BTreeSet<SvcKey> = BTreeSet::new();
         for ((op, owner), result) in ops.into_iter().zip(results) {
             let key = *op.service();
             let err = match result {
@@ -1046,35 +1109,34 @@ impl<D: Dataplane> Reconciler<D> {
                 }
                 Err(e) => e,
             };
-            let code = err.errno();
+            let outcome = Outcome::of(&err);
+            if outcome == Outcome::Unknown {
+                // Maybe done, maybe not: the ledger keeps the intent (an
+                // addition) or the entry (a removal) until the next full
+                // read says which.
+                self.stale = true;
+                if matches!(op, IpvsOp::AddService(..)) {
+                    failed_services.insert(key);
+                }
+                report
+                    .errors
+                    .push(SyncError::new(ErrorKind::Kernel, owner, err.to_string()));
+                continue;
+            }
             let mut push =
                 |kind, msg: String| report.errors.push(SyncError::new(kind, owner.clone(), msg));
             match &op {
                 IpvsOp::AddService(..) => {
                     failed_services.insert(key);
                     self.ledger.services.remove(&key);
-                    if code == Some(errno::EEXIST) {
-                        self.known = None;
+                    if outcome == Outcome::AlreadyExists {
+                        self.stale = true;
                         push(
                             ErrorKind::ForeignService,
                             format!(
                                 "IPVS service {key} appeared meanwhile and was not created by this agent; it is left alone"
                             ),
                         );
-                    } else {
-                        push(ErrorKind::Kernel, err.to_string());
-                    }
-                }
-                IpvsOp::UpdateService(..) => {
-                    if code == Some(errno::ESRCH) {
-                        self.ledger.services.remove(&key);
-                        self.known = None;
-                    }
-                    push(ErrorKind::Kernel, err.to_string());
-                }
-                IpvsOp::DelService(..) => {
-                    if code == Some(errno::ESRCH) {
-                        self.applied(&op);
                     } else {
                         push(ErrorKind::Kernel, err.to_string());
                     }
@@ -1086,8 +1148,8 @@ impl<D: Dataplane> Reconciler<D> {
                     if failed_services.contains(&key) {
                         continue;
                     }
-                    if code == Some(errno::EEXIST) {
-                        self.known = None;
+                    if outcome == Outcome::AlreadyExists {
+                        self.stale = true;
                         push(
                             ErrorKind::ForeignDestination,
                             format!(
@@ -1098,31 +1160,37 @@ impl<D: Dataplane> Reconciler<D> {
                         push(ErrorKind::Kernel, err.to_string());
                     }
                 }
-                IpvsOp::UpdateDest(_, dk, _) => {
-                    if code == Some(errno::ENOENT) {
-                        if let Some(o) = self.ledger.services.get_mut(&key) {
-                            o.dests.remove(dk);
-                        }
-                        self.known = None;
-                    }
+                IpvsOp::DelService(..) | IpvsOp::DelDest(..) if outcome == Outcome::NotFound => {
+                    // Gone already, as far as the kernel says. The view
+                    // forgets it; the ledger entry goes with the next full
+                    // read, so an answer that contradicts the view can never
+                    // leave an owned object unowned in the kernel.
+                    self.forget_ipvs(&op);
+                    self.stale = true;
+                }
+                IpvsOp::UpdateService(..) | IpvsOp::UpdateDest(..)
+                    if outcome == Outcome::NotFound =>
+                {
+                    self.stale = true;
                     push(ErrorKind::Kernel, err.to_string());
                 }
-                IpvsOp::DelDest(..) => {
-                    if matches!(code, Some(errno::ENOENT | errno::ESRCH)) {
-                        self.applied(&op);
-                    } else {
-                        push(ErrorKind::Kernel, err.to_string());
-                    }
-                }
+                _ => push(ErrorKind::Kernel, err.to_string()),
             }
         }
+        true
     }
 
     /// Updates the cached view (and, for removals, the ledger) after a write.
     fn applied(&mut self, op: &IpvsOp) {
-        let Some(known) = self.known.as_mut() else {
-            return;
-        };
+        if let IpvsOp::DelService(k) = op {
+            self.ledger.services.remove(k);
+        }
+        if let IpvsOp::DelDest(k, d) = op
+            && let Some(o) = self.ledger.services.get_mut(k)
+        {
+            o.dests.remove(d);
+        }
+        let known = self.known_mut();
         match op {
             IpvsOp::AddService(k, c) => {
                 known.ipvs.insert(
@@ -1138,23 +1206,28 @@ impl<D: Dataplane> Reconciler<D> {
                     s.config = c.clone();
                 }
             }
-            IpvsOp::DelService(k) => {
-                known.ipvs.remove(k);
-                self.ledger.services.remove(k);
-            }
             IpvsOp::AddDest(k, d, c) | IpvsOp::UpdateDest(k, d, c) => {
                 if let Some(s) = known.ipvs.get_mut(k) {
                     s.dests.insert(*d, *c);
                 }
             }
+            IpvsOp::DelService(_) | IpvsOp::DelDest(..) => self.forget_ipvs(op),
+        }
+    }
+
+    /// Removes a deleted service or destination from the cached view.
+    fn forget_ipvs(&mut self, op: &IpvsOp) {
+        let known = self.known_mut();
+        match op {
+            IpvsOp::DelService(k) => {
+                known.ipvs.remove(k);
+            }
             IpvsOp::DelDest(k, d) => {
                 if let Some(s) = known.ipvs.get_mut(k) {
                     s.dests.remove(d);
                 }
-                if let Some(o) = self.ledger.services.get_mut(k) {
-                    o.dests.remove(d);
-                }
             }
+            _ => {}
         }
     }
 }

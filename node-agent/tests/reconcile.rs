@@ -871,3 +871,90 @@ fn an_address_from_address_mode_is_kept_in_route_mode() {
             .any(|a| a.addr == ip("10.0.0.1"))
     );
 }
+
+/// A service planted by hand at a key the agent is about to add (EEXIST in
+/// the batch) in the same sync as a VIP removal: the removal after the batch
+/// works on the view the failure put in doubt, without a panic, and the
+/// deletes that succeeded leave the ledger at once.
+#[test]
+fn a_planted_service_in_the_same_sync_as_a_vip_removal_neither_panics_nor_keeps_deleted_entries() {
+    let dir = temp_dir("planted");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    let old = service("old", "10.0.0.5", 80, vec![dest("10.1.0.1", 80, 1, Nat)]);
+    let rep = sync(&mut r, &director(vec![old]), false);
+    assert!(rep.ok(), "{:?}", rep.errors);
+    let old_key = tcp("10.0.0.5", 80);
+    assert!(r.ledger().owns_service(&old_key));
+
+    // ipvsadm -A of the key the next plan adds, behind the agent's back.
+    let (_, foreign) = foreign_service();
+    let web_key = tcp("10.0.0.1", 80);
+    r.dataplane_mut().ipvs.insert(web_key, foreign.clone());
+
+    let rep = sync(&mut r, &director(vec![web()]), false);
+    assert!(
+        rep.errors
+            .iter()
+            .any(|e| e.kind == ErrorKind::ForeignService),
+        "{:?}",
+        rep.errors
+    );
+    // The old service and its VIP are gone, and so are their ledger entries.
+    assert!(!r.dataplane().ipvs.contains_key(&old_key));
+    assert!(!r.ledger().owns_service(&old_key), "{:?}", r.ledger());
+    assert!(
+        !r.dataplane()
+            .addresses
+            .iter()
+            .any(|a| a.addr == ip("10.0.0.5")),
+        "{:?}",
+        r.dataplane().addresses
+    );
+    assert!(
+        !r.ledger()
+            .addresses
+            .iter()
+            .any(|k| k.addr == ip("10.0.0.5")),
+        "{:?}",
+        r.ledger()
+    );
+    assert_eq!(r.dataplane().ipvs[&web_key], foreign);
+    assert!(!r.ledger().owns_service(&web_key));
+    // The next sync reads the kernel in full and changes nothing foreign.
+    let rep = sync(&mut r, &director(vec![web()]), false);
+    assert!(rep.full);
+    assert_eq!(r.dataplane().ipvs[&web_key], foreign);
+}
+
+/// A delete answered "not found" while the object is still there (a view
+/// out of date, a kernel that says otherwise): the entry stays owned until
+/// a full read, which then removes the object.
+#[test]
+fn a_delete_answered_not_found_keeps_ownership_until_the_full_read() {
+    let dir = temp_dir("notfound");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    let rep = sync(&mut r, &director(vec![web()]), false);
+    assert!(rep.ok(), "{:?}", rep.errors);
+    let key = tcp("10.0.0.1", 80);
+    r.dataplane_mut().fail_once(
+        move |c| matches!(c, Call::Ipvs(IpvsOp::DelService(k)) if *k == key),
+        errno::ESRCH,
+    );
+    r.dataplane_mut()
+        .fail_once(|c| matches!(c, Call::DelAddress(_)), errno::EADDRNOTAVAIL);
+    let rep = sync(&mut r, &director(vec![]), false);
+    assert!(rep.ok(), "{:?}", rep.errors);
+    assert!(r.dataplane().ipvs.contains_key(&key));
+    assert!(r.ledger().owns_service(&key), "{:?}", r.ledger());
+    let rep = sync(&mut r, &director(vec![]), false);
+    assert!(rep.full, "a contradicted view is read again");
+    assert!(rep.ok(), "{:?}", rep.errors);
+    assert!(r.dataplane().ipvs.is_empty(), "{:?}", r.dataplane().ipvs);
+    assert!(r.ledger().is_empty(), "{:?}", r.ledger());
+    assert!(
+        !r.dataplane()
+            .addresses
+            .iter()
+            .any(|a| a.addr == ip("10.0.0.1"))
+    );
+}

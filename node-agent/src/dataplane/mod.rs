@@ -79,13 +79,43 @@ impl DataplaneError {
         }
     }
 
-    /// Whether the failure leaves the kernel state unknown (the caller must
-    /// read it again before trusting its cached view).
-    pub fn state_unknown(&self) -> bool {
-        matches!(
-            self,
-            DataplaneError::Io { .. } | DataplaneError::Other { .. }
-        )
+    /// What the failure means for the object the request meant to change.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            DataplaneError::Kernel { errno: e, .. } => match *e {
+                errno::EEXIST => Outcome::AlreadyExists,
+                errno::ENOENT | errno::ESRCH | errno::ENODEV | errno::EADDRNOTAVAIL => {
+                    Outcome::NotFound
+                }
+                _ => Outcome::Refused,
+            },
+            DataplaneError::Missing { .. } => Outcome::NotFound,
+            DataplaneError::IpvsUnavailable { .. } => Outcome::Refused,
+            DataplaneError::Io { .. } | DataplaneError::Other { .. } => Outcome::Unknown,
+        }
+    }
+}
+
+/// What a failed write means for the object it meant to change: the
+/// reconciler branches on this, never on errno numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The object is there already (EEXIST): for an addition, someone
+    /// else's.
+    AlreadyExists,
+    /// The object, or what it belongs to, is not there (ENOENT, ESRCH,
+    /// ENODEV, EADDRNOTAVAIL).
+    NotFound,
+    /// The kernel refused the request: nothing changed.
+    Refused,
+    /// The answer was lost (a transport error): the write may or may not
+    /// have happened.
+    Unknown,
+}
+
+impl Outcome {
+    pub fn of(e: &DataplaneError) -> Self {
+        e.outcome()
     }
 }
 
