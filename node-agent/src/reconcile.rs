@@ -826,6 +826,7 @@ impl<D: Dataplane> Reconciler<D> {
                         Outcome::AlreadyExists => {
                             self.ledger.fou_ports.remove(&p);
                             self.known_mut().fou.insert(p);
+                            self.stale = true;
                         }
                         outcome => {
                             if outcome == Outcome::Unknown {
@@ -1032,7 +1033,9 @@ impl<D: Dataplane> Reconciler<D> {
                     self.ledger.addresses.remove(&a.key());
                 }
                 if outcome == Outcome::AlreadyExists {
-                    // Someone else's: present, so satisfied, not ours.
+                    // Someone else's: present, so satisfied, not ours. The
+                    // view said it was absent, so the view is read again.
+                    self.stale = true;
                     self.known_mut().addresses.insert(
                         a.key(),
                         Address {

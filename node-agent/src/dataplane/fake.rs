@@ -63,8 +63,19 @@ type Predicate = Box<dyn Fn(&Call) -> bool + Send>;
 
 struct Injection {
     predicate: Predicate,
-    errno: i32,
+    fault: Fault,
     remaining: Option<usize>,
+}
+
+/// How an injected failure shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The kernel refuses with this errno; nothing changes.
+    Refuse(i32),
+    /// The call is carried out but its answer is lost (a transport error
+    /// such as ENOBUFS on the socket): the caller cannot know the outcome.
+    /// In an IPVS batch, the ops after it are not carried out.
+    LoseAnswer,
 }
 
 /// A service in the fake table.
@@ -89,6 +100,8 @@ pub struct FakeDataplane {
     /// whose call list would otherwise grow without bound.
     pub record_calls: bool,
     injections: Vec<Injection>,
+    /// A lost answer injected into the call in progress.
+    lost: Option<String>,
     next_index: u32,
 }
 
@@ -138,6 +151,7 @@ impl FakeDataplane {
             calls: Vec::new(),
             record_calls: true,
             injections: Vec::new(),
+            lost: None,
             next_index: 1,
         };
         f.add_link("lo", None, true);
@@ -216,7 +230,7 @@ impl FakeDataplane {
     pub fn fail_when(&mut self, predicate: impl Fn(&Call) -> bool + Send + 'static, errno: i32) {
         self.injections.push(Injection {
             predicate: Box::new(predicate),
-            errno,
+            fault: Fault::Refuse(errno),
             remaining: None,
         });
     }
@@ -225,7 +239,17 @@ impl FakeDataplane {
     pub fn fail_once(&mut self, predicate: impl Fn(&Call) -> bool + Send + 'static, errno: i32) {
         self.injections.push(Injection {
             predicate: Box::new(predicate),
-            errno,
+            fault: Fault::Refuse(errno),
+            remaining: Some(1),
+        });
+    }
+
+    /// Carry out the next call matching `predicate` but lose its answer: it
+    /// fails as a transport error. An IPVS batch stops after that op.
+    pub fn lose_answer_once(&mut self, predicate: impl Fn(&Call) -> bool + Send + 'static) {
+        self.injections.push(Injection {
+            predicate: Box::new(predicate),
+            fault: Fault::LoseAnswer,
             remaining: Some(1),
         });
     }
@@ -251,7 +275,7 @@ impl FakeDataplane {
                 if let Some(n) = &mut inj.remaining {
                     *n -= 1;
                 }
-                failed = Some(inj.errno);
+                failed = Some(inj.fault);
                 break;
             }
         }
@@ -260,8 +284,23 @@ impl FakeDataplane {
             self.calls.push(call);
         }
         match failed {
-            Some(errno) => Err(kernel(request, errno)),
+            Some(Fault::Refuse(errno)) => Err(kernel(request, errno)),
+            Some(Fault::LoseAnswer) => {
+                self.lost = Some(request);
+                Ok(())
+            }
             None => Ok(()),
+        }
+    }
+
+    /// The answer to a call, unless it was lost.
+    fn answer<T>(&mut self, result: DpResult<T>) -> DpResult<T> {
+        match self.lost.take() {
+            Some(request) => Err(DataplaneError::Io {
+                request,
+                source: std::io::Error::from_raw_os_error(ENOBUFS),
+            }),
+            None => result,
         }
     }
 
@@ -356,8 +395,8 @@ fn kernel(request: String, errno: i32) -> DataplaneError {
     }
 }
 
-impl Dataplane for FakeDataplane {
-    fn ipvs_dump(&mut self) -> DpResult<Vec<ObservedService>> {
+impl FakeDataplane {
+    fn ipvs_dump_now(&mut self) -> DpResult<Vec<ObservedService>> {
         self.record(Call::IpvsDump)?;
         if !self.ipvs_available {
             return Err(DataplaneError::IpvsUnavailable {
@@ -386,22 +425,31 @@ impl Dataplane for FakeDataplane {
             .collect())
     }
 
-    fn ipvs_apply(&mut self, ops: &[IpvsOp]) -> DpResult<Vec<DpResult<()>>> {
+    fn ipvs_apply_now(&mut self, ops: &[IpvsOp]) -> DpResult<Vec<DpResult<()>>> {
         if !self.ipvs_available {
             return Err(DataplaneError::IpvsUnavailable {
                 request: "apply IPVS ops".into(),
                 detail: "family not found".into(),
             });
         }
-        Ok(ops.iter().map(|op| self.apply_one(op)).collect())
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            let r = self.apply_one(op);
+            if self.lost.is_some() {
+                // The socket lost an answer: the batch's outcome is unknown.
+                return self.answer(Ok(Vec::new()));
+            }
+            results.push(r);
+        }
+        Ok(results)
     }
 
-    fn addresses(&mut self) -> DpResult<Vec<Address>> {
+    fn addresses_now(&mut self) -> DpResult<Vec<Address>> {
         self.record(Call::Addresses)?;
         Ok(self.addresses.iter().cloned().collect())
     }
 
-    fn add_address(&mut self, addr: &Address) -> DpResult<()> {
+    fn add_address_now(&mut self, addr: &Address) -> DpResult<()> {
         self.record(Call::AddAddress(addr.clone()))?;
         let request = format!("add address {}", addr.key());
         if !self.links.contains_key(&addr.interface) {
@@ -423,7 +471,7 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
-    fn del_address(&mut self, addr: &Address) -> DpResult<()> {
+    fn del_address_now(&mut self, addr: &Address) -> DpResult<()> {
         self.record(Call::DelAddress(addr.clone()))?;
         // A delete names the kind: a route delete leaves an address alone.
         let found = self.same_key(addr).find(|a| a.kind == addr.kind).cloned();
@@ -439,12 +487,12 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
-    fn links(&mut self) -> DpResult<Vec<Link>> {
+    fn links_now(&mut self) -> DpResult<Vec<Link>> {
         self.record(Call::Links)?;
         Ok(self.links.values().cloned().collect())
     }
 
-    fn ensure_tunnel(&mut self, dev: &TunnelDevice) -> DpResult<()> {
+    fn ensure_tunnel_now(&mut self, dev: &TunnelDevice) -> DpResult<()> {
         self.record(Call::EnsureTunnel(dev.clone()))?;
         if !self.links.contains_key(&dev.name) {
             if !self.tunnel_kinds.contains(&dev.kind) {
@@ -461,7 +509,7 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
-    fn release_tunnel(&mut self, dev: &TunnelDevice) -> DpResult<()> {
+    fn release_tunnel_now(&mut self, dev: &TunnelDevice) -> DpResult<()> {
         self.record(Call::ReleaseTunnel(dev.clone()))?;
         let l = self
             .links
@@ -471,12 +519,12 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
-    fn fou_ports(&mut self) -> DpResult<Vec<FouPort>> {
+    fn fou_ports_now(&mut self) -> DpResult<Vec<FouPort>> {
         self.record(Call::FouPorts)?;
         Ok(self.fou.iter().copied().collect())
     }
 
-    fn add_fou_port(&mut self, port: &FouPort) -> DpResult<()> {
+    fn add_fou_port_now(&mut self, port: &FouPort) -> DpResult<()> {
         self.record(Call::AddFou(*port))?;
         if !self.fou.insert(*port) {
             return Err(kernel(format!("add {port}"), errno::EEXIST));
@@ -484,7 +532,7 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
-    fn del_fou_port(&mut self, port: &FouPort) -> DpResult<()> {
+    fn del_fou_port_now(&mut self, port: &FouPort) -> DpResult<()> {
         self.record(Call::DelFou(*port))?;
         if !self.fou.remove(port) {
             return Err(kernel(format!("delete {port}"), errno::ESRCH));
@@ -492,7 +540,7 @@ impl Dataplane for FakeDataplane {
         Ok(())
     }
 
-    fn read_sysctl(&mut self, key: &str) -> DpResult<String> {
+    fn read_sysctl_now(&mut self, key: &str) -> DpResult<String> {
         self.record(Call::ReadSysctl(key.to_string()))?;
         if !self.sysctl_exists(key) {
             return Err(kernel(format!("read sysctl {key}"), errno::ENOENT));
@@ -504,7 +552,7 @@ impl Dataplane for FakeDataplane {
             .unwrap_or_else(|| "0".to_string()))
     }
 
-    fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()> {
+    fn write_sysctl_now(&mut self, key: &str, value: &str) -> DpResult<()> {
         self.record(Call::WriteSysctl(key.to_string(), value.to_string()))?;
         if !self.sysctl_exists(key) {
             return Err(kernel(format!("write sysctl {key}"), errno::ENOENT));
@@ -514,5 +562,74 @@ impl Dataplane for FakeDataplane {
         }
         self.sysctls.insert(key.to_string(), value.to_string());
         Ok(())
+    }
+}
+
+/// ENOBUFS: what a netlink socket answers when its receive buffer overran.
+const ENOBUFS: i32 = 105;
+
+impl Dataplane for FakeDataplane {
+    fn ipvs_dump(&mut self) -> DpResult<Vec<ObservedService>> {
+        let r = self.ipvs_dump_now();
+        self.answer(r)
+    }
+
+    fn ipvs_apply(&mut self, ops: &[IpvsOp]) -> DpResult<Vec<DpResult<()>>> {
+        self.ipvs_apply_now(ops)
+    }
+
+    fn addresses(&mut self) -> DpResult<Vec<Address>> {
+        let r = self.addresses_now();
+        self.answer(r)
+    }
+
+    fn add_address(&mut self, addr: &Address) -> DpResult<()> {
+        let r = self.add_address_now(addr);
+        self.answer(r)
+    }
+
+    fn del_address(&mut self, addr: &Address) -> DpResult<()> {
+        let r = self.del_address_now(addr);
+        self.answer(r)
+    }
+
+    fn links(&mut self) -> DpResult<Vec<Link>> {
+        let r = self.links_now();
+        self.answer(r)
+    }
+
+    fn ensure_tunnel(&mut self, dev: &TunnelDevice) -> DpResult<()> {
+        let r = self.ensure_tunnel_now(dev);
+        self.answer(r)
+    }
+
+    fn release_tunnel(&mut self, dev: &TunnelDevice) -> DpResult<()> {
+        let r = self.release_tunnel_now(dev);
+        self.answer(r)
+    }
+
+    fn fou_ports(&mut self) -> DpResult<Vec<FouPort>> {
+        let r = self.fou_ports_now();
+        self.answer(r)
+    }
+
+    fn add_fou_port(&mut self, port: &FouPort) -> DpResult<()> {
+        let r = self.add_fou_port_now(port);
+        self.answer(r)
+    }
+
+    fn del_fou_port(&mut self, port: &FouPort) -> DpResult<()> {
+        let r = self.del_fou_port_now(port);
+        self.answer(r)
+    }
+
+    fn read_sysctl(&mut self, key: &str) -> DpResult<String> {
+        let r = self.read_sysctl_now(key);
+        self.answer(r)
+    }
+
+    fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()> {
+        let r = self.write_sysctl_now(key, value);
+        self.answer(r)
     }
 }

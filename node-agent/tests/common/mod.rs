@@ -1,6 +1,8 @@
 //! Plans built by hand, and a reconciler over the fake kernel.
 #![allow(dead_code)]
 
+pub mod arb;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
