@@ -36,6 +36,10 @@ pub struct DesiredService {
 pub struct DesiredAddress {
     pub address: Address,
     pub owners: BTreeSet<String>,
+    /// A director VIP of IPVS services at this address: held only while
+    /// one of them is in the kernel, so the node never answers for a VIP
+    /// that it cannot balance.
+    pub needs_service: bool,
 }
 
 /// Everything the node must have, in kernel terms.
@@ -235,14 +239,16 @@ pub fn desired<'a>(
     }
 
     let add = |d: &mut Desired, a: Address, owners: BTreeSet<String>| {
-        d.addresses
+        let e = d
+            .addresses
             .entry(a.key())
             .or_insert_with(|| DesiredAddress {
                 address: a,
                 owners: BTreeSet::new(),
-            })
-            .owners
-            .extend(owners);
+                needs_service: false,
+            });
+        e.needs_service |= !owners.is_empty() && e.address.interface != LOOPBACK;
+        e.owners.extend(owners);
     };
 
     // Owners per VIP address, and the director interface per family: each

@@ -113,6 +113,13 @@ enum Action {
     /// Addresses (VIPs) with their owners, added in one batch.
     AddAddresses(Vec<(Address, BTreeSet<String>)>),
     Ipvs(Vec<(IpvsOp, Option<String>)>),
+    /// Director VIPs, after the IPVS writes: those to add and those held,
+    /// each with its owners. A VIP is added or kept only while an IPVS
+    /// service of ours at its address is in the kernel.
+    DirectorVips {
+        add: Vec<(Address, BTreeSet<String>)>,
+        held: Vec<(Address, BTreeSet<String>)>,
+    },
     DelAddress(Address),
     RestoreSysctl(String, String),
     DelFou(FouPort),
@@ -124,7 +131,9 @@ impl Action {
     fn phase(&self) -> &'static str {
         match self {
             Action::Ipvs(_) => "ipvs",
-            Action::AddAddresses(_) | Action::DelAddress(_) => "addresses",
+            Action::AddAddresses(_) | Action::DirectorVips { .. } | Action::DelAddress(_) => {
+                "addresses"
+            }
             _ => "other_writes",
         }
     }
@@ -596,10 +605,13 @@ impl<D: Dataplane> Reconciler<D> {
         // Addresses.
         let known = self.known.as_ref().expect("refreshed");
         let mut addr_adds = Vec::new();
+        let mut vip_adds = Vec::new();
+        let mut vips_held = Vec::new();
         for (key, da) in &want.addresses {
             // Present with any prefix length counts.
-            let present = known.addresses.contains_key(key)
-                || known
+            let present = match known.addresses.get_key_value(key) {
+                Some((k, _)) => Some(k),
+                None => known
                     .addresses
                     .range(
                         AddrKey {
@@ -611,8 +623,12 @@ impl<D: Dataplane> Reconciler<D> {
                         },
                     )
                     .next()
-                    .is_some();
-            if present {
+                    .map(|(k, _)| k),
+            };
+            if let Some(k) = present {
+                if da.needs_service && self.ledger.addresses.contains(k) {
+                    vips_held.push((known.addresses[k].clone(), da.owners.clone()));
+                }
                 continue;
             }
             if !known.links.contains_key(&key.interface)
@@ -629,7 +645,11 @@ impl<D: Dataplane> Reconciler<D> {
                 continue;
             }
             self.ledger.addresses.insert(key.clone());
-            addr_adds.push((da.address.clone(), da.owners.clone()));
+            if da.needs_service {
+                vip_adds.push((da.address.clone(), da.owners.clone()));
+            } else {
+                addr_adds.push((da.address.clone(), da.owners.clone()));
+            }
         }
         if !addr_adds.is_empty() {
             adds.push(Action::AddAddresses(addr_adds));
@@ -747,6 +767,12 @@ impl<D: Dataplane> Reconciler<D> {
         ipvs_ops.extend(ipvs_dels);
         if !ipvs_ops.is_empty() {
             adds.push(Action::Ipvs(ipvs_ops));
+        }
+        if !vip_adds.is_empty() || !vips_held.is_empty() {
+            adds.push(Action::DirectorVips {
+                add: vip_adds,
+                held: vips_held,
+            });
         }
 
         // Tunnels and fou ports no longer wanted.
@@ -917,6 +943,23 @@ impl<D: Dataplane> Reconciler<D> {
                 }
             }
             Action::Ipvs(ops) => self.execute_ipvs(ops, report),
+            Action::DirectorVips { add, held } => {
+                let (add, withheld): (Vec<_>, Vec<_>) =
+                    add.into_iter().partition(|(a, _)| self.serves(a.addr));
+                for (a, owners) in withheld {
+                    self.ledger.addresses.remove(&a.key());
+                    withhold(&a, owners, report);
+                }
+                if !add.is_empty() {
+                    self.execute(Action::AddAddresses(add), report);
+                }
+                for (a, owners) in held {
+                    if !self.serves(a.addr) {
+                        withhold(&a, owners, report);
+                        self.execute(Action::DelAddress(a), report);
+                    }
+                }
+            }
             Action::DelAddress(a) => {
                 report.count("addr_del");
                 match self.dp.del_address(&a) {
@@ -1010,6 +1053,28 @@ impl<D: Dataplane> Reconciler<D> {
 
     fn known_mut(&mut self) -> &mut Known {
         self.known.as_mut().expect("refreshed")
+    }
+
+    /// Whether an IPVS service of ours at `addr` is in the kernel.
+    fn serves(&self, addr: IpAddr) -> bool {
+        let Some(known) = &self.known else {
+            return false;
+        };
+        let from = SvcKey::Tuple {
+            addr,
+            protocol: 0,
+            port: 0,
+        };
+        let to = SvcKey::Tuple {
+            addr,
+            protocol: u16::MAX,
+            port: u16::MAX,
+        };
+        known.ipvs_available
+            && known
+                .ipvs
+                .range(from..=to)
+                .any(|(k, _)| self.ledger.owns_service(k))
     }
 
     /// Records the outcome of adding one address.
@@ -1233,6 +1298,18 @@ impl<D: Dataplane> Reconciler<D> {
             _ => {}
         }
     }
+}
+
+/// Reports a director VIP that the node does not hold, per owner.
+fn withhold(a: &Address, owners: BTreeSet<String>, report: &mut SyncReport) {
+    report.errors.extend(SyncError::for_owners(
+        ErrorKind::VipWithheld,
+        owners,
+        format!(
+            "VIP {} is not held on {}: no IPVS service of this agent at that address is in the kernel (see the service's error), so the node does not answer for it",
+            a.addr, a.interface
+        ),
+    ));
 }
 
 /// One entry per desired service: its generation, and programmed unless an

@@ -25,6 +25,9 @@ pub enum ErrorKind {
     Ledger,
     /// IPVS is not available but services are wanted.
     IpvsUnavailable,
+    /// A director VIP is not held because none of its services is in the
+    /// kernel.
+    VipWithheld,
 }
 
 impl ErrorKind {
@@ -37,6 +40,7 @@ impl ErrorKind {
             ErrorKind::Read => "read",
             ErrorKind::Ledger => "ledger",
             ErrorKind::IpvsUnavailable => "ipvs_unavailable",
+            ErrorKind::VipWithheld => "vip_withheld",
         }
     }
 }

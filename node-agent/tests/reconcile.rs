@@ -278,8 +278,10 @@ fn a_foreign_service_with_the_desired_key_is_reported_not_taken_over() {
     f.ipvs.insert(key, foreign.clone());
     let mut r = reconciler(f, &dir);
     let rep = sync(&mut r, &director(vec![web()]), false);
-    assert_eq!(rep.errors.len(), 1, "{:?}", rep.errors);
+    assert_eq!(rep.errors.len(), 2, "{:?}", rep.errors);
     assert_eq!(rep.errors[0].kind, ErrorKind::ForeignService);
+    // Someone else's service at the VIP is not ours to announce.
+    assert_eq!(rep.errors[1].kind, ErrorKind::VipWithheld);
     assert_eq!(rep.errors[0].owner.as_deref(), Some("default/web"));
     assert!(!rep.services["default/web"].programmed);
     assert!(
@@ -536,8 +538,14 @@ fn a_failing_service_add_reports_once_and_owns_nothing() {
     );
     let mut r = reconciler(f, &dir);
     let rep = sync(&mut r, &director(vec![web()]), false);
-    assert_eq!(rep.errors.len(), 1, "dest failures follow from it: {rep:?}");
+    let kinds: Vec<ErrorKind> = rep.errors.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [ErrorKind::Kernel, ErrorKind::VipWithheld],
+        "dest failures follow from it: {rep:?}"
+    );
     assert!(r.ledger().services.is_empty());
+    assert!(r.ledger().addresses.is_empty());
 }
 
 #[test]
@@ -826,14 +834,12 @@ fn route_mode_holds_ipv4_vips_as_local_routes_and_adopts_and_removes_only_its_ow
     assert_eq!(vip.label, None);
     assert_eq!(sync(&mut r, &plan, true).total_ops(), 0);
 
-    // A restart with a lost ledger adopts the route by its protocol mark.
+    // A restart with a lost ledger adopts the route by its protocol mark:
+    // with the VirtualServices gone the route goes, the foreign address
+    // stays.
     let f = r.into_dataplane();
     let lost = temp_dir("route-mode-lost");
     let mut r = reconciler(f, &lost).with_vip_mode(VipMode::LocalRoute);
-    let rep = sync(&mut r, &plan, true);
-    assert_eq!(rep.total_ops(), 0, "{:?}", rep.ops);
-
-    // The VirtualServices go: the route goes, the foreign address stays.
     let rep = sync(&mut r, &NodePlan::default(), false);
     assert!(rep.ok(), "{:?}", rep.errors);
     let f = r.dataplane();
@@ -957,4 +963,67 @@ fn a_delete_answered_not_found_keeps_ownership_until_the_full_read() {
             .iter()
             .any(|a| a.addr == ip("10.0.0.1"))
     );
+}
+
+/// A director VIP is announced only while one of its IPVS services is in
+/// the kernel, and withdrawn when none can be: otherwise clients reach the
+/// node's own listeners, or get a reset, at the VIP.
+#[test]
+fn a_vip_is_held_only_while_a_service_of_ours_at_it_is_in_the_kernel() {
+    let dir = temp_dir("vip-needs-service");
+    let mut f = FakeDataplane::new();
+    f.fail_when(
+        |c| matches!(c, Call::Ipvs(IpvsOp::AddService(..))),
+        errno::ENOENT,
+    );
+    let mut r = reconciler(f, &dir);
+    let plan = director(vec![web()]);
+    let has_vip = |f: &FakeDataplane| f.addresses.iter().any(|a| a.addr == ip("10.0.0.1"));
+
+    // The scheduler module is missing: no service, so no VIP.
+    let rep = sync(&mut r, &plan, false);
+    assert!(
+        rep.errors.iter().any(|e| e.kind == ErrorKind::VipWithheld
+            && e.owner.as_deref() == Some("default/web")
+            && e.message.contains("10.0.0.1")),
+        "{:?}",
+        rep.errors
+    );
+    assert!(!has_vip(r.dataplane()));
+    assert!(r.ledger().addresses.is_empty(), "{:?}", r.ledger());
+    assert!(!rep.services["default/web"].programmed);
+
+    // The service can be created: the VIP follows in the same sync.
+    r.dataplane_mut().clear_failures();
+    let rep = sync(&mut r, &plan, false);
+    assert!(rep.ok(), "{:?}", rep.errors);
+    assert!(has_vip(r.dataplane()));
+
+    // Removed by hand and refused on the way back: the VIP is withdrawn.
+    r.dataplane_mut().ipvs.clear();
+    r.dataplane_mut().fail_when(
+        |c| matches!(c, Call::Ipvs(IpvsOp::AddService(..))),
+        errno::ENOENT,
+    );
+    let rep = sync(&mut r, &plan, true);
+    assert!(
+        rep.errors.iter().any(|e| e.kind == ErrorKind::VipWithheld),
+        "{:?}",
+        rep.errors
+    );
+    assert!(!has_vip(r.dataplane()), "{:?}", r.dataplane().addresses);
+    assert!(r.ledger().addresses.is_empty(), "{:?}", r.ledger());
+
+    // Back again, then IPVS goes away altogether: withdrawn too.
+    r.dataplane_mut().clear_failures();
+    assert!(sync(&mut r, &plan, false).ok());
+    assert!(has_vip(r.dataplane()));
+    r.dataplane_mut().ipvs_available = false;
+    let rep = sync(&mut r, &plan, true);
+    assert!(
+        rep.errors.iter().any(|e| e.kind == ErrorKind::VipWithheld),
+        "{:?}",
+        rep.errors
+    );
+    assert!(!has_vip(r.dataplane()));
 }
