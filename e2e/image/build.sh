@@ -105,8 +105,9 @@ else
         || { cat "$LVS_IMAGE_HOME/podman-build.log" >&2; lvs_die "podman build --target lab failed: $(tail -n1 "$LVS_IMAGE_HOME/podman-build.log")"; }
     lvs_log "built $TAG in $(( ($(lvs_now_ms) - t0) / 1000 ))s"
     # Keep only the current lab image: older lab-* tags go, then their layers.
-    lvs_podman images --format '{{.Repository}}:{{.Tag}}' | grep -Fx -v -e "$TAG" -e "$LVS_IMAGE" \
-        | grep "^$LVS_IMAGE_REPO:lab-" | while read -r old; do lvs_podman rmi "$old" >/dev/null 2>&1 || true; done
+    for old in $(lvs_podman images --format '{{.Repository}}:{{.Tag}}' | grep "^$LVS_IMAGE_REPO:lab-" || true); do
+        [ "$old" = "$TAG" ] || lvs_podman rmi "$old" >/dev/null 2>&1 || true
+    done
     lvs_podman image prune -f >/dev/null 2>&1 || true
 fi
 echo "$TAG"
