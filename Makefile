@@ -4,7 +4,7 @@ CARGO ?= cargo
 export LVS_CACHE ?= $(CURDIR)/.cache
 KEEP ?= 0
 
-.PHONY: all test unit lint fmt crds check-generated e2e-kernel e2e-cluster e2e demo bench deps build
+.PHONY: all test unit lint fmt crds check-generated e2e-kernel e2e-cluster e2e demo bench deps build image
 
 all: test
 
@@ -35,6 +35,12 @@ check-generated: crds
 ## build: the binaries the labs run
 build:
 	$(CARGO) build --locked -p lvs-node-agent -p lvs-operator
+
+## image: the labs' container image (Dockerfile stage `lab`, static binaries built
+## here, podman storage under $(LVS_CACHE)/image); the image-* scenarios of both
+## lab suites build it themselves, cached by the binaries' hash
+image:
+	bash e2e/image/build.sh
 
 ## e2e-kernel: the kernel lab (qemu TCG VM, network namespaces as nodes, real IPVS traffic)
 e2e-kernel: build

@@ -2,7 +2,7 @@
 # The kernel lab suite: boots the lab VM once and runs the scenarios in
 # e2e/kernel/scenarios/ inside it, each on a fresh topology.
 #
-#   run-suite.sh [--only REGEX] [--agent PATH] [--out DIR] [--list] [-v]
+#   run-suite.sh [--only REGEX] [--agent PATH] [--image-agent PATH] [--out DIR] [--list] [-v]
 #
 # stdout: one line per scenario, `PASS <name>` or `FAIL <name>: <why>`, then
 # exactly `N passed, M failed` as the last line. The output of failed
@@ -13,6 +13,10 @@
 #   --only REGEX   run only the scenarios whose name matches (grep -E)
 #   --agent PATH   node-agent binary for agent-* scenarios (default: build it
 #                  with `cargo build -p lvs-node-agent`, or $NODE_AGENT_BIN)
+#   --image-agent PATH  node-agent binary for image-* scenarios, packed byte for
+#                  byte as /image/usr/local/bin/node-agent (default: build the
+#                  lab image with e2e/image/build.sh and copy the binary out of
+#                  it, or $LVS_IMAGE_AGENT_BIN)
 #   --out DIR      keep the run's files there (default
 #                  $LVS_CACHE/kernel-lab/runs/suite-<time>)
 #   --list         print the scenario names and exit
@@ -25,12 +29,15 @@ set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../lib/common.sh
 . "$HERE/../lib/common.sh"
+# shellcheck source=../lib/image.sh
+. "$HERE/../lib/image.sh"
 
-ONLY="" AGENT="${NODE_AGENT_BIN:-}" OUT="" LIST=0 VERBOSE=()
+ONLY="" AGENT="${NODE_AGENT_BIN:-}" IMAGE_AGENT="${LVS_IMAGE_AGENT_BIN:-}" OUT="" LIST=0 VERBOSE=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --only) ONLY="$2"; shift 2 ;;
         --agent) AGENT="$2"; shift 2 ;;
+        --image-agent) IMAGE_AGENT="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --list) LIST=1; shift ;;
         -v|--verbose) VERBOSE=(-v); shift ;;
@@ -100,8 +107,35 @@ if [ "${NEED_AGENT:-0}" -eq 1 ]; then
     fi
     [ -z "$AGENT_PROBLEM" ] && ADD=(--add "$AGENT:/usr/local/bin/node-agent")
 fi
+
+# The node agent out of the lab image (the bytes that ship), when image-*
+# scenarios are selected. It is taken out on the host before the VM boots.
+IMAGE_ADD=() IMAGE_PROBLEM=""
 for s in "${SELECTED[@]}"; do
-    case "$s" in agent-*) [ -n "$AGENT_PROBLEM" ] && continue ;; esac
+    case "$s" in image-*) NEED_IMAGE=1 ;; esac
+done
+if [ "${NEED_IMAGE:-0}" -eq 1 ]; then
+    if [ -z "$IMAGE_AGENT" ]; then
+        lvs_log "e2e/image/build.sh (the lab image), log $OUT/image-build.log"
+        if ref="$("$LVS_REPO/e2e/image/build.sh" 2>"$OUT/image-build.log")"; then
+            IMAGE_AGENT="$OUT/image-node-agent"
+            lvs_image_extract "$LVS_IMAGE_AGENT" "$IMAGE_AGENT" 2>>"$OUT/image-build.log" \
+                || IMAGE_PROBLEM="cannot copy $LVS_IMAGE_AGENT out of the image $ref: $(tail -n1 "$OUT/image-build.log")"
+        else
+            IMAGE_PROBLEM="e2e/image/build.sh failed: $(tail -n1 "$OUT/image-build.log")"
+            cat "$OUT/image-build.log" >&2
+        fi
+    elif [ ! -f "$IMAGE_AGENT" ]; then
+        IMAGE_PROBLEM="image node-agent binary $IMAGE_AGENT is not a file"
+    fi
+    [ -z "$IMAGE_PROBLEM" ] && IMAGE_ADD=(--add-exact "$IMAGE_AGENT:/image$LVS_IMAGE_AGENT"
+        --env "LAB_IMAGE_AGENT_SHA256=$(sha256sum "$IMAGE_AGENT" | cut -d' ' -f1)")
+fi
+for s in "${SELECTED[@]}"; do
+    case "$s" in
+        agent-*) [ -n "$AGENT_PROBLEM" ] && continue ;;
+        image-*) [ -n "$IMAGE_PROBLEM" ] && continue ;;
+    esac
     RUN+=("$s")
 done
 
@@ -111,7 +145,7 @@ vm_rc=0
 if [ "${#RUN[@]}" -gt 0 ]; then
     "$HERE/run-vm.sh" "${VERBOSE[@]}" --out "$OUT/vm" --timeout "$VM_TIMEOUT" \
         --env "LAB_SCENARIO_TIMEOUT=$SCEN_TIMEOUT" --env "LAB_AGENT_LOG=${LAB_AGENT_LOG:-info}" \
-        "${ADD[@]}" "$HERE/guest/suite.sh" "${RUN[@]}" 2>"$OUT/run-vm.log"
+        "${ADD[@]}" "${IMAGE_ADD[@]}" "$HERE/guest/suite.sh" "${RUN[@]}" 2>"$OUT/run-vm.log"
     vm_rc=$?
 fi
 t_end="$(lvs_now_ms)"
@@ -130,6 +164,7 @@ vm_note_shown=0
 for s in "${SELECTED[@]}"; do
     case "$s" in
         agent-*) if [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi ;;
+        image-*) if [ -n "$IMAGE_PROBLEM" ]; then failed "$s" "$IMAGE_PROBLEM"; continue; fi ;;
     esac
     r="${RESULT[$s]:-}"
     if [ "$r" = PASS ]; then

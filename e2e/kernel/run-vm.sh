@@ -12,6 +12,9 @@
 #   --add SRC:DEST    copy SRC (file or directory) to DEST in the guest; ELF
 #                     executables get the libraries ldd lists and lose their
 #                     debug info (unless --no-strip). Repeatable.
+#   --add-exact SRC:DEST  copy the file SRC to DEST byte for byte: no strip, no
+#                     libraries (for a static binary whose exact bytes matter,
+#                     such as the one taken out of the image). Repeatable.
 #   --env NAME=VALUE  export into the workload's environment. Repeatable.
 #   --out DIR         output directory (default $LVS_CACHE/kernel-lab/runs/<time>)
 #   --timeout SECS    wall-clock limit for the whole VM (default 300)
@@ -39,10 +42,11 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
-ADDS=() ENVS=() HOSTFWDS=() OUT="" TIMEOUT=300 MEM=1024 SMP=2 NICS=0 APPEND="" STRIP=1 KEEP=0 VERBOSE=0
+ADDS=() EXACTS=() ENVS=() HOSTFWDS=() OUT="" TIMEOUT=300 MEM=1024 SMP=2 NICS=0 APPEND="" STRIP=1 KEEP=0 VERBOSE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --add) ADDS+=("$2"); shift 2 ;;
+        --add-exact) EXACTS+=("$2"); shift 2 ;;
         --env) ENVS+=("$2"); shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --timeout) TIMEOUT="$2"; shift 2 ;;
@@ -141,6 +145,15 @@ for a in "${ADDS[@]}"; do
     else
         lvs_die "--add source $src not found"
     fi
+done
+
+for a in "${EXACTS[@]}"; do
+    src="${a%%:*}" dest="${a#*:}"
+    [ "$src" != "$a" ] && [ -n "$dest" ] || lvs_die "--add-exact wants SRC:DEST, got '$a'"
+    case "$dest" in /*) ;; *) lvs_die "--add-exact destination must be absolute: '$a'" ;; esac
+    [ -f "$src" ] || lvs_die "--add-exact source $src is not a file"
+    mkdir -p "$STAGE$(dirname "$(canon "$dest")")"
+    cp --preserve=mode "$src" "$STAGE$(canon "$dest")"
 done
 
 # Workload wrapper: environment and arguments, quoted for sh.
