@@ -13,8 +13,10 @@ use common::arb::*;
 use common::*;
 use lvs_node_agent::dataplane::errno;
 use lvs_node_agent::dataplane::fake::{Call, FakeDataplane};
-use lvs_node_agent::desired::desired;
-use lvs_node_agent::model::{AddrKind, Address, Scope, VipMode};
+use lvs_node_agent::desired::{desired, svc_key};
+use lvs_node_agent::model::{self, AddrKind, Address, VipMode};
+use lvs_node_agent::reconcile::{Reconciler, Scope, SyncInput};
+use lvs_planner::NodePlan;
 use proptest::prelude::*;
 
 const EBUSY: i32 = 16;
@@ -49,11 +51,47 @@ fn foreign_address() -> Address {
         addr: ip("2001:db8::5"),
         prefix_len: 64,
         label: None,
-        scope: Scope::Global,
+        scope: model::Scope::Global,
         kind: AddrKind::Interface,
     }
 }
 const FOREIGN_SYSCTL: &str = "net/ipv6/conf/all/forwarding";
+
+/// How the faulty transition is synced.
+#[derive(Debug, Clone, Copy)]
+enum Transition {
+    /// From the cached view.
+    Cached,
+    /// After a full read.
+    Full,
+    /// Scoped to every service and VIP of both plans (ledger changes go to
+    /// the journal).
+    Scoped,
+}
+
+fn scoped(
+    r: &mut Reconciler<FakeDataplane>,
+    from: &NodePlan,
+    to: &NodePlan,
+) -> lvs_node_agent::report::SyncReport {
+    let scope = Scope {
+        services: from
+            .services
+            .iter()
+            .chain(&to.services)
+            .map(|s| svc_key(&s.key))
+            .collect(),
+        vips: from.vips.iter().chain(&to.vips).map(|v| v.addr).collect(),
+    };
+    let ips = node_ips();
+    r.sync_scoped(
+        SyncInput {
+            plan: to,
+            node_ips: &ips,
+        },
+        &scope,
+    )
+}
 
 /// Makes the `nth` call (counting from 0) of what follows fail.
 fn inject(f: &mut FakeDataplane, nth: usize, fault: Fault) {
@@ -75,7 +113,11 @@ proptest! {
         mode in prop_oneof![Just(VipMode::Address), Just(VipMode::LocalRoute)],
         nth in 0usize..48,
         fault in arb_fault(),
-        cached in any::<bool>(),
+        transition in prop_oneof![
+            Just(Transition::Cached),
+            Just(Transition::Full),
+            Just(Transition::Scoped),
+        ],
     ) {
         let dir = temp_dir("fault");
         let mut fake = FakeDataplane::new();
@@ -87,10 +129,13 @@ proptest! {
         let rep = sync(&mut r, &first, false);
         prop_assert!(rep.ok(), "{:?}", rep.errors);
 
-        // The transition, with one call failing (a cached view, or a full
-        // read first).
+        // The transition, with one call failing.
         inject(r.dataplane_mut(), nth, fault);
-        let _ = sync(&mut r, &second, !cached);
+        let _ = match transition {
+            Transition::Cached => sync(&mut r, &second, false),
+            Transition::Full => sync(&mut r, &second, true),
+            Transition::Scoped => scoped(&mut r, &first, &second),
+        };
         r.dataplane_mut().clear_failures();
 
         let rep = sync(&mut r, &second, true);
