@@ -61,16 +61,17 @@ pub struct RealServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<ForwardingMethod>,
 
-    /// Stop sending new connections above this many (0 or unset: no limit).
+    /// Stop sending new connections above this many (0 or unset: no limit;
+    /// at most 2147483647, the kernel refuses more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 4294967295u32))]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub upper_threshold: Option<i64>,
 
     /// Resume below this many connections; must be less than upperThreshold,
     /// and 0 or unset without one (the kernel refuses a lower threshold
     /// above the upper one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 4294967295u32))]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub lower_threshold: Option<i64>,
 }
 

@@ -334,17 +334,20 @@ impl RealServerSpec {
         }
         e.range("spec.port", self.port, 1, 65535);
         e.range("spec.weight", Some(self.weight), 0, 65535);
+        // The kernel takes u32 thresholds but refuses them above i32::MAX
+        // (EINVAL on the Debian 6.1 lab kernel, "illegal u_threshold" in
+        // ipvsadm).
         e.range(
             "spec.upperThreshold",
             self.upper_threshold,
             0,
-            u32::MAX as i64,
+            i32::MAX.into(),
         );
         e.range(
             "spec.lowerThreshold",
             self.lower_threshold,
             0,
-            u32::MAX as i64,
+            i32::MAX.into(),
         );
         if let Some(l) = self.lower_threshold
             && l != 0
