@@ -219,7 +219,12 @@ impl VirtualServiceSpec {
             e.range("spec.tunnel.port", t.port, 1, 65535);
         }
         if let Some(i) = &self.directors.interface {
-            if !interface_name_ok(i) {
+            if i.len() > 15 {
+                e.push(
+                    "spec.directors.interface",
+                    "Too long: may not be more than 15 bytes",
+                );
+            } else if !interface_name_ok(i) {
                 e.push(
                     "spec.directors.interface",
                     format!(
