@@ -188,6 +188,22 @@ string_enum! {
 }
 
 string_enum! {
+    /// The kind of active health check.
+    pub enum HealthCheckType {
+        /// A TCP connect to the check port.
+        Tcp = "TCP",
+        /// An HTTP GET of the path; a 2xx or 3xx answer is healthy.
+        Http = "HTTP",
+        /// HTTP over TLS, the certificate not verified.
+        Https = "HTTPS",
+        /// A DNS query over UDP; any answer is healthy.
+        Dns = "DNS",
+        /// No check: every realserver counts as healthy.
+        None = "None",
+    }
+}
+
+string_enum! {
     /// Address family of a firewall-mark service.
     pub enum Family {
         IPv4 = "IPv4",

@@ -17,7 +17,8 @@ pub mod validate;
 pub mod virtualservice;
 
 pub use enums::{
-    Family, ForwardingMethod, Protocol, Scheduler, SchedulerFlag, SelectorOperator, TunnelType,
+    Family, ForwardingMethod, HealthCheckType, Protocol, Scheduler, SchedulerFlag,
+    SelectorOperator, TunnelType,
 };
 pub use lvsnode::{LvsNodeSpec, LvsNodeStatus, ServiceReport};
 pub use object::{Meta, NodeInfo, Object};
@@ -45,5 +46,10 @@ pub const GROUP: &str = "lvs.lvs-operator.io";
 pub const VERSION: &str = "v1alpha1";
 /// `group/version`, as manifests write it.
 pub const API_VERSION: &str = "lvs.lvs-operator.io/v1alpha1";
-/// Linux interface names: 1 to 15 bytes, no slash, colon or space.
-pub const INTERFACE_PATTERN: &str = r"^[^/:\s]{1,15}$";
+/// Linux interface names: 1 to 15 printable ASCII characters (so 15 bytes,
+/// the kernel's limit), no slash or colon. "." and ".." are refused by a CEL
+/// rule, as the pattern language has no lookahead.
+pub const INTERFACE_PATTERN: &str = r"^[!-.0-9;-~]{1,15}$";
+/// Kubernetes node names: DNS-1123 subdomains.
+pub const NODE_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";

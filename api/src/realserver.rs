@@ -39,9 +39,10 @@ pub struct RealServerSpec {
 
     /// A node acting as realserver: its InternalIP is used, and the agent on
     /// that node sets up the DR (VIP on lo, ARP sysctls) or TUN (tunnel
-    /// device) side. Set either address or nodeName.
+    /// device) side. Set either address or nodeName. A node name is a
+    /// DNS-1123 subdomain: lowercase letters, digits, '-' and '.'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::NODE_NAME_PATTERN))]
     pub node_name: Option<String>,
 
     /// The port on the realserver (1-65535). Defaults to the service port; a
@@ -60,14 +61,17 @@ pub struct RealServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<ForwardingMethod>,
 
-    /// Stop sending new connections above this many (0 or unset: no limit).
+    /// Stop sending new connections above this many (0 or unset: no limit;
+    /// at most 2147483647, the kernel refuses more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 4294967295u32))]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub upper_threshold: Option<i64>,
 
-    /// Resume below this many connections; must be less than upperThreshold.
+    /// Resume below this many connections; must be less than upperThreshold,
+    /// and 0 or unset without one (the kernel refuses a lower threshold
+    /// above the upper one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 4294967295u32))]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub lower_threshold: Option<i64>,
 }
 

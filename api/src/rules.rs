@@ -55,6 +55,11 @@ rule!(
     "spec.schedulerFlags mh-fallback and mh-port are only allowed with scheduler mh"
 );
 rule!(
+    VS_PERSISTENCE_V6_PREFIX,
+    "!has(self.persistence) || !has(self.persistence.prefixLength) || self.persistence.prefixLength >= 1 || !((has(self.address) && self.address.contains(':')) || (has(self.family) && self.family == 'IPv6'))",
+    "spec.persistence.prefixLength must be between 1 and 128 for an IPv6 service (the kernel refuses an IPv6 netmask of 0)"
+);
+rule!(
     VS_PERSISTENCE_V4_PREFIX,
     "!has(self.persistence) || !has(self.persistence.prefixLength) || self.persistence.prefixLength <= 32 || (has(self.address) && self.address.contains(':')) || (has(self.family) && self.family == 'IPv6')",
     "spec.persistence.prefixLength must be between 0 and 32 for an IPv4 service"
@@ -69,7 +74,7 @@ rule!(
 rule!(
     VIP_IS_IP,
     "isIP(self)",
-    "spec.address must be an IPv4 or IPv6 address"
+    "spec.address must be an IPv4 or IPv6 address (no prefix length or zone, and not in the IPv4-mapped form ::ffff:a.b.c.d)"
 );
 rule!(
     VIP_NOT_LOOPBACK,
@@ -87,6 +92,31 @@ rule!(
     "spec.address must not be the unspecified address"
 );
 
+rule!(
+    VIP_NOT_LINK_LOCAL,
+    "!isIP(self) || !ip(self).isLinkLocalUnicast()",
+    "spec.address must not be a link-local address (169.254.0.0/16 or fe80::/10): no director can serve it beyond its own link"
+);
+rule!(
+    VIP_NOT_BROADCAST,
+    "!isIP(self) || ip(self).family() != 4 || !(cidr('0.0.0.0/8').containsIP(self) || cidr('255.255.255.255/32').containsIP(self))",
+    "spec.address must not be in 0.0.0.0/8 or the limited broadcast address 255.255.255.255: no director can serve it"
+);
+
+// --- Directors ------------------------------------------------------------
+rule!(
+    INTERFACE_NOT_DOTS,
+    "self != '.' && self != '..'",
+    "spec.directors.interface must not be \".\" or \"..\" (the kernel refuses these interface names)"
+);
+
+// --- Health check -----------------------------------------------------------
+rule!(
+    HEALTHCHECK_PATH_ONLY_HTTP,
+    "!has(self.path) || (has(self.type) && (self.type == 'HTTP' || self.type == 'HTTPS'))",
+    "spec.healthCheck.path is only allowed with type HTTP or HTTPS"
+);
+
 // --- Tunnel ---------------------------------------------------------------
 rule!(
     TUNNEL_PORT_ONLY_GUE,
@@ -97,6 +127,11 @@ rule!(
     TUNNEL_CSUM_NOT_IPIP,
     "self.type != 'ipip' || !has(self.checksum)",
     "spec.tunnel.checksum is only allowed with tunnel types gue and gre"
+);
+rule!(
+    TUNNEL_REMCSUM_ONLY_GUE,
+    "self.type == 'gue' || !has(self.checksum) || !has(self.checksum.remote) || !self.checksum.remote",
+    "spec.tunnel.checksum.remote is only allowed with tunnel type gue (the kernel ignores it for gre)"
 );
 
 // --- Label selectors ------------------------------------------------------
@@ -114,18 +149,18 @@ rule!(
 );
 rule!(
     RS_THRESHOLD_ORDER,
-    "!has(self.upperThreshold) || !has(self.lowerThreshold) || self.upperThreshold == 0 || self.lowerThreshold < self.upperThreshold",
-    "spec.lowerThreshold must be less than spec.upperThreshold"
+    "!has(self.lowerThreshold) || self.lowerThreshold == 0 || (has(self.upperThreshold) && self.lowerThreshold < self.upperThreshold)",
+    "spec.lowerThreshold must be less than spec.upperThreshold (a non-zero lowerThreshold needs an upperThreshold above it)"
 );
 rule!(
     RS_ADDRESS_IS_IP,
     "isIP(self)",
-    "spec.address must be an IPv4 or IPv6 address"
+    "spec.address must be an IPv4 or IPv6 address (no prefix length or zone, and not in the IPv4-mapped form ::ffff:a.b.c.d)"
 );
 rule!(
     RS_ADDRESS_USABLE,
-    "!isIP(self) || (!ip(self).isLoopback() && !ip(self).isUnspecified() && !(ip(self).family() == 4 ? cidr('224.0.0.0/4').containsIP(self) : cidr('ff00::/8').containsIP(self)))",
-    "spec.address must be a unicast address (not loopback, multicast or unspecified)"
+    "!isIP(self) || (!ip(self).isLoopback() && !ip(self).isUnspecified() && (ip(self).family() == 4 ? !(cidr('224.0.0.0/4').containsIP(self) || cidr('0.0.0.0/8').containsIP(self) || cidr('255.255.255.255/32').containsIP(self)) : !(cidr('ff00::/8').containsIP(self) || cidr('fe80::/10').containsIP(self))))",
+    "spec.address must be a unicast address the kernel accepts for a realserver (not loopback, multicast, unspecified, 0.0.0.0/8, 255.255.255.255 or IPv6 link-local fe80::/10)"
 );
 
 /// Appends rules to a schema's `x-kubernetes-validations`.
@@ -148,6 +183,7 @@ pub(crate) fn vs_spec(s: &mut Schema) {
             VS_SH_FLAGS,
             VS_MH_FLAGS,
             VS_PERSISTENCE_V4_PREFIX,
+            VS_PERSISTENCE_V6_PREFIX,
             VS_TUNNEL_ONLY_TUN,
         ],
     );
@@ -161,12 +197,29 @@ pub(crate) fn vip(s: &mut Schema) {
             VIP_NOT_LOOPBACK,
             VIP_NOT_MULTICAST,
             VIP_NOT_UNSPECIFIED,
+            VIP_NOT_LINK_LOCAL,
+            VIP_NOT_BROADCAST,
         ],
     );
 }
 
 pub(crate) fn tunnel(s: &mut Schema) {
-    add(s, &[TUNNEL_PORT_ONLY_GUE, TUNNEL_CSUM_NOT_IPIP]);
+    add(
+        s,
+        &[
+            TUNNEL_PORT_ONLY_GUE,
+            TUNNEL_CSUM_NOT_IPIP,
+            TUNNEL_REMCSUM_ONLY_GUE,
+        ],
+    );
+}
+
+pub(crate) fn interface(s: &mut Schema) {
+    add(s, &[INTERFACE_NOT_DOTS]);
+}
+
+pub(crate) fn health_check(s: &mut Schema) {
+    add(s, &[HEALTHCHECK_PATH_ONLY_HTTP]);
 }
 
 pub(crate) fn rs_spec(s: &mut Schema) {

@@ -8,7 +8,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::enums::{ForwardingMethod, Protocol, Scheduler, SchedulerFlag, TunnelType};
+use crate::enums::{
+    ForwardingMethod, HealthCheckType, Protocol, Scheduler, SchedulerFlag, TunnelType,
+};
 use crate::realserver::RealServerSpec;
 use crate::rules::{self, CelRule};
 use crate::selector::LabelSelector;
@@ -78,6 +80,44 @@ fn is_multicast(ip: IpAddr) -> bool {
     ip.is_multicast()
 }
 
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.is_unicast_link_local(),
+    }
+}
+
+/// 0.0.0.0/8 ("this network") and the limited broadcast: the kernel's
+/// `inet_addr_type` calls both broadcast, and routing drops both as
+/// destinations.
+fn is_v4_this_net_or_broadcast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.octets()[0] == 0 || a.is_broadcast(),
+        IpAddr::V6(_) => false,
+    }
+}
+
+/// Interface names as the kernel's `dev_valid_name` accepts them, narrowed
+/// to printable ASCII so that 15 characters are 15 bytes.
+fn interface_name_ok(i: &str) -> bool {
+    (1..=15).contains(&i.len())
+        && i.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+/// A DNS-1123 subdomain, as Kubernetes requires of node names.
+fn dns1123_subdomain(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        })
+}
+
 fn check_selector(errs: &mut Errs, path: &str, sel: &LabelSelector) {
     for (i, e) in sel.match_expressions.iter().enumerate() {
         let wants_values = matches!(
@@ -93,9 +133,13 @@ fn check_selector(errs: &mut Errs, path: &str, sel: &LabelSelector) {
     }
 }
 
-/// The address of a VirtualService, parsed, if it is one.
+/// The address of a VirtualService or RealServer, parsed, if it is one the
+/// API server's `isIP` accepts: not the IPv4-mapped IPv6 form.
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
-    s.parse().ok()
+    match s.parse().ok()? {
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => None,
+        ip => Some(ip),
+    }
 }
 
 impl VirtualServiceSpec {
@@ -112,6 +156,10 @@ impl VirtualServiceSpec {
                 Some(ip) if is_multicast(ip) => e.cel("spec.address", rules::VIP_NOT_MULTICAST),
                 Some(ip) if ip.is_unspecified() => {
                     e.cel("spec.address", rules::VIP_NOT_UNSPECIFIED)
+                }
+                Some(ip) if is_link_local(ip) => e.cel("spec.address", rules::VIP_NOT_LINK_LOCAL),
+                Some(ip) if is_v4_this_net_or_broadcast(ip) => {
+                    e.cel("spec.address", rules::VIP_NOT_BROADCAST)
                 }
                 Some(_) => {}
             }
@@ -151,6 +199,9 @@ impl VirtualServiceSpec {
             if p.prefix_length.is_some_and(|l| (33..=128).contains(&l)) && !self.is_ipv6() {
                 e.cel("spec", rules::VS_PERSISTENCE_V4_PREFIX);
             }
+            if p.prefix_length == Some(0) && self.is_ipv6() {
+                e.cel("spec", rules::VS_PERSISTENCE_V6_PREFIX);
+            }
         }
         if let Some(t) = &self.tunnel {
             if self.forwarding != ForwardingMethod::Tun {
@@ -162,12 +213,18 @@ impl VirtualServiceSpec {
             if t.type_ == TunnelType::Ipip && t.checksum.is_some() {
                 e.cel("spec.tunnel", rules::TUNNEL_CSUM_NOT_IPIP);
             }
+            if t.type_ != TunnelType::Gue && t.checksum.as_ref().is_some_and(|c| c.remote) {
+                e.cel("spec.tunnel", rules::TUNNEL_REMCSUM_ONLY_GUE);
+            }
             e.range("spec.tunnel.port", t.port, 1, 65535);
         }
         if let Some(i) = &self.directors.interface {
-            let ok = (1..=15).contains(&i.chars().count())
-                && !i.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
-            if !ok {
+            if i.len() > 15 {
+                e.push(
+                    "spec.directors.interface",
+                    "Too long: may not be more than 15 bytes",
+                );
+            } else if !interface_name_ok(i) {
                 e.push(
                     "spec.directors.interface",
                     format!(
@@ -175,6 +232,8 @@ impl VirtualServiceSpec {
                         crate::INTERFACE_PATTERN
                     ),
                 );
+            } else if i == "." || i == ".." {
+                e.cel("spec.directors.interface", rules::INTERFACE_NOT_DOTS);
             }
         }
         check_selector(
@@ -188,6 +247,14 @@ impl VirtualServiceSpec {
             &self.real_server_selector,
         );
         if let Some(h) = &self.health_check {
+            if h.path.is_some()
+                && !matches!(
+                    h.r#type,
+                    Some(HealthCheckType::Http | HealthCheckType::Https)
+                )
+            {
+                e.cel("spec.healthCheck", rules::HEALTHCHECK_PATH_ONLY_HTTP);
+            }
             e.range("spec.healthCheck.port", h.port, 1, 65535);
             e.range(
                 "spec.healthCheck.intervalSeconds",
@@ -244,35 +311,52 @@ impl RealServerSpec {
         if let Some(a) = &self.address {
             match parse_ip(a) {
                 None => e.cel("spec.address", rules::RS_ADDRESS_IS_IP),
-                Some(ip) if ip.is_loopback() || ip.is_unspecified() || is_multicast(ip) => {
+                Some(ip)
+                    if ip.is_loopback()
+                        || ip.is_unspecified()
+                        || is_multicast(ip)
+                        || is_v4_this_net_or_broadcast(ip)
+                        || (ip.is_ipv6() && is_link_local(ip)) =>
+                {
                     e.cel("spec.address", rules::RS_ADDRESS_USABLE)
                 }
                 Some(_) => {}
             }
         }
-        if self.node_name.as_deref() == Some("") {
-            e.push(
+        match self.node_name.as_deref() {
+            Some("") => e.push(
                 "spec.nodeName",
                 "Invalid value: \"\": should be at least 1 chars long",
-            );
+            ),
+            Some(n) if !dns1123_subdomain(n) => e.push(
+                "spec.nodeName",
+                format!(
+                    "Invalid value: {n:?}: should match '{}'",
+                    crate::NODE_NAME_PATTERN
+                ),
+            ),
+            _ => {}
         }
         e.range("spec.port", self.port, 1, 65535);
         e.range("spec.weight", Some(self.weight), 0, 65535);
+        // The kernel takes u32 thresholds but refuses them above i32::MAX
+        // (EINVAL on the Debian 6.1 lab kernel, "illegal u_threshold" in
+        // ipvsadm).
         e.range(
             "spec.upperThreshold",
             self.upper_threshold,
             0,
-            u32::MAX as i64,
+            i32::MAX.into(),
         );
         e.range(
             "spec.lowerThreshold",
             self.lower_threshold,
             0,
-            u32::MAX as i64,
+            i32::MAX.into(),
         );
-        if let (Some(u), Some(l)) = (self.upper_threshold, self.lower_threshold)
-            && u != 0
-            && l >= u
+        if let Some(l) = self.lower_threshold
+            && l != 0
+            && self.upper_threshold.is_none_or(|u| l >= u)
         {
             e.cel("spec", rules::RS_THRESHOLD_ORDER);
         }

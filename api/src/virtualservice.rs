@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::enums::{Family, ForwardingMethod, Protocol, Scheduler, SchedulerFlag, TunnelType};
+use crate::enums::{
+    Family, ForwardingMethod, HealthCheckType, Protocol, Scheduler, SchedulerFlag, TunnelType,
+};
 use crate::rules;
 use crate::selector::LabelSelector;
 use crate::status::Condition;
@@ -39,7 +41,9 @@ use crate::status::Condition;
 #[schemars(transform = rules::vs_spec)]
 pub struct VirtualServiceSpec {
     /// The virtual IP (IPv4 or IPv6). Set either address (with port and
-    /// protocol) or fwmark. Loopback, multicast and unspecified addresses are refused.
+    /// protocol) or fwmark. Loopback, multicast, unspecified, link-local
+    /// (169.254.0.0/16, fe80::/10), 0.0.0.0/8 and 255.255.255.255 are
+    /// refused: no director can serve them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), transform = rules::vip)]
     pub address: Option<String>,
@@ -114,7 +118,7 @@ pub struct Persistence {
     #[schemars(range(min = 1, max = 2678400))]
     pub timeout_seconds: i64,
     /// Clients are grouped by this prefix length (the netmask): 0-32 for
-    /// IPv4, 0-128 for IPv6. When unset, each client address is its own group.
+    /// IPv4, 1-128 for IPv6. When unset, each client address is its own group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 128))]
     pub prefix_length: Option<i64>,
@@ -144,7 +148,8 @@ pub struct TunnelChecksum {
     /// Send a checksum in the encapsulation header.
     #[serde(default)]
     pub enabled: bool,
-    /// Use remote checksum offload (gue only).
+    /// Use remote checksum offload (gue only; refused with gre, which has no
+    /// such option).
     #[serde(default)]
     pub remote: bool,
 }
@@ -156,20 +161,24 @@ pub struct Directors {
     /// Nodes whose labels match act as directors. An empty selector selects every node.
     pub node_selector: LabelSelector,
     /// The interface on which directors hold (announce) the VIP. When unset,
-    /// the interface that holds the node's InternalIP.
+    /// the interface that holds the node's InternalIP. A Linux interface
+    /// name: 1-15 printable ASCII characters without slash or colon, and
+    /// not "." or "..".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::INTERFACE_PATTERN))]
+    #[schemars(length(max = 15), regex(pattern = crate::INTERFACE_PATTERN), transform = rules::interface)]
     pub interface: Option<String>,
 }
 
 /// Health checking (reserved for a later version; not yet acted on).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::health_check)]
 pub struct HealthCheck {
-    /// The check to run: TCP (connect) or HTTP (GET path).
+    /// The check to run: TCP (connect), HTTP or HTTPS (GET path), DNS (a
+    /// query over UDP) or None.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
-    /// Path for HTTP checks.
+    pub r#type: Option<HealthCheckType>,
+    /// Path for HTTP and HTTPS checks (only with those types).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Port to check; the realserver port when unset.

@@ -23,7 +23,9 @@
 #   -v             stream the VM console to stderr
 #
 # Environment: LAB_SCENARIO_TIMEOUT (per scenario, default 120 s),
-# LAB_AGENT_LOG (agents' RUST_LOG, default info), LVS_CACHE.
+# LAB_AGENT_LOG (agents' RUST_LOG, default info), LAB_SPECGEN_SEED (the seed
+# of agent-kernel-accepts-valid-specs' random specs; default: a new one),
+# LVS_CACHE. Lines a scenario prints as `summary: ...` go to stderr.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -131,11 +133,36 @@ if [ "${NEED_IMAGE:-0}" -eq 1 ]; then
     [ -z "$IMAGE_PROBLEM" ] && IMAGE_ADD=(--add-exact "$IMAGE_AGENT:/image$LVS_IMAGE_AGENT"
         --env "LAB_IMAGE_AGENT_SHA256=$(sha256sum "$IMAGE_AGENT" | cut -d' ' -f1)")
 fi
+
+# Random specs for agent-kernel-accepts-valid-specs, drawn on the host by
+# `xtask specgen` and packed into the VM at /lab/specgen.
+SPECGEN_SCENARIO=agent-kernel-accepts-valid-specs SPECGEN_PROBLEM=""
+if printf '%s\n' "${SELECTED[@]}" | grep -qx "$SPECGEN_SCENARIO" && [ -z "$AGENT_PROBLEM" ]; then
+    # shellcheck disable=SC1091
+    . "$LVS_CACHE/kernel-lab/current.env"
+    # The lab's nodes with their InternalIPs (topology.sh, default networks).
+    args=(--out "$OUT/specgen"
+        --kernel-modules "$LVS_CACHE/kernel-lab/kernel/$KERNEL_PKG/lib/modules/$KERNEL_VERSION"
+        --node dir1=10.0.1.2,2001:db8:1::2 --node dir2=10.0.1.3,2001:db8:1::3
+        --node rs1=10.0.1.11,2001:db8:1::11 --node rs2=10.0.1.12,2001:db8:1::12
+        --node rs3=10.0.1.13,2001:db8:1::13 --node rs4=10.0.2.14,2001:db8:2::14
+        --node rs5=10.0.2.15,2001:db8:2::15)
+    [ -n "${LAB_SPECGEN_SEED:-}" ] && args+=(--seed "$LAB_SPECGEN_SEED")
+    lvs_log "cargo run -p xtask -- specgen"
+    if (cd "$LVS_REPO" && cargo run --locked -q -p xtask -- specgen "${args[@]}") >"$OUT/specgen.log" 2>&1; then
+        cp "$OUT/specgen.log" "$OUT/specgen/specgen.log"
+        ADD+=(--add "$OUT/specgen:/lab/specgen")
+    else
+        SPECGEN_PROBLEM="xtask specgen failed: $(grep -m1 -iE '^error' "$OUT/specgen.log" || tail -n1 "$OUT/specgen.log")"
+        cat "$OUT/specgen.log" >&2
+    fi
+fi
 for s in "${SELECTED[@]}"; do
     case "$s" in
         agent-*) [ -n "$AGENT_PROBLEM" ] && continue ;;
         image-*) [ -n "$IMAGE_PROBLEM" ] && continue ;;
     esac
+    [ "$s" = "$SPECGEN_SCENARIO" ] && [ -n "$SPECGEN_PROBLEM" ] && continue
     RUN+=("$s")
 done
 
@@ -166,6 +193,10 @@ for s in "${SELECTED[@]}"; do
         agent-*) if [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi ;;
         image-*) if [ -n "$IMAGE_PROBLEM" ]; then failed "$s" "$IMAGE_PROBLEM"; continue; fi ;;
     esac
+    if [ "$s" = "$SPECGEN_SCENARIO" ] && [ -n "$SPECGEN_PROBLEM" ]; then
+        failed "$s" "$SPECGEN_PROBLEM"; continue
+    fi
+    grep '^summary: ' "$OUT/vm/files/logs/$s.log" 2>/dev/null | sed "s/^summary: /$s: /" >&2
     r="${RESULT[$s]:-}"
     if [ "$r" = PASS ]; then
         pass "$s"
