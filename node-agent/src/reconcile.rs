@@ -275,7 +275,7 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     /// Reads everything and reconciles the ledger with it.
-    fn refresh(&mut self) -> Result<(), DataplaneError> {
+    fn refresh(&mut self) -> Result<Known, DataplaneError> {
         let (ipvs_available, services) = match self.dp.ipvs_dump() {
             Ok(s) => (true, s),
             Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
@@ -342,17 +342,14 @@ impl<D: Dataplane> Reconciler<D> {
             .into_iter()
             .filter(|s| l.services.contains_key(&s.key))
             .collect();
-        self.known = Some(known);
-        Ok(())
+        Ok(known)
     }
 
-    fn sysctl_value(&mut self, key: &str) -> Result<String, DataplaneError> {
-        let known = self.known.as_mut().expect("refreshed");
+    fn sysctl_value(&mut self, known: &mut Known, key: &str) -> Result<String, DataplaneError> {
         if let Some(v) = known.sysctls.get(key) {
             return Ok(v.clone());
         }
         let v = self.dp.read_sysctl(key)?.trim().to_string();
-        let known = self.known.as_mut().expect("refreshed");
         known.sysctls.insert(key.to_string(), v.clone());
         Ok(v)
     }
@@ -380,32 +377,36 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     fn run(&mut self, input: SyncInput<'_>, full: bool, scope: Option<&Scope>) -> SyncReport {
+        // The view is taken out for the sync and put back at its end
+        // unless a write put it in doubt.
+        let cached = if full { None } else { self.known.take() };
         let mut report = SyncReport {
-            full: full || self.known.is_none(),
+            full: cached.is_none(),
             ..SyncReport::default()
         };
         report.errors.append(&mut self.startup_errors);
         let mut phases = Phases::start();
-        if report.full
-            && let Err(e) = self.refresh()
-        {
-            self.known = None;
-            report.errors.push(SyncError::new(
-                ErrorKind::Read,
-                None,
-                format!("reading the kernel state failed: {e}"),
-            ));
-            return report;
-        }
-        let want = {
-            let known = self.known.as_ref().expect("refreshed");
-            desired(
-                input.plan,
-                input.node_ips,
-                known.addresses.values(),
-                self.vip_mode,
-            )
+        let mut known = match cached {
+            Some(k) => k,
+            None => match self.refresh() {
+                Ok(k) => k,
+                Err(e) => {
+                    self.known = None;
+                    report.errors.push(SyncError::new(
+                        ErrorKind::Read,
+                        None,
+                        format!("reading the kernel state failed: {e}"),
+                    ));
+                    return report;
+                }
+            },
         };
+        let want = desired(
+            input.plan,
+            input.node_ips,
+            known.addresses.values(),
+            self.vip_mode,
+        );
         report.errors.extend(want.errors.iter().cloned());
         phases.mark("read_and_desired");
 
@@ -431,7 +432,7 @@ impl<D: Dataplane> Reconciler<D> {
             None => Before::Whole(self.ledger.clone()),
             Some(s) => Before::Part(self.ledger.part(&s.services, covers)),
         };
-        let actions = self.decide(&want, scope, covers, &mut report);
+        let actions = self.decide(&mut known, &want, scope, covers, &mut report);
         phases.mark("decide");
         if let Err(e) = self.persist(&before, scope, covers) {
             // Without a durable record of what is about to be created, the
@@ -445,6 +446,7 @@ impl<D: Dataplane> Reconciler<D> {
                 None,
                 format!("{e}; no change made"),
             ));
+            self.known = Some(known);
             fill_services(&want, &mut report);
             return report;
         }
@@ -458,7 +460,7 @@ impl<D: Dataplane> Reconciler<D> {
         phases.mark("persist_intent");
         for action in actions {
             let what = action.phase();
-            self.execute(action, &mut report);
+            self.execute(&mut known, action, &mut report);
             phases.mark(what);
         }
         if let Err(e) = self.persist(&before, scope, covers) {
@@ -475,9 +477,7 @@ impl<D: Dataplane> Reconciler<D> {
                 .push(SyncError::new(ErrorKind::Ledger, None, e.to_string()));
         }
         self.scoped = false;
-        if std::mem::take(&mut self.stale) {
-            self.known = None;
-        }
+        self.known = (!std::mem::take(&mut self.stale)).then_some(known);
         fill_services(&want, &mut report);
         phases.mark("persist");
         phases.log(report.full);
@@ -507,6 +507,7 @@ impl<D: Dataplane> Reconciler<D> {
     /// Computes the writes and records the intended additions in the ledger.
     fn decide(
         &mut self,
+        known: &mut Known,
         want: &Desired,
         scope: Option<&Scope>,
         covers: AddrScope<'_>,
@@ -517,7 +518,6 @@ impl<D: Dataplane> Reconciler<D> {
 
         // Tunnel devices and fou ports.
         for (name, dev) in &want.tunnels {
-            let known = self.known.as_ref().expect("refreshed");
             if known.links.get(name).is_some_and(|l| l.up) {
                 continue;
             }
@@ -530,7 +530,6 @@ impl<D: Dataplane> Reconciler<D> {
             );
             adds.push(Action::EnsureTunnel(dev.clone(), prior));
         }
-        let known = self.known.as_ref().expect("refreshed");
         for p in &want.fou_ports {
             if !known.fou.contains(p) {
                 self.ledger.fou_ports.insert(*p);
@@ -540,7 +539,7 @@ impl<D: Dataplane> Reconciler<D> {
 
         // Sysctls.
         for (key, value) in &want.sysctls {
-            let cur = match self.sysctl_value(key) {
+            let cur = match self.sysctl_value(known, key) {
                 Ok(v) => v,
                 Err(e)
                     if e.outcome() == Outcome::NotFound
@@ -583,7 +582,7 @@ impl<D: Dataplane> Reconciler<D> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (key, owned) in stale {
-            match self.sysctl_value(&key) {
+            match self.sysctl_value(known, &key) {
                 Ok(cur) if cur == owned.value => {
                     dels.push(Action::RestoreSysctl(key, owned.previous));
                 }
@@ -603,7 +602,6 @@ impl<D: Dataplane> Reconciler<D> {
         }
 
         // Addresses.
-        let known = self.known.as_ref().expect("refreshed");
         let mut addr_adds = Vec::new();
         let mut vip_adds = Vec::new();
         let mut vips_held = Vec::new();
@@ -810,13 +808,12 @@ impl<D: Dataplane> Reconciler<D> {
         })
     }
 
-    fn execute(&mut self, action: Action, report: &mut SyncReport) {
+    fn execute(&mut self, known: &mut Known, action: Action, report: &mut SyncReport) {
         match action {
             Action::EnsureTunnel(dev, prior) => {
                 report.count("tunnel_up");
                 match self.dp.ensure_tunnel(&dev) {
                     Ok(()) => {
-                        let known = self.known.as_mut().expect("refreshed");
                         let link = known.links.entry(dev.name.clone()).or_insert(Link {
                             name: dev.name.clone(),
                             index: 0,
@@ -846,12 +843,12 @@ impl<D: Dataplane> Reconciler<D> {
                 report.count("fou_add");
                 match self.dp.add_fou_port(&p) {
                     Ok(()) => {
-                        self.known_mut().fou.insert(p);
+                        known.fou.insert(p);
                     }
                     Err(e) => match e.outcome() {
                         Outcome::AlreadyExists => {
                             self.ledger.fou_ports.remove(&p);
-                            self.known_mut().fou.insert(p);
+                            known.fou.insert(p);
                             self.stale = true;
                         }
                         outcome => {
@@ -873,7 +870,7 @@ impl<D: Dataplane> Reconciler<D> {
                 report.count("sysctl_set");
                 match self.dp.write_sysctl(&key, &value) {
                     Ok(()) => {
-                        self.known_mut().sysctls.insert(key, value);
+                        known.sysctls.insert(key, value);
                     }
                     Err(e) => {
                         // An unknown outcome keeps the entry: the next sync
@@ -885,7 +882,7 @@ impl<D: Dataplane> Reconciler<D> {
                                 None => self.ledger.sysctls.remove(&key),
                             };
                         }
-                        self.known_mut().sysctls.remove(&key);
+                        known.sysctls.remove(&key);
                         report.errors.push(SyncError::new(
                             ErrorKind::Kernel,
                             None,
@@ -906,7 +903,7 @@ impl<D: Dataplane> Reconciler<D> {
                         return;
                     }
                 };
-                self.known_mut().sysctls.insert(key.clone(), cur.clone());
+                known.sysctls.insert(key.clone(), cur.clone());
                 if cur == value {
                     return;
                 }
@@ -932,31 +929,32 @@ impl<D: Dataplane> Reconciler<D> {
                     ));
                     return;
                 }
-                self.execute(Action::WriteSysctl(key, value, prior), report);
+                self.execute(known, Action::WriteSysctl(key, value, prior), report);
             }
             Action::AddAddresses(batch) => {
                 let addrs: Vec<Address> = batch.iter().map(|(a, _)| a.clone()).collect();
                 let results = self.dp.add_addresses(&addrs);
                 for ((a, owners), result) in batch.into_iter().zip(results) {
                     report.count("addr_add");
-                    self.added_address(a, owners, result, report);
+                    self.added_address(known, a, owners, result, report);
                 }
             }
-            Action::Ipvs(ops) => self.execute_ipvs(ops, report),
+            Action::Ipvs(ops) => self.execute_ipvs(known, ops, report),
             Action::DirectorVips { add, held } => {
-                let (add, withheld): (Vec<_>, Vec<_>) =
-                    add.into_iter().partition(|(a, _)| self.serves(a.addr));
+                let (add, withheld): (Vec<_>, Vec<_>) = add
+                    .into_iter()
+                    .partition(|(a, _)| self.serves(known, a.addr));
                 for (a, owners) in withheld {
                     self.ledger.addresses.remove(&a.key());
                     withhold(&a, owners, report);
                 }
                 if !add.is_empty() {
-                    self.execute(Action::AddAddresses(add), report);
+                    self.execute(known, Action::AddAddresses(add), report);
                 }
                 for (a, owners) in held {
-                    if !self.serves(a.addr) {
+                    if !self.serves(known, a.addr) {
                         withhold(&a, owners, report);
-                        self.execute(Action::DelAddress(a), report);
+                        self.execute(known, Action::DelAddress(a), report);
                     }
                 }
             }
@@ -965,11 +963,11 @@ impl<D: Dataplane> Reconciler<D> {
                 match self.dp.del_address(&a) {
                     Ok(()) => {
                         self.ledger.addresses.remove(&a.key());
-                        self.known_mut().addresses.remove(&a.key());
+                        known.addresses.remove(&a.key());
                     }
                     Err(e) if e.outcome() == Outcome::NotFound => {
                         // The ledger entry goes with the next full read.
-                        self.known_mut().addresses.remove(&a.key());
+                        known.addresses.remove(&a.key());
                         self.stale = true;
                     }
                     Err(e) => report.errors.push(SyncError::new(
@@ -984,12 +982,12 @@ impl<D: Dataplane> Reconciler<D> {
                 match self.dp.write_sysctl(&key, &previous) {
                     Ok(()) => {
                         self.ledger.sysctls.remove(&key);
-                        self.known_mut().sysctls.insert(key, previous);
+                        known.sysctls.insert(key, previous);
                     }
                     Err(e) if e.outcome() == Outcome::NotFound => {
                         // Read again next sync: a missing key leaves the
                         // ledger there.
-                        self.known_mut().sysctls.remove(&key);
+                        known.sysctls.remove(&key);
                     }
                     Err(e) => report.errors.push(SyncError::new(
                         ErrorKind::Kernel,
@@ -1003,11 +1001,11 @@ impl<D: Dataplane> Reconciler<D> {
                 match self.dp.del_fou_port(&p) {
                     Ok(()) => {
                         self.ledger.fou_ports.remove(&p);
-                        self.known_mut().fou.remove(&p);
+                        known.fou.remove(&p);
                     }
                     Err(e) if e.outcome() == Outcome::NotFound => {
                         // The ledger entry goes with the next full read.
-                        self.known_mut().fou.remove(&p);
+                        known.fou.remove(&p);
                         self.stale = true;
                     }
                     Err(e) => report.errors.push(SyncError::new(
@@ -1019,7 +1017,7 @@ impl<D: Dataplane> Reconciler<D> {
             }
             Action::ReleaseTunnel(dev) => {
                 // IPv6 link-local addresses come with the device being up.
-                let busy = self.known_mut().addresses.values().any(|a| {
+                let busy = known.addresses.values().any(|a| {
                     a.interface == dev.name
                         && !matches!(a.addr, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
                 });
@@ -1032,13 +1030,13 @@ impl<D: Dataplane> Reconciler<D> {
                 match self.dp.release_tunnel(&dev) {
                     Ok(()) => {
                         self.ledger.tunnels.remove(&dev.name);
-                        if let Some(l) = self.known_mut().links.get_mut(&dev.name) {
+                        if let Some(l) = known.links.get_mut(&dev.name) {
                             l.up = false;
                         }
                     }
                     Err(e) if e.outcome() == Outcome::NotFound => {
                         // The ledger entry goes with the next full read.
-                        self.known_mut().links.remove(&dev.name);
+                        known.links.remove(&dev.name);
                         self.stale = true;
                     }
                     Err(e) => report.errors.push(SyncError::new(
@@ -1051,15 +1049,8 @@ impl<D: Dataplane> Reconciler<D> {
         }
     }
 
-    fn known_mut(&mut self) -> &mut Known {
-        self.known.as_mut().expect("refreshed")
-    }
-
     /// Whether an IPVS service of ours at `addr` is in the kernel.
-    fn serves(&self, addr: IpAddr) -> bool {
-        let Some(known) = &self.known else {
-            return false;
-        };
+    fn serves(&self, known: &Known, addr: IpAddr) -> bool {
         let from = SvcKey::Tuple {
             addr,
             protocol: 0,
@@ -1080,6 +1071,7 @@ impl<D: Dataplane> Reconciler<D> {
     /// Records the outcome of adding one address.
     fn added_address(
         &mut self,
+        known: &mut Known,
         a: Address,
         owners: BTreeSet<String>,
         result: DpResult<()>,
@@ -1087,7 +1079,7 @@ impl<D: Dataplane> Reconciler<D> {
     ) {
         match result {
             Ok(()) => {
-                self.known_mut().addresses.insert(a.key(), a);
+                known.addresses.insert(a.key(), a);
             }
             Err(e) => {
                 let outcome = e.outcome();
@@ -1101,7 +1093,7 @@ impl<D: Dataplane> Reconciler<D> {
                     // Someone else's: present, so satisfied, not ours. The
                     // view said it was absent, so the view is read again.
                     self.stale = true;
-                    self.known_mut().addresses.insert(
+                    known.addresses.insert(
                         a.key(),
                         Address {
                             label: None,
@@ -1119,7 +1111,12 @@ impl<D: Dataplane> Reconciler<D> {
         }
     }
 
-    fn execute_ipvs(&mut self, ops: Vec<(IpvsOp, Option<String>)>, report: &mut SyncReport) {
+    fn execute_ipvs(
+        &mut self,
+        known: &mut Known,
+        ops: Vec<(IpvsOp, Option<String>)>,
+        report: &mut SyncReport,
+    ) {
         // New services go first, in a batch of their own, so that a
         // destination is only ever sent to a service this sync created: a
         // service someone else created meanwhile (EEXIST) never gets ours.
@@ -1127,7 +1124,7 @@ impl<D: Dataplane> Reconciler<D> {
             .into_iter()
             .partition(|(op, _)| matches!(op, IpvsOp::AddService(..)));
         let mut failed_services: BTreeSet<SvcKey> = BTreeSet::new();
-        if !creates.is_empty() && !self.ipvs_batch(creates, &mut failed_services, report) {
+        if !creates.is_empty() && !self.ipvs_batch(known, creates, &mut failed_services, report) {
             return;
         }
         let rest: Vec<_> = rest
@@ -1137,7 +1134,7 @@ impl<D: Dataplane> Reconciler<D> {
             })
             .collect();
         if !rest.is_empty() {
-            self.ipvs_batch(rest, &mut failed_services, report);
+            self.ipvs_batch(known, rest, &mut failed_services, report);
         }
     }
 
@@ -1145,6 +1142,7 @@ impl<D: Dataplane> Reconciler<D> {
     /// outcome is unknown as a whole.
     fn ipvs_batch(
         &mut self,
+        known: &mut Known,
         ops: Vec<(IpvsOp, Option<String>)>,
         failed_services: &mut BTreeSet<SvcKey>,
         report: &mut SyncReport,
@@ -1172,7 +1170,7 @@ impl<D: Dataplane> Reconciler<D> {
             let key = *op.service();
             let err = match result {
                 Ok(()) => {
-                    self.applied(&op);
+                    self.applied(known, &op);
                     continue;
                 }
                 Err(e) => e,
@@ -1233,7 +1231,7 @@ impl<D: Dataplane> Reconciler<D> {
                     // forgets it; the ledger entry goes with the next full
                     // read, so an answer that contradicts the view can never
                     // leave an owned object unowned in the kernel.
-                    self.forget_ipvs(&op);
+                    forget_ipvs(known, &op);
                     self.stale = true;
                 }
                 IpvsOp::UpdateService(..) | IpvsOp::UpdateDest(..)
@@ -1249,7 +1247,7 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     /// Updates the cached view (and, for removals, the ledger) after a write.
-    fn applied(&mut self, op: &IpvsOp) {
+    fn applied(&mut self, known: &mut Known, op: &IpvsOp) {
         if let IpvsOp::DelService(k) = op {
             self.ledger.services.remove(k);
         }
@@ -1258,7 +1256,6 @@ impl<D: Dataplane> Reconciler<D> {
         {
             o.dests.remove(d);
         }
-        let known = self.known_mut();
         match op {
             IpvsOp::AddService(k, c) => {
                 known.ipvs.insert(
@@ -1279,24 +1276,23 @@ impl<D: Dataplane> Reconciler<D> {
                     s.dests.insert(*d, *c);
                 }
             }
-            IpvsOp::DelService(_) | IpvsOp::DelDest(..) => self.forget_ipvs(op),
+            IpvsOp::DelService(_) | IpvsOp::DelDest(..) => forget_ipvs(known, op),
         }
     }
+}
 
-    /// Removes a deleted service or destination from the cached view.
-    fn forget_ipvs(&mut self, op: &IpvsOp) {
-        let known = self.known_mut();
-        match op {
-            IpvsOp::DelService(k) => {
-                known.ipvs.remove(k);
-            }
-            IpvsOp::DelDest(k, d) => {
-                if let Some(s) = known.ipvs.get_mut(k) {
-                    s.dests.remove(d);
-                }
-            }
-            _ => {}
+/// Removes a deleted service or destination from the cached view.
+fn forget_ipvs(known: &mut Known, op: &IpvsOp) {
+    match op {
+        IpvsOp::DelService(k) => {
+            known.ipvs.remove(k);
         }
+        IpvsOp::DelDest(k, d) => {
+            if let Some(s) = known.ipvs.get_mut(k) {
+                s.dests.remove(d);
+            }
+        }
+        _ => {}
     }
 }
 
