@@ -22,7 +22,10 @@ use crate::dataplane::Dataplane;
 use crate::desired::svc_key;
 use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, Scope, SyncInput};
-use crate::report::{NodeRole, ServiceReport, SyncError, SyncReport, lvsnode_services, node_role};
+use crate::report::{
+    ErrorLog, NodeRole, ServiceReport, SyncError, SyncReport, lvsnode_services, node_errors,
+    node_role,
+};
 use crate::source::{Event, Snapshot};
 
 /// Settings of the loop.
@@ -56,6 +59,10 @@ pub struct AgentStatus {
     /// The LvsNode view: one entry per VirtualService this node has a role
     /// in (director or DR/TUN realserver), with its generation and error.
     pub reports: Vec<lvs_api::ServiceReport>,
+    /// The node-level errors of the last sync (see
+    /// [`crate::report::is_node_error`]), each once; they fail every entry
+    /// of `reports` without being copied into them.
+    pub node_errors: Vec<String>,
 }
 
 /// Liveness and readiness, shared with the HTTP server.
@@ -117,6 +124,8 @@ pub struct Agent<D> {
     node_problem: bool,
     origin: String,
     warned_no_node: bool,
+    /// Groups and rate-limits the logging of sync errors.
+    error_log: ErrorLog,
 }
 
 /// What the next sync must cover.
@@ -172,6 +181,7 @@ impl<D: Dataplane> Agent<D> {
                 node_problem: false,
                 origin: String::new(),
                 warned_no_node: false,
+                error_log: ErrorLog::default(),
             },
             rx,
         )
@@ -323,8 +333,15 @@ impl<D: Dataplane> Agent<D> {
         if read_ok {
             self.health.ready.store(true, Ordering::Relaxed);
         }
-        for e in &report.errors {
-            tracing::error!(kind = e.kind.metric_label(), owner = e.owner.as_deref().unwrap_or(""), error = %e.message, "sync problem");
+        for l in self.error_log.lines(&report.errors, Instant::now()) {
+            tracing::error!(
+                kind = l.kind.metric_label(),
+                services = l.count,
+                owners = %l.owners.join(","),
+                repeated = l.repeated,
+                error = %l.message,
+                "sync problem"
+            );
         }
         tracing::info!(
             full = report.full,
@@ -353,8 +370,8 @@ impl<D: Dataplane> Agent<D> {
         let ok = !self.node_problem && self.failing.is_empty();
 
         // The published status: whole after a whole sync, else only the
-        // covered entries change (plus every entry while a node-level
-        // problem is reported, since those go to every entry).
+        // covered entries change (every entry when a node-level problem
+        // comes or goes).
         let last_sync = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -366,9 +383,10 @@ impl<D: Dataplane> Agent<D> {
             st.last_sync = Some(last_sync);
             st.ok = ok;
             st.origin = Some(origin);
-            let node_errors_before = st.errors.iter().any(|e| e.owner.is_none());
+            let node_errors_before = !st.node_errors.is_empty();
             st.errors = report.errors.clone();
-            let node_errors_now = st.errors.iter().any(|e| e.owner.is_none());
+            st.node_errors = node_errors(&report);
+            let node_errors_now = !st.node_errors.is_empty();
             match &names {
                 Some(n) if !node_errors_before && !node_errors_now => {
                     for name in n {
