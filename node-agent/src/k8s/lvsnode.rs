@@ -18,6 +18,7 @@ use lvs_api::{LvsNode, LvsNodeStatus};
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::source::Unreadable;
 use crate::agent::AgentStatus;
 use crate::metrics::Metrics;
 
@@ -94,6 +95,7 @@ pub struct Reporter {
     node: String,
     refresh: Duration,
     metrics: Arc<Metrics>,
+    unreadable: Option<Unreadable>,
 }
 
 impl std::fmt::Debug for Reporter {
@@ -112,7 +114,14 @@ impl Reporter {
             node: node.to_string(),
             refresh,
             metrics,
+            unreadable: None,
         }
+    }
+
+    /// Reports the objects the watches could not read, too.
+    pub fn with_unreadable(mut self, unreadable: Unreadable) -> Self {
+        self.unreadable = Some(unreadable);
+        self
     }
 
     fn params() -> PatchParams {
@@ -175,9 +184,17 @@ impl Reporter {
         let mut last: Option<Written> = None;
         let mut exists = false;
         let mut retry = FIRST_RETRY;
+        let mut bad_rx = self.unreadable.as_ref().map(Unreadable::subscribe);
         loop {
             let current = rx.borrow_and_update().clone();
-            if let Some(new) = lvsnode_status(&current)
+            let bad = match (&self.unreadable, &mut bad_rx) {
+                (Some(u), Some(b)) => {
+                    b.borrow_and_update();
+                    u.list()
+                }
+                _ => Vec::new(),
+            };
+            if let Some(new) = lvsnode_status_with(&current, &bad)
                 && needs_write(last.as_ref(), &new, Instant::now(), self.refresh)
             {
                 match self.write(&new, &mut exists).await {
@@ -210,8 +227,16 @@ impl Reporter {
                     }
                 }
             }
-            if rx.changed().await.is_err() {
-                return;
+            match &mut bad_rx {
+                Some(b) => tokio::select! {
+                    r = rx.changed() => if r.is_err() { return },
+                    r = b.changed() => if r.is_err() { bad_rx = None },
+                },
+                None => {
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
