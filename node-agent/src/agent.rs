@@ -578,6 +578,72 @@ spec: {address: 10.1.0.1, port: 8080}
         d
     }
 
+    /// A writer that keeps what the log subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// 200 services failing for the same reason, synced three times: the
+    /// shared error is logged once, with the number of services, not once
+    /// per service and retry.
+    #[test]
+    fn the_same_error_of_many_services_is_logged_once() {
+        use std::fmt::Write;
+        let mut yaml = String::from(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.10}]}\n",
+        );
+        for i in 0..200 {
+            write!(
+                yaml,
+                "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: vs-{i}, namespace: default}}\nspec: {{address: 10.9.0.{}, port: {}, directors: {{nodeSelector: {{matchLabels: {{lvs: director}}}}}}, realServerSelector: {{matchLabels: {{app: x}}}}}}\n",
+                i % 200 + 1,
+                1000 + i
+            )
+            .unwrap();
+        }
+        let mut m = lvs_api::manifest::ManifestSet::default();
+        m.extend(lvs_api::manifest::parse(&yaml).unwrap());
+        let snap = Snapshot {
+            virtual_services: m.virtual_services,
+            real_servers: m.real_servers,
+            nodes: m.nodes,
+            origin: "test".into(),
+        };
+        let (mut a, _status) = agent();
+        a.reconciler_mut().dataplane_mut().ipvs_available = false;
+        let out = Captured::default();
+        let w = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                let rep = a.sync(&snap, true);
+                assert_eq!(rep.errors.len(), 200);
+            }
+        });
+        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("sync problem")).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{} 'sync problem' lines for 3 syncs of 200 services failing alike, expected 1; first: {:?}",
+            lines.len(),
+            lines.first()
+        );
+        assert!(lines[0].contains("services=200"), "{}", lines[0]);
+    }
+
     #[test]
     fn manifests_end_up_in_the_kernel_and_the_status() {
         let d = dir("e2e");
