@@ -11,15 +11,32 @@
 #   LVS_OPERATOR_BIN  the operator (default <repo>/target/debug/lvs-operator)
 #   LVS_RB_COUNT      how many VirtualServices (default 5000)
 
+# Globals: the EXIT trap (cleanup) runs after the function's locals are gone.
+rb_node=rb-d1 rb_ns=report-bounded
+rb_ln=lvsnodes.lvs.lvs-operator.io
+
+# rb_cleanup -> stop the processes, delete the objects (also on an early
+# return; the operator, if it ran, removes its finalizers meanwhile, or the
+# lab's teardown takes the rest).
+rb_cleanup() {
+  stop_proc agent-rb
+  kubectl delete namespace "$rb_ns" --ignore-not-found --wait=false || true
+  retry 120 bash -c '! kubectl get namespace "$1" >/dev/null 2>&1' _ "$rb_ns" ||
+    echo "namespace $rb_ns still terminating after 120s; the lab teardown removes it"
+  stop_proc operator-rb
+  kubectl delete "$rb_ln" "$rb_node" --ignore-not-found || true
+  kubectl delete node "$rb_node" --ignore-not-found || true
+}
+
 scenario lvsnode-report-bounded t_report_bounded
 t_report_bounded() {
   local name=lvsnode-report-bounded
-  local n=${LVS_RB_COUNT:-5000} node=rb-d1 ns=report-bounded bin op_bin
-  local ln=lvsnodes.lvs.lvs-operator.io vsr=virtualservices.lvs.lvs-operator.io
+  local n=${LVS_RB_COUNT:-5000} node=$rb_node ns=$rb_ns bin op_bin
+  local ln=$rb_ln vsr=virtualservices.lvs.lvs-operator.io
   bin=$(agent_bin) || { fail "$name" "$bin"; return 0; }
   op_bin=${LVS_OPERATOR_BIN:-$LVS_REPO/target/debug/lvs-operator}
   [[ -x $op_bin ]] || { fail "$name" "$op_bin is missing (run: cargo build -p lvs-operator)"; return 0; }
-  trap 'stop_proc agent-rb; stop_proc operator-rb' EXIT
+  trap rb_cleanup EXIT
   ensure_release
   kubectl delete lease lvs-operator-leader -n "$lvs_ns" --ignore-not-found
 
@@ -103,13 +120,4 @@ t_report_bounded() {
   else
     fail "$name/operator" "$first's Programmed condition: $(jq -c '[.status.conditions[]? | select(.type == "Programmed")][0]' <<<"$wait_last" 2>/dev/null || first_line "$wait_last")"
   fi
-
-  # The operator's finalizers go with the objects while it still runs.
-  stop_proc agent-rb
-  kubectl delete namespace "$ns" --wait=false
-  retry 120 bash -c '! kubectl get namespace "$1" >/dev/null 2>&1' _ "$ns" ||
-    echo "namespace $ns still terminating after 120s; the lab teardown removes it"
-  stop_proc operator-rb
-  kubectl delete "$ln" "$node" --ignore-not-found
-  kubectl delete node "$node" --ignore-not-found
 }

@@ -6,16 +6,33 @@
 #
 #   LVS_AGENT_BIN  the agent (default <repo>/target/debug/node-agent)
 
+# Globals: the EXIT trap (cleanup) runs after the function's locals are gone.
+vsk_node=vsk-d1
+vsk_ln=lvsnodes.lvs.lvs-operator.io
+vsk_crd=virtualservices.lvs.lvs-operator.io
+vsk_field=/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/futureField
+
+# vsk_cleanup -> stop the agent; the CRD and objects as they were (also on an
+# early return, for the scenarios after this one).
+vsk_cleanup() {
+  stop_proc agent-vsk
+  kubectl delete virtualservices.lvs.lvs-operator.io vsk-newer vsk-a vsk-b -n default --ignore-not-found --wait=false || true
+  if kubectl get crd "$vsk_crd" -o json | jq -e '.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.futureField' >/dev/null 2>&1; then
+    kubectl patch crd "$vsk_crd" --type json -p "[{\"op\":\"remove\",\"path\":\"$vsk_field\"}]" || true
+  fi
+  kubectl delete "$vsk_ln" "$vsk_node" --ignore-not-found || true
+  kubectl delete node "$vsk_node" --ignore-not-found || true
+}
+
 scenario agent-version-skew t_version_skew
 t_version_skew() {
-  local name=agent-version-skew node=vsk-d1 bin
-  local ln=lvsnodes.lvs.lvs-operator.io crd=virtualservices.lvs.lvs-operator.io
+  local name=agent-version-skew node=$vsk_node bin
+  local ln=$vsk_ln crd=$vsk_crd field_path=$vsk_field
   bin=$(agent_bin) || { fail "$name" "$bin"; return 0; }
-  trap 'stop_proc agent-vsk' EXIT
+  trap vsk_cleanup EXIT
   ensure_release
 
   # The "newer CRD": one more spec field.
-  local field_path=/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/futureField
   kubectl patch crd "$crd" --type json \
     -p "[{\"op\":\"add\",\"path\":\"$field_path\",\"value\":{\"type\":\"string\",\"description\":\"a field of a newer version\"}}]"
 
@@ -66,10 +83,4 @@ t_version_skew() {
   else
     fail "$name" "after removing vsk-a's futureField: LvsNode $node $(jq -c '.status' <<<"$wait_last" 2>/dev/null || first_line "$wait_last")"
   fi
-
-  stop_proc agent-vsk
-  kubectl delete virtualservices.lvs.lvs-operator.io vsk-newer vsk-a vsk-b -n default --ignore-not-found --wait=false
-  kubectl patch crd "$crd" --type json -p "[{\"op\":\"remove\",\"path\":\"$field_path\"}]" || true
-  kubectl delete "$ln" "$node" --ignore-not-found
-  kubectl delete node "$node" --ignore-not-found
 }
