@@ -46,9 +46,33 @@ pub struct LvsNodeStatus {
     /// Number of VirtualServices with an error on this node.
     #[serde(default)]
     pub error_count: u32,
-    /// One entry per VirtualService this node has a role in, sorted by name.
+    /// Problems of this node not tied to one VirtualService (IPVS missing,
+    /// reading the kernel, a sysctl, the ledger), each listed once. While
+    /// any is listed, every VirtualService this node has a role in counts as
+    /// failed here, and `services` lists only those with errors of their
+    /// own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_errors: Vec<String>,
+    /// VirtualServices and RealServers the agent could not read (for
+    /// instance a field this agent version does not know), by kind and
+    /// namespace/name, with the reason. The agent acts as if they did not
+    /// exist; the others are unaffected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
+    /// Error texts left out or shortened to keep this object small (node
+    /// errors and unreadable objects beyond their caps, per-service errors
+    /// beyond the size budget). The agent's log and `/status` have them all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_errors: u32,
+    /// One entry per VirtualService this node has a role in, sorted by name
+    /// (while `nodeErrors` is non-empty, only those with errors of their
+    /// own).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceReport>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The state of one VirtualService on one node.

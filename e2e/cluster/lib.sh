@@ -96,3 +96,32 @@ stop_all_procs() {
   done
   return 0
 }
+
+# free_port FROM -> the first TCP port from FROM up with no listener.
+free_port() {
+  local p=$1
+  while [[ -n $(ss -Hltn "sport = :$p") ]]; do p=$((p + 1)); done
+  echo "$p"
+}
+
+# wait_json SECONDS JQ KUBECTL-GET-ARGS... -> poll `kubectl get -o json ARGS`
+# until JQ (jq -e) holds; the last JSON seen stays in $wait_last.
+wait_json() {
+  local timeout=$1 expr=$2 deadline
+  shift 2
+  deadline=$((SECONDS + timeout))
+  while :; do
+    wait_last=$(kubectl get -o json "$@" 2>&1) || true
+    jq -e "$expr" <<<"$wait_last" >/dev/null 2>&1 && return 0
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}
+
+# agent_bin -> the node agent to run (LVS_AGENT_BIN, default
+# <repo>/target/debug/node-agent); fails with a reason if it is missing.
+agent_bin() {
+  local b=${LVS_AGENT_BIN:-$LVS_REPO/target/debug/node-agent}
+  [[ -x $b ]] || { echo "$b is missing (run: cargo build -p lvs-node-agent, or set LVS_AGENT_BIN)"; return 1; }
+  echo "$b"
+}

@@ -22,7 +22,10 @@ use crate::dataplane::Dataplane;
 use crate::desired::svc_key;
 use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, Scope, SyncInput};
-use crate::report::{NodeRole, ServiceReport, SyncError, SyncReport, lvsnode_services, node_role};
+use crate::report::{
+    ErrorLog, NodeRole, ServiceReport, SyncError, SyncReport, lvsnode_services, node_errors,
+    node_role,
+};
 use crate::source::{Event, Snapshot};
 
 /// Settings of the loop.
@@ -56,6 +59,10 @@ pub struct AgentStatus {
     /// The LvsNode view: one entry per VirtualService this node has a role
     /// in (director or DR/TUN realserver), with its generation and error.
     pub reports: Vec<lvs_api::ServiceReport>,
+    /// The node-level errors of the last sync (see
+    /// [`crate::report::is_node_error`]), each once; they fail every entry
+    /// of `reports` without being copied into them.
+    pub node_errors: Vec<String>,
 }
 
 /// Liveness and readiness, shared with the HTTP server.
@@ -117,6 +124,8 @@ pub struct Agent<D> {
     node_problem: bool,
     origin: String,
     warned_no_node: bool,
+    /// Groups and rate-limits the logging of sync errors.
+    error_log: ErrorLog,
 }
 
 /// What the next sync must cover.
@@ -172,6 +181,7 @@ impl<D: Dataplane> Agent<D> {
                 node_problem: false,
                 origin: String::new(),
                 warned_no_node: false,
+                error_log: ErrorLog::default(),
             },
             rx,
         )
@@ -323,8 +333,15 @@ impl<D: Dataplane> Agent<D> {
         if read_ok {
             self.health.ready.store(true, Ordering::Relaxed);
         }
-        for e in &report.errors {
-            tracing::error!(kind = e.kind.metric_label(), owner = e.owner.as_deref().unwrap_or(""), error = %e.message, "sync problem");
+        for l in self.error_log.lines(&report.errors, Instant::now()) {
+            tracing::error!(
+                kind = l.kind.metric_label(),
+                services = l.count,
+                owners = %l.owners.join(","),
+                repeated = l.repeated,
+                error = %l.message,
+                "sync problem"
+            );
         }
         tracing::info!(
             full = report.full,
@@ -353,8 +370,8 @@ impl<D: Dataplane> Agent<D> {
         let ok = !self.node_problem && self.failing.is_empty();
 
         // The published status: whole after a whole sync, else only the
-        // covered entries change (plus every entry while a node-level
-        // problem is reported, since those go to every entry).
+        // covered entries change (every entry when a node-level problem
+        // comes or goes).
         let last_sync = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -366,9 +383,10 @@ impl<D: Dataplane> Agent<D> {
             st.last_sync = Some(last_sync);
             st.ok = ok;
             st.origin = Some(origin);
-            let node_errors_before = st.errors.iter().any(|e| e.owner.is_none());
+            let node_errors_before = !st.node_errors.is_empty();
             st.errors = report.errors.clone();
-            let node_errors_now = st.errors.iter().any(|e| e.owner.is_none());
+            st.node_errors = node_errors(&report);
+            let node_errors_now = !st.node_errors.is_empty();
             match &names {
                 Some(n) if !node_errors_before && !node_errors_now => {
                     for name in n {
@@ -558,6 +576,72 @@ spec: {address: 10.1.0.1, port: 8080}
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// A writer that keeps what the log subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// 200 services failing for the same reason, synced three times: the
+    /// shared error is logged once, with the number of services, not once
+    /// per service and retry.
+    #[test]
+    fn the_same_error_of_many_services_is_logged_once() {
+        use std::fmt::Write;
+        let mut yaml = String::from(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.10}]}\n",
+        );
+        for i in 0..200 {
+            write!(
+                yaml,
+                "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: vs-{i}, namespace: default}}\nspec: {{address: 10.9.0.{}, port: {}, directors: {{nodeSelector: {{matchLabels: {{lvs: director}}}}}}, realServerSelector: {{matchLabels: {{app: x}}}}}}\n",
+                i % 200 + 1,
+                1000 + i
+            )
+            .unwrap();
+        }
+        let mut m = lvs_api::manifest::ManifestSet::default();
+        m.extend(lvs_api::manifest::parse(&yaml).unwrap());
+        let snap = Snapshot {
+            virtual_services: m.virtual_services,
+            real_servers: m.real_servers,
+            nodes: m.nodes,
+            origin: "test".into(),
+        };
+        let (mut a, _status) = agent();
+        a.reconciler_mut().dataplane_mut().ipvs_available = false;
+        let out = Captured::default();
+        let w = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                let rep = a.sync(&snap, true);
+                assert_eq!(rep.errors.len(), 200);
+            }
+        });
+        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("sync problem")).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{} 'sync problem' lines for 3 syncs of 200 services failing alike, expected 1; first: {:?}",
+            lines.len(),
+            lines.first()
+        );
+        assert!(lines[0].contains("services=200"), "{}", lines[0]);
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct Args {
     /// the agent where there is no IPVS (nothing on the host is touched).
     #[arg(long, env = "LVS_DATAPLANE", value_enum, default_value_t = DataplaneKind::Netlink)]
     pub dataplane: DataplaneKind,
+    /// With --dataplane fake: an in-memory kernel without IPVS, as on a host
+    /// whose kernel lacks ip_vs (a test aid for the node-level error).
+    #[arg(long, env = "LVS_FAKE_NO_IPVS", hide = true)]
+    pub fake_no_ipvs: bool,
     /// Seconds between full resyncs, which read the kernel and repair drift.
     #[arg(long, env = "LVS_RESYNC_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub resync_interval: u64,
@@ -184,6 +188,7 @@ struct Settings {
     proc_sys: PathBuf,
     node_ips: Vec<IpAddr>,
     vip_mode: VipMode,
+    fake_no_ipvs: bool,
 }
 
 impl From<&Args> for Settings {
@@ -196,6 +201,7 @@ impl From<&Args> for Settings {
                 VipModeArg::Address => VipMode::Address,
                 VipModeArg::Route => VipMode::LocalRoute,
             },
+            fake_no_ipvs: a.fake_no_ipvs,
         }
     }
 }
@@ -219,11 +225,9 @@ fn fake_reconciler(s: &Settings) -> anyhow::Result<Reconciler<FakeDataplane>> {
     // A ledger on disk would claim objects that exist only in memory, so a
     // later real agent with the same --state-dir could take foreign rules
     // for its own: the fake keeps its ledger in memory too.
-    Ok(Reconciler::new(
-        FakeDataplane::for_node(&s.node_ips),
-        LedgerStore::in_memory(),
-    )?
-    .with_vip_mode(s.vip_mode))
+    let mut dp = FakeDataplane::for_node(&s.node_ips);
+    dp.ipvs_available = !s.fake_no_ipvs;
+    Ok(Reconciler::new(dp, LedgerStore::in_memory())?.with_vip_mode(s.vip_mode))
 }
 
 fn agent_config(args: &Args) -> AgentConfig {
@@ -387,13 +391,15 @@ fn run_daemon<D: Dataplane + 'static>(
                     metrics.clone(),
                 )
                 .with_sync_feedback(status.clone());
+                let unreadable = source.unreadable();
                 tasks.push(tokio::spawn(source.run(sink)));
                 let reporter = Reporter::new(
                     client,
                     &args.node_name,
                     Duration::from_secs(args.report_refresh_interval),
                     metrics,
-                );
+                )
+                .with_unreadable(unreadable);
                 tasks.push(tokio::spawn(reporter.run(status)));
             }
         }

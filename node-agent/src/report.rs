@@ -2,8 +2,9 @@
 //! VirtualService on this node. The Kubernetes mode publishes the per-service
 //! part as status; the standalone mode logs it and serves it on `/status`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -31,6 +32,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Whether the kind concerns the whole node even when the reconciler
+    /// names the VirtualService that hit it (IPVS missing fails every
+    /// service alike).
+    pub fn node_level(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::IpvsUnavailable | ErrorKind::Read | ErrorKind::Ledger
+        )
+    }
+
     pub fn metric_label(self) -> &'static str {
         match self {
             ErrorKind::ForeignService => "foreign_service",
@@ -130,6 +141,116 @@ impl SyncReport {
     }
 }
 
+/// How often the same sync error is logged again while it persists.
+pub const LOG_REPEAT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// One log line for the errors of a sync that share a kind and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLine {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// How many errors of this sync had this kind and message (one per
+    /// VirtualService it concerns).
+    pub count: usize,
+    /// The first few VirtualServices it concerns, for the log.
+    pub owners: Vec<String>,
+    /// How many syncs since the last time it was logged had it too (not
+    /// logged then).
+    pub repeated: u64,
+}
+
+/// How many owners an [`ErrorLine`] names.
+pub const LOG_OWNERS: usize = 3;
+
+/// Keeps sync errors from flooding the log: the errors of a sync are
+/// grouped by kind and message, so an error shared by thousands of services
+/// is one line with a count; a group already logged within the interval is
+/// only counted, and logged again, with that count, once the interval has
+/// passed. Every distinct error is logged when first seen.
+#[derive(Debug)]
+pub struct ErrorLog {
+    interval: Duration,
+    seen: HashMap<(ErrorKind, String), Seen>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    logged_at: Instant,
+    repeated: u64,
+}
+
+impl Default for ErrorLog {
+    fn default() -> Self {
+        ErrorLog::new(LOG_REPEAT_INTERVAL)
+    }
+}
+
+impl ErrorLog {
+    pub fn new(interval: Duration) -> Self {
+        ErrorLog {
+            interval,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The lines to log for the errors of one sync at `now`, in the order
+    /// the errors first appear.
+    pub fn lines(&mut self, errors: &[SyncError], now: Instant) -> Vec<ErrorLine> {
+        let mut groups: Vec<ErrorLine> = Vec::new();
+        let mut index: HashMap<(ErrorKind, &str), usize> = HashMap::new();
+        for e in errors {
+            let i = *index
+                .entry((e.kind, e.message.as_str()))
+                .or_insert_with(|| {
+                    groups.push(ErrorLine {
+                        kind: e.kind,
+                        message: e.message.clone(),
+                        count: 0,
+                        owners: Vec::new(),
+                        repeated: 0,
+                    });
+                    groups.len() - 1
+                });
+            let g = &mut groups[i];
+            g.count += 1;
+            if let Some(o) = &e.owner
+                && g.owners.len() < LOG_OWNERS
+            {
+                g.owners.push(o.clone());
+            }
+        }
+        // Forget what is gone and was logged long enough ago (an error that
+        // flaps within the interval is still logged once per interval).
+        let interval = self.interval;
+        self.seen.retain(|k, s| {
+            index.contains_key(&(k.0, k.1.as_str())) || now.duration_since(s.logged_at) < interval
+        });
+        let mut out = Vec::new();
+        for mut g in groups {
+            match self.seen.get_mut(&(g.kind, g.message.clone())) {
+                Some(s) if now.duration_since(s.logged_at) < interval => s.repeated += 1,
+                Some(s) => {
+                    g.repeated = s.repeated;
+                    s.logged_at = now;
+                    s.repeated = 0;
+                    out.push(g);
+                }
+                None => {
+                    self.seen.insert(
+                        (g.kind, g.message.clone()),
+                        Seen {
+                            logged_at: now,
+                            repeated: 0,
+                        },
+                    );
+                    out.push(g);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The roles a node can play for a VirtualService, as the LvsNode report
 /// names them.
 pub mod roles {
@@ -195,24 +316,49 @@ pub fn node_role(node: &str, v: &lvs_planner::Verdict) -> Option<NodeRole> {
 /// is cut (the agent's log and `/status` keep all of it).
 pub const MAX_REPORT_ERROR: usize = 1024;
 
-/// The LvsNode view of a sync: one entry per VirtualService the node has a
-/// role in, sorted by name, with the generation that was planned and the
-/// problems of that sync. An error that names a VirtualService goes to that
-/// one; an error the agent cannot tie to one service (a sysctl, a tunnel
-/// device, reading the kernel, the ledger) goes to every entry, since any of
-/// them may depend on it.
+/// At most this many node errors (and as many unreadable objects) are
+/// listed in an LvsNode; the rest are counted in `omittedErrors`.
+pub const MAX_NODE_ERRORS: usize = 16;
+
+/// The total size of per-service error text in an LvsNode. Once it is used
+/// up, a failing service's entry says [`ERROR_LEFT_OUT`] instead, so the
+/// object grows by a short entry per service however many fail, and stays
+/// far below the API server's request limit.
+pub const SERVICE_ERROR_BUDGET: usize = 128 * 1024;
+
+/// The error of a service entry whose text did not fit the budget.
+pub const ERROR_LEFT_OUT: &str = "failed (text left out to bound the report; see the agent's log)";
+
+/// Whether an error concerns the node rather than one VirtualService: it
+/// names none, or its kind fails every service alike.
+pub fn is_node_error(e: &SyncError) -> bool {
+    e.owner.is_none() || e.kind.node_level()
+}
+
+/// The node-level errors of a sync, each message once, in order of first
+/// appearance.
+pub fn node_errors(report: &SyncReport) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    report
+        .errors
+        .iter()
+        .filter(|e| is_node_error(e))
+        .filter(|e| seen.insert(e.message.as_str()))
+        .map(|e| e.message.clone())
+        .collect()
+}
+
+/// The per-service view of a sync: one entry per VirtualService the node
+/// has a role in, sorted by name, with the generation that was planned and
+/// the errors that name that service. Node-level errors (see
+/// [`is_node_error`]) are not copied into the entries: they are reported
+/// once, from [`node_errors`].
 pub fn lvsnode_services(
     roles: &BTreeMap<String, NodeRole>,
     report: &SyncReport,
 ) -> Vec<lvs_api::ServiceReport> {
-    let node_errors: Vec<&str> = report
-        .errors
-        .iter()
-        .filter(|e| e.owner.is_none())
-        .map(|e| e.message.as_str())
-        .collect();
     let mut by_owner: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for e in &report.errors {
+    for e in report.errors.iter().filter(|e| !is_node_error(e)) {
         if let Some(owner) = e.owner.as_deref() {
             by_owner.entry(owner).or_default().push(e.message.as_str());
         }
@@ -221,7 +367,6 @@ pub fn lvsnode_services(
         .iter()
         .map(|(name, role)| {
             let mut errors = by_owner.remove(name.as_str()).unwrap_or_default();
-            errors.extend(node_errors.iter().copied());
             errors.dedup();
             lvs_api::ServiceReport {
                 name: name.clone(),
@@ -231,6 +376,61 @@ pub fn lvsnode_services(
             }
         })
         .collect()
+}
+
+/// The LvsNode status (without its sync time) for `services` (sorted by
+/// name), `node_errors` and `unreadable` objects, bounded in size: node
+/// errors and unreadable objects are capped at [`MAX_NODE_ERRORS`] each,
+/// per-service error text at [`SERVICE_ERROR_BUDGET`] in total; while a
+/// node error is listed, entries without an error of their own are left
+/// out (every service counts as failed). What was cut or left out is
+/// counted in `omittedErrors`.
+pub fn bounded_status(
+    services: &[lvs_api::ServiceReport],
+    node_errors: &[String],
+    unreadable: &[String],
+) -> lvs_api::LvsNodeStatus {
+    let mut omitted = 0usize;
+    let mut capped = |list: &[String]| -> Vec<String> {
+        omitted += list.len().saturating_sub(MAX_NODE_ERRORS);
+        list.iter()
+            .take(MAX_NODE_ERRORS)
+            .map(|e| truncate(e, MAX_REPORT_ERROR))
+            .collect()
+    };
+    let node_errors = capped(node_errors);
+    let unreadable = capped(unreadable);
+    let node_failed = !node_errors.is_empty();
+    let mut budget = SERVICE_ERROR_BUDGET;
+    let mut listed = Vec::new();
+    let mut failing = 0usize;
+    for s in services {
+        if s.error.is_empty() {
+            if !node_failed {
+                listed.push(s.clone());
+            }
+            continue;
+        }
+        failing += 1;
+        let mut entry = s.clone();
+        if entry.error.len() <= budget {
+            budget -= entry.error.len();
+        } else {
+            entry.error = ERROR_LEFT_OUT.to_string();
+            omitted += 1;
+        }
+        listed.push(entry);
+    }
+    let errors = if node_failed { services.len() } else { failing };
+    lvs_api::LvsNodeStatus {
+        last_sync_time: None,
+        programmed_count: u32::try_from(services.len() - errors).unwrap_or(u32::MAX),
+        error_count: u32::try_from(errors).unwrap_or(u32::MAX),
+        node_errors,
+        unreadable,
+        omitted_errors: u32::try_from(omitted).unwrap_or(u32::MAX),
+        services: listed,
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -390,7 +590,7 @@ spec: {nodeName: rs2, port: 80}
     }
 
     #[test]
-    fn errors_go_to_their_service_and_node_errors_to_all() {
+    fn errors_go_to_their_service_and_node_errors_are_reported_once() {
         let a = analysis();
         let roles = node_roles("d1", &a);
         let clean = lvsnode_services(&roles, &SyncReport::default());
@@ -411,20 +611,156 @@ spec: {nodeName: rs2, port: 80}
         assert!(by["default/nat"].error.contains("not created by the agent"));
         assert!(by["default/dr"].error.is_empty());
         assert!(by["default/tun"].error.is_empty());
+        assert!(node_errors(&report).is_empty());
 
+        // Without an owner, or of a node-wide kind: once, not per entry.
         report.errors.push(SyncError::new(
             ErrorKind::Kernel,
             None,
             "sysctl net/ipv4/ip_forward: permission denied",
         ));
+        for owner in ["default/dr", "default/nat", "default/tun"] {
+            report.errors.push(SyncError::new(
+                ErrorKind::IpvsUnavailable,
+                Some(owner.into()),
+                "IPVS is not available on this node",
+            ));
+        }
         let s = lvsnode_services(&roles, &report);
-        assert!(s.iter().all(|s| s.error.contains("ip_forward")), "{s:?}");
+        assert!(
+            s.iter()
+                .all(|s| !s.error.contains("ip_forward") && !s.error.contains("IPVS")),
+            "{s:?}"
+        );
         let nat = s.iter().find(|s| s.name == "default/nat").unwrap();
         assert!(
-            nat.error.contains("not created by the agent") && nat.error.contains("; "),
+            nat.error.contains("not created by the agent"),
             "{}",
             nat.error
         );
+        assert_eq!(
+            node_errors(&report),
+            [
+                "sysctl net/ipv4/ip_forward: permission denied",
+                "IPVS is not available on this node"
+            ]
+        );
+        // The status: every service failed, only the one with its own
+        // error listed, the node errors once.
+        let st = bounded_status(&s, &node_errors(&report), &[]);
+        assert_eq!((st.programmed_count, st.error_count), (0, 3));
+        assert_eq!(st.services.len(), 1);
+        assert_eq!(st.services[0].name, "default/nat");
+        assert_eq!(st.node_errors.len(), 2);
+        assert_eq!(st.omitted_errors, 0);
+        // Without node errors every entry is listed.
+        let st = bounded_status(&clean, &[], &[]);
+        assert_eq!((st.programmed_count, st.error_count), (3, 0));
+        assert_eq!(st.services, clean);
+    }
+
+    #[test]
+    fn the_status_is_bounded_however_many_services_fail() {
+        let n = 20_000;
+        let services: Vec<lvs_api::ServiceReport> = (0..n)
+            .map(|i| lvs_api::ServiceReport {
+                name: format!("ns/vs-{i:05}"),
+                generation: Some(1),
+                roles: vec!["director".into()],
+                error: format!(
+                    "TCP 10.{}.{}.1:80 exists and was not created by the agent, {}",
+                    i / 256 % 256,
+                    i % 256,
+                    "x".repeat(900)
+                ),
+            })
+            .collect();
+        let many: Vec<String> = (0..100)
+            .map(|i| format!("node problem {i}: {}", "y".repeat(2000)))
+            .collect();
+        let st = bounded_status(&services, &many, &many);
+        assert_eq!(st.error_count as usize, n);
+        assert_eq!(st.node_errors.len(), MAX_NODE_ERRORS);
+        assert_eq!(st.unreadable.len(), MAX_NODE_ERRORS);
+        assert!(st.node_errors.iter().all(|e| e.len() <= MAX_REPORT_ERROR));
+        // Without the node errors: every failing service is listed, the
+        // text within the budget.
+        let st = bounded_status(&services, &[], &[]);
+        assert_eq!(st.services.len(), n);
+        let text: usize = st
+            .services
+            .iter()
+            .filter(|s| s.error != ERROR_LEFT_OUT)
+            .map(|s| s.error.len())
+            .sum();
+        assert!(text <= SERVICE_ERROR_BUDGET, "{text}");
+        let left_out = st
+            .services
+            .iter()
+            .filter(|s| s.error == ERROR_LEFT_OUT)
+            .count();
+        assert!(left_out > 0);
+        assert_eq!(st.omitted_errors as usize, left_out);
+        let bytes = serde_json::to_vec(&st).unwrap().len();
+        assert!(
+            bytes < SERVICE_ERROR_BUDGET + n * 160,
+            "{bytes} bytes for {n} failing services"
+        );
+    }
+
+    #[test]
+    fn a_repeated_error_is_logged_once_per_interval_with_a_count() {
+        let t0 = Instant::now();
+        let sec = Duration::from_secs(1);
+        let mut log = ErrorLog::new(Duration::from_secs(60));
+        let ipvs = |o: usize| {
+            SyncError::new(
+                ErrorKind::IpvsUnavailable,
+                Some(format!("ns/vs-{o}")),
+                "IPVS is not available on this node",
+            )
+        };
+        let foreign = |o: usize| {
+            SyncError::new(
+                ErrorKind::ForeignService,
+                Some(format!("ns/vs-{o}")),
+                format!("TCP 10.0.0.{o}:80 exists and was not created by the agent"),
+            )
+        };
+        let mut errors: Vec<SyncError> = (0..1000).map(ipvs).collect();
+        errors.push(foreign(1));
+        errors.push(foreign(2));
+        // First sync: one line for the shared error, one per distinct one.
+        let lines = log.lines(&errors, t0);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0].count, 1000);
+        assert_eq!(lines[0].owners, ["ns/vs-0", "ns/vs-1", "ns/vs-2"]);
+        assert_eq!(lines[0].repeated, 0);
+        assert_eq!(lines[1].message, foreign(1).message);
+        assert_eq!(lines[2].message, foreign(2).message);
+        // Retries within the interval: nothing, except a new distinct error.
+        for i in 1..10 {
+            assert!(log.lines(&errors, t0 + sec * i).is_empty());
+        }
+        errors.push(foreign(3));
+        let lines = log.lines(&errors, t0 + sec * 10);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].message, foreign(3).message);
+        // After the interval: each once more, with how often it recurred.
+        let lines = log.lines(&errors, t0 + sec * 61);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0].count, 1000);
+        assert_eq!(lines[0].repeated, 10);
+        assert!(log.lines(&errors, t0 + sec * 62).is_empty());
+        let lines = log.lines(&errors, t0 + sec * 71);
+        assert_eq!(lines.len(), 1, "foreign(3), logged at 10 s, is due at 70 s");
+        assert_eq!(
+            (lines[0].message.as_str(), lines[0].repeated),
+            (foreign(3).message.as_str(), 2)
+        );
+        // Gone for good, then back: logged at once.
+        assert!(log.lines(&[], t0 + sec * 200).is_empty());
+        assert_eq!(log.lines(&errors[..1], t0 + sec * 201).len(), 1);
     }
 
     #[test]
@@ -432,11 +768,15 @@ spec: {nodeName: rs2, port: 80}
         let roles: BTreeMap<String, NodeRole> =
             [("a/b".to_string(), role(1, &[roles::DIRECTOR]))].into();
         let mut report = SyncReport::default();
-        report
-            .errors
-            .push(SyncError::new(ErrorKind::Kernel, None, "é".repeat(2000)));
+        report.errors.push(SyncError::new(
+            ErrorKind::Kernel,
+            Some("a/b".into()),
+            "é".repeat(2000),
+        ));
         let s = lvsnode_services(&roles, &report);
         assert!(s[0].error.len() <= MAX_REPORT_ERROR, "{}", s[0].error.len());
         assert!(s[0].error.ends_with("..."));
+        let st = bounded_status(&[], &["é".repeat(2000)], &[]);
+        assert!(st.node_errors[0].len() <= MAX_REPORT_ERROR);
     }
 }

@@ -105,13 +105,13 @@ impl Snapshot {
 
 /// The LvsNode reports, keyed by node (the LvsNode's name).
 pub fn reports_of(lvsnodes: &[Arc<LvsNode>]) -> NodeReports {
-    NodeReports::new(lvsnodes.iter().map(|l| {
-        let services: Vec<ServiceReport> = l
+    NodeReports::with_node_errors(lvsnodes.iter().map(|l| {
+        let (services, node_errors): (Vec<ServiceReport>, Vec<String>) = l
             .status
             .as_ref()
-            .map(|s| s.services.clone())
+            .map(|s| (s.services.clone(), s.node_errors.clone()))
             .unwrap_or_default();
-        (l.name_any(), services)
+        (l.name_any(), services, node_errors)
     }))
 }
 

@@ -35,7 +35,16 @@ pub mod reasons {
 
 /// The LvsNode reports, by node name: what each agent says it programmed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeReports(BTreeMap<String, HashMap<String, ServiceReport>>);
+pub struct NodeReports(BTreeMap<String, NodeReport>);
+
+/// One node's LvsNode report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct NodeReport {
+    services: HashMap<String, ServiceReport>,
+    /// `status.nodeErrors`, joined: while not empty, every VirtualService
+    /// the node has a role in has failed there.
+    node_errors: String,
+}
 
 impl NodeReports {
     /// Collects `(node, services)` pairs; a later duplicate node replaces an
@@ -43,15 +52,28 @@ impl NodeReports {
     /// director reports every service it programs, and each VirtualService
     /// looks up its own); the first report of a name counts.
     pub fn new(reports: impl IntoIterator<Item = (String, Vec<ServiceReport>)>) -> Self {
+        Self::with_node_errors(reports.into_iter().map(|(n, s)| (n, s, Vec::new())))
+    }
+
+    /// As [`new`](Self::new), with each node's `status.nodeErrors`.
+    pub fn with_node_errors(
+        reports: impl IntoIterator<Item = (String, Vec<ServiceReport>, Vec<String>)>,
+    ) -> Self {
         NodeReports(
             reports
                 .into_iter()
-                .map(|(node, services)| {
+                .map(|(node, services, node_errors)| {
                     let mut by_name = HashMap::with_capacity(services.len());
                     for r in services {
                         by_name.entry(r.name.clone()).or_insert(r);
                     }
-                    (node, by_name)
+                    (
+                        node,
+                        NodeReport {
+                            services: by_name,
+                            node_errors: node_errors.join("; "),
+                        },
+                    )
                 })
                 .collect(),
         )
@@ -64,7 +86,16 @@ impl NodeReports {
 
     /// The node's report about one VirtualService (`namespace/name`).
     pub fn get(&self, node: &str, service: &str) -> Option<&ServiceReport> {
-        self.0.get(node)?.get(service)
+        self.0.get(node)?.services.get(service)
+    }
+
+    /// The node's errors that fail every VirtualService there, joined; `None`
+    /// when it reports none.
+    pub fn node_errors(&self, node: &str) -> Option<&str> {
+        self.0
+            .get(node)
+            .map(|r| r.node_errors.as_str())
+            .filter(|e| !e.is_empty())
     }
 }
 
@@ -112,14 +143,24 @@ pub fn node_states(
         .involved_nodes()
         .into_iter()
         .map(|node| {
-            let state = match reports.get(&node, &verdict.name) {
-                None if !reports.has_node(&node) => NodeState::Pending(PendingWhy::NoAgent),
-                None => NodeState::Pending(PendingWhy::NotReported),
-                Some(r) if r.generation != generation => {
-                    NodeState::Pending(PendingWhy::Generation(r.generation))
+            let report = reports.get(&node, &verdict.name);
+            let state = match (report, reports.node_errors(&node)) {
+                (None, _) if !reports.has_node(&node) => NodeState::Pending(PendingWhy::NoAgent),
+                // A node-level error fails every service on the node, at
+                // whatever generation (the agent lists only the services
+                // with errors of their own then).
+                (Some(r), Some(ne)) if !r.error.is_empty() => {
+                    NodeState::Failed(format!("{}; {ne}", r.error))
                 }
-                Some(r) if !r.error.is_empty() => NodeState::Failed(r.error.clone()),
-                Some(_) => NodeState::Programmed,
+                (_, Some(ne)) => NodeState::Failed(ne.to_string()),
+                (report, None) => match report {
+                    None => NodeState::Pending(PendingWhy::NotReported),
+                    Some(r) if r.generation != generation => {
+                        NodeState::Pending(PendingWhy::Generation(r.generation))
+                    }
+                    Some(r) if !r.error.is_empty() => NodeState::Failed(r.error.clone()),
+                    Some(_) => NodeState::Programmed,
+                },
             };
             (node, state)
         })

@@ -348,6 +348,41 @@ fn programmed_needs_every_director_and_dr_realserver_node_at_the_current_generat
         node_states(verdict, Some(4), &stale_error)["d1"],
         NodeState::Pending(PendingWhy::Generation(Some(3)))
     );
+
+    // A node-level error (status.nodeErrors) fails the service on that node
+    // even though the node lists no entry for it, or an older one; the
+    // node's own error for the service comes first.
+    let node_down = NodeReports::with_node_errors([
+        (
+            "d1".to_string(),
+            vec![],
+            vec!["IPVS is not available on this node".to_string()],
+        ),
+        (
+            "d2".to_string(),
+            vec![report(name, 3, "EINVAL adding service")],
+            vec!["ledger: ENOSPC".to_string(), "sysctl: EACCES".to_string()],
+        ),
+        ("w1".to_string(), vec![report(name, 4, "")], vec![]),
+    ]);
+    let states = node_states(verdict, Some(4), &node_down);
+    assert_eq!(
+        states["d1"],
+        NodeState::Failed("IPVS is not available on this node".into())
+    );
+    assert_eq!(
+        states["d2"],
+        NodeState::Failed("EINVAL adding service; ledger: ENOSPC; sysctl: EACCES".into())
+    );
+    assert_eq!(states["w1"], NodeState::Programmed);
+    let s = status_of(&analysis, &dr, &node_down, "T");
+    let p = cond(&s, types::PROGRAMMED);
+    assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", "Failed"));
+    assert!(
+        p.message.contains("d1: IPVS is not available"),
+        "{}",
+        p.message
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ use lvs_api::{LvsNode, LvsNodeStatus};
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::source::Unreadable;
 use crate::agent::AgentStatus;
 use crate::metrics::Metrics;
 
@@ -40,15 +41,18 @@ pub fn rfc3339(unix_seconds: f64) -> String {
 
 /// The LvsNode status for the agent's status; `None` before the first sync.
 pub fn lvsnode_status(status: &AgentStatus) -> Option<LvsNodeStatus> {
+    lvsnode_status_with(status, &[])
+}
+
+/// [`lvsnode_status`] plus the objects the watches could not read; bounded
+/// in size by [`crate::report::bounded_status`].
+pub fn lvsnode_status_with(status: &AgentStatus, unreadable: &[String]) -> Option<LvsNodeStatus> {
     let t = status.last_sync?;
     let mut services = status.reports.clone();
     services.sort_by(|a, b| a.name.cmp(&b.name));
-    let errors = services.iter().filter(|s| !s.error.is_empty()).count();
     Some(LvsNodeStatus {
         last_sync_time: Some(rfc3339(t)),
-        programmed_count: u32::try_from(services.len() - errors).unwrap_or(u32::MAX),
-        error_count: u32::try_from(errors).unwrap_or(u32::MAX),
-        services,
+        ..crate::report::bounded_status(&services, &status.node_errors, unreadable)
     })
 }
 
@@ -91,6 +95,7 @@ pub struct Reporter {
     node: String,
     refresh: Duration,
     metrics: Arc<Metrics>,
+    unreadable: Option<Unreadable>,
 }
 
 impl std::fmt::Debug for Reporter {
@@ -109,7 +114,14 @@ impl Reporter {
             node: node.to_string(),
             refresh,
             metrics,
+            unreadable: None,
         }
+    }
+
+    /// Reports the objects the watches could not read, too.
+    pub fn with_unreadable(mut self, unreadable: Unreadable) -> Self {
+        self.unreadable = Some(unreadable);
+        self
     }
 
     fn params() -> PatchParams {
@@ -172,9 +184,17 @@ impl Reporter {
         let mut last: Option<Written> = None;
         let mut exists = false;
         let mut retry = FIRST_RETRY;
+        let mut bad_rx = self.unreadable.as_ref().map(Unreadable::subscribe);
         loop {
             let current = rx.borrow_and_update().clone();
-            if let Some(new) = lvsnode_status(&current)
+            let bad = match (&self.unreadable, &mut bad_rx) {
+                (Some(u), Some(b)) => {
+                    b.borrow_and_update();
+                    u.list()
+                }
+                _ => Vec::new(),
+            };
+            if let Some(new) = lvsnode_status_with(&current, &bad)
                 && needs_write(last.as_ref(), &new, Instant::now(), self.refresh)
             {
                 match self.write(&new, &mut exists).await {
@@ -207,8 +227,16 @@ impl Reporter {
                     }
                 }
             }
-            if rx.changed().await.is_err() {
-                return;
+            match &mut bad_rx {
+                Some(b) => tokio::select! {
+                    r = rx.changed() => if r.is_err() { return },
+                    r = b.changed() => if r.is_err() { bad_rx = None },
+                },
+                None => {
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -269,6 +297,70 @@ mod tests {
         assert_eq!(
             v["services"][1]["error"],
             "sysctl net/ipv4/ip_forward: EACCES"
+        );
+    }
+
+    /// 5,000 VirtualServices on a director without IPVS: a node-level
+    /// error. The LvsNode status must stay far below the API server's
+    /// request limit and still say what is wrong.
+    #[test]
+    fn a_node_level_error_on_thousands_of_services_keeps_the_report_small() {
+        use crate::agent::{Agent, AgentConfig, Health};
+        use crate::dataplane::fake::FakeDataplane;
+        use crate::ledger::LedgerStore;
+        use crate::reconcile::Reconciler;
+        use std::fmt::Write;
+
+        const N: usize = 5000;
+        let mut yaml = String::from(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.10}]}\n",
+        );
+        for i in 0..N {
+            write!(
+                yaml,
+                "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: vs-{i:05}, namespace: report-bounded, generation: 1}}\nspec: {{address: 10.{}.{}.1, port: 80, directors: {{nodeSelector: {{matchLabels: {{lvs: director}}}}}}, realServerSelector: {{matchLabels: {{app: vs-{i:05}}}}}}}\n",
+                i / 256,
+                i % 256
+            )
+            .unwrap();
+        }
+        let mut m = lvs_api::manifest::ManifestSet::default();
+        m.extend(lvs_api::manifest::parse(&yaml).unwrap());
+        let snapshot = crate::source::Snapshot {
+            virtual_services: m.virtual_services,
+            real_servers: m.real_servers,
+            nodes: m.nodes,
+            origin: "test".into(),
+        };
+        let mut fake = FakeDataplane::new();
+        fake.ipvs_available = false;
+        let (mut agent, rx) = Agent::new(
+            Reconciler::new(fake, LedgerStore::in_memory()).unwrap(),
+            AgentConfig {
+                node_name: "n1".into(),
+                resync_interval: Duration::from_secs(30),
+                resync_max_share: 100,
+                node_ips: vec![],
+            },
+            Arc::new(Metrics::default()),
+            Arc::new(Health::new()),
+        );
+        let report = agent.sync(&snapshot, true);
+        assert!(report.errors.len() >= N, "{} errors", report.errors.len());
+        let st = lvsnode_status(&rx.borrow()).unwrap();
+        let bytes = serde_json::to_vec(&st).unwrap().len();
+        assert!(
+            bytes < 256 * 1024,
+            "the LvsNode status of {N} services failing for one node-level reason is {bytes} bytes, expected under 256 KiB"
+        );
+        assert_eq!(st.error_count as usize, N);
+        assert_eq!(st.programmed_count, 0);
+        let json = serde_json::to_string(&st).unwrap();
+        assert_eq!(
+            json.matches("IPVS is not available").count(),
+            1,
+            "the node-level error once: {}",
+            &json[..json.len().min(2000)]
         );
     }
 

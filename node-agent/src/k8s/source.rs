@@ -11,11 +11,13 @@
 //! objects changed. While the API server is away the watches retry with
 //! backoff and the agent keeps programming what it has.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use lvs_api::{NodeInfo, Object, RealServer, VirtualService};
@@ -50,6 +52,89 @@ pub struct KubeSource {
     debounce: Duration,
     metrics: Arc<Metrics>,
     synced: Option<tokio::sync::watch::Receiver<AgentStatus>>,
+    unreadable: Unreadable,
+}
+
+/// The VirtualServices and RealServers the watches could not read, as
+/// `"<Kind> <namespace>/<name>"` -> why.
+///
+/// The agent reads these kinds strictly: a field it does not know (an
+/// object written against a newer CRD) may change what the user means, so
+/// programming the rest of the object could do something the user did not
+/// ask for. Such an object is skipped as if it did not exist, logged and
+/// reported on the node's LvsNode (`status.unreadable`); every other object
+/// is read as usual, so one odd object never stops the agent.
+#[derive(Debug, Clone)]
+pub struct Unreadable(Arc<tokio::sync::watch::Sender<BTreeMap<String, String>>>);
+
+impl Default for Unreadable {
+    fn default() -> Self {
+        Unreadable(Arc::new(tokio::sync::watch::Sender::new(BTreeMap::new())))
+    }
+}
+
+impl Unreadable {
+    fn id(kind: Kind, key: &str) -> String {
+        format!("{} {key}", kind.as_str())
+    }
+
+    /// Records that `key` of `kind` cannot be read.
+    pub fn set(&self, kind: Kind, key: &str, why: String) {
+        let id = Self::id(kind, key);
+        self.0.send_if_modified(|m| {
+            if m.get(&id) == Some(&why) {
+                return false;
+            }
+            tracing::warn!(object = %id, error = %why, "cannot read this object; skipping it (acting as if it did not exist) until it is readable");
+            m.insert(id.clone(), why.clone());
+            true
+        });
+    }
+
+    /// Records that `key` of `kind` was read (or deleted).
+    pub fn clear(&self, kind: Kind, key: &str) {
+        let id = Self::id(kind, key);
+        self.0.send_if_modified(|m| {
+            let was = m.remove(&id).is_some();
+            if was {
+                tracing::info!(object = %id, "the object is readable again (or gone)");
+            }
+            was
+        });
+    }
+
+    /// After a complete list of `kind`: exactly `bad` (key -> why) of that
+    /// kind are unreadable.
+    pub fn replace(&self, kind: Kind, bad: BTreeMap<String, String>) {
+        let prefix = format!("{} ", kind.as_str());
+        let stale: Vec<String> = self
+            .0
+            .borrow()
+            .keys()
+            .filter(|id| id.starts_with(&prefix))
+            .filter(|id| !bad.contains_key(&id[prefix.len()..]))
+            .cloned()
+            .collect();
+        for id in stale {
+            self.clear(kind, &id[prefix.len()..]);
+        }
+        for (key, why) in bad {
+            self.set(kind, &key, why);
+        }
+    }
+
+    /// `"<Kind> <namespace>/<name>: <why>"`, sorted.
+    pub fn list(&self) -> Vec<String> {
+        self.0
+            .borrow()
+            .iter()
+            .map(|(id, why)| format!("{id}: {why}"))
+            .collect()
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<BTreeMap<String, String>> {
+        self.0.subscribe()
+    }
 }
 
 impl std::fmt::Debug for KubeSource {
@@ -67,7 +152,13 @@ impl KubeSource {
             debounce,
             metrics,
             synced: None,
+            unreadable: Unreadable::default(),
         }
+    }
+
+    /// The objects the watches could not read (see [`Unreadable`]).
+    pub fn unreadable(&self) -> Unreadable {
+        self.unreadable.clone()
     }
 
     /// The agent loop's status, which changes after every sync: a snapshot
@@ -117,6 +208,114 @@ where
         .filter_map(move |r| {
             let item = match r {
                 Ok(ev) => change(ev, key, view).map(|c| (kind, Ok(wrap(c)))),
+                Err(e) => Some((kind, Err(e.to_string()))),
+            };
+            std::future::ready(item)
+        })
+}
+
+/// Reads one object of a strictly typed kind; the error names the field.
+fn parse<K: DeserializeOwned>(o: DynamicObject) -> Result<K, String> {
+    let v = serde_json::to_value(o).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+/// What a strictly read watch keeps between events.
+struct ReadState {
+    kind: Kind,
+    unreadable: Unreadable,
+    /// The objects of the list in progress that could not be read.
+    relist: Option<BTreeMap<String, String>>,
+}
+
+/// Converts a watch event of a kind read per object (see [`Unreadable`]):
+/// an object that cannot be read is left out of a list, and counts as
+/// deleted when it changes; an object being deleted counts as gone.
+fn read_change<K: DeserializeOwned, T>(
+    ev: watcher::Event<DynamicObject>,
+    view: fn(&K) -> T,
+    st: &mut ReadState,
+) -> Option<Change<T>> {
+    let terminating = |o: &DynamicObject| o.metadata.deletion_timestamp.is_some();
+    Some(match ev {
+        watcher::Event::Init => {
+            st.relist = Some(BTreeMap::new());
+            Change::Init
+        }
+        watcher::Event::InitApply(o) if terminating(&o) => return None,
+        watcher::Event::InitApply(o) => {
+            let key = namespaced_key(&o);
+            match parse::<K>(o) {
+                Ok(k) => Change::InitApply(key, view(&k)),
+                Err(why) => {
+                    st.relist.get_or_insert_default().insert(key, why);
+                    return None;
+                }
+            }
+        }
+        watcher::Event::InitDone => {
+            st.unreadable
+                .replace(st.kind, st.relist.take().unwrap_or_default());
+            Change::InitDone
+        }
+        watcher::Event::Apply(o) => {
+            let key = namespaced_key(&o);
+            if terminating(&o) {
+                st.unreadable.clear(st.kind, &key);
+                return Some(Change::Delete(key));
+            }
+            match parse::<K>(o) {
+                Ok(k) => {
+                    st.unreadable.clear(st.kind, &key);
+                    Change::Apply(key, view(&k))
+                }
+                Err(why) => {
+                    st.unreadable.set(st.kind, &key, why);
+                    Change::Delete(key)
+                }
+            }
+        }
+        watcher::Event::Delete(o) => {
+            let key = namespaced_key(&o);
+            st.unreadable.clear(st.kind, &key);
+            Change::Delete(key)
+        }
+    })
+}
+
+/// A watch of a strictly typed kind, read object by object (see
+/// [`Unreadable`]): the API server's list is taken as untyped objects, so
+/// one object this agent cannot read never fails the list of the others.
+fn read_watch<K, T>(
+    client: &Client,
+    kind: Kind,
+    view: fn(&K) -> T,
+    wrap: fn(Change<T>) -> Update,
+    unreadable: Unreadable,
+) -> impl Stream<Item = WatchItem> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + 'static,
+    T: 'static,
+{
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<K>(&()));
+    let mut st = ReadState {
+        kind,
+        unreadable,
+        relist: None,
+    };
+    watcher(api, watcher::Config::default())
+        .backoff(ReconnectBackoff::default())
+        .filter_map(move |r| {
+            let item = match r {
+                Ok(ev) => read_change(ev, view, &mut st).map(|c| (kind, Ok(wrap(c)))),
                 Err(e) => Some((kind, Err(e.to_string()))),
             };
             std::future::ready(item)
@@ -184,23 +383,27 @@ fn node_key(n: &Node) -> String {
     n.name_any()
 }
 
-/// The three watches, merged.
-pub fn watches(client: &Client) -> impl Stream<Item = WatchItem> + Send + 'static {
+/// The three watches, merged. VirtualServices and RealServers are read
+/// object by object; the ones that cannot be read go to `unreadable`.
+pub fn watches(
+    client: &Client,
+    unreadable: &Unreadable,
+) -> impl Stream<Item = WatchItem> + Send + 'static {
     futures::stream::select_all([
-        watch(
-            Api::<VirtualService>::all(client.clone()),
+        read_watch(
+            client,
             Kind::VirtualService,
-            namespaced_key::<VirtualService>,
             |o: &VirtualService| Object::from(o),
             Update::VirtualService,
+            unreadable.clone(),
         )
         .boxed(),
-        watch(
-            Api::<RealServer>::all(client.clone()),
+        read_watch(
+            client,
             Kind::RealServer,
-            namespaced_key::<RealServer>,
             |o: &RealServer| Object::from(o),
             Update::RealServer,
+            unreadable.clone(),
         )
         .boxed(),
         watch(
@@ -400,7 +603,7 @@ fn handle(
 impl Source for KubeSource {
     async fn run(self, sink: SnapshotSink) {
         run_watches_fed(
-            watches(&self.client),
+            watches(&self.client, &self.unreadable),
             self.debounce,
             &self.metrics,
             sink,
@@ -549,6 +752,84 @@ mod tests {
     /// so whatever it sent by then went out "at once").
     async fn settle() {
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    fn dynamic(name: &str, extra: Option<(&str, serde_json::Value)>) -> DynamicObject {
+        let mut spec = serde_json::json!({
+            "address": "192.0.2.1", "port": 80,
+            "directors": {"nodeSelector": {}},
+            "realServerSelector": {"matchLabels": {"app": "web"}},
+        });
+        if let Some((k, v)) = extra {
+            spec[k] = v;
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_unreadable_object_is_skipped_and_reported_alone() {
+        let unreadable = Unreadable::default();
+        let mut st = ReadState {
+            kind: Kind::VirtualService,
+            unreadable: unreadable.clone(),
+            relist: None,
+        };
+        let view = |o: &VirtualService| Object::from(o);
+        let mut read = |ev| read_change::<VirtualService, _>(ev, view, &mut st);
+        let newer = || dynamic("newer", Some(("futureField", serde_json::json!(1))));
+        // A list: the odd object is left out, the others are read.
+        assert_eq!(read(watcher::Event::Init), Some(Change::Init));
+        assert_eq!(read(watcher::Event::InitApply(newer())), None);
+        assert!(matches!(
+            read(watcher::Event::InitApply(dynamic("web", None))),
+            Some(Change::InitApply(k, _)) if k == "ns/web"
+        ));
+        assert!(
+            unreadable.list().is_empty(),
+            "reported once the list is complete"
+        );
+        assert_eq!(read(watcher::Event::InitDone), Some(Change::InitDone));
+        let bad = unreadable.list();
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(
+            bad[0].starts_with(
+                "VirtualService ns/newer: spec.futureField: unknown field `futureField`"
+            ),
+            "{bad:?}"
+        );
+        // A readable object turning unreadable counts as deleted; fixed, it
+        // is back and no longer reported.
+        assert_eq!(
+            read(watcher::Event::Apply(dynamic(
+                "web",
+                Some(("x", serde_json::json!(true)))
+            ))),
+            Some(Change::Delete("ns/web".into()))
+        );
+        assert_eq!(unreadable.list().len(), 2);
+        assert!(matches!(
+            read(watcher::Event::Apply(dynamic("web", None))),
+            Some(Change::Apply(k, _)) if k == "ns/web"
+        ));
+        assert_eq!(unreadable.list().len(), 1);
+        // A relist without it: nothing unreadable any more.
+        read(watcher::Event::Init);
+        read(watcher::Event::InitApply(dynamic("web", None)));
+        read(watcher::Event::InitDone);
+        assert!(unreadable.list().is_empty());
+        // Deleted: gone from the report too.
+        read(watcher::Event::Apply(newer()));
+        assert_eq!(unreadable.list().len(), 1);
+        assert_eq!(
+            read(watcher::Event::Delete(newer())),
+            Some(Change::Delete("ns/newer".into()))
+        );
+        assert!(unreadable.list().is_empty());
     }
 
     #[test]
