@@ -944,16 +944,22 @@ impl<D: Dataplane> Reconciler<D> {
                 let (add, withheld): (Vec<_>, Vec<_>) = add
                     .into_iter()
                     .partition(|(a, _)| self.serves(known, a.addr));
+                // Without IPVS the node-level error says why for every VIP.
+                let say = known.ipvs_available;
                 for (a, owners) in withheld {
                     self.ledger.addresses.remove(&a.key());
-                    withhold(&a, owners, report);
+                    if say {
+                        withhold(&a, owners, report);
+                    }
                 }
                 if !add.is_empty() {
                     self.execute(known, Action::AddAddresses(add), report);
                 }
                 for (a, owners) in held {
                     if !self.serves(known, a.addr) {
-                        withhold(&a, owners, report);
+                        if say {
+                            withhold(&a, owners, report);
+                        }
                         self.execute(known, Action::DelAddress(a), report);
                     }
                 }
