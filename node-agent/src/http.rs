@@ -3,8 +3,9 @@
 //! Served by the shared server of `lvs-runtime` (hyper) within its limits:
 //! a connection cap, a header read timeout and a total deadline per
 //! request. `/metrics` and `/status` can be megabytes on a large table, so
-//! only [`HEAVY_AT_ONCE`] of them are built and held at a time; a request
-//! that gets no turn within the wait is answered 503.
+//! only [`HEAVY_AT_ONCE`] of them are built and held at a time, off the
+//! runtime thread; a request that gets no turn within the wait is answered
+//! 503.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +67,22 @@ async fn respond(method: &Method, path: &str, state: &HttpState, gate: &Gate) ->
     } else {
         None
     };
-    let (code, ctype, body) = route(method.as_str(), path, state);
+    let (code, ctype, body) = if permit.is_some() {
+        // Off the runtime thread: a large table takes a while to format,
+        // and the probes must not wait for it.
+        let (m, p, st) = (method.as_str().to_owned(), path.to_owned(), state.clone());
+        tokio::task::spawn_blocking(move || route(&m, &p, &st))
+            .await
+            .unwrap_or_else(|e| {
+                (
+                    500,
+                    "text/plain; charset=utf-8",
+                    format!("building {path} failed: {e}\n"),
+                )
+            })
+    } else {
+        route(method.as_str(), path, state)
+    };
     reply(code, ctype, body, permit)
 }
 
