@@ -106,10 +106,13 @@ pub struct Args {
     #[arg(long, env = "LVS_HTTP_MAX_CONNECTIONS", default_value_t = lvs_runtime::http::Limits::default().max_connections, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
     pub http_max_connections: usize,
     /// Seconds one HTTP request may take in all, from the connection to the
-    /// last byte of the response; a client that is slower is cut. The
-    /// request head must arrive within the smaller of this and 5 s.
+    /// last byte of the response; a client that is slower is cut.
     #[arg(long, env = "LVS_HTTP_TIMEOUT", default_value_t = lvs_runtime::http::Limits::default().deadline.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub http_timeout: u64,
+    /// Seconds a client has to send its HTTP request head (at most
+    /// --http-timeout).
+    #[arg(long, env = "LVS_HTTP_HEADER_TIMEOUT", default_value_t = lvs_runtime::http::Limits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout: u64,
     /// Export per-destination series while the owned table has at most this
     /// many destinations (eight series each); above it only per-service
     /// series, and lvs_agent_destination_series_omitted says how many.
@@ -161,7 +164,7 @@ fn http_limits(args: &Args) -> lvs_runtime::http::Limits {
     let deadline = Duration::from_secs(args.http_timeout);
     lvs_runtime::http::Limits {
         max_connections: args.http_max_connections,
-        header_timeout: deadline.min(Duration::from_secs(5)),
+        header_timeout: deadline.min(Duration::from_secs(args.http_header_timeout)),
         deadline,
     }
 }
@@ -558,6 +561,17 @@ mod tests {
             (7, Duration::from_secs(2), Duration::from_secs(2))
         );
         assert!(parse(&["--node-name=n1", "--http-max-connections=0"]).is_err());
+        let a = parse(&[
+            "--node-name=n1",
+            "--http-header-timeout=30",
+            "--http-timeout=40",
+        ])
+        .unwrap();
+        let l = http_limits(&a);
+        assert_eq!(
+            (l.header_timeout, l.deadline),
+            (Duration::from_secs(30), Duration::from_secs(40))
+        );
     }
 
     #[test]
