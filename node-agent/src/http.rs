@@ -30,7 +30,7 @@ pub struct HttpState {
 }
 
 /// `/metrics` and `/status` responses built and held at once.
-pub const HEAVY_AT_ONCE: usize = 4;
+pub const HEAVY_AT_ONCE: usize = 2;
 
 /// Serves the routes on `listener` within `limits` until the task is dropped.
 pub async fn serve(listener: TcpListener, state: HttpState, limits: Limits) {
