@@ -48,8 +48,10 @@ lab_agent_starts() {
   rc=$(kubectl get pod -n lvs-system "$(kl_agent_pod "$1")" -o jsonpath='{.status.containerStatuses[0].restartCount}') || return 1
   echo $((rc + 1))
 }
-lab_agent_metrics() { docker exec "$1" curl -fsS http://127.0.0.1:9477/metrics; }
-lab_agent_readyz() { docker exec "$1" curl -fsS -o /dev/null http://127.0.0.1:9477/readyz 2>/dev/null; }
+# The chart binds the agent to the node's IP (status.hostIP), not loopback.
+kl_agent_url() { echo "http://$(kubectl get node "$1" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}' | awk '{print $1}'):9477$2"; }
+lab_agent_metrics() { docker exec "$1" curl -fsS "$(kl_agent_url "$1" /metrics)"; }
+lab_agent_readyz() { docker exec "$1" curl -fsS -o /dev/null "$(kl_agent_url "$1" /readyz)" 2>/dev/null; }
 
 # The API server is a static pod: moving its manifest away stops it, moving it
 # back starts it again (etcd keeps running).

@@ -99,9 +99,24 @@ pub struct Args {
     /// is written at once.
     #[arg(long, env = "LVS_REPORT_REFRESH_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub report_refresh_interval: u64,
-    /// Address for /metrics, /healthz, /readyz and /status.
-    #[arg(long, env = "LVS_LISTEN", default_value = "0.0.0.0:9477")]
+    /// Address for /metrics, /healthz, /readyz and /status: IP:PORT, with
+    /// the IP in brackets for IPv6 (and allowed for IPv4, as in
+    /// `[$(HOST_IP)]:9477`). Loopback by default: the agent runs on the host
+    /// network, so 0.0.0.0 would expose it on every address of the node.
+    /// The chart binds the node IP (status.hostIP) for Prometheus.
+    #[arg(long, env = "LVS_LISTEN", default_value = "127.0.0.1:9477", value_parser = parse_listen)]
     pub listen: SocketAddr,
+    /// HTTP connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "LVS_HTTP_MAX_CONNECTIONS", default_value_t = lvs_runtime::http::Limits::default().max_connections, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
+    pub http_max_connections: usize,
+    /// Seconds one HTTP request may take in all, from the connection to the
+    /// last byte of the response; a client that is slower is cut.
+    #[arg(long, env = "LVS_HTTP_TIMEOUT", default_value_t = lvs_runtime::http::Limits::default().deadline.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_timeout: u64,
+    /// Seconds a client has to send its HTTP request head (at most
+    /// --http-timeout).
+    #[arg(long, env = "LVS_HTTP_HEADER_TIMEOUT", default_value_t = lvs_runtime::http::Limits::default().header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout: u64,
     /// Export per-destination series while the owned table has at most this
     /// many destinations (eight series each); above it only per-service
     /// series, and lvs_agent_destination_series_omitted says how many.
@@ -126,6 +141,36 @@ pub struct Args {
     /// Log format: text or json.
     #[arg(long, env = "LVS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+}
+
+/// `--listen`: a socket address, or `[IP]:PORT` with an IPv4 address in the
+/// brackets (the chart writes `[$(HOST_IP)]:PORT` for both families).
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bad = || {
+        format!(
+            "{s:?} is not an address to listen on: expected IP:PORT or [IP]:PORT (e.g. 127.0.0.1:9477, [fd00::1]:9477)"
+        )
+    };
+    let (ip, port) = s
+        .strip_prefix('[')
+        .and_then(|r| r.split_once("]:"))
+        .ok_or_else(bad)?;
+    let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// The HTTP server's limits from the flags.
+fn http_limits(args: &Args) -> lvs_runtime::http::Limits {
+    let deadline = Duration::from_secs(args.http_timeout);
+    lvs_runtime::http::Limits {
+        max_connections: args.http_max_connections,
+        header_timeout: deadline.min(Duration::from_secs(args.http_header_timeout)),
+        deadline,
+    }
 }
 
 fn init_tracing(format: &str) {
@@ -353,6 +398,7 @@ fn run_daemon<D: Dataplane + 'static>(
                 status: status.clone(),
                 stale_after: Duration::from_secs(args.resync_interval * 3 + 10),
             },
+            http_limits(&args),
         ));
         let sink = SnapshotSink::new(tx.clone());
         let hangup = tokio::spawn(resync_on_hangup(tx.clone()));
@@ -467,10 +513,11 @@ mod tests {
             "--state-dir=/var/lib/lvs-agent",
             "--proc-sys=/host/proc/sys",
             "--resync-interval=30",
-            "--listen=0.0.0.0:9477",
+            "--listen=[192.0.2.7]:9477",
             "--log-format=json",
         ])
         .unwrap();
+        assert_eq!(a.listen, "192.0.2.7:9477".parse().unwrap());
         assert_eq!(a.config_dir, None, "Kubernetes mode");
         assert_eq!(a.proc_sys, PathBuf::from("/host/proc/sys"));
         assert_eq!(a.dataplane, DataplaneKind::Netlink);
@@ -478,6 +525,59 @@ mod tests {
         assert_eq!(a.dataplane, DataplaneKind::Fake);
         assert_eq!(a.proc_sys, PathBuf::from("/proc/sys"));
         assert_eq!(a.kubeconfig, Some(PathBuf::from("/k")));
+    }
+
+    #[test]
+    fn listen_is_loopback_by_default_and_takes_both_families_in_brackets() {
+        let a = parse(&["--node-name=n1"]).unwrap();
+        assert_eq!(a.listen, "127.0.0.1:9477".parse().unwrap());
+        let l = http_limits(&a);
+        assert_eq!(l, lvs_runtime::http::Limits::default());
+        for (arg, want) in [
+            ("--listen=10.0.0.1:1", "10.0.0.1:1"),
+            ("--listen=[10.0.0.1]:2", "10.0.0.1:2"),
+            ("--listen=[fd00::1]:3", "[fd00::1]:3"),
+            ("--listen=0.0.0.0:4", "0.0.0.0:4"),
+        ] {
+            assert_eq!(
+                parse(&["--node-name=n1", arg]).unwrap().listen,
+                want.parse().unwrap(),
+                "{arg}"
+            );
+        }
+        for bad in [
+            "--listen=fd00::1:9477",
+            "--listen=[]:1",
+            "--listen=[x]:1",
+            "--listen=[10.0.0.1]:x",
+            "--listen=[10.0.0.1]",
+        ] {
+            let e = parse(&["--node-name=n1", bad]).unwrap_err().to_string();
+            assert!(e.contains("expected IP:PORT or [IP]:PORT"), "{bad}: {e}");
+        }
+        let a = parse(&[
+            "--node-name=n1",
+            "--http-timeout=2",
+            "--http-max-connections=7",
+        ])
+        .unwrap();
+        let l = http_limits(&a);
+        assert_eq!(
+            (l.max_connections, l.header_timeout, l.deadline),
+            (7, Duration::from_secs(2), Duration::from_secs(2))
+        );
+        assert!(parse(&["--node-name=n1", "--http-max-connections=0"]).is_err());
+        let a = parse(&[
+            "--node-name=n1",
+            "--http-header-timeout=30",
+            "--http-timeout=40",
+        ])
+        .unwrap();
+        let l = http_limits(&a);
+        assert_eq!(
+            (l.header_timeout, l.deadline),
+            (Duration::from_secs(30), Duration::from_secs(40))
+        );
     }
 
     #[test]

@@ -1,18 +1,14 @@
 //! `/metrics`, `/healthz` and `/readyz`.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
 
@@ -81,41 +77,25 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves until shutdown; connections in progress finish on their own.
+/// Serves until shutdown with the shared server's default limits
+/// (connection cap, header read timeout, deadline per request); connections
+/// in progress finish on their own.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "serving /metrics, /healthz, /readyz");
-    }
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = crate::stopped(&mut shutdown) => return,
-        };
-        let (metrics, health) = (metrics.clone(), health.clone());
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let resp = respond(req.method(), req.uri().path(), &metrics, &health);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                debug!(%peer, error = %e, "http connection ended with an error");
-            }
-        });
-    }
+    lvs_runtime::http::serve(
+        listener,
+        lvs_runtime::http::Limits::default(),
+        move |req: Request<Incoming>| {
+            let resp = respond(req.method(), req.uri().path(), &metrics, &health);
+            async move { resp }
+        },
+        async move { crate::stopped(&mut shutdown).await },
+    )
+    .await;
 }
 
 #[cfg(test)]
