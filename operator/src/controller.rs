@@ -14,10 +14,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use lvs_api::{
@@ -36,9 +35,13 @@ use crate::metrics::Metrics;
 use crate::status::{self, EventSpec, NodeReports};
 use crate::stores::{Feeds, Stores};
 
-/// Removed last on delete; the cleanup only records an Event, since agents
-/// drop a service as soon as the object leaves their watch.
-pub const FINALIZER: &str = "lvs.lvs-operator.io/cleanup";
+/// The finalizer that earlier operators put on every VirtualService. It had no
+/// job (agents drop a service as soon as the object is terminating, and the
+/// operator owns nothing outside the object), yet it held every deletion
+/// while no operator ran. The operator adds no finalizer now and removes this
+/// one wherever it finds it, so objects from an older release do not stay
+/// stuck after an upgrade.
+pub const LEGACY_FINALIZER: &str = "lvs.lvs-operator.io/cleanup";
 
 /// How often every object is reconciled even when nothing triggered it.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -236,22 +239,47 @@ where
     Ok(())
 }
 
-/// Reconciles one VirtualService: finalizer, then status.
+/// The merge patch that removes [`LEGACY_FINALIZER`] and keeps any other
+/// finalizer; `None` when the object does not carry it. The resourceVersion
+/// makes it conditional: if someone changed the list meanwhile, the API server
+/// answers 409 and the next reconcile reads the list again.
+pub fn legacy_finalizer_patch(meta: &ObjectMeta) -> Option<serde_json::Value> {
+    let finalizers = meta.finalizers.as_deref().unwrap_or_default();
+    if !finalizers.iter().any(|f| f == LEGACY_FINALIZER) {
+        return None;
+    }
+    let keep: Vec<&String> = finalizers
+        .iter()
+        .filter(|f| *f != LEGACY_FINALIZER)
+        .collect();
+    Some(serde_json::json!({
+        "metadata": {
+            "finalizers": keep,
+            "resourceVersion": meta.resource_version,
+        }
+    }))
+}
+
+/// Reconciles one VirtualService: drops the legacy finalizer if it is there,
+/// then writes the status (none for an object being deleted).
 pub async fn reconcile_vs(vs: Arc<VirtualService>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.start(VS_CONTROLLER);
     let (ns, name) = namespaced_key(vs.as_ref(), "VirtualService")?;
     let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), &ns);
-    let action = finalizer(&api, FINALIZER, vs, |event| async {
-        match event {
-            Finalizer::Apply(vs) => apply_vs(&vs, &api, &ctx).await,
-            Finalizer::Cleanup(vs) => cleanup_vs(&vs, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer {
-        finalizer: FINALIZER,
-        source: Box::new(e),
-    })?;
+    if let Some(patch) = legacy_finalizer_patch(vs.meta()) {
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::kube(format!(
+                "remove finalizer {LEGACY_FINALIZER} from VirtualService {ns}/{name}"
+            )))?;
+        info!(vs = %format!("{ns}/{name}"), finalizer = LEGACY_FINALIZER, "removed the finalizer an earlier operator added");
+    }
+    let action = if vs.meta().deletion_timestamp.is_some() {
+        debug!(vs = %format!("{ns}/{name}"), "being deleted: no status to write");
+        Action::await_change()
+    } else {
+        apply_vs(&vs, &api, &ctx).await?
+    };
     ctx.succeeded(&format!("VirtualService/{ns}/{name}"));
     Ok(action)
 }
@@ -291,22 +319,6 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
     ctx.publish(vs, &status::vs_events(old_conditions, &new.conditions))
         .await;
     Ok(Action::requeue(RESYNC))
-}
-
-async fn cleanup_vs(vs: &VirtualService, ctx: &Context) -> Result<Action> {
-    let key = format!("{}/{}", vs.namespace().unwrap_or_default(), vs.name_any());
-    info!(vs = %key, "deleting: agents remove the service once the object is gone");
-    ctx.publish(
-        vs,
-        &[EventSpec {
-            warning: false,
-            reason: "Deleting",
-            note: "the finalizer is removed; the agents drop the service when the object is gone"
-                .into(),
-        }],
-    )
-    .await;
-    Ok(Action::await_change())
 }
 
 /// Reconciles one RealServer's status.

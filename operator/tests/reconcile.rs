@@ -1,6 +1,7 @@
 //! One VirtualService reconcile against a scripted API server: the exact
-//! requests it makes (status via server-side apply, then Events), and none at
-//! all when the status is already current.
+//! requests it makes (status via server-side apply, then Events), none at
+//! all when the status is already current, and the removal of the finalizer
+//! that earlier operators added.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use kube::client::Body;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use lvs_api::{LvsNode, RealServer, VirtualService};
-use lvs_operator::controller::{Context, FINALIZER, Snapshot, reconcile_vs};
+use lvs_operator::controller::{Context, LEGACY_FINALIZER, Snapshot, reconcile_vs};
 use lvs_operator::metrics::Metrics;
 use lvs_operator::stores::Stores;
 use serde_json::{Value, json};
@@ -47,7 +48,6 @@ fn web_vs(status: Option<Value>) -> Value {
             "name": "web", "namespace": "default", "uid": "u-web",
             "generation": 2, "resourceVersion": "10",
             "creationTimestamp": "2024-01-01T00:00:00Z",
-            "finalizers": [FINALIZER],
         },
         "spec": {
             "address": "192.0.2.10", "port": 80,
@@ -255,18 +255,13 @@ async fn current_status_means_no_request_at_all() {
     ));
 }
 
-#[tokio::test]
-async fn missing_finalizer_is_added_before_any_status() {
-    let mut obj = web_vs(None);
-    obj["metadata"]
-        .as_object_mut()
-        .unwrap()
-        .remove("finalizers");
-    let w = world(obj);
-    let vs = w.stores.vs.state()[0].clone();
-    let (ctx, mut handle, _) = context(w.stores.clone());
-    let task = tokio::spawn(reconcile_vs(vs, ctx));
-    let (req, send) = next(&mut handle).await;
+/// The merge patch that drops the legacy finalizer: conditional on the
+/// resourceVersion read, keeping every other finalizer.
+async fn expect_finalizer_removal(
+    handle: &mut Handle,
+    keep: Value,
+) -> mock::SendResponse<Response<Body>> {
+    let (req, send) = next(handle).await;
     assert_eq!(req.method(), http::Method::PATCH);
     assert_eq!(
         req.uri().path(),
@@ -274,21 +269,100 @@ async fn missing_finalizer_is_added_before_any_status() {
     );
     assert_eq!(
         req.headers().get("content-type").unwrap(),
-        "application/json-patch+json"
+        "application/merge-patch+json"
     );
-    let patch = body_json(req).await;
+    assert_eq!(
+        body_json(req).await,
+        json!({"metadata": {"finalizers": keep, "resourceVersion": "10"}})
+    );
+    send
+}
+
+#[tokio::test]
+async fn no_finalizer_is_added() {
+    let w = world(web_vs(None));
+    let vs = w.stores.vs.state()[0].clone();
+    let (ctx, mut handle, _) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_vs(vs, ctx));
+    let (req, send) = next(&mut handle).await;
     assert!(
-        patch
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|op| op["op"] == "add" && op["value"] == json!([FINALIZER])),
-        "{patch}"
+        req.uri().path().ends_with("/status"),
+        "the first request writes the status, got {} {}",
+        req.method(),
+        req.uri()
     );
-    respond(send, web_vs(None));
-    // The status waits for the reconcile that the finalizer patch triggers.
+    let status = body_json(req).await["status"].clone();
+    respond(send, web_vs(Some(status)));
+    for _ in 0..3 {
+        let (req, send) = next(&mut handle).await;
+        assert_eq!(req.method(), http::Method::POST, "{}", req.uri());
+        let ev = body_json(req).await;
+        respond(send, ev);
+    }
     expect_no_request(&mut handle).await;
     task.await.unwrap().expect("reconcile succeeds");
+}
+
+#[tokio::test]
+async fn the_legacy_finalizer_is_removed_on_upgrade() {
+    let mut obj = web_vs(None);
+    obj["metadata"]["finalizers"] = json!(["example.com/keep", LEGACY_FINALIZER]);
+    let w = world(obj.clone());
+    let vs = w.stores.vs.state()[0].clone();
+    let (ctx, mut handle, _) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_vs(vs, ctx));
+    let send = expect_finalizer_removal(&mut handle, json!(["example.com/keep"])).await;
+    obj["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    respond(send, obj);
+    // Then the status, as for any object.
+    let (req, send) = next(&mut handle).await;
+    assert!(req.uri().path().ends_with("/status"), "{}", req.uri());
+    let status = body_json(req).await["status"].clone();
+    respond(send, web_vs(Some(status)));
+    for _ in 0..3 {
+        let (req, send) = next(&mut handle).await;
+        let ev = body_json(req).await;
+        respond(send, ev);
+    }
+    expect_no_request(&mut handle).await;
+    task.await.unwrap().expect("reconcile succeeds");
+}
+
+#[tokio::test]
+async fn a_deletion_held_by_the_legacy_finalizer_is_released_and_nothing_else_written() {
+    let mut obj = web_vs(None);
+    obj["metadata"]["finalizers"] = json!([LEGACY_FINALIZER]);
+    obj["metadata"]["deletionTimestamp"] = json!("2024-01-02T00:00:00Z");
+    let w = world(obj.clone());
+    let vs = w.stores.vs.state()[0].clone();
+    let (ctx, mut handle, _) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_vs(vs, ctx));
+    let send = expect_finalizer_removal(&mut handle, json!([])).await;
+    obj["metadata"]["finalizers"] = json!([]);
+    respond(send, obj);
+    // No status and no Event for an object on its way out.
+    expect_no_request(&mut handle).await;
+    assert_eq!(
+        task.await.unwrap().expect("reconcile succeeds"),
+        kube::runtime::controller::Action::await_change()
+    );
+}
+
+#[test]
+fn the_finalizer_patch_is_only_for_objects_that_carry_it() {
+    use lvs_operator::controller::legacy_finalizer_patch;
+    let mut meta = kube::api::ObjectMeta {
+        resource_version: Some("7".into()),
+        ..Default::default()
+    };
+    assert_eq!(legacy_finalizer_patch(&meta), None);
+    meta.finalizers = Some(vec!["example.com/keep".into()]);
+    assert_eq!(legacy_finalizer_patch(&meta), None);
+    meta.finalizers = Some(vec![LEGACY_FINALIZER.into(), "example.com/keep".into()]);
+    assert_eq!(
+        legacy_finalizer_patch(&meta),
+        Some(json!({"metadata": {"finalizers": ["example.com/keep"], "resourceVersion": "7"}}))
+    );
 }
 
 #[tokio::test]
