@@ -14,6 +14,10 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A call to the API server did not finish in time.
+    #[error("{action} did not finish within {after:?}")]
+    Timeout { action: String, after: Duration },
+
     /// An object in the store has no namespace although its kind is namespaced.
     #[error("{kind} {name} has no metadata.namespace, but the kind is namespaced")]
     MissingNamespace { kind: &'static str, name: String },
@@ -43,6 +47,7 @@ impl Error {
                 kube::Error::Api(_) => "api",
                 _ => "transport",
             },
+            Error::Timeout { .. } => "timeout",
             Error::MissingNamespace { .. } => "missing_namespace",
             Error::Serialize { .. } => "serialize",
         }

@@ -16,8 +16,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use lvs_api::{LvsNode, RealServer, VirtualService};
 use serde::de::DeserializeOwned;
+use std::time::Instant;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
+
+use crate::http::Health;
 
 /// Broadcasts each touched object to every subscribed trigger stream.
 #[derive(Debug)]
@@ -91,33 +94,64 @@ impl Stores {
     }
 }
 
+/// Marks the watch of `kind` ended when its loop returns, panics or is aborted.
+struct Ended {
+    health: Arc<Health>,
+    kind: &'static str,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.health.watch_ended(self.kind);
+    }
+}
+
 fn drive<K>(
     api: Api<K>,
     kind: &'static str,
     feed: Fanout<K>,
     trim: fn(&mut K),
+    health: Arc<Health>,
 ) -> (Store<K>, JoinHandle<()>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     let (reader, writer) = reflector::store::<K>();
+    health.watch_started(kind);
     let task = tokio::spawn(async move {
+        let _ended = Ended {
+            health: health.clone(),
+            kind,
+        };
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .modify(trim)
-            .reflect(writer)
-            .touched_objects();
+            .reflect(writer);
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             match item {
-                Ok(obj) => {
-                    debug!(kind, name = %obj.name_any(), namespace = ?obj.namespace(), "watch event");
-                    feed.send(&obj);
+                Ok(event) => {
+                    // Init and InitDone count too: a relist of an empty kind
+                    // is a working watch.
+                    health.watch_event(kind);
+                    match event {
+                        watcher::Event::Apply(obj)
+                        | watcher::Event::InitApply(obj)
+                        | watcher::Event::Delete(obj) => {
+                            debug!(kind, name = %obj.name_any(), namespace = ?obj.namespace(), "watch event");
+                            feed.send(&obj);
+                        }
+                        watcher::Event::Init | watcher::Event::InitDone => {}
+                    }
                 }
-                Err(e) => warn!(kind, error = %e, "watch failed; retrying with backoff"),
+                Err(e) => {
+                    health.watch_error(kind, Instant::now(), &e.to_string());
+                    warn!(kind, error = %e, "watch failed; retrying with backoff");
+                }
             }
         }
+        warn!(kind, "the watch stream ended");
     });
     (reader, task)
 }
@@ -141,32 +175,36 @@ fn trim_node(n: &mut Node) {
     }
 }
 
-/// Starts the four reflectors (cluster-wide).
-pub fn start(client: &Client) -> (Stores, Feeds, Vec<JoinHandle<()>>) {
+/// Starts the four reflectors (cluster-wide); `health` follows their loops.
+pub fn start(client: &Client, health: &Arc<Health>) -> (Stores, Feeds, Vec<JoinHandle<()>>) {
     let feeds = Feeds::default();
     let (vs, t1) = drive(
         Api::<VirtualService>::all(client.clone()),
         "VirtualService",
         feeds.vs.clone(),
         drop_managed_fields,
+        health.clone(),
     );
     let (rs, t2) = drive(
         Api::<RealServer>::all(client.clone()),
         "RealServer",
         feeds.rs.clone(),
         drop_managed_fields,
+        health.clone(),
     );
     let (nodes, t3) = drive(
         Api::<Node>::all(client.clone()),
         "Node",
         feeds.nodes.clone(),
         trim_node,
+        health.clone(),
     );
     let (lvsnodes, t4) = drive(
         Api::<LvsNode>::all(client.clone()),
         "LvsNode",
         feeds.lvsnodes.clone(),
         drop_managed_fields,
+        health.clone(),
     );
     (
         Stores {
