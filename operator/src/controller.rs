@@ -20,10 +20,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use lvs_api::{
-    LabelSelector, LvsNode, NodeInfo, Object, RealServer, ServiceReport, VirtualService,
-    VirtualServiceSpec,
+    LabelSelector, LvsNode, NodeInfo, RealServer, ServiceReport, VirtualService, VirtualServiceSpec,
 };
-use lvs_planner::{Analysis, analyze};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -32,7 +30,7 @@ use crate::error::{Error, Result, backoff_delay};
 use crate::inputs::{Inputs, Planned};
 use crate::mapping::{self, Memory};
 use crate::metrics::Metrics;
-use crate::status::{self, EventSpec, NodeReports};
+use crate::status::{self, EventSpec};
 use crate::stores::{Feeds, Stores};
 
 /// The finalizer that earlier operators put on every VirtualService. It had no
@@ -65,57 +63,6 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context").finish_non_exhaustive()
     }
-}
-
-/// The planner's inputs, taken from the stores.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub vss: Vec<Object<VirtualServiceSpec>>,
-    pub rss: Vec<Object<lvs_api::RealServerSpec>>,
-    pub nodes: Vec<NodeInfo>,
-    pub reports: NodeReports,
-}
-
-impl Snapshot {
-    pub fn from_stores(stores: &Stores) -> Self {
-        Snapshot {
-            vss: stores
-                .vs
-                .state()
-                .iter()
-                .map(|o| Object::from(o.as_ref()))
-                .collect(),
-            rss: stores
-                .rs
-                .state()
-                .iter()
-                .map(|o| Object::from(o.as_ref()))
-                .collect(),
-            nodes: stores
-                .nodes
-                .state()
-                .iter()
-                .map(|n| NodeInfo::from(n.as_ref()))
-                .collect(),
-            reports: reports_of(&stores.lvsnodes.state()),
-        }
-    }
-
-    pub fn analyze(&self) -> Analysis {
-        analyze(&self.vss, &self.rss, &self.nodes)
-    }
-}
-
-/// The LvsNode reports, keyed by node (the LvsNode's name).
-pub fn reports_of(lvsnodes: &[Arc<LvsNode>]) -> NodeReports {
-    NodeReports::new(lvsnodes.iter().map(|l| {
-        let services: Vec<ServiceReport> = l
-            .status
-            .as_ref()
-            .map(|s| s.services.clone())
-            .unwrap_or_default();
-        (l.name_any(), services)
-    }))
 }
 
 /// Now, to the second, as conditions carry it.
@@ -405,10 +352,6 @@ fn node_change(
     Some(sets)
 }
 
-async fn shutdown_future(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
 /// The VirtualService controller: triggered by its own objects, by
 /// RealServers, Nodes and LvsNodes, and by other VirtualServices with the
 /// same address.
@@ -518,7 +461,10 @@ pub fn vs_controller(
         .watches_stream(feeds.lvsnodes.subscribe(), on_lvsnode)
         .watches_stream(feeds.vs.subscribe(), on_vs)
         .reconcile_all_on(futures::stream::once(async {}))
-        .graceful_shutdown_on(shutdown_future(shutdown));
+        .graceful_shutdown_on(async move {
+            let mut shutdown = shutdown;
+            crate::stopped(&mut shutdown).await;
+        });
     let run = controller.run(
         reconcile_vs,
         |vs, err, ctx| error_policy(VS_CONTROLLER, vs.as_ref(), err, &ctx),
@@ -578,7 +524,10 @@ pub fn rs_controller(
         .watches_stream(feeds.vs.subscribe(), on_vs)
         .watches_stream(feeds.nodes.subscribe(), on_node)
         .reconcile_all_on(futures::stream::once(async {}))
-        .graceful_shutdown_on(shutdown_future(shutdown));
+        .graceful_shutdown_on(async move {
+            let mut shutdown = shutdown;
+            crate::stopped(&mut shutdown).await;
+        });
     let run = controller.run(
         reconcile_rs,
         |rs, err, ctx| error_policy(RS_CONTROLLER, rs.as_ref(), err, &ctx),

@@ -21,15 +21,6 @@ pub enum Error {
     /// An object in the store has no namespace although its kind is namespaced.
     #[error("{kind} {name} has no metadata.namespace, but the kind is namespaced")]
     MissingNamespace { kind: &'static str, name: String },
-
-    /// A status could not be turned into JSON.
-    #[error("serializing the status of {kind} {name}: {source}")]
-    Serialize {
-        kind: &'static str,
-        name: String,
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -49,7 +40,6 @@ impl Error {
             },
             Error::Timeout { .. } => "timeout",
             Error::MissingNamespace { .. } => "missing_namespace",
-            Error::Serialize { .. } => "serialize",
         }
     }
 

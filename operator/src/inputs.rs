@@ -17,14 +17,65 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use kube::Resource;
-use lvs_api::NodeInfo;
-use lvs_planner::{Analysis, RealServerVerdict, Verdict};
+use kube::ResourceExt;
+use lvs_api::{LvsNode, NodeInfo, Object, ServiceReport, VirtualServiceSpec};
+use lvs_planner::{Analysis, RealServerVerdict, Verdict, analyze};
 use serde::Serialize;
 use tracing::debug;
 
-use crate::controller::{Snapshot, reports_of};
 use crate::status::{NodeReports, SelectionIndex};
 use crate::stores::Stores;
+
+/// The planner's inputs, taken from the stores.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub vss: Vec<Object<VirtualServiceSpec>>,
+    pub rss: Vec<Object<lvs_api::RealServerSpec>>,
+    pub nodes: Vec<NodeInfo>,
+    pub reports: NodeReports,
+}
+
+impl Snapshot {
+    pub fn from_stores(stores: &Stores) -> Self {
+        Snapshot {
+            vss: stores
+                .vs
+                .state()
+                .iter()
+                .map(|o| Object::from(o.as_ref()))
+                .collect(),
+            rss: stores
+                .rs
+                .state()
+                .iter()
+                .map(|o| Object::from(o.as_ref()))
+                .collect(),
+            nodes: stores
+                .nodes
+                .state()
+                .iter()
+                .map(|n| NodeInfo::from(n.as_ref()))
+                .collect(),
+            reports: reports_of(&stores.lvsnodes.state()),
+        }
+    }
+
+    pub fn analyze(&self) -> Analysis {
+        analyze(&self.vss, &self.rss, &self.nodes)
+    }
+}
+
+/// The LvsNode reports, keyed by node (the LvsNode's name).
+pub fn reports_of(lvsnodes: &[Arc<LvsNode>]) -> NodeReports {
+    NodeReports::new(lvsnodes.iter().map(|l| {
+        let services: Vec<ServiceReport> = l
+            .status
+            .as_ref()
+            .map(|s| s.services.clone())
+            .unwrap_or_default();
+        (l.name_any(), services)
+    }))
+}
 
 /// The last value computed, with the fingerprint of what it came from.
 #[derive(Debug)]
