@@ -30,7 +30,7 @@ use crate::error::{Error, Result, backoff_delay};
 use crate::inputs::{Inputs, Planned};
 use crate::mapping::{self, Memory};
 use crate::metrics::Metrics;
-use crate::status::{self, EventSpec};
+use crate::status::{self, EventSpec, NodeReports};
 use crate::stores::{Feeds, Stores};
 
 /// The finalizer that earlier operators put on every VirtualService. It had no
@@ -93,6 +93,11 @@ impl Context {
     /// only after one of its inputs changed).
     pub fn planned(&self) -> Arc<Planned> {
         self.inputs.planned(&self.stores)
+    }
+
+    /// The agents' reports (computed again only after one changed).
+    pub fn reports(&self) -> Arc<NodeReports> {
+        self.inputs.reports(&self.stores)
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -240,14 +245,7 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
         return Ok(Action::await_change());
     };
     let old = vs.status.as_ref();
-    let new = status::vs_status(
-        old,
-        &vs.spec,
-        &ns,
-        verdict,
-        &ctx.inputs.reports(&ctx.stores),
-        &now_rfc3339(),
-    );
+    let new = status::vs_status(old, &vs.spec, &ns, verdict, &ctx.reports(), &now_rfc3339());
     if !status::needs_write(old, &new) {
         ctx.metrics.status_write("VirtualService", false);
         debug!(vs = %key, "status unchanged");

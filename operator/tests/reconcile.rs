@@ -16,7 +16,7 @@ use lvs_api::{LvsNode, RealServer, VirtualService};
 use lvs_operator::controller::{Context, LEGACY_FINALIZER, reconcile_vs};
 use lvs_operator::inputs::Snapshot;
 use lvs_operator::metrics::Metrics;
-use lvs_operator::stores::Stores;
+use lvs_operator::stores::{Changes, Stores, Watched, changes_derived};
 use serde_json::{Value, json};
 use tower_test::mock;
 
@@ -32,13 +32,21 @@ struct World {
     ),
 }
 
-fn apply<K>(w: &mut Writer<K>, obj: Value)
+/// Applies `obj` to a store as a watch task does: the change counter is
+/// bumped after the store took the object, when the object changed what the
+/// analysis reads.
+fn apply<K>(w: &mut Writer<K>, changes: &Changes, obj: Value)
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
+    K: Watched + Clone + serde::de::DeserializeOwned + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let obj: K = serde_json::from_value(obj).expect("test object deserializes");
-    w.apply_watcher_event(&watcher::Event::Apply(obj));
+    let event = watcher::Event::Apply(obj);
+    let changed = changes_derived(&w.as_reader(), &event);
+    w.apply_watcher_event(&event);
+    if changed {
+        changes.bump(K::INPUT);
+    }
 }
 
 fn web_vs(status: Option<Value>) -> Value {
@@ -67,9 +75,11 @@ fn world(vs: Value) -> World {
     let (rs_r, mut rs_w) = reflector::store::<RealServer>();
     let (node_r, mut node_w) = reflector::store::<Node>();
     let (ln_r, mut ln_w) = reflector::store::<LvsNode>();
-    apply(&mut vs_w, vs);
+    let changes = Changes::default();
+    apply(&mut vs_w, &changes, vs);
     apply(
         &mut rs_w,
+        &changes,
         json!({
             "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "RealServer",
             "metadata": {"name": "a", "namespace": "default", "labels": {"app": "web"}, "generation": 1},
@@ -78,6 +88,7 @@ fn world(vs: Value) -> World {
     );
     apply(
         &mut node_w,
+        &changes,
         json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "d1", "labels": {"role": "director"}},
@@ -86,6 +97,7 @@ fn world(vs: Value) -> World {
     );
     apply(
         &mut ln_w,
+        &changes,
         json!({
             "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsNode",
             "metadata": {"name": "d1"},
@@ -99,6 +111,7 @@ fn world(vs: Value) -> World {
             rs: rs_r,
             nodes: node_r,
             lvsnodes: ln_r,
+            changes,
         },
         _writers: (vs_w, rs_w, node_w, ln_w),
     }
@@ -388,15 +401,32 @@ async fn the_analysis_is_reused_until_a_planner_input_changes() {
     // A status write (new resourceVersion, same generation): the same analysis.
     let mut written = web_vs(Some(json!({"observedGeneration": 2})));
     written["metadata"]["resourceVersion"] = json!("11");
-    apply(&mut w._writers.0, written);
+    apply(&mut w._writers.0, &w.stores.changes, written);
     assert!(
         Arc::ptr_eq(&first, &ctx.planned()),
         "a status write is no planner input"
     );
 
+    // A Node heartbeat (same labels and addresses): the same analysis.
+    apply(
+        &mut w._writers.2,
+        &w.stores.changes,
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "d1", "labels": {"role": "director"}, "resourceVersion": "99"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                       "conditions": [{"type": "Ready", "status": "True"}]},
+        }),
+    );
+    assert!(
+        Arc::ptr_eq(&first, &ctx.planned()),
+        "a heartbeat is no planner input"
+    );
+
     // New labels on the RealServer (labels leave the generation alone).
     apply(
         &mut w._writers.1,
+        &w.stores.changes,
         json!({
             "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "RealServer",
             "metadata": {"name": "a", "namespace": "default", "labels": {"app": "other"}, "generation": 1},
@@ -412,7 +442,7 @@ async fn the_analysis_is_reused_until_a_planner_input_changes() {
     let mut moved = web_vs(None);
     moved["metadata"]["generation"] = json!(3);
     moved["spec"]["port"] = json!(8080);
-    apply(&mut w._writers.0, moved);
+    apply(&mut w._writers.0, &w.stores.changes, moved);
     let respecced = ctx.planned();
     assert!(!Arc::ptr_eq(&relabelled, &respecced));
     assert_eq!(web(&respecced).generation, Some(3));
@@ -420,6 +450,7 @@ async fn the_analysis_is_reused_until_a_planner_input_changes() {
     // A Node that stops being a director.
     apply(
         &mut w._writers.2,
+        &w.stores.changes,
         json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "d1", "labels": {"role": "spare"}},
@@ -430,4 +461,29 @@ async fn the_analysis_is_reused_until_a_planner_input_changes() {
     assert!(!Arc::ptr_eq(&respecced, &undirected));
     assert!(web(&undirected).directors.is_empty());
     assert_eq!(web(&respecced).directors, ["d1"]);
+}
+
+#[tokio::test]
+async fn the_reports_are_reused_until_a_node_reports_other_services() {
+    let mut w = world(web_vs(None));
+    let (ctx, _handle, _metrics) = context(w.stores.clone());
+    let first = ctx.reports();
+    assert!(Arc::ptr_eq(&first, &ctx.reports()));
+    let report = |services: Value, time: &str| {
+        json!({
+            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsNode",
+            "metadata": {"name": "d1", "resourceVersion": time},
+            "spec": {"nodeName": "d1"},
+            "status": {"lastSyncTime": format!("2024-01-01T00:00:{time}Z"), "services": services},
+        })
+    };
+    let same = json!([{"name": "default/web", "generation": 2, "roles": ["director"]}]);
+    apply(&mut w._writers.3, &w.stores.changes, report(same, "30"));
+    assert!(
+        Arc::ptr_eq(&first, &ctx.reports()),
+        "a new lastSyncTime alone is no report change"
+    );
+    let newer = json!([{"name": "default/web", "generation": 3, "roles": ["director"]}]);
+    apply(&mut w._writers.3, &w.stores.changes, report(newer, "40"));
+    assert!(!Arc::ptr_eq(&first, &ctx.reports()));
 }
