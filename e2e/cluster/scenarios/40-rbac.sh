@@ -150,10 +150,17 @@ spec:
 YAML
 
   # expect_token NAME yes|no KUBECONFIG KUBECTL-ARGS...: "no" must be Forbidden.
+  # With api_patch as the first argument, one PATCH request instead of kubectl
+  # (which GETs first, a verb the ServiceAccounts do not have).
   expect_token() {
     local n=$1 want=$2 kc=$3
     shift 3
-    rc=0; out=$(kubectl --kubeconfig "$kc" "$@" 2>&1) || rc=$?
+    rc=0
+    if [[ $1 == api_patch ]]; then
+      out=$(api_patch "$kc" "${@:2}" 2>&1) || rc=$?
+    else
+      out=$(kubectl --kubeconfig "$kc" "$@" 2>&1) || rc=$?
+    fi
     if [[ $want == yes ]] && ((rc == 0)); then
       pass "$n"
     elif [[ $want == yes ]]; then
@@ -168,9 +175,9 @@ YAML
   }
 
   expect_token rbac-token/operator/yes/list/virtualservices@all yes "$okc" get virtualservices.lvs.lvs-operator.io -A
+  local vs_path=/apis/lvs.lvs-operator.io/v1alpha1/namespaces/rbac-tokens/virtualservices/rbac-probe
   expect_token rbac-token/operator/yes/patch/virtualservices/status@rbac-tokens yes "$okc" \
-    patch virtualservice.lvs.lvs-operator.io rbac-probe -n rbac-tokens --subresource status --type merge \
-    -p '{"status":{"endpoint":"192.0.2.200:80/TCP"}}'
+    api_patch "$vs_path/status" '{"status":{"endpoint":"192.0.2.200:80/TCP"}}'
   expect_token rbac-token/operator/yes/create/leases#lvs-operator-leader@lvs-system yes "$okc" \
     create -n "$lvs_ns" -f - <<'YAML'
 apiVersion: coordination.k8s.io/v1
@@ -184,7 +191,7 @@ YAML
   expect_token rbac-token/operator/yes/update/leases#lvs-operator-leader@lvs-system yes "$okc" \
     replace -f - <<<"$(kubectl get lease lvs-operator-leader -n "$lvs_ns" -o json | jq '.spec.holderIdentity = "rbac-probe-2"')"
   expect_token rbac-token/operator/no/patch/leases#lvs-operator-leader@lvs-system no "$okc" \
-    patch lease lvs-operator-leader -n "$lvs_ns" --type merge -p '{"spec":{"holderIdentity":"rbac-probe-3"}}'
+    api_patch "/apis/coordination.k8s.io/v1/namespaces/$lvs_ns/leases/lvs-operator-leader" '{"spec":{"holderIdentity":"rbac-probe-3"}}'
   expect_token rbac-token/operator/no/get/virtualservices@rbac-tokens no "$okc" \
     get virtualservice.lvs.lvs-operator.io rbac-probe -n rbac-tokens
   expect_token rbac-token/operator/no/get/secrets@lvs-system no "$okc" get secrets -n "$lvs_ns"
@@ -198,10 +205,9 @@ YAML
   expect_token rbac-token/agent/yes/list/nodes@all yes "$akc" get nodes
   expect_token rbac-token/agent/yes/list/realservers@all yes "$akc" get realservers.lvs.lvs-operator.io -A
   expect_token rbac-token/agent/no/patch/virtualservices@rbac-tokens no "$akc" \
-    patch virtualservice.lvs.lvs-operator.io rbac-probe -n rbac-tokens --type merge -p '{"spec":{"port":81}}'
+    api_patch "$vs_path" '{"spec":{"port":81}}'
   expect_token rbac-token/agent/no/patch/virtualservices/status@rbac-tokens no "$akc" \
-    patch virtualservice.lvs.lvs-operator.io rbac-probe -n rbac-tokens --subresource status --type merge \
-    -p '{"status":{"endpoint":"forged"}}'
+    api_patch "$vs_path/status" '{"status":{"endpoint":"forged"}}'
   expect_token rbac-token/agent/no/list/secrets@all no "$akc" get secrets -A
   expect_token rbac-token/agent/no/list/lvsnodes@all no "$akc" get lvsnodes.lvs.lvs-operator.io
 

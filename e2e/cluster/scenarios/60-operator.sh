@@ -55,8 +55,8 @@ op_report() {
   local ok errs
   ok=$(jq '[.[] | select((.error // "") == "")] | length' <<<"$services")
   errs=$(jq '[.[] | select((.error // "") != "")] | length' <<<"$services")
-  kubectl --kubeconfig "$kc" patch "$op_ln" "$node" --subresource status --type merge -p \
-    "{\"status\":{\"lastSyncTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"programmedCount\":$ok,\"errorCount\":$errs,\"services\":$services}}"
+  api_patch "$kc" "/apis/lvs.lvs-operator.io/v1alpha1/lvsnodes/$node/status" \
+    "{\"status\":{\"lastSyncTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"programmedCount\":$ok,\"errorCount\":$errs,\"services\":$services}}" >/dev/null
 }
 
 scenario operator t_operator
