@@ -2,12 +2,15 @@
 //!
 //! The reflectors run from startup on every replica, so a follower has warm
 //! caches (and is ready) when it becomes leader. Each watch event, once
-//! applied to its store, is fanned out to the controllers' trigger streams.
+//! applied to its store, is fanned out to the controllers' trigger streams
+//! and, when it changed what the analysis reads, counted in [`Changes`]. The
+//! loops report to [`Health`] for `/healthz`.
 
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -17,7 +20,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use lvs_api::{LvsNode, NodeInfo, RealServer, VirtualService};
 use serde::de::DeserializeOwned;
-use std::time::Instant;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
