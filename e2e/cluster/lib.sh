@@ -61,6 +61,33 @@ kubectl_token() {
     --token "$token" "$@"
 }
 
+# api_patch KUBECONFIG|TOKEN PATH BODY [CONTENT-TYPE] -> one PATCH of PATH
+# (e.g. /apis/lvs.lvs-operator.io/v1alpha1/lvsnodes/n1/status) with the
+# kubeconfig's (or the given) bearer token, as the binaries send it: `kubectl
+# patch` GETs the object first, a verb the chart's ServiceAccounts do not have
+# because their code never GETs. Prints the object on success; otherwise
+# prints "Error from server (REASON): MESSAGE" as kubectl does and returns 1.
+api_patch() {
+  local who=$1 path=$2 body=$3 ctype=${4:-application/merge-patch+json} token out code
+  if [[ -f $who ]]; then
+    token=$(kubectl --kubeconfig "$who" config view --raw -o jsonpath='{.users[0].user.token}')
+  else
+    token=$who
+  fi
+  out=$(mktemp)
+  code=$(curl -sS -o "$out" -w '%{http_code}' --cacert "$LVS_LAB_CA" -H "Authorization: Bearer $token" \
+    -H "Content-Type: $ctype" -X PATCH --data-binary "$body" "$LVS_LAB_APISERVER$path") || code=000
+  if [[ $code == 2* ]]; then
+    cat "$out"
+    rm -f "$out"
+    return 0
+  fi
+  jq -r --arg code "$code" '"Error from server (\(.reason // ("HTTP " + $code))): \(.message // tostring)"' "$out" 2>/dev/null ||
+    echo "Error from server (HTTP $code): $(head -c 300 "$out")"
+  rm -f "$out"
+  return 1
+}
+
 # start_proc NAME CMD... -> run CMD in the background with its output in
 # $LVS_LAB_DIR/NAME.log and its pid in $LVS_LAB_DIR/procs/NAME.pid; prints the
 # pid. run-suite.sh stops whatever is still registered there when it exits.

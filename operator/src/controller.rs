@@ -14,17 +14,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use lvs_api::{
-    LabelSelector, LvsNode, NodeInfo, Object, RealServer, ServiceReport, VirtualService,
-    VirtualServiceSpec,
+    LabelSelector, LvsNode, NodeInfo, RealServer, ServiceReport, VirtualService, VirtualServiceSpec,
 };
-use lvs_planner::{Analysis, analyze};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -36,9 +33,13 @@ use crate::metrics::Metrics;
 use crate::status::{self, EventSpec, NodeReports};
 use crate::stores::{Feeds, Stores};
 
-/// Removed last on delete; the cleanup only records an Event, since agents
-/// drop a service as soon as the object leaves their watch.
-pub const FINALIZER: &str = "lvs.lvs-operator.io/cleanup";
+/// The finalizer that earlier operators put on every VirtualService. It had no
+/// job (agents drop a service as soon as the object is terminating, and the
+/// operator owns nothing outside the object), yet it held every deletion
+/// while no operator ran. The operator adds no finalizer now and removes this
+/// one wherever it finds it, so objects from an older release do not stay
+/// stuck after an upgrade.
+pub const LEGACY_FINALIZER: &str = "lvs.lvs-operator.io/cleanup";
 
 /// How often every object is reconciled even when nothing triggered it.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -62,57 +63,6 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context").finish_non_exhaustive()
     }
-}
-
-/// The planner's inputs, taken from the stores.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub vss: Vec<Object<VirtualServiceSpec>>,
-    pub rss: Vec<Object<lvs_api::RealServerSpec>>,
-    pub nodes: Vec<NodeInfo>,
-    pub reports: NodeReports,
-}
-
-impl Snapshot {
-    pub fn from_stores(stores: &Stores) -> Self {
-        Snapshot {
-            vss: stores
-                .vs
-                .state()
-                .iter()
-                .map(|o| Object::from(o.as_ref()))
-                .collect(),
-            rss: stores
-                .rs
-                .state()
-                .iter()
-                .map(|o| Object::from(o.as_ref()))
-                .collect(),
-            nodes: stores
-                .nodes
-                .state()
-                .iter()
-                .map(|n| NodeInfo::from(n.as_ref()))
-                .collect(),
-            reports: reports_of(&stores.lvsnodes.state()),
-        }
-    }
-
-    pub fn analyze(&self) -> Analysis {
-        analyze(&self.vss, &self.rss, &self.nodes)
-    }
-}
-
-/// The LvsNode reports, keyed by node (the LvsNode's name).
-pub fn reports_of(lvsnodes: &[Arc<LvsNode>]) -> NodeReports {
-    NodeReports::with_node_errors(lvsnodes.iter().map(|l| {
-        let (services, node_errors): (Vec<ServiceReport>, Vec<String>) = l
-            .status
-            .as_ref()
-            .map(|s| (s.services.clone(), s.node_errors.clone()))
-            .unwrap_or_default();
-        (l.name_any(), services, node_errors)
-    }))
 }
 
 /// Now, to the second, as conditions carry it.
@@ -143,6 +93,11 @@ impl Context {
     /// only after one of its inputs changed).
     pub fn planned(&self) -> Arc<Planned> {
         self.inputs.planned(&self.stores)
+    }
+
+    /// The agents' reports (computed again only after one changed).
+    pub fn reports(&self) -> Arc<NodeReports> {
+        self.inputs.reports(&self.stores)
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -236,22 +191,47 @@ where
     Ok(())
 }
 
-/// Reconciles one VirtualService: finalizer, then status.
+/// The merge patch that removes [`LEGACY_FINALIZER`] and keeps any other
+/// finalizer; `None` when the object does not carry it. The resourceVersion
+/// makes it conditional: if someone changed the list meanwhile, the API server
+/// answers 409 and the next reconcile reads the list again.
+pub fn legacy_finalizer_patch(meta: &ObjectMeta) -> Option<serde_json::Value> {
+    let finalizers = meta.finalizers.as_deref().unwrap_or_default();
+    if !finalizers.iter().any(|f| f == LEGACY_FINALIZER) {
+        return None;
+    }
+    let keep: Vec<&String> = finalizers
+        .iter()
+        .filter(|f| *f != LEGACY_FINALIZER)
+        .collect();
+    Some(serde_json::json!({
+        "metadata": {
+            "finalizers": keep,
+            "resourceVersion": meta.resource_version,
+        }
+    }))
+}
+
+/// Reconciles one VirtualService: drops the legacy finalizer if it is there,
+/// then writes the status (none for an object being deleted).
 pub async fn reconcile_vs(vs: Arc<VirtualService>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.start(VS_CONTROLLER);
     let (ns, name) = namespaced_key(vs.as_ref(), "VirtualService")?;
     let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), &ns);
-    let action = finalizer(&api, FINALIZER, vs, |event| async {
-        match event {
-            Finalizer::Apply(vs) => apply_vs(&vs, &api, &ctx).await,
-            Finalizer::Cleanup(vs) => cleanup_vs(&vs, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer {
-        finalizer: FINALIZER,
-        source: Box::new(e),
-    })?;
+    if let Some(patch) = legacy_finalizer_patch(vs.meta()) {
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::kube(format!(
+                "remove finalizer {LEGACY_FINALIZER} from VirtualService {ns}/{name}"
+            )))?;
+        info!(vs = %format!("{ns}/{name}"), finalizer = LEGACY_FINALIZER, "removed the finalizer an earlier operator added");
+    }
+    let action = if vs.meta().deletion_timestamp.is_some() {
+        debug!(vs = %format!("{ns}/{name}"), "being deleted: no status to write");
+        Action::await_change()
+    } else {
+        apply_vs(&vs, &api, &ctx).await?
+    };
     ctx.succeeded(&format!("VirtualService/{ns}/{name}"));
     Ok(action)
 }
@@ -265,14 +245,7 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
         return Ok(Action::await_change());
     };
     let old = vs.status.as_ref();
-    let new = status::vs_status(
-        old,
-        &vs.spec,
-        &ns,
-        verdict,
-        &ctx.inputs.reports(&ctx.stores),
-        &now_rfc3339(),
-    );
+    let new = status::vs_status(old, &vs.spec, &ns, verdict, &ctx.reports(), &now_rfc3339());
     if !status::needs_write(old, &new) {
         ctx.metrics.status_write("VirtualService", false);
         debug!(vs = %key, "status unchanged");
@@ -291,22 +264,6 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
     ctx.publish(vs, &status::vs_events(old_conditions, &new.conditions))
         .await;
     Ok(Action::requeue(RESYNC))
-}
-
-async fn cleanup_vs(vs: &VirtualService, ctx: &Context) -> Result<Action> {
-    let key = format!("{}/{}", vs.namespace().unwrap_or_default(), vs.name_any());
-    info!(vs = %key, "deleting: agents remove the service once the object is gone");
-    ctx.publish(
-        vs,
-        &[EventSpec {
-            warning: false,
-            reason: "Deleting",
-            note: "the finalizer is removed; the agents drop the service when the object is gone"
-                .into(),
-        }],
-    )
-    .await;
-    Ok(Action::await_change())
 }
 
 /// Reconciles one RealServer's status.
@@ -391,10 +348,6 @@ fn node_change(
     let mut sets = vec![info.labels];
     sets.extend(old.map(|o| o.labels));
     Some(sets)
-}
-
-async fn shutdown_future(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// The VirtualService controller: triggered by its own objects, by
@@ -506,7 +459,10 @@ pub fn vs_controller(
         .watches_stream(feeds.lvsnodes.subscribe(), on_lvsnode)
         .watches_stream(feeds.vs.subscribe(), on_vs)
         .reconcile_all_on(futures::stream::once(async {}))
-        .graceful_shutdown_on(shutdown_future(shutdown));
+        .graceful_shutdown_on(async move {
+            let mut shutdown = shutdown;
+            crate::stopped(&mut shutdown).await;
+        });
     let run = controller.run(
         reconcile_vs,
         |vs, err, ctx| error_policy(VS_CONTROLLER, vs.as_ref(), err, &ctx),
@@ -566,7 +522,10 @@ pub fn rs_controller(
         .watches_stream(feeds.vs.subscribe(), on_vs)
         .watches_stream(feeds.nodes.subscribe(), on_node)
         .reconcile_all_on(futures::stream::once(async {}))
-        .graceful_shutdown_on(shutdown_future(shutdown));
+        .graceful_shutdown_on(async move {
+            let mut shutdown = shutdown;
+            crate::stopped(&mut shutdown).await;
+        });
     let run = controller.run(
         reconcile_rs,
         |rs, err, ctx| error_policy(RS_CONTROLLER, rs.as_ref(), err, &ctx),

@@ -14,26 +14,13 @@ pub enum Error {
         source: kube::Error,
     },
 
-    /// Adding or removing the finalizer, or the Apply/Cleanup inside it, failed.
-    #[error("finalizer {finalizer}: {source}")]
-    Finalizer {
-        finalizer: &'static str,
-        #[source]
-        source: Box<kube::runtime::finalizer::Error<Error>>,
-    },
+    /// A call to the API server did not finish in time.
+    #[error("{action} did not finish within {after:?}")]
+    Timeout { action: String, after: Duration },
 
     /// An object in the store has no namespace although its kind is namespaced.
     #[error("{kind} {name} has no metadata.namespace, but the kind is namespaced")]
     MissingNamespace { kind: &'static str, name: String },
-
-    /// A status could not be turned into JSON.
-    #[error("serializing the status of {kind} {name}: {source}")]
-    Serialize {
-        kind: &'static str,
-        name: String,
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -51,15 +38,8 @@ impl Error {
                 kube::Error::Api(_) => "api",
                 _ => "transport",
             },
-            Error::Finalizer { source, .. } => match source.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
-                kube::runtime::finalizer::Error::AddFinalizer(_)
-                | kube::runtime::finalizer::Error::RemoveFinalizer(_) => "finalizer_patch",
-                _ => "finalizer",
-            },
+            Error::Timeout { .. } => "timeout",
             Error::MissingNamespace { .. } => "missing_namespace",
-            Error::Serialize { .. } => "serialize",
         }
     }
 
@@ -96,11 +76,6 @@ mod tests {
         assert_eq!(api_error(409).metric_label(), "conflict");
         assert_eq!(api_error(403).metric_label(), "forbidden");
         assert_eq!(api_error(500).metric_label(), "api");
-        let wrapped = Error::Finalizer {
-            finalizer: "f",
-            source: Box::new(kube::runtime::finalizer::Error::ApplyFailed(api_error(409))),
-        };
-        assert_eq!(wrapped.metric_label(), "conflict");
     }
 
     #[test]

@@ -3,30 +3,76 @@
 //!
 //! A VirtualService's verdict depends on the other objects (conflicts on the
 //! same address, age order, the RealServers it selects), so a reconcile
-//! needs the analysis of every object. Computing it in every reconcile made
-//! a burst of N new objects cost N whole-store analyses: at 10k
-//! VirtualServices most of the operator's CPU. The analysis is kept with a
-//! fingerprint of its inputs, the planner's view of each object (identity,
-//! labels, spec generation) and of each Node, so a reconcile pays for a fold
-//! over the stores, not for planning them; its own status writes change
-//! nothing the fingerprint covers.
+//! needs the analysis of every object, and computing it in every reconcile
+//! would make a burst of N new objects cost N whole-store analyses. The
+//! analysis is kept with the change count it was computed at
+//! ([`crate::stores::Changes`], bumped by the watch tasks when the planner's
+//! view of an object changes), so a reconcile pays for one atomic load; the
+//! operator's own status writes change nothing the count covers.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use kube::Resource;
-use lvs_api::NodeInfo;
-use lvs_planner::{Analysis, RealServerVerdict, Verdict};
-use serde::Serialize;
+use kube::ResourceExt;
+use lvs_api::{LvsNode, NodeInfo, Object, ServiceReport, VirtualServiceSpec};
+use lvs_planner::{Analysis, RealServerVerdict, Verdict, analyze};
 use tracing::debug;
 
-use crate::controller::{Snapshot, reports_of};
 use crate::status::{NodeReports, SelectionIndex};
 use crate::stores::Stores;
 
-/// The last value computed, with the fingerprint of what it came from.
+/// The planner's inputs, taken from the stores.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub vss: Vec<Object<VirtualServiceSpec>>,
+    pub rss: Vec<Object<lvs_api::RealServerSpec>>,
+    pub nodes: Vec<NodeInfo>,
+    pub reports: NodeReports,
+}
+
+impl Snapshot {
+    pub fn from_stores(stores: &Stores) -> Self {
+        Snapshot {
+            vss: stores
+                .vs
+                .state()
+                .iter()
+                .map(|o| Object::from(o.as_ref()))
+                .collect(),
+            rss: stores
+                .rs
+                .state()
+                .iter()
+                .map(|o| Object::from(o.as_ref()))
+                .collect(),
+            nodes: stores
+                .nodes
+                .state()
+                .iter()
+                .map(|n| NodeInfo::from(n.as_ref()))
+                .collect(),
+            reports: reports_of(&stores.lvsnodes.state()),
+        }
+    }
+
+    pub fn analyze(&self) -> Analysis {
+        analyze(&self.vss, &self.rss, &self.nodes)
+    }
+}
+
+/// The LvsNode reports, keyed by node (the LvsNode's name).
+pub fn reports_of(lvsnodes: &[Arc<LvsNode>]) -> NodeReports {
+    NodeReports::with_node_errors(lvsnodes.iter().map(|l| {
+        let (services, node_errors): (Vec<ServiceReport>, Vec<String>) = l
+            .status
+            .as_ref()
+            .map(|s| (s.services.clone(), s.node_errors.clone()))
+            .unwrap_or_default();
+        (l.name_any(), services, node_errors)
+    }))
+}
+
+/// The last value computed, with the change count it was computed at.
 #[derive(Debug)]
 struct Memo<T>(Mutex<Option<(u64, Arc<T>)>>);
 
@@ -90,7 +136,8 @@ pub struct Inputs {
 impl Inputs {
     /// The planner's analysis of everything in the stores.
     pub fn planned(&self, stores: &Stores) -> Arc<Planned> {
-        self.planned.get(analysis_key(stores), || {
+        // The count first: the stores are at least as new as it.
+        self.planned.get(stores.changes.planner(), || {
             let t0 = Instant::now();
             let snapshot = Snapshot::from_stores(stores);
             let analysis = snapshot.analyze();
@@ -107,106 +154,15 @@ impl Inputs {
 
     /// What each node's agent last reported (its LvsNode status).
     pub fn reports(&self, stores: &Stores) -> Arc<NodeReports> {
-        let lvsnodes = stores.lvsnodes.state();
-        let mut fold = Fold::default();
-        for l in &lvsnodes {
-            let m = l.meta();
-            fold.add(&(&m.name, &m.uid, &m.resource_version));
-        }
-        self.reports.get(fold.finish(), || reports_of(&lvsnodes))
+        self.reports.get(stores.changes.reports(), || {
+            reports_of(&stores.lvsnodes.state())
+        })
     }
-}
-
-/// An order-independent hash of a set of items (the stores list objects in
-/// no particular order).
-#[derive(Debug, Default)]
-struct Fold {
-    sum: u64,
-    xor: u64,
-    count: u64,
-}
-
-impl Fold {
-    fn add(&mut self, item: &impl Hash) {
-        let mut h = DefaultHasher::new();
-        item.hash(&mut h);
-        let v = h.finish();
-        self.sum = self.sum.wrapping_add(v);
-        self.xor ^= v.rotate_left(17).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.count += 1;
-    }
-
-    fn finish(&self) -> u64 {
-        let mut h = DefaultHasher::new();
-        (self.sum, self.xor, self.count).hash(&mut h);
-        h.finish()
-    }
-}
-
-/// What the planner sees of an object: identity, labels and the spec's
-/// generation (bumped by the API server on every spec change, and only
-/// then: status writes leave it alone). An object without a generation
-/// (never the case for one read from an API server) counts with its whole
-/// spec.
-fn object_view<K: Resource, S: Serialize>(o: &K, spec: &S) -> u64 {
-    let m = o.meta();
-    let mut h = DefaultHasher::new();
-    (&m.namespace, &m.name, &m.uid, &m.labels, &m.generation).hash(&mut h);
-    if m.generation.is_none() {
-        m.creation_timestamp
-            .as_ref()
-            .map(|t| t.0.as_nanosecond())
-            .hash(&mut h);
-        serde_json::to_string(spec).unwrap_or_default().hash(&mut h);
-    }
-    h.finish()
-}
-
-/// The fingerprint of everything [`Snapshot::analyze`] reads.
-fn analysis_key(stores: &Stores) -> u64 {
-    let mut vs = Fold::default();
-    for o in stores.vs.state() {
-        vs.add(&object_view(o.as_ref(), &o.spec));
-    }
-    let mut rs = Fold::default();
-    for o in stores.rs.state() {
-        rs.add(&object_view(o.as_ref(), &o.spec));
-    }
-    let mut nodes = Fold::default();
-    for n in stores.nodes.state() {
-        nodes.add(&NodeInfo::from(n.as_ref()));
-    }
-    let mut h = DefaultHasher::new();
-    (vs.finish(), rs.finish(), nodes.finish()).hash(&mut h);
-    h.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fold_ignores_order_and_counts_repeats() {
-        let mut a = Fold::default();
-        let mut b = Fold::default();
-        for x in [1u32, 2, 3] {
-            a.add(&x);
-        }
-        for x in [3u32, 1, 2] {
-            b.add(&x);
-        }
-        assert_eq!(a.finish(), b.finish());
-        let mut c = Fold::default();
-        for x in [1u32, 2, 3, 3] {
-            c.add(&x);
-        }
-        assert_ne!(a.finish(), c.finish());
-        let mut d = Fold::default();
-        for x in [1u32, 2, 4] {
-            d.add(&x);
-        }
-        assert_ne!(a.finish(), d.finish());
-    }
 
     #[test]
     fn memo_computes_once_per_key() {

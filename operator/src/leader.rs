@@ -7,6 +7,7 @@
 //! matter). Updates use the resourceVersion we read, so two candidates
 //! cannot both win: the slower one gets 409 Conflict.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
+use crate::http::{Health, LeaderRole};
 
 /// Timing of the election.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +181,7 @@ pub struct LeaderElector {
     identity: String,
     timing: LeaseTiming,
     observer: Observer,
+    health: Option<Arc<Health>>,
 }
 
 /// How holding the lease ended.
@@ -205,6 +208,41 @@ impl LeaderElector {
             identity: identity.to_string(),
             timing,
             observer: Observer::default(),
+            health: None,
+        }
+    }
+
+    /// Reports the loops' progress to `/healthz`.
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    fn progress(&self, role: LeaderRole) {
+        if let Some(h) = &self.health {
+            h.leader_progress(role, Instant::now());
+        }
+    }
+
+    fn stopped(&self) {
+        if let Some(h) = &self.health {
+            h.leader_stopped();
+        }
+    }
+
+    /// One round, given up after `renew_deadline` so that a hung request
+    /// cannot stall the loop (the holder must notice when it cannot renew).
+    async fn round(&mut self) -> Result<bool> {
+        let limit = self.timing.renew_deadline;
+        match tokio::time::timeout(limit, self.try_acquire_or_renew()).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                action: format!(
+                    "leader election round on Lease {}/{}",
+                    self.namespace, self.name
+                ),
+                after: limit,
+            }),
         }
     }
 
@@ -265,22 +303,38 @@ impl LeaderElector {
 
     /// Retries until we hold the lease (`true`) or shutdown is requested (`false`).
     pub async fn acquire(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        self.progress(LeaderRole::Candidate);
         loop {
-            match self.try_acquire_or_renew().await {
+            let result = self.round().await;
+            self.progress(LeaderRole::Candidate);
+            match result {
                 Ok(true) => return true,
                 Ok(false) => {}
                 Err(e) => warn!(error = %e, "leader election attempt failed"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.timing.retry_every) => {}
-                () = crate::stopped(shutdown) => return false,
+                () = crate::stopped(shutdown) => {
+                    self.stopped();
+                    return false;
+                }
             }
         }
     }
 
     /// Renews until shutdown (then releases) or until leadership is lost.
     pub async fn hold(mut self, shutdown: &mut watch::Receiver<bool>) -> Ended {
+        let ended = self.renew(shutdown).await;
+        self.stopped();
+        ended
+    }
+
+    async fn renew(&mut self, shutdown: &mut watch::Receiver<bool>) -> Ended {
+        let holder = LeaderRole::Holder {
+            bound: self.timing.duration,
+        };
         let mut last_renew = Instant::now();
+        self.progress(holder);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.timing.renew_every) => {}
@@ -289,8 +343,11 @@ impl LeaderElector {
                     return Ended::Shutdown;
                 }
             }
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renew = Instant::now(),
+            match self.round().await {
+                Ok(true) => {
+                    last_renew = Instant::now();
+                    self.progress(holder);
+                }
                 Ok(false) => {
                     return Ended::Lost("another replica holds the lease".into());
                 }

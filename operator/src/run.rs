@@ -89,7 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let (stores, feeds, reflectors) = stores::start(&client);
+    let (stores, feeds, reflectors) = stores::start(&client, &health);
     let mut sd = shutdown.clone();
     tokio::select! {
         synced = stores.wait_until_ready() => synced.context("a reflector stopped before its first list")?,
@@ -112,6 +112,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             &identity,
             LeaseTiming::default(),
         )
+        .with_health(health.clone())
     });
     if let Some(e) = elector.as_mut() {
         info!(lease = %cli.lease_name, %namespace, "waiting for leadership");

@@ -1,6 +1,7 @@
 //! One VirtualService reconcile against a scripted API server: the exact
-//! requests it makes (status via server-side apply, then Events), and none at
-//! all when the status is already current.
+//! requests it makes (status via server-side apply, then Events), none at
+//! all when the status is already current, and the removal of the finalizer
+//! that earlier operators added.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +13,10 @@ use kube::client::Body;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use lvs_api::{LvsNode, RealServer, VirtualService};
-use lvs_operator::controller::{Context, FINALIZER, Snapshot, reconcile_vs};
+use lvs_operator::controller::{Context, LEGACY_FINALIZER, reconcile_vs};
+use lvs_operator::inputs::Snapshot;
 use lvs_operator::metrics::Metrics;
-use lvs_operator::stores::Stores;
+use lvs_operator::stores::{Changes, Stores, Watched, changes_derived};
 use serde_json::{Value, json};
 use tower_test::mock;
 
@@ -30,13 +32,21 @@ struct World {
     ),
 }
 
-fn apply<K>(w: &mut Writer<K>, obj: Value)
+/// Applies `obj` to a store as a watch task does: the change counter is
+/// bumped after the store took the object, when the object changed what the
+/// analysis reads.
+fn apply<K>(w: &mut Writer<K>, changes: &Changes, obj: Value)
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
+    K: Watched + Clone + serde::de::DeserializeOwned + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let obj: K = serde_json::from_value(obj).expect("test object deserializes");
-    w.apply_watcher_event(&watcher::Event::Apply(obj));
+    let event = watcher::Event::Apply(obj);
+    let changed = changes_derived(&w.as_reader(), &event);
+    w.apply_watcher_event(&event);
+    if changed {
+        changes.bump(K::INPUT);
+    }
 }
 
 fn web_vs(status: Option<Value>) -> Value {
@@ -47,7 +57,6 @@ fn web_vs(status: Option<Value>) -> Value {
             "name": "web", "namespace": "default", "uid": "u-web",
             "generation": 2, "resourceVersion": "10",
             "creationTimestamp": "2024-01-01T00:00:00Z",
-            "finalizers": [FINALIZER],
         },
         "spec": {
             "address": "192.0.2.10", "port": 80,
@@ -66,9 +75,11 @@ fn world(vs: Value) -> World {
     let (rs_r, mut rs_w) = reflector::store::<RealServer>();
     let (node_r, mut node_w) = reflector::store::<Node>();
     let (ln_r, mut ln_w) = reflector::store::<LvsNode>();
-    apply(&mut vs_w, vs);
+    let changes = Changes::default();
+    apply(&mut vs_w, &changes, vs);
     apply(
         &mut rs_w,
+        &changes,
         json!({
             "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "RealServer",
             "metadata": {"name": "a", "namespace": "default", "labels": {"app": "web"}, "generation": 1},
@@ -77,6 +88,7 @@ fn world(vs: Value) -> World {
     );
     apply(
         &mut node_w,
+        &changes,
         json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "d1", "labels": {"role": "director"}},
@@ -85,6 +97,7 @@ fn world(vs: Value) -> World {
     );
     apply(
         &mut ln_w,
+        &changes,
         json!({
             "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsNode",
             "metadata": {"name": "d1"},
@@ -98,6 +111,7 @@ fn world(vs: Value) -> World {
             rs: rs_r,
             nodes: node_r,
             lvsnodes: ln_r,
+            changes,
         },
         _writers: (vs_w, rs_w, node_w, ln_w),
     }
@@ -255,18 +269,13 @@ async fn current_status_means_no_request_at_all() {
     ));
 }
 
-#[tokio::test]
-async fn missing_finalizer_is_added_before_any_status() {
-    let mut obj = web_vs(None);
-    obj["metadata"]
-        .as_object_mut()
-        .unwrap()
-        .remove("finalizers");
-    let w = world(obj);
-    let vs = w.stores.vs.state()[0].clone();
-    let (ctx, mut handle, _) = context(w.stores.clone());
-    let task = tokio::spawn(reconcile_vs(vs, ctx));
-    let (req, send) = next(&mut handle).await;
+/// The merge patch that drops the legacy finalizer: conditional on the
+/// resourceVersion read, keeping every other finalizer.
+async fn expect_finalizer_removal(
+    handle: &mut Handle,
+    keep: Value,
+) -> mock::SendResponse<Response<Body>> {
+    let (req, send) = next(handle).await;
     assert_eq!(req.method(), http::Method::PATCH);
     assert_eq!(
         req.uri().path(),
@@ -274,21 +283,100 @@ async fn missing_finalizer_is_added_before_any_status() {
     );
     assert_eq!(
         req.headers().get("content-type").unwrap(),
-        "application/json-patch+json"
+        "application/merge-patch+json"
     );
-    let patch = body_json(req).await;
+    assert_eq!(
+        body_json(req).await,
+        json!({"metadata": {"finalizers": keep, "resourceVersion": "10"}})
+    );
+    send
+}
+
+#[tokio::test]
+async fn no_finalizer_is_added() {
+    let w = world(web_vs(None));
+    let vs = w.stores.vs.state()[0].clone();
+    let (ctx, mut handle, _) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_vs(vs, ctx));
+    let (req, send) = next(&mut handle).await;
     assert!(
-        patch
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|op| op["op"] == "add" && op["value"] == json!([FINALIZER])),
-        "{patch}"
+        req.uri().path().ends_with("/status"),
+        "the first request writes the status, got {} {}",
+        req.method(),
+        req.uri()
     );
-    respond(send, web_vs(None));
-    // The status waits for the reconcile that the finalizer patch triggers.
+    let status = body_json(req).await["status"].clone();
+    respond(send, web_vs(Some(status)));
+    for _ in 0..3 {
+        let (req, send) = next(&mut handle).await;
+        assert_eq!(req.method(), http::Method::POST, "{}", req.uri());
+        let ev = body_json(req).await;
+        respond(send, ev);
+    }
     expect_no_request(&mut handle).await;
     task.await.unwrap().expect("reconcile succeeds");
+}
+
+#[tokio::test]
+async fn the_legacy_finalizer_is_removed_on_upgrade() {
+    let mut obj = web_vs(None);
+    obj["metadata"]["finalizers"] = json!(["example.com/keep", LEGACY_FINALIZER]);
+    let w = world(obj.clone());
+    let vs = w.stores.vs.state()[0].clone();
+    let (ctx, mut handle, _) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_vs(vs, ctx));
+    let send = expect_finalizer_removal(&mut handle, json!(["example.com/keep"])).await;
+    obj["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    respond(send, obj);
+    // Then the status, as for any object.
+    let (req, send) = next(&mut handle).await;
+    assert!(req.uri().path().ends_with("/status"), "{}", req.uri());
+    let status = body_json(req).await["status"].clone();
+    respond(send, web_vs(Some(status)));
+    for _ in 0..3 {
+        let (req, send) = next(&mut handle).await;
+        let ev = body_json(req).await;
+        respond(send, ev);
+    }
+    expect_no_request(&mut handle).await;
+    task.await.unwrap().expect("reconcile succeeds");
+}
+
+#[tokio::test]
+async fn a_deletion_held_by_the_legacy_finalizer_is_released_and_nothing_else_written() {
+    let mut obj = web_vs(None);
+    obj["metadata"]["finalizers"] = json!([LEGACY_FINALIZER]);
+    obj["metadata"]["deletionTimestamp"] = json!("2024-01-02T00:00:00Z");
+    let w = world(obj.clone());
+    let vs = w.stores.vs.state()[0].clone();
+    let (ctx, mut handle, _) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_vs(vs, ctx));
+    let send = expect_finalizer_removal(&mut handle, json!([])).await;
+    obj["metadata"]["finalizers"] = json!([]);
+    respond(send, obj);
+    // No status and no Event for an object on its way out.
+    expect_no_request(&mut handle).await;
+    assert_eq!(
+        task.await.unwrap().expect("reconcile succeeds"),
+        kube::runtime::controller::Action::await_change()
+    );
+}
+
+#[test]
+fn the_finalizer_patch_is_only_for_objects_that_carry_it() {
+    use lvs_operator::controller::legacy_finalizer_patch;
+    let mut meta = kube::api::ObjectMeta {
+        resource_version: Some("7".into()),
+        ..Default::default()
+    };
+    assert_eq!(legacy_finalizer_patch(&meta), None);
+    meta.finalizers = Some(vec!["example.com/keep".into()]);
+    assert_eq!(legacy_finalizer_patch(&meta), None);
+    meta.finalizers = Some(vec![LEGACY_FINALIZER.into(), "example.com/keep".into()]);
+    assert_eq!(
+        legacy_finalizer_patch(&meta),
+        Some(json!({"metadata": {"finalizers": ["example.com/keep"], "resourceVersion": "7"}}))
+    );
 }
 
 #[tokio::test]
@@ -313,15 +401,32 @@ async fn the_analysis_is_reused_until_a_planner_input_changes() {
     // A status write (new resourceVersion, same generation): the same analysis.
     let mut written = web_vs(Some(json!({"observedGeneration": 2})));
     written["metadata"]["resourceVersion"] = json!("11");
-    apply(&mut w._writers.0, written);
+    apply(&mut w._writers.0, &w.stores.changes, written);
     assert!(
         Arc::ptr_eq(&first, &ctx.planned()),
         "a status write is no planner input"
     );
 
+    // A Node heartbeat (same labels and addresses): the same analysis.
+    apply(
+        &mut w._writers.2,
+        &w.stores.changes,
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "d1", "labels": {"role": "director"}, "resourceVersion": "99"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                       "conditions": [{"type": "Ready", "status": "True"}]},
+        }),
+    );
+    assert!(
+        Arc::ptr_eq(&first, &ctx.planned()),
+        "a heartbeat is no planner input"
+    );
+
     // New labels on the RealServer (labels leave the generation alone).
     apply(
         &mut w._writers.1,
+        &w.stores.changes,
         json!({
             "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "RealServer",
             "metadata": {"name": "a", "namespace": "default", "labels": {"app": "other"}, "generation": 1},
@@ -337,7 +442,7 @@ async fn the_analysis_is_reused_until_a_planner_input_changes() {
     let mut moved = web_vs(None);
     moved["metadata"]["generation"] = json!(3);
     moved["spec"]["port"] = json!(8080);
-    apply(&mut w._writers.0, moved);
+    apply(&mut w._writers.0, &w.stores.changes, moved);
     let respecced = ctx.planned();
     assert!(!Arc::ptr_eq(&relabelled, &respecced));
     assert_eq!(web(&respecced).generation, Some(3));
@@ -345,6 +450,7 @@ async fn the_analysis_is_reused_until_a_planner_input_changes() {
     // A Node that stops being a director.
     apply(
         &mut w._writers.2,
+        &w.stores.changes,
         json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "d1", "labels": {"role": "spare"}},
@@ -355,4 +461,29 @@ async fn the_analysis_is_reused_until_a_planner_input_changes() {
     assert!(!Arc::ptr_eq(&respecced, &undirected));
     assert!(web(&undirected).directors.is_empty());
     assert_eq!(web(&respecced).directors, ["d1"]);
+}
+
+#[tokio::test]
+async fn the_reports_are_reused_until_a_node_reports_other_services() {
+    let mut w = world(web_vs(None));
+    let (ctx, _handle, _metrics) = context(w.stores.clone());
+    let first = ctx.reports();
+    assert!(Arc::ptr_eq(&first, &ctx.reports()));
+    let report = |services: Value, time: &str| {
+        json!({
+            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsNode",
+            "metadata": {"name": "d1", "resourceVersion": time},
+            "spec": {"nodeName": "d1"},
+            "status": {"lastSyncTime": format!("2024-01-01T00:00:{time}Z"), "services": services},
+        })
+    };
+    let same = json!([{"name": "default/web", "generation": 2, "roles": ["director"]}]);
+    apply(&mut w._writers.3, &w.stores.changes, report(same, "30"));
+    assert!(
+        Arc::ptr_eq(&first, &ctx.reports()),
+        "a new lastSyncTime alone is no report change"
+    );
+    let newer = json!([{"name": "default/web", "generation": 3, "roles": ["director"]}]);
+    apply(&mut w._writers.3, &w.stores.changes, report(newer, "40"));
+    assert!(!Arc::ptr_eq(&first, &ctx.reports()));
 }

@@ -48,6 +48,8 @@ t_helm() {
 
   check_agent_daemonset
   check_operator_deployment
+  check_memory_limits
+  check_pod_security
 
   # Upgrade: a changed value reaches the objects, the release moves to rev 2.
   local op=$lvs_release-lvs-operator-operator ag=$lvs_release-lvs-operator-agent
@@ -92,7 +94,8 @@ t_helm() {
 }
 
 # The agent: host network, NET_ADMIN as its only capability, not privileged,
-# read-only root filesystem, hostPath only for its state dir and /proc/sys/net.
+# read-only root filesystem, the runtime's default seccomp profile, hostPath
+# only for its state dir and /proc/sys/net.
 check_agent_daemonset() {
   local ds=$lvs_release-lvs-operator-agent spec out
   if ! spec=$(kubectl get ds "$ds" -n "$lvs_ns" -o json 2>&1); then
@@ -105,6 +108,8 @@ check_agent_daemonset() {
       (if $p.serviceAccountName == $sa then empty else "serviceAccountName is \($p.serviceAccountName), expected \($sa)" end),
       ($p.containers[] | .name as $n | .securityContext as $s | (
         (if ($s.privileged // false) then "\($n): privileged" else empty end),
+        (if ($s.seccompProfile.type // $p.securityContext.seccompProfile.type // "") == "RuntimeDefault" then empty
+          else "\($n): seccompProfile is \($s.seccompProfile // $p.securityContext.seccompProfile), expected RuntimeDefault" end),
         (if $s.allowPrivilegeEscalation == false then empty else "\($n): allowPrivilegeEscalation not false" end),
         (if $s.readOnlyRootFilesystem == true then empty else "\($n): readOnlyRootFilesystem not true" end),
         (if ($s.capabilities.add // []) == ["NET_ADMIN"] then empty else "\($n): capabilities.add is \($s.capabilities.add), expected [NET_ADMIN]" end),
@@ -119,7 +124,8 @@ check_agent_daemonset() {
   fi
 }
 
-# The operator: non-root, no privilege escalation, no capabilities, no host access.
+# The operator: non-root, no privilege escalation, no capabilities, no host
+# access, the runtime's default seccomp profile.
 check_operator_deployment() {
   local d=$lvs_release-lvs-operator-operator spec out
   if ! spec=$(kubectl get deploy "$d" -n "$lvs_ns" -o json 2>&1); then
@@ -134,6 +140,8 @@ check_operator_deployment() {
       (if $p.serviceAccountName == $sa then empty else "serviceAccountName is \($p.serviceAccountName), expected \($sa)" end),
       ($p.containers[] | .name as $n | .securityContext as $s | (
         (if ($s.privileged // false) then "\($n): privileged" else empty end),
+        (if ($s.seccompProfile.type // $p.securityContext.seccompProfile.type // "") == "RuntimeDefault" then empty
+          else "\($n): seccompProfile is \($s.seccompProfile // $p.securityContext.seccompProfile), expected RuntimeDefault" end),
         (if ($s.runAsUser // 1) == 0 then "\($n): runAsUser 0" else empty end),
         (if $s.allowPrivilegeEscalation == false then empty else "\($n): allowPrivilegeEscalation not false" end),
         (if $s.readOnlyRootFilesystem == true then empty else "\($n): readOnlyRootFilesystem not true" end),
@@ -145,4 +153,92 @@ check_operator_deployment() {
   else
     pass helm/operator-deployment
   fi
+}
+
+# mebibytes QUANTITY -> a memory quantity (Ki, Mi, Gi, k, M, G or bytes) in
+# whole MiB, rounded down.
+mebibytes() {
+  local q=$1 n
+  n=${q%%[!0-9]*}
+  case ${q#"$n"} in
+    Ki) echo $((n / 1024)) ;;
+    Mi) echo "$n" ;;
+    Gi) echo $((n * 1024)) ;;
+    k) echo $((n * 1000 / 1048576)) ;;
+    M) echo $((n * 1000000 / 1048576)) ;;
+    G) echo $((n * 1000000000 / 1048576)) ;;
+    "") echo $((n / 1048576)) ;;
+    *) echo "mebibytes: unknown unit in '$q'" >&2; return 1 ;;
+  esac
+}
+
+# The default memory limits hold the scale the READMEs document, 10k
+# VirtualServices x 10 real servers: the agent's peak is 165 MiB in Kubernetes
+# mode (README, Performance), the operator's 176 MiB in the cluster lab
+# (charts/lvs-operator/README.md, "Sizing the agent", "Sizing the operator").
+check_memory_limits() {
+  local what who kind name peak limit mib
+  for what in "agent ds $lvs_release-lvs-operator-agent 165" "operator deploy $lvs_release-lvs-operator-operator 176"; do
+    read -r who kind name peak <<<"$what"
+    limit=$(kubectl get "$kind" "$name" -n "$lvs_ns" -o jsonpath='{.spec.template.spec.containers[0].resources.limits.memory}')
+    if [[ -z $limit ]]; then
+      fail "helm/$who-memory-limit" "the $who container has no memory limit"
+    elif ! mib=$(mebibytes "$limit"); then
+      fail "helm/$who-memory-limit" "cannot read the $who memory limit '$limit'"
+    elif ((mib <= peak)); then
+      fail "helm/$who-memory-limit" "limit $limit is at or below the documented ${peak} MiB peak at 10k x 10: the $who would be OOM-killed"
+    else
+      pass "helm/$who-memory-limit"
+    fi
+  done
+}
+
+# Pod Security admission on pods made from the chart's own pod templates
+# (server-side dry run, so nothing is created): the agent needs the
+# "privileged" level and is refused under "baseline"; the operator meets
+# "restricted". This is what the chart README tells users to label.
+check_pod_security() {
+  local level ns kind out rc
+  for level in privileged baseline restricted; do
+    ns=pss-$level
+    kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns"
+    kubectl label namespace "$ns" --overwrite "pod-security.kubernetes.io/enforce=$level" \
+      pod-security.kubernetes.io/enforce-version=latest
+    for kind in agent operator; do
+      kubectl get serviceaccount "$(lvs_sa "$kind")" -n "$ns" >/dev/null 2>&1 ||
+        kubectl create serviceaccount "$(lvs_sa "$kind")" -n "$ns"
+    done
+  done
+  # pss_pod KIND(ds|deploy) NAME NAMESPACE -> create --dry-run=server a Pod with the template's spec
+  pss_pod() {
+    kubectl get "$1" "$2" -n "$lvs_ns" -o json |
+      jq --arg ns "$3" '{apiVersion: "v1", kind: "Pod", metadata: {name: "pss-probe", namespace: $ns}, spec: .spec.template.spec}' |
+      kubectl create --dry-run=server -f - 2>&1
+  }
+  local ds=$lvs_release-lvs-operator-agent deploy=$lvs_release-lvs-operator-operator
+
+  rc=0; out=$(pss_pod ds "$ds" pss-privileged) || rc=$?
+  if ((rc == 0)); then
+    pass helm/pod-security-agent-privileged
+  else
+    fail helm/pod-security-agent-privileged "the agent pod is refused in a namespace with enforce=privileged: $(error_line "$out")"
+  fi
+
+  rc=0; out=$(pss_pod ds "$ds" pss-baseline) || rc=$?
+  if ((rc == 0)); then
+    fail helm/pod-security-agent-baseline-refused "the agent pod was admitted under enforce=baseline; the chart README says it needs privileged"
+  elif grep -q 'violates PodSecurity "baseline' <<<"$out" && grep -q hostNetwork <<<"$out" && grep -q NET_ADMIN <<<"$out"; then
+    pass helm/pod-security-agent-baseline-refused
+  else
+    fail helm/pod-security-agent-baseline-refused "refused, but not by Pod Security for hostNetwork and NET_ADMIN: $(error_line "$out")"
+  fi
+
+  rc=0; out=$(pss_pod deploy "$deploy" pss-restricted) || rc=$?
+  if ((rc == 0)) && ! grep -qi warning <<<"$out"; then
+    pass helm/pod-security-operator-restricted
+  else
+    fail helm/pod-security-operator-restricted "the operator pod under enforce=restricted (exit $rc): $(first_line "$out")"
+  fi
+
+  kubectl delete namespace pss-privileged pss-baseline pss-restricted --wait=false >/dev/null 2>&1 || true
 }

@@ -4,6 +4,10 @@
 # as bound object) and pod-bound tokens of a pod on that node both carry the
 # node's name in the user's extra info; an unbound token carries none.
 
+# The LvsNode API path; writes go through api_patch (see lib.sh: the agent's
+# ServiceAccount may not GET, which `kubectl patch` does first).
+adm_ln=/apis/lvs.lvs-operator.io/v1alpha1/lvsnodes
+
 adm_lvsnode() { # NAME -> an LvsNode manifest
   printf '{"apiVersion":"lvs.lvs-operator.io/v1alpha1","kind":"LvsNode","metadata":{"name":"%s"},"spec":{"nodeName":"%s"}}' "$1" "$1"
 }
@@ -56,16 +60,16 @@ t_agent_admission() {
 
   rc=0; out=$(kubectl --kubeconfig "$kc" create -f - <<<"$(adm_lvsnode adm-n1)" 2>&1) || rc=$?
   if ((rc == 0)); then pass admission/own-node-create; else fail admission/own-node-create "$(error_line "$out")"; fi
-  rc=0; out=$(kubectl --kubeconfig "$kc" patch lvsnode.lvs.lvs-operator.io adm-n1 --subresource status --type merge \
-    -p '{"status":{"programmedCount":0,"errorCount":0}}' 2>&1) || rc=$?
+  rc=0; out=$(api_patch "$kc" "$adm_ln/adm-n1/status" '{"status":{"programmedCount":0,"errorCount":0}}' 2>&1) || rc=$?
   if ((rc == 0)); then pass admission/own-node-status; else fail admission/own-node-status "$(error_line "$out")"; fi
 
-  expect_denied() { # NAME KUBECTL-ARGS... (stdin passes through)
+  expect_denied() { # NAME KUBECTL-ARGS... (stdin passes through), or NAME api_patch ARGS...
     local n=$1
     shift
-    rc=0; out=$(kubectl "$@" 2>&1) || rc=$?
+    rc=0
+    if [[ $1 == api_patch ]]; then out=$("$@" 2>&1) || rc=$?; else out=$(kubectl "$@" 2>&1) || rc=$?; fi
     if ((rc == 0)); then
-      fail "$n" "kubectl $* was allowed"
+      fail "$n" "$* was allowed"
     elif grep -qF "$policy_msg" <<<"$out"; then
       pass "$n"
     else
@@ -74,17 +78,14 @@ t_agent_admission() {
   }
   expect_denied admission/other-node-create-denied --kubeconfig "$kc" create -f - <<<"$(adm_lvsnode adm-n2)"
   kubectl create -f - <<<"$(adm_lvsnode adm-n2)"
-  expect_denied admission/other-node-status-denied --kubeconfig "$kc" patch lvsnode.lvs.lvs-operator.io adm-n2 \
-    --subresource status --type merge -p '{"status":{"programmedCount":7}}'
-  expect_denied admission/other-node-spec-denied --kubeconfig "$kc" patch lvsnode.lvs.lvs-operator.io adm-n2 \
-    --type merge -p '{"metadata":{"labels":{"forged":"yes"}}}'
+  expect_denied admission/other-node-status-denied api_patch "$kc" "$adm_ln/adm-n2/status" '{"status":{"programmedCount":7}}'
+  expect_denied admission/other-node-spec-denied api_patch "$kc" "$adm_ln/adm-n2" '{"metadata":{"labels":{"forged":"yes"}}}'
 
   # An unbound token (no node in its extra) may write no LvsNode at all.
   local ukc=$LVS_LAB_DIR/agent-unbound.kubeconfig
   "$LVS_E2E_CLUSTER/sa-kubeconfig.sh" "$lvs_ns" "$agent" "$ukc"
   expect_denied admission/unbound-create-denied --kubeconfig "$ukc" create -f - <<<"$(adm_lvsnode adm-n3)"
-  expect_denied admission/unbound-status-denied --kubeconfig "$ukc" patch lvsnode.lvs.lvs-operator.io adm-n1 \
-    --subresource status --type merge -p '{"status":{"programmedCount":7}}'
+  expect_denied admission/unbound-status-denied api_patch "$ukc" "$adm_ln/adm-n1/status" '{"status":{"programmedCount":7}}'
 
   # A DaemonSet pod's token: bound to a Pod scheduled on adm-n2, it carries
   # adm-n2 and may write LvsNode adm-n2 but not adm-n1.
@@ -99,8 +100,7 @@ spec:
 YAML
   tok_pod=$(kubectl create token "$agent" -n "$lvs_ns" --duration 10m --bound-object-kind Pod --bound-object-name adm-agent-on-n2)
   extra_node=$(token_extra "$tok_pod" authentication.kubernetes.io/node-name)
-  rc=0; out=$(kubectl_token "$tok_pod" patch lvsnode.lvs.lvs-operator.io adm-n2 --subresource status --type merge \
-    -p '{"status":{"programmedCount":1}}' 2>&1) || rc=$?
+  rc=0; out=$(api_patch "$tok_pod" "$adm_ln/adm-n2/status" '{"status":{"programmedCount":1}}' 2>&1) || rc=$?
   if [[ $extra_node != adm-n2 ]]; then
     fail admission/pod-bound-token "TokenReview extra node-name is '$extra_node', expected adm-n2 (pod's spec.nodeName)"
   elif ((rc != 0)); then
@@ -108,8 +108,7 @@ YAML
   else
     pass admission/pod-bound-token
   fi
-  rc=0; out=$(kubectl_token "$tok_pod" patch lvsnode.lvs.lvs-operator.io adm-n1 --subresource status --type merge \
-    -p '{"status":{"programmedCount":7}}' 2>&1) || rc=$?
+  rc=0; out=$(api_patch "$tok_pod" "$adm_ln/adm-n1/status" '{"status":{"programmedCount":7}}' 2>&1) || rc=$?
   if ((rc == 0)); then
     fail admission/pod-bound-other-denied "the pod on adm-n2 could write LvsNode adm-n1"
   elif grep -qF "$policy_msg" <<<"$out"; then

@@ -49,13 +49,14 @@ op_lease_holder() {
 # op_report NODE KUBECONFIG SERVICES-JSON -> the agent of NODE writes its LvsNode status.
 op_report() {
   local node=$1 kc=$2 services=$3
-  kubectl --kubeconfig "$kc" get "$op_ln" "$node" >/dev/null 2>&1 ||
+  # The agent's ServiceAccount may not GET; whether it exists is the test's question.
+  kubectl get "$op_ln" "$node" >/dev/null 2>&1 ||
     kubectl --kubeconfig "$kc" create -f - <<<"{\"apiVersion\":\"lvs.lvs-operator.io/v1alpha1\",\"kind\":\"LvsNode\",\"metadata\":{\"name\":\"$node\"},\"spec\":{\"nodeName\":\"$node\"}}"
   local ok errs
   ok=$(jq '[.[] | select((.error // "") == "")] | length' <<<"$services")
   errs=$(jq '[.[] | select((.error // "") != "")] | length' <<<"$services")
-  kubectl --kubeconfig "$kc" patch "$op_ln" "$node" --subresource status --type merge -p \
-    "{\"status\":{\"lastSyncTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"programmedCount\":$ok,\"errorCount\":$errs,\"services\":$services}}"
+  api_patch "$kc" "/apis/lvs.lvs-operator.io/v1alpha1/lvsnodes/$node/status" \
+    "{\"status\":{\"lastSyncTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"programmedCount\":$ok,\"errorCount\":$errs,\"services\":$services}}" >/dev/null
 }
 
 scenario operator t_operator
@@ -94,6 +95,30 @@ t_operator() {
       --namespace "$lvs_ns" --listen "127.0.0.1:$2" --log-format json >/dev/null
   }
 
+  # --- objects as an earlier operator left them: its finalizer on a live
+  # VirtualService, and on one whose deletion it holds (no operator ran)
+  local legacy_fin=lvs.lvs-operator.io/cleanup
+  kubectl apply -f - <<YAML
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: legacy-live, namespace: default, finalizers: [$legacy_fin, example.com/keep]}
+spec:
+  address: 192.0.2.60
+  port: 80
+  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
+  realServerSelector: {matchLabels: {app: legacy}}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: legacy-deleted, namespace: default, finalizers: [$legacy_fin]}
+spec:
+  address: 192.0.2.61
+  port: 80
+  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
+  realServerSelector: {matchLabels: {app: legacy}}
+YAML
+  kubectl delete "$op_vs" legacy-deleted -n default --wait=false
+
   # --- start: the first replica becomes leader --------------------------
   op_start a "$port_a"
   if retry 30 bash -c '[[ $(curl -fsS "http://127.0.0.1:$1/readyz") ]] && [[ $(kubectl get lease lvs-operator-leader -n "$2" -o jsonpath="{.spec.holderIdentity}") == op-a ]]' _ "$port_a" "$lvs_ns"; then
@@ -102,6 +127,21 @@ t_operator() {
     fail operator/starts-as-leader "within 30s: /readyz '$(curl -sS "http://127.0.0.1:$port_a/readyz" 2>&1 | head -c 200)', lease holder '$(op_lease_holder)', log: $(tail -n 2 "$LVS_LAB_DIR/operator-a.log" | tr '\n' ' ')"
     return 0
   fi
+
+  # --- the upgrade: the legacy finalizer goes, other finalizers stay ------
+  local bad=()
+  retry 30 bash -c '! kubectl get "$1" legacy-deleted -n default >/dev/null 2>&1' _ "$op_vs" ||
+    bad+=("default/legacy-deleted still exists 30s after the operator started: finalizers $(kubectl get "$op_vs" legacy-deleted -n default -o jsonpath='{.metadata.finalizers}' 2>&1)")
+  op_wait 30 '.metadata.finalizers == ["example.com/keep"] and .status.observedGeneration == .metadata.generation' \
+    "$op_vs" legacy-live -n default ||
+    bad+=("default/legacy-live: finalizers $(jq -c .metadata.finalizers <<<"$op_last" 2>/dev/null), observedGeneration $(jq -c .status.observedGeneration <<<"$op_last" 2>/dev/null); expected [example.com/keep] and a status")
+  if ((${#bad[@]})); then
+    fail operator/legacy-finalizer-removed "$(printf '%s; ' "${bad[@]}")"
+  else
+    pass operator/legacy-finalizer-removed
+  fi
+  kubectl patch "$op_vs" legacy-live -n default --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+  kubectl delete "$op_vs" legacy-live -n default --ignore-not-found --wait=false
 
   # --- a valid VirtualService becomes Ready -----------------------------
   kubectl apply -f "$LVS_REPO/examples/nat.yaml"
@@ -113,7 +153,7 @@ t_operator() {
         (if .status.endpoint | test("192.0.2.10.*8080") then empty else "endpoint \(.status.endpoint)" end),
         (if is("Conflict"; "False") then empty else "Conflict is not False" end),
         (if is("Invalid"; "False") then empty else "Invalid is not False" end),
-        (if (.metadata.finalizers // []) | index("lvs.lvs-operator.io/cleanup") then empty else "no finalizer lvs.lvs-operator.io/cleanup" end),
+        (if (.metadata.finalizers // []) == [] then empty else "carries finalizers \(.metadata.finalizers), expected none" end),
         (if cond("Programmed").status == "False" and cond("Programmed").reason == "Pending" then empty
           else "Programmed is \(cond("Programmed").status)/\(cond("Programmed").reason) with no LvsNode yet, expected False/Pending" end)
       ] | .[]' <<<"$op_last")
@@ -206,12 +246,12 @@ YAML
     fail operator/programmed "after both directors reported generation $gen: $(op_conds) nodes=$(jq -c .status.nodes <<<"$op_last" 2>/dev/null)"
   fi
 
-  # --- deleting a VirtualService completes (finalizer removed) ----------
+  # --- deleting a VirtualService completes (no finalizer holds it) -------
   local fin
   fin=$(kubectl get "$op_vs" web-nat-dup -n default -o jsonpath='{.metadata.finalizers}' 2>/dev/null || true)
   kubectl delete "$op_vs" web-nat-dup -n default --wait=false
-  if [[ $fin != *lvs.lvs-operator.io/cleanup* ]]; then
-    fail operator/delete "web-nat-dup carried no finalizer before deletion (finalizers: '$fin')"
+  if [[ -n $fin ]]; then
+    fail operator/delete "web-nat-dup carried finalizers before deletion: '$fin', expected none"
   elif retry 20 bash -c '! kubectl get "$1" web-nat-dup -n default >/dev/null 2>&1' _ "$op_vs"; then
     pass operator/delete
   else
@@ -223,7 +263,7 @@ YAML
   events=$(kubectl get events.events.k8s.io -n default -o json)
   jq -r '.items[] | select(.regarding.kind == "VirtualService") | "\(.regarding.name) \(.type) \(.reason) by \(.reportingController)/\(.reportingInstance): \(.note)"' <<<"$events"
   for want in "web-nat Normal Accepted" "web-nat Normal Ready" "web-nat Normal Programmed" \
-    "web-nat Warning ProgrammingFailed" "web-nat-dup Warning Conflict" "web-nat-dup Normal Deleting"; do
+    "web-nat Warning ProgrammingFailed" "web-nat-dup Warning Conflict"; do
     read -r n t r <<<"$want"
     jq -e --arg n "$n" --arg t "$t" --arg r "$r" \
       'any(.items[]; .regarding.kind == "VirtualService" and .regarding.name == $n and .type == $t and .reason == $r and (.reportingController // "") != "")' \
@@ -288,7 +328,7 @@ YAML
     fail operator/new-leader-writes-status "generation $gen not observed within 20s of the edit: $(op_conds)"
   fi
 
-  # The new leader also runs the finalizer.
+  # A deletion under the new leader completes too.
   kubectl delete "$op_vs" web-nat -n default --wait=false
   if retry 20 bash -c '! kubectl get "$1" web-nat -n default >/dev/null 2>&1' _ "$op_vs"; then
     pass operator/new-leader-delete
