@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -559,9 +560,15 @@ fn hash_bytes(b: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Takes the state directory's lock, or says who holds it.
-fn lock_dir(dir: &Path) -> Result<fs::File, LedgerError> {
-    use std::io::Read;
+/// How long [`LedgerStore::in_dir`] waits for the state directory's lock.
+/// A killed agent's lock goes only once its last thread has exited, which
+/// can be a moment after its pid looks gone to a supervisor that restarts it
+/// at once; a live holder still gets a refusal within a few seconds.
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Takes the state directory's lock, waiting up to `wait` for a holder to
+/// go, or says who holds it.
+fn lock_dir(dir: &Path, wait: Duration) -> Result<fs::File, LedgerError> {
     use std::os::unix::fs::FileExt;
     let lock = dir.join(LOCK_FILE);
     let io_err = |action: &'static str| {
@@ -572,29 +579,38 @@ fn lock_dir(dir: &Path) -> Result<fs::File, LedgerError> {
             source,
         }
     };
-    let mut f = fs::OpenOptions::new()
+    let f = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&lock)
         .map_err(io_err("open the lock file"))?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = (&mut f).take(1024).read_to_string(&mut holder);
-            let holder = match holder.trim() {
-                "" => "which one is unknown: it has not written its pid yet".to_string(),
-                h => format!("held by {h}"),
-            };
-            return Err(LedgerError::Locked {
-                dir: dir.to_path_buf(),
-                lock,
-                holder,
-            });
+    let (started, mut warned) = (Instant::now(), false);
+    loop {
+        match f.try_lock() {
+            Ok(()) => break,
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut buf = [0u8; 1024];
+                let n = f.read_at(&mut buf, 0).unwrap_or(0);
+                let holder = match String::from_utf8_lossy(&buf[..n]).trim() {
+                    "" => "which one is unknown: it has not written its pid yet".to_string(),
+                    h => format!("held by {h}"),
+                };
+                if started.elapsed() >= wait {
+                    return Err(LedgerError::Locked {
+                        dir: dir.to_path_buf(),
+                        lock,
+                        holder,
+                    });
+                }
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(lock = %lock.display(), %holder, wait_s = wait.as_secs(), "state directory locked; waiting for the holder to go");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock the lock file")(e)),
         }
-        Err(fs::TryLockError::Error(e)) => return Err(io_err("lock the lock file")(e)),
     }
     let now = k8s_openapi::jiff::Timestamp::now();
     let started = k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
@@ -642,14 +658,19 @@ impl LedgerStore {
     /// A ledger file in `state_dir` (created if missing). Takes the
     /// directory's lock for the store's lifetime: fails with
     /// [`LedgerError::Locked`], naming the holder, while another store
-    /// (in this or another process) has it.
+    /// (in this or another process) keeps it for [`LOCK_WAIT`].
     pub fn in_dir(state_dir: &Path) -> Result<Self, LedgerError> {
+        Self::in_dir_waiting(state_dir, LOCK_WAIT)
+    }
+
+    /// [`LedgerStore::in_dir`], waiting `wait` at most for the lock.
+    pub fn in_dir_waiting(state_dir: &Path, wait: Duration) -> Result<Self, LedgerError> {
         fs::create_dir_all(state_dir).map_err(|source| LedgerError::Io {
             path: state_dir.to_path_buf(),
             action: "create the state directory",
             source,
         })?;
-        let lock = lock_dir(state_dir)?;
+        let lock = lock_dir(state_dir, wait)?;
         remove_stale_temporaries(state_dir);
         Ok(LedgerStore {
             path: Some(state_dir.join(LEDGER_FILE)),
@@ -1330,7 +1351,7 @@ mod tests {
         let dir = temp_dir("ledger-lock");
         let mut first = LedgerStore::in_dir(&dir).unwrap();
         assert_eq!(first.load().unwrap(), Ledger::default());
-        let err = LedgerStore::in_dir(&dir).unwrap_err();
+        let err = LedgerStore::in_dir_waiting(&dir, Duration::from_millis(300)).unwrap_err();
         let msg = err.to_string();
         assert_eq!(err.metric_label(), "ledger_locked", "{msg}");
         assert!(
