@@ -132,7 +132,14 @@ echo "ok: $(desired | wc -l) owned rules programmed, $(echo "$FOREIGN" | wc -l) 
 LOG="$(_agent_logs)/dir1.log"
 # synced_since_start: the running agent finished a sync after its start.
 synced_since_start() { awk '/^=== agent start/ { n = 0 } /sync done/ { n++ } END { exit !(n > 0) }' "$LOG"; }
+# ledger_usable: no start of the agent so far found the ledger unusable (it
+# would have moved it aside and taken its own rules for foreign).
+ledger_usable() {
+    _u="$(grep -m1 'ledger unusable' "$LOG")"
+    [ -z "$_u" ] || fail "round $r: a restarted agent found the ledger unusable, moved it aside and now takes its own rules for foreign: $(echo "${_u#*error=}" | cut -c1-300)"
+}
 converged() {
+    ledger_usable
     { echo "$FOREIGN"; desired; } | ipvs_expect_quiet dir1 90 || echo "round $r: not converged"
     wait_until 60 synced_since_start || echo "round $r: no sync since the start"
 }
@@ -155,6 +162,7 @@ while [ "$r" -le "$ROUNDS" ]; do
         1) change; [ "$(rand 3)" = 0 ] && change; delay_ms=$(rand 9000) ;;
     esac
     sleep "$((delay_ms / 1000)).$(printf %03d $((delay_ms % 1000)))"
+    ledger_usable
     agent_alive dir1 || fail "round $r: the agent died by itself: $(grep -v '^===' "$LOG" | tail -n 1)"
     agent_stop dir1 KILL
     echo "round $r: killed after ${delay_ms} ms; journal $(cat "$STATE/ledger.journal" 2>/dev/null | wc -c) bytes"
@@ -169,6 +177,9 @@ done
 
 # After the last restart: the table converges, then one more full sync
 # (SIGHUP) must leave it exactly so.
+loaded_since_start() { awk '/^=== agent start/ { n = 0 } /ledger (loaded|unusable)/ { n++ } END { exit !(n > 0) }' "$LOG"; }
+wait_until 30 loaded_since_start
+ledger_usable
 { echo "$FOREIGN"; desired; } | ipvs_expect dir1 180
 full_syncs() { awk '/^=== agent start/ { n = 0 } /sync done full=true/ { n++ } END { print n + 0 }' "$LOG"; }
 before="$(full_syncs)"
