@@ -167,7 +167,14 @@ for s in "${SELECTED[@]}"; do
 done
 
 SCEN_TIMEOUT="${LAB_SCENARIO_TIMEOUT:-120}"
-VM_TIMEOUT=$(( ${#RUN[@]} * (SCEN_TIMEOUT + 5) + 120 ))
+# Each scenario gets SCEN_TIMEOUT, or its own `# lab-timeout: SECS` line when
+# larger (guest/suite.sh applies the same rule).
+VM_TIMEOUT=120
+for s in "${RUN[@]}"; do
+    own="$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' "$HERE/scenarios/$s.sh" | head -n 1)"
+    t="$SCEN_TIMEOUT"; [ -n "$own" ] && [ "$own" -gt "$t" ] && t="$own"
+    VM_TIMEOUT=$(( VM_TIMEOUT + t + 5 ))
+done
 vm_rc=0
 if [ "${#RUN[@]}" -gt 0 ]; then
     "$HERE/run-vm.sh" "${VERBOSE[@]}" --out "$OUT/vm" --timeout "$VM_TIMEOUT" \

@@ -11,6 +11,13 @@
 . /lab/agent.sh
 
 SCENARIO_TIMEOUT="${LAB_SCENARIO_TIMEOUT:-120}"
+# scenario_timeout FILE: the scenario's own `# lab-timeout: SECS` line (for
+# the few that need longer under TCG), or LAB_SCENARIO_TIMEOUT if larger.
+scenario_timeout() {
+    _t="$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)"
+    [ -n "$_t" ] && [ "$_t" -gt "$SCENARIO_TIMEOUT" ] && { echo "$_t"; return; }
+    echo "$SCENARIO_TIMEOUT"
+}
 mkdir -p /out/logs
 status=0
 for name in "$@"; do
@@ -31,11 +38,12 @@ for name in "$@"; do
         # process it started (pipelines and subshells included), not just sh.
         LAB_WHY_FILE="$why" setsid sh "$f" >"$log" 2>&1 &
         pid=$!
-        deadline=$(( $(date +%s) + SCENARIO_TIMEOUT ))
+        limit="$(scenario_timeout "$f")"
+        deadline=$(( $(date +%s) + limit ))
         while pid_running "$pid" && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
         if pid_running "$pid"; then
             kill -KILL "-$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-            echo "Killed: timed out after ${SCENARIO_TIMEOUT}s" >>"$log"
+            echo "Killed: timed out after ${limit}s" >>"$log"
             rc=137
         else
             wait "$pid"; rc=$?
@@ -61,7 +69,7 @@ for name in "$@"; do
     if [ -s "$why" ]; then
         reason="$(head -n1 "$why")"
     elif [ "$rc" -eq 137 ]; then
-        reason="timed out after ${SCENARIO_TIMEOUT}s"
+        reason="timed out after ${limit}s"
     else
         reason="exited with status $rc without a reason (last line: $(tail -n1 "$log"))"
     fi
