@@ -41,15 +41,15 @@ pub const DEFAULT_BATCH_SIZE: usize = 64;
 /// Traffic counters of one client, shareable with a metrics exporter while
 /// the client itself is busy in a blocking task.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub struct RequestCounters {
     requests: AtomicU64,
     sendmsgs: AtomicU64,
     recvmsgs: AtomicU64,
 }
 
-/// Point-in-time copy of [`Counters`]; subtract two to measure one sync.
+/// Point-in-time copy of [`RequestCounters`]; subtract two to measure one sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CounterSnapshot {
+pub struct RequestCounts {
     /// Netlink request messages sent (a batch of N ops counts N).
     pub requests: u64,
     /// sendmsg calls made (a batch of N ops counts 1).
@@ -58,9 +58,9 @@ pub struct CounterSnapshot {
     pub recvmsgs: u64,
 }
 
-impl Counters {
-    pub fn snapshot(&self) -> CounterSnapshot {
-        CounterSnapshot {
+impl RequestCounters {
+    pub fn snapshot(&self) -> RequestCounts {
+        RequestCounts {
             requests: self.requests.load(Ordering::Relaxed),
             sendmsgs: self.sendmsgs.load(Ordering::Relaxed),
             recvmsgs: self.recvmsgs.load(Ordering::Relaxed),
@@ -68,10 +68,10 @@ impl Counters {
     }
 }
 
-impl std::ops::Sub for CounterSnapshot {
-    type Output = CounterSnapshot;
+impl std::ops::Sub for RequestCounts {
+    type Output = RequestCounts;
     fn sub(self, rhs: Self) -> Self {
-        CounterSnapshot {
+        RequestCounts {
             requests: self.requests.wrapping_sub(rhs.requests),
             sendmsgs: self.sendmsgs.wrapping_sub(rhs.sendmsgs),
             recvmsgs: self.recvmsgs.wrapping_sub(rhs.recvmsgs),
@@ -94,7 +94,7 @@ pub struct IpvsClient<T: Transport = NetlinkTransport> {
     family_id: u16,
     last_seq: u32,
     batch_size: usize,
-    counters: Arc<Counters>,
+    counters: Arc<RequestCounters>,
     rx: Vec<u8>,
 }
 
@@ -152,7 +152,7 @@ impl<T: Transport> IpvsClient<T> {
         self.batch_size = batch_size.max(1);
     }
 
-    pub fn counters(&self) -> Arc<Counters> {
+    pub fn counters(&self) -> Arc<RequestCounters> {
         Arc::clone(&self.counters)
     }
 

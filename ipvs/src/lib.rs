@@ -25,7 +25,7 @@ pub mod replies;
 pub mod transport;
 pub mod types;
 
-pub use client::{CounterSnapshot, Counters, DEFAULT_BATCH_SIZE, IpvsClient};
+pub use client::{DEFAULT_BATCH_SIZE, IpvsClient, RequestCounters, RequestCounts};
 pub use error::{Error, OpError, Result};
 pub use ops::Op;
 pub use transport::{NetlinkTransport, ScriptedTransport, SentLog, Transport};

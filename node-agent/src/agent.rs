@@ -23,7 +23,7 @@ use crate::desired::svc_key;
 use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, Scope, SyncInput};
 use crate::report::{
-    ErrorLog, NodeRole, ServiceReport, SyncError, SyncReport, lvsnode_services, node_errors,
+    ErrorLog, NodeRole, ServiceSync, SyncError, SyncReport, lvsnode_services, node_errors,
     node_role,
 };
 use crate::source::{Event, Snapshot};
@@ -53,7 +53,7 @@ pub struct AgentStatus {
     /// Unix time of the last sync.
     pub last_sync: Option<f64>,
     pub ok: bool,
-    pub services: BTreeMap<String, ServiceReport>,
+    pub services: BTreeMap<String, ServiceSync>,
     pub errors: Vec<SyncError>,
     pub origin: Option<String>,
     /// The LvsNode view: one entry per VirtualService this node has a role

@@ -445,7 +445,7 @@ fn render_stats(
 mod tests {
     use super::*;
     use crate::model::{Counters, DestConfig, DestGauges, DestKey, Fwd, ObservedDest, SvcConfig};
-    use crate::report::{ErrorKind, ServiceReport, SyncError};
+    use crate::report::{ErrorKind, ServiceSync, SyncError};
 
     #[test]
     fn renders_sync_ops_errors_and_kernel_stats() {
@@ -462,7 +462,7 @@ mod tests {
             Some("a/b".into()),
             "x",
         ));
-        r.services.insert("a/b".into(), ServiceReport::default());
+        r.services.insert("a/b".into(), ServiceSync::default());
         m.record_sync(&r, 0.25);
         m.config_error("bad\"file.yaml");
         let key = SvcKey::Tuple {

@@ -32,7 +32,7 @@ use crate::model::{
     AddrKey, AddrKind, AddrScope, Address, DestMap, FouPort, IpvsOp, Link, ObservedService,
     SvcConfig, SvcKey, TunnelDevice, VipMode, owned_label,
 };
-use crate::report::{ErrorKind, ServiceReport, SyncError, SyncReport};
+use crate::report::{ErrorKind, ServiceSync, SyncError, SyncReport};
 
 /// What a sync works from.
 #[derive(Debug, Clone, Copy)]
@@ -1323,14 +1323,14 @@ fn fill_services(want: &Desired, report: &mut SyncReport) {
             by_owner.entry(o).or_default().push(e.message.clone());
         }
     }
-    let entries: Vec<(String, ServiceReport)> = want
+    let entries: Vec<(String, ServiceSync)> = want
         .services
         .values()
         .map(|s| {
             let errors = by_owner.get(s.owner.as_str()).cloned().unwrap_or_default();
             (
                 s.owner.clone(),
-                ServiceReport {
+                ServiceSync {
                     generation: s.generation,
                     programmed: errors.is_empty(),
                     errors,

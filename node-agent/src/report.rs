@@ -106,7 +106,7 @@ impl fmt::Display for SyncError {
 /// The programmed state of one VirtualService on this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ServiceReport {
+pub struct ServiceSync {
     /// metadata.generation of the spec that was planned.
     pub generation: Option<i64>,
     /// Everything for the service is in the kernel as planned.
@@ -123,7 +123,7 @@ pub struct SyncReport {
     /// Writes by kind (`service_add`, `addr_del`, ...).
     pub ops: BTreeMap<&'static str, u64>,
     /// Per VirtualService this node directs, by namespace/name.
-    pub services: BTreeMap<String, ServiceReport>,
+    pub services: BTreeMap<String, ServiceSync>,
     pub errors: Vec<SyncError>,
 }
 

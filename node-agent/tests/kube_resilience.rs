@@ -10,7 +10,7 @@ use lvs_api::manifest::{ManifestSet, parse};
 use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
 use lvs_node_agent::agent::{Agent, AgentConfig, AgentStatus, Health};
 use lvs_node_agent::dataplane::fake::{Call, FakeDataplane};
-use lvs_node_agent::k8s::cache::{Change, Kind, Update};
+use lvs_node_agent::k8s::cache::{Kind, Update, WatchEvent};
 use lvs_node_agent::k8s::source::{DEBOUNCE, WatchItem, run_watches};
 use lvs_node_agent::ledger::LedgerStore;
 use lvs_node_agent::metrics::Metrics;
@@ -53,7 +53,7 @@ spec: {{address: 10.1.0.1, port: 8080}}
 fn vs_list(m: &ManifestSet) -> Vec<WatchItem> {
     let mut out = vec![(
         Kind::VirtualService,
-        Ok(Update::VirtualService(Change::Init)),
+        Ok(Update::VirtualService(WatchEvent::Init)),
     )];
     out.extend(
         m.virtual_services
@@ -61,7 +61,7 @@ fn vs_list(m: &ManifestSet) -> Vec<WatchItem> {
             .map(|o: &Object<VirtualServiceSpec>| {
                 (
                     Kind::VirtualService,
-                    Ok(Update::VirtualService(Change::InitApply(
+                    Ok(Update::VirtualService(WatchEvent::InitApply(
                         o.meta.key(),
                         o.clone(),
                     ))),
@@ -70,32 +70,38 @@ fn vs_list(m: &ManifestSet) -> Vec<WatchItem> {
     );
     out.push((
         Kind::VirtualService,
-        Ok(Update::VirtualService(Change::InitDone)),
+        Ok(Update::VirtualService(WatchEvent::InitDone)),
     ));
     out
 }
 
 fn lists(m: &ManifestSet) -> Vec<WatchItem> {
     let mut out = vs_list(m);
-    out.push((Kind::RealServer, Ok(Update::RealServer(Change::Init))));
+    out.push((Kind::RealServer, Ok(Update::RealServer(WatchEvent::Init))));
     out.extend(m.real_servers.iter().map(|o: &Object<RealServerSpec>| {
         (
             Kind::RealServer,
-            Ok(Update::RealServer(Change::InitApply(
+            Ok(Update::RealServer(WatchEvent::InitApply(
                 o.meta.key(),
                 o.clone(),
             ))),
         )
     }));
-    out.push((Kind::RealServer, Ok(Update::RealServer(Change::InitDone))));
-    out.push((Kind::Node, Ok(Update::Node(Change::Init))));
+    out.push((
+        Kind::RealServer,
+        Ok(Update::RealServer(WatchEvent::InitDone)),
+    ));
+    out.push((Kind::Node, Ok(Update::Node(WatchEvent::Init))));
     out.extend(m.nodes.iter().map(|n: &NodeInfo| {
         (
             Kind::Node,
-            Ok(Update::Node(Change::InitApply(n.name.clone(), n.clone()))),
+            Ok(Update::Node(WatchEvent::InitApply(
+                n.name.clone(),
+                n.clone(),
+            ))),
         )
     }));
-    out.push((Kind::Node, Ok(Update::Node(Change::InitDone))));
+    out.push((Kind::Node, Ok(Update::Node(WatchEvent::InitDone))));
     out
 }
 
@@ -177,7 +183,7 @@ async fn no_sync_while_lists_are_incomplete_and_convergence_after() {
     // (the list so far is empty), and the watches keep failing.
     send((
         Kind::VirtualService,
-        Ok(Update::VirtualService(Change::Init)),
+        Ok(Update::VirtualService(WatchEvent::Init)),
     ));
     for k in [Kind::VirtualService, Kind::RealServer, Kind::Node] {
         send((k, Err("error trying to connect: Connection refused".into())));

@@ -23,16 +23,16 @@ use crate::stores::Stores;
 
 /// The planner's inputs, taken from the stores.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub struct StoreSnapshot {
     pub vss: Vec<Object<VirtualServiceSpec>>,
     pub rss: Vec<Object<lvs_api::RealServerSpec>>,
     pub nodes: Vec<NodeInfo>,
     pub reports: NodeReports,
 }
 
-impl Snapshot {
+impl StoreSnapshot {
     pub fn from_stores(stores: &Stores) -> Self {
-        Snapshot {
+        StoreSnapshot {
             vss: stores
                 .vs
                 .state()
@@ -139,7 +139,7 @@ impl Inputs {
         // The count first: the stores are at least as new as it.
         self.planned.get(stores.changes.planner(), || {
             let t0 = Instant::now();
-            let snapshot = Snapshot::from_stores(stores);
+            let snapshot = StoreSnapshot::from_stores(stores);
             let analysis = snapshot.analyze();
             debug!(
                 virtual_services = snapshot.vss.len(),

@@ -14,7 +14,7 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use lvs_api::{LvsNode, RealServer, VirtualService};
 use lvs_operator::controller::{Context, LEGACY_FINALIZER, reconcile_vs};
-use lvs_operator::inputs::Snapshot;
+use lvs_operator::inputs::StoreSnapshot;
 use lvs_operator::metrics::Metrics;
 use lvs_operator::stores::{Changes, Stores, Watched, changes_derived};
 use serde_json::{Value, json};
@@ -246,14 +246,14 @@ async fn stale_status_is_applied_then_events_follow() {
 async fn current_status_means_no_request_at_all() {
     // Compute what the operator would write, and give it to the object.
     let w = world(web_vs(None));
-    let analysis = Snapshot::from_stores(&w.stores).analyze();
+    let analysis = StoreSnapshot::from_stores(&w.stores).analyze();
     let vs = w.stores.vs.state()[0].clone();
     let status = lvs_operator::status::vs_status(
         None,
         &vs.spec,
         "default",
         analysis.get("default/web").unwrap(),
-        &Snapshot::from_stores(&w.stores).reports,
+        &StoreSnapshot::from_stores(&w.stores).reports,
         "2024-01-01T00:00:00Z",
     );
     let w = world(web_vs(Some(serde_json::to_value(&status).unwrap())));

@@ -17,7 +17,7 @@ use crate::source::Snapshot;
 /// A watch event, already converted to the planner's view. Mirrors
 /// `kube::runtime::watcher::Event` without its types.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change<T> {
+pub enum WatchEvent<T> {
     /// A (re)list starts.
     Init,
     /// An object of the list in progress.
@@ -59,20 +59,20 @@ impl<T: Clone + PartialEq> KindCache<T> {
     /// differs (a status write by the operator leaves the view as it was).
     /// Changes held back during a relist are the caller's to remember (see
     /// [`super::source::run_watches`]).
-    pub fn apply(&mut self, change: Change<T>) -> bool
+    pub fn apply(&mut self, change: WatchEvent<T>) -> bool
     where
         T: PartialEq,
     {
         match change {
-            Change::Init => {
+            WatchEvent::Init => {
                 self.relist = Some(BTreeMap::new());
                 false
             }
-            Change::InitApply(k, v) => {
+            WatchEvent::InitApply(k, v) => {
                 self.relist.get_or_insert_default().insert(k, v);
                 false
             }
-            Change::InitDone => {
+            WatchEvent::InitDone => {
                 let listed = self.relist.take().unwrap_or_default();
                 let changed = !self.listed || listed != self.objects;
                 if changed {
@@ -91,7 +91,7 @@ impl<T: Clone + PartialEq> KindCache<T> {
                 self.listed = true;
                 changed
             }
-            Change::Apply(k, v) => {
+            WatchEvent::Apply(k, v) => {
                 if self.objects.get(&k) == Some(&v) {
                     return false;
                 }
@@ -99,7 +99,7 @@ impl<T: Clone + PartialEq> KindCache<T> {
                 self.objects.insert(k, v);
                 true
             }
-            Change::Delete(k) => {
+            WatchEvent::Delete(k) => {
                 let gone = self.objects.remove(&k).is_some();
                 if gone {
                     self.dirty.insert(k);
@@ -168,9 +168,9 @@ impl Kind {
     reason = "events are moved once, straight into the cache"
 )]
 pub enum Update {
-    VirtualService(Change<Object<VirtualServiceSpec>>),
-    RealServer(Change<Object<RealServerSpec>>),
-    Node(Change<NodeInfo>),
+    VirtualService(WatchEvent<Object<VirtualServiceSpec>>),
+    RealServer(WatchEvent<Object<RealServerSpec>>),
+    Node(WatchEvent<NodeInfo>),
 }
 
 /// The three kinds the planner needs.
@@ -290,22 +290,22 @@ spec:
 
     fn listed(cache: &mut Cache) {
         for u in [
-            Update::VirtualService(Change::Init),
-            Update::RealServer(Change::Init),
-            Update::Node(Change::Init),
+            Update::VirtualService(WatchEvent::Init),
+            Update::RealServer(WatchEvent::Init),
+            Update::Node(WatchEvent::Init),
         ] {
             cache.apply(u);
         }
         let (k, v) = vs("a", 1);
-        cache.apply(Update::VirtualService(Change::InitApply(k, v)));
+        cache.apply(Update::VirtualService(WatchEvent::InitApply(k, v)));
         let (k, v) = vs("b", 1);
-        cache.apply(Update::VirtualService(Change::InitApply(k, v)));
+        cache.apply(Update::VirtualService(WatchEvent::InitApply(k, v)));
         let (k, n) = node("n1");
-        cache.apply(Update::Node(Change::InitApply(k, n)));
+        cache.apply(Update::Node(WatchEvent::InitApply(k, n)));
         for u in [
-            Update::VirtualService(Change::InitDone),
-            Update::RealServer(Change::InitDone),
-            Update::Node(Change::InitDone),
+            Update::VirtualService(WatchEvent::InitDone),
+            Update::RealServer(WatchEvent::InitDone),
+            Update::Node(WatchEvent::InitDone),
         ] {
             assert!(cache.apply(u));
         }
@@ -319,17 +319,17 @@ spec:
     fn no_snapshot_until_every_kind_has_listed() {
         let mut c = Cache::default();
         assert!(c.snapshot().is_none());
-        c.apply(Update::VirtualService(Change::Init));
+        c.apply(Update::VirtualService(WatchEvent::Init));
         let (k, v) = vs("a", 1);
-        c.apply(Update::VirtualService(Change::InitApply(k, v)));
-        c.apply(Update::VirtualService(Change::InitDone));
-        c.apply(Update::Node(Change::Init));
-        c.apply(Update::Node(Change::InitDone));
+        c.apply(Update::VirtualService(WatchEvent::InitApply(k, v)));
+        c.apply(Update::VirtualService(WatchEvent::InitDone));
+        c.apply(Update::Node(WatchEvent::Init));
+        c.apply(Update::Node(WatchEvent::InitDone));
         assert!(c.snapshot().is_none(), "RealServers never listed");
         assert_eq!(c.incomplete(), [Kind::RealServer]);
-        c.apply(Update::RealServer(Change::Init));
+        c.apply(Update::RealServer(WatchEvent::Init));
         assert!(c.snapshot().is_none(), "RealServer list in progress");
-        c.apply(Update::RealServer(Change::InitDone));
+        c.apply(Update::RealServer(WatchEvent::InitDone));
         let s = c.snapshot().expect("complete");
         assert_eq!(names(&s), ["default/a"]);
         assert!(s.real_servers.is_empty());
@@ -346,19 +346,19 @@ spec:
         // The watch expired: a relist starts and fails halfway (the API
         // server went away). Nothing is deleted meanwhile: no snapshot at
         // all, and the kind keeps its last complete objects.
-        c.apply(Update::VirtualService(Change::Init));
+        c.apply(Update::VirtualService(WatchEvent::Init));
         let (k, v) = vs("a", 1);
-        c.apply(Update::VirtualService(Change::InitApply(k, v)));
+        c.apply(Update::VirtualService(WatchEvent::InitApply(k, v)));
         assert!(c.virtual_services.relisting());
         assert!(c.snapshot().is_none());
         assert_eq!(c.virtual_services.len(), 2);
         // The watcher starts over, and this time the list completes, with
         // "b" deleted and "a" edited while the agent could not see.
-        c.apply(Update::VirtualService(Change::Init));
+        c.apply(Update::VirtualService(WatchEvent::Init));
         let (k, v) = vs("a", 2);
-        c.apply(Update::VirtualService(Change::InitApply(k, v)));
+        c.apply(Update::VirtualService(WatchEvent::InitApply(k, v)));
         assert!(c.snapshot().is_none());
-        assert!(c.apply(Update::VirtualService(Change::InitDone)));
+        assert!(c.apply(Update::VirtualService(WatchEvent::InitDone)));
         let after = c.snapshot().unwrap();
         assert_eq!(names(&after), ["default/a"]);
         assert_eq!(after.virtual_services[0].meta.generation, Some(2));
@@ -368,16 +368,16 @@ spec:
     fn a_relist_of_one_kind_holds_back_changes_of_the_others() {
         let mut c = Cache::default();
         listed(&mut c);
-        c.apply(Update::Node(Change::Init));
+        c.apply(Update::Node(WatchEvent::Init));
         let (k, v) = vs("c", 1);
-        assert!(c.apply(Update::VirtualService(Change::Apply(k, v))));
+        assert!(c.apply(Update::VirtualService(WatchEvent::Apply(k, v))));
         assert!(c.snapshot().is_none(), "Nodes are relisting");
         // The Node relist brings the same content: no change of its own
         // (the source remembers the held-back VirtualService and sends it
         // now that every list is complete).
         let (k, n) = node("n1");
-        c.apply(Update::Node(Change::InitApply(k, n)));
-        assert!(!c.apply(Update::Node(Change::InitDone)));
+        c.apply(Update::Node(WatchEvent::InitApply(k, n)));
+        assert!(!c.apply(Update::Node(WatchEvent::InitDone)));
         assert_eq!(
             names(&c.snapshot().unwrap()),
             ["default/a", "default/b", "default/c"]
@@ -389,14 +389,21 @@ spec:
         let mut c = Cache::default();
         listed(&mut c);
         let (k, v) = vs("a", 5);
-        assert!(c.apply(Update::VirtualService(Change::Apply(k.clone(), v.clone()))));
+        assert!(c.apply(Update::VirtualService(WatchEvent::Apply(
+            k.clone(),
+            v.clone()
+        ))));
         assert!(
-            !c.apply(Update::VirtualService(Change::Apply(k.clone(), v))),
+            !c.apply(Update::VirtualService(WatchEvent::Apply(k.clone(), v))),
             "the same view again (e.g. a status write) changes nothing"
         );
-        assert!(c.apply(Update::VirtualService(Change::Delete("default/b".into()))));
+        assert!(c.apply(Update::VirtualService(WatchEvent::Delete(
+            "default/b".into()
+        ))));
         assert!(
-            !c.apply(Update::VirtualService(Change::Delete("default/zz".into()))),
+            !c.apply(Update::VirtualService(WatchEvent::Delete(
+                "default/zz".into()
+            ))),
             "deleting an unknown object changes nothing"
         );
         let s = c.snapshot().unwrap();
@@ -426,13 +433,13 @@ spec:
         assert!(cache.take_changes().unwrap().is_empty());
         // A watched update and a relist that drops b and changes nothing else.
         let (k, v) = vs("a", 2);
-        cache.apply(Update::VirtualService(Change::Apply(k, v)));
+        cache.apply(Update::VirtualService(WatchEvent::Apply(k, v)));
         assert_eq!(change_names(&cache.take_changes().unwrap()), ["+default/a"]);
-        cache.apply(Update::VirtualService(Change::Init));
+        cache.apply(Update::VirtualService(WatchEvent::Init));
         let (k, v) = vs("a", 2);
-        cache.apply(Update::VirtualService(Change::InitApply(k, v)));
+        cache.apply(Update::VirtualService(WatchEvent::InitApply(k, v)));
         assert_eq!(cache.take_changes(), None, "relisting: held back");
-        assert!(cache.apply(Update::VirtualService(Change::InitDone)));
+        assert!(cache.apply(Update::VirtualService(WatchEvent::InitDone)));
         assert_eq!(change_names(&cache.take_changes().unwrap()), ["-default/b"]);
     }
 }

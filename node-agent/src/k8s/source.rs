@@ -23,7 +23,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use lvs_api::{NodeInfo, Object, RealServer, VirtualService};
 use serde::de::DeserializeOwned;
 
-use super::cache::{Cache, Change, Kind, Update};
+use super::cache::{Cache, Kind, Update, WatchEvent};
 use crate::agent::AgentStatus;
 use crate::metrics::Metrics;
 use crate::source::{SnapshotSink, Source};
@@ -178,16 +178,16 @@ fn change<K: Resource, T>(
     ev: watcher::Event<K>,
     key: fn(&K) -> String,
     view: fn(&K) -> T,
-) -> Option<Change<T>> {
+) -> Option<WatchEvent<T>> {
     let terminating = |o: &K| o.meta().deletion_timestamp.is_some();
     Some(match ev {
-        watcher::Event::Init => Change::Init,
+        watcher::Event::Init => WatchEvent::Init,
         watcher::Event::InitApply(o) if terminating(&o) => return None,
-        watcher::Event::InitApply(o) => Change::InitApply(key(&o), view(&o)),
-        watcher::Event::InitDone => Change::InitDone,
-        watcher::Event::Apply(o) if terminating(&o) => Change::Delete(key(&o)),
-        watcher::Event::Apply(o) => Change::Apply(key(&o), view(&o)),
-        watcher::Event::Delete(o) => Change::Delete(key(&o)),
+        watcher::Event::InitApply(o) => WatchEvent::InitApply(key(&o), view(&o)),
+        watcher::Event::InitDone => WatchEvent::InitDone,
+        watcher::Event::Apply(o) if terminating(&o) => WatchEvent::Delete(key(&o)),
+        watcher::Event::Apply(o) => WatchEvent::Apply(key(&o), view(&o)),
+        watcher::Event::Delete(o) => WatchEvent::Delete(key(&o)),
     })
 }
 
@@ -196,7 +196,7 @@ fn watch<K, T>(
     kind: Kind,
     key: fn(&K) -> String,
     view: fn(&K) -> T,
-    wrap: fn(Change<T>) -> Update,
+    wrap: fn(WatchEvent<T>) -> Update,
 ) -> impl Stream<Item = WatchItem> + Send + 'static
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
@@ -243,18 +243,18 @@ fn read_change<K: DeserializeOwned, T>(
     ev: watcher::Event<DynamicObject>,
     view: fn(&K) -> T,
     st: &mut ReadState,
-) -> Option<Change<T>> {
+) -> Option<WatchEvent<T>> {
     let terminating = |o: &DynamicObject| o.metadata.deletion_timestamp.is_some();
     Some(match ev {
         watcher::Event::Init => {
             st.relist = Some(BTreeMap::new());
-            Change::Init
+            WatchEvent::Init
         }
         watcher::Event::InitApply(o) if terminating(&o) => return None,
         watcher::Event::InitApply(o) => {
             let key = namespaced_key(&o);
             match parse::<K>(o) {
-                Ok(k) => Change::InitApply(key, view(&k)),
+                Ok(k) => WatchEvent::InitApply(key, view(&k)),
                 Err(why) => {
                     st.relist.get_or_insert_default().insert(key, why);
                     return None;
@@ -264,29 +264,29 @@ fn read_change<K: DeserializeOwned, T>(
         watcher::Event::InitDone => {
             st.unreadable
                 .replace(st.kind, st.relist.take().unwrap_or_default());
-            Change::InitDone
+            WatchEvent::InitDone
         }
         watcher::Event::Apply(o) => {
             let key = namespaced_key(&o);
             if terminating(&o) {
                 st.unreadable.clear(st.kind, &key);
-                return Some(Change::Delete(key));
+                return Some(WatchEvent::Delete(key));
             }
             match parse::<K>(o) {
                 Ok(k) => {
                     st.unreadable.clear(st.kind, &key);
-                    Change::Apply(key, view(&k))
+                    WatchEvent::Apply(key, view(&k))
                 }
                 Err(why) => {
                     st.unreadable.set(st.kind, &key, why);
-                    Change::Delete(key)
+                    WatchEvent::Delete(key)
                 }
             }
         }
         watcher::Event::Delete(o) => {
             let key = namespaced_key(&o);
             st.unreadable.clear(st.kind, &key);
-            Change::Delete(key)
+            WatchEvent::Delete(key)
         }
     })
 }
@@ -298,7 +298,7 @@ fn read_watch<K, T>(
     client: &Client,
     kind: Kind,
     view: fn(&K) -> T,
-    wrap: fn(Change<T>) -> Update,
+    wrap: fn(WatchEvent<T>) -> Update,
     unreadable: Unreadable,
 ) -> impl Stream<Item = WatchItem> + Send + 'static
 where
@@ -575,9 +575,9 @@ fn handle(
             }
             if matches!(
                 update,
-                Update::VirtualService(Change::Init)
-                    | Update::RealServer(Change::Init)
-                    | Update::Node(Change::Init)
+                Update::VirtualService(WatchEvent::Init)
+                    | Update::RealServer(WatchEvent::Init)
+                    | Update::Node(WatchEvent::Init)
             ) && sent_any
             {
                 tracing::info!(
@@ -620,8 +620,8 @@ mod tests {
     use lvs_api::Meta;
     use std::sync::mpsc;
 
-    fn node(name: &str, ip: &str) -> Change<NodeInfo> {
-        Change::InitApply(
+    fn node(name: &str, ip: &str) -> WatchEvent<NodeInfo> {
+        WatchEvent::InitApply(
             name.into(),
             NodeInfo {
                 name: name.into(),
@@ -631,14 +631,14 @@ mod tests {
         )
     }
 
-    fn rs(name: &str) -> Change<Object<lvs_api::RealServerSpec>> {
+    fn rs(name: &str) -> WatchEvent<Object<lvs_api::RealServerSpec>> {
         let mut m = lvs_api::manifest::ManifestSet::default();
         m.extend(lvs_api::manifest::parse(&format!(
             "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {{name: {name}, namespace: default}}\nspec: {{address: 10.1.0.1}}\n"
         ))
         .unwrap());
         let o = m.real_servers[0].clone();
-        Change::Apply(o.meta.key(), o)
+        WatchEvent::Apply(o.meta.key(), o)
     }
 
     fn ok(u: Update) -> WatchItem {
@@ -652,13 +652,13 @@ mod tests {
 
     fn full_lists() -> Vec<WatchItem> {
         vec![
-            ok(Update::VirtualService(Change::Init)),
-            ok(Update::VirtualService(Change::InitDone)),
-            ok(Update::RealServer(Change::Init)),
-            ok(Update::RealServer(Change::InitDone)),
-            ok(Update::Node(Change::Init)),
+            ok(Update::VirtualService(WatchEvent::Init)),
+            ok(Update::VirtualService(WatchEvent::InitDone)),
+            ok(Update::RealServer(WatchEvent::Init)),
+            ok(Update::RealServer(WatchEvent::InitDone)),
+            ok(Update::Node(WatchEvent::Init)),
             ok(Update::Node(node("n1", "10.0.0.1"))),
-            ok(Update::Node(Change::InitDone)),
+            ok(Update::Node(WatchEvent::InitDone)),
         ]
     }
 
@@ -783,17 +783,17 @@ mod tests {
         let mut read = |ev| read_change::<VirtualService, _>(ev, view, &mut st);
         let newer = || dynamic("newer", Some(("futureField", serde_json::json!(1))));
         // A list: the odd object is left out, the others are read.
-        assert_eq!(read(watcher::Event::Init), Some(Change::Init));
+        assert_eq!(read(watcher::Event::Init), Some(WatchEvent::Init));
         assert_eq!(read(watcher::Event::InitApply(newer())), None);
         assert!(matches!(
             read(watcher::Event::InitApply(dynamic("web", None))),
-            Some(Change::InitApply(k, _)) if k == "ns/web"
+            Some(WatchEvent::InitApply(k, _)) if k == "ns/web"
         ));
         assert!(
             unreadable.list().is_empty(),
             "reported once the list is complete"
         );
-        assert_eq!(read(watcher::Event::InitDone), Some(Change::InitDone));
+        assert_eq!(read(watcher::Event::InitDone), Some(WatchEvent::InitDone));
         let bad = unreadable.list();
         assert_eq!(bad.len(), 1, "{bad:?}");
         assert!(
@@ -809,12 +809,12 @@ mod tests {
                 "web",
                 Some(("x", serde_json::json!(true)))
             ))),
-            Some(Change::Delete("ns/web".into()))
+            Some(WatchEvent::Delete("ns/web".into()))
         );
         assert_eq!(unreadable.list().len(), 2);
         assert!(matches!(
             read(watcher::Event::Apply(dynamic("web", None))),
-            Some(Change::Apply(k, _)) if k == "ns/web"
+            Some(WatchEvent::Apply(k, _)) if k == "ns/web"
         ));
         assert_eq!(unreadable.list().len(), 1);
         // A relist without it: nothing unreadable any more.
@@ -827,7 +827,7 @@ mod tests {
         assert_eq!(unreadable.list().len(), 1);
         assert_eq!(
             read(watcher::Event::Delete(newer())),
-            Some(Change::Delete("ns/newer".into()))
+            Some(WatchEvent::Delete("ns/newer".into()))
         );
         assert!(unreadable.list().is_empty());
     }
@@ -850,7 +850,7 @@ mod tests {
             )
         };
         match conv(watcher::Event::Apply(vs.clone())) {
-            Some(Change::Apply(k, o)) => {
+            Some(WatchEvent::Apply(k, o)) => {
                 assert_eq!(k, "default/web");
                 assert_eq!(o.meta.generation, Some(2));
             }
@@ -864,12 +864,12 @@ mod tests {
         gone.metadata.finalizers = Some(vec!["lvs.lvs-operator.io/cleanup".into()]);
         assert_eq!(
             conv(watcher::Event::Apply(gone.clone())),
-            Some(Change::Delete("default/web".into()))
+            Some(WatchEvent::Delete("default/web".into()))
         );
         assert_eq!(conv(watcher::Event::InitApply(gone)), None);
         assert_eq!(
             conv(watcher::Event::Delete(vs)),
-            Some(Change::Delete("default/web".into()))
+            Some(WatchEvent::Delete("default/web".into()))
         );
     }
 
@@ -902,14 +902,14 @@ mod tests {
             // snapshot, so no sync.
             tokio::time::sleep(DEBOUNCE * 2).await;
             for i in full_lists() {
-                let done = matches!(i.1, Ok(Update::RealServer(Change::InitDone)));
+                let done = matches!(i.1, Ok(Update::RealServer(WatchEvent::InitDone)));
                 if done {
                     // The RealServer relist holds the same 50 objects.
                     for n in 0..50 {
-                        let Change::Apply(k, o) = rs(&format!("rs-{n}")) else {
+                        let WatchEvent::Apply(k, o) = rs(&format!("rs-{n}")) else {
                             unreachable!()
                         };
-                        tx.unbounded_send(ok(Update::RealServer(Change::InitApply(k, o))))
+                        tx.unbounded_send(ok(Update::RealServer(WatchEvent::InitApply(k, o))))
                             .unwrap();
                     }
                 }
@@ -986,20 +986,20 @@ mod tests {
             settle().await;
             // A RealServer relist arrives item by item, with the loop idle:
             // nothing goes out until it is complete.
-            tx.unbounded_send(ok(Update::RealServer(Change::Init)))
+            tx.unbounded_send(ok(Update::RealServer(WatchEvent::Init)))
                 .unwrap();
             settle().await;
             for n in 0..5 {
-                let Change::Apply(k, o) = rs(&format!("rs-{n}")) else {
+                let WatchEvent::Apply(k, o) = rs(&format!("rs-{n}")) else {
                     unreachable!()
                 };
-                tx.unbounded_send(ok(Update::RealServer(Change::InitApply(k, o))))
+                tx.unbounded_send(ok(Update::RealServer(WatchEvent::InitApply(k, o))))
                     .unwrap();
                 settle().await;
                 assert!(received(&srx).is_empty(), "a partial list was sent");
             }
             assert!(metrics.render().contains("lvs_agent_api_synced 0"));
-            tx.unbounded_send(ok(Update::RealServer(Change::InitDone)))
+            tx.unbounded_send(ok(Update::RealServer(WatchEvent::InitDone)))
                 .unwrap();
             settle().await;
             let got = received(&srx);
@@ -1009,16 +1009,16 @@ mod tests {
             status_tx.send(2).unwrap();
             settle().await;
             // The same relist again: nothing to sync.
-            tx.unbounded_send(ok(Update::RealServer(Change::Init)))
+            tx.unbounded_send(ok(Update::RealServer(WatchEvent::Init)))
                 .unwrap();
             for n in 0..5 {
-                let Change::Apply(k, o) = rs(&format!("rs-{n}")) else {
+                let WatchEvent::Apply(k, o) = rs(&format!("rs-{n}")) else {
                     unreachable!()
                 };
-                tx.unbounded_send(ok(Update::RealServer(Change::InitApply(k, o))))
+                tx.unbounded_send(ok(Update::RealServer(WatchEvent::InitApply(k, o))))
                     .unwrap();
             }
-            tx.unbounded_send(ok(Update::RealServer(Change::InitDone)))
+            tx.unbounded_send(ok(Update::RealServer(WatchEvent::InitDone)))
                 .unwrap();
             tokio::time::sleep(DEBOUNCE * 3).await;
             assert!(received(&srx).is_empty());
@@ -1053,15 +1053,16 @@ mod tests {
                 "{text}"
             );
             // The Node list completes: now the snapshot goes out.
-            tx.unbounded_send(ok(Update::Node(Change::Init))).unwrap();
-            tx.unbounded_send(ok(Update::Node(Change::InitDone)))
+            tx.unbounded_send(ok(Update::Node(WatchEvent::Init)))
+                .unwrap();
+            tx.unbounded_send(ok(Update::Node(WatchEvent::InitDone)))
                 .unwrap();
             tokio::time::sleep(DEBOUNCE * 2).await;
             assert_eq!(received(&srx).len(), 1);
 
             // A VirtualService relist starts and the API server goes away
             // in the middle: nothing is sent, whatever else changes.
-            tx.unbounded_send(ok(Update::VirtualService(Change::Init)))
+            tx.unbounded_send(ok(Update::VirtualService(WatchEvent::Init)))
                 .unwrap();
             tx.unbounded_send((Kind::VirtualService, Err("eof".into())))
                 .unwrap();
@@ -1070,9 +1071,9 @@ mod tests {
             tokio::time::sleep(DEBOUNCE * 4).await;
             assert!(received(&srx).is_empty());
             // Back: the relist completes and the held-back change goes out.
-            tx.unbounded_send(ok(Update::VirtualService(Change::Init)))
+            tx.unbounded_send(ok(Update::VirtualService(WatchEvent::Init)))
                 .unwrap();
-            tx.unbounded_send(ok(Update::VirtualService(Change::InitDone)))
+            tx.unbounded_send(ok(Update::VirtualService(WatchEvent::InitDone)))
                 .unwrap();
             tokio::time::sleep(DEBOUNCE * 2).await;
             let got = received(&srx);
