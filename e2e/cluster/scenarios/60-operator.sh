@@ -9,13 +9,6 @@ op_vs=virtualservices.lvs.lvs-operator.io
 op_rs=realservers.lvs.lvs-operator.io
 op_ln=lvsnodes.lvs.lvs-operator.io
 
-# op_free_port FROM -> the first TCP port from FROM up with no listener.
-op_free_port() {
-  local p=$1
-  while [[ -n $(ss -Hltn "sport = :$p") ]]; do p=$((p + 1)); done
-  echo "$p"
-}
-
 # op_wait SECONDS JQ KUBECTL-GET-ARGS... -> poll `kubectl get -o json ARGS`
 # until JQ (jq -e) holds; the last JSON seen stays in $op_last.
 op_wait() {
@@ -88,8 +81,8 @@ t_operator() {
   local okc=$LVS_LAB_DIR/operator.kubeconfig
   "$LVS_E2E_CLUSTER/sa-kubeconfig.sh" "$lvs_ns" "$(lvs_sa operator)" "$okc"
   local port_a port_b
-  port_a=$(op_free_port 18080)
-  port_b=$(op_free_port $((port_a + 1)))
+  port_a=$(free_port 18080)
+  port_b=$(free_port $((port_a + 1)))
   op_start() { # NAME PORT
     start_proc "operator-$1" env POD_NAME="op-$1" RUST_LOG=info "$bin" --kubeconfig "$okc" \
       --namespace "$lvs_ns" --listen "127.0.0.1:$2" --log-format json >/dev/null

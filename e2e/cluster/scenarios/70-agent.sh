@@ -17,13 +17,6 @@ ag_nodes=(ag-d1 ag-d2 rs1 rs2)
 declare -A ag_ip=([ag-d1]=10.0.1.1 [ag-d2]=10.0.1.2 [rs1]=10.0.1.11 [rs2]=10.0.1.12)
 declare -A ag_port=()
 
-# ag_free_port FROM -> the first TCP port from FROM up with no listener.
-ag_free_port() {
-  local p=$1
-  while [[ -n $(ss -Hltn "sport = :$p") ]]; do p=$((p + 1)); done
-  echo "$p"
-}
-
 # ag_wait SECONDS JQ KUBECTL-GET-ARGS... -> poll `kubectl get -o json ARGS`
 # until JQ (jq -e) holds; the last JSON seen stays in $ag_last.
 ag_wait() {
@@ -112,14 +105,14 @@ t_agent() {
 
   local okc=$LVS_LAB_DIR/operator-70.kubeconfig op_port
   "$LVS_E2E_CLUSTER/sa-kubeconfig.sh" "$lvs_ns" "$(lvs_sa operator)" "$okc"
-  op_port=$(ag_free_port 18180)
+  op_port=$(free_port 18180)
   start_proc operator env POD_NAME=op-70 RUST_LOG=info "$op_bin" --kubeconfig "$okc" \
     --namespace "$lvs_ns" --listen "127.0.0.1:$op_port" --log-format json >/dev/null
 
   # --- every agent starts, syncs the (empty) cluster and creates its LvsNode
   local p=19477
   for n in "${ag_nodes[@]}" imposter; do
-    p=$(ag_free_port "$p")
+    p=$(free_port "$p")
     ag_port[agent-$n]=$p ag_port[$n]=$p
     p=$((p + 1))
   done
