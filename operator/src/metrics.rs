@@ -16,6 +16,12 @@ pub struct ControllerLabel {
     pub controller: &'static str,
 }
 
+/// Labels naming a watched kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
 /// Labels of the error counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -48,6 +54,8 @@ pub struct Metrics {
     pub status_writes: Family<WriteLabels, Counter>,
     pub events: Counter,
     pub leader: Gauge,
+    /// Shared with [`crate::stores::Unreadable`], which sets it.
+    pub unreadable: Family<KindLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -69,6 +77,7 @@ impl Metrics {
         let status_writes = Family::<WriteLabels, Counter>::default();
         let events = Counter::default();
         let leader = Gauge::default();
+        let unreadable = Family::<KindLabel, Gauge>::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -96,6 +105,11 @@ impl Metrics {
             "1 while this replica holds the leader lease (or runs without election)",
             leader.clone(),
         );
+        registry.register(
+            "unreadable_objects",
+            "VirtualServices and RealServers this operator cannot read (a field it does not know, as from a newer CRD), left out of the analysis",
+            unreadable.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -105,6 +119,7 @@ impl Metrics {
             status_writes,
             events,
             leader,
+            unreadable,
         }
     }
 

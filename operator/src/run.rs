@@ -89,7 +89,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let (stores, feeds, reflectors) = stores::start(&client, &health);
+    let (stores, feeds, reflectors) = stores::start_with(
+        &client,
+        &health,
+        stores::Unreadable::new(metrics.unreadable.clone()),
+    );
     let mut sd = shutdown.clone();
     tokio::select! {
         synced = stores.wait_until_ready() => synced.context("a reflector stopped before its first list")?,

@@ -6,6 +6,7 @@
 //! and, when it changed what the analysis reads, counted in [`Changes`]. The
 //! loops report to [`Health`] for `/healthz`.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,15 +16,19 @@ use std::time::Instant;
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use lvs_api::{LvsNode, NodeInfo, RealServer, VirtualService};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::http::Health;
+use crate::metrics::KindLabel;
 
 /// Broadcasts each touched object to every subscribed trigger stream.
 #[derive(Debug)]
@@ -69,6 +74,204 @@ impl<K: Clone + Send + 'static> Fanout<K> {
     }
 }
 
+/// The VirtualServices and RealServers the watches could not read, as
+/// `"<Kind> <namespace>/<name>"` -> why (the field path and the error).
+///
+/// These kinds are read strictly (`deny_unknown_fields`): a field this
+/// operator does not know (an object written against a newer CRD) may change
+/// what the object means, so it is left out of the analysis as if it did not
+/// exist. The watches take the API server's list as untyped objects and read
+/// them one by one, so one such object never fails the list of the others.
+/// Each is logged once (again when the reason changes) and counted in the
+/// `lvs_operator_unreadable_objects` gauge, by kind.
+#[derive(Debug, Clone, Default)]
+pub struct Unreadable {
+    objects: Arc<Mutex<BTreeMap<String, String>>>,
+    gauge: Family<KindLabel, Gauge>,
+}
+
+impl Unreadable {
+    /// Counts into `gauge` (the metric [`crate::metrics::Metrics::unreadable`]).
+    pub fn new(gauge: Family<KindLabel, Gauge>) -> Self {
+        Unreadable {
+            objects: Arc::default(),
+            gauge,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count(&self, m: &BTreeMap<String, String>, kind: &'static str) {
+        let prefix = format!("{kind} ");
+        let n = m.keys().filter(|id| id.starts_with(&prefix)).count();
+        self.gauge
+            .get_or_create(&KindLabel { kind })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Records that `key` (namespace/name) of `kind` cannot be read.
+    pub fn set(&self, kind: &'static str, key: &str, why: String) {
+        let id = format!("{kind} {key}");
+        let mut m = self.lock();
+        if m.get(&id) == Some(&why) {
+            return;
+        }
+        warn!(object = %id, error = %why, "cannot read this object; leaving it out of the analysis (as if it did not exist) until it is readable");
+        m.insert(id, why);
+        self.count(&m, kind);
+    }
+
+    /// Records that `key` of `kind` was read, or is gone.
+    pub fn clear(&self, kind: &'static str, key: &str) {
+        let id = format!("{kind} {key}");
+        let mut m = self.lock();
+        if m.remove(&id).is_some() {
+            info!(object = %id, "the object is readable again (or gone)");
+            self.count(&m, kind);
+        }
+    }
+
+    /// After a complete list of `kind`: exactly `bad` (key -> why) of that
+    /// kind are unreadable.
+    pub fn replace(&self, kind: &'static str, bad: BTreeMap<String, String>) {
+        let prefix = format!("{kind} ");
+        let stale: Vec<String> = self
+            .lock()
+            .keys()
+            .filter_map(|id| id.strip_prefix(&prefix))
+            .filter(|key| !bad.contains_key(*key))
+            .map(str::to_owned)
+            .collect();
+        for key in stale {
+            self.clear(kind, &key);
+        }
+        for (key, why) in bad {
+            self.set(kind, &key, why);
+        }
+        self.count(&self.lock(), kind);
+    }
+
+    /// `"<Kind> <namespace>/<name>: <why>"`, sorted.
+    pub fn list(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .map(|(id, why)| format!("{id}: {why}"))
+            .collect()
+    }
+}
+
+/// Reads one object of a strictly typed kind; the error names the field.
+fn parse<K: DeserializeOwned>(o: DynamicObject) -> Result<K, String> {
+    let v = serde_json::to_value(o).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+fn key_of(o: &DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        o.metadata.namespace.as_deref().unwrap_or_default(),
+        o.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// What a strictly read watch keeps between events.
+#[derive(Debug)]
+pub struct ReadState<K: Resource<DynamicType = ()> + 'static> {
+    kind: &'static str,
+    unreadable: Unreadable,
+    store: Store<K>,
+    /// The objects of the list in progress that could not be read.
+    relist: Option<BTreeMap<String, String>>,
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> ReadState<K> {
+    /// `store` is the reflector's own store, where an object that turns
+    /// unreadable is found to be deleted.
+    pub fn new(kind: &'static str, unreadable: Unreadable, store: Store<K>) -> Self {
+        ReadState {
+            kind,
+            unreadable,
+            store,
+            relist: None,
+        }
+    }
+}
+
+/// Converts one event of an untyped watch into the typed one: an object that
+/// cannot be read is left out of a list, and when it changes it counts as
+/// deleted (removed from the store if an earlier version was read).
+pub fn read_event<K>(
+    ev: watcher::Event<DynamicObject>,
+    st: &mut ReadState<K>,
+) -> Option<watcher::Event<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + 'static,
+{
+    let stored = |st: &ReadState<K>, o: &DynamicObject| {
+        let mut r = ObjectRef::<K>::new(o.metadata.name.as_deref().unwrap_or_default());
+        if let Some(ns) = o.metadata.namespace.as_deref() {
+            r = r.within(ns);
+        }
+        st.store.get(&r).map(|k| K::clone(&k))
+    };
+    Some(match ev {
+        watcher::Event::Init => {
+            st.relist = Some(BTreeMap::new());
+            watcher::Event::Init
+        }
+        watcher::Event::InitApply(o) => {
+            let key = key_of(&o);
+            match parse::<K>(o) {
+                Ok(k) => watcher::Event::InitApply(k),
+                Err(why) => {
+                    st.relist.get_or_insert_default().insert(key, why);
+                    return None;
+                }
+            }
+        }
+        watcher::Event::InitDone => {
+            st.unreadable
+                .replace(st.kind, st.relist.take().unwrap_or_default());
+            watcher::Event::InitDone
+        }
+        watcher::Event::Apply(o) => {
+            let key = key_of(&o);
+            let old = stored(st, &o);
+            match parse::<K>(o) {
+                Ok(k) => {
+                    st.unreadable.clear(st.kind, &key);
+                    watcher::Event::Apply(k)
+                }
+                Err(why) => {
+                    st.unreadable.set(st.kind, &key, why);
+                    watcher::Event::Delete(old?)
+                }
+            }
+        }
+        watcher::Event::Delete(o) => {
+            let key = key_of(&o);
+            st.unreadable.clear(st.kind, &key);
+            let old = stored(st, &o);
+            match parse::<K>(o) {
+                Ok(k) => watcher::Event::Delete(k),
+                Err(_) => watcher::Event::Delete(old?),
+            }
+        }
+    })
+}
+
 /// The read side of every reflector.
 #[derive(Debug, Clone)]
 pub struct Stores {
@@ -79,6 +282,9 @@ pub struct Stores {
     /// Bumped by the watch tasks after a store took a change of what the
     /// analysis reads.
     pub changes: Changes,
+    /// The VirtualServices and RealServers left out because they cannot be
+    /// read.
+    pub unreadable: Unreadable,
 }
 
 /// Change counters, one per derived value: the planner's analysis (of
@@ -219,8 +425,8 @@ impl Drop for Ended {
     }
 }
 
-fn drive<K>(
-    api: Api<K>,
+fn drive<K, S>(
+    source: impl FnOnce(Store<K>) -> S,
     kind: &'static str,
     feed: Fanout<K>,
     trim: fn(&mut K),
@@ -230,8 +436,10 @@ fn drive<K>(
 where
     K: Watched + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
 {
     let (reader, writer) = reflector::store::<K>();
+    let source = source(reader.clone());
     let store = reader.clone();
     health.watch_started(kind);
     let task = tokio::spawn(async move {
@@ -244,8 +452,7 @@ where
         // stream hands on one event at a time, so one flag is enough.
         let pending = Arc::new(AtomicBool::new(false));
         let judged = pending.clone();
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
+        let stream = source
             .modify(trim)
             .inspect_ok(move |event| {
                 if changes_derived(&store, event) {
@@ -303,12 +510,64 @@ fn trim_node(n: &mut Node) {
     }
 }
 
+/// A typed watch of `K`, cluster-wide.
+fn typed<K>(client: &Client) -> impl FnOnce(Store<K>) -> BoxWatch<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let api = Api::<K>::all(client.clone());
+    move |_| {
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed()
+    }
+}
+
+type BoxWatch<K> = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>;
+
+/// A watch of a strictly typed kind, read object by object (see
+/// [`Unreadable`]): the API server's list is taken as untyped objects, so
+/// one object this operator cannot read never fails the list of the others.
+fn strict<K>(
+    client: &Client,
+    kind: &'static str,
+    unreadable: Unreadable,
+) -> impl FnOnce(Store<K>) -> BoxWatch<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<K>(&()));
+    move |store| {
+        let mut st = ReadState::new(kind, unreadable, store);
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .filter_map(move |r| {
+                std::future::ready(match r {
+                    Ok(ev) => read_event(ev, &mut st).map(Ok),
+                    Err(e) => Some(Err(e)),
+                })
+            })
+            .boxed()
+    }
+}
+
 /// Starts the four reflectors (cluster-wide); `health` follows their loops.
+/// Unreadable objects are only logged; see [`start_with`].
 pub fn start(client: &Client, health: &Arc<Health>) -> (Stores, Feeds, Vec<JoinHandle<()>>) {
+    start_with(client, health, Unreadable::default())
+}
+
+/// Starts the four reflectors (cluster-wide); `health` follows their loops,
+/// `unreadable` records the objects left out.
+pub fn start_with(
+    client: &Client,
+    health: &Arc<Health>,
+    unreadable: Unreadable,
+) -> (Stores, Feeds, Vec<JoinHandle<()>>) {
     let feeds = Feeds::default();
     let changes = Changes::default();
     let (vs, t1) = drive(
-        Api::<VirtualService>::all(client.clone()),
+        strict::<VirtualService>(client, "VirtualService", unreadable.clone()),
         "VirtualService",
         feeds.vs.clone(),
         drop_managed_fields,
@@ -316,7 +575,7 @@ pub fn start(client: &Client, health: &Arc<Health>) -> (Stores, Feeds, Vec<JoinH
         changes.clone(),
     );
     let (rs, t2) = drive(
-        Api::<RealServer>::all(client.clone()),
+        strict::<RealServer>(client, "RealServer", unreadable.clone()),
         "RealServer",
         feeds.rs.clone(),
         drop_managed_fields,
@@ -324,7 +583,7 @@ pub fn start(client: &Client, health: &Arc<Health>) -> (Stores, Feeds, Vec<JoinH
         changes.clone(),
     );
     let (nodes, t3) = drive(
-        Api::<Node>::all(client.clone()),
+        typed::<Node>(client),
         "Node",
         feeds.nodes.clone(),
         trim_node,
@@ -332,7 +591,7 @@ pub fn start(client: &Client, health: &Arc<Health>) -> (Stores, Feeds, Vec<JoinH
         changes.clone(),
     );
     let (lvsnodes, t4) = drive(
-        Api::<LvsNode>::all(client.clone()),
+        typed::<LvsNode>(client),
         "LvsNode",
         feeds.lvsnodes.clone(),
         drop_managed_fields,
@@ -346,6 +605,7 @@ pub fn start(client: &Client, health: &Arc<Health>) -> (Stores, Feeds, Vec<JoinH
             nodes,
             lvsnodes,
             changes,
+            unreadable,
         },
         feeds,
         vec![t1, t2, t3, t4],
@@ -390,6 +650,106 @@ mod tests {
             &watcher::Event::InitApply(node(&[("role", "spare")], "5"))
         ));
         assert!(changes_derived(&store, &watcher::Event::InitDone));
+    }
+
+    fn dynamic(name: &str, extra: Option<(&str, serde_json::Value)>) -> DynamicObject {
+        let mut spec = serde_json::json!({
+            "address": "203.0.113.10", "port": 80,
+            "directors": {"nodeSelector": {}},
+            "realServerSelector": {},
+        });
+        if let Some((k, v)) = extra {
+            spec[k] = v;
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("u-{name}")},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    /// Feeds `ev` through the reader into the store, as the watch task does.
+    fn feed(
+        st: &mut ReadState<VirtualService>,
+        w: &mut reflector::store::Writer<VirtualService>,
+        ev: watcher::Event<DynamicObject>,
+    ) -> Option<&'static str> {
+        let out = read_event(ev, st)?;
+        w.apply_watcher_event(&out);
+        Some(match out {
+            watcher::Event::Apply(_) => "apply",
+            watcher::Event::Delete(_) => "delete",
+            watcher::Event::Init => "init",
+            watcher::Event::InitApply(_) => "init-apply",
+            watcher::Event::InitDone => "init-done",
+        })
+    }
+
+    #[test]
+    fn an_unreadable_object_is_left_out_alone() {
+        let gauge = Family::<KindLabel, Gauge>::default();
+        let unreadable = Unreadable::new(gauge.clone());
+        let (store, mut w) = reflector::store::<VirtualService>();
+        let mut st = ReadState::new("VirtualService", unreadable.clone(), store.clone());
+        let count = || {
+            gauge
+                .get_or_create(&KindLabel {
+                    kind: "VirtualService",
+                })
+                .get()
+        };
+        let newer = || Some(("futureField", serde_json::json!(true)));
+        let names = || {
+            let mut v: Vec<String> = store.state().iter().map(|o| o.name_any()).collect();
+            v.sort();
+            v
+        };
+        use watcher::Event::*;
+        assert_eq!(feed(&mut st, &mut w, Init), Some("init"));
+        assert_eq!(
+            feed(&mut st, &mut w, InitApply(dynamic("odd", newer()))),
+            None
+        );
+        assert_eq!(
+            feed(&mut st, &mut w, InitApply(dynamic("web", None))),
+            Some("init-apply")
+        );
+        assert_eq!(feed(&mut st, &mut w, InitDone), Some("init-done"));
+        assert_eq!(names(), ["web"]);
+        assert_eq!(unreadable.list().len(), 1);
+        assert!(
+            unreadable.list()[0]
+                .starts_with("VirtualService default/odd: spec.futureField: unknown field")
+        );
+        assert_eq!(count(), 1);
+        // A readable object turning unreadable counts as deleted; an
+        // unreadable one never read before is not in the store to delete.
+        assert_eq!(
+            feed(&mut st, &mut w, Apply(dynamic("web", newer()))),
+            Some("delete")
+        );
+        assert_eq!(feed(&mut st, &mut w, Apply(dynamic("odd", newer()))), None);
+        assert!(names().is_empty());
+        assert_eq!(count(), 2);
+        // Fixed, it is read again.
+        assert_eq!(
+            feed(&mut st, &mut w, Apply(dynamic("web", None))),
+            Some("apply")
+        );
+        assert_eq!(names(), ["web"]);
+        assert_eq!(count(), 1);
+        // Deleted while unreadable: nothing to remove, no longer counted.
+        assert_eq!(feed(&mut st, &mut w, Delete(dynamic("odd", newer()))), None);
+        assert_eq!(count(), 0);
+        assert!(unreadable.list().is_empty());
+        // A relist that finds it again counts it again, once.
+        feed(&mut st, &mut w, Init);
+        feed(&mut st, &mut w, InitApply(dynamic("odd", newer())));
+        feed(&mut st, &mut w, InitApply(dynamic("web", None)));
+        feed(&mut st, &mut w, InitDone);
+        assert_eq!(names(), ["web"]);
+        assert_eq!(count(), 1);
     }
 
     #[test]

@@ -112,6 +112,7 @@ fn world(vs: Value) -> World {
             nodes: node_r,
             lvsnodes: ln_r,
             changes,
+            unreadable: Default::default(),
         },
         _writers: (vs_w, rs_w, node_w, ln_w),
     }
