@@ -25,12 +25,9 @@ pub enum Manifest {
 /// Why a manifest could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("document {doc}: not valid YAML: {source}")]
-    Yaml {
-        doc: usize,
-        #[source]
-        source: serde_yaml::Error,
-    },
+    /// `message` names the line and column in the whole input.
+    #[error("document {doc}: not valid YAML: {message}")]
+    Yaml { doc: usize, message: String },
     #[error("document {doc}: {field}: {message}")]
     Field {
         doc: usize,
@@ -54,9 +51,9 @@ struct Envelope {
     #[serde(default)]
     metadata: Option<Meta>,
     #[serde(default)]
-    spec: Option<serde_yaml::Value>,
+    spec: Option<serde_json::Value>,
     #[serde(default)]
-    status: Option<serde_yaml::Value>,
+    status: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -81,37 +78,47 @@ fn field(doc: usize, field: &str, message: impl Into<String>) -> ManifestError {
 }
 
 /// Turns a serde error at a path into the API server's wording where it has one.
-fn spec_error(doc: usize, err: serde_path_to_error::Error<serde_yaml::Error>) -> ManifestError {
+fn spec_error(doc: usize, err: serde_path_to_error::Error<serde_json::Error>) -> ManifestError {
+    path_error(doc, "spec", err)
+}
+
+/// A serde error at a path below `root` (`spec`, or empty for the whole
+/// document). Errors from a [`serde_json::Value`] carry no line numbers; the
+/// document number and the path say where.
+fn path_error(
+    doc: usize,
+    root: &str,
+    err: serde_path_to_error::Error<serde_json::Error>,
+) -> ManifestError {
     let path = err.path().to_string();
     let path = if path == "." || path.is_empty() {
-        "spec".to_string()
+        if root.is_empty() { "document" } else { root }.to_string()
+    } else if root.is_empty() {
+        path
     } else {
-        format!("spec.{path}")
+        format!("{root}.{path}")
     };
     let inner = err.inner().to_string();
-    // serde_yaml appends " at line L column C"; the path already says where.
-    let inner = match inner.find(" at line ") {
-        Some(i) => inner[..i].to_string(),
-        None => inner,
-    };
     if let Some(rest) = inner.strip_prefix("missing field `") {
         let name = rest.split('`').next().unwrap_or_default();
         return field(doc, &format!("{path}.{name}"), "Required value");
     }
     if let Some(rest) = inner.strip_prefix("unknown field `") {
+        // The path already ends at the unknown key.
         let name = rest.split('`').next().unwrap_or_default();
-        return field(
-            doc,
-            &format!("{path}.{name}"),
-            "field not declared in schema",
-        );
+        let path = if path.ends_with(&format!(".{name}")) {
+            path
+        } else {
+            format!("{path}.{name}")
+        };
+        return field(doc, &path, "field not declared in schema");
     }
     field(doc, &path, inner)
 }
 
 fn typed<S: serde::de::DeserializeOwned>(
     doc: usize,
-    spec: Option<serde_yaml::Value>,
+    spec: Option<serde_json::Value>,
 ) -> Result<S, ManifestError> {
     let spec = spec.ok_or_else(|| field(doc, "spec", "Required value"))?;
     serde_path_to_error::deserialize(spec).map_err(|e| spec_error(doc, e))
@@ -122,7 +129,7 @@ fn checked<S: serde::de::DeserializeOwned>(
     doc: usize,
     kind: &str,
     meta: &Meta,
-    spec: Option<serde_yaml::Value>,
+    spec: Option<serde_json::Value>,
     validate: fn(&S) -> Result<(), ValidationErrors>,
 ) -> Result<S, ManifestError> {
     let spec: S = typed(doc, spec)?;
@@ -194,10 +201,7 @@ pub fn parse_in_parts(yaml: &str, parts: usize) -> Result<Vec<Manifest>, Manifes
 /// not cut.
 fn split_documents(yaml: &str, parts: usize) -> Vec<&str> {
     let bytes = yaml.as_bytes();
-    let marker_at = |i: usize| {
-        let rest = &bytes[i..];
-        rest.starts_with(b"---") && matches!(rest.get(3), None | Some(b' ' | b'\t' | b'\n' | b'\r'))
-    };
+    let marker_at = |i: usize| marker_line(bytes, i, b"---");
     if parts < 2 || yaml.starts_with('%') || yaml.contains("\n%") {
         return vec![yaml];
     }
@@ -229,17 +233,92 @@ fn split_documents(yaml: &str, parts: usize) -> Vec<&str> {
     pieces
 }
 
+/// Reads plain scalars as YAML 1.2's core schema does (as `kubectl` output
+/// and the manifests' earlier reader did): `yes`, `on`, `0755` and `1_000`
+/// are strings, only `true`/`false` are booleans.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+    }
+}
+
+/// Whether the line starting at `i` is a document marker `---` or `...`.
+fn marker_line(bytes: &[u8], i: usize, marker: &[u8; 3]) -> bool {
+    let rest = &bytes[i..];
+    rest.starts_with(marker) && matches!(rest.get(3), None | Some(b' ' | b'\t' | b'\n' | b'\r'))
+}
+
+/// Cuts a YAML stream into its documents, numbered as a YAML parser numbers
+/// them: a document starts at a `---` line or at the first content line after
+/// the stream start or a `...` line; comments, blank lines and directives
+/// before it belong to it. Each piece parses on its own, so an error names
+/// its document exactly.
+fn documents(yaml: &str) -> Vec<&str> {
+    let bytes = yaml.as_bytes();
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut open = false;
+    let mut line = 0;
+    while line < bytes.len() {
+        let end = bytes[line..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |n| line + n + 1);
+        if marker_line(bytes, line, b"---") {
+            if open {
+                docs.push(&yaml[start..line]);
+                start = line;
+            }
+            open = true;
+        } else if marker_line(bytes, line, b"...") {
+            if open {
+                docs.push(&yaml[start..end]);
+                open = false;
+            }
+            start = end;
+        } else if !open {
+            let text = yaml[line..end].trim();
+            if !(text.is_empty() || text.starts_with('#') || text.starts_with('%')) {
+                open = true;
+            }
+        }
+        line = end;
+    }
+    if open {
+        docs.push(&yaml[start..]);
+    }
+    docs
+}
+
+/// A syntax error in `text`, a document cut from `yaml`, with the line
+/// numbered as in `yaml`.
+fn yaml_error(doc: usize, yaml: &str, text: &str, err: &serde_saphyr::Error) -> ManifestError {
+    let start = (text.as_ptr() as usize).saturating_sub(yaml.as_ptr() as usize);
+    let line_offset = yaml.as_bytes()[..start.min(yaml.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    let message = err.render_with_options(serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+        line_offset: line_offset as u64,
+    });
+    ManifestError::Yaml { doc, message }
+}
+
 fn parse_serial(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
     let mut out = Vec::new();
-    for (i, de) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+    for (i, text) in documents(yaml).into_iter().enumerate() {
         let doc = i + 1;
-        let value = serde_yaml::Value::deserialize(de)
-            .map_err(|source| ManifestError::Yaml { doc, source })?;
-        if value.is_null() {
+        let value: Option<serde_json::Value> =
+            serde_saphyr::from_str_with_options(text, yaml_options())
+                .map_err(|e| yaml_error(doc, yaml, text, &e))?;
+        let Some(value) = value.filter(|v| !v.is_null()) else {
             continue;
-        }
+        };
         let env: Envelope =
-            serde_yaml::from_value(value).map_err(|source| ManifestError::Yaml { doc, source })?;
+            serde_path_to_error::deserialize(value).map_err(|e| path_error(doc, "", e))?;
         let kind = env
             .kind
             .ok_or_else(|| field(doc, "kind", "Required value"))?;
@@ -271,8 +350,8 @@ fn parse_serial(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
             }
             ("v1", "Node") => {
                 let status: NodeStatus = match env.status {
-                    Some(s) => serde_yaml::from_value(s)
-                        .map_err(|source| ManifestError::Yaml { doc, source })?,
+                    Some(s) => serde_path_to_error::deserialize(s)
+                        .map_err(|e| path_error(doc, "status", e))?,
                     None => NodeStatus::default(),
                 };
                 let mut internal_ips = Vec::new();
@@ -513,5 +592,84 @@ mod tests {
             .map(|o| (o.meta.name.clone(), o.spec.weight))
             .collect();
         assert_eq!(weights, vec![("b".to_string(), 3), ("a".to_string(), 2)]);
+    }
+}
+
+#[cfg(test)]
+mod yaml_tests {
+    use super::*;
+
+    const RS: &str = "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {name: a}\nspec: {address: 10.0.0.1, weight: 1}\n";
+
+    fn err(yaml: &str) -> String {
+        parse(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn plain_scalars_follow_the_yaml_1_2_core_schema() {
+        let yaml = "apiVersion: v1\nkind: Node\nmetadata: {name: n, labels: {a: yes, b: on, c: \"true\", d: 0755, e: 1_000, f: No}}\n";
+        let Manifest::Node(node) = parse(yaml).unwrap().remove(0) else {
+            panic!("not a Node")
+        };
+        let labels: Vec<(&str, &str)> = node
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("a", "yes"),
+                ("b", "on"),
+                ("c", "true"),
+                ("d", "0755"),
+                ("e", "1_000"),
+                ("f", "No")
+            ]
+        );
+        // An unquoted `true` is a boolean, which a label value cannot be.
+        let yaml = "apiVersion: v1\nkind: Node\nmetadata: {name: n, labels: {director: true}}\n";
+        assert_eq!(
+            err(yaml),
+            "document 1: metadata.labels.director: invalid type: boolean `true`, expected a string"
+        );
+    }
+
+    #[test]
+    fn documents_are_numbered_as_a_yaml_parser_numbers_them() {
+        // A comment before the first marker is no document; a bare document
+        // may follow `...`; a directive belongs to the document after it.
+        let bad = "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {name: b}\nspec: {address: 10.0.0.2, weight: x}\n";
+        let yaml = format!("# head\n---\n{RS}...\n{RS}---\n# empty\n...\n%YAML 1.2\n---\n{bad}");
+        assert_eq!(documents(&yaml).len(), 4, "{:#?}", documents(&yaml));
+        assert_eq!(
+            err(&yaml),
+            "document 4: spec.weight: invalid type: string \"x\", expected i64"
+        );
+        assert!(documents("").is_empty());
+        assert!(documents("# only a comment\n").is_empty());
+        assert_eq!(parse("---\n---\n").unwrap(), []);
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_document_and_its_line_in_the_whole_input() {
+        let yaml = format!("# head\n---\n{RS}---\n# empty\n---\nmetadata: {{name: [\n");
+        assert_eq!(
+            err(&yaml),
+            "document 3: not valid YAML: unclosed bracket '[' at line 10, column 18"
+        );
+        assert_eq!(
+            err(&format!("{RS}---\na: &x 1\nb: *y\n")),
+            "document 2: not valid YAML: alias references unknown anchor at line 7, column 4"
+        );
+    }
+
+    #[test]
+    fn an_undeclared_field_is_named_once() {
+        let yaml = "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {name: a}\nspec: {address: 10.0.0.1, wait: 1}\n";
+        assert_eq!(
+            err(yaml),
+            "document 1: spec.wait: field not declared in schema"
+        );
     }
 }

@@ -62,19 +62,29 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A CRD as YAML. Long single-line strings (CEL rules, messages) stay on one
+/// line instead of being folded, so a changed rule is a one-line diff;
+/// multi-line descriptions are literal blocks.
+fn crd_yaml<T: serde::Serialize>(crd: &T) -> anyhow::Result<String> {
+    let options = serde_saphyr::ser_options! {
+        folded_wrap_chars: usize::MAX,
+    };
+    Ok(serde_saphyr::to_string_with_options(crd, options)?)
+}
+
 fn write_crds(root: &Path) -> anyhow::Result<()> {
     let crds = [
         (
             "virtualservices.lvs.lvs-operator.io.yaml",
-            serde_yaml::to_string(&VirtualService::crd())?,
+            crd_yaml(&VirtualService::crd())?,
         ),
         (
             "realservers.lvs.lvs-operator.io.yaml",
-            serde_yaml::to_string(&RealServer::crd())?,
+            crd_yaml(&RealServer::crd())?,
         ),
         (
             "lvsnodes.lvs.lvs-operator.io.yaml",
-            serde_yaml::to_string(&LvsNode::crd())?,
+            crd_yaml(&LvsNode::crd())?,
         ),
     ];
     for dir in [root.join("crds"), root.join("charts/lvs-operator/crds")] {

@@ -328,7 +328,7 @@ fn push_doc<S: serde::Serialize>(
         "spec": spec,
     });
     out.push_str("---\n");
-    out.push_str(&serde_yaml::to_string(&doc)?);
+    out.push_str(&serde_saphyr::to_string(&doc)?);
     Ok(())
 }
 
