@@ -34,6 +34,7 @@ for r in rs1 rs2 rs3; do expect_eq "requests answered by $r (rr)" 10 "$(dist_of 
 mac_dir1="$(ip -n dir1 -o link show dev eth0 | sed -n 's|.*link/ether \([0-9a-f:]*\).*|\1|p')"
 expect_eq "router's neighbour entry for $VIP (dir1's MAC)" "$mac_dir1" \
     "$(ip -n router neigh show "$VIP" | sed -n 's|.*lladdr \([0-9a-f:]*\).*|\1|p')"
+ipvs_wait_conns dir1 -t "$VIP:8080" 30
 out="$(ipvs_svc_stat dir1 -t "$VIP:8080" outpkts)"
 [ "$out" -gt 0 ] || fail "director OutPkts is $out: the replies did not go through it"
 echo "ok: director OutPkts = $out"
