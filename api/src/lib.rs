@@ -53,3 +53,22 @@ pub const INTERFACE_PATTERN: &str = r"^[!-.0-9;-~]{1,15}$";
 /// Kubernetes node names: DNS-1123 subdomains.
 pub const NODE_NAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// Reads one watched object (untyped, as the API server sent it) as a
+/// strictly typed kind. The error names the field, so an object written
+/// against a newer CRD is reported alone instead of failing a whole list.
+#[cfg(feature = "kube")]
+pub fn read_strict<K: serde::de::DeserializeOwned>(
+    o: kube::api::DynamicObject,
+) -> Result<K, String> {
+    let v = serde_json::to_value(o).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}

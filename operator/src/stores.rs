@@ -164,20 +164,6 @@ impl Unreadable {
     }
 }
 
-/// Reads one object of a strictly typed kind; the error names the field.
-fn parse<K: DeserializeOwned>(o: DynamicObject) -> Result<K, String> {
-    let v = serde_json::to_value(o).map_err(|e| e.to_string())?;
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            inner.to_string()
-        } else {
-            format!("{path}: {inner}")
-        }
-    })
-}
-
 fn key_of(o: &DynamicObject) -> String {
     format!(
         "{}/{}",
@@ -233,7 +219,7 @@ where
         }
         watcher::Event::InitApply(o) => {
             let key = key_of(&o);
-            match parse::<K>(o) {
+            match lvs_api::read_strict::<K>(o) {
                 Ok(k) => watcher::Event::InitApply(k),
                 Err(why) => {
                     st.relist.get_or_insert_default().insert(key, why);
@@ -249,7 +235,7 @@ where
         watcher::Event::Apply(o) => {
             let key = key_of(&o);
             let old = stored(st, &o);
-            match parse::<K>(o) {
+            match lvs_api::read_strict::<K>(o) {
                 Ok(k) => {
                     st.unreadable.clear(st.kind, &key);
                     watcher::Event::Apply(k)
@@ -264,7 +250,7 @@ where
             let key = key_of(&o);
             st.unreadable.clear(st.kind, &key);
             let old = stored(st, &o);
-            match parse::<K>(o) {
+            match lvs_api::read_strict::<K>(o) {
                 Ok(k) => watcher::Event::Delete(k),
                 Err(_) => watcher::Event::Delete(old?),
             }

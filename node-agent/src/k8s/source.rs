@@ -214,20 +214,6 @@ where
         })
 }
 
-/// Reads one object of a strictly typed kind; the error names the field.
-fn parse<K: DeserializeOwned>(o: DynamicObject) -> Result<K, String> {
-    let v = serde_json::to_value(o).map_err(|e| e.to_string())?;
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            inner.to_string()
-        } else {
-            format!("{path}: {inner}")
-        }
-    })
-}
-
 /// What a strictly read watch keeps between events.
 struct ReadState {
     kind: Kind,
@@ -253,7 +239,7 @@ fn read_change<K: DeserializeOwned, T>(
         watcher::Event::InitApply(o) if terminating(&o) => return None,
         watcher::Event::InitApply(o) => {
             let key = namespaced_key(&o);
-            match parse::<K>(o) {
+            match lvs_api::read_strict::<K>(o) {
                 Ok(k) => WatchEvent::InitApply(key, view(&k)),
                 Err(why) => {
                     st.relist.get_or_insert_default().insert(key, why);
@@ -272,7 +258,7 @@ fn read_change<K: DeserializeOwned, T>(
                 st.unreadable.clear(st.kind, &key);
                 return Some(WatchEvent::Delete(key));
             }
-            match parse::<K>(o) {
+            match lvs_api::read_strict::<K>(o) {
                 Ok(k) => {
                     st.unreadable.clear(st.kind, &key);
                     WatchEvent::Apply(key, view(&k))
