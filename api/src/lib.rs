@@ -59,7 +59,7 @@ pub const NODE_NAME_PATTERN: &str =
 /// against a newer CRD is reported alone instead of failing a whole list.
 #[cfg(feature = "kube")]
 pub fn read_strict<K: serde::de::DeserializeOwned>(
-    o: kube::api::DynamicObject,
+    o: kube::core::DynamicObject,
 ) -> Result<K, String> {
     let v = serde_json::to_value(o).map_err(|e| e.to_string())?;
     serde_path_to_error::deserialize(v).map_err(|e| {
