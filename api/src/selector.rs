@@ -37,10 +37,10 @@ pub struct LabelSelectorRequirement {
 }
 
 /// `matchLabels`: label values by key, held as a vector sorted by key.
-/// A selector has one or two pairs, and a `BTreeMap` costs a B-tree node of
-/// about 540 bytes even for one (two selectors per VirtualService: 10 MiB
-/// of an agent's memory at 10k VirtualServices). Serialized, deserialized
-/// and described (JSON schema) exactly as that map.
+/// A selector has one or two pairs, and a `BTreeMap` allocates a whole
+/// B-tree node even for one; with two selectors per VirtualService that
+/// node dominates an agent's memory on a large table. Serialized,
+/// deserialized and described (JSON schema) exactly as that map.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LabelMap(Vec<(String, String)>);
 

@@ -2,6 +2,9 @@
 //!
 //! Every measuring subcommand prints exactly one line of `key=value` pairs on
 //! stdout, which `e2e/bench/guest.sh` tags with the metric and contender.
+//!
+//! Slightly over the usual length: one function per subcommand, each
+//! self-contained; the shared parts live in the library (`lib.rs`).
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;

@@ -1,5 +1,8 @@
 //! Request-level tests: the client talks to a scripted fake kernel through
 //! `ScriptedTransport`, which records the exact datagrams sent.
+//!
+//! Longer than most files: one test per request kind and error path, each a
+//! short script, reads best next to the others.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};

@@ -3,6 +3,9 @@
 //! `kernel_fixtures.rs`; these cover every message kind independently of
 //! the emitter (the expected bytes are written out or built with a tiny
 //! TLV helper, never by the code under test).
+//!
+//! Longer than most files: the expected bytes are written out field by
+//! field, which is the point of these tests.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -2,6 +2,9 @@
 //! see tests/fixtures/README.md. Every datagram must parse and re-emit to the
 //! same bytes, decode to the values ipvsadm printed, and our own encoder must
 //! produce ipvsadm's bytes for the same operations.
+//!
+//! Longer than most files because each capture is annotated field by field
+//! next to the assertions it backs.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};

@@ -4,6 +4,9 @@
 //!
 //! Nothing here does I/O; the reconcilers feed it store contents and write
 //! the result only when it differs from what the object already has.
+//!
+//! Slightly over the usual length: the conditions of both kinds share their
+//! helpers, and splitting them would scatter one table of reasons.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

@@ -1,4 +1,7 @@
 //! Status computation from planner verdicts and LvsNode reports.
+//!
+//! Longer than most files: one table of cases per condition, sharing the
+//! fixtures at the top.
 
 use std::collections::BTreeMap;
 

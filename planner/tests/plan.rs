@@ -1,4 +1,7 @@
 //! Table tests for every role and method, and property tests over input order.
+//!
+//! Longer than most files: one table per role and method, kept together so
+//! that a new method is added to every table at once.
 
 use std::net::IpAddr;
 
