@@ -2,7 +2,7 @@
 //!
 //! Both reconcile the same way: take the analysis of the whole store (the
 //! planner is deterministic; the analysis is computed again only when its
-//! inputs changed, see [`crate::inputs`]), compute this object's status, and
+//! inputs changed, see [`crate::derived`]), compute this object's status, and
 //! write it with server-side apply only when it differs from what the object
 //! has.
 
@@ -26,9 +26,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::derived::{Analyzed, DerivedState};
 use crate::error::{Error, Result, backoff_delay};
-use crate::inputs::{Inputs, Planned};
-use crate::mapping::{self, Memory};
+use crate::mapping::{self, LastSeen};
 use crate::metrics::Metrics;
 use crate::status::{self, EventSpec, NodeReports};
 use crate::stores::{Feeds, Stores};
@@ -56,7 +56,7 @@ pub struct Context {
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The analysis and reports of the stores, kept while they are current.
-    inputs: Inputs,
+    derived: DerivedState,
 }
 
 impl std::fmt::Debug for Context {
@@ -85,19 +85,19 @@ impl Context {
             stores,
             metrics,
             failures: Mutex::new(HashMap::new()),
-            inputs: Inputs::default(),
+            derived: DerivedState::default(),
         }
     }
 
     /// The planner's analysis of every object in the stores (computed again
     /// only after one of its inputs changed).
-    pub fn planned(&self) -> Arc<Planned> {
-        self.inputs.planned(&self.stores)
+    pub fn planned(&self) -> Arc<Analyzed> {
+        self.derived.planned(&self.stores)
     }
 
     /// The agents' reports (computed again only after one changed).
     pub fn reports(&self) -> Arc<NodeReports> {
-        self.inputs.reports(&self.stores)
+        self.derived.reports(&self.stores)
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -335,7 +335,7 @@ fn key_of<K: Resource>(o: &K) -> String {
 
 /// A node's planner view, remembered so that heartbeat-only updates trigger nothing.
 fn node_change(
-    memory: &Memory<NodeInfo>,
+    memory: &LastSeen<NodeInfo>,
     store: &Store<Node>,
     node: &Node,
 ) -> Option<Vec<BTreeMap<String, String>>> {
@@ -361,7 +361,7 @@ pub fn vs_controller(
     let stores = ctx.stores.clone();
 
     let (vs_store, rs_store) = (stores.vs.clone(), stores.rs.clone());
-    let rs_labels: Memory<BTreeMap<String, String>> = Memory::default();
+    let rs_labels: LastSeen<BTreeMap<String, String>> = LastSeen::default();
     let on_rs = move |rs: RealServer| {
         let key = key_of(&rs);
         let old = rs_labels.swap(&key, exists(&rs_store, &rs).then(|| rs.labels().clone()));
@@ -382,7 +382,7 @@ pub fn vs_controller(
 
     let (vs_store, rs_store, node_store) =
         (stores.vs.clone(), stores.rs.clone(), stores.nodes.clone());
-    let nodes_seen: Memory<NodeInfo> = Memory::default();
+    let nodes_seen: LastSeen<NodeInfo> = LastSeen::default();
     let on_node = move |node: Node| {
         let Some(sets) = node_change(&nodes_seen, &node_store, &node) else {
             return Vec::new();
@@ -403,7 +403,7 @@ pub fn vs_controller(
         stores.nodes.clone(),
         stores.lvsnodes.clone(),
     );
-    let reports_seen: Memory<Vec<ServiceReport>> = Memory::default();
+    let reports_seen: LastSeen<Vec<ServiceReport>> = LastSeen::default();
     let on_lvsnode = move |ln: LvsNode| {
         let node = ln.name_any();
         let services = ln
@@ -433,7 +433,7 @@ pub fn vs_controller(
     };
 
     let vs_store = stores.vs.clone();
-    let keys_seen: Memory<Option<String>> = Memory::default();
+    let keys_seen: LastSeen<Option<String>> = LastSeen::default();
     let on_vs = move |vs: VirtualService| {
         let key = key_of(&vs);
         let new_key = mapping::conflict_key(&vs.spec);
@@ -485,7 +485,7 @@ pub fn rs_controller(
     let stores = ctx.stores.clone();
 
     let (vs_store, rs_store) = (stores.vs.clone(), stores.rs.clone());
-    let specs_seen: Memory<VirtualServiceSpec> = Memory::default();
+    let specs_seen: LastSeen<VirtualServiceSpec> = LastSeen::default();
     let on_vs = move |vs: VirtualService| {
         let key = key_of(&vs);
         let present = exists(&vs_store, &vs);
@@ -505,7 +505,7 @@ pub fn rs_controller(
     };
 
     let (rs_store, node_store) = (stores.rs.clone(), stores.nodes.clone());
-    let nodes_seen: Memory<NodeInfo> = Memory::default();
+    let nodes_seen: LastSeen<NodeInfo> = LastSeen::default();
     let on_node = move |node: Node| {
         if node_change(&nodes_seen, &node_store, &node).is_none() {
             return Vec::new();

@@ -10,9 +10,9 @@
 
 pub mod cli;
 pub mod controller;
+pub mod derived;
 pub mod error;
 pub mod http;
-pub mod inputs;
 pub mod leader;
 pub mod mapping;
 pub mod metrics;

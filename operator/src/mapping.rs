@@ -9,7 +9,7 @@
 //! so that the rules can be tested without a cluster.
 //!
 //! Watch events carry only the new object, so the mappers remember what they
-//! saw last (labels, selector, address) in a [`Memory`] to also reach the
+//! saw last (labels, selector, address) in a [`LastSeen`] to also reach the
 //! objects the old version related to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -25,19 +25,19 @@ type Labels = BTreeMap<String, String>;
 
 /// What a mapper saw last of each object, keyed by `namespace/name`.
 #[derive(Debug)]
-pub struct Memory<V> {
+pub struct LastSeen<V> {
     seen: Mutex<HashMap<String, V>>,
 }
 
-impl<V: Clone> Default for Memory<V> {
+impl<V: Clone> Default for LastSeen<V> {
     fn default() -> Self {
-        Memory {
+        LastSeen {
             seen: Mutex::new(HashMap::new()),
         }
     }
 }
 
-impl<V: Clone> Memory<V> {
+impl<V: Clone> LastSeen<V> {
     /// Records `new` (or forgets the key when `None`) and returns what was there.
     pub fn swap(&self, key: &str, new: Option<V>) -> Option<V> {
         let mut seen = self
@@ -414,7 +414,7 @@ mod tests {
 
     #[test]
     fn memory_returns_the_previous_value_and_forgets() {
-        let m: Memory<u32> = Memory::default();
+        let m: LastSeen<u32> = LastSeen::default();
         assert_eq!(m.swap("a/x", Some(1)), None);
         assert_eq!(m.swap("a/x", Some(2)), Some(1));
         assert_eq!(m.swap("a/x", None), Some(2));

@@ -14,7 +14,7 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use lvs_api::{LvsNode, RealServer, VirtualService};
 use lvs_operator::controller::{Context, LEGACY_FINALIZER, reconcile_vs};
-use lvs_operator::inputs::StoreSnapshot;
+use lvs_operator::derived::StoreSnapshot;
 use lvs_operator::metrics::Metrics;
 use lvs_operator::stores::{Changes, Stores, Watched, changes_derived};
 use serde_json::{Value, json};
@@ -384,7 +384,7 @@ fn the_finalizer_patch_is_only_for_objects_that_carry_it() {
 async fn the_analysis_is_reused_until_a_planner_input_changes() {
     let mut w = world(web_vs(None));
     let (ctx, _handle, _metrics) = context(w.stores.clone());
-    let web = |p: &lvs_operator::inputs::Planned| {
+    let web = |p: &lvs_operator::derived::Analyzed| {
         p.analysis
             .get("default/web")
             .expect("web is analysed")
@@ -393,7 +393,7 @@ async fn the_analysis_is_reused_until_a_planner_input_changes() {
     let first = ctx.planned();
     assert_eq!(web(&first).selected(), 1);
     assert!(Arc::ptr_eq(&first, &ctx.planned()), "nothing changed");
-    let selecting = |p: &lvs_operator::inputs::Planned, rs: &str| -> Vec<String> {
+    let selecting = |p: &lvs_operator::derived::Analyzed, rs: &str| -> Vec<String> {
         p.selecting(rs).map(|(v, _)| v.name.clone()).collect()
     };
     assert_eq!(selecting(&first, "default/a"), ["default/web"]);

@@ -74,15 +74,15 @@ pub fn reports_of(lvsnodes: &[Arc<LvsNode>]) -> NodeReports {
 
 /// The last value computed, with the change count it was computed at.
 #[derive(Debug)]
-struct Memo<T>(Mutex<Option<(u64, Arc<T>)>>);
+struct ChangeCountCache<T>(Mutex<Option<(u64, Arc<T>)>>);
 
-impl<T> Default for Memo<T> {
+impl<T> Default for ChangeCountCache<T> {
     fn default() -> Self {
-        Memo(Mutex::new(None))
+        ChangeCountCache(Mutex::new(None))
     }
 }
 
-impl<T> Memo<T> {
+impl<T> ChangeCountCache<T> {
     /// The value for `key`, computed (once, under the lock: concurrent
     /// reconciles wait for it instead of computing it again) when the
     /// remembered one has another key.
@@ -102,15 +102,15 @@ impl<T> Memo<T> {
 /// The planner's analysis of every object, with the RealServers' view of
 /// it.
 #[derive(Debug)]
-pub struct Planned {
+pub struct Analyzed {
     pub analysis: Analysis,
     pub selections: SelectionIndex,
 }
 
-impl Planned {
+impl Analyzed {
     pub fn new(analysis: Analysis) -> Self {
         let selections = SelectionIndex::new(&analysis);
-        Planned {
+        Analyzed {
             analysis,
             selections,
         }
@@ -128,16 +128,16 @@ impl Planned {
 /// The analysis and the agents' reports, each remembered until its inputs
 /// change.
 #[derive(Debug, Default)]
-pub struct Inputs {
-    planned: Memo<Planned>,
-    reports: Memo<NodeReports>,
+pub struct DerivedState {
+    analyzed: ChangeCountCache<Analyzed>,
+    reports: ChangeCountCache<NodeReports>,
 }
 
-impl Inputs {
+impl DerivedState {
     /// The planner's analysis of everything in the stores.
-    pub fn planned(&self, stores: &Stores) -> Arc<Planned> {
+    pub fn planned(&self, stores: &Stores) -> Arc<Analyzed> {
         // The count first: the stores are at least as new as it.
-        self.planned.get(stores.changes.planner(), || {
+        self.analyzed.get(stores.changes.planner(), || {
             let t0 = Instant::now();
             let snapshot = StoreSnapshot::from_stores(stores);
             let analysis = snapshot.analyze();
@@ -148,7 +148,7 @@ impl Inputs {
                 elapsed_ms = t0.elapsed().as_millis() as u64,
                 "analysis computed"
             );
-            Planned::new(analysis)
+            Analyzed::new(analysis)
         })
     }
 
@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn memo_computes_once_per_key() {
-        let memo = Memo::<u32>::default();
+        let memo = ChangeCountCache::<u32>::default();
         let mut calls = 0;
         assert_eq!(
             *memo.get(1, || {
