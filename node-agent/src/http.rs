@@ -111,7 +111,7 @@ pub fn route(method: &str, path: &str, state: &HttpState) -> (u16, &'static str,
     match path {
         "/metrics" => (
             200,
-            "text/plain; version=0.0.4; charset=utf-8",
+            lvs_runtime::metrics::CONTENT_TYPE,
             state.metrics.render(),
         ),
         "/healthz" => {
@@ -262,8 +262,11 @@ mod tests {
         assert_eq!(route("POST", "/metrics", &s).0, 405);
         let (code, ctype, body) = route("GET", "/metrics?x=1", &s);
         assert_eq!(
-            (code, ctype.starts_with("text/plain; version=0.0.4")),
-            (200, true)
+            (code, ctype),
+            (
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            )
         );
         assert!(body.contains("lvs_agent_syncs_total"), "{body}");
         tx.send(AgentStatus {
@@ -285,8 +288,9 @@ mod tests {
         let out = get(addr, "/metrics").await;
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(
-            out.contains("content-type: text/plain; version=0.0.4; charset=utf-8\r\n")
-                || out.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            out.to_ascii_lowercase().contains(
+                "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"
+            ),
             "{out}"
         );
         assert!(out.contains("lvs_agent_syncs_total"), "{out}");
