@@ -182,6 +182,16 @@ impl Health {
     }
 }
 
+impl lvs_runtime::health::Probes for Health {
+    fn live(&self) -> Result<(), String> {
+        Health::live(self, Instant::now())
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        Health::ready(self).map_err(str::to_string)
+    }
+}
+
 fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Body> {
     let mut resp = Response::new(Body::new(body));
     *resp.status_mut() = status;
@@ -197,20 +207,15 @@ pub fn respond(method: &Method, path: &str, metrics: &Metrics, health: &Health) 
     if method != Method::GET && method != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into(), PLAIN);
     }
+    if let Some((code, body)) = lvs_runtime::health::route(path, health) {
+        return text(code, body, PLAIN);
+    }
     match path {
         "/metrics" => text(
             StatusCode::OK,
             metrics.encode(),
             lvs_runtime::metrics::CONTENT_TYPE,
         ),
-        "/healthz" | "/livez" => match health.live(Instant::now()) {
-            Ok(()) => text(StatusCode::OK, "ok\n".into(), PLAIN),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"), PLAIN),
-        },
-        "/readyz" => match health.ready() {
-            Ok(()) => text(StatusCode::OK, "ok\n".into(), PLAIN),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"), PLAIN),
-        },
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), PLAIN),
     }
 }
