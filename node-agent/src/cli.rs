@@ -138,9 +138,11 @@ pub struct Args {
     /// always addresses.
     #[arg(long, env = "LVS_VIP_MODE", value_enum, default_value_t = VipModeArg::Address)]
     pub vip_mode: VipModeArg,
-    /// Log format: text or json.
-    #[arg(long, env = "LVS_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format: text, or json (one object per line, the event's fields
+    /// at the top level). The filter comes from LVS_LOG, else RUST_LOG
+    /// (default info).
+    #[arg(long, env = "LVS_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: lvs_runtime::logging::LogFormat,
 }
 
 /// `--listen`: a socket address, or `[IP]:PORT` with an IPv4 address in the
@@ -173,28 +175,11 @@ fn http_limits(args: &Args) -> lvs_runtime::http::Limits {
     }
 }
 
-fn init_tracing(format: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("LVS_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     crate::agent::limit_malloc_arenas();
     let args = Args::parse();
-    init_tracing(&args.log_format);
+    lvs_runtime::logging::init(args.log_format);
     let result = match args.dataplane {
         DataplaneKind::Netlink => run(args, netlink_reconciler),
         DataplaneKind::Fake => run(args, fake_reconciler),
@@ -327,23 +312,6 @@ fn run_once<D: Dataplane>(args: &Args, reconciler: Reconciler<D>) -> anyhow::Res
     Ok(report.ok())
 }
 
-async fn kube_client(path: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    use kube::config::{KubeConfigOptions, Kubeconfig};
-    match path {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using kubeconfig {}", path.display()))?;
-            kube::Client::try_from(config).context("building the Kubernetes client")
-        }
-        None => kube::Client::try_default().await.context(
-            "no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a cluster",
-        ),
-    }
-}
-
 fn run_daemon<D: Dataplane + 'static>(
     args: Args,
     settings: Settings,
@@ -422,7 +390,7 @@ fn run_daemon<D: Dataplane + 'static>(
                 tasks.push(tokio::spawn(source.run(sink)));
             }
             None => {
-                let client = kube_client(args.kubeconfig.as_deref()).await?;
+                let client = lvs_runtime::kube::client(args.kubeconfig.as_deref()).await?;
                 tracing::info!(
                     listen = %args.listen,
                     node = %args.node_name,
@@ -449,11 +417,13 @@ fn run_daemon<D: Dataplane + 'static>(
                 tasks.push(tokio::spawn(reporter.run(status)));
             }
         }
-        tokio::select! {
-            r = wait_for_signal() => r?,
+        let signal = tokio::select! {
+            r = lvs_runtime::signal::shutdown_signal() => {
+                r.context("installing the SIGTERM and SIGINT handlers")?
+            }
             _ = &mut done_rx => anyhow::bail!("the sync thread stopped unexpectedly"),
-        }
-        tracing::info!("signal received; shutting down without touching the kernel");
+        };
+        tracing::info!(signal, "shutting down without touching the kernel");
         for t in &tasks {
             t.abort();
         }
@@ -486,17 +456,6 @@ async fn resync_on_hangup(tx: mpsc::Sender<Event>) {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,7 +480,9 @@ mod tests {
         assert_eq!(a.config_dir, None, "Kubernetes mode");
         assert_eq!(a.proc_sys, PathBuf::from("/host/proc/sys"));
         assert_eq!(a.dataplane, DataplaneKind::Netlink);
+        assert_eq!(a.log_format, lvs_runtime::logging::LogFormat::Json);
         let a = parse(&["--node-name=n1", "--dataplane=fake", "--kubeconfig=/k"]).unwrap();
+        assert_eq!(a.log_format, lvs_runtime::logging::LogFormat::Text);
         assert_eq!(a.dataplane, DataplaneKind::Fake);
         assert_eq!(a.proc_sys, PathBuf::from("/proc/sys"));
         assert_eq!(a.kubeconfig, Some(PathBuf::from("/k")));
@@ -588,6 +549,7 @@ mod tests {
             "--once needs --config-dir"
         );
         assert!(parse(&["--node-name=n1", "--dataplane=ebpf"]).is_err());
+        assert!(parse(&["--node-name=n1", "--log-format=xml"]).is_err());
         assert!(parse(&["--state-dir=/s"]).is_err(), "no node name");
     }
 

@@ -14,63 +14,45 @@ use std::path::Path;
 #[cfg(target_os = "linux")]
 mod imp {
     use std::io;
-    use std::os::fd::{AsFd, AsRawFd, RawFd};
     use std::path::Path;
 
-    use nix::errno::Errno;
-    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-    use tokio::io::unix::AsyncFd;
+    use futures::{FutureExt, StreamExt};
+    use inotify::{EventMask, EventStream, Inotify, WatchMask};
 
-    struct Fd(Inotify);
-
-    impl AsRawFd for Fd {
-        fn as_raw_fd(&self) -> RawFd {
-            self.0.as_fd().as_raw_fd()
-        }
-    }
+    /// Room for a few dozen events with file names; the kernel keeps the
+    /// rest queued for the next read.
+    const BUFFER: usize = 4096;
 
     pub struct DirWatch {
-        fd: AsyncFd<Fd>,
-    }
-
-    #[allow(unsafe_code)]
-    fn register(fd: Fd) -> io::Result<AsyncFd<Fd>> {
-        // SAFETY: the AsyncFd owns the Inotify, which owns its descriptor:
-        // it stays open, and `as_raw_fd` returns the same number, until the
-        // AsyncFd is dropped.
-        unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)
+        events: EventStream<[u8; BUFFER]>,
     }
 
     impl DirWatch {
         pub fn new(dir: &Path) -> io::Result<Self> {
-            let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-            ino.add_watch(
+            let ino = Inotify::init()?;
+            ino.watches().add(
                 dir,
-                AddWatchFlags::IN_CLOSE_WRITE
-                    | AddWatchFlags::IN_MOVED_TO
-                    | AddWatchFlags::IN_MOVED_FROM
-                    | AddWatchFlags::IN_DELETE
-                    | AddWatchFlags::IN_ONLYDIR,
+                WatchMask::CLOSE_WRITE
+                    | WatchMask::MOVED_TO
+                    | WatchMask::MOVED_FROM
+                    | WatchMask::DELETE
+                    | WatchMask::ONLYDIR,
             )?;
             Ok(DirWatch {
-                fd: register(Fd(ino))?,
+                events: ino.into_event_stream([0; BUFFER])?,
             })
         }
 
         pub async fn changed(&mut self) -> io::Result<bool> {
-            loop {
-                let mut ready = self.fd.readable().await?;
-                match ready.get_inner().0.read_events() {
-                    Ok(events) => {
-                        return Ok(!events
-                            .iter()
-                            .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED)));
-                    }
-                    Err(Errno::EAGAIN) => ready.clear_ready(),
-                    Err(e) => return Err(e.into()),
-                }
+            let closed = || io::Error::new(io::ErrorKind::UnexpectedEof, "inotify closed");
+            let first = self.events.next().await.ok_or_else(closed)??;
+            let mut alive = !first.mask.contains(EventMask::IGNORED);
+            // Take what else is queued already, so a burst of writes is one
+            // wake-up.
+            while let Some(next) = self.events.next().now_or_never().flatten() {
+                alive &= !next?.mask.contains(EventMask::IGNORED);
             }
+            Ok(alive)
         }
     }
 }
@@ -117,5 +99,53 @@ impl DirWatch {
     /// directory was removed or replaced) and a new one is needed.
     pub async fn changed(&mut self) -> io::Result<bool> {
         self.0.changed().await
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn within(what: &str, w: &mut DirWatch) -> bool {
+        tokio::time::timeout(Duration::from_secs(5), w.changed())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no notification within 5 s"))
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_writes_is_one_change_and_a_removed_directory_ends_the_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = DirWatch::new(dir.path()).unwrap();
+        for i in 0..20 {
+            std::fs::write(dir.path().join(format!("{i}.yaml")), "x").unwrap();
+        }
+        assert!(within("twenty writes", &mut w).await);
+        // The burst was taken whole: nothing is left for a second wake-up.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), w.changed())
+                .await
+                .is_err(),
+            "a second wake-up for the same burst"
+        );
+        std::fs::remove_file(dir.path().join("0.yaml")).unwrap();
+        assert!(within("a removal", &mut w).await);
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!path.exists());
+        // The files' removals and then IN_IGNORED for the watch itself.
+        assert!(!within("the directory removed", &mut w).await);
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let e = DirWatch::new(Path::new("/nonexistent/lvs-dir")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
     }
 }

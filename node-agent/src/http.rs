@@ -1,4 +1,5 @@
-//! `/metrics`, `/healthz`, `/readyz` and `/status` over HTTP/1.1.
+//! `/metrics`, `/healthz` (alias `/livez`), `/readyz` and `/status` over
+//! HTTP/1.1.
 //!
 //! Served by the shared server of `lvs-runtime` (hyper) within its limits:
 //! a connection cap, a header read timeout and a total deadline per
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use lvs_runtime::health::Probes;
 use lvs_runtime::http::{Body, Gate, Limits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -27,6 +29,27 @@ pub struct HttpState {
     pub status: watch::Receiver<AgentStatus>,
     /// `/healthz` fails when the sync loop has not woken up for this long.
     pub stale_after: Duration,
+}
+
+impl Probes for HttpState {
+    /// Live while the sync loop wakes up within `stale_after`.
+    fn live(&self) -> Result<(), String> {
+        let age = self.health.heartbeat_age();
+        if age <= self.stale_after.as_secs() {
+            Ok(())
+        } else {
+            Err(format!("sync loop silent for {age}s"))
+        }
+    }
+
+    /// Ready once a snapshot has been applied after a kernel read.
+    fn ready(&self) -> Result<(), String> {
+        if self.health.ready() {
+            Ok(())
+        } else {
+            Err("not ready: no configuration applied to the kernel yet".into())
+        }
+    }
 }
 
 /// `/metrics` and `/status` responses built and held at once.
@@ -108,31 +131,15 @@ pub fn route(method: &str, path: &str, state: &HttpState) -> (u16, &'static str,
         return (405, TEXT, "method not allowed\n".into());
     }
     let path = path.split('?').next().unwrap_or_default();
+    if let Some((code, body)) = lvs_runtime::health::route(path, state) {
+        return (code.as_u16(), TEXT, body);
+    }
     match path {
         "/metrics" => (
             200,
-            "text/plain; version=0.0.4; charset=utf-8",
+            lvs_runtime::metrics::CONTENT_TYPE,
             state.metrics.render(),
         ),
-        "/healthz" => {
-            let age = state.health.heartbeat_age();
-            if age <= state.stale_after.as_secs() {
-                (200, TEXT, "ok\n".into())
-            } else {
-                (503, TEXT, format!("sync loop silent for {age}s\n"))
-            }
-        }
-        "/readyz" => {
-            if state.health.ready() {
-                (200, TEXT, "ok\n".into())
-            } else {
-                (
-                    503,
-                    TEXT,
-                    "not ready: no configuration applied to the kernel yet\n".into(),
-                )
-            }
-        }
         "/status" => {
             let s = state.status.borrow().clone();
             (
@@ -262,8 +269,11 @@ mod tests {
         assert_eq!(route("POST", "/metrics", &s).0, 405);
         let (code, ctype, body) = route("GET", "/metrics?x=1", &s);
         assert_eq!(
-            (code, ctype.starts_with("text/plain; version=0.0.4")),
-            (200, true)
+            (code, ctype),
+            (
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            )
         );
         assert!(body.contains("lvs_agent_syncs_total"), "{body}");
         tx.send(AgentStatus {
@@ -285,8 +295,9 @@ mod tests {
         let out = get(addr, "/metrics").await;
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(
-            out.contains("content-type: text/plain; version=0.0.4; charset=utf-8\r\n")
-                || out.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            out.to_ascii_lowercase().contains(
+                "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"
+            ),
             "{out}"
         );
         assert!(out.contains("lvs_agent_syncs_total"), "{out}");

@@ -1,44 +1,83 @@
-//! Prometheus metrics, rendered by hand in the text exposition format.
+//! Prometheus metrics: a `prometheus-client` registry, as in the operator,
+//! served as OpenMetrics text (`lvs_runtime::metrics`).
 //!
-//! The agent exports a few dozen series plus the kernel counters of the
-//! services it owns; a registry crate would add more than it saves.
+//! Most series are registry metrics. Two collectors write, at scrape time,
+//! what a registry metric cannot hold:
+//! - [`Latest`]: gauges that have no value until their first event (the
+//!   last sync, whether the configuration is valid, whether the watches are
+//!   synced), and the age of the last sync as of the scrape;
+//! - [`KernelStats`]: the kernel counters of the owned services. They can be
+//!   tens of thousands of series, so they are written straight from the
+//!   snapshot the last full sync published, never copied into registry
+//!   metrics per service: the snapshot is the only copy.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::model::{ObservedService, SvcKey};
+use lvs_runtime::metrics::Escaped;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::model::ObservedService;
 use crate::report::SyncReport;
 
-#[derive(Debug, Default)]
-struct Inner {
-    syncs: BTreeMap<&'static str, u64>,
-    sync_errors: BTreeMap<&'static str, u64>,
-    ops: BTreeMap<&'static str, u64>,
-    last_sync: Option<f64>,
-    last_full_sync: Option<f64>,
-    last_sync_duration: f64,
-    last_sync_ok: bool,
-    config_errors: BTreeMap<String, u64>,
-    config_valid: Option<bool>,
-    config_loads: u64,
-    virtual_services: BTreeMap<&'static str, u64>,
-    /// Shared with the renderer, which formats it without holding the lock
-    /// (a large table takes a while, and the sync loop must not wait).
-    stats: Arc<Vec<(ObservedService, Option<String>)>>,
-    /// Kubernetes mode only (None: not in Kubernetes mode).
-    api_synced: Option<bool>,
-    watch_errors: BTreeMap<&'static str, u64>,
-    report_writes: BTreeMap<&'static str, u64>,
+/// Per-destination series are exported up to this many destinations by
+/// default: eight series each, so a 200,000-destination table would be 1.6
+/// million series, more than a scrape or a Prometheus should carry.
+pub const DEFAULT_MAX_DESTINATIONS: usize = 10_000;
+
+/// The kernel counters of the owned services, each with the VirtualService
+/// it belongs to, as the last full sync read them.
+pub type StatsSnapshot = Vec<(ObservedService, Option<String>)>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabel {
+    mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabel {
+    file: Escaped<String>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
 /// The agent's metrics, shared by the sync loop, the sources and the HTTP
 /// server.
 #[derive(Debug)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
-    max_destinations: usize,
+    registry: Registry,
+    syncs: Family<ModeLabel, Counter>,
+    sync_errors: Family<KindLabel, Counter>,
+    ops: Family<KindLabel, Counter>,
+    virtual_services: Family<StateLabel, Gauge>,
+    config_errors: Family<FileLabel, Counter>,
+    config_loads: Counter,
+    watch_errors: Family<KindLabel, Counter>,
+    report_writes: Family<ResultLabel, Counter>,
+    latest: Arc<Latest>,
+    stats: Arc<KernelStats>,
 }
 
 impl Default for Metrics {
@@ -47,11 +86,6 @@ impl Default for Metrics {
     }
 }
 
-/// Per-destination series are exported up to this many destinations by
-/// default: eight series each, so a 200,000-destination table would be 1.6
-/// million series, more than a scrape or a Prometheus should carry.
-pub const DEFAULT_MAX_DESTINATIONS: usize = 10_000;
-
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -59,392 +93,464 @@ fn now() -> f64 {
         .unwrap_or_default()
 }
 
-/// Escapes a label value: backslash, double quote and newline.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 impl Metrics {
     /// Metrics that export per-destination series while the owned table has
     /// at most `max_destinations` destinations (per-service series always).
     pub fn new(max_destinations: usize) -> Self {
-        Self {
-            inner: Mutex::default(),
-            max_destinations,
+        let mut registry = Registry::with_prefix("lvs_agent");
+        let m = Metrics {
+            syncs: Family::default(),
+            sync_errors: Family::default(),
+            ops: Family::default(),
+            virtual_services: Family::default(),
+            config_errors: Family::default(),
+            config_loads: Counter::default(),
+            watch_errors: Family::default(),
+            report_writes: Family::default(),
+            latest: Arc::default(),
+            stats: Arc::new(KernelStats {
+                snapshot: Mutex::default(),
+                max_destinations,
+            }),
+            registry: Registry::default(),
+        };
+        // The registry ends each help text with a full stop.
+        registry.register(
+            "syncs",
+            "Syncs run, by mode (full reads the kernel first)",
+            m.syncs.clone(),
+        );
+        registry.register(
+            "sync_errors",
+            "Problems found by syncs, by kind",
+            m.sync_errors.clone(),
+        );
+        registry.register("ops", "Kernel writes, by kind", m.ops.clone());
+        registry.register(
+            "virtual_services",
+            "VirtualServices this node directs, by programmed state",
+            m.virtual_services.clone(),
+        );
+        registry.register(
+            "config_errors",
+            "Configuration files that could not be used, by file",
+            m.config_errors.clone(),
+        );
+        registry.register(
+            "config_loads",
+            "Configuration reads without error",
+            m.config_loads.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Failed watches or lists of the API server, by kind",
+            m.watch_errors.clone(),
+        );
+        registry.register(
+            "report_writes",
+            "Writes of the node's LvsNode, by result",
+            m.report_writes.clone(),
+        );
+        registry.register_collector(Box::new(m.latest.clone()));
+        registry.register_collector(Box::new(m.stats.clone()));
+        for mode in ["full", "incremental"] {
+            let _ = m.syncs.get_or_create(&ModeLabel { mode });
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        for state in ["programmed", "failed"] {
+            let _ = m.virtual_services.get_or_create(&StateLabel { state });
+        }
+        Metrics { registry, ..m }
     }
 
     /// Records one sync.
     pub fn record_sync(&self, report: &SyncReport, duration_secs: f64) {
-        let mut m = self.lock();
-        let t = now();
-        *m.syncs
-            .entry(if report.full { "full" } else { "incremental" })
-            .or_default() += 1;
+        let mode = if report.full { "full" } else { "incremental" };
+        self.syncs.get_or_create(&ModeLabel { mode }).inc();
         for e in &report.errors {
-            *m.sync_errors.entry(e.kind.metric_label()).or_default() += 1;
+            self.sync_errors
+                .get_or_create(&KindLabel {
+                    kind: e.kind.metric_label(),
+                })
+                .inc();
         }
-        for (k, v) in &report.ops {
-            *m.ops.entry(k).or_default() += v;
+        for (kind, v) in &report.ops {
+            self.ops.get_or_create(&KindLabel { kind }).inc_by(*v);
         }
-        m.last_sync = Some(t);
+        let programmed = report.services.values().filter(|s| s.programmed).count();
+        let failed = report.services.len() - programmed;
+        for (state, n) in [("programmed", programmed), ("failed", failed)] {
+            self.virtual_services
+                .get_or_create(&StateLabel { state })
+                .set(n as i64);
+        }
+        let t = now();
+        let mut l = self.latest.lock();
+        l.last_sync = Some(LastSync {
+            at: t,
+            duration_secs,
+            ok: report.ok(),
+        });
         if report.full {
-            m.last_full_sync = Some(t);
-        }
-        m.last_sync_duration = duration_secs;
-        m.last_sync_ok = report.ok();
-        m.virtual_services.clear();
-        for s in report.services.values() {
-            *m.virtual_services
-                .entry(if s.programmed { "programmed" } else { "failed" })
-                .or_default() += 1;
+            l.last_full_sync = Some(t);
         }
     }
 
     /// Kernel counters of the owned services, from a full read, with the
     /// VirtualService each belongs to.
-    pub fn set_stats(&self, stats: Vec<(ObservedService, Option<String>)>) {
-        self.lock().stats = Arc::new(stats);
+    pub fn set_stats(&self, stats: StatsSnapshot) {
+        *self.stats.lock() = Arc::new(stats);
     }
 
     /// A configuration file could not be used.
     pub fn config_error(&self, file: &str) {
-        let mut m = self.lock();
-        *m.config_errors.entry(file.to_string()).or_default() += 1;
-        m.config_valid = Some(false);
+        self.config_errors
+            .get_or_create(&FileLabel {
+                file: Escaped(file.to_string()),
+            })
+            .inc();
+        self.latest.lock().config_valid = Some(false);
     }
 
     /// The configuration was read in full without errors.
     pub fn config_loaded(&self) {
-        let mut m = self.lock();
-        m.config_valid = Some(true);
-        m.config_loads += 1;
+        self.config_loads.inc();
+        self.latest.lock().config_valid = Some(true);
+    }
+
+    /// The report-write series exist, at zero, from the first sign of
+    /// Kubernetes mode on.
+    fn kubernetes_mode(&self) {
+        for result in ["ok", "error"] {
+            let _ = self.report_writes.get_or_create(&ResultLabel { result });
+        }
     }
 
     /// Whether every watch has a complete list (Kubernetes mode).
     pub fn set_api_synced(&self, synced: bool) {
-        self.lock().api_synced = Some(synced);
+        self.kubernetes_mode();
+        self.latest.lock().api_synced = Some(synced);
     }
 
     /// A watch of the API server failed (Kubernetes mode).
     pub fn watch_error(&self, kind: &'static str) {
-        *self.lock().watch_errors.entry(kind).or_default() += 1;
+        self.kubernetes_mode();
+        self.watch_errors.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// A write of the node's LvsNode, successful or not (Kubernetes mode).
     pub fn report_write(&self, ok: bool) {
-        *self
-            .lock()
-            .report_writes
-            .entry(if ok { "ok" } else { "error" })
-            .or_default() += 1;
+        self.kubernetes_mode();
+        let result = if ok { "ok" } else { "error" };
+        self.report_writes
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// Seconds since the last sync, if there was one.
     pub fn last_sync_age(&self) -> Option<f64> {
-        self.lock().last_sync.map(|t| (now() - t).max(0.0))
+        self.latest
+            .lock()
+            .last_sync
+            .map(|s| (now() - s.at).max(0.0))
     }
 
-    /// The exposition text.
+    /// The exposition (OpenMetrics text, served as
+    /// [`lvs_runtime::metrics::CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let m = self.lock();
-        let mut o = String::new();
-        let mut family = |o: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}");
-            let _ = writeln!(o, "# TYPE {name} {kind}");
-        };
-
-        family(
-            &mut o,
-            "lvs_agent_syncs_total",
-            "counter",
-            "Syncs run, by mode (full reads the kernel first).",
-        );
-        for mode in ["full", "incremental"] {
-            let _ = writeln!(
-                o,
-                "lvs_agent_syncs_total{{mode=\"{mode}\"}} {}",
-                m.syncs.get(mode).copied().unwrap_or(0)
-            );
-        }
-        family(
-            &mut o,
-            "lvs_agent_sync_errors_total",
-            "counter",
-            "Problems found by syncs, by kind.",
-        );
-        for (k, v) in &m.sync_errors {
-            let _ = writeln!(o, "lvs_agent_sync_errors_total{{kind=\"{k}\"}} {v}");
-        }
-        family(
-            &mut o,
-            "lvs_agent_ops_total",
-            "counter",
-            "Kernel writes, by kind.",
-        );
-        for (k, v) in &m.ops {
-            let _ = writeln!(o, "lvs_agent_ops_total{{kind=\"{k}\"}} {v}");
-        }
-        if let Some(t) = m.last_sync {
-            family(
-                &mut o,
-                "lvs_agent_last_sync_timestamp_seconds",
-                "gauge",
-                "When the last sync finished (Unix time).",
-            );
-            let _ = writeln!(o, "lvs_agent_last_sync_timestamp_seconds {t:.3}");
-            family(
-                &mut o,
-                "lvs_agent_last_sync_age_seconds",
-                "gauge",
-                "Seconds since the last sync finished.",
-            );
-            let _ = writeln!(
-                o,
-                "lvs_agent_last_sync_age_seconds {:.3}",
-                (now() - t).max(0.0)
-            );
-            family(
-                &mut o,
-                "lvs_agent_last_sync_duration_seconds",
-                "gauge",
-                "How long the last sync took.",
-            );
-            let _ = writeln!(
-                o,
-                "lvs_agent_last_sync_duration_seconds {:.6}",
-                m.last_sync_duration
-            );
-            family(
-                &mut o,
-                "lvs_agent_last_sync_success",
-                "gauge",
-                "1 if the last sync found no problem.",
-            );
-            let _ = writeln!(
-                o,
-                "lvs_agent_last_sync_success {}",
-                u8::from(m.last_sync_ok)
-            );
-        }
-        if let Some(t) = m.last_full_sync {
-            family(
-                &mut o,
-                "lvs_agent_last_full_sync_timestamp_seconds",
-                "gauge",
-                "When the last full resync finished (Unix time).",
-            );
-            let _ = writeln!(o, "lvs_agent_last_full_sync_timestamp_seconds {t:.3}");
-        }
-        family(
-            &mut o,
-            "lvs_agent_virtual_services",
-            "gauge",
-            "VirtualServices this node directs, by programmed state.",
-        );
-        for state in ["programmed", "failed"] {
-            let _ = writeln!(
-                o,
-                "lvs_agent_virtual_services{{state=\"{state}\"}} {}",
-                m.virtual_services.get(state).copied().unwrap_or(0)
-            );
-        }
-        family(
-            &mut o,
-            "lvs_agent_config_errors_total",
-            "counter",
-            "Configuration files that could not be used, by file.",
-        );
-        for (f, v) in &m.config_errors {
-            let _ = writeln!(
-                o,
-                "lvs_agent_config_errors_total{{file=\"{}\"}} {v}",
-                esc(f)
-            );
-        }
-        if let Some(valid) = m.config_valid {
-            family(
-                &mut o,
-                "lvs_agent_config_valid",
-                "gauge",
-                "1 if the last configuration read had no error (0: the last good one stays programmed).",
-            );
-            let _ = writeln!(o, "lvs_agent_config_valid {}", u8::from(valid));
-        }
-        family(
-            &mut o,
-            "lvs_agent_config_loads_total",
-            "counter",
-            "Configuration reads without error.",
-        );
-        let _ = writeln!(o, "lvs_agent_config_loads_total {}", m.config_loads);
-
-        if let Some(synced) = m.api_synced {
-            family(
-                &mut o,
-                "lvs_agent_api_synced",
-                "gauge",
-                "1 while every watch (VirtualService, RealServer, Node) has a complete list; 0: the last snapshot stays programmed.",
-            );
-            let _ = writeln!(o, "lvs_agent_api_synced {}", u8::from(synced));
-        }
-        let kubernetes_mode =
-            m.api_synced.is_some() || !m.watch_errors.is_empty() || !m.report_writes.is_empty();
-        if kubernetes_mode {
-            family(
-                &mut o,
-                "lvs_agent_watch_errors_total",
-                "counter",
-                "Failed watches or lists of the API server, by kind.",
-            );
-            for (k, v) in &m.watch_errors {
-                let _ = writeln!(o, "lvs_agent_watch_errors_total{{kind=\"{k}\"}} {v}");
-            }
-            family(
-                &mut o,
-                "lvs_agent_report_writes_total",
-                "counter",
-                "Writes of the node's LvsNode, by result.",
-            );
-            for result in ["ok", "error"] {
-                let _ = writeln!(
-                    o,
-                    "lvs_agent_report_writes_total{{result=\"{result}\"}} {}",
-                    m.report_writes.get(result).copied().unwrap_or(0)
-                );
-            }
-        }
-
-        let stats = Arc::clone(&m.stats);
-        drop(m);
-        render_stats(&mut o, &stats, self.max_destinations, &mut family);
-        o
+        lvs_runtime::metrics::encode(&self.registry)
     }
 }
 
-fn render_stats(
-    o: &mut String,
-    stats: &[(ObservedService, Option<String>)],
-    max_destinations: usize,
-    family: &mut impl FnMut(&mut String, &str, &str, &str),
-) {
-    let destinations: usize = stats.iter().map(|(s, _)| s.dests.len()).sum();
-    let per_destination = destinations <= max_destinations;
-    family(
-        o,
-        "lvs_agent_destination_series_omitted",
-        "gauge",
-        "Owned destinations whose per-destination series are left out: the table has more than --metrics-max-destinations (0: all exported).",
-    );
-    let _ = writeln!(
-        o,
-        "lvs_agent_destination_series_omitted {}",
-        if per_destination { 0 } else { destinations }
-    );
-    if stats.is_empty() {
-        return;
+/// Writes one gauge family with a single unlabelled sample.
+fn gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: impl prometheus_client::encoding::EncodeGaugeValue,
+) -> fmt::Result {
+    enc.encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&value)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LastSync {
+    /// Unix time.
+    at: f64,
+    duration_secs: f64,
+    ok: bool,
+}
+
+#[derive(Debug, Default)]
+struct LatestValues {
+    last_sync: Option<LastSync>,
+    /// Unix time.
+    last_full_sync: Option<f64>,
+    config_valid: Option<bool>,
+    /// Kubernetes mode only.
+    api_synced: Option<bool>,
+}
+
+/// The gauges without a value until their first event: no series is
+/// written before it (a zero would read as "synced at 1970" or "invalid").
+#[derive(Debug, Default)]
+struct Latest(Mutex<LatestValues>);
+
+impl Latest {
+    fn lock(&self) -> MutexGuard<'_, LatestValues> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    let svc_labels = |k: &SvcKey, owner: &Option<String>| {
-        format!(
-            "service=\"{}\",virtual_service=\"{}\"",
-            esc(&k.label()),
-            esc(owner.as_deref().unwrap_or(""))
-        )
-    };
-    type Samples = fn(&crate::model::Counters) -> Vec<(Option<&'static str>, u64)>;
-    let counter_families: [(&str, &str, Samples); 3] = [
+}
+
+impl Collector for Latest {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let l = self.lock();
+        if let Some(s) = l.last_sync {
+            gauge(
+                &mut enc,
+                "last_sync_timestamp_seconds",
+                "When the last sync finished (Unix time).",
+                s.at,
+            )?;
+            gauge(
+                &mut enc,
+                "last_sync_age_seconds",
+                "Seconds since the last sync finished.",
+                (now() - s.at).max(0.0),
+            )?;
+            gauge(
+                &mut enc,
+                "last_sync_duration_seconds",
+                "How long the last sync took.",
+                s.duration_secs,
+            )?;
+            gauge(
+                &mut enc,
+                "last_sync_success",
+                "1 if the last sync found no problem.",
+                i64::from(s.ok),
+            )?;
+        }
+        if let Some(t) = l.last_full_sync {
+            gauge(
+                &mut enc,
+                "last_full_sync_timestamp_seconds",
+                "When the last full resync finished (Unix time).",
+                t,
+            )?;
+        }
+        if let Some(valid) = l.config_valid {
+            gauge(
+                &mut enc,
+                "config_valid",
+                "1 if the last configuration read had no error (0: the last good one stays programmed).",
+                i64::from(valid),
+            )?;
+        }
+        if let Some(synced) = l.api_synced {
+            gauge(
+                &mut enc,
+                "api_synced",
+                "1 while every watch (VirtualService, RealServer, Node) has a complete list; 0: the last snapshot stays programmed.",
+                i64::from(synced),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The kernel's counters in the order of [`COUNTER_FAMILIES`]' indices:
+/// connections, packets in, packets out, bytes in, bytes out.
+type Counts = [u64; 5];
+
+/// A destination's gauges in the order of [`GAUGE_FAMILIES`].
+type DestGauges = [u32; 3];
+
+/// One owned service as the exposition reads it: its `service` label, its
+/// counters, and per destination its `destination` label, counters and
+/// gauges. The one place that reads the kernel model.
+fn observed(
+    s: &ObservedService,
+) -> (
+    String,
+    Counts,
+    impl Iterator<Item = (String, Counts, DestGauges)> + '_,
+) {
+    let counts =
+        |c: &crate::model::Counters| [c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes];
+    let dests = s.dests.iter().map(move |d| {
         (
-            "connections",
-            "Connections scheduled (kernel counter).",
-            |c| vec![(None, c.conns)],
-        ),
-        ("packets", "Packets (kernel counter), by direction.", |c| {
-            vec![(Some("in"), c.in_pkts), (Some("out"), c.out_pkts)]
-        }),
-        ("bytes", "Bytes (kernel counter), by direction.", |c| {
-            vec![(Some("in"), c.in_bytes), (Some("out"), c.out_bytes)]
-        }),
-    ];
-    for (what, help, get) in counter_families {
-        let name = format!("lvs_agent_service_{what}_total");
-        family(o, &name, "counter", help);
-        for (s, owner) in stats {
-            for (dir, v) in get(&s.counters) {
-                let dir = dir
-                    .map(|d| format!(",direction=\"{d}\""))
-                    .unwrap_or_default();
-                let _ = writeln!(o, "{name}{{{}{dir}}} {v}", svc_labels(&s.key, owner));
+            d.key.to_string(),
+            counts(&d.counters),
+            [
+                d.gauges.active_conns,
+                d.gauges.inactive_conns,
+                d.gauges.persist_conns,
+            ],
+        )
+    });
+    (s.key.label(), counts(&s.counters), dests)
+}
+
+/// One sample of a counter family: its `direction` label, if any, and the
+/// index of its value in [`Counts`].
+type Sample = (Option<&'static str>, usize);
+
+/// Counter families: the name after `service_`/`destination_`, the help,
+/// and per sample its `direction` label and index into [`Counts`].
+const COUNTER_FAMILIES: [(&str, &str, &[Sample]); 3] = [
+    (
+        "connections",
+        "Connections scheduled (kernel counter).",
+        &[(None, 0)],
+    ),
+    (
+        "packets",
+        "Packets (kernel counter), by direction.",
+        &[(Some("in"), 1), (Some("out"), 2)],
+    ),
+    (
+        "bytes",
+        "Bytes (kernel counter), by direction.",
+        &[(Some("in"), 3), (Some("out"), 4)],
+    ),
+];
+
+/// Destination gauge families: the name after `destination_` and the help,
+/// in the order of [`DestGauges`].
+const GAUGE_FAMILIES: [(&str, &str); 3] = [
+    ("active_connections", "Active connections of a destination."),
+    (
+        "inactive_connections",
+        "Inactive connections of a destination.",
+    ),
+    (
+        "persistent_connections",
+        "Persistence templates of a destination.",
+    ),
+];
+
+/// The labels of one kernel-counter series, in this order.
+#[derive(Debug)]
+struct SeriesLabels<'a> {
+    service: &'a str,
+    virtual_service: &'a str,
+    destination: Option<&'a str>,
+    direction: Option<&'a str>,
+}
+
+impl EncodeLabelSet for SeriesLabels<'_> {
+    fn encode(&self, enc: &mut LabelSetEncoder) -> fmt::Result {
+        ("service", Escaped(self.service)).encode(enc.encode_label())?;
+        ("virtual_service", Escaped(self.virtual_service)).encode(enc.encode_label())?;
+        if let Some(d) = self.destination {
+            ("destination", Escaped(d)).encode(enc.encode_label())?;
+        }
+        if let Some(d) = self.direction {
+            ("direction", d).encode(enc.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// The kernel counters of the owned services: the snapshot the last full
+/// sync published, written out at each scrape.
+#[derive(Debug)]
+struct KernelStats {
+    /// Replaced whole by each full sync; a scrape takes a reference and
+    /// writes without holding the lock, so the sync loop never waits for a
+    /// scrape of a large table.
+    snapshot: Mutex<Arc<StatsSnapshot>>,
+    max_destinations: usize,
+}
+
+impl KernelStats {
+    fn lock(&self) -> MutexGuard<'_, Arc<StatsSnapshot>> {
+        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Collector for KernelStats {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let stats = Arc::clone(&self.lock());
+        let destinations: usize = stats.iter().map(|(s, _)| s.dests.len()).sum();
+        let per_destination = destinations <= self.max_destinations;
+        gauge(
+            &mut enc,
+            "destination_series_omitted",
+            "Owned destinations whose per-destination series are left out: the table has more than --metrics-max-destinations (0: all exported).",
+            if per_destination { 0 } else { destinations },
+        )?;
+        if stats.is_empty() {
+            return Ok(());
+        }
+        for (what, help, samples) in COUNTER_FAMILIES {
+            let name = format!("service_{what}");
+            let mut family = enc.encode_descriptor(&name, help, None, MetricType::Counter)?;
+            for (s, owner) in stats.iter() {
+                let (service, counts, _) = observed(s);
+                for &(direction, i) in samples {
+                    let labels = SeriesLabels {
+                        service: &service,
+                        virtual_service: owner.as_deref().unwrap_or(""),
+                        destination: None,
+                        direction,
+                    };
+                    family
+                        .encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, _, f64>(&counts[i], None)?;
+                }
             }
-        }
-        if !per_destination {
-            continue;
-        }
-        let name = format!("lvs_agent_destination_{what}_total");
-        family(o, &name, "counter", help);
-        for (s, owner) in stats {
-            for d in &s.dests {
-                for (dir, v) in get(&d.counters) {
-                    let dir = dir
-                        .map(|d| format!(",direction=\"{d}\""))
-                        .unwrap_or_default();
-                    let _ = writeln!(
-                        o,
-                        "{name}{{{},destination=\"{}\"{dir}}} {v}",
-                        svc_labels(&s.key, owner),
-                        esc(&d.key.to_string())
-                    );
+            if !per_destination {
+                continue;
+            }
+            let name = format!("destination_{what}");
+            let mut family = enc.encode_descriptor(&name, help, None, MetricType::Counter)?;
+            for (s, owner) in stats.iter() {
+                let (service, _, dests) = observed(s);
+                for (destination, counts, _) in dests {
+                    for &(direction, i) in samples {
+                        let labels = SeriesLabels {
+                            service: &service,
+                            virtual_service: owner.as_deref().unwrap_or(""),
+                            destination: Some(&destination),
+                            direction,
+                        };
+                        family
+                            .encode_family(&labels)?
+                            .encode_counter::<NoLabelSet, _, f64>(&counts[i], None)?;
+                    }
                 }
             }
         }
-    }
-    type Gauge = fn(&crate::model::DestGauges) -> u32;
-    let gauges: [(&str, &str, Gauge); 3] = [
-        (
-            "active_connections",
-            "Active connections of a destination.",
-            |g| g.active_conns,
-        ),
-        (
-            "inactive_connections",
-            "Inactive connections of a destination.",
-            |g| g.inactive_conns,
-        ),
-        (
-            "persistent_connections",
-            "Persistence templates of a destination.",
-            |g| g.persist_conns,
-        ),
-    ];
-    if !per_destination {
-        return;
-    }
-    for (what, help, get) in gauges {
-        let name = format!("lvs_agent_destination_{what}");
-        family(o, &name, "gauge", help);
-        for (s, owner) in stats {
-            for d in &s.dests {
-                let _ = writeln!(
-                    o,
-                    "{name}{{{},destination=\"{}\"}} {}",
-                    svc_labels(&s.key, owner),
-                    esc(&d.key.to_string()),
-                    get(&d.gauges)
-                );
+        if !per_destination {
+            return Ok(());
+        }
+        for (i, (what, help)) in GAUGE_FAMILIES.into_iter().enumerate() {
+            let name = format!("destination_{what}");
+            let mut family = enc.encode_descriptor(&name, help, None, MetricType::Gauge)?;
+            for (s, owner) in stats.iter() {
+                let (service, _, dests) = observed(s);
+                for (destination, _, gauges) in dests {
+                    let labels = SeriesLabels {
+                        service: &service,
+                        virtual_service: owner.as_deref().unwrap_or(""),
+                        destination: Some(&destination),
+                        direction: None,
+                    };
+                    family.encode_family(&labels)?.encode_gauge(&gauges[i])?;
+                }
             }
         }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Counters, DestConfig, DestGauges, DestKey, Fwd, ObservedDest, SvcConfig};
+    use crate::model::{
+        Counters, DestConfig, DestGauges, DestKey, Fwd, ObservedDest, SvcConfig, SvcKey,
+    };
     use crate::report::{ErrorKind, ServiceSync, SyncError};
 
     #[test]
@@ -519,7 +625,7 @@ mod tests {
             "lvs_agent_syncs_total{mode=\"incremental\"} 0",
             "lvs_agent_ops_total{kind=\"dest_add\"} 2",
             "lvs_agent_sync_errors_total{kind=\"foreign_service\"} 1",
-            "lvs_agent_last_sync_duration_seconds 0.250000",
+            "lvs_agent_last_sync_duration_seconds 0.25",
             "lvs_agent_last_sync_success 0",
             "lvs_agent_virtual_services{state=\"failed\"} 1",
             "lvs_agent_config_errors_total{file=\"bad\\\"file.yaml\"} 1",
@@ -533,16 +639,21 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        // Every sample line belongs to a declared family.
-        let declared: Vec<&str> = text
+        // Every sample line belongs to a declared family: a counter's
+        // samples carry `_total` after the family's name (OpenMetrics).
+        let declared: Vec<String> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
-            .map(|l| l.split(' ').next().unwrap())
+            .map(|l| match l.split_once(' ').unwrap() {
+                (name, "counter") => format!("{name}_total"),
+                (name, _) => name.to_string(),
+            })
             .collect();
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let name = l.split(['{', ' ']).next().unwrap();
-            assert!(declared.contains(&name), "undeclared {name}");
+            assert!(declared.iter().any(|d| d == name), "undeclared {name}");
         }
+        assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(m.last_sync_age().unwrap() < 5.0);
         assert!(
             text.lines()
@@ -552,7 +663,7 @@ mod tests {
         // Above the cap: per-service series stay, per-destination ones go,
         // and the gauge counts what was left out.
         let capped = Metrics::new(0);
-        capped.set_stats(Arc::unwrap_or_clone(m.lock().stats.clone()));
+        capped.set_stats(Arc::unwrap_or_clone(m.stats.lock().clone()));
         let text = capped.render();
         assert!(
             text.lines()

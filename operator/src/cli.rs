@@ -3,16 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, ValueEnum};
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Text,
-}
+use clap::{ArgAction, Parser};
+use lvs_runtime::logging::LogFormat;
 
 /// The lvs-operator controller: computes VirtualService and RealServer
 /// status from the cluster and the agents' LvsNode reports.
@@ -45,8 +37,10 @@ pub struct Cli {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
-    /// Log format; the level comes from RUST_LOG (default info).
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    /// Log format: text, or json (one object per line, the event's fields
+    /// at the top level). The filter comes from LVS_LOG, else RUST_LOG
+    /// (default info).
+    #[arg(long, env = "LVS_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
 }
 

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use lvs_runtime::http::Body;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -182,8 +182,18 @@ impl Health {
     }
 }
 
-fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+impl lvs_runtime::health::Probes for Health {
+    fn live(&self) -> Result<(), String> {
+        Health::live(self, Instant::now())
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        Health::ready(self).map_err(str::to_string)
+    }
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Body::new(body));
     *resp.status_mut() = status;
     if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
@@ -192,30 +202,20 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> Respons
 }
 
 /// Answers one request.
-pub fn respond(
-    method: &Method,
-    path: &str,
-    metrics: &Metrics,
-    health: &Health,
-) -> Response<Full<Bytes>> {
+pub fn respond(method: &Method, path: &str, metrics: &Metrics, health: &Health) -> Response<Body> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     if method != Method::GET && method != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into(), PLAIN);
+    }
+    if let Some((code, body)) = lvs_runtime::health::route(path, health) {
+        return text(code, body, PLAIN);
     }
     match path {
         "/metrics" => text(
             StatusCode::OK,
             metrics.encode(),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            lvs_runtime::metrics::CONTENT_TYPE,
         ),
-        "/healthz" | "/livez" => match health.live(Instant::now()) {
-            Ok(()) => text(StatusCode::OK, "ok\n".into(), PLAIN),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"), PLAIN),
-        },
-        "/readyz" => match health.ready() {
-            Ok(()) => text(StatusCode::OK, "ok\n".into(), PLAIN),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"), PLAIN),
-        },
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), PLAIN),
     }
 }

@@ -2,12 +2,12 @@
 
 use clap::Parser;
 use lvs_operator::cli::Cli;
-use lvs_operator::run::{init_logging, run};
+use lvs_operator::run::run;
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    lvs_runtime::logging::init(cli.log_format);
     if let Err(e) = run(cli).await {
         tracing::error!(error = format!("{e:#}"), "exiting");
         std::process::exit(1);

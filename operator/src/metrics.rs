@@ -1,4 +1,4 @@
-//! Prometheus metrics, served as text on `/metrics`.
+//! Prometheus metrics, served as OpenMetrics text on `/metrics`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -149,12 +149,10 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition.
+    /// The exposition (OpenMetrics text, served as
+    /// [`lvs_runtime::metrics::CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        lvs_runtime::metrics::encode(&self.registry)
     }
 }
 

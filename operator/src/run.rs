@@ -5,60 +5,25 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::Api;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::cli::{Cli, LogFormat, default_identity};
+use crate::cli::{Cli, default_identity};
 use crate::controller::{Context, rs_controller, vs_controller};
 use crate::http::{self, Health};
 use crate::leader::{Ended, LeaderElector, LeaseTiming};
 use crate::metrics::Metrics;
 use crate::stores;
 
-/// Installs the tracing subscriber.
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
-async fn client(cli: &Cli) -> anyhow::Result<Client> {
-    let config = match &cli.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using kubeconfig {}", path.display()))?
-        }
-        None => Config::infer()
-            .await
-            .context("no kubeconfig (KUBECONFIG, ~/.kube/config) and not running in a cluster")?,
-    };
-    Client::try_from(config).context("building the Kubernetes client")
-}
-
+/// Sends `true` on `tx` at SIGTERM or SIGINT.
 async fn signals(tx: watch::Sender<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
+    match lvs_runtime::signal::shutdown_signal().await {
+        Ok(signal) => info!(signal, "shutting down"),
         Err(e) => {
-            error!(error = %e, "cannot listen for SIGTERM");
+            error!(error = %e, "cannot listen for SIGTERM and SIGINT");
             return;
         }
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
     }
     let _ = tx.send(true);
 }
@@ -66,7 +31,7 @@ async fn signals(tx: watch::Sender<bool>) {
 /// Runs until SIGTERM/SIGINT (Ok) or until leadership is lost (Err, so the
 /// process exits non-zero and its Deployment restarts it as a follower).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = client(&cli).await?;
+    let client = lvs_runtime::kube::client(cli.kubeconfig.as_deref()).await?;
     let namespace = cli
         .namespace
         .clone()

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::BackoffBuilder as _;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -31,6 +32,16 @@ pub const REFRESH: Duration = Duration::from_secs(60);
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Delays between failed writes: 1 s doubling to at most 30 s, for as long
+/// as the writes fail.
+fn write_retries() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(FIRST_RETRY)
+        .with_max_delay(MAX_RETRY)
+        .with_factor(2.0)
+        .without_max_times()
+}
 
 /// RFC 3339 in whole seconds, as the API server writes times.
 pub fn rfc3339(unix_seconds: f64) -> String {
@@ -183,7 +194,7 @@ impl Reporter {
     pub async fn run(self, mut rx: watch::Receiver<AgentStatus>) {
         let mut last: Option<Written> = None;
         let mut exists = false;
-        let mut retry = FIRST_RETRY;
+        let mut retries = write_retries().build();
         let mut bad_rx = self.unreadable.as_ref().map(Unreadable::subscribe);
         loop {
             let current = rx.borrow_and_update().clone();
@@ -210,11 +221,12 @@ impl Reporter {
                             status: new,
                             at: Instant::now(),
                         });
-                        retry = FIRST_RETRY;
+                        retries = write_retries().build();
                     }
                     Err(e) => {
                         self.metrics.report_write(false);
                         exists = false;
+                        let retry = retries.next().unwrap_or(MAX_RETRY);
                         tracing::warn!(
                             node = %self.node,
                             error = %super::describe(&e),
@@ -222,7 +234,6 @@ impl Reporter {
                             "writing the LvsNode failed; retrying"
                         );
                         tokio::time::sleep(retry).await;
-                        retry = (retry * 2).min(MAX_RETRY);
                         continue;
                     }
                 }

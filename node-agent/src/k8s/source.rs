@@ -204,7 +204,7 @@ where
     T: 'static,
 {
     watcher(api, watcher::Config::default())
-        .backoff(ReconnectBackoff::default())
+        .backoff(reconnect_backoff())
         .filter_map(move |r| {
             let item = match r {
                 Ok(ev) => change(ev, key, view).map(|c| (kind, Ok(wrap(c)))),
@@ -298,7 +298,7 @@ where
         relist: None,
     };
     watcher(api, watcher::Config::default())
-        .backoff(ReconnectBackoff::default())
+        .backoff(reconnect_backoff())
         .filter_map(move |r| {
             let item = match r {
                 Ok(ev) => read_change(ev, view, &mut st).map(|c| (kind, Ok(wrap(c)))),
@@ -308,57 +308,23 @@ where
         })
 }
 
-/// Watch retry delays: 0.5 s doubling to at most 8 s, with ±25% jitter.
+/// Watch retry delays: 0.4 s doubling to at most 5 s, each plus a random
+/// share of up to itself (so 0.4 to 0.8 s first, at most 10 s), and back to
+/// the start once a watch delivers again.
 ///
 /// kube-runtime's default grows to 30 s and only resets after two quiet
 /// minutes, so after an API server restart (where every watch also sees
 /// "410 Gone" once) an agent could wait most of a minute before it sees a
-/// change made meanwhile. 8 s keeps reconnects prompt; the jitter spreads a
-/// fleet of agents so they don't relist in lockstep.
-#[derive(Debug, Clone)]
-pub(crate) struct ReconnectBackoff {
-    next: std::time::Duration,
-    seed: u64,
-}
-
-impl ReconnectBackoff {
-    const MIN: std::time::Duration = std::time::Duration::from_millis(500);
-    const MAX: std::time::Duration = std::time::Duration::from_secs(8);
-}
-
-impl Default for ReconnectBackoff {
-    fn default() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(1)
-            | 1;
-        ReconnectBackoff {
-            next: Self::MIN,
-            seed,
-        }
-    }
-}
-
-impl Iterator for ReconnectBackoff {
-    type Item = std::time::Duration;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        // xorshift: cheap jitter without a random-number dependency
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let factor = 0.75 + (self.seed % 1000) as f64 / 2000.0;
-        let delay = self.next.mul_f64(factor);
-        self.next = (self.next * 2).min(Self::MAX);
-        Some(delay)
-    }
-}
-
-impl kube::runtime::utils::Backoff for ReconnectBackoff {
-    fn reset(&mut self) {
-        self.next = Self::MIN;
-    }
+/// change made meanwhile. A short cap keeps reconnects prompt; the jitter
+/// spreads a fleet of agents so they don't relist in lockstep.
+pub(crate) fn reconnect_backoff() -> kube::runtime::watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(400))
+        .with_max_delay(std::time::Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
 }
 
 fn namespaced_key<K: Resource>(o: &K) -> String {
@@ -1081,20 +1047,17 @@ mod tests {
     #[test]
     fn reconnect_backoff_is_capped_jittered_and_resets() {
         use kube::runtime::utils::Backoff;
-        let mut b = super::ReconnectBackoff::default();
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let mut b = super::reconnect_backoff();
         let delays: Vec<_> = (&mut b).take(10).collect();
-        assert!(
-            delays[0] >= std::time::Duration::from_millis(375)
-                && delays[0] <= std::time::Duration::from_millis(625)
-        );
-        assert!(
-            delays
-                .iter()
-                .all(|d| *d <= std::time::Duration::from_secs(10)),
-            "{delays:?}"
-        );
-        assert!(delays[9] >= std::time::Duration::from_secs(6), "{delays:?}");
+        assert!(delays[0] >= ms(400) && delays[0] < ms(800), "{delays:?}");
+        assert!(delays.iter().all(|d| *d < ms(10_000)), "{delays:?}");
+        assert!(delays[9] >= ms(5_000), "{delays:?}");
+        // Jittered: a fleet of agents does not retry in lockstep.
+        let other: Vec<_> = super::reconnect_backoff().take(10).collect();
+        assert_ne!(delays, other);
         b.reset();
-        assert!(b.next().unwrap() <= std::time::Duration::from_millis(625));
+        assert!(b.next().unwrap() < ms(800));
     }
 }

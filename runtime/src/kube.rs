@@ -1,0 +1,64 @@
+//! The Kubernetes client, set up the same way by both binaries.
+
+use std::path::{Path, PathBuf};
+
+use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::{Client, Config};
+
+/// Why no client could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("reading kubeconfig {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: KubeconfigError,
+    },
+    #[error("using kubeconfig {}", path.display())]
+    Use {
+        path: PathBuf,
+        #[source]
+        source: KubeconfigError,
+    },
+    #[error(
+        "no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a cluster"
+    )]
+    Infer(#[source] InferConfigError),
+    #[error("building the Kubernetes client")]
+    Build(#[source] kube::Error),
+}
+
+/// A client from `kubeconfig` (its current context) when given; otherwise
+/// from `KUBECONFIG`, `~/.kube/config` or the in-cluster ServiceAccount.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|source| ClientError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|source| ClientError::Use {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+        }
+        None => Config::infer().await.map_err(ClientError::Infer)?,
+    };
+    Client::try_from(config).map_err(ClientError::Build)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_kubeconfig_is_named() {
+        let Err(e) = client(Some(Path::new("/nonexistent/kubeconfig"))).await else {
+            panic!("a client from a kubeconfig that does not exist");
+        };
+        assert!(matches!(e, ClientError::Read { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "reading kubeconfig /nonexistent/kubeconfig");
+    }
+}
