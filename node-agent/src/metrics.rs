@@ -8,7 +8,9 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::model::{ObservedService, SvcKey};
+use lvs_ipvs::{DestStats, ServiceEntry, ServiceKey, Stats};
+
+use crate::kernel::ServiceLabel;
 use crate::report::SyncReport;
 
 #[derive(Debug, Default)]
@@ -26,7 +28,7 @@ struct Inner {
     virtual_services: BTreeMap<&'static str, u64>,
     /// Shared with the renderer, which formats it without holding the lock
     /// (a large table takes a while, and the sync loop must not wait).
-    stats: Arc<Vec<(ObservedService, Option<String>)>>,
+    stats: Arc<Vec<(ServiceEntry, Option<String>)>>,
     /// Kubernetes mode only (None: not in Kubernetes mode).
     api_synced: Option<bool>,
     watch_errors: BTreeMap<&'static str, u64>,
@@ -109,7 +111,7 @@ impl Metrics {
 
     /// Kernel counters of the owned services, from a full read, with the
     /// VirtualService each belongs to.
-    pub fn set_stats(&self, stats: Vec<(ObservedService, Option<String>)>) {
+    pub fn set_stats(&self, stats: Vec<(ServiceEntry, Option<String>)>) {
         self.lock().stats = Arc::new(stats);
     }
 
@@ -330,11 +332,11 @@ impl Metrics {
 
 fn render_stats(
     o: &mut String,
-    stats: &[(ObservedService, Option<String>)],
+    stats: &[(ServiceEntry, Option<String>)],
     max_destinations: usize,
     family: &mut impl FnMut(&mut String, &str, &str, &str),
 ) {
-    let destinations: usize = stats.iter().map(|(s, _)| s.dests.len()).sum();
+    let destinations: usize = stats.iter().map(|(s, _)| s.destinations.len()).sum();
     let per_destination = destinations <= max_destinations;
     family(
         o,
@@ -350,14 +352,14 @@ fn render_stats(
     if stats.is_empty() {
         return;
     }
-    let svc_labels = |k: &SvcKey, owner: &Option<String>| {
+    let svc_labels = |k: &ServiceKey, owner: &Option<String>| {
         format!(
             "service=\"{}\",virtual_service=\"{}\"",
-            esc(&k.label()),
+            esc(&ServiceLabel(k).to_string()),
             esc(owner.as_deref().unwrap_or(""))
         )
     };
-    type Samples = fn(&crate::model::Counters) -> Vec<(Option<&'static str>, u64)>;
+    type Samples = fn(&Stats) -> Vec<(Option<&'static str>, u64)>;
     let counter_families: [(&str, &str, Samples); 3] = [
         (
             "connections",
@@ -375,11 +377,15 @@ fn render_stats(
         let name = format!("lvs_agent_service_{what}_total");
         family(o, &name, "counter", help);
         for (s, owner) in stats {
-            for (dir, v) in get(&s.counters) {
+            for (dir, v) in get(&s.stats) {
                 let dir = dir
                     .map(|d| format!(",direction=\"{d}\""))
                     .unwrap_or_default();
-                let _ = writeln!(o, "{name}{{{}{dir}}} {v}", svc_labels(&s.key, owner));
+                let _ = writeln!(
+                    o,
+                    "{name}{{{}{dir}}} {v}",
+                    svc_labels(&s.service.key, owner)
+                );
             }
         }
         if !per_destination {
@@ -388,22 +394,22 @@ fn render_stats(
         let name = format!("lvs_agent_destination_{what}_total");
         family(o, &name, "counter", help);
         for (s, owner) in stats {
-            for d in &s.dests {
-                for (dir, v) in get(&d.counters) {
+            for d in &s.destinations {
+                for (dir, v) in get(&d.stats.traffic) {
                     let dir = dir
                         .map(|d| format!(",direction=\"{d}\""))
                         .unwrap_or_default();
                     let _ = writeln!(
                         o,
                         "{name}{{{},destination=\"{}\"{dir}}} {v}",
-                        svc_labels(&s.key, owner),
-                        esc(&d.key.to_string())
+                        svc_labels(&s.service.key, owner),
+                        esc(&d.destination.key.to_string())
                     );
                 }
             }
         }
     }
-    type Gauge = fn(&crate::model::DestGauges) -> u32;
+    type Gauge = fn(&DestStats) -> u32;
     let gauges: [(&str, &str, Gauge); 3] = [
         (
             "active_connections",
@@ -428,13 +434,13 @@ fn render_stats(
         let name = format!("lvs_agent_destination_{what}");
         family(o, &name, "gauge", help);
         for (s, owner) in stats {
-            for d in &s.dests {
+            for d in &s.destinations {
                 let _ = writeln!(
                     o,
                     "{name}{{{},destination=\"{}\"}} {}",
-                    svc_labels(&s.key, owner),
-                    esc(&d.key.to_string()),
-                    get(&d.gauges)
+                    svc_labels(&s.service.key, owner),
+                    esc(&d.destination.key.to_string()),
+                    get(&d.stats)
                 );
             }
         }
@@ -444,8 +450,11 @@ fn render_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Counters, DestConfig, DestGauges, DestKey, Fwd, ObservedDest, SvcConfig};
     use crate::report::{ErrorKind, ServiceSync, SyncError};
+    use lvs_ipvs::{
+        DestConfig, DestEntry, DestKey, Destination, Family, FwdMethod, Protocol, Service,
+        ServiceConfig,
+    };
 
     #[test]
     fn renders_sync_ops_errors_and_kernel_stats() {
@@ -465,49 +474,41 @@ mod tests {
         r.services.insert("a/b".into(), ServiceSync::default());
         m.record_sync(&r, 0.25);
         m.config_error("bad\"file.yaml");
-        let key = SvcKey::Tuple {
+        let key = ServiceKey::Tuple {
             addr: "10.0.0.1".parse().unwrap(),
-            protocol: 6,
+            protocol: Protocol::TCP,
             port: 80,
         };
         m.set_stats(vec![(
-            ObservedService {
-                key,
-                config: SvcConfig {
-                    scheduler: "rr".into(),
-                    flags: 0,
-                    timeout: 0,
-                    netmask: u32::MAX,
+            ServiceEntry {
+                service: Service {
+                    key,
+                    config: ServiceConfig::new(Family::V4, "rr"),
                 },
-                counters: Counters {
+                stats: Stats {
                     conns: 12,
                     in_pkts: 100,
                     out_pkts: 90,
                     in_bytes: 5000,
                     out_bytes: 7000,
+                    ..Stats::default()
                 },
-                dests: vec![ObservedDest {
-                    key: DestKey {
-                        addr: "10.1.0.1".parse().unwrap(),
-                        port: 8080,
+                destinations: vec![DestEntry {
+                    destination: Destination {
+                        key: DestKey {
+                            addr: "10.1.0.1".parse().unwrap(),
+                            port: 8080,
+                        },
+                        config: DestConfig::new(FwdMethod::Masq, 1),
                     },
-                    config: DestConfig {
-                        fwd: Fwd::Masq,
-                        weight: 1,
-                        u_threshold: 0,
-                        l_threshold: 0,
-                        tun_type: 0,
-                        tun_port: 0,
-                        tun_flags: 0,
-                    },
-                    counters: Counters {
-                        conns: 12,
-                        ..Counters::default()
-                    },
-                    gauges: DestGauges {
+                    stats: DestStats {
                         active_conns: 3,
                         inactive_conns: 1,
                         persist_conns: 0,
+                        traffic: Stats {
+                            conns: 12,
+                            ..Stats::default()
+                        },
                     },
                 }],
             },

@@ -24,15 +24,16 @@ use lvs_planner::NodePlan;
 use crate::dataplane::{Dataplane, DataplaneError, DpResult, Outcome};
 use crate::desired::LOOPBACK;
 use crate::desired::{Desired, desired};
+use crate::kernel::{
+    AddrKey, AddrKind, AddrScope, Address, DestMap, FouPort, Link, ServiceLabel, TunnelDevice,
+    VipMode, owned_label,
+};
 use crate::ledger::{
     COMPACT_AFTER, Ledger, LedgerError, LedgerPart, LedgerStore, OwnedService, OwnedSysctl,
     OwnedTunnel,
 };
-use crate::model::{
-    AddrKey, AddrKind, AddrScope, Address, DestMap, FouPort, IpvsOp, Link, ObservedService,
-    SvcConfig, SvcKey, TunnelDevice, VipMode, owned_label,
-};
 use crate::report::{ErrorKind, ServiceSync, SyncError, SyncReport};
+use lvs_ipvs::{Destination, Op, Protocol, Service, ServiceConfig, ServiceEntry, ServiceKey};
 
 /// What a sync works from.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +49,7 @@ pub struct SyncInput<'a> {
 /// scope must carry all of them (see `lvs_planner::Incremental::partial_plan`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
-    pub services: BTreeSet<SvcKey>,
+    pub services: BTreeSet<ServiceKey>,
     pub vips: BTreeSet<IpAddr>,
 }
 
@@ -62,7 +63,7 @@ enum Before {
 /// One IPVS service as the reconciler believes the kernel holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownService {
-    pub config: SvcConfig,
+    pub config: ServiceConfig,
     pub dests: DestMap,
 }
 
@@ -70,7 +71,7 @@ pub struct KnownService {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Known {
     pub ipvs_available: bool,
-    pub ipvs: BTreeMap<SvcKey, KnownService>,
+    pub ipvs: BTreeMap<ServiceKey, KnownService>,
     pub addresses: BTreeMap<AddrKey, Address>,
     pub links: BTreeMap<String, Link>,
     pub fou: BTreeSet<FouPort>,
@@ -92,7 +93,7 @@ pub struct Reconciler<D> {
     /// the next sync reads the kernel in full.
     stale: bool,
     /// Owned services with their counters, from the last full read.
-    stats: Vec<ObservedService>,
+    stats: Vec<ServiceEntry>,
     /// Problems found at start (a quarantined ledger), reported once.
     startup_errors: Vec<SyncError>,
     /// The sync in progress is scoped: ledger writes go to the journal.
@@ -112,7 +113,7 @@ enum Action {
     WriteSysctlLater(String, String),
     /// Addresses (VIPs) with their owners, added in one batch.
     AddAddresses(Vec<(Address, BTreeSet<String>)>),
-    Ipvs(Vec<(IpvsOp, Option<String>)>),
+    Ipvs(Vec<(Op, Option<String>)>),
     /// Director VIPs, after the IPVS writes: those to add and those held,
     /// each with its owners. A VIP is added or kept only while an IPVS
     /// service of ours at its address is in the kernel.
@@ -265,7 +266,7 @@ impl<D: Dataplane> Reconciler<D> {
 
     /// Owned services with counters, as of the last full read (taken: the
     /// next full read brings new ones).
-    pub fn take_owned_stats(&mut self) -> Vec<ObservedService> {
+    pub fn take_owned_stats(&mut self) -> Vec<ServiceEntry> {
         std::mem::take(&mut self.stats)
     }
 
@@ -291,10 +292,14 @@ impl<D: Dataplane> Reconciler<D> {
         };
         for s in &services {
             known.ipvs.insert(
-                s.key,
+                s.service.key,
                 KnownService {
-                    config: s.config.clone(),
-                    dests: s.dests.iter().map(|d| (d.key, d.config)).collect(),
+                    config: s.service.config.clone(),
+                    dests: s
+                        .destinations
+                        .iter()
+                        .map(|d| (d.destination.key, d.destination.config))
+                        .collect(),
                 },
             );
         }
@@ -340,7 +345,7 @@ impl<D: Dataplane> Reconciler<D> {
 
         self.stats = services
             .into_iter()
-            .filter(|s| l.services.contains_key(&s.key))
+            .filter(|s| l.services.contains_key(&s.service.key))
             .collect();
         Ok(known)
     }
@@ -659,8 +664,8 @@ impl<D: Dataplane> Reconciler<D> {
         }
 
         // IPVS.
-        let mut ipvs_ops: Vec<(IpvsOp, Option<String>)> = Vec::new();
-        let mut ipvs_dels: Vec<(IpvsOp, Option<String>)> = Vec::new();
+        let mut ipvs_ops: Vec<(Op, Option<String>)> = Vec::new();
+        let mut ipvs_dels: Vec<(Op, Option<String>)> = Vec::new();
         if !known.ipvs_available {
             for s in want.services.values() {
                 report.errors.push(SyncError::new(
@@ -671,7 +676,7 @@ impl<D: Dataplane> Reconciler<D> {
             }
         } else {
             // Every key desired or present, or only the scope's.
-            let keys: Vec<SvcKey> = match scope {
+            let keys: Vec<ServiceKey> = match scope {
                 Some(sc) => sc.services.iter().copied().collect(),
                 None => want
                     .services
@@ -688,7 +693,7 @@ impl<D: Dataplane> Reconciler<D> {
                     if known.ipvs.contains_key(key)
                         && let Some(o) = self.ledger.services.get(key)
                     {
-                        svc_dels.push((IpvsOp::DelService(*key), Some(o.owner.clone())));
+                        svc_dels.push((Op::DelService(*key), Some(o.owner.clone())));
                     }
                     continue;
                 };
@@ -702,9 +707,15 @@ impl<D: Dataplane> Reconciler<D> {
                                 dests: ds.dests.keys().copied().collect(),
                             },
                         );
-                        ipvs_ops.push((IpvsOp::AddService(*key, ds.config.clone()), owner.clone()));
+                        ipvs_ops.push((
+                            Op::AddService(Service {
+                                key: *key,
+                                config: ds.config.clone(),
+                            }),
+                            owner.clone(),
+                        ));
                         for (dk, dc) in &ds.dests {
-                            ipvs_ops.push((IpvsOp::AddDest(*key, *dk, *dc), owner.clone()));
+                            ipvs_ops.push((add_dest(*key, *dk, *dc), owner.clone()));
                         }
                     }
                     Some(_) if !self.ledger.owns_service(key) => {
@@ -712,7 +723,8 @@ impl<D: Dataplane> Reconciler<D> {
                             ErrorKind::ForeignService,
                             owner,
                             format!(
-                                "IPVS service {key} already exists and was not created by this agent; it is left alone"
+                                "IPVS service {} already exists and was not created by this agent; it is left alone",
+                                ServiceLabel(key)
                             ),
                         ));
                     }
@@ -722,7 +734,10 @@ impl<D: Dataplane> Reconciler<D> {
                         }
                         if ks.config != ds.config {
                             ipvs_ops.push((
-                                IpvsOp::UpdateService(*key, ds.config.clone()),
+                                Op::UpdateService(Service {
+                                    key: *key,
+                                    config: ds.config.clone(),
+                                }),
                                 owner.clone(),
                             ));
                         }
@@ -732,27 +747,42 @@ impl<D: Dataplane> Reconciler<D> {
                                     if let Some(o) = self.ledger.services.get_mut(key) {
                                         o.dests.insert(*dk);
                                     }
-                                    ipvs_ops.push((IpvsOp::AddDest(*key, *dk, *dc), owner.clone()));
+                                    ipvs_ops.push((add_dest(*key, *dk, *dc), owner.clone()));
                                 }
                                 Some(_) if !self.ledger.owns_dest(key, dk) => {
                                     report.errors.push(SyncError::new(
                                         ErrorKind::ForeignDestination,
                                         owner.clone(),
                                         format!(
-                                            "destination {dk} of IPVS service {key} already exists and was not added by this agent; it is left alone"
+                                            "destination {dk} of IPVS service {} already exists and was not added by this agent; it is left alone",
+                                            ServiceLabel(key)
                                         ),
                                     ));
                                 }
                                 Some(kc) if !kc.same_as(dc) => {
-                                    ipvs_ops
-                                        .push((IpvsOp::UpdateDest(*key, *dk, *dc), owner.clone()));
+                                    ipvs_ops.push((
+                                        Op::UpdateDest {
+                                            service: *key,
+                                            dest: Destination {
+                                                key: *dk,
+                                                config: *dc,
+                                            },
+                                        },
+                                        owner.clone(),
+                                    ));
                                 }
                                 Some(_) => {}
                             }
                         }
                         for dk in ks.dests.keys() {
                             if !ds.dests.contains_key(dk) && self.ledger.owns_dest(key, dk) {
-                                ipvs_dels.push((IpvsOp::DelDest(*key, *dk), owner.clone()));
+                                ipvs_dels.push((
+                                    Op::DelDest {
+                                        service: *key,
+                                        dest: *dk,
+                                    },
+                                    owner.clone(),
+                                ));
                             }
                         }
                     }
@@ -1057,14 +1087,14 @@ impl<D: Dataplane> Reconciler<D> {
 
     /// Whether an IPVS service of ours at `addr` is in the kernel.
     fn serves(&self, known: &Known, addr: IpAddr) -> bool {
-        let from = SvcKey::Tuple {
+        let from = ServiceKey::Tuple {
             addr,
-            protocol: 0,
+            protocol: Protocol(0),
             port: 0,
         };
-        let to = SvcKey::Tuple {
+        let to = ServiceKey::Tuple {
             addr,
-            protocol: u16::MAX,
+            protocol: Protocol(u16::MAX),
             port: u16::MAX,
         };
         known.ipvs_available
@@ -1120,7 +1150,7 @@ impl<D: Dataplane> Reconciler<D> {
     fn execute_ipvs(
         &mut self,
         known: &mut Known,
-        ops: Vec<(IpvsOp, Option<String>)>,
+        ops: Vec<(Op, Option<String>)>,
         report: &mut SyncReport,
     ) {
         // New services go first, in a batch of their own, so that a
@@ -1128,15 +1158,15 @@ impl<D: Dataplane> Reconciler<D> {
         // service someone else created meanwhile (EEXIST) never gets ours.
         let (creates, rest): (Vec<_>, Vec<_>) = ops
             .into_iter()
-            .partition(|(op, _)| matches!(op, IpvsOp::AddService(..)));
-        let mut failed_services: BTreeSet<SvcKey> = BTreeSet::new();
+            .partition(|(op, _)| matches!(op, Op::AddService(..)));
+        let mut failed_services: BTreeSet<ServiceKey> = BTreeSet::new();
         if !creates.is_empty() && !self.ipvs_batch(known, creates, &mut failed_services, report) {
             return;
         }
         let rest: Vec<_> = rest
             .into_iter()
             .filter(|(op, _)| {
-                !(matches!(op, IpvsOp::AddDest(..)) && failed_services.contains(op.service()))
+                !(matches!(op, Op::AddDest { .. }) && failed_services.contains(op.service()))
             })
             .collect();
         if !rest.is_empty() {
@@ -1149,14 +1179,14 @@ impl<D: Dataplane> Reconciler<D> {
     fn ipvs_batch(
         &mut self,
         known: &mut Known,
-        ops: Vec<(IpvsOp, Option<String>)>,
-        failed_services: &mut BTreeSet<SvcKey>,
+        ops: Vec<(Op, Option<String>)>,
+        failed_services: &mut BTreeSet<ServiceKey>,
         report: &mut SyncReport,
     ) -> bool {
         for (op, _) in &ops {
             report.count(op.kind());
         }
-        let plain: Vec<IpvsOp> = ops.iter().map(|(o, _)| o.clone()).collect();
+        let plain: Vec<Op> = ops.iter().map(|(o, _)| o.clone()).collect();
         let results = match self.dp.ipvs_apply(&plain) {
             Ok(r) => r,
             Err(e) => {
@@ -1187,7 +1217,7 @@ impl<D: Dataplane> Reconciler<D> {
                 // addition) or the entry (a removal) until the next full
                 // read says which.
                 self.stale = true;
-                if matches!(op, IpvsOp::AddService(..)) {
+                if matches!(op, Op::AddService(..)) {
                     failed_services.insert(key);
                 }
                 report
@@ -1198,7 +1228,7 @@ impl<D: Dataplane> Reconciler<D> {
             let mut push =
                 |kind, msg: String| report.errors.push(SyncError::new(kind, owner.clone(), msg));
             match &op {
-                IpvsOp::AddService(..) => {
+                Op::AddService(..) => {
                     failed_services.insert(key);
                     self.ledger.services.remove(&key);
                     if outcome == Outcome::AlreadyExists {
@@ -1206,14 +1236,16 @@ impl<D: Dataplane> Reconciler<D> {
                         push(
                             ErrorKind::ForeignService,
                             format!(
-                                "IPVS service {key} appeared meanwhile and was not created by this agent; it is left alone"
+                                "IPVS service {} appeared meanwhile and was not created by this agent; it is left alone",
+                                ServiceLabel(&key)
                             ),
                         );
                     } else {
                         push(ErrorKind::Kernel, err.to_string());
                     }
                 }
-                IpvsOp::AddDest(_, dk, _) => {
+                Op::AddDest { dest, .. } => {
+                    let dk = &dest.key;
                     if let Some(o) = self.ledger.services.get_mut(&key) {
                         o.dests.remove(dk);
                     }
@@ -1225,14 +1257,15 @@ impl<D: Dataplane> Reconciler<D> {
                         push(
                             ErrorKind::ForeignDestination,
                             format!(
-                                "destination {dk} of IPVS service {key} appeared meanwhile and was not added by this agent; it is left alone"
+                                "destination {dk} of IPVS service {} appeared meanwhile and was not added by this agent; it is left alone",
+                                ServiceLabel(&key)
                             ),
                         );
                     } else {
                         push(ErrorKind::Kernel, err.to_string());
                     }
                 }
-                IpvsOp::DelService(..) | IpvsOp::DelDest(..) if outcome == Outcome::NotFound => {
+                Op::DelService(..) | Op::DelDest { .. } if outcome == Outcome::NotFound => {
                     // Gone already, as far as the kernel says. The view
                     // forgets it; the ledger entry goes with the next full
                     // read, so an answer that contradicts the view can never
@@ -1240,9 +1273,7 @@ impl<D: Dataplane> Reconciler<D> {
                     forget_ipvs(known, &op);
                     self.stale = true;
                 }
-                IpvsOp::UpdateService(..) | IpvsOp::UpdateDest(..)
-                    if outcome == Outcome::NotFound =>
-                {
+                Op::UpdateService(..) | Op::UpdateDest { .. } if outcome == Outcome::NotFound => {
                     self.stale = true;
                     push(ErrorKind::Kernel, err.to_string());
                 }
@@ -1253,49 +1284,59 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     /// Updates the cached view (and, for removals, the ledger) after a write.
-    fn applied(&mut self, known: &mut Known, op: &IpvsOp) {
-        if let IpvsOp::DelService(k) = op {
-            self.ledger.services.remove(k);
-        }
-        if let IpvsOp::DelDest(k, d) = op
-            && let Some(o) = self.ledger.services.get_mut(k)
-        {
-            o.dests.remove(d);
+    fn applied(&mut self, known: &mut Known, op: &Op) {
+        match op {
+            Op::DelService(k) => {
+                self.ledger.services.remove(k);
+            }
+            Op::DelDest { service, dest } => {
+                if let Some(o) = self.ledger.services.get_mut(service) {
+                    o.dests.remove(dest);
+                }
+            }
+            _ => {}
         }
         match op {
-            IpvsOp::AddService(k, c) => {
+            Op::AddService(s) => {
                 known.ipvs.insert(
-                    *k,
+                    s.key,
                     KnownService {
-                        config: c.clone(),
+                        config: s.config.clone(),
                         dests: DestMap::new(),
                     },
                 );
             }
-            IpvsOp::UpdateService(k, c) => {
-                if let Some(s) = known.ipvs.get_mut(k) {
-                    s.config = c.clone();
+            Op::UpdateService(s) => {
+                if let Some(k) = known.ipvs.get_mut(&s.key) {
+                    k.config = s.config.clone();
                 }
             }
-            IpvsOp::AddDest(k, d, c) | IpvsOp::UpdateDest(k, d, c) => {
-                if let Some(s) = known.ipvs.get_mut(k) {
-                    s.dests.insert(*d, *c);
+            Op::AddDest { service, dest } | Op::UpdateDest { service, dest } => {
+                if let Some(s) = known.ipvs.get_mut(service) {
+                    s.dests.insert(dest.key, dest.config);
                 }
             }
-            IpvsOp::DelService(_) | IpvsOp::DelDest(..) => forget_ipvs(known, op),
+            Op::DelService(_) | Op::DelDest { .. } => forget_ipvs(known, op),
         }
     }
 }
 
+fn add_dest(service: ServiceKey, key: lvs_ipvs::DestKey, config: lvs_ipvs::DestConfig) -> Op {
+    Op::AddDest {
+        service,
+        dest: Destination { key, config },
+    }
+}
+
 /// Removes a deleted service or destination from the cached view.
-fn forget_ipvs(known: &mut Known, op: &IpvsOp) {
+fn forget_ipvs(known: &mut Known, op: &Op) {
     match op {
-        IpvsOp::DelService(k) => {
+        Op::DelService(k) => {
             known.ipvs.remove(k);
         }
-        IpvsOp::DelDest(k, d) => {
-            if let Some(s) = known.ipvs.get_mut(k) {
-                s.dests.remove(d);
+        Op::DelDest { service, dest } => {
+            if let Some(s) = known.ipvs.get_mut(service) {
+                s.dests.remove(dest);
             }
         }
         _ => {}
