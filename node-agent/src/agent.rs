@@ -21,7 +21,7 @@ use lvs_planner::{Changes, Incremental, PlanScope};
 use crate::dataplane::Dataplane;
 use crate::desired::service_key;
 use crate::metrics::Metrics;
-use crate::reconcile::{Reconciler, Scope, SyncInput};
+use crate::reconcile::{Reconciler, SyncInput, SyncScope};
 use crate::report::{
     ErrorLog, NodeRole, ServiceSync, SyncError, SyncReport, lvsnode_services, node_errors,
     node_role,
@@ -148,8 +148,8 @@ fn resync_gap(interval: Duration, share: u32, took: Duration) -> Duration {
 }
 
 /// The reconciler's scope for a planner scope.
-fn reconcile_scope(s: &PlanScope) -> Scope {
-    Scope {
+fn reconcile_scope(s: &PlanScope) -> SyncScope {
+    SyncScope {
         services: s.services.iter().map(service_key).collect(),
         vips: s.vips.clone(),
     }

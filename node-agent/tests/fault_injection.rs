@@ -15,7 +15,7 @@ use lvs_node_agent::dataplane::errno;
 use lvs_node_agent::dataplane::fake::{Call, FakeDataplane};
 use lvs_node_agent::desired::{desired, service_key};
 use lvs_node_agent::kernel::{self, AddrKind, Address, VipMode};
-use lvs_node_agent::reconcile::{Reconciler, Scope, SyncInput};
+use lvs_node_agent::reconcile::{Reconciler, SyncInput, SyncScope};
 use lvs_planner::NodePlan;
 use proptest::prelude::*;
 
@@ -74,7 +74,7 @@ fn scoped(
     from: &NodePlan,
     to: &NodePlan,
 ) -> lvs_node_agent::report::SyncReport {
-    let scope = Scope {
+    let scope = SyncScope {
         services: from
             .services
             .iter()

@@ -64,7 +64,7 @@ pub struct SyncInput<'a> {
 /// sysctls are few and always reconciled whole, so the plan handed with a
 /// scope must carry all of them (see `lvs_planner::Incremental::partial_plan`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scope {
+pub struct SyncScope {
     pub services: BTreeSet<ServiceKey>,
     pub vips: BTreeSet<IpAddr>,
 }
@@ -345,11 +345,11 @@ impl<D: Dataplane> Reconciler<D> {
     /// hold the services and VIPs of the scope. The ledger change goes to
     /// the journal. Without a cached view (see [`has_view`](Self::has_view))
     /// the kernel is read first, and still only the scope is reconciled.
-    pub fn sync_scoped(&mut self, input: SyncInput<'_>, scope: &Scope) -> SyncReport {
+    pub fn sync_scoped(&mut self, input: SyncInput<'_>, scope: &SyncScope) -> SyncReport {
         self.run(input, false, Some(scope))
     }
 
-    fn run(&mut self, input: SyncInput<'_>, full: bool, scope: Option<&Scope>) -> SyncReport {
+    fn run(&mut self, input: SyncInput<'_>, full: bool, scope: Option<&SyncScope>) -> SyncReport {
         // The view is taken out for the sync and put back at its end
         // unless a write put it in doubt.
         let cached = if full { None } else { self.known.take() };
@@ -452,7 +452,7 @@ impl<D: Dataplane> Reconciler<D> {
     fn persist(
         &mut self,
         before: Option<&LedgerPart>,
-        scope: Option<&Scope>,
+        scope: Option<&SyncScope>,
         covers: AddrScope<'_>,
     ) -> Result<(), LedgerError> {
         match (before, scope) {
@@ -473,7 +473,7 @@ impl<D: Dataplane> Reconciler<D> {
         &mut self,
         known: &mut Known,
         want: &Desired,
-        scope: Option<&Scope>,
+        scope: Option<&SyncScope>,
         covers: AddrScope<'_>,
     ) -> Decision {
         let keys: Vec<String> = sysctls::keys_to_read(want, &self.ledger)
