@@ -22,6 +22,8 @@ mod fast;
 pub mod fuzzing;
 pub mod ops;
 pub mod replies;
+#[cfg(feature = "serde")]
+mod serde_impls;
 pub mod transport;
 pub mod types;
 

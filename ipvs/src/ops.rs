@@ -7,7 +7,6 @@ use crate::codec::{IpvsAttr, IpvsCmd, IpvsMessage, Nested};
 use crate::types::{DestKey, Destination, Service, ServiceKey};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
 pub enum Op {
     /// NEW_SERVICE: fails with EEXIST if the key is taken.
     AddService(Service),
@@ -30,6 +29,29 @@ pub enum Op {
 }
 
 impl Op {
+    /// The service the operation acts on.
+    pub fn service(&self) -> &ServiceKey {
+        match self {
+            Op::AddService(s) | Op::UpdateService(s) => &s.key,
+            Op::DelService(k) => k,
+            Op::AddDest { service, .. }
+            | Op::UpdateDest { service, .. }
+            | Op::DelDest { service, .. } => service,
+        }
+    }
+
+    /// A short name of the operation's kind, fit for a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::AddService(_) => "service_add",
+            Op::UpdateService(_) => "service_update",
+            Op::DelService(_) => "service_del",
+            Op::AddDest { .. } => "dest_add",
+            Op::UpdateDest { .. } => "dest_update",
+            Op::DelDest { .. } => "dest_del",
+        }
+    }
+
     pub fn cmd(&self) -> IpvsCmd {
         match self {
             Op::AddService(_) => IpvsCmd::NewService,

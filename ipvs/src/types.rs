@@ -108,6 +108,10 @@ impl ServiceKey {
         }
     }
 
+    pub fn is_ipv6(&self) -> bool {
+        self.family() == Family::V6
+    }
+
     /// The attributes that select this service, in ipvsadm's order.
     pub fn to_attrs(&self) -> Vec<SvcAttr> {
         match *self {
@@ -436,6 +440,20 @@ impl DestConfig {
             tun_port: 0,
             tun_flags: TunnelFlags::NOCSUM,
         }
+    }
+
+    /// Whether two configurations program the same behaviour. The tunnel
+    /// fields are ignored unless the method is Tunnel: kernels report them
+    /// for every destination, with whatever was last set.
+    pub fn same_as(&self, other: &DestConfig) -> bool {
+        let base = self.fwd == other.fwd
+            && self.weight == other.weight
+            && self.u_threshold == other.u_threshold
+            && self.l_threshold == other.l_threshold;
+        base && (self.fwd != FwdMethod::Tunnel
+            || (self.tun_type == other.tun_type
+                && self.tun_port == other.tun_port
+                && self.tun_flags == other.tun_flags))
     }
 }
 

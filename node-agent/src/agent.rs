@@ -19,9 +19,9 @@ use tokio::sync::watch;
 use lvs_planner::{Changes, Incremental, PlanScope};
 
 use crate::dataplane::Dataplane;
-use crate::desired::svc_key;
+use crate::desired::service_key;
 use crate::metrics::Metrics;
-use crate::reconcile::{Reconciler, Scope, SyncInput};
+use crate::reconcile::{Reconciler, SyncInput, SyncScope};
 use crate::report::{
     ErrorLog, NodeRole, ServiceSync, SyncError, SyncReport, lvsnode_services, node_errors,
     node_role,
@@ -148,9 +148,9 @@ fn resync_gap(interval: Duration, share: u32, took: Duration) -> Duration {
 }
 
 /// The reconciler's scope for a planner scope.
-fn reconcile_scope(s: &PlanScope) -> Scope {
-    Scope {
-        services: s.services.iter().map(svc_key).collect(),
+fn reconcile_scope(s: &PlanScope) -> SyncScope {
+    SyncScope {
+        services: s.services.iter().map(service_key).collect(),
         vips: s.vips.clone(),
     }
 }
@@ -320,7 +320,7 @@ impl<D: Dataplane> Agent<D> {
                 stats
                     .into_iter()
                     .map(|s| {
-                        let owner = ledger.services.get(&s.key).map(|o| o.owner.clone());
+                        let owner = ledger.services.get(&s.service.key).map(|o| o.owner.clone());
                         (s, owner)
                     })
                     .collect(),

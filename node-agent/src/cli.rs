@@ -20,9 +20,9 @@ use crate::dataplane::fake::FakeDataplane;
 use crate::dataplane::netlink::NetlinkDataplane;
 use crate::http::{HttpState, serve};
 use crate::k8s::{KubeSource, Reporter};
+use crate::kernel::VipMode;
 use crate::ledger::LedgerStore;
 use crate::metrics::Metrics;
-use crate::model::VipMode;
 use crate::reconcile::Reconciler;
 use crate::source::{DirSource, Event, SnapshotSink, Source};
 

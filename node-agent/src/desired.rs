@@ -7,14 +7,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use lvs_api::{ForwardingMethod, Protocol, SchedulerFlag, TunnelType};
-use lvs_planner::{NodePlan, PlannedDestination, PlannedService, ServiceKey};
+use lvs_api::{ForwardingMethod, Protocol as ApiProtocol, SchedulerFlag, TunnelType};
+use lvs_ipvs::{
+    DestConfig, DestKey, Family, FwdMethod, Protocol, ServiceConfig, ServiceFlags, ServiceKey,
+    TunnelFlags, TunnelType as IpvsTunnelType,
+};
+use lvs_planner::{NodePlan, PlannedDestination, PlannedService, ServiceKey as PlannedKey};
 
-use crate::model::{
-    AddrKey, AddrKind, Address, DestConfig, DestKey, DestMap, FouPort, Fwd, IPPROTO_SCTP,
-    IPPROTO_TCP, IPPROTO_UDP, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2, Scope, SvcConfig,
-    SvcKey, TUN_FLAG_CSUM, TUN_FLAG_REMCSUM, TUN_TYPE_GRE, TUN_TYPE_GUE, TUN_TYPE_IPIP,
-    TunnelDevice, TunnelKind, VipMode, owned_label,
+use crate::kernel::{
+    AddrKey, AddrKind, Address, DestMap, FouPort, Scope, TunnelDevice, TunnelKind, VipMode,
+    owned_label,
 };
 use crate::report::{ErrorKind, SyncError};
 
@@ -24,7 +26,7 @@ pub const LOOPBACK: &str = "lo";
 /// One IPVS service as it must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredService {
-    pub config: SvcConfig,
+    pub config: ServiceConfig,
     pub dests: DestMap,
     /// The VirtualService (namespace/name).
     pub owner: String,
@@ -45,7 +47,7 @@ pub struct DesiredAddress {
 /// Everything the node must have, in kernel terms.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
-    pub services: BTreeMap<SvcKey, DesiredService>,
+    pub services: BTreeMap<ServiceKey, DesiredService>,
     pub addresses: BTreeMap<AddrKey, DesiredAddress>,
     pub tunnels: BTreeMap<String, TunnelDevice>,
     pub fou_ports: BTreeSet<FouPort>,
@@ -55,87 +57,74 @@ pub struct Desired {
 }
 
 /// The kernel key of a planned service.
-pub fn svc_key(key: &ServiceKey) -> SvcKey {
+pub fn service_key(key: &PlannedKey) -> ServiceKey {
     match *key {
-        ServiceKey::Tuple {
+        PlannedKey::Tuple {
             addr,
             protocol,
             port,
-        } => SvcKey::Tuple {
+        } => ServiceKey::Tuple {
             addr,
             protocol: match protocol {
-                Protocol::Tcp => IPPROTO_TCP,
-                Protocol::Udp => IPPROTO_UDP,
-                Protocol::Sctp => IPPROTO_SCTP,
+                ApiProtocol::Tcp => Protocol::TCP,
+                ApiProtocol::Udp => Protocol::UDP,
+                ApiProtocol::Sctp => Protocol::SCTP,
             },
             port,
         },
-        ServiceKey::Fwmark { mark, ipv6 } => SvcKey::Fwmark { mark, ipv6 },
+        PlannedKey::Fwmark { mark, ipv6 } => ServiceKey::Fwmark {
+            family: if ipv6 { Family::V6 } else { Family::V4 },
+            mark,
+        },
     }
 }
 
-/// The IPv4 netmask (host order) or IPv6 prefix length IPVS takes.
-pub fn netmask(ipv6: bool, prefix: u8) -> u32 {
-    if ipv6 {
-        u32::from(prefix.min(128))
+pub fn service_config(s: &PlannedService) -> ServiceConfig {
+    let family = if s.key.is_ipv6() {
+        Family::V6
     } else {
-        u32::MAX
-            .checked_shl(32 - u32::from(prefix.min(32)))
-            .unwrap_or(0)
-    }
-}
-
-pub fn svc_config(s: &PlannedService) -> SvcConfig {
-    let ipv6 = s.key.is_ipv6();
-    let mut flags = 0;
-    for f in &s.flags {
-        flags |= match f {
-            SchedulerFlag::ShFallback | SchedulerFlag::MhFallback => SVC_F_SCHED1,
-            SchedulerFlag::ShPort | SchedulerFlag::MhPort => SVC_F_SCHED2,
-        };
-    }
-    let (timeout, mask) = match &s.persistence {
-        Some(p) => {
-            flags |= SVC_F_PERSISTENT;
-            (p.timeout_seconds, netmask(ipv6, p.prefix_length))
-        }
-        None => (0, netmask(ipv6, if ipv6 { 128 } else { 32 })),
+        Family::V4
     };
-    SvcConfig {
-        scheduler: s.scheduler.as_str().to_string(),
-        flags,
-        timeout,
-        netmask: mask,
+    let mut c = ServiceConfig::new(family, s.scheduler.as_str());
+    for f in &s.flags {
+        c.flags = c.flags
+            | match f {
+                SchedulerFlag::ShFallback | SchedulerFlag::MhFallback => ServiceFlags::SCHED1,
+                SchedulerFlag::ShPort | SchedulerFlag::MhPort => ServiceFlags::SCHED2,
+            };
     }
+    if let Some(p) = &s.persistence {
+        c.flags = c.flags | ServiceFlags::PERSISTENT;
+        c.timeout = p.timeout_seconds;
+        c.netmask = ServiceConfig::netmask_for_prefix(family, p.prefix_length);
+    }
+    c
 }
 
 pub fn dest_config(d: &PlannedDestination) -> DestConfig {
-    let mut c = DestConfig {
-        fwd: match d.method {
-            ForwardingMethod::Nat => Fwd::Masq,
-            ForwardingMethod::Dr => Fwd::Route,
-            ForwardingMethod::Tun => Fwd::Tunnel,
-        },
-        weight: d.weight,
-        u_threshold: d.upper_threshold,
-        l_threshold: d.lower_threshold,
-        tun_type: TUN_TYPE_IPIP,
-        tun_port: 0,
-        tun_flags: 0,
+    let fwd = match d.method {
+        ForwardingMethod::Nat => FwdMethod::Masq,
+        ForwardingMethod::Dr => FwdMethod::DirectRoute,
+        ForwardingMethod::Tun => FwdMethod::Tunnel,
     };
+    let mut c = DestConfig::new(fwd, d.weight);
+    c.u_threshold = d.upper_threshold;
+    c.l_threshold = d.lower_threshold;
     if let (ForwardingMethod::Tun, Some(t)) = (d.method, &d.tunnel) {
         c.tun_type = match t.type_ {
-            TunnelType::Ipip => TUN_TYPE_IPIP,
-            TunnelType::Gue => TUN_TYPE_GUE,
-            TunnelType::Gre => TUN_TYPE_GRE,
+            TunnelType::Ipip => IpvsTunnelType::IPIP,
+            TunnelType::Gue => IpvsTunnelType::GUE,
+            TunnelType::Gre => IpvsTunnelType::GRE,
         };
         c.tun_port = t.port;
-        c.tun_flags = if t.checksum { TUN_FLAG_CSUM } else { 0 }
-            | if t.remote_checksum {
-                TUN_FLAG_REMCSUM
-            } else {
-                0
-            };
+        let mut flags = TunnelFlags::NOCSUM.0;
+        if t.checksum {
+            flags |= TunnelFlags::CSUM.0;
+        }
+        if t.remote_checksum {
+            flags |= TunnelFlags::REMCSUM.0;
+        }
+        c.tun_flags = TunnelFlags(flags);
     }
     c
 }
@@ -228,9 +217,9 @@ pub fn desired<'a>(
             })
             .collect();
         d.services.insert(
-            svc_key(&s.key),
+            service_key(&s.key),
             DesiredService {
-                config: svc_config(s),
+                config: service_config(s),
                 dests,
                 owner: s.owner.clone(),
                 generation: s.generation,
@@ -255,7 +244,7 @@ pub fn desired<'a>(
     // looked up once, not once per VIP.
     let mut vip_owners: HashMap<IpAddr, BTreeSet<String>> = HashMap::new();
     for s in &plan.services {
-        if let ServiceKey::Tuple { addr, .. } = s.key {
+        if let PlannedKey::Tuple { addr, .. } = s.key {
             vip_owners.entry(addr).or_default().insert(s.owner.clone());
         }
     }
@@ -339,9 +328,9 @@ mod tests {
 
     fn svc(addr: &str, persistence: Option<u8>) -> PlannedService {
         PlannedService {
-            key: ServiceKey::Tuple {
+            key: PlannedKey::Tuple {
                 addr: addr.parse().unwrap(),
-                protocol: Protocol::Udp,
+                protocol: ApiProtocol::Udp,
                 port: 53,
             },
             scheduler: Scheduler::Sh,
@@ -373,31 +362,32 @@ mod tests {
     #[test]
     fn service_fields_map_to_ipvs_values() {
         let s = svc("10.0.0.1", Some(24));
-        let c = svc_config(&s);
+        let c = service_config(&s);
         assert_eq!(c.scheduler, "sh");
-        assert_eq!(c.flags, SVC_F_PERSISTENT | SVC_F_SCHED1 | SVC_F_SCHED2);
+        assert_eq!(c.flags.bits(), 0x0001 | 0x0008 | 0x0010);
         assert_eq!(c.timeout, 300);
         assert_eq!(c.netmask, 0xffff_ff00);
-        let c = svc_config(&svc("fd00::1", None));
+        assert_eq!(c.pe_name, None);
+        let c = service_config(&svc("fd00::1", None));
         assert_eq!(
-            (c.flags, c.timeout, c.netmask),
-            (SVC_F_SCHED1 | SVC_F_SCHED2, 0, 128)
+            (c.flags.bits(), c.timeout, c.netmask),
+            (0x0008 | 0x0010, 0, 128)
         );
-        assert_eq!(svc_config(&svc("10.0.0.1", None)).netmask, u32::MAX);
-        assert_eq!(netmask(false, 0), 0);
+        assert_eq!(service_config(&svc("10.0.0.1", None)).netmask, u32::MAX);
+        assert_eq!(service_config(&svc("10.0.0.1", Some(0))).netmask, 0);
 
         let d = dest_config(&s.destinations[0]);
-        assert_eq!(d.fwd, Fwd::Tunnel);
+        assert_eq!(d.fwd, FwdMethod::Tunnel);
         assert_eq!((d.weight, d.u_threshold, d.l_threshold), (3, 10, 2));
         assert_eq!(
             (d.tun_type, d.tun_port, d.tun_flags),
-            (TUN_TYPE_GUE, 6080, 3)
+            (IpvsTunnelType::GUE, 6080, TunnelFlags(3))
         );
         assert_eq!(
-            svc_key(&s.key),
-            SvcKey::Tuple {
+            service_key(&s.key),
+            ServiceKey::Tuple {
                 addr: "10.0.0.1".parse().unwrap(),
-                protocol: 17,
+                protocol: Protocol::UDP,
                 port: 53
             }
         );

@@ -161,9 +161,9 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpSocket, TcpStream};
 
-    use crate::model::{
-        Counters, DestConfig, DestGauges, DestKey, Fwd, ObservedDest, ObservedService, SvcConfig,
-        SvcKey,
+    use lvs_ipvs::{
+        DestConfig, DestEntry, DestKey, DestStats, Destination, Family, FwdMethod, Protocol,
+        Service, ServiceConfig, ServiceEntry, ServiceKey, Stats,
     };
 
     fn state() -> (HttpState, watch::Sender<AgentStatus>) {
@@ -185,36 +185,26 @@ mod tests {
         std::mem::forget(tx);
         let stats = (0..services)
             .map(|i| {
-                let svc = ObservedService {
-                    key: SvcKey::Tuple {
-                        addr: std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
-                        protocol: 6,
-                        port: 80,
+                let svc = ServiceEntry {
+                    service: Service {
+                        key: ServiceKey::Tuple {
+                            addr: std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
+                            protocol: Protocol::TCP,
+                            port: 80,
+                        },
+                        config: ServiceConfig::new(Family::V4, "rr"),
                     },
-                    config: SvcConfig {
-                        scheduler: "rr".into(),
-                        flags: 0,
-                        timeout: 0,
-                        netmask: u32::MAX,
-                    },
-                    counters: Counters::default(),
-                    dests: (0..10u16)
-                        .map(|d| ObservedDest {
-                            key: DestKey {
-                                addr: std::net::Ipv4Addr::from(0x0b00_0000 + i).into(),
-                                port: 8000 + d,
+                    stats: Stats::default(),
+                    destinations: (0..10u16)
+                        .map(|d| DestEntry {
+                            destination: Destination {
+                                key: DestKey {
+                                    addr: std::net::Ipv4Addr::from(0x0b00_0000 + i).into(),
+                                    port: 8000 + d,
+                                },
+                                config: DestConfig::new(FwdMethod::Masq, 1),
                             },
-                            config: DestConfig {
-                                fwd: Fwd::Masq,
-                                weight: 1,
-                                u_threshold: 0,
-                                l_threshold: 0,
-                                tun_type: 0,
-                                tun_port: 0,
-                                tun_flags: 0,
-                            },
-                            counters: Counters::default(),
-                            gauges: DestGauges::default(),
+                            stats: DestStats::default(),
                         })
                         .collect(),
                 };

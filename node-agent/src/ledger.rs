@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AddrKey, AddrScope, DestKey, FouPort, SvcKey, TunnelKind};
+use lvs_ipvs::{DestKey, ServiceKey};
+
+use crate::kernel::{AddrKey, AddrScope, FouPort, TunnelKind};
 
 /// Layout version of the file.
 pub const LEDGER_VERSION: u32 = 1;
@@ -47,7 +49,7 @@ pub struct OwnedSysctl {
 /// Everything the agent owns on this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
-    pub services: BTreeMap<SvcKey, OwnedService>,
+    pub services: BTreeMap<ServiceKey, OwnedService>,
     pub addresses: BTreeSet<AddrKey>,
     pub tunnels: BTreeMap<String, OwnedTunnel>,
     pub fou_ports: BTreeSet<FouPort>,
@@ -55,11 +57,11 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn owns_service(&self, key: &SvcKey) -> bool {
+    pub fn owns_service(&self, key: &ServiceKey) -> bool {
         self.services.contains_key(key)
     }
 
-    pub fn owns_dest(&self, svc: &SvcKey, dest: &DestKey) -> bool {
+    pub fn owns_dest(&self, svc: &ServiceKey, dest: &DestKey) -> bool {
         self.services
             .get(svc)
             .is_some_and(|s| s.dests.contains(dest))
@@ -77,7 +79,7 @@ impl Ledger {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FileService {
-    key: SvcKey,
+    key: ServiceKey,
     owner: String,
     #[serde(default)]
     destinations: Vec<DestKey>,
@@ -122,7 +124,7 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-fn file_service(k: &SvcKey, s: &OwnedService) -> FileService {
+fn file_service(k: &ServiceKey, s: &OwnedService) -> FileService {
     FileService {
         key: *k,
         owner: s.owner.clone(),
@@ -263,7 +265,7 @@ impl LedgerError {
 /// additions when the journal cannot be written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerPart {
-    pub services: BTreeMap<SvcKey, Option<OwnedService>>,
+    pub services: BTreeMap<ServiceKey, Option<OwnedService>>,
     /// The owned addresses among those the scope covers.
     pub addresses: BTreeSet<AddrKey>,
     pub tunnels: BTreeMap<String, OwnedTunnel>,
@@ -275,7 +277,7 @@ impl Ledger {
     /// The part for these services and the addresses in `addrs`.
     pub fn part<'a>(
         &self,
-        services: impl IntoIterator<Item = &'a SvcKey>,
+        services: impl IntoIterator<Item = &'a ServiceKey>,
         addrs: AddrScope<'_>,
     ) -> LedgerPart {
         LedgerPart {
@@ -326,7 +328,7 @@ pub const COMPACT_AFTER: usize = 1000;
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JournalService {
-    key: SvcKey,
+    key: ServiceKey,
     /// `None`: no longer owned.
     #[serde(default)]
     owned: Option<FileService>,
@@ -999,7 +1001,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::IPPROTO_TCP;
+    use lvs_ipvs::{Family, Protocol};
 
     pub(crate) fn temp_dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -1014,9 +1016,9 @@ mod tests {
 
     fn sample() -> Ledger {
         let mut l = Ledger::default();
-        let key = SvcKey::Tuple {
+        let key = ServiceKey::Tuple {
             addr: "10.0.0.1".parse().unwrap(),
-            protocol: IPPROTO_TCP,
+            protocol: Protocol::TCP,
             port: 80,
         };
         l.services.insert(
@@ -1032,9 +1034,9 @@ mod tests {
             },
         );
         l.services.insert(
-            SvcKey::Fwmark {
+            ServiceKey::Fwmark {
+                family: Family::V6,
                 mark: 7,
-                ipv6: true,
             },
             OwnedService {
                 owner: "default/fw".into(),
@@ -1085,6 +1087,49 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    /// `sample()` as the agent wrote it before IPVS keys were `lvs-ipvs`
+    /// types: an agent upgraded in place must adopt it, and write the same
+    /// shape back.
+    const SAMPLE_IN_THE_FIRST_FORMAT: &str = r#"{
+  "version": 1,
+  "services": [
+    {
+      "key": { "type": "tuple", "addr": "10.0.0.1", "protocol": 6, "port": 80 },
+      "owner": "default/web",
+      "destinations": [ { "addr": "10.1.0.5", "port": 8080 } ]
+    },
+    {
+      "key": { "type": "fwmark", "mark": 7, "ipv6": true },
+      "owner": "default/fw",
+      "destinations": []
+    }
+  ],
+  "addresses": [ { "interface": "lo", "addr": "fd00::1", "prefixLen": 128 } ],
+  "tunnels": [ { "name": "tunl0", "kind": "ipip", "broughtUp": true } ],
+  "fouPorts": [ { "port": 5555, "ipv6": false } ],
+  "sysctls": [ { "key": "net/ipv4/ip_forward", "previous": "0", "value": "1" } ]
+}"#;
+
+    #[test]
+    fn a_ledger_in_the_first_format_is_adopted_and_written_back_in_it() {
+        let dir = temp_dir("ledger-first-format");
+        fs::write(dir.join(LEDGER_FILE), SAMPLE_IN_THE_FIRST_FORMAT).unwrap();
+        let mut store = LedgerStore::in_dir(&dir).unwrap();
+        assert_eq!(store.load().unwrap(), sample());
+        drop(store);
+
+        let fresh = temp_dir("ledger-first-format-write");
+        let mut store = LedgerStore::in_dir(&fresh).unwrap();
+        store.load().unwrap();
+        store.save(&sample()).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&fs::read(fresh.join(LEDGER_FILE)).unwrap()).unwrap();
+        let first: serde_json::Value = serde_json::from_str(SAMPLE_IN_THE_FIRST_FORMAT).unwrap();
+        assert_eq!(written, first);
+        fs::remove_dir_all(dir).unwrap();
+        fs::remove_dir_all(fresh).unwrap();
+    }
+
     #[test]
     fn write_is_atomic_and_leaves_no_temporary_file() {
         let dir = temp_dir("ledger-atomic");
@@ -1128,10 +1173,10 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
-    fn web_key() -> SvcKey {
-        SvcKey::Tuple {
+    fn web_key() -> ServiceKey {
+        ServiceKey::Tuple {
             addr: "10.0.0.1".parse().unwrap(),
-            protocol: IPPROTO_TCP,
+            protocol: Protocol::TCP,
             port: 80,
         }
     }
@@ -1249,9 +1294,9 @@ mod tests {
         let mut store = LedgerStore::in_dir(dir).unwrap();
         let mut l = store.load().unwrap();
         assert_eq!(&l, expect);
-        let key = SvcKey::Tuple {
+        let key = ServiceKey::Tuple {
             addr: "10.0.0.2".parse().unwrap(),
-            protocol: IPPROTO_TCP,
+            protocol: Protocol::TCP,
             port: 443,
         };
         let before = l.part(&[key], AddrScope::All);

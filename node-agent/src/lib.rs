@@ -17,9 +17,9 @@ pub mod dirwatch;
 pub mod http;
 #[cfg(target_os = "linux")]
 pub mod k8s;
+pub mod kernel;
 pub mod ledger;
 pub mod metrics;
-pub mod model;
 pub mod reconcile;
 pub mod report;
 pub mod source;

@@ -26,7 +26,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::model::ObservedService;
+use lvs_ipvs::{ServiceEntry, Stats};
+
+use crate::kernel::ServiceLabel;
 use crate::report::SyncReport;
 
 /// Per-destination series are exported up to this many destinations by
@@ -36,7 +38,7 @@ pub const DEFAULT_MAX_DESTINATIONS: usize = 10_000;
 
 /// The kernel counters of the owned services, each with the VirtualService
 /// it belongs to, as the last full sync read them.
-pub type StatsSnapshot = Vec<(ObservedService, Option<String>)>;
+pub type StatsSnapshot = Vec<(ServiceEntry, Option<String>)>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModeLabel {
@@ -367,28 +369,31 @@ type DestGauges = [u32; 3];
 
 /// One owned service as the exposition reads it: its `service` label, its
 /// counters, and per destination its `destination` label, counters and
-/// gauges. The one place that reads the kernel model.
+/// gauges. The one place that reads the kernel's IPVS types.
 fn observed(
-    s: &ObservedService,
+    s: &ServiceEntry,
 ) -> (
     String,
     Counts,
     impl Iterator<Item = (String, Counts, DestGauges)> + '_,
 ) {
-    let counts =
-        |c: &crate::model::Counters| [c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes];
-    let dests = s.dests.iter().map(move |d| {
+    let counts = |c: &Stats| [c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes];
+    let dests = s.destinations.iter().map(move |d| {
         (
-            d.key.to_string(),
-            counts(&d.counters),
+            d.destination.key.to_string(),
+            counts(&d.stats.traffic),
             [
-                d.gauges.active_conns,
-                d.gauges.inactive_conns,
-                d.gauges.persist_conns,
+                d.stats.active_conns,
+                d.stats.inactive_conns,
+                d.stats.persist_conns,
             ],
         )
     });
-    (s.key.label(), counts(&s.counters), dests)
+    (
+        ServiceLabel(&s.service.key).to_string(),
+        counts(&s.stats),
+        dests,
+    )
 }
 
 /// One sample of a counter family: its `direction` label, if any, and the
@@ -472,7 +477,7 @@ impl KernelStats {
 impl Collector for KernelStats {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let stats = Arc::clone(&self.lock());
-        let destinations: usize = stats.iter().map(|(s, _)| s.dests.len()).sum();
+        let destinations: usize = stats.iter().map(|(s, _)| s.destinations.len()).sum();
         let per_destination = destinations <= self.max_destinations;
         gauge(
             &mut enc,
@@ -548,10 +553,11 @@ impl Collector for KernelStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        Counters, DestConfig, DestGauges, DestKey, Fwd, ObservedDest, SvcConfig, SvcKey,
-    };
     use crate::report::{ErrorKind, ServiceSync, SyncError};
+    use lvs_ipvs::{
+        DestConfig, DestEntry, DestKey, DestStats, Destination, Family, FwdMethod, Protocol,
+        Service, ServiceConfig, ServiceKey,
+    };
 
     #[test]
     fn renders_sync_ops_errors_and_kernel_stats() {
@@ -571,49 +577,41 @@ mod tests {
         r.services.insert("a/b".into(), ServiceSync::default());
         m.record_sync(&r, 0.25);
         m.config_error("bad\"file.yaml");
-        let key = SvcKey::Tuple {
+        let key = ServiceKey::Tuple {
             addr: "10.0.0.1".parse().unwrap(),
-            protocol: 6,
+            protocol: Protocol::TCP,
             port: 80,
         };
         m.set_stats(vec![(
-            ObservedService {
-                key,
-                config: SvcConfig {
-                    scheduler: "rr".into(),
-                    flags: 0,
-                    timeout: 0,
-                    netmask: u32::MAX,
+            ServiceEntry {
+                service: Service {
+                    key,
+                    config: ServiceConfig::new(Family::V4, "rr"),
                 },
-                counters: Counters {
+                stats: Stats {
                     conns: 12,
                     in_pkts: 100,
                     out_pkts: 90,
                     in_bytes: 5000,
                     out_bytes: 7000,
+                    ..Stats::default()
                 },
-                dests: vec![ObservedDest {
-                    key: DestKey {
-                        addr: "10.1.0.1".parse().unwrap(),
-                        port: 8080,
+                destinations: vec![DestEntry {
+                    destination: Destination {
+                        key: DestKey {
+                            addr: "10.1.0.1".parse().unwrap(),
+                            port: 8080,
+                        },
+                        config: DestConfig::new(FwdMethod::Masq, 1),
                     },
-                    config: DestConfig {
-                        fwd: Fwd::Masq,
-                        weight: 1,
-                        u_threshold: 0,
-                        l_threshold: 0,
-                        tun_type: 0,
-                        tun_port: 0,
-                        tun_flags: 0,
-                    },
-                    counters: Counters {
-                        conns: 12,
-                        ..Counters::default()
-                    },
-                    gauges: DestGauges {
+                    stats: DestStats {
                         active_conns: 3,
                         inactive_conns: 1,
                         persist_conns: 0,
+                        traffic: Stats {
+                            conns: 12,
+                            ..Stats::default()
+                        },
                     },
                 }],
             },

@@ -13,9 +13,9 @@ use common::arb::*;
 use common::*;
 use lvs_node_agent::dataplane::errno;
 use lvs_node_agent::dataplane::fake::{Call, FakeDataplane};
-use lvs_node_agent::desired::{desired, svc_key};
-use lvs_node_agent::model::{self, AddrKind, Address, VipMode};
-use lvs_node_agent::reconcile::{Reconciler, Scope, SyncInput};
+use lvs_node_agent::desired::{desired, service_key};
+use lvs_node_agent::kernel::{self, AddrKind, Address, VipMode};
+use lvs_node_agent::reconcile::{Reconciler, SyncInput, SyncScope};
 use lvs_planner::NodePlan;
 use proptest::prelude::*;
 
@@ -51,7 +51,7 @@ fn foreign_address() -> Address {
         addr: ip("2001:db8::5"),
         prefix_len: 64,
         label: None,
-        scope: model::Scope::Global,
+        scope: kernel::Scope::Global,
         kind: AddrKind::Interface,
     }
 }
@@ -74,12 +74,12 @@ fn scoped(
     from: &NodePlan,
     to: &NodePlan,
 ) -> lvs_node_agent::report::SyncReport {
-    let scope = Scope {
+    let scope = SyncScope {
         services: from
             .services
             .iter()
             .chain(&to.services)
-            .map(|s| svc_key(&s.key))
+            .map(|s| service_key(&s.key))
             .collect(),
         vips: from.vips.iter().chain(&to.vips).map(|v| v.addr).collect(),
     };

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use common::temp_dir;
 use lvs_api::manifest::{ManifestSet, parse};
+use lvs_ipvs::Op;
 use lvs_node_agent::agent::{Agent, AgentConfig, Health};
 use lvs_node_agent::dataplane::fake::{Call, FakeDataplane};
 use lvs_node_agent::ledger::{JOURNAL_FILE, LEDGER_FILE, LedgerStore};
 use lvs_node_agent::metrics::Metrics;
-use lvs_node_agent::model::IpvsOp;
 use lvs_node_agent::reconcile::Reconciler;
 use lvs_node_agent::source::Snapshot;
 use proptest::prelude::*;
@@ -184,7 +184,7 @@ fn one_change_in_a_big_table_is_one_request_and_one_journal_line() {
     let calls = agent_calls(&mut agent);
     let writes: Vec<&Call> = calls.iter().filter(|c| c.is_write()).collect();
     assert!(
-        matches!(writes.as_slice(), [Call::Ipvs(IpvsOp::UpdateDest(_, _, c))] if c.weight == 7),
+        matches!(writes.as_slice(), [Call::Ipvs(Op::UpdateDest { dest, .. })] if dest.config.weight == 7),
         "{writes:?}"
     );
     assert!(!calls.iter().any(Call::is_dump), "{calls:?}");
@@ -204,7 +204,7 @@ fn one_change_in_a_big_table_is_one_request_and_one_journal_line() {
     let calls = agent_calls(&mut agent);
     let writes: Vec<&Call> = calls.iter().filter(|c| c.is_write()).collect();
     assert!(
-        matches!(writes.as_slice(), [Call::Ipvs(IpvsOp::DelService(_)), Call::DelAddress(a)] if a.addr.to_string() == "172.30.0.1"),
+        matches!(writes.as_slice(), [Call::Ipvs(Op::DelService(_)), Call::DelAddress(a)] if a.addr.to_string() == "172.30.0.1"),
         "{writes:?}"
     );
     let journal = std::fs::read_to_string(dir.join(JOURNAL_FILE)).unwrap();

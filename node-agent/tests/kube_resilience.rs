@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use lvs_api::manifest::{ManifestSet, parse};
 use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
+use lvs_ipvs::Op;
 use lvs_node_agent::agent::{Agent, AgentConfig, AgentStatus, Health};
 use lvs_node_agent::dataplane::fake::{Call, FakeDataplane};
 use lvs_node_agent::k8s::cache::{Kind, Update, WatchEvent};
 use lvs_node_agent::k8s::source::{DEBOUNCE, WatchItem, run_watches};
 use lvs_node_agent::ledger::LedgerStore;
 use lvs_node_agent::metrics::Metrics;
-use lvs_node_agent::model::IpvsOp;
 use lvs_node_agent::reconcile::Reconciler;
 use lvs_node_agent::source::SnapshotSink;
 use tokio::sync::watch;
@@ -222,15 +222,15 @@ async fn no_sync_while_lists_are_incomplete_and_convergence_after() {
         .filter(|c| {
             matches!(
                 c,
-                Call::Ipvs(IpvsOp::DelService(_) | IpvsOp::DelDest(..)) | Call::DelAddress(_)
+                Call::Ipvs(Op::DelService(_) | Op::DelDest { .. }) | Call::DelAddress(_)
             )
         })
         .collect();
     assert!(deletes.is_empty(), "deleted something: {deletes:?}");
     assert!(
-        fake.calls.iter().any(
-            |c| matches!(c, Call::Ipvs(IpvsOp::UpdateService(_, cfg)) if cfg.scheduler == "wlc")
-        ),
+        fake.calls
+            .iter()
+            .any(|c| matches!(c, Call::Ipvs(Op::UpdateService(s)) if s.config.scheduler == "wlc")),
         "the edit became an in-place update"
     );
 }

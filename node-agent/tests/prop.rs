@@ -6,7 +6,7 @@ mod common;
 use common::arb::*;
 use common::*;
 use lvs_node_agent::dataplane::fake::FakeDataplane;
-use lvs_node_agent::model::VipMode;
+use lvs_node_agent::kernel::VipMode;
 use lvs_planner::NodePlan;
 use proptest::prelude::*;
 

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use common::*;
 use lvs_api::{ForwardingMethod, Scheduler};
+use lvs_ipvs::{
+    DestConfig, DestKey, Family, FwdMethod, Op, Protocol, Service, ServiceConfig, ServiceKey,
+};
 use lvs_node_agent::dataplane::errno;
 use lvs_node_agent::dataplane::fake::{Call, FakeDataplane, FakeService};
-use lvs_node_agent::model::{
-    AddrKind, Address, DestConfig, DestKey, Fwd, IpvsOp, Scope, SvcConfig, SvcKey,
-};
+use lvs_node_agent::kernel::{AddrKind, Address, Scope};
 use lvs_node_agent::report::ErrorKind;
 use lvs_planner::{NodePlan, PlannedVip, Sysctl};
 
@@ -28,36 +29,23 @@ fn web() -> lvs_planner::PlannedService {
     )
 }
 
-fn foreign_service() -> (SvcKey, FakeService) {
+fn foreign_service() -> (ServiceKey, FakeService) {
     let mut dests = BTreeMap::new();
     dests.insert(
         DestKey {
             addr: ip("10.9.0.1"),
             port: 53,
         },
-        DestConfig {
-            fwd: Fwd::Masq,
-            weight: 5,
-            u_threshold: 0,
-            l_threshold: 0,
-            tun_type: 0,
-            tun_port: 0,
-            tun_flags: 0,
-        },
+        DestConfig::new(FwdMethod::Masq, 5),
     );
     (
-        SvcKey::Tuple {
+        ServiceKey::Tuple {
             addr: ip("10.9.0.9"),
-            protocol: 17,
+            protocol: Protocol::UDP,
             port: 53,
         },
         FakeService {
-            config: SvcConfig {
-                scheduler: "rr".into(),
-                flags: 0,
-                timeout: 0,
-                netmask: u32::MAX,
-            },
+            config: ServiceConfig::new(Family::V4, "rr"),
             dests,
         },
     )
@@ -161,21 +149,15 @@ fn updates_change_in_place() {
     let key = tcp("10.0.0.1", 80);
     // Port change is a new identity (add + delete); the rest is in place.
     assert!(
-        writes.iter().all(|c| !matches!(
-            c,
-            Call::Ipvs(IpvsOp::DelService(_) | IpvsOp::AddService(..))
-        )),
+        writes
+            .iter()
+            .all(|c| !matches!(c, Call::Ipvs(Op::DelService(_) | Op::AddService(..)))),
         "{writes:?}"
     );
-    assert!(writes.contains(&Call::Ipvs(IpvsOp::UpdateService(
+    assert!(writes.contains(&Call::Ipvs(Op::UpdateService(Service {
         key,
-        SvcConfig {
-            scheduler: "rr".into(),
-            flags: 0,
-            timeout: 0,
-            netmask: u32::MAX
-        }
-    ))));
+        config: ServiceConfig::new(Family::V4, "rr"),
+    }))));
     assert_eq!(rep.ops.get("service_update"), Some(&1));
     assert_eq!(rep.ops.get("dest_update"), Some(&1));
     assert_eq!(rep.ops.get("dest_add"), Some(&2));
@@ -196,7 +178,7 @@ fn updates_change_in_place() {
             port: 80
         }]
             .fwd,
-        Fwd::Route
+        FwdMethod::DirectRoute
     );
     assert_eq!(s.dests.len(), 3);
 }
@@ -450,7 +432,7 @@ fn kernel_errors_are_reported_per_service_and_retried() {
     let dir = temp_dir("errors");
     let mut f = FakeDataplane::new();
     f.fail_once(
-        |c| matches!(c, Call::Ipvs(IpvsOp::AddDest(_, d, _)) if d.addr.to_string() == "10.1.0.2"),
+        |c| matches!(c, Call::Ipvs(Op::AddDest { dest, .. }) if dest.key.addr.to_string() == "10.1.0.2"),
         errno::EINVAL,
     );
     let mut r = reconciler(f, &dir);
@@ -533,7 +515,7 @@ fn a_failing_service_add_reports_once_and_owns_nothing() {
     let dir = temp_dir("svc-fail");
     let mut f = FakeDataplane::new();
     f.fail_when(
-        |c| matches!(c, Call::Ipvs(IpvsOp::AddService(..))),
+        |c| matches!(c, Call::Ipvs(Op::AddService(..))),
         errno::ENOENT,
     );
     let mut r = reconciler(f, &dir);
@@ -806,7 +788,7 @@ fn a_tunnel_module_that_cannot_load_is_an_error_and_owns_nothing() {
 
 #[test]
 fn route_mode_holds_ipv4_vips_as_local_routes_and_adopts_and_removes_only_its_own() {
-    use lvs_node_agent::model::VipMode;
+    use lvs_node_agent::kernel::VipMode;
     let dir = temp_dir("route-mode");
     let mut f = busy_node();
     // Someone else's address at a VIP the agent will hold too: present, so
@@ -854,7 +836,7 @@ fn route_mode_holds_ipv4_vips_as_local_routes_and_adopts_and_removes_only_its_ow
 
 #[test]
 fn an_address_from_address_mode_is_kept_in_route_mode() {
-    use lvs_node_agent::model::VipMode;
+    use lvs_node_agent::kernel::VipMode;
     let dir = temp_dir("mode-switch");
     let mut r = reconciler(busy_node(), &dir);
     let plan = director(vec![web()]);
@@ -943,7 +925,7 @@ fn a_delete_answered_not_found_keeps_ownership_until_the_full_read() {
     assert!(rep.ok(), "{:?}", rep.errors);
     let key = tcp("10.0.0.1", 80);
     r.dataplane_mut().fail_once(
-        move |c| matches!(c, Call::Ipvs(IpvsOp::DelService(k)) if *k == key),
+        move |c| matches!(c, Call::Ipvs(Op::DelService(k)) if *k == key),
         errno::ESRCH,
     );
     r.dataplane_mut()
@@ -973,7 +955,7 @@ fn a_vip_is_held_only_while_a_service_of_ours_at_it_is_in_the_kernel() {
     let dir = temp_dir("vip-needs-service");
     let mut f = FakeDataplane::new();
     f.fail_when(
-        |c| matches!(c, Call::Ipvs(IpvsOp::AddService(..))),
+        |c| matches!(c, Call::Ipvs(Op::AddService(..))),
         errno::ENOENT,
     );
     let mut r = reconciler(f, &dir);
@@ -1002,7 +984,7 @@ fn a_vip_is_held_only_while_a_service_of_ours_at_it_is_in_the_kernel() {
     // Removed by hand and refused on the way back: the VIP is withdrawn.
     r.dataplane_mut().ipvs.clear();
     r.dataplane_mut().fail_when(
-        |c| matches!(c, Call::Ipvs(IpvsOp::AddService(..))),
+        |c| matches!(c, Call::Ipvs(Op::AddService(..))),
         errno::ENOENT,
     );
     let rep = sync(&mut r, &plan, true);

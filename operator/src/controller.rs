@@ -32,6 +32,7 @@ use crate::mapping::{self, LastSeen};
 use crate::metrics::Metrics;
 use crate::status::{self, EventSpec, NodeReports};
 use crate::stores::{Feeds, Stores};
+use lvs_planner::ServiceKey;
 
 /// The finalizer that earlier operators put on every VirtualService. It had no
 /// job (agents drop a service as soon as the object is terminating, and the
@@ -433,18 +434,14 @@ pub fn vs_controller(
     };
 
     let vs_store = stores.vs.clone();
-    let keys_seen: LastSeen<Option<String>> = LastSeen::default();
+    let keys_seen: LastSeen<Option<ServiceKey>> = LastSeen::default();
     let on_vs = move |vs: VirtualService| {
         let key = key_of(&vs);
-        let new_key = mapping::conflict_key(&vs.spec);
+        let new_key = lvs_planner::service_key(&vs.spec);
         let old_key = keys_seen
-            .swap(&key, exists(&vs_store, &vs).then(|| new_key.clone()))
+            .swap(&key, exists(&vs_store, &vs).then_some(new_key))
             .flatten();
-        let keys: Vec<&str> = new_key
-            .iter()
-            .chain(old_key.iter())
-            .map(String::as_str)
-            .collect();
+        let keys: Vec<ServiceKey> = new_key.into_iter().chain(old_key).collect();
         mapping::vss_for_virtualservice(&vs_store.state(), &key, &keys)
     };
 

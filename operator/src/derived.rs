@@ -6,7 +6,7 @@
 //! needs the analysis of every object, and computing it in every reconcile
 //! would make a burst of N new objects cost N whole-store analyses. The
 //! analysis is kept with the change count it was computed at
-//! ([`crate::stores::Changes`], bumped by the watch tasks when the planner's
+//! ([`crate::stores::ChangeCounters`], bumped by the watch tasks when the planner's
 //! view of an object changes), so a reconcile pays for one atomic load; the
 //! operator's own status writes change nothing the count covers.
 

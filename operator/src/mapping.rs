@@ -13,13 +13,13 @@
 //! objects the old version related to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use lvs_api::status::types;
-use lvs_api::{LabelSelector, LvsNode, RealServer, VirtualService, VirtualServiceSpec};
+use lvs_api::{LabelSelector, LvsNode, RealServer, VirtualService};
+use lvs_planner::{ServiceKey, service_key};
 
 type Labels = BTreeMap<String, String>;
 
@@ -53,24 +53,6 @@ impl<V: Clone> LastSeen<V> {
 
 fn key_of<K: kube::Resource>(o: &K) -> String {
     format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
-}
-
-/// The identity the kernel uses for a service, normalised so that two
-/// spellings of one IPv6 address compare equal. `None` for a spec without a
-/// usable address or mark (it cannot conflict).
-pub fn conflict_key(spec: &VirtualServiceSpec) -> Option<String> {
-    match (&spec.address, spec.fwmark) {
-        (Some(a), None) => {
-            let ip: IpAddr = a.parse().ok()?;
-            Some(format!(
-                "{ip}|{}|{}",
-                spec.port?,
-                spec.protocol_or_default()
-            ))
-        }
-        (None, Some(m)) => Some(format!("fwmark|{m}|{}", spec.is_ipv6())),
-        _ => None,
-    }
 }
 
 fn has_true(conds: &[lvs_api::Condition], type_: &str) -> bool {
@@ -163,12 +145,12 @@ pub fn reported_services(lvsnode: &LvsNode) -> Vec<String> {
 pub fn vss_for_virtualservice(
     vss: &[Arc<VirtualService>],
     changed: &str,
-    keys: &[&str],
+    keys: &[ServiceKey],
 ) -> Vec<ObjectRef<VirtualService>> {
     vss.iter()
         .filter(|vs| key_of(vs.as_ref()) != changed)
         .filter(|vs| {
-            let same_key = conflict_key(&vs.spec).is_some_and(|k| keys.contains(&k.as_str()));
+            let same_key = service_key(&vs.spec).is_some_and(|k| keys.contains(&k));
             let losing = vs
                 .status
                 .as_ref()
@@ -240,7 +222,7 @@ mod tests {
     }
 
     fn vs(ns: &str, name: &str, address: &str, rs_sel: &[(&str, &str)]) -> Arc<VirtualService> {
-        let spec: VirtualServiceSpec = serde_json::from_value(serde_json::json!({
+        let spec: lvs_api::VirtualServiceSpec = serde_json::from_value(serde_json::json!({
             "address": address, "port": 80,
             "directors": {"nodeSelector": {"matchLabels": {"role": "director"}}},
             "realServerSelector": {},
@@ -370,26 +352,26 @@ mod tests {
             Arc::new(loser),
         ];
         let changed = vs("c", "new", "2001:DB8:0::1", &[]);
-        let key = conflict_key(&changed.spec).unwrap();
-        let old = conflict_key(&vss[0].spec).unwrap();
-        let got = vss_for_virtualservice(&vss, "c/new", &[&key, &old]);
+        let key = service_key(&changed.spec).unwrap();
+        let old = service_key(&vss[0].spec).unwrap();
+        let got = vss_for_virtualservice(&vss, "c/new", &[key, old]);
         assert_eq!(names(&got), ["a/winner", "b/loser", "b/same-v6"]);
         // The changed object itself is not re-queued by the mapper.
-        let got = vss_for_virtualservice(&vss, "a/winner", &[&old]);
+        let got = vss_for_virtualservice(&vss, "a/winner", &[old]);
         assert_eq!(names(&got), ["b/loser"]);
     }
 
     #[test]
-    fn conflict_key_normalises_addresses_and_defaults_the_protocol() {
+    fn service_key_normalises_addresses_and_defaults_the_protocol() {
         let a = vs("a", "x", "2001:db8::1", &[]);
         let b = vs("a", "y", "2001:0db8:0:0::1", &[]);
-        assert_eq!(conflict_key(&a.spec), conflict_key(&b.spec));
+        assert_eq!(service_key(&a.spec), service_key(&b.spec));
         let mut udp = (*a).clone();
         udp.spec.protocol = Some(lvs_api::Protocol::Udp);
-        assert_ne!(conflict_key(&udp.spec), conflict_key(&a.spec));
+        assert_ne!(service_key(&udp.spec), service_key(&a.spec));
         let mut bad = (*a).clone();
         bad.spec.address = Some("not-an-ip".into());
-        assert_eq!(conflict_key(&bad.spec), None);
+        assert_eq!(service_key(&bad.spec), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! The reflectors run from startup on every replica, so a follower has warm
 //! caches (and is ready) when it becomes leader. Each watch event, once
 //! applied to its store, is fanned out to the controllers' trigger streams
-//! and, when it changed what the analysis reads, counted in [`Changes`]. The
+//! and, when it changed what the analysis reads, counted in [`ChangeCounters`]. The
 //! loops report to [`Health`] for `/healthz`.
 
 use std::collections::BTreeMap;
@@ -267,7 +267,7 @@ pub struct Stores {
     pub lvsnodes: Store<LvsNode>,
     /// Bumped by the watch tasks after a store took a change of what the
     /// analysis reads.
-    pub changes: Changes,
+    pub changes: ChangeCounters,
     /// The VirtualServices and RealServers left out because they cannot be
     /// read.
     pub unreadable: Unreadable,
@@ -279,7 +279,7 @@ pub struct Stores {
 /// reader that takes the count before it reads the stores never pairs a
 /// count with older objects.
 #[derive(Debug, Clone, Default)]
-pub struct Changes {
+pub struct ChangeCounters {
     planner: Arc<AtomicU64>,
     reports: Arc<AtomicU64>,
 }
@@ -291,7 +291,7 @@ pub enum Input {
     Reports,
 }
 
-impl Changes {
+impl ChangeCounters {
     /// Changes of the planner's inputs so far.
     pub fn planner(&self) -> u64 {
         self.planner.load(Ordering::Acquire)
@@ -417,7 +417,7 @@ fn drive<K, S>(
     feed: Fanout<K>,
     trim: fn(&mut K),
     health: Arc<Health>,
-    changes: Changes,
+    changes: ChangeCounters,
 ) -> (Store<K>, JoinHandle<()>)
 where
     K: Watched + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -551,7 +551,7 @@ pub fn start_with(
     unreadable: Unreadable,
 ) -> (Stores, Feeds, Vec<JoinHandle<()>>) {
     let feeds = Feeds::default();
-    let changes = Changes::default();
+    let changes = ChangeCounters::default();
     let (vs, t1) = drive(
         strict::<VirtualService>(client, "VirtualService", unreadable.clone()),
         "VirtualService",
@@ -740,7 +740,7 @@ mod tests {
 
     #[test]
     fn counters_are_separate() {
-        let c = Changes::default();
+        let c = ChangeCounters::default();
         c.bump(Input::Planner);
         c.bump(Input::Planner);
         c.bump(Input::Reports);

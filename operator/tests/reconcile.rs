@@ -16,7 +16,7 @@ use lvs_api::{LvsNode, RealServer, VirtualService};
 use lvs_operator::controller::{Context, LEGACY_FINALIZER, reconcile_vs};
 use lvs_operator::derived::StoreSnapshot;
 use lvs_operator::metrics::Metrics;
-use lvs_operator::stores::{Changes, Stores, Watched, changes_derived};
+use lvs_operator::stores::{ChangeCounters, Stores, Watched, changes_derived};
 use serde_json::{Value, json};
 use tower_test::mock;
 
@@ -35,7 +35,7 @@ struct World {
 /// Applies `obj` to a store as a watch task does: the change counter is
 /// bumped after the store took the object, when the object changed what the
 /// analysis reads.
-fn apply<K>(w: &mut Writer<K>, changes: &Changes, obj: Value)
+fn apply<K>(w: &mut Writer<K>, changes: &ChangeCounters, obj: Value)
 where
     K: Watched + Clone + serde::de::DeserializeOwned + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
@@ -75,7 +75,7 @@ fn world(vs: Value) -> World {
     let (rs_r, mut rs_w) = reflector::store::<RealServer>();
     let (node_r, mut node_w) = reflector::store::<Node>();
     let (ln_r, mut ln_w) = reflector::store::<LvsNode>();
-    let changes = Changes::default();
+    let changes = ChangeCounters::default();
     apply(&mut vs_w, &changes, vs);
     apply(
         &mut rs_w,

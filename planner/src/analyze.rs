@@ -105,8 +105,10 @@ impl Analysis {
     }
 }
 
-/// The kernel key of a valid spec.
-pub(crate) fn service_key(spec: &VirtualServiceSpec) -> Option<ServiceKey> {
+/// The kernel key of a spec: its address (normalised, so two spellings of
+/// one IPv6 address give one key), port and protocol (TCP when unset), or
+/// its fwmark and family. `None` when the spec has no usable key.
+pub fn service_key(spec: &VirtualServiceSpec) -> Option<ServiceKey> {
     match (&spec.address, spec.fwmark) {
         (Some(a), None) => Some(ServiceKey::Tuple {
             addr: a.parse().ok()?,

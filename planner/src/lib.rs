@@ -13,7 +13,7 @@ mod incremental;
 mod plan;
 mod planner;
 
-pub use analyze::{Analysis, RealServerVerdict, ServiceState, Verdict, analyze};
+pub use analyze::{Analysis, RealServerVerdict, ServiceState, Verdict, analyze, service_key};
 pub use incremental::{Applied, Change, Changes, Incremental, PlanScope};
 pub use plan::{
     NodePlan, PlannedDestination, PlannedPersistence, PlannedService, PlannedTunnel,

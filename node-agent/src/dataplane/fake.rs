@@ -11,16 +11,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::{Dataplane, DataplaneError, DpResult, errno};
-use crate::model::{
-    AddrKind, Address, Counters, DestConfig, DestGauges, DestKey, FouPort, IpvsOp, Link,
-    ObservedDest, ObservedService, SvcConfig, SvcKey, TunnelDevice, TunnelKind,
+use lvs_ipvs::{
+    DestConfig, DestEntry, DestKey, DestStats, Destination, Op, Service, ServiceConfig,
+    ServiceEntry, ServiceKey, Stats,
 };
+
+use crate::kernel::{AddrKind, Address, FouPort, Link, OpText, TunnelDevice, TunnelKind};
 
 /// One call the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     IpvsDump,
-    Ipvs(IpvsOp),
+    Ipvs(Op),
     Addresses,
     AddAddress(Address),
     DelAddress(Address),
@@ -81,13 +83,13 @@ enum Fault {
 /// A service in the fake table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeService {
-    pub config: SvcConfig,
+    pub config: ServiceConfig,
     pub dests: BTreeMap<DestKey, DestConfig>,
 }
 
 /// The fake kernel.
 pub struct FakeDataplane {
-    pub ipvs: BTreeMap<SvcKey, FakeService>,
+    pub ipvs: BTreeMap<ServiceKey, FakeService>,
     pub links: BTreeMap<String, Link>,
     pub addresses: BTreeSet<Address>,
     pub fou: BTreeSet<FouPort>,
@@ -161,7 +163,7 @@ impl FakeDataplane {
             addr: "127.0.0.1".parse().expect("literal"),
             prefix_len: 8,
             label: None,
-            scope: crate::model::Scope::Host,
+            scope: crate::kernel::Scope::Host,
             kind: AddrKind::Interface,
         });
         f.addresses.insert(Address {
@@ -169,7 +171,7 @@ impl FakeDataplane {
             addr: "192.0.2.10".parse().expect("literal"),
             prefix_len: 24,
             label: None,
-            scope: crate::model::Scope::Global,
+            scope: crate::kernel::Scope::Global,
             kind: AddrKind::Interface,
         });
         f
@@ -189,7 +191,7 @@ impl FakeDataplane {
                     addr: *ip,
                     prefix_len: if ip.is_ipv4() { 24 } else { 64 },
                     label: None,
-                    scope: crate::model::Scope::Global,
+                    scope: crate::kernel::Scope::Global,
                     kind: AddrKind::Interface,
                 });
             }
@@ -202,7 +204,7 @@ impl FakeDataplane {
     fn same_key<'s>(&'s self, addr: &Address) -> impl Iterator<Item = &'s Address> + 's {
         let from = Address {
             label: None,
-            scope: crate::model::Scope::Global,
+            scope: crate::kernel::Scope::Global,
             kind: AddrKind::Interface,
             ..addr.clone()
         };
@@ -304,11 +306,11 @@ impl FakeDataplane {
         }
     }
 
-    fn apply_one(&mut self, op: &IpvsOp) -> DpResult<()> {
+    fn apply_one(&mut self, op: &Op) -> DpResult<()> {
         self.record(Call::Ipvs(op.clone()))?;
-        let request = op.to_string();
+        let request = OpText(op).to_string();
         match op {
-            IpvsOp::AddService(k, c) => {
+            Op::AddService(Service { key: k, config: c }) => {
                 if self.ipvs.contains_key(k) {
                     return Err(kernel(request, errno::EEXIST));
                 }
@@ -323,7 +325,7 @@ impl FakeDataplane {
                     },
                 );
             }
-            IpvsOp::UpdateService(k, c) => {
+            Op::UpdateService(Service { key: k, config: c }) => {
                 if !SCHEDULERS.contains(&c.scheduler.as_str()) {
                     return Err(kernel(request, errno::ENOENT));
                 }
@@ -333,12 +335,15 @@ impl FakeDataplane {
                     .ok_or_else(|| kernel(request, errno::ESRCH))?;
                 s.config = c.clone();
             }
-            IpvsOp::DelService(k) => {
+            Op::DelService(k) => {
                 self.ipvs
                     .remove(k)
                     .ok_or_else(|| kernel(request, errno::ESRCH))?;
             }
-            IpvsOp::AddDest(k, d, c) => {
+            Op::AddDest {
+                service: k,
+                dest: Destination { key: d, config: c },
+            } => {
                 let s = self
                     .ipvs
                     .get_mut(k)
@@ -348,7 +353,10 @@ impl FakeDataplane {
                 }
                 s.dests.insert(*d, *c);
             }
-            IpvsOp::UpdateDest(k, d, c) => {
+            Op::UpdateDest {
+                service: k,
+                dest: Destination { key: d, config: c },
+            } => {
                 let s = self
                     .ipvs
                     .get_mut(k)
@@ -359,7 +367,10 @@ impl FakeDataplane {
                     .ok_or_else(|| kernel(request, errno::ENOENT))?;
                 *slot = *c;
             }
-            IpvsOp::DelDest(k, d) => {
+            Op::DelDest {
+                service: k,
+                dest: d,
+            } => {
                 let s = self
                     .ipvs
                     .get_mut(k)
@@ -396,7 +407,7 @@ fn kernel(request: String, errno: i32) -> DataplaneError {
 }
 
 impl FakeDataplane {
-    fn ipvs_dump_now(&mut self) -> DpResult<Vec<ObservedService>> {
+    fn ipvs_dump_now(&mut self) -> DpResult<Vec<ServiceEntry>> {
         self.record(Call::IpvsDump)?;
         if !self.ipvs_available {
             return Err(DataplaneError::IpvsUnavailable {
@@ -407,25 +418,28 @@ impl FakeDataplane {
         Ok(self
             .ipvs
             .iter()
-            .map(|(k, s)| ObservedService {
-                key: *k,
-                config: s.config.clone(),
-                counters: Counters::default(),
-                dests: s
+            .map(|(k, s)| ServiceEntry {
+                service: Service {
+                    key: *k,
+                    config: s.config.clone(),
+                },
+                stats: Stats::default(),
+                destinations: s
                     .dests
                     .iter()
-                    .map(|(dk, dc)| ObservedDest {
-                        key: *dk,
-                        config: *dc,
-                        counters: Counters::default(),
-                        gauges: DestGauges::default(),
+                    .map(|(dk, dc)| DestEntry {
+                        destination: Destination {
+                            key: *dk,
+                            config: *dc,
+                        },
+                        stats: DestStats::default(),
                     })
                     .collect(),
             })
             .collect())
     }
 
-    fn ipvs_apply_now(&mut self, ops: &[IpvsOp]) -> DpResult<Vec<DpResult<()>>> {
+    fn ipvs_apply_now(&mut self, ops: &[Op]) -> DpResult<Vec<DpResult<()>>> {
         if !self.ipvs_available {
             return Err(DataplaneError::IpvsUnavailable {
                 request: "apply IPVS ops".into(),
@@ -569,12 +583,12 @@ impl FakeDataplane {
 const ENOBUFS: i32 = 105;
 
 impl Dataplane for FakeDataplane {
-    fn ipvs_dump(&mut self) -> DpResult<Vec<ObservedService>> {
+    fn ipvs_dump(&mut self) -> DpResult<Vec<ServiceEntry>> {
         let r = self.ipvs_dump_now();
         self.answer(r)
     }
 
-    fn ipvs_apply(&mut self, ops: &[IpvsOp]) -> DpResult<Vec<DpResult<()>>> {
+    fn ipvs_apply(&mut self, ops: &[Op]) -> DpResult<Vec<DpResult<()>>> {
         self.ipvs_apply_now(ops)
     }
 

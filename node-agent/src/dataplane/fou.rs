@@ -7,7 +7,7 @@ use std::io;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
 
 use super::{DataplaneError, DpResult};
-use crate::model::FouPort;
+use crate::kernel::FouPort;
 
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;

@@ -7,7 +7,9 @@
 
 use std::io;
 
-use crate::model::{Address, FouPort, IpvsOp, Link, ObservedService, TunnelDevice};
+use lvs_ipvs::{Op, ServiceEntry};
+
+use crate::kernel::{Address, FouPort, Link, TunnelDevice};
 
 pub mod fake;
 #[cfg(target_os = "linux")]
@@ -126,11 +128,11 @@ pub type DpResult<T> = Result<T, DataplaneError>;
 /// caller's business.
 pub trait Dataplane {
     /// Every IPVS service with its destinations and counters.
-    fn ipvs_dump(&mut self) -> DpResult<Vec<ObservedService>>;
+    fn ipvs_dump(&mut self) -> DpResult<Vec<ServiceEntry>>;
 
     /// Apply IPVS writes in order. The outer error means the batch's outcome
     /// is unknown; otherwise there is one result per op.
-    fn ipvs_apply(&mut self, ops: &[IpvsOp]) -> DpResult<Vec<DpResult<()>>>;
+    fn ipvs_apply(&mut self, ops: &[Op]) -> DpResult<Vec<DpResult<()>>>;
 
     /// Every address on every interface.
     fn addresses(&mut self) -> DpResult<Vec<Address>>;

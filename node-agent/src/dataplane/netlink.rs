@@ -3,8 +3,8 @@
 //! netlink family, sysctls through `/proc/sys`. Everything acts on the
 //! network namespace the agent runs in.
 //!
-//! This is the only module that uses `lvs-ipvs`; the conversions between
-//! its types and [`crate::model`] live here.
+//! IPVS services and destinations are `lvs-ipvs`'s own types all through
+//! the agent, so the IPVS calls here pass them straight to the client.
 //!
 //! The dataplane is blocking. rtnetlink is async, so the dataplane owns a
 //! single-threaded tokio runtime that drives the rtnetlink connection only
@@ -29,9 +29,8 @@ use rtnetlink::{AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, RouteMess
 
 use super::fou::FouClient;
 use super::{Dataplane, DataplaneError, DpResult, errno};
-use crate::model::{
-    AddrKind, Address, Counters, DestConfig, DestGauges, DestKey, FouPort, Fwd, IpvsOp, Link,
-    ObservedDest, ObservedService, RTPROT_LVS, Scope, SvcConfig, SvcKey, TunnelDevice, TunnelKind,
+use crate::kernel::{
+    AddrKind, Address, FouPort, Link, OpText, RTPROT_LVS, Scope, TunnelDevice, TunnelKind,
 };
 
 /// The kernel of the agent's network namespace.
@@ -167,174 +166,6 @@ fn rtnl_error(request: &str, e: rtnetlink::Error) -> DataplaneError {
             request: request.to_string(),
             detail: other.to_string(),
         },
-    }
-}
-
-// ---- conversions between the model and lvs-ipvs ----
-
-fn to_key(k: &SvcKey) -> ipvs::ServiceKey {
-    match *k {
-        SvcKey::Tuple {
-            addr,
-            protocol,
-            port,
-        } => ipvs::ServiceKey::Tuple {
-            addr,
-            protocol: ipvs::Protocol(protocol),
-            port,
-        },
-        SvcKey::Fwmark { mark, ipv6 } => ipvs::ServiceKey::Fwmark {
-            family: if ipv6 {
-                ipvs::Family::V6
-            } else {
-                ipvs::Family::V4
-            },
-            mark,
-        },
-    }
-}
-
-fn from_key(k: &ipvs::ServiceKey) -> SvcKey {
-    match *k {
-        ipvs::ServiceKey::Tuple {
-            addr,
-            protocol,
-            port,
-        } => SvcKey::Tuple {
-            addr,
-            protocol: protocol.0,
-            port,
-        },
-        ipvs::ServiceKey::Fwmark { family, mark } => SvcKey::Fwmark {
-            mark,
-            ipv6: family == ipvs::Family::V6,
-        },
-    }
-}
-
-fn to_service(k: &SvcKey, c: &SvcConfig) -> ipvs::Service {
-    ipvs::Service {
-        key: to_key(k),
-        config: ipvs::ServiceConfig {
-            scheduler: c.scheduler.clone(),
-            flags: ipvs::ServiceFlags::from_bits(c.flags),
-            timeout: c.timeout,
-            netmask: c.netmask,
-            pe_name: None,
-        },
-    }
-}
-
-fn to_fwd(f: Fwd) -> ipvs::FwdMethod {
-    match f {
-        Fwd::Masq => ipvs::FwdMethod::Masq,
-        Fwd::Local => ipvs::FwdMethod::Local,
-        Fwd::Tunnel => ipvs::FwdMethod::Tunnel,
-        Fwd::Route => ipvs::FwdMethod::DirectRoute,
-        Fwd::Bypass => ipvs::FwdMethod::Bypass,
-    }
-}
-
-fn from_fwd(f: ipvs::FwdMethod) -> Fwd {
-    match f {
-        ipvs::FwdMethod::Masq => Fwd::Masq,
-        ipvs::FwdMethod::Local => Fwd::Local,
-        ipvs::FwdMethod::Tunnel => Fwd::Tunnel,
-        ipvs::FwdMethod::DirectRoute => Fwd::Route,
-        ipvs::FwdMethod::Bypass => Fwd::Bypass,
-    }
-}
-
-fn to_dest(d: &DestKey, c: &DestConfig) -> ipvs::Destination {
-    ipvs::Destination {
-        key: ipvs::DestKey {
-            addr: d.addr,
-            port: d.port,
-        },
-        config: ipvs::DestConfig {
-            fwd: to_fwd(c.fwd),
-            weight: c.weight,
-            u_threshold: c.u_threshold,
-            l_threshold: c.l_threshold,
-            tun_type: ipvs::TunnelType(c.tun_type),
-            tun_port: c.tun_port,
-            tun_flags: ipvs::TunnelFlags(c.tun_flags),
-        },
-    }
-}
-
-fn to_op(op: &IpvsOp) -> ipvs::Op {
-    match op {
-        IpvsOp::AddService(k, c) => ipvs::Op::AddService(to_service(k, c)),
-        IpvsOp::UpdateService(k, c) => ipvs::Op::UpdateService(to_service(k, c)),
-        IpvsOp::DelService(k) => ipvs::Op::DelService(to_key(k)),
-        IpvsOp::AddDest(k, d, c) => ipvs::Op::AddDest {
-            service: to_key(k),
-            dest: to_dest(d, c),
-        },
-        IpvsOp::UpdateDest(k, d, c) => ipvs::Op::UpdateDest {
-            service: to_key(k),
-            dest: to_dest(d, c),
-        },
-        IpvsOp::DelDest(k, d) => ipvs::Op::DelDest {
-            service: to_key(k),
-            dest: ipvs::DestKey {
-                addr: d.addr,
-                port: d.port,
-            },
-        },
-    }
-}
-
-fn counters(s: &ipvs::Stats) -> Counters {
-    Counters {
-        conns: s.conns,
-        in_pkts: s.in_pkts,
-        out_pkts: s.out_pkts,
-        in_bytes: s.in_bytes,
-        out_bytes: s.out_bytes,
-    }
-}
-
-fn observed(e: &ipvs::ServiceEntry) -> ObservedService {
-    let c = &e.service.config;
-    ObservedService {
-        key: from_key(&e.service.key),
-        config: SvcConfig {
-            scheduler: c.scheduler.clone(),
-            flags: c.flags.bits(),
-            timeout: c.timeout,
-            netmask: c.netmask,
-        },
-        counters: counters(&e.stats),
-        dests: e
-            .destinations
-            .iter()
-            .map(|d| {
-                let dc = &d.destination.config;
-                ObservedDest {
-                    key: DestKey {
-                        addr: d.destination.key.addr,
-                        port: d.destination.key.port,
-                    },
-                    config: DestConfig {
-                        fwd: from_fwd(dc.fwd),
-                        weight: dc.weight,
-                        u_threshold: dc.u_threshold,
-                        l_threshold: dc.l_threshold,
-                        tun_type: dc.tun_type.0,
-                        tun_port: dc.tun_port,
-                        tun_flags: dc.tun_flags.0,
-                    },
-                    counters: counters(&d.stats.traffic),
-                    gauges: DestGauges {
-                        active_conns: d.stats.active_conns,
-                        inactive_conns: d.stats.inactive_conns,
-                        persist_conns: d.stats.persist_conns,
-                    },
-                }
-            })
-            .collect(),
     }
 }
 
@@ -497,11 +328,11 @@ fn address_message(index: u32, a: &Address) -> AddressMessage {
 }
 
 impl Dataplane for NetlinkDataplane {
-    fn ipvs_dump(&mut self) -> DpResult<Vec<ObservedService>> {
+    fn ipvs_dump(&mut self) -> DpResult<Vec<ipvs::ServiceEntry>> {
         let request = "dump the IPVS table";
         let result = self.ipvs_client(request)?.dump_all();
         match result {
-            Ok(entries) => Ok(entries.iter().map(observed).collect()),
+            Ok(entries) => Ok(entries),
             Err(e) => {
                 // A broken socket is replaced on the next call.
                 self.ipvs = None;
@@ -510,17 +341,16 @@ impl Dataplane for NetlinkDataplane {
         }
     }
 
-    fn ipvs_apply(&mut self, ops: &[IpvsOp]) -> DpResult<Vec<DpResult<()>>> {
+    fn ipvs_apply(&mut self, ops: &[ipvs::Op]) -> DpResult<Vec<DpResult<()>>> {
         let request = format!("apply {} IPVS ops", ops.len());
-        let wire: Vec<ipvs::Op> = ops.iter().map(to_op).collect();
-        let result = self.ipvs_client(&request)?.apply(&wire);
+        let result = self.ipvs_client(&request)?.apply(ops);
         match result {
             Ok(results) => Ok(results
                 .into_iter()
                 .zip(ops)
                 .map(|(r, op)| {
                     r.map_err(|e| DataplaneError::Kernel {
-                        request: op.to_string(),
+                        request: OpText(op).to_string(),
                         errno: e.errno,
                         detail: e.ext_ack,
                     })
@@ -813,48 +643,6 @@ fn io_to_dp(request: String, source: io::Error) -> DataplaneError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_and_configs_survive_the_conversion() {
-        let k = SvcKey::Fwmark {
-            mark: 9,
-            ipv6: true,
-        };
-        assert_eq!(from_key(&to_key(&k)), k);
-        let k = SvcKey::Tuple {
-            addr: "10.0.0.1".parse().unwrap(),
-            protocol: 132,
-            port: 9000,
-        };
-        assert_eq!(from_key(&to_key(&k)), k);
-        for f in [Fwd::Masq, Fwd::Local, Fwd::Tunnel, Fwd::Route, Fwd::Bypass] {
-            assert_eq!(from_fwd(to_fwd(f)), f);
-        }
-        let op = IpvsOp::UpdateDest(
-            k,
-            DestKey {
-                addr: "10.1.0.1".parse().unwrap(),
-                port: 0,
-            },
-            DestConfig {
-                fwd: Fwd::Tunnel,
-                weight: 3,
-                u_threshold: 4,
-                l_threshold: 1,
-                tun_type: 1,
-                tun_port: 6080,
-                tun_flags: 1,
-            },
-        );
-        match to_op(&op) {
-            ipvs::Op::UpdateDest { service, dest } => {
-                assert_eq!(from_key(&service), k);
-                assert_eq!(dest.config.tun_port, 6080);
-                assert_eq!(dest.config.fwd, ipvs::FwdMethod::Tunnel);
-            }
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[test]
     fn sysctl_keys_must_stay_under_proc_sys() {

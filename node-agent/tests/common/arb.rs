@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use super::*;
 use lvs_api::{ForwardingMethod, Protocol, Scheduler, SchedulerFlag, TunnelType};
+use lvs_ipvs::{DestConfig, DestKey, Family, FwdMethod, ServiceConfig};
 use lvs_node_agent::dataplane::fake::{FakeDataplane, FakeService};
 use lvs_node_agent::desired::desired;
-use lvs_node_agent::model::{AddrKind, DestConfig, DestKey, Fwd, SvcConfig, SvcKey, VipMode};
+use lvs_node_agent::kernel::{AddrKind, VipMode};
 use lvs_planner::{
     NodePlan, PlannedDestination, PlannedPersistence, PlannedService, PlannedTunnel,
     PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
@@ -160,32 +161,19 @@ pub fn arb_plan() -> impl Strategy<Value = NodePlan> {
         })
 }
 
-pub fn foreign() -> (SvcKey, FakeService) {
+pub fn foreign() -> (lvs_ipvs::ServiceKey, FakeService) {
     let mut dests = BTreeMap::new();
     dests.insert(
         DestKey {
             addr: ip("10.9.0.1"),
             port: 80,
         },
-        DestConfig {
-            fwd: Fwd::Route,
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-            tun_type: 0,
-            tun_port: 0,
-            tun_flags: 0,
-        },
+        DestConfig::new(FwdMethod::DirectRoute, 1),
     );
     (
         tcp("10.9.0.9", 80),
         FakeService {
-            config: SvcConfig {
-                scheduler: "rr".into(),
-                flags: 0,
-                timeout: 0,
-                netmask: u32::MAX,
-            },
+            config: ServiceConfig::new(Family::V4, "rr"),
             dests,
         },
     )

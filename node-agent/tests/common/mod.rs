@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use lvs_api::{ForwardingMethod, Protocol, Scheduler, TunnelType};
 use lvs_node_agent::dataplane::fake::FakeDataplane;
 use lvs_node_agent::ledger::LedgerStore;
-use lvs_node_agent::model::{IPPROTO_TCP, SvcKey};
 use lvs_node_agent::reconcile::{Reconciler, SyncInput};
 use lvs_node_agent::report::SyncReport;
 use lvs_planner::{
@@ -65,10 +64,10 @@ pub fn service(
     }
 }
 
-pub fn tcp(vip: &str, port: u16) -> SvcKey {
-    SvcKey::Tuple {
+pub fn tcp(vip: &str, port: u16) -> lvs_ipvs::ServiceKey {
+    lvs_ipvs::ServiceKey::Tuple {
         addr: ip(vip),
-        protocol: IPPROTO_TCP,
+        protocol: lvs_ipvs::Protocol::TCP,
         port,
     }
 }

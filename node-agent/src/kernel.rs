@@ -1,260 +1,94 @@
-//! The kernel state the agent deals with, as plain values.
+//! The kernel objects the agent deals with besides IPVS, as plain values:
+//! addresses and local routes, links, tunnel devices, fou ports.
 //!
-//! These types are the vocabulary of the [`Dataplane`](crate::dataplane::Dataplane)
-//! trait. They mirror what the kernel keys and reports, not the API: a
-//! foreign service with any protocol number must be representable. Identity
-//! (`*Key`) is kept apart from configuration (`*Config`) and from counters,
-//! so diffs compare keys and configurations and never statistics.
+//! IPVS services and destinations use `lvs-ipvs`'s types (`ServiceKey`,
+//! `ServiceConfig`, `DestKey`, `DestConfig`, `Op`) directly; this module only
+//! adds how the agent names them in metric labels and messages. Together
+//! they are the vocabulary of the [`Dataplane`](crate::dataplane::Dataplane)
+//! trait. Identity (`*Key`) is kept apart from configuration, so diffs
+//! compare keys and configurations and never statistics.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Bound;
 
+use lvs_ipvs::{DestConfig, DestKey, Op, Protocol, ServiceKey};
 use serde::{Deserialize, Serialize};
 
-pub const IPPROTO_TCP: u16 = 6;
-pub const IPPROTO_UDP: u16 = 17;
-pub const IPPROTO_SCTP: u16 = 132;
+/// A service's destinations by key, as the reconciler keeps them.
+pub type DestMap = BTreeMap<DestKey, DestConfig>;
 
-/// `IP_VS_SVC_F_PERSISTENT`.
-pub const SVC_F_PERSISTENT: u32 = 0x0001;
-/// `IP_VS_SVC_F_SCHED1`: sh-fallback / mh-fallback.
-pub const SVC_F_SCHED1: u32 = 0x0008;
-/// `IP_VS_SVC_F_SCHED2`: sh-port / mh-port.
-pub const SVC_F_SCHED2: u32 = 0x0010;
+/// How the agent names an IPVS service in metric labels and messages:
+/// `TCP/10.0.0.1:80`, `UDP/[fd00::1]:53`, `FWM/1/IPv4`.
+/// The metric label values are part of the agent's interface, so this
+/// spelling stays fixed whatever `ServiceKey`'s own `Display` says.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceLabel<'a>(pub &'a ServiceKey);
 
-/// `IP_VS_CONN_F_TUNNEL_TYPE_*`.
-pub const TUN_TYPE_IPIP: u8 = 0;
-pub const TUN_TYPE_GUE: u8 = 1;
-pub const TUN_TYPE_GRE: u8 = 2;
-/// `IP_VS_TUNNEL_ENCAP_FLAG_*`.
-pub const TUN_FLAG_CSUM: u16 = 1;
-pub const TUN_FLAG_REMCSUM: u16 = 2;
-
-/// What identifies an IPVS virtual service in the kernel table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
-pub enum SvcKey {
-    Tuple {
-        addr: IpAddr,
-        /// IP protocol number (6 TCP, 17 UDP, 132 SCTP).
-        protocol: u16,
-        port: u16,
-    },
-    Fwmark {
-        mark: u32,
-        ipv6: bool,
-    },
-}
-
-impl SvcKey {
-    pub fn is_ipv6(&self) -> bool {
-        match self {
-            SvcKey::Tuple { addr, .. } => addr.is_ipv6(),
-            SvcKey::Fwmark { ipv6, .. } => *ipv6,
-        }
-    }
-
-    /// Metric label value: `TCP/10.0.0.1:80`, `FWM/1/IPv4`.
-    pub fn label(&self) -> String {
-        self.to_string()
-    }
-}
-
-fn proto_name(p: u16) -> String {
-    match p {
-        IPPROTO_TCP => "TCP".into(),
-        IPPROTO_UDP => "UDP".into(),
-        IPPROTO_SCTP => "SCTP".into(),
-        n => format!("proto{n}"),
-    }
-}
-
-impl fmt::Display for SvcKey {
+impl fmt::Display for ServiceLabel<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SvcKey::Tuple {
+        match *self.0 {
+            ServiceKey::Tuple {
                 addr,
                 protocol,
                 port,
-            } => write!(
+            } => {
+                match protocol {
+                    Protocol::TCP => f.write_str("TCP")?,
+                    Protocol::UDP => f.write_str("UDP")?,
+                    Protocol::SCTP => f.write_str("SCTP")?,
+                    Protocol(n) => write!(f, "proto{n}")?,
+                }
+                write!(f, "/{}", SocketAddr::new(addr, port))
+            }
+            ServiceKey::Fwmark { family, mark } => write!(f, "FWM/{mark}/{family}"),
+        }
+    }
+}
+
+/// The metric label value of a service (see [`ServiceLabel`]).
+pub fn service_label(key: &ServiceKey) -> String {
+    ServiceLabel(key).to_string()
+}
+
+/// How the agent describes an IPVS write in messages.
+#[derive(Debug, Clone, Copy)]
+pub struct OpText<'a>(pub &'a Op);
+
+impl fmt::Display for OpText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Op::AddService(s) => write!(
                 f,
-                "{}/{}",
-                proto_name(*protocol),
-                SocketAddr::new(*addr, *port)
+                "add service {} (scheduler {})",
+                ServiceLabel(&s.key),
+                s.config.scheduler
             ),
-            SvcKey::Fwmark { mark, ipv6 } => {
-                write!(f, "FWM/{mark}/{}", if *ipv6 { "IPv6" } else { "IPv4" })
+            Op::UpdateService(s) => write!(
+                f,
+                "update service {} (scheduler {})",
+                ServiceLabel(&s.key),
+                s.config.scheduler
+            ),
+            Op::DelService(k) => write!(f, "delete service {}", ServiceLabel(k)),
+            Op::AddDest { service, dest } => write!(
+                f,
+                "add destination {} -> {} ({})",
+                ServiceLabel(service),
+                dest.key,
+                dest.config.fwd
+            ),
+            Op::UpdateDest { service, dest } => write!(
+                f,
+                "update destination {} -> {} ({})",
+                ServiceLabel(service),
+                dest.key,
+                dest.config.fwd
+            ),
+            Op::DelDest { service, dest } => {
+                write!(f, "delete destination {} -> {dest}", ServiceLabel(service))
             }
-        }
-    }
-}
-
-/// What SET_SERVICE can change in place.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SvcConfig {
-    /// Scheduler name without the `ip_vs_` prefix.
-    pub scheduler: String,
-    /// `IP_VS_SVC_F_*` without the kernel-internal HASHED bit.
-    pub flags: u32,
-    /// Persistence timeout in seconds; 0 without persistence.
-    pub timeout: u32,
-    /// Persistence granularity in host order: an IPv4 bit mask, an IPv6 prefix length.
-    pub netmask: u32,
-}
-
-/// How packets reach a destination (`IP_VS_CONN_F_FWD_MASK`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Fwd {
-    Masq,
-    Local,
-    Tunnel,
-    Route,
-    Bypass,
-}
-
-impl fmt::Display for Fwd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Fwd::Masq => "Masq",
-            Fwd::Local => "Local",
-            Fwd::Tunnel => "Tunnel",
-            Fwd::Route => "Route",
-            Fwd::Bypass => "Bypass",
-        })
-    }
-}
-
-/// What identifies a destination within its service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct DestKey {
-    pub addr: IpAddr,
-    pub port: u16,
-}
-
-impl fmt::Display for DestKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        SocketAddr::new(self.addr, self.port).fmt(f)
-    }
-}
-
-/// What SET_DEST can change in place, the forwarding method included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct DestConfig {
-    pub fwd: Fwd,
-    pub weight: u32,
-    pub u_threshold: u32,
-    pub l_threshold: u32,
-    /// `IP_VS_CONN_F_TUNNEL_TYPE_*`; meaningful with `Fwd::Tunnel` only.
-    pub tun_type: u8,
-    /// GUE port; meaningful with `Fwd::Tunnel` only.
-    pub tun_port: u16,
-    /// `IP_VS_TUNNEL_ENCAP_FLAG_*`; meaningful with `Fwd::Tunnel` only.
-    pub tun_flags: u16,
-}
-
-impl DestConfig {
-    /// Whether two configurations program the same behaviour. The tunnel
-    /// fields are ignored unless the method is Tunnel: kernels report them
-    /// for every destination, with whatever was last set.
-    pub fn same_as(&self, other: &DestConfig) -> bool {
-        let base = self.fwd == other.fwd
-            && self.weight == other.weight
-            && self.u_threshold == other.u_threshold
-            && self.l_threshold == other.l_threshold;
-        base && (self.fwd != Fwd::Tunnel
-            || (self.tun_type == other.tun_type
-                && self.tun_port == other.tun_port
-                && self.tun_flags == other.tun_flags))
-    }
-}
-
-/// Traffic counters the kernel keeps per service and per destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct Counters {
-    pub conns: u64,
-    pub in_pkts: u64,
-    pub out_pkts: u64,
-    pub in_bytes: u64,
-    pub out_bytes: u64,
-}
-
-/// Connection gauges of one destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct DestGauges {
-    pub active_conns: u32,
-    pub inactive_conns: u32,
-    pub persist_conns: u32,
-}
-
-/// One destination as read from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObservedDest {
-    pub key: DestKey,
-    pub config: DestConfig,
-    pub counters: Counters,
-    pub gauges: DestGauges,
-}
-
-/// One service as read from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObservedService {
-    pub key: SvcKey,
-    pub config: SvcConfig,
-    pub counters: Counters,
-    pub dests: Vec<ObservedDest>,
-}
-
-/// One write to the IPVS table.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum IpvsOp {
-    AddService(SvcKey, SvcConfig),
-    UpdateService(SvcKey, SvcConfig),
-    DelService(SvcKey),
-    AddDest(SvcKey, DestKey, DestConfig),
-    UpdateDest(SvcKey, DestKey, DestConfig),
-    DelDest(SvcKey, DestKey),
-}
-
-impl IpvsOp {
-    pub fn service(&self) -> &SvcKey {
-        match self {
-            IpvsOp::AddService(k, _)
-            | IpvsOp::UpdateService(k, _)
-            | IpvsOp::DelService(k)
-            | IpvsOp::AddDest(k, _, _)
-            | IpvsOp::UpdateDest(k, _, _)
-            | IpvsOp::DelDest(k, _) => k,
-        }
-    }
-
-    /// Metric label of the op kind.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            IpvsOp::AddService(..) => "service_add",
-            IpvsOp::UpdateService(..) => "service_update",
-            IpvsOp::DelService(..) => "service_del",
-            IpvsOp::AddDest(..) => "dest_add",
-            IpvsOp::UpdateDest(..) => "dest_update",
-            IpvsOp::DelDest(..) => "dest_del",
-        }
-    }
-}
-
-impl fmt::Display for IpvsOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IpvsOp::AddService(k, c) => write!(f, "add service {k} (scheduler {})", c.scheduler),
-            IpvsOp::UpdateService(k, c) => {
-                write!(f, "update service {k} (scheduler {})", c.scheduler)
-            }
-            IpvsOp::DelService(k) => write!(f, "delete service {k}"),
-            IpvsOp::AddDest(k, d, c) => write!(f, "add destination {k} -> {d} ({})", c.fwd),
-            IpvsOp::UpdateDest(k, d, c) => {
-                write!(f, "update destination {k} -> {d} ({})", c.fwd)
-            }
-            IpvsOp::DelDest(k, d) => write!(f, "delete destination {k} -> {d}"),
         }
     }
 }
@@ -489,13 +323,36 @@ impl fmt::Display for FouPort {
     }
 }
 
-/// A service's destinations by key, as the reconciler keeps them.
-pub type DestMap = BTreeMap<DestKey, DestConfig>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn service_labels_keep_the_metric_spelling() {
+        let tuple = |addr: &str, protocol, port| ServiceKey::Tuple {
+            addr: addr.parse().unwrap(),
+            protocol,
+            port,
+        };
+        assert_eq!(
+            service_label(&tuple("10.0.0.1", Protocol::TCP, 80)),
+            "TCP/10.0.0.1:80"
+        );
+        assert_eq!(
+            service_label(&tuple("fd00::1", Protocol::UDP, 53)),
+            "UDP/[fd00::1]:53"
+        );
+        assert_eq!(
+            service_label(&tuple("10.0.0.1", Protocol(99), 1)),
+            "proto99/10.0.0.1:1"
+        );
+        let fwm = ServiceKey::Fwmark {
+            family: lvs_ipvs::Family::V6,
+            mark: 3,
+        };
+        assert_eq!(service_label(&fwm), "FWM/3/IPv6");
+    }
 
     fn key(interface: &str, addr: IpAddr, prefix_len: u8) -> AddrKey {
         AddrKey {

@@ -1,0 +1,256 @@
+//! What a per-kind diff returns: the writes to make, as plain data, and the
+//! ledger delta that records the intended additions ahead of them.
+//!
+//! A [`Write`] says what to do and never what to undo. Undoing is the
+//! ledger delta's job: applying a [`LedgerDelta`] returns the delta that
+//! puts every entry it touched back, and the executor takes single entries
+//! out of that undo delta when the write behind them fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lvs_ipvs::{Op, ServiceKey};
+
+use crate::kernel::{AddrKey, Address, FouPort, TunnelDevice};
+use crate::ledger::{Ledger, OwnedService, OwnedSysctl, OwnedTunnel};
+use crate::report::SyncError;
+
+/// An address to add, with the VirtualServices that need it.
+pub type OwnedAddress = (Address, BTreeSet<String>);
+
+/// One write a sync decided on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    EnsureTunnel(TunnelDevice),
+    AddFou(FouPort),
+    WriteSysctl {
+        key: String,
+        value: String,
+    },
+    /// A per-device sysctl of a device this sync creates: its previous
+    /// value can only be read, and recorded, once the device exists.
+    WriteSysctlLater {
+        key: String,
+        value: String,
+    },
+    /// Addresses (loopback and tunnel VIPs) added in one batch.
+    AddAddresses(Vec<OwnedAddress>),
+    /// IPVS writes with the VirtualService each is for, sent in batches.
+    Ipvs(Vec<(Op, Option<String>)>),
+    /// Director VIPs, after the IPVS writes: those to add and those held.
+    /// A VIP is added or kept only while an IPVS service of ours at its
+    /// address is in the kernel, which only the IPVS writes' outcome says.
+    DirectorVips {
+        add: Vec<OwnedAddress>,
+        held: Vec<OwnedAddress>,
+    },
+    DelAddress(Address),
+    RestoreSysctl {
+        key: String,
+        previous: String,
+    },
+    DelFou(FouPort),
+    ReleaseTunnel(TunnelDevice),
+}
+
+impl Write {
+    /// The sync order: what others depend on is made first (tunnel devices
+    /// before their sysctls and addresses, IPVS services before their
+    /// VIPs), and removals come after every addition.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Write::EnsureTunnel(_) => 0,
+            Write::AddFou(_) => 1,
+            Write::WriteSysctl { .. } | Write::WriteSysctlLater { .. } => 2,
+            Write::AddAddresses(_) => 3,
+            Write::Ipvs(_) => 4,
+            Write::DirectorVips { .. } => 5,
+            Write::RestoreSysctl { .. } => 6,
+            Write::DelAddress(_) => 7,
+            Write::DelFou(_) => 8,
+            Write::ReleaseTunnel(_) => 9,
+        }
+    }
+
+    /// The part of a sync this write's time is logged under.
+    pub fn phase(&self) -> &'static str {
+        match self {
+            Write::Ipvs(_) => "ipvs",
+            Write::AddAddresses(_) | Write::DirectorVips { .. } | Write::DelAddress(_) => {
+                "addresses"
+            }
+            _ => "other_writes",
+        }
+    }
+}
+
+/// Changes to the ledger, by entry: the new value, or `None`/`false` for
+/// "no longer owned". Only entries that change are present.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerDelta {
+    pub services: BTreeMap<ServiceKey, Option<OwnedService>>,
+    pub addresses: BTreeMap<AddrKey, bool>,
+    pub tunnels: BTreeMap<String, Option<OwnedTunnel>>,
+    pub fou_ports: BTreeMap<FouPort, bool>,
+    pub sysctls: BTreeMap<String, Option<OwnedSysctl>>,
+}
+
+fn set_entry<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) -> Option<V> {
+    match value {
+        Some(v) => map.insert(key, v),
+        None => map.remove(&key),
+    }
+}
+
+fn set_member<K: Ord>(set: &mut BTreeSet<K>, key: K, owned: bool) -> bool {
+    if owned {
+        !set.insert(key)
+    } else {
+        set.remove(&key)
+    }
+}
+
+impl LedgerDelta {
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+            && self.addresses.is_empty()
+            && self.tunnels.is_empty()
+            && self.fou_ports.is_empty()
+            && self.sysctls.is_empty()
+    }
+
+    /// Adds another delta's entries (the kinds' deltas never overlap).
+    pub fn merge(&mut self, other: LedgerDelta) {
+        self.services.extend(other.services);
+        self.addresses.extend(other.addresses);
+        self.tunnels.extend(other.tunnels);
+        self.fou_ports.extend(other.fou_ports);
+        self.sysctls.extend(other.sysctls);
+    }
+
+    /// Makes the changes in `ledger`; returns the delta that undoes them.
+    pub fn apply(self, ledger: &mut Ledger) -> LedgerDelta {
+        let mut undo = LedgerDelta::default();
+        for (k, v) in self.services {
+            undo.services
+                .insert(k, set_entry(&mut ledger.services, k, v));
+        }
+        for (k, owned) in self.addresses {
+            let was = set_member(&mut ledger.addresses, k.clone(), owned);
+            undo.addresses.insert(k, was);
+        }
+        for (k, v) in self.tunnels {
+            let was = set_entry(&mut ledger.tunnels, k.clone(), v);
+            undo.tunnels.insert(k, was);
+        }
+        for (k, owned) in self.fou_ports {
+            undo.fou_ports
+                .insert(k, set_member(&mut ledger.fou_ports, k, owned));
+        }
+        for (k, v) in self.sysctls {
+            let was = set_entry(&mut ledger.sysctls, k.clone(), v);
+            undo.sysctls.insert(k, was);
+        }
+        undo
+    }
+
+    /// Puts one service's entry back (when this delta is an undo delta).
+    pub fn revert_service(&mut self, key: &ServiceKey, ledger: &mut Ledger) {
+        if let Some(v) = self.services.remove(key) {
+            set_entry(&mut ledger.services, *key, v);
+        }
+    }
+
+    pub fn revert_address(&mut self, key: &AddrKey, ledger: &mut Ledger) {
+        if let Some((k, owned)) = self.addresses.remove_entry(key) {
+            set_member(&mut ledger.addresses, k, owned);
+        }
+    }
+
+    pub fn revert_tunnel(&mut self, name: &str, ledger: &mut Ledger) {
+        if let Some((k, v)) = self.tunnels.remove_entry(name) {
+            set_entry(&mut ledger.tunnels, k, v);
+        }
+    }
+
+    pub fn revert_fou(&mut self, port: &FouPort, ledger: &mut Ledger) {
+        if let Some(owned) = self.fou_ports.remove(port) {
+            set_member(&mut ledger.fou_ports, *port, owned);
+        }
+    }
+
+    pub fn revert_sysctl(&mut self, key: &str, ledger: &mut Ledger) {
+        if let Some((k, v)) = self.sysctls.remove_entry(key) {
+            set_entry(&mut ledger.sysctls, k, v);
+        }
+    }
+}
+
+/// What one kind's diff decided: the writes, the ledger delta to record
+/// before them, and the problems to report.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub writes: Vec<Write>,
+    pub delta: LedgerDelta,
+    pub errors: Vec<SyncError>,
+}
+
+impl Decision {
+    /// Adds another kind's decision after this one's.
+    pub fn merge(&mut self, other: Decision) {
+        self.writes.extend(other.writes);
+        self.delta.merge(other.delta);
+        self.errors.extend(other.errors);
+    }
+
+    /// The writes in sync order (see [`Write::rank`]); a stable sort, so
+    /// each kind's own order is kept.
+    pub fn into_ordered(mut self) -> Self {
+        self.writes.sort_by_key(Write::rank);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::TunnelKind;
+
+    #[test]
+    fn applying_a_delta_returns_the_delta_that_undoes_it() {
+        let mut ledger = Ledger::default();
+        ledger.sysctls.insert(
+            "net/ipv4/ip_forward".into(),
+            OwnedSysctl {
+                previous: "0".into(),
+                value: "1".into(),
+            },
+        );
+        let before = ledger.clone();
+        let mut delta = LedgerDelta::default();
+        delta.sysctls.insert("net/ipv4/ip_forward".into(), None);
+        delta.tunnels.insert(
+            "tunl0".into(),
+            Some(OwnedTunnel {
+                kind: TunnelKind::Ipip,
+                brought_up: true,
+            }),
+        );
+        delta.fou_ports.insert(
+            FouPort {
+                port: 5555,
+                ipv6: false,
+            },
+            true,
+        );
+        let undo = delta.apply(&mut ledger);
+        assert!(ledger.sysctls.is_empty());
+        assert!(ledger.tunnels.contains_key("tunl0"));
+        assert_eq!(ledger.fou_ports.len(), 1);
+        let mut partial = undo.clone();
+        partial.revert_tunnel("tunl0", &mut ledger);
+        assert!(ledger.tunnels.is_empty());
+        assert!(!partial.tunnels.contains_key("tunl0"));
+        undo.apply(&mut ledger);
+        assert_eq!(ledger, before);
+    }
+}

@@ -1,0 +1,530 @@
+//! Desired (a [`NodePlan`]) against actual (the kernel), by identity keys.
+//!
+//! - add what is desired and missing;
+//! - change in place (SET_SERVICE / SET_DEST) what exists with another
+//!   configuration;
+//! - remove what exists, is not desired, and the [`Ledger`] says the agent
+//!   created. Nothing else is ever touched: a desired service that exists but
+//!   is foreign is reported, not taken over.
+//!
+//! The reconciler keeps its last view of the kernel in memory, so a change
+//! costs requests in proportion to the change. A full read happens on the
+//! first sync, on every periodic resync (to repair changes made by hand),
+//! and after a failure that leaves the kernel state unknown.
+//!
+//! The ledger is written ahead of additions (so a crash right after a
+//! create cannot orphan it) and after removals.
+//!
+//! A sync is data first, effects second. Each kind of kernel object has a
+//! pure diff of (desired, known, ledger) that returns a [`Decision`]: the
+//! writes to make and the ledger delta recording the intended additions.
+//! [`ipvs`], [`addresses`], [`tunnels`] (with fou ports) and [`sysctls`]
+//! hold one each, with their table tests. The sync applies the merged delta
+//! to the ledger and makes it durable as one unit (or reverts it and writes
+//! nothing), then `execute` carries out the writes in [`Write::rank`]
+//! order, taking an addition's entry back out of the ledger when the kernel
+//! says it did not happen, and recording removals once they did.
+
+pub mod addresses;
+pub mod decision;
+mod execute;
+pub mod ipvs;
+pub mod sysctls;
+pub mod tunnels;
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use lvs_planner::NodePlan;
+
+use lvs_ipvs::{ServiceConfig, ServiceEntry, ServiceKey};
+
+use crate::dataplane::{Dataplane, DataplaneError};
+use crate::desired::LOOPBACK;
+use crate::desired::{Desired, desired};
+use crate::kernel::{
+    AddrKey, AddrKind, AddrScope, Address, DestMap, FouPort, Link, VipMode, owned_label,
+};
+use crate::ledger::{COMPACT_AFTER, Ledger, LedgerError, LedgerPart, LedgerStore};
+use crate::report::{ErrorKind, ServiceSync, SyncError, SyncReport};
+pub use decision::{Decision, LedgerDelta, Write};
+use sysctls::{ReadFailure, SysctlRead};
+
+/// What a sync works from.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncInput<'a> {
+    pub plan: &'a NodePlan,
+    /// The node's InternalIPs, to find the director interface.
+    pub node_ips: &'a [IpAddr],
+}
+
+/// What a scoped sync may change: these IPVS services, and the addresses at
+/// these VIPs. Loopback and tunnel addresses, tunnel devices, fou ports and
+/// sysctls are few and always reconciled whole, so the plan handed with a
+/// scope must carry all of them (see `lvs_planner::Incremental::partial_plan`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncScope {
+    pub services: BTreeSet<ServiceKey>,
+    pub vips: BTreeSet<IpAddr>,
+}
+
+/// One IPVS service as the reconciler believes the kernel holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownService {
+    pub config: ServiceConfig,
+    pub dests: DestMap,
+}
+
+/// The reconciler's view of the kernel between syncs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    pub ipvs_available: bool,
+    pub ipvs: BTreeMap<ServiceKey, KnownService>,
+    pub addresses: BTreeMap<AddrKey, Address>,
+    pub links: BTreeMap<String, Link>,
+    pub fou: BTreeSet<FouPort>,
+    /// Sysctl values read or written since the last full read.
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// The reconcile engine: owns the dataplane, the ledger and the cached view.
+#[derive(Debug)]
+pub struct Reconciler<D> {
+    dp: D,
+    store: LedgerStore,
+    ledger: Ledger,
+    known: Option<Known>,
+    /// A write of the sync in progress failed in a way that leaves the
+    /// cached view in doubt (an unknown outcome, or a kernel answer that
+    /// contradicts the view). The view stays usable until the sync ends, so
+    /// no step after the failure works without one; then it is dropped and
+    /// the next sync reads the kernel in full.
+    stale: bool,
+    /// Owned services with their counters, from the last full read.
+    stats: Vec<ServiceEntry>,
+    /// Problems found at start (a quarantined ledger), reported once.
+    startup_errors: Vec<SyncError>,
+    /// How director VIPs are held.
+    vip_mode: VipMode,
+}
+
+/// Where a sync's time went, logged with each sync (info for full syncs,
+/// debug for scoped ones): the numbers that say what bounds a large
+/// converge.
+#[derive(Debug)]
+struct Phases {
+    last: std::time::Instant,
+    ms: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            ms: Vec::new(),
+        }
+    }
+
+    /// Adds the time since the last mark to `what`.
+    fn mark(&mut self, what: &'static str) {
+        let now = std::time::Instant::now();
+        let ms = now.duration_since(self.last).as_secs_f64() * 1e3;
+        self.last = now;
+        match self.ms.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, t)) => *t += ms,
+            None => self.ms.push((what, ms)),
+        }
+    }
+
+    fn log(&self, full: bool) {
+        let get = |w: &str| {
+            self.ms
+                .iter()
+                .find(|(n, _)| *n == w)
+                .map_or(0, |(_, t)| t.round() as u64)
+        };
+        macro_rules! phases {
+            ($level:ident) => {
+                tracing::$level!(
+                    read_and_desired_ms = get("read_and_desired"),
+                    decide_ms = get("decide"),
+                    persist_intent_ms = get("persist_intent"),
+                    ipvs_ms = get("ipvs"),
+                    addresses_ms = get("addresses"),
+                    other_writes_ms = get("other_writes"),
+                    persist_ms = get("persist"),
+                    "sync phases"
+                )
+            };
+        }
+        if full {
+            phases!(info);
+        } else {
+            phases!(debug);
+        }
+    }
+}
+
+impl<D: Dataplane> Reconciler<D> {
+    /// Reads the ledger. A corrupt ledger is moved aside and the agent starts
+    /// owning nothing (so it deletes nothing); an unreadable one is an error.
+    pub fn new(dp: D, mut store: LedgerStore) -> Result<Self, LedgerError> {
+        let mut startup_errors = Vec::new();
+        let started = std::time::Instant::now();
+        let ledger = match store.load() {
+            Ok(l) => {
+                tracing::info!(
+                    services = l.services.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "ledger loaded"
+                );
+                l
+            }
+            Err(e @ (LedgerError::Corrupt { .. } | LedgerError::Version { .. })) => {
+                let aside = store.quarantine()?;
+                let msg = format!(
+                    "{e}; moved to {}; starting with an empty ledger: existing IPVS services are treated as foreign",
+                    aside.map(|p| p.display().to_string()).unwrap_or_default()
+                );
+                tracing::error!(error = %msg, "ledger unusable");
+                startup_errors.push(SyncError::new(ErrorKind::Ledger, None, msg));
+                Ledger::default()
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Reconciler {
+            dp,
+            store,
+            ledger,
+            known: None,
+            stale: false,
+            stats: Vec::new(),
+            startup_errors,
+            vip_mode: VipMode::default(),
+        })
+    }
+
+    /// How director VIPs are to be held from the next sync on. VIPs already
+    /// held the other way stay as they are (either way the node answers).
+    pub fn with_vip_mode(mut self, mode: VipMode) -> Self {
+        self.vip_mode = mode;
+        self
+    }
+
+    pub fn dataplane(&self) -> &D {
+        &self.dp
+    }
+
+    pub fn dataplane_mut(&mut self) -> &mut D {
+        &mut self.dp
+    }
+
+    pub fn into_dataplane(self) -> D {
+        self.dp
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn known(&self) -> Option<&Known> {
+        self.known.as_ref()
+    }
+
+    /// Owned services with counters, as of the last full read (taken: the
+    /// next full read brings new ones).
+    pub fn take_owned_stats(&mut self) -> Vec<ServiceEntry> {
+        std::mem::take(&mut self.stats)
+    }
+
+    /// Forget the cached view: the next sync reads the kernel in full.
+    pub fn invalidate(&mut self) {
+        self.known = None;
+    }
+
+    /// Reads everything and reconciles the ledger with it.
+    fn refresh(&mut self) -> Result<Known, DataplaneError> {
+        let (ipvs_available, services) = match self.dp.ipvs_dump() {
+            Ok(s) => (true, s),
+            Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let addresses = self.dp.addresses()?;
+        let links = self.dp.links()?;
+        let fou = self.dp.fou_ports()?;
+
+        let mut known = Known {
+            ipvs_available,
+            ..Known::default()
+        };
+        for s in &services {
+            known.ipvs.insert(
+                s.service.key,
+                KnownService {
+                    config: s.service.config.clone(),
+                    dests: s
+                        .destinations
+                        .iter()
+                        .map(|d| (d.destination.key, d.destination.config))
+                        .collect(),
+                },
+            );
+        }
+        for a in addresses {
+            // An address and one of our local routes at the same key: the
+            // route is what the ledger may own, so it is the one kept.
+            match known.addresses.entry(a.key()) {
+                Entry::Occupied(mut e) => {
+                    if a.kind == AddrKind::LocalRoute {
+                        e.insert(a);
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(a);
+                }
+            }
+        }
+        known.links = links.into_iter().map(|l| (l.name.clone(), l)).collect();
+        known.fou = fou.into_iter().collect();
+
+        // Forget ownership of what is gone; adopt what carries our label.
+        let l = &mut self.ledger;
+        if ipvs_available {
+            l.services.retain(|k, owned| match known.ipvs.get(k) {
+                Some(s) => {
+                    owned.dests.retain(|d| s.dests.contains_key(d));
+                    true
+                }
+                None => false,
+            });
+        }
+        l.addresses.retain(|k| known.addresses.contains_key(k));
+        for (k, a) in &known.addresses {
+            // Our label on an IPv4 address, our protocol on a local route.
+            let marked = a.kind == AddrKind::LocalRoute
+                || (a.addr.is_ipv4() && a.label.is_some() && a.label == owned_label(&a.interface));
+            if marked {
+                l.addresses.insert(k.clone());
+            }
+        }
+        l.tunnels.retain(|n, _| known.links.contains_key(n));
+        l.fou_ports.retain(|p| known.fou.contains(p));
+
+        self.stats = services
+            .into_iter()
+            .filter(|s| l.services.contains_key(&s.service.key))
+            .collect();
+        Ok(known)
+    }
+
+    fn sysctl_value(&mut self, known: &mut Known, key: &str) -> Result<String, DataplaneError> {
+        if let Some(v) = known.sysctls.get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.dp.read_sysctl(key)?.trim().to_string();
+        known.sysctls.insert(key.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// Whether a cached view of the kernel exists (a scoped sync needs one).
+    pub fn has_view(&self) -> bool {
+        self.known.is_some()
+    }
+
+    /// Makes the kernel match the plan. `full` reads the kernel first
+    /// (periodic resync); otherwise the cached view is used when there is one.
+    pub fn sync(&mut self, input: SyncInput<'_>, full: bool) -> SyncReport {
+        self.run(input, full, None)
+    }
+
+    /// Makes the kernel match the plan within `scope` only: the IPVS services
+    /// named there and the addresses at its VIPs, plus every loopback and
+    /// tunnel address, tunnel, fou port and sysctl. Nothing else is looked
+    /// at, so the cost follows the change, not the table; the plan need only
+    /// hold the services and VIPs of the scope. The ledger change goes to
+    /// the journal. Without a cached view (see [`has_view`](Self::has_view))
+    /// the kernel is read first, and still only the scope is reconciled.
+    pub fn sync_scoped(&mut self, input: SyncInput<'_>, scope: &SyncScope) -> SyncReport {
+        self.run(input, false, Some(scope))
+    }
+
+    fn run(&mut self, input: SyncInput<'_>, full: bool, scope: Option<&SyncScope>) -> SyncReport {
+        // The view is taken out for the sync and put back at its end
+        // unless a write put it in doubt.
+        let cached = if full { None } else { self.known.take() };
+        let mut report = SyncReport {
+            full: cached.is_none(),
+            ..SyncReport::default()
+        };
+        report.errors.append(&mut self.startup_errors);
+        let mut phases = Phases::start();
+        let mut known = match cached {
+            Some(k) => k,
+            None => match self.refresh() {
+                Ok(k) => k,
+                Err(e) => {
+                    self.known = None;
+                    report.errors.push(SyncError::new(
+                        ErrorKind::Read,
+                        None,
+                        format!("reading the kernel state failed: {e}"),
+                    ));
+                    return report;
+                }
+            },
+        };
+        let want = desired(
+            input.plan,
+            input.node_ips,
+            known.addresses.values(),
+            self.vip_mode,
+        );
+        report.errors.extend(want.errors.iter().cloned());
+        phases.mark("read_and_desired");
+
+        // The addresses this sync may change: all of them, or those at the
+        // scope's VIPs and on lo and tunnel devices.
+        let tunnel_names: BTreeSet<String> = want
+            .tunnels
+            .keys()
+            .chain(self.ledger.tunnels.keys())
+            .cloned()
+            .collect();
+        let mut whole_interfaces = tunnel_names;
+        whole_interfaces.insert(LOOPBACK.to_string());
+        let covers = match scope {
+            None => AddrScope::All,
+            Some(s) => AddrScope::Part {
+                vips: &s.vips,
+                interfaces: &whole_interfaces,
+            },
+        };
+        let decision = self.decide(&mut known, &want, scope, covers);
+        report.errors.extend(decision.errors);
+        phases.mark("decide");
+        // Write-ahead: the intended additions become durable as one unit
+        // before any is made; a scoped sync journals only its part.
+        let before = scope.map(|s| self.ledger.part(&s.services, covers));
+        let mut undo = decision.delta.apply(&mut self.ledger);
+        if let Err(e) = self.persist(before.as_ref(), scope, covers) {
+            // Without a durable record of what is about to be created, the
+            // agent could not recognise it after a restart: write nothing.
+            undo.apply(&mut self.ledger);
+            report.errors.push(SyncError::new(
+                ErrorKind::Ledger,
+                None,
+                format!("{e}; no change made"),
+            ));
+            self.known = Some(known);
+            fill_services(&want, &mut report);
+            return report;
+        }
+        let before = scope.map(|s| self.ledger.part(&s.services, covers));
+        phases.mark("persist_intent");
+        for write in decision.writes {
+            let what = write.phase();
+            self.execute(&mut known, &mut undo, write, &mut report);
+            phases.mark(what);
+        }
+        if let Err(e) = self.persist(before.as_ref(), scope, covers) {
+            report
+                .errors
+                .push(SyncError::new(ErrorKind::Ledger, None, e.to_string()));
+        }
+        if scope.is_some()
+            && self.store.journal_len() >= COMPACT_AFTER
+            && let Err(e) = self.store.save(&self.ledger)
+        {
+            report
+                .errors
+                .push(SyncError::new(ErrorKind::Ledger, None, e.to_string()));
+        }
+        self.known = (!std::mem::take(&mut self.stale)).then_some(known);
+        fill_services(&want, &mut report);
+        phases.mark("persist");
+        phases.log(report.full);
+        report
+    }
+
+    /// Makes the ledger durable: whole, or as a journal entry of what changed
+    /// within the scope since `before` (the scope's part before the change).
+    fn persist(
+        &mut self,
+        before: Option<&LedgerPart>,
+        scope: Option<&SyncScope>,
+        covers: AddrScope<'_>,
+    ) -> Result<(), LedgerError> {
+        match (before, scope) {
+            (Some(b), Some(s)) => {
+                let after = self.ledger.part(&s.services, covers);
+                self.store.append(b, &after)?;
+            }
+            _ => {
+                self.store.save(&self.ledger)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the diffs need beyond the cached view (the sysctls' current
+    /// values), then runs each kind's diff; the writes come in sync order.
+    fn decide(
+        &mut self,
+        known: &mut Known,
+        want: &Desired,
+        scope: Option<&SyncScope>,
+        covers: AddrScope<'_>,
+    ) -> Decision {
+        let keys: Vec<String> = sysctls::keys_to_read(want, &self.ledger)
+            .map(str::to_string)
+            .collect();
+        let mut reads: BTreeMap<String, SysctlRead> = BTreeMap::new();
+        for key in keys {
+            let read = self.sysctl_value(known, &key).map_err(|e| ReadFailure {
+                outcome: e.outcome(),
+                message: e.to_string(),
+            });
+            reads.insert(key, read);
+        }
+        let known = &*known;
+        let ledger = &self.ledger;
+        let mut d = tunnels::decide(want, known, ledger);
+        d.merge(sysctls::decide(want, &reads, ledger));
+        d.merge(addresses::decide(want, known, ledger, covers));
+        d.merge(ipvs::decide(
+            want,
+            known,
+            ledger,
+            scope.map(|s| &s.services),
+        ));
+        d.into_ordered()
+    }
+}
+
+/// One entry per desired service: its generation, and programmed unless an
+/// error names it.
+fn fill_services(want: &Desired, report: &mut SyncReport) {
+    let mut by_owner: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for e in &report.errors {
+        if let Some(o) = &e.owner {
+            by_owner.entry(o).or_default().push(e.message.clone());
+        }
+    }
+    let entries: Vec<(String, ServiceSync)> = want
+        .services
+        .values()
+        .map(|s| {
+            let errors = by_owner.get(s.owner.as_str()).cloned().unwrap_or_default();
+            (
+                s.owner.clone(),
+                ServiceSync {
+                    generation: s.generation,
+                    programmed: errors.is_empty(),
+                    errors,
+                },
+            )
+        })
+        .collect();
+    report.services.extend(entries);
+}
