@@ -2,7 +2,7 @@
 # one SET_DEST each (`node-agent --once` reports exactly one dest_update), and
 # the next full read finds nothing to do. Also the --once exit status: 1 on a
 # broken manifest (nothing changed) and 1 on a collision with a foreign
-# service (which stays untouched).
+# service (which stays untouched, its VIP not taken).
 . /lab/scenario.sh
 M="$LAB_MANIFESTS"
 # once NODE: one reconcile on NODE with `node-agent --once`; the JSON report
@@ -81,6 +81,8 @@ rs_addr other-1 other 10.0.1.13 80
 once dir1
 expect_eq "exit status with a foreign collision" 1 "$ONCE_RC"
 case "$ONCE_OUT" in *foreign_service*) ;; *) fail "no foreign_service error: $ONCE_OUT" ;; esac
+# The VIP goes with the service: a VIP whose service is foreign is not held.
+expect_no_vip dir1 203.0.113.11
 manifest_remove other; manifest_remove other-1
-once_ok dir1 '{"addr_del":1}'
+once_ok dir1 '{}'
 expect_eq "foreign service" "-A -t 203.0.113.11:80 -s wlc" "$(ipvs_rules dir1 | grep 203.0.113.11)"
