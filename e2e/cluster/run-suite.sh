@@ -8,6 +8,8 @@
 #
 # Usage: run-suite.sh [SCENARIO-FILE-PATTERN]   e.g. run-suite.sh 20-crd
 #   LVS_KEEP_LAB=1  leave the lab running afterwards (prints its env)
+#   LVS_SCENARIO_TIMEOUT  per-scenario limit in seconds (default 2400), after
+#                   which the scenario's process group is killed
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -85,7 +87,7 @@ done
 # pipefail` and reports its own checks; LVS_SCENARIO_TIMEOUT bounds each.
 for s in "${scenarios[@]}"; do
   name=${s%%:*} fn=${s#*:}
-  runner_run --reports "$name" "${LVS_SCENARIO_TIMEOUT:-900}" "$LVS_LAB_DIR/scenarios/$name.log" \
+  runner_run --reports "$name" "${LVS_SCENARIO_TIMEOUT:-2400}" "$LVS_LAB_DIR/scenarios/$name.log" \
     bash "$here/run-one.sh" "$fn"
 done
 
