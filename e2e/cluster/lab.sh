@@ -26,21 +26,14 @@ vm_host_ip=10.0.2.2
 sa_issuer=https://kubernetes.default.svc
 service_cidr=10.96.0.0/12
 
+# shellcheck source=../lib/common.sh
+source "$here/../lib/common.sh"
+
 die() { echo "lab.sh: $*" >&2; exit 1; }
 log() { echo "lab.sh: $*" >&2; }
 
-pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-port_in_use() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
-
-free_port() {
-  local p=$1 limit=$(($1 + 200))
-  while ((p < limit)); do
-    port_in_use "$p" || { echo "$p"; return 0; }
-    p=$((p + 1))
-  done
-  die "no free TCP port in $1..$limit"
-}
+pid_alive() { lvs_pid_alive "$@"; }
+free_port() { lvs_free_port "$1" || die "no free TCP port from $1 up"; }
 
 make_pki() {
   local pki=$lab/pki
@@ -96,11 +89,11 @@ EOF
   chmod 600 "$out"
 }
 
+# start_proc NAME CMD...: CMD in the background, log and pid file in the lab dir.
 start_proc() {
   local name=$1
   shift
-  "$@" >"$lab/$name.log" 2>&1 </dev/null &
-  echo $! >"$lab/$name.pid"
+  lvs_proc_start "$lab/$name.pid" "$lab/$name.log" "$@"
 }
 
 wait_until() {
@@ -212,25 +205,7 @@ EOF
   print_env
 }
 
-stop_proc() {
-  local name=$1 pidfile=$lab/$1.pid
-  [[ -f $pidfile ]] || return 0
-  local pid
-  pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 40); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$name (pid $pid) ignored SIGTERM for 10s, sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
-  rm -f "$pidfile"
-}
+stop_proc() { lvs_proc_stop "$lab/$1.pid"; }
 
 cmd_down() {
   [[ -d $lab ]] || { log "down: no lab at $lab"; return 0; }

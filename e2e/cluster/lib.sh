@@ -7,15 +7,17 @@ first_line() { grep -m1 -v '^[[:space:]]*$' <<<"$1" || true; }
 # error_line TEXT -> the first line that looks like an error, else the first line.
 error_line() { grep -m1 -iE 'error|forbidden|denied|invalid' <<<"$1" || first_line "$1"; }
 
+# shellcheck source=../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+# shellcheck source=../lib/runner.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/runner.sh"
+
+# pass NAME / fail NAME WHY -> report one check (e2e/lib/runner.sh).
+pass() { runner_pass "$@"; }
+fail() { runner_fail "$@"; }
+
 # retry SECONDS CMD... -> run CMD until it succeeds or SECONDS elapse.
-retry() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.5
-  done
-}
+retry() { lvs_retry "$@"; }
 
 # jwt_claims TOKEN -> the decoded JSON payload of a JWT.
 jwt_claims() {
@@ -94,26 +96,13 @@ api_patch() {
 start_proc() {
   local name=$1
   shift
-  mkdir -p "$LVS_LAB_DIR/procs"
-  "$@" >"$LVS_LAB_DIR/$name.log" 2>&1 </dev/null &
-  echo $! >"$LVS_LAB_DIR/procs/$name.pid"
-  echo $!
+  lvs_proc_start "$LVS_LAB_DIR/procs/$name.pid" "$LVS_LAB_DIR/$name.log" "$@"
+  cat "$LVS_LAB_DIR/procs/$name.pid"
 }
 
 # stop_proc NAME [SIGNAL] -> signal a process started by start_proc (TERM by
 # default), wait up to 10 s for it to exit (then KILL), and unregister it.
-stop_proc() {
-  local pidfile=$LVS_LAB_DIR/procs/$1.pid pid _
-  [[ -f $pidfile ]] || return 0
-  pid=$(cat "$pidfile")
-  kill "-${2:-TERM}" "$pid" 2>/dev/null || true
-  for _ in $(seq 1 40); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.25
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  rm -f "$pidfile"
-}
+stop_proc() { lvs_proc_stop "$LVS_LAB_DIR/procs/$1.pid" "${2:-TERM}"; }
 
 # stop_all_procs -> stop every process still registered by start_proc.
 stop_all_procs() {
@@ -125,11 +114,7 @@ stop_all_procs() {
 }
 
 # free_port FROM -> the first TCP port from FROM up with no listener.
-free_port() {
-  local p=$1
-  while [[ -n $(ss -Hltn "sport = :$p") ]]; do p=$((p + 1)); done
-  echo "$p"
-}
+free_port() { lvs_free_port "$1"; }
 
 # wait_json SECONDS JQ KUBECTL-GET-ARGS... -> poll `kubectl get -o json ARGS`
 # until JQ (jq -e) holds; the last JSON seen stays in $wait_last.

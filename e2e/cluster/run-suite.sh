@@ -8,6 +8,8 @@
 #
 # Usage: run-suite.sh [SCENARIO-FILE-PATTERN]   e.g. run-suite.sh 20-crd
 #   LVS_KEEP_LAB=1  leave the lab running afterwards (prints its env)
+#   LVS_SCENARIO_TIMEOUT  per-scenario limit in seconds (default 2400), after
+#                   which the scenario's process group is killed
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,29 +18,27 @@ cache=${LVS_CACHE:-$repo/.cache}
 export LVS_LAB_DIR=$cache/cluster-lab/suite-$$
 filter=${1:-}
 
-# Every result is one line in $results (shared with the scenario subshells) and
-# on fd 3, the real stdout; scenario noise goes to per-scenario logs.
-exec 3>&1
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+# Every result is a line on the real stdout (fd 3, e2e/lib/runner.sh); scenario
+# noise goes to per-scenario logs.
 mkdir -p "$cache/cluster-lab"
-results=$(mktemp "$cache/cluster-lab/results.XXXXXX")
-pass() { echo "PASS $1" >>"$results"; echo "PASS $1" >&3; }
-fail() { echo "FAIL $1: $2" >>"$results"; echo "FAIL $1: $2" >&3; }
-count() { grep -c "^$1 " "$results" || true; }
-summary() { echo "$(count PASS) passed, $(count FAIL) failed" >&3; }
+runner_init
+summary() { runner_summary; }
 
-lab_started=0 scenario_pid=
+lab_started=0
 cleanup() {
   local rc=$?
-  [[ -n $scenario_pid ]] && kill "$scenario_pid" 2>/dev/null
+  runner_stop
   # Processes a scenario started with start_proc (operators, agents) go first.
-  declare -F stop_all_procs >/dev/null && stop_all_procs
+  stop_all_procs
   if ((lab_started)) && [[ -z ${LVS_KEEP_LAB:-} ]]; then
     "$here/lab.sh" down >>"$LVS_LAB_DIR/suite.log" 2>&1 || echo "run-suite.sh: lab.sh down failed, see $LVS_LAB_DIR/suite.log" >&2
-    if (($(count FAIL) == 0 && rc == 0)); then rm -rf "$LVS_LAB_DIR"; else echo "run-suite.sh: logs kept in $LVS_LAB_DIR" >&2; fi
+    if (($(runner_count FAIL) == 0 && rc == 0)); then rm -rf "$LVS_LAB_DIR"; else echo "run-suite.sh: logs kept in $LVS_LAB_DIR" >&2; fi
   elif ((lab_started)); then
     echo "run-suite.sh: lab left running; eval \"\$(LVS_LAB_DIR=$LVS_LAB_DIR $here/lab.sh env)\"" >&2
   fi
-  rm -f "$results"
+  runner_cleanup
 }
 trap cleanup EXIT
 trap 'fail suite "interrupted"; summary; exit 130' INT TERM
@@ -70,9 +70,6 @@ source "$here/versions.sh"
 export LVS_KUBE_VERSION=$KUBE_VERSION LVS_ETCD_VERSION=$ETCD_VERSION LVS_HELM_VERSION=$HELM_VERSION
 export HELM_CACHE_HOME=$LVS_LAB_DIR/helm/cache HELM_CONFIG_HOME=$LVS_LAB_DIR/helm/config HELM_DATA_HOME=$LVS_LAB_DIR/helm/data
 
-# shellcheck source=lib.sh
-source "$here/lib.sh"
-
 # Each scenario file registers functions with `scenario NAME FUNCTION`.
 scenarios=()
 scenario() { scenarios+=("$1:$2"); }
@@ -86,28 +83,12 @@ for f in "${files[@]}"; do
 done
 ((${#scenarios[@]})) || { fail suite "no scenario matches '$filter'"; summary; exit 1; }
 
-mkdir -p "$LVS_LAB_DIR/scenarios"
+# Each scenario function runs in its own bash (run-one.sh) under `set -euo
+# pipefail` and reports its own checks; LVS_SCENARIO_TIMEOUT bounds each.
 for s in "${scenarios[@]}"; do
   name=${s%%:*} fn=${s#*:}
-  slog=$LVS_LAB_DIR/scenarios/$name.log
-  before=$(wc -l <"$results")
-  # Each scenario runs in a subshell under `set -e`, in the background so that
-  # an interrupt reaches the traps at once instead of after the scenario.
-  (
-    set -eo pipefail
-    exec >"$slog" 2>&1
-    "$fn"
-  ) &
-  scenario_pid=$!
-  rc=0
-  wait "$scenario_pid" || rc=$?
-  scenario_pid=
-  if ((rc != 0)); then
-    fail "$name" "scenario aborted (exit $rc): $(tail -n 1 "$slog") (log: $slog)"
-  elif (($(wc -l <"$results") == before)); then
-    fail "$name" "scenario reported no result (log: $slog)"
-  fi
+  runner_run --reports "$name" "${LVS_SCENARIO_TIMEOUT:-2400}" "$LVS_LAB_DIR/scenarios/$name.log" \
+    bash "$here/run-one.sh" "$fn"
 done
 
 summary
-(($(count FAIL) == 0))

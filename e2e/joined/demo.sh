@@ -20,12 +20,12 @@ T0=$SECONDS
 say() { printf '%s\n' "$*"; }
 step() { printf '[%4ds] %s\n' "$((SECONDS - T0))" "$*"; }
 # sc_fail (from the scenario helpers) ends the demo with its reason.
-SC_WHY_FILE=$(mktemp)
+RUNNER_WHY_FILE=$(mktemp)
 
 started=0
 finish() {
   local rc=$?
-  rm -f "$SC_WHY_FILE"
+  rm -f "$RUNNER_WHY_FILE"
   if ((started)) && [[ $keep != 1 ]]; then
     step "stopping the lab (make demo KEEP=1 keeps it running)"
     "$here/lab.sh" down >/dev/null 2>&1 || say "lab.sh down failed; run: e2e/joined/lab.sh down"
@@ -61,7 +61,7 @@ step "waiting for the kernel tables and the status"
   sc_wait_vs web-nat 3 60
   sc_wait_vs web-dr 2 60
   sc_wait_vs web-tun 2 60
-) >"$dir/demo-wait.log" 2>&1 || lvs_die "$(cat "$SC_WHY_FILE") (log: $dir/demo-wait.log)"
+) >"$dir/demo-wait.log" 2>&1 || lvs_die "$(cat "$RUNNER_WHY_FILE") (log: $dir/demo-wait.log)"
 
 # section TITLE VS SERVICE URL NOTE...
 section() {

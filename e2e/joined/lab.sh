@@ -39,13 +39,8 @@ T0=$SECONDS
 # step MESSAGE: one progress line with the time since `up` began.
 step() { printf '[%4ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
 
-pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-free_port() {
-  local p=$1
-  while [[ -n $(ss -Hltn "sport = :$p") ]]; do p=$((p + 1)); done
-  echo "$p"
-}
+pid_alive() { lvs_pid_alive "$@"; }
+free_port() { lvs_free_port "$1" || lvs_die "no free TCP port from $1 up"; }
 
 # run_logged NAME CMD...: run CMD with its output in $dir/NAME.log; on failure
 # show the log's tail and die.
@@ -231,20 +226,7 @@ EOF
 }
 
 # stop_pid FILE SECS: TERM the process group led by the pid in FILE, KILL it after SECS.
-stop_pid() {
-  local f=$1 secs=$2 pid i
-  [[ -f $f ]] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < secs * 4; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$f"
-}
+stop_pid() { lvs_proc_stop "$1" TERM "$2"; }
 
 cmd_logs() {
   local out=${1:-$dir/logs} n

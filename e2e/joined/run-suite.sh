@@ -16,6 +16,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/lib.sh"
 # shellcheck source=../scenarios/runner.sh
 . "$here/../scenarios/runner.sh"
+runner_init
 
 export LVS_JOINED_DIR="$LVS_CACHE/joined-lab/suite-$$"
 filter=${1:-}
@@ -26,7 +27,7 @@ cleanup() {
   local rc=$?
   if ((lab_started)) && [[ -z ${LVS_KEEP_LAB:-} ]]; then
     "$here/lab.sh" down >>"$LVS_JOINED_DIR/down.log" 2>&1 || echo "run-suite.sh: lab.sh down failed (log: $LVS_JOINED_DIR/down.log)" >&2
-    if ((SC_FAILED == 0 && rc == 0)); then
+    if (($(runner_count FAIL) == 0 && rc == 0)); then
       rm -rf "$LVS_JOINED_DIR"
     else
       echo "run-suite.sh: logs kept in $LVS_JOINED_DIR" >&2
@@ -34,17 +35,18 @@ cleanup() {
   elif ((lab_started)); then
     echo "run-suite.sh: lab left running: eval \"\$(LVS_JOINED_DIR=$LVS_JOINED_DIR $here/lab.sh env)\"; stop: LVS_JOINED_DIR=$LVS_JOINED_DIR $here/lab.sh down" >&2
   fi
+  runner_cleanup
 }
 trap cleanup EXIT
-trap 'sc_fail_line suite "interrupted"; sc_summary; exit 130' INT TERM
+trap 'runner_stop; runner_fail suite "interrupted"; runner_summary; exit 130' INT TERM
 
 mkdir -p "$LVS_JOINED_DIR"
 lab_started=1
 t0=$SECONDS
 if ! "$here/lab.sh" up >"$LVS_JOINED_DIR.up.log" 2>&1; then
   mkdir -p "$LVS_JOINED_DIR" && mv "$LVS_JOINED_DIR.up.log" "$LVS_JOINED_DIR/up.log"
-  sc_fail_line lab-up "$(grep -E '^error:' "$LVS_JOINED_DIR/up.log" | tail -n 1) (log: $LVS_JOINED_DIR/up.log)"
-  sc_summary
+  runner_fail lab-up "$(grep -E '^error:' "$LVS_JOINED_DIR/up.log" | tail -n 1) (log: $LVS_JOINED_DIR/up.log)"
+  runner_summary
   exit 1
 fi
 mv "$LVS_JOINED_DIR.up.log" "$LVS_JOINED_DIR/up.log"
@@ -54,5 +56,4 @@ jl_load_env
 SC_LAB_API="$here/lab-api.sh" SC_LOG_DIR="$LVS_JOINED_DIR/scenarios" sc_run_suite "$filter"
 "$here/lab.sh" logs "$LVS_JOINED_DIR/logs" >/dev/null 2>&1 || true
 lvs_log "joined suite: $((SECONDS - t_start)) s in all"
-sc_summary
-((SC_FAILED == 0))
+runner_summary

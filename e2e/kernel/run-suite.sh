@@ -2,7 +2,8 @@
 # The kernel lab suite: boots the lab VM once and runs the scenarios in
 # e2e/kernel/scenarios/ inside it, each on a fresh topology.
 #
-#   run-suite.sh [--only REGEX] [--agent PATH] [--image-agent PATH] [--out DIR] [--list] [-v]
+#   run-suite.sh [--only REGEX] [--agent PATH] [--image-agent PATH]
+#                [--ipvs-examples DIR] [--out DIR] [--list] [-v]
 #
 # stdout: one line per scenario, `PASS <name>` or `FAIL <name>: <why>`, then
 # exactly `N passed, M failed` as the last line. The output of failed
@@ -17,6 +18,9 @@
 #                  byte as /image/usr/local/bin/node-agent (default: build the
 #                  lab image with e2e/image/build.sh and copy the binary out of
 #                  it, or $LVS_IMAGE_AGENT_BIN)
+#   --ipvs-examples DIR  directory with the lvs-ipvs examples ipvs-dump and
+#                  ipvs-apply for ipvs-* scenarios, packed as /usr/bin/ipvs-*
+#                  (default: build them with `cargo build -p lvs-ipvs --examples`)
 #   --out DIR      keep the run's files there (default
 #                  $LVS_CACHE/kernel-lab/runs/suite-<time>)
 #   --list         print the scenario names and exit
@@ -33,13 +37,16 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 . "$HERE/../lib/common.sh"
 # shellcheck source=../lib/image.sh
 . "$HERE/../lib/image.sh"
+# shellcheck source=../lib/runner.sh
+. "$HERE/../lib/runner.sh"
 
-ONLY="" AGENT="${NODE_AGENT_BIN:-}" IMAGE_AGENT="${LVS_IMAGE_AGENT_BIN:-}" OUT="" LIST=0 VERBOSE=()
+ONLY="" AGENT="${NODE_AGENT_BIN:-}" IMAGE_AGENT="${LVS_IMAGE_AGENT_BIN:-}" IPVS_EXAMPLES="" OUT="" LIST=0 VERBOSE=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --only) ONLY="$2"; shift 2 ;;
         --agent) AGENT="$2"; shift 2 ;;
         --image-agent) IMAGE_AGENT="$2"; shift 2 ;;
+        --ipvs-examples) IPVS_EXAMPLES="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --list) LIST=1; shift ;;
         -v|--verbose) VERBOSE=(-v); shift ;;
@@ -58,10 +65,14 @@ for s in "${ALL[@]}"; do
 done
 if [ "$LIST" -eq 1 ]; then printf '%s\n' "${SELECTED[@]}"; exit 0; fi
 
-PASSED=0 FAILED=0
-pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
-failed() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
-summary() { echo "$PASSED passed, $FAILED failed"; [ "$FAILED" -eq 0 ]; exit $?; }
+# Results and the summary line go through the labs' one runner
+# (e2e/lib/runner.sh); the scenarios themselves run inside the VM, one after
+# another, under guest/suite.sh.
+runner_init
+trap runner_cleanup EXIT
+pass() { runner_pass "$1"; }
+failed() { runner_fail "$1" "$2"; }
+summary() { runner_summary; exit $?; }
 
 if [ "${#SELECTED[@]}" -eq 0 ]; then
     failed lab-suite "no scenario matches '${ONLY}'"
@@ -83,6 +94,9 @@ if ! "$HERE/setup.sh" 2>"$OUT/setup.log"; then
 fi
 t_setup="$(lvs_now_ms)"
 
+TARGET_DIR="${CARGO_TARGET_DIR:-$LVS_REPO/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$LVS_REPO/$TARGET_DIR" ;; esac
+
 # The node agent, when agent scenarios are selected.
 RUN=() ADD=() AGENT_PROBLEM=""
 for s in "${SELECTED[@]}"; do
@@ -93,7 +107,7 @@ if [ "${NEED_AGENT:-0}" -eq 1 ]; then
         if command -v cargo >/dev/null 2>&1; then
             lvs_log "cargo build --locked -p lvs-node-agent"
             if (cd "$LVS_REPO" && cargo build --locked -p lvs-node-agent) >"$OUT/agent-build.log" 2>&1; then
-                for cand in "$LVS_REPO/target/debug/node-agent" "$LVS_REPO/target/debug/lvs-node-agent"; do
+                for cand in "$TARGET_DIR/debug/node-agent" "$TARGET_DIR/debug/lvs-node-agent"; do
                     [ -x "$cand" ] && { AGENT="$cand"; break; }
                 done
                 [ -n "$AGENT" ] || AGENT_PROBLEM="cargo build -p lvs-node-agent produced no target/debug/node-agent"
@@ -134,6 +148,32 @@ if [ "${NEED_IMAGE:-0}" -eq 1 ]; then
         --env "LAB_IMAGE_AGENT_SHA256=$(sha256sum "$IMAGE_AGENT" | cut -d' ' -f1)")
 fi
 
+# The lvs-ipvs examples, when ipvs-* scenarios are selected.
+IPVS_PROBLEM=""
+for s in "${SELECTED[@]}"; do
+    case "$s" in ipvs-*) NEED_IPVS=1 ;; esac
+done
+if [ "${NEED_IPVS:-0}" -eq 1 ]; then
+    if [ -z "$IPVS_EXAMPLES" ]; then
+        lvs_log "cargo build --locked -p lvs-ipvs --examples"
+        if (cd "$LVS_REPO" && cargo build --locked -p lvs-ipvs --examples) >"$OUT/ipvs-build.log" 2>&1; then
+            IPVS_EXAMPLES="$TARGET_DIR/debug/examples"
+        else
+            IPVS_PROBLEM="cargo build -p lvs-ipvs --examples failed: $(grep -m1 '^error' "$OUT/ipvs-build.log")"
+            cat "$OUT/ipvs-build.log" >&2
+        fi
+    fi
+    if [ -z "$IPVS_PROBLEM" ]; then
+        for ex in ipvs-dump ipvs-apply; do
+            if [ -x "$IPVS_EXAMPLES/$ex" ]; then
+                ADD+=(--add "$IPVS_EXAMPLES/$ex:/usr/bin/$ex")
+            else
+                IPVS_PROBLEM="$IPVS_EXAMPLES/$ex is not an executable file"
+            fi
+        done
+    fi
+fi
+
 # Random specs for agent-kernel-accepts-valid-specs, drawn on the host by
 # `xtask specgen` and packed into the VM at /lab/specgen.
 SPECGEN_SCENARIO=agent-kernel-accepts-valid-specs SPECGEN_PROBLEM=""
@@ -161,6 +201,7 @@ for s in "${SELECTED[@]}"; do
     case "$s" in
         agent-*) [ -n "$AGENT_PROBLEM" ] && continue ;;
         image-*) [ -n "$IMAGE_PROBLEM" ] && continue ;;
+        ipvs-*) [ -n "$IPVS_PROBLEM" ] && continue ;;
     esac
     [ "$s" = "$SPECGEN_SCENARIO" ] && [ -n "$SPECGEN_PROBLEM" ] && continue
     RUN+=("$s")
@@ -199,6 +240,7 @@ for s in "${SELECTED[@]}"; do
     case "$s" in
         agent-*) if [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi ;;
         image-*) if [ -n "$IMAGE_PROBLEM" ]; then failed "$s" "$IMAGE_PROBLEM"; continue; fi ;;
+        ipvs-*) if [ -n "$IPVS_PROBLEM" ]; then failed "$s" "$IPVS_PROBLEM"; continue; fi ;;
     esac
     if [ "$s" = "$SPECGEN_SCENARIO" ] && [ -n "$SPECGEN_PROBLEM" ]; then
         failed "$s" "$SPECGEN_PROBLEM"; continue
@@ -229,7 +271,7 @@ done
 
 # The VM runner must have ended cleanly whenever every scenario passed
 # (the guest reports 1 when one failed).
-if [ "${#RUN[@]}" -gt 0 ] && [ "$vm_rc" -ne 0 ] && [ "$FAILED" -eq 0 ]; then
+if [ "${#RUN[@]}" -gt 0 ] && [ "$vm_rc" -ne 0 ] && [ "$(runner_count FAIL)" -eq 0 ]; then
     failed lab-vm "run-vm.sh exited with status $vm_rc although every scenario passed"
     cat "$OUT/run-vm.log" >&2
 fi

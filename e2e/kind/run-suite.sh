@@ -13,6 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/lib.sh"
 # shellcheck source=../scenarios/runner.sh
 . "$here/../scenarios/runner.sh"
+runner_init
 
 cleanup() {
   if [[ -z ${LVS_KEEP_LAB:-} ]]; then
@@ -20,15 +21,16 @@ cleanup() {
   else
     echo "run-suite.sh: cluster left running; eval \"\$($here/lab.sh env)\"; stop: $here/lab.sh down" >&2
   fi
+  runner_cleanup
 }
 trap cleanup EXIT
-trap 'sc_fail_line suite "interrupted"; sc_summary; exit 130' INT TERM
+trap 'runner_stop; runner_fail suite "interrupted"; runner_summary; exit 130' INT TERM
 
 mkdir -p "$KL_DIR"
 if ! "$here/lab.sh" up >"$KL_DIR/up.log" 2>&1; then
   tail -n 30 "$KL_DIR/up.log" >&2
-  sc_fail_line lab-up "$(grep -E '^error:' "$KL_DIR/up.log" | tail -n 1) (log: $KL_DIR/up.log)"
-  sc_summary
+  runner_fail lab-up "$(grep -E '^error:' "$KL_DIR/up.log" | tail -n 1) (log: $KL_DIR/up.log)"
+  runner_summary
   exit 1
 fi
 # shellcheck disable=SC1091
@@ -36,5 +38,4 @@ fi
 SC_LAB_API="$here/lab-api.sh" SC_LOG_DIR="$KL_DIR/scenarios" sc_run_suite "${1:-}"
 kubectl logs -n lvs-system -l app.kubernetes.io/component=agent --tail=-1 --prefix >"$KL_DIR/agents.log" 2>&1 || true
 kubectl logs -n lvs-system -l app.kubernetes.io/component=operator --tail=-1 --prefix >"$KL_DIR/operator.log" 2>&1 || true
-sc_summary
-((SC_FAILED == 0))
+runner_summary

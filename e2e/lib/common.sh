@@ -34,3 +34,59 @@ lvs_apt_ensure() {
 
 # lvs_now_ms: wall clock in milliseconds, for timings.
 lvs_now_ms() { date +%s%3N; }
+
+# lvs_retry SECS CMD...: run CMD every 0.5 s until it succeeds; 1 when SECS
+# have passed without success.
+lvs_retry() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
+}
+
+# lvs_free_port FROM: the first TCP port from FROM up (200 tried) with no
+# listener on this host; 1 with a message when there is none.
+lvs_free_port() {
+    local p=$1 limit=$(($1 + 200))
+    while ((p < limit)); do
+        [[ -n $(ss -Hltn "sport = :$p") ]] || { echo "$p"; return 0; }
+        p=$((p + 1))
+    done
+    echo "no free TCP port in $1..$limit" >&2
+    return 1
+}
+
+# lvs_pid_alive PIDFILE: the process whose pid PIDFILE holds exists.
+lvs_pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# lvs_proc_start PIDFILE LOG CMD...: start CMD in the background, stdin from
+# /dev/null and its output in LOG, with its pid in PIDFILE.
+lvs_proc_start() {
+    local pidfile=$1 log=$2
+    shift 2
+    mkdir -p "$(dirname "$pidfile")"
+    "$@" >"$log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+}
+
+# lvs_proc_stop PIDFILE [SIGNAL] [SECS]: send SIGNAL (default TERM) to the
+# process in PIDFILE, and to its process group when it leads one (setsid), wait
+# up to SECS (default 10) for it to exit, then KILL it and whatever is left of
+# its group; PIDFILE goes away.
+lvs_proc_stop() {
+    local pidfile=$1 sig=${2:-TERM} secs=${3:-10} pid i
+    [[ -f $pidfile ]] || return 0
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "-$sig" -- "-$pid" 2>/dev/null || kill "-$sig" "$pid" 2>/dev/null || true
+        for ((i = 0; i < secs * 4; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.25
+        done
+        kill -0 "$pid" 2>/dev/null && lvs_log "pid $pid ($(basename "$pidfile" .pid)) still runs ${secs}s after SIG$sig; sending SIGKILL"
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}

@@ -29,6 +29,8 @@
 # Each client has busybox sh, wget, nc and timeout; each node has ip,
 # ipvsadm, sh, sort, grep and cat; realservers serve their name on :80.
 # shellcheck shell=bash disable=SC2034,SC2120
+# shellcheck source=../lib/common.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../lib/common.sh"
 
 # --- the examples' objects -----------------------------------------------------
 VIP_NAT=192.0.2.10
@@ -52,14 +54,14 @@ k() { lab_kubectl "$@"; }
 # (shown on the FAIL line). Anything it prints goes to its log.
 sc_fail() {
   echo "FAIL: $*"
-  printf '%s\n' "$*" >"${SC_WHY_FILE:-/dev/null}"
+  printf '%s\n' "$*" >"${RUNNER_WHY_FILE:-/dev/null}"
   exit 1
 }
 sc_ok() { echo "ok: $*"; }
 # sc_info TEXT: a figure for the suite's output (an INFO line, not a check).
 sc_info() {
   echo "INFO: $*"
-  printf 'INFO %s\n' "$*" >>"${SC_INFO_FILE:-/dev/null}"
+  printf '%s\n' "$*" >>"${RUNNER_INFO_FILE:-/dev/null}"
 }
 expect_eq() {
   [[ $2 == "$3" ]] || sc_fail "$1: expected '$2', got '$3'"
@@ -68,14 +70,7 @@ expect_eq() {
 sc_now_ms() { date +%s%3N; }
 
 # sc_retry SECS CMD...: run CMD until it succeeds, at most SECS seconds.
-sc_retry() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.5
-  done
-}
+sc_retry() { lvs_retry "$@"; }
 
 # --- objects ------------------------------------------------------------------------
 sc_apply() { k apply -f "$(lab_manifest "$1")" || sc_fail "kubectl apply -f examples/$1.yaml failed"; }

@@ -18,11 +18,15 @@ rb_ln=lvsnodes.lvs.lvs-operator.io
 # rb_cleanup -> stop the processes, delete the objects (also on an early
 # return; the operator, if it ran, removes its finalizers meanwhile, or the
 # lab's teardown takes the rest).
+# The lab has no namespace controller (no kube-controller-manager), so a
+# deleted namespace would keep its objects while Terminating, and every later
+# scenario's operator would reconcile them: they go as one collection delete.
 rb_cleanup() {
   stop_proc agent-rb
+  kubectl delete --raw "/apis/lvs.lvs-operator.io/v1alpha1/namespaces/$rb_ns/virtualservices" >/dev/null || true
   kubectl delete namespace "$rb_ns" --ignore-not-found --wait=false || true
-  retry 120 bash -c '! kubectl get namespace "$1" >/dev/null 2>&1' _ "$rb_ns" ||
-    echo "namespace $rb_ns still terminating after 120s; the lab teardown removes it"
+  retry 120 bash -c '[[ -z $(kubectl get virtualservices.lvs.lvs-operator.io -n "$1" -o name 2>/dev/null | head -n 1) ]]' _ "$rb_ns" ||
+    echo "VirtualServices left in $rb_ns after 120s; the lab teardown removes them"
   stop_proc operator-rb
   kubectl delete "$rb_ln" "$rb_node" --ignore-not-found || true
   kubectl delete node "$rb_node" --ignore-not-found || true

@@ -220,3 +220,108 @@ sched_rules() {
     echo "-A -t $_svc -s $_s"
     for _rw in "$@"; do echo "-a -t $_svc -r $(topo_ip4 "${_rw%%=*}"):$_p -m -w ${_rw#*=}"; done
 }
+
+# --- tunnel scenarios (agent-tun-*) --------------------------------------------
+
+# manifest_tun_vs NAME VIP TUNNEL: a TUN VirtualService NAME on VIP:80/TCP with
+# scheduler rr, on the labelled director (dir1), selecting the RealServers
+# labelled app=NAME. TUNNEL is spec.tunnel as a YAML flow mapping, e.g.
+# "{type: gue, port: 6080}"; empty for the default (ipip, or ip6ip6 for an
+# IPv6 VIP).
+manifest_tun_vs() {
+    {
+        echo "apiVersion: lvs.lvs-operator.io/v1alpha1"
+        echo "kind: VirtualService"
+        echo "metadata: {name: $1, namespace: default}"
+        echo "spec:"
+        echo "  address: \"$2\""
+        echo "  port: 80"
+        echo "  protocol: TCP"
+        echo "  scheduler: rr"
+        echo "  forwarding: TUN"
+        [ -n "${3:-}" ] && echo "  tunnel: $3"
+        echo "  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: \"true\"}}}"
+        echo "  realServerSelector: {matchLabels: {app: $1}}"
+    } | manifest_write "$1"
+}
+
+# manifest_rs_node NAME APP NODE: RealServer NAME for the lab node NODE (by
+# nodeName, so the node's agent prepares it), labelled app=APP.
+manifest_rs_node() {
+manifest_write "$1" <<YAML
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: $1, namespace: default, labels: {app: $2}}
+spec: {nodeName: $3}
+YAML
+}
+
+# tun_strict_rp_filter RS...: strict reverse-path filtering, as on hardened
+# hosts; the agent has to relax it for the tunnel device and restore it after.
+tun_strict_rp_filter() {
+    for _r in "$@"; do
+        nsx "$_r" sysctl -q -w net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1 \
+            net.ipv4.conf.eth0.rp_filter=1 || fail "cannot set rp_filter on $_r"
+    done
+}
+
+_holds() { [ -n "$(addr_dev "$1" "$2")" ]; }
+_holds_on() { [ "$(addr_dev "$1" "$2")" = "$3" ]; }
+_holds_not() { [ -z "$(addr_dev "$1" "$2")" ]; }
+_link_down() { ! /usr/sbin/ip -n "$1" -o link show "$2" | grep -q '[<,]UP[,>]'; }
+_rp_filter_is() { [ "$(nsx "$1" sysctl -n net.ipv4.conf.all.rp_filter)" = "$2" ]; }
+
+# tun_expect_rs RS VIP DEVICE: wait (15 s) until the agent on RS holds VIP on
+# the tunnel DEVICE, which is up; for an IPv4 VIP the effective rp_filter on
+# DEVICE must no longer be strict.
+tun_expect_rs() {
+    wait_until 15 _holds_on "$1" "$2" "$3" \
+        || fail "$1 does not hold $2 on $3: $(/usr/sbin/ip -n "$1" -o addr show | awk '{print $2, $4}' | tr '\n' ' ')"
+    _link_down "$1" "$3" && fail "$3 on $1 holds $2 but is down: $(/usr/sbin/ip -n "$1" -o link show "$3")"
+    echo "ok: $1 holds $2 on $3, which is up"
+    case "$2" in
+        *:*) ;;
+        *)
+            _rpf="$(sysctl_effective "$1" "$3" rp_filter)"
+            [ "$_rpf" != 1 ] || fail "rp_filter on $1 $3 is still strict (max of all and $3 = 1)"
+            echo "ok: effective rp_filter on $1 $3 = $_rpf"
+            ;;
+    esac
+}
+
+# tun_expect_traffic VIP URL SVC RS...: 10 GETs per realserver through the VIP
+# from the client, answered round-robin by each RS, with the replies bypassing
+# the director (its OutPkts stays 0 once all connections are counted). SVC is
+# the service as ipvsadm names it (VIP:80 or [VIP6]:80).
+tun_expect_traffic() {
+    _vip="$1" _url="$2" _svc="$3"; shift 3
+    _n=$(( 10 * $# ))
+    fetch_dist "$_n" "$_url"
+    expect_no_errors
+    for _r in "$@"; do expect_eq "requests answered by $_r (rr)" 10 "$(dist_of "$_r")"; done
+    ipvs_wait_conns dir1 -t "$_svc" "$_n"
+    expect_eq "director OutPkts of $_svc (replies bypass it)" 0 "$(ipvs_svc_stat dir1 -t "$_svc" outpkts)"
+}
+
+# tun_rx_packets RS DEVICE: packets received (decapsulated) on DEVICE in RS.
+tun_rx_packets() {
+    /usr/sbin/ip -n "$1" -s link show "$2" | awk '/RX:/ {getline; print $2; exit}'
+}
+
+# tun_expect_released RS VIP DEVICE: wait (15 s) until the agent on RS has
+# released VIP, then DEVICE must be down again and (IPv4) all.rp_filter back
+# at the strict value tun_strict_rp_filter set.
+tun_expect_released() {
+    wait_until 15 _holds_not "$1" "$2" || fail "$1 still holds $2 on $(addr_dev "$1" "$2") after its RealServer was removed"
+    wait_until 5 _link_down "$1" "$3" || fail "$3 on $1 is still up after its last VIP was released"
+    echo "ok: $1 released $2 and set $3 down"
+    case "$2" in
+        *:*) ;;
+        *)
+            wait_until 5 _rp_filter_is "$1" 1 \
+                || fail "all.rp_filter on $1 is $(nsx "$1" sysctl -n net.ipv4.conf.all.rp_filter), expected the original 1"
+            echo "ok: all.rp_filter on $1 restored to 1"
+            ;;
+    esac
+}
+_fou_closed() { ! /usr/sbin/ip -n "$1" fou show | grep -q "port $2 "; }

@@ -1,21 +1,25 @@
-# Kernel-lab smoke test of lvs-ipvs against a real kernel (busybox sh guest
-# workload). Run it with ipvs/tests/vm/run-smoke.sh, which builds the examples
-# and adds them to the guest, i.e.:
-#   cargo build -p lvs-ipvs --examples
-#   e2e/kernel/run-vm.sh --add target/debug/examples/ipvs-dump:/usr/bin/ipvs-dump \
-#       --add target/debug/examples/ipvs-apply:/usr/bin/ipvs-apply ipvs/tests/vm/smoke.sh
-# Compares the library's view with ipvsadm's in both directions: rules made
-# by ipvsadm read through the library, rules made through the library read
-# by ipvsadm. Exit status 0 only if every check holds.
-. /lab/lib.sh
-set -u
-fail() { echo "FAIL: $*"; exit 1; }
+# lvs-ipvs against the real kernel, through its examples ipvs-dump and
+# ipvs-apply (run-suite.sh builds them and packs them into the VM for ipvs-*
+# scenarios). Compares the library's view with ipvsadm's in both directions:
+# rules made by ipvsadm read through the library, rules made through the
+# library read by ipvsadm; then the mapping of each kernel error to its rule,
+# and pipelined batches with their sendmsg counts. Runs in a namespace of its
+# own, so its rules never meet another scenario's.
+. /lab/scenario.sh
 check_same() { # NAME FILE1 FILE2
     if diff -u "$2" "$3"; then echo "ok: $1"; else fail "$1 differs"; fi
 }
-command -v ipvs-dump >/dev/null || fail "ipvs-dump is not in the guest (see the header of this script)"
-command -v ipvs-apply >/dev/null || fail "ipvs-apply is not in the guest"
+command -v ipvs-dump >/dev/null || fail "ipvs-dump is not in the VM (run-suite.sh packs it for ipvs-* scenarios)"
+command -v ipvs-apply >/dev/null || fail "ipvs-apply is not in the VM (run-suite.sh packs it for ipvs-* scenarios)"
 modprobe ip_vs || fail "modprobe ip_vs"
+# The rest runs in the namespace ipvs-smoke (lo up: IPVS refuses destinations
+# while it is down); every command below is the namespace's.
+/usr/sbin/ip netns del ipvs-smoke 2>/dev/null
+/usr/sbin/ip netns add ipvs-smoke && /usr/sbin/ip -n ipvs-smoke link set lo up || fail "cannot create the namespace ipvs-smoke"
+trap '/usr/sbin/ip netns del ipvs-smoke 2>/dev/null' EXIT
+ipvsadm() { nsx ipvs-smoke ipvsadm "$@"; }
+smoke_dump() { nsx ipvs-smoke /usr/bin/ipvs-dump "$@"; }
+smoke_apply() { nsx ipvs-smoke /usr/bin/ipvs-apply "$@"; }
 
 echo "== 1. rules made by ipvsadm, read through lvs-ipvs"
 ipvsadm -A -t 10.0.0.1:80 -s wlc -p 300 -M 255.255.255.0
@@ -31,10 +35,10 @@ ipvsadm -A --sctp-service 10.0.0.2:3868 -s lc
 ipvsadm -A -u 10.0.0.2:5060 -s rr -o -p 180
 ipvsadm -a --sctp-service 10.0.0.2:3868 -r 10.0.3.1:3868 -m -w 0
 ipvsadm -Ln >/tmp/ipvsadm-list || fail "ipvsadm -Ln"
-ipvs-dump >/tmp/lib-list || fail "ipvs-dump"
+smoke_dump >/tmp/lib-list || fail "ipvs-dump"
 check_same "ipvs-dump matches ipvsadm -Ln" /tmp/ipvsadm-list /tmp/lib-list
 ipvsadm -Sn >/tmp/ipvsadm-save
-ipvs-dump --save >/tmp/lib-save || fail "ipvs-dump --save"
+smoke_dump --save >/tmp/lib-save || fail "ipvs-dump --save"
 check_same "ipvs-dump --save matches ipvsadm -Sn" /tmp/ipvsadm-save /tmp/lib-save
 cat /tmp/lib-list
 
@@ -58,11 +62,11 @@ cat >/tmp/rules <<'RULES'
 -A --sctp-service 192.0.2.12:3868 -s lc
 -a --sctp-service 192.0.2.12:3868 -r 198.51.100.5:3868 -m -w 0
 RULES
-ipvs-apply /tmp/rules || fail "ipvs-apply of the rule set"
+smoke_apply /tmp/rules || fail "ipvs-apply of the rule set"
 ipvsadm -Sn | sort >/tmp/kernel-sorted
 sort /tmp/rules >/tmp/rules-sorted
 check_same "ipvsadm -Sn shows exactly the rules applied through lvs-ipvs" /tmp/rules-sorted /tmp/kernel-sorted
-ipvsadm -Ln >/tmp/ipvsadm-list2; ipvs-dump >/tmp/lib-list2
+ipvsadm -Ln >/tmp/ipvsadm-list2; smoke_dump >/tmp/lib-list2
 check_same "ipvs-dump matches ipvsadm -Ln after library writes" /tmp/ipvsadm-list2 /tmp/lib-list2
 
 echo "== 3. each kernel error maps to its rule"
@@ -74,7 +78,7 @@ printf '%s\n' \
     '-D -t 192.0.2.99:80' \
     '-e -t 192.0.2.10:80 -r 198.51.100.1:8080 -m -w 9 -x 100 -y 10' \
     >/tmp/mixed
-ipvs-apply --batch 16 /tmp/mixed >/tmp/mixed.out; rc=$?
+smoke_apply --batch 16 /tmp/mixed >/tmp/mixed.out; rc=$?
 cat /tmp/mixed.out
 [ "$rc" -eq 1 ] || fail "ipvs-apply should report partial failure (rc 1), got $rc"
 expect_line() { grep -qxF "$1" /tmp/mixed.out || fail "missing outcome line: $1"; }
@@ -98,7 +102,7 @@ while [ "$i" -lt 300 ]; do
     i=$((i + 1))
 done
 for b in 1 16 64 256; do
-    ipvs-apply --batch "$b" /tmp/many >/dev/null 2>/tmp/cost || { cat /tmp/cost; fail "add 300 with batch $b"; }
+    smoke_apply --batch "$b" /tmp/many >/dev/null 2>/tmp/cost || { cat /tmp/cost; fail "add 300 with batch $b"; }
     cat /tmp/cost
     n="$(ipvsadm -Ln | grep -c '^TCP  10\.9\.')"
     [ "$n" -eq 300 ] || fail "batch $b: $n services instead of 300"
@@ -106,7 +110,7 @@ for b in 1 16 64 256; do
     grep -q "300 requests in $want sendmsg calls" /tmp/cost || fail "batch $b: expected $want sendmsg calls"
     if [ "$b" -eq 256 ]; then
         # A 300-service dump spans several datagrams.
-        ipvs-dump --save >/tmp/many-lib 2>/tmp/dump-cost || fail "ipvs-dump of 300 services"
+        smoke_dump --save >/tmp/many-lib 2>/tmp/dump-cost || fail "ipvs-dump of 300 services"
         cat /tmp/dump-cost
         ipvsadm -Sn | sort >/tmp/many-kernel
         sort /tmp/many-lib >/tmp/many-lib-sorted
@@ -114,10 +118,9 @@ for b in 1 16 64 256; do
         dgrams="$(sed -n 's/.*service dump: 1 request, \([0-9]*\) datagrams/\1/p' /tmp/dump-cost)"
         [ "${dgrams:-0}" -gt 2 ] || fail "expected the service dump to span several datagrams plus DONE, got ${dgrams:-?}"
     fi
-    ipvs-apply --batch "$b" /tmp/many-del >/dev/null 2>/tmp/cost || { cat /tmp/cost; fail "delete 300 with batch $b"; }
+    smoke_apply --batch "$b" /tmp/many-del >/dev/null 2>/tmp/cost || { cat /tmp/cost; fail "delete 300 with batch $b"; }
     [ "$(ipvsadm -Ln | grep -c '^TCP  10\.9\.')" -eq 0 ] || fail "batch $b: services left after delete"
 done
 echo "ok: batches of 1/16/64/256 with ceil(300/b) sendmsg calls each"
 ipvsadm -C
-[ "$(ipvs-dump --save | wc -l)" -eq 0 ] || fail "table not empty after flush"
-echo "smoke: all checks passed"
+[ "$(smoke_dump --save | wc -l)" -eq 0 ] || fail "table not empty after flush"
