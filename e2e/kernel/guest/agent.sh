@@ -123,6 +123,13 @@ agent_lab_up() {
 addr_dev() {
     /usr/sbin/ip -n "$1" -o addr show | awk -v a="$2" '{ split($4, p, "/"); if (p[1] == a) { print $2; exit } }'
 }
+# addr_held NODE ADDR [DEV]: NODE holds ADDR (on DEV when given); a command, so
+# that wait_until polls it (an argument "$(addr_dev ...)" is read only once).
+addr_held() {
+    _held="$(addr_dev "$1" "$2")"
+    if [ -n "${3:-}" ]; then [ "$_held" = "$3" ]; else [ -n "$_held" ]; fi
+}
+addr_gone() { [ -z "$(addr_dev "$1" "$2")" ]; }
 expect_vip_on() {
     _dev="$(addr_dev "$1" "$2")"
     [ -n "$_dev" ] || fail "$1 does not hold $2: $(/usr/sbin/ip -n "$1" -o addr show | awk '{print $2, $4}' | tr '\n' ' ')"

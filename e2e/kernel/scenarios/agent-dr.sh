@@ -47,13 +47,13 @@ ipvs_expect dir1 30 <<'RULES'
 -a -t 203.0.113.20:80 -r 10.0.1.13:80 -g -w 3
 RULES
 for r in rs1 rs2 rs3; do
-    wait_until 15 test "$(addr_dev "$r" "$VIP")" = lo || true
+    wait_until 15 addr_held "$r" "$VIP" lo || true
     expect_eq "interface holding $VIP on $r" lo "$(addr_dev "$r" "$VIP")"
     expect_eq "effective arp_ignore on $r eth0" 1 "$(sysctl_effective "$r" eth0 arp_ignore)"
     expect_eq "effective arp_announce on $r eth0" 2 "$(sysctl_effective "$r" eth0 arp_announce)"
     expect_eq "IPVS rules on realserver $r" "" "$(ipvs_rules "$r")"
 done
-wait_until 15 test -n "$(addr_dev dir1 "$VIP")" || true
+wait_until 15 addr_held dir1 "$VIP" || true
 expect_vip_on dir1 "$VIP"
 
 resp="$(nsx router arping -I lan0 -c 2 -w 2 "$VIP" 2>&1 | sed -n 's/.*reply from .* \[\([0-9a-fA-F:]*\)\].*/\1/p' | tr 'A-F' 'a-f' | sort -u)"

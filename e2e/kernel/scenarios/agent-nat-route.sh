@@ -17,13 +17,14 @@ local_route() {
     ip -n "$1" route show table local type local proto "$3" \
         | awk -v a="$2" '{ hit = 0; for (i = 1; i < NF; i++) { if ($i == a) hit = 1; if (hit && $i == "dev") print $(i + 1) } }'
 }
+local_route_held() { [ -n "$(local_route "$1" "$2" "$3")" ]; }
 
 manifest_sched_vs web-route "$VIP" 8080 rr
 for r in rs1 rs2 rs3; do manifest_sched_rs web-route "$r" 1 80; done
 WANT="$(sched_rules "$VIP:8080" rr 80 rs1=1 rs2=1 rs3=1)"
 agent_start dir1 --vip-mode route
 echo "$WANT" | ipvs_expect dir1 30
-wait_until 15 test -n "$(local_route dir1 "$VIP" 76)" || true
+wait_until 15 local_route_held dir1 "$VIP" 76 || true
 expect_eq "device of dir1's local route to $VIP (proto 76)" eth0 "$(local_route dir1 "$VIP" 76)"
 expect_eq "address holding $VIP on dir1" "" "$(addr_dev dir1 "$VIP")"
 ip -n router neigh flush dev lan0 2>/dev/null || true

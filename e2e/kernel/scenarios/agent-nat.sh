@@ -47,7 +47,7 @@ ipvs_expect dir1 30 <<'RULES'
 -a -t 203.0.113.10:8080 -r 10.0.1.12:80 -m -w 1
 -a -t 203.0.113.10:8080 -r 10.0.1.13:80 -m -w 1
 RULES
-wait_until 15 test -n "$(addr_dev dir1 "$VIP")" || true
+wait_until 15 addr_held dir1 "$VIP" || true
 expect_vip_on dir1 "$VIP"
 expect_no_vip dir2 "$VIP"
 

@@ -44,7 +44,7 @@ ipvs_expect dir1 30 <<'RULES'
 -a -t [2001:db8:f::10]:8080 -r [2001:db8:1::12]:80 -m -w 1
 -a -t [2001:db8:f::10]:8080 -r [2001:db8:1::13]:80 -m -w 1
 RULES
-wait_until 15 test -n "$(addr_dev dir1 "$VIP")" || true
+wait_until 15 addr_held dir1 "$VIP" || true
 expect_vip_on dir1 "$VIP"
 fetch_dist 30 "http://[$VIP]:8080/"
 expect_no_errors

@@ -47,7 +47,7 @@ WANT='-A -t 203.0.113.99:80 -s rr
 -a -t 203.0.113.10:8080 -r 10.0.1.13:80 -m -w 1'
 agent_start dir1
 echo "$WANT" | ipvs_expect dir1 30
-wait_until 15 test -n "$(addr_dev dir1 "$VIP")" || true
+wait_until 15 addr_held dir1 "$VIP" || true
 expect_vip_on dir1 "$VIP"
 fetch_dist 15 "http://$VIP:8080/"
 expect_no_errors

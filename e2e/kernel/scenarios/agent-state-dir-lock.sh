@@ -84,7 +84,7 @@ ipvs_expect dir1 30 <<'RULES'
 -a -t 203.0.113.10:8080 -r 10.0.1.12:80 -m -w 3
 -a -t 203.0.113.10:8080 -r 10.0.1.13:80 -m -w 2
 RULES
-wait_until 15 test -n "$(addr_dev dir1 203.0.113.10)" || true
+wait_until 15 addr_held dir1 203.0.113.10 || true
 expect_vip_on dir1 203.0.113.10
 fetch_dist 6 "http://203.0.113.10:8080/"
 expect_no_errors

@@ -50,7 +50,7 @@ ipvs_expect dir1 30 <<'RULES'
 -a -t 203.0.113.30:80 -r 10.0.2.15:80 -i -w 1 --tun-type ipip
 RULES
 for r in rs4 rs5; do
-    wait_until 15 test -n "$(addr_dev "$r" "$VIP")" || true
+    wait_until 15 addr_held "$r" "$VIP" || true
     dev="$(addr_dev "$r" "$VIP")"
     [ -n "$dev" ] || fail "$r does not hold $VIP"
     /usr/sbin/ip -n "$r" -d link show dev "$dev" | grep -q 'ipip' \
@@ -60,7 +60,7 @@ for r in rs4 rs5; do
     echo "ok: effective rp_filter on $r $dev = $rpf"
     echo "ok: $r holds $VIP on ipip device $dev"
 done
-wait_until 15 test -n "$(addr_dev dir1 "$VIP")" || true
+wait_until 15 addr_held dir1 "$VIP" || true
 expect_vip_on dir1 "$VIP"
 
 fetch_dist 20 "http://$VIP/"

@@ -53,7 +53,7 @@ $FOREIGN
 -a -t 203.0.113.10:8080 -r 10.0.1.12:80 -m -w 1
 -a -t 203.0.113.10:8080 -r 10.0.1.13:80 -m -w 1
 RULES
-wait_until 15 test -n "$(addr_dev dir1 "$VIP")" || true
+wait_until 15 addr_held dir1 "$VIP" || true
 expect_vip_on dir1 "$VIP"
 fetch_dist 9 "http://$VIP:8080/"
 expect_no_errors
@@ -86,6 +86,6 @@ manifest_remove web
 ipvs_expect dir1 30 <<RULES
 $FOREIGN
 RULES
-wait_until 15 test -z "$(addr_dev dir1 "$VIP")" || true
+wait_until 15 addr_gone dir1 "$VIP" || true
 expect_no_vip dir1 "$VIP"
 agent_alive dir1 || fail "agent on dir1 died"

@@ -22,7 +22,7 @@ done
 agent_start dir1
 { sched_rules 203.0.113.10:8080 rr 80 rs1=1 rs2=1; echo "-A -t 203.0.113.20:8080 -s wlc"; } \
     | ipvs_expect dir1 30
-wait_until 15 test -n "$(addr_dev dir1 203.0.113.10)" || true
+wait_until 15 addr_held dir1 203.0.113.10 || true
 expect_vip_on dir1 203.0.113.10
 log="$(_agent_logs)/dir1.log"
 # The agent has reported both refusals once it logged the withheld VIPs.
@@ -39,7 +39,7 @@ ipvs dir1 -D -t 203.0.113.20:8080 || fail "cannot delete the foreign rule"
 sched_rules 203.0.113.10:8080 rr 80 rs1=1 rs2=1 >/tmp/want.vns
 sched_rules 203.0.113.20:8080 rr 80 rs1=1 rs2=1 >>/tmp/want.vns
 ipvs_expect dir1 30 </tmp/want.vns
-wait_until 15 test -n "$(addr_dev dir1 203.0.113.20)" || true
+wait_until 15 addr_held dir1 203.0.113.20 || true
 expect_vip_on dir1 203.0.113.20
 fetch_dist 10 "http://203.0.113.20:8080/"
 expect_no_errors
@@ -47,7 +47,7 @@ expect_no_errors
 # The good service is deleted by hand and cannot come back: VIP withdrawn.
 manifest_sched_vs good 203.0.113.10 8080 twos
 ipvs dir1 -D -t 203.0.113.10:8080 || fail "cannot delete the agent's rule by hand"
-wait_until 30 test -z "$(addr_dev dir1 203.0.113.10)" || true
+wait_until 30 addr_gone dir1 203.0.113.10 || true
 expect_no_vip dir1 203.0.113.10
 expect_vip_on dir1 203.0.113.20
 sched_rules 203.0.113.20:8080 rr 80 rs1=1 rs2=1 | ipvs_expect dir1 5
