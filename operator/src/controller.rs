@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config, Controller};
@@ -130,7 +130,7 @@ impl Context {
                 reason: e.reason.to_string(),
                 note: Some(truncate(&e.note, 1000)),
                 action: "Reconcile".into(),
-                secondary: None,
+                secondary: e.node.as_deref().map(node_ref),
             };
             match self.recorder.publish(&ev, &obj.object_ref(&())).await {
                 Ok(()) => {
@@ -141,6 +141,16 @@ impl Context {
                 }
             }
         }
+    }
+}
+
+/// A reference to the Node `name`, an Event's related object.
+fn node_ref(name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(name.into()),
+        ..Default::default()
     }
 }
 

@@ -577,6 +577,10 @@ pub struct EventSpec {
     /// CamelCase reason, shown by `kubectl describe`.
     pub reason: &'static str,
     pub note: String,
+    /// The Node the Event is also about (its `related` object). Events of
+    /// one reason on one object are counted as a series that keeps the first
+    /// note; naming the node keeps each node's Events apart.
+    pub node: Option<String>,
 }
 
 fn find<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Condition> {
@@ -620,16 +624,19 @@ pub fn vs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
                 warning: true,
                 reason: reasons::INVALID,
                 note: message(new, types::INVALID),
+                node: None,
             }),
             Some(reasons::CONFLICT) => out.push(EventSpec {
                 warning: true,
                 reason: reasons::CONFLICT,
                 note: message(new, types::CONFLICT),
+                node: None,
             }),
             Some(_) => out.push(EventSpec {
                 warning: false,
                 reason: "Accepted",
                 note: "the service is valid and owns its address".into(),
+                node: None,
             }),
             None => {}
         }
@@ -641,12 +648,14 @@ pub fn vs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
                 warning: false,
                 reason: "Ready",
                 note: message(new, types::READY),
+                node: None,
             });
         } else if !now && (was || state != admission_state(old)) {
             out.push(EventSpec {
                 warning: true,
                 reason: "NotReady",
                 note: message(new, types::READY),
+                node: None,
             });
         }
     }
@@ -659,6 +668,7 @@ pub fn vs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
                 warning: false,
                 reason: "Programmed",
                 note: p.message.clone(),
+                node: None,
             });
         }
         let newly_failed = p.reason == reasons::FAILED
@@ -668,6 +678,7 @@ pub fn vs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
                 warning: true,
                 reason: "ProgrammingFailed",
                 note: p.message.clone(),
+                node: None,
             });
         }
     }
@@ -705,6 +716,7 @@ pub fn director_events(
                 note: format!(
                     "node {node} is no longer the active director for VIP {vip} (now {now})"
                 ),
+                node: Some(node.clone()),
             });
         }
     }
@@ -714,6 +726,7 @@ pub fn director_events(
                 warning: false,
                 reason: reasons::DIRECTOR_TAKEOVER,
                 note: format!("node {node} is now the active director for VIP {vip} (was {was})"),
+                node: Some(node.clone()),
             });
         }
     }
@@ -736,16 +749,19 @@ pub fn rs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
             warning: false,
             reason: "Ready",
             note: ready.message.clone(),
+            node: None,
         }],
         ("False", reasons::UNUSABLE) => vec![EventSpec {
             warning: true,
             reason: "RealServerProblem",
             note: ready.message.clone(),
+            node: None,
         }],
         ("False", reasons::INVALID) => vec![EventSpec {
             warning: true,
             reason: reasons::INVALID,
             note: ready.message.clone(),
+            node: None,
         }],
         _ => Vec::new(),
     }

@@ -842,6 +842,13 @@ fn director_events_from_role_changes() {
             ),
         ]
     );
+    // Each Event names its node, so that Events about different nodes are
+    // not counted as one series.
+    let nodes: Vec<Option<String>> = director_events(Some(&d1_active), &d2_active, &dr.spec)
+        .into_iter()
+        .map(|e| e.node)
+        .collect();
+    assert_eq!(nodes, [Some("d1".to_string()), Some("d2".to_string())]);
     // The active stops reporting (agent gone, HA turned off).
     assert_eq!(
         notes(&director_events(Some(&d2_active), &d2_gone, &dr.spec)),
