@@ -69,6 +69,9 @@ pub struct LvsNodeStatus {
     /// own).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceReport>,
+    /// The VIPs this node directs under director HA, with its role for each, sorted by address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<VipRole>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -92,4 +95,19 @@ pub struct ServiceReport {
     /// Empty when programmed; otherwise what failed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
+}
+
+/// One VIP this node directs, with its role.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VipRole {
+    /// The VIP address.
+    pub address: String,
+    /// "Active" (holds and announces the VIP) or "Standby" (programs IPVS, does not hold it).
+    pub role: String,
+    /// When the node took this role (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }

@@ -34,6 +34,7 @@ use crate::status::Condition;
         printcolumn = r#"{"name":"RealServers","type":"string","jsonPath":".status.realServers.summary","description":"ready/selected realservers"}"#,
         printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
         printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+        printcolumn = r#"{"name":"Active","type":"string","jsonPath":".status.activeDirector","description":"the director holding the VIP (director HA)"}"#,
         printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
     )
 )]
@@ -227,6 +228,15 @@ pub struct VirtualServiceStatus {
     /// Per-node programming state reported by the agents.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nodes: BTreeMap<String, String>,
+    /// Under director HA, the director that holds and announces the VIP, as
+    /// its agent reports. Unset while no director reports itself active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_director: Option<String>,
+    /// Under director HA, each director's role for the VIP as its agent
+    /// reports it: "Active" or "Standby". Directors that report no role for
+    /// the VIP (HA off, or not yet synced) are not listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub director_roles: BTreeMap<String, String>,
 }
 
 /// How many realservers the selector picks and how many of them are usable.

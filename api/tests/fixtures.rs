@@ -82,6 +82,22 @@ fn every_valid_fixture_and_example_is_accepted() {
         examples.len()
     );
     files.extend(examples);
+    // Examples with a README of their own live in subdirectories.
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.iter().any(|d| d.ends_with("ha")),
+        "examples/ha (director HA) is missing"
+    );
+    for d in dirs {
+        let found = yaml_files(&d);
+        assert!(!found.is_empty(), "{}: no YAML files", d.display());
+        files.extend(found);
+    }
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
         let parsed = manifest::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config, Controller};
@@ -20,7 +20,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use lvs_api::{
-    LabelSelector, LvsNode, NodeInfo, RealServer, ServiceReport, VirtualService, VirtualServiceSpec,
+    LabelSelector, LvsNode, NodeInfo, RealServer, ServiceReport, VipRole, VirtualService,
+    VirtualServiceSpec,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -129,7 +130,7 @@ impl Context {
                 reason: e.reason.to_string(),
                 note: Some(truncate(&e.note, 1000)),
                 action: "Reconcile".into(),
-                secondary: None,
+                secondary: e.node.as_deref().map(node_ref),
             };
             match self.recorder.publish(&ev, &obj.object_ref(&())).await {
                 Ok(()) => {
@@ -140,6 +141,16 @@ impl Context {
                 }
             }
         }
+    }
+}
+
+/// A reference to the Node `name`, an Event's related object.
+fn node_ref(name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(name.into()),
+        ..Default::default()
     }
 }
 
@@ -262,8 +273,9 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
         "status written"
     );
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    ctx.publish(vs, &status::vs_events(old_conditions, &new.conditions))
-        .await;
+    let mut events = status::vs_events(old_conditions, &new.conditions);
+    events.extend(status::director_events(old, &new, &vs.spec));
+    ctx.publish(vs, &events).await;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -404,22 +416,23 @@ pub fn vs_controller(
         stores.nodes.clone(),
         stores.lvsnodes.clone(),
     );
-    let reports_seen: LastSeen<Vec<ServiceReport>> = LastSeen::default();
+    let reports_seen: LastSeen<(Vec<ServiceReport>, Vec<VipRole>)> = LastSeen::default();
     let on_lvsnode = move |ln: LvsNode| {
         let node = ln.name_any();
-        let services = ln
+        let seen = ln
             .status
             .as_ref()
-            .map(|s| s.services.clone())
+            .map(|s| (s.services.clone(), s.vips.clone()))
             .unwrap_or_default();
         let present = exists(&ln_store, &ln);
-        let old = reports_seen.swap(&node, present.then(|| services.clone()));
-        if present && old.as_ref() == Some(&services) {
+        let old = reports_seen.swap(&node, present.then(|| seen.clone()));
+        if present && old.as_ref() == Some(&seen) {
             // Only lastSyncTime or counters moved.
             return Vec::new();
         }
+        // A changed VIP role reaches the services the node directs (below).
         let mut reported = mapping::reported_services(&ln);
-        reported.extend(old.unwrap_or_default().into_iter().map(|r| r.name));
+        reported.extend(old.unwrap_or_default().0.into_iter().map(|r| r.name));
         let labels = node_store
             .get(&ObjectRef::new(&node))
             .map(|n| n.labels().clone());

@@ -70,6 +70,14 @@ pub fn reports_of(lvsnodes: &[Arc<LvsNode>]) -> NodeReports {
             .unwrap_or_default();
         (l.name_any(), services, node_errors)
     }))
+    .with_vip_roles(lvsnodes.iter().map(|l| {
+        let vips = l
+            .status
+            .as_ref()
+            .map(|s| s.vips.clone())
+            .unwrap_or_default();
+        (l.name_any(), vips)
+    }))
 }
 
 /// The last value computed, with the change count it was computed at.

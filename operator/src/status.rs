@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use lvs_api::status::types;
 use lvs_api::{
     Condition, ConditionUpdate, RealServerCounts, RealServerSpec, RealServerStatus, ServiceReport,
-    VirtualServiceSpec, VirtualServiceStatus, compute_conditions,
+    VipRole, VirtualServiceSpec, VirtualServiceStatus, compute_conditions,
 };
 use lvs_planner::{Analysis, RealServerVerdict, ServiceState, Verdict};
 
@@ -34,7 +34,14 @@ pub mod reasons {
     pub const NO_DIRECTORS: &str = "NoDirectors";
     pub const NOT_SELECTED: &str = "NotSelected";
     pub const UNUSABLE: &str = "Unusable";
+    /// Event: a director became the active one for a VIP.
+    pub const DIRECTOR_TAKEOVER: &str = "DirectorTakeover";
+    /// Event: a director stopped being the active one for a VIP.
+    pub const DIRECTOR_RELEASED: &str = "DirectorReleased";
 }
+
+/// The role an agent reports for a VIP it holds and announces.
+pub const ROLE_ACTIVE: &str = "Active";
 
 /// The LvsNode reports, by node name: what each agent says it programmed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +54,17 @@ struct NodeReport {
     /// `status.nodeErrors`, joined: while not empty, every VirtualService
     /// the node has a role in has failed there.
     node_errors: String,
+    /// `status.vips`: the node's director HA role by VIP (the address in
+    /// its canonical text form, see [`canonical_address`]).
+    vips: HashMap<String, String>,
+}
+
+/// An address in one text form (`2001:db8::1`, never `2001:DB8:0::1`), so
+/// that the spec's spelling and the agent's report compare equal; text that
+/// is no address stays as it is.
+fn canonical_address(a: &str) -> String {
+    a.parse::<IpAddr>()
+        .map_or_else(|_| a.to_string(), |ip| ip.to_string())
 }
 
 impl NodeReports {
@@ -75,11 +93,43 @@ impl NodeReports {
                         NodeReport {
                             services: by_name,
                             node_errors: node_errors.join("; "),
+                            vips: HashMap::new(),
                         },
                     )
                 })
                 .collect(),
         )
+    }
+
+    /// Adds each node's `status.vips` (its director HA role per VIP); a node
+    /// not collected before is added with no services. The first entry of an
+    /// address counts.
+    pub fn with_vip_roles(
+        mut self,
+        roles: impl IntoIterator<Item = (String, Vec<VipRole>)>,
+    ) -> Self {
+        for (node, vips) in roles {
+            if vips.is_empty() {
+                continue;
+            }
+            let report = self.0.entry(node).or_default();
+            for v in vips {
+                report
+                    .vips
+                    .entry(canonical_address(&v.address))
+                    .or_insert(v.role);
+            }
+        }
+        self
+    }
+
+    /// The node's director HA role for the VIP `address`, as it reports it.
+    pub fn vip_role(&self, node: &str, address: &str) -> Option<&str> {
+        self.0
+            .get(node)?
+            .vips
+            .get(&canonical_address(address))
+            .map(String::as_str)
     }
 
     /// Whether the node has an LvsNode at all.
@@ -334,6 +384,34 @@ pub fn vs_condition_updates(
     ]
 }
 
+/// Each director's reported HA role for the service's VIP (node -> "Active"
+/// or "Standby"); directors that report none are left out, and so is every
+/// director of a service without an address (fwmark services have no VIP).
+pub fn director_roles(
+    verdict: &Verdict,
+    spec: &VirtualServiceSpec,
+    reports: &NodeReports,
+) -> BTreeMap<String, String> {
+    let Some(vip) = spec.address.as_deref() else {
+        return BTreeMap::new();
+    };
+    verdict
+        .directors
+        .iter()
+        .filter_map(|d| Some((d.clone(), reports.vip_role(d, vip)?.to_string())))
+        .collect()
+}
+
+/// The director reported active for the VIP. Two can report it at once only
+/// for the moment of a handover; the first by name is shown then, and
+/// `directorRoles` lists both.
+pub fn active_director(roles: &BTreeMap<String, String>) -> Option<String> {
+    roles
+        .iter()
+        .find(|(_, r)| r.as_str() == ROLE_ACTIVE)
+        .map(|(n, _)| n.clone())
+}
+
 /// The whole status of a VirtualService. Transition times are kept from
 /// `old` unless a condition flips, so an unchanged world yields a status
 /// equal to `old` and no write.
@@ -351,6 +429,7 @@ pub fn vs_status(
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let (selected, ready) = (verdict.selected(), verdict.ready());
     let endpoint = spec.endpoint();
+    let roles = director_roles(verdict, spec, reports);
     VirtualServiceStatus {
         observed_generation: generation,
         conditions: compute_conditions(old_conditions, &updates, now, generation),
@@ -365,6 +444,8 @@ pub fn vs_status(
             .iter()
             .map(|(n, s)| (n.clone(), s.short().to_string()))
             .collect(),
+        active_director: active_director(&roles),
+        director_roles: roles,
     }
 }
 
@@ -496,6 +577,10 @@ pub struct EventSpec {
     /// CamelCase reason, shown by `kubectl describe`.
     pub reason: &'static str,
     pub note: String,
+    /// The Node the Event is also about (its `related` object). Events of
+    /// one reason on one object are counted as a series that keeps the first
+    /// note; naming the node keeps each node's Events apart.
+    pub node: Option<String>,
 }
 
 fn find<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Condition> {
@@ -539,16 +624,19 @@ pub fn vs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
                 warning: true,
                 reason: reasons::INVALID,
                 note: message(new, types::INVALID),
+                node: None,
             }),
             Some(reasons::CONFLICT) => out.push(EventSpec {
                 warning: true,
                 reason: reasons::CONFLICT,
                 note: message(new, types::CONFLICT),
+                node: None,
             }),
             Some(_) => out.push(EventSpec {
                 warning: false,
                 reason: "Accepted",
                 note: "the service is valid and owns its address".into(),
+                node: None,
             }),
             None => {}
         }
@@ -560,12 +648,14 @@ pub fn vs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
                 warning: false,
                 reason: "Ready",
                 note: message(new, types::READY),
+                node: None,
             });
         } else if !now && (was || state != admission_state(old)) {
             out.push(EventSpec {
                 warning: true,
                 reason: "NotReady",
                 note: message(new, types::READY),
+                node: None,
             });
         }
     }
@@ -578,6 +668,7 @@ pub fn vs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
                 warning: false,
                 reason: "Programmed",
                 note: p.message.clone(),
+                node: None,
             });
         }
         let newly_failed = p.reason == reasons::FAILED
@@ -587,6 +678,55 @@ pub fn vs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
                 warning: true,
                 reason: "ProgrammingFailed",
                 note: p.message.clone(),
+                node: None,
+            });
+        }
+    }
+    out
+}
+
+/// The Events a change of director HA roles deserves, from the old and new
+/// `directorRoles`: `DirectorTakeover` for each node that is now active and
+/// was not, `DirectorReleased` for each node that was active and is not any
+/// more (standby, or no longer reporting a role). Nothing when no node's
+/// active role changed, so a rewrite of the same status adds no Event.
+pub fn director_events(
+    old: Option<&VirtualServiceStatus>,
+    new: &VirtualServiceStatus,
+    spec: &VirtualServiceSpec,
+) -> Vec<EventSpec> {
+    let empty = BTreeMap::new();
+    let old_roles = old.map_or(&empty, |s| &s.director_roles);
+    let active =
+        |roles: &BTreeMap<String, String>, n: &str| roles.get(n).is_some_and(|r| r == ROLE_ACTIVE);
+    let vip = spec.address.as_deref().unwrap_or("(none)");
+    let was = old
+        .and_then(|s| s.active_director.clone())
+        .unwrap_or_else(|| "none".to_string());
+    let mut out = Vec::new();
+    for node in old_roles.keys() {
+        if active(old_roles, node) && !active(&new.director_roles, node) {
+            let now = new
+                .director_roles
+                .get(node)
+                .map_or("no role reported", String::as_str);
+            out.push(EventSpec {
+                warning: false,
+                reason: reasons::DIRECTOR_RELEASED,
+                note: format!(
+                    "node {node} is no longer the active director for VIP {vip} (now {now})"
+                ),
+                node: Some(node.clone()),
+            });
+        }
+    }
+    for node in new.director_roles.keys() {
+        if active(&new.director_roles, node) && !active(old_roles, node) {
+            out.push(EventSpec {
+                warning: false,
+                reason: reasons::DIRECTOR_TAKEOVER,
+                note: format!("node {node} is now the active director for VIP {vip} (was {was})"),
+                node: Some(node.clone()),
             });
         }
     }
@@ -609,16 +749,19 @@ pub fn rs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
             warning: false,
             reason: "Ready",
             note: ready.message.clone(),
+            node: None,
         }],
         ("False", reasons::UNUSABLE) => vec![EventSpec {
             warning: true,
             reason: "RealServerProblem",
             note: ready.message.clone(),
+            node: None,
         }],
         ("False", reasons::INVALID) => vec![EventSpec {
             warning: true,
             reason: reasons::INVALID,
             note: ready.message.clone(),
+            node: None,
         }],
         _ => Vec::new(),
     }

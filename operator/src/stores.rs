@@ -359,7 +359,8 @@ impl Watched for LvsNode {
     const INPUT: Input = Input::Reports;
     fn changed(old: &Self, new: &Self) -> bool {
         old.meta().uid != new.meta().uid
-            || old.status.as_ref().map(|s| &s.services) != new.status.as_ref().map(|s| &s.services)
+            || old.status.as_ref().map(|s| (&s.services, &s.vips))
+                != new.status.as_ref().map(|s| (&s.services, &s.vips))
     }
 }
 

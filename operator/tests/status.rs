@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 
 use lvs_api::status::types;
 use lvs_api::{
-    Condition, Meta, NodeInfo, Object, RealServerSpec, ServiceReport, VirtualServiceSpec,
+    Condition, Meta, NodeInfo, Object, RealServerSpec, ServiceReport, VipRole, VirtualServiceSpec,
     VirtualServiceStatus,
 };
 use lvs_operator::status::{
-    self, EventSpec, NodeReports, NodeState, PendingWhy, needs_write, node_states, rs_events,
-    rs_status, vs_events, vs_status,
+    self, EventSpec, NodeReports, NodeState, PendingWhy, director_events, needs_write, node_states,
+    rs_events, rs_status, vs_events, vs_status,
 };
 use lvs_planner::{Analysis, analyze};
 use serde_json::json;
@@ -651,4 +651,237 @@ fn realserver_events_on_ready_flips_and_problems() {
     assert!(rs_events(&c("False", "Unusable"), &c("False", "Unusable")).is_empty());
     assert!(rs_events(&[], &c("False", "NotSelected")).is_empty());
     let _ = status::reasons::READY;
+}
+
+/// LvsNode reports of every node at generation 4 of default/dr, with the
+/// given director HA roles (node, [(vip, role)]).
+fn ha_reports(roles: &[(&str, &[(&str, &str)])]) -> NodeReports {
+    NodeReports::new(["d1", "d2", "w1"].map(|n| (n.to_string(), vec![report("default/dr", 4, "")])))
+        .with_vip_roles(roles.iter().map(|(node, vips)| {
+            let vips = vips
+                .iter()
+                .map(|(address, role)| VipRole {
+                    address: address.to_string(),
+                    role: role.to_string(),
+                    since: Some("2026-01-01T00:00:00Z".into()),
+                })
+                .collect();
+            (node.to_string(), vips)
+        }))
+}
+
+fn roles(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    labels(pairs)
+}
+
+#[test]
+fn director_roles_and_active_director_from_the_vip_reports() {
+    let (dr, analysis) = dr_world();
+    // (case, reports: node -> [(vip, role)], want directorRoles, want activeDirector)
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a [(&'a str, &'a str)])>,
+        &'a [(&'a str, &'a str)],
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        ("HA off: no roles reported", vec![], &[], None),
+        (
+            "one active, one standby",
+            vec![
+                ("d1", &[("192.0.2.20", "Active")]),
+                ("d2", &[("192.0.2.20", "Standby")]),
+            ],
+            &[("d1", "Active"), ("d2", "Standby")],
+            Some("d1"),
+        ),
+        (
+            "both standby (no holder yet)",
+            vec![
+                ("d1", &[("192.0.2.20", "Standby")]),
+                ("d2", &[("192.0.2.20", "Standby")]),
+            ],
+            &[("d1", "Standby"), ("d2", "Standby")],
+            None,
+        ),
+        (
+            "only one director reports",
+            vec![("d2", &[("192.0.2.20", "Active")])],
+            &[("d2", "Active")],
+            Some("d2"),
+        ),
+        (
+            "roles for other VIPs do not count",
+            vec![
+                ("d1", &[("192.0.2.21", "Active"), ("192.0.2.20", "Standby")]),
+                ("d2", &[("192.0.2.21", "Standby")]),
+            ],
+            &[("d1", "Standby")],
+            None,
+        ),
+        (
+            "a node that is no director of the service is ignored",
+            vec![
+                ("w1", &[("192.0.2.20", "Active")]),
+                ("d2", &[("192.0.2.20", "Standby")]),
+            ],
+            &[("d2", "Standby")],
+            None,
+        ),
+        (
+            "both active during a handover: the first by name is shown",
+            vec![
+                ("d2", &[("192.0.2.20", "Active")]),
+                ("d1", &[("192.0.2.20", "Active")]),
+            ],
+            &[("d1", "Active"), ("d2", "Active")],
+            Some("d1"),
+        ),
+    ];
+    for (case, reports, want_roles, want_active) in cases {
+        let s = status_of(&analysis, &dr, &ha_reports(&reports), "T");
+        assert_eq!(s.director_roles, roles(want_roles), "{case}");
+        assert_eq!(s.active_director.as_deref(), want_active, "{case}");
+        // The HA fields do not disturb the conditions.
+        assert_eq!(cond(&s, types::PROGRAMMED).status, "True", "{case}");
+    }
+}
+
+#[test]
+fn director_roles_match_ipv6_vips_in_any_spelling() {
+    let dr6 = vs(
+        "dr",
+        "2024-01-01T00:00:00Z",
+        4,
+        web_spec("2001:DB8:0::20", "DR"),
+    );
+    let rss = vec![rs("w1", &[("app", "web")], json!({"nodeName": "w1"}))];
+    let analysis = analyze(std::slice::from_ref(&dr6), &rss, &directors());
+    let s = status_of(
+        &analysis,
+        &dr6,
+        &ha_reports(&[("d2", &[("2001:db8::20", "Active")])]),
+        "T",
+    );
+    assert_eq!(s.active_director.as_deref(), Some("d2"));
+}
+
+#[test]
+fn ha_fields_serialize_camel_case_and_only_when_set() {
+    let (dr, analysis) = dr_world();
+    let off = status_of(&analysis, &dr, &ha_reports(&[]), "T");
+    let j = serde_json::to_value(&off).unwrap();
+    assert!(
+        j.get("activeDirector").is_none() && j.get("directorRoles").is_none(),
+        "{j}"
+    );
+    let on = status_of(
+        &analysis,
+        &dr,
+        &ha_reports(&[("d1", &[("192.0.2.20", "Active")])]),
+        "T",
+    );
+    let j = serde_json::to_value(&on).unwrap();
+    assert_eq!(j["activeDirector"], "d1");
+    assert_eq!(j["directorRoles"], json!({"d1": "Active"}));
+}
+
+#[test]
+fn director_events_from_role_changes() {
+    let (dr, analysis) = dr_world();
+    let verdict = analysis.get("default/dr").unwrap();
+    let at = |old: Option<&VirtualServiceStatus>, r: &[(&str, &[(&str, &str)])]| {
+        vs_status(old, &dr.spec, "default", verdict, &ha_reports(r), "T")
+    };
+    let notes = |ev: &[EventSpec]| -> Vec<(&'static str, String)> {
+        ev.iter().map(|e| (e.reason, e.note.clone())).collect()
+    };
+    let standby_both = at(
+        None,
+        &[
+            ("d1", &[("192.0.2.20", "Standby")]),
+            ("d2", &[("192.0.2.20", "Standby")]),
+        ],
+    );
+    let d1_active = at(
+        Some(&standby_both),
+        &[
+            ("d1", &[("192.0.2.20", "Active")]),
+            ("d2", &[("192.0.2.20", "Standby")]),
+        ],
+    );
+    let d2_active = at(
+        Some(&d1_active),
+        &[
+            ("d1", &[("192.0.2.20", "Standby")]),
+            ("d2", &[("192.0.2.20", "Active")]),
+        ],
+    );
+    let d2_gone = at(Some(&d2_active), &[("d1", &[("192.0.2.20", "Standby")])]);
+
+    // First election, from no active director.
+    assert_eq!(
+        notes(&director_events(Some(&standby_both), &d1_active, &dr.spec)),
+        [(
+            "DirectorTakeover",
+            "node d1 is now the active director for VIP 192.0.2.20 (was none)".to_string()
+        )]
+    );
+    // A takeover names the previous active and releases it.
+    assert_eq!(
+        notes(&director_events(Some(&d1_active), &d2_active, &dr.spec)),
+        [
+            (
+                "DirectorReleased",
+                "node d1 is no longer the active director for VIP 192.0.2.20 (now Standby)"
+                    .to_string()
+            ),
+            (
+                "DirectorTakeover",
+                "node d2 is now the active director for VIP 192.0.2.20 (was d1)".to_string()
+            ),
+        ]
+    );
+    // Each Event names its node, so that Events about different nodes are
+    // not counted as one series.
+    let nodes: Vec<Option<String>> = director_events(Some(&d1_active), &d2_active, &dr.spec)
+        .into_iter()
+        .map(|e| e.node)
+        .collect();
+    assert_eq!(nodes, [Some("d1".to_string()), Some("d2".to_string())]);
+    // The active stops reporting (agent gone, HA turned off).
+    assert_eq!(
+        notes(&director_events(Some(&d2_active), &d2_gone, &dr.spec)),
+        [(
+            "DirectorReleased",
+            "node d2 is no longer the active director for VIP 192.0.2.20 (now no role reported)"
+                .to_string()
+        )]
+    );
+    // A status with an active from the start (no previous status) announces it.
+    assert_eq!(
+        reasons(&director_events(None, &d1_active, &dr.spec)),
+        [("DirectorTakeover", false)]
+    );
+    // Nothing when no active role changed: the same status again, a standby
+    // that appears or goes, or HA off throughout.
+    for (old, new) in [
+        (&d1_active, &d1_active),
+        (&standby_both, &standby_both),
+        (&d2_gone, &at(Some(&d2_gone), &[])),
+        (
+            &d2_active,
+            &at(Some(&d2_active), &[("d2", &[("192.0.2.20", "Active")])]),
+        ),
+    ] {
+        assert!(
+            director_events(Some(old), new, &dr.spec).is_empty(),
+            "{:?} -> {:?}",
+            old.director_roles,
+            new.director_roles
+        );
+    }
+    let off = at(None, &[]);
+    assert!(director_events(None, &off, &dr.spec).is_empty());
+    assert!(director_events(Some(&off), &off, &dr.spec).is_empty());
 }

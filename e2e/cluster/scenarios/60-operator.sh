@@ -39,9 +39,11 @@ op_lease_holder() {
   kubectl get lease lvs-operator-leader -n "$lvs_ns" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true
 }
 
-# op_report NODE KUBECONFIG SERVICES-JSON -> the agent of NODE writes its LvsNode status.
+# op_report NODE KUBECONFIG SERVICES-JSON [VIPS-JSON] -> the agent of NODE
+# writes its LvsNode status (status.vips, the director HA roles, removed when
+# VIPS-JSON is not given).
 op_report() {
-  local node=$1 kc=$2 services=$3
+  local node=$1 kc=$2 services=$3 vips=${4:-null}
   # The agent's ServiceAccount may not GET; whether it exists is the test's question.
   kubectl get "$op_ln" "$node" >/dev/null 2>&1 ||
     kubectl --kubeconfig "$kc" create -f - <<<"{\"apiVersion\":\"lvs.lvs-operator.io/v1alpha1\",\"kind\":\"LvsNode\",\"metadata\":{\"name\":\"$node\"},\"spec\":{\"nodeName\":\"$node\"}}"
@@ -49,7 +51,7 @@ op_report() {
   ok=$(jq '[.[] | select((.error // "") == "")] | length' <<<"$services")
   errs=$(jq '[.[] | select((.error // "") != "")] | length' <<<"$services")
   api_patch "$kc" "/apis/lvs.lvs-operator.io/v1alpha1/lvsnodes/$node/status" \
-    "{\"status\":{\"lastSyncTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"programmedCount\":$ok,\"errorCount\":$errs,\"services\":$services}}" >/dev/null
+    "{\"status\":{\"lastSyncTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"programmedCount\":$ok,\"errorCount\":$errs,\"services\":$services,\"vips\":$vips}}" >/dev/null
 }
 
 scenario operator t_operator
@@ -237,6 +239,49 @@ YAML
     pass operator/programmed
   else
     fail operator/programmed "after both directors reported generation $gen: $(op_conds) nodes=$(jq -c .status.nodes <<<"$op_last" 2>/dev/null)"
+  fi
+
+  # --- director HA roles from the LvsNode reports ------------------------
+  op_vip() { echo "[{\"address\":\"192.0.2.10\",\"role\":\"$1\",\"since\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}]"; }
+  op_report op-d1 "$kc1" "$svc_ok" "$(op_vip Active)"
+  op_report op-d2 "$kc2" "$svc_ok" "$(op_vip Standby)"
+  if op_wait 20 '.status.activeDirector == "op-d1" and .status.directorRoles == {"op-d1": "Active", "op-d2": "Standby"}' \
+    "$op_vs" web-nat -n default; then
+    pass operator/ha-roles
+  else
+    fail operator/ha-roles "after op-d1 reported Active, op-d2 Standby: activeDirector=$(jq -c .status.activeDirector <<<"$op_last" 2>/dev/null) directorRoles=$(jq -c .status.directorRoles <<<"$op_last" 2>/dev/null)"
+  fi
+  # As a takeover goes: the new active reports before the old one.
+  op_report op-d2 "$kc2" "$svc_ok" "$(op_vip Active)"
+  op_report op-d1 "$kc1" "$svc_ok" "$(op_vip Standby)"
+  local active_col
+  if op_wait 20 '.status.activeDirector == "op-d2" and .status.directorRoles == {"op-d1": "Standby", "op-d2": "Active"}' \
+    "$op_vs" web-nat -n default; then
+    active_col=$(kubectl get "$op_vs" web-nat -n default | awk 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "ACTIVE") c = i } NR == 2 && c { print $c }')
+    if [[ $active_col == op-d2 ]]; then
+      pass operator/ha-takeover
+    else
+      fail operator/ha-takeover "kubectl get shows ACTIVE '$active_col', expected op-d2: $(kubectl get "$op_vs" web-nat -n default 2>&1 | head -n 2 | tr '\n' '|')"
+    fi
+  else
+    fail operator/ha-takeover "after op-d2 reported Active: activeDirector=$(jq -c .status.activeDirector <<<"$op_last" 2>/dev/null) directorRoles=$(jq -c .status.directorRoles <<<"$op_last" 2>/dev/null)"
+  fi
+  local ha_events
+  if retry 20 bash -c 'kubectl get events.events.k8s.io -n default -o json | jq -e "
+      any(.items[]; .regarding.name == \"web-nat\" and .reason == \"DirectorTakeover\" and .related.name == \"op-d2\" and .note == \"node op-d2 is now the active director for VIP 192.0.2.10 (was op-d1)\") and
+      any(.items[]; .regarding.name == \"web-nat\" and .reason == \"DirectorReleased\" and .related.name == \"op-d1\" and .note == \"node op-d1 is no longer the active director for VIP 192.0.2.10 (now Standby)\")" >/dev/null'; then
+    pass operator/ha-events
+  else
+    ha_events=$(kubectl get events.events.k8s.io -n default -o json | jq -c '[.items[] | select(.reason | startswith("Director")) | "\(.reason) (\(.related.name)): \(.note)"]')
+    fail operator/ha-events "no DirectorTakeover of op-d2 (was op-d1) and DirectorReleased of op-d1 on web-nat within 20s; Director Events: $ha_events"
+  fi
+  # HA off again: the reports carry no roles, the status none.
+  op_report op-d1 "$kc1" "$svc_ok"
+  op_report op-d2 "$kc2" "$svc_ok"
+  if op_wait 20 '(.status | has("activeDirector") or has("directorRoles")) | not' "$op_vs" web-nat -n default; then
+    pass operator/ha-roles-cleared
+  else
+    fail operator/ha-roles-cleared "status keeps activeDirector=$(jq -c .status.activeDirector <<<"$op_last" 2>/dev/null) directorRoles=$(jq -c .status.directorRoles <<<"$op_last" 2>/dev/null) after the roles left the reports"
   fi
 
   # --- deleting a VirtualService completes (no finalizer holds it) -------
