@@ -188,7 +188,7 @@ enum Kind {
 pub struct DirState {
     files: BTreeMap<PathBuf, FileIndex>,
     /// The files holding each object, in name order (nearly always one; a
-    /// set per object cost a B-tree node each, 4 MiB at 11k objects).
+    /// set per object would cost a whole B-tree node for each object).
     holders: HashMap<(Kind, String), Vec<Arc<Path>>>,
     /// The directory as it was when reading it failed: not read again until
     /// something changes.
