@@ -430,6 +430,7 @@ pub fn bounded_status(
         unreadable,
         omitted_errors: u32::try_from(omitted).unwrap_or(u32::MAX),
         services: listed,
+        vips: Vec::new(),
     }
 }
 
