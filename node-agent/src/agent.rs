@@ -41,6 +41,8 @@ pub struct AgentConfig {
     pub resync_max_share: u32,
     /// InternalIPs given on the command line; they win over Node manifests.
     pub node_ips: Vec<IpAddr>,
+    /// Which director VIPs this node holds (director high availability).
+    pub vip_roles: crate::ha::VipRoles,
 }
 
 /// What the node has programmed, for `/status` and for the Kubernetes mode
@@ -273,14 +275,16 @@ impl<D: Dataplane> Agent<D> {
         let node_ips = self.node_ips();
         let whole = full || pending.all || self.node_problem || !self.reconciler.has_view();
         let (report, names) = if whole {
-            let plan = self.planner.plan();
-            let report = self.reconciler.sync(
+            let mut plan = self.planner.plan();
+            let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
+            let mut report = self.reconciler.sync(
                 SyncInput {
                     plan: &plan,
                     node_ips: &node_ips,
                 },
                 full,
             );
+            crate::ha::report_refused(&mut report, &plan, &refused);
             (report, None)
         } else {
             let mut names = pending.names;
@@ -289,14 +293,16 @@ impl<D: Dataplane> Agent<D> {
             let retry = self.planner.scope_of(self.failing.iter());
             scope.services.extend(retry.services);
             scope.vips.extend(retry.vips);
-            let plan = self.planner.partial_plan(names.iter(), &scope);
-            let report = self.reconciler.sync_scoped(
+            let mut plan = self.planner.partial_plan(names.iter(), &scope);
+            let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
+            let mut report = self.reconciler.sync_scoped(
                 SyncInput {
                     plan: &plan,
                     node_ips: &node_ips,
                 },
                 &reconcile_scope(&scope),
             );
+            crate::ha::report_refused(&mut report, &plan, &refused);
             (report, Some(names))
         };
         self.finish(report, names, started)
@@ -565,6 +571,7 @@ spec: {address: 10.1.0.1, port: 8080}
                 resync_interval: Duration::from_secs(30),
                 resync_max_share: 100,
                 node_ips: vec![],
+                vip_roles: Default::default(),
             },
             Arc::new(Metrics::default()),
             Arc::new(Health::new()),

@@ -352,6 +352,7 @@ mod tests {
                 resync_interval: Duration::from_secs(30),
                 resync_max_share: 100,
                 node_ips: vec![],
+                vip_roles: Default::default(),
             },
             Arc::new(Metrics::default()),
             Arc::new(Health::new()),
