@@ -652,6 +652,49 @@ spec: {address: 10.1.0.1, port: 8080}
     }
 
     #[test]
+    fn a_standby_keeps_the_service_without_the_vip_and_no_role_is_refused() {
+        let d = dir("ha");
+        let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
+        std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
+        let snap = DirSource::load(&d).unwrap();
+        let vip: IpAddr = "10.0.0.1".parse().unwrap();
+        let held = |a: &Agent<FakeDataplane>| {
+            let f = a.reconciler().dataplane();
+            assert_eq!(
+                f.ipvs.len(),
+                1,
+                "the IPVS service is programmed in every role"
+            );
+            f.addresses.iter().any(|x| x.addr == vip)
+        };
+        for (roles, holds, ok) in [
+            (None, true, true),
+            (Some(vec![(vip, crate::ha::Role::Active)]), true, true),
+            (Some(vec![(vip, crate::ha::Role::Standby)]), false, true),
+            (Some(vec![]), false, false),
+        ] {
+            let (mut a, status) = agent();
+            if let Some(r) = &roles {
+                a.cfg.vip_roles = crate::ha::VipRoles::Assigned(r.iter().copied().collect());
+            }
+            let rep = a.sync(&snap, false);
+            assert_eq!(rep.ok(), ok, "{roles:?}: {rep:?}");
+            assert_eq!(held(&a), holds, "{roles:?}");
+            let st = status.borrow().clone();
+            if !ok {
+                let e = &st.services["default/web"].errors;
+                assert!(
+                    e.iter()
+                        .any(|m| m.contains("n1, n2") && m.contains("--ha-role")),
+                    "{e:?}"
+                );
+                assert!(!st.reports[0].error.is_empty());
+            }
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
     fn manifests_end_up_in_the_kernel_and_the_status() {
         let d = dir("e2e");
         std::fs::write(d.join("all.yaml"), FILES).unwrap();
