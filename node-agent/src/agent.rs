@@ -65,6 +65,10 @@ pub struct AgentStatus {
     /// [`crate::report::is_node_error`]), each once; they fail every entry
     /// of `reports` without being copied into them.
     pub node_errors: Vec<String>,
+    /// Director high availability: this node's role per VIP, sorted by
+    /// address (empty without HA).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<crate::ha::VipState>,
 }
 
 /// Liveness and readiness, shared with the HTTP server.
@@ -128,6 +132,8 @@ pub struct Agent<D> {
     warned_no_node: bool,
     /// Groups and rate-limits the logging of sync errors.
     error_log: ErrorLog,
+    /// This node's HA role per VIP and since when (Unix seconds).
+    vip_roles: BTreeMap<IpAddr, (crate::ha::Role, f64)>,
 }
 
 /// What the next sync must cover.
@@ -184,6 +190,7 @@ impl<D: Dataplane> Agent<D> {
                 origin: String::new(),
                 warned_no_node: false,
                 error_log: ErrorLog::default(),
+                vip_roles: BTreeMap::new(),
             },
             rx,
         )
@@ -276,6 +283,7 @@ impl<D: Dataplane> Agent<D> {
         let whole = full || pending.all || self.node_problem || !self.reconciler.has_view();
         let (report, names) = if whole {
             let mut plan = self.planner.plan();
+            let roles = crate::ha::roles_in(&plan, &self.cfg.vip_roles);
             let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
             let mut report = self.reconciler.sync(
                 SyncInput {
@@ -285,6 +293,7 @@ impl<D: Dataplane> Agent<D> {
                 full,
             );
             crate::ha::report_refused(&mut report, &plan, &refused);
+            self.note_roles(&roles, None);
             (report, None)
         } else {
             let mut names = pending.names;
@@ -294,6 +303,7 @@ impl<D: Dataplane> Agent<D> {
             scope.services.extend(retry.services);
             scope.vips.extend(retry.vips);
             let mut plan = self.planner.partial_plan(names.iter(), &scope);
+            let roles = crate::ha::roles_in(&plan, &self.cfg.vip_roles);
             let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
             let mut report = self.reconciler.sync_scoped(
                 SyncInput {
@@ -303,9 +313,54 @@ impl<D: Dataplane> Agent<D> {
                 &reconcile_scope(&scope),
             );
             crate::ha::report_refused(&mut report, &plan, &refused);
+            self.note_roles(&roles, Some(&scope.vips));
             (report, Some(names))
         };
         self.finish(report, names, started)
+    }
+
+    /// Takes the roles of a sync's plan (`scope`: the VIPs it covered;
+    /// `None`: all): logs and counts each change, announces the VIPs this
+    /// node took, and publishes the roles.
+    fn note_roles(
+        &mut self,
+        roles: &BTreeMap<IpAddr, crate::ha::Role>,
+        scope: Option<&BTreeSet<IpAddr>>,
+    ) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        let changes = crate::ha::merge_roles(&mut self.vip_roles, roles, scope, now);
+        if changes.is_empty() {
+            return;
+        }
+        for c in &changes {
+            tracing::info!(
+                vip = %c.vip,
+                from = c.from.map(|r| r.as_str()).unwrap_or("none"),
+                to = c.to.map(|r| r.as_str()).unwrap_or("none"),
+                "director role changed"
+            );
+            if c.is_takeover() {
+                self.metrics.ha_takeover();
+                self.reconciler.announce(c.vip);
+            }
+            if c.is_release() {
+                self.metrics.ha_release();
+            }
+        }
+        let vips: Vec<crate::ha::VipState> = self
+            .vip_roles
+            .iter()
+            .map(|(a, (r, since))| crate::ha::VipState {
+                address: *a,
+                role: *r,
+                since: *since,
+            })
+            .collect();
+        self.metrics.set_vip_roles(&vips);
+        self.status.send_modify(|st| st.vips = vips);
     }
 
     /// Metrics, logs and the published status after a sync. `names`: the
@@ -681,6 +736,28 @@ spec: {address: 10.1.0.1, port: 8080}
             assert_eq!(rep.ok(), ok, "{roles:?}: {rep:?}");
             assert_eq!(held(&a), holds, "{roles:?}");
             let st = status.borrow().clone();
+            // Holding with HA roles is a takeover, announced once.
+            let announced = &a.reconciler().dataplane().announced;
+            if roles.is_some() && holds {
+                assert_eq!(announced, &vec![("eth0".to_string(), vip)]);
+                assert_eq!(st.vips.len(), 1);
+                assert_eq!(st.vips[0].role, crate::ha::Role::Active);
+                let m = a.metrics.render();
+                assert!(m.contains("lvs_agent_ha_takeovers_total 1"), "{m}");
+                assert!(
+                    m.contains("lvs_agent_vip_role{vip=\"10.0.0.1\",role=\"Active\"} 1"),
+                    "{m}"
+                );
+            } else {
+                assert!(announced.is_empty(), "{roles:?}: {announced:?}");
+            }
+            if roles.is_none() {
+                assert!(st.vips.is_empty(), "no roles without HA");
+            }
+            // A resync with the same roles announces nothing more.
+            let before = a.reconciler().dataplane().announced.len();
+            a.sync_pending(true);
+            assert_eq!(a.reconciler().dataplane().announced.len(), before);
             if !ok {
                 let e = &st.services["default/web"].errors;
                 assert!(

@@ -105,6 +105,8 @@ pub struct FakeDataplane {
     /// A lost answer injected into the call in progress.
     lost: Option<String>,
     next_index: u32,
+    /// Announcements sent (interface, address), in order.
+    pub announced: Vec<(String, std::net::IpAddr)>,
 }
 
 impl fmt::Debug for FakeDataplane {
@@ -155,6 +157,7 @@ impl FakeDataplane {
             injections: Vec::new(),
             lost: None,
             next_index: 1,
+            announced: Vec::new(),
         };
         f.add_link("lo", None, true);
         f.add_link("eth0", None, true);
@@ -645,5 +648,9 @@ impl Dataplane for FakeDataplane {
     fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()> {
         let r = self.write_sysctl_now(key, value);
         self.answer(r)
+    }
+
+    fn announce(&mut self, interface: &str, addr: std::net::IpAddr) {
+        self.announced.push((interface.to_string(), addr));
     }
 }

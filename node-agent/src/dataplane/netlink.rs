@@ -602,6 +602,21 @@ impl Dataplane for NetlinkDataplane {
         fs::write(&path, format!("{value}\n"))
             .map_err(|source| io_to_dp(format!("write sysctl {key}={value}"), source))
     }
+
+    fn announce(&mut self, interface: &str, addr: IpAddr) {
+        let interface = interface.to_string();
+        // The repeats are spaced out: off the sync loop.
+        let spawned = std::thread::Builder::new()
+            .name("announce".into())
+            .spawn(move || {
+                if let Err(e) = crate::ha::announce::announce(&interface, addr) {
+                    tracing::warn!(vip = %addr, interface, error = %e, "announcing the VIP failed");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(vip = %addr, error = %e, "announcing the VIP failed: no thread");
+        }
+    }
 }
 
 impl NetlinkDataplane {

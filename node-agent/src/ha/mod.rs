@@ -1,6 +1,8 @@
 //! Director high availability: one active director per VIP, elected with
 //! Leases, the others standing by with the same IPVS services.
 
+#[cfg(target_os = "linux")]
+pub mod announce;
 pub mod election;
 
 use std::collections::BTreeMap;
@@ -55,6 +57,114 @@ pub fn hold_only_active(plan: &mut NodePlan, roles: &VipRoles) -> Vec<Refused> {
         None => true,
     });
     refused
+}
+
+/// This node's role for each VIP of `plan` (before [`hold_only_active`]):
+/// the assigned role, Active where it is the only director; a refused VIP
+/// has none. Empty without HA.
+pub fn roles_in(plan: &NodePlan, roles: &VipRoles) -> BTreeMap<IpAddr, Role> {
+    let VipRoles::Assigned(assigned) = roles else {
+        return BTreeMap::new();
+    };
+    plan.vips
+        .iter()
+        .filter_map(|v| match assigned.get(&v.addr) {
+            Some(r) => Some((v.addr, *r)),
+            None if v.directors.len() >= 2 => None,
+            None => Some((v.addr, Role::Active)),
+        })
+        .collect()
+}
+
+/// A change of this node's role for one VIP (`None`: no role).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleChange {
+    pub vip: IpAddr,
+    pub from: Option<Role>,
+    pub to: Option<Role>,
+}
+
+impl RoleChange {
+    /// This node starts holding the VIP: it must announce it.
+    pub fn is_takeover(&self) -> bool {
+        self.to == Some(Role::Active) && self.from != Some(Role::Active)
+    }
+
+    /// This node stops holding the VIP.
+    pub fn is_release(&self) -> bool {
+        self.from == Some(Role::Active) && self.to != Some(Role::Active)
+    }
+}
+
+/// The roles held and since when (Unix seconds): the roles of `now` replace those of the
+/// VIPs in `scope` (`None`: all); a role that did not change keeps its time.
+pub fn merge_roles(
+    held: &mut BTreeMap<IpAddr, (Role, f64)>,
+    now: &BTreeMap<IpAddr, Role>,
+    scope: Option<&std::collections::BTreeSet<IpAddr>>,
+    at: f64,
+) -> Vec<RoleChange> {
+    let mut changes = Vec::new();
+    let in_scope = |v: &IpAddr| scope.is_none_or(|s| s.contains(v));
+    held.retain(|vip, (role, _)| {
+        if in_scope(vip) && !now.contains_key(vip) {
+            changes.push(RoleChange {
+                vip: *vip,
+                from: Some(*role),
+                to: None,
+            });
+            return false;
+        }
+        true
+    });
+    for (vip, role) in now.iter().filter(|(v, _)| in_scope(v)) {
+        let before = held.get(vip).map(|(r, _)| *r);
+        if before != Some(*role) {
+            changes.push(RoleChange {
+                vip: *vip,
+                from: before,
+                to: Some(*role),
+            });
+            held.insert(*vip, (*role, at));
+        }
+    }
+    changes.sort_by_key(|c| c.vip);
+    changes
+}
+
+/// This node's role for one VIP, as `/status`, `/ha` and the LvsNode show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VipState {
+    pub address: IpAddr,
+    pub role: Role,
+    /// Unix seconds when this node took the role.
+    pub since: f64,
+}
+
+/// The answer of `GET /ha`: the VIPs this node holds and those it stands by
+/// for. Other directors read it to tell a holder cut off from the API
+/// server from a dead one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HaAnswer {
+    pub node: String,
+    pub active: Vec<IpAddr>,
+    pub standby: Vec<IpAddr>,
+}
+
+impl HaAnswer {
+    pub fn new(node: &str, vips: &[VipState]) -> Self {
+        let of = |r| {
+            vips.iter()
+                .filter(|v| v.role == r)
+                .map(|v| v.address)
+                .collect()
+        };
+        HaAnswer {
+            node: node.to_string(),
+            active: of(Role::Active),
+            standby: of(Role::Standby),
+        }
+    }
 }
 
 /// Reports each refused VIP as an error of every VirtualService at its
@@ -185,6 +295,65 @@ mod tests {
             assert!(e.message.contains(part), "{part} in {}", e.message);
         }
         assert!(!report.services["ns/web"].programmed);
+    }
+
+    #[test]
+    fn role_changes_keep_their_time_and_name_takeovers_and_releases() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut held = BTreeMap::new();
+        let c = merge_roles(
+            &mut held,
+            &BTreeMap::from([(a, Role::Active), (b, Role::Standby)]),
+            None,
+            1.0,
+        );
+        assert_eq!(c.len(), 2);
+        assert!(c[0].is_takeover() && !c[1].is_takeover());
+        // A scoped update of b alone leaves a as it was.
+        let c = merge_roles(
+            &mut held,
+            &BTreeMap::from([(b, Role::Active)]),
+            Some(&[b].into()),
+            2.0,
+        );
+        assert_eq!(c.len(), 1);
+        assert!(c[0].is_takeover());
+        assert_eq!(held[&a], (Role::Active, 1.0));
+        assert_eq!(held[&b], (Role::Active, 2.0));
+        // Unchanged roles keep their time; a VIP gone is a release.
+        let c = merge_roles(&mut held, &BTreeMap::from([(a, Role::Active)]), None, 3.0);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].is_release() && c[0].vip == b && c[0].to.is_none());
+        assert_eq!(held[&a].1, 1.0);
+    }
+
+    #[test]
+    fn roles_in_a_plan() {
+        let plan = NodePlan {
+            vips: vec![
+                vip("10.0.0.1", &["a", "b"]),
+                vip("10.0.0.3", &["a"]),
+                vip("10.0.0.4", &["a", "b"]),
+            ],
+            ..Default::default()
+        };
+        assert!(roles_in(&plan, &VipRoles::Off).is_empty());
+        let r = roles_in(
+            &plan,
+            &VipRoles::Assigned(BTreeMap::from([(
+                "10.0.0.1".parse().unwrap(),
+                Role::Standby,
+            )])),
+        );
+        let got: Vec<(String, Role)> = r.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("10.0.0.1".into(), Role::Standby),
+                ("10.0.0.3".into(), Role::Active)
+            ]
+        );
     }
 
     #[test]

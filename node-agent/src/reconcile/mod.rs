@@ -228,6 +228,21 @@ impl<D: Dataplane> Reconciler<D> {
         &self.ledger
     }
 
+    /// Announces a director VIP this agent holds, on its interface; nothing
+    /// when the VIP is not held (not in the ledger, or only on `lo`).
+    pub fn announce(&mut self, vip: IpAddr) {
+        let on = self
+            .ledger
+            .addresses
+            .iter()
+            .find(|k| k.addr == vip && k.interface != "lo")
+            .map(|k| k.interface.clone());
+        match on {
+            Some(interface) => self.dp.announce(&interface, vip),
+            None => tracing::debug!(%vip, "not announced: the VIP is not held"),
+        }
+    }
+
     pub fn known(&self) -> Option<&Known> {
         self.known.as_ref()
     }
