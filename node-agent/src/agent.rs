@@ -43,6 +43,16 @@ pub struct AgentConfig {
     pub node_ips: Vec<IpAddr>,
     /// Which director VIPs this node holds (director high availability).
     pub vip_roles: crate::ha::VipRoles,
+    /// With HA: the active's VIP addresses get this finite lifetime and are
+    /// renewed every `renew_interval`, so they vanish when the agent dies.
+    pub vip_lifetime: Option<VipLifetime>,
+}
+
+/// The lifetime of an active's VIP addresses and how often it is renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipLifetime {
+    pub seconds: u32,
+    pub renew_interval: Duration,
 }
 
 /// What the node has programmed, for `/status` and for the Kubernetes mode
@@ -294,6 +304,7 @@ impl<D: Dataplane> Agent<D> {
             );
             crate::ha::report_refused(&mut report, &plan, &refused);
             self.note_roles(&roles, None);
+            self.renew_vips();
             (report, None)
         } else {
             let mut names = pending.names;
@@ -314,9 +325,29 @@ impl<D: Dataplane> Agent<D> {
             );
             crate::ha::report_refused(&mut report, &plan, &refused);
             self.note_roles(&roles, Some(&scope.vips));
+            self.renew_vips();
             (report, Some(names))
         };
         self.finish(report, names, started)
+    }
+
+    /// Renews the lifetime of the VIPs this node is active for (HA only).
+    fn renew_vips(&mut self) {
+        let Some(l) = self.cfg.vip_lifetime else {
+            return;
+        };
+        let active: BTreeSet<IpAddr> = self
+            .vip_roles
+            .iter()
+            .filter(|(_, (r, _))| *r == crate::ha::Role::Active)
+            .map(|(a, _)| *a)
+            .collect();
+        if active.is_empty() {
+            return;
+        }
+        for e in self.reconciler.renew_vips(&active, l.seconds) {
+            tracing::warn!(error = %e, "renewing a VIP's lifetime failed");
+        }
     }
 
     /// Takes the roles of a sync's plan (`scope`: the VIPs it covered;
@@ -495,10 +526,22 @@ impl<D: Dataplane> Agent<D> {
         let share = self.cfg.resync_max_share;
         let mut next_resync = Instant::now() + interval;
         let mut retry: Option<(Instant, Duration)> = None;
+        let renew_every = self.cfg.vip_lifetime.map(|l| l.renew_interval);
+        let mut next_renew = Instant::now();
         loop {
             self.health.beat();
+            if let Some(every) = renew_every
+                && Instant::now() >= next_renew
+            {
+                self.renew_vips();
+                next_renew = Instant::now() + every;
+            }
             let now = Instant::now();
             let deadline = retry.map_or(next_resync, |(at, _)| at.min(next_resync));
+            let deadline = match renew_every {
+                Some(_) => deadline.min(next_renew),
+                None => deadline,
+            };
             let (mut received, mut full, mut stop, mut due) = (false, false, false, false);
             // Wake at least once per interval, for the liveness heartbeat.
             let wait = deadline.saturating_duration_since(now).min(interval);
@@ -627,6 +670,7 @@ spec: {address: 10.1.0.1, port: 8080}
                 resync_max_share: 100,
                 node_ips: vec![],
                 vip_roles: Default::default(),
+                vip_lifetime: None,
             },
             Arc::new(Metrics::default()),
             Arc::new(Health::new()),
@@ -731,6 +775,10 @@ spec: {address: 10.1.0.1, port: 8080}
             let (mut a, status) = agent();
             if let Some(r) = &roles {
                 a.cfg.vip_roles = crate::ha::VipRoles::Assigned(r.iter().copied().collect());
+                a.cfg.vip_lifetime = Some(VipLifetime {
+                    seconds: 2,
+                    renew_interval: Duration::from_millis(500),
+                });
             }
             let rep = a.sync(&snap, false);
             assert_eq!(rep.ok(), ok, "{roles:?}: {rep:?}");
@@ -753,6 +801,19 @@ spec: {address: 10.1.0.1, port: 8080}
             }
             if roles.is_none() {
                 assert!(st.vips.is_empty(), "no roles without HA");
+            }
+            // The active's VIP has a finite lifetime; nothing else has one.
+            let lifetimes: Vec<(IpAddr, u32)> = a
+                .reconciler()
+                .dataplane()
+                .lifetimes
+                .iter()
+                .map(|(x, s)| (x.addr, *s))
+                .collect();
+            if roles.is_some() && holds {
+                assert_eq!(lifetimes, vec![(vip, 2)]);
+            } else {
+                assert!(lifetimes.is_empty(), "{roles:?}: {lifetimes:?}");
             }
             // A resync with the same roles announces nothing more.
             let before = a.reconciler().dataplane().announced.len();

@@ -318,6 +318,15 @@ fn agent_config(args: &Args) -> AgentConfig {
         resync_max_share: args.resync_max_share,
         node_ips: args.node_ip.clone(),
         vip_roles: vip_roles(args),
+        vip_lifetime: (vip_roles(args) != crate::ha::VipRoles::Off).then(|| {
+            crate::agent::VipLifetime {
+                // Whole seconds, rounded up: the kernel's unit.
+                seconds: u32::try_from(args.ha_lease_duration.as_millis().div_ceil(1000))
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+                renew_interval: args.ha_renew_interval,
+            }
+        }),
     }
 }
 

@@ -43,6 +43,7 @@ fn agent(node: &str, state: &std::path::Path) -> Agent<FakeDataplane> {
             resync_max_share: 100,
             node_ips: vec![],
             vip_roles: Default::default(),
+            vip_lifetime: None,
         },
         Arc::new(Metrics::default()),
         Arc::new(Health::new()),

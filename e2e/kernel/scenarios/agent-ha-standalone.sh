@@ -52,6 +52,14 @@ for d in dir1 dir2; do echo "$RULES" | ipvs_expect "$d" 30; done
 wait_until 15 test -n "$(addr_dev dir1 "$VIP")" || true
 expect_vip_on dir1 "$VIP"
 expect_no_vip dir2 "$VIP"
+# The active holds the VIP with a finite lifetime, renewed by the agent.
+lft="$(/usr/sbin/ip -n dir1 -d addr show dev eth0 | grep -A1 " $VIP/" | sed -n 's/.*valid_lft \([^ ]*\).*/\1/p')"
+case "$lft" in
+    [0-9]*sec) echo "ok: $VIP on dir1 has valid_lft $lft" ;;
+    *) fail "$VIP on dir1 has valid_lft '$lft', expected a finite lifetime" ;;
+esac
+sleep 3
+expect_vip_on dir1 "$VIP"
 
 arp_responders() {
     nsx router arping -I lan0 -c 2 -w 2 "$VIP" 2>&1 | sed -n 's/.*reply from .* \[\([0-9a-fA-F:]*\)\].*/\1/p' | tr 'A-F' 'a-f' | sort -u | tr '\n' ' ' | sed 's/ $//'
@@ -72,11 +80,12 @@ grep -q 'director role changed' "$(_agent_logs)/dir1.log" || fail "dir1 logged n
 
 # Swap: the old active steps down first, then the new one takes the VIP and
 # announces it. The router sends nothing in between, so only the gratuitous
-# ARP can move its neighbour entry.
+# ARP can move its neighbour entry. Without its agent, the old active loses
+# the VIP by itself when the lifetime runs out.
 agent_stop dir1
-agent_start dir1 --ha-role "$VIP=standby"
-wait_until 15 test -z "$(addr_dev dir1 "$VIP")" || true
+wait_until 6 test -z "$(addr_dev dir1 "$VIP")" || true
 expect_no_vip dir1 "$VIP"
+agent_start dir1 --ha-role "$VIP=standby"
 agent_stop dir2
 agent_start dir2 --ha-role "$VIP=active"
 wait_until 15 test -n "$(addr_dev dir2 "$VIP")" || true

@@ -107,6 +107,8 @@ pub struct FakeDataplane {
     next_index: u32,
     /// Announcements sent (interface, address), in order.
     pub announced: Vec<(String, std::net::IpAddr)>,
+    /// The lifetime last given to each address renewed (seconds).
+    pub lifetimes: BTreeMap<Address, u32>,
 }
 
 impl fmt::Debug for FakeDataplane {
@@ -158,6 +160,7 @@ impl FakeDataplane {
             lost: None,
             next_index: 1,
             announced: Vec::new(),
+            lifetimes: BTreeMap::new(),
         };
         f.add_link("lo", None, true);
         f.add_link("eth0", None, true);
@@ -652,5 +655,17 @@ impl Dataplane for FakeDataplane {
 
     fn announce(&mut self, interface: &str, addr: std::net::IpAddr) {
         self.announced.push((interface.to_string(), addr));
+    }
+
+    fn renew_address(&mut self, addr: &Address, lifetime_s: u32) -> DpResult<()> {
+        if !self.links.contains_key(&addr.interface) {
+            return Err(kernel(
+                format!("renew address {}", addr.key()),
+                errno::ENODEV,
+            ));
+        }
+        self.addresses.insert(addr.clone());
+        self.lifetimes.insert(addr.clone(), lifetime_s);
+        Ok(())
     }
 }

@@ -167,4 +167,9 @@ pub trait Dataplane {
     /// (IPv4) or unsolicited neighbour advertisement (IPv6), repeated a few
     /// times in the background; a failure is logged, never waited for.
     fn announce(&mut self, interface: &str, addr: IpAddr);
+
+    /// Re-applies an address (`ip addr replace`) with a finite lifetime
+    /// (valid_lft = preferred_lft = `lifetime_s`), so the kernel removes it
+    /// by itself unless it is renewed in time.
+    fn renew_address(&mut self, addr: &Address, lifetime_s: u32) -> DpResult<()>;
 }

@@ -375,6 +375,7 @@ mod tests {
                 resync_max_share: 100,
                 node_ips: vec![],
                 vip_roles: Default::default(),
+                vip_lifetime: None,
             },
             Arc::new(Metrics::default()),
             Arc::new(Health::new()),
