@@ -79,6 +79,12 @@ pub struct AgentStatus {
     /// address (empty without HA).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vips: Vec<crate::ha::VipState>,
+    /// HA: the candidates of each VIP of this node's plan, and the
+    /// InternalIPs of the nodes, for the election.
+    #[serde(skip)]
+    pub ha_candidates: BTreeMap<IpAddr, Vec<String>>,
+    #[serde(skip)]
+    pub node_ips: BTreeMap<String, Vec<IpAddr>>,
 }
 
 /// Liveness and readiness, shared with the HTTP server.
@@ -294,6 +300,7 @@ impl<D: Dataplane> Agent<D> {
         let (report, names) = if whole {
             let mut plan = self.planner.plan();
             let roles = crate::ha::roles_in(&plan, &self.cfg.vip_roles);
+            self.note_candidates(&plan, None);
             let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
             let mut report = self.reconciler.sync(
                 SyncInput {
@@ -315,6 +322,7 @@ impl<D: Dataplane> Agent<D> {
             scope.vips.extend(retry.vips);
             let mut plan = self.planner.partial_plan(names.iter(), &scope);
             let roles = crate::ha::roles_in(&plan, &self.cfg.vip_roles);
+            self.note_candidates(&plan, Some(&scope.vips));
             let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
             let mut report = self.reconciler.sync_scoped(
                 SyncInput {
@@ -329,6 +337,52 @@ impl<D: Dataplane> Agent<D> {
             (report, Some(names))
         };
         self.finish(report, names, started)
+    }
+
+    /// Publishes the VIPs' candidates for the election (Kubernetes HA only).
+    fn note_candidates(&mut self, plan: &lvs_planner::NodePlan, scope: Option<&BTreeSet<IpAddr>>) {
+        if !matches!(self.cfg.vip_roles, crate::ha::VipRoles::Elected(_)) {
+            return;
+        }
+        let now = crate::ha::candidates_in(plan);
+        let nodes: BTreeMap<String, Vec<IpAddr>> = self
+            .planner
+            .nodes()
+            .iter()
+            .map(|(n, i)| (n.clone(), i.internal_ips.clone()))
+            .collect();
+        self.status.send_if_modified(|st| {
+            let before = (st.ha_candidates.clone(), st.node_ips.clone());
+            match scope {
+                None => st.ha_candidates = now.clone(),
+                Some(s) => {
+                    st.ha_candidates.retain(|v, _| !s.contains(v));
+                    st.ha_candidates.extend(
+                        now.iter()
+                            .filter(|(v, _)| s.contains(v))
+                            .map(|(v, c)| (*v, c.clone())),
+                    );
+                }
+            }
+            st.node_ips = nodes.clone();
+            before != (st.ha_candidates.clone(), st.node_ips.clone())
+        });
+    }
+
+    /// Takes the roles of the election: the VIPs whose role changed are
+    /// synced next.
+    pub fn set_elected(&mut self, won: BTreeMap<IpAddr, crate::ha::Role>) {
+        let before = match &self.cfg.vip_roles {
+            crate::ha::VipRoles::Elected(b) => b.clone(),
+            _ => BTreeMap::new(),
+        };
+        let changed = before
+            .keys()
+            .chain(won.keys())
+            .filter(|v| before.get(*v) != won.get(*v))
+            .copied();
+        self.pending.scope.vips.extend(changed);
+        self.cfg.vip_roles = crate::ha::VipRoles::Elected(won);
     }
 
     /// Renews the lifetime of the VIPs this node is active for (HA only).
@@ -561,6 +615,10 @@ impl<D: Dataplane> Agent<D> {
                                 received = true;
                             }
                             Event::Resync => full = true,
+                            Event::Roles(r) => {
+                                self.set_elected(r);
+                                received = true;
+                            }
                             Event::Shutdown => stop = true,
                         }
                     }

@@ -245,9 +245,9 @@ fn run<D: Dataplane + 'static>(
     build: fn(&Settings) -> anyhow::Result<Reconciler<D>>,
 ) -> anyhow::Result<bool> {
     let settings = Settings::from(&args);
-    if args.ha && args.config_dir.is_none() {
+    if args.ha && args.config_dir.is_none() && args.ha_namespace.is_none() {
         anyhow::bail!(
-            "--ha (LVS_HA) in Kubernetes mode needs the Lease election, which this agent version does not have yet; use --config-dir with --ha-role VIP=active|standby, or run without --ha"
+            "--ha in Kubernetes mode needs the namespace of the election's Leases: --ha-namespace or POD_NAMESPACE"
         );
     }
     if args.dataplane == DataplaneKind::Netlink && args.state_dir.is_none() {
@@ -330,10 +330,13 @@ fn agent_config(args: &Args) -> AgentConfig {
     }
 }
 
-/// Standalone HA roles: only with --ha or an --ha-role, so that a setup
-/// without HA settings keeps holding every planned VIP.
+/// HA roles: elected in Kubernetes mode with --ha; in standalone mode given
+/// by --ha-role, and only with --ha or an --ha-role, so that a setup without
+/// HA settings keeps holding every planned VIP.
 fn vip_roles(args: &Args) -> crate::ha::VipRoles {
-    if args.ha || !args.ha_role.is_empty() {
+    if args.ha && args.config_dir.is_none() {
+        crate::ha::VipRoles::Elected(Default::default())
+    } else if args.ha || !args.ha_role.is_empty() {
         crate::ha::VipRoles::Assigned(args.ha_role.iter().copied().collect())
     } else {
         crate::ha::VipRoles::Off
@@ -479,12 +482,29 @@ fn run_daemon<D: Dataplane + 'static>(
                 let unreadable = source.unreadable();
                 tasks.push(tokio::spawn(source.run(sink)));
                 let reporter = Reporter::new(
-                    client,
+                    client.clone(),
                     &args.node_name,
                     Duration::from_secs(args.report_refresh_interval),
                     metrics,
                 )
                 .with_unreadable(unreadable);
+                if args.ha {
+                    let settings = crate::ha::leases::HaSettings {
+                        node: args.node_name.clone(),
+                        namespace: args.ha_namespace.clone().unwrap_or_default(),
+                        lease_duration: args.ha_lease_duration,
+                        renew_interval: args.ha_renew_interval,
+                        probe_timeout: args.ha_probe_timeout,
+                        agent_port: args.listen.port(),
+                    };
+                    tracing::info!(namespace = %settings.namespace, "director HA: Lease election on");
+                    tasks.push(tokio::spawn(crate::ha::leases::run(
+                        client.clone(),
+                        settings,
+                        status.clone(),
+                        tx.clone(),
+                    )));
+                }
                 tasks.push(tokio::spawn(reporter.run(status)));
             }
         }

@@ -4,6 +4,8 @@
 #[cfg(target_os = "linux")]
 pub mod announce;
 pub mod election;
+#[cfg(target_os = "linux")]
+pub mod leases;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -24,6 +26,9 @@ pub enum VipRoles {
     /// current result). A VIP with two or more directors and no role is
     /// refused rather than announced by several nodes.
     Assigned(BTreeMap<IpAddr, Role>),
+    /// Roles won in the Lease election (Kubernetes mode): a VIP without
+    /// one is stood by for until the election gives it to this node.
+    Elected(BTreeMap<IpAddr, Role>),
 }
 
 /// A VIP left unheld because several nodes direct it and this node has no
@@ -38,8 +43,14 @@ pub struct Refused {
 /// active for, and those it alone directs. The IPVS services stay in the
 /// plan either way (a standby keeps them warm).
 pub fn hold_only_active(plan: &mut NodePlan, roles: &VipRoles) -> Vec<Refused> {
-    let VipRoles::Assigned(roles) = roles else {
-        return Vec::new();
+    let roles = match roles {
+        VipRoles::Off => return Vec::new(),
+        VipRoles::Elected(won) => {
+            plan.vips
+                .retain(|v| won.get(&v.addr) == Some(&Role::Active));
+            return Vec::new();
+        }
+        VipRoles::Assigned(roles) => roles,
     };
     let mut refused = Vec::new();
     plan.vips.retain(|v| match roles.get(&v.addr) {
@@ -63,8 +74,16 @@ pub fn hold_only_active(plan: &mut NodePlan, roles: &VipRoles) -> Vec<Refused> {
 /// the assigned role, Active where it is the only director; a refused VIP
 /// has none. Empty without HA.
 pub fn roles_in(plan: &NodePlan, roles: &VipRoles) -> BTreeMap<IpAddr, Role> {
-    let VipRoles::Assigned(assigned) = roles else {
-        return BTreeMap::new();
+    let assigned = match roles {
+        VipRoles::Off => return BTreeMap::new(),
+        VipRoles::Elected(won) => {
+            return plan
+                .vips
+                .iter()
+                .map(|v| (v.addr, won.get(&v.addr).copied().unwrap_or(Role::Standby)))
+                .collect();
+        }
+        VipRoles::Assigned(assigned) => assigned,
     };
     plan.vips
         .iter()
@@ -74,6 +93,18 @@ pub fn roles_in(plan: &NodePlan, roles: &VipRoles) -> BTreeMap<IpAddr, Role> {
             None => Some((v.addr, Role::Active)),
         })
         .collect()
+}
+
+/// The candidates of each VIP of `plan` (its directors).
+pub fn candidates_in(plan: &NodePlan) -> BTreeMap<IpAddr, Vec<String>> {
+    let mut out: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
+    for v in &plan.vips {
+        let c = out.entry(v.addr).or_default();
+        c.extend(v.directors.iter().cloned());
+        c.sort();
+        c.dedup();
+    }
+    out
 }
 
 /// A change of this node's role for one VIP (`None`: no role).
@@ -326,6 +357,27 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert!(c[0].is_release() && c[0].vip == b && c[0].to.is_none());
         assert_eq!(held[&a].1, 1.0);
+    }
+
+    #[test]
+    fn elected_roles_hold_only_what_was_won_and_refuse_nothing() {
+        let mut plan = NodePlan {
+            vips: vec![vip("10.0.0.1", &["a", "b"]), vip("10.0.0.3", &["a"])],
+            ..Default::default()
+        };
+        let won = VipRoles::Elected(BTreeMap::from([(
+            "10.0.0.1".parse().unwrap(),
+            Role::Active,
+        )]));
+        let roles = roles_in(&plan, &won);
+        assert_eq!(roles[&"10.0.0.3".parse::<IpAddr>().unwrap()], Role::Standby);
+        assert!(hold_only_active(&mut plan, &won).is_empty());
+        let held: Vec<String> = plan.vips.iter().map(|v| v.addr.to_string()).collect();
+        assert_eq!(held, vec!["10.0.0.1"]);
+        assert_eq!(
+            candidates_in(&plan)[&"10.0.0.1".parse::<IpAddr>().unwrap()],
+            vec!["a", "b"]
+        );
     }
 
     #[test]
