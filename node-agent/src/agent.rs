@@ -891,6 +891,45 @@ spec: {address: 10.1.0.1, port: 8080}
     }
 
     #[test]
+    fn an_elected_role_is_synced_at_once_and_a_lost_one_drops_the_vip() {
+        let d = dir("elected");
+        let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
+        std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
+        let snap = DirSource::load(&d).unwrap();
+        let vip: IpAddr = "10.0.0.1".parse().unwrap();
+        let (mut a, status) = agent();
+        a.cfg.vip_roles = crate::ha::VipRoles::Elected(BTreeMap::new());
+        let held = |a: &Agent<FakeDataplane>| {
+            a.reconciler()
+                .dataplane()
+                .addresses
+                .iter()
+                .any(|x| x.addr == vip)
+        };
+        // Nothing won yet: standby, no error, the candidates published.
+        let rep = a.sync(&snap, false);
+        assert!(rep.ok(), "{rep:?}");
+        assert!(!held(&a));
+        assert_eq!(a.reconciler().dataplane().ipvs.len(), 1);
+        assert_eq!(status.borrow().ha_candidates[&vip], vec!["n1", "n2"]);
+        assert_eq!(
+            status.borrow().node_ips["n2"],
+            vec!["192.0.2.11".parse::<IpAddr>().unwrap()]
+        );
+        // Won: the next (scoped) sync holds and announces it.
+        a.set_elected(BTreeMap::from([(vip, crate::ha::Role::Active)]));
+        a.sync_pending(false);
+        assert!(held(&a));
+        assert_eq!(a.reconciler().dataplane().announced.len(), 1);
+        // Lost (another node holds the Lease): dropped at once.
+        a.set_elected(BTreeMap::from([(vip, crate::ha::Role::Standby)]));
+        a.sync_pending(false);
+        assert!(!held(&a));
+        assert!(a.metrics.render().contains("lvs_agent_ha_releases_total 1"));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
     fn manifests_end_up_in_the_kernel_and_the_status() {
         let d = dir("e2e");
         std::fs::write(d.join("all.yaml"), FILES).unwrap();

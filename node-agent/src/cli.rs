@@ -144,9 +144,9 @@ pub struct Args {
     #[arg(long, env = "LVS_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: lvs_runtime::logging::LogFormat,
     /// Director high availability: one director holds each VIP, the others
-    /// stand by with the same IPVS services. In standalone mode the roles
-    /// come from --ha-role, and a VIP with several directors and no role is
-    /// refused.
+    /// stand by with the same IPVS services. In Kubernetes mode the roles
+    /// come from a Lease election in --ha-namespace; in standalone mode from
+    /// --ha-role, and a VIP with several directors and no role is refused.
     #[arg(long, env = "LVS_HA")]
     pub ha: bool,
     /// HA: how long a director's heartbeat stays valid without renewal
