@@ -20,7 +20,7 @@ pub use enums::{
     Family, ForwardingMethod, HealthCheckType, Protocol, Scheduler, SchedulerFlag,
     SelectorOperator, TunnelType,
 };
-pub use lvsnode::{LvsNodeSpec, LvsNodeStatus, ServiceReport, VipRole};
+pub use lvsnode::{DirectorRole, LvsNodeSpec, LvsNodeStatus, ServiceReport, VipRole};
 pub use object::{Meta, NodeInfo, Object};
 pub use realserver::{RealServerSpec, RealServerStatus};
 pub use selector::{LabelMap, LabelSelector, LabelSelectorRequirement};

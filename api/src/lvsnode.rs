@@ -69,9 +69,49 @@ pub struct LvsNodeStatus {
     /// own).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceReport>,
-    /// The VIPs this node directs under director HA, with its role for each, sorted by address.
+    /// Director high availability: this node's role for each VIP it is a
+    /// director of, sorted by address. Empty when HA is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vips: Vec<VipRole>,
+}
+
+/// Whether a director holds and announces a VIP (Active) or only keeps its
+/// IPVS services ready to take over (Standby).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum DirectorRole {
+    Active,
+    Standby,
+}
+
+impl DirectorRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirectorRole::Active => "Active",
+            DirectorRole::Standby => "Standby",
+        }
+    }
+}
+
+impl std::fmt::Display for DirectorRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The role of this node for one VIP.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VipRole {
+    /// The VIP (an IPv4 or IPv6 address).
+    pub address: String,
+    /// Active: this node holds and announces the VIP. Standby: it has the
+    /// IPVS services ready but does not hold the VIP.
+    pub role: DirectorRole,
+    /// When this node took this role (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -95,19 +135,4 @@ pub struct ServiceReport {
     /// Empty when programmed; otherwise what failed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
-}
-
-/// One VIP this node directs, with its role.
-#[derive(
-    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VipRole {
-    /// The VIP address.
-    pub address: String,
-    /// "Active" (holds and announces the VIP) or "Standby" (programs IPVS, does not hold it).
-    pub role: String,
-    /// When the node took this role (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<String>,
 }

@@ -41,6 +41,18 @@ pub struct AgentConfig {
     pub resync_max_share: u32,
     /// InternalIPs given on the command line; they win over Node manifests.
     pub node_ips: Vec<IpAddr>,
+    /// Which director VIPs this node holds (director high availability).
+    pub vip_roles: crate::ha::VipRoles,
+    /// With HA: the active's VIP addresses get this finite lifetime and are
+    /// renewed every `renew_interval`, so they vanish when the agent dies.
+    pub vip_lifetime: Option<VipLifetime>,
+}
+
+/// The lifetime of an active's VIP addresses and how often it is renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipLifetime {
+    pub seconds: u32,
+    pub renew_interval: Duration,
 }
 
 /// What the node has programmed, for `/status` and for the Kubernetes mode
@@ -63,6 +75,16 @@ pub struct AgentStatus {
     /// [`crate::report::is_node_error`]), each once; they fail every entry
     /// of `reports` without being copied into them.
     pub node_errors: Vec<String>,
+    /// Director high availability: this node's role per VIP, sorted by
+    /// address (empty without HA).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<crate::ha::VipState>,
+    /// HA: the candidates of each VIP of this node's plan, and the
+    /// InternalIPs of the nodes, for the election.
+    #[serde(skip)]
+    pub ha_candidates: BTreeMap<IpAddr, Vec<String>>,
+    #[serde(skip)]
+    pub node_ips: BTreeMap<String, Vec<IpAddr>>,
 }
 
 /// Liveness and readiness, shared with the HTTP server.
@@ -126,6 +148,8 @@ pub struct Agent<D> {
     warned_no_node: bool,
     /// Groups and rate-limits the logging of sync errors.
     error_log: ErrorLog,
+    /// This node's HA role per VIP and since when (Unix seconds).
+    vip_roles: BTreeMap<IpAddr, (crate::ha::Role, f64)>,
 }
 
 /// What the next sync must cover.
@@ -182,6 +206,7 @@ impl<D: Dataplane> Agent<D> {
                 origin: String::new(),
                 warned_no_node: false,
                 error_log: ErrorLog::default(),
+                vip_roles: BTreeMap::new(),
             },
             rx,
         )
@@ -273,14 +298,20 @@ impl<D: Dataplane> Agent<D> {
         let node_ips = self.node_ips();
         let whole = full || pending.all || self.node_problem || !self.reconciler.has_view();
         let (report, names) = if whole {
-            let plan = self.planner.plan();
-            let report = self.reconciler.sync(
+            let mut plan = self.planner.plan();
+            let roles = crate::ha::roles_in(&plan, &self.cfg.vip_roles);
+            self.note_candidates(&plan, None);
+            let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
+            let mut report = self.reconciler.sync(
                 SyncInput {
                     plan: &plan,
                     node_ips: &node_ips,
                 },
                 full,
             );
+            crate::ha::report_refused(&mut report, &plan, &refused);
+            self.note_roles(&roles, None);
+            self.renew_vips();
             (report, None)
         } else {
             let mut names = pending.names;
@@ -289,17 +320,132 @@ impl<D: Dataplane> Agent<D> {
             let retry = self.planner.scope_of(self.failing.iter());
             scope.services.extend(retry.services);
             scope.vips.extend(retry.vips);
-            let plan = self.planner.partial_plan(names.iter(), &scope);
-            let report = self.reconciler.sync_scoped(
+            let mut plan = self.planner.partial_plan(names.iter(), &scope);
+            let roles = crate::ha::roles_in(&plan, &self.cfg.vip_roles);
+            self.note_candidates(&plan, Some(&scope.vips));
+            let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
+            let mut report = self.reconciler.sync_scoped(
                 SyncInput {
                     plan: &plan,
                     node_ips: &node_ips,
                 },
                 &reconcile_scope(&scope),
             );
+            crate::ha::report_refused(&mut report, &plan, &refused);
+            self.note_roles(&roles, Some(&scope.vips));
+            self.renew_vips();
             (report, Some(names))
         };
         self.finish(report, names, started)
+    }
+
+    /// Publishes the VIPs' candidates for the election (Kubernetes HA only).
+    fn note_candidates(&mut self, plan: &lvs_planner::NodePlan, scope: Option<&BTreeSet<IpAddr>>) {
+        if !matches!(self.cfg.vip_roles, crate::ha::VipRoles::Elected(_)) {
+            return;
+        }
+        let now = crate::ha::candidates_in(plan);
+        let nodes: BTreeMap<String, Vec<IpAddr>> = self
+            .planner
+            .nodes()
+            .iter()
+            .map(|(n, i)| (n.clone(), i.internal_ips.clone()))
+            .collect();
+        self.status.send_if_modified(|st| {
+            let before = (st.ha_candidates.clone(), st.node_ips.clone());
+            match scope {
+                None => st.ha_candidates = now.clone(),
+                Some(s) => {
+                    st.ha_candidates.retain(|v, _| !s.contains(v));
+                    st.ha_candidates.extend(
+                        now.iter()
+                            .filter(|(v, _)| s.contains(v))
+                            .map(|(v, c)| (*v, c.clone())),
+                    );
+                }
+            }
+            st.node_ips = nodes.clone();
+            before != (st.ha_candidates.clone(), st.node_ips.clone())
+        });
+    }
+
+    /// Takes the roles of the election: the VIPs whose role changed are
+    /// synced next.
+    pub fn set_elected(&mut self, won: BTreeMap<IpAddr, crate::ha::Role>) {
+        let before = match &self.cfg.vip_roles {
+            crate::ha::VipRoles::Elected(b) => b.clone(),
+            _ => BTreeMap::new(),
+        };
+        let changed = before
+            .keys()
+            .chain(won.keys())
+            .filter(|v| before.get(*v) != won.get(*v))
+            .copied();
+        self.pending.scope.vips.extend(changed);
+        self.cfg.vip_roles = crate::ha::VipRoles::Elected(won);
+    }
+
+    /// Renews the lifetime of the VIPs this node is active for (HA only).
+    fn renew_vips(&mut self) {
+        let Some(l) = self.cfg.vip_lifetime else {
+            return;
+        };
+        let active: BTreeSet<IpAddr> = self
+            .vip_roles
+            .iter()
+            .filter(|(_, (r, _))| *r == crate::ha::Role::Active)
+            .map(|(a, _)| *a)
+            .collect();
+        if active.is_empty() {
+            return;
+        }
+        for e in self.reconciler.renew_vips(&active, l.seconds) {
+            tracing::warn!(error = %e, "renewing a VIP's lifetime failed");
+        }
+    }
+
+    /// Takes the roles of a sync's plan (`scope`: the VIPs it covered;
+    /// `None`: all): logs and counts each change, announces the VIPs this
+    /// node took, and publishes the roles.
+    fn note_roles(
+        &mut self,
+        roles: &BTreeMap<IpAddr, crate::ha::Role>,
+        scope: Option<&BTreeSet<IpAddr>>,
+    ) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        let changes = crate::ha::merge_roles(&mut self.vip_roles, roles, scope, now);
+        if changes.is_empty() {
+            return;
+        }
+        for c in &changes {
+            tracing::info!(
+                vip = %c.vip,
+                from = c.from.map(|r| r.as_str()).unwrap_or("none"),
+                to = c.to.map(|r| r.as_str()).unwrap_or("none"),
+                "director role changed"
+            );
+            if c.is_takeover() {
+                self.metrics.ha_takeover();
+                self.reconciler.announce(c.vip);
+            }
+            if c.is_release() {
+                self.metrics.ha_release();
+            }
+        }
+        let vips: Vec<crate::ha::VipState> = self
+            .vip_roles
+            .iter()
+            .map(|(a, (r, since))| crate::ha::VipState {
+                address: *a,
+                role: *r,
+                since: *since,
+            })
+            .collect();
+        self.metrics.set_vip_roles(&vips);
+        self.status.send_modify(|st| st.vips = vips);
     }
 
     /// Metrics, logs and the published status after a sync. `names`: the
@@ -434,10 +580,22 @@ impl<D: Dataplane> Agent<D> {
         let share = self.cfg.resync_max_share;
         let mut next_resync = Instant::now() + interval;
         let mut retry: Option<(Instant, Duration)> = None;
+        let renew_every = self.cfg.vip_lifetime.map(|l| l.renew_interval);
+        let mut next_renew = Instant::now();
         loop {
             self.health.beat();
+            if let Some(every) = renew_every
+                && Instant::now() >= next_renew
+            {
+                self.renew_vips();
+                next_renew = Instant::now() + every;
+            }
             let now = Instant::now();
             let deadline = retry.map_or(next_resync, |(at, _)| at.min(next_resync));
+            let deadline = match renew_every {
+                Some(_) => deadline.min(next_renew),
+                None => deadline,
+            };
             let (mut received, mut full, mut stop, mut due) = (false, false, false, false);
             // Wake at least once per interval, for the liveness heartbeat.
             let wait = deadline.saturating_duration_since(now).min(interval);
@@ -457,6 +615,10 @@ impl<D: Dataplane> Agent<D> {
                                 received = true;
                             }
                             Event::Resync => full = true,
+                            Event::Roles(r) => {
+                                self.set_elected(r);
+                                received = true;
+                            }
                             Event::Shutdown => stop = true,
                         }
                     }
@@ -565,6 +727,8 @@ spec: {address: 10.1.0.1, port: 8080}
                 resync_interval: Duration::from_secs(30),
                 resync_max_share: 100,
                 node_ips: vec![],
+                vip_roles: Default::default(),
+                vip_lifetime: None,
             },
             Arc::new(Metrics::default()),
             Arc::new(Health::new()),
@@ -642,6 +806,127 @@ spec: {address: 10.1.0.1, port: 8080}
             lines.first()
         );
         assert!(lines[0].contains("services=200"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn a_standby_keeps_the_service_without_the_vip_and_no_role_is_refused() {
+        let d = dir("ha");
+        let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
+        std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
+        let snap = DirSource::load(&d).unwrap();
+        let vip: IpAddr = "10.0.0.1".parse().unwrap();
+        let held = |a: &Agent<FakeDataplane>| {
+            let f = a.reconciler().dataplane();
+            assert_eq!(
+                f.ipvs.len(),
+                1,
+                "the IPVS service is programmed in every role"
+            );
+            f.addresses.iter().any(|x| x.addr == vip)
+        };
+        for (roles, holds, ok) in [
+            (None, true, true),
+            (Some(vec![(vip, crate::ha::Role::Active)]), true, true),
+            (Some(vec![(vip, crate::ha::Role::Standby)]), false, true),
+            (Some(vec![]), false, false),
+        ] {
+            let (mut a, status) = agent();
+            if let Some(r) = &roles {
+                a.cfg.vip_roles = crate::ha::VipRoles::Assigned(r.iter().copied().collect());
+                a.cfg.vip_lifetime = Some(VipLifetime {
+                    seconds: 2,
+                    renew_interval: Duration::from_millis(500),
+                });
+            }
+            let rep = a.sync(&snap, false);
+            assert_eq!(rep.ok(), ok, "{roles:?}: {rep:?}");
+            assert_eq!(held(&a), holds, "{roles:?}");
+            let st = status.borrow().clone();
+            // Holding with HA roles is a takeover, announced once.
+            let announced = &a.reconciler().dataplane().announced;
+            if roles.is_some() && holds {
+                assert_eq!(announced, &vec![("eth0".to_string(), vip)]);
+                assert_eq!(st.vips.len(), 1);
+                assert_eq!(st.vips[0].role, crate::ha::Role::Active);
+                let m = a.metrics.render();
+                assert!(m.contains("lvs_agent_ha_takeovers_total 1"), "{m}");
+                assert!(
+                    m.contains("lvs_agent_vip_role{vip=\"10.0.0.1\",role=\"Active\"} 1"),
+                    "{m}"
+                );
+            } else {
+                assert!(announced.is_empty(), "{roles:?}: {announced:?}");
+            }
+            if roles.is_none() {
+                assert!(st.vips.is_empty(), "no roles without HA");
+            }
+            // The active's VIP has a finite lifetime; nothing else has one.
+            let lifetimes: Vec<(IpAddr, u32)> = a
+                .reconciler()
+                .dataplane()
+                .lifetimes
+                .iter()
+                .map(|(x, s)| (x.addr, *s))
+                .collect();
+            if roles.is_some() && holds {
+                assert_eq!(lifetimes, vec![(vip, 2)]);
+            } else {
+                assert!(lifetimes.is_empty(), "{roles:?}: {lifetimes:?}");
+            }
+            // A resync with the same roles announces nothing more.
+            let before = a.reconciler().dataplane().announced.len();
+            a.sync_pending(true);
+            assert_eq!(a.reconciler().dataplane().announced.len(), before);
+            if !ok {
+                let e = &st.services["default/web"].errors;
+                assert!(
+                    e.iter()
+                        .any(|m| m.contains("n1, n2") && m.contains("--ha-role")),
+                    "{e:?}"
+                );
+                assert!(!st.reports[0].error.is_empty());
+            }
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn an_elected_role_is_synced_at_once_and_a_lost_one_drops_the_vip() {
+        let d = dir("elected");
+        let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
+        std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
+        let snap = DirSource::load(&d).unwrap();
+        let vip: IpAddr = "10.0.0.1".parse().unwrap();
+        let (mut a, status) = agent();
+        a.cfg.vip_roles = crate::ha::VipRoles::Elected(BTreeMap::new());
+        let held = |a: &Agent<FakeDataplane>| {
+            a.reconciler()
+                .dataplane()
+                .addresses
+                .iter()
+                .any(|x| x.addr == vip)
+        };
+        // Nothing won yet: standby, no error, the candidates published.
+        let rep = a.sync(&snap, false);
+        assert!(rep.ok(), "{rep:?}");
+        assert!(!held(&a));
+        assert_eq!(a.reconciler().dataplane().ipvs.len(), 1);
+        assert_eq!(status.borrow().ha_candidates[&vip], vec!["n1", "n2"]);
+        assert_eq!(
+            status.borrow().node_ips["n2"],
+            vec!["192.0.2.11".parse::<IpAddr>().unwrap()]
+        );
+        // Won: the next (scoped) sync holds and announces it.
+        a.set_elected(BTreeMap::from([(vip, crate::ha::Role::Active)]));
+        a.sync_pending(false);
+        assert!(held(&a));
+        assert_eq!(a.reconciler().dataplane().announced.len(), 1);
+        // Lost (another node holds the Lease): dropped at once.
+        a.set_elected(BTreeMap::from([(vip, crate::ha::Role::Standby)]));
+        a.sync_pending(false);
+        assert!(!held(&a));
+        assert!(a.metrics.render().contains("lvs_agent_ha_releases_total 1"));
+        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]

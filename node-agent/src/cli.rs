@@ -143,6 +143,52 @@ pub struct Args {
     /// (default info).
     #[arg(long, env = "LVS_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: lvs_runtime::logging::LogFormat,
+    /// Director high availability: one director holds each VIP, the others
+    /// stand by with the same IPVS services. In Kubernetes mode the roles
+    /// come from a Lease election in --ha-namespace; in standalone mode from
+    /// --ha-role, and a VIP with several directors and no role is refused.
+    #[arg(long, env = "LVS_HA")]
+    pub ha: bool,
+    /// HA: how long a director's heartbeat stays valid without renewal
+    /// (also the lifetime of the VIP address on the active), e.g. 2s.
+    #[arg(long, env = "LVS_HA_LEASE_DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub ha_lease_duration: Duration,
+    /// HA: how often the heartbeat and the VIP lifetime are renewed.
+    #[arg(long, env = "LVS_HA_RENEW_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub ha_renew_interval: Duration,
+    /// HA: how long to wait for the direct probe (GET /ha) of a holder whose
+    /// heartbeat expired.
+    #[arg(long, env = "LVS_HA_PROBE_TIMEOUT", default_value = "300ms", value_parser = parse_duration)]
+    pub ha_probe_timeout: Duration,
+    /// HA: the namespace of the election's Leases.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub ha_namespace: Option<String>,
+    /// HA: the interface of the IPVS connection sync daemons (default: the
+    /// interface holding the node's InternalIP).
+    #[arg(long, env = "LVS_SYNC_INTERFACE")]
+    pub sync_interface: Option<String>,
+    /// HA: the sync id of the IPVS connection sync daemons.
+    #[arg(long, env = "LVS_SYNC_ID", default_value_t = 0)]
+    pub sync_id: u8,
+    /// Standalone HA: this node's role for a VIP, VIP=active or
+    /// VIP=standby; repeatable.
+    #[arg(long = "ha-role", value_parser = crate::ha::parse_role)]
+    pub ha_role: Vec<(IpAddr, crate::ha::Role)>,
+}
+
+/// A duration: `500ms`, `2s`, or a number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration: expected e.g. 500ms or 2s");
+    let (num, unit) = match s.strip_suffix("ms") {
+        Some(n) => (n, 1u64),
+        None => (s.strip_suffix('s').unwrap_or(s), 1000),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| bad())?;
+    let d = Duration::from_millis(n.checked_mul(unit).ok_or_else(bad)?);
+    if d.is_zero() {
+        return Err(format!("{s:?}: the duration must be positive"));
+    }
+    Ok(d)
 }
 
 /// `--listen`: a socket address, or `[IP]:PORT` with an IPv4 address in the
@@ -199,6 +245,11 @@ fn run<D: Dataplane + 'static>(
     build: fn(&Settings) -> anyhow::Result<Reconciler<D>>,
 ) -> anyhow::Result<bool> {
     let settings = Settings::from(&args);
+    if args.ha && args.config_dir.is_none() && args.ha_namespace.is_none() {
+        anyhow::bail!(
+            "--ha in Kubernetes mode needs the namespace of the election's Leases: --ha-namespace or POD_NAMESPACE"
+        );
+    }
     if args.dataplane == DataplaneKind::Netlink && args.state_dir.is_none() {
         anyhow::bail!(
             "--state-dir (LVS_STATE_DIR) is required with --dataplane netlink: the ledger of what the agent created must survive restarts"
@@ -266,6 +317,29 @@ fn agent_config(args: &Args) -> AgentConfig {
         resync_interval: Duration::from_secs(args.resync_interval),
         resync_max_share: args.resync_max_share,
         node_ips: args.node_ip.clone(),
+        vip_roles: vip_roles(args),
+        vip_lifetime: (vip_roles(args) != crate::ha::VipRoles::Off).then(|| {
+            crate::agent::VipLifetime {
+                // Whole seconds, rounded up: the kernel's unit.
+                seconds: u32::try_from(args.ha_lease_duration.as_millis().div_ceil(1000))
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+                renew_interval: args.ha_renew_interval,
+            }
+        }),
+    }
+}
+
+/// HA roles: elected in Kubernetes mode with --ha; in standalone mode given
+/// by --ha-role, and only with --ha or an --ha-role, so that a setup without
+/// HA settings keeps holding every planned VIP.
+fn vip_roles(args: &Args) -> crate::ha::VipRoles {
+    if args.ha && args.config_dir.is_none() {
+        crate::ha::VipRoles::Elected(Default::default())
+    } else if args.ha || !args.ha_role.is_empty() {
+        crate::ha::VipRoles::Assigned(args.ha_role.iter().copied().collect())
+    } else {
+        crate::ha::VipRoles::Off
     }
 }
 
@@ -408,12 +482,29 @@ fn run_daemon<D: Dataplane + 'static>(
                 let unreadable = source.unreadable();
                 tasks.push(tokio::spawn(source.run(sink)));
                 let reporter = Reporter::new(
-                    client,
+                    client.clone(),
                     &args.node_name,
                     Duration::from_secs(args.report_refresh_interval),
                     metrics,
                 )
                 .with_unreadable(unreadable);
+                if args.ha {
+                    let settings = crate::ha::leases::HaSettings {
+                        node: args.node_name.clone(),
+                        namespace: args.ha_namespace.clone().unwrap_or_default(),
+                        lease_duration: args.ha_lease_duration,
+                        renew_interval: args.ha_renew_interval,
+                        probe_timeout: args.ha_probe_timeout,
+                        agent_port: args.listen.port(),
+                    };
+                    tracing::info!(namespace = %settings.namespace, "director HA: Lease election on");
+                    tasks.push(tokio::spawn(crate::ha::leases::run(
+                        client.clone(),
+                        settings,
+                        status.clone(),
+                        tx.clone(),
+                    )));
+                }
                 tasks.push(tokio::spawn(reporter.run(status)));
             }
         }
@@ -462,6 +553,42 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from(std::iter::once("node-agent").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn ha_flags_and_their_defaults() {
+        let a = parse(&["--node-name", "n1", "--config-dir", "/x"]).unwrap();
+        assert!(!a.ha);
+        assert_eq!(a.ha_lease_duration, Duration::from_secs(2));
+        assert_eq!(a.ha_renew_interval, Duration::from_millis(500));
+        assert_eq!(a.ha_probe_timeout, Duration::from_millis(300));
+        assert_eq!(vip_roles(&a), crate::ha::VipRoles::Off);
+        let a = parse(&[
+            "--node-name",
+            "n1",
+            "--config-dir",
+            "/x",
+            "--ha-role",
+            "10.0.0.1=active",
+            "--ha-role",
+            "10.0.0.2=standby",
+            "--ha-lease-duration",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(a.ha_lease_duration, Duration::from_secs(3));
+        let crate::ha::VipRoles::Assigned(roles) = vip_roles(&a) else {
+            panic!("roles given but not assigned");
+        };
+        assert_eq!(roles.len(), 2);
+        assert_eq!(
+            roles[&"10.0.0.2".parse::<IpAddr>().unwrap()],
+            crate::ha::Role::Standby
+        );
+        let e = parse(&["--node-name", "n1", "--ha-role", "10.0.0.1=leader"]).unwrap_err();
+        assert!(e.to_string().contains("leader"), "{e}");
+        assert!(parse_duration("0ms").is_err());
+        assert!(parse_duration("2 minutes").is_err());
     }
 
     #[test]

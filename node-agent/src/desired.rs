@@ -402,10 +402,12 @@ mod tests {
                 PlannedVip {
                     addr: "10.0.0.1".parse().unwrap(),
                     interface: None,
+                    directors: Vec::new(),
                 },
                 PlannedVip {
                     addr: "10.0.0.2".parse().unwrap(),
                     interface: Some("bond0".into()),
+                    directors: Vec::new(),
                 },
             ],
             ..Default::default()
@@ -441,6 +443,7 @@ mod tests {
         plan6.vips.push(PlannedVip {
             addr: "fd00::10".parse().unwrap(),
             interface: Some("ens3".into()),
+            directors: Vec::new(),
         });
         plan6.loopback_vips.push("10.0.0.9".parse().unwrap());
         let d = desired(&plan6, &node_ips, addrs.iter(), VipMode::LocalRoute);

@@ -1,4 +1,5 @@
-//! `/metrics`, `/healthz` (alias `/livez`), `/readyz` and `/status` over
+//! `/metrics`, `/healthz` (alias `/livez`), `/readyz`, `/status` and `/ha`
+//! (the VIPs this node holds, for the other directors' probes) over
 //! HTTP/1.1.
 //!
 //! Served by the shared server of `lvs-runtime` (hyper) within its limits:
@@ -140,6 +141,15 @@ pub fn route(method: &str, path: &str, state: &HttpState) -> (u16, &'static str,
             lvs_runtime::metrics::CONTENT_TYPE,
             state.metrics.render(),
         ),
+        "/ha" => {
+            let s = state.status.borrow();
+            let answer = crate::ha::HaAnswer::new(&s.node, &s.vips);
+            (
+                200,
+                "application/json",
+                serde_json::to_string(&answer).unwrap_or_default() + "\n",
+            )
+        }
         "/status" => {
             let s = state.status.borrow().clone();
             (
@@ -177,6 +187,46 @@ mod tests {
             },
             tx,
         )
+    }
+
+    #[test]
+    fn ha_answers_the_roles_held() {
+        let (s, tx) = state();
+        assert_eq!(
+            route("GET", "/ha", &s),
+            (
+                200,
+                "application/json",
+                "{\"node\":\"\",\"active\":[],\"standby\":[]}\n".into()
+            )
+        );
+        tx.send_modify(|st| {
+            st.node = "dir1".into();
+            st.vips = vec![
+                crate::ha::VipState {
+                    address: "10.0.0.10".parse().unwrap(),
+                    role: crate::ha::Role::Active,
+                    since: 1.0,
+                },
+                crate::ha::VipState {
+                    address: "fd00::10".parse().unwrap(),
+                    role: crate::ha::Role::Standby,
+                    since: 1.0,
+                },
+            ];
+        });
+        let (code, _, body) = route("GET", "/ha", &s);
+        assert_eq!(code, 200);
+        let a: crate::ha::HaAnswer = serde_json::from_str(&body).unwrap();
+        assert_eq!(a.node, "dir1");
+        assert_eq!(
+            a.active,
+            vec!["10.0.0.10".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            a.standby,
+            vec!["fd00::10".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
 
     /// A state whose /metrics has `services` services of 10 destinations.

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod dataplane;
 pub mod desired;
 pub mod dirwatch;
+pub mod ha;
 pub mod http;
 #[cfg(target_os = "linux")]
 pub mod k8s;

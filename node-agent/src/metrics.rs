@@ -61,6 +61,12 @@ struct FileLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VipRoleLabel {
+    vip: String,
+    role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -78,6 +84,9 @@ pub struct Metrics {
     config_loads: Counter,
     watch_errors: Family<KindLabel, Counter>,
     report_writes: Family<ResultLabel, Counter>,
+    vip_role: Family<VipRoleLabel, Gauge>,
+    ha_takeovers: Counter,
+    ha_releases: Counter,
     latest: Arc<Latest>,
     stats: Arc<KernelStats>,
 }
@@ -109,6 +118,9 @@ impl Metrics {
             config_loads: Counter::default(),
             watch_errors: Family::default(),
             report_writes: Family::default(),
+            vip_role: Family::default(),
+            ha_takeovers: Counter::default(),
+            ha_releases: Counter::default(),
             latest: Arc::default(),
             stats: Arc::new(KernelStats {
                 snapshot: Mutex::default(),
@@ -153,6 +165,21 @@ impl Metrics {
             "Writes of the node's LvsNode, by result",
             m.report_writes.clone(),
         );
+        registry.register(
+            "vip_role",
+            "Director high availability: 1 for this node's role per VIP",
+            m.vip_role.clone(),
+        );
+        registry.register(
+            "ha_takeovers",
+            "VIPs this node started holding as the active director",
+            m.ha_takeovers.clone(),
+        );
+        registry.register(
+            "ha_releases",
+            "VIPs this node stopped holding as the active director",
+            m.ha_releases.clone(),
+        );
         registry.register_collector(Box::new(m.latest.clone()));
         registry.register_collector(Box::new(m.stats.clone()));
         for mode in ["full", "incremental"] {
@@ -162,6 +189,27 @@ impl Metrics {
             let _ = m.virtual_services.get_or_create(&StateLabel { state });
         }
         Metrics { registry, ..m }
+    }
+
+    /// The HA roles now held, replacing the previous ones.
+    pub fn set_vip_roles(&self, vips: &[crate::ha::VipState]) {
+        self.vip_role.clear();
+        for v in vips {
+            self.vip_role
+                .get_or_create(&VipRoleLabel {
+                    vip: v.address.to_string(),
+                    role: v.role.as_str(),
+                })
+                .set(1);
+        }
+    }
+
+    pub fn ha_takeover(&self) {
+        self.ha_takeovers.inc();
+    }
+
+    pub fn ha_release(&self) {
+        self.ha_releases.inc();
     }
 
     /// Records one sync.

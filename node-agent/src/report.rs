@@ -29,6 +29,9 @@ pub enum ErrorKind {
     /// A director VIP is not held because none of its services is in the
     /// kernel.
     VipWithheld,
+    /// A VIP with several directors has no HA role on this node, so it is
+    /// not held.
+    HaRoleMissing,
 }
 
 impl ErrorKind {
@@ -52,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Ledger => "ledger",
             ErrorKind::IpvsUnavailable => "ipvs_unavailable",
             ErrorKind::VipWithheld => "vip_withheld",
+            ErrorKind::HaRoleMissing => "ha_role_missing",
         }
     }
 }

@@ -38,6 +38,8 @@ pub enum Event {
     Changes(Box<Changes>, String),
     /// Run a full resync now.
     Resync,
+    /// The director roles won in the HA election (Kubernetes mode).
+    Roles(std::collections::BTreeMap<std::net::IpAddr, crate::ha::Role>),
     /// Stop after the sync in progress; the kernel is left as it is.
     Shutdown,
 }

@@ -42,6 +42,8 @@ fn agent(node: &str, state: &std::path::Path) -> Agent<FakeDataplane> {
             resync_interval: Duration::from_secs(3600),
             resync_max_share: 100,
             node_ips: vec![],
+            vip_roles: Default::default(),
+            vip_lifetime: None,
         },
         Arc::new(Metrics::default()),
         Arc::new(Health::new()),

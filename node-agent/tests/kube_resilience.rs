@@ -138,6 +138,8 @@ async fn no_sync_while_lists_are_incomplete_and_convergence_after() {
             resync_interval: Duration::from_secs(300),
             resync_max_share: 100,
             node_ips: vec![],
+            vip_roles: Default::default(),
+            vip_lifetime: None,
         },
         metrics.clone(),
         Arc::new(Health::new()),

@@ -552,6 +552,7 @@ fn unknown_internal_ip_is_an_interface_error_for_that_service() {
     plan.vips = vec![PlannedVip {
         addr: ip("10.0.0.1"),
         interface: Some("bond7".into()),
+        directors: Vec::new(),
     }];
     let rep = sync(&mut r, &plan, false);
     assert!(

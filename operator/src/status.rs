@@ -117,7 +117,7 @@ impl NodeReports {
                 report
                     .vips
                     .entry(canonical_address(&v.address))
-                    .or_insert(v.role);
+                    .or_insert_with(|| v.role.to_string());
             }
         }
         self

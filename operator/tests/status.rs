@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use lvs_api::status::types;
 use lvs_api::{
-    Condition, Meta, NodeInfo, Object, RealServerSpec, ServiceReport, VipRole, VirtualServiceSpec,
-    VirtualServiceStatus,
+    Condition, DirectorRole, Meta, NodeInfo, Object, RealServerSpec, ServiceReport, VipRole,
+    VirtualServiceSpec, VirtualServiceStatus,
 };
 use lvs_operator::status::{
     self, EventSpec, NodeReports, NodeState, PendingWhy, director_events, needs_write, node_states,
@@ -662,7 +662,11 @@ fn ha_reports(roles: &[(&str, &[(&str, &str)])]) -> NodeReports {
                 .iter()
                 .map(|(address, role)| VipRole {
                     address: address.to_string(),
-                    role: role.to_string(),
+                    role: match *role {
+                        "Active" => DirectorRole::Active,
+                        "Standby" => DirectorRole::Standby,
+                        other => panic!("no director role {other:?}"),
+                    },
                     since: Some("2026-01-01T00:00:00Z".into()),
                 })
                 .collect();

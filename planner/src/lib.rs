@@ -19,4 +19,4 @@ pub use plan::{
     NodePlan, PlannedDestination, PlannedPersistence, PlannedService, PlannedTunnel,
     PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
 };
-pub use planner::{Aggregate, Fragment, TunnelSlot, fragment, plan, plan_from_analysis};
+pub use planner::{Aggregate, Fragment, TunnelSlot, VipCounts, fragment, plan, plan_from_analysis};

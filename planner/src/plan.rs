@@ -101,6 +101,12 @@ pub struct PlannedVip {
     pub addr: IpAddr,
     /// The interface to hold it on; `None`: the interface holding the node's InternalIP.
     pub interface: Option<String>,
+    /// Every node selected as a director of the VirtualServices at this
+    /// address that this node directs, this node included: the candidates
+    /// for holding the VIP when directors run highly available. Equal on all
+    /// candidates when the services at one address select the same
+    /// directors (the usual setup). Sorted, unique.
+    pub directors: Vec<String>,
 }
 
 /// The tunnel endpoint of a TUN realserver: one device per tunnel type and

@@ -112,9 +112,13 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
     if v.directors.iter().any(|d| d == node) {
         f.service = Some(director_service(v, key, spec));
         if let ServiceKey::Tuple { addr, .. } = key {
+            let mut directors = v.directors.clone();
+            directors.sort();
+            directors.dedup();
             f.vip = Some(PlannedVip {
                 addr,
                 interface: spec.directors.interface.clone(),
+                directors,
             });
         }
         sysctls.insert(Sysctl::new("net/ipv4/vs/expire_nodest_conn", 1));
@@ -182,12 +186,20 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
 /// still asks for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Aggregate {
-    /// VIP address -> (interface choice, count), sorted by interface (one
-    /// entry but for a conflict: a map per VIP cost a B-tree node each).
-    pub vips: BTreeMap<IpAddr, Vec<(Option<String>, usize)>>,
+    /// VIP address -> its interface choices and directors, with counts.
+    pub vips: BTreeMap<IpAddr, VipCounts>,
     pub loopback: BTreeMap<IpAddr, usize>,
     pub tunnels: BTreeMap<TunnelSlot, BTreeMap<IpAddr, usize>>,
     pub sysctls: BTreeMap<Sysctl, usize>,
+}
+
+/// The fragments' asks for one VIP address: interface choices and director
+/// nodes, each with the number of fragments naming it, sorted (one interface
+/// but for a conflict, a few directors: a map each would cost a B-tree node).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VipCounts {
+    pub interfaces: Vec<(Option<String>, usize)>,
+    pub directors: Vec<(String, usize)>,
 }
 
 /// [`bump`] on a sorted vector of (key, count).
@@ -228,8 +240,11 @@ impl Aggregate {
     fn change(&mut self, f: &Fragment, add: bool) {
         if let Some(v) = &f.vip {
             let m = self.vips.entry(v.addr).or_default();
-            bump_small(m, &v.interface, add);
-            if m.is_empty() {
+            bump_small(&mut m.interfaces, &v.interface, add);
+            for d in &v.directors {
+                bump_small(&mut m.directors, d, add);
+            }
+            if m.interfaces.is_empty() {
                 self.vips.remove(&v.addr);
             }
         }
@@ -255,9 +270,11 @@ impl Aggregate {
     ) -> impl Iterator<Item = PlannedVip> + 'a {
         addrs.into_iter().flat_map(move |a| {
             self.vips.get(a).into_iter().flat_map(move |m| {
-                m.iter().map(move |(i, _)| PlannedVip {
+                let directors: Vec<String> = m.directors.iter().map(|(d, _)| d.clone()).collect();
+                m.interfaces.iter().map(move |(i, _)| PlannedVip {
                     addr: *a,
                     interface: i.clone(),
+                    directors: directors.clone(),
                 })
             })
         })

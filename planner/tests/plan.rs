@@ -686,3 +686,42 @@ fn a_realserver_change_replans_only_the_services_that_select_it() {
     ));
     assert!(again.is_empty());
 }
+
+#[test]
+fn a_vip_names_every_director_of_the_services_at_its_address() {
+    let mut s = set(&[
+        vs("web", "  address: 192.0.2.60\n  port: 80\n  realServerSelector: {matchLabels: {app: x}}"),
+        "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {name: dns, namespace: default}\nspec:\n  directors: {nodeSelector: {matchLabels: {edge: \"true\"}}}\n  address: 192.0.2.60\n  port: 53\n  protocol: UDP\n  realServerSelector: {matchLabels: {app: x}}\n---\n".to_string(),
+        vs("other", "  address: 192.0.2.61\n  port: 80\n  realServerSelector: {matchLabels: {app: x}}"),
+        rs("a", "x", "  address: 10.10.0.11"),
+    ]
+    .concat());
+    s.extend(
+        parse(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: dir0, labels: {lvs.lvs-operator.io/director: \"true\", edge: \"true\"}}\nstatus: {addresses: [{type: InternalIP, address: 10.10.0.3}]}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: edge9, labels: {edge: \"true\"}}\nstatus: {addresses: [{type: InternalIP, address: 10.10.0.4}]}\n",
+        )
+        .unwrap(),
+    );
+    let directors = |node: &str, vip: &str| -> Vec<String> {
+        let p = plan_of(node, &s);
+        let v: Vec<_> = p.vips.iter().filter(|v| v.addr == ip(vip)).collect();
+        assert_eq!(v.len(), 1, "{node} holds {vip} once: {:?}", p.vips);
+        v[0].directors.clone()
+    };
+    // The union over the services this node directs at the address, sorted:
+    // dir0 directs both, dir1 only web, edge9 only dns.
+    assert_eq!(
+        directors("dir0", "192.0.2.60"),
+        vec!["dir0", "dir1", "edge9"]
+    );
+    assert_eq!(directors("dir1", "192.0.2.60"), vec!["dir0", "dir1"]);
+    assert_eq!(directors("edge9", "192.0.2.60"), vec!["dir0", "edge9"]);
+    assert_eq!(directors("dir1", "192.0.2.61"), vec!["dir0", "dir1"]);
+    // edge9 directs only dns: no VIP 192.0.2.61 there.
+    assert!(
+        plan_of("edge9", &s)
+            .vips
+            .iter()
+            .all(|v| v.addr != ip("192.0.2.61"))
+    );
+}

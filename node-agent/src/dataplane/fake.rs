@@ -105,6 +105,10 @@ pub struct FakeDataplane {
     /// A lost answer injected into the call in progress.
     lost: Option<String>,
     next_index: u32,
+    /// Announcements sent (interface, address), in order.
+    pub announced: Vec<(String, std::net::IpAddr)>,
+    /// The lifetime last given to each address renewed (seconds).
+    pub lifetimes: BTreeMap<Address, u32>,
 }
 
 impl fmt::Debug for FakeDataplane {
@@ -155,6 +159,8 @@ impl FakeDataplane {
             injections: Vec::new(),
             lost: None,
             next_index: 1,
+            announced: Vec::new(),
+            lifetimes: BTreeMap::new(),
         };
         f.add_link("lo", None, true);
         f.add_link("eth0", None, true);
@@ -645,5 +651,21 @@ impl Dataplane for FakeDataplane {
     fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()> {
         let r = self.write_sysctl_now(key, value);
         self.answer(r)
+    }
+
+    fn announce(&mut self, interface: &str, addr: std::net::IpAddr) {
+        self.announced.push((interface.to_string(), addr));
+    }
+
+    fn renew_address(&mut self, addr: &Address, lifetime_s: u32) -> DpResult<()> {
+        if !self.links.contains_key(&addr.interface) {
+            return Err(kernel(
+                format!("renew address {}", addr.key()),
+                errno::ENODEV,
+            ));
+        }
+        self.addresses.insert(addr.clone());
+        self.lifetimes.insert(addr.clone(), lifetime_s);
+        Ok(())
     }
 }

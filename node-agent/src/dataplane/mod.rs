@@ -6,6 +6,7 @@
 //! sysctls through /proc/sys of the agent's network namespace).
 
 use std::io;
+use std::net::IpAddr;
 
 use lvs_ipvs::{Op, ServiceEntry};
 
@@ -161,4 +162,14 @@ pub trait Dataplane {
     /// A sysctl of the agent's network namespace: `net/ipv4/ip_forward`.
     fn read_sysctl(&mut self, key: &str) -> DpResult<String>;
     fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()>;
+
+    /// Tells the segment that `addr` is now on `interface`: gratuitous ARP
+    /// (IPv4) or unsolicited neighbour advertisement (IPv6), repeated a few
+    /// times in the background; a failure is logged, never waited for.
+    fn announce(&mut self, interface: &str, addr: IpAddr);
+
+    /// Re-applies an address (`ip addr replace`) with a finite lifetime
+    /// (valid_lft = preferred_lft = `lifetime_s`), so the kernel removes it
+    /// by itself unless it is renewed in time.
+    fn renew_address(&mut self, addr: &Address, lifetime_s: u32) -> DpResult<()>;
 }

@@ -602,6 +602,40 @@ impl Dataplane for NetlinkDataplane {
         fs::write(&path, format!("{value}\n"))
             .map_err(|source| io_to_dp(format!("write sysctl {key}={value}"), source))
     }
+
+    fn renew_address(&mut self, a: &Address, lifetime_s: u32) -> DpResult<()> {
+        let index = self.link_index(&a.interface)?;
+        let handle = self.rtnl.clone();
+        let request = format!("renew address {} for {lifetime_s}s", a.key());
+        let mut req = handle.address().add(index, a.addr, a.prefix_len).replace();
+        let msg = req.message_mut();
+        msg.header.scope = to_scope(a.scope);
+        if let (Some(label), true) = (&a.label, a.addr.is_ipv4()) {
+            msg.attributes.push(AddressAttribute::Label(label.clone()));
+        }
+        let mut info = rtnetlink::packet_route::address::CacheInfo::default();
+        info.ifa_preferred = lifetime_s;
+        info.ifa_valid = lifetime_s;
+        msg.attributes.push(AddressAttribute::CacheInfo(info));
+        self.rt
+            .block_on(req.execute())
+            .map_err(|e| rtnl_error(&request, e))
+    }
+
+    fn announce(&mut self, interface: &str, addr: IpAddr) {
+        let interface = interface.to_string();
+        // The repeats are spaced out: off the sync loop.
+        let spawned = std::thread::Builder::new()
+            .name("announce".into())
+            .spawn(move || {
+                if let Err(e) = crate::ha::announce::announce(&interface, addr) {
+                    tracing::warn!(vip = %addr, interface, error = %e, "announcing the VIP failed");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(vip = %addr, error = %e, "announcing the VIP failed: no thread");
+        }
+    }
 }
 
 impl NetlinkDataplane {

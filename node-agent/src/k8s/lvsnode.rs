@@ -61,8 +61,18 @@ pub fn lvsnode_status_with(status: &AgentStatus, unreadable: &[String]) -> Optio
     let t = status.last_sync?;
     let mut services = status.reports.clone();
     services.sort_by(|a, b| a.name.cmp(&b.name));
+    let vips = status
+        .vips
+        .iter()
+        .map(|v| lvs_api::VipRole {
+            address: v.address.to_string(),
+            role: v.role,
+            since: Some(rfc3339(v.since)),
+        })
+        .collect();
     Some(LvsNodeStatus {
         last_sync_time: Some(rfc3339(t)),
+        vips,
         ..crate::report::bounded_status(&services, &status.node_errors, unreadable)
     })
 }
@@ -309,6 +319,18 @@ mod tests {
             v["services"][1]["error"],
             "sysctl net/ipv4/ip_forward: EACCES"
         );
+        assert!(v.get("vips").is_none(), "no vips without HA");
+        let mut st = status(1_800_000_000.0, vec![]);
+        st.vips = vec![crate::ha::VipState {
+            address: "10.0.0.10".parse().unwrap(),
+            role: crate::ha::Role::Standby,
+            since: 1_800_000_000.0,
+        }];
+        let v = serde_json::to_value(lvsnode_status(&st).unwrap()).unwrap();
+        assert_eq!(
+            v["vips"],
+            json!([{"address": "10.0.0.10", "role": "Standby", "since": "2027-01-15T08:00:00Z"}])
+        );
     }
 
     /// 5,000 VirtualServices on a director without IPVS: a node-level
@@ -352,6 +374,8 @@ mod tests {
                 resync_interval: Duration::from_secs(30),
                 resync_max_share: 100,
                 node_ips: vec![],
+                vip_roles: Default::default(),
+                vip_lifetime: None,
             },
             Arc::new(Metrics::default()),
             Arc::new(Health::new()),

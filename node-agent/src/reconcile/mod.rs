@@ -228,6 +228,45 @@ impl<D: Dataplane> Reconciler<D> {
         &self.ledger
     }
 
+    /// Renews the lifetime of the director VIPs among `vips` that this
+    /// agent holds as addresses (a local route has no lifetime). Only what
+    /// the ledger owns and the cached view has is renewed; without a view
+    /// the next sync, which reads the kernel in full, comes first.
+    pub fn renew_vips(&mut self, vips: &BTreeSet<IpAddr>, lifetime_s: u32) -> Vec<DataplaneError> {
+        let Some(known) = &self.known else {
+            return Vec::new();
+        };
+        let held: Vec<Address> = known
+            .addresses
+            .iter()
+            .filter(|(k, a)| {
+                vips.contains(&k.addr)
+                    && k.interface != "lo"
+                    && a.kind == crate::kernel::AddrKind::Interface
+                    && self.ledger.addresses.contains(*k)
+            })
+            .map(|(_, a)| a.clone())
+            .collect();
+        held.iter()
+            .filter_map(|a| self.dp.renew_address(a, lifetime_s).err())
+            .collect()
+    }
+
+    /// Announces a director VIP this agent holds, on its interface; nothing
+    /// when the VIP is not held (not in the ledger, or only on `lo`).
+    pub fn announce(&mut self, vip: IpAddr) {
+        let on = self
+            .ledger
+            .addresses
+            .iter()
+            .find(|k| k.addr == vip && k.interface != "lo")
+            .map(|k| k.interface.clone());
+        match on {
+            Some(interface) => self.dp.announce(&interface, vip),
+            None => tracing::debug!(%vip, "not announced: the VIP is not held"),
+        }
+    }
+
     pub fn known(&self) -> Option<&Known> {
         self.known.as_ref()
     }

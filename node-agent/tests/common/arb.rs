@@ -130,6 +130,7 @@ pub fn arb_plan() -> impl Strategy<Value = NodePlan> {
                     ServiceKey::Tuple { addr, .. } => Some(PlannedVip {
                         addr,
                         interface: on_eth0.then(|| "eth0".to_string()),
+                        directors: Vec::new(),
                     }),
                     ServiceKey::Fwmark { .. } => None,
                 })

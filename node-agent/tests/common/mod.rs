@@ -81,6 +81,7 @@ pub fn director(services: Vec<PlannedService>) -> NodePlan {
             ServiceKey::Tuple { addr, .. } => Some(PlannedVip {
                 addr,
                 interface: None,
+                directors: Vec::new(),
             }),
             ServiceKey::Fwmark { .. } => None,
         })

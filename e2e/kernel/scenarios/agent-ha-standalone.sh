@@ -1,0 +1,99 @@
+# Director HA in standalone mode: dir1 and dir2 both direct one DR VIP, with
+# static roles (--ha-role). Only the active holds the VIP and answers ARP for
+# it; the standby has the same IPVS service, warm. Swapping the roles (both
+# agents restarted with swapped flags) moves the VIP, the new active's
+# gratuitous ARP moves the router's neighbour entry without the router asking,
+# and the client is still served.
+. /lab/scenario.sh
+VIP=203.0.113.30
+agent_lab_up
+manifest_node dir2 lvs.lvs-operator.io/director=true lab.lvs-operator.io/role=director
+manifest_write web-ha <<'YAML'
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata:
+  name: web-ha
+  namespace: default
+spec:
+  address: 203.0.113.30
+  port: 80
+  protocol: TCP
+  scheduler: rr
+  forwarding: DR
+  directors:
+    nodeSelector:
+      matchLabels:
+        lvs.lvs-operator.io/director: "true"
+  realServerSelector:
+    matchLabels:
+      app: web-ha
+YAML
+for i in 1 2 3; do
+manifest_write "web-ha-rs$i" <<YAML
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata:
+  name: web-ha-rs$i
+  namespace: default
+  labels:
+    app: web-ha
+spec:
+  nodeName: rs$i
+YAML
+done
+RULES='-A -t 203.0.113.30:80 -s rr
+-a -t 203.0.113.30:80 -r 10.0.1.11:80 -g -w 1
+-a -t 203.0.113.30:80 -r 10.0.1.12:80 -g -w 1
+-a -t 203.0.113.30:80 -r 10.0.1.13:80 -g -w 1'
+for n in rs1 rs2 rs3; do agent_start "$n"; done
+agent_start dir1 --ha-role "$VIP=active"
+agent_start dir2 --ha-role "$VIP=standby"
+for d in dir1 dir2; do echo "$RULES" | ipvs_expect "$d" 30; done
+wait_until 15 test -n "$(addr_dev dir1 "$VIP")" || true
+expect_vip_on dir1 "$VIP"
+expect_no_vip dir2 "$VIP"
+# The active holds the VIP with a finite lifetime, renewed by the agent.
+lft="$(/usr/sbin/ip -n dir1 -d addr show dev eth0 | grep -A1 " $VIP/" | sed -n 's/.*valid_lft \([^ ]*\).*/\1/p')"
+case "$lft" in
+    [0-9]*sec) echo "ok: $VIP on dir1 has valid_lft $lft" ;;
+    *) fail "$VIP on dir1 has valid_lft '$lft', expected a finite lifetime" ;;
+esac
+sleep 3
+expect_vip_on dir1 "$VIP"
+
+arp_responders() {
+    nsx router arping -I lan0 -c 2 -w 2 "$VIP" 2>&1 | sed -n 's/.*reply from .* \[\([0-9a-fA-F:]*\)\].*/\1/p' | tr 'A-F' 'a-f' | sort -u | tr '\n' ' ' | sed 's/ $//'
+}
+router_mac_of_vip() {
+    /usr/sbin/ip -n router neigh show "$VIP" dev lan0 | sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p'
+}
+expect_eq "ARP responders for $VIP (active dir1)" "$(topo_mac dir1)" "$(arp_responders)"
+fetch_dist 30 "http://$VIP/"
+expect_no_errors
+expect_eq "router's neighbour entry for $VIP" "$(topo_mac dir1)" "$(router_mac_of_vip)"
+ha="$(nsx dir1 timeout 3 wget -q -O - http://127.0.0.1:9477/ha 2>/dev/null)"
+case "$ha" in
+    *'"active":["203.0.113.30"]'*) echo "ok: dir1 /ha: $ha" ;;
+    *) fail "dir1 /ha does not name $VIP active: $ha" ;;
+esac
+grep -q 'director role changed' "$(_agent_logs)/dir1.log" || fail "dir1 logged no role change"
+
+# Swap: the old active steps down first, then the new one takes the VIP and
+# announces it. The router sends nothing in between, so only the gratuitous
+# ARP can move its neighbour entry. Without its agent, the old active loses
+# the VIP by itself when the lifetime runs out.
+agent_stop dir1
+wait_until 6 test -z "$(addr_dev dir1 "$VIP")" || true
+expect_no_vip dir1 "$VIP"
+agent_start dir1 --ha-role "$VIP=standby"
+agent_stop dir2
+agent_start dir2 --ha-role "$VIP=active"
+wait_until 15 test -n "$(addr_dev dir2 "$VIP")" || true
+expect_vip_on dir2 "$VIP"
+wait_until 10 test "$(router_mac_of_vip)" = "$(topo_mac dir2)" || true
+expect_eq "router's neighbour entry for $VIP after the gratuitous ARP" "$(topo_mac dir2)" "$(router_mac_of_vip)"
+echo "$RULES" | ipvs_expect dir1 5
+expect_eq "ARP responders for $VIP (active dir2)" "$(topo_mac dir2)" "$(arp_responders)"
+fetch_dist 30 "http://$VIP/"
+expect_no_errors
+for n in dir1 dir2 rs1 rs2 rs3; do agent_alive "$n" || fail "agent on $n died"; done
