@@ -1,0 +1,357 @@
+use super::*;
+use crate::dataplane::fake::FakeDataplane;
+use crate::ledger::LedgerStore;
+use crate::source::DirSource;
+use std::sync::mpsc;
+
+const FILES: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {lvs: director}}
+status: {addresses: [{type: InternalIP, address: 192.0.2.10}]}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: web, namespace: default, generation: 3}
+spec:
+  address: 10.0.0.1
+  port: 80
+  directors: {nodeSelector: {matchLabels: {lvs: director}}}
+  realServerSelector: {matchLabels: {app: web}}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: web-1, namespace: default, labels: {app: web}}
+spec: {address: 10.1.0.1, port: 8080}
+"#;
+
+fn agent() -> (Agent<FakeDataplane>, watch::Receiver<AgentStatus>) {
+    let r = Reconciler::new(FakeDataplane::new(), LedgerStore::in_memory()).unwrap();
+    Agent::new(
+        r,
+        AgentConfig {
+            node_name: "n1".into(),
+            resync_interval: Duration::from_secs(30),
+            resync_max_share: 100,
+            node_ips: vec![],
+            vip_roles: Default::default(),
+            vip_lifetime: None,
+        },
+        Arc::new(Metrics::default()),
+        Arc::new(Health::new()),
+    )
+}
+
+fn dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("lvs-agent-loop-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A writer that keeps what the log subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// 200 services failing for the same reason, synced three times: the
+/// shared error is logged once, with the number of services, not once
+/// per service and retry.
+#[test]
+fn the_same_error_of_many_services_is_logged_once() {
+    use std::fmt::Write;
+    let mut yaml = String::from(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.10}]}\n",
+    );
+    for i in 0..200 {
+        write!(
+            yaml,
+            "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: vs-{i}, namespace: default}}\nspec: {{address: 10.9.0.{}, port: {}, directors: {{nodeSelector: {{matchLabels: {{lvs: director}}}}}}, realServerSelector: {{matchLabels: {{app: x}}}}}}\n",
+            i % 200 + 1,
+            1000 + i
+        )
+        .unwrap();
+    }
+    let mut m = lvs_api::manifest::ManifestSet::default();
+    m.extend(lvs_api::manifest::parse(&yaml).unwrap());
+    let snap = Snapshot {
+        virtual_services: m.virtual_services,
+        real_servers: m.real_servers,
+        nodes: m.nodes,
+        origin: "test".into(),
+    };
+    let (mut a, _status) = agent();
+    a.reconciler_mut().dataplane_mut().ipvs_available = false;
+    let out = Captured::default();
+    let w = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || w.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..3 {
+            let rep = a.sync(&snap, true);
+            assert_eq!(rep.errors.len(), 200);
+        }
+    });
+    let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("sync problem")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{} 'sync problem' lines for 3 syncs of 200 services failing alike, expected 1; first: {:?}",
+        lines.len(),
+        lines.first()
+    );
+    assert!(lines[0].contains("services=200"), "{}", lines[0]);
+}
+
+#[test]
+fn a_standby_keeps_the_service_without_the_vip_and_no_role_is_refused() {
+    let d = dir("ha");
+    let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
+    std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
+    let snap = DirSource::load(&d).unwrap();
+    let vip: IpAddr = "10.0.0.1".parse().unwrap();
+    let held = |a: &Agent<FakeDataplane>| {
+        let f = a.reconciler().dataplane();
+        assert_eq!(
+            f.ipvs.len(),
+            1,
+            "the IPVS service is programmed in every role"
+        );
+        f.addresses.iter().any(|x| x.addr == vip)
+    };
+    for (roles, holds, ok) in [
+        (None, true, true),
+        (Some(vec![(vip, crate::ha::Role::Active)]), true, true),
+        (Some(vec![(vip, crate::ha::Role::Standby)]), false, true),
+        (Some(vec![]), false, false),
+    ] {
+        let (mut a, status) = agent();
+        if let Some(r) = &roles {
+            a.cfg.vip_roles = crate::ha::VipRoles::Assigned(r.iter().copied().collect());
+            a.cfg.vip_lifetime = Some(VipLifetime {
+                seconds: 2,
+                renew_interval: Duration::from_millis(500),
+            });
+        }
+        let rep = a.sync(&snap, false);
+        assert_eq!(rep.ok(), ok, "{roles:?}: {rep:?}");
+        assert_eq!(held(&a), holds, "{roles:?}");
+        let st = status.borrow().clone();
+        // Holding with HA roles is a takeover, announced once.
+        let announced = &a.reconciler().dataplane().announced;
+        if roles.is_some() && holds {
+            assert_eq!(announced, &vec![("eth0".to_string(), vip)]);
+            assert_eq!(st.vips.len(), 1);
+            assert_eq!(st.vips[0].role, crate::ha::Role::Active);
+            let m = a.metrics.render();
+            assert!(m.contains("lvs_agent_ha_takeovers_total 1"), "{m}");
+            assert!(
+                m.contains("lvs_agent_vip_role{vip=\"10.0.0.1\",role=\"Active\"} 1"),
+                "{m}"
+            );
+        } else {
+            assert!(announced.is_empty(), "{roles:?}: {announced:?}");
+        }
+        if roles.is_none() {
+            assert!(st.vips.is_empty(), "no roles without HA");
+        }
+        // The active's VIP has a finite lifetime; nothing else has one.
+        let lifetimes: Vec<(IpAddr, u32)> = a
+            .reconciler()
+            .dataplane()
+            .lifetimes
+            .iter()
+            .map(|(x, s)| (x.addr, *s))
+            .collect();
+        if roles.is_some() && holds {
+            assert_eq!(lifetimes, vec![(vip, 2)]);
+        } else {
+            assert!(lifetimes.is_empty(), "{roles:?}: {lifetimes:?}");
+        }
+        // A resync with the same roles announces nothing more.
+        let before = a.reconciler().dataplane().announced.len();
+        a.sync_pending(true);
+        assert_eq!(a.reconciler().dataplane().announced.len(), before);
+        if !ok {
+            let e = &st.services["default/web"].errors;
+            assert!(
+                e.iter()
+                    .any(|m| m.contains("n1, n2") && m.contains("--ha-role")),
+                "{e:?}"
+            );
+            assert!(!st.reports[0].error.is_empty());
+        }
+    }
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn an_elected_role_is_synced_at_once_and_a_lost_one_drops_the_vip() {
+    let d = dir("elected");
+    let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
+    std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
+    let snap = DirSource::load(&d).unwrap();
+    let vip: IpAddr = "10.0.0.1".parse().unwrap();
+    let (mut a, status) = agent();
+    a.cfg.vip_roles = crate::ha::VipRoles::Elected(BTreeMap::new());
+    let held = |a: &Agent<FakeDataplane>| {
+        a.reconciler()
+            .dataplane()
+            .addresses
+            .iter()
+            .any(|x| x.addr == vip)
+    };
+    // Nothing won yet: standby, no error, the candidates published.
+    let rep = a.sync(&snap, false);
+    assert!(rep.ok(), "{rep:?}");
+    assert!(!held(&a));
+    assert_eq!(a.reconciler().dataplane().ipvs.len(), 1);
+    assert_eq!(status.borrow().ha_candidates[&vip], vec!["n1", "n2"]);
+    assert_eq!(
+        status.borrow().node_ips["n2"],
+        vec!["192.0.2.11".parse::<IpAddr>().unwrap()]
+    );
+    // Won: the next (scoped) sync holds and announces it.
+    a.set_elected(BTreeMap::from([(vip, crate::ha::Role::Active)]));
+    a.sync_pending(false);
+    assert!(held(&a));
+    assert_eq!(a.reconciler().dataplane().announced.len(), 1);
+    // Lost (another node holds the Lease): dropped at once.
+    a.set_elected(BTreeMap::from([(vip, crate::ha::Role::Standby)]));
+    a.sync_pending(false);
+    assert!(!held(&a));
+    assert!(a.metrics.render().contains("lvs_agent_ha_releases_total 1"));
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn manifests_end_up_in_the_kernel_and_the_status() {
+    let d = dir("e2e");
+    std::fs::write(d.join("all.yaml"), FILES).unwrap();
+    let (mut a, status) = agent();
+    let snap = DirSource::load(&d).unwrap();
+    let rep = a.sync(&snap, false);
+    assert!(rep.ok(), "{rep:?}");
+    let f = a.reconciler().dataplane();
+    assert_eq!(f.ipvs.len(), 1);
+    let s = f.ipvs.values().next().unwrap();
+    assert_eq!(s.dests.len(), 1);
+    assert!(
+        f.addresses
+            .iter()
+            .any(|x| x.addr.to_string() == "10.0.0.1" && x.interface == "eth0")
+    );
+    let st = status.borrow().clone();
+    assert!(st.ok);
+    assert_eq!(st.services["default/web"].generation, Some(3));
+    assert!(st.services["default/web"].programmed);
+    assert_eq!(
+        st.reports,
+        [lvs_api::ServiceReport {
+            name: "default/web".into(),
+            generation: Some(3),
+            roles: vec!["director".into()],
+            error: String::new(),
+        }]
+    );
+    assert!(a.health.ready());
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn an_invalid_file_keeps_the_last_good_state() {
+    let d = dir("invalid");
+    std::fs::write(d.join("all.yaml"), FILES).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let src = DirSource::new(&d, Duration::from_millis(10), metrics.clone());
+    let (mut a, _) = agent();
+    let good = src.load_reported().unwrap();
+    assert!(a.sync(&good, false).ok());
+    a.reconciler.dataplane_mut().take_calls();
+    // Break the file: the RealServer is gone from what parses, and a
+    // field is wrong. Nothing is handed to the loop...
+    std::fs::write(
+        d.join("all.yaml"),
+        FILES
+            .replace("port: 8080", "port: 0")
+            .replace("kind: RealServer", "kind: RealServr"),
+    )
+    .unwrap();
+    assert!(src.load_reported().is_none());
+    let text = metrics.render();
+    assert!(text.contains("lvs_agent_config_valid 0"), "{text}");
+    assert!(text.contains("all.yaml\"} 1"), "{text}");
+    // ...so the next resync still programs the last good snapshot.
+    let (tx, rx) = mpsc::channel();
+
+    tx.send(Event::Resync).unwrap();
+    tx.send(Event::Shutdown).unwrap();
+    a.run(&rx);
+    let f = a.reconciler().dataplane();
+    assert_eq!(f.ipvs.values().next().unwrap().dests.len(), 1);
+    assert!(f.writes().is_empty(), "{:?}", f.writes());
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn slow_full_syncs_spread_the_periodic_resync_out() {
+    let s = Duration::from_secs;
+    assert_eq!(resync_gap(s(30), 5, s(1)), s(30));
+    assert_eq!(resync_gap(s(30), 5, s(37)), s(740));
+    assert_eq!(resync_gap(s(30), 100, s(37)), s(37));
+    assert_eq!(resync_gap(s(30), 0, s(2)), s(200), "0 counts as 1%");
+}
+
+#[test]
+fn nothing_is_synced_before_the_first_snapshot() {
+    let (mut a, _) = agent();
+    let (tx, rx) = mpsc::channel();
+    tx.send(Event::Resync).unwrap();
+    tx.send(Event::Shutdown).unwrap();
+    a.run(&rx);
+    assert!(a.reconciler().dataplane().calls.is_empty());
+    assert!(!a.health.ready());
+}
+
+#[test]
+fn queued_snapshots_collapse_into_the_latest() {
+    let (mut a, _) = agent();
+    let (tx, rx) = mpsc::channel();
+    let d = dir("collapse");
+    std::fs::write(d.join("all.yaml"), FILES).unwrap();
+    let snap = DirSource::load(&d).unwrap();
+    let mut other = snap.clone();
+    other.virtual_services.clear();
+    tx.send(Event::Snapshot(Box::new(snap))).unwrap();
+    tx.send(Event::Snapshot(Box::new(other))).unwrap();
+    tx.send(Event::Shutdown).unwrap();
+    a.run(&rx);
+    // Stopped in the same batch: nothing synced at all.
+    assert!(a.reconciler().dataplane().calls.is_empty());
+    let (tx, rx) = mpsc::channel();
+    let snap = DirSource::load(&d).unwrap();
+    let mut other = snap.clone();
+    other.virtual_services.clear();
+    tx.send(Event::Snapshot(Box::new(other))).unwrap();
+    tx.send(Event::Snapshot(Box::new(snap))).unwrap();
+    drop(tx);
+    a.run(&rx);
+    assert_eq!(
+        a.reconciler().dataplane().ipvs.len(),
+        1,
+        "the last one wins"
+    );
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -1,0 +1,333 @@
+use super::*;
+use lvs_api::manifest::parse;
+
+const OBJECTS: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: d1, labels: {lvs: director}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: rs1}
+status: {addresses: [{type: InternalIP, address: 10.0.0.11}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: rs2}
+status: {addresses: [{type: InternalIP, address: 10.0.0.12}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: idle}
+status: {addresses: [{type: InternalIP, address: 10.0.0.99}]}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: dr, namespace: default, generation: 4}
+spec:
+  address: 192.0.2.20
+  port: 80
+  forwarding: DR
+  directors: {nodeSelector: {matchLabels: {lvs: director}}}
+  realServerSelector: {matchLabels: {app: dr}}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: tun, namespace: default, generation: 7}
+spec:
+  address: 192.0.2.30
+  port: 80
+  forwarding: TUN
+  directors: {nodeSelector: {matchLabels: {lvs: director}}}
+  realServerSelector: {matchLabels: {app: tun}}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: nat, namespace: default, generation: 2}
+spec:
+  address: 192.0.2.10
+  port: 8080
+  forwarding: NAT
+  directors: {nodeSelector: {matchLabels: {lvs: director}}}
+  realServerSelector: {matchLabels: {app: nat}}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: dr-dup, namespace: default, generation: 1}
+spec:
+  address: 192.0.2.20
+  port: 80
+  forwarding: DR
+  directors: {nodeSelector: {matchLabels: {lvs: director}}}
+  realServerSelector: {matchLabels: {app: dr}}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: dr-1, namespace: default, labels: {app: dr}}
+spec: {nodeName: rs1}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: tun-1, namespace: default, labels: {app: tun}}
+spec: {nodeName: rs1}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: tun-2, namespace: default, labels: {app: tun}}
+spec: {nodeName: rs2}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: nat-1, namespace: default, labels: {app: nat}}
+spec: {nodeName: rs2, port: 80}
+"#;
+
+fn analysis() -> lvs_planner::Analysis {
+    let mut m = lvs_api::manifest::ManifestSet::default();
+    m.extend(parse(OBJECTS).unwrap());
+    lvs_planner::analyze(&m.virtual_services, &m.real_servers, &m.nodes)
+}
+
+fn role(generation: i64, roles: &[&'static str]) -> NodeRole {
+    NodeRole {
+        generation: Some(generation),
+        roles: roles.to_vec(),
+    }
+}
+
+#[test]
+fn roles_follow_the_verdicts_and_match_the_involved_nodes() {
+    let a = analysis();
+    let d1 = node_roles("d1", &a);
+    assert_eq!(
+        d1,
+        [
+            ("default/dr".to_string(), role(4, &[roles::DIRECTOR])),
+            ("default/nat".to_string(), role(2, &[roles::DIRECTOR])),
+            ("default/tun".to_string(), role(7, &[roles::DIRECTOR])),
+        ]
+        .into_iter()
+        .collect()
+    );
+    let rs1 = node_roles("rs1", &a);
+    assert_eq!(
+        rs1,
+        [
+            ("default/dr".to_string(), role(4, &[roles::DR_REALSERVER])),
+            ("default/tun".to_string(), role(7, &[roles::TUN_REALSERVER])),
+        ]
+        .into_iter()
+        .collect()
+    );
+    // A NAT realserver's node has nothing to do: not involved.
+    let rs2 = node_roles("rs2", &a);
+    assert_eq!(rs2.keys().collect::<Vec<_>>(), ["default/tun"]);
+    assert!(node_roles("idle", &a).is_empty());
+    // Exactly the nodes the operator waits for.
+    for v in a.accepted() {
+        for n in ["d1", "rs1", "rs2", "idle"] {
+            assert_eq!(
+                v.involved_nodes().iter().any(|x| x == n),
+                node_roles(n, &a).contains_key(&v.name),
+                "{} on {n}",
+                v.name
+            );
+        }
+    }
+    assert!(
+        !d1.contains_key("default/dr-dup"),
+        "a service in conflict is not programmed anywhere"
+    );
+}
+
+#[test]
+fn errors_go_to_their_service_and_node_errors_are_reported_once() {
+    let a = analysis();
+    let roles = node_roles("d1", &a);
+    let clean = lvsnode_services(&roles, &SyncReport::default());
+    assert_eq!(clean.len(), 3);
+    assert!(clean.iter().all(|s| s.error.is_empty()), "{clean:?}");
+    assert_eq!(clean[0].name, "default/dr");
+    assert_eq!(clean[0].generation, Some(4));
+    assert_eq!(clean[0].roles, ["director"]);
+
+    let mut report = SyncReport::default();
+    report.errors.push(SyncError::new(
+        ErrorKind::ForeignService,
+        Some("default/nat".into()),
+        "TCP 192.0.2.10:8080 exists and was not created by the agent",
+    ));
+    let s = lvsnode_services(&roles, &report);
+    let by: BTreeMap<_, _> = s.iter().map(|s| (s.name.as_str(), s)).collect();
+    assert!(by["default/nat"].error.contains("not created by the agent"));
+    assert!(by["default/dr"].error.is_empty());
+    assert!(by["default/tun"].error.is_empty());
+    assert!(node_errors(&report).is_empty());
+
+    // Without an owner, or of a node-wide kind: once, not per entry.
+    report.errors.push(SyncError::new(
+        ErrorKind::Kernel,
+        None,
+        "sysctl net/ipv4/ip_forward: permission denied",
+    ));
+    for owner in ["default/dr", "default/nat", "default/tun"] {
+        report.errors.push(SyncError::new(
+            ErrorKind::IpvsUnavailable,
+            Some(owner.into()),
+            "IPVS is not available on this node",
+        ));
+    }
+    let s = lvsnode_services(&roles, &report);
+    assert!(
+        s.iter()
+            .all(|s| !s.error.contains("ip_forward") && !s.error.contains("IPVS")),
+        "{s:?}"
+    );
+    let nat = s.iter().find(|s| s.name == "default/nat").unwrap();
+    assert!(
+        nat.error.contains("not created by the agent"),
+        "{}",
+        nat.error
+    );
+    assert_eq!(
+        node_errors(&report),
+        [
+            "sysctl net/ipv4/ip_forward: permission denied",
+            "IPVS is not available on this node"
+        ]
+    );
+    // The status: every service failed, only the one with its own
+    // error listed, the node errors once.
+    let st = bounded_status(&s, &node_errors(&report), &[]);
+    assert_eq!((st.programmed_count, st.error_count), (0, 3));
+    assert_eq!(st.services.len(), 1);
+    assert_eq!(st.services[0].name, "default/nat");
+    assert_eq!(st.node_errors.len(), 2);
+    assert_eq!(st.omitted_errors, 0);
+    // Without node errors every entry is listed.
+    let st = bounded_status(&clean, &[], &[]);
+    assert_eq!((st.programmed_count, st.error_count), (3, 0));
+    assert_eq!(st.services, clean);
+}
+
+#[test]
+fn the_status_is_bounded_however_many_services_fail() {
+    let n = 20_000;
+    let services: Vec<lvs_api::ServiceReport> = (0..n)
+        .map(|i| lvs_api::ServiceReport {
+            name: format!("ns/vs-{i:05}"),
+            generation: Some(1),
+            roles: vec!["director".into()],
+            error: format!(
+                "TCP 10.{}.{}.1:80 exists and was not created by the agent, {}",
+                i / 256 % 256,
+                i % 256,
+                "x".repeat(900)
+            ),
+        })
+        .collect();
+    let many: Vec<String> = (0..100)
+        .map(|i| format!("node problem {i}: {}", "y".repeat(2000)))
+        .collect();
+    let st = bounded_status(&services, &many, &many);
+    assert_eq!(st.error_count as usize, n);
+    assert_eq!(st.node_errors.len(), MAX_NODE_ERRORS);
+    assert_eq!(st.unreadable.len(), MAX_NODE_ERRORS);
+    assert!(st.node_errors.iter().all(|e| e.len() <= MAX_REPORT_ERROR));
+    // Without the node errors: every failing service is listed, the
+    // text within the budget.
+    let st = bounded_status(&services, &[], &[]);
+    assert_eq!(st.services.len(), n);
+    let text: usize = st
+        .services
+        .iter()
+        .filter(|s| s.error != ERROR_LEFT_OUT)
+        .map(|s| s.error.len())
+        .sum();
+    assert!(text <= SERVICE_ERROR_BUDGET, "{text}");
+    let left_out = st
+        .services
+        .iter()
+        .filter(|s| s.error == ERROR_LEFT_OUT)
+        .count();
+    assert!(left_out > 0);
+    assert_eq!(st.omitted_errors as usize, left_out);
+    let bytes = serde_json::to_vec(&st).unwrap().len();
+    assert!(
+        bytes < SERVICE_ERROR_BUDGET + n * 160,
+        "{bytes} bytes for {n} failing services"
+    );
+}
+
+#[test]
+fn a_repeated_error_is_logged_once_per_interval_with_a_count() {
+    let t0 = Instant::now();
+    let sec = Duration::from_secs(1);
+    let mut log = ErrorLog::new(Duration::from_secs(60));
+    let ipvs = |o: usize| {
+        SyncError::new(
+            ErrorKind::IpvsUnavailable,
+            Some(format!("ns/vs-{o}")),
+            "IPVS is not available on this node",
+        )
+    };
+    let foreign = |o: usize| {
+        SyncError::new(
+            ErrorKind::ForeignService,
+            Some(format!("ns/vs-{o}")),
+            format!("TCP 10.0.0.{o}:80 exists and was not created by the agent"),
+        )
+    };
+    let mut errors: Vec<SyncError> = (0..1000).map(ipvs).collect();
+    errors.push(foreign(1));
+    errors.push(foreign(2));
+    // First sync: one line for the shared error, one per distinct one.
+    let lines = log.lines(&errors, t0);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0].count, 1000);
+    assert_eq!(lines[0].owners, ["ns/vs-0", "ns/vs-1", "ns/vs-2"]);
+    assert_eq!(lines[0].repeated, 0);
+    assert_eq!(lines[1].message, foreign(1).message);
+    assert_eq!(lines[2].message, foreign(2).message);
+    // Retries within the interval: nothing, except a new distinct error.
+    for i in 1..10 {
+        assert!(log.lines(&errors, t0 + sec * i).is_empty());
+    }
+    errors.push(foreign(3));
+    let lines = log.lines(&errors, t0 + sec * 10);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].message, foreign(3).message);
+    // After the interval: each once more, with how often it recurred.
+    let lines = log.lines(&errors, t0 + sec * 61);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0].count, 1000);
+    assert_eq!(lines[0].repeated, 10);
+    assert!(log.lines(&errors, t0 + sec * 62).is_empty());
+    let lines = log.lines(&errors, t0 + sec * 71);
+    assert_eq!(lines.len(), 1, "foreign(3), logged at 10 s, is due at 70 s");
+    assert_eq!(
+        (lines[0].message.as_str(), lines[0].repeated),
+        (foreign(3).message.as_str(), 2)
+    );
+    // Gone for good, then back: logged at once.
+    assert!(log.lines(&[], t0 + sec * 200).is_empty());
+    assert_eq!(log.lines(&errors[..1], t0 + sec * 201).len(), 1);
+}
+
+#[test]
+fn long_errors_are_cut_on_a_char_boundary() {
+    let roles: BTreeMap<String, NodeRole> =
+        [("a/b".to_string(), role(1, &[roles::DIRECTOR]))].into();
+    let mut report = SyncReport::default();
+    report.errors.push(SyncError::new(
+        ErrorKind::Kernel,
+        Some("a/b".into()),
+        "é".repeat(2000),
+    ));
+    let s = lvsnode_services(&roles, &report);
+    assert!(s[0].error.len() <= MAX_REPORT_ERROR, "{}", s[0].error.len());
+    assert!(s[0].error.ends_with("..."));
+    let st = bounded_status(&[], &["é".repeat(2000)], &[]);
+    assert!(st.node_errors[0].len() <= MAX_REPORT_ERROR);
+}
