@@ -223,7 +223,7 @@ fn http_limits(args: &Args) -> lvs_runtime::http::Limits {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    crate::agent::limit_malloc_arenas();
+    crate::alloc::limit_malloc_arenas();
     let args = Args::parse();
     lvs_runtime::logging::init(args.log_format);
     let result = match args.dataplane {

@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+pub mod alloc;
 #[cfg(target_os = "linux")]
 pub mod cli;
 pub mod dataplane;
