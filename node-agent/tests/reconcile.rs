@@ -1,4 +1,7 @@
 //! The reconciler against the fake kernel.
+//!
+//! Longer than most files: one regression test per defect and rule of the
+//! reconciler, sharing the fixtures at the top.
 
 mod common;
 

@@ -6,6 +6,9 @@
 //! destination, ENODEV for a missing interface), records every call so
 //! tests can count requests, holds foreign rules put there by the test, and
 //! fails chosen calls on demand.
+//!
+//! Longer than most files: one method per `Dataplane` call, each answering
+//! errors the way the kernel does; they read best next to one another.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
