@@ -27,7 +27,8 @@
 #                          ha.enabled=true either way (the agents' Lease Role and
 #                          admission policy), and the HA scenarios switch HA on
 #                          at run time (lab-api.sh lab_ha_on)
-#   LVS_JOINED_HA_ARGS     the agents' HA flags (default: --ha --ha-namespace lvs-system)
+#   LVS_JOINED_HA_ARGS     the agents' HA flags (default: --ha --ha-namespace lvs-system;
+#                          LVS_JOINED_HA_ARGS_dir1 / _dir2: one node's)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -164,7 +165,7 @@ EOF
     --env "JOINED_CMD_PORT=7000" --env "JOINED_AGENT_LOG=${LVS_JOINED_AGENT_LOG:-info}"
     --env "JOINED_AGENT_VIP_MODE=${LVS_JOINED_AGENT_VIP_MODE:-address}")
   if [[ ${LVS_JOINED_HA:-0} == 1 ]]; then
-    vm_env+=(--env "JOINED_HA_NODES=dir1 dir2" --env "JOINED_HA_ARGS=$(jl_ha_args)")
+    vm_env+=(--env "JOINED_HA_ARGS_dir1=$(jl_ha_args dir1)" --env "JOINED_HA_ARGS_dir2=$(jl_ha_args dir2)")
   fi
   if ((agents)); then
     vm_env+=(--env "JOINED_AGENT_NODES=${JL_AGENT_NODES[*]}" --env "JOINED_RUN_AGENTS=${run_agents[*]}")
