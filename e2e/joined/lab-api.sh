@@ -75,7 +75,7 @@ lab_node_links() { jl_exec "$1" "ip link set eth0 $2 && ip link set mgmt0 $2"; }
 # API server; the lan stays up.
 lab_node_api() {
   case $2 in
-    cut) jl_exec "$1" 'ip route add blackhole 10.0.2.2/32' ;;
+    cut) jl_exec "$1" 'ip route add blackhole 10.0.2.2/32 && ! ip route get 10.0.2.2 >/dev/null 2>&1' ;;
     restore) jl_exec "$1" 'ip route del blackhole 10.0.2.2/32' ;;
   esac
 }

@@ -109,11 +109,28 @@ _ha_uptime() { in_node router cut -d' ' -f1 /proc/uptime; }
 _ha_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 _ha_le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 
-# _ha_setup: HA on for both directors, the objects applied (once: later HA
+# _ha_heal: undo what an HA scenario may have left behind when it failed or
+# was cut short (a held agent, links down, the API server path cut, monitors).
+_ha_heal() {
+  local d
+  for d in $(lab_directors); do
+    lab_agent_hold "$d" off
+    lab_node_links "$d" up
+    lab_node_api "$d" restore 2>/dev/null
+  done
+  in_node router sh -c 'touch /tmp/ha-mon.stop /tmp/ha-hold.stop'
+  in_node client sh -c 'touch /tmp/ha-mon.stop /tmp/ha-stream.stop'
+  return 0
+}
+
+# _ha_setup: undo what an earlier HA scenario left (and again when this one
+# ends), HA on for both directors, the objects applied (once: later HA
 # scenarios reuse them), every VirtualService Ready, both directors with the
 # IPVS services, every VIP held by exactly one director.
 _ha_setup() {
   local i d
+  _ha_heal
+  trap _ha_heal EXIT
   if ! k get "$VS_GROUP" ha-stream -n default >/dev/null 2>&1; then
     sc_reset
     # shellcheck disable=SC2046
@@ -412,7 +429,10 @@ sc_ha_api_partition() {
   both=$(in_node router cat /tmp/ha-hold.log | awk '
     $2 == 1 && $3 == 1 { if (start == "") start = $1; d = $1 - start; if (d > max) max = d; seen = 1; next }
     { start = "" }
-    END { printf "%s %.2f\n", seen ? "yes" : "no", max + 0 }')
+    END { printf "%s %.2f %d\n", seen ? "yes" : "no", max + 0, NR }')
+  # Enough samples to tell (the monitor ran the whole time).
+  ((${both##* } >= secs)) || sc_fail "the holder monitor took only ${both##* } samples in $secs s"
+  both=${both% *}
   sc_info "ha-api-partition-no-split-brain: both directors held $HA_VIP at once: $both s at most; holder at the end: $(_ha_holders "$HA_VIP")"
   [[ $both == no* ]] || _ha_le "${both#* }" 1 || sc_fail "$a and $s both held $HA_VIP for ${both#* } s (longer than the announcement)"
   sc_traffic_stop ha-part
