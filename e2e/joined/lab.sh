@@ -22,6 +22,13 @@
 #   LVS_JOINED_AGENTS      nodes that run an agent (default: all of dir1 dir2 rs1..rs5;
 #                          the others still get their NIC, Node and kubeconfig)
 #   LVS_JOINED_VM_MEM      the VM's memory in MiB (default 1536)
+#   LVS_JOINED_HA          1: the directors' agents (dir1, dir2) start with director
+#                          HA on (LVS_JOINED_HA_ARGS); the chart is installed with
+#                          ha.enabled=true either way (the agents' Lease Role and
+#                          admission policy), and the HA scenarios switch HA on
+#                          at run time (lab-api.sh lab_ha_on)
+#   LVS_JOINED_HA_ARGS     the agents' HA flags (default: --ha --ha-namespace lvs-system;
+#                          LVS_JOINED_HA_ARGS_dir1 / _dir2: one node's)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -113,7 +120,8 @@ cmd_up() {
   export HELM_CACHE_HOME=$dir/helm/cache HELM_CONFIG_HOME=$dir/helm/config HELM_DATA_HOME=$dir/helm/data
 
   step "helm install $release charts/lvs-operator -n $ns"
-  run_logged helm-install helm install "$release" "$LVS_REPO/charts/lvs-operator" -n "$ns" --create-namespace --wait=false
+  run_logged helm-install helm install "$release" "$LVS_REPO/charts/lvs-operator" -n "$ns" --create-namespace --wait=false \
+    --set ha.enabled=true
   run_logged crds-established kubectl wait --for condition=Established --timeout 60s \
     crd/virtualservices.lvs.lvs-operator.io crd/realservers.lvs.lvs-operator.io crd/lvsnodes.lvs.lvs-operator.io
 
@@ -156,6 +164,9 @@ EOF
   local vm_env=(--env "TOPO_LAN4=$JL_LAN4" --env "TOPO_REM4=$JL_REM4" --env "TOPO_VIP4=$JL_VIP4"
     --env "JOINED_CMD_PORT=7000" --env "JOINED_AGENT_LOG=${LVS_JOINED_AGENT_LOG:-info}"
     --env "JOINED_AGENT_VIP_MODE=${LVS_JOINED_AGENT_VIP_MODE:-address}")
+  if [[ ${LVS_JOINED_HA:-0} == 1 ]]; then
+    vm_env+=(--env "JOINED_HA_ARGS_dir1=$(jl_ha_args dir1)" --env "JOINED_HA_ARGS_dir2=$(jl_ha_args dir2)")
+  fi
   if ((agents)); then
     vm_env+=(--env "JOINED_AGENT_NODES=${JL_AGENT_NODES[*]}" --env "JOINED_RUN_AGENTS=${run_agents[*]}")
   else

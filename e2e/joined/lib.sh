@@ -16,6 +16,15 @@ JL_VIP4=192.0.2
 JL_AGENT_NODES=(dir1 dir2 rs1 rs2 rs3 rs4 rs5)
 
 
+# jl_ha_args NODE: the agent flags of director NODE with director HA on:
+# LVS_JOINED_HA_ARGS_<NODE>, else LVS_JOINED_HA_ARGS, else the Lease election.
+# The agents listen on 0.0.0.0:9477 in their node, so the standby's probe of
+# the active (GET /ha on its InternalIP) reaches it over the lan.
+jl_ha_args() {
+  local v="LVS_JOINED_HA_ARGS_$1"
+  echo "${!v:-${LVS_JOINED_HA_ARGS:---ha --ha-namespace lvs-system}}"
+}
+
 # jl_node_ip NODE: the node's InternalIP in the joined topology.
 jl_node_ip() {
   case $1 in

@@ -5,6 +5,7 @@
 # Usage: run-suite.sh [REGEX]     only the scenarios whose name matches
 #   LVS_KEEP_LAB=1   leave the lab running afterwards (stop: LVS_JOINED_DIR=<dir> e2e/joined/lab.sh down)
 #   SC_TIMEOUT       per-scenario limit in seconds (default 300)
+#   LVS_JOINED_SUITE_DIR  where the suite's lab directory goes (default $LVS_CACHE/joined-lab)
 #
 # Output: `PASS NAME` / `FAIL NAME: WHY` per scenario, INFO lines with figures,
 # and last `N passed, M failed`. Exit status non-zero when anything failed,
@@ -18,7 +19,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/../scenarios/runner.sh"
 runner_init
 
-export LVS_JOINED_DIR="$LVS_CACHE/joined-lab/suite-$$"
+export LVS_JOINED_DIR="${LVS_JOINED_SUITE_DIR:-$LVS_CACHE/joined-lab}/suite-$$"
 filter=${1:-}
 t_start=$SECONDS
 lab_started=0

@@ -24,7 +24,15 @@
 #   lab_arp_peer                    "NODE IFACE": where to arping the directors'
 #                                   segment from (a neighbour that is no realserver)
 #   lab_has FEATURE                 0 when the lab supports FEATURE
-#                                   (apiserver-restart)
+#                                   (apiserver-restart; ha: the functions below)
+#   Director HA (90-ha.sh, only where lab_has ha):
+#   lab_directors                   the two director nodes
+#   lab_ha_on NODE...               NODE's agent runs with director HA on
+#   lab_ha_state NODE               the agent's GET /ha answer
+#   lab_agent_hold NODE on|off      a dead agent on NODE is not restarted (until off)
+#   lab_node_links NODE up|down     all of NODE's links
+#   lab_node_api NODE cut|restore   NODE alone loses its path to the API server
+#   lab_node_mac NODE               the MAC of NODE's lan interface
 #
 # Each client has busybox sh, wget, nc and timeout; each node has ip,
 # ipvsadm, sh, sort, grep and cat; realservers serve their name on :80.

@@ -17,8 +17,12 @@ SC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$SC_DIR/../lib/runner.sh"
 
 # sc_list: "NAME FUNCTION" lines of every registered scenario, in file order.
+# The lab API is loaded first, so a file can register scenarios only where
+# the lab has what they need (lab_has).
 sc_list() {
   (
+    # shellcheck source=/dev/null
+    . "${SC_LAB_API:?}"
     scenario() { echo "$1 $2"; }
     for f in "$SC_DIR"/[0-9]*.sh; do
       # shellcheck source=/dev/null

@@ -12,7 +12,8 @@
 # JOINED_AGENT_NODES, JOINED_CMD_PORT, JOINED_AGENT_LOG, JOINED_AGENT_RESYNC,
 # JOINED_AGENT_VIP_MODE,
 # JOINED_NO_AGENTS, JOINED_RUN_AGENTS (the nodes whose agent runs; default all
-# of JOINED_AGENT_NODES).
+# of JOINED_AGENT_NODES), JOINED_HA_ARGS_dir1 and JOINED_HA_ARGS_dir2 (the
+# directors' HA flags at start; none by default).
 # shellcheck shell=sh
 . /lab/lib.sh
 . /lab/topology.sh
@@ -82,6 +83,8 @@ nc -ll -p "$CMD_PORT" -e "$J/cmd-handler.sh" </dev/null >"$RUN/logs/cmd-server.l
 echo $! >"$RUN/cmd-server.pid"
 
 # One supervised agent per node (JOINED_NO_AGENTS=1: none, to debug the lab).
+[ -n "${JOINED_HA_ARGS_dir1:-}" ] && printf '%s\n' "$JOINED_HA_ARGS_dir1" >"$RUN/agents/dir1.args"
+[ -n "${JOINED_HA_ARGS_dir2:-}" ] && printf '%s\n' "$JOINED_HA_ARGS_dir2" >"$RUN/agents/dir2.args"
 [ "${JOINED_NO_AGENTS:-0}" = 1 ] || for n in ${JOINED_RUN_AGENTS:-$AGENT_NODES}; do
     mkdir -p "$RUN/state/$n"
     sh "$J/agent-supervisor.sh" "$n" </dev/null >/dev/null 2>&1 &

@@ -1,0 +1,441 @@
+# shellcheck shell=bash
+# Director high availability (README "Director high availability"): two
+# directors (dir1, dir2) with the agents' Lease election on, 10 DR VIPs
+# (192.0.2.100-109:80) and a DR echo service on the first VIP (:9000), all
+# served by rs1 and rs2. The router shares the lan with the directors: its
+# neighbour table and `arping -b` (every request broadcast, so every node that
+# answers is seen) from it show which MAC answers for a VIP.
+#
+# Only labs whose nodes can lose their links, their API server path and their
+# agent (lab_has ha: the joined lab) register these scenarios. They watch the
+# nodes from the router's namespace with `ip -n NODE` (the nodes are network
+# namespaces of one VM: one clock, /proc/uptime, for every timestamp).
+#
+#   HA_FAILOVER_MAX_S  bound of a takeover: kill/link loss -> router's entry on
+#                      the standby and requests answered again (default 5)
+#   HA_ARP_SECS        how long ha-single-arp-owner arpings each VIP (default 60)
+#   HA_OUTAGE_SECS     API server outage of ha-api-outage-keeps-vips (default 60)
+#   HA_PARTITION_SECS  how long the active stays cut off from the API server (default 20)
+if lab_has ha; then
+  scenario ha-single-arp-owner sc_ha_single_arp_owner
+  scenario ha-failover-agent-kill sc_ha_failover_agent_kill
+  scenario ha-failover-node-down sc_ha_failover_node_down
+  scenario ha-stream-survives-failover sc_ha_stream_survives_failover
+  scenario ha-api-outage-keeps-vips sc_ha_api_outage_keeps_vips
+  scenario ha-api-partition-no-split-brain sc_ha_api_partition
+fi
+
+HA_VIPS=(192.0.2.100 192.0.2.101 192.0.2.102 192.0.2.103 192.0.2.104
+  192.0.2.105 192.0.2.106 192.0.2.107 192.0.2.108 192.0.2.109)
+HA_VIP=${HA_VIPS[0]}
+HA_ECHO_PORT=9000
+HA_MAX=${HA_FAILOVER_MAX_S:-5}
+
+# _ha_manifest: the HA scenarios' objects (directors: director-group=edge).
+_ha_manifest() {
+  local i vip name port
+  for i in "${!HA_VIPS[@]}" stream; do
+    if [[ $i == stream ]]; then name=ha-stream vip=$HA_VIP port=$HA_ECHO_PORT; else name=ha-$i vip=${HA_VIPS[$i]} port=80; fi
+    cat <<EOF
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: $name, namespace: default}
+spec:
+  address: $vip
+  port: $port
+  protocol: TCP
+  scheduler: rr
+  forwarding: DR
+  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director-group: edge}}}
+  realServerSelector: {matchLabels: {app: ha-web}}
+---
+EOF
+  done
+  for i in rs1 rs2; do
+    cat <<EOF
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: ha-$i, namespace: default, labels: {app: ha-web}}
+spec: {nodeName: $(lab_node "$i"), weight: 1}
+---
+EOF
+  done
+}
+
+# _ha_held NODE: the HA VIPs NODE holds, one a line, sorted.
+_ha_held() {
+  in_node "$1" ip -o -4 addr show | awk '{ split($4, p, "/"); if ($2 != "lo" && p[1] ~ /^192\.0\.2\.1[0-9][0-9]$/) print p[1] }' | LC_ALL=C sort -u
+}
+# _ha_holders VIP: the directors holding VIP (space separated, may be empty).
+_ha_holders() {
+  local d out=""
+  for d in $(lab_directors); do
+    _ha_held "$d" | grep -qxF "$1" && out+="$d "
+  done
+  echo "${out% }"
+}
+_ha_one_holder() { local h; h=$(_ha_holders "$1"); [[ -n $h && $h != *" "* ]]; }
+_ha_other() { local d; for d in $(lab_directors); do [[ $d != "$1" ]] && echo "$d"; done; }
+# _ha_all_one_holder: every HA VIP has exactly one holder.
+_ha_all_one_holder() {
+  local d1 d2 v
+  d1=$(_ha_held dir1) d2=$(_ha_held dir2)
+  for v in "${HA_VIPS[@]}"; do
+    [[ $(printf '%s\n%s\n' "$d1" "$d2" | grep -cxF "$v") == 1 ]] || return 1
+  done
+}
+# _ha_holder_map: "VIP=NODE ..." for every HA VIP.
+_ha_holder_map() {
+  local d1 d2 v out=""
+  d1=$(_ha_held dir1) d2=$(_ha_held dir2)
+  for v in "${HA_VIPS[@]}"; do
+    out+="$v="
+    grep -qxF "$v" <<<"$d1" && out+="dir1"
+    grep -qxF "$v" <<<"$d2" && out+="+dir2"
+    out+=" "
+  done
+  echo "${out% }" | sed 's/=+/=/g'
+}
+# _ha_neigh VIP: the MAC in the router's neighbour entry for VIP (empty: none).
+_ha_neigh() { in_node router ip neigh show "$1" dev lan0 | sed -n 's/.* lladdr \([0-9a-f:]*\).*/\1/p'; }
+# _ha_arp_macs VIP COUNT: the distinct MACs answering COUNT broadcast ARP
+# requests for VIP from the router.
+_ha_arp_macs() {
+  in_node router arping -b -I lan0 -c "$2" -w "$(($2 + 1))" "$1" 2>&1 |
+    sed -n 's/.*reply from .* \[\([0-9a-fA-F:]*\)\].*/\1/p' | tr 'A-F' 'a-f' | sort -u | tr '\n' ' ' | sed 's/ $//'
+}
+_ha_uptime() { in_node router cut -d' ' -f1 /proc/uptime; }
+# _ha_secs A B: B - A in seconds with two decimals (uptime values).
+_ha_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+_ha_le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+
+# _ha_heal: undo what an HA scenario may have left behind when it failed or
+# was cut short (a held agent, links down, the API server path cut, monitors).
+_ha_heal() {
+  local d
+  for d in $(lab_directors); do
+    lab_agent_hold "$d" off
+    lab_node_links "$d" up
+    lab_node_api "$d" restore 2>/dev/null
+  done
+  in_node router sh -c 'touch /tmp/ha-mon.stop /tmp/ha-hold.stop'
+  in_node client sh -c 'touch /tmp/ha-mon.stop /tmp/ha-stream.stop'
+  return 0
+}
+
+# _ha_setup: undo what an earlier HA scenario left (and again when this one
+# ends), HA on for both directors, the objects applied (once: later HA
+# scenarios reuse them), every VirtualService Ready, both directors with the
+# IPVS services, every VIP held by exactly one director.
+_ha_setup() {
+  local i d
+  _ha_heal
+  trap _ha_heal EXIT
+  if ! k get "$VS_GROUP" ha-stream -n default >/dev/null 2>&1; then
+    sc_reset
+    # shellcheck disable=SC2046
+    k label node $(lab_directors) lvs.lvs-operator.io/director-group=edge --overwrite >/dev/null ||
+      sc_fail "cannot label the directors"
+  fi
+  # shellcheck disable=SC2046
+  lab_ha_on $(lab_directors) || sc_fail "the directors' agents do not serve GET /ha with HA on (logs: in-node.sh root cat /run/lab/logs/dir1.log)"
+  _ha_manifest | k apply -f - >/dev/null || sc_fail "kubectl apply of the HA objects failed"
+  for i in "${!HA_VIPS[@]}" stream; do
+    sc_wait_vs "ha-$i" 2 120
+  done
+  for d in $(lab_directors); do
+    sc_retry 60 _ha_all_services "$d" || sc_fail "$d does not program all HA services (warm standby): $(sc_ipvs "$d" | grep -c '^-A') services"
+  done
+  sc_retry 60 _ha_all_one_holder || sc_fail "not every VIP has exactly one holder after 60 s: $(_ha_holder_map)"
+  sc_ok "holders: $(_ha_holder_map)"
+}
+_ha_all_services() {
+  local n
+  n=$(in_node "$1" ipvsadm -Sn | grep -c -e '^-A -t 192\.0\.2\.1[0-9][0-9]:')
+  ((n == ${#HA_VIPS[@]} + 1))
+}
+
+# _ha_monitor_start VIP: in the VM, from now on: the router's neighbour entry
+# for VIP on each change (/tmp/ha-neigh.log "UPTIME MAC"), and a request to
+# http://VIP/ from the client every ~0.1 s with a 1 s limit
+# (/tmp/ha-probe.log "UPTIME ok|ERR").
+_ha_monitor_start() {
+  in_node router sh -c '
+    rm -f /tmp/ha-neigh.log /tmp/ha-mon.stop
+    (
+      last=
+      while [ ! -e /tmp/ha-mon.stop ]; do
+        m=$(ip neigh show "$1" dev lan0 | sed -n "s/.* lladdr \([0-9a-f:]*\).*/\1/p")
+        [ "$m" != "$last" ] && echo "$(cut -d" " -f1 /proc/uptime) ${m:-none}" && last=$m
+        sleep 0.05
+      done >/tmp/ha-neigh.log
+    ) </dev/null >/dev/null 2>&1 &' mon "$1" || sc_fail "cannot start the neighbour monitor"
+  in_node client sh -c '
+    rm -f /tmp/ha-probe.log /tmp/ha-mon.stop
+    (
+      while [ ! -e /tmp/ha-mon.stop ]; do
+        t=$(cut -d" " -f1 /proc/uptime)
+        if timeout 1 wget -q -O /dev/null "http://$1/" 2>/dev/null; then echo "$t ok"; else echo "$t ERR"; fi
+        sleep 0.1
+      done >/tmp/ha-probe.log
+    ) </dev/null >/dev/null 2>&1 &' probe "$1" || sc_fail "cannot start the request probe"
+  sc_retry 20 _ha_probe_oks 5 || sc_fail "requests to $1 do not succeed before the failover: $(in_node client tail -n 3 /tmp/ha-probe.log | tr '\n' ' ')"
+}
+_ha_probe_oks() { (($(in_node client grep -c ' ok$' /tmp/ha-probe.log) >= $1)); }
+_ha_monitor_stop() {
+  in_node router touch /tmp/ha-mon.stop
+  in_node client touch /tmp/ha-mon.stop
+}
+# _ha_neigh_at MAC SINCE: the uptime at which the router's entry first showed
+# MAC after SINCE (empty: not yet).
+_ha_neigh_at() { in_node router cat /tmp/ha-neigh.log | awk -v m="$1" -v s="$2" '$1 > s && $2 == m { print $1; exit }'; }
+_ha_neigh_is() { [[ -n $(_ha_neigh_at "$1" "$2") ]]; }
+# _ha_restored_at SINCE: the uptime of the first answered request after the
+# last failed one after SINCE (SINCE itself if none failed); empty while the
+# last request after SINCE failed.
+_ha_restored_at() {
+  in_node client cat /tmp/ha-probe.log | awk -v s="$1" '
+    $1 > s { if ($2 == "ERR") { err = 1; ok = "" } else if (ok == "") ok = $1 }
+    END { if (!err) print s; else if (ok != "") print ok }'
+}
+_ha_restored() { local r; r=$(_ha_restored_at "$1"); [[ -n $r ]] && _ha_probe_after "$r"; }
+_ha_probe_after() { in_node client awk -v s="$1" '$1 > s && $2 == "ok" { n++ } END { exit !(n >= 3) }' /tmp/ha-probe.log; }
+_ha_failed_after() { in_node client awk -v s="$1" '$1 > s && $2 == "ERR" { n++ } END { print n + 0 }' /tmp/ha-probe.log; }
+_ha_not_held_by() { ! _ha_held "$1" | grep -qxF "$2"; }
+_ha_held_by() { _ha_held "$1" | grep -qxF "$2"; }
+
+# _ha_takeover_checks A S MACA MACS T0 WHAT: after A failed at uptime T0: the
+# router's entry moves to S's MAC, S holds the VIP, requests succeed again,
+# all within the bound. Sets HA_SWITCH_S and HA_RESTORED_S.
+_ha_takeover_checks() {
+  local a=$1 s=$2 maca=$3 macs=$4 t0=$5 what=$6 t_sw t_ok
+  sc_retry $((HA_MAX + 10)) _ha_neigh_is "$macs" "$t0" ||
+    sc_fail "$what: the router's entry for $HA_VIP did not move to $s ($macs) within $((HA_MAX + 10)) s: $(in_node router cat /tmp/ha-neigh.log | tr '\n' ';'); holders: $(_ha_holders "$HA_VIP")"
+  t_sw=$(_ha_neigh_at "$macs" "$t0")
+  HA_SWITCH_S=$(_ha_secs "$t0" "$t_sw")
+  sc_ok "$what: router's entry for $HA_VIP on $s after $HA_SWITCH_S s"
+  sc_retry 10 _ha_held_by "$s" "$HA_VIP" || sc_fail "$what: $s does not hold $HA_VIP after the takeover"
+  sc_retry $((HA_MAX + 10)) _ha_restored "$t0" ||
+    sc_fail "$what: requests to $HA_VIP do not succeed again within $((HA_MAX + 10)) s: $(in_node client tail -n 5 /tmp/ha-probe.log | tr '\n' ';')"
+  t_ok=$(_ha_restored_at "$t0")
+  HA_RESTORED_S=$(_ha_secs "$t0" "$t_ok")
+  sc_info "$what: router's entry on the standby after $HA_SWITCH_S s, requests answered again after $HA_RESTORED_S s ($(_ha_failed_after "$t0") failed requests of 1 s)"
+  _ha_le "$HA_SWITCH_S" "$HA_MAX" || sc_fail "$what: takeover took $HA_SWITCH_S s, bound $HA_MAX s"
+  # A probe request lasts up to 1 s (its limit) before it counts as failed.
+  _ha_le "$HA_RESTORED_S" "$((HA_MAX + 1))" || sc_fail "$what: requests answered again only after $HA_RESTORED_S s, bound $HA_MAX s (+1 s probe limit)"
+}
+
+# _ha_single_owner_now VIP: one holder, and broadcast ARP sees only its MAC.
+_ha_single_owner_now() {
+  local h macs
+  sc_retry 30 _ha_one_holder "$1" || sc_fail "$1 has holders '$(_ha_holders "$1")' 30 s later (expected one)"
+  h=$(_ha_holders "$1")
+  macs=$(_ha_arp_macs "$1" 3)
+  expect_eq "MACs answering ARP for $1 (holder $h)" "$(lab_node_mac "$h")" "$macs"
+}
+
+sc_ha_single_arp_owner() {
+  _ha_setup
+  local d n v secs=${HA_ARP_SECS:-60} max=0 macs want d1 d2
+  declare -A mac=() count=()
+  for d in $(lab_directors); do mac[$d]=$(lab_node_mac "$d") count[$d]=0; done
+  d1=$(_ha_held dir1) d2=$(_ha_held dir2)
+  for v in "${HA_VIPS[@]}"; do
+    grep -qxF "$v" <<<"$d1" && count[dir1]=$((count[dir1] + 1))
+    grep -qxF "$v" <<<"$d2" && count[dir2]=$((count[dir2] + 1))
+  done
+  for d in $(lab_directors); do ((count[$d] > max)) && max=${count[$d]}; done
+  sc_info "ha-single-arp-owner: ${#HA_VIPS[@]} VIPs active on dir1: ${count[dir1]}, dir2: ${count[dir2]}"
+  ((max <= 6)) || sc_fail "spread ${count[dir1]}/${count[dir2]} (dir1/dir2), expected at most 6/4"
+  # What each agent reports (GET /ha) agrees with the addresses.
+  for d in $(lab_directors); do
+    expect_eq "active VIPs in $d's GET /ha" "$(_ha_held "$d" | tr '\n' ' ')" \
+      "$(lab_ha_state "$d" | jq -r '.active[]' | grep -E '^192\.0\.2\.1[0-9][0-9]$' | LC_ALL=C sort -u | tr '\n' ' ')"
+  done
+  # Every VIP arpinged in parallel for $secs s (a request a second, each
+  # broadcast), while the client's requests make the router refresh its entries.
+  sc_traffic_start ha-arp "http://$HA_VIP/"
+  in_node router sh -c '
+    secs=$1; shift
+    for v in "$@"; do arping -b -I lan0 -c "$secs" -w "$((secs + 2))" "$v" >"/tmp/arp-$v.log" 2>&1 & done
+    wait' arp "$secs" "${HA_VIPS[@]}"
+  sc_traffic_stop ha-arp
+  expect_eq "failed requests while arpinging ($TRAFFIC_OK answered)" 0 "$TRAFFIC_ERR"
+  for v in "${HA_VIPS[@]}"; do
+    macs=$(in_node router cat "/tmp/arp-$v.log" | sed -n 's/.*reply from .* \[\([0-9a-fA-F:]*\)\].*/\1/p' | tr 'A-F' 'a-f' | sort | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')
+    n=$(wc -w <<<"$macs")
+    d=$(_ha_holders "$v")
+    want=${mac[$d]:-?}
+    [[ $n == 1 && $macs == "$want"x* ]] || sc_fail "$v: MACs answering ARP over $secs s: '$macs' (expected only $d's $want)"
+    sc_ok "$v: only $d answers ARP ($macs)"
+  done
+  expect_eq "router's entry for $HA_VIP" "${mac[$(_ha_holders "$HA_VIP")]}" "$(_ha_neigh "$HA_VIP")"
+}
+
+sc_ha_failover_agent_kill() {
+  _ha_setup
+  local a s maca macs t0
+  a=$(_ha_holders "$HA_VIP") s=$(_ha_other "$a")
+  maca=$(lab_node_mac "$a") macs=$(lab_node_mac "$s")
+  _ha_monitor_start "$HA_VIP"
+  expect_eq "router's entry for $HA_VIP before the kill" "$maca" "$(_ha_neigh "$HA_VIP")"
+  lab_agent_hold "$a" on
+  t0=$(_ha_uptime)
+  lab_agent_kill "$a" || sc_fail "kill -9 of the agent on $a failed"
+  sc_ok "agent on $a (active for $HA_VIP) killed at uptime $t0, not restarted for now"
+  _ha_takeover_checks "$a" "$s" "$maca" "$macs" "$t0" "ha-failover-agent-kill"
+  # The killed agent renews nothing: the VIP's address lifetime runs out.
+  sc_retry "$HA_MAX" _ha_not_held_by "$a" "$HA_VIP" || sc_fail "$a still holds $HA_VIP $HA_MAX s after its agent died"
+  expect_eq "MACs answering ARP for $HA_VIP with $a's agent dead" "$macs" "$(_ha_arp_macs "$HA_VIP" 3)"
+  _ha_monitor_stop
+  local st
+  st=$(lab_agent_starts "$a")
+  lab_agent_hold "$a" off
+  sc_retry 120 _sc_agent_restarted "$a" "$st" || sc_fail "the agent on $a did not come back within 120 s"
+  sc_ok "agent on $a restarted"
+  _ha_single_owner_now "$HA_VIP"
+  sc_retry 60 _ha_all_one_holder || sc_fail "after the restart of $a's agent: $(_ha_holder_map)"
+}
+
+sc_ha_failover_node_down() {
+  _ha_setup
+  local a s maca macs t0 t1 d
+  a=$(_ha_holders "$HA_VIP") s=$(_ha_other "$a")
+  maca=$(lab_node_mac "$a") macs=$(lab_node_mac "$s")
+  _ha_monitor_start "$HA_VIP"
+  t0=$(_ha_uptime)
+  lab_node_links "$a" down || sc_fail "cannot take $a's links down"
+  sc_ok "$a's links down at uptime $t0"
+  _ha_takeover_checks "$a" "$s" "$maca" "$macs" "$t0" "ha-failover-node-down"
+  expect_eq "MACs answering ARP for $HA_VIP with $a off the lan" "$macs" "$(_ha_arp_macs "$HA_VIP" 3)"
+  t1=$(_ha_uptime)
+  lab_node_links "$a" up || sc_fail "cannot bring $a's links up"
+  # Back on the lan, $a still holds the VIPs it had (it could not tell a
+  # lost API server from a lost lan) until it sees the Leases again.
+  sc_retry 60 _ha_all_one_holder || sc_fail "60 s after $a's links came back: $(_ha_holder_map)"
+  d=$(_ha_secs "$t1" "$(_ha_uptime)")
+  sc_info "ha-failover-node-down: $a's links back: one holder per VIP again after at most $d s"
+  _ha_monitor_stop
+  _ha_single_owner_now "$HA_VIP"
+}
+
+sc_ha_stream_survives_failover() {
+  _ha_setup
+  local a s maca macs t0 n0 n1
+  a=$(_ha_holders "$HA_VIP") s=$(_ha_other "$a")
+  maca=$(lab_node_mac "$a") macs=$(lab_node_mac "$s")
+  for d in "$a" "$s"; do
+    in_node "$d" ipvsadm -L --daemon | grep -q 'backup sync daemon' ||
+      sc_fail "$d runs no IPVS backup sync daemon: $(in_node "$d" ipvsadm -L --daemon | tr '\n' ';')"
+    in_node "$d" ipvsadm -L --daemon | grep -q 'master sync daemon' ||
+      sc_fail "$d runs no IPVS master sync daemon: $(in_node "$d" ipvsadm -L --daemon | tr '\n' ';')"
+  done
+  sc_ok "master and backup sync daemons on $a and $s"
+  # A line every 0.2 s over one TCP connection through the DR VIP to the
+  # realservers' echo server; /tmp/ha-stream.out grows while it flows.
+  in_node client sh -c '
+    rm -f /tmp/ha-stream.out /tmp/ha-stream.stop /tmp/ha-stream.done
+    (
+      i=0
+      while [ ! -e /tmp/ha-stream.stop ]; do echo "line $i"; i=$((i + 1)); sleep 0.2; done |
+        nc "$1" "$2" >/tmp/ha-stream.out 2>&1
+      touch /tmp/ha-stream.done
+    ) </dev/null >/dev/null 2>&1 &' stream "$HA_VIP" "$HA_ECHO_PORT" || sc_fail "cannot start the stream"
+  sc_retry 20 _ha_stream_lines 10 || sc_fail "the stream through $HA_VIP:$HA_ECHO_PORT does not flow: $(in_node client cat /tmp/ha-stream.out | tail -n 3 | tr '\n' ';')"
+  # The standby learned the connection from the active's sync daemon.
+  sc_retry 20 _ha_synced "$s" || sc_fail "$s has no synced connection to $HA_VIP:$HA_ECHO_PORT: $(in_node "$s" ipvsadm -Lnc | tr '\n' ';')"
+  sc_ok "$s holds the stream's connection (synced): $(in_node "$s" ipvsadm -Lnc | grep ":$HA_ECHO_PORT" | tr '\n' ';')"
+  _ha_monitor_start "$HA_VIP"
+  lab_agent_hold "$a" on
+  t0=$(_ha_uptime)
+  lab_agent_kill "$a" || sc_fail "kill -9 of the agent on $a failed"
+  _ha_takeover_checks "$a" "$s" "$maca" "$macs" "$t0" "ha-stream-survives-failover"
+  sc_retry "$HA_MAX" _ha_not_held_by "$a" "$HA_VIP" || sc_fail "$a still holds $HA_VIP"
+  n0=$(_ha_stream_count)
+  sc_retry 15 _ha_stream_lines $((n0 + 10)) ||
+    sc_fail "the stream stopped at the takeover: $n0 lines then $(_ha_stream_count) (nc ended: $(in_node client sh -c 'test -e /tmp/ha-stream.done && echo yes || echo no'))"
+  n1=$(_ha_stream_count)
+  sc_ok "stream flows on through $s: $n0 -> $n1 lines"
+  in_node client sh -c 'test ! -e /tmp/ha-stream.done' || sc_fail "the stream's connection ended"
+  sc_info "ha-stream-survives-failover: a DR stream kept flowing across the takeover ($n1 lines echoed)"
+  in_node client touch /tmp/ha-stream.stop
+  _ha_monitor_stop
+  local st
+  st=$(lab_agent_starts "$a")
+  lab_agent_hold "$a" off
+  sc_retry 120 _sc_agent_restarted "$a" "$st" || sc_fail "the agent on $a did not come back within 120 s"
+  sc_retry 60 _ha_all_one_holder || sc_fail "after the restart of $a's agent: $(_ha_holder_map)"
+}
+_ha_stream_count() { in_node client sh -c 'grep -c "^line " /tmp/ha-stream.out 2>/dev/null || echo 0'; }
+_ha_stream_lines() { (($(_ha_stream_count) >= $1)); }
+_ha_synced() { in_node "$1" ipvsadm -Lnc | grep -q "ESTABLISHED.* $HA_VIP:$HA_ECHO_PORT "; }
+
+sc_ha_api_outage_keeps_vips() {
+  lab_has apiserver-restart || sc_fail "this lab cannot stop its API server"
+  _ha_setup
+  local before secs=${HA_OUTAGE_SECS:-60} t_end v1 v2 now
+  before=$(_ha_holder_map)
+  v1=$(_ha_held dir1 | head -n 1) v2=$(_ha_held dir2 | head -n 1)
+  [[ -n $v1 && -n $v2 ]] || sc_fail "expected each director active for a VIP: $before"
+  sc_traffic_start ha-out1 "http://$v1/"
+  sc_traffic_start ha-out2 "http://$v2/"
+  lab_apiserver_stop || sc_fail "cannot stop the API server"
+  sc_ok "API server stopped for $secs s; holders: $before"
+  t_end=$((SECONDS + secs))
+  while ((SECONDS < t_end)); do
+    now=$(_ha_holder_map)
+    [[ $now == "$before" ]] || { lab_apiserver_start; sc_fail "holders changed during the outage: $before -> $now"; }
+  done
+  lab_apiserver_start || sc_fail "cannot start the API server again"
+  sc_retry 60 k get ns default >/dev/null || sc_fail "the API server does not answer after its restart"
+  sc_wait_vs ha-0 2 120
+  expect_eq "holders after the outage" "$before" "$(_ha_holder_map)"
+  local t
+  for t in ha-out1 ha-out2; do
+    sc_traffic_stop "$t"
+    ((TRAFFIC_OK >= 50)) || sc_fail "traffic $t: only $TRAFFIC_OK requests answered; the traffic did not run"
+    expect_eq "failed requests of $t during the outage ($TRAFFIC_OK answered)" 0 "$TRAFFIC_ERR"
+  done
+}
+
+sc_ha_api_partition() {
+  _ha_setup
+  local a s secs=${HA_PARTITION_SECS:-20} both
+  a=$(_ha_holders "$HA_VIP") s=$(_ha_other "$a")
+  sc_traffic_start ha-part "http://$HA_VIP/"
+  # In the VM every ~0.1 s: does each director hold the VIP ("UPTIME 0|1 0|1").
+  in_node router sh -c '
+    rm -f /tmp/ha-hold.log /tmp/ha-hold.stop
+    (
+      while [ ! -e /tmp/ha-hold.stop ]; do
+        h1=0; h2=0
+        ip -n "$2" -o -4 addr show dev eth0 | grep -q " $1/" && h1=1
+        ip -n "$3" -o -4 addr show dev eth0 | grep -q " $1/" && h2=1
+        echo "$(cut -d" " -f1 /proc/uptime) $h1 $h2"
+        sleep 0.1
+      done >/tmp/ha-hold.log
+    ) </dev/null >/dev/null 2>&1 &' hold "$HA_VIP" "$a" "$s" || sc_fail "cannot start the holder monitor"
+  lab_node_api "$a" cut || sc_fail "cannot cut $a off the API server"
+  sc_ok "$a (active for $HA_VIP) cut off the API server for $secs s"
+  local t_end=$((SECONDS + secs)) macs
+  while ((SECONDS < t_end)); do
+    macs=$(_ha_arp_macs "$HA_VIP" 1)
+    [[ $macs != *" "* ]] || echo "two MACs answered ARP for $HA_VIP: $macs"
+  done
+  lab_node_api "$a" restore || sc_fail "cannot give $a its API server back"
+  sc_retry 60 _ha_one_holder "$HA_VIP" || true
+  in_node router touch /tmp/ha-hold.stop
+  # The longest run of samples where both held the VIP.
+  both=$(in_node router cat /tmp/ha-hold.log | awk '
+    $2 == 1 && $3 == 1 { if (start == "") start = $1; d = $1 - start; if (d > max) max = d; seen = 1; next }
+    { start = "" }
+    END { printf "%s %.2f %d\n", seen ? "yes" : "no", max + 0, NR }')
+  # Enough samples to tell (the monitor ran the whole time).
+  ((${both##* } >= secs)) || sc_fail "the holder monitor took only ${both##* } samples in $secs s"
+  both=${both% *}
+  sc_info "ha-api-partition-no-split-brain: both directors held $HA_VIP at once: $both s at most; holder at the end: $(_ha_holders "$HA_VIP")"
+  [[ $both == no* ]] || _ha_le "${both#* }" 1 || sc_fail "$a and $s both held $HA_VIP for ${both#* } s (longer than the announcement)"
+  sc_traffic_stop ha-part
+  expect_eq "failed requests while $a was cut off ($TRAFFIC_OK answered)" 0 "$TRAFFIC_ERR"
+  _ha_single_owner_now "$HA_VIP"
+}
