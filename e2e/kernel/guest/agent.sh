@@ -176,10 +176,10 @@ ipvs_expect_quiet() { ( LAB_WHY_FILE=/tmp/why.quiet; ipvs_expect "$@" >/dev/null
 
 # --- scheduler scenarios (agent-sched-*) ------------------------------------------
 
-# manifest_sched_vs NAME VIP PORT SCHED: a NAT VirtualService NAME on VIP:PORT/TCP
-# with scheduler SCHED, placed on the labelled director (dir1), selecting the
-# RealServers labelled app=NAME.
-manifest_sched_vs() {
+# manifest_vs NAME VIP PORT SCHED FORWARDING: a VirtualService NAME on
+# VIP:PORT/TCP with scheduler SCHED and FORWARDING (NAT, DR), placed on the
+# labelled directors, selecting the RealServers labelled app=NAME.
+manifest_vs() {
 manifest_write "$1" <<YAML
 apiVersion: lvs.lvs-operator.io/v1alpha1
 kind: VirtualService
@@ -191,7 +191,7 @@ spec:
   port: $3
   protocol: TCP
   scheduler: $4
-  forwarding: NAT
+  forwarding: $5
   directors:
     nodeSelector:
       matchLabels:
@@ -201,6 +201,9 @@ spec:
       app: $1
 YAML
 }
+
+# manifest_sched_vs NAME VIP PORT SCHED: a NAT VirtualService (manifest_vs).
+manifest_sched_vs() { manifest_vs "$1" "$2" "$3" "$4" NAT; }
 
 # manifest_sched_rs NAME RS WEIGHT PORT: RealServer NAME-RS for realserver node
 # RS (its IPv4 address) on PORT with WEIGHT, labelled app=NAME.
@@ -272,9 +275,6 @@ tun_strict_rp_filter() {
     done
 }
 
-_holds() { [ -n "$(addr_dev "$1" "$2")" ]; }
-_holds_on() { [ "$(addr_dev "$1" "$2")" = "$3" ]; }
-_holds_not() { [ -z "$(addr_dev "$1" "$2")" ]; }
 _link_down() { ! /usr/sbin/ip -n "$1" -o link show "$2" | grep -q '[<,]UP[,>]'; }
 _rp_filter_is() { [ "$(nsx "$1" sysctl -n net.ipv4.conf.all.rp_filter)" = "$2" ]; }
 
@@ -282,7 +282,7 @@ _rp_filter_is() { [ "$(nsx "$1" sysctl -n net.ipv4.conf.all.rp_filter)" = "$2" ]
 # the tunnel DEVICE, which is up; for an IPv4 VIP the effective rp_filter on
 # DEVICE must no longer be strict.
 tun_expect_rs() {
-    wait_until 15 _holds_on "$1" "$2" "$3" \
+    wait_until 15 addr_held "$1" "$2" "$3" \
         || fail "$1 does not hold $2 on $3: $(/usr/sbin/ip -n "$1" -o addr show | awk '{print $2, $4}' | tr '\n' ' ')"
     _link_down "$1" "$3" && fail "$3 on $1 holds $2 but is down: $(/usr/sbin/ip -n "$1" -o link show "$3")"
     echo "ok: $1 holds $2 on $3, which is up"
@@ -319,7 +319,7 @@ tun_rx_packets() {
 # released VIP, then DEVICE must be down again and (IPv4) all.rp_filter back
 # at the strict value tun_strict_rp_filter set.
 tun_expect_released() {
-    wait_until 15 _holds_not "$1" "$2" || fail "$1 still holds $2 on $(addr_dev "$1" "$2") after its RealServer was removed"
+    wait_until 15 addr_gone "$1" "$2" || fail "$1 still holds $2 on $(addr_dev "$1" "$2") after its RealServer was removed"
     wait_until 5 _link_down "$1" "$3" || fail "$3 on $1 is still up after its last VIP was released"
     echo "ok: $1 released $2 and set $3 down"
     case "$2" in

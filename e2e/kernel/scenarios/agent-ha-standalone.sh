@@ -8,39 +8,8 @@
 VIP=203.0.113.30
 agent_lab_up
 manifest_node dir2 lvs.lvs-operator.io/director=true lab.lvs-operator.io/role=director
-manifest_write web-ha <<'YAML'
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata:
-  name: web-ha
-  namespace: default
-spec:
-  address: 203.0.113.30
-  port: 80
-  protocol: TCP
-  scheduler: rr
-  forwarding: DR
-  directors:
-    nodeSelector:
-      matchLabels:
-        lvs.lvs-operator.io/director: "true"
-  realServerSelector:
-    matchLabels:
-      app: web-ha
-YAML
-for i in 1 2 3; do
-manifest_write "web-ha-rs$i" <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: RealServer
-metadata:
-  name: web-ha-rs$i
-  namespace: default
-  labels:
-    app: web-ha
-spec:
-  nodeName: rs$i
-YAML
-done
+manifest_vs web-ha "$VIP" 80 rr DR
+for i in 1 2 3; do manifest_rs_node "web-ha-rs$i" web-ha "rs$i"; done
 RULES='-A -t 203.0.113.30:80 -s rr
 -a -t 203.0.113.30:80 -r 10.0.1.11:80 -g -w 1
 -a -t 203.0.113.30:80 -r 10.0.1.12:80 -g -w 1
@@ -49,7 +18,7 @@ for n in rs1 rs2 rs3; do agent_start "$n"; done
 agent_start dir1 --ha-role "$VIP=active"
 agent_start dir2 --ha-role "$VIP=standby"
 for d in dir1 dir2; do echo "$RULES" | ipvs_expect "$d" 30; done
-wait_until 15 test -n "$(addr_dev dir1 "$VIP")" || true
+wait_until 15 addr_held dir1 "$VIP" || true
 expect_vip_on dir1 "$VIP"
 expect_no_vip dir2 "$VIP"
 # The active holds the VIP with a finite lifetime, renewed by the agent.
@@ -83,12 +52,12 @@ grep -q 'director role changed' "$(_agent_logs)/dir1.log" || fail "dir1 logged n
 # ARP can move its neighbour entry. Without its agent, the old active loses
 # the VIP by itself when the lifetime runs out.
 agent_stop dir1
-wait_until 6 test -z "$(addr_dev dir1 "$VIP")" || true
+wait_until 6 addr_gone dir1 "$VIP" || true
 expect_no_vip dir1 "$VIP"
 agent_start dir1 --ha-role "$VIP=standby"
 agent_stop dir2
 agent_start dir2 --ha-role "$VIP=active"
-wait_until 15 test -n "$(addr_dev dir2 "$VIP")" || true
+wait_until 15 addr_held dir2 "$VIP" || true
 expect_vip_on dir2 "$VIP"
 wait_until 10 test "$(router_mac_of_vip)" = "$(topo_mac dir2)" || true
 expect_eq "router's neighbour entry for $VIP after the gratuitous ARP" "$(topo_mac dir2)" "$(router_mac_of_vip)"

@@ -33,7 +33,7 @@ for r in rs4 rs5; do
     done
     echo "ok: $r listens for GUE on 6080 and 6081: $(/usr/sbin/ip -n "$r" fou show | tr '\n' ';')"
 done
-wait_until 15 _holds dir1 "$CSUM" || fail "dir1 does not hold $CSUM"
+wait_until 15 addr_held dir1 "$CSUM" || fail "dir1 does not hold $CSUM"
 
 rx0="$(tun_rx_packets rs4 tunl0)"
 tun_expect_traffic "$CSUM" "http://$CSUM/" "$CSUM:80" rs4 rs5
@@ -50,7 +50,7 @@ ipvs_expect dir1 30 <<RULES
 -a -t $REMCSUM:80 -r 10.0.2.15:80 -i -w 1 --tun-type gue --tun-port 6081 --tun-remcsum
 RULES
 for r in rs4 rs5; do
-    wait_until 15 _holds_not "$r" "$CSUM" || fail "$r still holds $CSUM after its RealServer was removed"
+    wait_until 15 addr_gone "$r" "$CSUM" || fail "$r still holds $CSUM after its RealServer was removed"
     wait_until 5 _fou_closed "$r" 6080 || fail "fou port 6080 still open on $r: $(/usr/sbin/ip -n "$r" fou show | tr '\n' ';')"
     tun_expect_rs "$r" "$REMCSUM" tunl0
     /usr/sbin/ip -n "$r" fou show | grep -q "port 6081 " || fail "fou port 6081 on $r closed with the other service"

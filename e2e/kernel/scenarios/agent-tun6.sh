@@ -14,7 +14,7 @@ ipvs_expect dir1 30 <<RULES
 -a -t [$VIP]:80 -r [2001:db8:2::15]:80 -i -w 1 --tun-type ipip
 RULES
 for r in rs4 rs5; do tun_expect_rs "$r" "$VIP" ip6tnl0; done
-wait_until 15 _holds dir1 "$VIP" || fail "dir1 does not hold $VIP"
+wait_until 15 addr_held dir1 "$VIP" || fail "dir1 does not hold $VIP"
 
 rx0="$(tun_rx_packets rs4 ip6tnl0)"
 tun_expect_traffic "$VIP" "http://[$VIP]/" "[$VIP]:80" rs4 rs5
