@@ -6,7 +6,7 @@
 # `N passed, M failed`. Exit status is non-zero on any failure, including a lab
 # that cannot be built or started.
 #
-# Usage: run-suite.sh [SCENARIO-FILE-PATTERN]   e.g. run-suite.sh 20-crd
+# Usage: run-suite.sh [SCENARIO-FILE-REGEX]   e.g. run-suite.sh 20-crd, run-suite.sh "30-helm|70-agent"
 #   LVS_KEEP_LAB=1  leave the lab running afterwards (prints its env)
 #   LVS_SCENARIO_TIMEOUT  per-scenario limit in seconds (default 2400), after
 #                   which the scenario's process group is killed
@@ -77,7 +77,7 @@ shopt -s nullglob
 files=("$here"/scenarios/*.sh)
 ((${#files[@]})) || { fail suite "no scenario files in $here/scenarios"; summary; exit 1; }
 for f in "${files[@]}"; do
-  [[ -z $filter || $(basename "$f") == *"$filter"* ]] || continue
+  [[ -z $filter || $(basename "$f") =~ $filter ]] || continue
   # shellcheck source=/dev/null
   source "$f"
 done

@@ -174,6 +174,27 @@ pub struct Args {
     /// VIP=standby; repeatable.
     #[arg(long = "ha-role", value_parser = crate::ha::parse_role)]
     pub ha_role: Vec<(IpAddr, crate::ha::Role)>,
+
+    /// Standalone HA: this node's role for every VIP without an --ha-role
+    /// (an active/standby pair of directors without listing the VIPs).
+    #[arg(long = "ha-default-role", value_enum)]
+    pub ha_default_role: Option<HaDefaultRole>,
+}
+
+/// `--ha-default-role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HaDefaultRole {
+    Active,
+    Standby,
+}
+
+impl From<HaDefaultRole> for crate::ha::Role {
+    fn from(r: HaDefaultRole) -> Self {
+        match r {
+            HaDefaultRole::Active => crate::ha::Role::Active,
+            HaDefaultRole::Standby => crate::ha::Role::Standby,
+        }
+    }
 }
 
 /// A duration: `500ms`, `2s`, or a number of seconds.
@@ -318,7 +339,9 @@ fn agent_config(args: &Args) -> AgentConfig {
         resync_max_share: args.resync_max_share,
         node_ips: args.node_ip.clone(),
         vip_roles: vip_roles(args),
-        vip_lifetime: (vip_roles(args) != crate::ha::VipRoles::Off).then(|| {
+        // A finite lifetime needs the agent to renew it: not with --once,
+        // whose VIPs stay until the next run.
+        vip_lifetime: (vip_roles(args) != crate::ha::VipRoles::Off && !args.once).then(|| {
             crate::agent::VipLifetime {
                 // Whole seconds, rounded up: the kernel's unit.
                 seconds: u32::try_from(args.ha_lease_duration.as_millis().div_ceil(1000))
@@ -331,13 +354,16 @@ fn agent_config(args: &Args) -> AgentConfig {
 }
 
 /// HA roles: elected in Kubernetes mode with --ha; in standalone mode given
-/// by --ha-role, and only with --ha or an --ha-role, so that a setup without
-/// HA settings keeps holding every planned VIP.
+/// by --ha-role and --ha-default-role. Without HA settings a VIP with several
+/// directors is refused (see `ha::hold_only_active`).
 fn vip_roles(args: &Args) -> crate::ha::VipRoles {
     if args.ha && args.config_dir.is_none() {
         crate::ha::VipRoles::Elected(Default::default())
-    } else if args.ha || !args.ha_role.is_empty() {
-        crate::ha::VipRoles::Assigned(args.ha_role.iter().copied().collect())
+    } else if args.ha || !args.ha_role.is_empty() || args.ha_default_role.is_some() {
+        crate::ha::VipRoles::Assigned {
+            roles: args.ha_role.iter().copied().collect(),
+            default: args.ha_default_role.map(Into::into),
+        }
     } else {
         crate::ha::VipRoles::Off
     }

@@ -66,7 +66,7 @@ ag_start() {
   start_proc "$proc" env RUST_LOG=info "$ag_bin" --kubeconfig "$LVS_LAB_DIR/agent-$token_node.kubeconfig" \
     --node-name "$node" --dataplane fake --node-ip "${ag_ip[$node]}" \
     --listen "127.0.0.1:${ag_port[$proc]}" --resync-interval 2 --report-refresh-interval 3600 \
-    --log-format json >/dev/null
+    --ha --ha-namespace "$lvs_ns" --log-format json >/dev/null
 }
 
 scenario agent t_agent

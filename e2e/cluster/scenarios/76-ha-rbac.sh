@@ -3,8 +3,8 @@
 # ha.enabled=true lets its agent read and write Leases in the release
 # namespace only, and the ValidatingAdmissionPolicy lets it write only Leases
 # labelled lvs.lvs-operator.io/purpose=director-ha, so it cannot create other
-# Leases nor take over one (the operator's leader Lease) by labelling it. The
-# chart's default (ha.enabled=false) renders none of it.
+# Leases nor take over one (the operator's leader Lease) by labelling it. HA
+# is the chart's default; ha.enabled=false renders none of it.
 #
 # Its own release and namespace, so the shared release of the other scenarios
 # keeps its defaults.
@@ -27,16 +27,27 @@ t_chart_ha_rbac() {
   chart=$(lvs_chart)
   agent="$ha_release-lvs-operator-agent" operator="$ha_release-lvs-operator-operator"
 
-  # Off by default: no Lease rights, no policy, no HA flags.
+  # On by default: the Lease Role, the policy and the agent's --ha flag.
   out=$(helm template "$ha_release" "$chart" -n "$ha_ns")
-  if grep -qE -- "agent-ha|director-ha|--ha|--sync-" <<<"$out"; then
-    fail chart-ha-rbac/off-by-default "the default values render HA objects or flags: $(grep -m1 -E -- "agent-ha|director-ha|--ha|--sync-" <<<"$out")"
+  local want missing=()
+  for want in agent-ha director-ha --ha; do
+    grep -qF -- "$want" <<<"$out" || missing+=("$want")
+  done
+  if ((${#missing[@]})); then
+    fail chart-ha-rbac/on-by-default "the default values render no ${missing[*]}"
   else
-    pass chart-ha-rbac/off-by-default
+    pass chart-ha-rbac/on-by-default
+  fi
+  # ha.enabled=false: no Lease rights, no policy, no HA flags.
+  out=$(helm template "$ha_release" "$chart" -n "$ha_ns" --set ha.enabled=false)
+  if grep -qE -- "agent-ha|director-ha|--ha|--sync-" <<<"$out"; then
+    fail chart-ha-rbac/off-when-disabled "ha.enabled=false renders HA objects or flags: $(grep -m1 -E -- "agent-ha|director-ha|--ha|--sync-" <<<"$out")"
+  else
+    pass chart-ha-rbac/off-when-disabled
   fi
 
   rc=0; out=$(helm install "$ha_release" "$chart" -n "$ha_ns" --create-namespace \
-    --set ha.enabled=true --set ha.syncDaemon.interface=eth1 --set ha.syncDaemon.syncId=7 2>&1) || rc=$?
+    --set ha.syncDaemon.interface=eth1 --set ha.syncDaemon.syncId=7 2>&1) || rc=$?
   if ((rc != 0)); then
     fail chart-ha-rbac/install "$(error_line "$out")"
     return 0

@@ -3,7 +3,9 @@
 # it; the standby has the same IPVS service, warm. Swapping the roles (both
 # agents restarted with swapped flags) moves the VIP, the new active's
 # gratuitous ARP moves the router's neighbour entry without the router asking,
-# and the client is still served.
+# and the client is still served. Last, the active restarted without HA
+# settings refuses the VIP of two directors, naming the fix, instead of
+# announcing it a second time.
 . /lab/scenario.sh
 VIP=203.0.113.30
 agent_lab_up
@@ -66,3 +68,17 @@ expect_eq "ARP responders for $VIP (active dir2)" "$(topo_mac dir2)" "$(arp_resp
 fetch_dist 30 "http://$VIP/"
 expect_no_errors
 for n in dir1 dir2 rs1 rs2 rs3; do agent_alive "$n" || fail "agent on $n died"; done
+
+# Without HA settings, two directors of one VIP are an error on its
+# VirtualService, not a VIP announced twice: dir2 (the active) restarted
+# without --ha-role releases the VIP and says which flags it needs.
+agent_stop dir2
+agent_start dir2
+refused() {
+    nsx dir2 timeout 3 wget -q -O - http://127.0.0.1:9477/status 2>/dev/null | grep -q "VIP $VIP has 2 directors (dir1, dir2).*--ha-role $VIP=active"
+}
+wait_until 15 refused || fail "dir2 without HA settings does not report the VIP of two directors as refused (/status: $(nsx dir2 timeout 3 wget -q -O - http://127.0.0.1:9477/status 2>/dev/null | head -c 400))"
+echo "ok: dir2 without HA settings refuses $VIP and names --ha-role"
+wait_until 10 addr_gone dir2 "$VIP" || true
+expect_no_vip dir2 "$VIP"
+echo "$RULES" | ipvs_expect dir2 5

@@ -4,6 +4,8 @@
 # what the Rust validator admits and packs it into /lab/specgen. Here the
 # agent on dir1 programs all of it in one sync (--once); the kernel must
 # refuse nothing, and the table must hold every service and destination.
+# Some selectors pick dir2 as well, so dir1 runs as the active director of
+# every VIP (--ha-default-role active); without a role it would refuse them.
 # Rerun a draw with LAB_SPECGEN_SEED=<seed> (the seed is printed below).
 . /lab/scenario.sh
 SPECS=/lab/specgen
@@ -23,7 +25,7 @@ mkdir -p "$logs" /run/lab/state/dir1
 report="$logs/once.json"
 t0="$(cut -d' ' -f1 /proc/uptime)"
 env RUST_LOG="$LAB_AGENT_LOG" NO_COLOR=1 /usr/sbin/ip netns exec dir1 "$LAB_AGENT_BIN" --once \
-    --config-dir "$LAB_MANIFESTS" --node-name dir1 --state-dir /run/lab/state/dir1 \
+    --config-dir "$LAB_MANIFESTS" --node-name dir1 --state-dir /run/lab/state/dir1 --ha-default-role active \
     >"$report" 2>"$logs/dir1.log"
 rc=$?
 t1="$(cut -d' ' -f1 /proc/uptime)"
@@ -58,7 +60,7 @@ expect_eq "IPVS destinations on dir1" "$SPECGEN_EXPECT_DESTS" "$dests"
 # A second sync over the same specs must find the kernel as it was written:
 # anything it rewrites is a value the kernel did not keep.
 env RUST_LOG=warn NO_COLOR=1 /usr/sbin/ip netns exec dir1 "$LAB_AGENT_BIN" --once \
-    --config-dir "$LAB_MANIFESTS" --node-name dir1 --state-dir /run/lab/state/dir1 \
+    --config-dir "$LAB_MANIFESTS" --node-name dir1 --state-dir /run/lab/state/dir1 --ha-default-role active \
     >"$logs/once-again.json" 2>>"$logs/dir1.log" \
     || fail "the second agent --once exited with status $? (seed $SPECGEN_SEED)"
 ops="$(sed -n 's/.*"ops":{\([^}]*\)}.*/\1/p' "$logs/once-again.json")"

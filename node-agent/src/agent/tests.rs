@@ -131,15 +131,19 @@ fn a_standby_keeps_the_service_without_the_vip_and_no_role_is_refused() {
         );
         f.addresses.iter().any(|x| x.addr == vip)
     };
+    // Without HA settings a VIP of two directors is refused too.
     for (roles, holds, ok) in [
-        (None, true, true),
+        (None, false, false),
         (Some(vec![(vip, crate::ha::Role::Active)]), true, true),
         (Some(vec![(vip, crate::ha::Role::Standby)]), false, true),
         (Some(vec![]), false, false),
     ] {
         let (mut a, status) = agent();
         if let Some(r) = &roles {
-            a.cfg.vip_roles = crate::ha::VipRoles::Assigned(r.iter().copied().collect());
+            a.cfg.vip_roles = crate::ha::VipRoles::Assigned {
+                roles: r.iter().copied().collect(),
+                default: None,
+            };
             a.cfg.vip_lifetime = Some(VipLifetime {
                 seconds: 2,
                 renew_interval: Duration::from_millis(500),

@@ -26,7 +26,11 @@ fn ha_flags_and_their_defaults() {
     ])
     .unwrap();
     assert_eq!(a.ha_lease_duration, Duration::from_secs(3));
-    let crate::ha::VipRoles::Assigned(roles) = vip_roles(&a) else {
+    let crate::ha::VipRoles::Assigned {
+        roles,
+        default: None,
+    } = vip_roles(&a)
+    else {
         panic!("roles given but not assigned");
     };
     assert_eq!(roles.len(), 2);
@@ -38,6 +42,43 @@ fn ha_flags_and_their_defaults() {
     assert!(e.to_string().contains("leader"), "{e}");
     assert!(parse_duration("0ms").is_err());
     assert!(parse_duration("2 minutes").is_err());
+}
+
+#[test]
+fn a_default_role_alone_turns_standalone_ha_on() {
+    let a = parse(&[
+        "--node-name",
+        "n1",
+        "--config-dir",
+        "/x",
+        "--ha-default-role",
+        "standby",
+    ])
+    .unwrap();
+    assert_eq!(
+        vip_roles(&a),
+        crate::ha::VipRoles::Assigned {
+            roles: Default::default(),
+            default: Some(crate::ha::Role::Standby)
+        }
+    );
+    assert!(agent_config(&a).vip_lifetime.is_some(), "renewed VIPs");
+    let once = parse(&[
+        "--node-name",
+        "n1",
+        "--config-dir",
+        "/x",
+        "--once",
+        "--ha-default-role",
+        "active",
+    ])
+    .unwrap();
+    assert!(
+        agent_config(&once).vip_lifetime.is_none(),
+        "--once cannot renew a finite VIP lifetime"
+    );
+    let e = parse(&["--node-name", "n1", "--ha-default-role", "master"]).unwrap_err();
+    assert!(e.to_string().contains("master"), "{e}");
 }
 
 #[test]

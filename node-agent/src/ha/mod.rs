@@ -18,14 +18,17 @@ pub use election::Role;
 /// How this node's director VIPs are assigned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum VipRoles {
-    /// No HA: every planned VIP is held (the behaviour without `--ha`
-    /// in Kubernetes mode).
+    /// No HA settings: a VIP this node alone directs is held; one with two
+    /// or more directors is refused rather than announced by several nodes.
     #[default]
     Off,
-    /// Roles given per VIP (standalone `--ha-role`, or the election's
-    /// current result). A VIP with two or more directors and no role is
-    /// refused rather than announced by several nodes.
-    Assigned(BTreeMap<IpAddr, Role>),
+    /// Roles given (standalone `--ha-role`, `--ha-default-role`): per VIP,
+    /// else the default. A VIP with two or more directors and no role is
+    /// refused, as without HA.
+    Assigned {
+        roles: BTreeMap<IpAddr, Role>,
+        default: Option<Role>,
+    },
     /// Roles won in the Lease election (Kubernetes mode): a VIP without
     /// one is stood by for until the election gives it to this node.
     Elected(BTreeMap<IpAddr, Role>),
@@ -43,30 +46,32 @@ pub struct Refused {
 /// active for, and those it alone directs. The IPVS services stay in the
 /// plan either way (a standby keeps them warm).
 pub fn hold_only_active(plan: &mut NodePlan, roles: &VipRoles) -> Vec<Refused> {
-    let roles = match roles {
-        VipRoles::Off => return Vec::new(),
+    let none = BTreeMap::new();
+    let (roles, default) = match roles {
+        VipRoles::Off => (&none, None),
         VipRoles::Elected(won) => {
             plan.vips
                 .retain(|v| won.get(&v.addr) == Some(&Role::Active));
             return Vec::new();
         }
-        VipRoles::Assigned(roles) => roles,
+        VipRoles::Assigned { roles, default } => (roles, *default),
     };
     let mut refused = Vec::new();
-    plan.vips.retain(|v| match roles.get(&v.addr) {
-        Some(Role::Active) => true,
-        Some(Role::Standby) => false,
-        None if v.directors.len() >= 2 => {
-            if refused.last().is_none_or(|r: &Refused| r.vip != v.addr) {
-                refused.push(Refused {
-                    vip: v.addr,
-                    directors: v.directors.clone(),
-                });
+    plan.vips
+        .retain(|v| match roles.get(&v.addr).copied().or(default) {
+            Some(Role::Active) => true,
+            Some(Role::Standby) => false,
+            None if v.directors.len() >= 2 => {
+                if refused.last().is_none_or(|r: &Refused| r.vip != v.addr) {
+                    refused.push(Refused {
+                        vip: v.addr,
+                        directors: v.directors.clone(),
+                    });
+                }
+                false
             }
-            false
-        }
-        None => true,
-    });
+            None => true,
+        });
     refused
 }
 
@@ -83,12 +88,12 @@ pub fn roles_in(plan: &NodePlan, roles: &VipRoles) -> BTreeMap<IpAddr, Role> {
                 .map(|v| (v.addr, won.get(&v.addr).copied().unwrap_or(Role::Standby)))
                 .collect();
         }
-        VipRoles::Assigned(assigned) => assigned,
+        VipRoles::Assigned { roles, default } => (roles, *default),
     };
     plan.vips
         .iter()
-        .filter_map(|v| match assigned.get(&v.addr) {
-            Some(r) => Some((v.addr, *r)),
+        .filter_map(|v| match assigned.0.get(&v.addr).copied().or(assigned.1) {
+            Some(r) => Some((v.addr, r)),
             None if v.directors.len() >= 2 => None,
             None => Some((v.addr, Role::Active)),
         })
@@ -203,7 +208,7 @@ impl HaAnswer {
 pub fn report_refused(report: &mut SyncReport, plan: &NodePlan, refused: &[Refused]) {
     for r in refused {
         let msg = format!(
-            "VIP {vip} has {n} directors ({dirs}) and this node has no HA role for it, so it does not hold it (holding it on several directors would announce it twice); give --ha-role {vip}=active on one director and --ha-role {vip}=standby on the others, or run with --ha in Kubernetes mode",
+            "VIP {vip} has {n} directors ({dirs}) and this node has no HA role for it, so it does not hold it (holding it on several directors would announce it twice); give --ha-role {vip}=active on one director and --ha-role {vip}=standby on the others (or --ha-default-role for every VIP), or run with --ha in Kubernetes mode",
             vip = r.vip,
             n = r.directors.len(),
             dirs = r.directors.join(", "),
@@ -273,12 +278,20 @@ mod tests {
             ],
             ..Default::default()
         };
-        let off = plan.clone();
-        assert!(hold_only_active(&mut off.clone(), &VipRoles::Off).is_empty());
-        let roles = VipRoles::Assigned(BTreeMap::from([
-            ("10.0.0.1".parse().unwrap(), Role::Active),
-            ("10.0.0.2".parse().unwrap(), Role::Standby),
-        ]));
+        // Without HA settings, only the VIP this node alone directs is held.
+        let mut off = plan.clone();
+        let refused = hold_only_active(&mut off, &VipRoles::Off);
+        assert_eq!(off.vips.len(), 1);
+        assert_eq!(off.vips[0].addr.to_string(), "10.0.0.3");
+        let refused: Vec<String> = refused.iter().map(|r| r.vip.to_string()).collect();
+        assert_eq!(refused, vec!["10.0.0.1", "10.0.0.2", "10.0.0.4"]);
+        let roles = VipRoles::Assigned {
+            roles: BTreeMap::from([
+                ("10.0.0.1".parse().unwrap(), Role::Active),
+                ("10.0.0.2".parse().unwrap(), Role::Standby),
+            ]),
+            default: None,
+        };
         let refused = hold_only_active(&mut plan, &roles);
         let held: Vec<String> = plan.vips.iter().map(|v| v.addr.to_string()).collect();
         assert_eq!(held, vec!["10.0.0.1", "10.0.0.3"]);
@@ -289,7 +302,32 @@ mod tests {
                 directors: vec!["a".into(), "b".into()]
             }]
         );
-        assert_eq!(off.vips.len(), 4);
+    }
+
+    #[test]
+    fn the_default_role_covers_every_vip_without_its_own() {
+        let mut plan = NodePlan {
+            vips: vec![vip("10.0.0.1", &["a", "b"]), vip("10.0.0.2", &["a", "b"])],
+            ..Default::default()
+        };
+        let roles = VipRoles::Assigned {
+            roles: BTreeMap::from([("10.0.0.2".parse().unwrap(), Role::Standby)]),
+            default: Some(Role::Active),
+        };
+        let r: Vec<(String, Role)> = roles_in(&plan, &roles)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(
+            r,
+            vec![
+                ("10.0.0.1".into(), Role::Active),
+                ("10.0.0.2".into(), Role::Standby)
+            ]
+        );
+        assert!(hold_only_active(&mut plan, &roles).is_empty());
+        let held: Vec<String> = plan.vips.iter().map(|v| v.addr.to_string()).collect();
+        assert_eq!(held, vec!["10.0.0.1"]);
     }
 
     #[test]
@@ -393,10 +431,10 @@ mod tests {
         assert!(roles_in(&plan, &VipRoles::Off).is_empty());
         let r = roles_in(
             &plan,
-            &VipRoles::Assigned(BTreeMap::from([(
-                "10.0.0.1".parse().unwrap(),
-                Role::Standby,
-            )])),
+            &VipRoles::Assigned {
+                roles: BTreeMap::from([("10.0.0.1".parse().unwrap(), Role::Standby)]),
+                default: None,
+            },
         );
         let got: Vec<(String, Role)> = r.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         assert_eq!(
