@@ -192,14 +192,37 @@ string_enum! {
     pub enum HealthCheckType {
         /// A TCP connect to the check port.
         Tcp = "TCP",
-        /// An HTTP GET of the path; a 2xx or 3xx answer is healthy.
+        /// An HTTP GET of the path; by default a 2xx or 3xx answer is healthy.
         Http = "HTTP",
-        /// HTTP over TLS, the certificate not verified.
+        /// HTTP over TLS; the certificate is verified only with
+        /// verifyCertificate.
         Https = "HTTPS",
-        /// A DNS query over UDP; any answer is healthy.
+        /// A DNS query over UDP; healthy when the answer has the expected
+        /// rcode.
         Dns = "DNS",
         /// No check: every realserver counts as healthy.
         None = "None",
+    }
+}
+
+string_enum! {
+    /// What a failed health check does to the realserver's destination.
+    pub enum HealthAction {
+        /// Weight 0: new connections avoid it, established ones continue.
+        Inhibit = "Inhibit",
+        /// The destination is removed until the check passes again (the
+        /// default for UDP, whose flows would otherwise stick to it).
+        Remove = "Remove",
+    }
+}
+
+string_enum! {
+    /// The DNS answer code a DNS health check expects.
+    pub enum DnsRcode {
+        NoError = "NOERROR",
+        NxDomain = "NXDOMAIN",
+        ServFail = "SERVFAIL",
+        Refused = "REFUSED",
     }
 }
 

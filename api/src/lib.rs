@@ -17,8 +17,8 @@ pub mod validate;
 pub mod virtualservice;
 
 pub use enums::{
-    Family, ForwardingMethod, HealthCheckType, Protocol, Scheduler, SchedulerFlag,
-    SelectorOperator, TunnelType,
+    DnsRcode, Family, ForwardingMethod, HealthAction, HealthCheckType, Protocol, Scheduler,
+    SchedulerFlag, SelectorOperator, TunnelType,
 };
 pub use lvsnode::{DirectorRole, LvsNodeSpec, LvsNodeStatus, ServiceReport, VipRole};
 pub use object::{Meta, NodeInfo, Object};
@@ -27,8 +27,8 @@ pub use selector::{LabelMap, LabelSelector, LabelSelectorRequirement};
 pub use status::{Condition, ConditionUpdate, compute_conditions};
 pub use validate::{FieldError, ValidationErrors, validate_pair};
 pub use virtualservice::{
-    Directors, Drain, HealthCheck, Persistence, RealServerCounts, Tunnel, TunnelChecksum,
-    VirtualServiceSpec, VirtualServiceStatus,
+    Directors, Drain, HealthCheck, Persistence, RealServerCounts, SorryServer, Tunnel,
+    TunnelChecksum, VirtualServiceSpec, VirtualServiceStatus,
 };
 
 #[cfg(feature = "kube")]
@@ -50,6 +50,9 @@ pub const API_VERSION: &str = "lvs.lvs-operator.io/v1alpha1";
 /// the kernel's limit), no slash or colon. "." and ".." are refused by a CEL
 /// rule, as the pattern language has no lookahead.
 pub const INTERFACE_PATTERN: &str = r"^[!-.0-9;-~]{1,15}$";
+
+/// An HTTP status code (100-599) or a range of them, `200` or `200-399`.
+pub const STATUS_RANGE_PATTERN: &str = r"^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$";
 /// Kubernetes node names: DNS-1123 subdomains.
 pub const NODE_NAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";

@@ -117,6 +117,54 @@ rule!(
     "spec.healthCheck.path is only allowed with type HTTP or HTTPS"
 );
 
+rule!(
+    HEALTHCHECK_PATH_SLASH,
+    "!has(self.path) || self.path.startsWith('/')",
+    "spec.healthCheck.path must start with /"
+);
+rule!(
+    HEALTHCHECK_HTTP_FIELDS,
+    "(!has(self.host) && !has(self.expectedStatus) && !has(self.bodyContains)) || (has(self.type) && (self.type == 'HTTP' || self.type == 'HTTPS'))",
+    "spec.healthCheck.host, expectedStatus and bodyContains are only allowed with type HTTP or HTTPS"
+);
+rule!(
+    HEALTHCHECK_VERIFY_ONLY_HTTPS,
+    "!has(self.verifyCertificate) || (has(self.type) && self.type == 'HTTPS')",
+    "spec.healthCheck.verifyCertificate is only allowed with type HTTPS"
+);
+rule!(
+    HEALTHCHECK_DNS_FIELDS,
+    "(!has(self.dnsName) && !has(self.expectedRcode)) || (has(self.type) && self.type == 'DNS')",
+    "spec.healthCheck.dnsName and expectedRcode are only allowed with type DNS"
+);
+rule!(
+    HEALTHCHECK_TIMEOUT_BELOW_INTERVAL,
+    "(has(self.timeoutSeconds) ? self.timeoutSeconds : 2) < (has(self.intervalSeconds) ? self.intervalSeconds : 5)",
+    "spec.healthCheck.timeoutSeconds (default 2) must be less than spec.healthCheck.intervalSeconds (default 5)"
+);
+rule!(
+    STATUS_RANGE_ORDER,
+    "self.size() != 7 || int(self.substring(0, 3)) <= int(self.substring(4, 7))",
+    "spec.healthCheck.expectedStatus: a range must go from the lower code to the higher, e.g. 200-399"
+);
+
+// --- Sorry server -----------------------------------------------------------
+rule!(
+    VS_SORRY_FAMILY,
+    "!has(self.sorryServer) || !isIP(self.sorryServer.address) || (ip(self.sorryServer.address).family() == 6) == ((has(self.address) && self.address.contains(':')) || (has(self.family) && self.family == 'IPv6'))",
+    "spec.sorryServer.address must be of the service's address family"
+);
+rule!(
+    SORRY_ADDRESS_IS_IP,
+    "isIP(self)",
+    "spec.sorryServer.address must be an IPv4 or IPv6 address (no prefix length or zone, and not in the IPv4-mapped form ::ffff:a.b.c.d)"
+);
+rule!(
+    SORRY_ADDRESS_USABLE,
+    "!isIP(self) || (!ip(self).isLoopback() && !ip(self).isUnspecified() && (ip(self).family() == 4 ? !(cidr('224.0.0.0/4').containsIP(self) || cidr('0.0.0.0/8').containsIP(self) || cidr('255.255.255.255/32').containsIP(self)) : !(cidr('ff00::/8').containsIP(self) || cidr('fe80::/10').containsIP(self))))",
+    "spec.sorryServer.address must be a unicast address the kernel accepts for a destination (not loopback, multicast, unspecified, 0.0.0.0/8, 255.255.255.255 or IPv6 link-local fe80::/10)"
+);
+
 // --- Tunnel ---------------------------------------------------------------
 rule!(
     TUNNEL_PORT_ONLY_GUE,
@@ -185,6 +233,7 @@ pub(crate) fn vs_spec(s: &mut Schema) {
             VS_PERSISTENCE_V4_PREFIX,
             VS_PERSISTENCE_V6_PREFIX,
             VS_TUNNEL_ONLY_TUN,
+            VS_SORRY_FAMILY,
         ],
     );
 }
@@ -219,7 +268,32 @@ pub(crate) fn interface(s: &mut Schema) {
 }
 
 pub(crate) fn health_check(s: &mut Schema) {
-    add(s, &[HEALTHCHECK_PATH_ONLY_HTTP]);
+    add(
+        s,
+        &[
+            HEALTHCHECK_PATH_ONLY_HTTP,
+            HEALTHCHECK_PATH_SLASH,
+            HEALTHCHECK_HTTP_FIELDS,
+            HEALTHCHECK_VERIFY_ONLY_HTTPS,
+            HEALTHCHECK_DNS_FIELDS,
+            HEALTHCHECK_TIMEOUT_BELOW_INTERVAL,
+        ],
+    );
+}
+
+/// Each expected status: a code or an ordered range of codes.
+pub(crate) fn expected_status(s: &mut Schema) {
+    let mut item = schemars::json_schema!({
+        "type": "string",
+        "maxLength": 7,
+        "pattern": crate::STATUS_RANGE_PATTERN,
+    });
+    add(&mut item, &[STATUS_RANGE_ORDER]);
+    s.insert("items".into(), item.to_value());
+}
+
+pub(crate) fn sorry_address(s: &mut Schema) {
+    add(s, &[SORRY_ADDRESS_IS_IP, SORRY_ADDRESS_USABLE]);
 }
 
 pub(crate) fn rs_spec(s: &mut Schema) {

@@ -67,12 +67,30 @@ impl Errs {
             _ => {}
         }
     }
+    fn max_len(&mut self, path: &str, value: Option<&str>, max: usize) {
+        if value.is_some_and(|v| v.len() > max) {
+            self.push(path, format!("Too long: may not be more than {max} bytes"));
+        }
+    }
     fn finish(self) -> Result<(), ValidationErrors> {
         if self.0.is_empty() {
             Ok(())
         } else {
             Err(ValidationErrors(self.0))
         }
+    }
+}
+
+/// An expected HTTP status, `200` or `200-399`, as (low, high).
+fn status_range(s: &str) -> Option<(u16, u16)> {
+    let code = |c: &str| {
+        (c.len() == 3 && matches!(c.as_bytes()[0], b'1'..=b'5'))
+            .then(|| c.parse::<u16>().ok())
+            .flatten()
+    };
+    match s.split_once('-') {
+        None => code(s).map(|c| (c, c)),
+        Some((lo, hi)) => Some((code(lo)?, code(hi)?)),
     }
 }
 
@@ -247,13 +265,34 @@ impl VirtualServiceSpec {
             &self.real_server_selector,
         );
         if let Some(h) = &self.health_check {
-            if h.path.is_some()
-                && !matches!(
-                    h.r#type,
-                    Some(HealthCheckType::Http | HealthCheckType::Https)
-                )
-            {
+            let http = matches!(
+                h.r#type,
+                Some(HealthCheckType::Http | HealthCheckType::Https)
+            );
+            if h.path.is_some() && !http {
                 e.cel("spec.healthCheck", rules::HEALTHCHECK_PATH_ONLY_HTTP);
+            }
+            if h.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+                e.cel("spec.healthCheck", rules::HEALTHCHECK_PATH_SLASH);
+            }
+            if (h.host.is_some() || !h.expected_status.is_empty() || h.body_contains.is_some())
+                && !http
+            {
+                e.cel("spec.healthCheck", rules::HEALTHCHECK_HTTP_FIELDS);
+            }
+            if h.verify_certificate.is_some() && h.r#type != Some(HealthCheckType::Https) {
+                e.cel("spec.healthCheck", rules::HEALTHCHECK_VERIFY_ONLY_HTTPS);
+            }
+            if (h.dns_name.is_some() || h.expected_rcode.is_some())
+                && h.r#type != Some(HealthCheckType::Dns)
+            {
+                e.cel("spec.healthCheck", rules::HEALTHCHECK_DNS_FIELDS);
+            }
+            if h.timeout_seconds.unwrap_or(2) >= h.interval_seconds.unwrap_or(5) {
+                e.cel(
+                    "spec.healthCheck",
+                    rules::HEALTHCHECK_TIMEOUT_BELOW_INTERVAL,
+                );
             }
             e.range("spec.healthCheck.port", h.port, 1, 65535);
             e.range(
@@ -263,12 +302,67 @@ impl VirtualServiceSpec {
                 3600,
             );
             e.range(
-                "spec.healthCheck.failureThreshold",
-                h.failure_threshold,
+                "spec.healthCheck.timeoutSeconds",
+                h.timeout_seconds,
                 1,
-                100,
+                3600,
             );
+            e.range("spec.healthCheck.rise", h.rise, 1, 100);
+            e.range("spec.healthCheck.fall", h.fall, 1, 100);
+            e.max_len("spec.healthCheck.path", h.path.as_deref(), 1024);
+            e.max_len("spec.healthCheck.host", h.host.as_deref(), 253);
+            e.max_len(
+                "spec.healthCheck.bodyContains",
+                h.body_contains.as_deref(),
+                256,
+            );
+            e.max_len("spec.healthCheck.dnsName", h.dns_name.as_deref(), 253);
+            if h.expected_status.len() > 16 {
+                e.push(
+                    "spec.healthCheck.expectedStatus",
+                    format!(
+                        "Too many: {}: must have at most 16 items",
+                        h.expected_status.len()
+                    ),
+                );
+            }
+            for (i, st) in h.expected_status.iter().enumerate() {
+                let path = format!("spec.healthCheck.expectedStatus[{i}]");
+                match status_range(st) {
+                    None => e.push(
+                        &path,
+                        format!(
+                            "Invalid value: {st:?}: should match '{}'",
+                            crate::STATUS_RANGE_PATTERN
+                        ),
+                    ),
+                    Some((lo, hi)) if lo > hi => e.cel(&path, rules::STATUS_RANGE_ORDER),
+                    Some(_) => {}
+                }
+            }
         }
+        if let Some(sorry) = &self.sorry_server {
+            match parse_ip(&sorry.address) {
+                None => e.cel("spec.sorryServer.address", rules::SORRY_ADDRESS_IS_IP),
+                Some(ip)
+                    if ip.is_loopback()
+                        || ip.is_unspecified()
+                        || is_multicast(ip)
+                        || is_v4_this_net_or_broadcast(ip)
+                        || (ip.is_ipv6() && is_link_local(ip)) =>
+                {
+                    e.cel("spec.sorryServer.address", rules::SORRY_ADDRESS_USABLE)
+                }
+                Some(ip) => {
+                    if ip.is_ipv6() != self.is_ipv6() {
+                        e.cel("spec", rules::VS_SORRY_FAMILY);
+                    }
+                }
+            }
+            e.max_len("spec.sorryServer.address", Some(&sorry.address), 64);
+            e.range("spec.sorryServer.port", sorry.port, 1, 65535);
+        }
+        e.range("spec.quorum", self.quorum, 1, 2_147_483_647);
         if let Some(d) = &self.drain {
             e.range("spec.drain.timeoutSeconds", d.timeout_seconds, 0, 86400);
         }

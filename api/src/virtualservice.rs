@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::enums::{
-    Family, ForwardingMethod, HealthCheckType, Protocol, Scheduler, SchedulerFlag, TunnelType,
+    DnsRcode, Family, ForwardingMethod, HealthAction, HealthCheckType, Protocol, Scheduler,
+    SchedulerFlag, TunnelType,
 };
 use crate::rules;
 use crate::selector::LabelSelector;
@@ -99,10 +100,24 @@ pub struct VirtualServiceSpec {
     /// Selects the RealServers (in this namespace) that receive the traffic.
     pub real_server_selector: LabelSelector,
 
-    /// Active health checking of the realservers. Reserved: accepted and
-    /// shown, but not yet acted on; every realserver counts as healthy.
+    /// Active health checking of the realservers by every director.
+    /// Reserved: validated and shown, but not yet acted on; every
+    /// realserver counts as healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+
+    /// Programmed as the only destination while no realserver is healthy
+    /// (or while the healthy weight is below quorum). Reserved: validated
+    /// and shown, but not yet acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<SorryServer>,
+
+    /// The minimum total weight of healthy realservers; below it the sorry
+    /// server takes the traffic. Reserved: validated and shown, but not yet
+    /// acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2147483647))]
+    pub quorum: Option<i64>,
 
     /// Graceful removal of realservers. Reserved: accepted and shown, but not
     /// yet acted on; removed realservers are deleted at once.
@@ -170,30 +185,88 @@ pub struct Directors {
     pub interface: Option<String>,
 }
 
-/// Health checking (reserved for a later version; not yet acted on).
+/// Health checking, keepalived-style: each director probes each
+/// realserver's own address (so NAT, DR and TUN alike) every interval;
+/// `fall` failures in a row take it out, `rise` successes bring it back.
+/// Reserved: validated and shown, but not yet acted on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(transform = rules::health_check)]
 pub struct HealthCheck {
     /// The check to run: TCP (connect), HTTP or HTTPS (GET path), DNS (a
-    /// query over UDP) or None.
+    /// query over UDP) or None. When unset: TCP for a TCP service, None
+    /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<HealthCheckType>,
-    /// Path for HTTP and HTTPS checks (only with those types).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// Port to check; the realserver port when unset.
+    /// Port to check; the realserver's port when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i64>,
-    /// Seconds between checks.
+    /// Seconds between checks (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub interval_seconds: Option<i64>,
-    /// Consecutive failures before a realserver is taken out (weight 0).
+    /// Seconds before one check counts as failed (default 2); less than
+    /// intervalSeconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: Option<i64>,
+    /// Passed checks in a row that bring a failed realserver back (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
-    pub failure_threshold: Option<i64>,
+    pub rise: Option<i64>,
+    /// Failed checks in a row that take a realserver out (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub fall: Option<i64>,
+    /// What a failed realserver gets: Inhibit (weight 0; the default for
+    /// TCP and SCTP) or Remove (the default for UDP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<HealthAction>,
+    /// Path of the HTTP and HTTPS GET (default "/"); starts with "/".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub path: Option<String>,
+    /// Host header of the HTTP and HTTPS GET (default: the realserver's
+    /// address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub host: Option<String>,
+    /// HTTP and HTTPS status codes counted as healthy, each a code or a
+    /// range ("200", "200-399"); default "200-399".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), transform = rules::expected_status)]
+    pub expected_status: Vec<String>,
+    /// HTTP and HTTPS: the answer body must contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub body_contains: Option<String>,
+    /// HTTPS: verify the realserver's certificate (default false: any
+    /// certificate is accepted, as keepalived does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_certificate: Option<bool>,
+    /// DNS: the name queried (type SOA; default ".").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub dns_name: Option<String>,
+    /// DNS: the answer code counted as healthy (default NOERROR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_rcode: Option<DnsRcode>,
+}
+
+/// The destination used while no realserver is healthy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SorryServer {
+    /// Its address, of the service's family; the same rules as a
+    /// RealServer's address.
+    #[schemars(length(max = 64), transform = rules::sorry_address)]
+    pub address: String,
+    /// Its port; the service's port when unset (with a firewall-mark
+    /// service: the packet's own port, as for realservers without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i64>,
 }
 
 /// Graceful drain (reserved for a later version; not yet acted on).

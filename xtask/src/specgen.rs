@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use lvs_api::{
-    Directors, Drain, Family, ForwardingMethod, HealthCheck, HealthCheckType, LabelSelector,
-    LabelSelectorRequirement, Persistence, Protocol, RealServerSpec, Scheduler, SchedulerFlag,
-    SelectorOperator, Tunnel, TunnelChecksum, TunnelType, VirtualServiceSpec, validate_pair,
+    Directors, DnsRcode, Drain, Family, ForwardingMethod, HealthAction, HealthCheck,
+    HealthCheckType, LabelSelector, LabelSelectorRequirement, Persistence, Protocol,
+    RealServerSpec, Scheduler, SchedulerFlag, SelectorOperator, SorryServer, Tunnel,
+    TunnelChecksum, TunnelType, VirtualServiceSpec, validate_pair,
 };
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};

@@ -149,6 +149,8 @@ impl Gen<'_> {
                 },
             },
             health_check: None,
+            sorry_server: None,
+            quorum: None,
             drain: None,
         };
         if by_mark {
@@ -219,13 +221,61 @@ impl Gen<'_> {
                 Some(HealthCheckType::None),
             ]);
             let http = matches!(t, Some(HealthCheckType::Http | HealthCheckType::Https));
+            let https = t == Some(HealthCheckType::Https);
+            let dns = t == Some(HealthCheckType::Dns);
+            // Each type's own fields mostly with it, now and then elsewhere.
+            let with = |this: bool, me: &mut Self| (this && me.chance(0.5)) || me.chance(0.02);
+            let interval = self.opt_int(1, 3600, 0.5, 0.03);
+            let timeout = if self.chance(0.5) {
+                None
+            } else {
+                // Below the interval (default 5) but for one in fifty.
+                let below = interval.unwrap_or(5).clamp(2, 3601) - 1;
+                Some(if self.chance(0.02) {
+                    below + 1
+                } else {
+                    self.int(1, below, 0.0)
+                })
+            };
             spec.health_check = Some(HealthCheck {
                 r#type: t,
-                path: ((http && self.chance(0.7)) || self.chance(0.02)).then(|| "/healthz".into()),
+                path: with(http, self).then(|| {
+                    if self.chance(0.03) {
+                        "healthz".into()
+                    } else {
+                        "/healthz".into()
+                    }
+                }),
                 port: self.opt_int(1, 65535, 0.5, 0.03),
-                interval_seconds: self.opt_int(1, 3600, 0.5, 0.03),
-                failure_threshold: self.opt_int(1, 100, 0.5, 0.03),
+                interval_seconds: interval,
+                timeout_seconds: timeout,
+                rise: self.opt_int(1, 100, 0.5, 0.03),
+                fall: self.opt_int(1, 100, 0.5, 0.03),
+                on_failure: self.chance(0.3).then(|| self.pick(HealthAction::ALL)),
+                host: with(http, self).then(|| "www.example.com".into()),
+                expected_status: if with(http, self) {
+                    self.pick(&[
+                        vec!["200".to_string()],
+                        vec!["200-299".into(), "301".into()],
+                        vec!["399-200".into()],
+                        vec!["2xx".into()],
+                    ])
+                } else {
+                    Vec::new()
+                },
+                body_contains: with(http, self).then(|| "ok".into()),
+                verify_certificate: with(https, self).then(|| self.chance(0.5)),
+                dns_name: with(dns, self).then(|| "example.com.".into()),
+                expected_rcode: with(dns, self).then(|| self.pick(DnsRcode::ALL)),
             });
+        }
+        if self.chance(0.1) {
+            let v6 = spec.is_ipv6() != self.chance(0.03);
+            spec.sorry_server = Some(SorryServer {
+                address: self.address(v6, false),
+                port: self.opt_int(1, 65535, 0.5, 0.03),
+            });
+            spec.quorum = self.opt_int(1, 1000, 0.5, 0.03);
         }
         if self.chance(0.2) {
             spec.drain = Some(Drain {
