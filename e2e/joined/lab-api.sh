@@ -16,6 +16,8 @@ lab_answer() { echo "$1"; }
 lab_manifest() { echo "$LVS_REPO/examples/$1.yaml"; }
 
 lab_agent_kill() { jl_exec root "kill -9 \$(cat /run/lab/agents/$1.pid)"; }
+# lab_agent_resync NODE: a full resync of NODE's agent now (SIGHUP).
+lab_agent_resync() { jl_exec root "kill -HUP \$(cat /run/lab/agents/$1.pid)"; }
 lab_agent_starts() { jl_exec root "cat /run/lab/agents/$1.starts"; }
 lab_agent_metrics() { jl_exec "$1" 'wget -q -O - http://127.0.0.1:9477/metrics'; }
 lab_agent_readyz() { jl_exec "$1" 'wget -q -O /dev/null http://127.0.0.1:9477/readyz' 2>/dev/null; }

@@ -2,7 +2,8 @@
 # Director high availability (README "Director high availability"): two
 # directors (dir1, dir2) with the agents' Lease election on, 10 DR VIPs
 # (192.0.2.100-109:80) and a DR echo service on the first VIP (:9000), all
-# served by rs1 and rs2. The router shares the lan with the directors: its
+# served by rs1 and rs2, and a NAT echo service on the first VIP (:9001 to the
+# realservers' :9000; the realservers' default gateway is dir1). The router shares the lan with the directors: its
 # neighbour table and `arping -b` (every request broadcast, so every node that
 # answers is seen) from it show which MAC answers for a VIP.
 #
@@ -33,6 +34,7 @@ HA_VIPS=(192.0.2.100 192.0.2.101 192.0.2.102 192.0.2.103 192.0.2.104
   192.0.2.105 192.0.2.106 192.0.2.107 192.0.2.108 192.0.2.109)
 HA_VIP=${HA_VIPS[0]}
 HA_ECHO_PORT=9000
+HA_NAT_PORT=9001
 HA_MAX=${HA_FAILOVER_MAX_S:-5}
 
 # _ha_manifest: the HA scenarios' objects (directors: director-group=edge).
@@ -55,12 +57,31 @@ spec:
 ---
 EOF
   done
+  cat <<EOF
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: ha-stream-nat, namespace: default}
+spec:
+  address: $HA_VIP
+  port: $HA_NAT_PORT
+  protocol: TCP
+  scheduler: rr
+  forwarding: NAT
+  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director-group: edge}}}
+  realServerSelector: {matchLabels: {app: ha-nat}}
+---
+EOF
   for i in rs1 rs2; do
     cat <<EOF
 apiVersion: lvs.lvs-operator.io/v1alpha1
 kind: RealServer
 metadata: {name: ha-$i, namespace: default, labels: {app: ha-web}}
 spec: {nodeName: $(lab_node "$i"), weight: 1}
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: ha-nat-$i, namespace: default, labels: {app: ha-nat}}
+spec: {address: $(lab_node_ip "$i"), port: $HA_ECHO_PORT, weight: 1}
 ---
 EOF
   done
@@ -123,7 +144,7 @@ _ha_heal() {
     lab_node_api "$d" restore 2>/dev/null
   done
   in_node router sh -c 'touch /tmp/ha-mon.stop /tmp/ha-hold.stop'
-  in_node client sh -c 'touch /tmp/ha-mon.stop /tmp/ha-stream.stop'
+  in_node client sh -c 'touch /tmp/ha-mon.stop /tmp/ha-dr.stop /tmp/ha-nat.stop /tmp/ha-nosync.stop'
   return 0
 }
 
@@ -144,7 +165,7 @@ _ha_setup() {
   # shellcheck disable=SC2046
   lab_ha_on $(lab_directors) || sc_fail "the directors' agents do not serve GET /ha with HA on (logs: in-node.sh root cat /run/lab/logs/dir1.log)"
   _ha_manifest | k apply -f - >/dev/null || sc_fail "kubectl apply of the HA objects failed"
-  for i in "${!HA_VIPS[@]}" stream; do
+  for i in "${!HA_VIPS[@]}" stream stream-nat; do
     sc_wait_vs "ha-$i" 2 120
   done
   for d in $(lab_directors); do
@@ -156,7 +177,7 @@ _ha_setup() {
 _ha_all_services() {
   local n
   n=$(in_node "$1" ipvsadm -Sn | grep -c -e '^-A -t 192\.0\.2\.1[0-9][0-9]:')
-  ((n == ${#HA_VIPS[@]} + 1))
+  ((n == ${#HA_VIPS[@]} + 2))
 }
 
 # _ha_monitor_start VIP: in the VM, from now on: the router's neighbour entry
@@ -323,56 +344,133 @@ sc_ha_failover_node_down() {
   _ha_single_owner_now "$HA_VIP"
 }
 
+# A long-lived TCP stream through the DR VIP keeps flowing across a takeover
+# (kill -9 of the active's agent) because the standby learned its connection
+# from the active's sync daemon; a NAT stream on the same VIP is reported
+# (INFO). Then the same takeover with the standby's backup sync daemon
+# stopped: the DR stream must break, or the first part proved nothing.
 sc_ha_stream_survives_failover() {
   _ha_setup
-  local a s maca macs t0 n0 n1
+  local a s maca macs t0 n0 n1 nat0 nat1 nat_before nat_ended nat_result=broke d
   a=$(_ha_holders "$HA_VIP") s=$(_ha_other "$a")
   maca=$(lab_node_mac "$a") macs=$(lab_node_mac "$s")
   for d in "$a" "$s"; do
-    in_node "$d" ipvsadm -L --daemon | grep -q 'backup sync daemon' ||
-      sc_fail "$d runs no IPVS backup sync daemon: $(in_node "$d" ipvsadm -L --daemon | tr '\n' ';')"
-    in_node "$d" ipvsadm -L --daemon | grep -q 'master sync daemon' ||
-      sc_fail "$d runs no IPVS master sync daemon: $(in_node "$d" ipvsadm -L --daemon | tr '\n' ';')"
+    _ha_daemon "$d" backup || sc_fail "$d runs no IPVS backup sync daemon: $(_ha_daemons "$d")"
+    _ha_daemon "$d" master || sc_fail "$d runs no IPVS master sync daemon: $(_ha_daemons "$d")"
   done
-  sc_ok "master and backup sync daemons on $a and $s"
-  # A line every 0.2 s over one TCP connection through the DR VIP to the
-  # realservers' echo server; /tmp/ha-stream.out grows while it flows.
-  in_node client sh -c '
-    rm -f /tmp/ha-stream.out /tmp/ha-stream.stop /tmp/ha-stream.done
-    (
-      i=0
-      while [ ! -e /tmp/ha-stream.stop ]; do echo "line $i"; i=$((i + 1)); sleep 0.2; done |
-        nc "$1" "$2" >/tmp/ha-stream.out 2>&1
-      touch /tmp/ha-stream.done
-    ) </dev/null >/dev/null 2>&1 &' stream "$HA_VIP" "$HA_ECHO_PORT" || sc_fail "cannot start the stream"
-  sc_retry 20 _ha_stream_lines 10 || sc_fail "the stream through $HA_VIP:$HA_ECHO_PORT does not flow: $(in_node client cat /tmp/ha-stream.out | tail -n 3 | tr '\n' ';')"
+  sc_ok "sync daemons on $a: $(_ha_daemons "$a")"
+  _ha_stream_start dr "$HA_ECHO_PORT"
+  _ha_stream_start nat "$HA_NAT_PORT"
+  sc_retry 20 _ha_stream_lines dr 10 || sc_fail "the DR stream through $HA_VIP:$HA_ECHO_PORT does not flow: $(_ha_stream_tail dr)"
   # The standby learned the connection from the active's sync daemon.
-  sc_retry 20 _ha_synced "$s" || sc_fail "$s has no synced connection to $HA_VIP:$HA_ECHO_PORT: $(in_node "$s" ipvsadm -Lnc | tr '\n' ';')"
-  sc_ok "$s holds the stream's connection (synced): $(in_node "$s" ipvsadm -Lnc | grep ":$HA_ECHO_PORT" | tr '\n' ';')"
+  sc_retry 20 _ha_synced "$s" "$HA_ECHO_PORT" || sc_fail "$s has no synced connection to $HA_VIP:$HA_ECHO_PORT: $(in_node "$s" ipvsadm -Lnc | tr '\n' ';')"
+  sc_ok "$s holds the DR stream's connection (synced): $(in_node "$s" ipvsadm -Lnc | grep " $HA_VIP:$HA_ECHO_PORT " | tr '\n' ';')"
+  if sc_retry 5 _ha_stream_lines nat 10; then nat_before=flowing; else nat_before="not flowing: $(_ha_stream_tail nat)"; fi
   _ha_monitor_start "$HA_VIP"
   lab_agent_hold "$a" on
   t0=$(_ha_uptime)
   lab_agent_kill "$a" || sc_fail "kill -9 of the agent on $a failed"
+  nat0=$(_ha_stream_count nat)
   _ha_takeover_checks "$a" "$s" "$maca" "$macs" "$t0" "ha-stream-survives-failover"
   sc_retry "$HA_MAX" _ha_not_held_by "$a" "$HA_VIP" || sc_fail "$a still holds $HA_VIP"
-  n0=$(_ha_stream_count)
-  sc_retry 15 _ha_stream_lines $((n0 + 10)) ||
-    sc_fail "the stream stopped at the takeover: $n0 lines then $(_ha_stream_count) (nc ended: $(in_node client sh -c 'test -e /tmp/ha-stream.done && echo yes || echo no'))"
-  n1=$(_ha_stream_count)
-  sc_ok "stream flows on through $s: $n0 -> $n1 lines"
-  in_node client sh -c 'test ! -e /tmp/ha-stream.done' || sc_fail "the stream's connection ended"
-  sc_info "ha-stream-survives-failover: a DR stream kept flowing across the takeover ($n1 lines echoed)"
-  in_node client touch /tmp/ha-stream.stop
+  n0=$(_ha_stream_count dr)
+  sc_retry 15 _ha_stream_lines dr $((n0 + 10)) ||
+    sc_fail "the DR stream stopped at the takeover: $n0 lines then $(_ha_stream_count dr) (nc ended: $(_ha_stream_ended dr && echo yes || echo no))"
+  n1=$(_ha_stream_count dr)
+  sc_ok "DR stream flows on through $s: $n0 -> $n1 lines"
+  _ha_stream_ended dr && sc_fail "the DR stream's connection ended"
+  sc_info "ha-stream-survives-failover: a DR stream kept flowing across the takeover from $a to $s ($n1 lines echoed)"
+  nat1=$(_ha_stream_count nat)
+  if _ha_stream_ended nat; then nat_ended=yes; else nat_ended=no; fi
+  # A NAT reply goes back through the realservers' gateway (dir1), which
+  # de-masquerades only connections it knows: the stream can only flow while
+  # the gateway knows it.
+  if [[ $nat_before != flowing ]]; then
+    nat_result="never flowed before the takeover"
+    ((nat1 >= nat0 + 10)) && nat_result+=", flowed after it"
+  elif [[ $nat_ended == no ]] && ((nat1 >= nat0 + 10)); then
+    nat_result=survived
+  fi
+  sc_info "ha-stream-survives-failover: NAT stream $HA_VIP:$HA_NAT_PORT (active $a -> $s; the realservers' gateway is dir1): $nat_result (before the takeover: $nat_before; $nat0 -> $nat1 lines after it; nc ended: $nat_ended)"
+  in_node client touch /tmp/ha-dr.stop /tmp/ha-nat.stop
   _ha_monitor_stop
   local st
   st=$(lab_agent_starts "$a")
   lab_agent_hold "$a" off
   sc_retry 120 _sc_agent_restarted "$a" "$st" || sc_fail "the agent on $a did not come back within 120 s"
   sc_retry 60 _ha_all_one_holder || sc_fail "after the restart of $a's agent: $(_ha_holder_map)"
+  _ha_stream_without_sync
 }
-_ha_stream_count() { in_node client sh -c 'grep -c "^line " /tmp/ha-stream.out 2>/dev/null || echo 0'; }
-_ha_stream_lines() { (($(_ha_stream_count) >= $1)); }
-_ha_synced() { in_node "$1" ipvsadm -Lnc | grep -q "ESTABLISHED.* $HA_VIP:$HA_ECHO_PORT "; }
+
+# The control: the standby's backup sync daemon stopped by hand, so it never
+# learns the stream's connection; after the takeover the new active has no
+# entry for the stream's packets and its stack resets the connection. Then
+# a full resync (SIGHUP) of the standby's agent starts its daemon again.
+_ha_stream_without_sync() {
+  local a s maca macs t0 n0 n1 ended st
+  a=$(_ha_holders "$HA_VIP") s=$(_ha_other "$a")
+  maca=$(lab_node_mac "$a") macs=$(lab_node_mac "$s")
+  in_node "$s" ipvsadm --stop-daemon backup || sc_fail "ipvsadm --stop-daemon backup failed on $s"
+  _ha_stream_start nosync "$HA_ECHO_PORT"
+  sc_retry 20 _ha_stream_lines nosync 10 || sc_fail "the control DR stream does not flow: $(_ha_stream_tail nosync)"
+  # Long enough for a sync message, had there been a backup daemon.
+  sleep 3
+  _ha_synced "$s" "$HA_ECHO_PORT" &&
+    sc_fail "control: $s has the stream's connection although its backup sync daemon is stopped: $(in_node "$s" ipvsadm -Lnc | tr '\n' ';')"
+  sc_ok "control: $s (backup sync daemon stopped) does not know the stream's connection"
+  _ha_monitor_start "$HA_VIP"
+  lab_agent_hold "$a" on
+  t0=$(_ha_uptime)
+  lab_agent_kill "$a" || sc_fail "kill -9 of the agent on $a failed"
+  _ha_takeover_checks "$a" "$s" "$maca" "$macs" "$t0" "ha-stream-survives-failover (control, no sync)"
+  n0=$(_ha_stream_count nosync)
+  # Broken: nc ended (reset), or nothing echoed for 5 s.
+  sc_retry 10 _ha_stream_broken nosync
+  n1=$(_ha_stream_count nosync)
+  if _ha_stream_ended nosync; then ended=yes; else ended=no; fi
+  sc_info "ha-stream-survives-failover: control without the standby's backup sync daemon: the DR stream went $n0 -> $n1 lines after the takeover, nc ended: $ended"
+  ((n1 >= n0 + 10)) && [[ $ended == no ]] &&
+    sc_fail "control: the DR stream survived the takeover with $s's backup sync daemon stopped ($n0 -> $n1 lines): the scenario proves nothing about the sync daemon"
+  sc_ok "control: without connection sync the DR stream broke at the takeover"
+  in_node client touch /tmp/ha-nosync.stop
+  _ha_monitor_stop
+  # The agent owns its daemons: a full resync starts the stopped one again.
+  lab_agent_resync "$s"
+  sc_retry 20 _ha_daemon "$s" backup || sc_fail "$s's agent did not start its backup sync daemon again after a full resync: $(_ha_daemons "$s")"
+  sc_ok "$s's agent started its backup sync daemon again: $(_ha_daemons "$s")"
+  st=$(lab_agent_starts "$a")
+  lab_agent_hold "$a" off
+  sc_retry 120 _sc_agent_restarted "$a" "$st" || sc_fail "the agent on $a did not come back within 120 s"
+  sc_retry 60 _ha_all_one_holder || sc_fail "after the restart of $a's agent: $(_ha_holder_map)"
+}
+# _ha_stream_start NAME PORT: a line every 0.2 s over one TCP connection from
+# the client to HA_VIP:PORT (an echo service); /tmp/ha-NAME.out grows while
+# it flows and /tmp/ha-NAME.done appears when nc ended.
+_ha_stream_start() {
+  in_node client sh -c '
+    rm -f "/tmp/ha-$1.out" "/tmp/ha-$1.stop" "/tmp/ha-$1.done"
+    (
+      i=0
+      while [ ! -e "/tmp/ha-$1.stop" ]; do echo "line $i"; i=$((i + 1)); sleep 0.2; done |
+        nc "$2" "$3" >"/tmp/ha-$1.out" 2>&1
+      touch "/tmp/ha-$1.done"
+    ) </dev/null >/dev/null 2>&1 &' stream "$1" "$HA_VIP" "$2" || sc_fail "cannot start the $1 stream"
+}
+_ha_stream_count() { in_node client sh -c 'cat "/tmp/ha-$1.out" 2>/dev/null | grep -c "^line "' count "$1"; }
+_ha_stream_lines() { (($(_ha_stream_count "$1") >= $2)); }
+_ha_stream_ended() { in_node client test -e "/tmp/ha-$1.done"; }
+_ha_stream_tail() { in_node client sh -c 'tail -n 3 "/tmp/ha-$1.out" 2>/dev/null' tail "$1" | tr '\n' ';'; }
+# _ha_stream_broken NAME: nc ended, or the stream echoed nothing for 5 s.
+_ha_stream_broken() {
+  local n
+  _ha_stream_ended "$1" && return 0
+  n=$(_ha_stream_count "$1")
+  sleep 5
+  [[ $(_ha_stream_count "$1") == "$n" ]]
+}
+_ha_synced() { in_node "$1" ipvsadm -Lnc | grep -q "ESTABLISHED.* $HA_VIP:$2 "; }
+_ha_daemon() { in_node "$1" ipvsadm -L --daemon | grep -q "^$2 sync daemon"; }
+_ha_daemons() { in_node "$1" ipvsadm -L --daemon | tr '\n' ';'; }
 
 sc_ha_api_outage_keeps_vips() {
   lab_has apiserver-restart || sc_fail "this lab cannot stop its API server"

@@ -296,6 +296,7 @@ impl<D: Dataplane> Agent<D> {
         let started = Instant::now();
         let pending = std::mem::take(&mut self.pending);
         let node_ips = self.node_ips();
+        let directs = self.planner.directs();
         let whole = full || pending.all || self.node_problem || !self.reconciler.has_view();
         let (report, names) = if whole {
             let mut plan = self.planner.plan();
@@ -306,6 +307,7 @@ impl<D: Dataplane> Agent<D> {
                 SyncInput {
                     plan: &plan,
                     node_ips: &node_ips,
+                    directs,
                 },
                 full,
             );
@@ -328,6 +330,7 @@ impl<D: Dataplane> Agent<D> {
                 SyncInput {
                     plan: &plan,
                     node_ips: &node_ips,
+                    directs,
                 },
                 &reconcile_scope(&scope),
             );

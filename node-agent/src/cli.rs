@@ -163,8 +163,9 @@ pub struct Args {
     /// HA: the namespace of the election's Leases.
     #[arg(long, env = "POD_NAMESPACE")]
     pub ha_namespace: Option<String>,
-    /// HA: the interface of the IPVS connection sync daemons (default: the
-    /// interface holding the node's InternalIP).
+    /// HA: the interface of the IPVS connection sync daemons, master and
+    /// backup, that every HA director runs (default: the interface holding
+    /// the node's InternalIP or --node-ip).
     #[arg(long, env = "LVS_SYNC_INTERFACE")]
     pub sync_interface: Option<String>,
     /// HA: the sync id of the IPVS connection sync daemons.
@@ -291,6 +292,7 @@ struct Settings {
     node_ips: Vec<IpAddr>,
     vip_mode: VipMode,
     fake_no_ipvs: bool,
+    sync_daemons: Option<crate::reconcile::SyncDaemonSettings>,
 }
 
 impl From<&Args> for Settings {
@@ -304,6 +306,13 @@ impl From<&Args> for Settings {
                 VipModeArg::Route => VipMode::LocalRoute,
             },
             fake_no_ipvs: a.fake_no_ipvs,
+            // Every HA director runs them, whatever its roles.
+            sync_daemons: (vip_roles(a) != crate::ha::VipRoles::Off).then(|| {
+                crate::reconcile::SyncDaemonSettings {
+                    interface: a.sync_interface.clone(),
+                    sync_id: u32::from(a.sync_id),
+                }
+            }),
         }
     }
 }
@@ -317,7 +326,9 @@ fn netlink_reconciler(s: &Settings) -> anyhow::Result<Reconciler<NetlinkDataplan
     let dp = NetlinkDataplane::new()
         .context("opening the rtnetlink socket")?
         .with_sysctl_root(&s.proc_sys);
-    Ok(Reconciler::new(dp, store)?.with_vip_mode(s.vip_mode))
+    Ok(Reconciler::new(dp, store)?
+        .with_vip_mode(s.vip_mode)
+        .with_sync_daemons(s.sync_daemons.clone()))
 }
 
 fn fake_reconciler(s: &Settings) -> anyhow::Result<Reconciler<FakeDataplane>> {
@@ -329,7 +340,9 @@ fn fake_reconciler(s: &Settings) -> anyhow::Result<Reconciler<FakeDataplane>> {
     // for its own: the fake keeps its ledger in memory too.
     let mut dp = FakeDataplane::for_node(&s.node_ips);
     dp.ipvs_available = !s.fake_no_ipvs;
-    Ok(Reconciler::new(dp, LedgerStore::in_memory())?.with_vip_mode(s.vip_mode))
+    Ok(Reconciler::new(dp, LedgerStore::in_memory())?
+        .with_vip_mode(s.vip_mode)
+        .with_sync_daemons(s.sync_daemons.clone()))
 }
 
 fn agent_config(args: &Args) -> AgentConfig {

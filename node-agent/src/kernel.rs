@@ -1,5 +1,6 @@
 //! The kernel objects the agent deals with besides IPVS, as plain values:
-//! addresses and local routes, links, tunnel devices, fou ports.
+//! addresses and local routes, links, tunnel devices, fou ports, sync
+//! daemons.
 //!
 //! IPVS services and destinations use `lvs-ipvs`'s types (`ServiceKey`,
 //! `ServiceConfig`, `DestKey`, `DestConfig`, `Op`) directly; this module only
@@ -13,7 +14,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Bound;
 
-use lvs_ipvs::{DestConfig, DestKey, Op, Protocol, ServiceKey};
+use lvs_ipvs::{DaemonState, DestConfig, DestKey, Op, Protocol, ServiceKey, SyncDaemon};
 use serde::{Deserialize, Serialize};
 
 /// A service's destinations by key, as the reconciler keeps them.
@@ -319,6 +320,61 @@ impl fmt::Display for FouPort {
             "gue port {} ({})",
             self.port,
             if self.ipv6 { "IPv6" } else { "IPv4" }
+        )
+    }
+}
+
+/// An IPVS connection sync daemon by what identifies it here: the kernel
+/// runs at most one per role (master, backup) in a network namespace, on
+/// one multicast interface with one sync id. Optional kernel settings
+/// (group, port, TTL, message size) are left at the kernel's defaults and
+/// are not compared.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DaemonSpec {
+    pub state: DaemonState,
+    pub interface: String,
+    pub sync_id: u32,
+}
+
+impl DaemonSpec {
+    pub fn of(d: &SyncDaemon) -> Self {
+        DaemonSpec {
+            state: d.state,
+            interface: d.mcast_ifn.clone(),
+            sync_id: d.sync_id,
+        }
+    }
+
+    /// The NEW_DAEMON request: kernel defaults for everything optional.
+    pub fn to_daemon(&self) -> SyncDaemon {
+        SyncDaemon {
+            state: self.state,
+            mcast_ifn: self.interface.clone(),
+            sync_id: self.sync_id,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+        }
+    }
+}
+
+/// The role's name as `ipvsadm` spells it.
+pub fn daemon_role(state: DaemonState) -> &'static str {
+    match state {
+        DaemonState::Master => "master",
+        DaemonState::Backup => "backup",
+    }
+}
+
+impl fmt::Display for DaemonSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "IPVS sync daemon {} on {} (sync id {})",
+            daemon_role(self.state),
+            self.interface,
+            self.sync_id
         )
     }
 }

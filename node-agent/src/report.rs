@@ -32,6 +32,9 @@ pub enum ErrorKind {
     /// A VIP with several directors has no HA role on this node, so it is
     /// not held.
     HaRoleMissing,
+    /// An IPVS sync daemon of a wanted role runs with other settings and
+    /// was not started by the agent.
+    ForeignDaemon,
 }
 
 impl ErrorKind {
@@ -56,6 +59,7 @@ impl ErrorKind {
             ErrorKind::IpvsUnavailable => "ipvs_unavailable",
             ErrorKind::VipWithheld => "vip_withheld",
             ErrorKind::HaRoleMissing => "ha_role_missing",
+            ErrorKind::ForeignDaemon => "foreign_daemon",
         }
     }
 }

@@ -88,6 +88,7 @@ fn scoped(
         SyncInput {
             plan: to,
             node_ips: &ips,
+            directs: !to.services.is_empty(),
         },
         &scope,
     )

@@ -542,6 +542,7 @@ fn unknown_internal_ip_is_an_interface_error_for_that_service() {
         lvs_node_agent::reconcile::SyncInput {
             plan: &plan,
             node_ips: &[],
+            directs: !plan.services.is_empty(),
         },
         false,
     );

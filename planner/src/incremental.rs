@@ -203,6 +203,12 @@ impl Incremental {
         &self.nodes
     }
 
+    /// Whether this node directs any VirtualService (has an IPVS service
+    /// in its plan).
+    pub fn directs(&self) -> bool {
+        self.fragments.values().any(|f| f.service.is_some())
+    }
+
     /// The changes that turn the current objects into these (a full
     /// snapshot): upserts for new and changed objects, deletes for the rest.
     /// Later duplicates of a name win.

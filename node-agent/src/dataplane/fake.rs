@@ -15,11 +15,13 @@ use std::fmt;
 
 use super::{Dataplane, DataplaneError, DpResult, errno};
 use lvs_ipvs::{
-    DestConfig, DestEntry, DestKey, DestStats, Destination, Op, Service, ServiceConfig,
-    ServiceEntry, ServiceKey, Stats,
+    DaemonState, DestConfig, DestEntry, DestKey, DestStats, Destination, Op, Service,
+    ServiceConfig, ServiceEntry, ServiceKey, Stats, SyncDaemon,
 };
 
-use crate::kernel::{AddrKind, Address, FouPort, Link, OpText, TunnelDevice, TunnelKind};
+use crate::kernel::{
+    AddrKind, Address, DaemonSpec, FouPort, Link, OpText, TunnelDevice, TunnelKind,
+};
 
 /// One call the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,9 @@ pub enum Call {
     FouPorts,
     AddFou(FouPort),
     DelFou(FouPort),
+    Daemons,
+    AddDaemon(DaemonSpec),
+    DelDaemon(DaemonState),
     ReadSysctl(String),
     WriteSysctl(String, String),
 }
@@ -51,6 +56,8 @@ impl Call {
                 | Call::ReleaseTunnel(_)
                 | Call::AddFou(_)
                 | Call::DelFou(_)
+                | Call::AddDaemon(_)
+                | Call::DelDaemon(_)
                 | Call::WriteSysctl(..)
         )
     }
@@ -59,7 +66,7 @@ impl Call {
     pub fn is_dump(&self) -> bool {
         matches!(
             self,
-            Call::IpvsDump | Call::Addresses | Call::Links | Call::FouPorts
+            Call::IpvsDump | Call::Addresses | Call::Links | Call::FouPorts | Call::Daemons
         )
     }
 }
@@ -97,6 +104,8 @@ pub struct FakeDataplane {
     pub addresses: BTreeSet<Address>,
     pub fou: BTreeSet<FouPort>,
     pub sysctls: BTreeMap<String, String>,
+    /// Running sync daemons, by role.
+    pub daemons: BTreeMap<DaemonState, SyncDaemon>,
     /// Tunnel kinds whose module "loads".
     pub tunnel_kinds: BTreeSet<TunnelKind>,
     pub ipvs_available: bool,
@@ -122,6 +131,7 @@ impl fmt::Debug for FakeDataplane {
             .field("addresses", &self.addresses)
             .field("fou", &self.fou)
             .field("sysctls", &self.sysctls)
+            .field("daemons", &self.daemons)
             .field("calls", &self.calls.len())
             .field("injections", &self.injections.len())
             .finish()
@@ -148,6 +158,7 @@ impl FakeDataplane {
             addresses: BTreeSet::new(),
             fou: BTreeSet::new(),
             sysctls: BTreeMap::new(),
+            daemons: BTreeMap::new(),
             tunnel_kinds: [
                 TunnelKind::Ipip,
                 TunnelKind::Ip6tnl,
@@ -563,6 +574,41 @@ impl FakeDataplane {
         Ok(())
     }
 
+    fn daemons_now(&mut self) -> DpResult<Vec<SyncDaemon>> {
+        self.record(Call::Daemons)?;
+        if !self.ipvs_available {
+            return Err(DataplaneError::IpvsUnavailable {
+                request: "dump IPVS sync daemons".into(),
+                detail: "family not found".into(),
+            });
+        }
+        Ok(self.daemons.values().cloned().collect())
+    }
+
+    /// Like the kernel: one daemon per role, on an existing interface.
+    fn add_daemon_now(&mut self, d: &DaemonSpec) -> DpResult<()> {
+        self.record(Call::AddDaemon(d.clone()))?;
+        if !self.links.contains_key(&d.interface) {
+            return Err(kernel(format!("start {d}"), errno::ENODEV));
+        }
+        if self.daemons.contains_key(&d.state) {
+            return Err(kernel(format!("start {d}"), errno::EEXIST));
+        }
+        self.daemons.insert(d.state, d.to_daemon());
+        Ok(())
+    }
+
+    fn del_daemon_now(&mut self, state: DaemonState) -> DpResult<()> {
+        self.record(Call::DelDaemon(state))?;
+        match self.daemons.remove(&state) {
+            Some(_) => Ok(()),
+            None => Err(kernel(
+                format!("stop the {} sync daemon", crate::kernel::daemon_role(state)),
+                errno::ESRCH,
+            )),
+        }
+    }
+
     fn read_sysctl_now(&mut self, key: &str) -> DpResult<String> {
         self.record(Call::ReadSysctl(key.to_string()))?;
         if !self.sysctl_exists(key) {
@@ -643,6 +689,21 @@ impl Dataplane for FakeDataplane {
 
     fn del_fou_port(&mut self, port: &FouPort) -> DpResult<()> {
         let r = self.del_fou_port_now(port);
+        self.answer(r)
+    }
+
+    fn daemons(&mut self) -> DpResult<Vec<SyncDaemon>> {
+        let r = self.daemons_now();
+        self.answer(r)
+    }
+
+    fn add_daemon(&mut self, daemon: &DaemonSpec) -> DpResult<()> {
+        let r = self.add_daemon_now(daemon);
+        self.answer(r)
+    }
+
+    fn del_daemon(&mut self, state: DaemonState) -> DpResult<()> {
+        let r = self.del_daemon_now(state);
         self.answer(r)
     }
 

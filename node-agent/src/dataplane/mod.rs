@@ -8,9 +8,9 @@
 use std::io;
 use std::net::IpAddr;
 
-use lvs_ipvs::{Op, ServiceEntry};
+use lvs_ipvs::{DaemonState, Op, ServiceEntry, SyncDaemon};
 
-use crate::kernel::{Address, FouPort, Link, TunnelDevice};
+use crate::kernel::{Address, DaemonSpec, FouPort, Link, TunnelDevice};
 
 pub mod fake;
 #[cfg(target_os = "linux")]
@@ -158,6 +158,14 @@ pub trait Dataplane {
     fn fou_ports(&mut self) -> DpResult<Vec<FouPort>>;
     fn add_fou_port(&mut self, port: &FouPort) -> DpResult<()>;
     fn del_fou_port(&mut self, port: &FouPort) -> DpResult<()>;
+
+    /// The running IPVS connection sync daemons (at most one master and
+    /// one backup).
+    fn daemons(&mut self) -> DpResult<Vec<SyncDaemon>>;
+    /// Starts a sync daemon; EEXIST when one of that role runs already.
+    fn add_daemon(&mut self, daemon: &DaemonSpec) -> DpResult<()>;
+    /// Stops the sync daemon of that role; ESRCH when none runs.
+    fn del_daemon(&mut self, state: DaemonState) -> DpResult<()>;
 
     /// A sysctl of the agent's network namespace: `net/ipv4/ip_forward`.
     fn read_sysctl(&mut self, key: &str) -> DpResult<String>;

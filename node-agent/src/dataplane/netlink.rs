@@ -30,7 +30,8 @@ use rtnetlink::{AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, RouteMess
 use super::fou::FouClient;
 use super::{Dataplane, DataplaneError, DpResult, errno};
 use crate::kernel::{
-    AddrKind, Address, FouPort, Link, OpText, RTPROT_LVS, Scope, TunnelDevice, TunnelKind,
+    AddrKind, Address, DaemonSpec, FouPort, Link, OpText, RTPROT_LVS, Scope, TunnelDevice,
+    TunnelKind,
 };
 
 /// The kernel of the agent's network namespace.
@@ -124,6 +125,19 @@ fn sysctl_path(root: &std::path::Path, key: &str) -> DpResult<std::path::PathBuf
         });
     }
     Ok(root.join(key))
+}
+
+/// A single IPVS write's error; a socket that failed other than by the
+/// kernel's answer is replaced on the next call.
+fn ipvs_write_error(
+    client: &mut Option<ipvs::IpvsClient>,
+    request: &str,
+    e: ipvs::Error,
+) -> DataplaneError {
+    if !matches!(e, ipvs::Error::Kernel { .. }) {
+        *client = None;
+    }
+    ipvs_error(request, e)
 }
 
 fn ipvs_error(request: &str, e: ipvs::Error) -> DataplaneError {
@@ -339,6 +353,30 @@ impl Dataplane for NetlinkDataplane {
                 Err(ipvs_error(request, e))
             }
         }
+    }
+
+    fn daemons(&mut self) -> DpResult<Vec<ipvs::SyncDaemon>> {
+        let request = "dump the IPVS sync daemons";
+        let result = self.ipvs_client(request)?.daemons();
+        result.map_err(|e| {
+            self.ipvs = None;
+            ipvs_error(request, e)
+        })
+    }
+
+    fn add_daemon(&mut self, daemon: &DaemonSpec) -> DpResult<()> {
+        let request = format!("start {daemon}");
+        let result = self.ipvs_client(&request)?.add_daemon(&daemon.to_daemon());
+        result.map_err(|e| ipvs_write_error(&mut self.ipvs, &request, e))
+    }
+
+    fn del_daemon(&mut self, state: ipvs::DaemonState) -> DpResult<()> {
+        let request = format!(
+            "stop the {} IPVS sync daemon",
+            crate::kernel::daemon_role(state)
+        );
+        let result = self.ipvs_client(&request)?.del_daemon(state);
+        result.map_err(|e| ipvs_write_error(&mut self.ipvs, &request, e))
     }
 
     fn ipvs_apply(&mut self, ops: &[ipvs::Op]) -> DpResult<Vec<DpResult<()>>> {

@@ -49,6 +49,8 @@ pub(super) struct JournalEntry {
     fou_ports: Option<Vec<FouPort>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sysctls: Option<Vec<FileSysctl>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    daemons: Option<Vec<FileDaemon>>,
 }
 
 impl JournalEntry {
@@ -86,11 +88,15 @@ impl JournalEntry {
         if after.sysctls != before.sysctls {
             e.sysctls = Some(file_sysctls(&after.sysctls));
         }
+        if after.daemons != before.daemons {
+            e.daemons = Some(file_daemons(&after.daemons));
+        }
         let empty = e.services.is_empty()
             && e.addresses.is_empty()
             && e.tunnels.is_none()
             && e.fou_ports.is_none()
-            && e.sysctls.is_none();
+            && e.sysctls.is_none()
+            && e.daemons.is_none();
         (!empty).then_some(e)
     }
 
@@ -122,6 +128,9 @@ impl JournalEntry {
         }
         if let Some(s) = self.sysctls {
             l.sysctls = owned_sysctls(s);
+        }
+        if let Some(d) = self.daemons {
+            l.daemons = owned_daemons(d);
         }
     }
 }

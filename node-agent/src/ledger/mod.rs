@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use lvs_ipvs::{DestKey, ServiceKey};
+use lvs_ipvs::{DaemonState, DestKey, ServiceKey};
 
-use crate::kernel::{AddrKey, AddrScope, FouPort, TunnelKind};
+use crate::kernel::{AddrKey, AddrScope, DaemonSpec, FouPort, TunnelKind};
 
 mod journal;
 mod store;
@@ -58,6 +58,8 @@ pub struct Ledger {
     pub tunnels: BTreeMap<String, OwnedTunnel>,
     pub fou_ports: BTreeSet<FouPort>,
     pub sysctls: BTreeMap<String, OwnedSysctl>,
+    /// IPVS connection sync daemons the agent started, by role.
+    pub daemons: BTreeMap<DaemonState, DaemonSpec>,
 }
 
 impl Ledger {
@@ -77,6 +79,7 @@ impl Ledger {
             && self.tunnels.is_empty()
             && self.fou_ports.is_empty()
             && self.sysctls.is_empty()
+            && self.daemons.is_empty()
     }
 }
 
@@ -105,6 +108,21 @@ struct FileSysctl {
     value: String,
 }
 
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+enum FileDaemonState {
+    Master,
+    Backup,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FileDaemon {
+    state: FileDaemonState,
+    interface: String,
+    sync_id: u32,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LedgerFile {
@@ -122,6 +140,10 @@ struct LedgerFile {
     fou_ports: Vec<FouPort>,
     #[serde(default)]
     sysctls: Vec<FileSysctl>,
+    /// Absent from files written before the agent ran sync daemons, and
+    /// left out while empty so that such files are written back unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    daemons: Vec<FileDaemon>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -152,6 +174,38 @@ fn file_sysctls(s: &BTreeMap<String, OwnedSysctl>) -> Vec<FileSysctl> {
             key: k.clone(),
             previous: s.previous.clone(),
             value: s.value.clone(),
+        })
+        .collect()
+}
+
+fn file_daemons(d: &BTreeMap<DaemonState, DaemonSpec>) -> Vec<FileDaemon> {
+    d.values()
+        .map(|d| FileDaemon {
+            state: match d.state {
+                DaemonState::Master => FileDaemonState::Master,
+                DaemonState::Backup => FileDaemonState::Backup,
+            },
+            interface: d.interface.clone(),
+            sync_id: d.sync_id,
+        })
+        .collect()
+}
+
+fn owned_daemons(d: Vec<FileDaemon>) -> BTreeMap<DaemonState, DaemonSpec> {
+    d.into_iter()
+        .map(|d| {
+            let state = match d.state {
+                FileDaemonState::Master => DaemonState::Master,
+                FileDaemonState::Backup => DaemonState::Backup,
+            };
+            (
+                state,
+                DaemonSpec {
+                    state,
+                    interface: d.interface,
+                    sync_id: d.sync_id,
+                },
+            )
         })
         .collect()
 }
@@ -194,6 +248,7 @@ impl From<&Ledger> for LedgerFile {
             tunnels: file_tunnels(&l.tunnels),
             fou_ports: l.fou_ports.iter().copied().collect(),
             sysctls: file_sysctls(&l.sysctls),
+            daemons: file_daemons(&l.daemons),
         }
     }
 }
@@ -218,6 +273,7 @@ impl From<LedgerFile> for Ledger {
             tunnels: owned_tunnels(f.tunnels),
             fou_ports: f.fou_ports.into_iter().collect(),
             sysctls: owned_sysctls(f.sysctls),
+            daemons: owned_daemons(f.daemons),
         }
     }
 }
@@ -266,7 +322,8 @@ impl LedgerError {
 /// looked at, the addresses its scope covers, and the (few) tunnels, fou
 /// ports and sysctls. Taken before and after the sync, the two parts say
 /// what to append to the journal, and the first undoes the sync's intended
-/// additions when the journal cannot be written.
+/// additions when the journal cannot be written. Sync daemons are few and
+/// reconciled by every sync, like sysctls, so the part holds them whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerPart {
     pub services: BTreeMap<ServiceKey, Option<OwnedService>>,
@@ -275,6 +332,7 @@ pub struct LedgerPart {
     pub tunnels: BTreeMap<String, OwnedTunnel>,
     pub fou_ports: BTreeSet<FouPort>,
     pub sysctls: BTreeMap<String, OwnedSysctl>,
+    pub daemons: BTreeMap<DaemonState, DaemonSpec>,
 }
 
 impl Ledger {
@@ -297,6 +355,7 @@ impl Ledger {
             tunnels: self.tunnels.clone(),
             fou_ports: self.fou_ports.clone(),
             sysctls: self.sysctls.clone(),
+            daemons: self.daemons.clone(),
         }
     }
 
@@ -320,6 +379,7 @@ impl Ledger {
         self.tunnels = part.tunnels;
         self.fou_ports = part.fou_ports;
         self.sysctls = part.sysctls;
+        self.daemons = part.daemons;
     }
 }
 

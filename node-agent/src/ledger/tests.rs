@@ -252,6 +252,61 @@ fn journal_entries_replay_over_the_file_and_a_save_folds_them_in() {
     fs::remove_dir_all(dir).unwrap();
 }
 
+fn with_daemons(mut l: Ledger, interface: &str) -> Ledger {
+    for state in [DaemonState::Master, DaemonState::Backup] {
+        l.daemons.insert(
+            state,
+            DaemonSpec {
+                state,
+                interface: interface.into(),
+                sync_id: 3,
+            },
+        );
+    }
+    l
+}
+
+#[test]
+fn sync_daemons_round_trip_through_the_file_and_the_journal() {
+    let dir = temp_dir("ledger-daemons");
+    let mut store = LedgerStore::in_dir(&dir).unwrap();
+    store.load().unwrap();
+    let l = with_daemons(sample(), "eth0");
+    store.save(&l).unwrap();
+    let text = fs::read_to_string(dir.join(LEDGER_FILE)).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        file["daemons"],
+        serde_json::json!([
+            { "state": "master", "interface": "eth0", "syncId": 3 },
+            { "state": "backup", "interface": "eth0", "syncId": 3 },
+        ]),
+        "{text}"
+    );
+
+    // A scoped sync that replaces them, then one that stops them.
+    let keys = [web_key()];
+    let all = AddrScope::All;
+    let moved = with_daemons(sample(), "eth1");
+    assert!(
+        store
+            .append(&l.part(&keys, all), &moved.part(&keys, all))
+            .unwrap()
+    );
+    drop(store);
+    assert_eq!(LedgerStore::in_dir(&dir).unwrap().load().unwrap(), moved);
+    let mut store = LedgerStore::in_dir(&dir).unwrap();
+    store.load().unwrap();
+    assert!(
+        store
+            .append(&moved.part(&keys, all), &sample().part(&keys, all))
+            .unwrap()
+    );
+    drop(store);
+    assert_eq!(LedgerStore::in_dir(&dir).unwrap().load().unwrap(), sample());
+    fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn restore_puts_a_part_back() {
     let mut l = sample();

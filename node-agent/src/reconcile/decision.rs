@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lvs_ipvs::{Op, ServiceKey};
+use lvs_ipvs::{DaemonState, Op, ServiceKey};
 
-use crate::kernel::{AddrKey, Address, FouPort, TunnelDevice};
+use crate::kernel::{AddrKey, Address, DaemonSpec, FouPort, TunnelDevice};
 use crate::ledger::{Ledger, OwnedService, OwnedSysctl, OwnedTunnel};
 use crate::report::SyncError;
 
@@ -43,6 +43,16 @@ pub enum Write {
         add: Vec<OwnedAddress>,
         held: Vec<OwnedAddress>,
     },
+    /// Start a sync daemon.
+    StartDaemon(DaemonSpec),
+    /// Stop an owned sync daemon and start its replacement (the kernel
+    /// cannot change a running one).
+    ReplaceDaemon {
+        old: DaemonSpec,
+        new: DaemonSpec,
+    },
+    /// Stop an owned sync daemon.
+    StopDaemon(DaemonSpec),
     DelAddress(Address),
     RestoreSysctl {
         key: String,
@@ -64,10 +74,12 @@ impl Write {
             Write::AddAddresses(_) => 3,
             Write::Ipvs(_) => 4,
             Write::DirectorVips { .. } => 5,
-            Write::RestoreSysctl { .. } => 6,
-            Write::DelAddress(_) => 7,
-            Write::DelFou(_) => 8,
-            Write::ReleaseTunnel(_) => 9,
+            Write::StartDaemon(_) | Write::ReplaceDaemon { .. } => 6,
+            Write::RestoreSysctl { .. } => 7,
+            Write::DelAddress(_) => 8,
+            Write::DelFou(_) => 9,
+            Write::ReleaseTunnel(_) => 10,
+            Write::StopDaemon(_) => 11,
         }
     }
 
@@ -92,6 +104,7 @@ pub struct LedgerDelta {
     pub tunnels: BTreeMap<String, Option<OwnedTunnel>>,
     pub fou_ports: BTreeMap<FouPort, bool>,
     pub sysctls: BTreeMap<String, Option<OwnedSysctl>>,
+    pub daemons: BTreeMap<DaemonState, Option<DaemonSpec>>,
 }
 
 fn set_entry<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) -> Option<V> {
@@ -116,6 +129,7 @@ impl LedgerDelta {
             && self.tunnels.is_empty()
             && self.fou_ports.is_empty()
             && self.sysctls.is_empty()
+            && self.daemons.is_empty()
     }
 
     /// Adds another delta's entries (the kinds' deltas never overlap).
@@ -125,6 +139,7 @@ impl LedgerDelta {
         self.tunnels.extend(other.tunnels);
         self.fou_ports.extend(other.fou_ports);
         self.sysctls.extend(other.sysctls);
+        self.daemons.extend(other.daemons);
     }
 
     /// Makes the changes in `ledger`; returns the delta that undoes them.
@@ -149,6 +164,9 @@ impl LedgerDelta {
         for (k, v) in self.sysctls {
             let was = set_entry(&mut ledger.sysctls, k.clone(), v);
             undo.sysctls.insert(k, was);
+        }
+        for (k, v) in self.daemons {
+            undo.daemons.insert(k, set_entry(&mut ledger.daemons, k, v));
         }
         undo
     }
@@ -175,6 +193,12 @@ impl LedgerDelta {
     pub fn revert_fou(&mut self, port: &FouPort, ledger: &mut Ledger) {
         if let Some(owned) = self.fou_ports.remove(port) {
             set_member(&mut ledger.fou_ports, *port, owned);
+        }
+    }
+
+    pub fn revert_daemon(&mut self, state: DaemonState, ledger: &mut Ledger) {
+        if let Some(v) = self.daemons.remove(&state) {
+            set_entry(&mut ledger.daemons, state, v);
         }
     }
 

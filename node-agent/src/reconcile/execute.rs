@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use lvs_ipvs::{Op, Protocol, ServiceKey};
 
 use crate::dataplane::{Dataplane, DpResult, Outcome};
-use crate::kernel::{Address, DestMap, Link, ServiceLabel};
+use crate::kernel::{Address, DaemonSpec, DestMap, Link, ServiceLabel};
 use crate::reconcile::decision::{LedgerDelta, OwnedAddress, Write};
 use crate::reconcile::{Known, KnownService, Reconciler, sysctls};
 use crate::report::{ErrorKind, SyncError, SyncReport};
@@ -131,6 +131,22 @@ impl<D: Dataplane> Reconciler<D> {
                     }
                 }
             }
+            Write::StartDaemon(d) => self.start_daemon(known, undo, d, report),
+            Write::ReplaceDaemon { old, new } => {
+                if self.stop_daemon(known, &old, report) {
+                    // Stopping forgot the role's entry; the replacement is
+                    // recorded again, and undoing it leaves nothing owned.
+                    undo.daemons.insert(old.state, None);
+                    self.ledger.daemons.insert(new.state, new.clone());
+                    self.start_daemon(known, undo, new, report);
+                } else {
+                    // The old one may still run: the ledger keeps naming it.
+                    undo.revert_daemon(old.state, &mut self.ledger);
+                }
+            }
+            Write::StopDaemon(d) => {
+                self.stop_daemon(known, &d, report);
+            }
             Write::DelAddress(a) => {
                 report.count("addr_del");
                 match self.dp.del_address(&a) {
@@ -218,6 +234,64 @@ impl<D: Dataplane> Reconciler<D> {
                         format!("tunnel device {}: {e}", dev.name),
                     )),
                 }
+            }
+        }
+    }
+
+    /// Starts a sync daemon recorded ahead in the ledger.
+    fn start_daemon(
+        &mut self,
+        known: &mut Known,
+        undo: &mut LedgerDelta,
+        d: DaemonSpec,
+        report: &mut SyncReport,
+    ) {
+        report.count("daemon_start");
+        let Err(e) = self.dp.add_daemon(&d) else {
+            tracing::info!(daemon = %d, "IPVS connection sync daemon started");
+            known.daemons.insert(d.state, d);
+            return;
+        };
+        match e.outcome() {
+            // Maybe started: the intent stays until the next full read.
+            Outcome::Unknown => self.stale = true,
+            outcome => {
+                undo.revert_daemon(d.state, &mut self.ledger);
+                // Someone started one of that role meanwhile: not ours,
+                // and the next full read says what it is.
+                if outcome == Outcome::AlreadyExists {
+                    self.stale = true;
+                }
+            }
+        }
+        report
+            .errors
+            .push(SyncError::new(ErrorKind::Kernel, None, format!("{d}: {e}")));
+    }
+
+    /// Stops an owned sync daemon; whether it is gone.
+    fn stop_daemon(&mut self, known: &mut Known, d: &DaemonSpec, report: &mut SyncReport) -> bool {
+        report.count("daemon_stop");
+        match self.dp.del_daemon(d.state) {
+            Ok(()) => {
+                tracing::info!(daemon = %d, "IPVS connection sync daemon stopped");
+                self.ledger.daemons.remove(&d.state);
+                known.daemons.remove(&d.state);
+                true
+            }
+            Err(e) if e.outcome() == Outcome::NotFound => {
+                // Gone already; the ledger entry goes with the next full read.
+                known.daemons.remove(&d.state);
+                self.stale = true;
+                true
+            }
+            Err(e) => {
+                report.errors.push(SyncError::new(
+                    ErrorKind::Kernel,
+                    None,
+                    format!("stopping {d}: {e}"),
+                ));
+                false
             }
         }
     }

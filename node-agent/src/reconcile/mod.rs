@@ -18,14 +18,15 @@
 //! A sync is data first, effects second. Each kind of kernel object has a
 //! pure diff of (desired, known, ledger) that returns a [`Decision`]: the
 //! writes to make and the ledger delta recording the intended additions.
-//! [`ipvs`], [`addresses`], [`tunnels`] (with fou ports) and [`sysctls`]
-//! hold one each, with their table tests. The sync applies the merged delta
+//! [`ipvs`], [`addresses`], [`tunnels`] (with fou ports), [`sysctls`] and
+//! [`daemons`] (IPVS connection sync) hold one each, with their table tests. The sync applies the merged delta
 //! to the ledger and makes it durable as one unit (or reverts it and writes
 //! nothing), then `execute` carries out the writes in [`Write::rank`]
 //! order, taking an addition's entry back out of the ledger when the kernel
 //! says it did not happen, and recording removals once they did.
 
 pub mod addresses;
+pub mod daemons;
 pub mod decision;
 mod execute;
 pub mod ipvs;
@@ -38,16 +39,17 @@ use std::net::IpAddr;
 
 use lvs_planner::NodePlan;
 
-use lvs_ipvs::{ServiceConfig, ServiceEntry, ServiceKey};
+use lvs_ipvs::{DaemonState, ServiceConfig, ServiceEntry, ServiceKey};
 
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::desired::LOOPBACK;
 use crate::desired::{Desired, desired};
 use crate::kernel::{
-    AddrKey, AddrKind, AddrScope, Address, DestMap, FouPort, Link, VipMode, owned_label,
+    AddrKey, AddrKind, AddrScope, Address, DaemonSpec, DestMap, FouPort, Link, VipMode, owned_label,
 };
 use crate::ledger::{COMPACT_AFTER, Ledger, LedgerError, LedgerPart, LedgerStore};
 use crate::report::{ErrorKind, ServiceSync, SyncError, SyncReport};
+pub use daemons::SyncDaemonSettings;
 pub use decision::{Decision, LedgerDelta, Write};
 use sysctls::{ReadFailure, SysctlRead};
 
@@ -57,6 +59,10 @@ pub struct SyncInput<'a> {
     pub plan: &'a NodePlan,
     /// The node's InternalIPs, to find the director interface.
     pub node_ips: &'a [IpAddr],
+    /// Whether the node directs any service in its whole plan (a scoped
+    /// sync's plan holds only part of them): with HA, a director runs the
+    /// connection sync daemons.
+    pub directs: bool,
 }
 
 /// What a scoped sync may change: these IPVS services, and the addresses at
@@ -86,6 +92,8 @@ pub struct Known {
     pub fou: BTreeSet<FouPort>,
     /// Sysctl values read or written since the last full read.
     pub sysctls: BTreeMap<String, String>,
+    /// Running IPVS connection sync daemons, by role.
+    pub daemons: BTreeMap<DaemonState, DaemonSpec>,
 }
 
 /// The reconcile engine: owns the dataplane, the ledger and the cached view.
@@ -107,6 +115,8 @@ pub struct Reconciler<D> {
     startup_errors: Vec<SyncError>,
     /// How director VIPs are held.
     vip_mode: VipMode,
+    /// With HA: the connection sync daemons to run while the node directs.
+    sync_daemons: Option<SyncDaemonSettings>,
 }
 
 /// Where a sync's time went, logged with each sync (info for full syncs,
@@ -202,6 +212,7 @@ impl<D: Dataplane> Reconciler<D> {
             stats: Vec::new(),
             startup_errors,
             vip_mode: VipMode::default(),
+            sync_daemons: None,
         })
     }
 
@@ -209,6 +220,13 @@ impl<D: Dataplane> Reconciler<D> {
     /// held the other way stay as they are (either way the node answers).
     pub fn with_vip_mode(mut self, mode: VipMode) -> Self {
         self.vip_mode = mode;
+        self
+    }
+
+    /// Runs the IPVS connection sync daemons (master and backup) while the
+    /// node directs a service; `None` stops those the agent started.
+    pub fn with_sync_daemons(mut self, settings: Option<SyncDaemonSettings>) -> Self {
+        self.sync_daemons = settings;
         self
     }
 
@@ -289,12 +307,21 @@ impl<D: Dataplane> Reconciler<D> {
             Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
             Err(e) => return Err(e),
         };
+        let daemons = if ipvs_available {
+            self.dp.daemons()?
+        } else {
+            Vec::new()
+        };
         let addresses = self.dp.addresses()?;
         let links = self.dp.links()?;
         let fou = self.dp.fou_ports()?;
 
         let mut known = Known {
             ipvs_available,
+            daemons: daemons
+                .iter()
+                .map(|d| (d.state, DaemonSpec::of(d)))
+                .collect(),
             ..Known::default()
         };
         for s in &services {
@@ -349,6 +376,12 @@ impl<D: Dataplane> Reconciler<D> {
         }
         l.tunnels.retain(|n, _| known.links.contains_key(n));
         l.fou_ports.retain(|p| known.fou.contains(p));
+        if ipvs_available {
+            // A daemon that stopped, or was replaced by someone else's, is
+            // no longer ours.
+            l.daemons
+                .retain(|state, d| known.daemons.get(state) == Some(&*d));
+        }
 
         self.stats = services
             .into_iter()
@@ -379,7 +412,7 @@ impl<D: Dataplane> Reconciler<D> {
 
     /// Makes the kernel match the plan within `scope` only: the IPVS services
     /// named there and the addresses at its VIPs, plus every loopback and
-    /// tunnel address, tunnel, fou port and sysctl. Nothing else is looked
+    /// tunnel address, tunnel, fou port, sysctl and sync daemon. Nothing else is looked
     /// at, so the cost follows the change, not the table; the plan need only
     /// hold the services and VIPs of the scope. The ledger change goes to
     /// the journal. Without a cached view (see [`has_view`](Self::has_view))
@@ -420,6 +453,17 @@ impl<D: Dataplane> Reconciler<D> {
             self.vip_mode,
         );
         report.errors.extend(want.errors.iter().cloned());
+        let (want_daemons, daemon_error) = if known.ipvs_available {
+            daemons::wanted(
+                self.sync_daemons.as_ref(),
+                input.directs,
+                input.node_ips,
+                known.addresses.values(),
+            )
+        } else {
+            (BTreeMap::new(), None)
+        };
+        report.errors.extend(daemon_error);
         phases.mark("read_and_desired");
 
         // The addresses this sync may change: all of them, or those at the
@@ -439,7 +483,7 @@ impl<D: Dataplane> Reconciler<D> {
                 interfaces: &whole_interfaces,
             },
         };
-        let decision = self.decide(&mut known, &want, scope, covers);
+        let decision = self.decide(&mut known, &want, &want_daemons, scope, covers);
         report.errors.extend(decision.errors);
         phases.mark("decide");
         // Write-ahead: the intended additions become durable as one unit
@@ -512,6 +556,7 @@ impl<D: Dataplane> Reconciler<D> {
         &mut self,
         known: &mut Known,
         want: &Desired,
+        want_daemons: &BTreeMap<DaemonState, DaemonSpec>,
         scope: Option<&SyncScope>,
         covers: AddrScope<'_>,
     ) -> Decision {
@@ -537,6 +582,7 @@ impl<D: Dataplane> Reconciler<D> {
             ledger,
             scope.map(|s| &s.services),
         ));
+        d.merge(daemons::decide(want_daemons, &known.daemons, ledger));
         d.into_ordered()
     }
 }

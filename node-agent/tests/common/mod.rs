@@ -173,6 +173,7 @@ pub fn sync(r: &mut Reconciler<FakeDataplane>, plan: &NodePlan, full: bool) -> S
         SyncInput {
             plan,
             node_ips: &ips,
+            directs: !plan.services.is_empty(),
         },
         full,
     )
