@@ -12,6 +12,10 @@
 //	                                over netlink and report every weight it
 //	                                sees to the host over one TCP connection
 //	joinedbench count               print the number of IPVS services
+//	joinedbench requests FLAGS      in the client's namespace: a GET of a URL
+//	                                every period on a new connection, logged
+//	                                as "UPTIME ok|ERR" in start order (the
+//	                                failover benchmark, ../failover.sh)
 //
 // The API client keeps one HTTP/2 connection (the lab's admin client
 // certificate), so a change costs one request on a warm connection. Every
@@ -648,9 +652,107 @@ func count() {
 	fmt.Println(len(s))
 }
 
+// uptime: the first field of /proc/uptime, as the kernel prints it. Every
+// node of the lab is a network namespace of one VM, so this is the clock the
+// failover benchmark compares the kill, the router's neighbour entry and the
+// requests on.
+func uptime() string {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		die("reading /proc/uptime: %v", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		die("/proc/uptime is empty")
+	}
+	return f[0]
+}
+
+// requests: a GET of -url every -every, each on a new TCP connection in a
+// goroutine of its own, so a request whose SYN went to a MAC that no longer
+// holds the VIP does not hold back the next one: the log resolves the moment
+// requests succeed again to one period. Each line is "UPTIME ok|ERR", UPTIME
+// taken when the request started; lines are written in start order (the
+// awk of e2e/scenarios/90-ha.sh reads the log as a sequence). The connect
+// limit stays below the kernel's initial SYN retransmission timeout (1 s),
+// so a request counts as answered only when its first SYN got through: its
+// start time is then a moment the path worked.
+func requests(args []string) {
+	fs := flag.NewFlagSet("requests", flag.ExitOnError)
+	url := fs.String("url", "", "the URL to GET")
+	every := fs.Duration("every", 100*time.Millisecond, "start a request this often")
+	connect := fs.Duration("connect-timeout", 900*time.Millisecond, "limit of the TCP handshake (below 1 s, the first SYN retransmission)")
+	limit := fs.Duration("timeout", 3*time.Second, "limit of a whole request")
+	stop := fs.String("stop-file", "", "exit once this file exists")
+	out := fs.String("out", "", "the log (default: stdout)")
+	_ = fs.Parse(args)
+	if *url == "" {
+		die("requests: -url is required")
+	}
+	runtime.GOMAXPROCS(1)
+	w := os.Stdout
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			die("requests: %v", err)
+		}
+		w = f
+	}
+	client := &http.Client{
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext:       (&net.Dialer{Timeout: *connect}).DialContext,
+		},
+		Timeout: *limit,
+	}
+	get := func() bool {
+		resp, err := client.Get(*url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err == nil && resp.StatusCode == http.StatusOK
+	}
+	// One channel per request, queued in start order; the writer waits for
+	// each in turn.
+	pending := make(chan chan string, 4096)
+	done := make(chan struct{})
+	go func() {
+		for c := range pending {
+			if _, err := io.WriteString(w, <-c); err != nil {
+				die("requests: writing the log: %v", err)
+			}
+		}
+		close(done)
+	}()
+	tick := time.NewTicker(*every)
+	defer tick.Stop()
+	for {
+		if *stop != "" {
+			if _, err := os.Stat(*stop); err == nil {
+				break
+			}
+		}
+		t := uptime()
+		c := make(chan string, 1)
+		pending <- c
+		go func() {
+			r := "ERR"
+			if get() {
+				r = "ok"
+			}
+			c <- t + " " + r + "\n"
+		}()
+		<-tick.C
+	}
+	close(pending)
+	<-done
+}
+
 func main() {
 	if len(os.Args) < 2 {
-		die("usage: joinedbench populate|latency|probe|count [FLAGS]")
+		die("usage: joinedbench populate|latency|probe|count|requests [FLAGS]")
 	}
 	switch os.Args[1] {
 	case "populate":
@@ -661,6 +763,8 @@ func main() {
 		probe(os.Args[2:])
 	case "count":
 		count()
+	case "requests":
+		requests(os.Args[2:])
 	default:
 		die("unknown command %q", os.Args[1])
 	}
