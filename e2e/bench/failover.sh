@@ -20,8 +20,10 @@
 #   3. holds the agent down (lab_agent_hold) and kill -9s it, reading
 #      /proc/uptime in the same command;
 #   4. failover_s = kill -> the start of the first answered request after the
-#      last failed one and after the router's entry shows the standby's MAC
-#      (a request through the standby); arp_s = kill -> that entry;
+#      router's entry shows the standby's MAC (the first request through the
+#      standby); arp_s = kill -> that entry; restored_s = kill -> the first
+#      answered request after the last failed one (a failure after the
+#      takeover shows here and in failed_after);
 #   5. lets the agent restart and waits until it answers /readyz and every
 #      VIP is back with its holder from before the first round (the preferred
 #      owners of the even spread), then notes the spread.
@@ -33,10 +35,11 @@
 #
 # Writes key=value lines to DIR/failover-raw.txt (report.py --extra):
 #   metric=failover_sample round= killed= standby= vip= failover_s= arp_s=
-#     failed= settle_s= spread=MAX/MIN
+#     restored_s= failed= failed_after= settle_s= spread=MAX/MIN
 #   metric=vips_spread vips= directors= max= min= when=setup|round
 #   metric=failover_wall rounds= wall_s= lab_up_s= load_before= load_after=
-# and the lab's logs to DIR/failover/.
+# and the lab's logs and each round's request and neighbour logs to
+# DIR/failover/.
 #
 # Environment: BENCH_FAILOVER_ROUNDS (10), BENCH_FAILOVER_PROBE_MS (100),
 # BENCH_FAILOVER_LIMIT_S (30), BENCH_FAILOVER_SETTLE_S (120),
@@ -164,7 +167,6 @@ neigh_now() { [[ $(_ha_neigh "$1") == "$2" ]]; }
 probe_log_past() { in_node client awk -v s="$1" '{ t = $1 } END { exit !(t > s) }' /tmp/ha-probe.log; }
 # first_ok_from T: the start of the first answered request at or after T.
 first_ok_from() { in_node client awk -v s="$1" '$1 >= s && $2 == "ok" { print $1; exit }' /tmp/ha-probe.log; }
-max2() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > a ? b : a) }'; }
 requests_start() {
     in_node client sh -c '
         rm -f /tmp/ha-probe.log && : >/tmp/ha-probe.log
@@ -212,11 +214,16 @@ for ((i = 0; i < ROUNDS; i++)); do
         fail "round $i: the request log stops at $(in_node client tail -n 1 /tmp/ha-probe.log)"
     sc_retry "$LIMIT_S" _ha_restored "$t0" ||
         fail "round $i: requests to $vip do not succeed again within $LIMIT_S s: $(in_node client tail -n 5 /tmp/ha-probe.log | tr '\n' ';')"
-    t_ok=$(first_ok_from "$(max2 "$(_ha_restored_at "$t0")" "$t_sw")")
+    t_ok=$(first_ok_from "$t_sw")
     [[ -n $t_ok ]] || fail "round $i: no answered request after the switch to $s"
-    failover_s=$(_ha_secs "$t0" "$t_ok") arp_s=$(_ha_secs "$t0" "$t_sw") failed=$(_ha_failed_after "$t0")
+    failover_s=$(_ha_secs "$t0" "$t_ok") arp_s=$(_ha_secs "$t0" "$t_sw")
+    restored_s=$(_ha_secs "$t0" "$(_ha_restored_at "$t0")")
+    failed=$(_ha_failed_after "$t0") failed_after=$(_ha_failed_after "$t_ok")
     _ha_monitor_stop
     sc_retry 10 requests_gone || fail "round $i: joinedbench requests did not stop"
+    in_node client cat /tmp/ha-probe.log >"$WORK/round-$((i + 1))-requests.log"
+    in_node router cat /tmp/ha-neigh.log >"$WORK/round-$((i + 1))-neigh.log"
+    echo "kill $t0 $a; standby $s $macs" >>"$WORK/round-$((i + 1))-neigh.log"
 
     lab_agent_hold "$a" off
     t_rel=$(_ha_uptime)
@@ -225,7 +232,7 @@ for ((i = 0; i < ROUNDS; i++)); do
         fail "round $i: $SETTLE_S s after $a's agent was let restart: $(_ha_holder_map) (before the first round: $MAP0)"
     settle_s=$(_ha_secs "$t_rel" "$(_ha_uptime)")
     read -r smax smin <<<"$(spread)"
-    result "metric=failover_sample contender=agent round=$((i + 1)) killed=$a standby=$s vip=$vip failover_s=$failover_s arp_s=$arp_s failed=$failed settle_s=$settle_s spread=$smax/$smin"
+    result "metric=failover_sample contender=agent round=$((i + 1)) killed=$a standby=$s vip=$vip failover_s=$failover_s arp_s=$arp_s restored_s=$restored_s failed=$failed failed_after=$failed_after settle_s=$settle_s spread=$smax/$smin"
     result "metric=vips_spread contender=agent vips=${#HA_VIPS[@]} directors=${#DIRS[@]} max=$smax min=$smin when=round"
 done
 

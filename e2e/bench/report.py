@@ -784,16 +784,20 @@ def main(argv):
                  "held down meanwhile), the time read from `/proc/uptime` in the command that kills; a GET of "
                  f"http://VIP/ from the client every {fw.get('probe_ms', '?')} ms on a new connection, each with "
                  "a 0.9 s connect limit (below the first SYN retransmission); `failover_s` is the kill to the "
-                 "start of the first answered request after the last failed one and after the router's entry "
-                 "shows the standby's MAC. Every time is the one VM's clock (the nodes are its network "
+                 "start of the first answered request after the router's entry shows the standby's MAC (the "
+                 "first request through the standby); \"restored\" is the kill to the first answered request "
+                 "after the last failed one, so a failure after the takeover shows there and as \"failed "
+                 "after\". Every time is the one VM's clock (the nodes are its network "
                  "namespaces). Between takeovers the agent restarts and every VIP goes back to its holder "
                  "from before the first takeover.")
         L.append("")
-        L.append("| # | killed | VIP | failover (s) | router's entry (s) | failed requests | settled after restart (s) | spread |")
-        L.append("|---|---|---|---|---|---|---|---|")
+        L.append("| # | killed | VIP | failover (s) | router's entry (s) | restored (s) | failed requests | "
+                 "failed after | settled after restart (s) | spread |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in fo:
             L.append(f"| {r.get('round')} | {r.get('killed')} | {r.get('vip')} | {r.get('failover_s')} | {r.get('arp_s')} | "
-                     f"{r.get('failed')} | {r.get('settle_s')} | {r.get('spread')} |")
+                     f"{r.get('restored_s', 'n/a')} | {r.get('failed')} | {r.get('failed_after', 'n/a')} | "
+                     f"{r.get('settle_s')} | {r.get('spread')} |")
         L.append("")
     else:
         L.append("Not measured in this run (`run.sh --only failover` runs it alone). The rows `failover_s` and "

@@ -158,7 +158,7 @@ if ! wait "$SIDE_PID"; then
     tail -n 30 "$CACHE/side.log" >&2
     lvs_die "a build alongside cargo failed: $(tail -n 1 "$CACHE/side.log") (log: $CACHE/side.log)"
 fi
-lvs_log "bench: Go tools and matplotlib ready"
+lvs_log "bench: the builds alongside cargo are done"
 
 # --- the VM ----------------------------------------------------------------------------------
 RUN="$CACHE/run"
