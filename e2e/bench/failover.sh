@@ -11,8 +11,10 @@
 # and dir2, every VIP with one holder), notes the holders, then ROUNDS times:
 #   1. picks the director to fail, dir1 and dir2 in turn, and one of the VIPs
 #      it holds (the next one each time it is picked);
-#   2. follows the router's neighbour entry for that VIP (90-ha.sh's monitor)
-#      and starts `joinedbench requests` in the client: a GET of http://VIP/
+#   2. follows the router's neighbour entry for that VIP (`joinedbench neigh`
+#      in the router: an rtnetlink dump every 20 ms, logged on each change as
+#      "UPTIME MAC", the neighbour log 90-ha.sh's helpers read) and starts
+#      `joinedbench requests` in the client: a GET of http://VIP/
 #      every BENCH_FAILOVER_PROBE_MS on a new connection, each with a 0.9 s
 #      connect limit (below TCP's 1 s SYN retransmission, so an answered
 #      request means the path worked when it started), logged in start order
@@ -23,10 +25,12 @@
 #      router's entry shows the standby's MAC (the first request through the
 #      standby); arp_s = kill -> that entry; restored_s = kill -> the first
 #      answered request after the last failed one (a failure after the
-#      takeover shows here and in failed_after);
+#      takeover shows there and in failed_after; failed_before counts the
+#      failures before the kill: the noise floor, or takeovers nobody caused);
 #   5. lets the agent restart and waits until it answers /readyz and every
 #      VIP is back with its holder from before the first round (the preferred
-#      owners of the even spread), then notes the spread.
+#      owners of the even spread) and stays so for BENCH_FAILOVER_STABLE_S
+#      (4 s, two lease durations), then notes the spread.
 # Every timestamp is the VM's one clock (the nodes are network namespaces of
 # one VM). The waits are on conditions, each with a limit; a takeover that
 # does not happen within BENCH_FAILOVER_LIMIT_S or a lab that does not settle
@@ -35,7 +39,7 @@
 #
 # Writes key=value lines to DIR/failover-raw.txt (report.py --extra):
 #   metric=failover_sample round= killed= standby= vip= failover_s= arp_s=
-#     restored_s= failed= failed_after= settle_s= spread=MAX/MIN
+#     restored_s= failed_before= failed= failed_after= settle_s= spread=MAX/MIN
 #   metric=vips_spread vips= directors= max= min= when=setup|round
 #   metric=failover_wall rounds= wall_s= lab_up_s= load_before= load_after=
 # and the lab's logs and each round's request and neighbour logs to
@@ -43,6 +47,7 @@
 #
 # Environment: BENCH_FAILOVER_ROUNDS (10), BENCH_FAILOVER_PROBE_MS (100),
 # BENCH_FAILOVER_LIMIT_S (30), BENCH_FAILOVER_SETTLE_S (120),
+# BENCH_FAILOVER_STABLE_S (4),
 # BENCH_FAILOVER_LAB_DIR (the lab's directory, default
 # $LVS_CACHE/joined-lab/failover-PID), BENCH_CACHE (where joinedbench is
 # built, default $LVS_CACHE/bench), NODE_AGENT_BIN / LVS_OPERATOR_BIN
@@ -68,6 +73,7 @@ ROUNDS=${BENCH_FAILOVER_ROUNDS:-10}
 PROBE_MS=${BENCH_FAILOVER_PROBE_MS:-100}
 LIMIT_S=${BENCH_FAILOVER_LIMIT_S:-30}
 SETTLE_S=${BENCH_FAILOVER_SETTLE_S:-120}
+STABLE_S=${BENCH_FAILOVER_STABLE_S:-4}
 CACHE="${BENCH_CACHE:-$LVS_CACHE/bench}"
 WORK="$OUT/failover"
 RAW="$OUT/failover-raw.txt"
@@ -161,20 +167,49 @@ spread() {
 }
 # settled: every VIP has one holder, the one it had before the first round.
 settled() { _ha_all_one_holder && [[ $(_ha_holder_map) == "$MAP0" ]]; }
+# wait_settled: settled, and still so STABLE_S later at every check between
+# (a handoff back and forth between the directors is no settled lab);
+# SETTLE_S at most.
+wait_settled() {
+    local since="" deadline=$((SECONDS + SETTLE_S))
+    while :; do
+        if settled; then
+            since=${since:-$SECONDS}
+            ((SECONDS - since >= STABLE_S)) && return 0
+        else
+            since=""
+        fi
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
+}
 neigh_now() { [[ $(_ha_neigh "$1") == "$2" ]]; }
 # probe_log_past T: the request log holds a request started after T (so
 # every request started before T has its outcome in the log).
 probe_log_past() { in_node client awk -v s="$1" '{ t = $1 } END { exit !(t > s) }' /tmp/ha-probe.log; }
 # first_ok_from T: the start of the first answered request at or after T.
 first_ok_from() { in_node client awk -v s="$1" '$1 >= s && $2 == "ok" { print $1; exit }' /tmp/ha-probe.log; }
-requests_start() {
+# failed_between A B: failed requests started after A and before B.
+failed_between() { in_node client awk -v a="$1" -v b="$2" '$1 > a && $1 < b && $2 == "ERR" { n++ } END { print n + 0 }' /tmp/ha-probe.log; }
+# monitors_start VIP: the router's neighbour entry for VIP
+# (/tmp/ha-neigh.log) and the client's requests to it (/tmp/ha-probe.log),
+# both until /tmp/ha-mon.stop exists (_ha_monitor_stop). The nodes share the
+# VM's /tmp.
+monitors_start() {
+    in_node router sh -c '
+        rm -f /tmp/ha-mon.stop /tmp/ha-neigh.log && : >/tmp/ha-neigh.log
+        /run/lab/joinedbench neigh -addr "$1" -dev lan0 -stop-file /tmp/ha-mon.stop \
+            -out /tmp/ha-neigh.log </dev/null >/tmp/ha-neigh.err 2>&1 &
+        echo $! >/tmp/ha-neigh.pid' neigh "$1" &&
     in_node client sh -c '
         rm -f /tmp/ha-probe.log && : >/tmp/ha-probe.log
         /run/lab/joinedbench requests -url "http://$1/" -every "$2" -stop-file /tmp/ha-mon.stop \
             -out /tmp/ha-probe.log </dev/null >/tmp/ha-requests.err 2>&1 &
         echo $! >/tmp/ha-requests.pid' probe "$1" "${PROBE_MS}ms"
 }
-requests_gone() { in_node client sh -c '! kill -0 "$(cat /tmp/ha-requests.pid)" 2>/dev/null'; }
+monitors_gone() {
+    in_node root sh -c '! kill -0 "$(cat /tmp/ha-requests.pid)" 2>/dev/null && ! kill -0 "$(cat /tmp/ha-neigh.pid)" 2>/dev/null'
+}
 
 read -r smax smin <<<"$(spread)"
 result "metric=vips_spread contender=agent vips=${#HA_VIPS[@]} directors=$(lab_directors | wc -w) max=$smax min=$smin when=setup"
@@ -190,8 +225,7 @@ for ((i = 0; i < ROUNDS; i++)); do
     maca=$(lab_node_mac "$a") macs=$(lab_node_mac "$s")
     [[ -n $maca && -n $macs ]] || fail "round $i: no MAC of $a or $s"
 
-    _ha_neigh_monitor_start "$vip"
-    requests_start "$vip" || fail "round $i: cannot start joinedbench requests in the client"
+    monitors_start "$vip" || fail "round $i: cannot start joinedbench neigh in the router or requests in the client"
     sc_retry 20 _ha_probe_oks 5 ||
         fail "round $i: requests to $vip do not succeed before the kill: $(in_node client tail -n 3 /tmp/ha-probe.log | tr '\n' ' ') $(in_node client cat /tmp/ha-requests.err)"
     sc_retry 20 neigh_now "$vip" "$maca" ||
@@ -218,9 +252,9 @@ for ((i = 0; i < ROUNDS; i++)); do
     [[ -n $t_ok ]] || fail "round $i: no answered request after the switch to $s"
     failover_s=$(_ha_secs "$t0" "$t_ok") arp_s=$(_ha_secs "$t0" "$t_sw")
     restored_s=$(_ha_secs "$t0" "$(_ha_restored_at "$t0")")
-    failed=$(_ha_failed_after "$t0") failed_after=$(_ha_failed_after "$t_ok")
+    failed=$(_ha_failed_after "$t0") failed_after=$(_ha_failed_after "$t_ok") failed_before=$(failed_between 0 "$t0")
     _ha_monitor_stop
-    sc_retry 10 requests_gone || fail "round $i: joinedbench requests did not stop"
+    sc_retry 10 monitors_gone || fail "round $i: joinedbench requests or neigh did not stop"
     in_node client cat /tmp/ha-probe.log >"$WORK/round-$((i + 1))-requests.log"
     in_node router cat /tmp/ha-neigh.log >"$WORK/round-$((i + 1))-neigh.log"
     echo "kill $t0 $a; standby $s $macs" >>"$WORK/round-$((i + 1))-neigh.log"
@@ -228,11 +262,11 @@ for ((i = 0; i < ROUNDS; i++)); do
     lab_agent_hold "$a" off
     t_rel=$(_ha_uptime)
     sc_retry "$SETTLE_S" _sc_agent_restarted "$a" "$st" || fail "round $i: the agent on $a did not come back within $SETTLE_S s"
-    sc_retry "$SETTLE_S" settled ||
-        fail "round $i: $SETTLE_S s after $a's agent was let restart: $(_ha_holder_map) (before the first round: $MAP0)"
+    wait_settled ||
+        fail "round $i: $SETTLE_S s after $a's agent was let restart, not settled for $STABLE_S s: $(_ha_holder_map) (before the first round: $MAP0)"
     settle_s=$(_ha_secs "$t_rel" "$(_ha_uptime)")
     read -r smax smin <<<"$(spread)"
-    result "metric=failover_sample contender=agent round=$((i + 1)) killed=$a standby=$s vip=$vip failover_s=$failover_s arp_s=$arp_s restored_s=$restored_s failed=$failed failed_after=$failed_after settle_s=$settle_s spread=$smax/$smin"
+    result "metric=failover_sample contender=agent round=$((i + 1)) killed=$a standby=$s vip=$vip failover_s=$failover_s arp_s=$arp_s restored_s=$restored_s failed_before=$failed_before failed=$failed failed_after=$failed_after settle_s=$settle_s spread=$smax/$smin"
     result "metric=vips_spread contender=agent vips=${#HA_VIPS[@]} directors=${#DIRS[@]} max=$smax min=$smin when=round"
 done
 

@@ -783,20 +783,23 @@ def main(argv):
         L.append("Each takeover: kill -9 of the agent of the director active for one VIP (dir1 and dir2 in turn, "
                  "held down meanwhile), the time read from `/proc/uptime` in the command that kills; a GET of "
                  f"http://VIP/ from the client every {fw.get('probe_ms', '?')} ms on a new connection, each with "
-                 "a 0.9 s connect limit (below the first SYN retransmission); `failover_s` is the kill to the "
-                 "start of the first answered request after the router's entry shows the standby's MAC (the "
-                 "first request through the standby); \"restored\" is the kill to the first answered request "
-                 "after the last failed one, so a failure after the takeover shows there and as \"failed "
-                 "after\". Every time is the one VM's clock (the nodes are its network "
+                 "a 0.9 s connect limit (below the first SYN retransmission); the router's neighbour entry read "
+                 "over rtnetlink every 20 ms; `failover_s` is the kill to the start of the first answered request "
+                 "after the router's entry shows the standby's MAC (the first request through the standby); "
+                 "\"restored\" is the kill to the first answered request "
+                 "after the last failed one at all, so a failure after the takeover shows there and as \"failed "
+                 "after\"; \"failed before\" counts the failures before the kill (the noise floor, or "
+                 "takeovers nobody caused). Every time is the one VM's clock (the nodes are its network "
                  "namespaces). Between takeovers the agent restarts and every VIP goes back to its holder "
                  "from before the first takeover.")
         L.append("")
-        L.append("| # | killed | VIP | failover (s) | router's entry (s) | restored (s) | failed requests | "
-                 "failed after | settled after restart (s) | spread |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        L.append("| # | killed | VIP | failover (s) | router's entry (s) | restored (s) | failed before | "
+                 "failed after the kill | of them after the takeover | settled after restart (s) | spread |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in fo:
             L.append(f"| {r.get('round')} | {r.get('killed')} | {r.get('vip')} | {r.get('failover_s')} | {r.get('arp_s')} | "
-                     f"{r.get('restored_s', 'n/a')} | {r.get('failed')} | {r.get('failed_after', 'n/a')} | "
+                     f"{r.get('restored_s', 'n/a')} | {r.get('failed_before', 'n/a')} | {r.get('failed')} | "
+                     f"{r.get('failed_after', 'n/a')} | "
                      f"{r.get('settle_s')} | {r.get('spread')} |")
         L.append("")
     else:

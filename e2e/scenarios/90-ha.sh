@@ -159,10 +159,11 @@ _ha_all_services() {
   ((n == ${#HA_VIPS[@]} + 1))
 }
 
-# _ha_neigh_monitor_start VIP: the router's neighbour entry for VIP on each
-# change, from now on (/tmp/ha-neigh.log "UPTIME MAC"; stopped by
-# _ha_monitor_stop).
-_ha_neigh_monitor_start() {
+# _ha_monitor_start VIP: in the VM, from now on: the router's neighbour entry
+# for VIP on each change (/tmp/ha-neigh.log "UPTIME MAC"), and a request to
+# http://VIP/ from the client every ~0.1 s with a 1 s limit
+# (/tmp/ha-probe.log "UPTIME ok|ERR").
+_ha_monitor_start() {
   in_node router sh -c '
     rm -f /tmp/ha-neigh.log /tmp/ha-mon.stop
     (
@@ -173,13 +174,6 @@ _ha_neigh_monitor_start() {
         sleep 0.05
       done >/tmp/ha-neigh.log
     ) </dev/null >/dev/null 2>&1 &' mon "$1" || sc_fail "cannot start the neighbour monitor"
-}
-# _ha_monitor_start VIP: in the VM, from now on: the router's neighbour entry
-# for VIP on each change (/tmp/ha-neigh.log "UPTIME MAC"), and a request to
-# http://VIP/ from the client every ~0.1 s with a 1 s limit
-# (/tmp/ha-probe.log "UPTIME ok|ERR").
-_ha_monitor_start() {
-  _ha_neigh_monitor_start "$1"
   in_node client sh -c '
     rm -f /tmp/ha-probe.log /tmp/ha-mon.stop
     (
