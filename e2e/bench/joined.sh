@@ -28,7 +28,8 @@
 # BENCH_JOINED_POOL (1000), BENCH_JOINED_CHANGES (200; --quick 20),
 # BENCH_JOINED_VIP_MODE (the agent's --vip-mode, route),
 # BENCH_JOINED_CONVERGE_TIMEOUT (s, 900), BENCH_JOINED_LATENCY_MAX_S (s, 240:
-# no change starts after that), NODE_AGENT_BIN / LVS_OPERATOR_BIN
+# no change starts after that), BENCH_CACHE (where joinedbench is built,
+# default $LVS_CACHE/bench), NODE_AGENT_BIN / LVS_OPERATOR_BIN
 # (default target/release/{node-agent,lvs-operator}), LVS_CACHE.
 # Exit status non-zero, with the reason on stderr, when the lab does not come
 # up or a step fails; a missed target is no failure.
@@ -59,7 +60,7 @@ CONVERGE_TIMEOUT=${BENCH_JOINED_CONVERGE_TIMEOUT:-900}
 # result line says how many): at 10k x 10 one change can wait for a full
 # resync of the agent, and make bench has a 30-minute budget.
 LATENCY_MAX_S=${BENCH_JOINED_LATENCY_MAX_S:-240}
-CACHE="$LVS_CACHE/bench"
+CACHE="${BENCH_CACHE:-$LVS_CACHE/bench}"
 WORK="$OUT/joined"
 RAW="$OUT/joined-raw.txt"
 mkdir -p "$CACHE" "$WORK"

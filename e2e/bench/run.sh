@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # `make bench`: build the contenders, run every measurement in one kernel-lab
-# VM boot, then the Kubernetes-mode part in the joined lab (joined.sh: apply ->
+# VM boot, then the Kubernetes-mode parts in joined labs (joined.sh: apply ->
 # kernel latency and agent memory with 10k VirtualServices in a real API
-# server), and write target/bench/{results.csv,report.md,converge-time-vs-n.png}.
+# server; failover.sh: director HA takeovers after the active agent is
+# killed), and write target/bench/{results.csv,report.md,converge-time-vs-n.png}.
 #
-#   run.sh [--quick] [--no-agent] [--no-joined] [--joined-only] [--out DIR] [-v]
+#   run.sh [--quick] [--no-agent] [--no-joined] [--joined-only] [--only PARTS]
+#          [--out DIR] [-v]
 #
 #   --quick        small sizes only (a few minutes; for checking the harness)
-#   --no-agent     leave the node agent out (and the joined part)
-#   --no-joined    leave the joined-lab part out
-#   --joined-only  only the joined-lab part (the report then lacks the rest)
+#   --no-agent     leave the node agent out (and the joined-lab parts)
+#   --no-joined    leave the joined-lab parts (joined, failover) out
+#   --joined-only  only the joined-lab parts (the report then lacks the rest)
+#   --only PARTS   only these parts, comma-separated: kernel (the kernel-lab
+#                  VM), joined (joined.sh), failover (failover.sh, a few
+#                  minutes on its own)
 #   --out DIR      where the results go (default <repo>/target/bench)
 #   -v             stream the VM console to stderr
 #
-# Environment: LVS_CACHE (cache root), BENCH_EXTRA (a file of extra result
-# lines for report.py), BENCH_JOINED_* (see joined.sh),
-# BENCH_VM_MEM (MiB, default 4096), BENCH_VM_TIMEOUT (s), NODE_AGENT_BIN (use
-# this node-agent binary instead of building one), CARGO_FLAGS (default
-# --locked).
+# Environment: LVS_CACHE (cache root), BENCH_CACHE (where the Go tools, the
+# plot's venv and the VM run go; default $LVS_CACHE/bench), BENCH_EXTRA (a
+# file of extra result lines for report.py), BENCH_JOINED_* (see joined.sh),
+# BENCH_FAILOVER_* (see failover.sh), BENCH_VM_MEM (MiB, default 4096),
+# BENCH_VM_TIMEOUT (s), NODE_AGENT_BIN / LVS_OPERATOR_BIN (use these binaries
+# instead of building them), CARGO_TARGET_DIR (where cargo builds; default
+# <repo>/target), CARGO_FLAGS (default --locked).
 # Exit status: non-zero when a build, the VM, a check or the joined lab failed
 # (a joined lab that does not come up is a failure, never a skip). Missed
 # performance targets are reported in report.md, never turned into failures.
@@ -27,13 +34,25 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../lib/common.sh
 . "$HERE/../lib/common.sh"
 
-QUICK=0 AGENT=1 JOINED=1 KERNEL=1 OUT="$LVS_REPO/target/bench" VERBOSE=()
+QUICK=0 AGENT=1 JOINED=1 FAILOVER=1 KERNEL=1 OUT="$LVS_REPO/target/bench" VERBOSE=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; shift ;;
-        --no-agent) AGENT=0; JOINED=0; shift ;;
-        --no-joined) JOINED=0; shift ;;
+        --no-agent) AGENT=0; JOINED=0; FAILOVER=0; shift ;;
+        --no-joined) JOINED=0; FAILOVER=0; shift ;;
         --joined-only) KERNEL=0; shift ;;
+        --only)
+            KERNEL=0 JOINED=0 FAILOVER=0
+            IFS=, read -r -a parts <<<"$2"
+            for p in "${parts[@]}"; do
+                case "$p" in
+                    kernel) KERNEL=1 ;;
+                    joined) JOINED=1 ;;
+                    failover) FAILOVER=1 ;;
+                    *) echo "unknown part '$p' in --only (expected kernel, joined, failover)" >&2; exit 2 ;;
+                esac
+            done
+            shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         -v|--verbose) VERBOSE=(-v); shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
@@ -42,7 +61,9 @@ while [ $# -gt 0 ]; do
 done
 lvs_need_root
 t_start="$(lvs_now_ms)"
-CACHE="$LVS_CACHE/bench"
+CACHE="${BENCH_CACHE:-$LVS_CACHE/bench}"
+export BENCH_CACHE="$CACHE"
+TARGET="${CARGO_TARGET_DIR:-$LVS_REPO/target}"
 mkdir -p "$CACHE" "$OUT"
 
 # --- sizes -----------------------------------------------------------------------------
@@ -74,37 +95,44 @@ for kv in "${PRESET[@]}"; do
 done
 
 # --- builds ------------------------------------------------------------------------------
-PKGS=(-p lvs-bench)
+LABS=0  # a joined-lab part runs
+{ [ "$JOINED" -eq 1 ] || [ "$FAILOVER" -eq 1 ]; } && LABS=1
+PKGS=()
+[ "$KERNEL" -eq 1 ] && PKGS+=(-p lvs-bench)
 AGENT_BIN="${NODE_AGENT_BIN:-}"
-if [ -z "$AGENT_BIN" ]; then
+if [ -z "$AGENT_BIN" ] && { [ "$AGENT" -eq 1 ] || [ "$LABS" -eq 1 ]; }; then
     PKGS+=(-p lvs-node-agent)
-    AGENT_BIN="$LVS_REPO/target/release/node-agent"
+    AGENT_BIN="$TARGET/release/node-agent"
 fi
 OPERATOR_BIN="${LVS_OPERATOR_BIN:-}"
-if [ "$JOINED" -eq 1 ] && [ -z "$OPERATOR_BIN" ]; then
+if [ "$LABS" -eq 1 ] && [ -z "$OPERATOR_BIN" ]; then
     PKGS+=(-p lvs-operator)
-    OPERATOR_BIN="$LVS_REPO/target/release/lvs-operator"
+    OPERATOR_BIN="$TARGET/release/lvs-operator"
 fi
 GO="${GO:-/usr/local/go/bin/go}"
 [ -x "$GO" ] || GO="$(command -v go || true)"
 [ -n "$GO" ] || lvs_die "no Go toolchain (expected /usr/local/go/bin/go)"
 export GO
 PY="$CACHE/venv/bin/python"
+# Without the kernel-lab part there is no plot: any python3 writes the report.
+[ "$KERNEL" -eq 0 ] && ! [ -x "$PY" ] && PY=python3
 
 # The Go tools and the plot's matplotlib are built while cargo builds (a
 # clean clone spends about a minute linking the cluster lab's binaries; the
 # Rust build leaves the cores idle at times). Nothing is measured meanwhile.
 side_builds() {
-    echo "goipvs (github.com/cloudflare/ipvs, static)"
-    (cd "$HERE/goipvs" && CGO_ENABLED=0 "$GO" build -trimpath -o "$CACHE/goipvs" .) \
-        || { echo "go build of e2e/bench/goipvs failed"; return 1; }
-    if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
-        echo "matplotlib into $CACHE/venv"
-        python3 -m venv "$CACHE/venv" || { lvs_apt_ensure python3-venv; python3 -m venv "$CACHE/venv"; } \
-            || { echo "python3 -m venv failed"; return 1; }
-        "$CACHE/venv/bin/pip" install -q matplotlib || { echo "pip install matplotlib failed"; return 1; }
+    if [ "$KERNEL" -eq 1 ]; then
+        echo "goipvs (github.com/cloudflare/ipvs, static)"
+        (cd "$HERE/goipvs" && CGO_ENABLED=0 "$GO" build -trimpath -o "$CACHE/goipvs" .) \
+            || { echo "go build of e2e/bench/goipvs failed"; return 1; }
+        if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+            echo "matplotlib into $CACHE/venv"
+            python3 -m venv "$CACHE/venv" || { lvs_apt_ensure python3-venv; python3 -m venv "$CACHE/venv"; } \
+                || { echo "python3 -m venv failed"; return 1; }
+            "$CACHE/venv/bin/pip" install -q matplotlib || { echo "pip install matplotlib failed"; return 1; }
+        fi
     fi
-    if [ "$JOINED" -eq 1 ]; then
+    if [ "$LABS" -eq 1 ]; then
         echo "the cluster lab's tools (etcd, kube-apiserver, kubectl, helm; cached after the first build)"
         "$LVS_REPO/e2e/cluster/build-tools.sh" || { echo "e2e/cluster/build-tools.sh failed"; return 1; }
         echo "joinedbench (Go, static)"
@@ -116,17 +144,21 @@ lvs_log "bench: alongside: Go tools and matplotlib (log: $CACHE/side.log)"
 side_builds >"$CACHE/side.log" 2>&1 &
 SIDE_PID=$!
 
-lvs_log "bench: cargo build --release ${PKGS[*]}"
-# shellcheck disable=SC2086
-(cd "$LVS_REPO" && cargo build --release ${CARGO_FLAGS---locked} "${PKGS[@]}") >"$CACHE/cargo.log" 2>&1 \
-    || { tail -n 30 "$CACHE/cargo.log" >&2; kill "$SIDE_PID" 2>/dev/null; lvs_die "cargo build failed (log: $CACHE/cargo.log)"; }
-[ -x "$AGENT_BIN" ] || lvs_die "node-agent binary $AGENT_BIN is not an executable file"
+if [ "${#PKGS[@]}" -gt 0 ]; then
+    lvs_log "bench: cargo build --release ${PKGS[*]}"
+    # shellcheck disable=SC2086
+    (cd "$LVS_REPO" && cargo build --release ${CARGO_FLAGS---locked} "${PKGS[@]}") >"$CACHE/cargo.log" 2>&1 \
+        || { tail -n 30 "$CACHE/cargo.log" >&2; kill "$SIDE_PID" 2>/dev/null; lvs_die "cargo build failed (log: $CACHE/cargo.log)"; }
+fi
+if [ "$AGENT" -eq 1 ] || [ "$LABS" -eq 1 ]; then
+    [ -x "$AGENT_BIN" ] || lvs_die "node-agent binary $AGENT_BIN is not an executable file"
+fi
 
 if ! wait "$SIDE_PID"; then
     tail -n 30 "$CACHE/side.log" >&2
     lvs_die "a build alongside cargo failed: $(tail -n 1 "$CACHE/side.log") (log: $CACHE/side.log)"
 fi
-lvs_log "bench: Go tools and matplotlib ready"
+lvs_log "bench: the builds alongside cargo are done"
 
 # --- the VM ----------------------------------------------------------------------------------
 RUN="$CACHE/run"
@@ -142,8 +174,8 @@ if [ "$KERNEL" -eq 1 ]; then
     lvs_log "bench: running the suite in the kernel lab VM (timeout ${TIMEOUT}s)"
     set +e
     "$LVS_REPO/e2e/kernel/run-vm.sh" "${VERBOSE[@]}" --out "$RUN" --mem "${BENCH_VM_MEM:-4096}" --timeout "$TIMEOUT" \
-        --add "$LVS_REPO/target/release/lvs-bench:/usr/local/bin/lvs-bench" \
-        --add "$AGENT_BIN:/usr/local/bin/node-agent" \
+        --add "$TARGET/release/lvs-bench:/usr/local/bin/lvs-bench" \
+        ${AGENT_BIN:+--add "$AGENT_BIN:/usr/local/bin/node-agent"} \
         --add "$CACHE/goipvs:/usr/local/bin/goipvs" \
         "${ENVS[@]}" "$HERE/guest.sh"
     vm_rc=$?
@@ -163,9 +195,9 @@ if [ "$KERNEL" -eq 1 ]; then
     } >>"$OUT/raw.txt"
     [ -d "$RUN/files/logs" ] && cp -r "$RUN/files/logs" "$OUT/logs"
 else
-    # --joined-only: no kernel-lab results in this report.
+    # --joined-only / --only without kernel: no kernel-lab results in this report.
     rm -rf "$OUT/logs"
-    echo "metric=done what=joined_only" >"$OUT/raw.txt"
+    echo "metric=done what=no_kernel_part" >"$OUT/raw.txt"
 fi
 
 # --- the joined lab (Kubernetes mode) ---------------------------------------------------------
@@ -184,13 +216,29 @@ if [ "$JOINED" -eq 1 ]; then
     fi
 fi
 
+# --- director HA takeovers (a joined lab of its own) -------------------------------------------
+failover_rc=0
+FAILOVER_RAW="$OUT/failover-raw.txt"
+rm -f "$FAILOVER_RAW"
+if [ "$FAILOVER" -eq 1 ]; then
+    lvs_log "bench: director HA failover (joined lab, kill -9 of the active agent, ${BENCH_FAILOVER_ROUNDS:-10} takeovers)"
+    t_f="$(lvs_now_ms)"
+    BENCH_JOINEDBENCH_BUILT=1 NODE_AGENT_BIN="$AGENT_BIN" LVS_OPERATOR_BIN="$OPERATOR_BIN" "$HERE/failover.sh" --out "$OUT" || failover_rc=$?
+    lvs_log "bench: failover part: $(( ($(lvs_now_ms) - t_f) / 1000 ))s (exit $failover_rc)"
+    if [ "$failover_rc" -ne 0 ]; then
+        echo "metric=problem what=\"failover part failed (exit $failover_rc): see the failover.sh messages above and $OUT/failover/\"" >>"$OUT/raw.txt"
+    fi
+fi
+
 wall_s=$(( ($(lvs_now_ms) - t_start) / 1000 ))
 EXTRA=()
 [ -n "${BENCH_EXTRA:-}" ] && EXTRA=(--extra "$BENCH_EXTRA")
 [ -s "$JOINED_RAW" ] && EXTRA+=(--extra "$JOINED_RAW")
+[ -s "$FAILOVER_RAW" ] && EXTRA+=(--extra "$FAILOVER_RAW")
 rep_rc=0
 "$PY" "$HERE/report.py" "$OUT/raw.txt" "$OUT" --wall-s "$wall_s" "${EXTRA[@]}" || rep_rc=$?
 lvs_log "bench: ${wall_s}s in total; results in $OUT (results.csv, report.md, converge-time-vs-n.png)"
 [ "$vm_rc" -eq 0 ] || lvs_die "the guest reported failures (run-vm.sh exit $vm_rc); see $OUT/report.md"
 [ "$joined_rc" -eq 0 ] || lvs_die "the joined-lab part failed (joined.sh exit $joined_rc); see the messages above and $OUT/joined/"
+[ "$failover_rc" -eq 0 ] || lvs_die "the failover part failed (failover.sh exit $failover_rc); see the messages above and $OUT/failover/"
 exit "$rep_rc"

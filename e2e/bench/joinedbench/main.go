@@ -12,6 +12,13 @@
 //	                                over netlink and report every weight it
 //	                                sees to the host over one TCP connection
 //	joinedbench count               print the number of IPVS services
+//	joinedbench requests FLAGS      in the client's namespace: a GET of a URL
+//	                                every period on a new connection, logged
+//	                                as "UPTIME ok|ERR" in start order (the
+//	                                failover benchmark, ../failover.sh)
+//	joinedbench neigh FLAGS         in the router's namespace: the MAC of
+//	                                its neighbour entry for an address,
+//	                                logged as "UPTIME MAC" on each change
 //
 // The API client keeps one HTTP/2 connection (the lab's admin client
 // certificate), so a change costs one request on a warm connection. Every
@@ -35,6 +42,7 @@ import (
 	"math/rand"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"os"
 	"runtime"
@@ -648,9 +656,203 @@ func count() {
 	fmt.Println(len(s))
 }
 
+// uptime: the first field of /proc/uptime, as the kernel prints it. Every
+// node of the lab is a network namespace of one VM, so this is the clock the
+// failover benchmark compares the kill, the router's neighbour entry and the
+// requests on.
+func uptime() string {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		die("reading /proc/uptime: %v", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		die("/proc/uptime is empty")
+	}
+	return f[0]
+}
+
+// requests: a GET of -url every -every, each on a new TCP connection in a
+// goroutine of its own, so a request whose SYN went to a MAC that no longer
+// holds the VIP does not hold back the next one: the log resolves the moment
+// requests succeed again to one period. Each line is "UPTIME ok" or "UPTIME
+// ERR WHY" (WHY: connect, the handshake did not complete; request, it did
+// but the answer did not come in time; status, an answer other than 200),
+// UPTIME taken when the request started; lines are written in start order
+// (the awk of e2e/scenarios/90-ha.sh reads the log as a sequence). The connect
+// limit stays below the kernel's initial SYN retransmission timeout (1 s),
+// so a request counts as answered only when its first SYN got through: its
+// start time is then a moment the path worked.
+func requests(args []string) {
+	fs := flag.NewFlagSet("requests", flag.ExitOnError)
+	url := fs.String("url", "", "the URL to GET")
+	every := fs.Duration("every", 100*time.Millisecond, "start a request this often")
+	connect := fs.Duration("connect-timeout", 900*time.Millisecond, "limit of the TCP handshake (below 1 s, the first SYN retransmission)")
+	limit := fs.Duration("timeout", 3*time.Second, "limit of a whole request")
+	stop := fs.String("stop-file", "", "exit once this file exists")
+	out := fs.String("out", "", "the log (default: stdout)")
+	_ = fs.Parse(args)
+	if *url == "" {
+		die("requests: -url is required")
+	}
+	runtime.GOMAXPROCS(1)
+	w := os.Stdout
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			die("requests: %v", err)
+		}
+		w = f
+	}
+	client := &http.Client{
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext:       (&net.Dialer{Timeout: *connect}).DialContext,
+		},
+		Timeout: *limit,
+	}
+	// The dial may report from a goroutine of the transport's own.
+	trace := func(done *atomic.Bool) context.Context {
+		return httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+			ConnectDone: func(_, _ string, err error) { done.Store(err == nil) },
+		})
+	}
+	// get: "ok", or "ERR" and why.
+	get := func() string {
+		var handshake atomic.Bool
+		req, err := http.NewRequestWithContext(trace(&handshake), http.MethodGet, *url, nil)
+		if err != nil {
+			die("requests: %v", err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			if handshake.Load() {
+				return "ERR request"
+			}
+			return "ERR connect"
+		}
+		defer resp.Body.Close()
+		if _, err = io.Copy(io.Discard, resp.Body); err != nil {
+			return "ERR request"
+		}
+		if resp.StatusCode != http.StatusOK {
+			return "ERR status"
+		}
+		return "ok"
+	}
+	// One channel per request, queued in start order; the writer waits for
+	// each in turn.
+	pending := make(chan chan string, 4096)
+	done := make(chan struct{})
+	go func() {
+		for c := range pending {
+			if _, err := io.WriteString(w, <-c); err != nil {
+				die("requests: writing the log: %v", err)
+			}
+		}
+		close(done)
+	}()
+	tick := time.NewTicker(*every)
+	defer tick.Stop()
+	for {
+		if *stop != "" {
+			if _, err := os.Stat(*stop); err == nil {
+				break
+			}
+		}
+		t := uptime()
+		c := make(chan string, 1)
+		pending <- c
+		go func() { c <- t + " " + get() + "\n" }()
+		<-tick.C
+	}
+	close(pending)
+	<-done
+}
+
+// neigh: poll the namespace's IPv4 neighbour table over rtnetlink (one dump
+// per period, no process per poll, so the log does not lag when the VM is
+// busy) and log "UPTIME MAC" ("none" when there is no entry with an
+// address) whenever the entry of -addr on -dev changes; the format of the
+// neighbour log of e2e/scenarios/90-ha.sh.
+func neigh(args []string) {
+	fs := flag.NewFlagSet("neigh", flag.ExitOnError)
+	addr := fs.String("addr", "", "the IPv4 address whose entry to follow")
+	dev := fs.String("dev", "", "the interface of the entry")
+	every := fs.Duration("every", 20*time.Millisecond, "poll period")
+	stop := fs.String("stop-file", "", "exit once this file exists")
+	out := fs.String("out", "", "the log (default: stdout)")
+	_ = fs.Parse(args)
+	want, err := netip.ParseAddr(*addr)
+	if err != nil || !want.Is4() {
+		die("neigh: -addr %q is no IPv4 address", *addr)
+	}
+	ifc, err := net.InterfaceByName(*dev)
+	if err != nil {
+		die("neigh: -dev %q: %v", *dev, err)
+	}
+	runtime.GOMAXPROCS(1)
+	w := os.Stdout
+	if *out != "" {
+		if w, err = os.Create(*out); err != nil {
+			die("neigh: %v", err)
+		}
+	}
+	const ndmsgLen = 12 // struct ndmsg
+	const ndaDst, ndaLladdr = 1, 2
+	lookup := func() string {
+		b, err := syscall.NetlinkRIB(syscall.RTM_GETNEIGH, syscall.AF_INET)
+		if err != nil {
+			die("neigh: RTM_GETNEIGH: %v", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(b)
+		if err != nil {
+			die("neigh: %v", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Type != syscall.RTM_NEWNEIGH || len(m.Data) < ndmsgLen {
+				continue
+			}
+			if int(int32(binary.LittleEndian.Uint32(m.Data[4:8]))) != ifc.Index {
+				continue
+			}
+			var dst netip.Addr
+			var mac net.HardwareAddr
+			attrs(m.Data[ndmsgLen:], func(t uint16, v []byte) {
+				switch {
+				case t == ndaDst && len(v) == 4:
+					dst = netip.AddrFrom4([4]byte(v))
+				case t == ndaLladdr:
+					mac = net.HardwareAddr(v)
+				}
+			})
+			if dst == want && len(mac) > 0 {
+				return mac.String()
+			}
+		}
+		return "none"
+	}
+	last := ""
+	for {
+		if *stop != "" {
+			if _, err := os.Stat(*stop); err == nil {
+				return
+			}
+		}
+		t := uptime()
+		if m := lookup(); m != last {
+			if _, err := io.WriteString(w, t+" "+m+"\n"); err != nil {
+				die("neigh: writing the log: %v", err)
+			}
+			last = m
+		}
+		time.Sleep(*every)
+	}
+}
+
 func main() {
 	if len(os.Args) < 2 {
-		die("usage: joinedbench populate|latency|probe|count [FLAGS]")
+		die("usage: joinedbench populate|latency|probe|count|requests|neigh [FLAGS]")
 	}
 	switch os.Args[1] {
 	case "populate":
@@ -661,6 +863,10 @@ func main() {
 		probe(os.Args[2:])
 	case "count":
 		count()
+	case "requests":
+		requests(os.Args[2:])
+	case "neigh":
+		neigh(os.Args[2:])
 	default:
 		die("unknown command %q", os.Args[1])
 	}
