@@ -151,7 +151,22 @@ _ha_setup() {
     sc_retry 60 _ha_all_services "$d" || sc_fail "$d does not program all HA services (warm standby): $(sc_ipvs "$d" | grep -c '^-A') services"
   done
   sc_retry 60 _ha_all_one_holder || sc_fail "not every VIP has exactly one holder after 60 s: $(_ha_holder_map)"
+  # A director that came back (an earlier scenario's restart or link loss)
+  # gets its share back only after the preempt delay: wait for the spread,
+  # so no handback moves a VIP while a scenario measures.
+  sc_retry 60 _ha_spread_settled || sc_fail "the VIPs did not spread over both directors within 60 s: $(_ha_holder_map)"
   sc_ok "holders: $(_ha_holder_map)"
+}
+# _ha_spread_settled: every director active for at least 4 of the 10 VIPs,
+# and the holders unchanged over a second.
+_ha_spread_settled() {
+  local d m
+  for d in $(lab_directors); do
+    (($(_ha_held "$d" | grep -c .) >= 4)) || return 1
+  done
+  m=$(_ha_holder_map)
+  sleep 1
+  [[ $(_ha_holder_map) == "$m" ]] && _ha_all_one_holder
 }
 _ha_all_services() {
   local n

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
@@ -246,6 +246,8 @@ pub async fn run(
     let mut roles: BTreeMap<IpAddr, Role> = BTreeMap::new();
     let mut sent: Option<BTreeMap<IpAddr, Role>> = None;
     let mut written = Overlay::default();
+    // VIP -> the Lease version a write of ours lost a conflict on.
+    let mut lost: BTreeMap<IpAddr, String> = BTreeMap::new();
     let mut listed = false;
     let mut watch_log = Repeated::default();
     let mut live_before: BTreeSet<String> = BTreeSet::new();
@@ -259,31 +261,21 @@ pub async fn run(
             r = status.changed() => if r.is_err() { return },
             r = beat_ok.changed() => if r.is_err() { return },
             () = sleep_until_some(wake) => {}
-            ev = stream.next() => match ev {
-                None => return,
-                Some(Ok(ev)) => {
-                    if let Some(d) = watch_log.ok(Instant::now()) {
-                        tracing::info!(failed_for_s = d.as_secs(), "the HA Lease watch works again");
-                    }
-                    if matches!(ev, watcher::Event::InitDone) {
-                        listed = true;
-                    }
-                    if matches!(ev, watcher::Event::Init | watcher::Event::InitApply(_)) {
-                        continue;
-                    }
-                }
-                Some(Err(e)) => {
-                    if let Some(f) = watch_log.fail(Instant::now()) {
-                        tracing::warn!(
-                            error = %e,
-                            failing_for_s = f.for_.as_secs(),
-                            not_logged = f.unlogged,
-                            "the HA Lease watch fails; roles stay as they are until it works again"
-                        );
-                    }
-                    continue;
-                }
-            },
+            ev = stream.next() => {
+                let Some(ev) = ev else { return };
+                take_watch_item(ev, &mut listed, &mut watch_log);
+            }
+        }
+        // Everything the watch already delivered goes into this round: a
+        // round per event would fall behind whenever rounds are slower
+        // than the events come (a slow node, a slow API server), and a
+        // store that lags shows live heartbeats as expired.
+        loop {
+            match stream.next().now_or_never() {
+                Some(Some(ev)) => take_watch_item(ev, &mut listed, &mut watch_log),
+                Some(None) => return,
+                None => break,
+            }
         }
         if !listed {
             continue;
@@ -353,18 +345,29 @@ pub async fn run(
             seen.probes = futures::future::join_all(asked).await.into_iter().collect();
             d = election::decide(&s.node, &seen, &roles);
         }
-        for w in &d.writes {
+        // A write on a version that already lost a conflict would lose
+        // again: wait until the watch shows the newer version.
+        lost.retain(|vip, rv| seen.leases.get(vip).and_then(|l| l.resource_version.as_ref()) == Some(rv));
+        d.writes.retain(|w| w.resource_version.is_none() || lost.get(&w.vip) != w.resource_version.as_ref());
+        let sent_writes = d.writes.iter().map(|w| {
             let name = vip_lease_name(w.vip);
             let new = vip_lease(by_name.get(&name).copied(), w, Timestamp::now());
-            let req = async {
-                match &w.resource_version {
-                    Some(_) => api.replace(&name, &PostParams::default(), &new).await,
-                    None => api.create(&PostParams::default(), &new).await,
-                }
-            };
-            // A write that outlasts the lease is as good as lost: the
-            // next round decides again on what it then sees.
-            match tokio::time::timeout(s.lease_duration, req).await {
+            let api = &api;
+            async move {
+                let req = async {
+                    match &w.resource_version {
+                        Some(_) => api.replace(&name, &PostParams::default(), &new).await,
+                        None => api.create(&PostParams::default(), &new).await,
+                    }
+                };
+                // A write that outlasts the lease is as good as lost: the
+                // next round decides again on what it then sees.
+                let r = tokio::time::timeout(s.lease_duration, req).await;
+                (w, name, r)
+            }
+        });
+        for (w, name, r) in futures::future::join_all(sent_writes).await {
+            match r {
                 Ok(Ok(stored)) => {
                     tracing::info!(vip = %w.vip, holder = %w.holder, kind = ?w.kind, "VIP Lease written");
                     written.wrote(&name, w.resource_version.clone(), stored);
@@ -375,7 +378,12 @@ pub async fn run(
                     }
                 }
                 // A conflict: someone else wrote first; the next round reads it.
-                Ok(Err(e)) => tracing::info!(vip = %w.vip, error = %e, "VIP Lease write lost"),
+                Ok(Err(e)) => {
+                    tracing::info!(vip = %w.vip, error = %crate::k8s::describe(&e), "VIP Lease write lost");
+                    if let Some(rv) = &w.resource_version {
+                        lost.insert(w.vip, rv.clone());
+                    }
+                }
                 Err(_) => tracing::info!(vip = %w.vip, "VIP Lease write timed out"),
             }
         }
@@ -385,6 +393,34 @@ pub async fn run(
                 return;
             }
             sent = Some(roles.clone());
+        }
+    }
+}
+
+/// Takes one item of the Lease watch (the reflector already stored it).
+fn take_watch_item(
+    ev: Result<watcher::Event<Lease>, watcher::Error>,
+    listed: &mut bool,
+    log: &mut Repeated,
+) {
+    match ev {
+        Ok(ev) => {
+            if let Some(d) = log.ok(Instant::now()) {
+                tracing::info!(failed_for_s = d.as_secs(), "the HA Lease watch works again");
+            }
+            if matches!(ev, watcher::Event::InitDone) {
+                *listed = true;
+            }
+        }
+        Err(e) => {
+            if let Some(f) = log.fail(Instant::now()) {
+                tracing::warn!(
+                    error = %e,
+                    failing_for_s = f.for_.as_secs(),
+                    not_logged = f.unlogged,
+                    "the HA Lease watch fails; roles stay as they are until it works again"
+                );
+            }
         }
     }
 }
