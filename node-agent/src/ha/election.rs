@@ -13,7 +13,8 @@
 //!   the VIP): an active cut off from the API server still answers and keeps
 //!   the VIP, so two nodes never hold it at once.
 //! - Without the API server nothing can be written, so every role stays as
-//!   it was: actives keep serving.
+//!   the Leases last seen say: actives keep serving, and an active that
+//!   sees another node in its VIP's Lease drops the VIP even then.
 //! - An active whose VIP has another preferred owner hands it over, but
 //!   only once that owner has been live for the preempt delay without a
 //!   break: a flapping director does not pull its VIPs back and forth.
@@ -108,8 +109,17 @@ pub fn decide(me: &str, seen: &Observed, previous: &BTreeMap<IpAddr, Role>) -> D
         .iter()
         .filter(|(_, c)| c.iter().any(|n| n == me));
     if !seen.api_ok {
+        // Nothing can be written, so nothing is taken over or handed over.
+        // A VIP whose Lease names another node is dropped all the same (its
+        // holder took it while this node could not renew: holding it too
+        // would be a split brain); one that names this node stays held,
+        // whatever the API server's state: actives keep serving.
         for (vip, _) in mine {
-            let role = previous.get(vip).copied().unwrap_or(Role::Standby);
+            let role = match seen.leases.get(vip).and_then(|l| l.holder.as_deref()) {
+                Some(h) if h == me => Role::Active,
+                Some(_) => Role::Standby,
+                None => previous.get(vip).copied().unwrap_or(Role::Standby),
+            };
             out.roles.insert(*vip, role);
         }
         return out;
@@ -390,6 +400,19 @@ mod tests {
         assert!(d.writes.is_empty() && d.probe.is_empty());
         assert_eq!(d.roles[&ip("10.0.0.10")], Role::Active);
         assert_eq!(d.roles[&ip("10.0.0.11")], Role::Standby);
+        // a held 10.0.0.11 too, but the Lease (seen through the watch while
+        // its own renewals fail) names b: a drops it, writing nothing.
+        let prev = BTreeMap::from([
+            (ip("10.0.0.10"), Role::Active),
+            (ip("10.0.0.11"), Role::Active),
+        ]);
+        let d = decide("a", &o, &prev);
+        assert!(d.writes.is_empty());
+        assert_eq!(d.roles[&ip("10.0.0.11")], Role::Standby);
+        // A Lease naming a keeps it active, whatever the previous role.
+        held(&mut o, "10.0.0.10", "a");
+        let d = decide("a", &o, &BTreeMap::new());
+        assert_eq!(d.roles[&ip("10.0.0.10")], Role::Active);
     }
 
     #[test]
