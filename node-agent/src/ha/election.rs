@@ -137,7 +137,9 @@ pub fn decide(me: &str, seen: &Observed, previous: &BTreeMap<IpAddr, Role>) -> D
         };
         let role = match lease.holder.as_deref() {
             Some(h) if h == me => {
-                if let Some(p) = want.filter(|p| *p != me) {
+                // Handed over only to a settled node (live for the whole
+                // preempt delay), never to one that just came (back).
+                if let Some(p) = want.filter(|p| *p != me && seen.settled.contains(*p)) {
                     out.writes.push(write(p, WriteKind::Handoff));
                 }
                 Role::Active

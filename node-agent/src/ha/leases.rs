@@ -311,6 +311,12 @@ pub async fn run(
             tracing::info!(node = %back, "director heartbeat fresh");
         }
         live_before = live.clone();
+        // This node's own heartbeat, seen through the watch, proves the view
+        // current: when its renewals do not show up within the lease
+        // duration (a slow API server, a lagging watch), the others'
+        // heartbeats look expired for the same reason, so this node writes
+        // nothing (no takeover on a stale view) until they show up again.
+        let api_ok = api_ok && live.contains(&s.node);
         if api_ok {
             live.insert(s.node.clone());
         }
