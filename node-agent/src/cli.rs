@@ -156,8 +156,9 @@ pub struct Args {
     /// HA: how often the heartbeat and the VIP lifetime are renewed.
     #[arg(long, env = "LVS_HA_RENEW_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
     pub ha_renew_interval: Duration,
-    /// HA: how long to wait for the direct probe (GET /ha) of a holder whose
-    /// heartbeat expired.
+    /// HA: how long to wait for the connection of the direct probe (GET
+    /// /ha) of a holder whose heartbeat expired; a holder that accepted it
+    /// gets two lease durations to answer.
     #[arg(long, env = "LVS_HA_PROBE_TIMEOUT", default_value = "300ms", value_parser = parse_duration)]
     pub ha_probe_timeout: Duration,
     /// HA: the lifetime of the VIP address on the active (whole seconds,

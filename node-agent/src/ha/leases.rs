@@ -187,20 +187,28 @@ impl Freshness {
     }
 }
 
-/// `GET http://addr/ha` within `timeout`: the VIPs the node says it holds,
-/// or unreachable.
-pub async fn probe(addr: SocketAddr, timeout: Duration) -> ProbeAnswer {
+/// `GET http://addr/ha`: the VIPs the node says it holds, or unreachable.
+///
+/// The connection must be made within `connect` (a node that is down or
+/// off the network makes none; a dead agent's node refuses it at once); a
+/// node that accepted it is up, since its kernel answers, and a busy agent
+/// on it gets `answer` to reply. So a slow agent is not mistaken for a dead
+/// one, without slowing the takeover from a node that is gone.
+pub async fn probe(addr: SocketAddr, connect: Duration, answer: Duration) -> ProbeAnswer {
+    let Ok(Ok(mut s)) = tokio::time::timeout(connect, tokio::net::TcpStream::connect(addr)).await
+    else {
+        return ProbeAnswer::Unreachable;
+    };
     let ask = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
         s.write_all(
             format!("GET /ha HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
         )
         .await?;
         let mut buf = Vec::new();
-        s.take(64 * 1024).read_to_end(&mut buf).await?;
+        (&mut s).take(64 * 1024).read_to_end(&mut buf).await?;
         Ok::<_, std::io::Error>(buf)
     };
-    match tokio::time::timeout(timeout, ask).await {
+    match tokio::time::timeout(answer, ask).await {
         Ok(Ok(buf)) => parse_probe(&buf),
         _ => ProbeAnswer::Unreachable,
     }
@@ -337,11 +345,14 @@ pub async fn run(
             let asked = d.probe.iter().map(|n| {
                 let ip = node_ips.get(n).and_then(|ips| ips.first()).copied();
                 let timeout = s.probe_timeout;
+                // A holder that took the connection is up: it gets a few
+                // lease durations to answer (a hung agent, not a gone node).
+                let answer = s.lease_duration * 2;
                 let port = s.agent_port;
                 async move {
                     let t = Instant::now();
                     let a = match ip {
-                        Some(ip) => probe(SocketAddr::new(ip, port), timeout).await,
+                        Some(ip) => probe(SocketAddr::new(ip, port), timeout, answer).await,
                         None => ProbeAnswer::Unreachable,
                     };
                     tracing::info!(node = %n, answer = ?a, elapsed_ms = t.elapsed().as_millis() as u64, "probed a holder whose heartbeat expired");
@@ -735,9 +746,42 @@ mod tests {
         drop(l);
         let t = Instant::now();
         assert_eq!(
-            probe(addr, Duration::from_millis(300)).await,
+            probe(addr, Duration::from_millis(300), Duration::from_secs(2)).await,
             ProbeAnswer::Unreachable
         );
         assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_slow_agent_that_accepted_the_probe_gets_time_to_answer() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut req = [0u8; 256];
+            let _ = c.read(&mut req).await.unwrap();
+            // Longer than the connect timeout, shorter than the answer's.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            c.write_all(b"HTTP/1.1 200 OK\r\n\r\n{\"node\":\"a\",\"active\":[\"10.0.0.10\"],\"standby\":[]}")
+                .await
+                .unwrap();
+        });
+        let a = probe(addr, Duration::from_millis(300), Duration::from_secs(5)).await;
+        assert_eq!(
+            a,
+            ProbeAnswer::Active(BTreeSet::from(["10.0.0.10".parse().unwrap()]))
+        );
+        server.await.unwrap();
+        // No answer at all within the answer timeout: unreachable.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let _hold = tokio::spawn(async move {
+            let (_c, _) = l.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        });
+        let t = Instant::now();
+        let a = probe(addr, Duration::from_millis(300), Duration::from_millis(400)).await;
+        assert_eq!(a, ProbeAnswer::Unreachable);
+        assert!(t.elapsed() < Duration::from_secs(3));
     }
 }
