@@ -176,7 +176,9 @@ pub fn decide(me: &str, seen: &Observed, previous: &BTreeMap<IpAddr, Role>) -> D
 /// each to the candidate with the fewest VIPs so far (ties to the highest
 /// rendezvous hash of VIP and node), so the VIPs spread evenly and every
 /// node computes the same answer from the same observation. `me` counts as
-/// live (its own view of itself), and as settled only when in `settled`.
+/// live and settled (its own view of itself: a holder whose own heartbeat
+/// lapsed in its view, a slow API server, must not hand everything over to
+/// the others for that).
 pub fn preferred_owners(
     candidates: &BTreeMap<IpAddr, Vec<String>>,
     live: &BTreeSet<String>,
@@ -194,7 +196,7 @@ pub fn preferred_owners(
         let is_live = |n: &&String| live.contains(*n) || *n == me;
         let pool: Vec<&String> = match candidates[vip]
             .iter()
-            .filter(|n| is_live(n) && settled.contains(*n))
+            .filter(|n| is_live(n) && (settled.contains(*n) || *n == me))
             .collect::<Vec<_>>()
         {
             s if s.is_empty() => candidates[vip].iter().filter(is_live).collect(),
@@ -534,13 +536,17 @@ mod tests {
     }
 
     #[test]
-    fn without_any_settled_candidate_the_live_ones_are_preferred() {
-        // Every observer just started (nobody settled yet): the VIPs spread
-        // over the live candidates at once, as without a delay.
+    fn at_startup_every_vip_is_taken_and_the_spread_follows_the_preempt_delay() {
+        // Both just started: nobody is settled in anybody's view. Every VIP
+        // gets one holder at once; the even spread comes by handoffs once
+        // the other node is settled.
         let vips: Vec<String> = (10..20).map(|i| format!("10.0.0.{i}")).collect();
         let v: Vec<&str> = vips.iter().map(String::as_str).collect();
         let mut o = world(&v, &["a", "b"], &["a", "b"]);
         o.settled.clear();
+        let roles = settle(&mut o, &["a", "b"]);
+        assert_eq!(actives(&roles["a"]) + actives(&roles["b"]), 10);
+        o.settled = ["a".to_string(), "b".to_string()].into();
         let roles = settle(&mut o, &["a", "b"]);
         let (na, nb) = (actives(&roles["a"]), actives(&roles["b"]));
         assert!(na + nb == 10 && na <= 6 && nb <= 6, "{na}/{nb}");
@@ -552,9 +558,30 @@ mod tests {
         o.settled = ["b".to_string()].into();
         held(&mut o, "10.0.0.10", "a");
         o.probes.insert("a".into(), ProbeAnswer::Unreachable);
-        assert!(decide("c", &o, &BTreeMap::new()).writes.is_empty());
         let d = decide("b", &o, &BTreeMap::new());
         assert_eq!(d.writes.len(), 1);
         assert_eq!(d.writes[0].kind, WriteKind::Takeover);
+        // c counts itself settled and may try too: the Lease's version lets
+        // one write win, and the VIP ends with one holder.
+        let roles = settle(&mut o, &["b", "c"]);
+        let n = ["b", "c"]
+            .iter()
+            .filter(|m| roles[**m][&ip("10.0.0.10")] == Role::Active)
+            .count();
+        assert_eq!(n, 1, "{roles:?}");
+    }
+
+    #[test]
+    fn a_holder_unsettled_in_its_own_view_keeps_its_vips() {
+        // a's own heartbeat lapsed in its own view (a slow API server) and
+        // came back: a is not settled, b is. a hands nothing over for that.
+        let vips: Vec<String> = (10..20).map(|i| format!("10.0.0.{i}")).collect();
+        let v: Vec<&str> = vips.iter().map(String::as_str).collect();
+        let mut o = world(&v, &["a", "b"], &["a", "b"]);
+        let roles = settle(&mut o, &["a", "b"]);
+        o.settled = ["b".to_string()].into();
+        let d = decide("a", &o, &roles["a"]);
+        assert!(d.writes.is_empty(), "{:?}", d.writes);
+        assert_eq!(d.roles, roles["a"]);
     }
 }
