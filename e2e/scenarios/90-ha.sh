@@ -12,7 +12,7 @@
 # namespaces of one VM: one clock, /proc/uptime, for every timestamp).
 #
 #   HA_FAILOVER_MAX_S  bound of a takeover: kill/link loss -> router's entry on
-#                      the standby and requests answered again (default 5)
+#                      the standby and requests answered again (default 3)
 #   HA_ARP_SECS        how long ha-single-arp-owner arpings each VIP (default 60)
 #   HA_OUTAGE_SECS     API server outage of ha-api-outage-keeps-vips (default 60)
 #   HA_PARTITION_SECS  how long the active stays cut off from the API server (default 20)
@@ -33,7 +33,7 @@ HA_VIPS=(192.0.2.100 192.0.2.101 192.0.2.102 192.0.2.103 192.0.2.104
   192.0.2.105 192.0.2.106 192.0.2.107 192.0.2.108 192.0.2.109)
 HA_VIP=${HA_VIPS[0]}
 HA_ECHO_PORT=9000
-HA_MAX=${HA_FAILOVER_MAX_S:-5}
+HA_MAX=${HA_FAILOVER_MAX_S:-3}
 
 # _ha_manifest: the HA scenarios' objects (directors: director-group=edge).
 _ha_manifest() {
