@@ -50,7 +50,7 @@ pub struct Observed {
     /// VIP -> its candidates (sorted node names, this node among them).
     pub candidates: BTreeMap<IpAddr, Vec<String>>,
     /// Nodes whose heartbeat the observer saw renewed within the lease
-    /// duration (this node included while its own renewals succeed).
+    /// duration (this node included while its own renewals show up).
     pub live: BTreeSet<String>,
     /// The live nodes whose heartbeat has been fresh without a break for at
     /// least the preempt delay (this node included on the same terms). The

@@ -307,7 +307,7 @@ pub async fn run(
         });
         let seen_at = Instant::now();
         let Liveness {
-            mut live,
+            live,
             settled,
             next_change: next,
         } = fresh.observe(beats, seen_at, s.lease_duration, s.preempt_delay);
@@ -325,9 +325,6 @@ pub async fn run(
         // heartbeats look expired for the same reason, so this node writes
         // nothing (no takeover on a stale view) until they show up again.
         let api_ok = api_ok && live.contains(&s.node);
-        if api_ok {
-            live.insert(s.node.clone());
-        }
         let vip_leases: BTreeMap<IpAddr, VipLease> =
             leases.iter().filter_map(vip_lease_of).collect();
         let mut seen = Observed {
