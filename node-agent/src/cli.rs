@@ -149,17 +149,29 @@ pub struct Args {
     /// --ha-role, and a VIP with several directors and no role is refused.
     #[arg(long, env = "LVS_HA")]
     pub ha: bool,
-    /// HA: how long a director's heartbeat stays valid without renewal
-    /// (also the lifetime of the VIP address on the active), e.g. 2s.
-    #[arg(long, env = "LVS_HA_LEASE_DURATION", default_value = "2s", value_parser = parse_duration)]
+    /// HA: how long a director's heartbeat stays valid without renewal;
+    /// a standby probes the holder once it expired, e.g. 1s.
+    #[arg(long, env = "LVS_HA_LEASE_DURATION", default_value = "1s", value_parser = parse_duration)]
     pub ha_lease_duration: Duration,
     /// HA: how often the heartbeat and the VIP lifetime are renewed.
-    #[arg(long, env = "LVS_HA_RENEW_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, env = "LVS_HA_RENEW_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
     pub ha_renew_interval: Duration,
-    /// HA: how long to wait for the direct probe (GET /ha) of a holder whose
-    /// heartbeat expired.
+    /// HA: how long to wait for the connection of the direct probe (GET
+    /// /ha) of a holder whose heartbeat expired; a holder that accepted it
+    /// gets two lease durations to answer.
     #[arg(long, env = "LVS_HA_PROBE_TIMEOUT", default_value = "300ms", value_parser = parse_duration)]
     pub ha_probe_timeout: Duration,
+    /// HA: the lifetime of the VIP address on the active (whole seconds,
+    /// rounded up), renewed every renew interval: the kernel removes the VIP
+    /// this long after the agent stopped renewing it. Longer than the renew
+    /// interval, so a busy sync loop does not drop a VIP it still holds.
+    #[arg(long, env = "LVS_HA_VIP_LIFETIME", default_value = "2s", value_parser = parse_duration)]
+    pub ha_vip_lifetime: Duration,
+    /// HA: a VIP moves back to its preferred director only after that
+    /// director has been live this long without a break (0: at once), so a
+    /// flapping director does not move VIPs back and forth.
+    #[arg(long, env = "LVS_HA_PREEMPT_DELAY", default_value = "10s", value_parser = parse_delay)]
+    pub ha_preempt_delay: Duration,
     /// HA: the namespace of the election's Leases.
     #[arg(long, env = "POD_NAMESPACE")]
     pub ha_namespace: Option<String>,
@@ -195,6 +207,14 @@ impl From<HaDefaultRole> for crate::ha::Role {
             HaDefaultRole::Active => crate::ha::Role::Active,
             HaDefaultRole::Standby => crate::ha::Role::Standby,
         }
+    }
+}
+
+/// A duration that may be zero (`0`, `0s`), else as [`parse_duration`].
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    match s.trim().trim_end_matches("ms").trim_end_matches('s') {
+        "0" => Ok(Duration::ZERO),
+        _ => parse_duration(s),
     }
 }
 
@@ -270,6 +290,13 @@ fn run<D: Dataplane + 'static>(
     if args.ha && args.config_dir.is_none() && args.ha_namespace.is_none() {
         anyhow::bail!(
             "--ha in Kubernetes mode needs the namespace of the election's Leases: --ha-namespace or POD_NAMESPACE"
+        );
+    }
+    if args.ha && args.ha_vip_lifetime <= args.ha_renew_interval {
+        anyhow::bail!(
+            "--ha-vip-lifetime {:?} must be longer than --ha-renew-interval {:?}: the VIP would expire between two renewals",
+            args.ha_vip_lifetime,
+            args.ha_renew_interval
         );
     }
     if args.dataplane == DataplaneKind::Netlink && args.state_dir.is_none() {
@@ -357,7 +384,7 @@ fn agent_config(args: &Args) -> AgentConfig {
         vip_lifetime: (vip_roles(args) != crate::ha::VipRoles::Off && !args.once).then(|| {
             crate::agent::VipLifetime {
                 // Whole seconds, rounded up: the kernel's unit.
-                seconds: u32::try_from(args.ha_lease_duration.as_millis().div_ceil(1000))
+                seconds: u32::try_from(args.ha_vip_lifetime.as_millis().div_ceil(1000))
                     .unwrap_or(u32::MAX)
                     .max(1),
                 renew_interval: args.ha_renew_interval,
@@ -534,6 +561,7 @@ fn run_daemon<D: Dataplane + 'static>(
                         lease_duration: args.ha_lease_duration,
                         renew_interval: args.ha_renew_interval,
                         probe_timeout: args.ha_probe_timeout,
+                        preempt_delay: args.ha_preempt_delay,
                         agent_port: args.listen.port(),
                     };
                     tracing::info!(namespace = %settings.namespace, "director HA: Lease election on");

@@ -22,6 +22,7 @@ pub mod k8s;
 pub mod kernel;
 pub mod ledger;
 pub mod metrics;
+pub mod quiet;
 pub mod reconcile;
 pub mod report;
 pub mod source;

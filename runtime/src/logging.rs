@@ -24,12 +24,38 @@ pub enum LogFormat {
     Json,
 }
 
+/// kube-client's request tracing layer logs every failed request at error
+/// level, without rate limit: while the API server is away that is several
+/// lines a second per watch and writer, and each caller already reports its
+/// failures (once, then now and then). Off unless a filter names it.
+pub const QUIET_TARGET: &str = "kube_client::client::builder";
+
 /// The filter from [`FILTER_VAR`], else [`FALLBACK_FILTER_VAR`], else
 /// [`DEFAULT_FILTER`]. A variable that does not parse is passed over.
+/// [`QUIET_TARGET`] is off unless the filter mentions `kube_client`.
 pub fn filter() -> EnvFilter {
-    EnvFilter::try_from_env(FILTER_VAR)
-        .or_else(|_| EnvFilter::try_from_env(FALLBACK_FILTER_VAR))
-        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
+    let text = std::env::var(FILTER_VAR)
+        .ok()
+        .filter(|v| EnvFilter::try_new(v).is_ok())
+        .or_else(|| {
+            std::env::var(FALLBACK_FILTER_VAR)
+                .ok()
+                .filter(|v| EnvFilter::try_new(v).is_ok())
+        })
+        .unwrap_or_else(|| DEFAULT_FILTER.to_string());
+    filter_from(&text)
+}
+
+/// The filter for `text`, with [`QUIET_TARGET`] off unless named.
+pub fn filter_from(text: &str) -> EnvFilter {
+    let f = EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    if text.contains("kube_client") {
+        return f;
+    }
+    match format!("{QUIET_TARGET}=off").parse() {
+        Ok(d) => f.add_directive(d),
+        Err(_) => f,
+    }
 }
 
 /// Installs the global subscriber, writing to standard error (colours only
@@ -54,6 +80,38 @@ mod tests {
     struct Cli {
         #[arg(long, value_enum, default_value_t)]
         log_format: LogFormat,
+    }
+
+    #[test]
+    fn kube_clients_per_request_errors_are_off_unless_asked_for() {
+        let lines = |filter: EnvFilter| {
+            let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+            let w = buf.clone();
+            let sub = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(move || Writer(w.clone()))
+                .finish();
+            tracing::subscriber::with_default(sub, || {
+                tracing::error!(target: "kube_client::client::builder", "failed with error x");
+                tracing::info!(target: "lvs_node_agent::agent", "sync done");
+            });
+            let s = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+            s.lines().count()
+        };
+        assert_eq!(lines(filter_from("info")), 1);
+        assert_eq!(lines(filter_from("debug")), 1);
+        assert_eq!(lines(filter_from("info,kube_client=error")), 2);
+    }
+
+    struct Writer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Writer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]

@@ -60,7 +60,8 @@ t_chart_ha_rbac() {
   env=$(kubectl get ds "$agent" -n "$ha_ns" -o json |
     jq -r '.spec.template.spec.containers[0].env[] | select(.name == "POD_NAMESPACE") | .valueFrom.fieldRef.fieldPath')
   local want missing=()
-  for want in '"--ha"' --ha-lease-duration=2s --ha-renew-interval=500ms --ha-probe-timeout=300ms \
+  for want in '"--ha"' --ha-lease-duration=1s --ha-renew-interval=250ms --ha-probe-timeout=300ms \
+    --ha-vip-lifetime=2s --ha-preempt-delay=10s \
     '--ha-namespace=$(POD_NAMESPACE)' --sync-interface=eth1 --sync-id=7; do
     [[ $args == *"$want"* ]] || missing+=("$want")
   done

@@ -8,9 +8,11 @@ fn parse(args: &[&str]) -> Result<Args, clap::Error> {
 fn ha_flags_and_their_defaults() {
     let a = parse(&["--node-name", "n1", "--config-dir", "/x"]).unwrap();
     assert!(!a.ha);
-    assert_eq!(a.ha_lease_duration, Duration::from_secs(2));
-    assert_eq!(a.ha_renew_interval, Duration::from_millis(500));
+    assert_eq!(a.ha_lease_duration, Duration::from_secs(1));
+    assert_eq!(a.ha_renew_interval, Duration::from_millis(250));
     assert_eq!(a.ha_probe_timeout, Duration::from_millis(300));
+    assert_eq!(a.ha_vip_lifetime, Duration::from_secs(2));
+    assert_eq!(a.ha_preempt_delay, Duration::from_secs(10));
     assert_eq!(vip_roles(&a), crate::ha::VipRoles::Off);
     let a = parse(&[
         "--node-name",
@@ -41,6 +43,18 @@ fn ha_flags_and_their_defaults() {
     let e = parse(&["--node-name", "n1", "--ha-role", "10.0.0.1=leader"]).unwrap_err();
     assert!(e.to_string().contains("leader"), "{e}");
     assert!(parse_duration("0ms").is_err());
+    for zero in ["0", "0s", "0ms"] {
+        assert_eq!(parse_delay(zero), Ok(Duration::ZERO), "{zero}");
+    }
+    assert_eq!(parse_delay("1500ms"), Ok(Duration::from_millis(1500)));
+    assert!(parse_delay("soon").is_err());
+    let a = parse(&["--node-name=n1", "--ha", "--ha-vip-lifetime=3s"]).unwrap();
+    let c = agent_config(&a);
+    assert_eq!(
+        c.vip_lifetime.map(|l| (l.seconds, l.renew_interval)),
+        Some((3, Duration::from_millis(250))),
+        "the VIP lifetime is its own knob, not the lease duration"
+    );
     assert!(parse_duration("2 minutes").is_err());
 }
 

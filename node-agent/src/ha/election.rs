@@ -13,8 +13,11 @@
 //!   the VIP): an active cut off from the API server still answers and keeps
 //!   the VIP, so two nodes never hold it at once.
 //! - Without the API server nothing can be written, so every role stays as
-//!   it was: actives keep serving.
-//! - An active whose VIP has another live preferred owner hands it over.
+//!   the Leases last seen say: actives keep serving, and an active that
+//!   sees another node in its VIP's Lease drops the VIP even then.
+//! - An active whose VIP has another preferred owner hands it over, but
+//!   only once that owner has been live for the preempt delay without a
+//!   break: a flapping director does not pull its VIPs back and forth.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -47,8 +50,13 @@ pub struct Observed {
     /// VIP -> its candidates (sorted node names, this node among them).
     pub candidates: BTreeMap<IpAddr, Vec<String>>,
     /// Nodes whose heartbeat the observer saw renewed within the lease
-    /// duration (this node included while its own renewals succeed).
+    /// duration (this node included while its own renewals show up).
     pub live: BTreeSet<String>,
+    /// The live nodes whose heartbeat has been fresh without a break for at
+    /// least the preempt delay (this node included on the same terms). The
+    /// preferred owners are chosen among these; a VIP with none of its
+    /// candidates here falls back to its live candidates.
+    pub settled: BTreeSet<String>,
     /// VIP Leases as last read; a VIP without one has no holder.
     pub leases: BTreeMap<IpAddr, VipLease>,
     /// Probe answers of nodes whose heartbeat expired; a node missing here
@@ -101,13 +109,22 @@ pub fn decide(me: &str, seen: &Observed, previous: &BTreeMap<IpAddr, Role>) -> D
         .iter()
         .filter(|(_, c)| c.iter().any(|n| n == me));
     if !seen.api_ok {
+        // Nothing can be written, so nothing is taken over or handed over.
+        // A VIP whose Lease names another node is dropped all the same (its
+        // holder took it while this node could not renew: holding it too
+        // would be a split brain); one that names this node stays held,
+        // whatever the API server's state: actives keep serving.
         for (vip, _) in mine {
-            let role = previous.get(vip).copied().unwrap_or(Role::Standby);
+            let role = match seen.leases.get(vip).and_then(|l| l.holder.as_deref()) {
+                Some(h) if h == me => Role::Active,
+                Some(_) => Role::Standby,
+                None => previous.get(vip).copied().unwrap_or(Role::Standby),
+            };
             out.roles.insert(*vip, role);
         }
         return out;
     }
-    let preferred = preferred_owners(&seen.candidates, &seen.live, me);
+    let preferred = preferred_owners(&seen.candidates, &seen.live, &seen.settled, me);
     for (vip, candidates) in mine {
         let lease = seen.leases.get(vip).cloned().unwrap_or_default();
         let want = preferred.get(vip).map(String::as_str);
@@ -120,7 +137,9 @@ pub fn decide(me: &str, seen: &Observed, previous: &BTreeMap<IpAddr, Role>) -> D
         };
         let role = match lease.holder.as_deref() {
             Some(h) if h == me => {
-                if let Some(p) = want.filter(|p| *p != me) {
+                // Handed over only to a settled node (live for the whole
+                // preempt delay), never to one that just came (back).
+                if let Some(p) = want.filter(|p| *p != me && seen.settled.contains(*p)) {
                     out.writes.push(write(p, WriteKind::Handoff));
                 }
                 Role::Active
@@ -152,14 +171,18 @@ pub fn decide(me: &str, seen: &Observed, previous: &BTreeMap<IpAddr, Role>) -> D
     out
 }
 
-/// The preferred owner of each VIP among its live candidates: the VIPs in
-/// the order of a stable hash, each to the live candidate with the fewest
-/// VIPs so far (ties to the highest rendezvous hash of VIP and node), so the
-/// VIPs spread evenly and every node computes the same answer from the same
-/// observation. `me` counts as live (its own view of itself).
+/// The preferred owner of each VIP among its settled candidates (else, when
+/// none is settled, its live ones): the VIPs in the order of a stable hash,
+/// each to the candidate with the fewest VIPs so far (ties to the highest
+/// rendezvous hash of VIP and node), so the VIPs spread evenly and every
+/// node computes the same answer from the same observation. `me` counts as
+/// live and settled (its own view of itself: a holder whose own heartbeat
+/// lapsed in its view, a slow API server, must not hand everything over to
+/// the others for that).
 pub fn preferred_owners(
     candidates: &BTreeMap<IpAddr, Vec<String>>,
     live: &BTreeSet<String>,
+    settled: &BTreeSet<String>,
     me: &str,
 ) -> BTreeMap<IpAddr, String> {
     let mut order: Vec<(u64, &IpAddr)> = candidates
@@ -170,13 +193,19 @@ pub fn preferred_owners(
     let mut load: BTreeMap<&str, usize> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for (_, vip) in order {
-        let best = candidates[vip]
+        let is_live = |n: &&String| live.contains(*n) || *n == me;
+        let pool: Vec<&String> = match candidates[vip]
             .iter()
-            .filter(|n| live.contains(*n) || *n == me)
-            .min_by_key(|n| {
-                let l = load.get(n.as_str()).copied().unwrap_or(0);
-                (l, std::cmp::Reverse(rendezvous(vip, n)))
-            });
+            .filter(|n| is_live(n) && (settled.contains(*n) || *n == me))
+            .collect::<Vec<_>>()
+        {
+            s if s.is_empty() => candidates[vip].iter().filter(is_live).collect(),
+            s => s,
+        };
+        let best = pool.into_iter().min_by_key(|n| {
+            let l = load.get(n.as_str()).copied().unwrap_or(0);
+            (l, std::cmp::Reverse(rendezvous(vip, n)))
+        });
         if let Some(n) = best {
             *load.entry(n.as_str()).or_default() += 1;
             out.insert(*vip, n.clone());
@@ -216,6 +245,8 @@ mod tests {
         Observed {
             candidates: vips.iter().map(|v| (ip(v), nodes(cands))).collect(),
             live: live.iter().map(|s| s.to_string()).collect(),
+            // No preempt delay: every live node is settled.
+            settled: live.iter().map(|s| s.to_string()).collect(),
             api_ok: true,
             ..Default::default()
         }
@@ -307,6 +338,7 @@ mod tests {
         let roles = settle(&mut o, &["a"]);
         assert_eq!(actives(&roles["a"]), 10, "b is not live yet");
         o.live.insert("b".into());
+        o.settled.insert("b".into());
         let d = decide("a", &o, &roles["a"]);
         assert!(
             d.writes
@@ -372,6 +404,19 @@ mod tests {
         assert!(d.writes.is_empty() && d.probe.is_empty());
         assert_eq!(d.roles[&ip("10.0.0.10")], Role::Active);
         assert_eq!(d.roles[&ip("10.0.0.11")], Role::Standby);
+        // a held 10.0.0.11 too, but the Lease (seen through the watch while
+        // its own renewals fail) names b: a drops it, writing nothing.
+        let prev = BTreeMap::from([
+            (ip("10.0.0.10"), Role::Active),
+            (ip("10.0.0.11"), Role::Active),
+        ]);
+        let d = decide("a", &o, &prev);
+        assert!(d.writes.is_empty());
+        assert_eq!(d.roles[&ip("10.0.0.11")], Role::Standby);
+        // A Lease naming a keeps it active, whatever the previous role.
+        held(&mut o, "10.0.0.10", "a");
+        let d = decide("a", &o, &BTreeMap::new());
+        assert_eq!(d.roles[&ip("10.0.0.10")], Role::Active);
     }
 
     #[test]
@@ -409,7 +454,7 @@ mod tests {
     fn a_live_holder_is_left_alone_and_only_the_preferred_standby_takes_over() {
         let mut o = world(&["10.0.0.10"], &["a", "b", "c"], &["a", "b", "c"]);
         held(&mut o, "10.0.0.10", "a");
-        let p = preferred_owners(&o.candidates, &o.live, "b");
+        let p = preferred_owners(&o.candidates, &o.live, &o.settled, "b");
         for me in ["b", "c"] {
             let d = decide(me, &o, &BTreeMap::new());
             assert_eq!(d.roles[&ip("10.0.0.10")], Role::Standby);
@@ -433,13 +478,110 @@ mod tests {
             .map(|i| (ip(&format!("10.0.1.{i}")), nodes(&["a", "b", "c"])))
             .collect();
         let live: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        let pa = preferred_owners(&c, &live, "a");
-        assert_eq!(pa, preferred_owners(&c, &live, "c"));
+        let pa = preferred_owners(&c, &live, &live, "a");
+        assert_eq!(pa, preferred_owners(&c, &live, &live, "c"));
         let mut per: BTreeMap<&str, usize> = BTreeMap::new();
         for n in pa.values() {
             *per.entry(n.as_str()).or_default() += 1;
         }
         assert!(per.values().all(|n| (2..=3).contains(n)), "{per:?}");
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c, "FNV-1a test vector");
+    }
+
+    /// The preempt delay, as a table: the VIPs `b` prefers stay on `a`, which
+    /// took them while `b` was away, until `b` has been live for the whole
+    /// delay (`b` in `settled`); then `a` hands them back.
+    #[test]
+    fn a_recovered_preferred_owner_gets_its_vips_back_only_once_settled() {
+        let vips: Vec<String> = (10..20).map(|i| format!("10.0.0.{i}")).collect();
+        let v: Vec<&str> = vips.iter().map(String::as_str).collect();
+        let mut o = world(&v, &["a", "b"], &["a"]);
+        let roles = settle(&mut o, &["a"]);
+        assert_eq!(actives(&roles["a"]), 10);
+        // (b live, b settled, handoffs a writes)
+        let rows: [(bool, bool, bool); 4] = [
+            (false, false, false), // b away
+            (true, false, false),  // b back, within the delay
+            (false, false, false), // b flapped away again: the delay restarts
+            (true, true, true),    // b live for the whole delay
+        ];
+        for (live, settled, hands_off) in rows {
+            o.live = ["a".to_string()].into();
+            o.settled = ["a".to_string()].into();
+            if live {
+                o.live.insert("b".into());
+            }
+            if settled {
+                o.settled.insert("b".into());
+            }
+            let d = decide("a", &o, &roles["a"]);
+            assert_eq!(
+                !d.writes.is_empty(),
+                hands_off,
+                "b live {live} settled {settled}: {:?}",
+                d.writes
+            );
+            assert!(d.writes.iter().all(|w| w.kind == WriteKind::Handoff));
+            assert_eq!(
+                actives(&d.roles),
+                10,
+                "a stays active until b holds the Lease"
+            );
+            // b never takes a VIP a holds while a is live.
+            assert!(decide("b", &o, &BTreeMap::new()).writes.is_empty());
+        }
+        let roles = settle(&mut o, &["a", "b"]);
+        let (na, nb) = (actives(&roles["a"]), actives(&roles["b"]));
+        assert!(na + nb == 10 && na <= 6 && nb <= 6, "{na}/{nb}");
+    }
+
+    #[test]
+    fn at_startup_every_vip_is_taken_and_the_spread_follows_the_preempt_delay() {
+        // Both just started: nobody is settled in anybody's view. Every VIP
+        // gets one holder at once; the even spread comes by handoffs once
+        // the other node is settled.
+        let vips: Vec<String> = (10..20).map(|i| format!("10.0.0.{i}")).collect();
+        let v: Vec<&str> = vips.iter().map(String::as_str).collect();
+        let mut o = world(&v, &["a", "b"], &["a", "b"]);
+        o.settled.clear();
+        let roles = settle(&mut o, &["a", "b"]);
+        assert_eq!(actives(&roles["a"]) + actives(&roles["b"]), 10);
+        o.settled = ["a".to_string(), "b".to_string()].into();
+        let roles = settle(&mut o, &["a", "b"]);
+        let (na, nb) = (actives(&roles["a"]), actives(&roles["b"]));
+        assert!(na + nb == 10 && na <= 6 && nb <= 6, "{na}/{nb}");
+    }
+
+    #[test]
+    fn an_orphaned_vip_goes_to_a_settled_candidate_over_a_fresh_one() {
+        let mut o = world(&["10.0.0.10"], &["a", "b", "c"], &["b", "c"]);
+        o.settled = ["b".to_string()].into();
+        held(&mut o, "10.0.0.10", "a");
+        o.probes.insert("a".into(), ProbeAnswer::Unreachable);
+        let d = decide("b", &o, &BTreeMap::new());
+        assert_eq!(d.writes.len(), 1);
+        assert_eq!(d.writes[0].kind, WriteKind::Takeover);
+        // c counts itself settled and may try too: the Lease's version lets
+        // one write win, and the VIP ends with one holder.
+        let roles = settle(&mut o, &["b", "c"]);
+        let n = ["b", "c"]
+            .iter()
+            .filter(|m| roles[**m][&ip("10.0.0.10")] == Role::Active)
+            .count();
+        assert_eq!(n, 1, "{roles:?}");
+    }
+
+    #[test]
+    fn a_holder_unsettled_in_its_own_view_keeps_its_vips() {
+        // a's own heartbeat lapsed in its own view (a slow API server) and
+        // came back: a is not settled, b is. a hands nothing over for that.
+        let vips: Vec<String> = (10..20).map(|i| format!("10.0.0.{i}")).collect();
+        let v: Vec<&str> = vips.iter().map(String::as_str).collect();
+        let mut o = world(&v, &["a", "b"], &["a", "b"]);
+        let roles = settle(&mut o, &["a", "b"]);
+        o.settled = ["b".to_string()].into();
+        let d = decide("a", &o, &roles["a"]);
+        assert!(d.writes.is_empty(), "{:?}", d.writes);
+        assert_eq!(d.roles, roles["a"]);
     }
 }

@@ -205,6 +205,7 @@ impl Reporter {
         let mut last: Option<Written> = None;
         let mut exists = false;
         let mut retries = write_retries().build();
+        let mut failures = crate::quiet::Repeated::default();
         let mut bad_rx = self.unreadable.as_ref().map(Unreadable::subscribe);
         loop {
             let current = rx.borrow_and_update().clone();
@@ -232,17 +233,22 @@ impl Reporter {
                             at: Instant::now(),
                         });
                         retries = write_retries().build();
+                        failures.ok(Instant::now());
                     }
                     Err(e) => {
                         self.metrics.report_write(false);
                         exists = false;
                         let retry = retries.next().unwrap_or(MAX_RETRY);
-                        tracing::warn!(
-                            node = %self.node,
-                            error = %super::describe(&e),
-                            retry_in_s = retry.as_secs(),
-                            "writing the LvsNode failed; retrying"
-                        );
+                        if let Some(f) = failures.fail(Instant::now()) {
+                            tracing::warn!(
+                                node = %self.node,
+                                error = %super::describe(&e),
+                                retry_in_s = retry.as_secs(),
+                                failing_for_s = f.for_.as_secs(),
+                                not_logged = f.unlogged,
+                                "writing the LvsNode failed; retrying (logged again at most once a minute while it fails)"
+                            );
+                        }
                         tokio::time::sleep(retry).await;
                         continue;
                     }

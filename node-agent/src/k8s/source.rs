@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use super::cache::{Cache, Kind, Update, WatchEvent};
 use crate::agent::AgentStatus;
 use crate::metrics::Metrics;
+use crate::quiet::Repeated;
 use crate::source::{SnapshotSink, Source};
 
 /// How long a sent snapshot counts as "being synced" when the source has no
@@ -401,7 +402,8 @@ pub async fn run_watches_fed<S, T>(
     let mut dirty = false;
     // A snapshot is being synced until then.
     let mut busy_until: Option<tokio::time::Instant> = None;
-    let mut failing = false;
+    // Per watch: its failures are logged once, then at most once a minute.
+    let mut failing: BTreeMap<&'static str, Repeated> = BTreeMap::new();
     let mut sent_any = false;
     let mut said_incomplete = false;
     let mut was_complete = false;
@@ -515,15 +517,19 @@ pub async fn run_watches_fed<S, T>(
 fn handle(
     cache: &mut Cache,
     (kind, item): WatchItem,
-    failing: &mut bool,
+    failing: &mut BTreeMap<&'static str, Repeated>,
     sent_any: bool,
     metrics: &Metrics,
 ) -> bool {
+    let log = failing.entry(kind.as_str()).or_default();
     match item {
         Ok(update) => {
-            if *failing {
-                tracing::info!(kind = kind.as_str(), "watch working again");
-                *failing = false;
+            if let Some(d) = log.ok(std::time::Instant::now()) {
+                tracing::info!(
+                    kind = kind.as_str(),
+                    failed_for_s = d.as_secs(),
+                    "watch working again"
+                );
             }
             if matches!(
                 update,
@@ -540,13 +546,16 @@ fn handle(
             cache.apply(update)
         }
         Err(e) => {
-            *failing = true;
             metrics.watch_error(kind.as_str());
-            tracing::warn!(
-                kind = kind.as_str(),
-                error = %e,
-                "watch failed; keeping the programmed state and retrying with backoff"
-            );
+            if let Some(f) = log.fail(std::time::Instant::now()) {
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    error = %e,
+                    failing_for_s = f.for_.as_secs(),
+                    not_logged = f.unlogged,
+                    "watch failed; keeping the programmed state and retrying with backoff (logged again at most once a minute while it fails)"
+                );
+            }
             false
         }
     }
