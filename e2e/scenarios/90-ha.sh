@@ -176,12 +176,13 @@ _ha_setup() {
   sc_retry 60 _ha_spread_settled || sc_fail "the VIPs did not spread over both directors within 60 s: $(_ha_holder_map)"
   sc_ok "holders: $(_ha_holder_map)"
 }
-# _ha_spread_settled: every director active for at least 4 of the 10 VIPs,
-# and the holders unchanged over a second.
+# _ha_spread_settled: every director active for its even share (5 of the 10
+# VIPs: the preferred owners, so no handback is still due), and the holders
+# unchanged over a second.
 _ha_spread_settled() {
   local d m
   for d in $(lab_directors); do
-    (($(_ha_held "$d" | grep -c .) >= 4)) || return 1
+    (($(_ha_held "$d" | grep -c .) >= ${#HA_VIPS[@]} / 2)) || return 1
   done
   m=$(_ha_holder_map)
   sleep 1
@@ -421,6 +422,9 @@ sc_ha_stream_survives_failover() {
 # a full resync (SIGHUP) of the standby's agent starts its daemon again.
 _ha_stream_without_sync() {
   local a s maca macs t0 n0 n1 ended st
+  # The agent killed before is back: wait for its VIPs to move back to it
+  # (after the preempt delay), so no handback moves the VIP while measuring.
+  sc_retry 60 _ha_spread_settled || sc_fail "the VIPs did not spread over both directors again within 60 s: $(_ha_holder_map)"
   a=$(_ha_holders "$HA_VIP") s=$(_ha_other "$a")
   maca=$(lab_node_mac "$a") macs=$(lab_node_mac "$s")
   in_node "$s" ipvsadm --stop-daemon backup || sc_fail "ipvsadm --stop-daemon backup failed on $s"
