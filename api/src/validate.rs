@@ -94,6 +94,16 @@ fn status_range(s: &str) -> Option<(u16, u16)> {
     }
 }
 
+/// An address the kernel takes for an IPVS destination (RS_ADDRESS_USABLE,
+/// SORRY_ADDRESS_USABLE).
+fn destination_usable(ip: IpAddr) -> bool {
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || is_multicast(ip)
+        || is_v4_this_net_or_broadcast(ip)
+        || (ip.is_ipv6() && is_link_local(ip)))
+}
+
 fn is_multicast(ip: IpAddr) -> bool {
     ip.is_multicast()
 }
@@ -344,13 +354,7 @@ impl VirtualServiceSpec {
         if let Some(sorry) = &self.sorry_server {
             match parse_ip(&sorry.address) {
                 None => e.cel("spec.sorryServer.address", rules::SORRY_ADDRESS_IS_IP),
-                Some(ip)
-                    if ip.is_loopback()
-                        || ip.is_unspecified()
-                        || is_multicast(ip)
-                        || is_v4_this_net_or_broadcast(ip)
-                        || (ip.is_ipv6() && is_link_local(ip)) =>
-                {
+                Some(ip) if !destination_usable(ip) => {
                     e.cel("spec.sorryServer.address", rules::SORRY_ADDRESS_USABLE)
                 }
                 Some(ip) => {
@@ -405,13 +409,7 @@ impl RealServerSpec {
         if let Some(a) = &self.address {
             match parse_ip(a) {
                 None => e.cel("spec.address", rules::RS_ADDRESS_IS_IP),
-                Some(ip)
-                    if ip.is_loopback()
-                        || ip.is_unspecified()
-                        || is_multicast(ip)
-                        || is_v4_this_net_or_broadcast(ip)
-                        || (ip.is_ipv6() && is_link_local(ip)) =>
-                {
+                Some(ip) if !destination_usable(ip) => {
                     e.cel("spec.address", rules::RS_ADDRESS_USABLE)
                 }
                 Some(_) => {}

@@ -77,32 +77,13 @@ OPERATOR_BIN=${LVS_OPERATOR_BIN:-$LVS_REPO/target/release/lvs-operator}
 [ -x "$AGENT_BIN" ] || fail "no node agent at $AGENT_BIN (cargo build --release -p lvs-node-agent)"
 [ -x "$OPERATOR_BIN" ] || fail "no operator at $OPERATOR_BIN (cargo build --release -p lvs-operator)"
 
-GO="${GO:-/usr/local/go/bin/go}"
-[ -x "$GO" ] || GO="$(command -v go || true)"
-[ -n "$GO" ] || fail "no Go toolchain (expected /usr/local/go/bin/go)"
-TOOL="$CACHE/joinedbench"
-if [ "${BENCH_JOINEDBENCH_BUILT:-0}" = 1 ] && [ -x "$TOOL" ]; then
-    step "joinedbench: built by run.sh alongside the Rust build"
-else
-    step "building joinedbench (Go, static)"
-    (cd "$HERE/joinedbench" && GOTOOLCHAIN=local CGO_ENABLED=0 "$GO" build -trimpath -ldflags '-s -w' -o "$TOOL" .) \
-        >"$WORK/go-build.log" 2>&1 || { cat "$WORK/go-build.log" >&2; fail "go build of e2e/bench/joinedbench failed"; }
-fi
+. "$HERE/joined-common.sh"
+bench_joinedbench
 
 # --- the lab ---------------------------------------------------------------------------
 export LVS_JOINED_DIR="$LVS_CACHE/joined-lab/bench-$$"
 lab_up=0
-finish() {
-    local rc=$?
-    if ((lab_up)); then
-        "$LVS_REPO/e2e/joined/lab.sh" logs "$WORK/logs" >/dev/null 2>&1 || true
-        "$LVS_REPO/e2e/joined/lab.sh" down >>"$WORK/lab-down.log" 2>&1 || echo "joined.sh: lab.sh down failed (log: $WORK/lab-down.log)" >&2
-        cp "$LVS_JOINED_DIR/operator.log" "$WORK/logs/operator.log" 2>/dev/null || true
-        if ((rc == 0)); then rm -rf "$LVS_JOINED_DIR"; else echo "joined.sh: lab files kept in $LVS_JOINED_DIR" >&2; fi
-    fi
-    step "done in $((SECONDS - t_start)) s (exit $rc)"
-}
-trap finish EXIT
+trap 'bench_lab_finish joined.sh' EXIT
 
 for t in etcd kube-apiserver kubectl helm; do
     [ -x "$LVS_CACHE/cluster-lab/bin/$t" ] && continue

@@ -194,6 +194,19 @@ pub fn director_interface<'a>(
     })
 }
 
+/// Why no interface was found for the node: `unknown` without node IPs,
+/// else the IPs that no interface holds.
+pub fn no_node_interface(node_ips: &[IpAddr], unknown: &str) -> String {
+    if node_ips.is_empty() {
+        return unknown.to_string();
+    }
+    let ips: Vec<String> = node_ips.iter().map(ToString::to_string).collect();
+    format!(
+        "no interface holds the node's InternalIP ({})",
+        ips.join(", ")
+    )
+}
+
 /// Turns the plan into kernel objects.
 pub fn desired<'a>(
     plan: &NodePlan,
@@ -260,18 +273,10 @@ pub fn desired<'a>(
         match interface {
             Some(i) => add(&mut d, director_vip(&i, vip.addr, vip_mode), owners),
             None => {
-                let why = if node_ips.is_empty() {
-                    "the node's InternalIP is unknown (no Node manifest with status.addresses for this node, and no --node-ip)".to_string()
-                } else {
-                    format!(
-                        "no interface holds the node's InternalIP ({})",
-                        node_ips
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
+                let why = no_node_interface(
+                    node_ips,
+                    "the node's InternalIP is unknown (no Node manifest with status.addresses for this node, and no --node-ip)",
+                );
                 d.errors.extend(SyncError::for_owners(
                     ErrorKind::Interface,
                     owners,

@@ -43,26 +43,12 @@ pub fn wanted<'a>(
         return (BTreeMap::new(), None);
     };
     let interface = settings.interface.clone().or_else(|| {
-        node_ips.iter().find_map(|ip| {
-            addresses
-                .clone()
-                .find(|a| a.addr == *ip)
-                .map(|a| a.interface.clone())
-        })
+        node_ips
+            .first()
+            .and_then(|ip| crate::desired::director_interface(ip, node_ips, addresses))
     });
     let Some(interface) = interface else {
-        let ips = if node_ips.is_empty() {
-            "the node's InternalIP is unknown".to_string()
-        } else {
-            format!(
-                "no interface holds the node's InternalIP ({})",
-                node_ips
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
+        let ips = crate::desired::no_node_interface(node_ips, "the node's InternalIP is unknown");
         return (
             BTreeMap::new(),
             Some(SyncError::new(
