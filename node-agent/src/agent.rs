@@ -181,11 +181,14 @@ fn reconcile_scope(s: &PlanScope) -> SyncScope {
 
 impl<D: Dataplane> Agent<D> {
     pub fn new(
-        reconciler: Reconciler<D>,
+        mut reconciler: Reconciler<D>,
         cfg: AgentConfig,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> (Self, watch::Receiver<AgentStatus>) {
+        if let Some(l) = cfg.vip_lifetime {
+            reconciler.start_renewer(l.seconds, l.renew_interval);
+        }
         let (status, rx) = watch::channel(AgentStatus {
             node: cfg.node_name.clone(),
             ..AgentStatus::default()

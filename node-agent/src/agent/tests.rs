@@ -116,6 +116,42 @@ fn the_same_error_of_many_services_is_logged_once() {
 }
 
 #[test]
+fn a_released_vip_is_renewed_no_more() {
+    let d = dir("renewals");
+    let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
+    std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
+    let snap = DirSource::load(&d).unwrap();
+    let vip: IpAddr = "10.0.0.1".parse().unwrap();
+    let (mut a, _status) = agent();
+    a.cfg.vip_roles = crate::ha::VipRoles::Elected(BTreeMap::new());
+    a.cfg.vip_lifetime = Some(VipLifetime {
+        seconds: 2,
+        renew_interval: Duration::from_millis(250),
+    });
+    let held = |a: &Agent<FakeDataplane>| {
+        a.reconciler()
+            .dataplane()
+            .addresses
+            .iter()
+            .any(|x| x.addr == vip)
+    };
+    a.sync(&snap, true);
+    assert!(!held(&a) && a.reconciler().renewing().is_empty());
+    a.set_elected(BTreeMap::from([(vip, crate::ha::Role::Active)]));
+    a.sync_pending(false);
+    assert!(held(&a), "the active holds the VIP");
+    assert_eq!(a.reconciler().renewing(), vec![vip]);
+    a.set_elected(BTreeMap::from([(vip, crate::ha::Role::Standby)]));
+    a.sync_pending(false);
+    assert!(!held(&a), "the standby released the VIP");
+    assert!(
+        a.reconciler().renewing().is_empty(),
+        "a released VIP is renewed no more"
+    );
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
 fn a_standby_keeps_the_service_without_the_vip_and_no_role_is_refused() {
     let d = dir("ha");
     let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";

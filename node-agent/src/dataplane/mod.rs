@@ -7,6 +7,8 @@
 
 use std::io;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use lvs_ipvs::{DaemonState, Op, ServiceEntry, SyncDaemon};
 
@@ -180,4 +182,30 @@ pub trait Dataplane {
     /// (valid_lft = preferred_lft = `lifetime_s`), so the kernel removes it
     /// by itself unless it is renewed in time.
     fn renew_address(&mut self, addr: &Address, lifetime_s: u32) -> DpResult<()>;
+
+    /// Starts renewing the addresses of `held` every `every` from a thread
+    /// of its own, so that a long sync cannot hold up a renewal and let an
+    /// active's VIP expire. `false`: this dataplane has no such thread, and
+    /// the sync loop renews (the in-memory kernel of the tests).
+    fn spawn_renewer(&self, _held: Renewals, _every: Duration) -> bool {
+        false
+    }
+}
+
+/// The addresses to keep renewing, and for how long each renewal holds.
+/// Whoever removes one of them from the kernel takes it out of here first,
+/// under the lock, so a renewal (`ip addr replace`, which also creates) can
+/// never bring it back.
+#[derive(Debug, Default)]
+pub struct RenewSet {
+    pub addrs: Vec<Address>,
+    pub lifetime_s: u32,
+}
+
+pub type Renewals = Arc<Mutex<RenewSet>>;
+
+/// Locks the set, even if a thread panicked while holding it (the set is
+/// only ever replaced or filtered, so it stays consistent).
+pub fn lock_renewals(r: &Renewals) -> std::sync::MutexGuard<'_, RenewSet> {
+    r.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

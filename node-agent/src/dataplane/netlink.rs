@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use lvs_ipvs as ipvs;
@@ -658,6 +659,54 @@ impl Dataplane for NetlinkDataplane {
         self.rt
             .block_on(req.execute())
             .map_err(|e| rtnl_error(&request, e))
+    }
+
+    fn spawn_renewer(&self, held: super::Renewals, every: std::time::Duration) -> bool {
+        let spawned = std::thread::Builder::new()
+            .name("vip-renew".into())
+            .spawn(move || {
+                // Its own rtnetlink connection: the sync loop's is busy
+                // exactly when this thread matters.
+                let mut dp = match NetlinkDataplane::new() {
+                    Ok(dp) => dp,
+                    Err(e) => {
+                        tracing::error!(error = %e, "VIP lifetime renewal thread: no rtnetlink connection; the sync loop renews alone");
+                        return;
+                    }
+                };
+                let mut failing = false;
+                // Stops when the reconciler (the other holder) is gone.
+                while Arc::strong_count(&held) > 1 {
+                    std::thread::sleep(every);
+                    let set = super::lock_renewals(&held);
+                    let errors: Vec<String> = set
+                        .addrs
+                        .iter()
+                        .filter_map(|a| dp.renew_address(a, set.lifetime_s).err())
+                        .map(|e| e.to_string())
+                        .collect();
+                    drop(set);
+                    // Logged on a change of state, never once per round.
+                    match (errors.first(), failing) {
+                        (Some(e), false) => {
+                            tracing::warn!(error = %e, failed = errors.len(), "renewing VIP lifetimes failed");
+                            failing = true;
+                        }
+                        (None, true) => {
+                            tracing::info!("renewing VIP lifetimes works again");
+                            failing = false;
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "VIP lifetime renewal thread not started; the sync loop renews alone");
+                false
+            }
+        }
     }
 
     fn announce(&mut self, interface: &str, addr: IpAddr) {

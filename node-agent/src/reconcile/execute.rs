@@ -149,6 +149,10 @@ impl<D: Dataplane> Reconciler<D> {
             }
             Write::DelAddress(a) => {
                 report.count("addr_del");
+                // Out of the renewals first: a renewal would add it again.
+                crate::dataplane::lock_renewals(&self.renewals)
+                    .addrs
+                    .retain(|r| r.key() != a.key());
                 match self.dp.del_address(&a) {
                     Ok(()) => {
                         self.ledger.addresses.remove(&a.key());

@@ -41,7 +41,7 @@ use lvs_planner::NodePlan;
 
 use lvs_ipvs::{DaemonState, ServiceConfig, ServiceEntry, ServiceKey};
 
-use crate::dataplane::{Dataplane, DataplaneError};
+use crate::dataplane::{Dataplane, DataplaneError, Renewals, lock_renewals};
 use crate::desired::LOOPBACK;
 use crate::desired::{Desired, desired};
 use crate::kernel::{
@@ -117,6 +117,10 @@ pub struct Reconciler<D> {
     vip_mode: VipMode,
     /// With HA: the connection sync daemons to run while the node directs.
     sync_daemons: Option<SyncDaemonSettings>,
+    /// The active's VIPs whose finite lifetime is being renewed; shared with
+    /// the dataplane's renewal thread when it has one (`renew_thread`).
+    renewals: Renewals,
+    renew_thread: bool,
 }
 
 /// Where a sync's time went, logged with each sync (info for full syncs,
@@ -213,7 +217,16 @@ impl<D: Dataplane> Reconciler<D> {
             startup_errors,
             vip_mode: VipMode::default(),
             sync_daemons: None,
+            renewals: Renewals::default(),
+            renew_thread: false,
         })
+    }
+
+    /// Renews the VIP lifetimes from the dataplane's own thread from now on
+    /// (if it has one), every `every`, for `lifetime_s` seconds each time.
+    pub fn start_renewer(&mut self, lifetime_s: u32, every: std::time::Duration) {
+        lock_renewals(&self.renewals).lifetime_s = lifetime_s;
+        self.renew_thread = self.dp.spawn_renewer(self.renewals.clone(), every);
     }
 
     /// How director VIPs are to be held from the next sync on. VIPs already
@@ -232,6 +245,15 @@ impl<D: Dataplane> Reconciler<D> {
 
     pub fn dataplane(&self) -> &D {
         &self.dp
+    }
+
+    /// The addresses whose lifetime is being renewed.
+    pub fn renewing(&self) -> Vec<IpAddr> {
+        lock_renewals(&self.renewals)
+            .addrs
+            .iter()
+            .map(|a| a.addr)
+            .collect()
     }
 
     pub fn dataplane_mut(&mut self) -> &mut D {
@@ -265,6 +287,14 @@ impl<D: Dataplane> Reconciler<D> {
             })
             .map(|(_, a)| a.clone())
             .collect();
+        {
+            let mut set = lock_renewals(&self.renewals);
+            set.addrs = held.clone();
+            set.lifetime_s = lifetime_s;
+        }
+        if self.renew_thread {
+            return Vec::new();
+        }
         held.iter()
             .filter_map(|a| self.dp.renew_address(a, lifetime_s).err())
             .collect()
