@@ -101,11 +101,12 @@ pub struct PlannedVip {
     pub addr: IpAddr,
     /// The interface to hold it on; `None`: the interface holding the node's InternalIP.
     pub interface: Option<String>,
-    /// Every node selected as a director of the VirtualServices at this
+    /// The nodes selected as directors of every VirtualService at this
     /// address that this node directs, this node included: the candidates
-    /// for holding the VIP when directors run highly available. Equal on all
-    /// candidates when the services at one address select the same
-    /// directors (the usual setup). Sorted, unique.
+    /// for holding the VIP when directors run highly available, so that the
+    /// holder serves all of them. Equal on all candidates when the services
+    /// at one address select the same directors (the usual setup). Sorted,
+    /// unique.
     pub directors: Vec<String>,
 }
 

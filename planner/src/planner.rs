@@ -270,7 +270,15 @@ impl Aggregate {
     ) -> impl Iterator<Item = PlannedVip> + 'a {
         addrs.into_iter().flat_map(move |a| {
             self.vips.get(a).into_iter().flat_map(move |m| {
-                let directors: Vec<String> = m.directors.iter().map(|(d, _)| d.clone()).collect();
+                // Each fragment at the address names one interface choice:
+                // a director named by all of them directs every service here.
+                let fragments: usize = m.interfaces.iter().map(|(_, c)| c).sum();
+                let directors: Vec<String> = m
+                    .directors
+                    .iter()
+                    .filter(|(_, c)| *c == fragments)
+                    .map(|(d, _)| d.clone())
+                    .collect();
                 m.interfaces.iter().map(move |(i, _)| PlannedVip {
                     addr: *a,
                     interface: i.clone(),

@@ -688,7 +688,7 @@ fn a_realserver_change_replans_only_the_services_that_select_it() {
 }
 
 #[test]
-fn a_vip_names_every_director_of_the_services_at_its_address() {
+fn a_vip_names_the_directors_of_every_service_at_its_address() {
     let mut s = set(&[
         vs("web", "  address: 192.0.2.60\n  port: 80\n  realServerSelector: {matchLabels: {app: x}}"),
         "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {name: dns, namespace: default}\nspec:\n  directors: {nodeSelector: {matchLabels: {edge: \"true\"}}}\n  address: 192.0.2.60\n  port: 53\n  protocol: UDP\n  realServerSelector: {matchLabels: {app: x}}\n---\n".to_string(),
@@ -708,12 +708,10 @@ fn a_vip_names_every_director_of_the_services_at_its_address() {
         assert_eq!(v.len(), 1, "{node} holds {vip} once: {:?}", p.vips);
         v[0].directors.clone()
     };
-    // The union over the services this node directs at the address, sorted:
-    // dir0 directs both, dir1 only web, edge9 only dns.
-    assert_eq!(
-        directors("dir0", "192.0.2.60"),
-        vec!["dir0", "dir1", "edge9"]
-    );
+    // The directors of every service this node directs at the address,
+    // sorted: dir0 directs both (web: dir0, dir1; dns: dir0, edge9), so only
+    // dir0 can hold the VIP for both; dir1 directs only web, edge9 only dns.
+    assert_eq!(directors("dir0", "192.0.2.60"), vec!["dir0"]);
     assert_eq!(directors("dir1", "192.0.2.60"), vec!["dir0", "dir1"]);
     assert_eq!(directors("edge9", "192.0.2.60"), vec!["dir0", "edge9"]);
     assert_eq!(directors("dir1", "192.0.2.61"), vec!["dir0", "dir1"]);
