@@ -287,15 +287,21 @@ impl<D: Dataplane> Reconciler<D> {
             })
             .map(|(_, a)| a.clone())
             .collect();
-        {
+        let fresh: Vec<Address> = {
             let mut set = lock_renewals(&self.renewals);
+            let fresh = held
+                .iter()
+                .filter(|a| !set.addrs.iter().any(|r| r.key() == a.key()))
+                .cloned()
+                .collect();
             set.addrs = held.clone();
             set.lifetime_s = lifetime_s;
-        }
-        if self.renew_thread {
-            return Vec::new();
-        }
-        held.iter()
+            fresh
+        };
+        // With a renewal thread, only a VIP just taken is renewed here: it
+        // gets its finite lifetime at once, not a renew interval later.
+        let now = if self.renew_thread { &fresh } else { &held };
+        now.iter()
             .filter_map(|a| self.dp.renew_address(a, lifetime_s).err())
             .collect()
     }
