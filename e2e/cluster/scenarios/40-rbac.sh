@@ -3,7 +3,10 @@
 # `kubectl auth can-i --as`, then a few rows again with real tokens. The "yes"
 # rows are the calls the binaries make; the "no" rows include every verb the
 # chart once granted that no code uses (get of single objects, update, watch
-# and patch of the Lease, core/v1 Events, the agent reading LvsNodes).
+# and patch of the Lease, core/v1 Events, the agent reading LvsNodes). The
+# agent's Lease rows are director HA's (on by default): Leases in the release
+# namespace only, never deleted; 76-ha-rbac.sh proves that the admission
+# policy narrows them to the purpose-labelled ones.
 #
 # One result line per row: rbac/<sa>/<yes|no>/<verb>/<resource>[/<subresource>][#<name>]@<scope>
 # where scope is a namespace, or "all" (every namespace / cluster-scoped).
@@ -86,7 +89,10 @@ agent     no     create  pods                                   -           -   
 agent     no     patch   nodes                                  -           -                    all
 agent     no     update  nodes                                  -           -                    all
 agent     no     patch   nodes                                  status      -                    all
-agent     no     create  leases.coordination.k8s.io             -           -                    lvs-system
+agent     yes    create  leases.coordination.k8s.io             -           -                    lvs-system
+agent     yes    patch   leases.coordination.k8s.io             -           -                    lvs-system
+agent     no     delete  leases.coordination.k8s.io             -           -                    lvs-system
+agent     no     create  leases.coordination.k8s.io             -           -                    default
 agent     no     create  events.events.k8s.io                   -           -                    all
 '
 
