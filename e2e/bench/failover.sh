@@ -74,24 +74,9 @@ PROBE_MS=${BENCH_FAILOVER_PROBE_MS:-100}
 LIMIT_S=${BENCH_FAILOVER_LIMIT_S:-30}
 SETTLE_S=${BENCH_FAILOVER_SETTLE_S:-120}
 STABLE_S=${BENCH_FAILOVER_STABLE_S:-4}
-CACHE="${BENCH_CACHE:-$LVS_CACHE/bench}"
-WORK="$OUT/failover"
-RAW="$OUT/failover-raw.txt"
-mkdir -p "$CACHE" "$WORK"
-: >"$RAW"
-t_start=$SECONDS
-load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
-
-step() { printf '[failover %4ds] %s\n' "$((SECONDS - t_start))" "$*" >&2; }
-fail() { echo "error: failover bench: $*" >&2; exit 1; }
-result() { echo "$*" >>"$RAW"; echo "  $*" >&2; }
-
-AGENT_BIN=${NODE_AGENT_BIN:-$LVS_REPO/target/release/node-agent}
-OPERATOR_BIN=${LVS_OPERATOR_BIN:-$LVS_REPO/target/release/lvs-operator}
-[ -x "$AGENT_BIN" ] || fail "no node agent at $AGENT_BIN (cargo build --release -p lvs-node-agent)"
-[ -x "$OPERATOR_BIN" ] || fail "no operator at $OPERATOR_BIN (cargo build --release -p lvs-operator)"
-
 . "$HERE/joined-common.sh"
+bench_part failover
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 bench_joinedbench
 
 # --- the lab ---------------------------------------------------------------------------
@@ -100,19 +85,9 @@ lab_up=0
 trap 'bench_lab_finish failover.sh' EXIT
 
 step "joined lab up with director HA (agents on dir1, dir2, rs1, rs2)"
-mkdir -p "$LVS_JOINED_DIR"
-lab_up=1
-t0=$SECONDS
 # The other realservers' agents would only share the VM's two vCPUs with the
 # directors: the HA objects select rs1 and rs2 alone.
-if ! LVS_JOINED_HA=1 LVS_JOINED_AGENTS="dir1 dir2 rs1 rs2" LVS_JOINED_NO_BUILD=1 \
-    NODE_AGENT_BIN="$AGENT_BIN" LVS_OPERATOR_BIN="$OPERATOR_BIN" \
-    "$LVS_REPO/e2e/joined/lab.sh" up >"$WORK/lab-up.log" 2>&1; then
-    tail -n 25 "$WORK/lab-up.log" >&2
-    fail "the joined lab did not come up (log: $WORK/lab-up.log; lab files: $LVS_JOINED_DIR)"
-fi
-lab_up_s=$((SECONDS - t0))
-jl_load_env
+bench_lab_up LVS_JOINED_HA=1 LVS_JOINED_AGENTS="dir1 dir2 rs1 rs2"
 
 # The scenarios' lab API, helpers and HA functions, as run-one.sh loads them
 # (no scenario is registered or run).

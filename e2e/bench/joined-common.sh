@@ -1,7 +1,30 @@
 # shellcheck shell=bash
 # What the joined-lab parts of `make bench` (joined.sh, failover.sh) share.
-# The caller defines step, fail, HERE, CACHE, WORK, t_start and exports
-# LVS_JOINED_DIR; NAME below is its name in messages.
+# The caller defines HERE and OUT, calls bench_part first, and exports
+# LVS_JOINED_DIR before it starts the lab.
+
+# bench_part NAME: the part's directories and files (CACHE, WORK, RAW, its
+# clock t_start), its binaries (AGENT_BIN, OPERATOR_BIN: release builds unless
+# NODE_AGENT_BIN / LVS_OPERATOR_BIN say otherwise), and NAME in messages.
+bench_part() {
+    BENCH_PART=$1
+    CACHE="${BENCH_CACHE:-$LVS_CACHE/bench}"
+    WORK="$OUT/$1"
+    RAW="$OUT/$1-raw.txt"
+    mkdir -p "$CACHE" "$WORK"
+    : >"$RAW"
+    t_start=$SECONDS
+    AGENT_BIN=${NODE_AGENT_BIN:-$LVS_REPO/target/release/node-agent}
+    OPERATOR_BIN=${LVS_OPERATOR_BIN:-$LVS_REPO/target/release/lvs-operator}
+    [ -x "$AGENT_BIN" ] || fail "no node agent at $AGENT_BIN (cargo build --release -p lvs-node-agent)"
+    [ -x "$OPERATOR_BIN" ] || fail "no operator at $OPERATOR_BIN (cargo build --release -p lvs-operator)"
+}
+
+# step MESSAGE: a progress line with the seconds since the start.
+step() { printf '[%s %4ds] %s\n' "$BENCH_PART" "$((SECONDS - t_start))" "$*" >&2; }
+fail() { echo "error: $BENCH_PART bench: $*" >&2; exit 1; }
+# result LINE: one result for report.py, also shown.
+result() { echo "$*" >>"$RAW"; echo "  $*" >&2; }
 
 # bench_joinedbench: TOOL, the Go request/latency tool, built unless run.sh
 # built it alongside the Rust build.
@@ -31,4 +54,20 @@ bench_lab_finish() {
         if ((rc == 0)); then rm -rf "$LVS_JOINED_DIR"; else echo "$name: lab files kept in $LVS_JOINED_DIR" >&2; fi
     fi
     step "done in $((SECONDS - t_start)) s (exit $rc)"
+}
+
+# bench_lab_up VAR=VALUE...: the joined lab up with these settings and the
+# part's binaries (lab_up=1 from the start, so the EXIT trap stops it);
+# lab_up_s is how long it took.
+bench_lab_up() {
+    local t0=$SECONDS
+    mkdir -p "$LVS_JOINED_DIR"
+    lab_up=1
+    if ! env "$@" LVS_JOINED_NO_BUILD=1 NODE_AGENT_BIN="$AGENT_BIN" LVS_OPERATOR_BIN="$OPERATOR_BIN" \
+        "$LVS_REPO/e2e/joined/lab.sh" up >"$WORK/lab-up.log" 2>&1; then
+        tail -n 25 "$WORK/lab-up.log" >&2
+        fail "the joined lab did not come up (log: $WORK/lab-up.log; lab files: $LVS_JOINED_DIR)"
+    fi
+    lab_up_s=$((SECONDS - t0))
+    jl_load_env
 }

@@ -60,24 +60,8 @@ CONVERGE_TIMEOUT=${BENCH_JOINED_CONVERGE_TIMEOUT:-900}
 # result line says how many): at 10k x 10 one change can wait for a full
 # resync of the agent, and make bench has a 30-minute budget.
 LATENCY_MAX_S=${BENCH_JOINED_LATENCY_MAX_S:-240}
-CACHE="${BENCH_CACHE:-$LVS_CACHE/bench}"
-WORK="$OUT/joined"
-RAW="$OUT/joined-raw.txt"
-mkdir -p "$CACHE" "$WORK"
-: >"$RAW"
-t_start=$SECONDS
-
-# step MESSAGE: a progress line with the seconds since the start.
-step() { printf '[joined %4ds] %s\n' "$((SECONDS - t_start))" "$*" >&2; }
-fail() { echo "error: joined bench: $*" >&2; exit 1; }
-result() { echo "$*" >>"$RAW"; echo "  $*" >&2; }
-
-AGENT_BIN=${NODE_AGENT_BIN:-$LVS_REPO/target/release/node-agent}
-OPERATOR_BIN=${LVS_OPERATOR_BIN:-$LVS_REPO/target/release/lvs-operator}
-[ -x "$AGENT_BIN" ] || fail "no node agent at $AGENT_BIN (cargo build --release -p lvs-node-agent)"
-[ -x "$OPERATOR_BIN" ] || fail "no operator at $OPERATOR_BIN (cargo build --release -p lvs-operator)"
-
 . "$HERE/joined-common.sh"
+bench_part joined
 bench_joinedbench
 
 # --- the lab ---------------------------------------------------------------------------
@@ -91,24 +75,14 @@ for t in etcd kube-apiserver kubectl helm; do
     break
 done
 step "joined lab up (kube-apiserver + etcd + chart + operator on the host; VM with dir1's agent in Kubernetes mode)"
-mkdir -p "$LVS_JOINED_DIR"
-lab_up=1
-t0=$SECONDS
 # Only the director's agent runs: the lab's nodes share the VM's two vCPUs,
 # and six more agents planning the same 10k objects would take the CPU a
 # real director has to itself.
 # Its VIPs are local routes, as in the standalone benchmark (--vip-mode
 # route, the choice for many IPv4 VIPs: each address add walks the
 # interface's address list).
-if ! LVS_JOINED_AGENTS=dir1 LVS_JOINED_NO_BUILD=1 LVS_JOINED_VM_MEM="${BENCH_JOINED_VM_MEM:-2048}" \
-    LVS_JOINED_AGENT_VIP_MODE="${BENCH_JOINED_VIP_MODE:-route}" \
-    NODE_AGENT_BIN="$AGENT_BIN" LVS_OPERATOR_BIN="$OPERATOR_BIN" \
-    "$LVS_REPO/e2e/joined/lab.sh" up >"$WORK/lab-up.log" 2>&1; then
-    tail -n 25 "$WORK/lab-up.log" >&2
-    fail "the joined lab did not come up (log: $WORK/lab-up.log; lab files: $LVS_JOINED_DIR)"
-fi
-lab_up_s=$((SECONDS - t0))
-jl_load_env
+bench_lab_up LVS_JOINED_AGENTS=dir1 LVS_JOINED_VM_MEM="${BENCH_JOINED_VM_MEM:-2048}" \
+    LVS_JOINED_AGENT_VIP_MODE="${BENCH_JOINED_VIP_MODE:-route}"
 PKI="$LVS_LAB_DIR/pki"
 API=(-server "$LVS_LAB_APISERVER" -ca "$LVS_LAB_CA" -cert "$PKI/admin.crt" -key "$PKI/admin.key")
 

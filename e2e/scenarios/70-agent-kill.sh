@@ -40,9 +40,7 @@ sc_agent_kill() {
   sleep 5
   local t
   for t in kill-nat kill-dr; do
-    sc_traffic_stop "$t"
-    ((TRAFFIC_OK >= 50)) || sc_fail "traffic $t: only $TRAFFIC_OK requests answered; the traffic did not run"
-    expect_eq "requests of $t that failed while the agents restarted ($TRAFFIC_OK answered)" 0 "$TRAFFIC_ERR"
+    sc_traffic_clean "$t" "while the agents restarted"
   done
   expect_eq "IPVS table of $d after the restart" "$nat_before" "$(sc_ipvs "$d")"
   expect_eq "addresses on lo of $r after the restart" "$lo_before" "$(in_node "$r" ip -o addr show dev lo | awk '{print $4}')"

@@ -267,6 +267,15 @@ sc_traffic_stop() {
   echo "traffic $1: $TRAFFIC_OK answered, $TRAFFIC_ERR failed"
 }
 
+# sc_traffic_clean NAME WHEN [MIN]: stop traffic NAME; it must have run (at
+# least MIN answers, default 50) and no request may have failed (WHEN says
+# during what, for the messages).
+sc_traffic_clean() {
+  sc_traffic_stop "$1"
+  ((TRAFFIC_OK >= ${3:-50})) || sc_fail "traffic $1: only $TRAFFIC_OK requests answered $2; the traffic did not run"
+  expect_eq "requests of $1 that failed $2 ($TRAFFIC_OK answered)" 0 "$TRAFFIC_ERR"
+}
+
 # --- agents -------------------------------------------------------------------------------
 # sc_agent_ops NODE: the sum of lvs_agent_ops_total over all kinds (kernel writes).
 sc_agent_ops() {

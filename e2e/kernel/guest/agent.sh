@@ -332,3 +332,24 @@ tun_expect_released() {
     esac
 }
 _fou_closed() { ! /usr/sbin/ip -n "$1" fou show | grep -q "port $2 "; }
+
+# ha_pair_setup NAME VIP PORT [AGENT-ARG...]: the standalone HA pair of the
+# agent-ha-* scenarios: dir2 labelled a director too, a DR VirtualService NAME
+# on VIP:PORT (rr) served by rs1-rs3 (nodeName), their agents, dir1 started
+# with --ha-role VIP=active and dir2 with VIP=standby (plus AGENT-ARGs), and
+# both programming the same IPVS service (warm standby). Sets RULES to that
+# service as `ipvsadm -Sn` shows it.
+ha_pair_setup() {
+    _name="$1" _vip="$2" _port="$3"
+    shift 3
+    manifest_node dir2 lvs.lvs-operator.io/director=true lab.lvs-operator.io/role=director
+    manifest_vs "$_name" "$_vip" "$_port" rr DR
+    for _i in 1 2 3; do manifest_rs_node "$_name-rs$_i" "$_name" "rs$_i"; done
+    RULES="-A -t $_vip:$_port -s rr"
+    for _i in 1 2 3; do RULES="$RULES
+-a -t $_vip:$_port -r 10.0.1.1$_i:$_port -g -w 1"; done
+    for _n in rs1 rs2 rs3; do agent_start "$_n"; done
+    agent_start dir1 --ha-role "$_vip=active" "$@"
+    agent_start dir2 --ha-role "$_vip=standby" "$@"
+    for _n in dir1 dir2; do echo "$RULES" | ipvs_expect "$_n" 30; done
+}

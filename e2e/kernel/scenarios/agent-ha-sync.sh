@@ -9,17 +9,7 @@
 . /lab/scenario.sh
 VIP=203.0.113.31
 agent_lab_up
-manifest_node dir2 lvs.lvs-operator.io/director=true lab.lvs-operator.io/role=director
-manifest_vs echo-ha "$VIP" 9000 rr DR
-for i in 1 2 3; do manifest_rs_node "echo-ha-rs$i" echo-ha "rs$i"; done
-RULES='-A -t 203.0.113.31:9000 -s rr
--a -t 203.0.113.31:9000 -r 10.0.1.11:9000 -g -w 1
--a -t 203.0.113.31:9000 -r 10.0.1.12:9000 -g -w 1
--a -t 203.0.113.31:9000 -r 10.0.1.13:9000 -g -w 1'
-for n in rs1 rs2 rs3; do agent_start "$n"; done
-agent_start dir1 --ha-role "$VIP=active" --sync-id 7
-agent_start dir2 --ha-role "$VIP=standby" --sync-id 7
-for d in dir1 dir2; do echo "$RULES" | ipvs_expect "$d" 30; done
+ha_pair_setup echo-ha "$VIP" 9000 --sync-id 7
 wait_until 15 addr_held dir1 "$VIP" || true
 expect_vip_on dir1 "$VIP"
 expect_no_vip dir2 "$VIP"

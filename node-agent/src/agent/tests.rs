@@ -49,6 +49,22 @@ fn dir(tag: &str) -> std::path::PathBuf {
     d
 }
 
+/// FILES with a second director, n2: the VIP 10.0.0.1 has two directors.
+fn two_directors(d: &std::path::Path) -> Snapshot {
+    let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
+    std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
+    DirSource::load(d).unwrap()
+}
+
+/// Whether the agent's (fake) kernel holds `vip` on some interface.
+fn holds(a: &Agent<FakeDataplane>, vip: IpAddr) -> bool {
+    a.reconciler()
+        .dataplane()
+        .addresses
+        .iter()
+        .any(|x| x.addr == vip)
+}
+
 /// A writer that keeps what the log subscriber writes.
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -118,9 +134,7 @@ fn the_same_error_of_many_services_is_logged_once() {
 #[test]
 fn a_released_vip_is_renewed_no_more() {
     let d = dir("renewals");
-    let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
-    std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
-    let snap = DirSource::load(&d).unwrap();
+    let snap = two_directors(&d);
     let vip: IpAddr = "10.0.0.1".parse().unwrap();
     let (mut a, _status) = agent();
     a.cfg.vip_roles = crate::ha::VipRoles::Elected(BTreeMap::new());
@@ -128,13 +142,7 @@ fn a_released_vip_is_renewed_no_more() {
         seconds: 2,
         renew_interval: Duration::from_millis(250),
     });
-    let held = |a: &Agent<FakeDataplane>| {
-        a.reconciler()
-            .dataplane()
-            .addresses
-            .iter()
-            .any(|x| x.addr == vip)
-    };
+    let held = |a: &Agent<FakeDataplane>| holds(a, vip);
     a.sync(&snap, true);
     assert!(!held(&a) && a.reconciler().renewing().is_empty());
     a.set_elected(BTreeMap::from([(vip, crate::ha::Role::Active)]));
@@ -154,9 +162,7 @@ fn a_released_vip_is_renewed_no_more() {
 #[test]
 fn a_standby_keeps_the_service_without_the_vip_and_no_role_is_refused() {
     let d = dir("ha");
-    let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
-    std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
-    let snap = DirSource::load(&d).unwrap();
+    let snap = two_directors(&d);
     let vip: IpAddr = "10.0.0.1".parse().unwrap();
     let held = |a: &Agent<FakeDataplane>| {
         let f = a.reconciler().dataplane();
@@ -165,7 +171,7 @@ fn a_standby_keeps_the_service_without_the_vip_and_no_role_is_refused() {
             1,
             "the IPVS service is programmed in every role"
         );
-        f.addresses.iter().any(|x| x.addr == vip)
+        holds(a, vip)
     };
     // Without HA settings a VIP of two directors is refused too.
     for (roles, holds, ok) in [
@@ -240,19 +246,11 @@ fn a_standby_keeps_the_service_without_the_vip_and_no_role_is_refused() {
 #[test]
 fn an_elected_role_is_synced_at_once_and_a_lost_one_drops_the_vip() {
     let d = dir("elected");
-    let second = "---\napiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.11}]}\n";
-    std::fs::write(d.join("all.yaml"), format!("{FILES}{second}")).unwrap();
-    let snap = DirSource::load(&d).unwrap();
+    let snap = two_directors(&d);
     let vip: IpAddr = "10.0.0.1".parse().unwrap();
     let (mut a, status) = agent();
     a.cfg.vip_roles = crate::ha::VipRoles::Elected(BTreeMap::new());
-    let held = |a: &Agent<FakeDataplane>| {
-        a.reconciler()
-            .dataplane()
-            .addresses
-            .iter()
-            .any(|x| x.addr == vip)
-    };
+    let held = |a: &Agent<FakeDataplane>| holds(a, vip);
     // Nothing won yet: standby, no error, the candidates published.
     let rep = a.sync(&snap, false);
     assert!(rep.ok(), "{rep:?}");

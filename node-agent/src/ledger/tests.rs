@@ -187,32 +187,17 @@ fn web_key() -> ServiceKey {
 #[test]
 fn journal_entries_replay_over_the_file_and_a_save_folds_them_in() {
     let dir = temp_dir("ledger-journal");
-    let mut store = LedgerStore::in_dir(&dir).unwrap();
-    let mut l = sample();
-    store.save(&l).unwrap();
-    let all = AddrScope::All;
-    let keys = [web_key()];
-
     // Two scoped changes: a destination removed, an address added.
-    let before = l.part(&keys, all);
-    l.services.get_mut(&web_key()).unwrap().dests.clear();
-    assert!(store.append(&before, &l.part(&keys, all)).unwrap());
-    let before = l.part(&keys, all);
-    l.addresses.insert(AddrKey {
-        interface: "eth0".into(),
-        addr: "10.0.0.1".parse().unwrap(),
-        prefix_len: 32,
-    });
-    assert!(store.append(&before, &l.part(&keys, all)).unwrap());
-    // Nothing changed: nothing appended.
-    assert!(
-        !store
-            .append(&l.part(&keys, all), &l.part(&keys, all))
-            .unwrap()
-    );
-    let journal = fs::read_to_string(dir.join(JOURNAL_FILE)).unwrap();
+    let (l, journal) = journal_with_two_entries(&dir);
     assert_eq!(journal.lines().count(), 2, "{journal}");
+    // Nothing changed: nothing appended.
+    let mut store = LedgerStore::in_dir(&dir).unwrap();
+    assert_eq!(store.load().unwrap(), l);
+    let keys = [web_key()];
+    let part = l.part(&keys, AddrScope::All);
+    assert!(!store.append(&part, &part).unwrap());
     drop(store);
+    assert_eq!(fs::read_to_string(dir.join(JOURNAL_FILE)).unwrap(), journal);
     assert_eq!(LedgerStore::in_dir(&dir).unwrap().load().unwrap(), l);
 
     // A line cut short by a crash is ignored; a broken line in the
