@@ -411,18 +411,19 @@ sc_ha_stream_survives_failover() {
 # entry for the stream's packets and its stack resets the connection. Then
 # a full resync (SIGHUP) of the standby's agent starts its daemon again.
 _ha_stream_without_sync() {
-  local a s maca macs t0 n0 n1 ended st
+  local a s maca macs t0 n0 n1 ended st known
   # The agent killed before is back: wait for its VIPs to move back to it
   # (after the preempt delay), so no handback moves the VIP while measuring.
   sc_retry 60 _ha_spread_settled || sc_fail "the VIPs did not spread over both directors again within 60 s: $(_ha_holder_map)"
   a=$(_ha_holders "$HA_VIP") s=$(_ha_other "$a")
   maca=$(lab_node_mac "$a") macs=$(lab_node_mac "$s")
   in_node "$s" ipvsadm --stop-daemon backup || sc_fail "ipvsadm --stop-daemon backup failed on $s"
+  known=$(_ha_conns "$s" "$HA_ECHO_PORT")
   _ha_stream_start nosync "$HA_ECHO_PORT"
   sc_retry 20 _ha_stream_lines nosync 10 || sc_fail "the control DR stream does not flow: $(_ha_stream_tail nosync)"
   # Long enough for a sync message, had there been a backup daemon.
   sleep 3
-  _ha_synced "$s" "$HA_ECHO_PORT" &&
+  _ha_synced "$s" "$HA_ECHO_PORT" "$known" &&
     sc_fail "control: $s has the stream's connection although its backup sync daemon is stopped: $(in_node "$s" ipvsadm -Lnc | tr '\n' ';')"
   sc_ok "control: $s (backup sync daemon stopped) does not know the stream's connection"
   _ha_monitor_start "$HA_VIP"
@@ -475,7 +476,13 @@ _ha_stream_broken() {
   sleep 5
   [[ $(_ha_stream_count "$1") == "$n" ]]
 }
-_ha_synced() { in_node "$1" ipvsadm -Lnc | grep -q "ESTABLISHED.* $HA_VIP:$2 "; }
+# _ha_conns NODE PORT: the clients (address:port) of NODE's ESTABLISHED IPVS
+# connections to the VIP's PORT, one a line.
+_ha_conns() { in_node "$1" ipvsadm -Lnc | awk -v v="$HA_VIP:$2" '$3 == "ESTABLISHED" && $5 == v { print $4 }'; }
+# _ha_synced NODE PORT [KNOWN]: NODE has such a connection from a client not
+# among KNOWN (an earlier _ha_conns: entries left by earlier streams, which
+# a director that lost the VIP keeps until they time out).
+_ha_synced() { _ha_conns "$1" "$2" | grep -qvxF -e "${3:-none}"; }
 _ha_daemon() { in_node "$1" ipvsadm -L --daemon | grep -q "^$2 sync daemon"; }
 _ha_daemons() { in_node "$1" ipvsadm -L --daemon | tr '\n' ';'; }
 
