@@ -217,6 +217,22 @@ string_enum! {
 }
 
 string_enum! {
+    /// Whether a RealServer takes traffic.
+    #[derive(Default)]
+    pub enum RealServerState {
+        /// A destination with its weight (the default).
+        #[default]
+        Active = "Active",
+        /// Leaving: weight 0 on every director until its connections end or
+        /// the VirtualService's drain.timeoutSeconds passes, then removed.
+        Draining = "Draining",
+        /// Kept as an object, but its destination has weight 0: no new
+        /// connections, established ones continue.
+        Inactive = "Inactive",
+    }
+}
+
+string_enum! {
     /// The DNS answer code a DNS health check expects.
     pub enum DnsRcode {
         NoError = "NOERROR",

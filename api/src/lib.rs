@@ -17,10 +17,13 @@ pub mod validate;
 pub mod virtualservice;
 
 pub use enums::{
-    DnsRcode, Family, ForwardingMethod, HealthAction, HealthCheckType, Protocol, Scheduler,
-    SchedulerFlag, SelectorOperator, TunnelType,
+    DnsRcode, Family, ForwardingMethod, HealthAction, HealthCheckType, Protocol, RealServerState,
+    Scheduler, SchedulerFlag, SelectorOperator, TunnelType,
 };
-pub use lvsnode::{DirectorRole, LvsNodeSpec, LvsNodeStatus, ServiceReport, VipRole};
+pub use lvsnode::{
+    DestinationReport, DestinationState, DirectorRole, LvsNodeSpec, LvsNodeStatus, ServiceReport,
+    VipRole,
+};
 pub use object::{Meta, NodeInfo, Object};
 pub use realserver::{RealServerSpec, RealServerStatus};
 pub use selector::{LabelMap, LabelSelector, LabelSelectorRequirement};

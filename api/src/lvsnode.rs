@@ -135,4 +135,86 @@ pub struct ServiceReport {
     /// Empty when programmed; otherwise what failed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
+    /// Director: destinations counted healthy (state Healthy), of `total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<u32>,
+    /// Director: the destinations the VirtualService selects (sorry server
+    /// and draining ones not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u32>,
+    /// Director: each destination whose state is not Healthy, sorted by
+    /// destination (left out beyond the size budget; `healthy`/`total`
+    /// still count them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<DestinationReport>,
+}
+
+/// Why a destination is or is not taking new connections on a director.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+pub enum DestinationState {
+    /// Passing its health check (or none configured): its own weight.
+    #[default]
+    Healthy,
+    /// Failed `fall` checks in a row: weight 0 (Inhibit) or removed (Remove)
+    /// until `rise` checks pass.
+    Failing,
+    /// A DR/TUN realserver node whose agent has not reported the VIP set up
+    /// for the current generation (or reported a problem): weight 0.
+    Unready,
+    /// Leaving (RealServer deleted, deselected, or state Draining): weight 0
+    /// until its connections end or the drain deadline passes.
+    Draining,
+    /// RealServer state Inactive: weight 0.
+    Inactive,
+    /// The sorry server, programmed while too few realservers are healthy.
+    Sorry,
+}
+
+impl DestinationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationState::Healthy => "Healthy",
+            DestinationState::Failing => "Failing",
+            DestinationState::Unready => "Unready",
+            DestinationState::Draining => "Draining",
+            DestinationState::Inactive => "Inactive",
+            DestinationState::Sorry => "Sorry",
+        }
+    }
+}
+
+/// One destination of a VirtualService on one director.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationReport {
+    /// address:port as IPVS shows it ("[addr]:port" for IPv6).
+    pub destination: String,
+    /// namespace/name of the RealServer ("" for the sorry server).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub real_server: String,
+    pub state: DestinationState,
+    /// Since when (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// The last failed check or readiness problem.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_error: String,
+    /// Draining: active plus inactive connections left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u32>,
 }

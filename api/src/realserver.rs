@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::enums::ForwardingMethod;
+use crate::enums::{ForwardingMethod, RealServerState};
 use crate::rules;
 use crate::status::Condition;
 
@@ -60,6 +60,12 @@ pub struct RealServerSpec {
     /// Overrides the VirtualService's forwarding method for this realserver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<ForwardingMethod>,
+
+    /// Active (default), Draining (weight 0 until its connections end or
+    /// the VirtualService's drain deadline passes, then removed) or
+    /// Inactive (kept at weight 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<RealServerState>,
 
     /// Stop sending new connections above this many (0 or unset: no limit;
     /// at most 2147483647, the kernel refuses more).

@@ -82,7 +82,7 @@ impl Errs {
 }
 
 /// An expected HTTP status, `200` or `200-399`, as (low, high).
-fn status_range(s: &str) -> Option<(u16, u16)> {
+pub fn status_range(s: &str) -> Option<(u16, u16)> {
     let code = |c: &str| {
         (c.len() == 3 && matches!(c.as_bytes()[0], b'1'..=b'5'))
             .then(|| c.parse::<u16>().ok())

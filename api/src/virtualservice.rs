@@ -100,27 +100,26 @@ pub struct VirtualServiceSpec {
     /// Selects the RealServers (in this namespace) that receive the traffic.
     pub real_server_selector: LabelSelector,
 
-    /// Active health checking of the realservers by every director.
-    /// Reserved: validated and shown, but not yet acted on; every
-    /// realserver counts as healthy.
+    /// Active health checking of the realservers by every director. When
+    /// unset, every realserver counts as healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
 
     /// Programmed as the only destination while no realserver is healthy
-    /// (or while the healthy weight is below quorum). Reserved: validated
-    /// and shown, but not yet acted on.
+    /// (or while the healthy weight is below quorum), removed when enough
+    /// recover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<SorryServer>,
 
     /// The minimum total weight of healthy realservers; below it the sorry
-    /// server takes the traffic. Reserved: validated and shown, but not yet
-    /// acted on.
+    /// server takes the traffic (default 1: at least one healthy realserver
+    /// with a weight above 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 2147483647))]
     pub quorum: Option<i64>,
 
-    /// Graceful removal of realservers. Reserved: accepted and shown, but not
-    /// yet acted on; removed realservers are deleted at once.
+    /// Graceful removal of realservers: a leaving destination keeps weight 0
+    /// until its connections end or the deadline passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<Drain>,
 }
@@ -188,7 +187,6 @@ pub struct Directors {
 /// Health checking, keepalived-style: each director probes each
 /// realserver's own address (so NAT, DR and TUN alike) every interval;
 /// `fall` failures in a row take it out, `rise` successes bring it back.
-/// Reserved: validated and shown, but not yet acted on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(transform = rules::health_check)]
@@ -269,11 +267,12 @@ pub struct SorryServer {
     pub port: Option<i64>,
 }
 
-/// Graceful drain (reserved for a later version; not yet acted on).
+/// Graceful drain of leaving realservers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Drain {
-    /// How long a removed realserver keeps weight 0 before its destination is deleted.
+    /// How long a leaving realserver keeps weight 0 before its destination is
+    /// deleted even with connections left (default 300; 0: at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86400))]
     pub timeout_seconds: Option<i64>,

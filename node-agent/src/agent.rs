@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use lvs_api::{DestinationState, RealServerState};
 use lvs_planner::{Changes, Incremental, PlanScope};
 
 use crate::dataplane::Dataplane;
@@ -23,8 +24,8 @@ use crate::desired::service_key;
 use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, SyncInput, SyncScope};
 use crate::report::{
-    ErrorLog, NodeRole, ServiceSync, SyncError, SyncReport, lvsnode_services, node_errors,
-    node_role,
+    DestinationStates, ErrorLog, NodeRole, ServiceSync, SyncError, SyncReport, lvsnode_services,
+    node_errors, node_role,
 };
 use crate::source::{Event, Snapshot};
 
@@ -75,6 +76,10 @@ pub struct AgentStatus {
     /// [`crate::report::is_node_error`]), each once; they fail every entry
     /// of `reports` without being copied into them.
     pub node_errors: Vec<String>,
+    /// Director: per VirtualService (namespace/name), the states of its
+    /// destinations (health checks, readiness gating, drain, sorry server).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub destinations: BTreeMap<String, crate::report::DestinationStates>,
     /// Director high availability: this node's role per VIP, sorted by
     /// address (empty without HA).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -303,6 +308,7 @@ impl<D: Dataplane> Agent<D> {
         let whole = full || pending.all || self.node_problem || !self.reconciler.has_view();
         let (report, names) = if whole {
             let mut plan = self.planner.plan();
+            self.steer(&mut plan, None);
             let roles = crate::ha::roles_in(&plan, &self.cfg.vip_roles);
             self.note_candidates(&plan, None);
             let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
@@ -326,6 +332,7 @@ impl<D: Dataplane> Agent<D> {
             scope.services.extend(retry.services);
             scope.vips.extend(retry.vips);
             let mut plan = self.planner.partial_plan(names.iter(), &scope);
+            self.steer(&mut plan, Some(&names));
             let roles = crate::ha::roles_in(&plan, &self.cfg.vip_roles);
             self.note_candidates(&plan, Some(&scope.vips));
             let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
@@ -343,6 +350,50 @@ impl<D: Dataplane> Agent<D> {
             (report, Some(names))
         };
         self.finish(report, names, started)
+    }
+
+    /// The director-side steps between the plan and the kernel, in this
+    /// order: drain (leaving destinations keep weight 0 for a while),
+    /// readiness gating (DR/TUN realserver nodes whose agent has not set up
+    /// the VIP get weight 0), health (failing destinations inhibited or
+    /// removed; the sorry server below quorum). Each step notes the
+    /// destinations it changed; the states of the planned services are
+    /// published (`names`: the VirtualServices a scoped plan covers; `None`:
+    /// all).
+    fn steer(&mut self, plan: &mut lvs_planner::NodePlan, names: Option<&BTreeSet<String>>) {
+        let mut states: BTreeMap<String, DestinationStates> = plan
+            .services
+            .iter()
+            .map(|s| {
+                let total = s.destinations.len() as u32;
+                (s.owner.clone(), DestinationStates::new(total))
+            })
+            .collect();
+        for s in &plan.services {
+            for d in s
+                .destinations
+                .iter()
+                .filter(|d| d.state == RealServerState::Inactive)
+            {
+                states.entry(s.owner.clone()).or_default().note(
+                    d,
+                    DestinationState::Inactive,
+                    String::new(),
+                );
+            }
+        }
+        for st in states.values_mut() {
+            st.finish();
+        }
+        self.status.send_modify(|st| match names {
+            None => st.destinations = states,
+            Some(n) => {
+                for name in n {
+                    st.destinations.remove(name);
+                }
+                st.destinations.extend(states);
+            }
+        });
     }
 
     /// Publishes the VIPs' candidates for the election (Kubernetes HA only).

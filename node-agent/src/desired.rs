@@ -358,9 +358,15 @@ mod tests {
                     remote_checksum: true,
                 }),
                 owner: "ns/rs".into(),
+                node: None,
+                state: lvs_api::RealServerState::Active,
             }],
             owner: "ns/dns".into(),
             generation: Some(4),
+            health: None,
+            sorry_server: None,
+            quorum: 1,
+            drain_timeout_seconds: 0,
         }
     }
 

@@ -381,6 +381,7 @@ pub fn lvsnode_services(
                 generation: role.generation,
                 roles: role.roles.iter().map(|r| r.to_string()).collect(),
                 error: truncate(&errors.join("; "), MAX_REPORT_ERROR),
+                ..Default::default()
             }
         })
         .collect()
@@ -455,3 +456,61 @@ fn truncate(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A director's view of one VirtualService's destinations: how many are
+/// healthy, and each that is not (failing a health check, unready, draining,
+/// inactive, or the sorry server), sorted by destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationStates {
+    pub healthy: u32,
+    pub total: u32,
+    pub entries: Vec<lvs_api::DestinationReport>,
+}
+
+impl DestinationStates {
+    /// `total` destinations planned, all healthy so far.
+    pub fn new(total: u32) -> Self {
+        DestinationStates {
+            healthy: total,
+            total,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Records a destination that is not simply healthy. A later note for
+    /// the same destination replaces an earlier one.
+    pub fn note(
+        &mut self,
+        d: &lvs_planner::PlannedDestination,
+        state: lvs_api::DestinationState,
+        last_error: String,
+    ) {
+        let destination = match d.addr {
+            std::net::IpAddr::V6(a) => format!("[{a}]:{}", d.port),
+            a => format!("{a}:{}", d.port),
+        };
+        self.entries.retain(|e| e.destination != destination);
+        self.entries.push(lvs_api::DestinationReport {
+            destination,
+            real_server: d.owner.clone(),
+            state,
+            last_error,
+            ..Default::default()
+        });
+    }
+
+    /// Sorts the entries and counts the healthy destinations: those not
+    /// failing, unready or inactive (draining ones and the sorry server are
+    /// not among the `total` planned).
+    pub fn finish(&mut self) {
+        use lvs_api::DestinationState as S;
+        self.entries.sort();
+        let down = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.state, S::Failing | S::Unready | S::Inactive))
+            .count() as u32;
+        self.healthy = self.total.saturating_sub(down);
+    }
+}

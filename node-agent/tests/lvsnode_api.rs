@@ -86,6 +86,7 @@ fn svc(generation: i64, error: &str) -> ServiceReport {
         generation: Some(generation),
         roles: vec!["director".into()],
         error: error.into(),
+        ..Default::default()
     }
 }
 

@@ -243,6 +243,7 @@ mod tests {
             forwarding: None,
             upper_threshold: None,
             lower_threshold: None,
+            state: None,
         };
         let mut r = RealServer::new(name, spec);
         r.metadata = meta(ns, name, labels(l));

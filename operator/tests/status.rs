@@ -102,6 +102,7 @@ fn report(name: &str, generation: i64, error: &str) -> ServiceReport {
         generation: Some(generation),
         roles: vec!["director".into()],
         error: error.into(),
+        ..Default::default()
     }
 }
 

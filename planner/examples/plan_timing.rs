@@ -33,6 +33,7 @@ fn main() {
                 forwarding: None,
                 upper_threshold: None,
                 lower_threshold: None,
+                state: None,
             },
         })
         .collect();

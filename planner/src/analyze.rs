@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use lvs_api::{
-    ForwardingMethod, NodeInfo, Object, RealServerSpec, TunnelType, VirtualServiceSpec,
-    validate_pair,
+    ForwardingMethod, NodeInfo, Object, RealServerSpec, RealServerState, TunnelType,
+    VirtualServiceSpec, validate_pair,
 };
 
 use crate::plan::{PlannedDestination, PlannedTunnel, ServiceKey};
@@ -139,7 +139,7 @@ pub(crate) fn age_order(
         .then_with(|| a.meta.key().cmp(&b.meta.key()))
 }
 
-fn tunnel_of(spec: &VirtualServiceSpec) -> PlannedTunnel {
+pub(crate) fn tunnel_of(spec: &VirtualServiceSpec) -> PlannedTunnel {
     let t = spec.tunnel.clone().unwrap_or_default();
     let port = if t.type_ == TunnelType::Gue {
         t.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0)
@@ -210,11 +210,16 @@ fn resolve(
         (Some(p), _) | (None, Some(p)) => u16::try_from(p).unwrap_or(0),
         (None, None) => 0,
     };
+    let state = rs.spec.state.unwrap_or_default();
     let dest = PlannedDestination {
         addr,
         port,
         method,
-        weight: u32::try_from(rs.spec.weight).unwrap_or(0),
+        weight: if state == RealServerState::Inactive {
+            0
+        } else {
+            u32::try_from(rs.spec.weight).unwrap_or(0)
+        },
         upper_threshold: rs
             .spec
             .upper_threshold
@@ -227,6 +232,8 @@ fn resolve(
             .unwrap_or(0),
         tunnel: (method == ForwardingMethod::Tun).then(|| tunnel_of(&vs.spec)),
         owner: rs.meta.key(),
+        node: verdict.node.clone(),
+        state,
     };
     (verdict, Some(dest))
 }

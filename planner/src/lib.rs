@@ -16,7 +16,7 @@ mod planner;
 pub use analyze::{Analysis, RealServerVerdict, ServiceState, Verdict, analyze, service_key};
 pub use incremental::{Applied, Change, Changes, Incremental, PlanScope};
 pub use plan::{
-    NodePlan, PlannedDestination, PlannedPersistence, PlannedService, PlannedTunnel,
-    PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
+    NodePlan, PlannedDestination, PlannedHealthCheck, PlannedPersistence, PlannedService,
+    PlannedTunnel, PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
 };
 pub use planner::{Aggregate, Fragment, TunnelSlot, VipCounts, fragment, plan, plan_from_analysis};

@@ -2,7 +2,10 @@
 
 use std::net::IpAddr;
 
-use lvs_api::{ForwardingMethod, Protocol, Scheduler, SchedulerFlag, TunnelType};
+use lvs_api::{
+    DnsRcode, ForwardingMethod, HealthAction, HealthCheckType, Protocol, RealServerState,
+    Scheduler, SchedulerFlag, TunnelType,
+};
 use serde::Serialize;
 
 /// Identity of an IPVS service: the kernel's lookup key.
@@ -79,6 +82,37 @@ pub struct PlannedDestination {
     pub tunnel: Option<PlannedTunnel>,
     /// The RealServer this destination comes from (namespace/name).
     pub owner: String,
+    /// The node acting as this DR/TUN realserver (RealServer `nodeName`):
+    /// its agent's report gates the weight (readiness gating).
+    pub node: Option<String>,
+    /// The RealServer's state. Inactive ones have weight 0; Draining ones
+    /// are left out of the directors' services, which drain them.
+    pub state: RealServerState,
+}
+
+/// An active health check with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PlannedHealthCheck {
+    /// Tcp, Http, Https or Dns (a check of type None is no check).
+    pub type_: HealthCheckType,
+    /// The port probed; `None`: the destination's port.
+    pub port: Option<u16>,
+    pub interval_seconds: u32,
+    pub timeout_seconds: u32,
+    pub rise: u32,
+    pub fall: u32,
+    pub on_failure: HealthAction,
+    /// HTTP(S) GET path.
+    pub path: String,
+    /// HTTP(S) Host header; `None`: the destination's address.
+    pub host: Option<String>,
+    /// HTTP(S) status codes counted healthy, as inclusive ranges.
+    pub expected_status: Vec<(u16, u16)>,
+    pub body_contains: Option<String>,
+    pub verify_certificate: bool,
+    /// DNS: the name queried (type SOA).
+    pub dns_name: String,
+    pub expected_rcode: DnsRcode,
 }
 
 /// One IPVS service on a director.
@@ -93,6 +127,16 @@ pub struct PlannedService {
     /// The VirtualService (namespace/name).
     pub owner: String,
     pub generation: Option<i64>,
+    /// Health checking of the destinations by the directors.
+    pub health: Option<PlannedHealthCheck>,
+    /// Programmed as the only destination while the healthy weight is
+    /// below `quorum`.
+    pub sorry_server: Option<PlannedDestination>,
+    /// The minimum healthy weight (default 1).
+    pub quorum: u32,
+    /// How long a leaving destination may drain (weight 0) before it is
+    /// removed with connections left; 0: removed at once.
+    pub drain_timeout_seconds: u32,
 }
 
 /// A VIP a director must hold so IPVS sees the traffic.

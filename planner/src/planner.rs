@@ -3,12 +3,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use lvs_api::{ForwardingMethod, NodeInfo, Object, RealServerSpec, TunnelType, VirtualServiceSpec};
+use lvs_api::{
+    DnsRcode, ForwardingMethod, HealthAction, HealthCheckType, NodeInfo, Object, Protocol,
+    RealServerSpec, RealServerState, TunnelType, VirtualServiceSpec,
+};
 
 use crate::analyze::{Analysis, ServiceState, Verdict, analyze};
 use crate::plan::{
-    NodePlan, PlannedPersistence, PlannedService, PlannedTunnelEndpoint, PlannedVip, ServiceKey,
-    Sysctl,
+    NodePlan, PlannedDestination, PlannedHealthCheck, PlannedPersistence, PlannedService,
+    PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
 };
 
 /// The plan of `node` for these objects.
@@ -341,8 +344,97 @@ fn director_service(v: &Verdict, key: ServiceKey, spec: &VirtualServiceSpec) -> 
                 .and_then(|l| u8::try_from(l).ok())
                 .unwrap_or(if key.is_ipv6() { 128 } else { 32 }),
         }),
-        destinations: v.destinations.clone(),
+        destinations: v
+            .destinations
+            .iter()
+            .filter(|d| d.state != RealServerState::Draining)
+            .cloned()
+            .collect(),
         owner: v.name.clone(),
         generation: v.generation,
+        health: health_check(key, spec),
+        sorry_server: sorry_server(key, spec),
+        quorum: spec.quorum.and_then(|q| u32::try_from(q).ok()).unwrap_or(1),
+        drain_timeout_seconds: spec
+            .drain
+            .as_ref()
+            .and_then(|d| d.timeout_seconds)
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECONDS),
     }
+}
+
+/// How long a leaving destination drains when `drain.timeoutSeconds` is unset.
+pub const DEFAULT_DRAIN_TIMEOUT_SECONDS: u32 = 300;
+
+/// The service's health check with its defaults: TCP for a TCP service and
+/// no check otherwise when the type is unset; Remove on failure for UDP,
+/// Inhibit otherwise.
+fn health_check(key: ServiceKey, spec: &VirtualServiceSpec) -> Option<PlannedHealthCheck> {
+    let h = spec.health_check.as_ref()?;
+    let protocol = match key {
+        ServiceKey::Tuple { protocol, .. } => Some(protocol),
+        ServiceKey::Fwmark { .. } => None,
+    };
+    let type_ = match (h.r#type, protocol) {
+        (Some(HealthCheckType::None), _) => return None,
+        (Some(t), _) => t,
+        (None, Some(Protocol::Tcp)) => HealthCheckType::Tcp,
+        (None, _) => return None,
+    };
+    let num =
+        |v: Option<i64>, default: u32| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(default);
+    let mut expected_status: Vec<(u16, u16)> = h
+        .expected_status
+        .iter()
+        .filter_map(|s| lvs_api::validate::status_range(s))
+        .collect();
+    if expected_status.is_empty() {
+        expected_status.push((200, 399));
+    }
+    Some(PlannedHealthCheck {
+        type_,
+        port: h.port.and_then(|p| u16::try_from(p).ok()),
+        interval_seconds: num(h.interval_seconds, 5),
+        timeout_seconds: num(h.timeout_seconds, 2),
+        rise: num(h.rise, 2),
+        fall: num(h.fall, 3),
+        on_failure: h.on_failure.unwrap_or(if protocol == Some(Protocol::Udp) {
+            HealthAction::Remove
+        } else {
+            HealthAction::Inhibit
+        }),
+        path: h.path.clone().unwrap_or_else(|| "/".into()),
+        host: h.host.clone(),
+        expected_status,
+        body_contains: h.body_contains.clone(),
+        verify_certificate: h.verify_certificate.unwrap_or(false),
+        dns_name: h.dns_name.clone().unwrap_or_else(|| ".".into()),
+        expected_rcode: h.expected_rcode.unwrap_or(DnsRcode::NoError),
+    })
+}
+
+/// The sorry server as a destination: the service's forwarding method, its
+/// port or the service's, weight 1.
+fn sorry_server(key: ServiceKey, spec: &VirtualServiceSpec) -> Option<PlannedDestination> {
+    let s = spec.sorry_server.as_ref()?;
+    let addr = lvs_api::validate::parse_ip(&s.address)?;
+    let port = match (s.port, key) {
+        (Some(p), _) => u16::try_from(p).ok()?,
+        (None, ServiceKey::Tuple { port, .. }) => port,
+        (None, ServiceKey::Fwmark { .. }) => 0,
+    };
+    let method = spec.forwarding;
+    Some(PlannedDestination {
+        addr,
+        port,
+        method,
+        weight: 1,
+        upper_threshold: 0,
+        lower_threshold: 0,
+        tunnel: (method == ForwardingMethod::Tun).then(|| crate::analyze::tunnel_of(spec)),
+        owner: String::new(),
+        node: None,
+        state: RealServerState::Active,
+    })
 }

@@ -22,8 +22,8 @@ use anyhow::{Context, bail};
 use lvs_api::{
     Directors, DnsRcode, Drain, Family, ForwardingMethod, HealthAction, HealthCheck,
     HealthCheckType, LabelSelector, LabelSelectorRequirement, Persistence, Protocol,
-    RealServerSpec, Scheduler, SchedulerFlag, SelectorOperator, SorryServer, Tunnel,
-    TunnelChecksum, TunnelType, VirtualServiceSpec, validate_pair,
+    RealServerSpec, RealServerState, Scheduler, SchedulerFlag, SelectorOperator, SorryServer,
+    Tunnel, TunnelChecksum, TunnelType, VirtualServiceSpec, validate_pair,
 };
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};

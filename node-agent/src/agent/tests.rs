@@ -302,6 +302,7 @@ fn manifests_end_up_in_the_kernel_and_the_status() {
             generation: Some(3),
             roles: vec!["director".into()],
             error: String::new(),
+            ..Default::default()
         }]
     );
     assert!(a.health.ready());

@@ -345,6 +345,10 @@ mod tests {
                 destinations: vec![],
                 owner: "ns/web".into(),
                 generation: Some(3),
+                health: None,
+                sorry_server: None,
+                quorum: 1,
+                drain_timeout_seconds: 0,
             }],
             ..Default::default()
         };

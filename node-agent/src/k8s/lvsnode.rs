@@ -280,6 +280,7 @@ mod tests {
             generation: Some(generation),
             roles: vec!["director".into()],
             error: error.into(),
+            ..Default::default()
         }
     }
 

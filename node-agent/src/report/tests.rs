@@ -225,6 +225,7 @@ fn the_status_is_bounded_however_many_services_fail() {
                 i % 256,
                 "x".repeat(900)
             ),
+            ..Default::default()
         })
         .collect();
     let many: Vec<String> = (0..100)

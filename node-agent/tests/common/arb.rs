@@ -46,6 +46,8 @@ pub fn arb_dest() -> impl Strategy<Value = PlannedDestination> {
                 remote_checksum: false,
             }),
             owner: format!("default/rs{a}"),
+            node: None,
+            state: lvs_api::RealServerState::Active,
         })
 }
 
@@ -97,6 +99,10 @@ pub fn arb_service() -> impl Strategy<Value = PlannedService> {
                 destinations: destinations.into_values().collect(),
                 owner: format!("default/vs{owner}"),
                 generation: Some(1),
+                health: None,
+                sorry_server: None,
+                quorum: 1,
+                drain_timeout_seconds: 0,
             }
         })
 }

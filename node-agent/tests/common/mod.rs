@@ -40,6 +40,8 @@ pub fn dest(addr: &str, port: u16, weight: u32, method: ForwardingMethod) -> Pla
             remote_checksum: false,
         }),
         owner: format!("default/rs-{addr}"),
+        node: None,
+        state: lvs_api::RealServerState::Active,
     }
 }
 
@@ -61,6 +63,10 @@ pub fn service(
         destinations: dests,
         owner: format!("default/{owner}"),
         generation: Some(1),
+        health: None,
+        sorry_server: None,
+        quorum: 1,
+        drain_timeout_seconds: 0,
     }
 }
 

@@ -389,6 +389,14 @@ impl Gen<'_> {
             ]),
             upper_threshold: upper,
             lower_threshold: lower,
+            state: self.pick(&[
+                None,
+                None,
+                None,
+                Some(RealServerState::Active),
+                Some(RealServerState::Draining),
+                Some(RealServerState::Inactive),
+            ]),
         }
     }
 }
