@@ -19,4 +19,7 @@ pub use plan::{
     NodePlan, PlannedDestination, PlannedHealthCheck, PlannedPersistence, PlannedService,
     PlannedTunnel, PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
 };
-pub use planner::{Aggregate, Fragment, TunnelSlot, VipCounts, fragment, plan, plan_from_analysis};
+pub use planner::{
+    Aggregate, DEFAULT_DRAIN_TIMEOUT_SECONDS, Fragment, TunnelSlot, VipCounts, fragment, plan,
+    plan_from_analysis,
+};

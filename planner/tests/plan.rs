@@ -723,3 +723,131 @@ fn a_vip_names_the_directors_of_every_service_at_its_address() {
             .all(|v| v.addr != ip("192.0.2.61"))
     );
 }
+
+#[test]
+fn health_checks_get_their_defaults_per_protocol() {
+    use lvs_api::{DnsRcode, HealthAction, HealthCheckType};
+    let s = set(&[
+        vs("web", "  address: 192.0.2.30\n  port: 80\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {}"),
+        vs("udp", "  address: 192.0.2.30\n  port: 54\n  protocol: UDP\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {}"),
+        vs("none", "  address: 192.0.2.30\n  port: 81\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {type: None}"),
+        vs("http", "  address: 192.0.2.30\n  port: 82\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {type: HTTP, port: 8080, expectedStatus: [\"200\", \"301-302\"], onFailure: Remove, rise: 1, fall: 4}"),
+        rs("a", "web", "  address: 10.10.0.11"),
+    ]
+    .concat());
+    let d = plan_of("dir1", &s);
+    let by = |owner: &str| {
+        d.services
+            .iter()
+            .find(|s| s.owner == format!("default/{owner}"))
+            .unwrap_or_else(|| panic!("no service {owner}"))
+    };
+    let web = by("web")
+        .health
+        .clone()
+        .expect("a TCP service's check defaults to TCP");
+    assert_eq!(
+        (
+            web.type_,
+            web.port,
+            web.interval_seconds,
+            web.timeout_seconds,
+            web.rise,
+            web.fall
+        ),
+        (HealthCheckType::Tcp, None, 5, 2, 2, 3)
+    );
+    assert_eq!(web.on_failure, HealthAction::Inhibit);
+    assert_eq!(web.expected_status, vec![(200, 399)]);
+    assert_eq!(web.path, "/");
+    assert!(
+        by("udp").health.is_none(),
+        "an unset type on UDP checks nothing"
+    );
+    assert!(by("none").health.is_none());
+    let http = by("http").health.clone().unwrap();
+    assert_eq!(
+        (http.type_, http.port, http.on_failure, http.rise, http.fall),
+        (
+            HealthCheckType::Http,
+            Some(8080),
+            HealthAction::Remove,
+            1,
+            4
+        )
+    );
+    assert_eq!(http.expected_status, vec![(200, 200), (301, 302)]);
+    assert_eq!(http.expected_rcode, DnsRcode::NoError);
+
+    let s = set(&vs(
+        "dns",
+        "  address: 192.0.2.30\n  port: 53\n  protocol: UDP\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {type: DNS}",
+    ));
+    let h = plan_of("dir1", &s).services[0].health.clone().unwrap();
+    assert_eq!(
+        (h.type_, h.on_failure),
+        (HealthCheckType::Dns, HealthAction::Remove)
+    );
+    assert_eq!(
+        (h.dns_name.as_str(), h.expected_rcode),
+        (".", DnsRcode::NoError)
+    );
+}
+
+#[test]
+fn sorry_server_quorum_and_drain_timeout_reach_the_service() {
+    let s = set(&[
+        vs("web", "  address: 192.0.2.31\n  port: 80\n  realServerSelector: {matchLabels: {app: web}}\n  sorryServer: {address: 10.10.0.99}\n  quorum: 3\n  drain: {timeoutSeconds: 0}"),
+        vs("plain", "  address: 192.0.2.31\n  port: 81\n  forwarding: DR\n  realServerSelector: {matchLabels: {app: web}}\n  sorryServer: {address: 10.10.0.98, port: 8081}"),
+        rs("a", "web", "  address: 10.10.0.11"),
+    ]
+    .concat());
+    let d = plan_of("dir1", &s);
+    let web = &d.services[0];
+    let sorry = web.sorry_server.clone().unwrap();
+    assert_eq!(
+        (sorry.addr, sorry.port, sorry.weight),
+        (ip("10.10.0.99"), 80, 1)
+    );
+    assert_eq!(sorry.method, ForwardingMethod::Nat);
+    assert_eq!((web.quorum, web.drain_timeout_seconds), (3, 0));
+    let plain = &d.services[1];
+    let sorry = plain.sorry_server.clone().unwrap();
+    assert_eq!((sorry.port, sorry.method), (8081, ForwardingMethod::Dr));
+    assert_eq!(
+        (plain.quorum, plain.drain_timeout_seconds),
+        (1, lvs_planner::DEFAULT_DRAIN_TIMEOUT_SECONDS)
+    );
+}
+
+#[test]
+fn draining_realservers_leave_the_director_but_keep_their_node_setup() {
+    use lvs_api::RealServerState;
+    let s = set(&[
+        vs("dr", "  address: 192.0.2.32\n  port: 80\n  forwarding: DR\n  realServerSelector: {matchLabels: {app: dr}}"),
+        rs("rs1", "dr", "  nodeName: rs1\n  state: Draining"),
+        rs("rs2", "dr", "  nodeName: rs2\n  weight: 5\n  state: Inactive"),
+        rs("rs3", "dr", "  address: 10.10.0.13\n  weight: 4"),
+    ]
+    .concat());
+    let d = plan_of("dir1", &s);
+    let dests = &d.services[0].destinations;
+    assert_eq!(
+        dests.len(),
+        2,
+        "the draining realserver is left out: {dests:?}"
+    );
+    let rs2 = dests.iter().find(|x| x.owner == "default/rs2").unwrap();
+    assert_eq!(
+        (rs2.weight, rs2.state, rs2.node.as_deref()),
+        (0, RealServerState::Inactive, Some("rs2"))
+    );
+    let rs3 = dests.iter().find(|x| x.owner == "default/rs3").unwrap();
+    assert_eq!(
+        (rs3.weight, rs3.state, rs3.node.as_deref()),
+        (4, RealServerState::Active, None)
+    );
+    // The draining node still holds the VIP on lo: its connections go on.
+    assert_eq!(plan_of("rs1", &s).loopback_vips, vec![ip("192.0.2.32")]);
+    assert_eq!(plan_of("rs2", &s).loopback_vips, vec![ip("192.0.2.32")]);
+}
