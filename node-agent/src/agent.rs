@@ -384,10 +384,12 @@ impl<D: Dataplane> Agent<D> {
             Instant::now(),
         );
         for n in drained {
-            states
-                .entry(n.owner)
-                .or_default()
-                .note_draining(&n.dest, n.connections, n.problem);
+            states.entry(n.owner).or_default().note_draining(
+                &n.dest,
+                n.since,
+                n.connections,
+                n.problem,
+            );
         }
         for s in &plan.services {
             for d in s

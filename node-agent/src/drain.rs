@@ -76,6 +76,8 @@ pub struct Drain {
     /// The destination as it goes back into the plan: weight 0.
     pub dest: PlannedDestination,
     pub started: Instant,
+    /// When it started, RFC 3339 (for the status).
+    pub since: String,
     pub deadline: Instant,
     /// The connections it still waits for, as of the last poll.
     pub connections: Option<u32>,
@@ -91,6 +93,7 @@ pub struct Noted {
     /// The VirtualService (namespace/name).
     pub owner: String,
     pub dest: PlannedDestination,
+    pub since: String,
     pub connections: Option<u32>,
     pub problem: String,
 }
@@ -106,6 +109,14 @@ pub struct Drains {
 /// last ones still drain: the VirtualService carried traffic and an edit
 /// (every RealServer invalid, deleted or unselected) emptied it.
 pub const NO_DESTINATION_LEFT: &str = "no valid RealServer is left for this VirtualService; its last destinations drain and new connections find no destination";
+
+/// The wall-clock time now, RFC 3339 to the second.
+fn rfc3339_now() -> String {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    k8s_openapi::jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
+}
 
 fn dest_key(d: &PlannedDestination) -> DestKey {
     DestKey {
@@ -241,6 +252,7 @@ impl Drains {
                             owner: s.owner.clone(),
                             dest,
                             started: now,
+                            since: rfc3339_now(),
                             deadline: now + timeout,
                             connections: None,
                             ended: None,
@@ -258,6 +270,7 @@ impl Drains {
                 out.push(Noted {
                     owner: s.owner.clone(),
                     dest: d.dest.clone(),
+                    since: d.since.clone(),
                     connections: d.connections,
                     problem: problem.clone(),
                 });

@@ -1,7 +1,9 @@
 # Graceful drain with a deadline: a stream that never ends, to a realserver
-# whose RealServer is deleted, keeps flowing until drain.timeoutSeconds (5 s)
-# has passed, not a moment before; then the destination is removed and the
-# stream is cut.
+# whose RealServer is set to `state: Draining`, keeps flowing until
+# drain.timeoutSeconds (5 s) has passed, not a moment before; then the
+# destination is removed and the stream is cut. Then `state: Inactive` keeps
+# the destination at weight 0 (no new connection, no drain), and `Active`
+# gives its weight back.
 # lab-needs: agent
 . /lab/scenario.sh
 VIP=203.0.113.51
@@ -12,8 +14,17 @@ other=rs1; [ "$DRAIN_STREAM_RS" = rs1 ] && other=rs2
 DRAINED="-A -t $VIP:9000 -s rr
 -a -t $VIP:9000 -r $(topo_ip4 "$other"):9000 -m -w 1"
 
+# rs_state STATE: the stream's RealServer with spec.state STATE.
+rs_state() {
+manifest_write "drain-d-$DRAIN_STREAM_RS" <<YAML
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: RealServer
+metadata: {name: drain-d-$DRAIN_STREAM_RS, namespace: default, labels: {app: drain-d}}
+spec: {address: $(topo_ip4 "$DRAIN_STREAM_RS"), port: 9000, weight: 1, state: $1}
+YAML
+}
 t0="$(cut -d' ' -f1 /proc/uptime)"
-manifest_remove "drain-d-$DRAIN_STREAM_RS"
+rs_state Draining
 echo "$DRAINED
 -a -t $VIP:9000 -r $DRAIN_STREAM_DEST -m -w 0" | ipvs_expect dir1 30
 lines="$(_drain_stream_lines)"
@@ -43,4 +54,19 @@ _stream_cut() { ! drain_stream_alive; }
 wait_until 15 _stream_cut || fail "the stream still runs after its destination was removed at the deadline"
 echo "ok: the stream was cut at the deadline"
 drain_new_conns "$VIP" 2
+
+# Inactive: the destination is back at weight 0 and stays there; new
+# connections avoid it. Active: its weight is back.
+rs_state Inactive
+echo "$DRAINED
+-a -t $VIP:9000 -r $DRAIN_STREAM_DEST -m -w 0" | ipvs_expect dir1 30
+before="$(drain_conns_to "$VIP:9000" "$DRAIN_STREAM_DEST")"
+drain_new_conns "$VIP" 4
+expect_eq "entries to the inactive $DRAIN_STREAM_DEST after 4 new connections" "$before" \
+    "$(drain_conns_to "$VIP:9000" "$DRAIN_STREAM_DEST")"
+_drains="$(grep -cF 'drain started' "$(_agent_logs)/dir1.log")"
+expect_eq "drains started (Inactive is not a drain)" 1 "$_drains"
+rs_state Active
+echo "$DRAINED
+-a -t $VIP:9000 -r $DRAIN_STREAM_DEST -m -w 1" | ipvs_expect dir1 30
 agent_alive dir1 || fail "agent on dir1 died"

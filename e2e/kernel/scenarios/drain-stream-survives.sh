@@ -1,7 +1,8 @@
 # Graceful drain: a long-lived TCP stream to a realserver whose RealServer is
 # deleted keeps flowing; its destination stays at weight 0, so new connections
 # avoid it (and none fails); the destination disappears when the stream
-# closes, long before the drain deadline (60 s).
+# closes, long before the drain deadline (60 s). An agent restart during the
+# drain neither cuts the stream nor ends the drain.
 # lab-needs: agent
 . /lab/scenario.sh
 VIP=203.0.113.50
@@ -28,6 +29,21 @@ expect_eq "new connections to $other:9000" 6 "$(drain_conns_to "$VIP:9000" "$(to
 drain_stream_flows
 drain_stream_alive || fail "the stream was cut during the drain"
 echo "$DRAIN_STREAM_DEST -w 0 in: $(ipvs_rules dir1 | tr '\n' ';')"
+
+# The agent restarts mid-drain: it finds its weight-0 destination, which the
+# plan no longer has, in the kernel and its ledger, and drains it again.
+agent_stop dir1
+agent_start dir1
+_drains_twice() { [ "$(grep -F 'drain started' "$(_agent_logs)/dir1.log" | grep -cF "$DRAIN_STREAM_DEST")" -ge 2 ]; }
+wait_until 15 _drains_twice || fail "the restarted agent did not take up the drain of $DRAIN_STREAM_DEST: $(tail -n 5 "$(_agent_logs)/dir1.log")"
+ipvs_expect dir1 5 <<RULES
+-A -t $VIP:9000 -s rr
+-a -t $VIP:9000 -r $(topo_ip4 "$other"):9000 -m -w 1
+-a -t $VIP:9000 -r $DRAIN_STREAM_DEST -m -w 0
+RULES
+drain_stream_flows
+drain_stream_alive || fail "the stream was cut by the agent's restart"
+echo "ok: the restarted agent drains $DRAIN_STREAM_DEST on; the stream flows"
 
 # The stream closes: the drain ends with its last active connection.
 kill "$DRAIN_STREAM_PID"

@@ -121,6 +121,11 @@ fn a_deleted_realserver_drains_at_weight_0_until_its_active_connections_end() {
     assert_eq!(weight(&a, Protocol::TCP), Some(0), "drains at weight 0");
     let e = entry(&st).expect("a status entry for the draining destination");
     assert_eq!(e.state, lvs_api::DestinationState::Draining);
+    let since = e.since.expect("since when it drains");
+    assert!(
+        since.ends_with('Z') && since.contains('T') && !since.contains('.'),
+        "RFC 3339 to the second: {since}"
+    );
     let counts = st.borrow().destinations["default/web"].clone();
     assert_eq!(
         (counts.healthy, counts.total),

@@ -53,6 +53,7 @@ fn one_drain(deadline_in: Duration) -> (Drains, Instant) {
                 owner: "default/web".into(),
                 dest,
                 started: now,
+                since: rfc3339_now(),
                 deadline: now + deadline_in,
                 connections: None,
                 ended: None,
