@@ -360,7 +360,10 @@ impl<D: Dataplane> Agent<D> {
     }
 
     /// The director-side steps between the plan and the kernel, in this
-    /// order: drain (leaving destinations keep weight 0 for a while),
+    /// order: drain (leaving destinations are put back with weight 0 and
+    /// state `Draining` until their connections end; the later steps leave
+    /// those alone: never probed back to a weight, never counted, kept
+    /// beside a sorry server),
     /// readiness gating (DR/TUN realserver nodes whose agent has not set up
     /// the VIP get weight 0), health (failing destinations inhibited or
     /// removed; the sorry server below quorum). Each step notes the

@@ -15,6 +15,10 @@
 //! plan no longer has still drain (their clock starts again at the
 //! restart) instead of being cut.
 //!
+//! The deadline follows the service's current `drain.timeoutSeconds`
+//! (counted from the drain's start): shortening it shortens running drains,
+//! and 0 ends them at the next sync.
+//!
 //! When a drain ends:
 //! - TCP and SCTP: when the destination has no *active* connection. IPVS
 //!   counts as inactive the connections that are closing or closed (FIN,
@@ -237,7 +241,6 @@ impl Drains {
                     };
                     dest.weight = 0;
                     dest.state = RealServerState::Draining;
-                    let timeout = Duration::from_secs(s.drain_timeout_seconds.into());
                     tracing::info!(
                         service = %s.owner,
                         destination = %dk,
@@ -253,7 +256,8 @@ impl Drains {
                             dest,
                             started: now,
                             since: rfc3339_now(),
-                            deadline: now + timeout,
+                            // Set below, from the current timeout.
+                            deadline: now,
                             connections: None,
                             ended: None,
                             problem: problem.clone(),
@@ -263,6 +267,23 @@ impl Drains {
             }
             if warn_empty {
                 tracing::warn!(service = %s.owner, "{NO_DESTINATION_LEFT}");
+            }
+            // The deadline follows the spec: a shorter timeout shortens
+            // running drains, and 0 ends them now.
+            let timeout = Duration::from_secs(s.drain_timeout_seconds.into());
+            for (dk, d) in drains.iter_mut().filter(|(_, d)| d.ended.is_none()) {
+                d.deadline = d.started + timeout;
+                if timeout.is_zero() {
+                    d.ended = Some(End::Deadline);
+                    tracing::info!(
+                        service = %s.owner,
+                        destination = %dk,
+                        reason = "drain timeout set to 0",
+                        connections_left = d.connections.unwrap_or_default(),
+                        waited_s = now.saturating_duration_since(d.started).as_secs(),
+                        "drain ended"
+                    );
+                }
             }
             for d in drains.values_mut().filter(|d| d.ended.is_none()) {
                 d.problem.clone_from(&problem);

@@ -328,3 +328,31 @@ fn a_draining_realserver_leaves_like_a_deleted_one() {
         Some(lvs_api::DestinationState::Draining)
     );
 }
+
+#[test]
+fn setting_the_timeout_to_0_ends_running_drains_at_once() {
+    let (mut a, st, _) = draining(DRAIN_5S, "TCP");
+    set_conns(&mut a, Protocol::TCP, 2, 0);
+    a.sync(
+        &snapshot("TCP", "  drain: {timeoutSeconds: 0}\n", ONE),
+        false,
+    );
+    assert_eq!(weight(&a, Protocol::TCP), None, "removed with the edit");
+    assert_eq!(entry(&st), None);
+    assert_eq!(a.next_drain_poll(), None);
+}
+
+#[test]
+fn a_shorter_timeout_shortens_a_running_drain() {
+    let (mut a, _st, started) = draining("  drain: {timeoutSeconds: 600}\n", "TCP");
+    set_conns(&mut a, Protocol::TCP, 2, 0);
+    assert!(!a.poll_drains(started + Duration::from_secs(6)));
+    a.sync(&snapshot("TCP", DRAIN_5S, ONE), false);
+    assert_eq!(weight(&a, Protocol::TCP), Some(0), "still draining");
+    assert!(
+        a.poll_drains(started + Duration::from_secs(6)),
+        "past the new deadline"
+    );
+    a.sync_pending(false);
+    assert_eq!(weight(&a, Protocol::TCP), None);
+}
