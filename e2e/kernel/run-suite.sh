@@ -97,10 +97,17 @@ t_setup="$(lvs_now_ms)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$LVS_REPO/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$LVS_REPO/$TARGET_DIR" ;; esac
 
+# Agent scenarios: agent-*, and any other whose file has a line
+# `# lab-needs: agent` (scenarios named after the feature they prove).
+needs_agent() {
+    case "$1" in agent-*) return 0 ;; esac
+    grep -q '^# lab-needs: agent' "$HERE/scenarios/$1.sh"
+}
+
 # The node agent, when agent scenarios are selected.
 RUN=() ADD=() AGENT_PROBLEM=""
 for s in "${SELECTED[@]}"; do
-    case "$s" in agent-*) NEED_AGENT=1 ;; esac
+    needs_agent "$s" && NEED_AGENT=1
 done
 if [ "${NEED_AGENT:-0}" -eq 1 ]; then
     if [ -z "$AGENT" ]; then
@@ -198,8 +205,8 @@ if printf '%s\n' "${SELECTED[@]}" | grep -qx "$SPECGEN_SCENARIO" && [ -z "$AGENT
     fi
 fi
 for s in "${SELECTED[@]}"; do
+    needs_agent "$s" && [ -n "$AGENT_PROBLEM" ] && continue
     case "$s" in
-        agent-*) [ -n "$AGENT_PROBLEM" ] && continue ;;
         image-*) [ -n "$IMAGE_PROBLEM" ] && continue ;;
         ipvs-*) [ -n "$IPVS_PROBLEM" ] && continue ;;
     esac
@@ -237,8 +244,8 @@ if [ -f "$OUT/vm/channel.log" ]; then
 fi
 vm_note_shown=0
 for s in "${SELECTED[@]}"; do
+    if needs_agent "$s" && [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi
     case "$s" in
-        agent-*) if [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi ;;
         image-*) if [ -n "$IMAGE_PROBLEM" ]; then failed "$s" "$IMAGE_PROBLEM"; continue; fi ;;
         ipvs-*) if [ -n "$IPVS_PROBLEM" ]; then failed "$s" "$IPVS_PROBLEM"; continue; fi ;;
     esac

@@ -155,6 +155,8 @@ pub struct Agent<D> {
     error_log: ErrorLog,
     /// This node's HA role per VIP and since when (Unix seconds).
     vip_roles: BTreeMap<IpAddr, (crate::ha::Role, f64)>,
+    /// Destinations that left their service and drain (weight 0) first.
+    drains: crate::drain::Drains,
 }
 
 /// What the next sync must cover.
@@ -215,6 +217,7 @@ impl<D: Dataplane> Agent<D> {
                 warned_no_node: false,
                 error_log: ErrorLog::default(),
                 vip_roles: BTreeMap::new(),
+                drains: crate::drain::Drains::default(),
             },
             rx,
         )
@@ -307,6 +310,10 @@ impl<D: Dataplane> Agent<D> {
         let directs = self.planner.directs();
         let whole = full || pending.all || self.node_problem || !self.reconciler.has_view();
         let (report, names) = if whole {
+            // The drain compares the plan with the kernel: read it first
+            // if there is no view (the sync then uses this read).
+            let read_now = self.reconciler.ensure_view();
+            let full = full && !read_now;
             let mut plan = self.planner.plan();
             self.steer(&mut plan, None);
             let roles = crate::ha::roles_in(&plan, &self.cfg.vip_roles);
@@ -353,7 +360,10 @@ impl<D: Dataplane> Agent<D> {
     }
 
     /// The director-side steps between the plan and the kernel, in this
-    /// order: drain (leaving destinations keep weight 0 for a while),
+    /// order: drain (leaving destinations are put back with weight 0 and
+    /// state `Draining` until their connections end; the later steps leave
+    /// those alone: never probed back to a weight, never counted, kept
+    /// beside a sorry server),
     /// readiness gating (DR/TUN realserver nodes whose agent has not set up
     /// the VIP get weight 0), health (failing destinations inhibited or
     /// removed; the sorry server below quorum). Each step notes the
@@ -369,6 +379,21 @@ impl<D: Dataplane> Agent<D> {
                 (s.owner.clone(), DestinationStates::new(total))
             })
             .collect();
+        let drained = self.drains.apply(
+            plan,
+            names,
+            self.reconciler.known(),
+            self.reconciler.ledger(),
+            Instant::now(),
+        );
+        for n in drained {
+            states.entry(n.owner).or_default().note_draining(
+                &n.dest,
+                n.since,
+                n.connections,
+                n.problem,
+            );
+        }
         for s in &plan.services {
             for d in s
                 .destinations
@@ -394,6 +419,44 @@ impl<D: Dataplane> Agent<D> {
                 st.destinations.extend(states);
             }
         });
+    }
+
+    /// When the connection counts of draining destinations are next read.
+    pub fn next_drain_poll(&self) -> Option<Instant> {
+        self.drains.next_poll()
+    }
+
+    /// Reads the connection counts of draining destinations (as of `now`):
+    /// the VirtualServices whose drains ended are synced next, which
+    /// removes those destinations. `true` when one ended.
+    pub fn poll_drains(&mut self, now: Instant) -> bool {
+        let reconciler = &mut self.reconciler;
+        let ended = self.drains.poll(now, |k| reconciler.dest_stats(k));
+        let drains = &self.drains;
+        self.status.send_if_modified(|st| {
+            let mut changed = false;
+            for (owner, dest, n) in drains.running_counts() {
+                let Some(states) = st.destinations.get_mut(owner) else {
+                    continue;
+                };
+                let dest = dest.to_string();
+                if let Some(e) = states.entries.iter_mut().find(|e| e.destination == dest)
+                    && e.connections != n
+                {
+                    e.connections = n;
+                    changed = true;
+                }
+            }
+            changed
+        });
+        if ended.is_empty() {
+            return false;
+        }
+        let scope = self.planner.scope_of(ended.iter());
+        self.pending.names.extend(ended);
+        self.pending.scope.services.extend(scope.services);
+        self.pending.scope.vips.extend(scope.vips);
+        true
     }
 
     /// Publishes the VIPs' candidates for the election (Kubernetes HA only).
@@ -653,6 +716,10 @@ impl<D: Dataplane> Agent<D> {
                 Some(_) => deadline.min(next_renew),
                 None => deadline,
             };
+            let deadline = match self.drains.next_poll() {
+                Some(p) => deadline.min(p),
+                None => deadline,
+            };
             let (mut received, mut full, mut stop, mut due) = (false, false, false, false);
             // Wake at least once per interval, for the liveness heartbeat.
             let wait = deadline.saturating_duration_since(now).min(interval);
@@ -695,7 +762,9 @@ impl<D: Dataplane> Agent<D> {
             if full {
                 next_resync = Instant::now() + interval;
             }
-            if !self.loaded || !(received || full || due) {
+            let drained = self.drains.next_poll().is_some_and(|p| Instant::now() >= p)
+                && self.poll_drains(Instant::now());
+            if !self.loaded || !(received || full || due || drained) {
                 continue;
             }
             let started = Instant::now();
@@ -713,5 +782,7 @@ impl<D: Dataplane> Agent<D> {
     }
 }
 
+#[cfg(test)]
+mod drain_tests;
 #[cfg(test)]
 mod tests;

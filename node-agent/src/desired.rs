@@ -129,6 +129,42 @@ pub fn dest_config(d: &PlannedDestination) -> DestConfig {
     c
 }
 
+/// A destination found in the kernel, as a plan would hold it (weight
+/// included), so that one the plan no longer has can be put back in it
+/// while it drains. `None` for forwarding methods the agent never sets.
+/// `dest_config` of the result programs the same as `c` (see
+/// [`DestConfig::same_as`]).
+pub fn planned_destination(key: DestKey, c: &DestConfig) -> Option<PlannedDestination> {
+    let method = match c.fwd {
+        FwdMethod::Masq => ForwardingMethod::Nat,
+        FwdMethod::DirectRoute => ForwardingMethod::Dr,
+        FwdMethod::Tunnel => ForwardingMethod::Tun,
+        FwdMethod::Local | FwdMethod::Bypass => return None,
+    };
+    let tunnel = (method == ForwardingMethod::Tun).then_some(lvs_planner::PlannedTunnel {
+        type_: match c.tun_type {
+            IpvsTunnelType::GUE => TunnelType::Gue,
+            IpvsTunnelType::GRE => TunnelType::Gre,
+            _ => TunnelType::Ipip,
+        },
+        port: c.tun_port,
+        checksum: c.tun_flags.0 & TunnelFlags::CSUM.0 != 0,
+        remote_checksum: c.tun_flags.0 & TunnelFlags::REMCSUM.0 != 0,
+    });
+    Some(PlannedDestination {
+        addr: key.addr,
+        port: key.port,
+        method,
+        weight: c.weight,
+        upper_threshold: c.u_threshold,
+        lower_threshold: c.l_threshold,
+        tunnel,
+        owner: String::new(),
+        node: None,
+        state: lvs_api::RealServerState::Active,
+    })
+}
+
 /// The device kind behind a planned tunnel endpoint. GUE packets are
 /// decapsulated by fou and then handled by the ipip (or ip6tnl) device.
 pub fn tunnel_kind(type_: TunnelType, ipv6: bool) -> TunnelKind {
@@ -502,5 +538,55 @@ mod tests {
         assert_eq!(owned_label("lo").as_deref(), Some("lo:lvs"));
         assert_eq!(owned_label("enp0s31f6x").as_deref(), Some("enp0s31f6x:lvs"));
         assert_eq!(owned_label("enp0s31f6xyz"), None);
+    }
+
+    #[test]
+    fn a_kernel_destination_reads_back_as_the_planned_one() {
+        let tun = svc("10.0.0.1", None).destinations[0].clone();
+        let mut plain = tun.clone();
+        plain.tunnel = None;
+        let mut cases = vec![tun];
+        for (method, tunnel) in [
+            (ForwardingMethod::Nat, None),
+            (ForwardingMethod::Dr, None),
+            (ForwardingMethod::Tun, None),
+            (
+                ForwardingMethod::Tun,
+                Some(PlannedTunnel {
+                    type_: TunnelType::Gre,
+                    port: 0,
+                    checksum: false,
+                    remote_checksum: false,
+                }),
+            ),
+        ] {
+            cases.push(PlannedDestination {
+                method,
+                tunnel,
+                ..plain.clone()
+            });
+        }
+        for d in cases {
+            let c = dest_config(&d);
+            let key = DestKey {
+                addr: d.addr,
+                port: d.port,
+            };
+            let back = planned_destination(key, &c).expect("a method the agent sets");
+            assert!(
+                dest_config(&back).same_as(&c),
+                "{d:?} came back as {back:?}"
+            );
+            assert_eq!(
+                (back.addr, back.port, back.weight),
+                (d.addr, d.port, d.weight)
+            );
+        }
+        let local = DestConfig::new(FwdMethod::Local, 1);
+        let key = DestKey {
+            addr: "10.1.0.1".parse().unwrap(),
+            port: 80,
+        };
+        assert_eq!(planned_destination(key, &local), None);
     }
 }

@@ -500,6 +500,23 @@ impl DestinationStates {
         });
     }
 
+    /// Records a draining destination (weight 0 until its connections end
+    /// or its deadline passes) with when it started (RFC 3339) and the
+    /// connections it still waits for.
+    pub fn note_draining(
+        &mut self,
+        d: &lvs_planner::PlannedDestination,
+        since: String,
+        connections: Option<u32>,
+        last_error: String,
+    ) {
+        self.note(d, lvs_api::DestinationState::Draining, last_error);
+        if let Some(e) = self.entries.last_mut() {
+            e.since = Some(since);
+            e.connections = connections;
+        }
+    }
+
     /// Sorts the entries and counts the healthy destinations: those not
     /// failing, unready or inactive (draining ones and the sorry server are
     /// not among the `total` planned).

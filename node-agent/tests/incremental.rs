@@ -64,14 +64,16 @@ fn snapshot(yaml: &str) -> Snapshot {
 }
 
 /// (address, port, method, app, scheduler) per VirtualService; (app,
-/// address or node, weight) per RealServer.
+/// address or node, weight) per RealServer. Leaving destinations are
+/// removed at once (drain timeout 0), so that a history ends where a fresh
+/// start on its last objects does.
 type World = (Vec<(u8, u8, bool, u8, bool)>, Vec<(u8, u8, u16)>);
 
 fn yaml(w: &World) -> String {
     let mut y = String::new();
     for (i, (addr, port, dr, app, sched)) in w.0.iter().enumerate() {
         y += &format!(
-            "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: vs{i}, namespace: default}}\nspec:\n  address: 192.0.2.{}\n  port: {}\n  forwarding: {}\n  scheduler: {}\n  directors: {{nodeSelector: {{matchLabels: {{director: \"yes\"}}}}}}\n  realServerSelector: {{matchLabels: {{app: a{app}}}}}\n",
+            "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: vs{i}, namespace: default}}\nspec:\n  address: 192.0.2.{}\n  port: {}\n  forwarding: {}\n  scheduler: {}\n  directors: {{nodeSelector: {{matchLabels: {{director: \"yes\"}}}}}}\n  realServerSelector: {{matchLabels: {{app: a{app}}}}}\n  drain: {{timeoutSeconds: 0}}\n",
             addr + 1,
             80 + u32::from(*port),
             if *dr { "DR" } else { "NAT" },

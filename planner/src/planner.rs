@@ -40,13 +40,39 @@ fn tunnel_device(type_: TunnelType, ipv6: bool) -> &'static str {
 /// agent's Kubernetes mode share one analysis across nodes).
 ///
 /// Sysctl choices:
-/// - directors: `net.ipv4.vs.expire_nodest_conn=1`, so connections to a
-///   removed destination are dropped at once instead of stalling;
+/// - directors: `net.ipv4.vs.expire_nodest_conn=1`. A destination leaves the
+///   kernel only once it is done with: its drain ended (no active
+///   connection; for UDP no entry), its drain deadline passed, the drain
+///   timeout is 0, or a health check removes it (`onFailure: Remove`). The
+///   connections still on it must then move at once, not stall: with the
+///   kernel default 0 their packets are dropped until the entry times out
+///   (TCP established: 15 min; UDP: 5 min), while with 1 the entry is
+///   expired on its next packet (and, from Linux 5.9, in the background),
+///   so a TCP client gets a reset and reconnects, and a UDP client's next
+///   datagram is scheduled afresh to a live destination. Draining
+///   destinations are not deleted (weight 0), so this never cuts a drain.
+/// - directors: `net.ipv4.vs.expire_quiescent_template=1`. A persistence
+///   template to a weight-0 destination (draining, inactive, inhibited by a
+///   health check) is expired when the client opens its next connection,
+///   which then goes to a destination with weight; existing connections are
+///   not templates and continue. Set on every director: the sysctl is per
+///   network namespace, and without persistence there is no template.
+/// - `conn_reuse_mode` keeps the kernel default (1): a new TCP connection
+///   reusing the source port of a finished one is scheduled afresh (never
+///   to a draining destination); 0 was a workaround for the first-SYN drop
+///   with conntrack on kernels before 5.9.
+/// - UDP trade-off: IPVS keeps a UDP "connection" per client address and
+///   port for the UDP timeout, refreshed by each datagram, and weight 0 does
+///   not move it. A resolver reusing its source port would keep sending to a
+///   failed DNS server (kube-proxy's stale UDP entries that black-hole DNS).
+///   So a failed UDP destination is removed (the health check default for
+///   UDP, `Remove`), which with `expire_nodest_conn=1` moves the client's
+///   next datagram within the check bound (fall x interval). A draining UDP
+///   destination is still alive: it keeps its flows until they go idle or
+///   the drain deadline, which bounds how long a client stays on it.
 /// - NAT directors: `ip_forward` (IPv4) or `conf.all.forwarding` (IPv6), and
 ///   `net.ipv4.vs.conntrack=1` so netfilter (SNAT, firewall) sees IPVS
-///   connections; `conn_reuse_mode` keeps the kernel default (1);
-/// - persistence: `net.ipv4.vs.expire_quiescent_template=1`, so a weight-0
-///   realserver stops receiving clients bound to it by persistence;
+///   connections;
 /// - DR realservers: `arp_ignore=1` and `arp_announce=2` on `all` (the kernel
 ///   takes the maximum of `all` and the interface), so only the director
 ///   answers ARP for the VIP;
@@ -125,6 +151,7 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
             });
         }
         sysctls.insert(Sysctl::new("net/ipv4/vs/expire_nodest_conn", 1));
+        sysctls.insert(Sysctl::new("net/ipv4/vs/expire_quiescent_template", 1));
         if v.destinations
             .iter()
             .any(|d| d.method == ForwardingMethod::Nat)
@@ -135,9 +162,6 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
                 sysctls.insert(Sysctl::new("net/ipv4/ip_forward", 1));
             }
             sysctls.insert(Sysctl::new("net/ipv4/vs/conntrack", 1));
-        }
-        if spec.persistence.is_some() {
-            sysctls.insert(Sysctl::new("net/ipv4/vs/expire_quiescent_template", 1));
         }
         f.sysctls = sysctls.into_iter().collect();
         return f;

@@ -100,6 +100,10 @@ fn nat_director_gets_service_vip_and_forwarding_and_port_mapping() {
     assert_eq!(p.vips[0].addr, ip("192.0.2.10"));
     assert!(has_sysctl(&p, "net/ipv4/ip_forward", "1"));
     assert!(has_sysctl(&p, "net/ipv4/vs/conntrack", "1"));
+    // Drained and removed destinations: entries expire, templates to
+    // weight-0 destinations too (every director, persistence or not).
+    assert!(has_sysctl(&p, "net/ipv4/vs/expire_nodest_conn", "1"));
+    assert!(has_sysctl(&p, "net/ipv4/vs/expire_quiescent_template", "1"));
     assert!(p.loopback_vips.is_empty() && p.tunnels.is_empty());
     // realserver nodes of a NAT service have nothing to do
     assert!(plan_of("rs1", &s).is_empty());

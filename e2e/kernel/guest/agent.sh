@@ -353,3 +353,90 @@ ha_pair_setup() {
     agent_start dir2 --ha-role "$_vip=standby" "$@"
     for _n in dir1 dir2; do echo "$RULES" | ipvs_expect "$_n" 30; done
 }
+
+# --- drain scenarios (drain-*) ----------------------------------------------------
+
+# drain_setup NAME VIP TIMEOUT: a NAT VirtualService NAME on VIP:9000/TCP (rr,
+# drain.timeoutSeconds TIMEOUT) on dir1 over the echo servers of rs1 and rs2
+# (RealServers NAME-rs1 and NAME-rs2), dir1's agent, and the table converged.
+drain_setup() {
+    agent_lab_up
+    topo_rs_gateway dir1 || fail "cannot route rs1-rs3 via dir1"
+manifest_write "$1" <<YAML
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: $1, namespace: default}
+spec:
+  address: $2
+  port: 9000
+  protocol: TCP
+  scheduler: rr
+  forwarding: NAT
+  drain: {timeoutSeconds: $3}
+  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
+  realServerSelector: {matchLabels: {app: $1}}
+YAML
+    for _r in rs1 rs2; do manifest_sched_rs "$1" "$_r" 1 9000; done
+    agent_start dir1
+    sched_rules "$2:9000" rr 9000 rs1=1 rs2=1 | ipvs_expect dir1 30
+}
+
+# drain_stream_start VIP: a long-lived TCP stream from the client to VIP:9000,
+# a line every 0.2 s, echoed back into /tmp/drain-stream.out. Sets
+# DRAIN_STREAM_PID (the client's nc), DRAIN_STREAM_DEST (its destination on
+# dir1, RIP:9000) and DRAIN_STREAM_RS (the realserver serving it).
+drain_stream_start() {
+    rm -f /tmp/drain-stream.out /tmp/drain-stream.pid
+    nsx client sh -c "(while :; do echo ping; sleep 0.2; done) | nc $1 9000 >/tmp/drain-stream.out 2>&1 & echo \$! >/tmp/drain-stream.pid"
+    DRAIN_STREAM_PID="$(cat /tmp/drain-stream.pid)"
+    wait_until 10 _drain_stream_dest_known "$1:9000" \
+        || fail "the stream is not in dir1's connection table: $(nsx dir1 ipvsadm -Lnc | tr '\n' ';')"
+    DRAIN_STREAM_DEST="$(_drain_stream_dest "$1:9000")"
+    for _r in rs1 rs2; do
+        [ "$(topo_ip4 "$_r"):9000" = "$DRAIN_STREAM_DEST" ] && DRAIN_STREAM_RS="$_r"
+    done
+    [ -n "${DRAIN_STREAM_RS:-}" ] || fail "the stream went to $DRAIN_STREAM_DEST, neither rs1 nor rs2"
+    drain_stream_flows
+    echo "ok: the stream flows, served by $DRAIN_STREAM_RS ($DRAIN_STREAM_DEST)"
+}
+# _drain_stream_dest VIP:PORT: the destination of the established connection
+# to VIP:PORT in dir1's connection table.
+_drain_stream_dest() {
+    nsx dir1 ipvsadm -Lnc | awk -v v="$1" '$3 == "ESTABLISHED" && $5 == v { print $6; exit }'
+}
+_drain_stream_dest_known() { [ -n "$(_drain_stream_dest "$1")" ]; }
+_drain_stream_lines() { wc -l </tmp/drain-stream.out; }
+_drain_stream_grew() { [ "$(_drain_stream_lines)" -gt "$1" ]; }
+# drain_stream_flows: more lines come back within 5 s.
+drain_stream_flows() {
+    _n="$(_drain_stream_lines)"
+    wait_until 5 _drain_stream_grew "$_n" || fail "the stream stopped flowing ($_n lines echoed; client nc alive: $(pid_running "$DRAIN_STREAM_PID" && echo yes || echo no))"
+}
+# drain_stream_alive: the client's nc still runs (its connection was not cut).
+drain_stream_alive() { pid_running "$DRAIN_STREAM_PID"; }
+
+# drain_new_conns VIP N: N new short connections from the client to VIP:9000,
+# each echoing one line back; fails when one is not answered.
+drain_new_conns() {
+    _i=0
+    while [ "$_i" -lt "$2" ]; do
+        _got="$(echo "new-$_i" | nsx client nc -w 1 "$1" 9000 2>/dev/null)"
+        [ "$_got" = "new-$_i" ] || fail "new connection $_i to $1:9000 was not answered (got '$_got')"
+        _i=$((_i + 1))
+    done
+    echo "ok: $2 new connections to $1:9000 answered"
+}
+
+# drain_conns_to VIP:PORT RIP:PORT: entries of dir1's connection table from
+# VIP:PORT to RIP:PORT, in any state.
+drain_conns_to() {
+    nsx dir1 ipvsadm -Lnc | awk -v v="$1" -v d="$2" '$5 == v && $6 == d' | wc -l
+}
+
+# drain_log_has NODE TEXT...: every TEXT is on one line of NODE's agent log.
+drain_log_has() {
+    _log="$(_agent_logs)/$1.log"; shift
+    _lines="$(cat "$_log")"
+    for _t in "$@"; do _lines="$(printf '%s\n' "$_lines" | grep -F -- "$_t")"; done
+    [ -n "$_lines" ]
+}

@@ -27,6 +27,7 @@ use crate::kernel::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     IpvsDump,
+    IpvsDests(ServiceKey),
     Ipvs(Op),
     Addresses,
     AddAddress(Address),
@@ -66,7 +67,12 @@ impl Call {
     pub fn is_dump(&self) -> bool {
         matches!(
             self,
-            Call::IpvsDump | Call::Addresses | Call::Links | Call::FouPorts | Call::Daemons
+            Call::IpvsDump
+                | Call::IpvsDests(_)
+                | Call::Addresses
+                | Call::Links
+                | Call::FouPorts
+                | Call::Daemons
         )
     }
 }
@@ -121,6 +127,10 @@ pub struct FakeDataplane {
     pub announced: Vec<(String, std::net::IpAddr)>,
     /// The lifetime last given to each address renewed (seconds).
     pub lifetimes: BTreeMap<Address, u32>,
+    /// Connection counts (active, inactive) of destinations, as dumps
+    /// report them; none: no connections. Removing the destination
+    /// forgets them.
+    pub conns: BTreeMap<(ServiceKey, DestKey), (u32, u32)>,
 }
 
 impl fmt::Debug for FakeDataplane {
@@ -175,6 +185,7 @@ impl FakeDataplane {
             next_index: 1,
             announced: Vec::new(),
             lifetimes: BTreeMap::new(),
+            conns: BTreeMap::new(),
         };
         f.add_link("lo", None, true);
         f.add_link("eth0", None, true);
@@ -359,6 +370,7 @@ impl FakeDataplane {
                 self.ipvs
                     .remove(k)
                     .ok_or_else(|| kernel(request, errno::ESRCH))?;
+                self.conns.retain(|(s, _), _| s != k);
             }
             Op::AddDest {
                 service: k,
@@ -398,6 +410,7 @@ impl FakeDataplane {
                 s.dests
                     .remove(d)
                     .ok_or_else(|| kernel(request, errno::ENOENT))?;
+                self.conns.remove(&(*k, *d));
             }
         }
         Ok(())
@@ -444,19 +457,48 @@ impl FakeDataplane {
                     config: s.config.clone(),
                 },
                 stats: Stats::default(),
-                destinations: s
-                    .dests
-                    .iter()
-                    .map(|(dk, dc)| DestEntry {
-                        destination: Destination {
-                            key: *dk,
-                            config: *dc,
-                        },
-                        stats: DestStats::default(),
-                    })
-                    .collect(),
+                destinations: self.dest_entries(k),
             })
             .collect())
+    }
+
+    /// The destinations of a service with their connection counts.
+    fn dest_entries(&self, service: &ServiceKey) -> Vec<DestEntry> {
+        let Some(s) = self.ipvs.get(service) else {
+            return Vec::new();
+        };
+        s.dests
+            .iter()
+            .map(|(dk, dc)| {
+                let (active, inactive) = self
+                    .conns
+                    .get(&(*service, *dk))
+                    .copied()
+                    .unwrap_or_default();
+                DestEntry {
+                    destination: Destination {
+                        key: *dk,
+                        config: *dc,
+                    },
+                    stats: DestStats {
+                        active_conns: active,
+                        inactive_conns: inactive,
+                        ..DestStats::default()
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn ipvs_dests_now(&mut self, service: &ServiceKey) -> DpResult<Vec<DestEntry>> {
+        self.record(Call::IpvsDests(*service))?;
+        if !self.ipvs.contains_key(service) {
+            return Err(kernel(
+                format!("read the destinations of {service}"),
+                errno::ESRCH,
+            ));
+        }
+        Ok(self.dest_entries(service))
     }
 
     fn ipvs_apply_now(&mut self, ops: &[Op]) -> DpResult<Vec<DpResult<()>>> {
@@ -640,6 +682,11 @@ const ENOBUFS: i32 = 105;
 impl Dataplane for FakeDataplane {
     fn ipvs_dump(&mut self) -> DpResult<Vec<ServiceEntry>> {
         let r = self.ipvs_dump_now();
+        self.answer(r)
+    }
+
+    fn ipvs_dests(&mut self, service: &ServiceKey) -> DpResult<Vec<DestEntry>> {
+        let r = self.ipvs_dests_now(service);
         self.answer(r)
     }
 

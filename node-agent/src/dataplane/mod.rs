@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lvs_ipvs::{DaemonState, Op, ServiceEntry, SyncDaemon};
+use lvs_ipvs::{DaemonState, DestEntry, Op, ServiceEntry, ServiceKey, SyncDaemon};
 
 use crate::kernel::{Address, DaemonSpec, FouPort, Link, TunnelDevice};
 
@@ -132,6 +132,11 @@ pub type DpResult<T> = Result<T, DataplaneError>;
 pub trait Dataplane {
     /// Every IPVS service with its destinations and counters.
     fn ipvs_dump(&mut self) -> DpResult<Vec<ServiceEntry>>;
+
+    /// The destinations of one service with their connection counts (one
+    /// GET_DEST dump): what a running drain polls, without reading the
+    /// whole table.
+    fn ipvs_dests(&mut self, service: &ServiceKey) -> DpResult<Vec<DestEntry>>;
 
     /// Apply IPVS writes in order. The outer error means the batch's outcome
     /// is unknown; otherwise there is one result per op.

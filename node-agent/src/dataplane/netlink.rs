@@ -356,6 +356,15 @@ impl Dataplane for NetlinkDataplane {
         }
     }
 
+    fn ipvs_dests(&mut self, service: &ipvs::ServiceKey) -> DpResult<Vec<ipvs::DestEntry>> {
+        let request = format!("read the destinations of {service}");
+        let result = self.ipvs_client(&request)?.destinations(service);
+        result.map_err(|e| {
+            self.ipvs = None;
+            ipvs_error(&request, e)
+        })
+    }
+
     fn daemons(&mut self) -> DpResult<Vec<ipvs::SyncDaemon>> {
         let request = "dump the IPVS sync daemons";
         let result = self.ipvs_client(request)?.daemons();

@@ -121,6 +121,9 @@ pub struct Reconciler<D> {
     /// the dataplane's renewal thread when it has one (`renew_thread`).
     renewals: Renewals,
     renew_thread: bool,
+    /// The view was just read in full by [`Reconciler::ensure_view`]: the
+    /// next sync counts as full.
+    fresh: bool,
 }
 
 /// Where a sync's time went, logged with each sync (info for full syncs,
@@ -219,6 +222,7 @@ impl<D: Dataplane> Reconciler<D> {
             sync_daemons: None,
             renewals: Renewals::default(),
             renew_thread: false,
+            fresh: false,
         })
     }
 
@@ -334,6 +338,36 @@ impl<D: Dataplane> Reconciler<D> {
     /// Forget the cached view: the next sync reads the kernel in full.
     pub fn invalidate(&mut self) {
         self.known = None;
+        self.fresh = false;
+    }
+
+    /// Reads the kernel in full unless a cached view exists, so that what
+    /// runs before a sync (the drain, which looks for owned destinations
+    /// the plan left) sees the kernel even on the first sync after a
+    /// start. `true`: it read now, and the next sync uses this view and
+    /// counts as full. A failed read leaves no view; the sync reads again
+    /// and reports it.
+    pub fn ensure_view(&mut self) -> bool {
+        if self.known.is_some() {
+            return false;
+        }
+        match self.refresh() {
+            Ok(k) => {
+                self.known = Some(k);
+                self.fresh = true;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The destinations of one IPVS service with their connection counts,
+    /// read from the kernel now.
+    pub fn dest_stats(
+        &mut self,
+        service: &ServiceKey,
+    ) -> Result<Vec<lvs_ipvs::DestEntry>, DataplaneError> {
+        self.dp.ipvs_dests(service)
     }
 
     /// Reads everything and reconciles the ledger with it.
@@ -461,8 +495,9 @@ impl<D: Dataplane> Reconciler<D> {
         // The view is taken out for the sync and put back at its end
         // unless a write put it in doubt.
         let cached = if full { None } else { self.known.take() };
+        let fresh = std::mem::take(&mut self.fresh);
         let mut report = SyncReport {
-            full: cached.is_none(),
+            full: cached.is_none() || fresh,
             ..SyncReport::default()
         };
         report.errors.append(&mut self.startup_errors);
