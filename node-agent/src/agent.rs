@@ -155,6 +155,9 @@ pub struct Agent<D> {
     error_log: ErrorLog,
     /// This node's HA role per VIP and since when (Unix seconds).
     vip_roles: BTreeMap<IpAddr, (crate::ha::Role, f64)>,
+    /// Readiness gating, on once the first realserver reports arrive
+    /// (Kubernetes mode only).
+    gate: Option<crate::gating::Gate>,
 }
 
 /// What the next sync must cover.
@@ -215,6 +218,7 @@ impl<D: Dataplane> Agent<D> {
                 warned_no_node: false,
                 error_log: ErrorLog::default(),
                 vip_roles: BTreeMap::new(),
+                gate: None,
             },
             rx,
         )
@@ -277,6 +281,28 @@ impl<D: Dataplane> Agent<D> {
             .extend(applied.verdicts.into_iter().map(|(n, _)| n));
         self.pending.scope.services.extend(applied.scope.services);
         self.pending.scope.vips.extend(applied.scope.vips);
+    }
+
+    /// Takes the nodes' LvsNode reports for readiness gating: the first
+    /// turns gating on (everything is planned again); later ones re-sync
+    /// the VirtualServices with gated destinations on a node whose report
+    /// changed.
+    pub fn set_readiness(&mut self, reports: crate::gating::Readiness) {
+        let Some(gate) = &mut self.gate else {
+            let mut gate = crate::gating::Gate::default();
+            gate.set_reports(reports);
+            self.gate = Some(gate);
+            self.pending.all = true;
+            return;
+        };
+        let names = gate.set_reports(reports);
+        if names.is_empty() {
+            return;
+        }
+        let scope = self.planner.scope_of(names.iter());
+        self.pending.scope.services.extend(scope.services);
+        self.pending.scope.vips.extend(scope.vips);
+        self.pending.names.extend(names);
     }
 
     /// A whole snapshot: what differs from the objects held is applied.
@@ -382,16 +408,25 @@ impl<D: Dataplane> Agent<D> {
                 );
             }
         }
+        if let Some(gate) = &mut self.gate {
+            gate.apply(&self.cfg.node_name, plan, names, &mut states);
+        }
         for st in states.values_mut() {
             st.finish();
         }
-        self.status.send_modify(|st| match names {
-            None => st.destinations = states,
-            Some(n) => {
-                for name in n {
-                    st.destinations.remove(name);
+        let now = crate::report::rfc3339_now();
+        self.status.send_modify(|st| {
+            for (name, s) in states.iter_mut() {
+                s.carry_since(st.destinations.get(name), &now);
+            }
+            match names {
+                None => st.destinations = states,
+                Some(n) => {
+                    for name in n {
+                        st.destinations.remove(name);
+                    }
+                    st.destinations.extend(states);
                 }
-                st.destinations.extend(states);
             }
         });
     }
@@ -674,6 +709,10 @@ impl<D: Dataplane> Agent<D> {
                             Event::Resync => full = true,
                             Event::Roles(r) => {
                                 self.set_elected(r);
+                                received = true;
+                            }
+                            Event::Readiness(r) => {
+                                self.set_readiness(*r);
                                 received = true;
                             }
                             Event::Shutdown => stop = true,

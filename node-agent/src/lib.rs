@@ -15,6 +15,7 @@ pub mod cli;
 pub mod dataplane;
 pub mod desired;
 pub mod dirwatch;
+pub mod gating;
 pub mod ha;
 pub mod http;
 #[cfg(target_os = "linux")]
