@@ -139,6 +139,48 @@ pub fn reported_services(lvsnode: &LvsNode) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A director's destination entries (see [`lvs_api::ServiceReport`]) by
+/// the RealServer (namespace/name) they are about; each entry's
+/// `destination` is prefixed with the VirtualService it was reported under,
+/// so that an entry moving between services counts as a change.
+pub fn realserver_entries(lvsnode: &LvsNode) -> BTreeMap<String, Vec<lvs_api::DestinationReport>> {
+    let mut out: BTreeMap<String, Vec<lvs_api::DestinationReport>> = BTreeMap::new();
+    for s in lvsnode.status.iter().flat_map(|s| &s.services) {
+        for d in s.destinations.iter().filter(|d| !d.real_server.is_empty()) {
+            let mut e = d.clone();
+            // The service is part of what changed.
+            e.destination = format!("{} {}", s.name, d.destination);
+            out.entry(d.real_server.clone()).or_default().push(e);
+        }
+    }
+    out
+}
+
+/// RealServers to reconcile when a director's entries changed: those whose
+/// entries differ between `old` and `new` (and that exist).
+pub fn rss_with_changed_entries(
+    rss: &[Arc<RealServer>],
+    old: &BTreeMap<String, Vec<lvs_api::DestinationReport>>,
+    new: &BTreeMap<String, Vec<lvs_api::DestinationReport>>,
+) -> Vec<ObjectRef<RealServer>> {
+    let changed: HashSet<&str> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(String::as_str)
+        .collect();
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    rss.iter()
+        .filter(|r| {
+            let key = format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any());
+            changed.contains(key.as_str())
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
 /// VirtualServices to reconcile when another VirtualService changes: those
 /// with its old or new address (a conflict may start or end), and every one
 /// currently losing a conflict (the winner may be gone).
@@ -402,5 +444,55 @@ mod tests {
         assert_eq!(m.swap("a/x", Some(2)), Some(1));
         assert_eq!(m.swap("a/x", None), Some(2));
         assert_eq!(m.swap("a/x", Some(3)), None);
+    }
+
+    #[test]
+    fn a_director_report_reaches_the_realservers_whose_entries_changed() {
+        let report = |entries: &[(&str, &str, lvs_api::DestinationState)]| {
+            let mut ln = LvsNode::new(
+                "d1",
+                lvs_api::LvsNodeSpec {
+                    node_name: "d1".into(),
+                },
+            );
+            ln.status = Some(lvs_api::LvsNodeStatus {
+                services: vec![lvs_api::ServiceReport {
+                    name: "a/web".into(),
+                    destinations: entries
+                        .iter()
+                        .map(|(d, rs, st)| lvs_api::DestinationReport {
+                            destination: d.to_string(),
+                            real_server: rs.to_string(),
+                            state: *st,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            realserver_entries(&ln)
+        };
+        use lvs_api::DestinationState::{Draining, Failing, Sorry};
+        let rss = vec![rs("a", "one", &[], None), rs("a", "two", &[], None)];
+        let before = report(&[
+            ("10.0.0.1:80", "a/one", Failing),
+            ("10.0.0.9:80", "", Sorry),
+        ]);
+        let after = report(&[
+            ("10.0.0.1:80", "a/one", Failing),
+            ("10.0.0.2:80", "a/two", Draining),
+        ]);
+        assert_eq!(
+            names(&rss_with_changed_entries(&rss, &before, &after)),
+            ["a/two"]
+        );
+        assert_eq!(
+            names(&rss_with_changed_entries(&rss, &after, &BTreeMap::new())),
+            ["a/one", "a/two"]
+        );
+        assert!(rss_with_changed_entries(&rss, &after, &after).is_empty());
+        // Sorry server entries name no RealServer.
+        assert!(!before.contains_key(""));
     }
 }
