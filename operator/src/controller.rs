@@ -559,16 +559,15 @@ pub fn rs_controller(
     };
 
     let (rs_store, ln_store) = (stores.rs.clone(), stores.lvsnodes.clone());
-    let health_seen: LastSeen<BTreeMap<String, Vec<lvs_api::DestinationReport>>> =
-        LastSeen::default();
+    let health_seen: LastSeen<mapping::HealthSeen> = LastSeen::default();
     let on_lvsnode = move |ln: LvsNode| {
         let present = exists(&ln_store, &ln);
-        let now = mapping::realserver_entries(&ln);
+        let now = mapping::HealthSeen::of(&ln);
         let old = health_seen
             .swap(&ln.name_any(), present.then(|| now.clone()))
             .unwrap_or_default();
-        let now = if present { now } else { BTreeMap::new() };
-        mapping::rss_with_changed_entries(&rs_store.state(), &old, &now)
+        let now = if present { now } else { Default::default() };
+        mapping::rss_with_changed_health(&rs_store.state(), &old, &now)
     };
 
     let controller = Controller::for_stream(feeds.rs.subscribe(), stores.rs.clone())
