@@ -216,7 +216,10 @@ YAML
   expect_token rbac-token/agent/no/patch/virtualservices/status@rbac-tokens no "$akc" \
     api_patch "$vs_path/status" '{"status":{"endpoint":"forged"}}'
   expect_token rbac-token/agent/no/list/secrets@all no "$akc" get secrets -A
-  expect_token rbac-token/agent/no/list/lvsnodes@all no "$akc" get lvsnodes.lvs.lvs-operator.io
+  # Readiness gating: a director lists (and watches) every node's report,
+  # but never gets one by name.
+  expect_token rbac-token/agent/yes/list/lvsnodes@all yes "$akc" get lvsnodes.lvs.lvs-operator.io
+  expect_token rbac-token/agent/no/get/lvsnodes#rbac-probe-node@all no "$akc" get lvsnodes.lvs.lvs-operator.io rbac-probe-node
 
   # Leave no Lease behind for the operator scenarios to trip over.
   kubectl delete lease lvs-operator-leader -n "$lvs_ns" --ignore-not-found
