@@ -150,6 +150,14 @@ fn degraded_tells_the_counts_of_each_director() {
             Some("0/3"),
         ),
         (
+            Some(director(2, vec![entry("rs2", Inactive, "")])),
+            None,
+            "False",
+            "Healthy",
+            "all 2 active realservers healthy (1 inactive)",
+            Some("2/3"),
+        ),
+        (
             Some(director(3, vec![entry("rs4", Draining, "")])),
             Some(director(3, vec![entry("rs4", Draining, "")])),
             "False",

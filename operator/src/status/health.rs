@@ -110,8 +110,9 @@ fn state_counts(states: &BTreeMap<DestinationState, u32>) -> String {
 }
 
 /// The Degraded condition: True while a director sees fewer healthy
-/// realservers than it has, or uses the sorry server, with the counts; the
-/// draining ones are told either way.
+/// realservers than it has (failing a check, or unready; inactive ones are
+/// left out on purpose and do not count), or uses the sorry server, with
+/// the counts; the draining ones are told either way.
 pub fn degraded_update(verdict: &Verdict, h: &ServiceHealth) -> ConditionUpdate {
     use degraded_reasons as r;
     let t = types::DEGRADED;
@@ -132,10 +133,11 @@ pub fn degraded_update(verdict: &Verdict, h: &ServiceHealth) -> ConditionUpdate 
         }
         return update(t, false, r::NOT_REPORTED, msg);
     };
+    // Inactive realservers are out by the user's choice: not a degradation.
     let mut parts: Vec<String> = h
         .directors
         .iter()
-        .filter(|d| d.healthy < d.total)
+        .filter(|d| d.healthy + d.states.get(&DestinationState::Inactive).unwrap_or(&0) < d.total)
         .map(|d| {
             let mut p = format!(
                 "{}/{} realservers healthy on {}",
@@ -163,10 +165,24 @@ pub fn degraded_update(verdict: &Verdict, h: &ServiceHealth) -> ConditionUpdate 
         r::HEALTHY
     };
     if parts.is_empty() {
-        parts.push(format!(
-            "all {} healthy",
-            plural(most, "realserver", "realservers")
-        ));
+        let inactive = h
+            .directors
+            .iter()
+            .filter_map(|d| d.states.get(&DestinationState::Inactive).copied())
+            .max()
+            .unwrap_or(0);
+        parts.push(if inactive == 0 {
+            format!("all {} healthy", plural(most, "realserver", "realservers"))
+        } else {
+            format!(
+                "all {} healthy ({inactive} inactive)",
+                plural(
+                    most.saturating_sub(inactive),
+                    "active realserver",
+                    "active realservers"
+                )
+            )
+        });
     }
     parts.extend(drain);
     update(t, reason != r::HEALTHY, reason, parts.join("; "))
