@@ -25,7 +25,7 @@ pub use lvsnode::{
     VipRole,
 };
 pub use object::{Meta, NodeInfo, Object};
-pub use realserver::{RealServerSpec, RealServerStatus};
+pub use realserver::{RealServerHealth, RealServerSpec, RealServerStatus};
 pub use selector::{LabelMap, LabelSelector, LabelSelectorRequirement};
 pub use status::{Condition, ConditionUpdate, compute_conditions};
 pub use validate::{FieldError, ValidationErrors, validate_pair};

@@ -64,6 +64,11 @@ pub struct LvsNodeStatus {
     /// beyond the size budget). The agent's log and `/status` have them all.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted_errors: u32,
+    /// Destination entries left out of `services[].destinations` to keep
+    /// this object small (the counts `healthy`/`total` still include them).
+    /// The agent's `/status` lists them all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_destinations: u32,
     /// One entry per VirtualService this node has a role in, sorted by name
     /// (while `nodeErrors` is non-empty, only those with errors of their
     /// own).

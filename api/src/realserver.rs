@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::enums::{ForwardingMethod, RealServerState};
+use crate::lvsnode::DestinationState;
 use crate::rules;
 use crate::status::Condition;
 
@@ -26,6 +27,7 @@ use crate::status::Condition;
         printcolumn = r#"{"name":"Port","type":"integer","jsonPath":".spec.port"}"#,
         printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".spec.weight"}"#,
         printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"Health","type":"string","jsonPath":".status.healthSummary","description":"Healthy, or the worst state a director reports (Failing, Unready, Draining, Inactive)"}"#,
         printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
     )
 )]
@@ -101,4 +103,35 @@ pub struct RealServerStatus {
     /// The VirtualServices (namespace/name) that select this realserver.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub selected_by: Vec<String>,
+    /// "Healthy" while every director reporting on it takes it as healthy,
+    /// else the worst state reported (Failing, Unready, Draining,
+    /// Inactive). Unset until a director reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_summary: Option<String>,
+    /// Per VirtualService whose directors do not take it as healthy: the
+    /// state, where, since when and why. Empty while healthy everywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<RealServerHealth>,
+}
+
+/// How the directors of one VirtualService see this realserver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealServerHealth {
+    /// namespace/name of the VirtualService.
+    pub virtual_service: String,
+    /// The worst state its directors report.
+    pub state: DestinationState,
+    /// The directors reporting that state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directors: Vec<String>,
+    /// Since when (the earliest those directors report, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// The last failed check or readiness problem.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Draining: the connections left (the most any director reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u32>,
 }

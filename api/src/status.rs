@@ -13,13 +13,16 @@ pub mod types {
     pub const CONFLICT: &str = "Conflict";
     /// The spec breaks a rule that admission could not check.
     pub const INVALID: &str = "Invalid";
+    /// Some director sees fewer healthy realservers than the service
+    /// selects (health checks, readiness gating), or uses the sorry server.
+    pub const DEGRADED: &str = "Degraded";
 }
 
 /// A standard Kubernetes condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// Ready, Programmed, Conflict or Invalid.
+    /// Ready, Programmed, Degraded, Conflict or Invalid.
     #[serde(rename = "type")]
     pub type_: String,
     /// "True", "False" or "Unknown".

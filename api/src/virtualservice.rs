@@ -33,6 +33,7 @@ use crate::status::Condition;
         printcolumn = r#"{"name":"Scheduler","type":"string","jsonPath":".spec.scheduler"}"#,
         printcolumn = r#"{"name":"Method","type":"string","jsonPath":".spec.forwarding"}"#,
         printcolumn = r#"{"name":"RealServers","type":"string","jsonPath":".status.realServers.summary","description":"ready/selected realservers"}"#,
+        printcolumn = r#"{"name":"Healthy","type":"string","jsonPath":".status.realServers.healthSummary","description":"healthy/total realservers, as the director seeing the fewest healthy reports"}"#,
         printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
         printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
         printcolumn = r#"{"name":"Active","type":"string","jsonPath":".status.activeDirector","description":"the director holding the VIP (director HA)"}"#,
@@ -285,7 +286,7 @@ pub struct VirtualServiceStatus {
     /// The generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Programmed, Conflict and Invalid.
+    /// Ready, Programmed, Degraded, Conflict and Invalid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The service as IPVS shows it: address:port/protocol or fwmark:N/family.
@@ -309,6 +310,10 @@ pub struct VirtualServiceStatus {
     /// the VIP (HA off, or not yet synced) are not listed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub director_roles: BTreeMap<String, String>,
+    /// The directors that currently send new connections to the sorry
+    /// server (too few realservers healthy there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sorry_server_active: Vec<String>,
 }
 
 /// How many realservers the selector picks and how many of them are usable.
@@ -319,6 +324,22 @@ pub struct RealServerCounts {
     pub ready: u32,
     /// "ready/selected", for `kubectl get`.
     pub summary: String,
+    /// Destinations passing their health check and readiness gating, as
+    /// the director seeing the fewest reports (unset until a director
+    /// reports them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<u32>,
+    /// "healthy/total" as that director counts them, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_summary: Option<String>,
+    /// Destinations draining on some director (leaving: weight 0 until
+    /// their connections end or the drain deadline passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining: Option<u32>,
+    /// Connections those draining destinations still have (the most any
+    /// director reports for each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_connections: Option<u32>,
 }
 
 impl VirtualServiceSpec {

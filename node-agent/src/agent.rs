@@ -157,6 +157,9 @@ pub struct Agent<D> {
     vip_roles: BTreeMap<IpAddr, (crate::ha::Role, f64)>,
     /// Destinations that left their service and drain (weight 0) first.
     drains: crate::drain::Drains,
+    /// Readiness gating, on once the first realserver reports arrive
+    /// (Kubernetes mode only).
+    gate: Option<crate::gating::Gate>,
 }
 
 /// What the next sync must cover.
@@ -218,6 +221,7 @@ impl<D: Dataplane> Agent<D> {
                 error_log: ErrorLog::default(),
                 vip_roles: BTreeMap::new(),
                 drains: crate::drain::Drains::default(),
+                gate: None,
             },
             rx,
         )
@@ -280,6 +284,28 @@ impl<D: Dataplane> Agent<D> {
             .extend(applied.verdicts.into_iter().map(|(n, _)| n));
         self.pending.scope.services.extend(applied.scope.services);
         self.pending.scope.vips.extend(applied.scope.vips);
+    }
+
+    /// Takes the nodes' LvsNode reports for readiness gating: the first
+    /// turns gating on (everything is planned again); later ones re-sync
+    /// the VirtualServices with gated destinations on a node whose report
+    /// changed.
+    pub fn set_readiness(&mut self, reports: crate::gating::Readiness) {
+        let Some(gate) = &mut self.gate else {
+            let mut gate = crate::gating::Gate::default();
+            gate.set_reports(reports);
+            self.gate = Some(gate);
+            self.pending.all = true;
+            return;
+        };
+        let names = gate.set_reports(reports);
+        if names.is_empty() {
+            return;
+        }
+        let scope = self.planner.scope_of(names.iter());
+        self.pending.scope.services.extend(scope.services);
+        self.pending.scope.vips.extend(scope.vips);
+        self.pending.names.extend(names);
     }
 
     /// A whole snapshot: what differs from the objects held is applied.
@@ -407,16 +433,25 @@ impl<D: Dataplane> Agent<D> {
                 );
             }
         }
+        if let Some(gate) = &mut self.gate {
+            gate.apply(&self.cfg.node_name, plan, names, &mut states);
+        }
         for st in states.values_mut() {
             st.finish();
         }
-        self.status.send_modify(|st| match names {
-            None => st.destinations = states,
-            Some(n) => {
-                for name in n {
-                    st.destinations.remove(name);
+        let now = crate::report::rfc3339_now();
+        self.status.send_modify(|st| {
+            for (name, s) in states.iter_mut() {
+                s.carry_since(st.destinations.get(name), &now);
+            }
+            match names {
+                None => st.destinations = states,
+                Some(n) => {
+                    for name in n {
+                        st.destinations.remove(name);
+                    }
+                    st.destinations.extend(states);
                 }
-                st.destinations.extend(states);
             }
         });
     }
@@ -741,6 +776,10 @@ impl<D: Dataplane> Agent<D> {
                             Event::Resync => full = true,
                             Event::Roles(r) => {
                                 self.set_elected(r);
+                                received = true;
+                            }
+                            Event::Readiness(r) => {
+                                self.set_readiness(*r);
                                 received = true;
                             }
                             Event::Shutdown => stop = true,

@@ -572,6 +572,11 @@ fn run_daemon<D: Dataplane + 'static>(
                         tx.clone(),
                     )));
                 }
+                // Readiness gating: the realserver nodes' reports.
+                tasks.push(tokio::spawn(crate::k8s::readiness::run(
+                    client.clone(),
+                    tx.clone(),
+                )));
                 tasks.push(tokio::spawn(reporter.run(status)));
             }
         }

@@ -16,6 +16,7 @@ pub mod dataplane;
 pub mod desired;
 pub mod dirwatch;
 pub mod drain;
+pub mod gating;
 pub mod ha;
 pub mod http;
 #[cfg(target_os = "linux")]

@@ -337,6 +337,36 @@ pub const SERVICE_ERROR_BUDGET: usize = 128 * 1024;
 /// The error of a service entry whose text did not fit the budget.
 pub const ERROR_LEFT_OUT: &str = "failed (text left out to bound the report; see the agent's log)";
 
+/// At most this many destination entries are listed per VirtualService in
+/// an LvsNode, and [`MAX_DESTINATION_ENTRIES`] over all; the rest are
+/// counted in `omittedDestinations` (the `healthy`/`total` counts stay
+/// exact). A director of 10k failing destinations thus writes a report of
+/// bounded size, and every service still shows a few examples.
+pub const MAX_SERVICE_DESTINATIONS: usize = 16;
+
+/// At most this many destination entries in one LvsNode.
+pub const MAX_DESTINATION_ENTRIES: usize = 512;
+
+/// Longest `lastError` of a destination entry in an LvsNode.
+pub const MAX_DESTINATION_ERROR: usize = 256;
+
+/// Copies a director's destination states (see [`DestinationStates`]) into
+/// the service reports of the same name: `healthy`, `total` and the entries
+/// of the destinations that are not healthy. Reports of services this node
+/// does not direct are left as they are.
+pub fn with_destinations(
+    reports: &mut [lvs_api::ServiceReport],
+    states: &BTreeMap<String, DestinationStates>,
+) {
+    for r in reports.iter_mut() {
+        if let Some(st) = states.get(&r.name) {
+            r.healthy = Some(st.healthy);
+            r.total = Some(st.total);
+            r.destinations = st.entries.clone();
+        }
+    }
+}
+
 /// Whether an error concerns the node rather than one VirtualService: it
 /// names none, or its kind fails every service alike.
 pub fn is_node_error(e: &SyncError) -> bool {
@@ -393,7 +423,10 @@ pub fn lvsnode_services(
 /// per-service error text at [`SERVICE_ERROR_BUDGET`] in total; while a
 /// node error is listed, entries without an error of their own are left
 /// out (every service counts as failed). What was cut or left out is
-/// counted in `omittedErrors`.
+/// counted in `omittedErrors`. Destination entries are capped at
+/// [`MAX_SERVICE_DESTINATIONS`] per service and [`MAX_DESTINATION_ENTRIES`]
+/// in all, their errors cut at [`MAX_DESTINATION_ERROR`]; what was left out
+/// is counted in `omittedDestinations`.
 pub fn bounded_status(
     services: &[lvs_api::ServiceReport],
     node_errors: &[String],
@@ -413,15 +446,34 @@ pub fn bounded_status(
     let mut budget = SERVICE_ERROR_BUDGET;
     let mut listed = Vec::new();
     let mut failing = 0usize;
+    let mut entries_left = MAX_DESTINATION_ENTRIES;
+    let mut omitted_destinations = 0usize;
+    let mut bound_destinations = |s: &lvs_api::ServiceReport| {
+        let mut entry = s.clone();
+        let keep = entry
+            .destinations
+            .len()
+            .min(MAX_SERVICE_DESTINATIONS)
+            .min(entries_left);
+        omitted_destinations += entry.destinations.len() - keep;
+        entries_left -= keep;
+        entry.destinations.truncate(keep);
+        for d in &mut entry.destinations {
+            if d.last_error.len() > MAX_DESTINATION_ERROR {
+                d.last_error = truncate(&d.last_error, MAX_DESTINATION_ERROR);
+            }
+        }
+        entry
+    };
     for s in services {
         if s.error.is_empty() {
             if !node_failed {
-                listed.push(s.clone());
+                listed.push(bound_destinations(s));
             }
             continue;
         }
         failing += 1;
-        let mut entry = s.clone();
+        let mut entry = bound_destinations(s);
         if entry.error.len() <= budget {
             budget -= entry.error.len();
         } else {
@@ -438,9 +490,19 @@ pub fn bounded_status(
         node_errors,
         unreadable,
         omitted_errors: u32::try_from(omitted).unwrap_or(u32::MAX),
+        omitted_destinations: u32::try_from(omitted_destinations).unwrap_or(u32::MAX),
         services: listed,
         vips: Vec::new(),
     }
+}
+
+/// Now in RFC 3339, to the second, as the API server writes times.
+pub fn rfc3339_now() -> String {
+    use k8s_openapi::jiff::Timestamp;
+    let secs = Timestamp::now().as_second();
+    Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| Timestamp::now().to_string())
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -514,6 +576,27 @@ impl DestinationStates {
         if let Some(e) = self.entries.last_mut() {
             e.since = Some(since);
             e.connections = connections;
+        }
+    }
+
+    /// Gives each entry without a `since` the one of the same destination
+    /// in the same state in `prev` (the states published before), or `now`
+    /// when it just entered that state.
+    pub fn carry_since(&mut self, prev: Option<&DestinationStates>, now: &str) {
+        for e in self.entries.iter_mut().filter(|e| e.since.is_none()) {
+            // Entries are sorted by destination, each destination once.
+            let before = prev.and_then(|p| {
+                let i = p
+                    .entries
+                    .binary_search_by(|x| x.destination.cmp(&e.destination))
+                    .ok()?;
+                Some(&p.entries[i]).filter(|x| x.state == e.state)
+            });
+            e.since = Some(
+                before
+                    .and_then(|b| b.since.clone())
+                    .unwrap_or_else(|| now.to_string()),
+            );
         }
     }
 

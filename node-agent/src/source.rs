@@ -40,6 +40,8 @@ pub enum Event {
     Resync,
     /// The director roles won in the HA election (Kubernetes mode).
     Roles(std::collections::BTreeMap<std::net::IpAddr, crate::ha::Role>),
+    /// The nodes' LvsNode reports, for readiness gating (Kubernetes mode).
+    Readiness(Box<crate::gating::Readiness>),
     /// Stop after the sync in progress; the kernel is left as it is.
     Shutdown,
 }

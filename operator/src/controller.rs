@@ -59,6 +59,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The analysis and reports of the stores, kept while they are current.
     derived: DerivedState,
+    /// Rate limit of the realserver health Events.
+    health_events: Mutex<status::EventLimiter>,
 }
 
 impl std::fmt::Debug for Context {
@@ -88,6 +90,7 @@ impl Context {
             metrics,
             failures: Mutex::new(HashMap::new()),
             derived: DerivedState::default(),
+            health_events: Mutex::new(status::EventLimiter::default()),
         }
     }
 
@@ -117,6 +120,26 @@ impl Context {
 
     fn succeeded(&self, key: &str) {
         self.failures().remove(key);
+    }
+
+    /// The health Events the rate limit lets out now (see
+    /// [`status::EventLimiter`]); the others are logged at debug level.
+    fn limit_health_events(&self, object: &str, events: Vec<EventSpec>) -> Vec<EventSpec> {
+        let mut limiter = self
+            .health_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        events
+            .into_iter()
+            .filter(|e| {
+                let ok = limiter.allow(object, e.reason, now);
+                if !ok {
+                    debug!(object, reason = e.reason, note = %e.note, suppressed = limiter.suppressed, "health Event suppressed by the rate limit");
+                }
+                ok
+            })
+            .collect()
     }
 
     async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, events: &[EventSpec]) {
@@ -275,6 +298,10 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let mut events = status::vs_events(old_conditions, &new.conditions);
     events.extend(status::director_events(old, &new, &vs.spec));
+    events.extend(ctx.limit_health_events(
+        &format!("VirtualService/{key}"),
+        status::vs_health_events(old, &new),
+    ));
     ctx.publish(vs, &events).await;
     Ok(Action::requeue(RESYNC))
 }
@@ -286,12 +313,17 @@ pub async fn reconcile_rs(rs: Arc<RealServer>, ctx: Arc<Context>) -> Result<Acti
     let key = format!("{ns}/{name}");
     let planned = ctx.planned();
     let old = rs.status.as_ref();
-    let new = status::rs_status_of(
+    let mut new = status::rs_status_of(
         old,
         &rs.spec,
         rs.meta().generation,
         planned.selecting(&key),
         &now_rfc3339(),
+    );
+    (new.health_summary, new.health) = status::rs_health(
+        &key,
+        planned.selecting(&key).map(|(v, _)| v),
+        &ctx.reports(),
     );
     if status::needs_write(old, &new) {
         let api: Api<RealServer> = Api::namespaced(ctx.client.clone(), &ns);
@@ -299,11 +331,13 @@ pub async fn reconcile_rs(rs: Arc<RealServer>, ctx: Arc<Context>) -> Result<Acti
         ctx.metrics.status_write("RealServer", true);
         info!(rs = %key, address = ?new.address, selected_by = ?new.selected_by, "status written");
         let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
-        ctx.publish(
-            rs.as_ref(),
-            &status::rs_events(old_conditions, &new.conditions),
-        )
-        .await;
+        let mut events = status::rs_events(old_conditions, &new.conditions);
+        let old_health = old.map(|s| s.health.as_slice()).unwrap_or_default();
+        events.extend(ctx.limit_health_events(
+            &format!("RealServer/{key}"),
+            status::rs_health_events(old_health, &new.health),
+        ));
+        ctx.publish(rs.as_ref(), &events).await;
     } else {
         ctx.metrics.status_write("RealServer", false);
     }
@@ -486,7 +520,8 @@ pub fn vs_controller(
 }
 
 /// The RealServer controller: triggered by its own objects, by
-/// VirtualServices whose spec changed, and by Nodes the RealServers name.
+/// VirtualServices whose spec changed, by Nodes the RealServers name, and
+/// by LvsNodes whose destination entries about them changed (health).
 pub fn rs_controller(
     ctx: Arc<Context>,
     feeds: &Feeds,
@@ -523,6 +558,18 @@ pub fn rs_controller(
         mapping::rss_for_node(&rs_store.state(), &node.name_any())
     };
 
+    let (rs_store, ln_store) = (stores.rs.clone(), stores.lvsnodes.clone());
+    let health_seen: LastSeen<mapping::HealthSeen> = LastSeen::default();
+    let on_lvsnode = move |ln: LvsNode| {
+        let present = exists(&ln_store, &ln);
+        let now = mapping::HealthSeen::of(&ln);
+        let old = health_seen
+            .swap(&ln.name_any(), present.then(|| now.clone()))
+            .unwrap_or_default();
+        let now = if present { now } else { Default::default() };
+        mapping::rss_with_changed_health(&rs_store.state(), &old, &now)
+    };
+
     let controller = Controller::for_stream(feeds.rs.subscribe(), stores.rs.clone())
         .with_config(
             Config::default()
@@ -531,6 +578,7 @@ pub fn rs_controller(
         )
         .watches_stream(feeds.vs.subscribe(), on_vs)
         .watches_stream(feeds.nodes.subscribe(), on_node)
+        .watches_stream(feeds.lvsnodes.subscribe(), on_lvsnode)
         .reconcile_all_on(futures::stream::once(async {}))
         .graceful_shutdown_on(async move {
             let mut shutdown = shutdown;

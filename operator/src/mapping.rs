@@ -139,6 +139,69 @@ pub fn reported_services(lvsnode: &LvsNode) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What of a director's LvsNode the RealServers' health depends on: the
+/// services it reports destination counts for, and its destination entries
+/// by the RealServer (namespace/name) they are about (each entry's
+/// `destination` prefixed with the VirtualService it was reported under, so
+/// that an entry moving between services counts as a change).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthSeen {
+    pub counted: BTreeSet<String>,
+    pub entries: BTreeMap<String, Vec<lvs_api::DestinationReport>>,
+}
+
+impl HealthSeen {
+    pub fn of(lvsnode: &LvsNode) -> Self {
+        let mut out = HealthSeen::default();
+        for s in lvsnode.status.iter().flat_map(|s| &s.services) {
+            if s.total.is_some() {
+                out.counted.insert(s.name.clone());
+            }
+            for d in s.destinations.iter().filter(|d| !d.real_server.is_empty()) {
+                let mut e = d.clone();
+                e.destination = format!("{} {}", s.name, d.destination);
+                out.entries
+                    .entry(d.real_server.clone())
+                    .or_default()
+                    .push(e);
+            }
+        }
+        out
+    }
+}
+
+/// RealServers to reconcile when a director's report changed: those whose
+/// entries differ between `old` and `new`, and those selected (as their
+/// status says) by a service that gained or lost its counts (a first report
+/// makes their health known).
+pub fn rss_with_changed_health(
+    rss: &[Arc<RealServer>],
+    old: &HealthSeen,
+    new: &HealthSeen,
+) -> Vec<ObjectRef<RealServer>> {
+    let changed: HashSet<&str> = old
+        .entries
+        .keys()
+        .chain(new.entries.keys())
+        .filter(|k| old.entries.get(*k) != new.entries.get(*k))
+        .map(String::as_str)
+        .collect();
+    let services: HashSet<&String> = old.counted.symmetric_difference(&new.counted).collect();
+    if changed.is_empty() && services.is_empty() {
+        return Vec::new();
+    }
+    rss.iter()
+        .filter(|r| {
+            let key = format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any());
+            changed.contains(key.as_str())
+                || r.status
+                    .as_ref()
+                    .is_some_and(|s| s.selected_by.iter().any(|v| services.contains(v)))
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
 /// VirtualServices to reconcile when another VirtualService changes: those
 /// with its old or new address (a conflict may start or end), and every one
 /// currently losing a conflict (the winner may be gone).
@@ -402,5 +465,77 @@ mod tests {
         assert_eq!(m.swap("a/x", Some(2)), Some(1));
         assert_eq!(m.swap("a/x", None), Some(2));
         assert_eq!(m.swap("a/x", Some(3)), None);
+    }
+
+    #[test]
+    fn a_director_report_reaches_the_realservers_whose_entries_changed() {
+        let report = |entries: &[(&str, &str, lvs_api::DestinationState)]| {
+            let mut ln = LvsNode::new(
+                "d1",
+                lvs_api::LvsNodeSpec {
+                    node_name: "d1".into(),
+                },
+            );
+            ln.status = Some(lvs_api::LvsNodeStatus {
+                services: vec![lvs_api::ServiceReport {
+                    name: "a/web".into(),
+                    destinations: entries
+                        .iter()
+                        .map(|(d, rs, st)| lvs_api::DestinationReport {
+                            destination: d.to_string(),
+                            real_server: rs.to_string(),
+                            state: *st,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            HealthSeen::of(&ln)
+        };
+        use lvs_api::DestinationState::{Draining, Failing, Sorry};
+        let rss = vec![rs("a", "one", &[], None), rs("a", "two", &[], None)];
+        let before = report(&[
+            ("10.0.0.1:80", "a/one", Failing),
+            ("10.0.0.9:80", "", Sorry),
+        ]);
+        let after = report(&[
+            ("10.0.0.1:80", "a/one", Failing),
+            ("10.0.0.2:80", "a/two", Draining),
+        ]);
+        assert_eq!(
+            names(&rss_with_changed_health(&rss, &before, &after)),
+            ["a/two"]
+        );
+        assert_eq!(
+            names(&rss_with_changed_health(
+                &rss,
+                &after,
+                &HealthSeen::default()
+            )),
+            ["a/one", "a/two"]
+        );
+        assert!(rss_with_changed_health(&rss, &after, &after).is_empty());
+        // Sorry server entries name no RealServer.
+        assert!(!before.entries.contains_key(""));
+        // A first report with counts reaches the RealServers the service
+        // selects, though none has an entry.
+        let mut selected = (*rs("a", "three", &[], None)).clone();
+        selected.status = Some(RealServerStatus {
+            selected_by: vec!["a/web".into()],
+            ..Default::default()
+        });
+        let rss = vec![rs("a", "one", &[], None), Arc::new(selected)];
+        let mut counted = HealthSeen::default();
+        counted.counted.insert("a/web".into());
+        assert_eq!(
+            names(&rss_with_changed_health(
+                &rss,
+                &HealthSeen::default(),
+                &counted
+            )),
+            ["a/three"]
+        );
     }
 }

@@ -20,6 +20,8 @@ use lvs_planner::{Analysis, RealServerVerdict, ServiceState, Verdict};
 
 mod events;
 pub use events::*;
+mod health;
+pub use health::*;
 
 /// Condition reasons, CamelCase as Kubernetes expects.
 pub mod reasons {
@@ -355,7 +357,7 @@ fn ready_update(verdict: &Verdict, namespace: &str) -> ConditionUpdate {
 }
 
 /// The conditions of a VirtualService, in a fixed order: Ready, Programmed,
-/// Conflict, Invalid.
+/// Conflict, Invalid ([`vs_status`] adds Degraded after Programmed).
 pub fn vs_condition_updates(
     spec: &VirtualServiceSpec,
     namespace: &str,
@@ -428,7 +430,9 @@ pub fn vs_status(
 ) -> VirtualServiceStatus {
     let generation = verdict.generation;
     let nodes = node_states(verdict, generation, reports);
-    let updates = vs_condition_updates(spec, namespace, verdict, generation, &nodes);
+    let mut updates = vs_condition_updates(spec, namespace, verdict, generation, &nodes);
+    let health = service_health(verdict, reports);
+    updates.insert(2, degraded_update(verdict, &health));
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let (selected, ready) = (verdict.selected(), verdict.ready());
     let endpoint = spec.endpoint();
@@ -442,6 +446,10 @@ pub fn vs_status(
             selected,
             ready,
             summary: format!("{ready}/{selected}"),
+            healthy: health.worst().map(|(h, _)| h),
+            health_summary: health.worst().map(|(h, t)| format!("{h}/{t}")),
+            draining: (health.draining > 0).then_some(health.draining),
+            draining_connections: (health.draining > 0).then_some(health.draining_connections),
         }),
         nodes: nodes
             .iter()
@@ -449,6 +457,7 @@ pub fn vs_status(
             .collect(),
         active_director: active_director(&roles),
         director_roles: roles,
+        sorry_server_active: health.sorry_active,
     }
 }
 
@@ -530,6 +539,8 @@ pub fn rs_status_of<'a>(
         ),
         address: address.map(|a| a.to_string()),
         selected_by,
+        health_summary: None,
+        health: Vec::new(),
     }
 }
 

@@ -202,6 +202,7 @@ async fn stale_status_is_applied_then_events_follow() {
         [
             ("Ready", "True"),
             ("Programmed", "True"),
+            ("Degraded", "False"),
             ("Conflict", "False"),
             ("Invalid", "False")
         ]

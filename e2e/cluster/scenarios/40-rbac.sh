@@ -3,7 +3,8 @@
 # `kubectl auth can-i --as`, then a few rows again with real tokens. The "yes"
 # rows are the calls the binaries make; the "no" rows include every verb the
 # chart once granted that no code uses (get of single objects, update, watch
-# and patch of the Lease, core/v1 Events, the agent reading LvsNodes). The
+# and patch of the Lease, core/v1 Events, the agent getting single LvsNodes;
+# it lists and watches them for readiness gating). The
 # agent's Lease rows are director HA's (on by default): Leases in the release
 # namespace only, never deleted; 76-ha-rbac.sh proves that the admission
 # policy narrows them to the purpose-labelled ones.
@@ -69,8 +70,8 @@ agent     no     get     virtualservices.lvs.lvs-operator.io    -           -   
 agent     no     get     realservers.lvs.lvs-operator.io        -           -                    all
 agent     no     get     nodes                                  -           -                    all
 agent     no     get     lvsnodes.lvs.lvs-operator.io           -           -                    all
-agent     no     list    lvsnodes.lvs.lvs-operator.io           -           -                    all
-agent     no     watch   lvsnodes.lvs.lvs-operator.io           -           -                    all
+agent     yes    list    lvsnodes.lvs.lvs-operator.io           -           -                    all
+agent     yes    watch   lvsnodes.lvs.lvs-operator.io           -           -                    all
 agent     no     update  lvsnodes.lvs.lvs-operator.io           -           -                    all
 agent     no     get     lvsnodes.lvs.lvs-operator.io           status      -                    all
 agent     no     update  lvsnodes.lvs.lvs-operator.io           status      -                    all
@@ -215,7 +216,10 @@ YAML
   expect_token rbac-token/agent/no/patch/virtualservices/status@rbac-tokens no "$akc" \
     api_patch "$vs_path/status" '{"status":{"endpoint":"forged"}}'
   expect_token rbac-token/agent/no/list/secrets@all no "$akc" get secrets -A
-  expect_token rbac-token/agent/no/list/lvsnodes@all no "$akc" get lvsnodes.lvs.lvs-operator.io
+  # Readiness gating: a director lists (and watches) every node's report,
+  # but never gets one by name.
+  expect_token rbac-token/agent/yes/list/lvsnodes@all yes "$akc" get lvsnodes.lvs.lvs-operator.io
+  expect_token rbac-token/agent/no/get/lvsnodes#rbac-probe-node@all no "$akc" get lvsnodes.lvs.lvs-operator.io rbac-probe-node
 
   # Leave no Lease behind for the operator scenarios to trip over.
   kubectl delete lease lvs-operator-leader -n "$lvs_ns" --ignore-not-found

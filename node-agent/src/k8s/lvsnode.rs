@@ -61,6 +61,7 @@ pub fn lvsnode_status_with(status: &AgentStatus, unreadable: &[String]) -> Optio
     let t = status.last_sync?;
     let mut services = status.reports.clone();
     services.sort_by(|a, b| a.name.cmp(&b.name));
+    crate::report::with_destinations(&mut services, &status.destinations);
     let vips = status
         .vips
         .iter()
@@ -446,5 +447,28 @@ mod tests {
                 "{c:?}"
             );
         }
+        // Only a destination's state changes (no sync error): written too,
+        // with the director's counts.
+        let mut st = status(1001.0, vec![svc("ns/a", 1, "")]);
+        let mut d = crate::report::DestinationStates::new(3);
+        d.entries.push(lvs_api::DestinationReport {
+            destination: "10.0.0.11:80".into(),
+            state: lvs_api::DestinationState::Failing,
+            ..Default::default()
+        });
+        d.finish();
+        st.destinations.insert("ns/a".into(), d);
+        let new = lvsnode_status(&st).unwrap();
+        assert_eq!(
+            (new.services[0].healthy, new.services[0].total),
+            (Some(2), Some(3))
+        );
+        assert_eq!(new.services[0].destinations.len(), 1);
+        assert!(needs_write(
+            Some(&last),
+            &new,
+            t0 + Duration::from_millis(10),
+            r
+        ));
     }
 }

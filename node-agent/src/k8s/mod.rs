@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod lvsnode;
+pub mod readiness;
 pub mod source;
 
 pub use lvsnode::Reporter;

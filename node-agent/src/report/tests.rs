@@ -332,3 +332,116 @@ fn long_errors_are_cut_on_a_char_boundary() {
     let st = bounded_status(&[], &["é".repeat(2000)], &[]);
     assert!(st.node_errors[0].len() <= MAX_REPORT_ERROR);
 }
+
+fn failing_states(n: u32, total: u32) -> DestinationStates {
+    let mut st = DestinationStates::new(total);
+    for i in 0..n {
+        st.entries.push(lvs_api::DestinationReport {
+            destination: format!("10.{}.{}.{}:80", i / 65536, (i / 256) % 256, i % 256),
+            real_server: format!("ns/rs-{i}"),
+            state: lvs_api::DestinationState::Failing,
+            last_error: "x".repeat(2000),
+            ..Default::default()
+        });
+    }
+    st.finish();
+    st
+}
+
+#[test]
+fn destination_states_go_to_their_service_with_exact_counts_and_a_bounded_size() {
+    let names = ["ns/a", "ns/b", "ns/c"];
+    let mut reports: Vec<lvs_api::ServiceReport> = names
+        .iter()
+        .map(|n| lvs_api::ServiceReport {
+            name: n.to_string(),
+            generation: Some(1),
+            roles: vec![roles::DIRECTOR.into()],
+            ..Default::default()
+        })
+        .collect();
+    // ns/a: 10k destinations, all failing; ns/b: 2 of 3 healthy; ns/c: a
+    // realserver-role entry with no director states.
+    let states: BTreeMap<String, DestinationStates> = [
+        ("ns/a".to_string(), failing_states(10_000, 10_000)),
+        ("ns/b".to_string(), failing_states(1, 3)),
+    ]
+    .into();
+    with_destinations(&mut reports, &states);
+    assert_eq!(
+        (reports[0].healthy, reports[0].total),
+        (Some(0), Some(10_000))
+    );
+    assert_eq!((reports[1].healthy, reports[1].total), (Some(2), Some(3)));
+    assert_eq!((reports[2].healthy, reports[2].total), (None, None));
+
+    let st = bounded_status(&reports, &[], &[]);
+    let a = &st.services[0];
+    assert_eq!(a.destinations.len(), MAX_SERVICE_DESTINATIONS);
+    assert_eq!(
+        (a.healthy, a.total),
+        (Some(0), Some(10_000)),
+        "counts stay exact"
+    );
+    assert!(a.destinations[0].last_error.len() <= MAX_DESTINATION_ERROR);
+    assert_eq!(
+        st.services[1].destinations.len(),
+        1,
+        "a short list is kept whole"
+    );
+    assert_eq!(
+        st.omitted_destinations as usize,
+        10_000 - MAX_SERVICE_DESTINATIONS
+    );
+    let bytes = serde_json::to_vec(&st).unwrap().len();
+    assert!(
+        bytes < 16 * 1024,
+        "{bytes} bytes for 10k failing destinations"
+    );
+
+    // Many services each with failing destinations: the total is capped.
+    let many: Vec<lvs_api::ServiceReport> = (0..2000)
+        .map(|i| lvs_api::ServiceReport {
+            name: format!("ns/s{i:04}"),
+            healthy: Some(0),
+            total: Some(5),
+            destinations: failing_states(5, 5).entries,
+            ..Default::default()
+        })
+        .collect();
+    let st = bounded_status(&many, &[], &[]);
+    let listed: usize = st.services.iter().map(|s| s.destinations.len()).sum();
+    assert_eq!(listed, MAX_DESTINATION_ENTRIES);
+    assert_eq!(
+        st.omitted_destinations as usize,
+        2000 * 5 - MAX_DESTINATION_ENTRIES
+    );
+    assert!(st.services.iter().all(|s| s.total == Some(5)));
+    let bytes = serde_json::to_vec(&st).unwrap().len();
+    assert!(bytes < 512 * 1024, "{bytes} bytes");
+}
+
+#[test]
+fn a_destination_keeps_its_since_while_its_state_lasts() {
+    let mut before = failing_states(2, 2);
+    before.carry_since(None, "2026-12-06T04:00:00Z");
+    assert!(
+        before
+            .entries
+            .iter()
+            .all(|e| e.since.as_deref() == Some("2026-12-06T04:00:00Z"))
+    );
+    let mut now = failing_states(2, 2);
+    now.entries[1].state = lvs_api::DestinationState::Unready;
+    now.carry_since(Some(&before), "2026-12-06T04:05:00Z");
+    assert_eq!(
+        now.entries[0].since.as_deref(),
+        Some("2026-12-06T04:00:00Z"),
+        "still failing"
+    );
+    assert_eq!(
+        now.entries[1].since.as_deref(),
+        Some("2026-12-06T04:05:00Z"),
+        "a new state"
+    );
+}

@@ -2,6 +2,7 @@
 //! the new conditions (and director roles).
 
 use super::*;
+use lvs_api::RealServerHealth;
 
 /// An Event to publish about the object whose status changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,5 +198,245 @@ pub fn rs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
             node: None,
         }],
         _ => Vec::new(),
+    }
+}
+
+/// Event reasons of realserver health.
+pub mod health_reasons {
+    /// VirtualService: Degraded turned True.
+    pub const DEGRADED: &str = "Degraded";
+    /// VirtualService: Degraded turned False again.
+    pub const RECOVERED: &str = "Recovered";
+    pub const SORRY_SERVER_ACTIVE: &str = "SorryServerActive";
+    pub const SORRY_SERVER_RELEASED: &str = "SorryServerReleased";
+    pub const DRAIN_STARTED: &str = "DrainStarted";
+    pub const DRAIN_FINISHED: &str = "DrainFinished";
+    /// RealServer: a VirtualService's directors stopped taking it as healthy.
+    pub const UNHEALTHY: &str = "Unhealthy";
+    /// RealServer: healthy again for a VirtualService.
+    pub const HEALTHY: &str = "Healthy";
+}
+
+/// The Events a change of a VirtualService's realserver health deserves:
+/// Degraded turning True (`Degraded`) or back to False (`Recovered`); a
+/// director starting or stopping to use the sorry server; more destinations
+/// draining than before (`DrainStarted`) or fewer (`DrainFinished`).
+pub fn vs_health_events(
+    old: Option<&VirtualServiceStatus>,
+    new: &VirtualServiceStatus,
+) -> Vec<EventSpec> {
+    use health_reasons as r;
+    let mut out = Vec::new();
+    let old_conds = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let (was, now) = (
+        is_true(old_conds, types::DEGRADED),
+        is_true(&new.conditions, types::DEGRADED),
+    );
+    if now && !was {
+        out.push(EventSpec {
+            warning: true,
+            reason: r::DEGRADED,
+            note: message(&new.conditions, types::DEGRADED),
+            node: None,
+        });
+    } else if was && !now {
+        out.push(EventSpec {
+            warning: false,
+            reason: r::RECOVERED,
+            note: message(&new.conditions, types::DEGRADED),
+            node: None,
+        });
+    }
+    let empty = Vec::new();
+    let old_sorry = old.map_or(&empty, |s| &s.sorry_server_active);
+    for n in new
+        .sorry_server_active
+        .iter()
+        .filter(|n| !old_sorry.contains(n))
+    {
+        out.push(EventSpec {
+            warning: true,
+            reason: r::SORRY_SERVER_ACTIVE,
+            note: format!("director {n} sends new connections to the sorry server: too few realservers healthy"),
+            node: Some(n.clone()),
+        });
+    }
+    for n in old_sorry
+        .iter()
+        .filter(|n| !new.sorry_server_active.contains(n))
+    {
+        out.push(EventSpec {
+            warning: false,
+            reason: r::SORRY_SERVER_RELEASED,
+            note: format!("director {n} no longer uses the sorry server"),
+            node: Some(n.clone()),
+        });
+    }
+    let draining = |s: Option<&VirtualServiceStatus>| {
+        s.and_then(|s| s.real_servers.as_ref()).map_or((0, 0), |c| {
+            (c.draining.unwrap_or(0), c.draining_connections.unwrap_or(0))
+        })
+    };
+    let ((before, _), (after, conns)) = (draining(old), draining(Some(new)));
+    if after > before {
+        out.push(EventSpec {
+            warning: false,
+            reason: r::DRAIN_STARTED,
+            note: format!("{after} realserver destination(s) draining, {conns} connection(s) left"),
+            node: None,
+        });
+    } else if after < before {
+        out.push(EventSpec {
+            warning: false,
+            reason: r::DRAIN_FINISHED,
+            note: if after == 0 {
+                format!("{before} draining destination(s) removed: connections ended or the deadline passed")
+            } else {
+                format!("{} draining destination(s) removed; {after} still draining ({conns} connection(s) left)", before - after)
+            },
+            node: None,
+        });
+    }
+    out
+}
+
+/// The Events a change of a RealServer's health deserves, per VirtualService:
+/// `Unhealthy` when its directors stop taking it as healthy (failing a
+/// check, or unready), `Healthy` when that ends, `DrainStarted` and
+/// `DrainFinished` around a drain.
+pub fn rs_health_events(old: &[RealServerHealth], new: &[RealServerHealth]) -> Vec<EventSpec> {
+    use health_reasons as r;
+    let bad = |s: lvs_api::DestinationState| {
+        matches!(
+            s,
+            lvs_api::DestinationState::Failing | lvs_api::DestinationState::Unready
+        )
+    };
+    let state_of = |list: &[RealServerHealth], vs: &str| {
+        list.iter()
+            .find(|h| h.virtual_service == vs)
+            .map(|h| h.state)
+    };
+    let mut names: Vec<&str> = old
+        .iter()
+        .chain(new)
+        .map(|h| h.virtual_service.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut out = Vec::new();
+    for vs in names {
+        let (before, after) = (state_of(old, vs), state_of(new, vs));
+        if before == after {
+            continue;
+        }
+        let h = new.iter().find(|h| h.virtual_service == vs);
+        let draining = Some(lvs_api::DestinationState::Draining);
+        if after.is_some_and(bad) && !before.is_some_and(bad) {
+            let h = h.expect("a new state has an entry");
+            out.push(EventSpec {
+                warning: true,
+                reason: r::UNHEALTHY,
+                note: format!(
+                    "{} for {vs} on {}: {}",
+                    h.state.as_str(),
+                    h.directors.join(", "),
+                    if h.message.is_empty() {
+                        "no reason given"
+                    } else {
+                        &h.message
+                    }
+                ),
+                node: None,
+            });
+        } else if before.is_some_and(bad) && !after.is_some_and(bad) {
+            out.push(EventSpec {
+                warning: false,
+                reason: r::HEALTHY,
+                note: format!("healthy again for {vs}"),
+                node: None,
+            });
+        }
+        if after == draining && before != draining {
+            out.push(EventSpec {
+                warning: false,
+                reason: r::DRAIN_STARTED,
+                note: format!(
+                    "draining from {vs}: {} connection(s) left",
+                    h.and_then(|h| h.connections).unwrap_or(0)
+                ),
+                node: None,
+            });
+        } else if before == draining && after != draining {
+            out.push(EventSpec {
+                warning: false,
+                reason: r::DRAIN_FINISHED,
+                note: format!("drain from {vs} finished"),
+                node: None,
+            });
+        }
+    }
+    out
+}
+
+/// Keeps Events from flooding the API server when thousands of
+/// destinations change at once: an object gets at most one Event of a
+/// reason per `gap`, and all objects together at most `burst` at once,
+/// refilled at `per_second`. Suppressed Events are counted (the status and
+/// the logs still tell everything).
+#[derive(Debug)]
+pub struct EventLimiter {
+    gap: std::time::Duration,
+    burst: f64,
+    per_second: f64,
+    tokens: f64,
+    refilled: Option<std::time::Instant>,
+    last: HashMap<(String, &'static str), std::time::Instant>,
+    pub suppressed: u64,
+}
+
+impl Default for EventLimiter {
+    fn default() -> Self {
+        EventLimiter::new(std::time::Duration::from_secs(10), 50, 5.0)
+    }
+}
+
+impl EventLimiter {
+    pub fn new(gap: std::time::Duration, burst: u32, per_second: f64) -> Self {
+        EventLimiter {
+            gap,
+            burst: f64::from(burst),
+            per_second,
+            tokens: f64::from(burst),
+            refilled: None,
+            last: HashMap::new(),
+            suppressed: 0,
+        }
+    }
+
+    /// Whether an Event of `reason` about `object` may go out at `now`.
+    pub fn allow(&mut self, object: &str, reason: &'static str, now: std::time::Instant) -> bool {
+        if let Some(t) = self.refilled {
+            let add = now.saturating_duration_since(t).as_secs_f64() * self.per_second;
+            self.tokens = (self.tokens + add).min(self.burst);
+        }
+        self.refilled = Some(self.refilled.map_or(now, |t| t.max(now)));
+        let key = (object.to_string(), reason);
+        let recent = self
+            .last
+            .get(&key)
+            .is_some_and(|t| now.saturating_duration_since(*t) < self.gap);
+        if recent || self.tokens < 1.0 {
+            self.suppressed += 1;
+            return false;
+        }
+        self.tokens -= 1.0;
+        if self.last.len() >= 16 * 1024 {
+            let gap = self.gap;
+            self.last
+                .retain(|_, t| now.saturating_duration_since(*t) < gap);
+        }
+        self.last.insert(key, now);
+        true
     }
 }
