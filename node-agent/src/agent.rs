@@ -155,6 +155,9 @@ pub struct Agent<D> {
     error_log: ErrorLog,
     /// This node's HA role per VIP and since when (Unix seconds).
     vip_roles: BTreeMap<IpAddr, (crate::ha::Role, f64)>,
+    /// The health check table the probe engine works from; `None`: no
+    /// probing (every destination counts as healthy).
+    checks: Option<crate::health::Checks>,
 }
 
 /// What the next sync must cover.
@@ -215,9 +218,24 @@ impl<D: Dataplane> Agent<D> {
                 warned_no_node: false,
                 error_log: ErrorLog::default(),
                 vip_roles: BTreeMap::new(),
+                checks: None,
             },
             rx,
         )
+    }
+
+    /// Health checks: each sync registers its probe targets in `checks`
+    /// and steers by their states; a probe engine works from the same table.
+    pub fn set_health_checks(&mut self, checks: crate::health::Checks) {
+        self.checks = Some(checks);
+    }
+
+    /// Marks VirtualServices for the next (scoped) sync.
+    fn replan(&mut self, names: Vec<String>) {
+        let scope = self.planner.scope_of(names.iter());
+        self.pending.scope.services.extend(scope.services);
+        self.pending.scope.vips.extend(scope.vips);
+        self.pending.names.extend(names);
     }
 
     pub fn reconciler(&self) -> &Reconciler<D> {
@@ -382,6 +400,7 @@ impl<D: Dataplane> Agent<D> {
                 );
             }
         }
+        crate::health::step(self.checks.as_ref(), plan, names, &mut states);
         for st in states.values_mut() {
             st.finish();
         }
@@ -672,6 +691,10 @@ impl<D: Dataplane> Agent<D> {
                                 received = true;
                             }
                             Event::Resync => full = true,
+                            Event::Health(names) => {
+                                self.replan(names);
+                                received = true;
+                            }
                             Event::Roles(r) => {
                                 self.set_elected(r);
                                 received = true;

@@ -16,6 +16,7 @@ pub mod dataplane;
 pub mod desired;
 pub mod dirwatch;
 pub mod ha;
+pub mod health;
 pub mod http;
 #[cfg(target_os = "linux")]
 pub mod k8s;

@@ -40,6 +40,9 @@ pub enum Event {
     Resync,
     /// The director roles won in the HA election (Kubernetes mode).
     Roles(std::collections::BTreeMap<std::net::IpAddr, crate::ha::Role>),
+    /// Health checks of these VirtualServices (namespace/name) changed
+    /// state: they are re-planned and synced.
+    Health(Vec<String>),
     /// Stop after the sync in progress; the kernel is left as it is.
     Shutdown,
 }
