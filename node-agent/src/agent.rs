@@ -160,6 +160,9 @@ pub struct Agent<D> {
     /// Readiness gating, on once the first realserver reports arrive
     /// (Kubernetes mode only).
     gate: Option<crate::gating::Gate>,
+    /// The health check table the probe engine works from; `None`: no
+    /// probing (every destination counts as healthy).
+    checks: Option<crate::health::Checks>,
 }
 
 /// What the next sync must cover.
@@ -222,9 +225,24 @@ impl<D: Dataplane> Agent<D> {
                 vip_roles: BTreeMap::new(),
                 drains: crate::drain::Drains::default(),
                 gate: None,
+                checks: None,
             },
             rx,
         )
+    }
+
+    /// Health checks: each sync registers its probe targets in `checks`
+    /// and steers by their states; a probe engine works from the same table.
+    pub fn set_health_checks(&mut self, checks: crate::health::Checks) {
+        self.checks = Some(checks);
+    }
+
+    /// Marks VirtualServices for the next (scoped) sync.
+    fn replan(&mut self, names: Vec<String>) {
+        let scope = self.planner.scope_of(names.iter());
+        self.pending.scope.services.extend(scope.services);
+        self.pending.scope.vips.extend(scope.vips);
+        self.pending.names.extend(names);
     }
 
     pub fn reconciler(&self) -> &Reconciler<D> {
@@ -436,6 +454,7 @@ impl<D: Dataplane> Agent<D> {
         if let Some(gate) = &mut self.gate {
             gate.apply(&self.cfg.node_name, plan, names, &mut states);
         }
+        crate::health::step(self.checks.as_ref(), plan, names, &mut states);
         for st in states.values_mut() {
             st.finish();
         }
@@ -774,6 +793,10 @@ impl<D: Dataplane> Agent<D> {
                                 received = true;
                             }
                             Event::Resync => full = true,
+                            Event::Health(names) => {
+                                self.replan(names);
+                                received = true;
+                            }
                             Event::Roles(r) => {
                                 self.set_elected(r);
                                 received = true;

@@ -122,6 +122,11 @@ pub struct Args {
     /// series, and lvs_agent_destination_series_omitted says how many.
     #[arg(long, env = "LVS_METRICS_MAX_DESTINATIONS", default_value_t = crate::metrics::DEFAULT_MAX_DESTINATIONS)]
     pub metrics_max_destinations: usize,
+    /// Health check probes in flight at once (directors). Each target is
+    /// probed once per interval at its own offset; when probes are slower
+    /// than this limit allows, intervals stretch rather than probes pile up.
+    #[arg(long, env = "LVS_HEALTH_CONCURRENCY", default_value_t = crate::health::DEFAULT_CONCURRENCY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
+    pub health_concurrency: usize,
     /// Reconcile once, print the report as JSON and exit: 0 if it had no
     /// problem, 1 otherwise. Standalone mode only.
     #[arg(long, requires = "config_dir")]
@@ -468,6 +473,14 @@ fn run_daemon<D: Dataplane + 'static>(
     // it lives on a thread outside the main runtime.
     let cfg = agent_config(&args);
     let (m, h) = (metrics.clone(), health.clone());
+    let checks = crate::health::Checks::new();
+    metrics.set_health_checks(checks.clone());
+    let engine = crate::health::engine::Engine::new(
+        checks.clone(),
+        args.health_concurrency,
+        tx.clone(),
+        metrics.clone(),
+    );
     // Dropped when the thread ends, panics included.
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = std::thread::Builder::new()
@@ -482,6 +495,7 @@ fn run_daemon<D: Dataplane + 'static>(
                 }
             };
             let (mut agent, status) = Agent::new(reconciler, cfg, m, h);
+            agent.set_health_checks(checks);
             let _ = status_tx.send(Ok(status));
             agent.run(&rx);
         })
@@ -510,7 +524,8 @@ fn run_daemon<D: Dataplane + 'static>(
         ));
         let sink = SnapshotSink::new(tx.clone());
         let hangup = tokio::spawn(resync_on_hangup(tx.clone()));
-        let mut tasks = vec![http, hangup];
+        let probes = tokio::spawn(engine.run());
+        let mut tasks = vec![http, hangup, probes];
         match &args.config_dir {
             Some(dir) => {
                 tracing::info!(

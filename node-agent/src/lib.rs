@@ -18,6 +18,7 @@ pub mod dirwatch;
 pub mod drain;
 pub mod gating;
 pub mod ha;
+pub mod health;
 pub mod http;
 #[cfg(target_os = "linux")]
 pub mod k8s;

@@ -12,7 +12,7 @@
 //!   metrics per service: the snapshot is the only copy.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lvs_runtime::metrics::Escaped;
@@ -24,6 +24,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use lvs_ipvs::{ServiceEntry, Stats};
@@ -71,6 +72,23 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabel {
+    #[prometheus(flatten)]
+    check: CheckLabel,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabel {
+    r#type: &'static str,
+}
+
+/// Probe latency buckets: 1 ms to about 8 s.
+fn probe_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
+}
+
 /// The agent's metrics, shared by the sync loop, the sources and the HTTP
 /// server.
 #[derive(Debug)]
@@ -87,8 +105,11 @@ pub struct Metrics {
     vip_role: Family<VipRoleLabel, Gauge>,
     ha_takeovers: Counter,
     ha_releases: Counter,
+    probes: Family<ProbeLabel, Counter>,
+    probe_seconds: Family<CheckLabel, Histogram, fn() -> Histogram>,
     latest: Arc<Latest>,
     stats: Arc<KernelStats>,
+    health: Arc<HealthStates>,
 }
 
 impl Default for Metrics {
@@ -121,9 +142,15 @@ impl Metrics {
             vip_role: Family::default(),
             ha_takeovers: Counter::default(),
             ha_releases: Counter::default(),
+            probes: Family::default(),
+            probe_seconds: Family::new_with_constructor(probe_histogram),
             latest: Arc::default(),
             stats: Arc::new(KernelStats {
                 snapshot: Mutex::default(),
+                max_destinations,
+            }),
+            health: Arc::new(HealthStates {
+                checks: OnceLock::new(),
                 max_destinations,
             }),
             registry: Registry::default(),
@@ -180,8 +207,19 @@ impl Metrics {
             "VIPs this node stopped holding as the active director",
             m.ha_releases.clone(),
         );
+        registry.register(
+            "health_probes",
+            "Health check probes, by check type and result",
+            m.probes.clone(),
+        );
+        registry.register(
+            "health_probe_duration_seconds",
+            "How long health check probes took (a timeout counts its full time), by check type",
+            m.probe_seconds.clone(),
+        );
         registry.register_collector(Box::new(m.latest.clone()));
         registry.register_collector(Box::new(m.stats.clone()));
+        registry.register_collector(Box::new(m.health.clone()));
         for mode in ["full", "incremental"] {
             let _ = m.syncs.get_or_create(&ModeLabel { mode });
         }
@@ -294,6 +332,27 @@ impl Metrics {
         self.report_writes
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// One health check probe and how long it took.
+    pub fn health_probe(&self, check: &'static str, took: std::time::Duration, ok: bool) {
+        let label = CheckLabel { r#type: check };
+        self.probe_seconds
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+        let result = if ok { "ok" } else { "failed" };
+        self.probes
+            .get_or_create(&ProbeLabel {
+                check: label,
+                result,
+            })
+            .inc();
+    }
+
+    /// The health check table whose destinations `destination_healthy`
+    /// reports (set once, by the daemon).
+    pub fn set_health_checks(&self, checks: crate::health::Checks) {
+        let _ = self.health.checks.set(checks);
     }
 
     /// Seconds since the last sync, if there was one.
@@ -593,6 +652,63 @@ impl Collector for KernelStats {
                     family.encode_family(&labels)?.encode_gauge(&gauges[i])?;
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+/// `destination_healthy`: read from the health check table at scrape time
+/// (the table is the only copy), for services with a check, up to the same
+/// destination cap as the kernel counters.
+#[derive(Debug)]
+struct HealthStates {
+    checks: OnceLock<crate::health::Checks>,
+    max_destinations: usize,
+}
+
+#[derive(Debug)]
+struct HealthLabels<'a> {
+    virtual_service: &'a str,
+    destination: &'a str,
+}
+
+impl EncodeLabelSet for HealthLabels<'_> {
+    fn encode(&self, enc: &mut LabelSetEncoder) -> fmt::Result {
+        ("virtual_service", Escaped(self.virtual_service)).encode(enc.encode_label())?;
+        ("destination", Escaped(self.destination)).encode(enc.encode_label())
+    }
+}
+
+impl Collector for HealthStates {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let Some(checks) = self.checks.get() else {
+            return Ok(());
+        };
+        // Copied out first: the sync loop and the probes share the lock.
+        let mut rows: Vec<(String, std::net::SocketAddr, bool)> = Vec::new();
+        checks.lock().each_destination(|o, d, h| {
+            if rows.len() < self.max_destinations {
+                rows.push((o.to_string(), d, h));
+            }
+        });
+        if rows.is_empty() {
+            return Ok(());
+        }
+        rows.sort();
+        let mut family = enc.encode_descriptor(
+            "destination_healthy",
+            "1 while a destination passes its health check, 0 while it fails (services with a check only).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (owner, dest, healthy) in &rows {
+            let destination = dest.to_string();
+            family
+                .encode_family(&HealthLabels {
+                    virtual_service: owner,
+                    destination: &destination,
+                })?
+                .encode_gauge(&i64::from(*healthy))?;
         }
         Ok(())
     }

@@ -42,6 +42,9 @@ pub enum Event {
     Roles(std::collections::BTreeMap<std::net::IpAddr, crate::ha::Role>),
     /// The nodes' LvsNode reports, for readiness gating (Kubernetes mode).
     Readiness(Box<crate::gating::Readiness>),
+    /// Health checks of these VirtualServices (namespace/name) changed
+    /// state: they are re-planned and synced.
+    Health(Vec<String>),
     /// Stop after the sync in progress; the kernel is left as it is.
     Shutdown,
 }
