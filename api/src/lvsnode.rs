@@ -219,7 +219,9 @@ pub struct DestinationReport {
     /// The last failed check or readiness problem.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub last_error: String,
-    /// Draining: active plus inactive connections left.
+    /// Draining: the connections the drain still waits for (TCP and SCTP:
+    /// active ones, as closed ones linger inactive for minutes; UDP and
+    /// fwmark services: every entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<u32>,
 }

@@ -128,7 +128,8 @@ pub struct Args {
     #[arg(long, env = "LVS_HEALTH_CONCURRENCY", default_value_t = crate::health::DEFAULT_CONCURRENCY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65536))]
     pub health_concurrency: usize,
     /// Reconcile once, print the report as JSON and exit: 0 if it had no
-    /// problem, 1 otherwise. Standalone mode only.
+    /// problem, 1 otherwise. Standalone mode only. A leaving destination
+    /// with connections left stays at weight 0 (draining) for a later run.
     #[arg(long, requires = "config_dir")]
     pub once: bool,
     /// The node's InternalIP(s), overriding the Node object; picks the
@@ -449,7 +450,18 @@ fn run_once<D: Dataplane>(args: &Args, reconciler: Reconciler<D>) -> anyhow::Res
         plan_ms = (started.elapsed() - loaded).as_millis() as u64,
         "configuration loaded and planned"
     );
-    let report = agent.sync_pending(true);
+    let mut report = agent.sync_pending(true);
+    // One run cannot wait for drains: destinations that leave with no
+    // connection left go now; those with connections stay at weight 0 for a
+    // later run (or the daemon) to finish.
+    if agent.poll_drains(std::time::Instant::now()) {
+        let more = agent.sync_pending(false);
+        for (kind, n) in more.ops {
+            *report.ops.entry(kind).or_default() += n;
+        }
+        report.errors.extend(more.errors);
+        report.services.extend(more.services);
+    }
     println!("{}", serde_json::to_string(&report)?);
     // The process ends now: freeing every object of a large configuration
     // one by one would only make it end later.

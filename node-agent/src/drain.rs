@@ -204,8 +204,22 @@ impl Drains {
         let mut out = Vec::new();
         for s in &mut plan.services {
             let key = service_key(&s.key);
-            let wanted: BTreeSet<DestKey> = s.destinations.iter().map(dest_key).collect();
             let kernel = known.map(|k| k.ipvs.get(&key));
+            if !self.entries.contains_key(&key) {
+                // The usual case, without allocating: no drain, and every
+                // destination in the kernel is planned.
+                let in_kernel = kernel.flatten().map_or(0, |k| k.dests.len());
+                let planned_there = kernel.flatten().map_or(0, |k| {
+                    s.destinations
+                        .iter()
+                        .filter(|d| k.dests.contains_key(&dest_key(d)))
+                        .count()
+                });
+                if planned_there == in_kernel {
+                    continue;
+                }
+            }
+            let wanted: BTreeSet<DestKey> = s.destinations.iter().map(dest_key).collect();
             let mut drains = self.entries.remove(&key).unwrap_or_default();
             drains.retain(|dk, d| {
                 if wanted.contains(dk) {

@@ -157,7 +157,11 @@ pub fn generate(opts: &Options) -> anyhow::Result<(String, Summary)> {
                 continue;
             }
             sum.valid_rs += 1;
-            sum.expect_dests += 1;
+            // A Draining RealServer is no destination of the directors: a
+            // director drains it only when it had it before.
+            if rs.state != Some(lvs_api::RealServerState::Draining) {
+                sum.expect_dests += 1;
+            }
             seen.rs(&rs, &vs);
             push_doc(&mut out, "RealServer", &rs_name, Some(&name), &rs)?;
         }

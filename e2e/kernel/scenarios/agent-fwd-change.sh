@@ -54,7 +54,9 @@ topo_rs_gateway dir1 || fail "cannot route rs1-rs3 via dir1"
 vs web 203.0.113.10 80 NAT
 rs_addr web-1 web 10.0.1.11 80
 rs_addr web-2 web 10.0.1.12 80
-once_ok dir1 '{"addr_add":1,"dest_add":2,"service_add":1,"sysctl_set":2}'
+# sysctl_set: expire_nodest_conn, expire_quiescent_template, conntrack
+# (ip_forward is on already).
+once_ok dir1 '{"addr_add":1,"dest_add":2,"service_add":1,"sysctl_set":3}'
 once_ok dir1 '{}'
 for step in "DR:-g" "TUN:-i" ":-m"; do
     fwd="${step%%:*}"; flag="${step#*:}"
