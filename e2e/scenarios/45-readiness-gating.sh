@@ -51,13 +51,13 @@ sc_rs_readiness_gating() {
   sc_ok "agent on $r down and held (start #$st)"
 
   sc_apply dr
-  rules_dr | sc_wait_ipvs "$d" "$SVC_DR" 90
+  rules_dr | sc_wait_ipvs "$d" "$SVC_DR" 90 || exit 1
   sc_wait_vs web-dr 2 60
   sc_traffic_start gating "$URL_DR"
   sc_retry 10 _sc_conns_reached "$d" "$SVC_DR" 5 || sc_fail "no traffic through $SVC_DR"
 
   _rg_rs 2 | k apply -f - || sc_fail "creating RealServer $RG_RS failed"
-  { rules_dr; echo "-a $SVC_DR -r $ip:80 -g -w 0"; } | sc_wait_ipvs "$d" "$SVC_DR" 60
+  { rules_dr; echo "-a $SVC_DR -r $ip:80 -g -w 0"; } | sc_wait_ipvs "$d" "$SVC_DR" 60 || exit 1
   sc_ok "$r is a destination of $SVC_DR on $d at weight 0 while its agent is down"
   expect_eq "state of $RG_RS in $d's LvsNode" Unready "$(_rg_entry "$d" default/web-dr "default/$RG_RS" state)"
   sc_ok "why: $(_rg_entry "$d" default/web-dr "default/$RG_RS" lastError)"
@@ -69,7 +69,7 @@ sc_rs_readiness_gating() {
   lab_agent_hold "$r" off
   sc_retry 120 _sc_agent_restarted "$r" "$st" || sc_fail "the agent on $r did not come back within 120 s"
   sc_ok "agent on $r restarted (start #$(lab_agent_starts "$r"))"
-  { rules_dr; echo "-a $SVC_DR -r $ip:80 -g -w 2"; } | sc_wait_ipvs "$d" "$SVC_DR" 60
+  { rules_dr; echo "-a $SVC_DR -r $ip:80 -g -w 2"; } | sc_wait_ipvs "$d" "$SVC_DR" 60 || exit 1
   sc_retry 30 _sc_vip_on "$r" "$VIP_DR" lo || sc_fail "$r does not hold $VIP_DR on lo"
   expect_eq "entry of $RG_RS in $d's LvsNode once ready" "" "$(_rg_entry "$d" default/web-dr "default/$RG_RS" state)"
   sc_wait_vs web-dr 3 60

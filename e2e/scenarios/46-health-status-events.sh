@@ -66,7 +66,7 @@ sc_health_status_events() {
   sc_apply nat
   k patch "$VS_GROUP" web-nat -n default --type merge -p "{\"spec\":{\"healthCheck\":{\"type\":\"TCP\",\"port\":$HS_PORT,\"intervalSeconds\":2,\"timeoutSeconds\":1,\"fall\":2,\"rise\":1}}}" ||
     sc_fail "adding the health check to web-nat failed"
-  rules_nat | sc_wait_ipvs "$d" "$SVC_NAT" 90
+  rules_nat | sc_wait_ipvs "$d" "$SVC_NAT" 90 || exit 1
   sc_wait_vs web-nat 3 60
   _hs_wait "web-nat Degraded=False, all 3 healthy" 30 _hs_is_healthy
   expect_eq "web-nat healthy/total" 3/3 "$(_hs_field "$VS_GROUP" web-nat '{.status.realServers.healthSummary}')"
@@ -74,7 +74,7 @@ sc_health_status_events() {
   t0=$(date -u +%FT%TZ)
   _hs_unlisten "$r"
   sc_ok "check listener on $r stopped at $t0"
-  rules_nat rr 1 0 1 | sc_wait_ipvs "$d" "$SVC_NAT" 30
+  rules_nat rr 1 0 1 | sc_wait_ipvs "$d" "$SVC_NAT" 30 || exit 1
   _hs_wait "web-nat Degraded=True" 30 _hs_is_degraded
   sc_ok "Degraded: $(_hs_degraded)"
   k get "$VS_GROUP" web-nat -n default
@@ -95,7 +95,7 @@ sc_health_status_events() {
   t1=$(date -u +%FT%TZ)
   _hs_listen "$r"
   sc_ok "check listener on $r back at $t1"
-  rules_nat | sc_wait_ipvs "$d" "$SVC_NAT" 30
+  rules_nat | sc_wait_ipvs "$d" "$SVC_NAT" 30 || exit 1
   _hs_wait "web-nat Degraded=False again" 30 _hs_is_healthy
   expect_eq "web-nat healthy/total" 3/3 "$(_hs_field "$VS_GROUP" web-nat '{.status.realServers.healthSummary}')"
   _hs_wait "no entry for web-nat-2 in $d's LvsNode" 30 _hs_eq "" _hs_entry state

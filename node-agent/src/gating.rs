@@ -200,7 +200,9 @@ impl Gate {
                 let Some(node) = gated(d, this_node) else {
                     continue;
                 };
-                if d.state == RealServerState::Inactive {
+                // Inactive ones have weight 0 already; draining ones keep
+                // their state (the drain step put them back at weight 0).
+                if d.state != RealServerState::Active {
                     continue;
                 }
                 self.by_node

@@ -248,6 +248,18 @@ fn unready_realserver_nodes_get_weight_zero_and_come_back_when_ready() {
     more.insert("other".into(), ready.clone());
     assert!(gate.set_reports(more).is_empty());
 
+    // Draining and inactive destinations are not gated: their state stays.
+    let mut p = plan(3);
+    p.services[0].destinations[1].state = RealServerState::Draining;
+    p.services[0].destinations[1].weight = 0;
+    let mut gate2 = Gate::default();
+    gate2.set_reports(Readiness::new());
+    let mut states = BTreeMap::new();
+    gate2.apply("d1", &mut p, None, &mut states);
+    assert_eq!(weights(&p), [0, 0, 5, 5]);
+    assert_eq!(states["ns/vs"].entries.len(), 1, "only rs1 noted Unready");
+    assert_eq!(states["ns/vs"].entries[0].destination, "10.0.0.11:80");
+
     // An edit (generation 4) the realservers have not caught up with: both
     // were confirmed for this key, so they keep their weight.
     let mut p = plan(4);

@@ -110,6 +110,51 @@ pub fn needs_write(
     w.status.last_sync_time != new.last_sync_time && now.duration_since(w.at) >= refresh
 }
 
+/// The shortest time between two writes that differ only in destination
+/// states (health checks, readiness, drain): a flapping check or a drain
+/// counting down its connections writes at most this often; what else
+/// changes (a generation, an error, a role) is written at once.
+pub const DESTINATIONS_GAP: Duration = Duration::from_secs(1);
+
+fn without_destinations(s: &LvsNodeStatus) -> LvsNodeStatus {
+    LvsNodeStatus {
+        last_sync_time: None,
+        omitted_destinations: 0,
+        services: s
+            .services
+            .iter()
+            .map(|r| lvs_api::ServiceReport {
+                healthy: None,
+                total: None,
+                destinations: Vec::new(),
+                ..r.clone()
+            })
+            .collect(),
+        ..s.clone()
+    }
+}
+
+/// When `new` is to be written: `None` when it need not be (see
+/// [`needs_write`]); otherwise now, or, when it differs from the last write
+/// only in destination states, no sooner than `gap` after that write.
+pub fn write_at(
+    last: Option<&Written>,
+    new: &LvsNodeStatus,
+    now: Instant,
+    refresh: Duration,
+    gap: Duration,
+) -> Option<Instant> {
+    if !needs_write(last, new, now, refresh) {
+        return None;
+    }
+    match last {
+        Some(w) if without_destinations(&w.status) == without_destinations(new) => {
+            Some((w.at + gap).max(now))
+        }
+        _ => Some(now),
+    }
+}
+
 /// Publishes the agent's status as its node's LvsNode.
 #[derive(Clone)]
 pub struct Reporter {
@@ -217,9 +262,26 @@ impl Reporter {
                 }
                 _ => Vec::new(),
             };
-            if let Some(new) = lvsnode_status_with(&current, &bad)
-                && needs_write(last.as_ref(), &new, Instant::now(), self.refresh)
-            {
+            let new = lvsnode_status_with(&current, &bad);
+            let at = new.as_ref().and_then(|n| {
+                write_at(
+                    last.as_ref(),
+                    n,
+                    Instant::now(),
+                    self.refresh,
+                    DESTINATIONS_GAP,
+                )
+            });
+            if let Some(at) = at.filter(|at| *at > Instant::now()) {
+                // Only destination states changed, and the last write was
+                // a moment ago: write what is current then.
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {}
+                    r = rx.changed() => if r.is_err() { return },
+                }
+                continue;
+            }
+            if let (Some(new), Some(_)) = (new, at) {
                 match self.write(&new, &mut exists).await {
                     Ok(()) => {
                         self.metrics.report_write(true);
@@ -470,5 +532,20 @@ mod tests {
             t0 + Duration::from_millis(10),
             r
         ));
+        // ... but no sooner than DESTINATIONS_GAP after the last write,
+        // while anything else goes out at once.
+        let gap = DESTINATIONS_GAP;
+        let soon = t0 + Duration::from_millis(10);
+        assert_eq!(write_at(Some(&last), &new, soon, r, gap), Some(t0 + gap));
+        assert_eq!(
+            write_at(Some(&last), &new, t0 + gap * 2, r, gap),
+            Some(t0 + gap * 2)
+        );
+        let mut regen = st.clone();
+        regen.reports[0].generation = Some(2);
+        let regen = lvsnode_status(&regen).unwrap();
+        assert_eq!(write_at(Some(&last), &regen, soon, r, gap), Some(soon));
+        assert_eq!(write_at(None, &new, soon, r, gap), Some(soon));
+        assert_eq!(write_at(Some(&last), &later, soon, r, gap), None);
     }
 }
