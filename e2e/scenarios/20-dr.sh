@@ -8,7 +8,7 @@ sc_dr() {
   local d r
   d=$(lab_node dir1)
   sc_apply dr
-  rules_dr | sc_wait_ipvs "$d" "$SVC_DR" 90
+  rules_dr | sc_wait_ipvs "$d" "$SVC_DR" 90 || exit 1
   sc_wait_vs web-dr 2 60
   k get "$VS_GROUP" web-dr -n default
   for r in rs1 rs2; do

@@ -8,7 +8,7 @@ sc_tun() {
   local d r dev rpf
   d=$(lab_node dir1)
   sc_apply tun
-  rules_tun | sc_wait_ipvs "$d" "$SVC_TUN" 90
+  rules_tun | sc_wait_ipvs "$d" "$SVC_TUN" 90 || exit 1
   sc_wait_vs web-tun 2 60
   k get "$VS_GROUP" web-tun -n default
   for r in rs4 rs5; do

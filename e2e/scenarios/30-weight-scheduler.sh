@@ -23,7 +23,7 @@ sc_weight_scheduler() {
   local t0=$SECONDS
   k patch "$VS_GROUP" web-nat -n default --type merge -p '{"spec":{"scheduler":"wrr"}}' ||
     sc_fail "kubectl patch of the scheduler failed"
-  rules_nat wrr | sc_wait_ipvs "$d" "$SVC_NAT" 30
+  rules_nat wrr | sc_wait_ipvs "$d" "$SVC_NAT" 30 || exit 1
   in_node "$d" ipvsadm -Ln -t "$VIP_NAT:8080"
   held=$(in_node client sh -c 'test -e /tmp/held.done && echo done || echo open')
   [[ $held == open ]] || sc_fail "the held connection ended before the scheduler switch was in the kernel ($((SECONDS - t0)) s); cannot judge"
@@ -43,7 +43,7 @@ sc_weight_scheduler() {
   # Weights 1:2:3 with wrr.
   k patch "$RS_GROUP" web-nat-2 -n default --type merge -p '{"spec":{"weight":2}}' || sc_fail "patch web-nat-2"
   k patch "$RS_GROUP" web-nat-3 -n default --type merge -p '{"spec":{"weight":3}}' || sc_fail "patch web-nat-3"
-  rules_nat wrr 1 2 3 | sc_wait_ipvs "$d" "$SVC_NAT" 30
+  rules_nat wrr 1 2 3 | sc_wait_ipvs "$d" "$SVC_NAT" 30 || exit 1
   sc_wait_vs web-nat 3 30
   sc_fetch 60 "$URL_NAT"
   sc_expect_dist rs1=10 rs2=20 rs3=30

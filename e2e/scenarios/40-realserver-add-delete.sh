@@ -10,13 +10,13 @@ sc_realserver_add_delete() {
   sc_up_nat
 
   k delete "$RS_GROUP" web-nat-3 -n default --wait=true || sc_fail "kubectl delete realserver web-nat-3"
-  rules_nat rr 1 1 - | sc_wait_ipvs "$d" "$SVC_NAT" 30
+  rules_nat rr 1 1 - | sc_wait_ipvs "$d" "$SVC_NAT" 30 || exit 1
   sc_wait_vs web-nat 2 30
   sc_fetch 20 "$URL_NAT"
   sc_expect_dist rs1=10 rs2=10
 
   k label "$RS_GROUP" web-nat-2 -n default app=elsewhere --overwrite || sc_fail "kubectl label web-nat-2"
-  rules_nat rr 1 - - | sc_wait_ipvs "$d" "$SVC_NAT" 30
+  rules_nat rr 1 - - | sc_wait_ipvs "$d" "$SVC_NAT" 30 || exit 1
   sc_wait_vs web-nat 1 30
   sc_fetch 10 "$URL_NAT"
   sc_expect_dist rs1=10
@@ -35,7 +35,7 @@ spec:
   port: 80
   weight: 2
 YAML
-  rules_nat rr 1 1 2 | sc_wait_ipvs "$d" "$SVC_NAT" 30
+  rules_nat rr 1 1 2 | sc_wait_ipvs "$d" "$SVC_NAT" 30 || exit 1
   sc_wait_vs web-nat 3 30
   sc_fetch 30 "$URL_NAT"
   sc_expect_dist rs1=10 rs2=10 rs3=10

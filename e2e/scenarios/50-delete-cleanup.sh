@@ -36,9 +36,9 @@ sc_delete_cleanup() {
   sc_apply nat
   sc_apply dr
   sc_apply tun
-  rules_nat | sc_wait_ipvs "$d" "$SVC_NAT" 90
-  rules_dr | sc_wait_ipvs "$d" "$SVC_DR" 30
-  rules_tun | sc_wait_ipvs "$d" "$SVC_TUN" 30
+  rules_nat | sc_wait_ipvs "$d" "$SVC_NAT" 90 || exit 1
+  rules_dr | sc_wait_ipvs "$d" "$SVC_DR" 30 || exit 1
+  rules_tun | sc_wait_ipvs "$d" "$SVC_TUN" 30 || exit 1
   sc_wait_vs web-nat 3 60
   sc_wait_vs web-dr 2 60
   sc_wait_vs web-tun 2 60

@@ -26,7 +26,7 @@ sc_apiserver_outage() {
   k patch "$VS_GROUP" web-nat -n default --type merge -p '{"spec":{"scheduler":"wrr"}}' ||
     sc_fail "kubectl patch right after the restart failed"
   t0=$SECONDS
-  rules_nat wrr | sc_wait_ipvs "$d" "$SVC_NAT" 150
+  rules_nat wrr | sc_wait_ipvs "$d" "$SVC_NAT" 150 || exit 1
   sc_ok "the change made after the restart is in the kernel after $((SECONDS - t0)) s"
   sc_info "API server outage: a change made right after the restart reached the kernel $((SECONDS - t0)) s later ($(lab_name) lab)"
   sc_wait_vs web-nat 3 90

@@ -11,8 +11,8 @@ sc_agent_kill() {
   d=$(lab_node dir1) r=$(lab_node rs1)
   sc_apply nat
   sc_apply dr
-  rules_nat | sc_wait_ipvs "$d" "$SVC_NAT" 90
-  rules_dr | sc_wait_ipvs "$d" "$SVC_DR" 30
+  rules_nat | sc_wait_ipvs "$d" "$SVC_NAT" 90 || exit 1
+  rules_dr | sc_wait_ipvs "$d" "$SVC_DR" 30 || exit 1
   sc_wait_vs web-nat 3 60
   sc_wait_vs web-dr 2 60
   sc_retry 30 _sc_vip_on "$r" "$VIP_DR" lo || sc_fail "$r has no $VIP_DR on lo"

@@ -307,6 +307,6 @@ rules_tun() {
 # sc_up_nat: examples/nat.yaml applied and converged (kernel and status).
 sc_up_nat() {
   sc_apply nat
-  rules_nat | sc_wait_ipvs "$(lab_node dir1)" "$SVC_NAT" 90
+  rules_nat | sc_wait_ipvs "$(lab_node dir1)" "$SVC_NAT" 90 || exit 1
   sc_wait_vs web-nat 3 60
 }
