@@ -97,10 +97,14 @@ t_setup="$(lvs_now_ms)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$LVS_REPO/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$LVS_REPO/$TARGET_DIR" ;; esac
 
+# Scenarios driven by the node agent: agent-*, and the health check ones
+# (named after what they prove).
+needs_agent() { case "$1" in agent-*|health-*|sorry-server) return 0 ;; esac; return 1; }
+
 # The node agent, when agent scenarios are selected.
 RUN=() ADD=() AGENT_PROBLEM=""
 for s in "${SELECTED[@]}"; do
-    case "$s" in agent-*) NEED_AGENT=1 ;; esac
+    needs_agent "$s" && NEED_AGENT=1
 done
 if [ "${NEED_AGENT:-0}" -eq 1 ]; then
     if [ -z "$AGENT" ]; then
@@ -122,6 +126,23 @@ if [ "${NEED_AGENT:-0}" -eq 1 ]; then
         AGENT_PROBLEM="node-agent binary $AGENT is not an executable file"
     fi
     [ -z "$AGENT_PROBLEM" ] && ADD=(--add "$AGENT:/usr/local/bin/node-agent")
+fi
+
+# The lab's DNS server and client (a node-agent example), when
+# health-udp-dns is selected: next to the agent binary, else built.
+DNS_SCENARIO=health-udp-dns DNS_PROBLEM=""
+if printf '%s\n' "${SELECTED[@]}" | grep -qx "$DNS_SCENARIO"; then
+    LAB_DNS="${LAB_DNS:-$(dirname "${AGENT:-$TARGET_DIR/debug/node-agent}")/examples/lab-dns}"
+    if [ ! -x "$LAB_DNS" ]; then
+        lvs_log "cargo build --locked -p lvs-node-agent --example lab-dns"
+        if (cd "$LVS_REPO" && cargo build --locked -p lvs-node-agent --example lab-dns) >"$OUT/lab-dns-build.log" 2>&1; then
+            LAB_DNS="$TARGET_DIR/debug/examples/lab-dns"
+        else
+            DNS_PROBLEM="cargo build -p lvs-node-agent --example lab-dns failed: $(grep -m1 '^error' "$OUT/lab-dns-build.log")"
+            cat "$OUT/lab-dns-build.log" >&2
+        fi
+    fi
+    [ -z "$DNS_PROBLEM" ] && ADD+=(--add "$LAB_DNS:/usr/bin/lab-dns")
 fi
 
 # The node agent out of the lab image (the bytes that ship), when image-*
@@ -198,8 +219,9 @@ if printf '%s\n' "${SELECTED[@]}" | grep -qx "$SPECGEN_SCENARIO" && [ -z "$AGENT
     fi
 fi
 for s in "${SELECTED[@]}"; do
+    needs_agent "$s" && [ -n "$AGENT_PROBLEM" ] && continue
+    [ "$s" = "$DNS_SCENARIO" ] && [ -n "$DNS_PROBLEM" ] && continue
     case "$s" in
-        agent-*) [ -n "$AGENT_PROBLEM" ] && continue ;;
         image-*) [ -n "$IMAGE_PROBLEM" ] && continue ;;
         ipvs-*) [ -n "$IPVS_PROBLEM" ] && continue ;;
     esac
@@ -237,8 +259,9 @@ if [ -f "$OUT/vm/channel.log" ]; then
 fi
 vm_note_shown=0
 for s in "${SELECTED[@]}"; do
+    if needs_agent "$s" && [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi
+    if [ "$s" = "$DNS_SCENARIO" ] && [ -n "$DNS_PROBLEM" ]; then failed "$s" "$DNS_PROBLEM"; continue; fi
     case "$s" in
-        agent-*) if [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi ;;
         image-*) if [ -n "$IMAGE_PROBLEM" ]; then failed "$s" "$IMAGE_PROBLEM"; continue; fi ;;
         ipvs-*) if [ -n "$IPVS_PROBLEM" ]; then failed "$s" "$IPVS_PROBLEM"; continue; fi ;;
     esac
