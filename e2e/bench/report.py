@@ -231,6 +231,9 @@ def main(argv):
             out.append(("noop_resync_cpu", "agent", resync[0], resync[1], resync[2], "s_cpu_per_periodic_resync"))
             out.append(("noop_resync_cpu", "agent", resync[0], resync[1], resync[4],
                         "s_cpu_per_periodic_resync_sync_thread"))
+    for r in by["health_cpu"]:
+        out.append(("health_cpu", "agent", int(r["n"]), int(r["m"]), num(r, "cpu_share"),
+                    "cpu_share_probing_5s_interval"))
     skipped = defaultdict(list)
     for r in by["skipped"]:
         skipped[(int(r["n"]), int(r["m"]))].append(r.get("what"))
