@@ -475,7 +475,8 @@ health_cpu() {
         _p1="$(cpu_ticks "$AGENT_PID")" _w1="$(cut -d' ' -f1 /proc/uptime)"
         _f1="$(probes_total failed)" _o1="$(probes_total ok)"
         rec "metric=health_cpu contender=agent n=$_n m=$_m destinations=$_pool interval_s=5 process_ticks=$((_p1 - _p0)) hz=100 wall_s=$(awk -v a="$_w0" -v b="$_w1" 'BEGIN { printf "%.2f", b - a }') cpu_share=$(awk -v t="$((_p1 - _p0))" -v a="$_w0" -v b="$_w1" 'BEGIN { printf "%.4f", t / 100 / (b - a) }') probes_ok=$((_o1 - _o0)) probes_failed=$((_f1 - _f0)) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
-        [ "$((_f1 - _f0))" -eq 0 ] || problem "health_cpu ${_n}x$_m: $((_f1 - _f0)) probes failed in the window"
+        # Failed probes here mean the node could not keep up (every target
+        # answers): a result for report.md, not a failure of the harness.
     else
         problem "health_cpu ${_n}x$_m: the agent did not probe all $_pool destinations (ok probes: $(probes_total ok), failed: $(probes_total failed))"
     fi
