@@ -37,7 +37,11 @@ fn rcode(s: Option<&String>) -> Result<u8, String> {
         "SERVFAIL" => DnsRcode::ServFail,
         "NXDOMAIN" => DnsRcode::NxDomain,
         "REFUSED" => DnsRcode::Refused,
-        other => return Err(format!("rcode {other:?}: expected NOERROR, SERVFAIL, NXDOMAIN or REFUSED")),
+        other => {
+            return Err(format!(
+                "rcode {other:?}: expected NOERROR, SERVFAIL, NXDOMAIN or REFUSED"
+            ));
+        }
     };
     Ok(dns::rcode_value(r))
 }
@@ -50,7 +54,9 @@ fn serve(addr: &str, name: &str, code: Option<&String>) -> Result<(), String> {
     let sock = UdpSocket::bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
     let mut buf = [0u8; 512];
     loop {
-        let (n, from) = sock.recv_from(&mut buf).map_err(|e| format!("receiving: {e}"))?;
+        let (n, from) = sock
+            .recv_from(&mut buf)
+            .map_err(|e| format!("receiving: {e}"))?;
         let Some(mut a) = dns::answer_for(&buf[..n], code) else {
             continue;
         };
