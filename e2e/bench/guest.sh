@@ -51,6 +51,10 @@
 #   BENCH_LIB_CHANGE_REPEAT     rounds of the libraries' one-change calls: each
 #                               takes ~0.1 ms under TCG, where a median of few
 #                               calls is noise
+#   BENCH_HEALTH    "NxM ..."   health_cpu sizes: the agent probing N*M
+#                               distinct destinations (TCP checks, 5 s
+#                               interval), all answering
+#   BENCH_HEALTH_WINDOW         seconds over which health_cpu is measured
 . /lab/lib.sh
 set -u
 
@@ -77,6 +81,8 @@ BENCH_CHANGE_POLL_MS="${BENCH_CHANGE_POLL_MS:-20}"
 BENCH_CHANGE_CAPTURE="${BENCH_CHANGE_CAPTURE:-$BENCH_CHANGE_REPEAT}"
 BENCH_CHANGE_WAIT_POLL_MS="${BENCH_CHANGE_WAIT_POLL_MS:-5}"
 BENCH_LIB_CHANGE_REPEAT="${BENCH_LIB_CHANGE_REPEAT:-200}"
+BENCH_HEALTH="${BENCH_HEALTH:-1000x10}"
+BENCH_HEALTH_WINDOW="${BENCH_HEALTH_WINDOW:-30}"
 # Every agent run below (--once and daemons) holds its VIPs this way.
 export LVS_VIP_MODE="$BENCH_VIP_MODE"
 LIB_BATCHES="1 16 64 256"
@@ -424,6 +430,62 @@ agent_daemon_suite() {
     agent_stop
 }
 
+# ================= health check probing =================================================
+# probes_total RESULT: the agent's lvs_agent_health_probes_total for TCP checks
+# with RESULT (ok, failed), summed; read outside the measured window (a scrape
+# renders one destination_healthy series per destination).
+probes_total() {
+    inns wget -q -O - http://127.0.0.1:9477/metrics 2>/dev/null \
+        | awk -v r="$1" '$1 ~ "^lvs_agent_health_probes_total[{]" && index($1, "result=\"" r "\"") { s += $2 } END { print s + 0 }'
+}
+_probed_all() { [ "$(probes_total ok)" -ge "$1" ]; }
+# health_cpu N M: the agent's CPU share (process CPU time / wall time over
+# BENCH_HEALTH_WINDOW) while it probes N*M distinct destinations with TCP
+# checks at a 5 s interval, once every target has been probed. The
+# realservers are one namespace holding the whole pool as local addresses (an
+# AnyIP route), where a second node agent (fake dataplane, nothing to sync)
+# listens on the realserver port: its HTTP server accepts without forking.
+health_cpu() {
+    _n="$1" _m="$2" _pool=$(( $1 * $2 ))
+    _d="/tmp/b/health-$1x$2"
+    rm -rf "$_d"
+    lvs-bench gen-manifests --n "$_n" --m "$_m" --pool "$_pool" --dir "$_d" --node-ip "$NODE_IP" \
+        || { problem "lvs-bench gen-manifests for health_cpu ${_n}x$_m failed"; return 1; }
+    awk '{ print } $0 == "  forwarding: NAT" { print "  healthCheck: {type: TCP, intervalSeconds: 5, timeoutSeconds: 2}" }' \
+        "$_d/20-virtualservices.yaml" >"$_d/.vs" && mv "$_d/.vs" "$_d/20-virtualservices.yaml"
+    ns_new; agent_net
+    ip netns add hsink && ip -n hsink link set lo up \
+        && ip link add hc0 netns "$NS" type veth peer name hc1 netns hsink \
+        && ip -n "$NS" addr add 192.168.250.1/30 dev hc0 && ip -n "$NS" link set hc0 up \
+        && ip -n hsink addr add 192.168.250.2/30 dev hc1 && ip -n hsink link set hc1 up \
+        && ip -n "$NS" route add 10.1.0.0/16 via 192.168.250.2 \
+        && ip -n hsink route add local 10.1.0.0/16 dev lo \
+        || { problem "health_cpu: the realserver namespace could not be set up"; ip netns del hsink 2>/dev/null; ns_del; return 1; }
+    mkdir -p /tmp/b/sink-conf
+    nsenter --net=/run/netns/hsink node-agent --config-dir /tmp/b/sink-conf --node-name sink \
+        --state-dir /tmp/b/sink-state --dataplane fake --listen 0.0.0.0:8080 --http-max-connections 4096 \
+        >>/out/logs/health-sink.log 2>&1 &
+    _sink=$!
+    agent_start "$_d" "/tmp/b/state-health-$NS" 86400 1000
+    if wait_syncs full 1 1200 && wait_until 120 _probed_all "$_pool"; then
+        _f0="$(probes_total failed)" _o0="$(probes_total ok)"
+        _p0="$(cpu_ticks "$AGENT_PID")" _w0="$(cut -d' ' -f1 /proc/uptime)"
+        # The measured window: the agent probes on its own meanwhile.
+        sleep "$BENCH_HEALTH_WINDOW"
+        _p1="$(cpu_ticks "$AGENT_PID")" _w1="$(cut -d' ' -f1 /proc/uptime)"
+        _f1="$(probes_total failed)" _o1="$(probes_total ok)"
+        rec "metric=health_cpu contender=agent n=$_n m=$_m destinations=$_pool interval_s=5 process_ticks=$((_p1 - _p0)) hz=100 wall_s=$(awk -v a="$_w0" -v b="$_w1" 'BEGIN { printf "%.2f", b - a }') cpu_share=$(awk -v t="$((_p1 - _p0))" -v a="$_w0" -v b="$_w1" 'BEGIN { printf "%.4f", t / 100 / (b - a) }') probes_ok=$((_o1 - _o0)) probes_failed=$((_f1 - _f0)) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
+        # Failed probes here mean the node could not keep up (every target
+        # answers): a result for report.md, not a failure of the harness.
+    else
+        problem "health_cpu ${_n}x$_m: the agent did not probe all $_pool destinations (ok probes: $(probes_total ok), failed: $(probes_total failed))"
+    fi
+    agent_stop
+    kill "$_sink" 2>/dev/null; wait "$_sink" 2>/dev/null
+    ip netns del hsink
+    ns_del
+}
+
 # ================= the run =============================================================
 # The agent goes last: its sizes are the slowest, and a timeout then costs
 # only agent rows (run.sh recovers every line logged before it).
@@ -508,6 +570,10 @@ if [ "$BENCH_AGENT" = 1 ]; then
         check "$BENCH_STRESS_N" 10 agent-stress "$_pool"
         ns_del
     fi
+fi
+
+if [ "$BENCH_AGENT" = 1 ]; then
+    for sz in $BENCH_HEALTH; do health_cpu "${sz%x*}" "${sz#*x}"; done
 fi
 
 FAILURES="$(wc -l </tmp/b/problems)"

@@ -231,6 +231,15 @@ def main(argv):
             out.append(("noop_resync_cpu", "agent", resync[0], resync[1], resync[2], "s_cpu_per_periodic_resync"))
             out.append(("noop_resync_cpu", "agent", resync[0], resync[1], resync[4],
                         "s_cpu_per_periodic_resync_sync_thread"))
+    for r in by["health_cpu"]:
+        n, m = int(r["n"]), int(r["m"])
+        out.append(("health_cpu", "agent", n, m, num(r, "cpu_share"), "cpu_share_probing_5s_interval"))
+        # A target is probed every 5 s: the rate the node kept up with.
+        wall = num(r, "wall_s")
+        ok = num(r, "probes_ok")
+        if wall and ok is not None:
+            out.append(("health_cpu", "agent", n, m, ok / wall, "probes_ok_per_s"))
+        out.append(("health_cpu", "agent", n, m, num(r, "probes_failed"), "probes_failed_in_window"))
     skipped = defaultdict(list)
     for r in by["skipped"]:
         skipped[(int(r["n"]), int(r["m"]))].append(r.get("what"))

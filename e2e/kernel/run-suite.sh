@@ -97,10 +97,10 @@ t_setup="$(lvs_now_ms)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$LVS_REPO/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$LVS_REPO/$TARGET_DIR" ;; esac
 
-# Agent scenarios: agent-*, and any other whose file has a line
-# `# lab-needs: agent` (scenarios named after the feature they prove).
+# Agent scenarios: agent-*, the health check ones, and any other whose file
+# has a line `# lab-needs: agent` (scenarios named after what they prove).
 needs_agent() {
-    case "$1" in agent-*) return 0 ;; esac
+    case "$1" in agent-*|health-*|sorry-server) return 0 ;; esac
     grep -q '^# lab-needs: agent' "$HERE/scenarios/$1.sh"
 }
 
@@ -129,6 +129,23 @@ if [ "${NEED_AGENT:-0}" -eq 1 ]; then
         AGENT_PROBLEM="node-agent binary $AGENT is not an executable file"
     fi
     [ -z "$AGENT_PROBLEM" ] && ADD=(--add "$AGENT:/usr/local/bin/node-agent")
+fi
+
+# The lab's DNS server and client (a node-agent example), when
+# health-udp-dns is selected: next to the agent binary, else built.
+DNS_SCENARIO=health-udp-dns DNS_PROBLEM=""
+if printf '%s\n' "${SELECTED[@]}" | grep -qx "$DNS_SCENARIO"; then
+    LAB_DNS="${LAB_DNS:-$(dirname "${AGENT:-$TARGET_DIR/debug/node-agent}")/examples/lab-dns}"
+    if [ ! -x "$LAB_DNS" ]; then
+        lvs_log "cargo build --locked -p lvs-node-agent --example lab-dns"
+        if (cd "$LVS_REPO" && cargo build --locked -p lvs-node-agent --example lab-dns) >"$OUT/lab-dns-build.log" 2>&1; then
+            LAB_DNS="$TARGET_DIR/debug/examples/lab-dns"
+        else
+            DNS_PROBLEM="cargo build -p lvs-node-agent --example lab-dns failed: $(grep -m1 '^error' "$OUT/lab-dns-build.log")"
+            cat "$OUT/lab-dns-build.log" >&2
+        fi
+    fi
+    [ -z "$DNS_PROBLEM" ] && ADD+=(--add "$LAB_DNS:/usr/bin/lab-dns")
 fi
 
 # The node agent out of the lab image (the bytes that ship), when image-*
@@ -206,6 +223,7 @@ if printf '%s\n' "${SELECTED[@]}" | grep -qx "$SPECGEN_SCENARIO" && [ -z "$AGENT
 fi
 for s in "${SELECTED[@]}"; do
     needs_agent "$s" && [ -n "$AGENT_PROBLEM" ] && continue
+    [ "$s" = "$DNS_SCENARIO" ] && [ -n "$DNS_PROBLEM" ] && continue
     case "$s" in
         image-*) [ -n "$IMAGE_PROBLEM" ] && continue ;;
         ipvs-*) [ -n "$IPVS_PROBLEM" ] && continue ;;
@@ -245,6 +263,7 @@ fi
 vm_note_shown=0
 for s in "${SELECTED[@]}"; do
     if needs_agent "$s" && [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi
+    if [ "$s" = "$DNS_SCENARIO" ] && [ -n "$DNS_PROBLEM" ]; then failed "$s" "$DNS_PROBLEM"; continue; fi
     case "$s" in
         image-*) if [ -n "$IMAGE_PROBLEM" ]; then failed "$s" "$IMAGE_PROBLEM"; continue; fi ;;
         ipvs-*) if [ -n "$IPVS_PROBLEM" ]; then failed "$s" "$IPVS_PROBLEM"; continue; fi ;;

@@ -8,3 +8,4 @@
 . /lab/topology.sh
 . /lab/checks.sh
 . /lab/agent.sh
+. /lab/health.sh

@@ -475,5 +475,52 @@ fn a_dr_realserver_node_gets_weight_once_its_agent_reports_the_service() {
     assert_eq!(dr_weights(&a), [3]);
     let st = status.borrow().destinations["default/dr"].clone();
     assert_eq!((st.healthy, st.total, st.entries.len()), (1, 1, 0));
+}
+
+#[test]
+fn a_health_transition_resyncs_the_service_with_the_destination_inhibited() {
+    let (mut a, status) = agent();
+    let checks = crate::health::Checks::new();
+    a.set_health_checks(checks.clone());
+    let d = dir("health");
+    let files = FILES.replace(
+        "  realServerSelector: {matchLabels: {app: web}}",
+        "  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {type: TCP, intervalSeconds: 2, timeoutSeconds: 1, fall: 1}",
+    );
+    std::fs::write(d.join("all.yaml"), files).unwrap();
+    let snap = DirSource::load(&d).unwrap();
+    assert!(a.sync(&snap, true).ok());
+    let weight = |a: &Agent<FakeDataplane>| {
+        let f = a.reconciler().dataplane();
+        f.ipvs
+            .values()
+            .next()
+            .unwrap()
+            .dests
+            .values()
+            .next()
+            .unwrap()
+            .weight
+    };
+    assert_eq!(weight(&a), 1);
+    assert_eq!(checks.lock().len(), 1, "one target registered");
+    // The probe fails (fall 1): the engine's transition names the service.
+    let now = Instant::now();
+    let due = checks.lock().take_due(now + Duration::from_secs(2), 10).0;
+    assert_eq!(due.len(), 1);
+    let owners = checks
+        .lock()
+        .record(due[0].id, now, Err("connection refused".into()));
+    assert_eq!(owners, Some(vec!["default/web".to_string()]));
+    let (tx, rx) = mpsc::channel();
+    tx.send(Event::Health(owners.unwrap())).unwrap();
+    // The loop syncs what the event marked, then stops: the channel is gone.
+    drop(tx);
+    a.run(&rx);
+    assert_eq!(weight(&a), 0, "inhibited");
+    let st = status.borrow().destinations["default/web"].clone();
+    assert_eq!((st.healthy, st.total), (0, 1));
+    assert_eq!(st.entries[0].state, DestinationState::Failing);
+    assert_eq!(st.entries[0].last_error, "connection refused");
     std::fs::remove_dir_all(d).unwrap();
 }

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lvs_api::{DestinationState, HealthAction, HealthCheckType};
+use lvs_api::{DestinationState, HealthAction, HealthCheckType, RealServerState};
 use lvs_planner::{NodePlan, PlannedDestination, PlannedHealthCheck, PlannedService};
 
 use crate::report::DestinationStates;
@@ -403,9 +403,15 @@ pub fn step(
             let list = per_owner.entry(s.owner.as_str()).or_default();
             let Some(h) = &s.health else { continue };
             let check = shared_check(h);
-            list.extend(s.destinations.iter().filter_map(|d| {
-                probe_key(d, h, &check).map(|k| (SocketAddr::new(d.addr, d.port), k))
-            }));
+            // Draining destinations are on their way out: not probed.
+            list.extend(
+                s.destinations
+                    .iter()
+                    .filter(|d| d.state != RealServerState::Draining)
+                    .filter_map(|d| {
+                        probe_key(d, h, &check).map(|k| (SocketAddr::new(d.addr, d.port), k))
+                    }),
+            );
         }
         let gone: Vec<String> = match names {
             Some(n) => n
@@ -457,6 +463,10 @@ pub fn step(
 ///   When enough recover, the sorry server is simply left out of the plan
 ///   again (its connections end as any removed destination's do).
 ///
+/// Draining destinations (put back by the drain step, weight 0) are left
+/// as they are: never probed, never counted, and kept beside the sorry
+/// server so their connections go on.
+///
 /// Without a sorry server, falling below quorum changes nothing but a
 /// debug log line.
 pub fn steer_service(
@@ -467,6 +477,10 @@ pub fn steer_service(
     let action = s.health.as_ref().map(|h| h.on_failure);
     let mut keep = Vec::with_capacity(s.destinations.len());
     for mut d in std::mem::take(&mut s.destinations) {
+        if d.state == RealServerState::Draining {
+            keep.push(d);
+            continue;
+        }
         if let Some(f) = failing(&d) {
             states.note(&d, DestinationState::Failing, f.last_error);
             if let Some(e) = states.entries.last_mut() {
@@ -493,8 +507,12 @@ pub fn steer_service(
         );
         return;
     };
+    // Draining destinations stay beside the sorry server (weight 0): their
+    // connections go on until the drain ends.
     match action {
-        Some(HealthAction::Remove) => s.destinations.clear(),
+        Some(HealthAction::Remove) => s
+            .destinations
+            .retain(|d| d.state == RealServerState::Draining),
         _ => s.destinations.iter_mut().for_each(|d| d.weight = 0),
     }
     s.destinations

@@ -593,3 +593,67 @@ async fn https_probe_speaks_tls() {
     let e = probe::probe(addr, &c).await.unwrap_err();
     assert!(e.starts_with(&format!("TLS handshake with {addr}")), "{e}");
 }
+
+#[test]
+fn draining_destinations_are_left_alone_and_stay_beside_the_sorry_server() {
+    for action in [HealthAction::Remove, HealthAction::Inhibit] {
+        let draining = PlannedDestination {
+            state: RealServerState::Draining,
+            ..dest(2, 0)
+        };
+        let mut s = service(
+            "default/web",
+            Some(check(HealthCheckType::Tcp, action)),
+            vec![dest(1, 1), draining],
+        );
+        s.sorry_server = Some(sorry());
+        let mut st = DestinationStates::new(1);
+        // Every destination "fails": the draining one must not be noted.
+        steer_service(
+            &mut s,
+            |_| {
+                Some(Failing {
+                    since: 0,
+                    last_error: "refused".into(),
+                })
+            },
+            &mut st,
+        );
+        st.finish();
+        let want: &[(u8, u32)] = match action {
+            HealthAction::Remove => &[(2, 0), (99, 1)],
+            HealthAction::Inhibit => &[(1, 0), (2, 0), (99, 1)],
+        };
+        assert_eq!(weights(&s), want, "{action:?}");
+        assert_eq!(
+            states_of(&st),
+            vec![
+                ("10.0.0.1:80".to_string(), DestinationState::Failing),
+                ("10.0.0.99:80".to_string(), DestinationState::Sorry),
+            ],
+            "{action:?}"
+        );
+    }
+
+    // Nor are they probed.
+    let checks = Checks::new();
+    let draining = PlannedDestination {
+        state: RealServerState::Draining,
+        ..dest(2, 0)
+    };
+    let mut plan = NodePlan {
+        services: vec![service(
+            "default/web",
+            Some(check(HealthCheckType::Tcp, HealthAction::Inhibit)),
+            vec![dest(1, 1), draining],
+        )],
+        ..Default::default()
+    };
+    let mut states = BTreeMap::new();
+    step(Some(&checks), &mut plan, None, &mut states);
+    assert_eq!(
+        checks.lock().len(),
+        1,
+        "only the active destination is a target"
+    );
+}
