@@ -357,4 +357,26 @@ impl VirtualServiceSpec {
     pub fn protocol_or_default(&self) -> Protocol {
         self.protocol.unwrap_or(Protocol::Tcp)
     }
+
+    /// The health check that runs, with its defaults: its type (TCP for a
+    /// TCP service when unset; no check for type None, or for an unset
+    /// type on any other service) and what a failure does (Remove for UDP,
+    /// Inhibit otherwise, when unset).
+    pub fn effective_health_check(&self) -> Option<(HealthCheckType, HealthAction)> {
+        let h = self.health_check.as_ref()?;
+        // A firewall-mark service has no protocol of its own.
+        let protocol = self.fwmark.is_none().then(|| self.protocol_or_default());
+        let type_ = match (h.r#type, protocol) {
+            (Some(HealthCheckType::None), _) => return None,
+            (Some(t), _) => t,
+            (None, Some(Protocol::Tcp)) => HealthCheckType::Tcp,
+            (None, _) => return None,
+        };
+        let action = h.on_failure.unwrap_or(if protocol == Some(Protocol::Udp) {
+            HealthAction::Remove
+        } else {
+            HealthAction::Inhibit
+        });
+        Some((type_, action))
+    }
 }

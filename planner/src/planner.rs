@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use lvs_api::{
-    DnsRcode, ForwardingMethod, HealthAction, HealthCheckType, NodeInfo, Object, Protocol,
-    RealServerSpec, RealServerState, TunnelType, VirtualServiceSpec,
+    DnsRcode, ForwardingMethod, NodeInfo, Object, RealServerSpec, RealServerState, TunnelType,
+    VirtualServiceSpec,
 };
 
 use crate::analyze::{Analysis, ServiceState, Verdict, analyze};
@@ -376,7 +376,7 @@ fn director_service(v: &Verdict, key: ServiceKey, spec: &VirtualServiceSpec) -> 
             .collect(),
         owner: v.name.clone(),
         generation: v.generation,
-        health: health_check(key, spec),
+        health: health_check(spec),
         sorry_server: sorry_server(key, spec),
         quorum: spec.quorum.and_then(|q| u32::try_from(q).ok()).unwrap_or(1),
         drain_timeout_seconds: spec
@@ -394,18 +394,9 @@ pub const DEFAULT_DRAIN_TIMEOUT_SECONDS: u32 = 300;
 /// The service's health check with its defaults: TCP for a TCP service and
 /// no check otherwise when the type is unset; Remove on failure for UDP,
 /// Inhibit otherwise.
-fn health_check(key: ServiceKey, spec: &VirtualServiceSpec) -> Option<PlannedHealthCheck> {
+fn health_check(spec: &VirtualServiceSpec) -> Option<PlannedHealthCheck> {
     let h = spec.health_check.as_ref()?;
-    let protocol = match key {
-        ServiceKey::Tuple { protocol, .. } => Some(protocol),
-        ServiceKey::Fwmark { .. } => None,
-    };
-    let type_ = match (h.r#type, protocol) {
-        (Some(HealthCheckType::None), _) => return None,
-        (Some(t), _) => t,
-        (None, Some(Protocol::Tcp)) => HealthCheckType::Tcp,
-        (None, _) => return None,
-    };
+    let (type_, on_failure) = spec.effective_health_check()?;
     let num =
         |v: Option<i64>, default: u32| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(default);
     let mut expected_status: Vec<(u16, u16)> = h
@@ -423,11 +414,7 @@ fn health_check(key: ServiceKey, spec: &VirtualServiceSpec) -> Option<PlannedHea
         timeout_seconds: num(h.timeout_seconds, 2),
         rise: num(h.rise, 2),
         fall: num(h.fall, 3),
-        on_failure: h.on_failure.unwrap_or(if protocol == Some(Protocol::Udp) {
-            HealthAction::Remove
-        } else {
-            HealthAction::Inhibit
-        }),
+        on_failure,
         path: h.path.clone().unwrap_or_else(|| "/".into()),
         host: h.host.clone(),
         expected_status,

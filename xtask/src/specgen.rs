@@ -129,6 +129,8 @@ pub fn generate(opts: &Options) -> anyhow::Result<(String, Summary)> {
             push_doc(&mut out, "VirtualService", &name, None, &vs)?;
         }
         let mut dests = HashSet::new();
+        // (address, port, weight) of the destinations the directors plan.
+        let mut planned: Vec<(IpAddr, u16, u64)> = Vec::new();
         for j in 0..n_rs {
             let rs_name = format!("{name}-rs{j}");
             let rs = g.rs(&vs);
@@ -159,15 +161,54 @@ pub fn generate(opts: &Options) -> anyhow::Result<(String, Summary)> {
             sum.valid_rs += 1;
             // A Draining RealServer is no destination of the directors: a
             // director drains it only when it had it before.
-            if rs.state != Some(lvs_api::RealServerState::Draining) {
-                sum.expect_dests += 1;
+            let port16 = u16::try_from(port).unwrap_or(0);
+            match rs.state.unwrap_or_default() {
+                RealServerState::Draining => {}
+                RealServerState::Inactive => planned.push((ip, port16, 0)),
+                RealServerState::Active => {
+                    planned.push((ip, port16, u64::try_from(rs.weight).unwrap_or(0)))
+                }
             }
             seen.rs(&rs, &vs);
             push_doc(&mut out, "RealServer", &rs_name, Some(&name), &rs)?;
         }
+        if vs_ok && unique {
+            sum.expect_dests += expected_dests(&vs, &planned);
+        }
     }
     seen.check(&opts.exclude)?;
     Ok((out, sum))
+}
+
+/// How many destinations a director programs for `vs` with `planned`
+/// (address, port, weight) in one sync, before any probe has run (every
+/// destination counts as healthy): with a sorry server and a total weight
+/// below `quorum`, the sorry server joins them (replacing one at its own
+/// address and port), or replaces them all when a failed check removes.
+fn expected_dests(vs: &VirtualServiceSpec, planned: &[(IpAddr, u16, u64)]) -> usize {
+    let Some(sorry) = &vs.sorry_server else {
+        return planned.len();
+    };
+    let Some(addr) = lvs_api::validate::parse_ip(&sorry.address) else {
+        return planned.len();
+    };
+    let quorum = vs.quorum.and_then(|q| u64::try_from(q).ok()).unwrap_or(1);
+    if planned.iter().map(|p| p.2).sum::<u64>() >= quorum {
+        return planned.len();
+    }
+    if matches!(vs.effective_health_check(), Some((_, HealthAction::Remove))) {
+        return 1;
+    }
+    let port = sorry
+        .port
+        .or(vs.port)
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(0);
+    let others = planned
+        .iter()
+        .filter(|p| (p.0, p.1) != (addr, port))
+        .count();
+    others + 1
 }
 
 /// Writes `specs.yaml` and `summary.env` (shell variables) to `dir`.
