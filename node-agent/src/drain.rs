@@ -182,6 +182,7 @@ impl Drains {
         ledger: &Ledger,
         now: Instant,
     ) -> Vec<Noted> {
+        let mut log = LogBudget::default();
         let planned: BTreeSet<ServiceKey> =
             plan.services.iter().map(|s| service_key(&s.key)).collect();
         self.entries.retain(|key, drains| {
@@ -191,11 +192,13 @@ impl Drains {
                 .is_none_or(|d| names.is_none_or(|n| n.contains(&d.owner)));
             if covered && !planned.contains(key) {
                 for (dk, d) in drains.iter().filter(|(_, d)| d.ended.is_none()) {
-                    tracing::info!(
-                        service = %d.owner,
-                        destination = %dk,
-                        "drain dropped: the service is removed whole"
-                    );
+                    if log.allow() {
+                        tracing::info!(
+                            service = %d.owner,
+                            destination = %dk,
+                            "drain dropped: the service is removed whole"
+                        );
+                    }
                 }
                 return false;
             }
@@ -223,7 +226,7 @@ impl Drains {
             let mut drains = self.entries.remove(&key).unwrap_or_default();
             drains.retain(|dk, d| {
                 if wanted.contains(dk) {
-                    if d.ended.is_none() {
+                    if d.ended.is_none() && log.allow() {
                         tracing::info!(
                             service = %s.owner,
                             destination = %dk,
@@ -255,13 +258,15 @@ impl Drains {
                     };
                     dest.weight = 0;
                     dest.state = RealServerState::Draining;
-                    tracing::info!(
-                        service = %s.owner,
-                        destination = %dk,
-                        timeout_s = s.drain_timeout_seconds,
-                        reason = if problem.is_empty() { "left the service" } else { "no destination left" },
-                        "drain started"
-                    );
+                    if log.allow() {
+                        tracing::info!(
+                            service = %s.owner,
+                            destination = %dk,
+                            timeout_s = s.drain_timeout_seconds,
+                            reason = if problem.is_empty() { "left the service" } else { "no destination left" },
+                            "drain started"
+                        );
+                    }
                     warn_empty |= !problem.is_empty();
                     drains.insert(
                         *dk,
@@ -289,14 +294,16 @@ impl Drains {
                 d.deadline = d.started + timeout;
                 if timeout.is_zero() {
                     d.ended = Some(End::Deadline);
-                    tracing::info!(
-                        service = %s.owner,
-                        destination = %dk,
-                        reason = "drain timeout set to 0",
-                        connections_left = d.connections.unwrap_or_default(),
-                        waited_s = now.saturating_duration_since(d.started).as_secs(),
-                        "drain ended"
-                    );
+                    if log.allow() {
+                        tracing::info!(
+                            service = %s.owner,
+                            destination = %dk,
+                            reason = "drain timeout set to 0",
+                            connections_left = d.connections.unwrap_or_default(),
+                            waited_s = now.saturating_duration_since(d.started).as_secs(),
+                            "drain ended"
+                        );
+                    }
                 }
             }
             for d in drains.values_mut().filter(|d| d.ended.is_none()) {
@@ -319,6 +326,7 @@ impl Drains {
             (true, Some(t)) => Some(t),
             (true, None) => Some(now + POLL_INTERVAL),
         };
+        log.finish();
         out
     }
 
@@ -331,6 +339,7 @@ impl Drains {
         now: Instant,
         mut read: impl FnMut(&ServiceKey) -> DpResult<Vec<DestEntry>>,
     ) -> BTreeSet<String> {
+        let mut log = LogBudget::default();
         let mut ended = BTreeSet::new();
         for (key, drains) in &mut self.entries {
             if drains.values().all(|d| d.ended.is_some()) {
@@ -363,20 +372,50 @@ impl Drains {
                 };
                 if let Some(end) = end {
                     d.ended = Some(end);
-                    tracing::info!(
-                        service = %d.owner,
-                        destination = %dk,
-                        reason = end.as_str(),
-                        connections_left = d.connections.unwrap_or_default(),
-                        waited_s = now.saturating_duration_since(d.started).as_secs(),
-                        "drain ended"
-                    );
+                    if log.allow() {
+                        tracing::info!(
+                            service = %d.owner,
+                            destination = %dk,
+                            reason = end.as_str(),
+                            connections_left = d.connections.unwrap_or_default(),
+                            waited_s = now.saturating_duration_since(d.started).as_secs(),
+                            "drain ended"
+                        );
+                    }
                     ended.insert(d.owner.clone());
                 }
             }
         }
         self.next_poll = self.running().then(|| now + POLL_INTERVAL);
+        log.finish();
         ended
+    }
+}
+
+/// Drain transitions logged one by one per sync or poll; beyond it, one
+/// line counts the rest (a RealServer selected by thousands of services
+/// starts thousands of drains at once).
+const LOGGED_TRANSITIONS: usize = 20;
+
+#[derive(Debug, Default)]
+struct LogBudget {
+    used: usize,
+}
+
+impl LogBudget {
+    fn allow(&mut self) -> bool {
+        self.used += 1;
+        self.used <= LOGGED_TRANSITIONS
+    }
+
+    fn finish(self) {
+        if self.used > LOGGED_TRANSITIONS {
+            tracing::info!(
+                transitions = self.used,
+                logged = LOGGED_TRANSITIONS,
+                "more drain transitions than logged one by one; the status lists every draining destination"
+            );
+        }
     }
 }
 

@@ -97,3 +97,11 @@ fn a_destination_gone_from_the_kernel_ends_its_drain() {
         .unwrap();
     assert_eq!(d.ended, Some(End::Gone));
 }
+
+#[test]
+fn drain_transitions_are_logged_one_by_one_only_up_to_a_budget() {
+    let mut log = LogBudget::default();
+    let allowed = (0..LOGGED_TRANSITIONS + 5).filter(|_| log.allow()).count();
+    assert_eq!(allowed, LOGGED_TRANSITIONS);
+    assert_eq!(log.used, LOGGED_TRANSITIONS + 5);
+}
