@@ -160,6 +160,49 @@ pub struct Table {
     queue: BinaryHeap<Reverse<(Instant, u64)>>,
     next_id: u64,
     spread: std::collections::hash_map::RandomState,
+    log: TransitionLog,
+}
+
+/// State changes logged one by one: at most [`LOGGED_PER_WINDOW`] per
+/// [`LOG_WINDOW`], the rest counted in one line when the window is over
+/// (a switch failing takes thousands of targets out at once).
+const LOGGED_PER_WINDOW: usize = 20;
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+struct TransitionLog {
+    window_start: Option<Instant>,
+    logged: usize,
+    suppressed: usize,
+}
+
+impl TransitionLog {
+    /// Whether the transition at `now` is logged on its own line.
+    fn allow(&mut self, now: Instant) -> bool {
+        let fresh = self
+            .window_start
+            .is_none_or(|t| now.saturating_duration_since(t) >= LOG_WINDOW);
+        if fresh {
+            if self.suppressed > 0 {
+                tracing::info!(
+                    not_logged = self.suppressed,
+                    window_s = LOG_WINDOW.as_secs(),
+                    "more health check state changes than logged one by one; /status and the LvsNode have every state"
+                );
+            }
+            *self = TransitionLog {
+                window_start: Some(now),
+                ..TransitionLog::default()
+            };
+        }
+        if self.logged < LOGGED_PER_WINDOW {
+            self.logged += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
 }
 
 /// A target due for a probe.
@@ -324,7 +367,7 @@ impl Table {
         let next = started + interval_of(c);
         let flipped = t.damping.record(result, c.rise, c.fall, unix_now());
         let owners = flipped.then(|| t.owners.iter().map(|o| o.to_string()).collect());
-        if flipped {
+        if flipped && self.log.allow(Instant::now()) {
             tracing::info!(
                 target = %t.key.addr,
                 check = c.type_.as_str(),

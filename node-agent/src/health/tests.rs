@@ -657,3 +657,17 @@ fn draining_destinations_are_left_alone_and_stay_beside_the_sorry_server() {
         "only the active destination is a target"
     );
 }
+
+#[test]
+fn state_changes_are_logged_one_by_one_only_up_to_a_budget_per_window() {
+    let mut log = TransitionLog::default();
+    let t0 = Instant::now();
+    let first = (0..LOGGED_PER_WINDOW + 30)
+        .filter(|_| log.allow(t0))
+        .count();
+    assert_eq!(first, LOGGED_PER_WINDOW);
+    assert_eq!(log.suppressed, 30);
+    assert!(!log.allow(t0 + LOG_WINDOW / 2), "still the same window");
+    assert!(log.allow(t0 + LOG_WINDOW), "a new window logs again");
+    assert_eq!((log.logged, log.suppressed), (1, 0));
+}
