@@ -257,7 +257,9 @@ YAML
   local active_col
   if op_wait 20 '.status.activeDirector == "op-d2" and .status.directorRoles == {"op-d1": "Standby", "op-d2": "Active"}' \
     "$op_vs" web-nat -n default; then
-    active_col=$(kubectl get "$op_vs" web-nat -n default | awk 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "ACTIVE") c = i } NR == 2 && c { print $c }')
+    # By the header's position: columns before it may be empty (HEALTHY
+    # without a director's counts).
+    active_col=$(kubectl get "$op_vs" web-nat -n default | awk 'NR == 1 { c = index($0, "ACTIVE") } NR == 2 && c { split(substr($0, c), a, " "); print a[1] }')
     if [[ $active_col == op-d2 ]]; then
       pass operator/ha-takeover
     else

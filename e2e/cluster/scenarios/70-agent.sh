@@ -172,7 +172,8 @@ t_agent() {
   g_nat=$(kubectl get "$ag_vs" web-nat -n default -o jsonpath='{.metadata.generation}')
   g_dr=$(kubectl get "$ag_vs" web-dr -n default -o jsonpath='{.metadata.generation}')
   local want_d want_rs bad=()
-  want_d="[{\"name\":\"default/web-dr\",\"generation\":$g_dr,\"roles\":[\"director\"]},{\"name\":\"default/web-nat\",\"generation\":$g_nat,\"roles\":[\"director\"]}]"
+  # A director also counts its healthy destinations (web-dr: rs1, rs2; web-nat: three).
+  want_d="[{\"name\":\"default/web-dr\",\"generation\":$g_dr,\"roles\":[\"director\"],\"healthy\":2,\"total\":2},{\"name\":\"default/web-nat\",\"generation\":$g_nat,\"roles\":[\"director\"],\"healthy\":3,\"total\":3}]"
   want_rs="[{\"name\":\"default/web-dr\",\"generation\":$g_dr,\"roles\":[\"dr-realserver\"]}]"
   for n in ag-d1 ag-d2; do
     ag_wait 30 ".status.services == $want_d and .status.programmedCount == 2 and .status.errorCount == 0" "$ag_ln" "$n" ||

@@ -3,6 +3,7 @@
 //! passes, comes back without a cut, survives a restart, and is not
 //! drained when its whole service goes.
 
+use super::tests::agent_on;
 use super::*;
 use crate::dataplane::fake::{Call, FakeDataplane};
 use crate::ledger::LedgerStore;
@@ -37,26 +38,6 @@ const DRAIN_5S: &str = "  drain: {timeoutSeconds: 5}\n";
 
 fn agent_with(store: LedgerStore) -> (Agent<FakeDataplane>, watch::Receiver<AgentStatus>) {
     agent_on(FakeDataplane::new(), store)
-}
-
-fn agent_on(
-    dp: FakeDataplane,
-    store: LedgerStore,
-) -> (Agent<FakeDataplane>, watch::Receiver<AgentStatus>) {
-    let r = Reconciler::new(dp, store).unwrap();
-    Agent::new(
-        r,
-        AgentConfig {
-            node_name: "n1".into(),
-            resync_interval: Duration::from_secs(30),
-            resync_max_share: 100,
-            node_ips: vec![],
-            vip_roles: Default::default(),
-            vip_lifetime: None,
-        },
-        Arc::new(Metrics::default()),
-        Arc::new(Health::new()),
-    )
 }
 
 fn svc(protocol: Protocol) -> ServiceKey {

@@ -26,7 +26,15 @@ spec: {address: 10.1.0.1, port: 8080}
 "#;
 
 fn agent() -> (Agent<FakeDataplane>, watch::Receiver<AgentStatus>) {
-    let r = Reconciler::new(FakeDataplane::new(), LedgerStore::in_memory()).unwrap();
+    agent_on(FakeDataplane::new(), LedgerStore::in_memory())
+}
+
+/// An agent for node n1 on this kernel and ledger.
+pub(super) fn agent_on(
+    dp: FakeDataplane,
+    store: LedgerStore,
+) -> (Agent<FakeDataplane>, watch::Receiver<AgentStatus>) {
+    let r = Reconciler::new(dp, store).unwrap();
     Agent::new(
         r,
         AgentConfig {
