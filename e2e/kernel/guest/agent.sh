@@ -255,16 +255,20 @@ manifest_tun_vs() {
     } | manifest_write "$1"
 }
 
-# manifest_rs_node NAME APP NODE: RealServer NAME for the lab node NODE (by
-# nodeName, so the node's agent prepares it), labelled app=APP.
-manifest_rs_node() {
+# manifest_rs NAME APP SPEC: RealServer NAME labelled app=APP with the
+# flow-style SPEC ("{nodeName: rs1}").
+manifest_rs() {
 manifest_write "$1" <<YAML
 apiVersion: lvs.lvs-operator.io/v1alpha1
 kind: RealServer
 metadata: {name: $1, namespace: default, labels: {app: $2}}
-spec: {nodeName: $3}
+spec: $3
 YAML
 }
+
+# manifest_rs_node NAME APP NODE: RealServer NAME for the lab node NODE (by
+# nodeName, so the node's agent prepares it), labelled app=APP.
+manifest_rs_node() { manifest_rs "$1" "$2" "{nodeName: $3}"; }
 
 # tun_strict_rp_filter RS...: strict reverse-path filtering, as on hardened
 # hosts; the agent has to relax it for the tunnel device and restore it after.

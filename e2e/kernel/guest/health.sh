@@ -138,14 +138,7 @@ manifest_health_vs() {
 
 # manifest_rs_addr NAME APP NODE PORT: RealServer NAME at NODE's IPv4 address
 # and PORT, labelled app=APP.
-manifest_rs_addr() {
-manifest_write "$1" <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: RealServer
-metadata: {name: $1, namespace: default, labels: {app: $2}}
-spec: {address: $(topo_ip4 "$3"), port: $4}
-YAML
-}
+manifest_rs_addr() { manifest_rs "$1" "$2" "{address: $(topo_ip4 "$3"), port: $4}"; }
 
 # ipvs_dest_weight NODE -t|-u VIP:PORT RIP:PORT: the destination's weight, or
 # "absent".

@@ -24,13 +24,20 @@ ok_checks() { agent_metrics dir1 | awk '/^lvs_agent_health_probes_total\{type="H
 wait_until 20 ok_checks || fail "fewer than 9 successful HTTP checks: $(agent_metrics dir1 | grep health_probes)"
 echo "$(sched_rules "$VIP:80" rr 80 rs1=1 rs2=1 rs3=1)" | ipvs_expect dir1 1
 
+# answer_flip RS ANSWER WEIGHT BOUND WORD: RS's check page answers ANSWER;
+# within BOUND s (+1) its destination has WEIGHT.
+answer_flip() {
+    local t0 t1
+    t0="$(now_cs)"
+    rs_health_set "$1" "$2"
+    wait_dest_weight dir1 -t "$VIP:80" "$(topo_ip4 "$1"):80" "$3" $(( $4 + 10 ))
+    t1="$(now_cs)"
+    expect_at_most "cs from the $2 until $1 is $5" $(( ($4 + 1) * 100 )) $(( t1 - t0 ))
+    echo "summary: $2 on $1: $5 after $(( t1 - t0 )) cs"
+}
+
 # 500: out.
-t0="$(now_cs)"
-rs_health_set rs2 500
-wait_dest_weight dir1 -t "$VIP:80" 10.0.1.12:80 0 $(( FALL * INTERVAL + 10 ))
-t1="$(now_cs)"
-expect_at_most "cs from the 500 until rs2 is out" $(( (FALL * INTERVAL + 1) * 100 )) $(( t1 - t0 ))
-echo "summary: 500 taken out after $(( t1 - t0 )) cs"
+answer_flip rs2 500 0 $(( FALL * INTERVAL )) out
 expect_dest_state dir1 10.0.1.12:80 Failing
 agent_status dir1 | grep -q '"lastError":"HTTP GET /cgi-bin/health from 10.0.1.12:80: status 500, expected 200"' \
     || fail "/status does not give rs2's status 500 as its last error: $(agent_status dir1 | grep -o '"destinations":.*' | head -c 600)"
@@ -40,20 +47,10 @@ expect_no_errors
 expect_eq "requests answered by rs2 (failing)" 0 "$(dist_of rs2)"
 
 # 200: back after rise checks.
-t0="$(now_cs)"
-rs_health_set rs2 200
-wait_dest_weight dir1 -t "$VIP:80" 10.0.1.12:80 1 $(( RISE * INTERVAL + 10 ))
-t1="$(now_cs)"
-expect_at_most "cs from the 200 until rs2 is back" $(( (RISE * INTERVAL + 1) * 100 )) $(( t1 - t0 ))
-echo "summary: 200 back after $(( t1 - t0 )) cs"
+answer_flip rs2 200 1 $(( RISE * INTERVAL )) back
 
 # No answer within the timeout: out.
-t0="$(now_cs)"
-rs_health_set rs3 hang
-wait_dest_weight dir1 -t "$VIP:80" 10.0.1.13:80 0 $(( FALL * INTERVAL + 10 ))
-t1="$(now_cs)"
-expect_at_most "cs from the hang until rs3 is out" $(( (FALL * INTERVAL + TIMEOUT + 1) * 100 )) $(( t1 - t0 ))
-echo "summary: hang taken out after $(( t1 - t0 )) cs"
+answer_flip rs3 hang 0 $(( FALL * INTERVAL + TIMEOUT )) out
 agent_status dir1 | grep -q '"lastError":"HTTP check of 10.0.1.13:80: no answer within 1s"' \
     || fail "/status does not give rs3's timeout as its last error: $(agent_status dir1 | grep -o '"destinations":.*' | head -c 600)"
 echo "ok: /status gives the timeout as rs3's last error"

@@ -403,33 +403,18 @@ fn queued_snapshots_collapse_into_the_latest() {
     std::fs::remove_dir_all(d).unwrap();
 }
 
-/// A DR service whose realserver is node rs1.
-const DR_FILES: &str = r#"
-apiVersion: v1
-kind: Node
-metadata: {name: n1, labels: {lvs: director}}
-status: {addresses: [{type: InternalIP, address: 192.0.2.10}]}
----
-apiVersion: v1
-kind: Node
-metadata: {name: rs1}
-status: {addresses: [{type: InternalIP, address: 192.0.2.21}]}
----
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: dr, namespace: default, generation: 5}
-spec:
-  address: 10.0.0.2
-  port: 80
-  forwarding: DR
-  directors: {nodeSelector: {matchLabels: {lvs: director}}}
-  realServerSelector: {matchLabels: {app: dr}}
----
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: RealServer
-metadata: {name: rs1, namespace: default, labels: {app: dr}}
-spec: {nodeName: rs1, weight: 3}
-"#;
+/// [`FILES`] with the service forwarding DR to the node rs1.
+fn dr_files() -> String {
+    let files = FILES
+        .replace("  port: 80\n", "  port: 80\n  forwarding: DR\n")
+        .replace(
+            "spec: {address: 10.1.0.1, port: 8080}",
+            "spec: {nodeName: rs1, weight: 3}",
+        );
+    assert!(files.contains("forwarding: DR") && files.contains("nodeName: rs1"));
+    files
+        + "---\napiVersion: v1\nkind: Node\nmetadata: {name: rs1}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.21}]}\n"
+}
 
 fn dr_weights(a: &Agent<FakeDataplane>) -> Vec<u32> {
     a.reconciler()
@@ -443,7 +428,7 @@ fn dr_weights(a: &Agent<FakeDataplane>) -> Vec<u32> {
 #[test]
 fn a_dr_realserver_node_gets_weight_once_its_agent_reports_the_service() {
     let d = dir("gating");
-    std::fs::write(d.join("all.yaml"), DR_FILES).unwrap();
+    std::fs::write(d.join("all.yaml"), dr_files()).unwrap();
     let (mut a, status) = agent();
     let snap = DirSource::load(&d).unwrap();
     assert!(a.sync(&snap, false).ok());
@@ -457,21 +442,21 @@ fn a_dr_realserver_node_gets_weight_once_its_agent_reports_the_service() {
     a.set_readiness(crate::gating::Readiness::new());
     assert!(a.sync_pending(false).ok());
     assert_eq!(dr_weights(&a), [0]);
-    let st = status.borrow().destinations["default/dr"].clone();
+    let st = status.borrow().destinations["default/web"].clone();
     assert_eq!((st.healthy, st.total), (0, 1));
     assert_eq!(st.entries[0].state, DestinationState::Unready);
-    assert_eq!(st.entries[0].real_server, "default/rs1");
+    assert_eq!(st.entries[0].real_server, "default/web-1");
     assert!(st.entries[0].since.is_some());
     let report = crate::k8s::lvsnode::lvsnode_status(&status.borrow()).unwrap();
     assert_eq!(report.services[0].healthy, Some(0));
 
-    // rs1's agent reports the service at generation 5 as a DR realserver.
+    // rs1's agent reports the service at generation 3 as a DR realserver.
     let ready = crate::gating::NodeReadiness {
         node_errors: String::new(),
         services: [(
-            "default/dr".to_string(),
+            "default/web".to_string(),
             crate::gating::ServiceReadiness {
-                generation: Some(5),
+                generation: Some(3),
                 roles: vec!["dr-realserver".into()],
                 error: String::new(),
             },
@@ -481,7 +466,7 @@ fn a_dr_realserver_node_gets_weight_once_its_agent_reports_the_service() {
     a.set_readiness([("rs1".to_string(), ready)].into());
     assert!(a.sync_pending(false).ok());
     assert_eq!(dr_weights(&a), [3]);
-    let st = status.borrow().destinations["default/dr"].clone();
+    let st = status.borrow().destinations["default/web"].clone();
     assert_eq!((st.healthy, st.total, st.entries.len()), (1, 1, 0));
 }
 
