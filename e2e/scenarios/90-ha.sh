@@ -406,10 +406,12 @@ sc_ha_stream_survives_failover() {
   _ha_stream_without_sync
 }
 
-# The control: the standby's backup sync daemon stopped by hand, so it never
-# learns the stream's connection; after the takeover the new active has no
-# entry for the stream's packets and its stack resets the connection. Then
-# a full resync (SIGHUP) of the standby's agent starts its daemon again.
+# The control: the standby's backup sync daemon stopped by hand, and the
+# active's master daemon once its agent is dead, so the standby never learns
+# the stream's connection; after the takeover the new active has no entry for
+# the stream's packets and its stack resets the connection. Then a full
+# resync (SIGHUP) of the standby's agent starts its daemon again, and the
+# restarted agent on the old active its master daemon.
 _ha_stream_without_sync() {
   local a s maca macs t0 n0 n1 ended st known
   # The agent killed before is back: wait for its VIPs to move back to it
@@ -421,24 +423,27 @@ _ha_stream_without_sync() {
   known=$(_ha_conns "$s" "$HA_ECHO_PORT")
   _ha_stream_start nosync "$HA_ECHO_PORT"
   sc_retry 20 _ha_stream_lines nosync 10 || sc_fail "the control DR stream does not flow: $(_ha_stream_tail nosync)"
-  # Long enough for a sync message, had there been a backup daemon.
-  sleep 3
-  _ha_synced "$s" "$HA_ECHO_PORT" "$known" &&
-    sc_fail "control: $s has the stream's connection although its backup sync daemon is stopped: $(in_node "$s" ipvsadm -Lnc | tr '\n' ';')"
-  sc_ok "control: $s (backup sync daemon stopped) does not know the stream's connection"
   _ha_monitor_start "$HA_VIP"
   lab_agent_hold "$a" on
   t0=$(_ha_uptime)
   lab_agent_kill "$a" || sc_fail "kill -9 of the agent on $a failed"
+  # $s's own periodic resync may start its backup daemon again at any time
+  # (it owns it); with $a's agent dead, stopping $a's master daemon too means
+  # nothing can send $s the stream's connection from here on. Checked after
+  # that: what $s knows now is all it will know.
+  in_node "$a" ipvsadm --stop-daemon master || sc_fail "ipvsadm --stop-daemon master failed on $a"
+  _ha_synced "$s" "$HA_ECHO_PORT" "$known" &&
+    sc_fail "control: $s has the stream's connection although its backup sync daemon was stopped: $(in_node "$s" ipvsadm -Lnc | tr '\n' ';')"
+  sc_ok "control: $s (backup sync daemon stopped, then $a's master daemon) does not know the stream's connection"
   _ha_takeover_checks "$a" "$s" "$maca" "$macs" "$t0" "ha-stream-survives-failover (control, no sync)"
   n0=$(_ha_stream_count nosync)
   # Broken: nc ended (reset), or nothing echoed for 5 s.
   sc_retry 10 _ha_stream_broken nosync
   n1=$(_ha_stream_count nosync)
   if _ha_stream_ended nosync; then ended=yes; else ended=no; fi
-  sc_info "ha-stream-survives-failover: control without the standby's backup sync daemon: the DR stream went $n0 -> $n1 lines after the takeover, nc ended: $ended"
+  sc_info "ha-stream-survives-failover: control without connection sync: the DR stream went $n0 -> $n1 lines after the takeover, nc ended: $ended"
   ((n1 >= n0 + 10)) && [[ $ended == no ]] &&
-    sc_fail "control: the DR stream survived the takeover with $s's backup sync daemon stopped ($n0 -> $n1 lines): the scenario proves nothing about the sync daemon"
+    sc_fail "control: the DR stream survived the takeover with connection sync stopped ($n0 -> $n1 lines): the scenario proves nothing about the sync daemon"
   sc_ok "control: without connection sync the DR stream broke at the takeover"
   in_node client touch /tmp/ha-nosync.stop
   _ha_monitor_stop
@@ -450,6 +455,8 @@ _ha_stream_without_sync() {
   lab_agent_hold "$a" off
   sc_retry 120 _sc_agent_restarted "$a" "$st" || sc_fail "the agent on $a did not come back within 120 s"
   sc_retry 60 _ha_all_one_holder || sc_fail "after the restart of $a's agent: $(_ha_holder_map)"
+  sc_retry 20 _ha_daemon "$a" master || sc_fail "the restarted agent on $a did not start its master sync daemon again: $(_ha_daemons "$a")"
+  sc_ok "the restarted agent on $a started its master sync daemon again: $(_ha_daemons "$a")"
 }
 # _ha_stream_start NAME PORT: a line every 0.2 s over one TCP connection from
 # the client to HA_VIP:PORT (an echo service); /tmp/ha-NAME.out grows while
