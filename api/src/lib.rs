@@ -5,6 +5,7 @@
 //! must not depend on kube.
 #![forbid(unsafe_code)]
 
+pub mod addresspool;
 pub mod enums;
 pub mod lvsnode;
 pub mod manifest;
@@ -16,6 +17,9 @@ pub mod status;
 pub mod validate;
 pub mod virtualservice;
 
+pub use addresspool::{
+    AddressOwner, LvsAddressPoolSpec, LvsAddressPoolStatus, PoolIndex, PoolSummary,
+};
 pub use enums::{
     DnsRcode, Family, ForwardingMethod, HealthAction, HealthCheckType, Protocol, RealServerState,
     Scheduler, SchedulerFlag, SelectorOperator, TunnelType,
@@ -30,10 +34,13 @@ pub use selector::{LabelMap, LabelSelector, LabelSelectorRequirement};
 pub use status::{Condition, ConditionUpdate, compute_conditions};
 pub use validate::{FieldError, ValidationErrors, validate_pair};
 pub use virtualservice::{
-    Directors, Drain, HealthCheck, Persistence, RealServerCounts, SorryServer, Tunnel,
-    TunnelChecksum, VirtualServiceSpec, VirtualServiceStatus,
+    BACKEND_PORT_LABEL, BACKEND_SERVICE_LABEL, Backends, Directors, Drain, HealthCheck,
+    Persistence, PortRef, RealServerCounts, ServiceBackend, SorryServer, Tunnel, TunnelChecksum,
+    VirtualServiceSpec, VirtualServiceStatus,
 };
 
+#[cfg(feature = "kube")]
+pub use addresspool::LvsAddressPool;
 #[cfg(feature = "kube")]
 pub use lvsnode::LvsNode;
 #[cfg(feature = "kube")]

@@ -69,6 +69,21 @@ rule!(
     "!has(self.tunnel) || self.forwarding == 'TUN'",
     "spec.tunnel is only allowed with forwarding TUN"
 );
+rule!(
+    VS_SELECTOR_OR_BACKENDS,
+    "has(self.realServerSelector) || has(self.backends)",
+    "spec.realServerSelector is required unless spec.backends names a Service"
+);
+rule!(
+    VS_BACKENDS_NO_SELECTOR,
+    "!has(self.backends) || !has(self.realServerSelector) || (!has(self.realServerSelector.matchLabels) && !has(self.realServerSelector.matchExpressions))",
+    "spec.realServerSelector must be empty when spec.backends names a Service (the Service's endpoints are the realservers)"
+);
+rule!(
+    VS_SOURCE_NAT_ONLY_NAT,
+    "!has(self.sourceNat) || !self.sourceNat || self.forwarding == 'NAT'",
+    "spec.sourceNat is only allowed with forwarding NAT (DR and TUN realservers answer the client directly)"
+);
 
 // --- VirtualService address ---------------------------------------------
 rule!(
@@ -234,6 +249,9 @@ pub(crate) fn vs_spec(s: &mut Schema) {
             VS_PERSISTENCE_V6_PREFIX,
             VS_TUNNEL_ONLY_TUN,
             VS_SORRY_FAMILY,
+            VS_SELECTOR_OR_BACKENDS,
+            VS_BACKENDS_NO_SELECTOR,
+            VS_SOURCE_NAT_ONLY_NAT,
         ],
     );
 }

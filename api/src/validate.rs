@@ -195,6 +195,20 @@ impl VirtualServiceSpec {
                 e.cel("spec", rules::VS_PORT_WITH_ADDRESS);
             }
         }
+        if self.real_server_selector.is_none() && self.backends.is_none() {
+            e.cel("spec", rules::VS_SELECTOR_OR_BACKENDS);
+        }
+        if self.backends.is_some()
+            && self
+                .real_server_selector
+                .as_ref()
+                .is_some_and(|s| !s.is_empty())
+        {
+            e.cel("spec", rules::VS_BACKENDS_NO_SELECTOR);
+        }
+        if self.source_nat && self.forwarding != ForwardingMethod::Nat {
+            e.cel("spec", rules::VS_SOURCE_NAT_ONLY_NAT);
+        }
         e.range("spec.port", self.port, 1, 65535);
         e.range("spec.fwmark", self.fwmark, 1, u32::MAX as i64);
         if self.fwmark.is_some() && (self.port.is_some() || self.protocol.is_some()) {
@@ -269,11 +283,9 @@ impl VirtualServiceSpec {
             "spec.directors.nodeSelector",
             &self.directors.node_selector,
         );
-        check_selector(
-            &mut e,
-            "spec.realServerSelector",
-            &self.real_server_selector,
-        );
+        if let Some(s) = &self.real_server_selector {
+            check_selector(&mut e, "spec.realServerSelector", s);
+        }
         if let Some(h) = &self.health_check {
             let http = matches!(
                 h.r#type,

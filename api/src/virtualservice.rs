@@ -99,7 +99,22 @@ pub struct VirtualServiceSpec {
     pub directors: Directors,
 
     /// Selects the RealServers (in this namespace) that receive the traffic.
-    pub real_server_selector: LabelSelector,
+    /// Leave it out when `backends` names a Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_server_selector: Option<LabelSelector>,
+
+    /// Realservers from a Service's EndpointSlices instead of RealServer
+    /// objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Backends>,
+
+    /// NAT only: the director also rewrites the client's source address to
+    /// its own, so replies come back through it even when the realservers'
+    /// default route does not point at the director (pods, other subnets).
+    /// The realservers then see the director's address, not the client's
+    /// (DR and TUN keep it). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_nat: bool,
 
     /// Active health checking of the realservers by every director. When
     /// unset, every realserver counts as healthy.
@@ -266,6 +281,88 @@ pub struct SorryServer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i64>,
+}
+
+/// The label naming the Service whose endpoints a RealServer mirrors (the
+/// operator writes such RealServers for `spec.backends`).
+pub const BACKEND_SERVICE_LABEL: &str = "lvs.lvs-operator.io/service";
+/// The label naming the Service port (as `spec.backends.service.port` writes
+/// it, empty when left out) whose endpoints a RealServer mirrors.
+pub const BACKEND_PORT_LABEL: &str = "lvs.lvs-operator.io/service-port";
+
+impl VirtualServiceSpec {
+    /// The RealServers this service selects: `realServerSelector`, or with
+    /// `backends` the RealServers mirroring that Service port's endpoints.
+    /// Neither set (refused at admission): the empty selector.
+    pub fn selector(&self) -> std::borrow::Cow<'_, LabelSelector> {
+        use std::borrow::Cow;
+        match (&self.backends, &self.real_server_selector) {
+            (Some(b), _) => Cow::Owned(LabelSelector {
+                match_labels: [
+                    (BACKEND_SERVICE_LABEL.to_string(), b.service.name.clone()),
+                    (BACKEND_PORT_LABEL.to_string(), b.service.port_label()),
+                ]
+                .into_iter()
+                .collect(),
+                match_expressions: Vec::new(),
+            }),
+            (None, Some(s)) => Cow::Borrowed(s),
+            (None, None) => Cow::Owned(LabelSelector::default()),
+        }
+    }
+}
+
+impl ServiceBackend {
+    /// The port as the mirror RealServers' port label carries it.
+    pub fn port_label(&self) -> String {
+        match &self.port {
+            Some(PortRef::Number(n)) => n.to_string(),
+            Some(PortRef::Name(s)) => s.clone(),
+            None => String::new(),
+        }
+    }
+}
+
+/// Where the realservers come from when not from RealServer objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Backends {
+    /// A Service in this namespace: its ready endpoints become the
+    /// destinations, terminating ones drain.
+    pub service: ServiceBackend,
+}
+
+/// A Service and one of its ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceBackend {
+    /// The Service's name.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// The Service port's name, or its number. May be left out when the
+    /// Service has one port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortRef>,
+}
+
+/// A port by number or by name (`80` or `http`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PortRef {
+    Number(i64),
+    Name(String),
+}
+
+impl JsonSchema for PortRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PortRef".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "description": "A port number (1-65535) or a port name."
+        })
+    }
 }
 
 /// Graceful drain of leaving realservers.

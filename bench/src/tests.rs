@@ -108,7 +108,7 @@ fn manifests_parse_and_select_the_same_destinations() {
     assert_eq!((vs.len(), rs.len(), nodes), (30, 100, 1));
     // Service i selects exactly the pool members the rules give it.
     for (i, v) in vs.iter().enumerate() {
-        let sel = &v.spec.real_server_selector.match_labels;
+        let sel = &v.spec.selector().match_labels;
         let mut picked: Vec<String> = rs
             .iter()
             .filter(|r| sel.iter().all(|(k, val)| r.meta.labels.get(k) == Some(val)))

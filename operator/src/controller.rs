@@ -539,8 +539,9 @@ pub fn rs_controller(
             // A status or metadata update: nothing a RealServer depends on.
             return Vec::new();
         }
-        let mut selectors: Vec<&LabelSelector> = vec![&vs.spec.real_server_selector];
-        selectors.extend(old.as_ref().map(|s| &s.real_server_selector));
+        let mut owned: Vec<LabelSelector> = vec![vs.spec.selector().into_owned()];
+        owned.extend(old.as_ref().map(|s| s.selector().into_owned()));
+        let selectors: Vec<&LabelSelector> = owned.iter().collect();
         mapping::rss_for_virtualservice(
             &rs_store.state(),
             &vs.namespace().unwrap_or_default(),

@@ -83,9 +83,7 @@ pub fn vss_for_realserver(
             continue;
         }
         let key = key_of(vs.as_ref());
-        let matches = label_sets
-            .iter()
-            .any(|l| vs.spec.real_server_selector.matches(l));
+        let matches = label_sets.iter().any(|l| vs.spec.selector().matches(l));
         if (matches || selected_by.contains(&key)) && out.insert(key) {
             refs.push(vs_ref(vs));
         }
@@ -120,9 +118,9 @@ pub fn vss_for_node(
             .status
             .as_ref()
             .is_some_and(|s| s.nodes.contains_key(node) || s.directors.iter().any(|d| d == node));
-        let selects = rs_on_node.iter().any(|r| {
-            r.namespace() == vs.namespace() && vs.spec.real_server_selector.matches(r.labels())
-        });
+        let selects = rs_on_node
+            .iter()
+            .any(|r| r.namespace() == vs.namespace() && vs.spec.selector().matches(r.labels()));
         if directs || listed || selects || reported.contains(key.as_str()) {
             refs.push(vs_ref(vs));
         }
@@ -293,7 +291,7 @@ mod tests {
         .unwrap();
         let mut v = VirtualService::new(name, spec);
         v.metadata = meta(ns, name, Labels::new());
-        v.spec.real_server_selector = selector(rs_sel);
+        v.spec.real_server_selector = Some(selector(rs_sel));
         Arc::new(v)
     }
 

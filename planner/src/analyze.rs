@@ -399,7 +399,8 @@ impl<'a> RsIndex<'a> {
     /// The RealServers `vs` selects, sorted by namespace/name.
     fn select(&self, vs: &Object<VirtualServiceSpec>) -> Vec<&'a Object<RealServerSpec>> {
         let ns = vs.meta.namespace.as_str();
-        let sel = &vs.spec.real_server_selector;
+        let sel = vs.spec.selector();
+        let sel = sel.as_ref();
         let positions: &[usize] = match narrowest_label(sel, |k, v| {
             self.by_label.get(&(ns, k, v)).map_or(0, Vec::len)
         }) {

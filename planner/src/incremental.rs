@@ -125,7 +125,7 @@ fn label_key(ns: &str, k: &str, v: &str) -> String {
 /// pair), or `None` when it has no `matchLabels`.
 fn filed_under(vs: &Object<VirtualServiceSpec>) -> Option<String> {
     vs.spec
-        .real_server_selector
+        .selector()
         .match_labels
         .iter()
         .next()
@@ -394,8 +394,8 @@ impl Incremental {
         vs: &'a Object<VirtualServiceSpec>,
     ) -> impl Iterator<Item = &'a Object<RealServerSpec>> + 'a {
         let ns = vs.meta.namespace.as_str();
-        let sel = &vs.spec.real_server_selector;
-        let posting = narrowest_label(sel, |k, v| {
+        let sel = vs.spec.selector();
+        let posting = narrowest_label(&sel, |k, v| {
             self.rs_by_label
                 .get(&label_key(ns, k, v))
                 .map_or(0, BTreeSet::len)
@@ -438,7 +438,7 @@ impl Incremental {
                         && [old, new]
                             .into_iter()
                             .flatten()
-                            .any(|r| vs.spec.real_server_selector.matches(&r.meta.labels))
+                            .any(|r| vs.spec.selector().matches(&r.meta.labels))
                 })
             })
             .cloned()

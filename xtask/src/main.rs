@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use lvs_api::kube::CustomResourceExt;
-use lvs_api::{LvsNode, RealServer, VirtualService};
+use lvs_api::{LvsAddressPool, LvsNode, RealServer, VirtualService};
 
 mod specgen;
 
@@ -85,6 +85,10 @@ fn write_crds(root: &Path) -> anyhow::Result<()> {
         (
             "lvsnodes.lvs.lvs-operator.io.yaml",
             crd_yaml(&LvsNode::crd())?,
+        ),
+        (
+            "lvsaddresspools.lvs.lvs-operator.io.yaml",
+            crd_yaml(&LvsAddressPool::crd())?,
         ),
     ];
     for dir in [root.join("crds"), root.join("charts/lvs-operator/crds")] {

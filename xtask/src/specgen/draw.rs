@@ -133,8 +133,10 @@ impl Gen<'_> {
             persistence: None,
             forwarding: self.pick(ForwardingMethod::ALL),
             tunnel: None,
+            backends: None,
+            source_nat: false,
             directors: self.directors(),
-            real_server_selector: LabelSelector {
+            real_server_selector: Some(LabelSelector {
                 match_labels: [("app".to_string(), name.to_string())]
                     .into_iter()
                     .collect(),
@@ -147,7 +149,7 @@ impl Gen<'_> {
                 } else {
                     Vec::new()
                 },
-            },
+            }),
             health_check: None,
             sorry_server: None,
             quorum: None,
