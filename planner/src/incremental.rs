@@ -38,7 +38,8 @@ pub enum Change<T> {
 
 /// What a change touched on this node: the IPVS services and director VIP
 /// addresses whose desired state may differ now. Tunnels, loopback VIPs and
-/// sysctls are few and always handed over whole.
+/// sysctls are few and always handed over whole (so are the source-NATed
+/// services: the agent replaces their table whole).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanScope {
     pub services: BTreeSet<ServiceKey>,
@@ -526,7 +527,7 @@ impl Incremental {
 
     /// The part of the plan a scope covers: the services of the re-planned
     /// VirtualServices, every VIP at the scope's addresses, and all tunnels,
-    /// loopback VIPs and sysctls.
+    /// loopback VIPs, sysctls and source-NATed services.
     pub fn partial_plan<'a>(
         &self,
         names: impl IntoIterator<Item = &'a String>,

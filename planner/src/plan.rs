@@ -201,6 +201,11 @@ pub struct NodePlan {
     pub tunnels: Vec<PlannedTunnelEndpoint>,
     /// Sysctls for every role on this node.
     pub sysctls: Vec<Sysctl>,
+    /// Director role: the NAT services whose forwarded connections are
+    /// source-NATed (masqueraded) to the director's own address, so that
+    /// backends whose default route is not the director (pods) reply
+    /// through it (`spec.sourceNat`).
+    pub source_nat: Vec<ServiceKey>,
 }
 
 impl NodePlan {
@@ -211,5 +216,6 @@ impl NodePlan {
             && self.loopback_vips.is_empty()
             && self.tunnels.is_empty()
             && self.sysctls.is_empty()
+            && self.source_nat.is_empty()
     }
 }

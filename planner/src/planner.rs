@@ -113,6 +113,8 @@ pub struct Fragment {
     /// TUN realserver role: (device, type, IPv6, GUE port) and the VIP.
     pub tunnels: Vec<(TunnelSlot, IpAddr)>,
     pub sysctls: Vec<Sysctl>,
+    /// Director role: the service is source-NATed (`spec.sourceNat`).
+    pub source_nat: Option<ServiceKey>,
 }
 
 /// A tunnel endpoint's identity: device, type, IPv6, GUE port.
@@ -125,6 +127,7 @@ impl Fragment {
             && self.loopback.is_none()
             && self.tunnels.is_empty()
             && self.sysctls.is_empty()
+            && self.source_nat.is_none()
     }
 }
 
@@ -161,6 +164,12 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
             } else {
                 sysctls.insert(Sysctl::new("net/ipv4/ip_forward", 1));
             }
+            sysctls.insert(Sysctl::new("net/ipv4/vs/conntrack", 1));
+        }
+        // Source NAT rides on conntrack, which NAT directors turn on above;
+        // admission allows it with forwarding NAT only.
+        if spec.source_nat && spec.forwarding == ForwardingMethod::Nat {
+            f.source_nat = Some(key);
             sysctls.insert(Sysctl::new("net/ipv4/vs/conntrack", 1));
         }
         f.sysctls = sysctls.into_iter().collect();
@@ -218,6 +227,7 @@ pub struct Aggregate {
     pub loopback: BTreeMap<IpAddr, usize>,
     pub tunnels: BTreeMap<TunnelSlot, BTreeMap<IpAddr, usize>>,
     pub sysctls: BTreeMap<Sysctl, usize>,
+    pub source_nat: BTreeMap<ServiceKey, usize>,
 }
 
 /// The fragments' asks for one VIP address: interface choices and director
@@ -288,6 +298,9 @@ impl Aggregate {
         for s in &f.sysctls {
             bump(&mut self.sysctls, s, add);
         }
+        if let Some(k) = &f.source_nat {
+            bump(&mut self.source_nat, k, add);
+        }
     }
 
     /// The VIPs held for these addresses.
@@ -349,6 +362,7 @@ impl Aggregate {
                 )
                 .collect(),
             sysctls: self.sysctls.keys().cloned().collect(),
+            source_nat: self.source_nat.keys().copied().collect(),
         }
     }
 }

@@ -232,6 +232,71 @@ fn fwmark_service_has_no_vip_and_keeps_ports() {
 }
 
 #[test]
+fn source_nat_is_planned_on_the_directors_of_its_nat_service_only() {
+    let s = set(&[
+        vs("snat", "  address: 192.0.2.10\n  port: 80\n  sourceNat: true\n  realServerSelector: {matchLabels: {app: web}}"),
+        vs("plain", "  address: 192.0.2.11\n  port: 80\n  realServerSelector: {matchLabels: {app: web}}"),
+        vs("fw", "  fwmark: 7\n  sourceNat: true\n  realServerSelector: {matchLabels: {app: web}}"),
+        rs("a", "web", "  address: 10.10.0.11"),
+    ]
+    .concat());
+    let p = plan_of("dir1", &s);
+    assert_eq!(
+        p.source_nat,
+        vec![
+            ServiceKey::Tuple {
+                addr: ip("192.0.2.10"),
+                protocol: lvs_api::Protocol::Tcp,
+                port: 80
+            },
+            ServiceKey::Fwmark {
+                mark: 7,
+                ipv6: false
+            },
+        ]
+    );
+    // Masquerading needs IPVS connections in conntrack.
+    assert!(has_sysctl(&p, "net/ipv4/vs/conntrack", "1"));
+    // A NAT realserver has nothing to do, source NAT or not.
+    assert!(plan_of("rs1", &s).is_empty());
+    // Without sourceNat nothing is masqueraded.
+    let plain = set(&[
+        vs(
+            "plain",
+            "  address: 192.0.2.11\n  port: 80\n  realServerSelector: {matchLabels: {app: web}}",
+        ),
+        rs("a", "web", "  address: 10.10.0.11"),
+    ]
+    .concat());
+    assert!(plan_of("dir1", &plain).source_nat.is_empty());
+}
+
+#[test]
+fn source_nat_with_dr_is_refused_and_not_planned() {
+    // Manifests refuse it when read; an object that got past admission
+    // anyway (written before the rule existed) is not planned either.
+    let yaml = vs(
+        "dr",
+        "  address: 192.0.2.10\n  port: 80\n  forwarding: DR\n  sourceNat: true\n  realServerSelector: {matchLabels: {app: web}}",
+    );
+    let err = parse(&yaml).unwrap_err().to_string();
+    assert!(err.contains("sourceNat"), "{err}");
+    let mut s = set(&[
+        vs("dr", "  address: 192.0.2.10\n  port: 80\n  forwarding: DR\n  realServerSelector: {matchLabels: {app: web}}"),
+        rs("a", "web", "  address: 10.10.0.11"),
+    ]
+    .concat());
+    s.virtual_services[0].spec.source_nat = true;
+    let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+    assert!(
+        matches!(&a.verdicts[0].state, ServiceState::Invalid(why) if why.contains("sourceNat")),
+        "{:?}",
+        a.verdicts[0].state
+    );
+    assert!(plan_of("dir1", &s).source_nat.is_empty());
+}
+
+#[test]
 fn realserver_override_and_cross_object_rules() {
     let s = set(&[
         vs("mix", "  address: 192.0.2.40\n  port: 80\n  forwarding: DR\n  realServerSelector: {matchLabels: {app: mix}}"),
@@ -406,6 +471,7 @@ fn world() -> impl Strategy<Value = ManifestSet> {
             if !valid {
                 o.spec.port = Some(0);
             }
+            o.spec.source_nat = i % 2 == 0 && o.spec.forwarding == ForwardingMethod::Nat;
         }
         s
     })
@@ -455,6 +521,28 @@ proptest! {
             let mut sys = p.sysctls.clone();
             sys.dedup_by(|a, b| a.key == b.key);
             prop_assert_eq!(sys.len(), p.sysctls.len(), "one value per sysctl");
+        }
+    }
+
+    #[test]
+    fn source_nat_covers_exactly_the_nodes_source_nated_services(s in world()) {
+        let nat: std::collections::BTreeMap<String, bool> = s
+            .virtual_services
+            .iter()
+            .map(|o| (o.meta.key(), o.spec.source_nat))
+            .collect();
+        for n in ALL_NODES {
+            let p = plan(n, &s.virtual_services, &s.real_servers, &s.nodes);
+            let want: Vec<ServiceKey> = p
+                .services
+                .iter()
+                .filter(|x| nat[&x.owner])
+                .map(|x| x.key)
+                .collect();
+            prop_assert_eq!(&p.source_nat, &want);
+            if !want.is_empty() {
+                prop_assert!(has_sysctl(&p, "net/ipv4/vs/conntrack", "1"));
+            }
         }
     }
 
