@@ -1,5 +1,6 @@
 //! Property tests: for random plans, the fake kernel ends up as planned, a
-//! second sync costs nothing, and foreign rules are never touched.
+//! second sync costs nothing, and foreign rules (IPVS services, nftables
+//! tables) are never touched.
 
 mod common;
 
@@ -23,6 +24,8 @@ proptest! {
         let mut fake = FakeDataplane::new();
         let (fk, fs) = foreign();
         fake.ipvs.insert(fk, fs);
+        let foreign_nft = ("inet filter".to_string(), vec!["someone else's".to_string()]);
+        fake.nft_tables.insert(foreign_nft.0.clone(), foreign_nft.1.clone());
         let mut r = reconciler(fake, &dir).with_vip_mode(mode);
 
         for plan in [&first, &second, &first] {
@@ -46,5 +49,7 @@ proptest! {
         prop_assert_eq!(r.dataplane().ipvs.len(), 1);
         prop_assert!(r.ledger().is_empty(), "{:?}", r.ledger());
         prop_assert_eq!(r.dataplane().addresses.len(), 2);
+        let tables: Vec<_> = r.dataplane().nft_tables.iter().collect();
+        prop_assert_eq!(tables, vec![(&foreign_nft.0, &foreign_nft.1)]);
     }
 }

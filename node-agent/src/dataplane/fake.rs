@@ -43,6 +43,10 @@ pub enum Call {
     DelDaemon(DaemonState),
     ReadSysctl(String),
     WriteSysctl(String, String),
+    SnatTable,
+    /// The rule comments of the new table.
+    ReplaceSnat(Vec<String>),
+    DeleteSnat,
 }
 
 impl Call {
@@ -60,6 +64,8 @@ impl Call {
                 | Call::AddDaemon(_)
                 | Call::DelDaemon(_)
                 | Call::WriteSysctl(..)
+                | Call::ReplaceSnat(_)
+                | Call::DeleteSnat
         )
     }
 
@@ -73,6 +79,7 @@ impl Call {
                 | Call::Links
                 | Call::FouPorts
                 | Call::Daemons
+                | Call::SnatTable
         )
     }
 }
@@ -114,6 +121,12 @@ pub struct FakeDataplane {
     pub daemons: BTreeMap<DaemonState, SyncDaemon>,
     /// Tunnel kinds whose module "loads".
     pub tunnel_kinds: BTreeSet<TunnelKind>,
+    /// nftables tables ("inet lvs-operator", or others a test puts there)
+    /// with the comments of their rules, sorted.
+    pub nft_tables: BTreeMap<String, Vec<String>>,
+    /// Whether nf_tables "loads"; without it every nftables call fails
+    /// (EPROTONOSUPPORT, as a socket of the missing protocol does).
+    pub nft_available: bool,
     pub ipvs_available: bool,
     pub calls: Vec<Call>,
     /// Whether calls are kept in `calls`; off for a long-running agent,
@@ -142,6 +155,7 @@ impl fmt::Debug for FakeDataplane {
             .field("fou", &self.fou)
             .field("sysctls", &self.sysctls)
             .field("daemons", &self.daemons)
+            .field("nft_tables", &self.nft_tables)
             .field("calls", &self.calls.len())
             .field("injections", &self.injections.len())
             .finish()
@@ -177,6 +191,8 @@ impl FakeDataplane {
             ]
             .into_iter()
             .collect(),
+            nft_tables: BTreeMap::new(),
+            nft_available: true,
             ipvs_available: true,
             calls: Vec::new(),
             record_calls: true,
@@ -676,6 +692,44 @@ impl FakeDataplane {
     }
 }
 
+impl FakeDataplane {
+    /// The key under which the agent's table sits in `nft_tables`.
+    pub fn snat_table_name() -> String {
+        format!("inet {}", super::nft::TABLE)
+    }
+
+    fn nft_call(&mut self, call: Call) -> DpResult<()> {
+        let what = format!("{call:?}");
+        self.record(call)?;
+        if !self.nft_available {
+            return Err(kernel(what, EPROTONOSUPPORT));
+        }
+        Ok(())
+    }
+
+    fn snat_table_now(&mut self) -> DpResult<Option<Vec<String>>> {
+        self.nft_call(Call::SnatTable)?;
+        Ok(self.nft_tables.get(&Self::snat_table_name()).cloned())
+    }
+
+    fn replace_snat_now(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
+        let mut comments: Vec<String> = services.iter().map(super::nft::comment).collect();
+        comments.sort();
+        self.nft_call(Call::ReplaceSnat(comments.clone()))?;
+        self.nft_tables.insert(Self::snat_table_name(), comments);
+        Ok(())
+    }
+
+    fn delete_snat_now(&mut self) -> DpResult<()> {
+        self.nft_call(Call::DeleteSnat)?;
+        self.nft_tables.remove(&Self::snat_table_name());
+        Ok(())
+    }
+}
+
+/// What a socket of a protocol the kernel lacks answers.
+const EPROTONOSUPPORT: i32 = 93;
+
 /// ENOBUFS: what a netlink socket answers when its receive buffer overran.
 const ENOBUFS: i32 = 105;
 
@@ -761,6 +815,21 @@ impl Dataplane for FakeDataplane {
 
     fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()> {
         let r = self.write_sysctl_now(key, value);
+        self.answer(r)
+    }
+
+    fn snat_table(&mut self) -> DpResult<Option<Vec<String>>> {
+        let r = self.snat_table_now();
+        self.answer(r)
+    }
+
+    fn replace_snat(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
+        let r = self.replace_snat_now(services);
+        self.answer(r)
+    }
+
+    fn delete_snat(&mut self) -> DpResult<()> {
+        let r = self.delete_snat_now();
         self.answer(r)
     }
 

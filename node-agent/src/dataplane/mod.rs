@@ -3,7 +3,8 @@
 //! The reconciler sees only [`Dataplane`]. [`fake::FakeDataplane`] is an
 //! in-memory kernel for unit tests; `netlink::NetlinkDataplane` is the real
 //! one (IPVS over generic netlink, addresses and links over rtnetlink,
-//! sysctls through /proc/sys of the agent's network namespace).
+//! sysctls through /proc/sys of the agent's network namespace, source NAT
+//! through nf_tables over netlink).
 
 use std::io;
 use std::net::IpAddr;
@@ -19,6 +20,7 @@ pub mod fake;
 mod fou;
 #[cfg(target_os = "linux")]
 pub mod netlink;
+pub mod nft;
 
 /// `errno` values the reconciler branches on.
 pub mod errno {
@@ -177,6 +179,16 @@ pub trait Dataplane {
     /// A sysctl of the agent's network namespace: `net/ipv4/ip_forward`.
     fn read_sysctl(&mut self, key: &str) -> DpResult<String>;
     fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()>;
+
+    /// The agent's source NAT table (nftables `inet lvs-operator`, see
+    /// [`nft`]): the comments of its rules, sorted (one service key each;
+    /// "" for a rule without one), or `None` when the table does not exist.
+    fn snat_table(&mut self) -> DpResult<Option<Vec<String>>>;
+    /// Replaces the table, atomically, with one that masquerades the
+    /// connections forwarded for these services (at least one).
+    fn replace_snat(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()>;
+    /// Deletes the table; no error when it is absent.
+    fn delete_snat(&mut self) -> DpResult<()>;
 
     /// Tells the segment that `addr` is now on `interface`: gratuitous ARP
     /// (IPv4) or unsolicited neighbour advertisement (IPv6), repeated a few

@@ -651,6 +651,18 @@ impl Dataplane for NetlinkDataplane {
             .map_err(|source| io_to_dp(format!("write sysctl {key}={value}"), source))
     }
 
+    fn snat_table(&mut self) -> DpResult<Option<Vec<String>>> {
+        super::nft::client::read_table()
+    }
+
+    fn replace_snat(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
+        super::nft::client::replace(services)
+    }
+
+    fn delete_snat(&mut self) -> DpResult<()> {
+        super::nft::client::delete()
+    }
+
     fn renew_address(&mut self, a: &Address, lifetime_s: u32) -> DpResult<()> {
         let index = self.link_index(&a.interface)?;
         let handle = self.rtnl.clone();

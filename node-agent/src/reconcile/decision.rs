@@ -60,6 +60,11 @@ pub enum Write {
     },
     DelFou(FouPort),
     ReleaseTunnel(TunnelDevice),
+    /// Replace the source NAT table with one masquerading these services
+    /// (with the VirtualService each is for).
+    ReplaceSnat(Vec<(lvs_planner::ServiceKey, Option<String>)>),
+    /// Delete the source NAT table.
+    DeleteSnat,
 }
 
 impl Write {
@@ -80,6 +85,10 @@ impl Write {
             Write::DelFou(_) => 9,
             Write::ReleaseTunnel(_) => 10,
             Write::StopDaemon(_) => 11,
+            // After the IPVS services it is for; the table matches on
+            // conntrack only, so the order is not load-bearing.
+            Write::ReplaceSnat(_) => 6,
+            Write::DeleteSnat => 12,
         }
     }
 

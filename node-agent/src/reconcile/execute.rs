@@ -15,6 +15,7 @@ use lvs_ipvs::{Op, Protocol, ServiceKey};
 use crate::dataplane::{Dataplane, DpResult, Outcome};
 use crate::kernel::{Address, DaemonSpec, DestMap, Link, ServiceLabel};
 use crate::reconcile::decision::{LedgerDelta, OwnedAddress, Write};
+use crate::reconcile::snat::{self, SnatView};
 use crate::reconcile::{Known, KnownService, Reconciler, sysctls};
 use crate::report::{ErrorKind, SyncError, SyncReport};
 
@@ -206,6 +207,59 @@ impl<D: Dataplane> Reconciler<D> {
                         None,
                         format!("{p}: {e}"),
                     )),
+                }
+            }
+            Write::ReplaceSnat(services) => {
+                report.count("snat_replace");
+                let keys: Vec<lvs_planner::ServiceKey> = services.iter().map(|(k, _)| *k).collect();
+                match self.dp.replace_snat(&keys) {
+                    Ok(()) => known.snat = SnatView::Rules(snat::comments(&keys)),
+                    Err(e) => {
+                        // The transaction is all or nothing, but a lost
+                        // answer leaves it unknown: read again next time.
+                        if e.outcome() == Outcome::Unknown {
+                            self.stale = true;
+                        }
+                        let owners: BTreeSet<&String> =
+                            services.iter().filter_map(|(_, o)| o.as_ref()).collect();
+                        let msg = format!(
+                            "source NAT (nftables table inet {}) for {}: {e}",
+                            crate::dataplane::nft::TABLE,
+                            snat::comments(&keys).join(", ")
+                        );
+                        if owners.is_empty() {
+                            report
+                                .errors
+                                .push(SyncError::new(ErrorKind::Kernel, None, msg));
+                        } else {
+                            for o in owners {
+                                report.errors.push(SyncError::new(
+                                    ErrorKind::Kernel,
+                                    Some(o.clone()),
+                                    msg.clone(),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            Write::DeleteSnat => {
+                report.count("snat_delete");
+                match self.dp.delete_snat() {
+                    Ok(()) => known.snat = SnatView::Absent,
+                    Err(e) => {
+                        if e.outcome() == Outcome::Unknown {
+                            self.stale = true;
+                        }
+                        report.errors.push(SyncError::new(
+                            ErrorKind::Kernel,
+                            None,
+                            format!(
+                                "delete the source NAT table (nftables inet {}): {e}",
+                                crate::dataplane::nft::TABLE
+                            ),
+                        ));
+                    }
                 }
             }
             Write::ReleaseTunnel(dev) => {

@@ -18,8 +18,8 @@
 //! A sync is data first, effects second. Each kind of kernel object has a
 //! pure diff of (desired, known, ledger) that returns a [`Decision`]: the
 //! writes to make and the ledger delta recording the intended additions.
-//! [`ipvs`], [`addresses`], [`tunnels`] (with fou ports), [`sysctls`] and
-//! [`daemons`] (IPVS connection sync) hold one each, with their table tests. The sync applies the merged delta
+//! [`ipvs`], [`addresses`], [`tunnels`] (with fou ports), [`sysctls`],
+//! [`daemons`] (IPVS connection sync) and [`snat`] (source NAT) hold one each, with their table tests. The sync applies the merged delta
 //! to the ledger and makes it durable as one unit (or reverts it and writes
 //! nothing), then `execute` carries out the writes in [`Write::rank`]
 //! order, taking an addition's entry back out of the ledger when the kernel
@@ -30,6 +30,7 @@ pub mod daemons;
 pub mod decision;
 mod execute;
 pub mod ipvs;
+pub mod snat;
 pub mod sysctls;
 pub mod tunnels;
 
@@ -94,6 +95,8 @@ pub struct Known {
     pub sysctls: BTreeMap<String, String>,
     /// Running IPVS connection sync daemons, by role.
     pub daemons: BTreeMap<DaemonState, DaemonSpec>,
+    /// The agent's source NAT table.
+    pub snat: snat::SnatView,
 }
 
 /// The reconcile engine: owns the dataplane, the ledger and the cached view.
@@ -385,6 +388,13 @@ impl<D: Dataplane> Reconciler<D> {
         let addresses = self.dp.addresses()?;
         let links = self.dp.links()?;
         let fou = self.dp.fou_ports()?;
+        // Read on every full read, so that a table removed or edited by hand
+        // is repaired; a failure matters only when source NAT is wanted.
+        let snat = match self.dp.snat_table() {
+            Ok(Some(rules)) => snat::SnatView::Rules(rules),
+            Ok(None) => snat::SnatView::Absent,
+            Err(e) => snat::SnatView::Unreadable(e.to_string()),
+        };
 
         let mut known = Known {
             ipvs_available,
@@ -392,6 +402,7 @@ impl<D: Dataplane> Reconciler<D> {
                 .iter()
                 .map(|d| (d.state, DaemonSpec::of(d)))
                 .collect(),
+            snat,
             ..Known::default()
         };
         for s in &services {
@@ -554,7 +565,7 @@ impl<D: Dataplane> Reconciler<D> {
                 interfaces: &whole_interfaces,
             },
         };
-        let decision = self.decide(&mut known, &want, &want_daemons, scope, covers);
+        let decision = self.decide(&mut known, input.plan, &want, &want_daemons, scope, covers);
         report.errors.extend(decision.errors);
         phases.mark("decide");
         // Write-ahead: the intended additions become durable as one unit
@@ -626,6 +637,7 @@ impl<D: Dataplane> Reconciler<D> {
     fn decide(
         &mut self,
         known: &mut Known,
+        plan: &NodePlan,
         want: &Desired,
         want_daemons: &BTreeMap<DaemonState, DaemonSpec>,
         scope: Option<&SyncScope>,
@@ -654,6 +666,7 @@ impl<D: Dataplane> Reconciler<D> {
             scope.map(|s| &s.services),
         ));
         d.merge(daemons::decide(want_daemons, &known.daemons, ledger));
+        d.merge(snat::decide(&snat::wanted(plan), &known.snat));
         d.into_ordered()
     }
 }

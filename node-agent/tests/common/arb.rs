@@ -154,8 +154,11 @@ pub fn arb_plan() -> impl Strategy<Value = NodePlan> {
                     vips: tun.iter().map(|i| ip(&format!("10.0.2.{i}"))).collect(),
                 }]
             };
+            // Every other service is source-NATed.
+            let source_nat = services.iter().step_by(2).map(|s| s.key).collect();
             NodePlan {
                 node: "n1".into(),
+                source_nat,
                 services,
                 vips,
                 loopback_vips: lo.iter().map(|i| ip(&format!("10.0.1.{i}"))).collect(),
@@ -195,6 +198,15 @@ pub fn assert_matches(
     let want = desired(plan, &node_ips(), f.addresses.iter(), mode);
     let (fk, fs) = foreign();
     prop_assert_eq!(f.ipvs.get(&fk), Some(&fs));
+    // The source NAT table holds exactly the plan's services, or is gone.
+    let snat = f.nft_tables.get(&FakeDataplane::snat_table_name());
+    if plan.source_nat.is_empty() {
+        prop_assert_eq!(snat, None);
+    } else {
+        let mut want: Vec<String> = plan.source_nat.iter().map(|k| k.to_string()).collect();
+        want.sort();
+        prop_assert_eq!(snat, Some(&want));
+    }
     let ours: BTreeMap<_, _> = f.ipvs.iter().filter(|(k, _)| **k != fk).collect();
     prop_assert_eq!(ours.len(), want.services.len());
     for (k, ds) in &want.services {
