@@ -16,8 +16,8 @@
 //! srcnat = 100), holds one rule per source-NATed service:
 //!
 //! ```text
-//! ct original ip daddr 192.0.2.10 ct original proto-dst 80 meta l4proto tcp masquerade random-fully comment "192.0.2.10:80/TCP"
-//! meta nfproto ipv4 meta mark 0x00000007 masquerade random-fully comment "fwmark:7/IPv4"
+//! meta l4proto tcp ct original ip daddr 192.0.2.10 ct original proto-dst 80 masquerade fully-random comment "192.0.2.10:80/TCP"
+//! meta nfproto ipv4 meta mark 0x00000007 masquerade fully-random comment "fwmark:7/IPv4"
 //! ```
 //!
 //! Why this match is right: IPVS (with `net.ipv4.vs.conntrack=1`) keeps
@@ -25,8 +25,8 @@
 //! (client -> VIP:port); only its reply tuple is changed to the realserver.
 //! NAT chains see only the first packet of a connection, and a packet
 //! forwarded by IPVS to a NAT realserver leaves through postrouting with
-//! that entry still unconfirmed, so `ct original ip daddr VIP` + `ct
-//! original proto-dst PORT` + the protocol select exactly the connections
+//! that entry still unconfirmed, so the protocol + `ct original ip daddr
+//! VIP` + `ct original proto-dst PORT` select exactly the connections
 //! that the director forwards for this service: masquerading rewrites the
 //! source to the outgoing interface's address, the reply comes back to the
 //! director, and conntrack undoes both translations. Connections the
@@ -227,6 +227,10 @@ pub(crate) fn rule_expressions(key: &ServiceKey) -> Vec<u8> {
             protocol,
             port,
         } => {
+            // The protocol first, as nft writes it: `nft list` then shows
+            // the port as a port of that protocol.
+            meta(&mut e, NFT_META_L4PROTO);
+            cmp_eq(&mut e, &[l4proto(*protocol)]);
             match addr {
                 std::net::IpAddr::V4(a) => {
                     ct_original(&mut e, NFT_CT_DST_IP);
@@ -239,8 +243,6 @@ pub(crate) fn rule_expressions(key: &ServiceKey) -> Vec<u8> {
             }
             ct_original(&mut e, NFT_CT_PROTO_DST);
             cmp_eq(&mut e, &port.to_be_bytes());
-            meta(&mut e, NFT_META_L4PROTO);
-            cmp_eq(&mut e, &[l4proto(*protocol)]);
         }
         ServiceKey::Fwmark { mark, ipv6 } => {
             meta(&mut e, NFT_META_NFPROTO);

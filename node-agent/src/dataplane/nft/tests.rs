@@ -111,12 +111,12 @@ fn tuple_rule_matches_the_original_destination_and_protocol() {
     // meta: dreg 1, key.
     let meta = |k: u32| elem(b"meta\0", &[tlv(1, &be32(1)), tlv(2, &be32(k))]);
     let want = [
+        meta(16), // NFT_META_L4PROTO
+        cmp(&[6]),
         ct(20), // NFT_CT_DST_IP
         cmp(&[192, 0, 2, 10]),
         ct(12), // NFT_CT_PROTO_DST
         cmp(&[0, 80]),
-        meta(16), // NFT_META_L4PROTO
-        cmp(&[6]),
         masq(),
     ]
     .concat();
@@ -129,12 +129,12 @@ fn tuple_rule_matches_the_original_destination_and_protocol() {
     };
     let addr: std::net::Ipv6Addr = "2001:db8::10".parse().unwrap();
     let want6 = [
+        meta(16),
+        cmp(&[17]),
         ct(22), // NFT_CT_DST_IP6
         cmp(&addr.octets()),
         ct(12),
         cmp(&[0, 53]),
-        meta(16),
-        cmp(&[17]),
         masq(),
     ]
     .concat();
