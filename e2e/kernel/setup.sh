@@ -23,13 +23,14 @@ QUIET=0
 say() { [ "$QUIET" -eq 1 ] || lvs_log "$@"; }
 
 # Host packages: the VM runner, the guest userland and the tools to build it.
-HOST_PKGS=(qemu-system-x86 busybox-static kmod cpio gzip ipvsadm iproute2 tcpdump binutils libc-bin)
+HOST_PKGS=(qemu-system-x86 busybox-static kmod cpio gzip ipvsadm iproute2 tcpdump binutils libc-bin nftables)
 
 # Modules copied into the guest (with their dependencies). All must exist.
 MODULES=(
     ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh
     ip_vs_sh ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf
     nf_conntrack nf_defrag_ipv4 nf_defrag_ipv6
+    nf_tables nfnetlink nf_nat nft_chain_nat nft_ct nft_masq
     ipip tunnel4 ip_tunnel fou fou6 ip6_tunnel tunnel6 ip_gre gre ip6_gre sit
     veth bridge dummy nlmon macvlan
     virtio_pci virtio_net virtio_rng
@@ -37,7 +38,7 @@ MODULES=(
 )
 
 # Dynamic binaries copied into the guest with the libraries ldd lists.
-GUEST_BINS=(/usr/bin/ip /usr/sbin/ipvsadm /usr/bin/kmod /usr/bin/tcpdump /usr/bin/ss /usr/sbin/bridge)
+GUEST_BINS=(/usr/bin/ip /usr/sbin/ipvsadm /usr/bin/kmod /usr/bin/tcpdump /usr/bin/ss /usr/sbin/bridge /usr/sbin/nft)
 # busybox applets NOT linked: the real tools above take their place.
 BUSYBOX_SKIP=" ip modprobe insmod rmmod lsmod depmod modinfo init linuxrc "
 
