@@ -88,7 +88,7 @@ lab_directors() { echo dir1 dir2; }
 
 lab_has() {
   case $1 in
-    apiserver-restart | ha) return 0 ;;
+    apiserver-restart | ha | snat) return 0 ;;
     *) return 1 ;;
   esac
 }

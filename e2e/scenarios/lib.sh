@@ -24,7 +24,9 @@
 #   lab_arp_peer                    "NODE IFACE": where to arping the directors'
 #                                   segment from (a neighbour that is no realserver)
 #   lab_has FEATURE                 0 when the lab supports FEATURE
-#                                   (apiserver-restart; ha: the functions below)
+#                                   (apiserver-restart; ha: the functions below;
+#                                   snat: realservers rs4, rs5 route around the
+#                                   director and the nodes have nft)
 #   Director HA (90-ha.sh, only where lab_has ha):
 #   lab_directors                   the two director nodes
 #   lab_ha_on NODE...               NODE's agent runs with director HA on
