@@ -613,6 +613,11 @@ pub(crate) mod client {
 
     /// The comments of the rules in the table's chain (sorted; "" for a
     /// rule without one), or `None` when the table does not exist.
+    ///
+    /// On a kernel where nf_tables is a module not yet loaded, asking loads
+    /// it (as `nft list tables` would); nodes that run iptables-nft or
+    /// kube-proxy have it loaded anyway. Where it cannot be loaded the read
+    /// fails, which matters only when source NAT is wanted.
     pub fn read_table() -> DpResult<Option<Vec<String>>> {
         let what = format!("read nftables table inet {TABLE}");
         let mut s = open(&what)?;
