@@ -89,6 +89,8 @@ pub struct Summary {
     pub valid_rs: usize,
     /// Destinations the kernel must hold after the agent's sync.
     pub expect_dests: usize,
+    /// Source-NATed services: masquerade rules in the agent's nftables table.
+    pub expect_snat: usize,
     /// A few refusal messages, one per distinct rule, for the log.
     pub refusals: BTreeMap<String, usize>,
 }
@@ -125,6 +127,7 @@ pub fn generate(opts: &Options) -> anyhow::Result<(String, Summary)> {
         }
         if vs_ok && unique {
             sum.valid_vs += 1;
+            sum.expect_snat += usize::from(vs.source_nat);
             seen.vs(&vs);
             push_doc(&mut out, "VirtualService", &name, None, &vs)?;
         }
@@ -237,6 +240,7 @@ pub fn write(dir: &Path, opts: &Options) -> anyhow::Result<Summary> {
         ("VALID_RS", s.valid_rs.to_string()),
         ("EXPECT_SERVICES", s.valid_vs.to_string()),
         ("EXPECT_DESTS", s.expect_dests.to_string()),
+        ("EXPECT_SNAT", s.expect_snat.to_string()),
         ("EXCLUDED_SCHEDULERS", excluded.join(",")),
     ] {
         writeln!(env, "SPECGEN_{k}='{v}'")?;

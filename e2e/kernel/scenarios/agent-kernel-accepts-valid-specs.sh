@@ -56,6 +56,10 @@ fi
 [ "$unprogrammed" -eq 0 ] || fail "$unprogrammed VirtualServices are not programmed (seed $SPECGEN_SEED)"
 expect_eq "IPVS services on dir1" "$SPECGEN_EXPECT_SERVICES" "$services"
 expect_eq "IPVS destinations on dir1" "$SPECGEN_EXPECT_DESTS" "$dests"
+# Source-NATed services: one masquerade rule each in the agent's table.
+[ "${SPECGEN_EXPECT_SNAT:-0}" -gt 0 ] || fail "no source-NATed service was drawn (seed $SPECGEN_SEED)"
+snat="$(nsx dir1 nft list table inet lvs-operator 2>/dev/null | grep -c masquerade)"
+expect_eq "masquerade rules on dir1" "${SPECGEN_EXPECT_SNAT:-0}" "$snat"
 
 # A second sync over the same specs must find the kernel as it was written:
 # anything it rewrites is a value the kernel did not keep.

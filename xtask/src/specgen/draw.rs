@@ -213,6 +213,12 @@ impl Gen<'_> {
                     }),
             });
         }
+        // Source NAT mostly with NAT, now and then elsewhere (refused).
+        spec.source_nat = self.chance(if spec.forwarding == ForwardingMethod::Nat {
+            0.4
+        } else {
+            0.02
+        });
         if self.chance(0.3) {
             let t = self.pick(&[
                 None,
