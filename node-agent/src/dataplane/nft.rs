@@ -522,7 +522,13 @@ pub(crate) mod client {
             request: what.to_string(),
             source,
         };
-        let mut s = Socket::new(NETLINK_NETFILTER).map_err(io)?;
+        // No socket (nfnetlink missing, EPROTONOSUPPORT): nothing was sent,
+        // so this is a refusal, not an unknown outcome.
+        let mut s =
+            Socket::new(NETLINK_NETFILTER).map_err(|e: io::Error| match e.raw_os_error() {
+                Some(errno) => kernel(what, errno),
+                None => io(e),
+            })?;
         s.bind_auto().map_err(io)?;
         s.connect(&SocketAddr::new(0, 0)).map_err(io)?;
         Ok(s)
