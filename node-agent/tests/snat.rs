@@ -129,3 +129,33 @@ fn without_nf_tables_only_a_service_that_needs_it_fails() {
         Some(&vec!["10.0.0.1:80/TCP".to_string()])
     );
 }
+
+#[test]
+fn a_foreign_service_at_the_key_is_not_source_nated() {
+    let dir = temp_dir("snat-foreign");
+    let mut fake = FakeDataplane::new();
+    let (fk, fs) = common::arb::foreign();
+    fake.ipvs.insert(fk, fs.clone());
+    let mut r = reconciler(fake, &dir);
+    // The plan wants source NAT for the foreign service's key and for web.
+    let mut p = plan(true);
+    let mut other = service("other", "10.9.0.9", 80, vec![dest("10.1.0.1", 80, 1, Nat)]);
+    other.owner = "default/other".into();
+    p.source_nat.push(other.key);
+    p.services.push(other);
+    p.services.sort();
+    p.source_nat.sort();
+    let rep = sync(&mut r, &p, false);
+    assert!(
+        rep.errors
+            .iter()
+            .any(|e| e.kind == ErrorKind::ForeignService),
+        "{:?}",
+        rep.errors
+    );
+    assert_eq!(
+        table(r.dataplane()),
+        Some(&vec!["10.0.0.1:80/TCP".to_string()])
+    );
+    assert_eq!(r.dataplane().ipvs.get(&fk), Some(&fs));
+}

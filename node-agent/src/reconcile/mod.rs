@@ -666,7 +666,16 @@ impl<D: Dataplane> Reconciler<D> {
             scope.map(|s| &s.services),
         ));
         d.merge(daemons::decide(want_daemons, &known.daemons, ledger));
-        d.merge(snat::decide(&snat::wanted(plan), &known.snat));
+        // A foreign IPVS service at a wanted key is not the agent's to
+        // source-NAT (the ipvs diff reports it).
+        let snat_want: Vec<_> = snat::wanted(plan)
+            .into_iter()
+            .filter(|(k, _)| {
+                let key = crate::desired::service_key(k);
+                !known.ipvs.contains_key(&key) || ledger.owns_service(&key)
+            })
+            .collect();
+        d.merge(snat::decide(&snat_want, &known.snat));
         d.into_ordered()
     }
 }
