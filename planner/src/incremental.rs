@@ -27,6 +27,7 @@ use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
 use crate::analyze::{Verdict, contending_key, narrowest_label, service_state, verdict_for};
 use crate::plan::{NodePlan, ServiceKey};
 use crate::planner::{Aggregate, Fragment, fragment};
+use crate::pools::AddressPolicy;
 
 /// One change of an object: the new version, or the removal of the object
 /// with this key (namespace/name; a Node's name).
@@ -151,6 +152,8 @@ pub struct Incremental {
     fragments: BTreeMap<String, Fragment>,
     aggregate: Aggregate,
     loaded: bool,
+    /// The address pools, when enforced.
+    policy: Option<std::sync::Arc<AddressPolicy>>,
     /// Re-plans of at least this many VirtualServices use several threads.
     parallel_min: usize,
 }
@@ -174,6 +177,7 @@ impl Default for Incremental {
             fragments: BTreeMap::new(),
             aggregate: Aggregate::default(),
             loaded: false,
+            policy: None,
             parallel_min: PARALLEL_MIN,
         }
     }
@@ -245,6 +249,33 @@ impl Incremental {
             real_servers: diff_map(&self.rss, rss, |o| o.meta.key()),
             nodes: diff_map(&self.nodes, nodes, |n| n.name.clone()),
         }
+    }
+
+    /// The address policy in force (`None`: pools are not enforced).
+    pub fn policy(&self) -> Option<&AddressPolicy> {
+        self.policy.as_deref()
+    }
+
+    /// Replaces the address policy; a different one re-plans everything
+    /// (with no other change), since it may refuse or admit any service.
+    pub fn set_policy(&mut self, policy: Option<AddressPolicy>) -> Applied {
+        if self.policy.as_deref() == policy.as_ref() {
+            return Applied::default();
+        }
+        let names: Vec<String> = self.vss.keys().cloned().collect();
+        for n in &names {
+            if let Some(o) = self.vss.get(n).cloned() {
+                self.unfile_vs(n, &o);
+            }
+        }
+        self.policy = policy.map(std::sync::Arc::new);
+        for n in &names {
+            if let Some(o) = self.vss.get(n).cloned() {
+                self.file_vs(n, &o);
+            }
+        }
+        self.loaded = false;
+        self.apply(Changes::default())
     }
 
     /// Applies changes and re-plans what they affect.
@@ -356,13 +387,13 @@ impl Incremental {
     /// The verdict and fragment of one VirtualService.
     fn verdict(&self, name: &str) -> Option<(Verdict, Fragment)> {
         let vs = self.vss.get(name)?;
-        let (state, key) = service_state(vs, |k| {
+        let state = service_state(vs, self.policy.as_deref(), |k| {
             self.contenders
                 .get(&k)
                 .and_then(|c| c.first())
                 .map(|a| a.name.clone())
         });
-        let verdict = verdict_for(vs, state, key, self.select(vs), &self.nodes);
+        let verdict = verdict_for(vs, state, self.select(vs), &self.nodes);
         let f = fragment(&self.node, &verdict, &vs.spec);
         Some((verdict, f))
     }
@@ -473,7 +504,7 @@ impl Incremental {
             None => self.vs_unfiled.entry(o.meta.namespace.clone()).or_default(),
         }
         .insert(name.to_string());
-        let key = contending_key(&o.spec)?;
+        let key = contending_key(o, self.policy.as_deref())?;
         let c = self.contenders.entry(key).or_default();
         let a = AgeKey::of(o);
         if let Err(i) = c.binary_search(&a) {
@@ -501,7 +532,7 @@ impl Incremental {
                 }
             }
         }
-        let key = contending_key(&o.spec)?;
+        let key = contending_key(o, self.policy.as_deref())?;
         if let Some(c) = self.contenders.get_mut(&key) {
             if let Ok(i) = c.binary_search(&AgeKey::of(o)) {
                 c.remove(i);

@@ -18,7 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use lvs_api::{AddressOwner, LabelSelector, LvsAddressPoolSpec, PoolIndex, PoolSummary};
+use lvs_api::{
+    AddressOwner, LabelSelector, LvsAddressPoolSpec, Object, PoolIndex, PoolSummary,
+    VirtualServiceSpec,
+};
 
 /// The label every namespace carries with its own name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -342,6 +345,9 @@ pub enum NotAllowed {
         namespace: String,
         pools: Vec<String>,
     },
+    /// An empty director selector (every node) in a pool that does not
+    /// allow it.
+    AllDirectors { pool: String },
 }
 
 impl NotAllowed {
@@ -353,6 +359,7 @@ impl NotAllowed {
             NotAllowed::NamespaceNotAdmitted { .. } => "NamespaceNotAdmitted",
             NotAllowed::Held { .. } => "AddressHeld",
             NotAllowed::Exhausted { .. } => "PoolsExhausted",
+            NotAllowed::AllDirectors { .. } => "DirectorSelectorRequired",
         }
     }
 }
@@ -401,6 +408,10 @@ impl fmt::Display for NotAllowed {
                 "no free address for namespace {namespace} in the pools that admit it and assign automatically ({})",
                 names(pools)
             ),
+            NotAllowed::AllDirectors { pool } => write!(
+                f,
+                "spec.directors.nodeSelector: empty (every node a director), but LvsAddressPool {pool} does not allow all directors (allowAllDirectors); select the director nodes"
+            ),
         }
     }
 }
@@ -416,7 +427,12 @@ pub struct AddressPolicy {
     denied: BTreeMap<IpAddr, String>,
     /// Address -> holding namespace (non-shared pools only).
     owners: BTreeMap<IpAddr, String>,
+    /// Every namespace's labels, when known (the operator); an agent does
+    /// not watch Namespaces and judges selectors on the name label alone.
+    namespaces: Option<BTreeMap<String, BTreeMap<String, String>>>,
 }
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 impl AddressPolicy {
     pub fn new(mut pools: Vec<Pool>) -> Self {
@@ -454,6 +470,39 @@ impl AddressPolicy {
             }
         }
         self
+    }
+
+    /// Sets every namespace's labels (a namespace missing here has none).
+    pub fn set_namespaces(&mut self, namespaces: BTreeMap<String, BTreeMap<String, String>>) {
+        self.namespaces = Some(namespaces);
+    }
+
+    /// A namespace's labels as far as known (see `namespaces`).
+    pub fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
+        self.namespaces
+            .as_ref()
+            .map(|m| m.get(namespace).unwrap_or(&NO_LABELS))
+    }
+
+    /// Whether a VirtualService is allowed: its VIP (fwmark services have
+    /// none and need no pool) lies in a pool admitting its namespace and
+    /// not held by another, and its director selector is not empty unless
+    /// that pool allows all directors. The pool, if any.
+    pub fn check(&self, vs: &Object<VirtualServiceSpec>) -> Result<Option<&Pool>, NotAllowed> {
+        let Some(addr) = vs.spec.address.as_deref() else {
+            return Ok(None);
+        };
+        let Ok(addr) = addr.parse::<IpAddr>() else {
+            return Ok(None);
+        };
+        let ns = vs.meta.namespace.as_str();
+        let pool = self.vip_allowed(ns, self.namespace_labels(ns), addr)?;
+        if vs.spec.directors.node_selector.is_empty() && !pool.allow_all_directors {
+            return Err(NotAllowed::AllDirectors {
+                pool: pool.name.clone(),
+            });
+        }
+        Ok(Some(pool))
     }
 
     pub fn pools(&self) -> &[Pool] {
