@@ -503,8 +503,7 @@ pub fn vs_controller(
             .map(|v| ObjectRef::from_obj(v.as_ref()))
             .collect()
     };
-    let (on_pool, on_api_service, on_api_endpoints) =
-        (all_vss.clone(), all_vss.clone(), all_vss);
+    let (on_pool, on_api_service, on_api_endpoints) = (all_vss.clone(), all_vss.clone(), all_vss);
     let vs_store = stores.vs.clone();
     let on_namespace = move |ns: k8s_openapi::api::core::v1::Namespace| {
         let name = ns.name_any();
@@ -525,9 +524,7 @@ pub fn vs_controller(
         .watches_stream(feeds.pools.subscribe(), move |_| on_pool())
         .watches_stream(feeds.namespaces.subscribe(), on_namespace)
         .watches_stream(feeds.api_service.subscribe(), move |_| on_api_service())
-        .watches_stream(feeds.api_endpoints.subscribe(), move |_| {
-            on_api_endpoints()
-        })
+        .watches_stream(feeds.api_endpoints.subscribe(), move |_| on_api_endpoints())
         .watches_stream(feeds.rs.subscribe(), on_rs)
         .watches_stream(feeds.nodes.subscribe(), on_node)
         .watches_stream(feeds.lvsnodes.subscribe(), on_lvsnode)

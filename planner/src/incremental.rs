@@ -248,6 +248,7 @@ impl Incremental {
             virtual_services: diff_map(&self.vss, vss, |o| o.meta.key()),
             real_servers: diff_map(&self.rss, rss, |o| o.meta.key()),
             nodes: diff_map(&self.nodes, nodes, |n| n.name.clone()),
+            policy: None,
         }
     }
 
@@ -259,8 +260,18 @@ impl Incremental {
     /// Replaces the address policy; a different one re-plans everything
     /// (with no other change), since it may refuse or admit any service.
     pub fn set_policy(&mut self, policy: Option<AddressPolicy>) -> Applied {
+        self.apply(Changes {
+            policy: Some(policy),
+            ..Changes::default()
+        })
+    }
+
+    /// Puts a different policy in force (re-filing every VirtualService,
+    /// since which ones contend for a key depends on it); returns whether
+    /// it differed.
+    fn replace_policy(&mut self, policy: Option<AddressPolicy>) -> bool {
         if self.policy.as_deref() == policy.as_ref() {
-            return Applied::default();
+            return false;
         }
         let names: Vec<String> = self.vss.keys().cloned().collect();
         for n in &names {
@@ -274,8 +285,7 @@ impl Incremental {
                 self.file_vs(n, &o);
             }
         }
-        self.loaded = false;
-        self.apply(Changes::default())
+        true
     }
 
     /// Applies changes and re-plans what they affect.
@@ -283,6 +293,9 @@ impl Incremental {
         let mut affected: BTreeSet<String> = BTreeSet::new();
         let mut all = !self.loaded;
         self.loaded = true;
+        if let Some(p) = changes.policy {
+            all |= self.replace_policy(p);
+        }
 
         for c in changes.nodes {
             let changed = match c {
@@ -588,15 +601,24 @@ pub struct Changes {
     pub virtual_services: Vec<Change<Object<VirtualServiceSpec>>>,
     pub real_servers: Vec<Change<Object<RealServerSpec>>>,
     pub nodes: Vec<Change<NodeInfo>>,
+    /// A new address policy (`Some(None)`: pools no longer enforced); `None`
+    /// leaves the one in force.
+    pub policy: Option<Option<AddressPolicy>>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.virtual_services.is_empty() && self.real_servers.is_empty() && self.nodes.is_empty()
+        self.virtual_services.is_empty()
+            && self.real_servers.is_empty()
+            && self.nodes.is_empty()
+            && self.policy.is_none()
     }
 
     pub fn len(&self) -> usize {
-        self.virtual_services.len() + self.real_servers.len() + self.nodes.len()
+        self.virtual_services.len()
+            + self.real_servers.len()
+            + self.nodes.len()
+            + usize::from(self.policy.is_some())
     }
 }
 

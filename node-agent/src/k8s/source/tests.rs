@@ -29,6 +29,7 @@ fn ok(u: Update) -> WatchItem {
         Update::VirtualService(_) => Kind::VirtualService,
         Update::RealServer(_) => Kind::RealServer,
         Update::Node(_) => Kind::Node,
+        Update::AddressPool(_) => Kind::AddressPool,
     };
     (kind, Ok(u))
 }
