@@ -76,6 +76,9 @@ agent     yes    watch   realservers.lvs.lvs-operator.io        -           -   
 agent     yes    list    lvsaddresspools.lvs.lvs-operator.io    -           -                    all
 agent     yes    watch   lvsaddresspools.lvs.lvs-operator.io    -           -                    all
 agent     no     patch   lvsaddresspools.lvs.lvs-operator.io    status      -                    all
+agent     yes    list    namespaces                             -           -                    all
+agent     yes    watch   namespaces                             -           -                    all
+agent     no     patch   namespaces                             -           -                    all
 agent     yes    list    nodes                                  -           -                    all
 agent     yes    watch   nodes                                  -           -                    all
 agent     yes    create  lvsnodes.lvs.lvs-operator.io           -           -                    all

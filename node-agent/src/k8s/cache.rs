@@ -153,6 +153,7 @@ pub enum Kind {
     RealServer,
     Node,
     AddressPool,
+    Namespace,
 }
 
 impl Kind {
@@ -162,6 +163,7 @@ impl Kind {
             Kind::RealServer => "RealServer",
             Kind::Node => "Node",
             Kind::AddressPool => "LvsAddressPool",
+            Kind::Namespace => "Namespace",
         }
     }
 }
@@ -186,6 +188,8 @@ pub enum Update {
     RealServer(WatchEvent<Object<RealServerSpec>>),
     Node(WatchEvent<NodeInfo>),
     AddressPool(WatchEvent<PoolView>),
+    /// A namespace's labels (pools select namespaces by them).
+    Namespace(WatchEvent<BTreeMap<String, String>>),
 }
 
 /// The kinds the planner needs.
@@ -197,6 +201,8 @@ pub struct Cache {
     /// The address pools, when enforced (Kubernetes mode): then no
     /// snapshot goes out before their list is complete.
     pub pools: Option<KindCache<PoolView>>,
+    /// Every namespace's labels, watched with the pools.
+    pub namespaces: Option<KindCache<BTreeMap<String, String>>>,
     /// The policy last handed to the planner.
     policy: Option<AddressPolicy>,
 }
@@ -209,6 +215,7 @@ impl Cache {
     pub fn with_pools() -> Self {
         Cache {
             pools: Some(KindCache::default()),
+            namespaces: Some(KindCache::default()),
             ..Cache::default()
         }
     }
@@ -220,14 +227,14 @@ impl Cache {
             Update::RealServer(c) => self.real_servers.apply(c),
             Update::Node(c) => self.nodes.apply(c),
             Update::AddressPool(c) => self.pools.as_mut().is_some_and(|p| p.apply(c)),
+            Update::Namespace(c) => self.namespaces.as_mut().is_some_and(|n| n.apply(c)),
         }
     }
 
     /// The address policy of the pools and nodes held (`None` when pools
     /// are not enforced): the pools that parse, the denied addresses and
     /// owners of the operator's index (the first pool by name that has
-    /// one), and every node's InternalIPs. Namespace labels are not known
-    /// here: a pool's namespace selector is judged on the name label.
+    /// one), every node's InternalIPs, and every namespace's labels.
     pub fn policy(&self) -> Option<AddressPolicy> {
         let pools = self.pools.as_ref()?;
         let mut parsed = Vec::new();
@@ -248,6 +255,9 @@ impl Cache {
                 policy.deny(*ip, format!("an address of node {}", n.name));
             }
         }
+        if let Some(ns) = &self.namespaces {
+            policy.set_namespaces(ns.objects.clone());
+        }
         Some(policy)
     }
 
@@ -265,6 +275,9 @@ impl Cache {
         }
         if self.pools.as_ref().is_some_and(|p| !p.complete()) {
             out.push(Kind::AddressPool);
+        }
+        if self.namespaces.as_ref().is_some_and(|n| !n.complete()) {
+            out.push(Kind::Namespace);
         }
         out
     }
@@ -292,6 +305,9 @@ impl Cache {
         }
         if let Some(p) = self.pools.as_mut() {
             p.dirty.clear();
+        }
+        if let Some(n) = self.namespaces.as_mut() {
+            n.dirty.clear();
         }
         let policy = self.policy();
         let policy_changed = policy != self.policy;
@@ -543,6 +559,13 @@ spec:
     fn pools_hold_back_snapshots_and_become_the_policy() {
         let mut c = Cache::with_pools();
         listed(&mut c);
+        assert_eq!(c.incomplete(), [Kind::AddressPool, Kind::Namespace]);
+        c.apply(Update::Namespace(WatchEvent::Init));
+        c.apply(Update::Namespace(WatchEvent::InitApply(
+            "team-a".into(),
+            BTreeMap::from([("tier".to_string(), "gold".to_string())]),
+        )));
+        c.apply(Update::Namespace(WatchEvent::InitDone));
         assert_eq!(c.incomplete(), [Kind::AddressPool]);
         assert_eq!(c.take_changes(), None, "no plan before the pools are known");
         c.apply(Update::AddressPool(WatchEvent::Init));
@@ -559,6 +582,14 @@ spec:
         assert!(c.apply(Update::AddressPool(WatchEvent::InitDone)));
         let first = c.take_changes().unwrap();
         let policy = first.policy.clone().flatten().expect("a policy");
+        assert_eq!(
+            policy
+                .namespace_labels("team-a")
+                .and_then(|l| l.get("tier"))
+                .map(String::as_str),
+            Some("gold")
+        );
+        assert_eq!(policy.namespace_labels("team-b"), Some(&BTreeMap::new()));
         let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
         assert_eq!(
             policy

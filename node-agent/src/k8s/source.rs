@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -336,9 +336,10 @@ fn node_key(n: &Node) -> String {
     n.name_any()
 }
 
-/// The watches, merged. VirtualServices, RealServers and LvsAddressPools
-/// are read object by object; the ones that cannot be read go to
-/// `unreadable`.
+/// The watches, merged: the planner's kinds, and the address pools with
+/// the namespaces' labels they select by. VirtualServices, RealServers and
+/// LvsAddressPools are read object by object; the ones that cannot be read
+/// go to `unreadable`.
 pub fn watches(
     client: &Client,
     unreadable: &Unreadable,
@@ -354,6 +355,14 @@ pub fn watches(
             },
             Update::AddressPool,
             unreadable.clone(),
+        )
+        .boxed(),
+        watch(
+            Api::<Namespace>::all(client.clone()),
+            Kind::Namespace,
+            |n: &Namespace| n.name_any(),
+            |n: &Namespace| n.labels().clone(),
+            Update::Namespace,
         )
         .boxed(),
         read_watch(
@@ -564,6 +573,7 @@ fn handle(
                     | Update::RealServer(WatchEvent::Init)
                     | Update::Node(WatchEvent::Init)
                     | Update::AddressPool(WatchEvent::Init)
+                    | Update::Namespace(WatchEvent::Init)
             ) && sent_any
             {
                 tracing::info!(

@@ -30,6 +30,7 @@ fn ok(u: Update) -> WatchItem {
         Update::RealServer(_) => Kind::RealServer,
         Update::Node(_) => Kind::Node,
         Update::AddressPool(_) => Kind::AddressPool,
+        Update::Namespace(_) => Kind::Namespace,
     };
     (kind, Ok(u))
 }
