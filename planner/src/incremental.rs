@@ -257,8 +257,8 @@ impl Incremental {
         self.policy.as_deref()
     }
 
-    /// Replaces the address policy; a different one re-plans everything
-    /// (with no other change), since it may refuse or admit any service.
+    /// Replaces the address policy and re-plans the services it judges
+    /// differently (with the services contending for their keys).
     pub fn set_policy(&mut self, policy: Option<AddressPolicy>) -> Applied {
         self.apply(Changes {
             policy: Some(policy),
@@ -266,16 +266,27 @@ impl Incremental {
         })
     }
 
-    /// Puts a different policy in force (re-filing every VirtualService,
-    /// since which ones contend for a key depends on it); returns whether
-    /// it differed.
-    fn replace_policy(&mut self, policy: Option<AddressPolicy>) -> bool {
+    /// Puts a different policy in force; returns the VirtualServices whose
+    /// verdict it may change: those it judges differently (refused or not,
+    /// another pool), and the services contending for their keys (the
+    /// winner may change). Every service is filed again, since which ones
+    /// contend depends on the policy.
+    fn replace_policy(&mut self, policy: Option<AddressPolicy>) -> BTreeSet<String> {
         if self.policy.as_deref() == policy.as_ref() {
-            return false;
+            return BTreeSet::new();
         }
         let names: Vec<String> = self.vss.keys().cloned().collect();
+        let judged = |p: Option<&AddressPolicy>, vs: &Object<VirtualServiceSpec>| {
+            p.map(|p| p.check(vs).map(|pool| pool.cloned()))
+        };
+        let mut changed: BTreeSet<String> = BTreeSet::new();
+        let mut keys: BTreeSet<ServiceKey> = BTreeSet::new();
         for n in &names {
             if let Some(o) = self.vss.get(n).cloned() {
+                if judged(self.policy.as_deref(), &o) != judged(policy.as_ref(), &o) {
+                    changed.insert(n.clone());
+                    keys.extend(crate::analyze::service_key(&o.spec));
+                }
                 self.unfile_vs(n, &o);
             }
         }
@@ -285,7 +296,12 @@ impl Incremental {
                 self.file_vs(n, &o);
             }
         }
-        true
+        for k in &keys {
+            if let Some(c) = self.contenders.get(k) {
+                changed.extend(c.iter().map(|a| a.name.clone()));
+            }
+        }
+        changed
     }
 
     /// Applies changes and re-plans what they affect.
@@ -294,7 +310,7 @@ impl Incremental {
         let mut all = !self.loaded;
         self.loaded = true;
         if let Some(p) = changes.policy {
-            all |= self.replace_policy(p);
+            affected.extend(self.replace_policy(p));
         }
 
         for c in changes.nodes {

@@ -166,7 +166,8 @@ fn pools_refuse_narrow_and_restrict_realserver_nodes() {
         "without pools, plain conflict resolution"
     );
     let applied = inc.set_policy(Some(edge_policy(false)));
-    assert!(applied.all);
+    assert!(!applied.all, "only what the policy judges differently");
+    assert_eq!(applied.verdicts.len(), 4, "every service here changes");
     let v = |name: &str| {
         applied
             .verdicts
