@@ -59,6 +59,13 @@ pub struct LvsNodeStatus {
     /// exist; the others are unaffected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<String>,
+    /// VirtualServices this node would direct that the address pools
+    /// refuse (VIP outside the pools that admit the namespace, held by
+    /// another namespace, denied, or an empty director selector not
+    /// allowed), as `namespace/name: why`, sorted; at most 50. The agent
+    /// programs none of them, whatever admission let through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
     /// Error texts left out or shortened to keep this object small (node
     /// errors and unreadable objects beyond their caps, per-service errors
     /// beyond the size budget). The agent's log and `/status` have them all.

@@ -16,6 +16,10 @@ pub mod types {
     /// Some director sees fewer healthy realservers than the service
     /// selects (health checks, readiness gating), or uses the sorry server.
     pub const DEGRADED: &str = "Degraded";
+    /// The address pools refuse the VIP or the director selector.
+    pub const ADDRESS_NOT_ALLOWED: &str = "AddressNotAllowed";
+    /// LvsAddressPool: shares addresses with another pool.
+    pub const OVERLAPS: &str = "Overlaps";
 }
 
 /// A standard Kubernetes condition.

@@ -43,14 +43,17 @@ ensure_namespaces() {
 lvs_release=lvs
 lvs_ns=lvs-system
 lvs_chart() { echo "$LVS_REPO/charts/lvs-operator"; }
+# The lab's address pool (a chart values file shared by the labs).
+lvs_lab_values() { echo "$LVS_REPO/e2e/lib/lab-pool-values.yaml"; }
 lvs_sa() { echo "$lvs_release-lvs-operator-$1"; }
-lvs_crds=(virtualservices.lvs.lvs-operator.io realservers.lvs.lvs-operator.io lvsnodes.lvs.lvs-operator.io)
+lvs_crds=(virtualservices.lvs.lvs-operator.io realservers.lvs.lvs-operator.io lvsnodes.lvs.lvs-operator.io
+  lvsaddresspools.lvs.lvs-operator.io)
 
 # ensure_release -> install the chart as $lvs_release into $lvs_ns unless it is
 # installed already, and wait for its CRDs to be Established.
 ensure_release() {
   helm status "$lvs_release" -n "$lvs_ns" >/dev/null 2>&1 ||
-    helm install "$lvs_release" "$(lvs_chart)" -n "$lvs_ns" --create-namespace
+    helm install "$lvs_release" "$(lvs_chart)" -n "$lvs_ns" --create-namespace -f "$(lvs_lab_values)"
   kubectl wait --for condition=Established --timeout 60s "${lvs_crds[@]/#/crd/}"
 }
 

@@ -121,9 +121,10 @@ cmd_up() {
 
   step "helm install $release charts/lvs-operator -n $ns"
   run_logged helm-install helm install "$release" "$LVS_REPO/charts/lvs-operator" -n "$ns" --create-namespace --wait=false \
-    --set ha.enabled=true
+    --set ha.enabled=true -f "$LVS_REPO/e2e/lib/lab-pool-values.yaml"
   run_logged crds-established kubectl wait --for condition=Established --timeout 60s \
-    crd/virtualservices.lvs.lvs-operator.io crd/realservers.lvs.lvs-operator.io crd/lvsnodes.lvs.lvs-operator.io
+    crd/virtualservices.lvs.lvs-operator.io crd/realservers.lvs.lvs-operator.io crd/lvsnodes.lvs.lvs-operator.io \
+    crd/lvsaddresspools.lvs.lvs-operator.io
 
   step "Node objects: ${JL_AGENT_NODES[*]} (dir1 is the director)"
   local n

@@ -71,7 +71,7 @@ EOF
   step "helm install lvs charts/lvs-operator -n lvs-system (image $KL_IMAGE)"
   helm install lvs "$LVS_REPO/charts/lvs-operator" -n lvs-system --create-namespace \
     --set "image.repository=${KL_IMAGE%:*}" --set "image.tag=${KL_IMAGE##*:}" --set image.pullPolicy=Never \
-    --set agent.resyncIntervalSeconds=30 --wait --timeout 5m
+    --set agent.resyncIntervalSeconds=30 -f "$LVS_REPO/e2e/lib/lab-pool-values.yaml" --wait --timeout 5m
 
   step "NAT realservers: Docker network $KL_NAT_NET 10.10.0.0/24 behind the director"
   local dir1

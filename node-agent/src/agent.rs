@@ -90,6 +90,10 @@ pub struct AgentStatus {
     pub ha_candidates: BTreeMap<IpAddr, Vec<String>>,
     #[serde(skip)]
     pub node_ips: BTreeMap<String, Vec<IpAddr>>,
+    /// VirtualServices this node would direct that the address pools
+    /// refuse: namespace/name -> why.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<String, String>,
 }
 
 /// Liveness and readiness, shared with the HTTP server.
@@ -182,6 +186,26 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// long enough that full syncs take at most `share` percent of the time.
 fn resync_gap(interval: Duration, share: u32, took: Duration) -> Duration {
     interval.max(took * 100 / share.clamp(1, 100))
+}
+
+/// Per re-planned VirtualService this node would direct: why the address
+/// pools refuse it, or `None` (allowed, gone, or not this node's).
+fn refusals(node: &str, applied: &lvs_planner::Applied) -> Vec<(String, Option<String>)> {
+    applied
+        .verdicts
+        .iter()
+        .map(|(name, v)| {
+            let why = v.as_ref().and_then(|v| match &v.state {
+                lvs_planner::ServiceState::NotAllowed { message, .. }
+                    if v.directors.iter().any(|d| d == node) =>
+                {
+                    Some(message.clone())
+                }
+                _ => None,
+            });
+            (name.clone(), why)
+        })
+        .collect()
 }
 
 /// The reconciler's scope for a planner scope.
@@ -285,6 +309,29 @@ impl<D: Dataplane> Agent<D> {
         let node = self.cfg.node_name.clone();
         if applied.all {
             self.roles.clear();
+        }
+        let refusals = refusals(&node, &applied);
+        if applied.all || !refusals.is_empty() {
+            self.status.send_if_modified(|st| {
+                let before = st.refused.clone();
+                if applied.all {
+                    st.refused.clear();
+                }
+                for (name, why) in &refusals {
+                    match why {
+                        Some(why) => {
+                            if before.get(name) != Some(why) {
+                                tracing::warn!(vs = %name, reason = %why, "not programming this VirtualService: the address pools refuse it");
+                            }
+                            st.refused.insert(name.clone(), why.clone());
+                        }
+                        None => {
+                            st.refused.remove(name);
+                        }
+                    }
+                }
+                st.refused != before
+            });
         }
         for (name, verdict) in &applied.verdicts {
             match verdict.as_ref().and_then(|v| node_role(&node, v)) {

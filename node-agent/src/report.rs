@@ -493,6 +493,7 @@ pub fn bounded_status(
         omitted_destinations: u32::try_from(omitted_destinations).unwrap_or(u32::MAX),
         services: listed,
         vips: Vec::new(),
+        refused: Vec::new(),
     }
 }
 

@@ -61,6 +61,18 @@ fn serve(mut handle: mock::Handle<Request<Body>, Response<Body>>) -> tokio::task
                 )
             } else if uri.contains("/realservers") {
                 list("RealServer", "lvs.lvs-operator.io/v1alpha1", vec![])
+            } else if uri.contains("/lvsaddresspools") {
+                list(
+                    "LvsAddressPool",
+                    "lvs.lvs-operator.io/v1alpha1",
+                    vec![
+                        json!({"apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsAddressPool",
+                                "metadata": {"name": "all", "resourceVersion": "4"},
+                                "spec": {"addresses": ["203.0.113.0/24"]}}),
+                    ],
+                )
+            } else if uri.contains("/api/v1/namespaces") {
+                list("Namespace", "v1", vec![])
             } else {
                 list(
                     "Node",

@@ -492,12 +492,39 @@ pub fn vs_controller(
         mapping::vss_for_virtualservice(&vs_store.state(), &key, &keys)
     };
 
+    // The address policy can refuse or admit any VirtualService: a pool
+    // or the API server's addresses touch all of them, a namespace's labels
+    // those of the namespace.
+    let vs_store = stores.vs.clone();
+    let all_vss = move || -> Vec<ObjectRef<VirtualService>> {
+        vs_store
+            .state()
+            .iter()
+            .map(|v| ObjectRef::from_obj(v.as_ref()))
+            .collect()
+    };
+    let (on_pool, on_api_service, on_api_endpoints) = (all_vss.clone(), all_vss.clone(), all_vss);
+    let vs_store = stores.vs.clone();
+    let on_namespace = move |ns: k8s_openapi::api::core::v1::Namespace| {
+        let name = ns.name_any();
+        vs_store
+            .state()
+            .iter()
+            .filter(|v| v.namespace().as_deref() == Some(name.as_str()))
+            .map(|v| ObjectRef::from_obj(v.as_ref()))
+            .collect::<Vec<_>>()
+    };
+
     let controller = Controller::for_stream(feeds.vs.subscribe(), stores.vs.clone())
         .with_config(
             Config::default()
                 .debounce(Duration::from_millis(200))
                 .concurrency(4),
         )
+        .watches_stream(feeds.pools.subscribe(), move |_| on_pool())
+        .watches_stream(feeds.namespaces.subscribe(), on_namespace)
+        .watches_stream(feeds.api_service.subscribe(), move |_| on_api_service())
+        .watches_stream(feeds.api_endpoints.subscribe(), move |_| on_api_endpoints())
         .watches_stream(feeds.rs.subscribe(), on_rs)
         .watches_stream(feeds.nodes.subscribe(), on_node)
         .watches_stream(feeds.lvsnodes.subscribe(), on_lvsnode)

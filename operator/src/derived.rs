@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use kube::ResourceExt;
 use lvs_api::{LvsNode, NodeInfo, Object, ServiceReport, VirtualServiceSpec};
-use lvs_planner::{Analysis, RealServerVerdict, Verdict, analyze};
+use lvs_planner::{Analysis, RealServerVerdict, Verdict, analyze_with};
+
+use crate::pools::{PoolDecision, decide_from};
 use tracing::debug;
 
 use crate::status::{NodeReports, SelectionIndex};
@@ -28,17 +30,26 @@ pub struct StoreSnapshot {
     pub rss: Vec<Object<lvs_api::RealServerSpec>>,
     pub nodes: Vec<NodeInfo>,
     pub reports: NodeReports,
+    /// The address policy; `None` when pools are not enforced (stores
+    /// without an API server behind them).
+    pub pools: Option<PoolDecision>,
 }
 
 impl StoreSnapshot {
     pub fn from_stores(stores: &Stores) -> Self {
+        let vss: Vec<Object<VirtualServiceSpec>> = stores
+            .vs
+            .state()
+            .iter()
+            .map(|o| Object::from(o.as_ref()))
+            .collect();
+        let pools = stores
+            .pools
+            .enforced
+            .then(|| decide_from(&stores.pools, &stores.nodes, &vss));
         StoreSnapshot {
-            vss: stores
-                .vs
-                .state()
-                .iter()
-                .map(|o| Object::from(o.as_ref()))
-                .collect(),
+            pools,
+            vss,
             rss: stores
                 .rs
                 .state()
@@ -56,7 +67,12 @@ impl StoreSnapshot {
     }
 
     pub fn analyze(&self) -> Analysis {
-        analyze(&self.vss, &self.rss, &self.nodes)
+        analyze_with(
+            &self.vss,
+            &self.rss,
+            &self.nodes,
+            self.pools.as_ref().map(|p| &p.policy),
+        )
     }
 }
 
@@ -113,6 +129,9 @@ impl<T> ChangeCountCache<T> {
 pub struct Analyzed {
     pub analysis: Analysis,
     pub selections: SelectionIndex,
+    /// The address policy the analysis ran under (empty when pools are not
+    /// enforced).
+    pub pools: PoolDecision,
 }
 
 impl Analyzed {
@@ -121,6 +140,7 @@ impl Analyzed {
         Analyzed {
             analysis,
             selections,
+            pools: PoolDecision::default(),
         }
     }
 
@@ -156,7 +176,10 @@ impl DerivedState {
                 elapsed_ms = t0.elapsed().as_millis() as u64,
                 "analysis computed"
             );
-            Analyzed::new(analysis)
+            Analyzed {
+                pools: snapshot.pools.unwrap_or_default(),
+                ..Analyzed::new(analysis)
+            }
         })
     }
 

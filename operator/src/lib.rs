@@ -16,6 +16,7 @@ pub mod http;
 pub mod leader;
 pub mod mapping;
 pub mod metrics;
+pub mod pools;
 pub mod run;
 pub mod status;
 pub mod stores;

@@ -94,12 +94,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let ctx = Arc::new(Context::new(client, stores, metrics.clone(), &identity));
     let vs = tokio::spawn(vs_controller(ctx.clone(), &feeds, shutdown.clone()));
-    let rs = tokio::spawn(rs_controller(ctx, &feeds, shutdown.clone()));
+    let rs = tokio::spawn(rs_controller(ctx.clone(), &feeds, shutdown.clone()));
+    let pools = tokio::spawn(crate::pools::pool_controller(ctx, &feeds, shutdown.clone()));
     health.controllers_running.store(true, Ordering::Relaxed);
     info!("controllers running");
     let controllers = async {
         let _ = vs.await;
         let _ = rs.await;
+        let _ = pools.await;
     };
 
     let result = match elector {

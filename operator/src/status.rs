@@ -37,6 +37,7 @@ pub mod reasons {
     pub const FAILED: &str = "Failed";
     pub const NOT_ACCEPTED: &str = "NotAccepted";
     pub const NO_DIRECTORS: &str = "NoDirectors";
+    pub const ADDRESS_ALLOWED: &str = "AddressAllowed";
     pub const NOT_SELECTED: &str = "NotSelected";
     pub const UNUSABLE: &str = "Unusable";
     /// Event: a director became the active one for a VIP.
@@ -249,7 +250,7 @@ fn programmed_update(
             t,
             false,
             reasons::NOT_ACCEPTED,
-            "nothing is programmed while the service is invalid or in conflict".into(),
+            "nothing is programmed while the service is invalid, refused by the address pools or in conflict".into(),
         );
     }
     if verdict.directors.is_empty() {
@@ -320,6 +321,7 @@ fn ready_update(verdict: &Verdict, namespace: &str) -> ConditionUpdate {
     let t = types::READY;
     match &verdict.state {
         ServiceState::Invalid(msg) => update(t, false, reasons::INVALID, msg.clone()),
+        ServiceState::NotAllowed { reason, message } => update(t, false, reason, message.clone()),
         ServiceState::Conflict { winner } => update(
             t,
             false,
@@ -357,7 +359,8 @@ fn ready_update(verdict: &Verdict, namespace: &str) -> ConditionUpdate {
 }
 
 /// The conditions of a VirtualService, in a fixed order: Ready, Programmed,
-/// Conflict, Invalid ([`vs_status`] adds Degraded after Programmed).
+/// Conflict, Invalid, AddressNotAllowed ([`vs_status`] adds Degraded after
+/// Programmed).
 pub fn vs_condition_updates(
     spec: &VirtualServiceSpec,
     namespace: &str,
@@ -381,11 +384,23 @@ pub fn vs_condition_updates(
         ServiceState::Invalid(msg) => update(types::INVALID, true, reasons::INVALID, msg.clone()),
         _ => update(types::INVALID, false, reasons::VALID, String::new()),
     };
+    let not_allowed = match &verdict.state {
+        ServiceState::NotAllowed { reason, message } => {
+            update(types::ADDRESS_NOT_ALLOWED, true, reason, message.clone())
+        }
+        _ => update(
+            types::ADDRESS_NOT_ALLOWED,
+            false,
+            reasons::ADDRESS_ALLOWED,
+            String::new(),
+        ),
+    };
     vec![
         ready_update(verdict, namespace),
         programmed_update(verdict, generation, nodes),
         conflict,
         invalid,
+        not_allowed,
     ]
 }
 

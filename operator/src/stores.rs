@@ -15,12 +15,13 @@ use std::time::Instant;
 
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use lvs_api::{LvsNode, NodeInfo, RealServer, VirtualService};
+use lvs_api::{LvsAddressPool, LvsNode, NodeInfo, RealServer, VirtualService};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::de::DeserializeOwned;
@@ -265,6 +266,8 @@ pub struct Stores {
     pub rs: Store<RealServer>,
     pub nodes: Store<Node>,
     pub lvsnodes: Store<LvsNode>,
+    /// What the address policy reads.
+    pub pools: PoolStores,
     /// Bumped by the watch tasks after a store took a change of what the
     /// analysis reads.
     pub changes: ChangeCounters,
@@ -272,6 +275,37 @@ pub struct Stores {
     /// read.
     pub unreadable: Unreadable,
 }
+
+/// The inputs of the address policy: the pools, every namespace's labels,
+/// and the `default/kubernetes` Service and its EndpointSlices (the API
+/// server's addresses, which no pool may hand out).
+#[derive(Debug, Clone)]
+pub struct PoolStores {
+    /// Whether pools are enforced: always when the stores watch an API
+    /// server; the empty stores of [`Default`] enforce nothing.
+    pub enforced: bool,
+    pub pools: Store<LvsAddressPool>,
+    pub namespaces: Store<Namespace>,
+    pub api_service: Store<Service>,
+    pub api_endpoints: Store<EndpointSlice>,
+}
+
+/// Empty stores (no writer): for tests that bring their own objects.
+impl Default for PoolStores {
+    fn default() -> Self {
+        PoolStores {
+            enforced: false,
+            pools: reflector::store().0,
+            namespaces: reflector::store().0,
+            api_service: reflector::store().0,
+            api_endpoints: reflector::store().0,
+        }
+    }
+}
+
+/// The namespace and name of the Service whose addresses are the API
+/// server's.
+pub const API_SERVICE: (&str, &str) = ("default", "kubernetes");
 
 /// Change counters, one per derived value: the planner's analysis (of
 /// VirtualServices, RealServers and Nodes) and the agents' reports (of
@@ -355,6 +389,47 @@ impl Watched for Node {
     }
 }
 
+/// The analysis reads a pool's spec and the owners the operator last wrote
+/// (so that a released address stays reserved across restarts).
+impl Watched for LvsAddressPool {
+    const INPUT: Input = Input::Planner;
+    fn changed(old: &Self, new: &Self) -> bool {
+        let owners = |p: &Self| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.index.as_ref())
+                .map(|i| i.owners.clone())
+        };
+        object_changed(old, &old.spec, new, &new.spec) || owners(old) != owners(new)
+    }
+}
+
+impl Watched for Namespace {
+    const INPUT: Input = Input::Planner;
+    fn changed(old: &Self, new: &Self) -> bool {
+        old.metadata.uid != new.metadata.uid || old.metadata.labels != new.metadata.labels
+    }
+}
+
+impl Watched for Service {
+    const INPUT: Input = Input::Planner;
+    fn changed(old: &Self, new: &Self) -> bool {
+        let ips = |s: &Self| {
+            s.spec
+                .as_ref()
+                .map(|s| (s.cluster_ip.clone(), s.cluster_ips.clone()))
+        };
+        ips(old) != ips(new)
+    }
+}
+
+impl Watched for EndpointSlice {
+    const INPUT: Input = Input::Planner;
+    fn changed(old: &Self, new: &Self) -> bool {
+        old.endpoints != new.endpoints
+    }
+}
+
 impl Watched for LvsNode {
     const INPUT: Input = Input::Reports;
     fn changed(old: &Self, new: &Self) -> bool {
@@ -388,6 +463,10 @@ pub struct Feeds {
     pub rs: Fanout<RealServer>,
     pub nodes: Fanout<Node>,
     pub lvsnodes: Fanout<LvsNode>,
+    pub pools: Fanout<LvsAddressPool>,
+    pub namespaces: Fanout<Namespace>,
+    pub api_service: Fanout<Service>,
+    pub api_endpoints: Fanout<EndpointSlice>,
 }
 
 impl Stores {
@@ -396,7 +475,11 @@ impl Stores {
         self.vs.wait_until_ready().await?;
         self.rs.wait_until_ready().await?;
         self.nodes.wait_until_ready().await?;
-        self.lvsnodes.wait_until_ready().await
+        self.lvsnodes.wait_until_ready().await?;
+        self.pools.pools.wait_until_ready().await?;
+        self.pools.namespaces.wait_until_ready().await?;
+        self.pools.api_service.wait_until_ready().await?;
+        self.pools.api_endpoints.wait_until_ready().await
     }
 }
 
@@ -510,6 +593,24 @@ where
     }
 }
 
+/// A typed watch of `K` in one namespace, narrowed by `config`.
+fn typed_in<K>(
+    client: &Client,
+    namespace: &str,
+    config: watcher::Config,
+) -> impl FnOnce(Store<K>) -> BoxWatch<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + 'static,
+{
+    let api = Api::<K>::namespaced(client.clone(), namespace);
+    move |_| watcher(api, config).default_backoff().boxed()
+}
+
 type BoxWatch<K> = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>;
 
 /// A watch of a strictly typed kind, read object by object (see
@@ -538,13 +639,13 @@ where
     }
 }
 
-/// Starts the four reflectors (cluster-wide); `health` follows their loops.
+/// Starts the reflectors (cluster-wide); `health` follows their loops.
 /// Unreadable objects are only logged; see [`start_with`].
 pub fn start(client: &Client, health: &Arc<Health>) -> (Stores, Feeds, Vec<JoinHandle<()>>) {
     start_with(client, health, Unreadable::default())
 }
 
-/// Starts the four reflectors (cluster-wide); `health` follows their loops,
+/// Starts the reflectors (cluster-wide); `health` follows their loops,
 /// `unreadable` records the objects left out.
 pub fn start_with(
     client: &Client,
@@ -585,17 +686,65 @@ pub fn start_with(
         health.clone(),
         changes.clone(),
     );
+    let (pools, t5) = drive(
+        strict::<LvsAddressPool>(client, "LvsAddressPool", unreadable.clone()),
+        "LvsAddressPool",
+        feeds.pools.clone(),
+        drop_managed_fields,
+        health.clone(),
+        changes.clone(),
+    );
+    let (namespaces, t6) = drive(
+        typed::<Namespace>(client),
+        "Namespace",
+        feeds.namespaces.clone(),
+        drop_managed_fields,
+        health.clone(),
+        changes.clone(),
+    );
+    let (ns, name) = API_SERVICE;
+    let (api_service, t7) = drive(
+        typed_in::<Service>(
+            client,
+            ns,
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        ),
+        "Service default/kubernetes",
+        feeds.api_service.clone(),
+        drop_managed_fields,
+        health.clone(),
+        changes.clone(),
+    );
+    let (api_endpoints, t8) = drive(
+        typed_in::<EndpointSlice>(
+            client,
+            ns,
+            watcher::Config::default().labels(&format!("kubernetes.io/service-name={name}")),
+        ),
+        "EndpointSlice default/kubernetes-*",
+        feeds.api_endpoints.clone(),
+        drop_managed_fields,
+        health.clone(),
+        changes.clone(),
+    );
     (
         Stores {
             vs,
             rs,
             nodes,
             lvsnodes,
+            pools: PoolStores {
+                enforced: true,
+                pools,
+                namespaces,
+                api_service,
+                api_endpoints,
+            },
             changes,
             unreadable,
         },
         feeds,
-        vec![t1, t2, t3, t4],
+        vec![t1, t2, t3, t4, t5, t6, t7, t8],
     )
 }
 

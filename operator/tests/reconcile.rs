@@ -111,6 +111,7 @@ fn world(vs: Value) -> World {
             rs: rs_r,
             nodes: node_r,
             lvsnodes: ln_r,
+            pools: Default::default(),
             changes,
             unreadable: Default::default(),
         },
@@ -204,7 +205,8 @@ async fn stale_status_is_applied_then_events_follow() {
             ("Programmed", "True"),
             ("Degraded", "False"),
             ("Conflict", "False"),
-            ("Invalid", "False")
+            ("Invalid", "False"),
+            ("AddressNotAllowed", "False")
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );

@@ -10,6 +10,7 @@ use lvs_api::{
 };
 
 use crate::plan::{PlannedDestination, PlannedTunnel, ServiceKey};
+use crate::pools::{AddressPolicy, Pool};
 
 /// What happens to a VirtualService.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub enum ServiceState {
     Invalid(String),
     /// An older VirtualService has the same key; nothing is programmed.
     Conflict { winner: String },
+    /// The address pools refuse its VIP or its directors (see
+    /// [`crate::pools`]); nothing is programmed. `reason` is CamelCase.
+    NotAllowed { reason: String, message: String },
 }
 
 /// What happens to one selected RealServer of a VirtualService.
@@ -159,6 +163,7 @@ fn resolve(
     vs: &Object<VirtualServiceSpec>,
     rs: &Object<RealServerSpec>,
     nodes: &impl Nodes,
+    pool: Option<&Pool>,
 ) -> (RealServerVerdict, Option<PlannedDestination>) {
     let mut verdict = RealServerVerdict {
         name: rs.meta.key(),
@@ -182,6 +187,14 @@ fn resolve(
             Some(node) => match node.internal_ip(ipv6) {
                 Some(ip) => {
                     if method != ForwardingMethod::Nat {
+                        if let Some(p) = pool.filter(|p| !p.real_server_node_allowed(&node.labels))
+                        {
+                            verdict.problem = Some(format!(
+                                "spec.nodeName: node {n:?} is not a realserver node of LvsAddressPool {} (its realServerNodeSelector), so it may not be a {method:?} realserver of this VIP",
+                                p.name
+                            ));
+                            return (verdict, None);
+                        }
                         verdict.node = Some(n.clone());
                     }
                     Some(ip)
@@ -264,36 +277,53 @@ impl Nodes for BTreeMap<String, NodeInfo> {
 }
 
 /// The state of a VirtualService before realservers are looked at:
-/// validity, its key, and whether it owns that key. `winner` answers "who
-/// owns this key", given that the spec is valid.
-pub(crate) fn service_state(
+/// validity, what the address pools say, its key, and whether it owns that
+/// key. `winner` answers "who owns this key", given that the spec is valid
+/// and allowed. Also the pool its VIP lies in (none without a policy or
+/// for fwmark services).
+pub(crate) fn service_state<'p>(
     vs: &Object<VirtualServiceSpec>,
+    policy: Option<&'p AddressPolicy>,
     winner: impl FnOnce(ServiceKey) -> Option<String>,
-) -> (ServiceState, Option<ServiceKey>) {
+) -> (ServiceState, Option<ServiceKey>, Option<&'p Pool>) {
     let key = service_key(&vs.spec);
+    let mut pool = None;
     let state = match (vs.spec.validate(), key) {
         (Err(e), _) => ServiceState::Invalid(e.to_string()),
         (Ok(()), None) => ServiceState::Invalid("spec: no usable address/port or fwmark".into()),
-        (Ok(()), Some(k)) => match winner(k) {
-            Some(w) if w != vs.meta.key() => ServiceState::Conflict { winner: w },
-            _ => ServiceState::Accepted,
+        (Ok(()), Some(k)) => match policy.map(|p| p.check(vs)) {
+            Some(Err(e)) => ServiceState::NotAllowed {
+                reason: e.reason().to_string(),
+                message: e.to_string(),
+            },
+            checked => {
+                pool = checked.and_then(Result::ok).flatten();
+                match winner(k) {
+                    Some(w) if w != vs.meta.key() => ServiceState::Conflict { winner: w },
+                    _ => ServiceState::Accepted,
+                }
+            }
         },
     };
-    (state, key)
+    (state, key, pool)
 }
 
-/// Whether the spec is valid and has a kernel key: the services that take
-/// part in conflict resolution.
-pub(crate) fn contending_key(spec: &VirtualServiceSpec) -> Option<ServiceKey> {
-    service_key(spec).filter(|_| spec.validate().is_ok())
+/// Whether the spec is valid, has a kernel key and is allowed by the
+/// pools: the services that take part in conflict resolution.
+pub(crate) fn contending_key(
+    vs: &Object<VirtualServiceSpec>,
+    policy: Option<&AddressPolicy>,
+) -> Option<ServiceKey> {
+    service_key(&vs.spec)
+        .filter(|_| vs.spec.validate().is_ok())
+        .filter(|_| policy.is_none_or(|p| p.check(vs).is_ok()))
 }
 
 /// The verdict of one VirtualService, given its state and the RealServers
 /// its selector picks (same namespace, matching, sorted by namespace/name).
 pub(crate) fn verdict_for<'r>(
     vs: &Object<VirtualServiceSpec>,
-    state: ServiceState,
-    key: Option<ServiceKey>,
+    (state, key, pool): (ServiceState, Option<ServiceKey>, Option<&Pool>),
     selected: impl IntoIterator<Item = &'r Object<RealServerSpec>>,
     nodes: &impl Nodes,
 ) -> Verdict {
@@ -301,7 +331,7 @@ pub(crate) fn verdict_for<'r>(
     let mut destinations: Vec<PlannedDestination> = Vec::new();
     let mut seen: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
     for rs in selected {
-        let (mut verdict, dest) = resolve(vs, rs, nodes);
+        let (mut verdict, dest) = resolve(vs, rs, nodes, pool);
         if let Some(d) = dest {
             if let Some(&first) = seen.get(&(d.addr, d.port)) {
                 verdict.problem = Some(format!(
@@ -319,6 +349,7 @@ pub(crate) fn verdict_for<'r>(
     let directors: Vec<String> = nodes
         .sorted()
         .filter(|n| vs.spec.directors.node_selector.matches(&n.labels))
+        .filter(|n| pool.is_none_or(|p| p.director_allowed(&n.labels)))
         .map(|n| n.name.clone())
         .collect();
     if state == ServiceState::Accepted {
@@ -332,7 +363,10 @@ pub(crate) fn verdict_for<'r>(
     Verdict {
         name: vs.meta.key(),
         generation: vs.meta.generation,
-        key: if matches!(state, ServiceState::Invalid(_)) {
+        key: if matches!(
+            state,
+            ServiceState::Invalid(_) | ServiceState::NotAllowed { .. }
+        ) {
             None
         } else {
             key
@@ -415,12 +449,24 @@ impl<'a> RsIndex<'a> {
     }
 }
 
-/// Decides every VirtualService's fate. Conflicts: among valid services with
-/// the same key the oldest wins (creationTimestamp, then namespace/name).
+/// Decides every VirtualService's fate, without address pools (standalone
+/// mode without pool manifests). Conflicts: among valid services with the
+/// same key the oldest wins (creationTimestamp, then namespace/name).
 pub fn analyze(
     vss: &[Object<VirtualServiceSpec>],
     rss: &[Object<RealServerSpec>],
     nodes: &[NodeInfo],
+) -> Analysis {
+    analyze_with(vss, rss, nodes, None)
+}
+
+/// [`analyze`] under an address policy (`Some`: pools are enforced, and no
+/// pool means no VIP). Services the pools refuse take no part in conflicts.
+pub fn analyze_with(
+    vss: &[Object<VirtualServiceSpec>],
+    rss: &[Object<RealServerSpec>],
+    nodes: &[NodeInfo],
+    policy: Option<&AddressPolicy>,
 ) -> Analysis {
     let mut by_age: Vec<&Object<VirtualServiceSpec>> = vss.iter().collect();
     by_age.sort_by(|a, b| age_order(a, b));
@@ -436,11 +482,11 @@ pub fn analyze(
         if !seen.insert(name.clone()) {
             continue;
         }
-        let (state, key) = service_state(vs, |k| {
+        let state = service_state(vs, policy, |k| {
             Some(owners.entry(k).or_insert_with(|| name.clone()).clone())
         });
         let selected = index.select(vs);
-        verdicts.push(verdict_for(vs, state, key, selected, &node_map));
+        verdicts.push(verdict_for(vs, state, selected, &node_map));
     }
     verdicts.sort_by(|a, b| a.name.cmp(&b.name));
     Analysis { verdicts }

@@ -27,6 +27,7 @@ use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
 use crate::analyze::{Verdict, contending_key, narrowest_label, service_state, verdict_for};
 use crate::plan::{NodePlan, ServiceKey};
 use crate::planner::{Aggregate, Fragment, fragment};
+use crate::pools::AddressPolicy;
 
 /// One change of an object: the new version, or the removal of the object
 /// with this key (namespace/name; a Node's name).
@@ -152,6 +153,8 @@ pub struct Incremental {
     fragments: BTreeMap<String, Fragment>,
     aggregate: Aggregate,
     loaded: bool,
+    /// The address pools, when enforced.
+    policy: Option<std::sync::Arc<AddressPolicy>>,
     /// Re-plans of at least this many VirtualServices use several threads.
     parallel_min: usize,
 }
@@ -175,6 +178,7 @@ impl Default for Incremental {
             fragments: BTreeMap::new(),
             aggregate: Aggregate::default(),
             loaded: false,
+            policy: None,
             parallel_min: PARALLEL_MIN,
         }
     }
@@ -245,7 +249,60 @@ impl Incremental {
             virtual_services: diff_map(&self.vss, vss, |o| o.meta.key()),
             real_servers: diff_map(&self.rss, rss, |o| o.meta.key()),
             nodes: diff_map(&self.nodes, nodes, |n| n.name.clone()),
+            policy: None,
         }
+    }
+
+    /// The address policy in force (`None`: pools are not enforced).
+    pub fn policy(&self) -> Option<&AddressPolicy> {
+        self.policy.as_deref()
+    }
+
+    /// Replaces the address policy and re-plans the services it judges
+    /// differently (with the services contending for their keys).
+    pub fn set_policy(&mut self, policy: Option<AddressPolicy>) -> Applied {
+        self.apply(Changes {
+            policy: Some(policy),
+            ..Changes::default()
+        })
+    }
+
+    /// Puts a different policy in force; returns the VirtualServices whose
+    /// verdict it may change: those it judges differently (refused or not,
+    /// another pool), and the services contending for their keys (the
+    /// winner may change). Every service is filed again, since which ones
+    /// contend depends on the policy.
+    fn replace_policy(&mut self, policy: Option<AddressPolicy>) -> BTreeSet<String> {
+        if self.policy.as_deref() == policy.as_ref() {
+            return BTreeSet::new();
+        }
+        let names: Vec<String> = self.vss.keys().cloned().collect();
+        let judged = |p: Option<&AddressPolicy>, vs: &Object<VirtualServiceSpec>| {
+            p.map(|p| p.check(vs).map(|pool| pool.cloned()))
+        };
+        let mut changed: BTreeSet<String> = BTreeSet::new();
+        let mut keys: BTreeSet<ServiceKey> = BTreeSet::new();
+        for n in &names {
+            if let Some(o) = self.vss.get(n).cloned() {
+                if judged(self.policy.as_deref(), &o) != judged(policy.as_ref(), &o) {
+                    changed.insert(n.clone());
+                    keys.extend(crate::analyze::service_key(&o.spec));
+                }
+                self.unfile_vs(n, &o);
+            }
+        }
+        self.policy = policy.map(std::sync::Arc::new);
+        for n in &names {
+            if let Some(o) = self.vss.get(n).cloned() {
+                self.file_vs(n, &o);
+            }
+        }
+        for k in &keys {
+            if let Some(c) = self.contenders.get(k) {
+                changed.extend(c.iter().map(|a| a.name.clone()));
+            }
+        }
+        changed
     }
 
     /// Applies changes and re-plans what they affect.
@@ -253,6 +310,9 @@ impl Incremental {
         let mut affected: BTreeSet<String> = BTreeSet::new();
         let mut all = !self.loaded;
         self.loaded = true;
+        if let Some(p) = changes.policy {
+            affected.extend(self.replace_policy(p));
+        }
 
         for c in changes.nodes {
             let changed = match c {
@@ -357,13 +417,13 @@ impl Incremental {
     /// The verdict and fragment of one VirtualService.
     fn verdict(&self, name: &str) -> Option<(Verdict, Fragment)> {
         let vs = self.vss.get(name)?;
-        let (state, key) = service_state(vs, |k| {
+        let state = service_state(vs, self.policy.as_deref(), |k| {
             self.contenders
                 .get(&k)
                 .and_then(|c| c.first())
                 .map(|a| a.name.clone())
         });
-        let verdict = verdict_for(vs, state, key, self.select(vs), &self.nodes);
+        let verdict = verdict_for(vs, state, self.select(vs), &self.nodes);
         let f = fragment(&self.node, &verdict, &vs.spec);
         Some((verdict, f))
     }
@@ -474,7 +534,7 @@ impl Incremental {
             None => self.vs_unfiled.entry(o.meta.namespace.clone()).or_default(),
         }
         .insert(name.to_string());
-        let key = contending_key(&o.spec)?;
+        let key = contending_key(o, self.policy.as_deref())?;
         let c = self.contenders.entry(key).or_default();
         let a = AgeKey::of(o);
         if let Err(i) = c.binary_search(&a) {
@@ -502,7 +562,7 @@ impl Incremental {
                 }
             }
         }
-        let key = contending_key(&o.spec)?;
+        let key = contending_key(o, self.policy.as_deref())?;
         if let Some(c) = self.contenders.get_mut(&key) {
             if let Ok(i) = c.binary_search(&AgeKey::of(o)) {
                 c.remove(i);
@@ -558,15 +618,24 @@ pub struct Changes {
     pub virtual_services: Vec<Change<Object<VirtualServiceSpec>>>,
     pub real_servers: Vec<Change<Object<RealServerSpec>>>,
     pub nodes: Vec<Change<NodeInfo>>,
+    /// A new address policy (`Some(None)`: pools no longer enforced); `None`
+    /// leaves the one in force.
+    pub policy: Option<Option<AddressPolicy>>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.virtual_services.is_empty() && self.real_servers.is_empty() && self.nodes.is_empty()
+        self.virtual_services.is_empty()
+            && self.real_servers.is_empty()
+            && self.nodes.is_empty()
+            && self.policy.is_none()
     }
 
     pub fn len(&self) -> usize {
-        self.virtual_services.len() + self.real_servers.len() + self.nodes.len()
+        self.virtual_services.len()
+            + self.real_servers.len()
+            + self.nodes.len()
+            + usize::from(self.policy.is_some())
     }
 }
 

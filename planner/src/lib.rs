@@ -12,8 +12,11 @@ mod analyze;
 mod incremental;
 mod plan;
 mod planner;
+pub mod pools;
 
-pub use analyze::{Analysis, RealServerVerdict, ServiceState, Verdict, analyze, service_key};
+pub use analyze::{
+    Analysis, RealServerVerdict, ServiceState, Verdict, analyze, analyze_with, service_key,
+};
 pub use incremental::{Applied, Change, Changes, Incremental, PlanScope};
 pub use plan::{
     NodePlan, PlannedDestination, PlannedHealthCheck, PlannedPersistence, PlannedService,
@@ -23,3 +26,4 @@ pub use planner::{
     Aggregate, DEFAULT_DRAIN_TIMEOUT_SECONDS, Fragment, TunnelSlot, VipCounts, fragment, plan,
     plan_from_analysis,
 };
+pub use pools::{AddressPolicy, NotAllowed, Pool};

@@ -943,3 +943,66 @@ fn draining_realservers_leave_the_director_but_keep_their_node_setup() {
     assert_eq!(plan_of("rs1", &s).loopback_vips, vec![ip("192.0.2.32")]);
     assert_eq!(plan_of("rs2", &s).loopback_vips, vec![ip("192.0.2.32")]);
 }
+
+/// A policy from a few random choices over the world's addresses
+/// (192.0.2.0-3) and nodes: which addresses the pool holds, whether it is
+/// shared, which nodes may direct and be DR/TUN realservers, and owners.
+fn policy(
+    (upto, shared, directors, rs_nodes, owner): (u8, bool, u8, u8, u8),
+) -> lvs_planner::AddressPolicy {
+    let sel = |k: &str| lvs_api::LabelSelector {
+        match_expressions: vec![lvs_api::LabelSelectorRequirement {
+            key: k.into(),
+            operator: lvs_api::SelectorOperator::Exists,
+            values: vec![],
+        }],
+        ..Default::default()
+    };
+    let spec = lvs_api::LvsAddressPoolSpec {
+        addresses: vec![format!("192.0.2.0-192.0.2.{upto}")],
+        shared,
+        director_selector: (directors == 1).then(|| sel("lvs.lvs-operator.io/director")),
+        real_server_node_selector: match rs_nodes {
+            0 => None,
+            1 => Some(lvs_api::LabelSelector::default()),
+            _ => Some(sel("no-such-label")),
+        },
+        ..Default::default()
+    };
+    let mut p =
+        lvs_planner::AddressPolicy::new(vec![lvs_planner::Pool::from_spec("p", &spec).unwrap()]);
+    if owner < 4 {
+        p.set_owner(ip(&format!("192.0.2.{owner}")), "other");
+    }
+    p
+}
+
+fn policy_choice() -> impl Strategy<Value = (u8, bool, u8, u8, u8)> {
+    (0u8..4, any::<bool>(), 0u8..2, 0u8..3, 0u8..6)
+}
+
+proptest! {
+    #[test]
+    fn incremental_plans_under_changing_policies_equal_plans_from_scratch(
+        a in world(), b in world(), p1 in policy_choice(), p2 in policy_choice(),
+    ) {
+        for n in ALL_NODES {
+            let mut inc = Incremental::new(n);
+            for (s, p) in [(&a, None), (&a, Some(p1)), (&b, Some(p1)), (&b, Some(p2)), (&b, None)] {
+                let p = p.map(policy);
+                let mut changes = inc.diff(s.virtual_services.clone(), s.real_servers.clone(), s.nodes.clone());
+                changes.policy = Some(p.clone());
+                let applied = inc.apply(changes);
+                let want = lvs_planner::analyze_with(&s.virtual_services, &s.real_servers, &s.nodes, p.as_ref());
+                for (name, v) in &applied.verdicts {
+                    prop_assert_eq!(v.as_ref(), want.get(name), "verdict of {} on {}", name, n);
+                }
+                prop_assert_eq!(
+                    inc.plan(),
+                    lvs_planner::plan_from_analysis(n, &want, &s.virtual_services),
+                    "incremental plan of {}", n
+                );
+            }
+        }
+    }
+}

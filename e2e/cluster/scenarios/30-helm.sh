@@ -21,7 +21,7 @@ t_helm() {
   # chart's own crds/ are what gets installed and judged.
   kubectl delete --ignore-not-found --wait --timeout 60s "${lvs_crds[@]/#/crd/}"
 
-  rc=0; out=$(helm install "$lvs_release" "$chart" -n "$lvs_ns" --create-namespace 2>&1) || rc=$?
+  rc=0; out=$(helm install "$lvs_release" "$chart" -n "$lvs_ns" --create-namespace -f "$(lvs_lab_values)" 2>&1) || rc=$?
   if ((rc != 0)); then
     fail helm/install "$(error_line "$out")"
     return 0

@@ -517,3 +517,65 @@ fn a_health_transition_resyncs_the_service_with_the_destination_inhibited() {
     assert_eq!(st.entries[0].last_error, "connection refused");
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn a_vip_the_pools_refuse_is_never_programmed_and_is_reported() {
+    let d = dir("pools");
+    std::fs::write(d.join("all.yaml"), FILES).unwrap();
+    let (mut a, status) = agent();
+    let snap = DirSource::load(&d).unwrap();
+    a.apply_snapshot(snap.clone());
+    let pool = |addrs: &[&str]| {
+        lvs_planner::Pool::from_spec(
+            "lab",
+            &lvs_api::LvsAddressPoolSpec {
+                addresses: addrs.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    // A pool elsewhere: 10.0.0.1 is outside every pool.
+    a.apply(
+        lvs_planner::Changes {
+            policy: Some(Some(lvs_planner::AddressPolicy::new(vec![pool(&[
+                "198.51.100.0/24",
+            ])]))),
+            ..Default::default()
+        },
+        "kubernetes",
+    );
+    let rep = a.sync_pending(true);
+    assert!(rep.ok(), "{rep:?}");
+    let f = a.reconciler().dataplane();
+    assert!(f.ipvs.is_empty(), "nothing programmed");
+    assert!(!f.addresses.iter().any(|x| x.addr.to_string() == "10.0.0.1"));
+    let st = status.borrow().clone();
+    let why = &st.refused["default/web"];
+    assert!(
+        why.contains("10.0.0.1 lies in no LvsAddressPool (pools: lab)"),
+        "{why}"
+    );
+    let ln = crate::k8s::lvsnode::lvsnode_status(&st).unwrap();
+    assert_eq!(ln.refused.len(), 1);
+    assert!(
+        ln.refused[0].starts_with("default/web: "),
+        "{:?}",
+        ln.refused
+    );
+
+    // The pool now covers it: programmed, and no longer refused.
+    a.apply(
+        lvs_planner::Changes {
+            policy: Some(Some(lvs_planner::AddressPolicy::new(vec![pool(&[
+                "10.0.0.0/24",
+            ])]))),
+            ..Default::default()
+        },
+        "kubernetes",
+    );
+    assert!(a.sync_pending(false).ok());
+    assert_eq!(a.reconciler().dataplane().ipvs.len(), 1);
+    assert!(status.borrow().refused.is_empty());
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -10,7 +10,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
+use lvs_api::{
+    LvsAddressPoolSpec, NodeInfo, Object, PoolIndex, RealServerSpec, VirtualServiceSpec,
+};
+use lvs_planner::AddressPolicy;
 
 use crate::source::Snapshot;
 
@@ -149,6 +152,8 @@ pub enum Kind {
     VirtualService,
     RealServer,
     Node,
+    AddressPool,
+    Namespace,
 }
 
 impl Kind {
@@ -157,8 +162,19 @@ impl Kind {
             Kind::VirtualService => "VirtualService",
             Kind::RealServer => "RealServer",
             Kind::Node => "Node",
+            Kind::AddressPool => "LvsAddressPool",
+            Kind::Namespace => "Namespace",
         }
     }
+}
+
+/// What the agent reads of an LvsAddressPool: its spec, and the index the
+/// operator wrote (denied addresses and owners).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolView {
+    pub name: String,
+    pub spec: LvsAddressPoolSpec,
+    pub index: Option<PoolIndex>,
 }
 
 /// An event of one of the three watches.
@@ -171,27 +187,78 @@ pub enum Update {
     VirtualService(WatchEvent<Object<VirtualServiceSpec>>),
     RealServer(WatchEvent<Object<RealServerSpec>>),
     Node(WatchEvent<NodeInfo>),
+    AddressPool(WatchEvent<PoolView>),
+    /// A namespace's labels (pools select namespaces by them).
+    Namespace(WatchEvent<BTreeMap<String, String>>),
 }
 
-/// The three kinds the planner needs.
+/// The kinds the planner needs.
 #[derive(Debug, Clone, Default)]
 pub struct Cache {
     pub virtual_services: KindCache<Object<VirtualServiceSpec>>,
     pub real_servers: KindCache<Object<RealServerSpec>>,
     pub nodes: KindCache<NodeInfo>,
+    /// The address pools, when enforced (Kubernetes mode): then no
+    /// snapshot goes out before their list is complete.
+    pub pools: Option<KindCache<PoolView>>,
+    /// Every namespace's labels, watched with the pools.
+    pub namespaces: Option<KindCache<BTreeMap<String, String>>>,
+    /// The policy last handed to the planner.
+    policy: Option<AddressPolicy>,
 }
 
 /// The origin of snapshots from the API server, for logs and `/status`.
 pub const ORIGIN: &str = "kubernetes";
 
 impl Cache {
+    /// A cache that enforces address pools.
+    pub fn with_pools() -> Self {
+        Cache {
+            pools: Some(KindCache::default()),
+            namespaces: Some(KindCache::default()),
+            ..Cache::default()
+        }
+    }
+
     /// Applies one event; returns whether the snapshot may have changed.
     pub fn apply(&mut self, u: Update) -> bool {
         match u {
             Update::VirtualService(c) => self.virtual_services.apply(c),
             Update::RealServer(c) => self.real_servers.apply(c),
             Update::Node(c) => self.nodes.apply(c),
+            Update::AddressPool(c) => self.pools.as_mut().is_some_and(|p| p.apply(c)),
+            Update::Namespace(c) => self.namespaces.as_mut().is_some_and(|n| n.apply(c)),
         }
+    }
+
+    /// The address policy of the pools and nodes held (`None` when pools
+    /// are not enforced): the pools that parse, the denied addresses and
+    /// owners of the operator's index (the first pool by name that has
+    /// one), every node's InternalIPs, and every namespace's labels.
+    pub fn policy(&self) -> Option<AddressPolicy> {
+        let pools = self.pools.as_ref()?;
+        let mut parsed = Vec::new();
+        for v in pools.objects.values() {
+            match lvs_planner::Pool::from_spec(&v.name, &v.spec) {
+                Ok(p) => parsed.push(p),
+                Err(e) => {
+                    tracing::debug!(pool = %v.name, error = %e, "pool left out: its addresses do not parse");
+                }
+            }
+        }
+        let mut policy = AddressPolicy::new(parsed);
+        if let Some(index) = pools.objects.values().find_map(|v| v.index.as_ref()) {
+            policy = policy.with_index(index);
+        }
+        for n in self.nodes.objects.values() {
+            for ip in &n.internal_ips {
+                policy.deny(*ip, format!("an address of node {}", n.name));
+            }
+        }
+        if let Some(ns) = &self.namespaces {
+            policy.set_namespaces(ns.objects.clone());
+        }
+        Some(policy)
     }
 
     /// The kinds without a complete list (never listed, or relisting).
@@ -205,6 +272,12 @@ impl Cache {
         }
         if !self.nodes.complete() {
             out.push(Kind::Node);
+        }
+        if self.pools.as_ref().is_some_and(|p| !p.complete()) {
+            out.push(Kind::AddressPool);
+        }
+        if self.namespaces.as_ref().is_some_and(|n| !n.complete()) {
+            out.push(Kind::Namespace);
         }
         out
     }
@@ -230,10 +303,22 @@ impl Cache {
         if !self.incomplete().is_empty() {
             return None;
         }
+        if let Some(p) = self.pools.as_mut() {
+            p.dirty.clear();
+        }
+        if let Some(n) = self.namespaces.as_mut() {
+            n.dirty.clear();
+        }
+        let policy = self.policy();
+        let policy_changed = policy != self.policy;
+        if policy_changed {
+            self.policy.clone_from(&policy);
+        }
         Some(lvs_planner::Changes {
             virtual_services: self.virtual_services.take_changes(),
             real_servers: self.real_servers.take_changes(),
             nodes: self.nodes.take_changes(),
+            policy: policy_changed.then_some(policy),
         })
     }
 }
@@ -441,5 +526,113 @@ spec:
         assert_eq!(cache.take_changes(), None, "relisting: held back");
         assert!(cache.apply(Update::VirtualService(WatchEvent::InitDone)));
         assert_eq!(change_names(&cache.take_changes().unwrap()), ["-default/b"]);
+    }
+
+    fn pool(name: &str, addrs: &[&str], owners: &[(&str, &str)]) -> (String, PoolView) {
+        (
+            name.into(),
+            PoolView {
+                name: name.into(),
+                spec: LvsAddressPoolSpec {
+                    addresses: addrs.iter().map(|a| a.to_string()).collect(),
+                    allow_all_directors: true,
+                    auto_assign: true,
+                    ..Default::default()
+                },
+                index: Some(PoolIndex {
+                    owners: owners
+                        .iter()
+                        .map(|(a, ns)| lvs_api::AddressOwner {
+                            address: a.to_string(),
+                            namespace: ns.to_string(),
+                            released: None,
+                        })
+                        .collect(),
+                    denied_addresses: vec!["10.0.0.9".into()],
+                    ..Default::default()
+                }),
+            },
+        )
+    }
+
+    #[test]
+    fn pools_hold_back_snapshots_and_become_the_policy() {
+        let mut c = Cache::with_pools();
+        listed(&mut c);
+        assert_eq!(c.incomplete(), [Kind::AddressPool, Kind::Namespace]);
+        c.apply(Update::Namespace(WatchEvent::Init));
+        c.apply(Update::Namespace(WatchEvent::InitApply(
+            "team-a".into(),
+            BTreeMap::from([("tier".to_string(), "gold".to_string())]),
+        )));
+        c.apply(Update::Namespace(WatchEvent::InitDone));
+        assert_eq!(c.incomplete(), [Kind::AddressPool]);
+        assert_eq!(c.take_changes(), None, "no plan before the pools are known");
+        c.apply(Update::AddressPool(WatchEvent::Init));
+        let (k, p) = pool("lab", &["10.0.0.0/24"], &[("10.0.0.1", "team-a")]);
+        c.apply(Update::AddressPool(WatchEvent::InitApply(k, p)));
+        c.apply(Update::Node(WatchEvent::Apply(
+            "n1".into(),
+            NodeInfo {
+                name: "n1".into(),
+                internal_ips: vec!["10.0.0.2".parse().unwrap()],
+                ..NodeInfo::default()
+            },
+        )));
+        assert!(c.apply(Update::AddressPool(WatchEvent::InitDone)));
+        let first = c.take_changes().unwrap();
+        let policy = first.policy.clone().flatten().expect("a policy");
+        assert_eq!(
+            policy
+                .namespace_labels("team-a")
+                .and_then(|l| l.get("tier"))
+                .map(String::as_str),
+            Some("gold")
+        );
+        assert_eq!(policy.namespace_labels("team-b"), Some(&BTreeMap::new()));
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            policy
+                .vip_allowed("team-a", None, ip("10.0.0.1"))
+                .unwrap()
+                .name,
+            "lab"
+        );
+        let held = policy
+            .vip_allowed("team-b", None, ip("10.0.0.1"))
+            .unwrap_err();
+        assert!(
+            held.to_string().contains("held by namespace team-a"),
+            "{held}"
+        );
+        let node = policy
+            .vip_allowed("team-b", None, ip("10.0.0.2"))
+            .unwrap_err();
+        assert!(node.to_string().contains("node n1"), "{node}");
+        assert!(
+            policy.vip_allowed("team-b", None, ip("10.0.0.9")).is_err(),
+            "index deny list"
+        );
+        assert!(
+            policy.vip_allowed("team-b", None, ip("192.0.2.1")).is_err(),
+            "outside"
+        );
+        // Unchanged pools: no policy in the next changes.
+        assert_eq!(c.take_changes().unwrap().policy, None);
+        let (k, p) = pool("lab", &["10.0.0.0/24"], &[]);
+        assert!(c.apply(Update::AddressPool(WatchEvent::Apply(k, p))));
+        let next = c.take_changes().unwrap().policy.flatten().unwrap();
+        assert!(
+            next.vip_allowed("team-b", None, ip("10.0.0.1")).is_ok(),
+            "owner gone"
+        );
+    }
+
+    #[test]
+    fn without_pools_no_policy() {
+        let mut c = Cache::default();
+        listed(&mut c);
+        assert_eq!(c.take_changes().unwrap().policy, None);
+        assert!(!c.apply(Update::AddressPool(WatchEvent::Init)));
     }
 }

@@ -50,6 +50,9 @@ pub fn rfc3339(unix_seconds: f64) -> String {
         .unwrap_or_else(|_| Timestamp::now().to_string())
 }
 
+/// At most this many refused VirtualServices are listed in an LvsNode.
+const MAX_REFUSED: usize = 50;
+
 /// The LvsNode status for the agent's status; `None` before the first sync.
 pub fn lvsnode_status(status: &AgentStatus) -> Option<LvsNodeStatus> {
     lvsnode_status_with(status, &[])
@@ -74,6 +77,12 @@ pub fn lvsnode_status_with(status: &AgentStatus, unreadable: &[String]) -> Optio
     Some(LvsNodeStatus {
         last_sync_time: Some(rfc3339(t)),
         vips,
+        refused: status
+            .refused
+            .iter()
+            .take(MAX_REFUSED)
+            .map(|(name, why)| format!("{name}: {why}"))
+            .collect(),
         ..crate::report::bounded_status(&services, &status.node_errors, unreadable)
     })
 }

@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use lvs_api::{NodeInfo, Object, RealServer, VirtualService};
+use lvs_api::{LvsAddressPool, NodeInfo, Object, RealServer, VirtualService};
 use serde::de::DeserializeOwned;
 
-use super::cache::{Cache, Kind, Update, WatchEvent};
+use super::cache::{Cache, Kind, PoolView, Update, WatchEvent};
 use crate::agent::AgentStatus;
 use crate::metrics::Metrics;
 use crate::quiet::Repeated;
@@ -336,13 +336,35 @@ fn node_key(n: &Node) -> String {
     n.name_any()
 }
 
-/// The three watches, merged. VirtualServices and RealServers are read
-/// object by object; the ones that cannot be read go to `unreadable`.
+/// The watches, merged: the planner's kinds, and the address pools with
+/// the namespaces' labels they select by. VirtualServices, RealServers and
+/// LvsAddressPools are read object by object; the ones that cannot be read
+/// go to `unreadable`.
 pub fn watches(
     client: &Client,
     unreadable: &Unreadable,
 ) -> impl Stream<Item = WatchItem> + Send + 'static {
     futures::stream::select_all([
+        read_watch(
+            client,
+            Kind::AddressPool,
+            |o: &LvsAddressPool| PoolView {
+                name: o.name_any(),
+                spec: o.spec.clone(),
+                index: o.status.as_ref().and_then(|s| s.index.clone()),
+            },
+            Update::AddressPool,
+            unreadable.clone(),
+        )
+        .boxed(),
+        watch(
+            Api::<Namespace>::all(client.clone()),
+            Kind::Namespace,
+            |n: &Namespace| n.name_any(),
+            |n: &Namespace| n.labels().clone(),
+            Update::Namespace,
+        )
+        .boxed(),
         read_watch(
             client,
             Kind::VirtualService,
@@ -391,12 +413,26 @@ pub async fn run_watches_fed<S, T>(
     hold: Duration,
     metrics: &Metrics,
     sink: SnapshotSink,
+    synced: Option<tokio::sync::watch::Receiver<T>>,
+) where
+    S: Stream<Item = WatchItem>,
+{
+    run_watches_into(Cache::default(), items, hold, metrics, sink, synced).await;
+}
+
+/// [`run_watches_fed`] into a given cache (one that enforces address pools
+/// waits for their list too).
+pub async fn run_watches_into<S, T>(
+    mut cache: Cache,
+    items: S,
+    hold: Duration,
+    metrics: &Metrics,
+    sink: SnapshotSink,
     mut synced: Option<tokio::sync::watch::Receiver<T>>,
 ) where
     S: Stream<Item = WatchItem>,
 {
     let mut items = std::pin::pin!(items);
-    let mut cache = Cache::default();
     // Objects changed since the last snapshot sent (held back while a list
     // is incomplete or a sync is in progress).
     let mut dirty = false;
@@ -536,6 +572,8 @@ fn handle(
                 Update::VirtualService(WatchEvent::Init)
                     | Update::RealServer(WatchEvent::Init)
                     | Update::Node(WatchEvent::Init)
+                    | Update::AddressPool(WatchEvent::Init)
+                    | Update::Namespace(WatchEvent::Init)
             ) && sent_any
             {
                 tracing::info!(
@@ -563,7 +601,8 @@ fn handle(
 
 impl Source for KubeSource {
     async fn run(self, sink: SnapshotSink) {
-        run_watches_fed(
+        run_watches_into(
+            Cache::with_pools(),
             watches(&self.client, &self.unreadable),
             self.debounce,
             &self.metrics,
