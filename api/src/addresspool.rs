@@ -142,4 +142,9 @@ pub struct PoolSummary {
 pub struct AddressOwner {
     pub address: String,
     pub namespace: String,
+    /// Set when the namespace no longer uses the address: VirtualServices
+    /// of other namespaces created until then never inherit it (recreate
+    /// them), and the address stays reserved until the last one is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<String>,
 }

@@ -12,6 +12,7 @@ mod analyze;
 mod incremental;
 mod plan;
 mod planner;
+pub mod pools;
 
 pub use analyze::{Analysis, RealServerVerdict, ServiceState, Verdict, analyze, service_key};
 pub use incremental::{Applied, Change, Changes, Incremental, PlanScope};
