@@ -52,7 +52,10 @@ pub struct Mirror {
 
 /// The Service port that `backend` names: by number, by name, or the only
 /// one when left out. The error says what was asked and what exists.
-pub fn resolve_port<'a>(svc: &'a Service, backend: &ServiceBackend) -> Result<&'a ServicePort, String> {
+pub fn resolve_port<'a>(
+    svc: &'a Service,
+    backend: &ServiceBackend,
+) -> Result<&'a ServicePort, String> {
     let ports: &[ServicePort] = svc
         .spec
         .as_ref()
@@ -392,11 +395,19 @@ mod tests {
             vec![
                 ("10.0.0.1".into(), Some(RealServerState::Active), Some(8080)),
                 ("10.0.0.2".into(), Some(RealServerState::Active), Some(8080)),
-                ("10.0.0.3".into(), Some(RealServerState::Draining), Some(8080)),
+                (
+                    "10.0.0.3".into(),
+                    Some(RealServerState::Draining),
+                    Some(8080)
+                ),
             ]
         );
         assert_eq!(
-            (got.status.ready, got.status.terminating, got.status.not_ready),
+            (
+                got.status.ready,
+                got.status.terminating,
+                got.status.not_ready
+            ),
             (2, 1, 1)
         );
         assert_eq!(got.status.port.as_deref(), Some("80"));
@@ -414,14 +425,24 @@ mod tests {
     #[test]
     fn named_port_picks_the_slice_port_of_that_name() {
         let svc = service(&[(Some("http"), 80), (Some("admin"), 81)]);
-        let mut s = slice("web-abc", Some("http"), 8080, vec![ep("10.0.0.1", None, None)]);
+        let mut s = slice(
+            "web-abc",
+            Some("http"),
+            8080,
+            vec![ep("10.0.0.1", None, None)],
+        );
         s.ports.as_mut().unwrap().push(EndpointPort {
             name: Some("admin".into()),
             port: Some(9090),
             protocol: Some("TCP".into()),
             ..Default::default()
         });
-        let by_name = desired(&svc, &backend(Some(PortRef::Name("admin".into()))), &[&s], &v4());
+        let by_name = desired(
+            &svc,
+            &backend(Some(PortRef::Name("admin".into()))),
+            &[&s],
+            &v4(),
+        );
         assert_eq!(by_name.mirrors[0].spec.port, Some(9090));
         assert_eq!(by_name.mirrors[0].labels[BACKEND_PORT_LABEL], "admin");
         let by_number = desired(&svc, &backend(Some(PortRef::Number(80))), &[&s], &v4());
@@ -435,7 +456,11 @@ mod tests {
         let svc = service(&[(Some("http"), 80), (Some("admin"), 81)]);
         let got = desired(&svc, &backend(None), &[], &v4());
         assert!(got.mirrors.is_empty());
-        assert!(got.status.message.contains("has 2 ports"), "{}", got.status.message);
+        assert!(
+            got.status.message.contains("has 2 ports"),
+            "{}",
+            got.status.message
+        );
         let got = desired(&svc, &backend(Some(PortRef::Number(443))), &[], &v4());
         assert_eq!(
             got.status.message,
@@ -460,7 +485,8 @@ mod tests {
         assert_eq!(got.mirrors.len(), 2);
         assert!(got.status.endpoints.contains(&"[fd00::1]:80".to_string()));
 
-        s.metadata.annotations = Some([(WEIGHT_ANNOTATION.to_string(), "heavy".to_string())].into());
+        s.metadata.annotations =
+            Some([(WEIGHT_ANNOTATION.to_string(), "heavy".to_string())].into());
         let got = desired(&svc, &backend(None), &[&s], &v4());
         assert_eq!(got.mirrors[0].spec.weight, 1);
         assert!(got.status.message.contains("expected an integer 0-65535"));
@@ -469,7 +495,12 @@ mod tests {
     #[test]
     fn ready_wins_over_terminating_for_the_same_address() {
         let svc = service(&[(None, 80)]);
-        let old = slice("web-a", None, 80, vec![ep("10.0.0.1", Some(false), Some(true))]);
+        let old = slice(
+            "web-a",
+            None,
+            80,
+            vec![ep("10.0.0.1", Some(false), Some(true))],
+        );
         let new = slice("web-b", None, 80, vec![ep("10.0.0.1", Some(true), None)]);
         for order in [[&old, &new], [&new, &old]] {
             let got = desired(&svc, &backend(None), &order, &v4());

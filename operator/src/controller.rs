@@ -111,14 +111,14 @@ impl Context {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn failed(&self, key: &str) -> u32 {
+    pub(crate) fn failed(&self, key: &str) -> u32 {
         let mut f = self.failures();
         let n = f.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         *n
     }
 
-    fn succeeded(&self, key: &str) {
+    pub(crate) fn succeeded(&self, key: &str) {
         self.failures().remove(key);
     }
 
@@ -286,7 +286,10 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
         debug!(vs = %key, "status unchanged");
         return Ok(Action::requeue(RESYNC));
     }
-    apply_status(api, &ns, &name, &new).await?;
+    // status.backends belongs to the Service controller's field manager.
+    let mut body = new.clone();
+    body.backends = None;
+    apply_status(api, &ns, &name, &body).await?;
     ctx.metrics.status_write("VirtualService", true);
     info!(
         vs = %key,

@@ -458,6 +458,8 @@ pub fn vs_status(
         active_director: active_director(&roles),
         director_roles: roles,
         sorry_server_active: health.sorry_active,
+        // Written by the Service controller (its own field manager).
+        backends: old.and_then(|s| s.backends.clone()),
     }
 }
 

@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -265,6 +266,11 @@ pub struct Stores {
     pub rs: Store<RealServer>,
     pub nodes: Store<Node>,
     pub lvsnodes: Store<LvsNode>,
+    /// Services (LoadBalancer Services and the ones `spec.backends` names).
+    pub services: Store<Service>,
+    /// EndpointSlices that belong to a Service (label
+    /// `kubernetes.io/service-name`).
+    pub slices: Store<EndpointSlice>,
     /// Bumped by the watch tasks after a store took a change of what the
     /// analysis reads.
     pub changes: ChangeCounters,
@@ -355,6 +361,22 @@ impl Watched for Node {
     }
 }
 
+/// Services and EndpointSlices feed the mirror and LoadBalancer
+/// controllers only; the analysis never reads them.
+impl Watched for Service {
+    const INPUT: Input = Input::Planner;
+    fn changed(_: &Self, _: &Self) -> bool {
+        false
+    }
+}
+
+impl Watched for EndpointSlice {
+    const INPUT: Input = Input::Planner;
+    fn changed(_: &Self, _: &Self) -> bool {
+        false
+    }
+}
+
 impl Watched for LvsNode {
     const INPUT: Input = Input::Reports;
     fn changed(old: &Self, new: &Self) -> bool {
@@ -388,6 +410,8 @@ pub struct Feeds {
     pub rs: Fanout<RealServer>,
     pub nodes: Fanout<Node>,
     pub lvsnodes: Fanout<LvsNode>,
+    pub services: Fanout<Service>,
+    pub slices: Fanout<EndpointSlice>,
 }
 
 impl Stores {
@@ -396,6 +420,8 @@ impl Stores {
         self.vs.wait_until_ready().await?;
         self.rs.wait_until_ready().await?;
         self.nodes.wait_until_ready().await?;
+        self.services.wait_until_ready().await?;
+        self.slices.wait_until_ready().await?;
         self.lvsnodes.wait_until_ready().await
     }
 }
@@ -510,6 +536,22 @@ where
     }
 }
 
+/// A watch of the EndpointSlices that belong to a Service (those with the
+/// label `kubernetes.io/service-name`), cluster-wide. Events of slices no
+/// VirtualService refers to are dropped by the trigger mapper, so they cost
+/// no reconcile.
+fn service_slices(client: &Client) -> impl FnOnce(Store<EndpointSlice>) -> BoxWatch<EndpointSlice> {
+    let api = Api::<EndpointSlice>::all(client.clone());
+    move |_| {
+        watcher(
+            api,
+            watcher::Config::default().labels(crate::backends::SERVICE_NAME_LABEL),
+        )
+        .default_backoff()
+        .boxed()
+    }
+}
+
 type BoxWatch<K> = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>;
 
 /// A watch of a strictly typed kind, read object by object (see
@@ -538,13 +580,13 @@ where
     }
 }
 
-/// Starts the four reflectors (cluster-wide); `health` follows their loops.
+/// Starts the reflectors (cluster-wide); `health` follows their loops.
 /// Unreadable objects are only logged; see [`start_with`].
 pub fn start(client: &Client, health: &Arc<Health>) -> (Stores, Feeds, Vec<JoinHandle<()>>) {
     start_with(client, health, Unreadable::default())
 }
 
-/// Starts the four reflectors (cluster-wide); `health` follows their loops,
+/// Starts the reflectors (cluster-wide); `health` follows their loops,
 /// `unreadable` records the objects left out.
 pub fn start_with(
     client: &Client,
@@ -585,17 +627,35 @@ pub fn start_with(
         health.clone(),
         changes.clone(),
     );
+    let (services, t5) = drive(
+        typed::<Service>(client),
+        "Service",
+        feeds.services.clone(),
+        drop_managed_fields,
+        health.clone(),
+        changes.clone(),
+    );
+    let (slices, t6) = drive(
+        service_slices(client),
+        "EndpointSlice",
+        feeds.slices.clone(),
+        drop_managed_fields,
+        health.clone(),
+        changes.clone(),
+    );
     (
         Stores {
             vs,
             rs,
             nodes,
             lvsnodes,
+            services,
+            slices,
             changes,
             unreadable,
         },
         feeds,
-        vec![t1, t2, t3, t4],
+        vec![t1, t2, t3, t4, t5, t6],
     )
 }
 

@@ -111,6 +111,8 @@ fn world(vs: Value) -> World {
             rs: rs_r,
             nodes: node_r,
             lvsnodes: ln_r,
+            services: reflector::store().0,
+            slices: reflector::store().0,
             changes,
             unreadable: Default::default(),
         },
