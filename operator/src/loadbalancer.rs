@@ -117,12 +117,20 @@ fn parse_selector(text: &str) -> Result<LabelSelector, String> {
     })
 }
 
-/// The VirtualServices (name, labels, spec) a LoadBalancer Service wants on
-/// `address`, one per port; or why the annotations are refused.
+/// One VirtualService a LoadBalancer Service wants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LbVirtualService {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub spec: VirtualServiceSpec,
+}
+
+/// The VirtualServices a LoadBalancer Service wants on `address`, one per
+/// port; or why the annotations are refused.
 pub fn desired_vss(
     svc: &Service,
     address: std::net::IpAddr,
-) -> Result<Vec<(String, BTreeMap<String, String>, VirtualServiceSpec)>, String> {
+) -> Result<Vec<LbVirtualService>, String> {
     let forwarding: ForwardingMethod =
         annotation(svc, FORWARDING_ANNOTATION, "NAT, DR or TUN")?.unwrap_or_default();
     let source_nat: Option<bool> = annotation(svc, SOURCE_NAT_ANNOTATION, "true or false")?;
@@ -219,7 +227,11 @@ pub fn desired_vss(
             quorum: None,
             drain: None,
         };
-        out.push((vs_name(&name, p), labels, spec));
+        out.push(LbVirtualService {
+            name: vs_name(&name, p),
+            labels,
+            spec,
+        });
     }
     Ok(out)
 }
@@ -285,9 +297,9 @@ mod tests {
     fn one_vs_per_port_with_nat_and_source_nat_by_default() {
         let svc = lb(Some(LOAD_BALANCER_CLASS), &[]);
         let vss = desired_vss(&svc, "192.0.2.10".parse().unwrap()).unwrap();
-        let names: Vec<&str> = vss.iter().map(|(n, _, _)| n.as_str()).collect();
+        let names: Vec<&str> = vss.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names, vec!["web-80-tcp", "web-53-udp"]);
-        let (_, labels, tcp) = &vss[0];
+        let (labels, tcp) = (&vss[0].labels, &vss[0].spec);
         assert_eq!(labels[LOAD_BALANCER_LABEL], "web");
         assert_eq!(tcp.address.as_deref(), Some("192.0.2.10"));
         assert_eq!(tcp.forwarding, ForwardingMethod::Nat);
@@ -297,11 +309,11 @@ mod tests {
             Some(PortRef::Name("http".into()))
         );
         assert!(tcp.health_check.is_some(), "TCP ports get the TCP check");
-        assert!(vss[1].2.health_check.is_none(), "UDP ports get none");
-        assert_eq!(vss[1].2.protocol, Some(Protocol::Udp));
+        assert!(vss[1].spec.health_check.is_none(), "UDP ports get none");
+        assert_eq!(vss[1].spec.protocol, Some(Protocol::Udp));
         // What the admission rules accept.
-        for (_, _, spec) in &vss {
-            spec.validate().unwrap();
+        for v in &vss {
+            v.spec.validate().unwrap();
         }
     }
 
@@ -318,7 +330,7 @@ mod tests {
             ],
         );
         let vss = desired_vss(&svc, "192.0.2.10".parse().unwrap()).unwrap();
-        let spec = &vss[0].2;
+        let spec = &vss[0].spec;
         assert_eq!(spec.forwarding, ForwardingMethod::Dr);
         assert!(!spec.source_nat);
         assert_eq!(spec.scheduler, Scheduler::Rr);

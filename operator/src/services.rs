@@ -225,7 +225,12 @@ async fn load_balance(svc: &Service, ns: &str, ctx: &Context) -> Result<Option<S
     let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), ns);
     let have: HashMap<String, &Arc<VirtualService>> =
         owned.iter().map(|v| (v.name_any(), v)).collect();
-    for (vs_name, labels, spec) in &want {
+    for loadbalancer::LbVirtualService {
+        name: vs_name,
+        labels,
+        spec,
+    } in &want
+    {
         let same = have.get(vs_name).is_some_and(|v| {
             &v.spec == spec
                 && labels.iter().all(|(k, val)| v.labels().get(k) == Some(val))
@@ -249,7 +254,7 @@ async fn load_balance(svc: &Service, ns: &str, ctx: &Context) -> Result<Option<S
         .map_err(Error::kube(format!("apply VirtualService {ns}/{vs_name}")))?;
         info!(service = %format!("{ns}/{name}"), vs = %vs_name, %address, "VirtualService applied");
     }
-    let wanted: BTreeSet<&String> = want.iter().map(|(n, _, _)| n).collect();
+    let wanted: BTreeSet<&String> = want.iter().map(|v| &v.name).collect();
     for v in &owned {
         if !wanted.contains(&v.name_any()) {
             delete(&api, &v.name_any(), "VirtualService", ns).await?;
