@@ -280,6 +280,12 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
         return Ok(Action::await_change());
     };
     let old = vs.status.as_ref();
+    if let Some(b) = crate::services::missing_service(vs, &ctx.stores.services)
+        && old.and_then(|s| s.backends.as_ref()) != Some(&b)
+    {
+        crate::services::write_backends(&ctx.client, &ns, &name, Some(&b)).await?;
+        info!(vs = %key, message = %b.message, "status.backends written");
+    }
     let new = status::vs_status(old, &vs.spec, &ns, verdict, &ctx.reports(), &now_rfc3339());
     if !status::needs_write(old, &new) {
         ctx.metrics.status_write("VirtualService", false);

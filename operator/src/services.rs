@@ -22,7 +22,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use lvs_api::{BackendsStatus, LvsAddressPool, RealServer, ServiceBackend, VirtualService};
 use lvs_planner::pools::{AddressPolicy, Pool};
@@ -384,7 +384,6 @@ async fn mirror(svc: &Service, ns: &str, ctx: &Context) -> Result<()> {
         info!(service = %format!("{ns}/{name}"), applied, deleted, mirrors = want.len(), "mirror RealServers written");
     }
 
-    let vs_api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), ns);
     for v in &vss {
         let label = v
             .spec
@@ -392,28 +391,55 @@ async fn mirror(svc: &Service, ns: &str, ctx: &Context) -> Result<()> {
             .as_ref()
             .map(|b| b.service.port_label())
             .unwrap_or_default();
-        let new = statuses.get(&label).cloned();
-        if v.status.as_ref().and_then(|s| s.backends.as_ref()) == new.as_ref() {
+        let new = statuses.get(&label);
+        if v.status.as_ref().and_then(|s| s.backends.as_ref()) == new {
             continue;
         }
-        let body = json!({
-            "apiVersion": VirtualService::api_version(&()),
-            "kind": VirtualService::kind(&()),
-            "status": {"backends": new},
-        });
-        vs_api
-            .patch_status(
-                &v.name_any(),
-                &PatchParams::apply(BACKENDS_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await
-            .map_err(Error::kube(format!(
-                "apply status.backends of VirtualService {ns}/{}",
-                v.name_any()
-            )))?;
+        write_backends(&ctx.client, ns, &v.name_any(), new).await?;
         debug!(vs = %format!("{ns}/{}", v.name_any()), "status.backends written");
     }
+    Ok(())
+}
+
+/// `status.backends` for a VirtualService whose `spec.backends` names a
+/// Service that is not in the store: the Service controller, keyed by
+/// Service, never runs for it, so the VirtualService controller writes this
+/// (with [`write_backends`]). `None` when the Service exists or the
+/// VirtualService has no `spec.backends`.
+pub fn missing_service(vs: &VirtualService, services: &Store<Service>) -> Option<BackendsStatus> {
+    let (ns, name) = backend_of(vs)?;
+    if services.get(&svc_ref(&ns, &name)).is_some() {
+        return None;
+    }
+    Some(BackendsStatus {
+        service: name.clone(),
+        message: format!("Service {ns}/{name} not found"),
+        ..Default::default()
+    })
+}
+
+/// Applies `status.backends` of a VirtualService as [`BACKENDS_MANAGER`].
+pub async fn write_backends(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    backends: Option<&BackendsStatus>,
+) -> Result<()> {
+    let body = json!({
+        "apiVersion": VirtualService::api_version(&()),
+        "kind": VirtualService::kind(&()),
+        "status": {"backends": backends},
+    });
+    Api::<VirtualService>::namespaced(client.clone(), ns)
+        .patch_status(
+            name,
+            &PatchParams::apply(BACKENDS_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(Error::kube(format!(
+            "apply status.backends of VirtualService {ns}/{name}"
+        )))?;
     Ok(())
 }
 

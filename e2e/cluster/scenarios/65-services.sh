@@ -193,7 +193,22 @@ YAML
   backends=$(kubectl get virtualservices.lvs.lvs-operator.io api -n "$svc_ns" -o json | jq -c '.status.backends')
   [[ $(jq -c '[.service, .port, .ready, .terminating, .endpoints]' <<<"$backends") == '["api","http",1,0,["10.244.1.2:8080"]]' ]] ||
     bad+=("status.backends: expected service api, port http, 1 ready, 0 terminating, [10.244.1.2:8080]; got $backends")
-  kubectl delete virtualservices.lvs.lvs-operator.io api -n "$svc_ns"
+  # A VirtualService naming a Service that does not exist says so.
+  kubectl apply -n "$svc_ns" -f - <<YAML
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: VirtualService
+metadata: {name: nowhere}
+spec:
+  address: 198.51.100.31
+  port: 80
+  directors: {nodeSelector: {}}
+  backends: {service: {name: nope}}
+YAML
+  wait_json 30 '.status.backends.message == "Service '"$svc_ns"'/nope not found" and
+      ([.status.conditions[]? | select(.type == "Ready" and .status == "False" and (.message | contains("spec.backends: Service '"$svc_ns"'/nope")))] | length == 1)' \
+    virtualservices.lvs.lvs-operator.io nowhere -n "$svc_ns" ||
+    bad+=("VirtualService nowhere (Service nope missing): expected status.backends.message 'Service $svc_ns/nope not found' and Ready=False naming spec.backends; got $(jq -c '[.status.backends, [.status.conditions[]? | select(.type == "Ready")]]' <<<"$wait_last" 2>/dev/null || first_line "$wait_last")")
+  kubectl delete virtualservices.lvs.lvs-operator.io api nowhere -n "$svc_ns"
   retry 30 bash -c '[[ -z $(kubectl get realservers.lvs.lvs-operator.io -n "$1" -l lvs.lvs-operator.io/service=api -o name) ]]' _ "$svc_ns" ||
     bad+=("the mirrors remain 30s after the last VirtualService naming Service api was deleted")
   kubectl delete service api -n "$svc_ns" --wait=false
