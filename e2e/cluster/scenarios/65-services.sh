@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2154
+# (lvs_ns and wait_last come from lib.sh)
 # LoadBalancer Services and EndpointSlice backends, against the real
 # endpointslice controller and garbage collector (the lab's
 # kube-controller-manager). There is no kubelet: the scenario writes Pods bound
@@ -69,6 +71,14 @@ svc_in_pool() {
   python3 -c 'import ipaddress, sys; sys.exit(0 if ipaddress.ip_address(sys.argv[1]) in ipaddress.ip_network(sys.argv[2]) else 1)' "$1" "$svc_pool_cidr"
 }
 
+# svc_lb_vss SERVICE -> "name=address:port ..." of its VirtualServices, sorted.
+svc_lb_vss() {
+  kubectl get virtualservices.lvs.lvs-operator.io -n "$svc_ns" -l "lvs.lvs-operator.io/load-balancer=$1" -o json |
+    jq -r '[.items[] | "\(.metadata.name)=\(.spec.address):\(.spec.port)"] | sort | join(" ")'
+}
+_svc_lb_vss_are() { [[ $(svc_lb_vss "$1") == "$2" ]]; }
+_svc_no_mirrors() { [[ -z $(svc_mirrors "$1") ]]; }
+
 # svc_mirrors SERVICE -> "address:port=state ..." of the mirror RealServers, sorted.
 svc_mirrors() {
   kubectl get realservers.lvs.lvs-operator.io -n "$svc_ns" -l "lvs.lvs-operator.io/service=$1" -o json |
@@ -108,8 +118,7 @@ YAML
   ip=$(jq -r '.status.loadBalancer.ingress[0].ip' <<<"$wait_last")
   svc_in_pool "$ip" || { fail $name "Service shop got $ip, outside pool $svc_pool ($svc_pool_cidr)"; return 0; }
   local want="shop-443-tcp=$ip:443 shop-80-tcp=$ip:80"
-  if ! retry 30 bash -c '[[ $(kubectl get virtualservices.lvs.lvs-operator.io -n "$1" -l lvs.lvs-operator.io/load-balancer=shop -o json |
-      jq -r "[.items[] | \"\(.metadata.name)=\(.spec.address):\(.spec.port)\"] | sort | join(\" \")") == "$2" ]]' _ "$svc_ns" "$want"; then
+  if ! retry 30 _svc_lb_vss_are shop "$want"; then
     fail $name "expected VirtualServices $want, got: $(kubectl get virtualservices.lvs.lvs-operator.io -n "$svc_ns" -o json | jq -c '[.items[] | {n: .metadata.name, a: .spec.address, p: .spec.port, o: .metadata.ownerReferences[0].name}]')"
     return 0
   fi
@@ -119,14 +128,14 @@ YAML
   other=$(kubectl get service elsewhere -n "$svc_ns" -o json)
   if [[ $(jq -c '.status.loadBalancer.ingress // []' <<<"$other") != "[]" ]] ||
     jq -e '[.metadata.managedFields[]?.manager] | index("lvs-operator")' <<<"$other" >/dev/null ||
-    [[ -n $(kubectl get virtualservices.lvs.lvs-operator.io -n "$svc_ns" -l lvs.lvs-operator.io/load-balancer=elsewhere -o name) ]]; then
+    [[ -n $(svc_lb_vss elsewhere) ]]; then
     fail $name "Service elsewhere (class example.com/other) was touched: status $(jq -c .status <<<"$other"), managers $(jq -c '[.metadata.managedFields[]?.manager]' <<<"$other")"
     return 0
   fi
   # Deleting the Service removes its VirtualServices (garbage collection of
   # the ownerReferences).
   kubectl delete service shop -n "$svc_ns" --wait=false
-  if ! retry 60 bash -c '[[ -z $(kubectl get virtualservices.lvs.lvs-operator.io -n "$1" -l lvs.lvs-operator.io/load-balancer=shop -o name) ]]' _ "$svc_ns"; then
+  if ! retry 60 _svc_lb_vss_are shop ""; then
     fail $name "60s after deleting Service shop its VirtualServices remain: $(kubectl get virtualservices.lvs.lvs-operator.io -n "$svc_ns" -o name | tr '\n' ' ')"
     return 0
   fi
@@ -209,7 +218,7 @@ YAML
     virtualservices.lvs.lvs-operator.io nowhere -n "$svc_ns" ||
     bad+=("VirtualService nowhere (Service nope missing): expected status.backends.message 'Service $svc_ns/nope not found' and Ready=False naming spec.backends; got $(jq -c '[.status.backends, [.status.conditions[]? | select(.type == "Ready")]]' <<<"$wait_last" 2>/dev/null || first_line "$wait_last")")
   kubectl delete virtualservices.lvs.lvs-operator.io api nowhere -n "$svc_ns"
-  retry 30 bash -c '[[ -z $(kubectl get realservers.lvs.lvs-operator.io -n "$1" -l lvs.lvs-operator.io/service=api -o name) ]]' _ "$svc_ns" ||
+  retry 30 _svc_no_mirrors api ||
     bad+=("the mirrors remain 30s after the last VirtualService naming Service api was deleted")
   kubectl delete service api -n "$svc_ns" --wait=false
   kubectl delete pod api-2 -n "$svc_ns" --grace-period=0 --force
