@@ -295,6 +295,9 @@ pub struct ChangeCounters {
 pub enum Input {
     Planner,
     Reports,
+    /// Read by no derived value (Services and EndpointSlices, which only
+    /// the Service controller reads).
+    Neither,
 }
 
 impl ChangeCounters {
@@ -313,6 +316,7 @@ impl ChangeCounters {
         let c = match input {
             Input::Planner => &self.planner,
             Input::Reports => &self.reports,
+            Input::Neither => return,
         };
         c.fetch_add(1, Ordering::AcqRel);
     }
@@ -361,17 +365,17 @@ impl Watched for Node {
     }
 }
 
-/// Services and EndpointSlices feed the mirror and LoadBalancer
-/// controllers only; the analysis never reads them.
+/// Services and EndpointSlices feed the Service controller only; the
+/// analysis never reads them.
 impl Watched for Service {
-    const INPUT: Input = Input::Planner;
+    const INPUT: Input = Input::Neither;
     fn changed(_: &Self, _: &Self) -> bool {
         false
     }
 }
 
 impl Watched for EndpointSlice {
-    const INPUT: Input = Input::Planner;
+    const INPUT: Input = Input::Neither;
     fn changed(_: &Self, _: &Self) -> bool {
         false
     }
