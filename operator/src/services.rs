@@ -542,3 +542,42 @@ pub fn service_controller(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher;
+
+    fn vs(backends: Option<&str>) -> VirtualService {
+        let mut spec = serde_json::json!({
+            "address": "192.0.2.10", "port": 80, "directors": {"nodeSelector": {}},
+        });
+        match backends {
+            Some(s) => spec["backends"] = json!({"service": {"name": s}}),
+            None => spec["realServerSelector"] = json!({}),
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "VirtualService",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_missing_backend_service_is_reported() {
+        let (store, mut w) = kube::runtime::reflector::store::<Service>();
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "here", "namespace": "shop"},
+        }))
+        .unwrap();
+        w.apply_watcher_event(&watcher::Event::Apply(svc));
+        let got = missing_service(&vs(Some("gone")), &store).expect("reported");
+        assert_eq!(got.service, "gone");
+        assert_eq!(got.message, "Service shop/gone not found");
+        assert_eq!((got.ready, got.terminating, got.not_ready), (0, 0, 0));
+        assert_eq!(missing_service(&vs(Some("here")), &store), None);
+        assert_eq!(missing_service(&vs(None), &store), None);
+    }
+}
