@@ -227,3 +227,99 @@ async fn mirrors_then_status_then_nothing() {
     }
     task.await.unwrap().expect("reconcile succeeds");
 }
+
+/// A LoadBalancer Service of our class: the pools are listed, the
+/// namespace's labels read, the first free address of the pool taken, one
+/// VirtualService per port applied (owned by the Service) and the address
+/// written into the Service's status; a Service of another class gets no
+/// request at all.
+#[tokio::test]
+async fn load_balancer_allocates_applies_and_writes_status() {
+    let w = world();
+    let lb = |class: &str| -> Arc<Service> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "shop", "namespace": "shop", "uid": "u-lb"},
+                "spec": {
+                    "type": "LoadBalancer", "loadBalancerClass": class,
+                    "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+                },
+            }))
+            .unwrap(),
+        )
+    };
+
+    let (ctx, mut handle) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_service(lb("example.com/other"), ctx));
+    if let Some((req, _)) = handle.next_request().await {
+        panic!(
+            "a Service of another class got {} {}",
+            req.method(),
+            req.uri()
+        );
+    }
+    task.await.unwrap().expect("reconcile succeeds");
+
+    let (ctx, mut handle) = context(w.stores.clone());
+    let task = tokio::spawn(reconcile_service(lb("lvs-operator.io/ipvs"), ctx));
+    let (req, send) = next(&mut handle).await;
+    assert_eq!(req.method(), http::Method::GET);
+    assert_eq!(
+        req.uri().to_string(),
+        "/apis/lvs.lvs-operator.io/v1alpha1/lvsaddresspools?"
+    );
+    respond(
+        send,
+        json!({
+            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsAddressPoolList",
+            "metadata": {"resourceVersion": "1"},
+            "items": [{
+                "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsAddressPool",
+                "metadata": {"name": "shop"},
+                // 192.0.2.10 is taken by VirtualService shop/api (the world).
+                "spec": {"addresses": ["192.0.2.10-192.0.2.11"],
+                         "namespaceSelector": {"matchLabels": {"tenant": "shop"}}},
+            }],
+        }),
+    );
+    let (req, send) = next(&mut handle).await;
+    assert_eq!(req.uri().to_string(), "/api/v1/namespaces/shop");
+    respond(
+        send,
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": "shop", "labels": {"tenant": "shop"}}}),
+    );
+    let (req, send) = next(&mut handle).await;
+    assert_eq!(
+        req.uri().to_string(),
+        "/apis/lvs.lvs-operator.io/v1alpha1/namespaces/shop/virtualservices/shop-80-tcp?&force=true&fieldManager=lvs-operator"
+    );
+    let body = body_json(req).await;
+    assert_eq!(body["spec"]["address"], "192.0.2.11");
+    assert_eq!(body["spec"]["forwarding"], "NAT");
+    assert_eq!(body["spec"]["sourceNat"], true);
+    assert_eq!(
+        body["spec"]["backends"],
+        json!({"service": {"name": "shop", "port": "http"}})
+    );
+    assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "u-lb");
+    respond(send, body);
+    let (req, send) = next(&mut handle).await;
+    assert_eq!(
+        req.uri().to_string(),
+        "/api/v1/namespaces/shop/services/shop/status?&force=true&fieldManager=lvs-operator"
+    );
+    let body = body_json(req).await;
+    assert_eq!(
+        body["status"]["loadBalancer"]["ingress"],
+        json!([{"ip": "192.0.2.11", "ipMode": "VIP"}])
+    );
+    respond(send, body);
+    // No VirtualService names Service shop in spec.backends yet (the store
+    // does not hold the one just applied): no mirror writes.
+    if let Some((req, _)) = handle.next_request().await {
+        panic!("unexpected {} {}", req.method(), req.uri());
+    }
+    task.await.unwrap().expect("reconcile succeeds");
+}
