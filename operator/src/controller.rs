@@ -61,6 +61,9 @@ pub struct Context {
     derived: DerivedState,
     /// Rate limit of the realserver health Events.
     health_events: Mutex<status::EventLimiter>,
+    /// Addresses given to LoadBalancer Services (see
+    /// [`crate::services::Allocations`]).
+    pub allocations: crate::services::Allocations,
 }
 
 impl std::fmt::Debug for Context {
@@ -91,6 +94,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             derived: DerivedState::default(),
             health_events: Mutex::new(status::EventLimiter::default()),
+            allocations: Default::default(),
         }
     }
 

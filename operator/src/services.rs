@@ -47,6 +47,15 @@ pub const BACKENDS_MANAGER: &str = "lvs-operator-backends";
 const RETRY: Duration = Duration::from_secs(60);
 const RESYNC: Duration = Duration::from_secs(300);
 
+/// Addresses this operator gave to LoadBalancer Services (address ->
+/// namespace/name), held while allocating. Reconciles of different Services
+/// run concurrently and the VirtualService just applied for one may not be in
+/// the store yet when another allocates: the lock makes allocations one at a
+/// time, and the map counts an address as in use until the store shows it
+/// (or the Service is gone).
+#[derive(Debug, Default)]
+pub struct Allocations(tokio::sync::Mutex<BTreeMap<IpAddr, String>>);
+
 fn svc_ref(namespace: &str, name: &str) -> ObjectRef<Service> {
     ObjectRef::new(name).within(namespace)
 }
@@ -193,22 +202,31 @@ async fn load_balance(svc: &Service, ns: &str, ctx: &Context) -> Result<Option<S
         (Some(r), Some(c)) if r == c => c,
         (None, Some(c)) => c,
         (r, _) => {
+            let mut given = ctx.allocations.0.lock().await;
             let policy = policy(ctx).await?;
             let ns_labels = Api::<Namespace>::all(ctx.client.clone())
                 .get_opt(ns)
                 .await
                 .map_err(Error::kube(format!("get Namespace {ns}")))?
                 .map(|n| n.labels().clone());
-            let in_use: BTreeSet<IpAddr> = ctx
+            let mut in_use: BTreeSet<IpAddr> = ctx
                 .stores
                 .vs
                 .state()
                 .iter()
                 .filter_map(|v| v.spec.address.as_deref()?.parse().ok())
                 .collect();
+            let key = format!("{ns}/{name}");
+            let services = &ctx.stores.services;
+            given.retain(|a, owner| {
+                let (o_ns, o_name) = owner.split_once('/').unwrap_or_default();
+                !in_use.contains(a) && services.get(&svc_ref(o_ns, o_name)).is_some()
+            });
+            in_use.extend(given.iter().filter(|(_, o)| **o != key).map(|(a, _)| *a));
             match policy.allocate(ns, ns_labels.as_ref(), &in_use, r) {
                 Ok(a) => {
-                    info!(service = %format!("{ns}/{name}"), address = %a, requested = ?r, "address allocated");
+                    info!(service = %key, address = %a, requested = ?r, "address allocated");
+                    given.insert(a, key);
                     a
                 }
                 Err(e) => return Ok(Some(format!("Service {ns}/{name}: {e}"))),

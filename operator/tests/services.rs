@@ -36,7 +36,8 @@ struct World {
     stores: Stores,
     vs: Writer<VirtualService>,
     rs: Writer<RealServer>,
-    _rest: (Writer<Service>, Writer<EndpointSlice>),
+    svc: Writer<Service>,
+    _slices: Writer<EndpointSlice>,
 }
 
 fn world() -> World {
@@ -92,7 +93,8 @@ fn world() -> World {
         },
         vs: vs_w,
         rs: rs_w,
-        _rest: (svc_w, sl_w),
+        svc: svc_w,
+        _slices: sl_w,
     }
 }
 
@@ -228,30 +230,34 @@ async fn mirrors_then_status_then_nothing() {
     task.await.unwrap().expect("reconcile succeeds");
 }
 
-/// A LoadBalancer Service of our class: the pools are listed, the
-/// namespace's labels read, the first free address of the pool taken, one
-/// VirtualService per port applied (owned by the Service) and the address
-/// written into the Service's status; a Service of another class gets no
-/// request at all.
+/// LoadBalancer Services of our class: the pools are listed, the
+/// namespace's labels read, the first free address of the pool taken (not
+/// one just given to another Service), one VirtualService per port applied
+/// (owned by the Service) and the address written into the Service's
+/// status; a Service of another class gets no request at all.
 #[tokio::test]
 async fn load_balancer_allocates_applies_and_writes_status() {
-    let w = world();
-    let lb = |class: &str| -> Arc<Service> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "shop", "namespace": "shop", "uid": "u-lb"},
-                "spec": {
-                    "type": "LoadBalancer", "loadBalancerClass": class,
-                    "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-                },
-            }))
-            .unwrap(),
-        )
+    let mut w = world();
+    let lb = |name: &str, class: &str| -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "shop", "uid": format!("u-{name}")},
+            "spec": {
+                "type": "LoadBalancer", "loadBalancerClass": class,
+                "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+            },
+        })
     };
+    let arc = |v: Value| -> Arc<Service> { Arc::new(serde_json::from_value(v).unwrap()) };
+    // Reconciles start from the store: both LoadBalancer Services are there.
+    put(&mut w.svc, lb("shop", "lvs-operator.io/ipvs"));
+    put(&mut w.svc, lb("shop2", "lvs-operator.io/ipvs"));
 
     let (ctx, mut handle) = context(w.stores.clone());
-    let task = tokio::spawn(reconcile_service(lb("example.com/other"), ctx));
+    let task = tokio::spawn(reconcile_service(
+        arc(lb("other", "example.com/other")),
+        ctx,
+    ));
     if let Some((req, _)) = handle.next_request().await {
         panic!(
             "a Service of another class got {} {}",
@@ -261,65 +267,81 @@ async fn load_balancer_allocates_applies_and_writes_status() {
     }
     task.await.unwrap().expect("reconcile succeeds");
 
+    // One context for both allocations, as in the controller.
     let (ctx, mut handle) = context(w.stores.clone());
-    let task = tokio::spawn(reconcile_service(lb("lvs-operator.io/ipvs"), ctx));
-    let (req, send) = next(&mut handle).await;
-    assert_eq!(req.method(), http::Method::GET);
-    assert_eq!(
-        req.uri().to_string(),
-        "/apis/lvs.lvs-operator.io/v1alpha1/lvsaddresspools?"
-    );
-    respond(
-        send,
-        json!({
-            "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsAddressPoolList",
-            "metadata": {"resourceVersion": "1"},
-            "items": [{
-                "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsAddressPool",
-                "metadata": {"name": "shop"},
-                // 192.0.2.10 is taken by VirtualService shop/api (the world).
-                "spec": {"addresses": ["192.0.2.10-192.0.2.11"],
-                         "namespaceSelector": {"matchLabels": {"tenant": "shop"}}},
-            }],
-        }),
-    );
-    let (req, send) = next(&mut handle).await;
-    assert_eq!(req.uri().to_string(), "/api/v1/namespaces/shop");
-    respond(
-        send,
-        json!({"apiVersion": "v1", "kind": "Namespace",
-               "metadata": {"name": "shop", "labels": {"tenant": "shop"}}}),
-    );
-    let (req, send) = next(&mut handle).await;
-    assert_eq!(
-        req.uri().to_string(),
-        "/apis/lvs.lvs-operator.io/v1alpha1/namespaces/shop/virtualservices/shop-80-tcp?&force=true&fieldManager=lvs-operator"
-    );
-    let body = body_json(req).await;
-    assert_eq!(body["spec"]["address"], "192.0.2.11");
-    assert_eq!(body["spec"]["forwarding"], "NAT");
-    assert_eq!(body["spec"]["sourceNat"], true);
-    assert_eq!(
-        body["spec"]["backends"],
-        json!({"service": {"name": "shop", "port": "http"}})
-    );
-    assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "u-lb");
-    respond(send, body);
-    let (req, send) = next(&mut handle).await;
-    assert_eq!(
-        req.uri().to_string(),
-        "/api/v1/namespaces/shop/services/shop/status?&force=true&fieldManager=lvs-operator"
-    );
-    let body = body_json(req).await;
-    assert_eq!(
-        body["status"]["loadBalancer"]["ingress"],
-        json!([{"ip": "192.0.2.11", "ipMode": "VIP"}])
-    );
-    respond(send, body);
-    // No VirtualService names Service shop in spec.backends yet (the store
-    // does not hold the one just applied): no mirror writes.
+    for (name, want) in [("shop", "192.0.2.11"), ("shop2", "192.0.2.12")] {
+        let task = tokio::spawn(reconcile_service(
+            arc(lb(name, "lvs-operator.io/ipvs")),
+            ctx.clone(),
+        ));
+        let (req, send) = next(&mut handle).await;
+        assert_eq!(req.method(), http::Method::GET);
+        assert_eq!(
+            req.uri().to_string(),
+            "/apis/lvs.lvs-operator.io/v1alpha1/lvsaddresspools?"
+        );
+        respond(
+            send,
+            json!({
+                "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsAddressPoolList",
+                "metadata": {"resourceVersion": "1"},
+                "items": [{
+                    "apiVersion": "lvs.lvs-operator.io/v1alpha1", "kind": "LvsAddressPool",
+                    "metadata": {"name": "shop"},
+                    // 192.0.2.10 is taken by VirtualService shop/api (the world).
+                    "spec": {"addresses": ["192.0.2.10-192.0.2.12"],
+                             "namespaceSelector": {"matchLabels": {"tenant": "shop"}}},
+                }],
+            }),
+        );
+        let (req, send) = next(&mut handle).await;
+        assert_eq!(req.uri().to_string(), "/api/v1/namespaces/shop");
+        respond(
+            send,
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": "shop", "labels": {"tenant": "shop"}}}),
+        );
+        let (req, send) = next(&mut handle).await;
+        assert_eq!(
+            req.uri().to_string(),
+            format!(
+                "/apis/lvs.lvs-operator.io/v1alpha1/namespaces/shop/virtualservices/{name}-80-tcp?&force=true&fieldManager=lvs-operator"
+            )
+        );
+        let body = body_json(req).await;
+        // The second Service does not get the first one's address although
+        // the store does not hold the first one's VirtualService yet.
+        assert_eq!(body["spec"]["address"], want, "{name}");
+        assert_eq!(body["spec"]["forwarding"], "NAT");
+        assert_eq!(body["spec"]["sourceNat"], true);
+        assert_eq!(
+            body["spec"]["backends"],
+            json!({"service": {"name": name, "port": "http"}})
+        );
+        assert_eq!(
+            body["metadata"]["ownerReferences"][0]["uid"],
+            format!("u-{name}")
+        );
+        respond(send, body);
+        let (req, send) = next(&mut handle).await;
+        assert_eq!(
+            req.uri().to_string(),
+            format!(
+                "/api/v1/namespaces/shop/services/{name}/status?&force=true&fieldManager=lvs-operator"
+            )
+        );
+        let body = body_json(req).await;
+        assert_eq!(
+            body["status"]["loadBalancer"]["ingress"],
+            json!([{"ip": want, "ipMode": "VIP"}])
+        );
+        respond(send, body);
+        // No VirtualService names the Service in spec.backends in the store
+        // yet: no mirror writes.
+        task.await.unwrap().expect("reconcile succeeds");
+    }
+    drop(ctx);
     if let Some((req, _)) = handle.next_request().await {
         panic!("unexpected {} {}", req.method(), req.uri());
     }
-    task.await.unwrap().expect("reconcile succeeds");
 }
