@@ -411,6 +411,36 @@ pub struct VirtualServiceStatus {
     /// server (too few realservers healthy there).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sorry_server_active: Vec<String>,
+    /// With `spec.backends`: the Service's endpoints as the operator
+    /// mirrored them into RealServers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<BackendsStatus>,
+}
+
+/// The endpoints of `spec.backends.service`, as last mirrored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendsStatus {
+    /// The Service's name.
+    pub service: String,
+    /// The Service port the backends come from (its name, or its number
+    /// when unnamed); unset while it cannot be resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Ready endpoints: destinations (RealServers in state Active).
+    pub ready: u32,
+    /// Terminating endpoints: draining (RealServers in state Draining).
+    pub terminating: u32,
+    /// Endpoints neither ready nor terminating: not destinations.
+    pub not_ready: u32,
+    /// The ready and terminating endpoints as address:port (at most 32,
+    /// sorted; the counts are complete).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    /// Why there are no backends (the Service or the port is missing),
+    /// empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// How many realservers the selector picks and how many of them are usable.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the cluster-lab binaries (etcd, kube-apiserver, kubectl, helm) from the
+# Builds the cluster-lab binaries (etcd, kube-apiserver, kube-controller-manager,
+# kubectl, helm) from the
 # Go module proxy, each from its own module under e2e/cluster/tools/<name>/.
 # Binaries land in ${LVS_CACHE:-<repo>/.cache}/cluster-lab/bin/. A binary is
 # rebuilt only when its stamp (version, go.mod/go.sum hash, ldflags) changed.
@@ -91,13 +92,18 @@ want_tool() {
 
 selected=("$@")
 for t in "${selected[@]}"; do
-  case $t in kube-apiserver | kubectl | etcd | helm) ;; *) die "unknown tool '$t' (expected kube-apiserver, kubectl, etcd, helm)" ;; esac
+  case $t in kube-apiserver | kube-controller-manager | kubectl | etcd | helm) ;; *) die "unknown tool '$t' (expected kube-apiserver, kube-controller-manager, kubectl, etcd, helm)" ;; esac
 done
 pick() { ((${#selected[@]} == 0)) || want_tool "$1"; }
 
 # kube-apiserver first: it is the slowest, and kubectl reuses most of its cache.
 if pick kube-apiserver; then
   build kube-apiserver "$here/tools/kube" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes "$KUBE_VERSION" "$(kube_ldflags)"
+fi
+# The endpointslice and garbage collector controllers: same k8s.io/kubernetes,
+# its own module (tools/kcm) so that tools/kube keeps its go.sum.
+if pick kube-controller-manager; then
+  build kube-controller-manager "$here/tools/kcm" k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes "$KUBE_VERSION" "$(kube_ldflags)"
 fi
 if pick kubectl; then
   build kubectl "$here/tools/kube" k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes "$KUBE_VERSION" "$(kube_ldflags)"

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The cluster lab: etcd + kube-apiserver as plain processes on loopback, TLS
-# from a throwaway CA, RBAC enforced, TokenRequest enabled. No kubelet, no
-# controller-manager, no scheduler: every API object exists, no pod runs.
+# from a throwaway CA, RBAC enforced, TokenRequest enabled, and
+# kube-controller-manager with only the endpointslice, garbage collector and
+# serviceaccount controllers (Pods written by scenarios, with their status set
+# by hand, become EndpointSlices; ownerReferences are honoured; each namespace
+# gets the `default` ServiceAccount a Pod needs). No kubelet, no
+# scheduler, no node lifecycle: every API object exists, no pod runs.
 #
 # Usage: lab.sh up | down | env | status | stop-apiserver | start-apiserver
 #   stop-apiserver / start-apiserver stop and restart kube-apiserver alone (same
@@ -137,10 +141,10 @@ wait_apiserver_ready() {
 
 cmd_up() {
   local b
-  for b in etcd kube-apiserver kubectl; do
+  for b in etcd kube-apiserver kube-controller-manager kubectl; do
     [[ -x $bindir/$b ]] || die "$bindir/$b missing (run: e2e/cluster/build-tools.sh)"
   done
-  if pid_alive "$lab/etcd.pid" || pid_alive "$lab/kube-apiserver.pid"; then
+  if pid_alive "$lab/etcd.pid" || pid_alive "$lab/kube-apiserver.pid" || pid_alive "$lab/kube-controller-manager.pid"; then
     die "a lab is already running in $lab (run: lab.sh down)"
   fi
   if [[ -d $lab && -n $(ls -A "$lab") && ! -d $lab/pki ]]; then
@@ -189,6 +193,20 @@ cmd_up() {
   write_kubeconfig "$lab/admin-vm.kubeconfig" "https://$vm_host_ip:$api_port"
   wait_apiserver_ready "$api_port"
 
+  # Only the controllers the scenarios need: no node lifecycle or pod GC, which
+  # would evict or delete Pods on Nodes that no kubelet heartbeats.
+  local kcm_port
+  kcm_port=$(free_port 10257)
+  start_proc kube-controller-manager "$bindir/kube-controller-manager" \
+    --kubeconfig "$lab/admin.kubeconfig" \
+    --controllers endpointslice-controller,garbage-collector-controller,serviceaccount-controller \
+    --leader-elect=false \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" --cert-dir "$lab/kcm-certs" \
+    --endpointslice-updates-batch-period 0s \
+    --v=1
+  wait_until kube-controller-manager 60 "$lab/kube-controller-manager.pid" "$lab/kube-controller-manager.log" \
+    curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
+
   cat >"$lab/lab.env" <<EOF
 export LVS_LAB_DIR=$lab
 export KUBECONFIG=$lab/admin.kubeconfig
@@ -209,6 +227,7 @@ stop_proc() { lvs_proc_stop "$lab/$1.pid"; }
 
 cmd_down() {
   [[ -d $lab ]] || { log "down: no lab at $lab"; return 0; }
+  stop_proc kube-controller-manager
   stop_proc kube-apiserver
   stop_proc etcd
   rm -rf "$lab/etcd-data"
@@ -238,7 +257,7 @@ cmd_start_apiserver() {
 
 cmd_status() {
   local n
-  for n in etcd kube-apiserver; do
+  for n in etcd kube-apiserver kube-controller-manager; do
     if pid_alive "$lab/$n.pid"; then echo "$n: running (pid $(cat "$lab/$n.pid"))"; else echo "$n: stopped"; fi
   done
 }

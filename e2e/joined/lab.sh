@@ -103,7 +103,7 @@ cmd_up() {
   if ((agents)) && ! "$agent_bin" --help | grep -q -- '--kubeconfig'; then
     lvs_die "$agent_bin has no Kubernetes mode (--kubeconfig); rebuild it"
   fi
-  step "cluster lab tools: etcd, kube-apiserver, kubectl, helm (Go; cached after the first build)"
+  step "cluster lab tools: etcd, kube-apiserver, kube-controller-manager, kubectl, helm (Go; cached after the first build)"
   run_logged build-tools "$cluster/build-tools.sh"
   step "waiting for the kernel lab setup"
   run_logged kernel-setup-wait bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done' _ "$setup_pid"

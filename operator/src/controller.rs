@@ -61,6 +61,9 @@ pub struct Context {
     derived: DerivedState,
     /// Rate limit of the realserver health Events.
     health_events: Mutex<status::EventLimiter>,
+    /// Addresses given to LoadBalancer Services (see
+    /// [`crate::services::Allocations`]).
+    pub allocations: crate::services::Allocations,
 }
 
 impl std::fmt::Debug for Context {
@@ -91,6 +94,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             derived: DerivedState::default(),
             health_events: Mutex::new(status::EventLimiter::default()),
+            allocations: Default::default(),
         }
     }
 
@@ -111,14 +115,14 @@ impl Context {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn failed(&self, key: &str) -> u32 {
+    pub(crate) fn failed(&self, key: &str) -> u32 {
         let mut f = self.failures();
         let n = f.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         *n
     }
 
-    fn succeeded(&self, key: &str) {
+    pub(crate) fn succeeded(&self, key: &str) {
         self.failures().remove(key);
     }
 
@@ -280,13 +284,22 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
         return Ok(Action::await_change());
     };
     let old = vs.status.as_ref();
+    if let Some(b) = crate::services::missing_service(vs, &ctx.stores.services)
+        && old.and_then(|s| s.backends.as_ref()) != Some(&b)
+    {
+        crate::services::write_backends(&ctx.client, &ns, &name, Some(&b)).await?;
+        info!(vs = %key, message = %b.message, "status.backends written");
+    }
     let new = status::vs_status(old, &vs.spec, &ns, verdict, &ctx.reports(), &now_rfc3339());
     if !status::needs_write(old, &new) {
         ctx.metrics.status_write("VirtualService", false);
         debug!(vs = %key, "status unchanged");
         return Ok(Action::requeue(RESYNC));
     }
-    apply_status(api, &ns, &name, &new).await?;
+    // status.backends belongs to the Service controller's field manager.
+    let mut body = new.clone();
+    body.backends = None;
+    apply_status(api, &ns, &name, &body).await?;
     ctx.metrics.status_write("VirtualService", true);
     info!(
         vs = %key,

@@ -5,19 +5,25 @@
 //! VirtualService's and RealServer's status (conditions, resolved
 //! directors and addresses, per-node programming state) with server-side
 //! apply. It never programs IPVS itself: the node agents do, from the same
-//! objects.
+//! objects. It also serves Services of type LoadBalancer of class
+//! `lvs-operator.io/ipvs` (VirtualServices on an address from the pools) and
+//! mirrors the EndpointSlices of the Services that VirtualServices name in
+//! `spec.backends` into RealServers.
 #![forbid(unsafe_code)]
 
+pub mod backends;
 pub mod cli;
 pub mod controller;
 pub mod derived;
 pub mod error;
 pub mod http;
 pub mod leader;
+pub mod loadbalancer;
 pub mod mapping;
 pub mod metrics;
 pub mod pools;
 pub mod run;
+pub mod services;
 pub mod status;
 pub mod stores;
 

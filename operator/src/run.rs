@@ -70,6 +70,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         realservers = stores.rs.len(),
         nodes = stores.nodes.len(),
         lvsnodes = stores.lvsnodes.len(),
+        services = stores.services.len(),
+        endpointslices = stores.slices.len(),
         "caches synced"
     );
 
@@ -95,13 +97,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::new(client, stores, metrics.clone(), &identity));
     let vs = tokio::spawn(vs_controller(ctx.clone(), &feeds, shutdown.clone()));
     let rs = tokio::spawn(rs_controller(ctx.clone(), &feeds, shutdown.clone()));
-    let pools = tokio::spawn(crate::pools::pool_controller(ctx, &feeds, shutdown.clone()));
+    let pools = tokio::spawn(crate::pools::pool_controller(
+        ctx.clone(),
+        &feeds,
+        shutdown.clone(),
+    ));
+    let services = tokio::spawn(crate::services::service_controller(
+        ctx,
+        &feeds,
+        shutdown.clone(),
+    ));
     health.controllers_running.store(true, Ordering::Relaxed);
     info!("controllers running");
     let controllers = async {
         let _ = vs.await;
         let _ = rs.await;
         let _ = pools.await;
+        let _ = services.await;
     };
 
     let result = match elector {

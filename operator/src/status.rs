@@ -317,7 +317,7 @@ fn problems(verdict: &Verdict) -> Vec<String> {
         .collect()
 }
 
-fn ready_update(verdict: &Verdict, namespace: &str) -> ConditionUpdate {
+fn ready_update(spec: &VirtualServiceSpec, verdict: &Verdict, namespace: &str) -> ConditionUpdate {
     let t = types::READY;
     match &verdict.state {
         ServiceState::Invalid(msg) => update(t, false, reasons::INVALID, msg.clone()),
@@ -332,14 +332,20 @@ fn ready_update(verdict: &Verdict, namespace: &str) -> ConditionUpdate {
             let (selected, ready) = (verdict.selected(), verdict.ready());
             let problems = problems(verdict);
             if selected == 0 {
-                update(
-                    t,
-                    false,
-                    reasons::NO_REAL_SERVERS,
-                    format!(
+                let msg = match &spec.backends {
+                    Some(b) => format!(
+                        "spec.backends: Service {namespace}/{} has no ready or terminating endpoints on port {} (see status.backends)",
+                        b.service.name,
+                        match b.service.port_label() {
+                            p if p.is_empty() => "(its only port)".to_string(),
+                            p => p,
+                        }
+                    ),
+                    None => format!(
                         "spec.realServerSelector selects no RealServer in namespace {namespace}"
                     ),
-                )
+                };
+                update(t, false, reasons::NO_REAL_SERVERS, msg)
             } else if ready == 0 {
                 update(
                     t,
@@ -396,7 +402,7 @@ pub fn vs_condition_updates(
         ),
     };
     vec![
-        ready_update(verdict, namespace),
+        ready_update(spec, verdict, namespace),
         programmed_update(verdict, generation, nodes),
         conflict,
         invalid,
@@ -473,6 +479,8 @@ pub fn vs_status(
         active_director: active_director(&roles),
         director_roles: roles,
         sorry_server_active: health.sorry_active,
+        // Written by the Service controller (its own field manager).
+        backends: old.and_then(|s| s.backends.clone()),
     }
 }
 

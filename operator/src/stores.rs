@@ -268,6 +268,11 @@ pub struct Stores {
     pub lvsnodes: Store<LvsNode>,
     /// What the address policy reads.
     pub pools: PoolStores,
+    /// Services (LoadBalancer Services and the ones `spec.backends` names).
+    pub services: Store<Service>,
+    /// EndpointSlices that belong to a Service (label
+    /// `kubernetes.io/service-name`).
+    pub slices: Store<EndpointSlice>,
     /// Bumped by the watch tasks after a store took a change of what the
     /// analysis reads.
     pub changes: ChangeCounters,
@@ -323,6 +328,9 @@ pub struct ChangeCounters {
 pub enum Input {
     Planner,
     Reports,
+    /// Read by no derived value (Services and EndpointSlices, which only
+    /// the Service controller reads).
+    Neither,
 }
 
 impl ChangeCounters {
@@ -341,6 +349,7 @@ impl ChangeCounters {
         let c = match input {
             Input::Planner => &self.planner,
             Input::Reports => &self.reports,
+            Input::Neither => return,
         };
         c.fetch_add(1, Ordering::AcqRel);
     }
@@ -467,6 +476,8 @@ pub struct Feeds {
     pub namespaces: Fanout<Namespace>,
     pub api_service: Fanout<Service>,
     pub api_endpoints: Fanout<EndpointSlice>,
+    pub services: Fanout<Service>,
+    pub slices: Fanout<EndpointSlice>,
 }
 
 impl Stores {
@@ -476,6 +487,8 @@ impl Stores {
         self.rs.wait_until_ready().await?;
         self.nodes.wait_until_ready().await?;
         self.lvsnodes.wait_until_ready().await?;
+        self.services.wait_until_ready().await?;
+        self.slices.wait_until_ready().await?;
         self.pools.pools.wait_until_ready().await?;
         self.pools.namespaces.wait_until_ready().await?;
         self.pools.api_service.wait_until_ready().await?;
@@ -498,6 +511,25 @@ impl Drop for Ended {
 fn drive<K, S>(
     source: impl FnOnce(Store<K>) -> S,
     kind: &'static str,
+    feed: Fanout<K>,
+    trim: fn(&mut K),
+    health: Arc<Health>,
+    changes: ChangeCounters,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Watched + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+{
+    drive_as(source, kind, K::INPUT, feed, trim, health, changes)
+}
+
+/// `drive`, for a second watch of a kind whose changes count elsewhere
+/// (`input`) than the kind's own `Watched::INPUT`.
+fn drive_as<K, S>(
+    source: impl FnOnce(Store<K>) -> S,
+    kind: &'static str,
+    input: Input,
     feed: Fanout<K>,
     trim: fn(&mut K),
     health: Arc<Health>,
@@ -533,7 +565,7 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             if pending.swap(false, Ordering::Relaxed) {
-                changes.bump(K::INPUT);
+                changes.bump(input);
             }
             match item {
                 Ok(event) => {
@@ -609,6 +641,22 @@ where
 {
     let api = Api::<K>::namespaced(client.clone(), namespace);
     move |_| watcher(api, config).default_backoff().boxed()
+}
+
+/// A watch of the EndpointSlices that belong to a Service (those with the
+/// label `kubernetes.io/service-name`), cluster-wide. Events of slices no
+/// VirtualService refers to are dropped by the trigger mapper, so they cost
+/// no reconcile.
+fn service_slices(client: &Client) -> impl FnOnce(Store<EndpointSlice>) -> BoxWatch<EndpointSlice> {
+    let api = Api::<EndpointSlice>::all(client.clone());
+    move |_| {
+        watcher(
+            api,
+            watcher::Config::default().labels(crate::backends::SERVICE_NAME_LABEL),
+        )
+        .default_backoff()
+        .boxed()
+    }
 }
 
 type BoxWatch<K> = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>;
@@ -727,6 +775,27 @@ pub fn start_with(
         health.clone(),
         changes.clone(),
     );
+    // Services and the EndpointSlices that belong to them feed the Service
+    // controller only: no derived value reads them (the API server's own
+    // Service and slices above are the address policy's).
+    let (services, t9) = drive_as(
+        typed::<Service>(client),
+        "Service",
+        Input::Neither,
+        feeds.services.clone(),
+        drop_managed_fields,
+        health.clone(),
+        changes.clone(),
+    );
+    let (slices, t10) = drive_as(
+        service_slices(client),
+        "EndpointSlice",
+        Input::Neither,
+        feeds.slices.clone(),
+        drop_managed_fields,
+        health.clone(),
+        changes.clone(),
+    );
     (
         Stores {
             vs,
@@ -740,11 +809,13 @@ pub fn start_with(
                 api_service,
                 api_endpoints,
             },
+            services,
+            slices,
             changes,
             unreadable,
         },
         feeds,
-        vec![t1, t2, t3, t4, t5, t6, t7, t8],
+        vec![t1, t2, t3, t4, t5, t6, t7, t8, t9, t10],
     )
 }
 

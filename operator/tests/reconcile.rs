@@ -112,6 +112,8 @@ fn world(vs: Value) -> World {
             nodes: node_r,
             lvsnodes: ln_r,
             pools: Default::default(),
+            services: reflector::store().0,
+            slices: reflector::store().0,
             changes,
             unreadable: Default::default(),
         },

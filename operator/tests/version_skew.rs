@@ -84,6 +84,10 @@ fn serve(mut handle: mock::Handle<Request<Body>, Response<Body>>) -> tokio::task
                 )
             } else if uri.contains("/lvsnodes") {
                 list("LvsNode", group, vec![])
+            } else if uri.contains("/endpointslices") {
+                list("EndpointSlice", "discovery.k8s.io/v1", vec![])
+            } else if uri.contains("/services") {
+                list("Service", "v1", vec![])
             } else {
                 list("Node", "v1", vec![])
             };

@@ -3,12 +3,24 @@
 # version. k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces
 # them with ./staging paths; the replace list here is derived from that go.mod,
 # mapping each k8s.io/<staging> module to its published v0.<minor>.<patch>.
-# Usage: gen-gomod.sh v1.34.4
+# Usage: gen-gomod.sh v1.34.4 [DIR CMD...]
+#   DIR (default: this directory, for kube-apiserver and kubectl) gets the
+#   go.mod/go.sum of a module whose tools are k8s.io/kubernetes/cmd/<CMD>; the
+#   controller manager has its own module (../kcm), so that adding it leaves the
+#   go.sum, and thus the build stamps, of kube-apiserver and kubectl alone.
 set -euo pipefail
-ver=${1:?usage: gen-gomod.sh v1.MINOR.PATCH}
+ver=${1:?usage: gen-gomod.sh v1.MINOR.PATCH [DIR CMD...]}
 [[ $ver =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || { echo "gen-gomod.sh: expected a version like v1.34.4, got '$ver'" >&2; exit 2; }
 staging_ver="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
 here=$(cd "$(dirname "$0")" && pwd)
+out=$here
+cmds=(kube-apiserver kubectl)
+if (($# > 1)); then
+  mkdir -p "$2"
+  out=$(cd "$2" && pwd)
+  cmds=("${@:3}")
+  ((${#cmds[@]} > 0)) || { echo "gen-gomod.sh: DIR given without any CMD" >&2; exit 2; }
+fi
 export PATH=/usr/local/go/bin:$PATH
 gomod=$(cd /tmp && go mod download -json "k8s.io/kubernetes@$ver" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
 [[ -f $gomod ]] || { echo "gen-gomod.sh: could not fetch go.mod of k8s.io/kubernetes@$ver" >&2; exit 1; }
@@ -18,7 +30,7 @@ n=$(wc -w <<<"$mods")
 godebug=$(sed -n 's/^godebug \(.*\)$/\1/p' "$gomod")
 gover=$(sed -n 's/^go \(.*\)$/\1/p' "$gomod")
 {
-  echo "module lvs-operator/e2e/cluster/tools/kube"
+  echo "module lvs-operator/e2e/cluster/tools/$(basename "$out")"
   echo
   echo "go $gover"
   [[ -n $godebug ]] && { echo; echo "godebug $godebug"; }
@@ -30,9 +42,11 @@ gover=$(sed -n 's/^go \(.*\)$/\1/p' "$gomod")
   echo "replace ("
   for m in $mods; do printf '\t%s => %s %s\n' "$m" "$m" "$staging_ver"; done
   echo ")"
-} >"$here/go.mod"
-rm -f "$here/go.sum"
-cd "$here"
-go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$ver" "k8s.io/kubernetes/cmd/kubectl@$ver"
+} >"$out/go.mod"
+rm -f "$out/go.sum"
+cd "$out"
+pkgs=()
+for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c@$ver"); done
+go get -tool "${pkgs[@]}"
 go mod tidy
 echo "gen-gomod.sh: go.mod pinned to k8s.io/kubernetes $ver with $n staging modules at $staging_ver"
