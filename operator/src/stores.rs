@@ -295,6 +295,9 @@ pub struct ChangeCounters {
 pub enum Input {
     Planner,
     Reports,
+    /// Read by no derived value (Services and EndpointSlices, which only
+    /// the Service controller reads).
+    Neither,
 }
 
 impl ChangeCounters {
@@ -313,6 +316,7 @@ impl ChangeCounters {
         let c = match input {
             Input::Planner => &self.planner,
             Input::Reports => &self.reports,
+            Input::Neither => return,
         };
         c.fetch_add(1, Ordering::AcqRel);
     }
@@ -358,6 +362,22 @@ impl Watched for Node {
     const INPUT: Input = Input::Planner;
     fn changed(old: &Self, new: &Self) -> bool {
         NodeInfo::from(old) != NodeInfo::from(new)
+    }
+}
+
+/// Services and EndpointSlices feed the Service controller only; the
+/// analysis never reads them.
+impl Watched for Service {
+    const INPUT: Input = Input::Neither;
+    fn changed(_: &Self, _: &Self) -> bool {
+        false
+    }
+}
+
+impl Watched for EndpointSlice {
+    const INPUT: Input = Input::Neither;
+    fn changed(_: &Self, _: &Self) -> bool {
+        false
     }
 }
 
@@ -435,53 +455,6 @@ where
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
     S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
 {
-    drive_judged(
-        source,
-        kind,
-        feed,
-        trim,
-        health,
-        (changes, K::INPUT),
-        changes_derived::<K>,
-    )
-}
-
-/// A kind that no derived value reads (it feeds controllers only): its
-/// events bump no change counter.
-fn drive_unjudged<K, S>(
-    source: impl FnOnce(Store<K>) -> S,
-    kind: &'static str,
-    feed: Fanout<K>,
-    trim: fn(&mut K),
-    health: Arc<Health>,
-) -> (Store<K>, JoinHandle<()>)
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
-    S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
-{
-    // Judged unchanged always, so the (private) counter is never bumped.
-    let never = |_: &Store<K>, _: &watcher::Event<K>| false;
-    let unused = (ChangeCounters::default(), Input::Planner);
-    drive_judged(source, kind, feed, trim, health, unused, never)
-}
-
-/// The watch loop: `judge` tells, before the store takes an event, whether
-/// it bumps the counter `input` of `changes`.
-fn drive_judged<K, S>(
-    source: impl FnOnce(Store<K>) -> S,
-    kind: &'static str,
-    feed: Fanout<K>,
-    trim: fn(&mut K),
-    health: Arc<Health>,
-    (changes, input): (ChangeCounters, Input),
-    judge: impl Fn(&Store<K>, &watcher::Event<K>) -> bool + Send + 'static,
-) -> (Store<K>, JoinHandle<()>)
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
-    S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
-{
     let (reader, writer) = reflector::store::<K>();
     let source = source(reader.clone());
     let store = reader.clone();
@@ -499,7 +472,7 @@ where
         let stream = source
             .modify(trim)
             .inspect_ok(move |event| {
-                if judge(&store, event) {
+                if changes_derived(&store, event) {
                     judged.store(true, Ordering::Relaxed);
                 }
             })
@@ -507,7 +480,7 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             if pending.swap(false, Ordering::Relaxed) {
-                changes.bump(input);
+                changes.bump(K::INPUT);
             }
             match item {
                 Ok(event) => {
@@ -658,20 +631,21 @@ pub fn start_with(
         health.clone(),
         changes.clone(),
     );
-    // The Service controller's kinds: the analysis does not read them.
-    let (services, t5) = drive_unjudged(
+    let (services, t5) = drive(
         typed::<Service>(client),
         "Service",
         feeds.services.clone(),
         drop_managed_fields,
         health.clone(),
+        changes.clone(),
     );
-    let (slices, t6) = drive_unjudged(
+    let (slices, t6) = drive(
         service_slices(client),
         "EndpointSlice",
         feeds.slices.clone(),
         drop_managed_fields,
         health.clone(),
+        changes.clone(),
     );
     (
         Stores {

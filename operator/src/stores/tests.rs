@@ -142,5 +142,6 @@ fn counters_are_separate() {
     c.bump(Input::Planner);
     c.bump(Input::Planner);
     c.bump(Input::Reports);
+    c.bump(Input::Neither);
     assert_eq!((c.planner(), c.reports()), (2, 1));
 }
