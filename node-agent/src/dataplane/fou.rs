@@ -6,6 +6,8 @@ use std::io;
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
 
+use super::nla::attr;
+pub(crate) use super::nla::attrs;
 use super::{DataplaneError, DpResult};
 use crate::kernel::FouPort;
 
@@ -47,16 +49,6 @@ impl std::fmt::Debug for FouClient {
     }
 }
 
-fn attr(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
-    let len = 4 + value.len();
-    out.extend_from_slice(&(len as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(value);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-}
-
 /// One netlink message: header, generic header, attributes.
 pub(crate) fn message(
     kind: u16,
@@ -76,22 +68,6 @@ pub(crate) fn message(
     m.extend_from_slice(&[cmd, version, 0, 0]);
     m.extend_from_slice(attrs);
     m
-}
-
-/// Attributes of a message payload (after the generic header).
-pub(crate) fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            break;
-        }
-        out.push((kind, &b[4..len]));
-        let next = (len + 3) & !3;
-        b = &b[next.min(b.len())..];
-    }
-    out
 }
 
 /// The fou attributes of a port.

@@ -21,6 +21,7 @@ mod fou;
 #[cfg(target_os = "linux")]
 pub mod netlink;
 pub mod nft;
+mod nla;
 
 /// `errno` values the reconciler branches on.
 pub mod errno {

@@ -45,6 +45,8 @@
 use lvs_api::Protocol;
 use lvs_planner::ServiceKey;
 
+use super::nla::{attr, attrs};
+
 /// The agent's table (family inet: IPv4 and IPv6 in one).
 pub const TABLE: &str = "lvs-operator";
 /// Its base chain.
@@ -134,17 +136,6 @@ fn l4proto(p: Protocol) -> u8 {
 /// The comment that names a service's rule.
 pub fn comment(key: &ServiceKey) -> String {
     key.to_string()
-}
-
-/// Appends one attribute, padded to 4 bytes.
-fn attr(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
-    let len = 4 + value.len();
-    out.extend_from_slice(&(len as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(value);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
 }
 
 fn attr_str(out: &mut Vec<u8>, kind: u16, s: &str) {
@@ -399,21 +390,6 @@ pub(crate) fn get_rules(seq: u32) -> Vec<u8> {
         0,
         &a,
     )
-}
-
-/// Attributes of a payload (after `nfgenmsg`).
-fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            break;
-        }
-        out.push((kind, &b[4..len]));
-        b = &b[((len + 3) & !3).min(b.len())..];
-    }
-    out
 }
 
 fn nul_str(v: &[u8]) -> String {
