@@ -111,7 +111,24 @@ async fn next(handle: &mut Handle) -> (Request<Body>, mock::SendResponse<Respons
         .expect("the client is still alive")
 }
 
-fn respond(send: mock::SendResponse<Response<Body>>, body: Value) {
+type Reply = mock::SendResponse<Response<Body>>;
+
+/// The next request is a GET of `uri`.
+async fn expect_get(handle: &mut Handle, uri: &str) -> Reply {
+    let (req, send) = next(handle).await;
+    assert_eq!(req.method(), http::Method::GET);
+    assert_eq!(req.uri().to_string(), uri);
+    send
+}
+
+/// The next request writes to `uri`; its JSON body.
+async fn expect_write(handle: &mut Handle, uri: &str) -> (Value, Reply) {
+    let (req, send) = next(handle).await;
+    assert_eq!(req.uri().to_string(), uri);
+    (body_json(req).await, send)
+}
+
+fn respond(send: Reply, body: Value) {
     send.send_response(
         Response::builder()
             .status(200)
@@ -186,14 +203,13 @@ async fn mirrors_then_status_then_nothing() {
     );
 
     // status.backends of the VirtualService, under its own field manager.
-    let (req, send) = next(&mut handle).await;
-    assert_eq!(
-        req.uri().to_string(),
-        format!(
+    let (body, send) = expect_write(
+        &mut handle,
+        &format!(
             "/apis/lvs.lvs-operator.io/v1alpha1/namespaces/shop/virtualservices/api/status?&force=true&fieldManager={BACKENDS_MANAGER}"
-        )
-    );
-    let body = body_json(req).await;
+        ),
+    )
+    .await;
     assert_eq!(
         body["status"]["backends"],
         json!({
@@ -275,12 +291,11 @@ async fn load_balancer_allocates_applies_and_writes_status() {
             arc(lb(name, "lvs-operator.io/ipvs")),
             ctx.clone(),
         ));
-        let (req, send) = next(&mut handle).await;
-        assert_eq!(req.method(), http::Method::GET);
-        assert_eq!(
-            req.uri().to_string(),
-            "/apis/lvs.lvs-operator.io/v1alpha1/lvsaddresspools?"
-        );
+        let send = expect_get(
+            &mut handle,
+            "/apis/lvs.lvs-operator.io/v1alpha1/lvsaddresspools?",
+        )
+        .await;
         respond(
             send,
             json!({
@@ -295,21 +310,19 @@ async fn load_balancer_allocates_applies_and_writes_status() {
                 }],
             }),
         );
-        let (req, send) = next(&mut handle).await;
-        assert_eq!(req.uri().to_string(), "/api/v1/namespaces/shop");
+        let send = expect_get(&mut handle, "/api/v1/namespaces/shop").await;
         respond(
             send,
             json!({"apiVersion": "v1", "kind": "Namespace",
                    "metadata": {"name": "shop", "labels": {"tenant": "shop"}}}),
         );
-        let (req, send) = next(&mut handle).await;
-        assert_eq!(
-            req.uri().to_string(),
-            format!(
+        let (body, send) = expect_write(
+            &mut handle,
+            &format!(
                 "/apis/lvs.lvs-operator.io/v1alpha1/namespaces/shop/virtualservices/{name}-80-tcp?&force=true&fieldManager=lvs-operator"
-            )
-        );
-        let body = body_json(req).await;
+            ),
+        )
+        .await;
         // The second Service does not get the first one's address although
         // the store does not hold the first one's VirtualService yet.
         assert_eq!(body["spec"]["address"], want, "{name}");
@@ -324,14 +337,13 @@ async fn load_balancer_allocates_applies_and_writes_status() {
             format!("u-{name}")
         );
         respond(send, body);
-        let (req, send) = next(&mut handle).await;
-        assert_eq!(
-            req.uri().to_string(),
-            format!(
+        let (body, send) = expect_write(
+            &mut handle,
+            &format!(
                 "/api/v1/namespaces/shop/services/{name}/status?&force=true&fieldManager=lvs-operator"
-            )
-        );
-        let body = body_json(req).await;
+            ),
+        )
+        .await;
         assert_eq!(
             body["status"]["loadBalancer"]["ingress"],
             json!([{"ip": want, "ipMode": "VIP"}])
