@@ -167,12 +167,15 @@ _ha_setup() {
   sc_retry 60 _ha_spread_settled || sc_fail "the VIPs did not spread over both directors within 60 s: $(_ha_holder_map)"
   sc_ok "holders: $(_ha_holder_map)"
 }
-# _ha_spread_settled: every director active for its even share (5 of the 10
-# VIPs: the preferred owners, so no handback is still due), and the holders
-# unchanged over a second.
+# _ha_spread_settled: no director waits for another to settle (GET /ha
+# `settling` empty everywhere: directors started together each hold what
+# they took until the preempt delay has passed, then move VIPs to their
+# preferred owners), every director active for its even share (5 of the 10
+# VIPs), and the holders unchanged over a second.
 _ha_spread_settled() {
   local d m
   for d in $(lab_directors); do
+    [[ $(lab_ha_state "$d" | jq -r '.settling | length') == 0 ]] || return 1
     (($(_ha_held "$d" | grep -c .) >= ${#HA_VIPS[@]} / 2)) || return 1
   done
   m=$(_ha_holder_map)

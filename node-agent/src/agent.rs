@@ -84,6 +84,9 @@ pub struct AgentStatus {
     /// address (empty without HA).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vips: Vec<crate::ha::VipState>,
+    /// HA: see [`crate::ha::Elected::settling`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ha_settling: Vec<String>,
     /// HA: the candidates of each VIP of this node's plan, and the
     /// InternalIPs of the nodes, for the election.
     #[serde(skip)]
@@ -844,8 +847,13 @@ impl<D: Dataplane> Agent<D> {
                                 self.replan(names);
                                 received = true;
                             }
-                            Event::Roles(r) => {
-                                self.set_elected(r);
+                            Event::Roles(e) => {
+                                self.status.send_if_modified(|st| {
+                                    let changed = st.ha_settling != e.settling;
+                                    st.ha_settling = e.settling;
+                                    changed
+                                });
+                                self.set_elected(e.roles);
                                 received = true;
                             }
                             Event::Readiness(r) => {

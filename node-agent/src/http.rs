@@ -143,7 +143,7 @@ pub fn route(method: &str, path: &str, state: &HttpState) -> (u16, &'static str,
         ),
         "/ha" => {
             let s = state.status.borrow();
-            let answer = crate::ha::HaAnswer::new(&s.node, &s.vips);
+            let answer = crate::ha::HaAnswer::new(&s.node, &s.vips, &s.ha_settling);
             (
                 200,
                 "application/json",
@@ -197,7 +197,7 @@ mod tests {
             (
                 200,
                 "application/json",
-                "{\"node\":\"\",\"active\":[],\"standby\":[]}\n".into()
+                "{\"node\":\"\",\"active\":[],\"standby\":[],\"settling\":[]}\n".into()
             )
         );
         tx.send_modify(|st| {
@@ -214,6 +214,7 @@ mod tests {
                     since: 1.0,
                 },
             ];
+            st.ha_settling = vec!["dir2".into()];
         });
         let (code, _, body) = route("GET", "/ha", &s);
         assert_eq!(code, 200);
@@ -227,6 +228,11 @@ mod tests {
             a.standby,
             vec!["fd00::10".parse::<std::net::IpAddr>().unwrap()]
         );
+        assert_eq!(a.settling, vec!["dir2".to_string()]);
+        // An older agent's answer, without the field, still reads.
+        let old: crate::ha::HaAnswer =
+            serde_json::from_str(r#"{"node":"a","active":[],"standby":[]}"#).unwrap();
+        assert!(old.settling.is_empty());
     }
 
     /// A state whose /metrics has `services` services of 10 destinations.

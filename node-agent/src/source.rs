@@ -39,7 +39,7 @@ pub enum Event {
     /// Run a full resync now.
     Resync,
     /// The director roles won in the HA election (Kubernetes mode).
-    Roles(std::collections::BTreeMap<std::net::IpAddr, crate::ha::Role>),
+    Roles(crate::ha::Elected),
     /// The nodes' LvsNode reports, for readiness gating (Kubernetes mode).
     Readiness(Box<crate::gating::Readiness>),
     /// Health checks of these VirtualServices (namespace/name) changed

@@ -171,6 +171,19 @@ pub fn decide(me: &str, seen: &Observed, previous: &BTreeMap<IpAddr, Role>) -> D
     out
 }
 
+/// The fellow candidates of `me` (for any VIP it is a candidate for) that
+/// are live but not yet settled, sorted: see [`super::Elected::settling`].
+pub fn settling(me: &str, seen: &Observed) -> Vec<String> {
+    let peers: BTreeSet<&String> = seen
+        .candidates
+        .values()
+        .filter(|c| c.iter().any(|n| n == me))
+        .flatten()
+        .filter(|n| *n != me && seen.live.contains(*n) && !seen.settled.contains(*n))
+        .collect();
+    peers.into_iter().cloned().collect()
+}
+
 /// The preferred owner of each VIP among its settled candidates (else, when
 /// none is settled, its live ones): the VIPs in the order of a stable hash,
 /// each to the candidate with the fewest VIPs so far (ties to the highest
@@ -417,6 +430,30 @@ mod tests {
         held(&mut o, "10.0.0.10", "a");
         let d = decide("a", &o, &BTreeMap::new());
         assert_eq!(d.roles[&ip("10.0.0.10")], Role::Active);
+    }
+
+    #[test]
+    fn settling_lists_the_live_unsettled_fellow_candidates_only() {
+        let mut o = world(&["10.0.0.1"], &["a", "b", "c"], &["a", "b", "c"]);
+        o.candidates.insert(ip("10.0.0.2"), nodes(&["d", "e"]));
+        o.live.extend(["d".to_string(), "e".to_string()]);
+        o.settled = ["a".to_string()].into_iter().collect();
+        // d and e are no candidates of a VIP of a's: not listed.
+        assert_eq!(settling("a", &o), nodes(&["b", "c"]));
+        o.settled.insert("b".into());
+        assert_eq!(settling("a", &o), nodes(&["c"]));
+        // A node that is not live is not settling (it is gone).
+        o.live.remove("c");
+        assert!(settling("a", &o).is_empty());
+        // `me` itself is never listed.
+        assert_eq!(
+            settling("b", &{
+                let mut p = o.clone();
+                p.settled.clear();
+                p
+            }),
+            nodes(&["a"])
+        );
     }
 
     #[test]

@@ -252,7 +252,7 @@ pub async fn run(
 
     let mut fresh = Freshness::default();
     let mut roles: BTreeMap<IpAddr, Role> = BTreeMap::new();
-    let mut sent: Option<BTreeMap<IpAddr, Role>> = None;
+    let mut sent: Option<super::Elected> = None;
     let mut written = Overlay::default();
     // VIP -> the Lease version a write of ours lost a conflict on.
     let mut lost: BTreeMap<IpAddr, String> = BTreeMap::new();
@@ -335,6 +335,7 @@ pub async fn run(
             probes: BTreeMap::new(),
             api_ok,
         };
+        let settling = election::settling(&s.node, &seen);
         let mut d = election::decide(&s.node, &seen, &roles);
         if !d.probe.is_empty() {
             // Fresh answers only: a probe is sent after the heartbeat
@@ -409,11 +410,15 @@ pub async fn run(
             }
         }
         roles = d.roles;
-        if sent.as_ref() != Some(&roles) {
-            if tx.send(Event::Roles(roles.clone())).is_err() {
+        let elected = super::Elected {
+            roles: roles.clone(),
+            settling,
+        };
+        if sent.as_ref() != Some(&elected) {
+            if tx.send(Event::Roles(elected.clone())).is_err() {
                 return;
             }
-            sent = Some(roles.clone());
+            sent = Some(elected);
         }
     }
 }

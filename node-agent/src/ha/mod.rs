@@ -177,6 +177,18 @@ pub struct VipState {
     pub since: f64,
 }
 
+/// What one round of the election hands to the sync loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Elected {
+    /// This node's role for each VIP it is a candidate for.
+    pub roles: BTreeMap<IpAddr, Role>,
+    /// Fellow candidates that are live in this node's view but not yet for
+    /// the preempt delay, sorted: once they are, VIPs may still move to
+    /// them (their share), so the spread is not final while this is not
+    /// empty.
+    pub settling: Vec<String>,
+}
+
 /// The answer of `GET /ha`: the VIPs this node holds and those it stands by
 /// for. Other directors read it to tell a holder cut off from the API
 /// server from a dead one.
@@ -185,10 +197,13 @@ pub struct HaAnswer {
     pub node: String,
     pub active: Vec<IpAddr>,
     pub standby: Vec<IpAddr>,
+    /// See [`Elected::settling`] (absent in the answers of older agents).
+    #[serde(default)]
+    pub settling: Vec<String>,
 }
 
 impl HaAnswer {
-    pub fn new(node: &str, vips: &[VipState]) -> Self {
+    pub fn new(node: &str, vips: &[VipState], settling: &[String]) -> Self {
         let of = |r| {
             vips.iter()
                 .filter(|v| v.role == r)
@@ -199,6 +214,7 @@ impl HaAnswer {
             node: node.to_string(),
             active: of(Role::Active),
             standby: of(Role::Standby),
+            settling: settling.to_vec(),
         }
     }
 }
