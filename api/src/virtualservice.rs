@@ -76,7 +76,8 @@ pub struct VirtualServiceSpec {
     pub scheduler: Scheduler,
 
     /// Scheduler flags: sh-fallback and sh-port with sh; mh-fallback and
-    /// mh-port with mh.
+    /// mh-port with mh; one-packet (schedule each UDP datagram on its own,
+    /// ipvsadm -o) with protocol UDP or fwmark.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 4))]
     pub scheduler_flags: Vec<SchedulerFlag>,
