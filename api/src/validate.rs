@@ -224,7 +224,10 @@ impl VirtualServiceSpec {
             (rules::VS_SH_FLAGS, Scheduler::Sh),
             (rules::VS_MH_FLAGS, Scheduler::Mh),
         ] {
-            if self.scheduler_flags.iter().any(|f| f.scheduler() == Some(sched))
+            if self
+                .scheduler_flags
+                .iter()
+                .any(|f| f.scheduler() == Some(sched))
                 && self.scheduler != sched
             {
                 e.cel("spec", rule);

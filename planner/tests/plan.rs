@@ -440,10 +440,7 @@ fn one_packet_reaches_the_plan_with_any_scheduler() {
         "  address: 192.0.2.53\n  port: 53\n  protocol: UDP\n  scheduler: rr\n  schedulerFlags: [one-packet]\n  realServerSelector: {}",
     ));
     let p = plan_of("dir1", &s);
-    assert_eq!(
-        p.services[0].flags,
-        vec![lvs_api::SchedulerFlag::OnePacket]
-    );
+    assert_eq!(p.services[0].flags, vec![lvs_api::SchedulerFlag::OnePacket]);
 }
 
 // ---- properties -----------------------------------------------------------
