@@ -136,21 +136,25 @@ string_enum! {
 }
 
 string_enum! {
-    /// Scheduler flags; each is valid only with its scheduler.
+    /// Scheduler flags. The sh- and mh- flags are valid only with their
+    /// scheduler; one-packet (ipvsadm `-o`) with any scheduler, for UDP.
     pub enum SchedulerFlag {
         ShFallback = "sh-fallback",
         ShPort = "sh-port",
         MhFallback = "mh-fallback",
         MhPort = "mh-port",
+        /// Schedule every UDP datagram on its own, keeping no connection entry.
+        OnePacket = "one-packet",
     }
 }
 
 impl SchedulerFlag {
-    /// The scheduler the flag belongs to.
-    pub fn scheduler(self) -> Scheduler {
+    /// The scheduler the flag belongs to; `None` when it works with any.
+    pub fn scheduler(self) -> Option<Scheduler> {
         match self {
-            SchedulerFlag::ShFallback | SchedulerFlag::ShPort => Scheduler::Sh,
-            SchedulerFlag::MhFallback | SchedulerFlag::MhPort => Scheduler::Mh,
+            SchedulerFlag::ShFallback | SchedulerFlag::ShPort => Some(Scheduler::Sh),
+            SchedulerFlag::MhFallback | SchedulerFlag::MhPort => Some(Scheduler::Mh),
+            SchedulerFlag::OnePacket => None,
         }
     }
 }

@@ -55,6 +55,11 @@ rule!(
     "spec.schedulerFlags mh-fallback and mh-port are only allowed with scheduler mh"
 );
 rule!(
+    VS_ONE_PACKET_UDP,
+    "!has(self.schedulerFlags) || !('one-packet' in self.schedulerFlags) || has(self.fwmark) || (has(self.protocol) && self.protocol == 'UDP')",
+    "spec.schedulerFlags one-packet is only allowed with protocol UDP or with spec.fwmark (it schedules UDP datagrams one by one)"
+);
+rule!(
     VS_PERSISTENCE_V6_PREFIX,
     "!has(self.persistence) || !has(self.persistence.prefixLength) || self.persistence.prefixLength >= 1 || !((has(self.address) && self.address.contains(':')) || (has(self.family) && self.family == 'IPv6'))",
     "spec.persistence.prefixLength must be between 1 and 128 for an IPv6 service (the kernel refuses an IPv6 netmask of 0)"
@@ -245,6 +250,7 @@ pub(crate) fn vs_spec(s: &mut Schema) {
             VS_FAMILY_ONLY_FWMARK,
             VS_SH_FLAGS,
             VS_MH_FLAGS,
+            VS_ONE_PACKET_UDP,
             VS_PERSISTENCE_V4_PREFIX,
             VS_PERSISTENCE_V6_PREFIX,
             VS_TUNNEL_ONLY_TUN,

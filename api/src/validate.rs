@@ -224,11 +224,20 @@ impl VirtualServiceSpec {
             (rules::VS_SH_FLAGS, Scheduler::Sh),
             (rules::VS_MH_FLAGS, Scheduler::Mh),
         ] {
-            if self.scheduler_flags.iter().any(|f| f.scheduler() == sched)
+            if self
+                .scheduler_flags
+                .iter()
+                .any(|f| f.scheduler() == Some(sched))
                 && self.scheduler != sched
             {
                 e.cel("spec", rule);
             }
+        }
+        if self.scheduler_flags.contains(&SchedulerFlag::OnePacket)
+            && self.fwmark.is_none()
+            && self.protocol != Some(Protocol::Udp)
+        {
+            e.cel("spec", rules::VS_ONE_PACKET_UDP);
         }
         if let Some(p) = &self.persistence {
             e.range(
@@ -518,5 +527,5 @@ pub fn flags_for(vs: &VirtualServiceSpec) -> impl Iterator<Item = SchedulerFlag>
     vs.scheduler_flags
         .iter()
         .copied()
-        .filter(|f| f.scheduler() == vs.scheduler)
+        .filter(|f| f.scheduler().is_none_or(|s| s == vs.scheduler))
 }

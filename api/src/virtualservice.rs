@@ -76,7 +76,10 @@ pub struct VirtualServiceSpec {
     pub scheduler: Scheduler,
 
     /// Scheduler flags: sh-fallback and sh-port with sh; mh-fallback and
-    /// mh-port with mh.
+    /// mh-port with mh; one-packet (schedule each UDP datagram on its own,
+    /// ipvsadm -o) with protocol UDP or fwmark. one-packet keeps no connection
+    /// entry, so NAT realservers' replies are not rewritten: use it with DR or
+    /// TUN, or for one-way UDP.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 4))]
     pub scheduler_flags: Vec<SchedulerFlag>,

@@ -1,5 +1,5 @@
-//! A tiny UDP DNS server and client for the kernel lab's health-udp-dns
-//! scenario (busybox has neither).
+//! A tiny UDP DNS server and client for the kernel lab's UDP scenarios
+//! (health-udp-dns, agent-udp, agent-ops-udp; busybox has neither).
 //!
 //! ```text
 //! lab-dns serve ADDR:PORT NAME [RCODE]

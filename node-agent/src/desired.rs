@@ -91,6 +91,7 @@ pub fn service_config(s: &PlannedService) -> ServiceConfig {
             | match f {
                 SchedulerFlag::ShFallback | SchedulerFlag::MhFallback => ServiceFlags::SCHED1,
                 SchedulerFlag::ShPort | SchedulerFlag::MhPort => ServiceFlags::SCHED2,
+                SchedulerFlag::OnePacket => ServiceFlags::ONE_PACKET,
             };
     }
     if let Some(p) = &s.persistence {
@@ -422,6 +423,10 @@ mod tests {
         );
         assert_eq!(service_config(&svc("10.0.0.1", None)).netmask, u32::MAX);
         assert_eq!(service_config(&svc("10.0.0.1", Some(0))).netmask, 0);
+        let mut ops = svc("10.0.0.1", None);
+        ops.flags = vec![SchedulerFlag::OnePacket];
+        // IP_VS_SVC_F_ONEPACKET (ipvsadm -o).
+        assert_eq!(service_config(&ops).flags.bits(), 0x0004);
 
         let d = dest_config(&s.destinations[0]);
         assert_eq!(d.fwd, FwdMethod::Tunnel);

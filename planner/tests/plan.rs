@@ -433,6 +433,16 @@ fn sh_and_mh_flags_reach_the_plan() {
     );
 }
 
+#[test]
+fn one_packet_reaches_the_plan_with_any_scheduler() {
+    let s = set(&vs(
+        "ops",
+        "  address: 192.0.2.53\n  port: 53\n  protocol: UDP\n  scheduler: rr\n  schedulerFlags: [one-packet]\n  realServerSelector: {}",
+    ));
+    let p = plan_of("dir1", &s);
+    assert_eq!(p.services[0].flags, vec![lvs_api::SchedulerFlag::OnePacket]);
+}
+
 // ---- properties -----------------------------------------------------------
 
 fn world() -> impl Strategy<Value = ManifestSet> {

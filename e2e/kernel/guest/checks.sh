@@ -39,7 +39,12 @@ ipvs_expect_sched() {
 # fetch_dist N URL [NODE]: N sequential GETs; sets DIST_<rs>, DIST_ERR and
 # DIST_DISTINCT (number of distinct realservers that answered).
 fetch_dist() {
-    _bodies="$(topo_fetch_n "$1" "$2" "${3:-client}")"
+    dist_count "$(topo_fetch_n "$1" "$2" "${3:-client}")" "$1 GETs of $2"
+}
+# dist_count ANSWERS WHAT: count ANSWERS (one realserver name or ERR per line)
+# into DIST_<rs>, DIST_ERR and DIST_DISTINCT, and print the distribution of WHAT.
+dist_count() {
+    _bodies="$1"
     DIST_DISTINCT=0
     for _r in $TOPO_REALSERVERS; do
         _c="$(printf '%s\n' "$_bodies" | topo_count "$_r")"
@@ -48,8 +53,49 @@ fetch_dist() {
     done
     DIST_ERR="$(printf '%s\n' "$_bodies" | topo_count ERR)"
     DIST_SUMMARY="$(for _r in $TOPO_REALSERVERS; do eval "printf '%s=%s ' $_r \$DIST_$_r"; done)ERR=$DIST_ERR"
-    echo "distribution of $1 GETs of $2: $DIST_SUMMARY"
+    echo "distribution of $2: $DIST_SUMMARY"
 }
+
+# --- UDP (lab-dns) ---------------------------------------------------------------
+
+# rs_dns_start NODE ADDR:PORT: lab-dns on NODE answering on ADDR:PORT with
+# NODE's name; waits (10 s) until the socket is bound.
+rs_dns_start() {
+    nsx "$1" sh -c "lab-dns serve $2 $1 </dev/null >/dev/null 2>&1 &"
+    wait_until 10 _udp_bound "$1" "${2##*:}" || fail "lab-dns on $1 is not bound to $2"
+}
+_udp_bound() {
+    _hex="$(printf '%04X' "$2")"
+    nsx "$1" cat /proc/net/udp /proc/net/udp6 | awk -v p=":$_hex" '$2 ~ p"$" {f=1} END {exit !f}'
+}
+
+# udp_dist N VIP:PORT FIRST-SPORT [COUNT]: N client flows, flow i sending COUNT
+# (default 1) DNS queries from source port FIRST-SPORT+i, so the director
+# schedules each flow afresh. Sets DIST_* as fetch_dist does (one count per
+# answer) and UDP_ANSWERS ("<source port> <answering realserver or ERR>" lines).
+udp_dist() {
+    _p="$3" _end=$(( $3 + $1 )) UDP_ANSWERS=""
+    while [ "$_p" -lt "$_end" ]; do
+        UDP_ANSWERS="$UDP_ANSWERS$(nsx client lab-dns query "$2" "$_p" "${4:-1}" 0 1000 | awk -v p="$_p" '{print p, $2}')
+"
+        _p=$((_p + 1))
+    done
+    dist_count "$(printf '%s' "$UDP_ANSWERS" | awk '{print $2}')" "$(( $1 * ${4:-1} )) queries to $2 from $1 source ports"
+}
+
+# udp_expect_conn_table NODE VIP:PORT: for every flow of the last udp_dist, the
+# director's connection table sends the client's source port to the realserver
+# that answered it.
+udp_expect_conn_table() {
+    _table="$(ipvs "$1" -Lnc)"
+    printf '%s' "$UDP_ANSWERS" | while read -r _sp _rs; do
+        _dst="$(printf '%s\n' "$_table" | awk -v s="$(topo_ip4 client):$_sp" -v v="$2" '$1 == "UDP" && $4 == s && $5 == v { split($6, d, ":"); print d[1]; exit }')"
+        [ "$_dst" = "$(topo_ip4 "$_rs")" ] \
+            || fail "flow from source port $_sp was answered by $_rs, but $1's connection table sends it to '$_dst'"
+    done || exit 1
+    echo "ok: $1's UDP connection table agrees with the answers of every flow"
+}
+
 # dist_of RS: the count for RS from the last fetch_dist.
 dist_of() { eval "echo \$DIST_$1"; }
 

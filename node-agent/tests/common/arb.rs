@@ -85,10 +85,10 @@ pub fn arb_service() -> impl Strategy<Value = PlannedService> {
             PlannedService {
                 key,
                 scheduler,
-                flags: if flag && scheduler == Scheduler::Sh {
-                    vec![SchedulerFlag::ShPort]
-                } else {
-                    vec![]
+                flags: match (flag, scheduler) {
+                    (false, _) => vec![],
+                    (true, Scheduler::Sh) => vec![SchedulerFlag::ShPort],
+                    (true, _) => vec![SchedulerFlag::OnePacket],
                 },
                 persistence: persistence.map(|(timeout_seconds, prefix_length)| {
                     PlannedPersistence {

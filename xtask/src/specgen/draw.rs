@@ -178,7 +178,10 @@ impl Gen<'_> {
             }
         }
         for f in SchedulerFlag::ALL {
-            let own = f.scheduler() == scheduler;
+            let own = match f.scheduler() {
+                Some(s) => s == scheduler,
+                None => spec.fwmark.is_some() || spec.protocol == Some(Protocol::Udp),
+            };
             if (own && self.chance(0.5)) || (!own && self.chance(0.01)) {
                 spec.scheduler_flags.push(*f);
             }
