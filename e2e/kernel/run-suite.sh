@@ -131,10 +131,10 @@ if [ "${NEED_AGENT:-0}" -eq 1 ]; then
     [ -z "$AGENT_PROBLEM" ] && ADD=(--add "$AGENT:/usr/local/bin/node-agent")
 fi
 
-# The lab's DNS server and client (a node-agent example), when
-# health-udp-dns is selected: next to the agent binary, else built.
-DNS_SCENARIO=health-udp-dns DNS_PROBLEM=""
-if printf '%s\n' "${SELECTED[@]}" | grep -qx "$DNS_SCENARIO"; then
+# The lab's DNS server and client (a node-agent example), when a scenario
+# that uses it is selected: next to the agent binary, else built.
+DNS_SCENARIOS='health-udp-dns|agent-persistence' DNS_PROBLEM=""
+if printf '%s\n' "${SELECTED[@]}" | grep -qxE "$DNS_SCENARIOS"; then
     LAB_DNS="${LAB_DNS:-$(dirname "${AGENT:-$TARGET_DIR/debug/node-agent}")/examples/lab-dns}"
     if [ ! -x "$LAB_DNS" ]; then
         lvs_log "cargo build --locked -p lvs-node-agent --example lab-dns"
@@ -223,7 +223,7 @@ if printf '%s\n' "${SELECTED[@]}" | grep -qx "$SPECGEN_SCENARIO" && [ -z "$AGENT
 fi
 for s in "${SELECTED[@]}"; do
     needs_agent "$s" && [ -n "$AGENT_PROBLEM" ] && continue
-    [ "$s" = "$DNS_SCENARIO" ] && [ -n "$DNS_PROBLEM" ] && continue
+    [[ "$s" =~ ^($DNS_SCENARIOS)$ ]] && [ -n "$DNS_PROBLEM" ] && continue
     case "$s" in
         image-*) [ -n "$IMAGE_PROBLEM" ] && continue ;;
         ipvs-*) [ -n "$IPVS_PROBLEM" ] && continue ;;
@@ -263,7 +263,7 @@ fi
 vm_note_shown=0
 for s in "${SELECTED[@]}"; do
     if needs_agent "$s" && [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi
-    if [ "$s" = "$DNS_SCENARIO" ] && [ -n "$DNS_PROBLEM" ]; then failed "$s" "$DNS_PROBLEM"; continue; fi
+    if [[ "$s" =~ ^($DNS_SCENARIOS)$ ]] && [ -n "$DNS_PROBLEM" ]; then failed "$s" "$DNS_PROBLEM"; continue; fi
     case "$s" in
         image-*) if [ -n "$IMAGE_PROBLEM" ]; then failed "$s" "$IMAGE_PROBLEM"; continue; fi ;;
         ipvs-*) if [ -n "$IPVS_PROBLEM" ]; then failed "$s" "$IPVS_PROBLEM"; continue; fi ;;
