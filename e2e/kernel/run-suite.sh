@@ -133,7 +133,7 @@ fi
 
 # The lab's DNS server and client (a node-agent example), when a scenario
 # that uses it is selected: next to the agent binary, else built.
-DNS_SCENARIOS='health-udp-dns|agent-persistence' DNS_PROBLEM=""
+DNS_SCENARIOS='health-udp-dns|agent-persistence|agent-thresholds' DNS_PROBLEM=""
 if printf '%s\n' "${SELECTED[@]}" | grep -qxE "$DNS_SCENARIOS"; then
     LAB_DNS="${LAB_DNS:-$(dirname "${AGENT:-$TARGET_DIR/debug/node-agent}")/examples/lab-dns}"
     if [ ! -x "$LAB_DNS" ]; then

@@ -17,7 +17,7 @@ VIP32=203.0.113.55 VIP24=203.0.113.56 VIP64=2001:db8:f::56
 command -v lab-dns >/dev/null || fail "lab-dns is missing in the VM (run-suite.sh packs it for $LAB_SCENARIO)"
 agent_lab_up
 topo_rs_gateway dir1 || fail "cannot route rs1-rs3 via dir1"
-for r in rs1 rs2 rs3; do nsx "$r" sh -c "lab-dns serve [::]:53 $r </dev/null >/dev/null 2>&1 &"; done
+dns_serve rs1 rs2 rs3
 nsx dir1 ipvsadm --set 0 0 1 || fail "ipvsadm --set 0 0 1 (UDP timeout 1 s) was refused on dir1"
 
 # Client addresses outside the client's own prefixes are routed back by the router.
@@ -76,27 +76,9 @@ client_from() {
         *) client_source "$1" ;;
     esac
 }
-# flows N VIP: N queries, each from a new source port (a new IPVS connection);
-# sets FLOW_SERVERS (the distinct answers, sorted) and FLOW_LAST (the uptime in
-# cs at which the last query was sent).
-SPORT=20000
-flows() {
-    _out=""
-    _i=0
-    while [ "$_i" -lt "$1" ]; do
-        SPORT=$((SPORT + 1))
-        case "$2" in *:*) _srv="[$2]:53" ;; *) _srv="$2:53" ;; esac
-        _line="$(nsx client lab-dns query "$_srv" "$SPORT" 1 0 2000)"
-        _out="$_out$_line
-"
-        _i=$((_i + 1))
-    done
-    FLOW_SERVERS="$(printf '%s' "$_out" | awk '{print $2}' | sort -u | tr '\n' ' ' | sed 's/ $//')"
-    FLOW_LAST="$(printf '%s' "$_out" | tail -n 1 | cut -d' ' -f1)"
-}
 # sticky_flows WHAT N VIP: N flows, all answered by one realserver, printed.
 sticky_flows() {
-    flows "$2" "$3"
+    dns_flows "$2" "$3"
     case "$FLOW_SERVERS" in
         rs1|rs2|rs3) echo "ok: $1: $2 flows all answered by $FLOW_SERVERS" ;;
         *) fail "$1: $2 flows answered by '$FLOW_SERVERS', expected one realserver" ;;
