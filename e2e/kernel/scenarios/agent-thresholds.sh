@@ -6,7 +6,7 @@
 #  - one held flow on rs1 ends (rs1 at 2, not below lowerThreshold): new flows
 #    still all go to rs2;
 #  - a second one ends (rs1 at 1, below lowerThreshold): new flows reach rs1.
-# The director's UDP connection timeout is lowered to 2 s (ipvsadm --set) so an
+# The director's UDP connection timeout is lowered to 3 s (ipvsadm --set) so an
 # ended flow's connection leaves the counts soon.
 # lab-timeout: 150
 . /lab/scenario.sh
@@ -15,7 +15,7 @@ command -v lab-dns >/dev/null || fail "lab-dns is missing in the VM (run-suite.s
 agent_lab_up
 topo_rs_gateway dir1 || fail "cannot route rs1-rs3 via dir1"
 dns_serve rs1 rs2
-nsx dir1 ipvsadm --set 0 0 2 || fail "ipvsadm --set 0 0 2 (UDP timeout 2 s) was refused on dir1"
+nsx dir1 ipvsadm --set 0 0 3 || fail "ipvsadm --set 0 0 3 (UDP timeout 3 s) was refused on dir1"
 {
     echo "apiVersion: lvs.lvs-operator.io/v1alpha1"
     echo "kind: VirtualService"
