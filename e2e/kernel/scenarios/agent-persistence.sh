@@ -8,12 +8,14 @@
 #  - p24 (prefixLength 24): three addresses of one /24 share one server, an
 #    address of another /24 gets another.
 #  - p64 (IPv6, prefixLength 64): likewise for two /64s.
+#  - tcp (TCP, HTTP on rs1-rs3): new connections of one client address stick,
+#    another address gets another server.
 # The director's UDP connection timeout is lowered to 1 s (ipvsadm --set) so
 # the flows, which hold the template while they live, end soon after.
 # lab-timeout: 150
 . /lab/scenario.sh
 TIMEOUT=6
-VIP32=203.0.113.55 VIP24=203.0.113.56 VIP64=2001:db8:f::56
+VIP32=203.0.113.55 VIP24=203.0.113.56 VIP64=2001:db8:f::56 VIPT=203.0.113.58
 command -v lab-dns >/dev/null || fail "lab-dns is missing in the VM (run-suite.sh packs it for $LAB_SCENARIO)"
 agent_lab_up
 topo_rs_gateway dir1 || fail "cannot route rs1-rs3 via dir1"
@@ -24,7 +26,8 @@ nsx dir1 ipvsadm --set 0 0 1 || fail "ipvsadm --set 0 0 1 (UDP timeout 1 s) was 
 /usr/sbin/ip -n router route replace 198.51.101.0/24 via 198.51.100.10
 /usr/sbin/ip -n router -6 route replace 2001:db8:101::/64 via 2001:db8:100::10
 
-# persist_vs NAME VIP PERSISTENCE: a UDP NAT VirtualService on VIP:53, rr.
+# persist_vs NAME VIP PERSISTENCE [PROTOCOL PORT]: a NAT VirtualService on
+# VIP:PORT (default UDP 53), rr, over rs1-rs3 on PORT.
 persist_vs() {
     {
         echo "apiVersion: lvs.lvs-operator.io/v1alpha1"
@@ -32,8 +35,8 @@ persist_vs() {
         echo "metadata: {name: $1, namespace: default}"
         echo "spec:"
         echo "  address: \"$2\""
-        echo "  port: 53"
-        echo "  protocol: UDP"
+        echo "  port: ${5:-53}"
+        echo "  protocol: ${4:-UDP}"
         echo "  scheduler: rr"
         echo "  forwarding: NAT"
         echo "  persistence: $3"
@@ -42,14 +45,15 @@ persist_vs() {
     } | manifest_write "$1"
     for r in rs1 rs2 rs3; do
         case "$2" in
-            *:*) manifest_rs "$1-$r" "$1" "{address: \"$(topo_ip6 "$r")\", port: 53}" ;;
-            *) manifest_rs "$1-$r" "$1" "{address: $(topo_ip4 "$r"), port: 53}" ;;
+            *:*) manifest_rs "$1-$r" "$1" "{address: \"$(topo_ip6 "$r")\", port: ${5:-53}}" ;;
+            *) manifest_rs "$1-$r" "$1" "{address: $(topo_ip4 "$r"), port: ${5:-53}}" ;;
         esac
     done
 }
 persist_vs p32 "$VIP32" "{timeoutSeconds: $TIMEOUT}"
 persist_vs p24 "$VIP24" "{timeoutSeconds: $TIMEOUT, prefixLength: 24}"
 persist_vs p64 "$VIP64" "{timeoutSeconds: $TIMEOUT, prefixLength: 64}"
+persist_vs tcp "$VIPT" "{timeoutSeconds: $TIMEOUT}" TCP 80
 agent_start dir1
 ipvs_expect dir1 30 <<RULES
 -A -u $VIP32:53 -s rr -p $TIMEOUT
@@ -64,6 +68,7 @@ ipvs_expect dir1 30 <<RULES
 -a -u [$VIP64]:53 -r [2001:db8:1::11]:53 -m -w 1
 -a -u [$VIP64]:53 -r [2001:db8:1::12]:53 -m -w 1
 -a -u [$VIP64]:53 -r [2001:db8:1::13]:53 -m -w 1
+$(sched_rules "$VIPT:80" rr 80 rs1=1 rs2=1 rs3=1 | sed "1s/\$/ -p $TIMEOUT/")
 RULES
 wait_until 15 addr_held dir1 "$VIP32" || fail "dir1 does not hold $VIP32"
 
@@ -137,4 +142,16 @@ expect_eq "p64 template of 2001:db8:100::/64 points at" "[$(topo_ip6 "$group")]:
 client_from 2001:db8:101::10
 sticky_flows "2001:db8:101::10 on p64" 3 "$VIP64"
 [ "$FLOW_SERVERS" != "$group" ] || fail "2001:db8:101::10 shares $group with 2001:db8:100::/64 on p64: another /64 must be another group"
+
+# --- tcp: new TCP connections of one client stick as well ------------------------
+client_from 198.51.100.10
+fetch_dist 6 "http://$VIPT/"
+expect_no_errors
+expect_sticky
+first="$(dist_winner)"
+client_from 198.51.100.21
+fetch_dist 6 "http://$VIPT/"
+expect_no_errors
+expect_sticky
+[ "$(dist_winner)" != "$first" ] || fail "198.51.100.21 shares $first with 198.51.100.10 on tcp: without prefixLength each address must be its own group"
 agent_alive dir1 || fail "agent on dir1 died"
