@@ -69,15 +69,18 @@ pub struct RealServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<RealServerState>,
 
-    /// Stop sending new connections above this many (0 or unset: no limit;
-    /// at most 2147483647, the kernel refuses more).
+    /// Stop sending new connections once the realserver has this many,
+    /// active plus inactive as `ipvsadm -Ln` counts them, so TCP connections
+    /// in TIME_WAIT and live UDP flows count too (0 or unset: no limit; at
+    /// most 2147483647, the kernel refuses more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 2147483647))]
     pub upper_threshold: Option<i64>,
 
     /// Resume below this many connections; must be less than upperThreshold,
     /// and 0 or unset without one (the kernel refuses a lower threshold
-    /// above the upper one).
+    /// above the upper one). Unset or 0 with an upperThreshold: resume below
+    /// three quarters of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 2147483647))]
     pub lower_threshold: Option<i64>,

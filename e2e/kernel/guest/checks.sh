@@ -180,3 +180,30 @@ expect_active_conns() {
 _active_total_is() {
     [ "$(ipvs dir1 -Ln -t "$SCHED_VIP:$1" | awk '$1 == "->" && $5 ~ /^[0-9]+$/ {s += $5} END {print s + 0}')" -eq "$2" ]
 }
+
+# --- UDP flows (lab-dns, a node-agent example the suite packs) --------------------
+# dns_serve NODE...: lab-dns on [::]:53 (IPv4 and IPv6) in each NODE, answering
+# with the node's name.
+dns_serve() {
+    for _n in "$@"; do nsx "$_n" sh -c "lab-dns serve [::]:53 $_n </dev/null >/dev/null 2>&1 &"; done
+}
+# dns_flows N VIP: N queries from the client to VIP:53, each from a new source
+# port, so each is a new IPVS connection. Sets FLOW_ANSWERS (one line per query:
+# the realserver that answered, or ERR), FLOW_SERVERS (the distinct answers,
+# sorted, space-separated) and FLOW_LAST (uptime in cs when the last query was
+# sent).
+DNS_SPORT=20000
+dns_flows() {
+    case "$2" in *:*) _srv="[$2]:53" ;; *) _srv="$2:53" ;; esac
+    _out=""
+    _i=0
+    while [ "$_i" -lt "$1" ]; do
+        DNS_SPORT=$((DNS_SPORT + 1))
+        _out="$_out$(nsx client lab-dns query "$_srv" "$DNS_SPORT" 1 0 2000)
+"
+        _i=$((_i + 1))
+    done
+    FLOW_ANSWERS="$(printf '%s' "$_out" | awk '{print $2}')"
+    FLOW_SERVERS="$(printf '%s\n' "$FLOW_ANSWERS" | sort -u | tr '\n' ' ' | sed 's/ $//')"
+    FLOW_LAST="$(printf '%s' "$_out" | tail -n 1 | cut -d' ' -f1)"
+}
