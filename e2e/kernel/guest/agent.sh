@@ -176,30 +176,23 @@ ipvs_expect_quiet() { ( LAB_WHY_FILE=/tmp/why.quiet; ipvs_expect "$@" >/dev/null
 
 # --- scheduler scenarios (agent-sched-*) ------------------------------------------
 
-# manifest_vs NAME VIP PORT SCHED FORWARDING: a VirtualService NAME on
-# VIP:PORT/TCP with scheduler SCHED and FORWARDING (NAT, DR), placed on the
-# labelled directors, selecting the RealServers labelled app=NAME.
+# manifest_vs NAME VIP PORT SCHED FORWARDING [PROTOCOL] [SPEC-LINE...]: a
+# VirtualService NAME on VIP:PORT/PROTOCOL (default TCP) with scheduler SCHED
+# and FORWARDING (NAT, DR), placed on the labelled directors, selecting the
+# RealServers labelled app=NAME; each SPEC-LINE (e.g. "schedulerFlags: [sh-port]")
+# is added to its spec.
 manifest_vs() {
-manifest_write "$1" <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata:
-  name: $1
-  namespace: default
-spec:
-  address: $2
-  port: $3
-  protocol: TCP
-  scheduler: $4
-  forwarding: $5
-  directors:
-    nodeSelector:
-      matchLabels:
-        lvs.lvs-operator.io/director: "true"
-  realServerSelector:
-    matchLabels:
-      app: $1
-YAML
+    _name="$1"
+    {
+        printf '%s\n' "apiVersion: lvs.lvs-operator.io/v1alpha1" "kind: VirtualService" \
+            "metadata: {name: $1, namespace: default}" "spec:" "  address: \"$2\"" "  port: $3" \
+            "  protocol: ${6:-TCP}" "  scheduler: $4" "  forwarding: $5" \
+            "  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: \"true\"}}}" \
+            "  realServerSelector: {matchLabels: {app: $1}}"
+        shift 5
+        [ $# -gt 0 ] && shift
+        for _l in "$@"; do echo "  $_l"; done
+    } | manifest_write "$_name"
 }
 
 # manifest_sched_vs NAME VIP PORT SCHED: a NAT VirtualService (manifest_vs).

@@ -18,20 +18,7 @@ agent_lab_up
 # on VIP:53/UDP (default $VIP) with FORWARDING (default DR) and
 # spec.schedulerFlags FLAGS (a flow list), selecting RealServers app=NAME.
 ops_vs() {
-manifest_write "${2:-udp-ops}" <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: ${2:-udp-ops}, namespace: default}
-spec:
-  address: ${3:-$VIP}
-  port: 53
-  protocol: UDP
-  scheduler: rr
-  schedulerFlags: $1
-  forwarding: ${4:-DR}
-  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
-  realServerSelector: {matchLabels: {app: ${2:-udp-ops}}}
-YAML
+manifest_vs "${2:-udp-ops}" "${3:-$VIP}" 53 rr "${4:-DR}" UDP "schedulerFlags: $1"
 }
 # ops_rules [FLAG]: the service as `ipvsadm -Sn` shows it, FLAG after the scheduler.
 ops_rules() {

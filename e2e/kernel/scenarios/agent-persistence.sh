@@ -29,20 +29,7 @@ nsx dir1 ipvsadm --set 0 0 1 || fail "ipvsadm --set 0 0 1 (UDP timeout 1 s) was 
 # persist_vs NAME VIP PERSISTENCE [PROTOCOL PORT]: a NAT VirtualService on
 # VIP:PORT (default UDP 53), rr, over rs1-rs3 on PORT.
 persist_vs() {
-    {
-        echo "apiVersion: lvs.lvs-operator.io/v1alpha1"
-        echo "kind: VirtualService"
-        echo "metadata: {name: $1, namespace: default}"
-        echo "spec:"
-        echo "  address: \"$2\""
-        echo "  port: ${5:-53}"
-        echo "  protocol: ${4:-UDP}"
-        echo "  scheduler: rr"
-        echo "  forwarding: NAT"
-        echo "  persistence: $3"
-        echo "  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: \"true\"}}}"
-        echo "  realServerSelector: {matchLabels: {app: $1}}"
-    } | manifest_write "$1"
+    manifest_vs "$1" "$2" "${5:-53}" rr NAT "${4:-UDP}" "persistence: $3"
     for r in rs1 rs2 rs3; do
         case "$2" in
             *:*) manifest_rs "$1-$r" "$1" "{address: \"$(topo_ip6 "$r")\", port: ${5:-53}}" ;;

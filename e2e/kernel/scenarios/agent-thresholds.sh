@@ -16,19 +16,7 @@ agent_lab_up
 topo_rs_gateway dir1 || fail "cannot route rs1-rs3 via dir1"
 dns_serve rs1 rs2
 nsx dir1 ipvsadm --set 0 0 3 || fail "ipvsadm --set 0 0 3 (UDP timeout 3 s) was refused on dir1"
-{
-    echo "apiVersion: lvs.lvs-operator.io/v1alpha1"
-    echo "kind: VirtualService"
-    echo "metadata: {name: thr, namespace: default}"
-    echo "spec:"
-    echo "  address: $VIP"
-    echo "  port: 53"
-    echo "  protocol: UDP"
-    echo "  scheduler: rr"
-    echo "  forwarding: NAT"
-    echo "  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: \"true\"}}}"
-    echo "  realServerSelector: {matchLabels: {app: thr}}"
-} | manifest_write thr
+manifest_vs thr "$VIP" 53 rr NAT UDP
 manifest_rs thr-rs1 thr "{address: 10.0.1.11, port: 53, upperThreshold: 3, lowerThreshold: 2}"
 manifest_rs thr-rs2 thr "{address: 10.0.1.12, port: 53}"
 agent_start dir1

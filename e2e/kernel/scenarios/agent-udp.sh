@@ -13,19 +13,7 @@ agent_lab_up
 
 # DR: RealServers by nodeName, so the agents on rs1-rs3 put the VIP on lo; the
 # servers bind the VIP itself, so their replies leave from it.
-manifest_write udp-dr <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: udp-dr, namespace: default}
-spec:
-  address: $DR_VIP
-  port: 53
-  protocol: UDP
-  scheduler: wrr
-  forwarding: DR
-  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
-  realServerSelector: {matchLabels: {app: udp-dr}}
-YAML
+manifest_vs udp-dr "$DR_VIP" 53 wrr DR UDP
 for i in 1 2 3; do manifest_rs "udp-dr-rs$i" udp-dr "{nodeName: rs$i, weight: $i}"; done
 for n in dir1 rs1 rs2 rs3; do agent_start "$n"; done
 ipvs_expect dir1 30 <<RULES
@@ -53,19 +41,7 @@ expect_eq "DR outpkts on the director (replies bypass it)" 0 "$(ipvs_svc_stat di
 # NAT: RealServers by address; the servers answer on their own address and
 # the director rewrites the replies, so rs1-rs3 route through it.
 topo_rs_gateway dir1 || fail "cannot route rs1-rs3 via dir1"
-manifest_write udp-nat <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: udp-nat, namespace: default}
-spec:
-  address: $NAT_VIP
-  port: 53
-  protocol: UDP
-  scheduler: rr
-  forwarding: NAT
-  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
-  realServerSelector: {matchLabels: {app: udp-nat}}
-YAML
+manifest_vs udp-nat "$NAT_VIP" 53 rr NAT UDP
 for r in rs1 rs2 rs3; do
     manifest_rs "udp-nat-$r" udp-nat "{address: $(topo_ip4 "$r"), port: 53}"
     rs_dns_start "$r" "$(topo_ip4 "$r"):53"
