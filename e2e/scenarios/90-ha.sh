@@ -164,7 +164,7 @@ _ha_setup() {
   # A director that came back (an earlier scenario's restart or link loss)
   # gets its share back only after the preempt delay: wait for the spread,
   # so no handback moves a VIP while a scenario measures.
-  sc_retry 60 _ha_spread_settled || sc_fail "the VIPs did not spread over both directors within 60 s: $(_ha_holder_map)"
+  sc_retry 60 _ha_spread_settled || sc_fail "the VIPs did not spread over both directors within 60 s: $(_ha_holder_map); still settling: $(_ha_settling)"
   sc_ok "holders: $(_ha_holder_map)"
 }
 # _ha_spread_settled: no director waits for another to settle (GET /ha
@@ -181,6 +181,14 @@ _ha_spread_settled() {
   m=$(_ha_holder_map)
   sleep 1
   [[ $(_ha_holder_map) == "$m" ]] && _ha_all_one_holder
+}
+# _ha_settling: "NODE: PEERS" for each director whose GET /ha lists peers
+# still settling.
+_ha_settling() {
+  local d
+  for d in $(lab_directors); do
+    echo "$d: $(lab_ha_state "$d" | jq -r '.settling | join(",")');"
+  done | tr '\n' ' '
 }
 _ha_all_services() {
   local n
@@ -419,7 +427,7 @@ _ha_stream_without_sync() {
   local a s maca macs t0 n0 n1 ended st known
   # The agent killed before is back: wait for its VIPs to move back to it
   # (after the preempt delay), so no handback moves the VIP while measuring.
-  sc_retry 60 _ha_spread_settled || sc_fail "the VIPs did not spread over both directors again within 60 s: $(_ha_holder_map)"
+  sc_retry 60 _ha_spread_settled || sc_fail "the VIPs did not spread over both directors again within 60 s: $(_ha_holder_map); still settling: $(_ha_settling)"
   a=$(_ha_holders "$HA_VIP") s=$(_ha_other "$a")
   maca=$(lab_node_mac "$a") macs=$(lab_node_mac "$s")
   in_node "$s" ipvsadm --stop-daemon backup || sc_fail "ipvsadm --stop-daemon backup failed on $s"
