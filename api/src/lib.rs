@@ -35,8 +35,8 @@ pub use status::{Condition, ConditionUpdate, compute_conditions};
 pub use validate::{FieldError, ValidationErrors, validate_pair};
 pub use virtualservice::{
     BACKEND_PORT_LABEL, BACKEND_SERVICE_LABEL, Backends, BackendsStatus, Directors, Drain,
-    HealthCheck, Persistence, PortRef, RealServerCounts, ServiceBackend, SorryServer, Tunnel,
-    TunnelChecksum, VirtualServiceSpec, VirtualServiceStatus,
+    FwmarkMatch, HealthCheck, MatchPort, Persistence, PortRef, RealServerCounts, ServiceBackend,
+    SorryServer, Tunnel, TunnelChecksum, VirtualServiceSpec, VirtualServiceStatus,
 };
 
 #[cfg(feature = "kube")]

@@ -90,6 +90,27 @@ rule!(
     "spec.sourceNat is only allowed with forwarding NAT (DR and TUN realservers answer the client directly)"
 );
 
+rule!(
+    VS_MATCH_ONLY_FWMARK,
+    "!has(self.fwmarkMatch) || has(self.fwmark)",
+    "spec.fwmarkMatch is only allowed with spec.fwmark (it says which packets get the mark)"
+);
+rule!(
+    VS_MATCH_FAMILY,
+    "!has(self.fwmarkMatch) || self.fwmarkMatch.addresses.all(a, a.contains(':') == (has(self.family) && self.family == 'IPv6'))",
+    "spec.fwmarkMatch.addresses must all be of the service's family (spec.family: IPv4 when unset, or IPv6)"
+);
+rule!(
+    MATCH_ADDRESS_IS_VIP,
+    "isIP(self) && !ip(self).isLoopback() && !ip(self).isUnspecified() && !ip(self).isLinkLocalUnicast() && !(ip(self).family() == 4 ? (cidr('224.0.0.0/4').containsIP(self) || cidr('0.0.0.0/8').containsIP(self) || self == '255.255.255.255') : cidr('ff00::/8').containsIP(self))",
+    "each of spec.fwmarkMatch.addresses must be an IPv4 or IPv6 address a director can serve (not loopback, multicast, unspecified, link-local, 0.0.0.0/8 or 255.255.255.255; no prefix length)"
+);
+rule!(
+    MATCH_PORT_RANGE,
+    "!has(self.endPort) || self.endPort >= self.port",
+    "spec.fwmarkMatch.ports[].endPort must not be below port"
+);
+
 // --- VirtualService address ---------------------------------------------
 rule!(
     VIP_IS_IP,
@@ -258,8 +279,24 @@ pub(crate) fn vs_spec(s: &mut Schema) {
             VS_SELECTOR_OR_BACKENDS,
             VS_BACKENDS_NO_SELECTOR,
             VS_SOURCE_NAT_ONLY_NAT,
+            VS_MATCH_ONLY_FWMARK,
+            VS_MATCH_FAMILY,
         ],
     );
+}
+
+/// Each address of a fwmark match: a VIP a director can serve.
+pub(crate) fn match_addresses(s: &mut Schema) {
+    let mut item = schemars::json_schema!({
+        "type": "string",
+        "maxLength": 45,
+    });
+    add(&mut item, &[MATCH_ADDRESS_IS_VIP]);
+    s.insert("items".into(), item.to_value());
+}
+
+pub(crate) fn match_port(s: &mut Schema) {
+    add(s, &[MATCH_PORT_RANGE]);
 }
 
 pub(crate) fn vip(s: &mut Schema) {

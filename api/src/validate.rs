@@ -170,6 +170,55 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
     }
 }
 
+/// A fwmark match of `spec`: only with fwmark, addresses a director can
+/// serve of the service's family, ordered port ranges, the list bounds.
+fn validate_match(e: &mut Errs, spec: &VirtualServiceSpec, m: &crate::FwmarkMatch) {
+    if spec.fwmark.is_none() {
+        e.cel("spec", rules::VS_MATCH_ONLY_FWMARK);
+    }
+    let path = "spec.fwmarkMatch.addresses";
+    match m.addresses.len() {
+        0 => e.push(path, "Required value: must have at least 1 item"),
+        n if n > 16 => e.push(path, format!("Too many: {n}: must have at most 16 items")),
+        _ => {}
+    }
+    for (i, a) in m.addresses.iter().enumerate() {
+        let usable = parse_ip(a).is_some_and(|ip| {
+            !(ip.is_loopback()
+                || is_multicast(ip)
+                || ip.is_unspecified()
+                || is_link_local(ip)
+                || is_v4_this_net_or_broadcast(ip))
+        });
+        if a.len() > 45 {
+            e.push(
+                &format!("{path}[{i}]"),
+                "Too long: may not be more than 45 bytes",
+            );
+        } else if !usable {
+            e.cel(&format!("{path}[{i}]"), rules::MATCH_ADDRESS_IS_VIP);
+        }
+    }
+    let v6 = spec.family == Some(crate::Family::IPv6);
+    if m.addresses.iter().any(|a| a.contains(':') != v6) {
+        e.cel("spec", rules::VS_MATCH_FAMILY);
+    }
+    if m.ports.len() > 16 {
+        e.push(
+            "spec.fwmarkMatch.ports",
+            format!("Too many: {}: must have at most 16 items", m.ports.len()),
+        );
+    }
+    for (i, p) in m.ports.iter().enumerate() {
+        let at = format!("spec.fwmarkMatch.ports[{i}]");
+        e.range(&format!("{at}.port"), Some(p.port), 1, 65535);
+        e.range(&format!("{at}.endPort"), p.end_port, 1, 65535);
+        if p.end_port.is_some_and(|end| end < p.port) {
+            e.cel(&at, rules::MATCH_PORT_RANGE);
+        }
+    }
+}
+
 impl VirtualServiceSpec {
     /// Checks every rule that admission enforces.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
@@ -208,6 +257,9 @@ impl VirtualServiceSpec {
         }
         if self.source_nat && self.forwarding != ForwardingMethod::Nat {
             e.cel("spec", rules::VS_SOURCE_NAT_ONLY_NAT);
+        }
+        if let Some(m) = &self.fwmark_match {
+            validate_match(&mut e, self, m);
         }
         e.range("spec.port", self.port, 1, 65535);
         e.range("spec.fwmark", self.fwmark, 1, u32::MAX as i64);

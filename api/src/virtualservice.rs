@@ -70,6 +70,13 @@ pub struct VirtualServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<Family>,
 
+    /// The packets the directors mark with `fwmark` themselves (an nftables
+    /// rule in the agent's own table `inet lvs-operator`), so no iptables or
+    /// nftables rule has to be written by hand. Only with fwmark. When
+    /// unset, something else must set the mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark_match: Option<FwmarkMatch>,
+
     /// The IPVS scheduler: rr, wrr, lc, wlc (default), lblc, lblcr, dh, sh,
     /// sed, nq, mh, fo, ovf, or twos (kernel 6.5 and later).
     #[serde(default)]
@@ -346,6 +353,39 @@ pub struct ServiceBackend {
     /// Service has one port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<PortRef>,
+}
+
+/// What a director marks with a fwmark service's mark: packets to one of
+/// `addresses`, of `protocol`, to one of `ports`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FwmarkMatch {
+    /// Destination addresses (1-16) of the service's family. They are the
+    /// service's VIPs: the directors hold and announce them (elected per
+    /// address with high availability), DR realservers get them on `lo` and
+    /// TUN realservers on the tunnel device, and each must be allowed by an
+    /// address pool as `address` is.
+    #[schemars(length(min = 1, max = 16), transform = rules::match_addresses)]
+    pub addresses: Vec<String>,
+    /// TCP, UDP or SCTP.
+    pub protocol: Protocol,
+    /// Destination ports (at most 16); empty: every port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub ports: Vec<MatchPort>,
+}
+
+/// A destination port, or the range `port`-`endPort` (as in a NetworkPolicy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::match_port)]
+pub struct MatchPort {
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i64,
+    /// The last port of the range (at least `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub end_port: Option<i64>,
 }
 
 /// A port by number or by name (`80` or `http`).

@@ -205,6 +205,7 @@ pub fn desired_vss(
             protocol: Some(protocol),
             fwmark: None,
             family: None,
+            fwmark_match: None,
             scheduler,
             scheduler_flags: Vec::new(),
             persistence: None,

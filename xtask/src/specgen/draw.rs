@@ -128,6 +128,7 @@ impl Gen<'_> {
             protocol: None,
             fwmark: None,
             family: None,
+            fwmark_match: None,
             scheduler,
             scheduler_flags: Vec::new(),
             persistence: None,
