@@ -435,6 +435,9 @@ impl Coverage {
         if rs.lower_threshold.is_some_and(|l| l > 0) {
             self.0.insert("lowerThreshold".into());
         }
+        if let Some(t) = &rs.tunnel {
+            self.0.insert(format!("realserver tunnel {}", t.type_));
+        }
     }
 
     fn check(&self, exclude: &[Scheduler]) -> anyhow::Result<()> {
