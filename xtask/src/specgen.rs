@@ -458,6 +458,11 @@ impl Coverage {
         );
         want.extend(Protocol::ALL.iter().map(|p| format!("protocol {p}")));
         want.extend(TunnelType::ALL.iter().map(|t| format!("tunnel {t}")));
+        want.extend(
+            TunnelType::ALL
+                .iter()
+                .map(|t| format!("realserver tunnel {t}")),
+        );
         want.extend(SchedulerFlag::ALL.iter().map(|f| format!("flag {f}")));
         want.extend(
             HealthCheckType::ALL
