@@ -514,11 +514,15 @@ fn world() -> impl Strategy<Value = ManifestSet> {
             );
         }
         for (i, (app, host, by_node, weight)) in reals.iter().enumerate() {
-            let body = if *by_node {
+            let mut body = if *by_node {
                 format!("  nodeName: {}\n  weight: {weight}", ["rs1", "rs2", "rs4", "dir1", "gone", "rs1"][*host as usize])
             } else {
                 format!("  address: 10.10.0.{}\n  weight: {weight}", 11 + host)
             };
+            // A tunnel of its own: used under TUN services, refused under others.
+            if *weight == 3 {
+                body += "\n  tunnel: {type: gre}";
+            }
             yaml += &rs(&format!("r{i}"), &format!("a{app}"), &body);
         }
         let mut s = set(&yaml);
