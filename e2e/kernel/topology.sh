@@ -186,14 +186,16 @@ topo_listening() {
     nsx "$1" cat /proc/net/tcp /proc/net/tcp6 | awk -v p=":$_hex" '$2 ~ p"$" && $4 == "0A" {f=1} END {exit !f}'
 }
 
-# topo_rs_gateway dir1|router: default route of rs1-rs3 (NAT needs the director).
+# topo_rs_gateway dir1|router [RS...]: default route of the lan realservers RS
+# (default rs1-rs3; NAT needs the director).
 topo_rs_gateway() {
     case "$1" in
         router) _gw4="$TOPO_LAN4.1" _gw6=2001:db8:1::1 ;;
         dir1|dir2) _gw4="$(topo_ip4 "$1")" _gw6="$(topo_ip6 "$1")" ;;
         *) echo "topo_rs_gateway: router, dir1 or dir2, not $1" >&2; return 1 ;;
     esac
-    for n in rs1 rs2 rs3; do
+    shift
+    for n in ${*:-rs1 rs2 rs3}; do
         printf 'route replace default via %s\nroute replace default via %s\n' "$_gw4" "$_gw6" \
             | _topo_batch "$n" || return 1
     done

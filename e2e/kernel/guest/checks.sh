@@ -13,6 +13,15 @@ ipvs_svc_stat() {
         $1 == "TCP" || $1 == "UDP" || $1 == "SCTP" || $1 == "FWM" { print $(col[f]); exit }'
 }
 
+# ipvs_dest_stat NODE -t|-u VIP:PORT RIP:PORT FIELD: a destination counter from
+# `ipvsadm -Ln --stats --exact`; FIELD is conns, inpkts, outpkts, inbytes or
+# outbytes. OutPkts counts the replies that passed the director (NAT only).
+ipvs_dest_stat() {
+    ipvs "$1" -Ln --stats --exact "$2" "$3" | awk -v d="$4" -v f="$5" '
+        BEGIN { split("conns inpkts outpkts inbytes outbytes", names, " "); for (i in names) col[names[i]] = i + 2 }
+        $1 == "->" && $2 == d { print $(col[f]); exit }'
+}
+
 # ipvs_dest_field NODE -t|-u VIP:PORT RIP:PORT FIELD: a destination column from
 # `ipvsadm -Ln`; FIELD is forward, weight, active or inactive.
 ipvs_dest_field() {
