@@ -23,20 +23,7 @@ dns_serve rs1 rs2 rs3
 # flags_vs SCHED VIP FLAGS: the NAT VirtualService flags-SCHED on VIP:53/UDP
 # with scheduler SCHED and spec.schedulerFlags FLAGS (a flow list).
 flags_vs() {
-manifest_write "flags-$1" <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: flags-$1, namespace: default}
-spec:
-  address: $2
-  port: 53
-  protocol: UDP
-  scheduler: $1
-  schedulerFlags: $3
-  forwarding: NAT
-  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
-  realServerSelector: {matchLabels: {app: flags-$1}}
-YAML
+    manifest_vs "flags-$1" "$2" 53 "$1" NAT UDP "schedulerFlags: $3"
 }
 # flags_rs SCHED RS WEIGHT: RealServer flags-SCHED-RS on RS's address, port 53.
 flags_rs() { manifest_rs "flags-$1-$2" "flags-$1" "{address: $(topo_ip4 "$2"), port: 53, weight: $3}"; }
