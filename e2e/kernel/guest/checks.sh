@@ -86,14 +86,43 @@ udp_dist() {
 # udp_expect_conn_table NODE VIP:PORT: for every flow of the last udp_dist, the
 # director's connection table sends the client's source port to the realserver
 # that answered it.
-udp_expect_conn_table() {
+udp_expect_conn_table() { expect_conn_table "$1" UDP "$2" "$UDP_ANSWERS"; }
+
+# expect_conn_table NODE PROTO VIP:PORT ANSWERS: for every line "<source port>
+# <realserver>" of ANSWERS, NODE's connection table (`ipvsadm -Lnc`, PROTO as
+# it prints it: TCP, UDP, SCTP) sends the client's source port to that
+# realserver.
+expect_conn_table() {
     _table="$(ipvs "$1" -Lnc)"
-    printf '%s' "$UDP_ANSWERS" | while read -r _sp _rs; do
-        _dst="$(printf '%s\n' "$_table" | awk -v s="$(topo_ip4 client):$_sp" -v v="$2" '$1 == "UDP" && $4 == s && $5 == v { split($6, d, ":"); print d[1]; exit }')"
+    printf '%s\n' "$4" | while read -r _sp _rs; do
+        [ -n "$_sp" ] || continue
+        _dst="$(printf '%s\n' "$_table" | awk -v p="$2" -v s="$(topo_ip4 client):$_sp" -v v="$3" '$1 == p && $4 == s && $5 == v { split($6, d, ":"); print d[1]; exit }')"
         [ "$_dst" = "$(topo_ip4 "$_rs")" ] \
-            || fail "flow from source port $_sp was answered by $_rs, but $1's connection table sends it to '$_dst'"
+            || fail "$2 flow from source port $_sp was answered by $_rs, but $1's connection table sends it to '$_dst'"
     done || exit 1
-    echo "ok: $1's UDP connection table agrees with the answers of every flow"
+    echo "ok: $1's $2 connection table agrees with the answers of every flow"
+}
+
+# --- SCTP (lab-sctp, a node-agent example the suite packs) ------------------------
+
+# rs_sctp_start NODE ADDR:PORT: lab-sctp on NODE accepting associations on
+# ADDR:PORT and answering with NODE's name; waits (10 s) until it listens.
+rs_sctp_start() {
+    nsx "$1" sh -c "lab-sctp serve $2 $1 </dev/null >/dev/null 2>&1 &"
+    wait_until 10 _sctp_listening "$1" "${2##*:}" || fail "lab-sctp on $1 is not listening on $2"
+}
+# /proc/net/sctp/eps: ENDPT SOCK STY SST HBKT LPORT ...; SST 10 is LISTEN.
+_sctp_listening() {
+    nsx "$1" cat /proc/net/sctp/eps 2>/dev/null | awk -v p="$2" '$4 == 10 && $6 == p {f=1} END {exit !f}'
+}
+
+# sctp_dist N VIP:PORT FIRST-SPORT: N associations from the client, one after
+# another, association i from source port FIRST-SPORT+i, each sending one
+# message and reading the answer. Sets DIST_* as fetch_dist does and
+# SCTP_ANSWERS ("<source port> <answering realserver or ERR>" lines).
+sctp_dist() {
+    SCTP_ANSWERS="$(nsx client lab-sctp query "$2" "$3" "$1" 3000)"
+    dist_count "$(printf '%s\n' "$SCTP_ANSWERS" | awk '{print $2}')" "$1 SCTP associations to $2"
 }
 
 # dist_of RS: the count for RS from the last fetch_dist.
