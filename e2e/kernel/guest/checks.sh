@@ -236,3 +236,46 @@ dns_flows() {
     FLOW_SERVERS="$(printf '%s\n' "$FLOW_ANSWERS" | sort -u | tr '\n' ' ' | sed 's/ $//')"
     FLOW_LAST="$(printf '%s' "$_out" | tail -n 1 | cut -d' ' -f1)"
 }
+
+# --- IPv6 neighbour discovery (DR over IPv6) --------------------------------------
+
+# nd_capture_start NODE IFACE: capture NODE's neighbour solicitations and
+# advertisements on IFACE, with link-layer addresses (tcpdump -e), into
+# /tmp/nd.NODE until topo_down; waits until tcpdump listens.
+nd_capture_start() {
+    rm -f "/tmp/nd.$1" "/tmp/nd.$1.err"
+    nsx "$1" tcpdump -Z root -l -n -e -i "$2" 'icmp6 and (ip6[40] == 135 or ip6[40] == 136)' \
+        >"/tmp/nd.$1" 2>"/tmp/nd.$1.err" &
+    wait_until 10 grep -q 'listening on' "/tmp/nd.$1.err" \
+        || fail "tcpdump on $1 $2 did not start: $(cat "/tmp/nd.$1.err")"
+}
+# nd_seen NODE ns|na TARGET: "<source MAC> <destination MAC>" of every
+# solicitation for (ns) or advertisement of (na) TARGET captured on NODE so far.
+nd_seen() {
+    case "$2" in
+        ns) _what="neighbor solicitation, who has $3," ;;
+        na) _what="neighbor advertisement, tgt is $3," ;;
+    esac
+    grep -F "$_what" "/tmp/nd.$1" | awk '{ d = $4; sub(/,$/, "", d); print $2, d }'
+}
+# nd_seen_count NODE ns|na TARGET [SOURCE-MAC] [DEST-MAC]: how many nd_seen
+# lines match (an empty MAC matches any).
+nd_seen_count() {
+    nd_seen "$1" "$2" "$3" | awk -v s="${4:-}" -v d="${5:-}" '(s == "" || $1 == s) && (d == "" || $2 == d) {n++} END {print n + 0}'
+}
+_nd_seen_at_least() { [ "$(nd_seen_count "$@")" -ge 1 ]; }
+# neigh_state NODE ADDR IFACE: the state of NODE's neighbour entry for ADDR
+# (REACHABLE, STALE, DELAY, PROBE, FAILED, ...; empty when there is none).
+neigh_state() {
+    /usr/sbin/ip -n "$1" -6 neigh show "$2" dev "$3" | awk '{print $NF; exit}'
+}
+# neigh_lladdr NODE ADDR IFACE: the link-layer address of that entry.
+neigh_lladdr() {
+    /usr/sbin/ip -n "$1" -6 neigh show "$2" dev "$3" | awk '{for (i = 1; i < NF; i++) if ($i == "lladdr") {print $(i + 1); exit}}'
+}
+_neigh_state_is() { [ "$(neigh_state "$1" "$2" "$3")" = "$4" ]; }
+_neigh_lladdr_is() { [ "$(neigh_lladdr "$1" "$2" "$3")" = "$4" ]; }
+# icmp6_stat NODE NAME: an ICMPv6 counter of NODE's IPv6 stack from
+# /proc/net/snmp6 (e.g. Icmp6InNeighborSolicits: solicitations that reached
+# ICMPv6, past the link and multicast-group filters).
+icmp6_stat() { nsx "$1" cat /proc/net/snmp6 | awk -v f="$2" '$1 == f {print $2; exit}'; }
