@@ -105,15 +105,18 @@ expect_conn_table() {
 
 # --- SCTP (lab-sctp, a node-agent example the suite packs) ------------------------
 
-# rs_sctp_start NODE ADDR:PORT: lab-sctp on NODE accepting associations on
-# ADDR:PORT and answering with NODE's name; waits (10 s) until it listens.
+# rs_sctp_start NODE IPV4:PORT: lab-sctp on NODE accepting associations on
+# IPV4:PORT and answering with NODE's name; waits (10 s) until it listens on
+# that address (another server may already listen on the port elsewhere).
 rs_sctp_start() {
     nsx "$1" sh -c "lab-sctp serve $2 $1 </dev/null >/dev/null 2>&1 &"
-    wait_until 10 _sctp_listening "$1" "${2##*:}" || fail "lab-sctp on $1 is not listening on $2"
+    wait_until 10 _sctp_listening "$1" "${2%:*}" "${2##*:}" || fail "lab-sctp on $1 is not listening on $2"
 }
-# /proc/net/sctp/eps: ENDPT SOCK STY SST HBKT LPORT ...; SST 10 is LISTEN.
+# /proc/net/sctp/eps: ENDPT SOCK STY SST HBKT LPORT UID INODE LADDRS...; SST 10
+# is LISTEN.
 _sctp_listening() {
-    nsx "$1" cat /proc/net/sctp/eps 2>/dev/null | awk -v p="$2" '$4 == 10 && $6 == p {f=1} END {exit !f}'
+    nsx "$1" cat /proc/net/sctp/eps 2>/dev/null \
+        | awk -v a="$2" -v p="$3" '$4 == 10 && $6 == p { for (i = 9; i <= NF; i++) if ($i == a) f = 1 } END {exit !f}'
 }
 
 # sctp_dist N VIP:PORT FIRST-SPORT: N associations from the client, one after
