@@ -883,6 +883,7 @@ fn health_checks_get_their_defaults_per_protocol() {
     let s = set(&[
         vs("web", "  address: 192.0.2.30\n  port: 80\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {}"),
         vs("udp", "  address: 192.0.2.30\n  port: 54\n  protocol: UDP\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {}"),
+        vs("sctp", "  address: 192.0.2.30\n  port: 3868\n  protocol: SCTP\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {}"),
         vs("none", "  address: 192.0.2.30\n  port: 81\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {type: None}"),
         vs("http", "  address: 192.0.2.30\n  port: 82\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {type: HTTP, port: 8080, expectedStatus: [\"200\", \"301-302\"], onFailure: Remove, rise: 1, fall: 4}"),
         rs("a", "web", "  address: 10.10.0.11"),
@@ -916,6 +917,10 @@ fn health_checks_get_their_defaults_per_protocol() {
     assert!(
         by("udp").health.is_none(),
         "an unset type on UDP checks nothing"
+    );
+    assert!(
+        by("sctp").health.is_none(),
+        "an unset type on SCTP checks nothing (a TCP connect would fail)"
     );
     assert!(by("none").health.is_none());
     let http = by("http").health.clone().unwrap();
