@@ -7,6 +7,7 @@ use crate::enums::{ForwardingMethod, RealServerState};
 use crate::lvsnode::DestinationState;
 use crate::rules;
 use crate::status::Condition;
+use crate::virtualservice::Tunnel;
 
 /// A realserver: a backend address (or a node) that VirtualServices select by label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -62,6 +63,13 @@ pub struct RealServerSpec {
     /// Overrides the VirtualService's forwarding method for this realserver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<ForwardingMethod>,
+
+    /// Overrides the VirtualService's tunnel for this realserver, so one
+    /// service can encapsulate differently per realserver (the kernel keeps
+    /// the tunnel type per destination). Only when this realserver forwards
+    /// with TUN (its forwarding, or the service's when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
 
     /// Active (default), Draining (weight 0 until its connections end or
     /// the VirtualService's drain deadline passes, then removed) or

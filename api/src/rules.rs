@@ -242,6 +242,11 @@ rule!(
     "spec.lowerThreshold must be less than spec.upperThreshold (a non-zero lowerThreshold needs an upperThreshold above it)"
 );
 rule!(
+    RS_TUNNEL_ONLY_TUN,
+    "!has(self.tunnel) || !has(self.forwarding) || self.forwarding == 'TUN'",
+    "spec.tunnel is only allowed when the realserver forwards with TUN (spec.forwarding TUN, or unset under a TUN VirtualService)"
+);
+rule!(
     RS_ADDRESS_IS_IP,
     "isIP(self)",
     "spec.address must be an IPv4 or IPv6 address (no prefix length or zone, and not in the IPv4-mapped form ::ffff:a.b.c.d)"
@@ -358,7 +363,10 @@ pub(crate) fn sorry_address(s: &mut Schema) {
 }
 
 pub(crate) fn rs_spec(s: &mut Schema) {
-    add(s, &[RS_ADDRESS_XOR_NODE, RS_THRESHOLD_ORDER]);
+    add(
+        s,
+        &[RS_ADDRESS_XOR_NODE, RS_THRESHOLD_ORDER, RS_TUNNEL_ONLY_TUN],
+    );
 }
 
 pub(crate) fn rs_address(s: &mut Schema) {

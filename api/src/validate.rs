@@ -14,7 +14,7 @@ use crate::enums::{
 use crate::realserver::RealServerSpec;
 use crate::rules::{self, CelRule};
 use crate::selector::LabelSelector;
-use crate::virtualservice::VirtualServiceSpec;
+use crate::virtualservice::{Tunnel, VirtualServiceSpec};
 
 /// One broken rule: where, and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +50,19 @@ impl Errs {
             path: path.to_string(),
             message: message.into(),
         });
+    }
+    /// The rules of spec.tunnel, the same on VirtualService and RealServer.
+    fn tunnel(&mut self, t: &Tunnel) {
+        if (t.type_ == TunnelType::Gue) != t.port.is_some() {
+            self.cel("spec.tunnel", rules::TUNNEL_PORT_ONLY_GUE);
+        }
+        if t.type_ == TunnelType::Ipip && t.checksum.is_some() {
+            self.cel("spec.tunnel", rules::TUNNEL_CSUM_NOT_IPIP);
+        }
+        if t.type_ != TunnelType::Gue && t.checksum.as_ref().is_some_and(|c| c.remote) {
+            self.cel("spec.tunnel", rules::TUNNEL_REMCSUM_ONLY_GUE);
+        }
+        self.range("spec.tunnel.port", t.port, 1, 65535);
     }
     fn cel(&mut self, path: &str, rule: CelRule) {
         self.push(path, rule.message);
@@ -310,16 +323,7 @@ impl VirtualServiceSpec {
             if self.forwarding != ForwardingMethod::Tun {
                 e.cel("spec", rules::VS_TUNNEL_ONLY_TUN);
             }
-            if (t.type_ == TunnelType::Gue) != t.port.is_some() {
-                e.cel("spec.tunnel", rules::TUNNEL_PORT_ONLY_GUE);
-            }
-            if t.type_ == TunnelType::Ipip && t.checksum.is_some() {
-                e.cel("spec.tunnel", rules::TUNNEL_CSUM_NOT_IPIP);
-            }
-            if t.type_ != TunnelType::Gue && t.checksum.as_ref().is_some_and(|c| c.remote) {
-                e.cel("spec.tunnel", rules::TUNNEL_REMCSUM_ONLY_GUE);
-            }
-            e.range("spec.tunnel.port", t.port, 1, 65535);
+            e.tunnel(t);
         }
         if let Some(i) = &self.directors.interface {
             if i.len() > 15 {
@@ -525,6 +529,12 @@ impl RealServerSpec {
         {
             e.cel("spec", rules::RS_THRESHOLD_ORDER);
         }
+        if let Some(t) = &self.tunnel {
+            if self.forwarding.is_some_and(|f| f != ForwardingMethod::Tun) {
+                e.cel("spec", rules::RS_TUNNEL_ONLY_TUN);
+            }
+            e.tunnel(t);
+        }
         e.finish()
     }
 }
@@ -538,6 +548,14 @@ pub fn validate_pair(
     rs_ip: Option<IpAddr>,
 ) -> Result<(), FieldError> {
     let method = rs.forwarding.unwrap_or(vs.forwarding);
+    if rs.tunnel.is_some() && method != ForwardingMethod::Tun {
+        return Err(FieldError {
+            path: "spec.tunnel".into(),
+            message: format!(
+                "a tunnel is only used with forwarding TUN, but this realserver forwards with the service's {method}; set spec.forwarding: TUN or remove spec.tunnel"
+            ),
+        });
+    }
     if let (Some(rp), Some(vp)) = (rs.port, vs.port)
         && rp != vp
         && method != ForwardingMethod::Nat

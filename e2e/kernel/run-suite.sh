@@ -131,23 +131,35 @@ if [ "${NEED_AGENT:-0}" -eq 1 ]; then
     [ -z "$AGENT_PROBLEM" ] && ADD=(--add "$AGENT:/usr/local/bin/node-agent")
 fi
 
-# The lab's DNS server and client (a node-agent example), when a scenario
-# of DNS_SCENARIOS is selected: next to the agent binary, else built.
-DNS_SCENARIOS='health-udp-dns|agent-udp|agent-ops-udp|agent-persistence|agent-thresholds' DNS_PROBLEM=""
-needs_dns() { printf '%s\n' "$1" | grep -qxE "$DNS_SCENARIOS"; }
-if printf '%s\n' "${SELECTED[@]}" | grep -qxE "$DNS_SCENARIOS"; then
-    LAB_DNS="${LAB_DNS:-$(dirname "${AGENT:-$TARGET_DIR/debug/node-agent}")/examples/lab-dns}"
-    if [ ! -x "$LAB_DNS" ]; then
-        lvs_log "cargo build --locked -p lvs-node-agent --example lab-dns"
-        if (cd "$LVS_REPO" && cargo build --locked -p lvs-node-agent --example lab-dns) >"$OUT/lab-dns-build.log" 2>&1; then
-            LAB_DNS="$TARGET_DIR/debug/examples/lab-dns"
+# The lab's traffic tools (node-agent examples), each packed as /usr/bin/NAME
+# when a scenario that uses it is selected: next to the agent binary, else
+# built. lab-dns serves and queries DNS over UDP; lab-sctp opens SCTP
+# associations.
+DNS_SCENARIOS='health-udp-dns|agent-udp|agent-ops-udp|agent-persistence|agent-thresholds|agent-sched-flags'
+SCTP_SCENARIOS='agent-sctp'
+declare -A EXAMPLE_FOR=([lab-dns]="$DNS_SCENARIOS" [lab-sctp]="$SCTP_SCENARIOS") EXAMPLE_PROBLEM=()
+for ex in "${!EXAMPLE_FOR[@]}"; do
+    printf '%s\n' "${SELECTED[@]}" | grep -qxE "${EXAMPLE_FOR[$ex]}" || continue
+    bin="$(dirname "${AGENT:-$TARGET_DIR/debug/node-agent}")/examples/$ex"
+    if [ ! -x "$bin" ]; then
+        lvs_log "cargo build --locked -p lvs-node-agent --example $ex"
+        if (cd "$LVS_REPO" && cargo build --locked -p lvs-node-agent --example "$ex") >"$OUT/$ex-build.log" 2>&1; then
+            bin="$TARGET_DIR/debug/examples/$ex"
         else
-            DNS_PROBLEM="cargo build -p lvs-node-agent --example lab-dns failed: $(grep -m1 '^error' "$OUT/lab-dns-build.log")"
-            cat "$OUT/lab-dns-build.log" >&2
+            EXAMPLE_PROBLEM[$ex]="cargo build -p lvs-node-agent --example $ex failed: $(grep -m1 '^error' "$OUT/$ex-build.log")"
+            cat "$OUT/$ex-build.log" >&2
+            continue
         fi
     fi
-    [ -z "$DNS_PROBLEM" ] && ADD+=(--add "$LAB_DNS:/usr/bin/lab-dns")
-fi
+    ADD+=(--add "$bin:/usr/bin/$ex")
+done
+# example_problem SCENARIO: why a tool the scenario needs is missing (empty
+# when none is).
+example_problem() {
+    for ex in "${!EXAMPLE_PROBLEM[@]}"; do
+        printf '%s\n' "$1" | grep -qxE "${EXAMPLE_FOR[$ex]}" && { echo "${EXAMPLE_PROBLEM[$ex]}"; return; }
+    done
+}
 
 # The node agent out of the lab image (the bytes that ship), when image-*
 # scenarios are selected. It is taken out on the host before the VM boots.
@@ -224,7 +236,7 @@ if printf '%s\n' "${SELECTED[@]}" | grep -qx "$SPECGEN_SCENARIO" && [ -z "$AGENT
 fi
 for s in "${SELECTED[@]}"; do
     needs_agent "$s" && [ -n "$AGENT_PROBLEM" ] && continue
-    needs_dns "$s" && [ -n "$DNS_PROBLEM" ] && continue
+    [ -n "$(example_problem "$s")" ] && continue
     case "$s" in
         image-*) [ -n "$IMAGE_PROBLEM" ] && continue ;;
         ipvs-*) [ -n "$IPVS_PROBLEM" ] && continue ;;
@@ -264,7 +276,8 @@ fi
 vm_note_shown=0
 for s in "${SELECTED[@]}"; do
     if needs_agent "$s" && [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi
-    if needs_dns "$s" && [ -n "$DNS_PROBLEM" ]; then failed "$s" "$DNS_PROBLEM"; continue; fi
+    why="$(example_problem "$s")"
+    if [ -n "$why" ]; then failed "$s" "$why"; continue; fi
     case "$s" in
         image-*) if [ -n "$IMAGE_PROBLEM" ]; then failed "$s" "$IMAGE_PROBLEM"; continue; fi ;;
         ipvs-*) if [ -n "$IPVS_PROBLEM" ]; then failed "$s" "$IPVS_PROBLEM"; continue; fi ;;

@@ -35,6 +35,7 @@ MODULES=(
     veth bridge dummy nlmon macvlan
     virtio_pci virtio_net virtio_rng
     sch_netem inet_diag tcp_diag udp_diag
+    sctp
 )
 
 # Dynamic binaries copied into the guest with the libraries ldd lists.

@@ -19,7 +19,8 @@
 #     10.0.2.0/24      router .1  rs4 .14  rs5 .15
 #     2001:db8:2::/64  router ::1 rs4 ::14 rs5 ::15
 #   VIPs: IPv4 203.0.113.0/24 (on-link on the lan); IPv6 2001:db8:f::/64,
-#     routed by the router to a director (topo_route_vip6, default dir1).
+#     routed by the router to a director (topo_route_vip6, default dir1), or
+#     on-link on the lan (topo_vip6_onlink).
 #
 # Default routes: client, dir1, dir2, rs4 and rs5 via the router. rs1-rs3 via the
 # router too; NAT needs them via the director: topo_rs_gateway dir1.
@@ -186,14 +187,16 @@ topo_listening() {
     nsx "$1" cat /proc/net/tcp /proc/net/tcp6 | awk -v p=":$_hex" '$2 ~ p"$" && $4 == "0A" {f=1} END {exit !f}'
 }
 
-# topo_rs_gateway dir1|router: default route of rs1-rs3 (NAT needs the director).
+# topo_rs_gateway dir1|router [RS...]: default route of the lan realservers RS
+# (default rs1-rs3; NAT needs the director).
 topo_rs_gateway() {
     case "$1" in
         router) _gw4="$TOPO_LAN4.1" _gw6=2001:db8:1::1 ;;
         dir1|dir2) _gw4="$(topo_ip4 "$1")" _gw6="$(topo_ip6 "$1")" ;;
         *) echo "topo_rs_gateway: router, dir1 or dir2, not $1" >&2; return 1 ;;
     esac
-    for n in rs1 rs2 rs3; do
+    shift
+    for n in ${*:-rs1 rs2 rs3}; do
         printf 'route replace default via %s\nroute replace default via %s\n' "$_gw4" "$_gw6" \
             | _topo_batch "$n" || return 1
     done
@@ -202,6 +205,12 @@ topo_rs_gateway() {
 # topo_route_vip6 NODE: the router sends 2001:db8:f::/64 (IPv6 VIPs) to NODE.
 topo_route_vip6() {
     /usr/sbin/ip -n router -6 route replace 2001:db8:f::/64 via "$(topo_ip6 "$1")"
+}
+# topo_vip6_onlink: 2001:db8:f::/64 (IPv6 VIPs) on-link on the lan, as the
+# IPv4 VIPs are: the router resolves each VIP by neighbour discovery on lan0,
+# and whichever node answers gets the traffic (IPv6 DR).
+topo_vip6_onlink() {
+    /usr/sbin/ip -n router -6 route replace 2001:db8:f::/64 dev lan0
 }
 
 # topo_down: kill every process in the lab namespaces and remove them.

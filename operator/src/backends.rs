@@ -262,6 +262,7 @@ pub fn desired(
                             port: target.map(i64::from),
                             weight,
                             forwarding: None,
+                            tunnel: None,
                             state: Some(state),
                             upper_threshold: None,
                             lower_threshold: None,

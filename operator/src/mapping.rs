@@ -302,6 +302,7 @@ mod tests {
             port: None,
             weight: 1,
             forwarding: None,
+            tunnel: None,
             upper_threshold: None,
             lower_threshold: None,
             state: None,

@@ -31,6 +31,7 @@ fn main() {
                 port: None,
                 weight: 1,
                 forwarding: None,
+                tunnel: None,
                 upper_threshold: None,
                 lower_threshold: None,
                 state: None,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use lvs_api::{
-    ForwardingMethod, NodeInfo, Object, RealServerSpec, RealServerState, TunnelType,
+    ForwardingMethod, NodeInfo, Object, RealServerSpec, RealServerState, Tunnel, TunnelType,
     VirtualServiceSpec, validate_pair,
 };
 
@@ -143,8 +143,10 @@ pub(crate) fn age_order(
         .then_with(|| a.meta.key().cmp(&b.meta.key()))
 }
 
-pub(crate) fn tunnel_of(spec: &VirtualServiceSpec) -> PlannedTunnel {
-    let t = spec.tunnel.clone().unwrap_or_default();
+/// The encapsulation of a TUN destination: its RealServer's tunnel, else the
+/// service's, else ipip.
+pub(crate) fn tunnel_of(tunnel: Option<&Tunnel>) -> PlannedTunnel {
+    let t = tunnel.cloned().unwrap_or_default();
     let port = if t.type_ == TunnelType::Gue {
         t.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0)
     } else {
@@ -243,7 +245,8 @@ fn resolve(
             .lower_threshold
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(0),
-        tunnel: (method == ForwardingMethod::Tun).then(|| tunnel_of(&vs.spec)),
+        tunnel: (method == ForwardingMethod::Tun)
+            .then(|| tunnel_of(rs.spec.tunnel.as_ref().or(vs.spec.tunnel.as_ref()))),
         owner: rs.meta.key(),
         node: verdict.node.clone(),
         state,

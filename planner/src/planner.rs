@@ -457,7 +457,8 @@ fn sorry_server(key: ServiceKey, spec: &VirtualServiceSpec) -> Option<PlannedDes
         weight: 1,
         upper_threshold: 0,
         lower_threshold: 0,
-        tunnel: (method == ForwardingMethod::Tun).then(|| crate::analyze::tunnel_of(spec)),
+        tunnel: (method == ForwardingMethod::Tun)
+            .then(|| crate::analyze::tunnel_of(spec.tunnel.as_ref())),
         owner: String::new(),
         node: None,
         state: RealServerState::Active,

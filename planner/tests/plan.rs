@@ -167,6 +167,53 @@ fn tun_realserver_gets_tunnel_with_vip_and_loose_rp_filter() {
 }
 
 #[test]
+fn a_realserver_tunnel_overrides_the_service_tunnel_per_destination() {
+    let s = set(&[
+        vs("tun", "  address: 192.0.2.32\n  port: 80\n  forwarding: TUN\n  realServerSelector: {matchLabels: {app: tun}}"),
+        rs("gre", "tun", "  nodeName: rs4\n  tunnel: {type: gre, checksum: {enabled: true}}"),
+        rs("plain", "tun", "  nodeName: rs2"),
+        vs("nat", "  address: 192.0.2.33\n  port: 80\n  realServerSelector: {matchLabels: {app: nat}}"),
+        rs("nat-gre", "nat", "  address: 10.10.0.11\n  tunnel: {type: gre}"),
+    ]
+    .concat());
+    let d = plan_of("dir1", &s);
+    let svc = d
+        .services
+        .iter()
+        .find(|v| matches!(v.key, ServiceKey::Tuple { addr, .. } if addr == ip("192.0.2.32")))
+        .unwrap();
+    let tunnel_to = |a: &str| {
+        svc.destinations.iter().find(|d| d.addr == ip(a)).map(|d| {
+            let t = d.tunnel.unwrap();
+            (t.type_, t.checksum)
+        })
+    };
+    assert_eq!(tunnel_to("10.20.0.14"), Some((TunnelType::Gre, true)));
+    assert_eq!(tunnel_to("10.10.0.12"), Some((TunnelType::Ipip, false)));
+    let devices = |node: &str| -> Vec<(String, TunnelType)> {
+        plan_of(node, &s)
+            .tunnels
+            .iter()
+            .map(|t| (t.device.clone(), t.type_))
+            .collect()
+    };
+    assert_eq!(devices("rs4"), vec![("gre0".to_string(), TunnelType::Gre)]);
+    assert_eq!(
+        devices("rs2"),
+        vec![("tunl0".to_string(), TunnelType::Ipip)]
+    );
+
+    let a = analyze(&s.virtual_services, &s.real_servers, &s.nodes);
+    let nat = a.get("default/nat").unwrap();
+    assert_eq!(nat.ready(), 0);
+    let why = nat.real_servers[0].problem.clone().unwrap_or_default();
+    assert!(
+        why.contains("spec.tunnel") && why.contains("forwards with the service's NAT"),
+        "{why}"
+    );
+}
+
+#[test]
 fn gue_tunnel_carries_its_port_to_destinations_and_endpoints() {
     let s = set(&[
         vs("gue", "  address: 192.0.2.31\n  port: 80\n  forwarding: TUN\n  tunnel: {type: gue, port: 5555, checksum: {enabled: true}}\n  realServerSelector: {matchLabels: {app: gue}}"),
@@ -467,11 +514,15 @@ fn world() -> impl Strategy<Value = ManifestSet> {
             );
         }
         for (i, (app, host, by_node, weight)) in reals.iter().enumerate() {
-            let body = if *by_node {
+            let mut body = if *by_node {
                 format!("  nodeName: {}\n  weight: {weight}", ["rs1", "rs2", "rs4", "dir1", "gone", "rs1"][*host as usize])
             } else {
                 format!("  address: 10.10.0.{}\n  weight: {weight}", 11 + host)
             };
+            // A tunnel of its own: used under TUN services, refused under others.
+            if *weight == 3 {
+                body += "\n  tunnel: {type: gre}";
+            }
             yaml += &rs(&format!("r{i}"), &format!("a{app}"), &body);
         }
         let mut s = set(&yaml);
@@ -832,6 +883,7 @@ fn health_checks_get_their_defaults_per_protocol() {
     let s = set(&[
         vs("web", "  address: 192.0.2.30\n  port: 80\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {}"),
         vs("udp", "  address: 192.0.2.30\n  port: 54\n  protocol: UDP\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {}"),
+        vs("sctp", "  address: 192.0.2.30\n  port: 3868\n  protocol: SCTP\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {}"),
         vs("none", "  address: 192.0.2.30\n  port: 81\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {type: None}"),
         vs("http", "  address: 192.0.2.30\n  port: 82\n  realServerSelector: {matchLabels: {app: web}}\n  healthCheck: {type: HTTP, port: 8080, expectedStatus: [\"200\", \"301-302\"], onFailure: Remove, rise: 1, fall: 4}"),
         rs("a", "web", "  address: 10.10.0.11"),
@@ -865,6 +917,10 @@ fn health_checks_get_their_defaults_per_protocol() {
     assert!(
         by("udp").health.is_none(),
         "an unset type on UDP checks nothing"
+    );
+    assert!(
+        by("sctp").health.is_none(),
+        "an unset type on SCTP checks nothing (a TCP connect would fail)"
     );
     assert!(by("none").health.is_none());
     let http = by("http").health.clone().unwrap();

@@ -435,6 +435,9 @@ impl Coverage {
         if rs.lower_threshold.is_some_and(|l| l > 0) {
             self.0.insert("lowerThreshold".into());
         }
+        if let Some(t) = &rs.tunnel {
+            self.0.insert(format!("realserver tunnel {}", t.type_));
+        }
     }
 
     fn check(&self, exclude: &[Scheduler]) -> anyhow::Result<()> {
@@ -455,6 +458,11 @@ impl Coverage {
         );
         want.extend(Protocol::ALL.iter().map(|p| format!("protocol {p}")));
         want.extend(TunnelType::ALL.iter().map(|t| format!("tunnel {t}")));
+        want.extend(
+            TunnelType::ALL
+                .iter()
+                .map(|t| format!("realserver tunnel {t}")),
+        );
         want.extend(SchedulerFlag::ALL.iter().map(|f| format!("flag {f}")));
         want.extend(
             HealthCheckType::ALL

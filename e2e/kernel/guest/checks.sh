@@ -13,6 +13,15 @@ ipvs_svc_stat() {
         $1 == "TCP" || $1 == "UDP" || $1 == "SCTP" || $1 == "FWM" { print $(col[f]); exit }'
 }
 
+# ipvs_dest_stat NODE -t|-u VIP:PORT RIP:PORT FIELD: a destination counter from
+# `ipvsadm -Ln --stats --exact`; FIELD is conns, inpkts, outpkts, inbytes or
+# outbytes. OutPkts counts the replies that passed the director (NAT only).
+ipvs_dest_stat() {
+    ipvs "$1" -Ln --stats --exact "$2" "$3" | awk -v d="$4" -v f="$5" '
+        BEGIN { split("conns inpkts outpkts inbytes outbytes", names, " "); for (i in names) col[names[i]] = i + 2 }
+        $1 == "->" && $2 == d { print $(col[f]); exit }'
+}
+
 # ipvs_dest_field NODE -t|-u VIP:PORT RIP:PORT FIELD: a destination column from
 # `ipvsadm -Ln`; FIELD is forward, weight, active or inactive.
 ipvs_dest_field() {
@@ -86,14 +95,46 @@ udp_dist() {
 # udp_expect_conn_table NODE VIP:PORT: for every flow of the last udp_dist, the
 # director's connection table sends the client's source port to the realserver
 # that answered it.
-udp_expect_conn_table() {
+udp_expect_conn_table() { expect_conn_table "$1" UDP "$2" "$UDP_ANSWERS"; }
+
+# expect_conn_table NODE PROTO VIP:PORT ANSWERS: for every line "<source port>
+# <realserver>" of ANSWERS, NODE's connection table (`ipvsadm -Lnc`, PROTO as
+# it prints it: TCP, UDP, SCTP) sends the client's source port to that
+# realserver.
+expect_conn_table() {
     _table="$(ipvs "$1" -Lnc)"
-    printf '%s' "$UDP_ANSWERS" | while read -r _sp _rs; do
-        _dst="$(printf '%s\n' "$_table" | awk -v s="$(topo_ip4 client):$_sp" -v v="$2" '$1 == "UDP" && $4 == s && $5 == v { split($6, d, ":"); print d[1]; exit }')"
+    printf '%s\n' "$4" | while read -r _sp _rs; do
+        [ -n "$_sp" ] || continue
+        _dst="$(printf '%s\n' "$_table" | awk -v p="$2" -v s="$(topo_ip4 client):$_sp" -v v="$3" '$1 == p && $4 == s && $5 == v { split($6, d, ":"); print d[1]; exit }')"
         [ "$_dst" = "$(topo_ip4 "$_rs")" ] \
-            || fail "flow from source port $_sp was answered by $_rs, but $1's connection table sends it to '$_dst'"
+            || fail "$2 flow from source port $_sp was answered by $_rs, but $1's connection table sends it to '$_dst'"
     done || exit 1
-    echo "ok: $1's UDP connection table agrees with the answers of every flow"
+    echo "ok: $1's $2 connection table agrees with the answers of every flow"
+}
+
+# --- SCTP (lab-sctp, a node-agent example the suite packs) ------------------------
+
+# rs_sctp_start NODE IPV4:PORT: lab-sctp on NODE accepting associations on
+# IPV4:PORT and answering with NODE's name; waits (10 s) until it listens on
+# that address (another server may already listen on the port elsewhere).
+rs_sctp_start() {
+    nsx "$1" sh -c "lab-sctp serve $2 $1 </dev/null >/dev/null 2>&1 &"
+    wait_until 10 _sctp_listening "$1" "${2%:*}" "${2##*:}" || fail "lab-sctp on $1 is not listening on $2"
+}
+# /proc/net/sctp/eps: ENDPT SOCK STY SST HBKT LPORT UID INODE LADDRS...; SST 10
+# is LISTEN.
+_sctp_listening() {
+    nsx "$1" cat /proc/net/sctp/eps 2>/dev/null \
+        | awk -v a="$2" -v p="$3" '$4 == 10 && $6 == p { for (i = 9; i <= NF; i++) if ($i == a) f = 1 } END {exit !f}'
+}
+
+# sctp_dist N VIP:PORT FIRST-SPORT: N associations from the client, one after
+# another, association i from source port FIRST-SPORT+i, each sending one
+# message and reading the answer. Sets DIST_* as fetch_dist does and
+# SCTP_ANSWERS ("<source port> <answering realserver or ERR>" lines).
+sctp_dist() {
+    SCTP_ANSWERS="$(nsx client lab-sctp query "$2" "$3" "$1" 3000)"
+    dist_count "$(printf '%s\n' "$SCTP_ANSWERS" | awk '{print $2}')" "$1 SCTP associations to $2"
 }
 
 # dist_of RS: the count for RS from the last fetch_dist.
@@ -207,3 +248,46 @@ dns_flows() {
     FLOW_SERVERS="$(printf '%s\n' "$FLOW_ANSWERS" | sort -u | tr '\n' ' ' | sed 's/ $//')"
     FLOW_LAST="$(printf '%s' "$_out" | tail -n 1 | cut -d' ' -f1)"
 }
+
+# --- IPv6 neighbour discovery (DR over IPv6) --------------------------------------
+
+# nd_capture_start NODE IFACE: capture NODE's neighbour solicitations and
+# advertisements on IFACE, with link-layer addresses (tcpdump -e), into
+# /tmp/nd.NODE until topo_down; waits until tcpdump listens.
+nd_capture_start() {
+    rm -f "/tmp/nd.$1" "/tmp/nd.$1.err"
+    nsx "$1" tcpdump -Z root -l -n -e -i "$2" 'icmp6 and (ip6[40] == 135 or ip6[40] == 136)' \
+        >"/tmp/nd.$1" 2>"/tmp/nd.$1.err" &
+    wait_until 10 grep -q 'listening on' "/tmp/nd.$1.err" \
+        || fail "tcpdump on $1 $2 did not start: $(cat "/tmp/nd.$1.err")"
+}
+# nd_seen NODE ns|na TARGET: "<source MAC> <destination MAC>" of every
+# solicitation for (ns) or advertisement of (na) TARGET captured on NODE so far.
+nd_seen() {
+    case "$2" in
+        ns) _what="neighbor solicitation, who has $3," ;;
+        na) _what="neighbor advertisement, tgt is $3," ;;
+    esac
+    grep -F "$_what" "/tmp/nd.$1" | awk '{ d = $4; sub(/,$/, "", d); print $2, d }'
+}
+# nd_seen_count NODE ns|na TARGET [SOURCE-MAC] [DEST-MAC]: how many nd_seen
+# lines match (an empty MAC matches any).
+nd_seen_count() {
+    nd_seen "$1" "$2" "$3" | awk -v s="${4:-}" -v d="${5:-}" '(s == "" || $1 == s) && (d == "" || $2 == d) {n++} END {print n + 0}'
+}
+_nd_seen_at_least() { [ "$(nd_seen_count "$@")" -ge 1 ]; }
+# neigh_state NODE ADDR IFACE: the state of NODE's neighbour entry for ADDR
+# (REACHABLE, STALE, DELAY, PROBE, FAILED, ...; empty when there is none).
+neigh_state() {
+    /usr/sbin/ip -n "$1" -6 neigh show "$2" dev "$3" | awk '{print $NF; exit}'
+}
+# neigh_lladdr NODE ADDR IFACE: the link-layer address of that entry.
+neigh_lladdr() {
+    /usr/sbin/ip -n "$1" -6 neigh show "$2" dev "$3" | awk '{for (i = 1; i < NF; i++) if ($i == "lladdr") {print $(i + 1); exit}}'
+}
+_neigh_state_is() { [ "$(neigh_state "$1" "$2" "$3")" = "$4" ]; }
+_neigh_lladdr_is() { [ "$(neigh_lladdr "$1" "$2" "$3")" = "$4" ]; }
+# icmp6_stat NODE NAME: an ICMPv6 counter of NODE's IPv6 stack from
+# /proc/net/snmp6 (e.g. Icmp6InNeighborSolicits: solicitations that reached
+# ICMPv6, past the link and multicast-group filters).
+icmp6_stat() { nsx "$1" cat /proc/net/snmp6 | awk -v f="$2" '$1 == f {print $2; exit}'; }

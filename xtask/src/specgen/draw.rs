@@ -201,21 +201,7 @@ impl Gen<'_> {
             });
         }
         if (spec.forwarding == ForwardingMethod::Tun && self.chance(0.8)) || self.chance(0.02) {
-            let type_ = self.pick(TunnelType::ALL);
-            let port_ok = type_ == TunnelType::Gue;
-            spec.tunnel = Some(Tunnel {
-                type_,
-                port: if port_ok != self.chance(0.03) {
-                    Some(self.int(1, 65535, 0.03))
-                } else {
-                    None
-                },
-                checksum: ((type_ != TunnelType::Ipip && self.chance(0.6)) || self.chance(0.02))
-                    .then(|| TunnelChecksum {
-                        enabled: self.chance(0.5),
-                        remote: self.chance(if type_ == TunnelType::Gue { 0.5 } else { 0.1 }),
-                    }),
-            });
+            spec.tunnel = Some(self.tunnel());
         }
         // Source NAT mostly with NAT, now and then elsewhere (refused).
         spec.source_nat = self.chance(if spec.forwarding == ForwardingMethod::Nat {
@@ -354,6 +340,26 @@ impl Gen<'_> {
         }
     }
 
+    /// A tunnel, now and then breaking one of its rules.
+    fn tunnel(&mut self) -> Tunnel {
+        let type_ = self.pick(TunnelType::ALL);
+        let port_ok = type_ == TunnelType::Gue;
+        Tunnel {
+            type_,
+            port: if port_ok != self.chance(0.03) {
+                Some(self.int(1, 65535, 0.03))
+            } else {
+                None
+            },
+            checksum: ((type_ != TunnelType::Ipip && self.chance(0.6)) || self.chance(0.02)).then(
+                || TunnelChecksum {
+                    enabled: self.chance(0.5),
+                    remote: self.chance(if type_ == TunnelType::Gue { 0.5 } else { 0.1 }),
+                },
+            ),
+        }
+    }
+
     pub(super) fn rs(&mut self, vs: &VirtualServiceSpec) -> RealServerSpec {
         // One in twenty of the other family: validate_pair refuses it.
         let ipv6 = vs.is_ipv6() != self.chance(0.05);
@@ -381,6 +387,19 @@ impl Gen<'_> {
             (3, Some(u)) if self.chance(0.15) => Some(u),
             _ => None,
         };
+        let forwarding = self.pick(&[
+            None,
+            None,
+            Some(ForwardingMethod::Nat),
+            Some(ForwardingMethod::Dr),
+            Some(ForwardingMethod::Tun),
+        ]);
+        // A tunnel of its own mostly where the realserver forwards with TUN,
+        // now and then elsewhere (refused).
+        let tun = forwarding.unwrap_or(vs.forwarding) == ForwardingMethod::Tun;
+        let tunnel = self
+            .chance(if tun { 0.3 } else { 0.02 })
+            .then(|| self.tunnel());
         RealServerSpec {
             address,
             node_name,
@@ -392,13 +411,8 @@ impl Gen<'_> {
                 _ => Some(self.int(1, 65535, 0.03)),
             },
             weight: self.int(0, 65535, 0.03),
-            forwarding: self.pick(&[
-                None,
-                None,
-                Some(ForwardingMethod::Nat),
-                Some(ForwardingMethod::Dr),
-                Some(ForwardingMethod::Tun),
-            ]),
+            forwarding,
+            tunnel,
             upper_threshold: upper,
             lower_threshold: lower,
             state: self.pick(&[
