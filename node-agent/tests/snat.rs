@@ -25,7 +25,7 @@ fn plan(snat: bool) -> NodePlan {
 }
 
 fn table(f: &FakeDataplane) -> Option<&Vec<String>> {
-    f.nft_tables.get(&FakeDataplane::snat_table_name())
+    f.nft_tables.get(&FakeDataplane::nft_table_name())
 }
 
 #[test]
@@ -42,7 +42,7 @@ fn the_table_follows_the_plan_and_is_repaired_on_a_full_sync() {
         table(r.dataplane()),
         Some(&vec!["10.0.0.1:80/TCP".to_string()])
     );
-    assert_eq!(rep.ops.get("snat_replace"), Some(&1), "{:?}", rep.ops);
+    assert_eq!(rep.ops.get("nft_replace"), Some(&1), "{:?}", rep.ops);
 
     // Nothing changed: no write, on a cached or a full sync.
     let rep = sync(&mut r, &plan(true), false);
@@ -54,11 +54,11 @@ fn the_table_follows_the_plan_and_is_repaired_on_a_full_sync() {
     // next full read sees it and rewrites the table.
     r.dataplane_mut()
         .nft_tables
-        .insert(FakeDataplane::snat_table_name(), vec![]);
+        .insert(FakeDataplane::nft_table_name(), vec![]);
     let rep = sync(&mut r, &plan(true), false);
     assert_eq!(rep.total_ops(), 0, "{:?}", rep.ops);
     let rep = sync(&mut r, &plan(true), true);
-    assert_eq!(rep.ops.get("snat_replace"), Some(&1), "{:?}", rep.ops);
+    assert_eq!(rep.ops.get("nft_replace"), Some(&1), "{:?}", rep.ops);
     assert_eq!(
         table(r.dataplane()),
         Some(&vec!["10.0.0.1:80/TCP".to_string()])
@@ -68,7 +68,7 @@ fn the_table_follows_the_plan_and_is_repaired_on_a_full_sync() {
     let rep = sync(&mut r, &plan(false), false);
     assert!(rep.ok(), "{:?}", rep.errors);
     assert!(
-        r.dataplane().calls.contains(&Call::DeleteSnat),
+        r.dataplane().calls.contains(&Call::DeleteNft),
         "{:?}",
         r.dataplane().calls
     );

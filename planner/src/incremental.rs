@@ -52,7 +52,7 @@ impl PlanScope {
         if let Some(s) = &f.service {
             self.services.insert(s.key);
         }
-        if let Some(v) = &f.vip {
+        for v in &f.vips {
             self.vips.insert(v.addr);
         }
     }

@@ -19,8 +19,8 @@ pub use analyze::{
 };
 pub use incremental::{Applied, Change, Changes, Incremental, PlanScope};
 pub use plan::{
-    NodePlan, PlannedDestination, PlannedHealthCheck, PlannedPersistence, PlannedService,
-    PlannedTunnel, PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
+    NodePlan, PlannedDestination, PlannedHealthCheck, PlannedMark, PlannedPersistence,
+    PlannedService, PlannedTunnel, PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
 };
 pub use planner::{
     Aggregate, DEFAULT_DRAIN_TIMEOUT_SECONDS, Fragment, TunnelSlot, VipCounts, fragment, plan,

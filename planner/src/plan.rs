@@ -58,6 +58,20 @@ pub struct PlannedPersistence {
     pub prefix_length: u8,
 }
 
+/// A firewall-mark service's marking rule on the directors
+/// (`spec.fwmarkMatch`): packets to one of `addresses` of `protocol` to a
+/// port in one of `ports` (every port when empty) get `mark`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PlannedMark {
+    pub mark: u32,
+    pub ipv6: bool,
+    /// Sorted, unique.
+    pub addresses: Vec<IpAddr>,
+    pub protocol: Protocol,
+    /// Inclusive ranges, sorted, unique.
+    pub ports: Vec<(u16, u16)>,
+}
+
 /// Tunnel encapsulation of a TUN destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct PlannedTunnel {
@@ -206,6 +220,9 @@ pub struct NodePlan {
     /// backends whose default route is not the director (pods) reply
     /// through it (`spec.sourceNat`).
     pub source_nat: Vec<ServiceKey>,
+    /// Director role: the marking rules of fwmark services with
+    /// `spec.fwmarkMatch`.
+    pub marks: Vec<PlannedMark>,
 }
 
 impl NodePlan {
@@ -217,5 +234,6 @@ impl NodePlan {
             && self.tunnels.is_empty()
             && self.sysctls.is_empty()
             && self.source_nat.is_empty()
+            && self.marks.is_empty()
     }
 }

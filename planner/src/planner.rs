@@ -10,8 +10,8 @@ use lvs_api::{
 
 use crate::analyze::{Analysis, ServiceState, Verdict, analyze};
 use crate::plan::{
-    NodePlan, PlannedDestination, PlannedHealthCheck, PlannedPersistence, PlannedService,
-    PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
+    NodePlan, PlannedDestination, PlannedHealthCheck, PlannedMark, PlannedPersistence,
+    PlannedService, PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
 };
 
 /// The plan of `node` for these objects.
@@ -106,15 +106,18 @@ pub fn plan_from_analysis(
 pub struct Fragment {
     /// Director role: the IPVS service.
     pub service: Option<PlannedService>,
-    /// Director role: the VIP (tuple services only).
-    pub vip: Option<PlannedVip>,
-    /// DR realserver role.
-    pub loopback: Option<IpAddr>,
+    /// Director role: the VIPs (the address of a tuple service, the
+    /// match addresses of a fwmark service).
+    pub vips: Vec<PlannedVip>,
+    /// DR realserver role: the VIPs on `lo`.
+    pub loopback: Vec<IpAddr>,
     /// TUN realserver role: (device, type, IPv6, GUE port) and the VIP.
     pub tunnels: Vec<(TunnelSlot, IpAddr)>,
     pub sysctls: Vec<Sysctl>,
     /// Director role: the service is source-NATed (`spec.sourceNat`).
     pub source_nat: Option<ServiceKey>,
+    /// Director role: the marking rule of a fwmark service.
+    pub mark: Option<PlannedMark>,
 }
 
 /// A tunnel endpoint's identity: device, type, IPv6, GUE port.
@@ -123,11 +126,12 @@ pub type TunnelSlot = (String, TunnelType, bool, u16);
 impl Fragment {
     pub fn is_empty(&self) -> bool {
         self.service.is_none()
-            && self.vip.is_none()
-            && self.loopback.is_none()
+            && self.vips.is_empty()
+            && self.loopback.is_empty()
             && self.tunnels.is_empty()
             && self.sysctls.is_empty()
             && self.source_nat.is_none()
+            && self.mark.is_none()
     }
 }
 
@@ -143,16 +147,18 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
     let mut sysctls = BTreeSet::new();
     if v.directors.iter().any(|d| d == node) {
         f.service = Some(director_service(v, key, spec));
-        if let ServiceKey::Tuple { addr, .. } = key {
-            let mut directors = v.directors.clone();
-            directors.sort();
-            directors.dedup();
-            f.vip = Some(PlannedVip {
+        let mut directors = v.directors.clone();
+        directors.sort();
+        directors.dedup();
+        f.vips = vips_of(key, spec)
+            .into_iter()
+            .map(|addr| PlannedVip {
                 addr,
                 interface: spec.directors.interface.clone(),
-                directors,
-            });
-        }
+                directors: directors.clone(),
+            })
+            .collect();
+        f.mark = mark_of(key, spec);
         sysctls.insert(Sysctl::new("net/ipv4/vs/expire_nodest_conn", 1));
         sysctls.insert(Sysctl::new("net/ipv4/vs/expire_quiescent_template", 1));
         if v.destinations
@@ -175,9 +181,11 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
         f.sysctls = sysctls.into_iter().collect();
         return f;
     }
-    let ServiceKey::Tuple { addr: vip, .. } = key else {
+    let vips = vips_of(key, spec);
+    if vips.is_empty() {
         return f;
-    };
+    }
+    let ipv6 = key.is_ipv6();
     let mut tunnels = BTreeSet::new();
     for rs in v
         .real_servers
@@ -189,8 +197,8 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
         };
         match dest.method {
             ForwardingMethod::Dr => {
-                f.loopback = Some(vip);
-                if vip.is_ipv4() {
+                f.loopback.clone_from(&vips);
+                if !ipv6 {
                     sysctls.insert(Sysctl::new("net/ipv4/conf/all/arp_ignore", 1));
                     sysctls.insert(Sysctl::new("net/ipv4/conf/all/arp_announce", 2));
                 }
@@ -202,9 +210,11 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
                     checksum: false,
                     remote_checksum: false,
                 });
-                let device = tunnel_device(t.type_, vip.is_ipv6());
-                tunnels.insert(((device.to_string(), t.type_, vip.is_ipv6(), t.port), vip));
-                if vip.is_ipv4() {
+                let device = tunnel_device(t.type_, ipv6);
+                for vip in &vips {
+                    tunnels.insert(((device.to_string(), t.type_, ipv6, t.port), *vip));
+                }
+                if !ipv6 {
                     sysctls.insert(Sysctl::new("net/ipv4/conf/all/rp_filter", 2));
                     sysctls.insert(Sysctl::new(format!("net/ipv4/conf/{device}/rp_filter"), 2));
                 }
@@ -215,6 +225,54 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
     f.tunnels = tunnels.into_iter().collect();
     f.sysctls = sysctls.into_iter().collect();
     f
+}
+
+/// The VIPs of a service: its address, or the addresses a fwmark service
+/// marks (`spec.fwmarkMatch`). Sorted, unique.
+fn vips_of(key: ServiceKey, spec: &VirtualServiceSpec) -> Vec<IpAddr> {
+    let mut vips: Vec<IpAddr> = match key {
+        ServiceKey::Tuple { addr, .. } => vec![addr],
+        ServiceKey::Fwmark { ipv6, .. } => spec
+            .fwmark_match
+            .iter()
+            .flat_map(|m| &m.addresses)
+            .filter_map(|a| lvs_api::validate::parse_ip(a))
+            .filter(|a| a.is_ipv6() == ipv6)
+            .collect(),
+    };
+    vips.sort();
+    vips.dedup();
+    vips
+}
+
+/// The marking rule of a fwmark service with `spec.fwmarkMatch`.
+fn mark_of(key: ServiceKey, spec: &VirtualServiceSpec) -> Option<PlannedMark> {
+    let ServiceKey::Fwmark { mark, ipv6 } = key else {
+        return None;
+    };
+    let m = spec.fwmark_match.as_ref()?;
+    let addresses = vips_of(key, spec);
+    if addresses.is_empty() {
+        return None;
+    }
+    let mut ports: Vec<(u16, u16)> = m
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let first = u16::try_from(p.port).ok()?;
+            let last = u16::try_from(p.end_port.unwrap_or(p.port)).ok()?;
+            (first >= 1 && last >= first).then_some((first, last))
+        })
+        .collect();
+    ports.sort();
+    ports.dedup();
+    Some(PlannedMark {
+        mark,
+        ipv6,
+        addresses,
+        protocol: m.protocol,
+        ports,
+    })
 }
 
 /// The union of fragments, with a count per item so that fragments can be
@@ -228,6 +286,7 @@ pub struct Aggregate {
     pub tunnels: BTreeMap<TunnelSlot, BTreeMap<IpAddr, usize>>,
     pub sysctls: BTreeMap<Sysctl, usize>,
     pub source_nat: BTreeMap<ServiceKey, usize>,
+    pub marks: BTreeMap<PlannedMark, usize>,
 }
 
 /// The fragments' asks for one VIP address: interface choices and director
@@ -275,7 +334,7 @@ impl Aggregate {
     }
 
     fn change(&mut self, f: &Fragment, add: bool) {
-        if let Some(v) = &f.vip {
+        for v in &f.vips {
             let m = self.vips.entry(v.addr).or_default();
             bump_small(&mut m.interfaces, &v.interface, add);
             for d in &v.directors {
@@ -285,7 +344,7 @@ impl Aggregate {
                 self.vips.remove(&v.addr);
             }
         }
-        if let Some(a) = &f.loopback {
+        for a in &f.loopback {
             bump(&mut self.loopback, a, add);
         }
         for (slot, vip) in &f.tunnels {
@@ -300,6 +359,9 @@ impl Aggregate {
         }
         if let Some(k) = &f.source_nat {
             bump(&mut self.source_nat, k, add);
+        }
+        if let Some(m) = &f.mark {
+            bump(&mut self.marks, m, add);
         }
     }
 
@@ -363,6 +425,7 @@ impl Aggregate {
                 .collect(),
             sysctls: self.sysctls.keys().cloned().collect(),
             source_nat: self.source_nat.keys().copied().collect(),
+            marks: self.marks.keys().cloned().collect(),
         }
     }
 }

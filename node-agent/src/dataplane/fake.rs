@@ -43,10 +43,10 @@ pub enum Call {
     DelDaemon(DaemonState),
     ReadSysctl(String),
     WriteSysctl(String, String),
-    SnatTable,
+    NftTable,
     /// The rule comments of the new table.
-    ReplaceSnat(Vec<String>),
-    DeleteSnat,
+    ReplaceNft(Vec<String>),
+    DeleteNft,
 }
 
 impl Call {
@@ -64,8 +64,8 @@ impl Call {
                 | Call::AddDaemon(_)
                 | Call::DelDaemon(_)
                 | Call::WriteSysctl(..)
-                | Call::ReplaceSnat(_)
-                | Call::DeleteSnat
+                | Call::ReplaceNft(_)
+                | Call::DeleteNft
         )
     }
 
@@ -79,7 +79,7 @@ impl Call {
                 | Call::Links
                 | Call::FouPorts
                 | Call::Daemons
-                | Call::SnatTable
+                | Call::NftTable
         )
     }
 }
@@ -694,7 +694,7 @@ impl FakeDataplane {
 
 impl FakeDataplane {
     /// The key under which the agent's table sits in `nft_tables`.
-    pub fn snat_table_name() -> String {
+    pub fn nft_table_name() -> String {
         format!("inet {}", super::nft::TABLE)
     }
 
@@ -707,22 +707,22 @@ impl FakeDataplane {
         Ok(())
     }
 
-    fn snat_table_now(&mut self) -> DpResult<Option<Vec<String>>> {
-        self.nft_call(Call::SnatTable)?;
-        Ok(self.nft_tables.get(&Self::snat_table_name()).cloned())
+    fn nft_table_now(&mut self) -> DpResult<Option<Vec<String>>> {
+        self.nft_call(Call::NftTable)?;
+        Ok(self.nft_tables.get(&Self::nft_table_name()).cloned())
     }
 
-    fn replace_snat_now(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
+    fn replace_nft_now(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
         let mut comments: Vec<String> = services.iter().map(super::nft::comment).collect();
         comments.sort();
-        self.nft_call(Call::ReplaceSnat(comments.clone()))?;
-        self.nft_tables.insert(Self::snat_table_name(), comments);
+        self.nft_call(Call::ReplaceNft(comments.clone()))?;
+        self.nft_tables.insert(Self::nft_table_name(), comments);
         Ok(())
     }
 
-    fn delete_snat_now(&mut self) -> DpResult<()> {
-        self.nft_call(Call::DeleteSnat)?;
-        self.nft_tables.remove(&Self::snat_table_name());
+    fn delete_nft_now(&mut self) -> DpResult<()> {
+        self.nft_call(Call::DeleteNft)?;
+        self.nft_tables.remove(&Self::nft_table_name());
         Ok(())
     }
 }
@@ -818,18 +818,18 @@ impl Dataplane for FakeDataplane {
         self.answer(r)
     }
 
-    fn snat_table(&mut self) -> DpResult<Option<Vec<String>>> {
-        let r = self.snat_table_now();
+    fn nft_table(&mut self) -> DpResult<Option<Vec<String>>> {
+        let r = self.nft_table_now();
         self.answer(r)
     }
 
-    fn replace_snat(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
-        let r = self.replace_snat_now(services);
+    fn replace_nft(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
+        let r = self.replace_nft_now(services);
         self.answer(r)
     }
 
-    fn delete_snat(&mut self) -> DpResult<()> {
-        let r = self.delete_snat_now();
+    fn delete_nft(&mut self) -> DpResult<()> {
+        let r = self.delete_nft_now();
         self.answer(r)
     }
 

@@ -184,12 +184,12 @@ pub trait Dataplane {
     /// The agent's source NAT table (nftables `inet lvs-operator`, see
     /// [`nft`]): the comments of its rules, sorted (one service key each;
     /// "" for a rule without one), or `None` when the table does not exist.
-    fn snat_table(&mut self) -> DpResult<Option<Vec<String>>>;
+    fn nft_table(&mut self) -> DpResult<Option<Vec<String>>>;
     /// Replaces the table, atomically, with one that masquerades the
     /// connections forwarded for these services (at least one).
-    fn replace_snat(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()>;
+    fn replace_nft(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()>;
     /// Deletes the table; no error when it is absent.
-    fn delete_snat(&mut self) -> DpResult<()>;
+    fn delete_nft(&mut self) -> DpResult<()>;
 
     /// Tells the segment that `addr` is now on `interface`: gratuitous ARP
     /// (IPv4) or unsolicited neighbour advertisement (IPv6), repeated a few

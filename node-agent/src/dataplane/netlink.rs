@@ -651,15 +651,15 @@ impl Dataplane for NetlinkDataplane {
             .map_err(|source| io_to_dp(format!("write sysctl {key}={value}"), source))
     }
 
-    fn snat_table(&mut self) -> DpResult<Option<Vec<String>>> {
+    fn nft_table(&mut self) -> DpResult<Option<Vec<String>>> {
         super::nft::client::read_table()
     }
 
-    fn replace_snat(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
+    fn replace_nft(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
         super::nft::client::replace(services)
     }
 
-    fn delete_snat(&mut self) -> DpResult<()> {
+    fn delete_nft(&mut self) -> DpResult<()> {
         super::nft::client::delete()
     }
 

@@ -62,9 +62,9 @@ pub enum Write {
     ReleaseTunnel(TunnelDevice),
     /// Replace the source NAT table with one masquerading these services
     /// (with the VirtualService each is for).
-    ReplaceSnat(Vec<(lvs_planner::ServiceKey, Option<String>)>),
+    ReplaceNft(Vec<(lvs_planner::ServiceKey, Option<String>)>),
     /// Delete the source NAT table.
-    DeleteSnat,
+    DeleteNft,
 }
 
 impl Write {
@@ -87,8 +87,8 @@ impl Write {
             Write::StopDaemon(_) => 11,
             // After the IPVS services it is for; the table matches on
             // conntrack only, so the order is not load-bearing.
-            Write::ReplaceSnat(_) => 6,
-            Write::DeleteSnat => 12,
+            Write::ReplaceNft(_) => 6,
+            Write::DeleteNft => 12,
         }
     }
 

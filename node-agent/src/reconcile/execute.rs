@@ -15,7 +15,7 @@ use lvs_ipvs::{Op, Protocol, ServiceKey};
 use crate::dataplane::{Dataplane, DpResult, Outcome};
 use crate::kernel::{Address, DaemonSpec, DestMap, Link, ServiceLabel};
 use crate::reconcile::decision::{LedgerDelta, OwnedAddress, Write};
-use crate::reconcile::snat::{self, SnatView};
+use crate::reconcile::nft_table::{self, NftView};
 use crate::reconcile::{Known, KnownService, Reconciler, sysctls};
 use crate::report::{ErrorKind, SyncError, SyncReport};
 
@@ -209,11 +209,11 @@ impl<D: Dataplane> Reconciler<D> {
                     )),
                 }
             }
-            Write::ReplaceSnat(services) => {
-                report.count("snat_replace");
+            Write::ReplaceNft(services) => {
+                report.count("nft_replace");
                 let keys: Vec<lvs_planner::ServiceKey> = services.iter().map(|(k, _)| *k).collect();
-                match self.dp.replace_snat(&keys) {
-                    Ok(()) => known.snat = SnatView::Rules(snat::comments(&keys)),
+                match self.dp.replace_nft(&keys) {
+                    Ok(()) => known.nft = NftView::Rules(nft_table::comments(&keys)),
                     Err(e) => {
                         // The transaction is all or nothing, but a lost
                         // answer leaves it unknown: read again next time.
@@ -225,7 +225,7 @@ impl<D: Dataplane> Reconciler<D> {
                         let msg = format!(
                             "source NAT (nftables table inet {}) for {}: {e}",
                             crate::dataplane::nft::TABLE,
-                            snat::comments(&keys).join(", ")
+                            nft_table::comments(&keys).join(", ")
                         );
                         if owners.is_empty() {
                             report
@@ -243,10 +243,10 @@ impl<D: Dataplane> Reconciler<D> {
                     }
                 }
             }
-            Write::DeleteSnat => {
-                report.count("snat_delete");
-                match self.dp.delete_snat() {
-                    Ok(()) => known.snat = SnatView::Absent,
+            Write::DeleteNft => {
+                report.count("nft_delete");
+                match self.dp.delete_nft() {
+                    Ok(()) => known.nft = NftView::Absent,
                     Err(e) => {
                         if e.outcome() == Outcome::Unknown {
                             self.stale = true;

@@ -30,7 +30,7 @@ pub mod daemons;
 pub mod decision;
 mod execute;
 pub mod ipvs;
-pub mod snat;
+pub mod nft_table;
 pub mod sysctls;
 pub mod tunnels;
 
@@ -96,7 +96,7 @@ pub struct Known {
     /// Running IPVS connection sync daemons, by role.
     pub daemons: BTreeMap<DaemonState, DaemonSpec>,
     /// The agent's source NAT table.
-    pub snat: snat::SnatView,
+    pub nft: nft_table::NftView,
 }
 
 /// The reconcile engine: owns the dataplane, the ledger and the cached view.
@@ -389,11 +389,11 @@ impl<D: Dataplane> Reconciler<D> {
         let links = self.dp.links()?;
         let fou = self.dp.fou_ports()?;
         // Read on every full read, so that a table removed or edited by hand
-        // is repaired; a failure matters only when source NAT is wanted.
-        let snat = match self.dp.snat_table() {
-            Ok(Some(rules)) => snat::SnatView::Rules(rules),
-            Ok(None) => snat::SnatView::Absent,
-            Err(e) => snat::SnatView::Unreadable(e.to_string()),
+        // is repaired; a failure matters only when a rule is wanted.
+        let nft = match self.dp.nft_table() {
+            Ok(Some(rules)) => nft_table::NftView::Rules(rules),
+            Ok(None) => nft_table::NftView::Absent,
+            Err(e) => nft_table::NftView::Unreadable(e.to_string()),
         };
 
         let mut known = Known {
@@ -402,7 +402,7 @@ impl<D: Dataplane> Reconciler<D> {
                 .iter()
                 .map(|d| (d.state, DaemonSpec::of(d)))
                 .collect(),
-            snat,
+            nft,
             ..Known::default()
         };
         for s in &services {
@@ -668,14 +668,14 @@ impl<D: Dataplane> Reconciler<D> {
         d.merge(daemons::decide(want_daemons, &known.daemons, ledger));
         // A foreign IPVS service at a wanted key is not the agent's to
         // source-NAT (the ipvs diff reports it).
-        let snat_want: Vec<_> = snat::wanted(plan)
+        let snat_want: Vec<_> = nft_table::wanted(plan)
             .into_iter()
             .filter(|(k, _)| {
                 let key = crate::desired::service_key(k);
                 !known.ipvs.contains_key(&key) || ledger.owns_service(&key)
             })
             .collect();
-        d.merge(snat::decide(&snat_want, &known.snat));
+        d.merge(nft_table::decide(&snat_want, &known.nft));
         d.into_ordered()
     }
 }

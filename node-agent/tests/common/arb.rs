@@ -162,6 +162,7 @@ pub fn arb_plan() -> impl Strategy<Value = NodePlan> {
                 services,
                 vips,
                 loopback_vips: lo.iter().map(|i| ip(&format!("10.0.1.{i}"))).collect(),
+                marks: vec![],
                 tunnels,
                 sysctls: sysctls
                     .into_iter()
@@ -199,7 +200,7 @@ pub fn assert_matches(
     let (fk, fs) = foreign();
     prop_assert_eq!(f.ipvs.get(&fk), Some(&fs));
     // The source NAT table holds exactly the plan's services, or is gone.
-    let snat = f.nft_tables.get(&FakeDataplane::snat_table_name());
+    let snat = f.nft_tables.get(&FakeDataplane::nft_table_name());
     if plan.source_nat.is_empty() {
         prop_assert_eq!(snat, None);
     } else {

@@ -12,7 +12,7 @@ use crate::reconcile::decision::{Decision, Write};
 
 /// The agent's table as last read or written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum SnatView {
+pub enum NftView {
     /// The table does not exist.
     #[default]
     Absent,
@@ -48,17 +48,17 @@ pub fn wanted(plan: &NodePlan) -> Vec<(ServiceKey, Option<String>)> {
 
 /// Replace the table when its rules are not the wanted ones; delete it when
 /// none is wanted.
-pub fn decide(want: &[(ServiceKey, Option<String>)], known: &SnatView) -> Decision {
+pub fn decide(want: &[(ServiceKey, Option<String>)], known: &NftView) -> Decision {
     let mut d = Decision::default();
     if want.is_empty() {
-        if matches!(known, SnatView::Rules(_)) {
-            d.writes.push(Write::DeleteSnat);
+        if matches!(known, NftView::Rules(_)) {
+            d.writes.push(Write::DeleteNft);
         }
         return d;
     }
     let keys: Vec<ServiceKey> = want.iter().map(|(k, _)| *k).collect();
-    if *known != SnatView::Rules(comments(&keys)) {
-        d.writes.push(Write::ReplaceSnat(want.to_vec()));
+    if *known != NftView::Rules(comments(&keys)) {
+        d.writes.push(Write::ReplaceNft(want.to_vec()));
     }
     d
 }
@@ -76,7 +76,7 @@ mod tests {
     }
 
     /// Name, wanted services, the table as known, the writes expected.
-    type Case = (&'static str, Vec<Wanted>, SnatView, Vec<Write>);
+    type Case = (&'static str, Vec<Wanted>, NftView, Vec<Write>);
     type Wanted = (ServiceKey, Option<String>);
 
     #[test]
@@ -88,16 +88,16 @@ mod tests {
                 .collect()
         };
         let rules = |ports: &[u16]| {
-            SnatView::Rules(comments(&ports.iter().map(|p| key(*p)).collect::<Vec<_>>()))
+            NftView::Rules(comments(&ports.iter().map(|p| key(*p)).collect::<Vec<_>>()))
         };
-        let unreadable = SnatView::Unreadable("nf_tables missing".into());
+        let unreadable = NftView::Unreadable("nf_tables missing".into());
         let cases: Vec<Case> = vec![
-            ("nothing wanted, no table", vec![], SnatView::Absent, vec![]),
+            ("nothing wanted, no table", vec![], NftView::Absent, vec![]),
             (
                 "nothing wanted, table left: deleted",
                 vec![],
                 rules(&[80]),
-                vec![Write::DeleteSnat],
+                vec![Write::DeleteNft],
             ),
             (
                 "nothing wanted, nf_tables unreadable: nothing to do",
@@ -108,8 +108,8 @@ mod tests {
             (
                 "wanted, no table: created",
                 want(&[80]),
-                SnatView::Absent,
-                vec![Write::ReplaceSnat(want(&[80]))],
+                NftView::Absent,
+                vec![Write::ReplaceNft(want(&[80]))],
             ),
             (
                 "wanted and there",
@@ -121,19 +121,19 @@ mod tests {
                 "one more service: replaced whole",
                 want(&[80, 443]),
                 rules(&[80]),
-                vec![Write::ReplaceSnat(want(&[80, 443]))],
+                vec![Write::ReplaceNft(want(&[80, 443]))],
             ),
             (
                 "a rule edited by hand (no comment): replaced",
                 want(&[80]),
-                SnatView::Rules(vec![String::new(), key(80).to_string()]),
-                vec![Write::ReplaceSnat(want(&[80]))],
+                NftView::Rules(vec![String::new(), key(80).to_string()]),
+                vec![Write::ReplaceNft(want(&[80]))],
             ),
             (
                 "unreadable but wanted: the write says why it fails",
                 want(&[80]),
                 unreadable,
-                vec![Write::ReplaceSnat(want(&[80]))],
+                vec![Write::ReplaceNft(want(&[80]))],
             ),
         ];
         for (name, want, known, writes) in cases {
