@@ -712,9 +712,8 @@ impl FakeDataplane {
         Ok(self.nft_tables.get(&Self::nft_table_name()).cloned())
     }
 
-    fn replace_nft_now(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
-        let mut comments: Vec<String> = services.iter().map(super::nft::comment).collect();
-        comments.sort();
+    fn replace_nft_now(&mut self, rules: &super::nft::Rules) -> DpResult<()> {
+        let comments = rules.comments();
         self.nft_call(Call::ReplaceNft(comments.clone()))?;
         self.nft_tables.insert(Self::nft_table_name(), comments);
         Ok(())
@@ -823,8 +822,8 @@ impl Dataplane for FakeDataplane {
         self.answer(r)
     }
 
-    fn replace_nft(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
-        let r = self.replace_nft_now(services);
+    fn replace_nft(&mut self, rules: &super::nft::Rules) -> DpResult<()> {
+        let r = self.replace_nft_now(rules);
         self.answer(r)
     }
 

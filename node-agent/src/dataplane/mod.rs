@@ -181,13 +181,14 @@ pub trait Dataplane {
     fn read_sysctl(&mut self, key: &str) -> DpResult<String>;
     fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()>;
 
-    /// The agent's source NAT table (nftables `inet lvs-operator`, see
-    /// [`nft`]): the comments of its rules, sorted (one service key each;
-    /// "" for a rule without one), or `None` when the table does not exist.
+    /// The agent's nftables table (`inet lvs-operator`, see [`nft`]): the
+    /// comments of its rules as [`nft::Rules::comments`] spells them
+    /// (sorted; "" for a rule without one), or `None` when the table does
+    /// not exist.
     fn nft_table(&mut self) -> DpResult<Option<Vec<String>>>;
-    /// Replaces the table, atomically, with one that masquerades the
-    /// connections forwarded for these services (at least one).
-    fn replace_nft(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()>;
+    /// Replaces the table, atomically, with one holding these rules (at
+    /// least one).
+    fn replace_nft(&mut self, rules: &nft::Rules) -> DpResult<()>;
     /// Deletes the table; no error when it is absent.
     fn delete_nft(&mut self) -> DpResult<()>;
 

@@ -655,8 +655,8 @@ impl Dataplane for NetlinkDataplane {
         super::nft::client::read_table()
     }
 
-    fn replace_nft(&mut self, services: &[lvs_planner::ServiceKey]) -> DpResult<()> {
-        super::nft::client::replace(services)
+    fn replace_nft(&mut self, rules: &super::nft::Rules) -> DpResult<()> {
+        super::nft::client::replace(rules)
     }
 
     fn delete_nft(&mut self) -> DpResult<()> {

@@ -37,20 +37,90 @@
 //! The backends then see the director's address as the source, never the
 //! client's (DR and TUN, which keep it, cannot use source NAT).
 //!
+//! A second base chain, `prerouting` (type filter, hook prerouting,
+//! priority mangle = -150), exists while a fwmark service declares which
+//! packets get its mark (`spec.fwmarkMatch`): one rule per address and
+//! port range, before IPVS (which sees the packets at local-in) looks at
+//! the mark:
+//!
+//! ```text
+//! meta nfproto ipv4 meta l4proto tcp ip daddr 192.0.2.80 tcp dport 80-88 meta mark set 0x00000007 comment "fwmark:7/IPv4 192.0.2.80 TCP 80-88"
+//! ```
+//!
 //! Each rule carries its service key as comment (nft's own user-data
 //! format): reading the rules back and comparing comments tells whether the
 //! table holds what the agent wants, so a table changed or removed by hand
 //! is rewritten on the next full sync.
 
+use std::net::IpAddr;
+
 use lvs_api::Protocol;
-use lvs_planner::ServiceKey;
+use lvs_planner::{PlannedMark, ServiceKey};
 
 use super::nla::{attr, attrs};
 
 /// The agent's table (family inet: IPv4 and IPv6 in one).
 pub const TABLE: &str = "lvs-operator";
-/// Its base chain.
+/// Its base chain for source NAT.
 pub const CHAIN: &str = "postrouting";
+/// Its base chain for fwmark marking.
+pub const MARK_CHAIN: &str = "prerouting";
+
+/// What the agent's table holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// The source-NATed services (chain `postrouting`).
+    pub snat: Vec<ServiceKey>,
+    /// The marking rules of fwmark services (chain `prerouting`).
+    pub marks: Vec<PlannedMark>,
+}
+
+impl Rules {
+    pub fn is_empty(&self) -> bool {
+        self.snat.is_empty() && self.marks.is_empty()
+    }
+
+    /// The comments of the table's rules as [`client::read_table`] lists
+    /// them, sorted.
+    pub fn comments(&self) -> Vec<String> {
+        let mut c: Vec<String> = self.snat.iter().map(comment).collect();
+        for m in &self.marks {
+            c.extend(
+                mark_rules(m)
+                    .map(|(a, r)| format!("{} (chain {MARK_CHAIN})", mark_comment(m, a, r))),
+            );
+        }
+        c.sort();
+        c
+    }
+}
+
+/// The rules of one marking: one per address and port range (or per
+/// address when every port is marked).
+pub(crate) fn mark_rules(
+    m: &PlannedMark,
+) -> impl Iterator<Item = (IpAddr, Option<(u16, u16)>)> + '_ {
+    m.addresses.iter().flat_map(move |a| {
+        let ranges: Vec<Option<(u16, u16)>> = if m.ports.is_empty() {
+            vec![None]
+        } else {
+            m.ports.iter().copied().map(Some).collect()
+        };
+        ranges.into_iter().map(move |r| (*a, r))
+    })
+}
+
+/// The comment of one marking rule.
+pub fn mark_comment(m: &PlannedMark, addr: IpAddr, ports: Option<(u16, u16)>) -> String {
+    let key = ServiceKey::Fwmark {
+        mark: m.mark,
+        ipv6: m.ipv6,
+    };
+    match ports {
+        None => format!("{key} {addr} {}", m.protocol),
+        Some((a, b)) => format!("{key} {addr} {} {a}-{b}", m.protocol),
+    }
+}
 
 pub(crate) const NETLINK_NETFILTER: isize = 12;
 
@@ -104,6 +174,20 @@ const NFTA_CMP_OP: u16 = 2;
 const NFTA_CMP_DATA: u16 = 3;
 const NFTA_DATA_VALUE: u16 = 1;
 const NFTA_MASQ_FLAGS: u16 = 1;
+const NFTA_META_SREG: u16 = 3;
+const NFTA_PAYLOAD_DREG: u16 = 1;
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+const NFTA_IMMEDIATE_DREG: u16 = 1;
+const NFTA_IMMEDIATE_DATA: u16 = 2;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFT_CMP_LTE: u32 = 3;
+const NFT_CMP_GTE: u32 = 5;
+const NF_INET_PRE_ROUTING: u32 = 0;
+/// `NF_IP_PRI_MANGLE`, nft's `mangle`.
+const PRIORITY_MANGLE: i32 = -150;
 
 const NF_INET_POST_ROUTING: u32 = 4;
 /// `NF_IP_PRI_NAT_SRC`, nft's `srcnat`.
@@ -200,13 +284,80 @@ fn meta(out: &mut Vec<u8>, key: u32) {
 
 /// Register 1 equals `value`, or the rule ends here.
 fn cmp_eq(out: &mut Vec<u8>, value: &[u8]) {
+    cmp(out, NFT_CMP_EQ, value);
+}
+
+/// Register 1 compared with `value` (bytes in order, so big-endian numbers
+/// compare as numbers), or the rule ends here.
+fn cmp(out: &mut Vec<u8>, op: u32, value: &[u8]) {
     let mut d = Vec::new();
     attr_be32(&mut d, NFTA_CMP_SREG, NFT_REG_1);
-    attr_be32(&mut d, NFTA_CMP_OP, NFT_CMP_EQ);
+    attr_be32(&mut d, NFTA_CMP_OP, op);
     let mut v = Vec::new();
     attr(&mut v, NFTA_DATA_VALUE, value);
     nested(&mut d, NFTA_CMP_DATA, &v);
     expr(out, "cmp", &d);
+}
+
+/// `len` bytes of the packet at `offset` of header `base` into register 1.
+fn payload(out: &mut Vec<u8>, base: u32, offset: u32, len: u32) {
+    let mut d = Vec::new();
+    attr_be32(&mut d, NFTA_PAYLOAD_DREG, NFT_REG_1);
+    attr_be32(&mut d, NFTA_PAYLOAD_BASE, base);
+    attr_be32(&mut d, NFTA_PAYLOAD_OFFSET, offset);
+    attr_be32(&mut d, NFTA_PAYLOAD_LEN, len);
+    expr(out, "payload", &d);
+}
+
+/// The expressions of one marking rule (see the module documentation).
+pub(crate) fn mark_expressions(
+    m: &PlannedMark,
+    addr: IpAddr,
+    ports: Option<(u16, u16)>,
+) -> Vec<u8> {
+    let mut e = Vec::new();
+    meta(&mut e, NFT_META_NFPROTO);
+    cmp_eq(
+        &mut e,
+        &[if addr.is_ipv6() {
+            NFPROTO_IPV6
+        } else {
+            NFPROTO_IPV4
+        }],
+    );
+    meta(&mut e, NFT_META_L4PROTO);
+    cmp_eq(&mut e, &[l4proto(m.protocol)]);
+    match addr {
+        IpAddr::V4(a) => {
+            payload(&mut e, NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
+            cmp_eq(&mut e, &a.octets());
+        }
+        IpAddr::V6(a) => {
+            payload(&mut e, NFT_PAYLOAD_NETWORK_HEADER, 24, 16);
+            cmp_eq(&mut e, &a.octets());
+        }
+    }
+    if let Some((first, last)) = ports {
+        // The destination port is at offset 2 in TCP, UDP and SCTP alike.
+        payload(&mut e, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+        if first == last {
+            cmp_eq(&mut e, &first.to_be_bytes());
+        } else {
+            cmp(&mut e, NFT_CMP_GTE, &first.to_be_bytes());
+            cmp(&mut e, NFT_CMP_LTE, &last.to_be_bytes());
+        }
+    }
+    let mut imm = Vec::new();
+    attr_be32(&mut imm, NFTA_IMMEDIATE_DREG, NFT_REG_1);
+    let mut v = Vec::new();
+    attr(&mut v, NFTA_DATA_VALUE, &m.mark.to_ne_bytes());
+    nested(&mut imm, NFTA_IMMEDIATE_DATA, &v);
+    expr(&mut e, "immediate", &imm);
+    let mut set = Vec::new();
+    attr_be32(&mut set, NFTA_META_KEY, NFT_META_MARK);
+    attr_be32(&mut set, NFTA_META_SREG, NFT_REG_1);
+    expr(&mut e, "meta", &set);
+    e
 }
 
 /// The expressions of one service's rule (see the module documentation).
@@ -325,35 +476,63 @@ impl Batch {
     }
 }
 
-/// The transaction that replaces the table with one masquerading `keys`
-/// (in order), starting at sequence number `seq`.
-pub(crate) fn replace_batch(seq: u32, keys: &[ServiceKey]) -> (Vec<u8>, Vec<u32>) {
+/// A base chain of the agent's table.
+fn base_chain(b: &mut Batch, name: &str, hook: u32, priority: i32, type_: &str) {
+    let mut c = Vec::new();
+    attr_str(&mut c, NFTA_CHAIN_TABLE, TABLE);
+    attr_str(&mut c, NFTA_CHAIN_NAME, name);
+    let mut h = Vec::new();
+    attr_be32(&mut h, NFTA_HOOK_HOOKNUM, hook);
+    attr(&mut h, NFTA_HOOK_PRIORITY, &priority.to_be_bytes());
+    nested(&mut c, NFTA_CHAIN_HOOK, &h);
+    attr_be32(&mut c, NFTA_CHAIN_POLICY, NF_ACCEPT);
+    attr_str(&mut c, NFTA_CHAIN_TYPE, type_);
+    b.push(NFT_MSG_NEWCHAIN, NLM_F_CREATE, &c);
+}
+
+/// Appends a rule to a chain of the agent's table.
+fn rule(b: &mut Batch, chain: &str, expressions: &[u8], comment: &str) {
+    let mut r = Vec::new();
+    attr_str(&mut r, NFTA_RULE_TABLE, TABLE);
+    attr_str(&mut r, NFTA_RULE_CHAIN, chain);
+    nested(&mut r, NFTA_RULE_EXPRESSIONS, expressions);
+    attr(&mut r, NFTA_RULE_USERDATA, &userdata(comment));
+    b.push(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, &r);
+}
+
+/// The transaction that replaces the table with one holding `rules` (in
+/// order), starting at sequence number `seq`. A chain without rules is
+/// left out.
+pub(crate) fn replace_batch(seq: u32, rules: &Rules) -> (Vec<u8>, Vec<u32>) {
     let mut b = Batch::begin(seq);
     b.clear();
     let mut t = table_attrs();
     attr_be32(&mut t, NFTA_TABLE_FLAGS, 0);
     b.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, &t);
-    let mut c = Vec::new();
-    attr_str(&mut c, NFTA_CHAIN_TABLE, TABLE);
-    attr_str(&mut c, NFTA_CHAIN_NAME, CHAIN);
-    let mut hook = Vec::new();
-    attr_be32(&mut hook, NFTA_HOOK_HOOKNUM, NF_INET_POST_ROUTING);
-    attr(
-        &mut hook,
-        NFTA_HOOK_PRIORITY,
-        &PRIORITY_SRCNAT.to_be_bytes(),
-    );
-    nested(&mut c, NFTA_CHAIN_HOOK, &hook);
-    attr_be32(&mut c, NFTA_CHAIN_POLICY, NF_ACCEPT);
-    attr_str(&mut c, NFTA_CHAIN_TYPE, "nat");
-    b.push(NFT_MSG_NEWCHAIN, NLM_F_CREATE, &c);
-    for k in keys {
-        let mut r = Vec::new();
-        attr_str(&mut r, NFTA_RULE_TABLE, TABLE);
-        attr_str(&mut r, NFTA_RULE_CHAIN, CHAIN);
-        nested(&mut r, NFTA_RULE_EXPRESSIONS, &rule_expressions(k));
-        attr(&mut r, NFTA_RULE_USERDATA, &userdata(&comment(k)));
-        b.push(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, &r);
+    if !rules.snat.is_empty() {
+        base_chain(&mut b, CHAIN, NF_INET_POST_ROUTING, PRIORITY_SRCNAT, "nat");
+        for k in &rules.snat {
+            rule(&mut b, CHAIN, &rule_expressions(k), &comment(k));
+        }
+    }
+    if !rules.marks.is_empty() {
+        base_chain(
+            &mut b,
+            MARK_CHAIN,
+            NF_INET_PRE_ROUTING,
+            PRIORITY_MANGLE,
+            "filter",
+        );
+        for m in &rules.marks {
+            for (a, r) in mark_rules(m) {
+                rule(
+                    &mut b,
+                    MARK_CHAIN,
+                    &mark_expressions(m, a, r),
+                    &mark_comment(m, a, r),
+                );
+            }
+        }
     }
     b.end()
 }
@@ -573,13 +752,16 @@ pub(crate) mod client {
         }
     }
 
-    /// Makes the table masquerade exactly `keys`.
-    pub fn replace(keys: &[ServiceKey]) -> DpResult<()> {
-        let (datagram, acked) = replace_batch(1, keys);
+    /// Makes the table hold exactly `rules`.
+    pub fn replace(rules: &Rules) -> DpResult<()> {
+        let (datagram, acked) = replace_batch(1, rules);
         transact(
             &datagram,
             &acked,
-            &format!("replace nftables table inet {TABLE} ({} rules)", keys.len()),
+            &format!(
+                "replace nftables table inet {TABLE} ({} rules)",
+                rules.comments().len()
+            ),
         )
     }
 

@@ -60,10 +60,10 @@ pub enum Write {
     },
     DelFou(FouPort),
     ReleaseTunnel(TunnelDevice),
-    /// Replace the source NAT table with one masquerading these services
+    /// Replace the agent's nftables table with one holding these rules
     /// (with the VirtualService each is for).
-    ReplaceNft(Vec<(lvs_planner::ServiceKey, Option<String>)>),
-    /// Delete the source NAT table.
+    ReplaceNft(crate::reconcile::nft_table::Wanted),
+    /// Delete the agent's nftables table.
     DeleteNft,
 }
 

@@ -15,7 +15,7 @@ use lvs_ipvs::{Op, Protocol, ServiceKey};
 use crate::dataplane::{Dataplane, DpResult, Outcome};
 use crate::kernel::{Address, DaemonSpec, DestMap, Link, ServiceLabel};
 use crate::reconcile::decision::{LedgerDelta, OwnedAddress, Write};
-use crate::reconcile::nft_table::{self, NftView};
+use crate::reconcile::nft_table::NftView;
 use crate::reconcile::{Known, KnownService, Reconciler, sysctls};
 use crate::report::{ErrorKind, SyncError, SyncReport};
 
@@ -209,24 +209,23 @@ impl<D: Dataplane> Reconciler<D> {
                     )),
                 }
             }
-            Write::ReplaceNft(services) => {
+            Write::ReplaceNft(want) => {
                 report.count("nft_replace");
-                let keys: Vec<lvs_planner::ServiceKey> = services.iter().map(|(k, _)| *k).collect();
-                match self.dp.replace_nft(&keys) {
-                    Ok(()) => known.nft = NftView::Rules(nft_table::comments(&keys)),
+                let rules = want.rules();
+                match self.dp.replace_nft(&rules) {
+                    Ok(()) => known.nft = NftView::Rules(rules.comments()),
                     Err(e) => {
                         // The transaction is all or nothing, but a lost
                         // answer leaves it unknown: read again next time.
                         if e.outcome() == Outcome::Unknown {
                             self.stale = true;
                         }
-                        let owners: BTreeSet<&String> =
-                            services.iter().filter_map(|(_, o)| o.as_ref()).collect();
                         let msg = format!(
-                            "source NAT (nftables table inet {}) for {}: {e}",
+                            "nftables table inet {} (source NAT and fwmark marking) with {}: {e}",
                             crate::dataplane::nft::TABLE,
-                            nft_table::comments(&keys).join(", ")
+                            rules.comments().join(", ")
                         );
+                        let owners = want.owners();
                         if owners.is_empty() {
                             report
                                 .errors

@@ -667,15 +667,13 @@ impl<D: Dataplane> Reconciler<D> {
         ));
         d.merge(daemons::decide(want_daemons, &known.daemons, ledger));
         // A foreign IPVS service at a wanted key is not the agent's to
-        // source-NAT (the ipvs diff reports it).
-        let snat_want: Vec<_> = nft_table::wanted(plan)
-            .into_iter()
-            .filter(|(k, _)| {
-                let key = crate::desired::service_key(k);
-                !known.ipvs.contains_key(&key) || ledger.owns_service(&key)
-            })
-            .collect();
-        d.merge(nft_table::decide(&snat_want, &known.nft));
+        // source-NAT or mark for (the ipvs diff reports it).
+        let mut nft_want = nft_table::wanted(plan);
+        nft_want.retain(|k| {
+            let key = crate::desired::service_key(k);
+            !known.ipvs.contains_key(&key) || ledger.owns_service(&key)
+        });
+        d.merge(nft_table::decide(&nft_want, &known.nft));
         d.into_ordered()
     }
 }

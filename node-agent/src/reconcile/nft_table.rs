@@ -1,11 +1,12 @@
-//! Source NAT: the agent's nftables table (see [`crate::dataplane::nft`])
-//! holds one masquerade rule per source-NATed service of the plan. The
-//! table is the agent's by its name; it is replaced whole when the wanted
-//! rules differ from those read or written last, deleted when nothing
-//! needs source NAT, and re-created by the next full sync when it went
-//! missing. No other table is read or touched.
+//! The agent's nftables table (see [`crate::dataplane::nft`]): one
+//! masquerade rule per source-NATed service of the plan and the marking
+//! rules of fwmark services that declare their packets. The table is the
+//! agent's by its name; it is replaced whole when the wanted rules differ
+//! from those read or written last, deleted when no rule is wanted, and
+//! re-created by the next full sync when it went missing. No other table is
+//! read or touched.
 
-use lvs_planner::{NodePlan, ServiceKey};
+use lvs_planner::{NodePlan, PlannedMark, ServiceKey};
 
 use crate::dataplane::nft;
 use crate::reconcile::decision::{Decision, Write};
@@ -19,36 +20,83 @@ pub enum NftView {
     /// The table exists with rules carrying these comments (sorted).
     Rules(Vec<String>),
     /// Reading failed (nf_tables not available, for one): harmless while
-    /// nothing needs source NAT.
+    /// no rule is wanted.
     Unreadable(String),
 }
 
-/// The comments a table masquerading `keys` has, sorted.
-pub fn comments(keys: &[ServiceKey]) -> Vec<String> {
-    let mut c: Vec<String> = keys.iter().map(nft::comment).collect();
-    c.sort();
-    c
+/// The rules wanted, with the VirtualServices they are for (those the plan
+/// at hand holds; a scoped plan holds the services of its scope).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    pub snat: Vec<(ServiceKey, Option<String>)>,
+    pub marks: Vec<(PlannedMark, Option<String>)>,
 }
 
-/// The source-NATed services with the VirtualServices they are for (those
-/// the plan at hand holds; a scoped plan holds the services of its scope).
-pub fn wanted(plan: &NodePlan) -> Vec<(ServiceKey, Option<String>)> {
-    plan.source_nat
-        .iter()
-        .map(|k| {
-            let owner = plan
-                .services
-                .binary_search_by(|s| s.key.cmp(k))
-                .ok()
-                .map(|i| plan.services[i].owner.clone());
-            (*k, owner)
-        })
-        .collect()
+impl Wanted {
+    pub fn rules(&self) -> nft::Rules {
+        nft::Rules {
+            snat: self.snat.iter().map(|(k, _)| *k).collect(),
+            marks: self.marks.iter().map(|(m, _)| m.clone()).collect(),
+        }
+    }
+
+    /// The VirtualServices the rules are for, sorted, unique.
+    pub fn owners(&self) -> Vec<&String> {
+        let mut o: Vec<&String> = self
+            .snat
+            .iter()
+            .map(|(_, o)| o)
+            .chain(self.marks.iter().map(|(_, o)| o))
+            .flatten()
+            .collect();
+        o.sort();
+        o.dedup();
+        o
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.snat.is_empty() && self.marks.is_empty()
+    }
+
+    /// Keeps the rules of the services `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&ServiceKey) -> bool) {
+        self.snat.retain(|(k, _)| keep(k));
+        self.marks.retain(|(m, _)| {
+            keep(&ServiceKey::Fwmark {
+                mark: m.mark,
+                ipv6: m.ipv6,
+            })
+        });
+    }
+}
+
+/// The wanted rules of `plan`.
+pub fn wanted(plan: &NodePlan) -> Wanted {
+    let owner = |k: &ServiceKey| {
+        plan.services
+            .binary_search_by(|s| s.key.cmp(k))
+            .ok()
+            .map(|i| plan.services[i].owner.clone())
+    };
+    Wanted {
+        snat: plan.source_nat.iter().map(|k| (*k, owner(k))).collect(),
+        marks: plan
+            .marks
+            .iter()
+            .map(|m| {
+                let k = ServiceKey::Fwmark {
+                    mark: m.mark,
+                    ipv6: m.ipv6,
+                };
+                (m.clone(), owner(&k))
+            })
+            .collect(),
+    }
 }
 
 /// Replace the table when its rules are not the wanted ones; delete it when
 /// none is wanted.
-pub fn decide(want: &[(ServiceKey, Option<String>)], known: &NftView) -> Decision {
+pub fn decide(want: &Wanted, known: &NftView) -> Decision {
     let mut d = Decision::default();
     if want.is_empty() {
         if matches!(known, NftView::Rules(_)) {
@@ -56,9 +104,8 @@ pub fn decide(want: &[(ServiceKey, Option<String>)], known: &NftView) -> Decisio
         }
         return d;
     }
-    let keys: Vec<ServiceKey> = want.iter().map(|(k, _)| *k).collect();
-    if *known != NftView::Rules(comments(&keys)) {
-        d.writes.push(Write::ReplaceNft(want.to_vec()));
+    if *known != NftView::Rules(want.rules().comments()) {
+        d.writes.push(Write::ReplaceNft(want.clone()));
     }
     d
 }
@@ -76,32 +123,35 @@ mod tests {
     }
 
     /// Name, wanted services, the table as known, the writes expected.
-    type Case = (&'static str, Vec<Wanted>, NftView, Vec<Write>);
-    type Wanted = (ServiceKey, Option<String>);
+    type Case = (&'static str, Wanted, NftView, Vec<Write>);
 
     #[test]
     fn table() {
-        let want = |ports: &[u16]| -> Vec<Wanted> {
-            ports
+        let want = |ports: &[u16]| Wanted {
+            snat: ports
                 .iter()
                 .map(|p| (key(*p), Some(format!("default/vs{p}"))))
-                .collect()
+                .collect(),
+            marks: vec![],
         };
-        let rules = |ports: &[u16]| {
-            NftView::Rules(comments(&ports.iter().map(|p| key(*p)).collect::<Vec<_>>()))
-        };
+        let rules = |ports: &[u16]| NftView::Rules(want(ports).rules().comments());
         let unreadable = NftView::Unreadable("nf_tables missing".into());
         let cases: Vec<Case> = vec![
-            ("nothing wanted, no table", vec![], NftView::Absent, vec![]),
+            (
+                "nothing wanted, no table",
+                want(&[]),
+                NftView::Absent,
+                vec![],
+            ),
             (
                 "nothing wanted, table left: deleted",
-                vec![],
+                want(&[]),
                 rules(&[80]),
                 vec![Write::DeleteNft],
             ),
             (
                 "nothing wanted, nf_tables unreadable: nothing to do",
-                vec![],
+                want(&[]),
                 unreadable.clone(),
                 vec![],
             ),
@@ -163,7 +213,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            wanted(&plan),
+            wanted(&plan).snat,
             vec![(key(80), Some("default/web".into())), (key(443), None)]
         );
     }

@@ -174,7 +174,13 @@ fn replace_batch_rebuilds_table_chain_and_rules_in_one_transaction() {
             ipv6: false,
         },
     ];
-    let (bytes, acked) = replace_batch(100, &keys);
+    let (bytes, acked) = replace_batch(
+        100,
+        &Rules {
+            snat: keys.to_vec(),
+            marks: vec![],
+        },
+    );
     let new_table = |seq| {
         msg(
             0x0a00,
@@ -231,6 +237,142 @@ fn replace_batch_rebuilds_table_chain_and_rules_in_one_transaction() {
     .concat();
     assert_eq!(bytes, want);
     assert_eq!(acked, (101..=106).collect::<Vec<_>>());
+}
+
+fn web_mark() -> PlannedMark {
+    PlannedMark {
+        mark: 7,
+        ipv6: false,
+        addresses: vec!["192.0.2.80".parse().unwrap(), "192.0.2.81".parse().unwrap()],
+        protocol: Protocol::Tcp,
+        ports: vec![(80, 80), (8000, 8100)],
+    }
+}
+
+#[test]
+fn mark_rule_matches_family_protocol_address_and_ports_then_sets_the_mark() {
+    let meta = |k: u32| elem(b"meta\0", &[tlv(1, &be32(1)), tlv(2, &be32(k))]);
+    // payload: dreg 1, base, offset, len.
+    let payload = |base: u32, off: u32, len: u32| {
+        elem(
+            b"payload\0",
+            &[
+                tlv(1, &be32(1)),
+                tlv(2, &be32(base)),
+                tlv(3, &be32(off)),
+                tlv(4, &be32(len)),
+            ],
+        )
+    };
+    let cmp_op = |op: u32, value: &[u8]| {
+        elem(
+            b"cmp\0",
+            &[
+                tlv(1, &be32(1)),
+                tlv(2, &be32(op)),
+                nest(3, &[tlv(1, value)]),
+            ],
+        )
+    };
+    // immediate: dreg 1, data { VALUE mark, host order }; meta set: key MARK (3), sreg 1.
+    let set_mark = [
+        elem(
+            b"immediate\0",
+            &[tlv(1, &be32(1)), nest(2, &[tlv(1, &7u32.to_ne_bytes())])],
+        ),
+        elem(b"meta\0", &[tlv(2, &be32(3)), tlv(3, &be32(1))]),
+    ]
+    .concat();
+    let m = web_mark();
+    let head = |addr: &[u8], net_off: u32| {
+        [
+            meta(15), // NFT_META_NFPROTO
+            cmp(&[if addr.len() == 4 { 2 } else { 10 }]),
+            meta(16), // NFT_META_L4PROTO
+            cmp(&[6]),
+            payload(1, net_off, addr.len() as u32), // network header, daddr
+            cmp(addr),
+        ]
+        .concat()
+    };
+    let range = [
+        head(&[192, 0, 2, 81], 16),
+        payload(2, 2, 2),         // transport header, dport
+        cmp_op(5, &[0x1f, 0x40]), // GTE 8000
+        cmp_op(3, &[0x1f, 0xa4]), // LTE 8100
+        set_mark.clone(),
+    ]
+    .concat();
+    assert_eq!(
+        mark_expressions(&m, "192.0.2.81".parse().unwrap(), Some((8000, 8100))),
+        range
+    );
+    let single = [
+        head(&[192, 0, 2, 80], 16),
+        payload(2, 2, 2),
+        cmp(&[0, 80]),
+        set_mark.clone(),
+    ]
+    .concat();
+    assert_eq!(
+        mark_expressions(&m, "192.0.2.80".parse().unwrap(), Some((80, 80))),
+        single
+    );
+    let v6: std::net::Ipv6Addr = "2001:db8::80".parse().unwrap();
+    let every_port = [head(&v6.octets(), 24), set_mark].concat();
+    assert_eq!(mark_expressions(&m, v6.into(), None), every_port);
+}
+
+#[test]
+fn marks_get_their_own_chain_with_one_rule_per_address_and_range() {
+    let rules = Rules {
+        snat: vec![],
+        marks: vec![web_mark()],
+    };
+    let (bytes, acked) = replace_batch(1, &rules);
+    let msgs = answers(&bytes).unwrap();
+    // begin, table, delete, table, chain, 2 x 2 rules, end
+    assert_eq!(msgs.len(), 10);
+    assert_eq!(acked.len(), 8);
+    let chain = msg(
+        0x0a03,
+        0x405,
+        5,
+        1,
+        0,
+        &[
+            tlv(1, TABLE_NAME),
+            tlv(3, b"prerouting\0"),
+            // hook: NF_INET_PRE_ROUTING (0), priority mangle (-150)
+            nest(4, &[tlv(1, &be32(0)), tlv(2, &(-150i32).to_be_bytes())]),
+            tlv(5, &be32(1)),
+            tlv(7, b"filter\0"),
+        ],
+    );
+    assert!(
+        bytes.windows(chain.len()).any(|w| w == chain.as_slice()),
+        "the prerouting chain"
+    );
+    let mut comments = Vec::new();
+    for a in &msgs[5..9] {
+        let Answer::Data { payload, .. } = a else {
+            panic!("not a rule: {a:?}")
+        };
+        let r = parse_rule(payload);
+        assert_eq!((r.table.as_str(), r.chain.as_str()), (TABLE, MARK_CHAIN));
+        comments.push(format!("{} (chain {MARK_CHAIN})", r.comment));
+    }
+    comments.sort();
+    assert_eq!(comments, rules.comments());
+    assert_eq!(
+        comments,
+        [
+            "fwmark:7/IPv4 192.0.2.80 TCP 80-80 (chain prerouting)",
+            "fwmark:7/IPv4 192.0.2.80 TCP 8000-8100 (chain prerouting)",
+            "fwmark:7/IPv4 192.0.2.81 TCP 80-80 (chain prerouting)",
+            "fwmark:7/IPv4 192.0.2.81 TCP 8000-8100 (chain prerouting)",
+        ]
+    );
 }
 
 #[test]
@@ -322,7 +464,7 @@ proptest::proptest! {
             },
             ServiceKey::Fwmark { mark, ipv6: v6 },
         ];
-        let (bytes, acked) = replace_batch(1, &keys);
+        let (bytes, acked) = replace_batch(1, &Rules { snat: keys.to_vec(), marks: vec![] });
         let msgs = answers(&bytes).unwrap();
         // begin, table, delete, table, chain, 2 rules, end
         proptest::prop_assert_eq!(msgs.len(), 8);
