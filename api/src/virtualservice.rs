@@ -523,6 +523,25 @@ impl VirtualServiceSpec {
         }
     }
 
+    /// The service's VIPs, the addresses directors hold for it: `address`,
+    /// or the addresses a fwmark service marks (`fwmarkMatch`, those of the
+    /// service's family). Sorted, unique; unparsable entries left out.
+    pub fn vips(&self) -> Vec<std::net::IpAddr> {
+        let mut v: Vec<std::net::IpAddr> = match (&self.address, &self.fwmark_match) {
+            (Some(a), _) => crate::validate::parse_ip(a).into_iter().collect(),
+            (None, Some(m)) if self.fwmark.is_some() => m
+                .addresses
+                .iter()
+                .filter_map(|a| crate::validate::parse_ip(a))
+                .filter(|a| a.is_ipv6() == self.is_ipv6())
+                .collect(),
+            _ => Vec::new(),
+        };
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// The protocol, with TCP when unset.
     pub fn protocol_or_default(&self) -> Protocol {
         self.protocol.unwrap_or(Protocol::Tcp)

@@ -133,10 +133,10 @@ pub fn decide(
     let claims: Vec<Claim> = vss
         .iter()
         .filter(|v| v.spec.validate().is_ok())
-        .filter_map(|v| {
-            Some(Claim {
+        .flat_map(|v| {
+            v.spec.vips().into_iter().map(|address| Claim {
                 namespace: v.meta.namespace.clone(),
-                address: v.spec.address.as_deref()?.parse().ok()?,
+                address,
                 created: v.meta.creation_timestamp.clone(),
             })
         })

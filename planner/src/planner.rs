@@ -230,19 +230,10 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
 /// The VIPs of a service: its address, or the addresses a fwmark service
 /// marks (`spec.fwmarkMatch`). Sorted, unique.
 fn vips_of(key: ServiceKey, spec: &VirtualServiceSpec) -> Vec<IpAddr> {
-    let mut vips: Vec<IpAddr> = match key {
+    match key {
         ServiceKey::Tuple { addr, .. } => vec![addr],
-        ServiceKey::Fwmark { ipv6, .. } => spec
-            .fwmark_match
-            .iter()
-            .flat_map(|m| &m.addresses)
-            .filter_map(|a| lvs_api::validate::parse_ip(a))
-            .filter(|a| a.is_ipv6() == ipv6)
-            .collect(),
-    };
-    vips.sort();
-    vips.dedup();
-    vips
+        ServiceKey::Fwmark { .. } => spec.vips(),
+    }
 }
 
 /// The marking rule of a fwmark service with `spec.fwmarkMatch`.

@@ -484,25 +484,26 @@ impl AddressPolicy {
             .map(|m| m.get(namespace).unwrap_or(&NO_LABELS))
     }
 
-    /// Whether a VirtualService is allowed: its VIP (fwmark services have
-    /// none and need no pool) lies in a pool admitting its namespace and
-    /// not held by another, and its director selector is not empty unless
-    /// that pool allows all directors. The pool, if any.
+    /// Whether a VirtualService is allowed: each of its VIPs (a fwmark
+    /// service without `fwmarkMatch` has none and needs no pool) lies in a
+    /// pool admitting its namespace and not held by another, and its
+    /// director selector is not empty unless that pool allows all
+    /// directors. The pool of the first VIP, if any.
     pub fn check(&self, vs: &Object<VirtualServiceSpec>) -> Result<Option<&Pool>, NotAllowed> {
-        let Some(addr) = vs.spec.address.as_deref() else {
-            return Ok(None);
-        };
-        let Ok(addr) = addr.parse::<IpAddr>() else {
-            return Ok(None);
-        };
         let ns = vs.meta.namespace.as_str();
-        let pool = self.vip_allowed(ns, self.namespace_labels(ns), addr)?;
-        if vs.spec.directors.node_selector.is_empty() && !pool.allow_all_directors {
-            return Err(NotAllowed::AllDirectors {
-                pool: pool.name.clone(),
-            });
+        let mut first = None;
+        // Every VIP: a fwmark service marks (and its directors hold) each
+        // of its match addresses.
+        for addr in vs.spec.vips() {
+            let pool = self.vip_allowed(ns, self.namespace_labels(ns), addr)?;
+            if vs.spec.directors.node_selector.is_empty() && !pool.allow_all_directors {
+                return Err(NotAllowed::AllDirectors {
+                    pool: pool.name.clone(),
+                });
+            }
+            first.get_or_insert(pool);
         }
-        Ok(Some(pool))
+        Ok(first)
     }
 
     pub fn pools(&self) -> &[Pool] {
