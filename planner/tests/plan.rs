@@ -279,6 +279,59 @@ fn fwmark_service_has_no_vip_and_keeps_ports() {
 }
 
 #[test]
+fn fwmark_match_gives_vips_a_marking_rule_and_dr_realservers_the_vips() {
+    let s = set(&[
+        vs(
+            "fw",
+            "  fwmark: 7\n  forwarding: DR\n  fwmarkMatch: {addresses: [192.0.2.81, 192.0.2.80], protocol: TCP, ports: [{port: 443}, {port: 80}, {port: 8000, endPort: 8100}]}\n  realServerSelector: {matchLabels: {app: fw}}",
+        ),
+        rs("rs1", "fw", "  nodeName: rs1"),
+        rs("rs4", "fw", "  nodeName: rs4\n  forwarding: TUN"),
+    ]
+    .concat());
+    let vips = vec![ip("192.0.2.80"), ip("192.0.2.81")];
+    let d = plan_of("dir1", &s);
+    assert_eq!(
+        d.vips.iter().map(|v| v.addr).collect::<Vec<_>>(),
+        vips,
+        "the director holds every match address"
+    );
+    assert!(d.vips.iter().all(|v| v.directors == ["dir1"]));
+    assert_eq!(
+        d.marks,
+        vec![lvs_planner::PlannedMark {
+            mark: 7,
+            ipv6: false,
+            addresses: vips.clone(),
+            protocol: lvs_api::Protocol::Tcp,
+            ports: vec![(80, 80), (443, 443), (8000, 8100)],
+        }]
+    );
+    let r1 = plan_of("rs1", &s);
+    assert_eq!(r1.loopback_vips, vips, "DR realserver: every VIP on lo");
+    assert!(has_sysctl(&r1, "net/ipv4/conf/all/arp_ignore", "1"));
+    assert!(r1.marks.is_empty(), "realservers mark nothing");
+    let r4 = plan_of("rs4", &s);
+    assert_eq!(r4.tunnels.len(), 1);
+    assert_eq!(
+        r4.tunnels[0].vips, vips,
+        "TUN realserver: every VIP on the tunnel device"
+    );
+    // Without a match: no VIP, no rule (the user marks the packets).
+    let bare = set(&[
+        vs(
+            "fw",
+            "  fwmark: 7\n  forwarding: DR\n  realServerSelector: {matchLabels: {app: fw}}",
+        ),
+        rs("rs1", "fw", "  nodeName: rs1"),
+    ]
+    .concat());
+    let d = plan_of("dir1", &bare);
+    assert!(d.vips.is_empty() && d.marks.is_empty());
+    assert!(plan_of("rs1", &bare).loopback_vips.is_empty());
+}
+
+#[test]
 fn source_nat_is_planned_on_the_directors_of_its_nat_service_only() {
     let s = set(&[
         vs("snat", "  address: 192.0.2.10\n  port: 80\n  sourceNat: true\n  realServerSelector: {matchLabels: {app: web}}"),
