@@ -42,6 +42,10 @@ pub struct DesiredAddress {
     /// one of them is in the kernel, so the node never answers for a VIP
     /// that it cannot balance.
     pub needs_service: bool,
+    /// The firewall-mark services that mark traffic to this VIP
+    /// (`fwmarkMatch`): the VIP is served while one of them, or a service
+    /// at its address, is in the kernel.
+    pub fwmarks: BTreeSet<ServiceKey>,
 }
 
 /// Everything the node must have, in kernel terms.
@@ -285,6 +289,7 @@ pub fn desired<'a>(
                 address: a,
                 owners: BTreeSet::new(),
                 needs_service: false,
+                fwmarks: BTreeSet::new(),
             });
         e.needs_service |= !owners.is_empty() && e.address.interface != LOOPBACK;
         e.owners.extend(owners);
@@ -293,9 +298,25 @@ pub fn desired<'a>(
     // Owners per VIP address, and the director interface per family: each
     // looked up once, not once per VIP.
     let mut vip_owners: HashMap<IpAddr, BTreeSet<String>> = HashMap::new();
+    let mut vip_fwmarks: HashMap<IpAddr, BTreeSet<ServiceKey>> = HashMap::new();
     for s in &plan.services {
         if let PlannedKey::Tuple { addr, .. } = s.key {
             vip_owners.entry(addr).or_default().insert(s.owner.clone());
+        }
+    }
+    for m in &plan.marks {
+        let key = PlannedKey::Fwmark {
+            mark: m.mark,
+            ipv6: m.ipv6,
+        };
+        let owner = plan
+            .services
+            .binary_search_by(|s| s.key.cmp(&key))
+            .ok()
+            .map(|i| plan.services[i].owner.clone());
+        for a in &m.addresses {
+            vip_owners.entry(*a).or_default().extend(owner.clone());
+            vip_fwmarks.entry(*a).or_default().insert(service_key(&key));
         }
     }
     let mut by_family: [Option<Option<String>>; 2] = [None, None];
@@ -308,7 +329,15 @@ pub fn desired<'a>(
                 .clone(),
         };
         match interface {
-            Some(i) => add(&mut d, director_vip(&i, vip.addr, vip_mode), owners),
+            Some(i) => {
+                let a = director_vip(&i, vip.addr, vip_mode);
+                let key = a.key();
+                add(&mut d, a, owners);
+                if let (Some(e), Some(f)) = (d.addresses.get_mut(&key), vip_fwmarks.get(&vip.addr))
+                {
+                    e.fwmarks.extend(f.iter().copied());
+                }
+            }
             None => {
                 let why = no_node_interface(
                     node_ips,

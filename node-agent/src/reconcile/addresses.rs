@@ -18,7 +18,11 @@ pub fn decide(want: &Desired, known: &Known, ledger: &Ledger, covers: AddrScope<
     let mut adds = Vec::new();
     let mut vip_adds = Vec::new();
     let mut held = Vec::new();
+    let mut fwmarks = std::collections::BTreeMap::new();
     for (key, da) in &want.addresses {
+        if !da.fwmarks.is_empty() {
+            fwmarks.insert(key.addr, da.fwmarks.clone());
+        }
         // Present with any prefix length counts.
         let present = known.addresses.get_key_value(key).or_else(|| {
             let lo = AddrKey {
@@ -62,6 +66,7 @@ pub fn decide(want: &Desired, known: &Known, ledger: &Ledger, covers: AddrScope<
         d.writes.push(Write::DirectorVips {
             add: vip_adds,
             held,
+            fwmarks,
         });
     }
     for key in covers.keys_of(&known.addresses) {
@@ -122,6 +127,7 @@ mod tests {
                             BTreeSet::new()
                         },
                         needs_service: *director,
+                        fwmarks: BTreeSet::new(),
                     };
                     (a.key(), da)
                 })
@@ -176,6 +182,7 @@ mod tests {
                     Write::DirectorVips {
                         add: vec![(vip.clone(), owners(&["ns/vs"]))],
                         held: vec![],
+                        fwmarks: Default::default(),
                     },
                 ],
                 delta: vec![(lo_vip.key(), true), (vip.key(), true)],
@@ -200,6 +207,7 @@ mod tests {
                 writes: vec![Write::DirectorVips {
                     add: vec![],
                     held: vec![(vip.clone(), owners(&["ns/vs"]))],
+                    fwmarks: Default::default(),
                 }],
                 delta: vec![],
                 errors: vec![],

@@ -42,6 +42,12 @@ pub enum Write {
     DirectorVips {
         add: Vec<OwnedAddress>,
         held: Vec<OwnedAddress>,
+        /// The firewall-mark services that serve a VIP besides the
+        /// services at its address (see `DesiredAddress::fwmarks`).
+        fwmarks: std::collections::BTreeMap<
+            std::net::IpAddr,
+            std::collections::BTreeSet<lvs_ipvs::ServiceKey>,
+        >,
     },
     /// Start a sync daemon.
     StartDaemon(DaemonSpec),

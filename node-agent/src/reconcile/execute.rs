@@ -108,10 +108,19 @@ impl<D: Dataplane> Reconciler<D> {
             }
             Write::AddAddresses(batch) => self.add_addresses(known, undo, batch, report),
             Write::Ipvs(ops) => self.execute_ipvs(known, undo, ops, report),
-            Write::DirectorVips { add, held } => {
+            Write::DirectorVips { add, held, fwmarks } => {
+                let serves = |me: &Self, known: &Known, addr: IpAddr| {
+                    me.serves(known, addr)
+                        || fwmarks.get(&addr).is_some_and(|ks| {
+                            known.ipvs_available
+                                && ks.iter().any(|k| {
+                                    known.ipvs.contains_key(k) && me.ledger.owns_service(k)
+                                })
+                        })
+                };
                 let (add, withheld): (Vec<_>, Vec<_>) = add
                     .into_iter()
-                    .partition(|(a, _)| self.serves(known, a.addr));
+                    .partition(|(a, _)| serves(self, known, a.addr));
                 // Without IPVS the node-level error says why for every VIP.
                 let say = known.ipvs_available;
                 for (a, owners) in withheld {
@@ -124,7 +133,7 @@ impl<D: Dataplane> Reconciler<D> {
                     self.add_addresses(known, undo, add, report);
                 }
                 for (a, owners) in held {
-                    if !self.serves(known, a.addr) {
+                    if !serves(self, known, a.addr) {
                         if say {
                             withhold(&a, owners, report);
                         }
