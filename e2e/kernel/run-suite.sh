@@ -133,7 +133,7 @@ fi
 
 # The lab's DNS server and client (a node-agent example), when a scenario
 # of DNS_SCENARIOS is selected: next to the agent binary, else built.
-DNS_SCENARIOS='health-udp-dns|agent-udp|agent-ops-udp|agent-persistence|agent-thresholds' DNS_PROBLEM=""
+DNS_SCENARIOS='health-udp-dns|agent-udp|agent-ops-udp|agent-persistence|agent-thresholds|agent-timeouts|agent-sysctls' DNS_PROBLEM=""
 needs_dns() { printf '%s\n' "$1" | grep -qxE "$DNS_SCENARIOS"; }
 if printf '%s\n' "${SELECTED[@]}" | grep -qxE "$DNS_SCENARIOS"; then
     LAB_DNS="${LAB_DNS:-$(dirname "${AGENT:-$TARGET_DIR/debug/node-agent}")/examples/lab-dns}"

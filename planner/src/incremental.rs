@@ -122,23 +122,6 @@ fn replace<S: PartialEq>(
     Some((key, old))
 }
 
-/// [`replace`] for a cluster-scoped kind, keyed by name; whether it changed.
-fn replace_named<S: PartialEq>(
-    map: &mut BTreeMap<String, Object<S>>,
-    c: Change<Object<S>>,
-) -> bool {
-    match c {
-        Change::Upsert(o) => {
-            let name = o.meta.name.clone();
-            map.get(&name) != Some(&o) && {
-                map.insert(name, o);
-                true
-            }
-        }
-        Change::Delete(name) => map.remove(&name).is_some(),
-    }
-}
-
 fn label_key(ns: &str, k: &str, v: &str) -> String {
     format!("{ns}\u{0}{k}\u{0}{v}")
 }
@@ -175,7 +158,7 @@ pub struct Incremental {
     loaded: bool,
     /// The address pools, when enforced.
     policy: Option<std::sync::Arc<AddressPolicy>>,
-    /// LvsNodeProfiles by name.
+    /// LvsNodeProfiles by key (`/name`: cluster-scoped).
     profiles: BTreeMap<String, Object<LvsNodeProfileSpec>>,
     /// The profile this node follows, kept with the nodes and profiles.
     profile: ProfileChoice,
@@ -289,6 +272,30 @@ impl Incremental {
         }
     }
 
+    /// The changes that turn the LvsNodeProfiles held into these.
+    pub fn diff_profiles(
+        &self,
+        profiles: Vec<Object<LvsNodeProfileSpec>>,
+    ) -> Vec<Change<Object<LvsNodeProfileSpec>>> {
+        let by_name: BTreeMap<String, Object<LvsNodeProfileSpec>> = profiles
+            .into_iter()
+            .map(|p| (p.meta.key(), p))
+            .collect();
+        let mut out: Vec<_> = self
+            .profiles
+            .keys()
+            .filter(|k| !by_name.contains_key(*k))
+            .map(|k| Change::Delete(k.clone()))
+            .collect();
+        out.extend(
+            by_name
+                .into_iter()
+                .filter(|(k, p)| self.profiles.get(k) != Some(p))
+                .map(|(_, p)| Change::Upsert(p)),
+        );
+        out
+    }
+
     /// The address policy in force (`None`: pools are not enforced).
     pub fn policy(&self) -> Option<&AddressPolicy> {
         self.policy.as_deref()
@@ -363,7 +370,7 @@ impl Incremental {
 
         let mut profiles_changed = false;
         for c in changes.node_profiles {
-            profiles_changed |= replace_named(&mut self.profiles, c);
+            profiles_changed |= replace(&mut self.profiles, c).is_some();
         }
         let mut profile_changed = false;
         if profiles_changed || all {
@@ -673,7 +680,8 @@ pub struct Changes {
     /// A new address policy (`Some(None)`: pools no longer enforced); `None`
     /// leaves the one in force.
     pub policy: Option<Option<AddressPolicy>>,
-    /// LvsNodeProfiles, by name (cluster-scoped).
+    /// LvsNodeProfiles (cluster-scoped: the key of a deleted one is
+    /// `/name`).
     pub node_profiles: Vec<Change<Object<LvsNodeProfileSpec>>>,
 }
 

@@ -17,7 +17,7 @@ pub enum ProfileChoice {
     /// One profile selects the node; its settings (key, value) apply.
     Applied {
         name: String,
-        settings: Vec<(String, String)>,
+        settings: BTreeMap<String, String>,
     },
     /// Several profiles select the node: none applies, so that no setting
     /// depends on which one was read last.
@@ -25,7 +25,7 @@ pub enum ProfileChoice {
 }
 
 /// The profile for `node` (`None`: no Node object, so no labels) among
-/// `profiles` (by name).
+/// `profiles` (by key).
 pub fn choose(
     node: Option<&NodeInfo>,
     profiles: &BTreeMap<String, Object<LvsNodeProfileSpec>>,
@@ -53,14 +53,19 @@ pub fn choose(
     }
 }
 
+impl ProfileChoice {
+    pub fn is_none(&self) -> bool {
+        *self == ProfileChoice::None
+    }
+}
+
 /// Puts the chosen profile's settings into the plan: each replaces the
 /// plan's own value for its key (the planner's defaults), or adds the key.
 pub fn overlay(plan: &mut NodePlan, choice: &ProfileChoice) {
     let ProfileChoice::Applied { settings, .. } = choice else {
         return;
     };
-    plan.sysctls
-        .retain(|s| !settings.iter().any(|(k, _)| *k == s.key));
+    plan.sysctls.retain(|s| !settings.contains_key(&s.key));
     plan.sysctls
         .extend(settings.iter().map(|(k, v)| Sysctl::new(k.clone(), v)));
     plan.sysctls.sort();
@@ -126,7 +131,7 @@ mod tests {
             choose(Some(&node(&[("role", "edge")])), &ps),
             ProfileChoice::Applied {
                 name: "edge".into(),
-                settings: vec![("ipvs/timeout/udp".into(), "30".into())],
+                settings: BTreeMap::from([("ipvs/timeout/udp".into(), "30".into())]),
             }
         );
         assert_eq!(

@@ -111,6 +111,7 @@ fn the_same_error_of_many_services_is_logged_once() {
         virtual_services: m.virtual_services,
         real_servers: m.real_servers,
         nodes: m.nodes,
+        node_profiles: m.node_profiles,
         origin: "test".into(),
     };
     let (mut a, _status) = agent();
