@@ -277,10 +277,8 @@ impl Incremental {
         &self,
         profiles: Vec<Object<LvsNodeProfileSpec>>,
     ) -> Vec<Change<Object<LvsNodeProfileSpec>>> {
-        let by_name: BTreeMap<String, Object<LvsNodeProfileSpec>> = profiles
-            .into_iter()
-            .map(|p| (p.meta.key(), p))
-            .collect();
+        let by_name: BTreeMap<String, Object<LvsNodeProfileSpec>> =
+            profiles.into_iter().map(|p| (p.meta.key(), p)).collect();
         let mut out: Vec<_> = self
             .profiles
             .keys()

@@ -312,7 +312,11 @@ impl Cache {
             virtual_services: self.virtual_services.values(),
             real_servers: self.real_servers.values(),
             nodes: self.nodes.values(),
-            node_profiles: self.profiles.as_ref().map(|p| p.values()).unwrap_or_default(),
+            node_profiles: self
+                .profiles
+                .as_ref()
+                .map(|p| p.values())
+                .unwrap_or_default(),
             origin: ORIGIN.to_string(),
         })
     }
@@ -660,5 +664,42 @@ spec:
         listed(&mut c);
         assert_eq!(c.take_changes().unwrap().policy, None);
         assert!(!c.apply(Update::AddressPool(WatchEvent::Init)));
+    }
+
+    #[test]
+    fn profiles_hold_back_snapshots_and_arrive_as_changes() {
+        let mut c = Cache::default().with_profiles();
+        listed(&mut c);
+        assert_eq!(c.incomplete(), [Kind::NodeProfile]);
+        assert_eq!(
+            c.take_changes(),
+            None,
+            "no plan before the profiles are known"
+        );
+        let profile = lvs_api::manifest::parse(
+            "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: LvsNodeProfile\nmetadata: {name: edge}\nspec: {ipvsTimeouts: {udpSeconds: 7}}\n",
+        )
+        .unwrap()
+        .remove(0);
+        let lvs_api::manifest::Manifest::NodeProfile(p) = profile else {
+            panic!("not a profile: {profile:?}");
+        };
+        c.apply(Update::NodeProfile(WatchEvent::Init));
+        c.apply(Update::NodeProfile(WatchEvent::InitApply(
+            p.meta.key(),
+            p.clone(),
+        )));
+        assert!(c.apply(Update::NodeProfile(WatchEvent::InitDone)));
+        let first = c.take_changes().expect("complete");
+        assert_eq!(
+            first.node_profiles,
+            vec![lvs_planner::Change::Upsert(p.clone())]
+        );
+        assert_eq!(c.snapshot().unwrap().node_profiles, vec![p.clone()]);
+        assert!(c.apply(Update::NodeProfile(WatchEvent::Delete(p.meta.key()))));
+        assert_eq!(
+            c.take_changes().unwrap().node_profiles,
+            vec![lvs_planner::Change::Delete("/edge".into())]
+        );
     }
 }
