@@ -262,8 +262,10 @@ fn a_node_label_change_switches_the_profile_and_every_plan_carries_it() {
 
     // The profile goes: unchanged diff of an unchanged set is empty.
     assert!(inc.diff_profiles(s.node_profiles.clone()).is_empty());
-    let mut c = Changes::default();
-    c.node_profiles = inc.diff_profiles(vec![]);
+    let c = Changes {
+        node_profiles: inc.diff_profiles(vec![]),
+        ..Changes::default()
+    };
     assert_eq!(c.node_profiles, vec![Change::Delete("/zone-b".into())]);
     let a = inc.apply(c);
     assert!(a.profile_changed);
