@@ -371,7 +371,16 @@ impl<D: Dataplane> Agent<D> {
                 tracing::info!("no LvsNodeProfile selects this node: the agent's defaults apply")
             }
             lvs_planner::ProfileChoice::Applied { name, settings } => {
-                tracing::info!(profile = %name, ?settings, "following LvsNodeProfile")
+                tracing::info!(profile = %name, ?settings, "following LvsNodeProfile");
+                if settings
+                    .get("net/ipv4/vs/expire_nodest_conn")
+                    .is_some_and(|v| v == "0")
+                {
+                    tracing::warn!(
+                        profile = %name,
+                        "expireNodestConn is false: clients of a destination removed after its drain or by a health check stall until their connection times out"
+                    );
+                }
             }
             lvs_planner::ProfileChoice::Conflict { names } => tracing::warn!(
                 profiles = ?names,
