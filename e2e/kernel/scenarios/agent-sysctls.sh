@@ -22,20 +22,7 @@ echo 2 | nsx dir1 tee /proc/sys/net/ipv4/vs/conn_reuse_mode >/dev/null || fail "
 expect_vs_sysctls dir1 1 "kernel defaults, conn_reuse_mode by hand" conn_reuse_mode=2 expire_nodest_conn=0 \
     expire_quiescent_template=0 sloppy_tcp=0 schedule_icmp=0 conntrack=0
 
-manifest_write udp-nat <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: udp-nat, namespace: default}
-spec:
-  address: $VIP
-  port: 53
-  protocol: UDP
-  scheduler: rr
-  forwarding: NAT
-  drain: {timeoutSeconds: 0}
-  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
-  realServerSelector: {matchLabels: {app: udp-nat}}
-YAML
+manifest_vs udp-nat "$VIP" 53 rr NAT UDP "drain: {timeoutSeconds: 0}"
 for r in rs1 rs2; do
     manifest_rs "udp-nat-$r" udp-nat "{address: $(topo_ip4 "$r"), port: 53}"
     rs_dns_start "$r" "$(topo_ip4 "$r"):53"

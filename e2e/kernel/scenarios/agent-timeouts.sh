@@ -22,19 +22,7 @@ topo_rs_gateway dir1 || fail "cannot route rs1-rs3 via dir1"
 nsx dir1 ipvsadm --set 800 100 200 || fail "ipvsadm --set 800 100 200 was refused on dir1"
 expect_ipvs_timeouts dir1 1 "800 100 200" "set by hand before the agent starts"
 
-manifest_write udp-nat <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: udp-nat, namespace: default}
-spec:
-  address: $VIP
-  port: 53
-  protocol: UDP
-  scheduler: rr
-  forwarding: NAT
-  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
-  realServerSelector: {matchLabels: {app: udp-nat}}
-YAML
+manifest_vs udp-nat "$VIP" 53 rr NAT UDP
 for r in rs1 rs2 rs3; do
     manifest_rs "udp-nat-$r" udp-nat "{address: $(topo_ip4 "$r"), port: 53}"
     rs_dns_start "$r" "$(topo_ip4 "$r"):53"
