@@ -9,6 +9,7 @@ pub mod addresspool;
 pub mod enums;
 pub mod lvsnode;
 pub mod manifest;
+pub mod nodeprofile;
 pub mod object;
 pub mod realserver;
 pub mod rules;
@@ -28,6 +29,7 @@ pub use lvsnode::{
     DestinationReport, DestinationState, DirectorRole, LvsNodeSpec, LvsNodeStatus, ServiceReport,
     VipRole,
 };
+pub use nodeprofile::{DirectorSysctls, IpvsTimeouts, LvsNodeProfileSpec};
 pub use object::{Meta, NodeInfo, Object};
 pub use realserver::{RealServerHealth, RealServerSpec, RealServerStatus};
 pub use selector::{LabelMap, LabelSelector, LabelSelectorRequirement};
@@ -43,6 +45,8 @@ pub use virtualservice::{
 pub use addresspool::LvsAddressPool;
 #[cfg(feature = "kube")]
 pub use lvsnode::LvsNode;
+#[cfg(feature = "kube")]
+pub use nodeprofile::LvsNodeProfile;
 #[cfg(feature = "kube")]
 pub use realserver::RealServer;
 #[cfg(feature = "kube")]

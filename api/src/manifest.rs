@@ -1,12 +1,13 @@
 //! Reading the manifests users `kubectl apply`, for the standalone agent and
-//! the fixture tests: multi-document YAML with VirtualServices, RealServers
-//! and Nodes.
+//! the fixture tests: multi-document YAML with VirtualServices, RealServers,
+//! LvsNodeProfiles and Nodes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use crate::nodeprofile::LvsNodeProfileSpec;
 use crate::object::{Meta, NodeInfo, Object};
 use crate::realserver::RealServerSpec;
 use crate::validate::ValidationErrors;
@@ -19,6 +20,8 @@ use crate::{API_VERSION, GROUP};
 pub enum Manifest {
     VirtualService(Object<VirtualServiceSpec>),
     RealServer(Object<RealServerSpec>),
+    /// Cluster-scoped: the namespace is empty.
+    NodeProfile(Object<LvsNodeProfileSpec>),
     Node(NodeInfo),
 }
 
@@ -348,6 +351,14 @@ fn parse_serial(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
                 let spec = checked(doc, &kind, &meta, env.spec, RealServerSpec::validate)?;
                 out.push(Manifest::RealServer(Object { meta, spec }));
             }
+            (API_VERSION, "LvsNodeProfile") => {
+                let meta = Meta {
+                    namespace: String::new(),
+                    ..meta
+                };
+                let spec = checked(doc, &kind, &meta, env.spec, LvsNodeProfileSpec::validate)?;
+                out.push(Manifest::NodeProfile(Object { meta, spec }));
+            }
             ("v1", "Node") => {
                 let status: NodeStatus = match env.status {
                     Some(s) => serde_path_to_error::deserialize(s)
@@ -376,7 +387,7 @@ fn parse_serial(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
                     doc,
                     "apiVersion",
                     format!(
-                        "{v} {k} is not supported: expected {API_VERSION} VirtualService or RealServer, or v1 Node"
+                        "{v} {k} is not supported: expected {API_VERSION} VirtualService, RealServer or LvsNodeProfile, or v1 Node"
                     ),
                 ));
             }
@@ -385,7 +396,7 @@ fn parse_serial(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
                     doc,
                     "kind",
                     format!(
-                        "{v} {k} is not supported: expected {API_VERSION} VirtualService or RealServer, or v1 Node"
+                        "{v} {k} is not supported: expected {API_VERSION} VirtualService, RealServer or LvsNodeProfile, or v1 Node"
                     ),
                 ));
             }
@@ -400,6 +411,7 @@ pub struct ManifestSet {
     pub virtual_services: Vec<Object<VirtualServiceSpec>>,
     pub real_servers: Vec<Object<RealServerSpec>>,
     pub nodes: Vec<NodeInfo>,
+    pub node_profiles: Vec<Object<LvsNodeProfileSpec>>,
     /// Position of each object by (kind, key), so adding stays linear in the
     /// number of objects however many files they come from.
     index: HashMap<(u8, String), usize>,
@@ -410,12 +422,14 @@ impl PartialEq for ManifestSet {
         self.virtual_services == other.virtual_services
             && self.real_servers == other.real_servers
             && self.nodes == other.nodes
+            && self.node_profiles == other.node_profiles
     }
 }
 
 const VS: u8 = 0;
 const RS: u8 = 1;
 const NODE: u8 = 2;
+const PROFILE: u8 = 3;
 
 /// Puts `item` at `key`: replaces the object at the indexed position, or appends.
 fn upsert<T>(
@@ -437,7 +451,10 @@ impl ManifestSet {
     /// Adds parsed manifests; a later object with the same key replaces an earlier one.
     pub fn extend(&mut self, manifests: Vec<Manifest>) {
         // The lists are public; rebuild the index if someone changed them directly.
-        let len = self.virtual_services.len() + self.real_servers.len() + self.nodes.len();
+        let len = self.virtual_services.len()
+            + self.real_servers.len()
+            + self.nodes.len()
+            + self.node_profiles.len();
         if self.index.len() != len {
             self.reindex();
         }
@@ -450,6 +467,10 @@ impl ManifestSet {
                 Manifest::RealServer(o) => {
                     let key = (RS, o.meta.key());
                     upsert(&mut self.real_servers, &mut self.index, key, o);
+                }
+                Manifest::NodeProfile(o) => {
+                    let key = (PROFILE, o.meta.name.clone());
+                    upsert(&mut self.node_profiles, &mut self.index, key, o);
                 }
                 Manifest::Node(n) => {
                     let key = (NODE, n.name.clone());
@@ -473,6 +494,11 @@ impl ManifestSet {
                 std::mem::take(&mut self.nodes)
                     .into_iter()
                     .map(Manifest::Node),
+            )
+            .chain(
+                std::mem::take(&mut self.node_profiles)
+                    .into_iter()
+                    .map(Manifest::NodeProfile),
             )
             .collect();
         fresh.extend(manifests);

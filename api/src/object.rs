@@ -89,6 +89,15 @@ mod from_kube {
         }
     }
 
+    impl From<&crate::LvsNodeProfile> for Object<crate::LvsNodeProfileSpec> {
+        fn from(o: &crate::LvsNodeProfile) -> Self {
+            Object {
+                meta: meta_of(o),
+                spec: o.spec.clone(),
+            }
+        }
+    }
+
     impl From<&crate::RealServer> for Object<crate::RealServerSpec> {
         fn from(o: &crate::RealServer) -> Self {
             Object {

@@ -223,6 +223,18 @@ rule!(
     "spec.tunnel.checksum.remote is only allowed with tunnel type gue (the kernel ignores it for gre)"
 );
 
+// --- LvsNodeProfile spec -------------------------------------------------
+rule!(
+    NP_SETS_SOMETHING,
+    "has(self.ipvsTimeouts) || has(self.directorSysctls)",
+    "a profile must set spec.ipvsTimeouts or spec.directorSysctls"
+);
+rule!(
+    NP_TIMEOUTS_NOT_EMPTY,
+    "has(self.tcpSeconds) || has(self.tcpFinSeconds) || has(self.udpSeconds)",
+    "spec.ipvsTimeouts must set at least one of tcpSeconds, tcpFinSeconds or udpSeconds (leave it out to keep the node's timeouts)"
+);
+
 // --- Label selectors ------------------------------------------------------
 rule!(
     SELECTOR_VALUES,
@@ -375,4 +387,12 @@ pub(crate) fn rs_address(s: &mut Schema) {
 
 pub(crate) fn selector_requirement(s: &mut Schema) {
     add(s, &[SELECTOR_VALUES]);
+}
+
+pub(crate) fn np_spec(s: &mut Schema) {
+    add(s, &[NP_SETS_SOMETHING]);
+}
+
+pub(crate) fn np_timeouts(s: &mut Schema) {
+    add(s, &[NP_TIMEOUTS_NOT_EMPTY]);
 }

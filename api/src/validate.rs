@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use crate::enums::{
     ForwardingMethod, HealthCheckType, Protocol, Scheduler, SchedulerFlag, TunnelType,
 };
+use crate::nodeprofile::{LvsNodeProfileSpec, MAX_TIMEOUT_SECONDS};
 use crate::realserver::RealServerSpec;
 use crate::rules::{self, CelRule};
 use crate::selector::LabelSelector;
@@ -534,6 +535,40 @@ impl RealServerSpec {
                 e.cel("spec", rules::RS_TUNNEL_ONLY_TUN);
             }
             e.tunnel(t);
+        }
+        e.finish()
+    }
+}
+
+impl LvsNodeProfileSpec {
+    /// Checks every rule that admission enforces.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = Errs::default();
+        if self.ipvs_timeouts.is_none() && self.director_sysctls.is_none() {
+            e.cel("spec", rules::NP_SETS_SOMETHING);
+        }
+        if let Some(sel) = &self.node_selector {
+            check_selector(&mut e, "spec.nodeSelector", sel);
+        }
+        if let Some(t) = &self.ipvs_timeouts {
+            if t.tcp_seconds.is_none() && t.tcp_fin_seconds.is_none() && t.udp_seconds.is_none() {
+                e.cel("spec.ipvsTimeouts", rules::NP_TIMEOUTS_NOT_EMPTY);
+            }
+            for (path, v) in [
+                ("spec.ipvsTimeouts.tcpSeconds", t.tcp_seconds),
+                ("spec.ipvsTimeouts.tcpFinSeconds", t.tcp_fin_seconds),
+                ("spec.ipvsTimeouts.udpSeconds", t.udp_seconds),
+            ] {
+                e.range(path, v, 1, MAX_TIMEOUT_SECONDS);
+            }
+        }
+        if let Some(s) = &self.director_sysctls {
+            e.range(
+                "spec.directorSysctls.connReuseMode",
+                s.conn_reuse_mode,
+                0,
+                2,
+            );
         }
         e.finish()
     }

@@ -135,7 +135,7 @@ fi
 # when a scenario that uses it is selected: next to the agent binary, else
 # built. lab-dns serves and queries DNS over UDP; lab-sctp opens SCTP
 # associations.
-DNS_SCENARIOS='health-udp-dns|agent-udp|agent-ops-udp|agent-persistence|agent-thresholds|agent-sched-flags'
+DNS_SCENARIOS='health-udp-dns|agent-udp|agent-ops-udp|agent-persistence|agent-thresholds|agent-sched-flags|agent-timeouts|agent-sysctls'
 SCTP_SCENARIOS='agent-sctp'
 declare -A EXAMPLE_FOR=([lab-dns]="$DNS_SCENARIOS" [lab-sctp]="$SCTP_SCENARIOS") EXAMPLE_PROBLEM=()
 for ex in "${!EXAMPLE_FOR[@]}"; do

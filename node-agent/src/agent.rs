@@ -97,6 +97,11 @@ pub struct AgentStatus {
     /// refuse: namespace/name -> why.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub refused: BTreeMap<String, String>,
+    /// The LvsNodeProfile this node follows and the settings it asks for
+    /// (IPVS timeouts under `ipvs/timeout/`, sysctls by their /proc/sys
+    /// path), or the profiles in conflict.
+    #[serde(skip_serializing_if = "lvs_planner::ProfileChoice::is_none")]
+    pub profile: lvs_planner::ProfileChoice,
 }
 
 /// Liveness and readiness, shared with the HTTP server.
@@ -313,6 +318,9 @@ impl<D: Dataplane> Agent<D> {
         if applied.all {
             self.roles.clear();
         }
+        if applied.profile_changed {
+            self.profile_changed();
+        }
         let refusals = refusals(&node, &applied);
         if applied.all || !refusals.is_empty() {
             self.status.send_if_modified(|st| {
@@ -354,6 +362,35 @@ impl<D: Dataplane> Agent<D> {
         self.pending.scope.vips.extend(applied.scope.vips);
     }
 
+    /// The node follows another LvsNodeProfile: logged, published, and
+    /// the sysctls synced.
+    fn profile_changed(&mut self) {
+        let choice = self.planner.profile().clone();
+        match &choice {
+            lvs_planner::ProfileChoice::None => {
+                tracing::info!("no LvsNodeProfile selects this node: the agent's defaults apply")
+            }
+            lvs_planner::ProfileChoice::Applied { name, settings } => {
+                tracing::info!(profile = %name, ?settings, "following LvsNodeProfile");
+                if settings
+                    .get("net/ipv4/vs/expire_nodest_conn")
+                    .is_some_and(|v| v == "0")
+                {
+                    tracing::warn!(
+                        profile = %name,
+                        "expireNodestConn is false: clients of a destination removed after its drain or by a health check stall until their connection times out"
+                    );
+                }
+            }
+            lvs_planner::ProfileChoice::Conflict { names } => tracing::warn!(
+                profiles = ?names,
+                "several LvsNodeProfiles select this node: none applies until only one does"
+            ),
+        }
+        self.status.send_modify(|st| st.profile = choice);
+        self.pending.all = true;
+    }
+
     /// Takes the nodes' LvsNode reports for readiness gating: the first
     /// turns gating on (everything is planned again); later ones re-sync
     /// the VirtualServices with gated destinations on a node whose report
@@ -378,11 +415,12 @@ impl<D: Dataplane> Agent<D> {
 
     /// A whole snapshot: what differs from the objects held is applied.
     pub fn apply_snapshot(&mut self, snapshot: Snapshot) {
-        let changes = self.planner.diff(
+        let mut changes = self.planner.diff(
             snapshot.virtual_services,
             snapshot.real_servers,
             snapshot.nodes,
         );
+        changes.node_profiles = self.planner.diff_profiles(snapshot.node_profiles);
         self.apply(changes, &snapshot.origin);
     }
 

@@ -13,7 +13,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
 use lvs_api::manifest::{Manifest, ManifestSet, parse};
-use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
+use lvs_api::{LvsNodeProfileSpec, NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
 use lvs_planner::{Change, Changes};
 
 use crate::dirwatch::DirWatch;
@@ -25,6 +25,7 @@ pub struct Snapshot {
     pub virtual_services: Vec<Object<VirtualServiceSpec>>,
     pub real_servers: Vec<Object<RealServerSpec>>,
     pub nodes: Vec<NodeInfo>,
+    pub node_profiles: Vec<Object<LvsNodeProfileSpec>>,
     /// Where it came from, for logs.
     pub origin: String,
 }
@@ -117,6 +118,7 @@ struct FileObjects {
     vss: BTreeMap<String, Object<VirtualServiceSpec>>,
     rss: BTreeMap<String, Object<RealServerSpec>>,
     nodes: BTreeMap<String, NodeInfo>,
+    profiles: BTreeMap<String, Object<LvsNodeProfileSpec>>,
 }
 
 impl FileObjects {
@@ -132,6 +134,9 @@ impl FileObjects {
                 }
                 Manifest::Node(n) => {
                     p.nodes.insert(n.name.clone(), n);
+                }
+                Manifest::NodeProfile(o) => {
+                    p.profiles.insert(o.meta.key(), o);
                 }
             }
         }
@@ -155,6 +160,9 @@ impl FileObjects {
         for (k, o) in &self.nodes {
             objects.insert((Kind::Node, k.clone()), hash(o));
         }
+        for (k, o) in &self.profiles {
+            objects.insert((Kind::Profile, k.clone()), hash(o));
+        }
         FileIndex { stamp, objects }
     }
 
@@ -173,6 +181,10 @@ impl FileObjects {
                 .nodes
                 .remove(key)
                 .map(|n| changes.nodes.push(Change::Upsert(n))),
+            Kind::Profile => self
+                .profiles
+                .remove(key)
+                .map(|o| changes.node_profiles.push(Change::Upsert(o))),
         }
         .is_some()
     }
@@ -184,6 +196,7 @@ enum Kind {
     Vs,
     Rs,
     Node,
+    Profile,
 }
 
 /// What the directory source knows between polls: each file's stamp and
@@ -292,6 +305,7 @@ impl DirState {
                     Kind::Vs => changes.virtual_services.push(Change::Delete(key)),
                     Kind::Rs => changes.real_servers.push(Change::Delete(key)),
                     Kind::Node => changes.nodes.push(Change::Delete(key)),
+                    Kind::Profile => changes.node_profiles.push(Change::Delete(key)),
                 }
                 continue;
             };
@@ -430,6 +444,7 @@ impl DirSource {
             virtual_services: set.virtual_services,
             real_servers: set.real_servers,
             nodes: set.nodes,
+            node_profiles: set.node_profiles,
             origin: format!("{} ({} files)", dir.display(), files.len()),
         })
     }

@@ -59,6 +59,7 @@ fn snapshot(yaml: &str) -> Snapshot {
         virtual_services: set.virtual_services,
         real_servers: set.real_servers,
         nodes: set.nodes,
+        node_profiles: set.node_profiles,
         origin: "test".into(),
     }
 }

@@ -71,6 +71,8 @@ fn serve(mut handle: mock::Handle<Request<Body>, Response<Body>>) -> tokio::task
                                 "spec": {"addresses": ["203.0.113.0/24"]}}),
                     ],
                 )
+            } else if uri.contains("/lvsnodeprofiles") {
+                list("LvsNodeProfile", "lvs.lvs-operator.io/v1alpha1", vec![])
             } else if uri.contains("/api/v1/namespaces") {
                 list("Namespace", "v1", vec![])
             } else {

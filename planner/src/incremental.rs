@@ -22,12 +22,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use lvs_api::{NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
+use lvs_api::{LvsNodeProfileSpec, NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
 
 use crate::analyze::{Verdict, contending_key, narrowest_label, service_state, verdict_for};
 use crate::plan::{NodePlan, ServiceKey};
 use crate::planner::{Aggregate, Fragment, fragment};
 use crate::pools::AddressPolicy;
+use crate::profiles::{ProfileChoice, choose, overlay};
 
 /// One change of an object: the new version, or the removal of the object
 /// with this key (namespace/name; a Node's name).
@@ -72,11 +73,13 @@ pub struct Applied {
     pub verdicts: Vec<(String, Option<Verdict>)>,
     /// What the re-planned services touched on this node.
     pub scope: PlanScope,
+    /// The node follows another LvsNodeProfile, or its profile changed.
+    pub profile_changed: bool,
 }
 
 impl Applied {
     pub fn is_empty(&self) -> bool {
-        !self.all && self.verdicts.is_empty()
+        !self.all && !self.profile_changed && self.verdicts.is_empty()
     }
 }
 
@@ -155,6 +158,10 @@ pub struct Incremental {
     loaded: bool,
     /// The address pools, when enforced.
     policy: Option<std::sync::Arc<AddressPolicy>>,
+    /// LvsNodeProfiles by key (`/name`: cluster-scoped).
+    profiles: BTreeMap<String, Object<LvsNodeProfileSpec>>,
+    /// The profile this node follows, kept with the nodes and profiles.
+    profile: ProfileChoice,
     /// Re-plans of at least this many VirtualServices use several threads.
     parallel_min: usize,
 }
@@ -179,6 +186,8 @@ impl Default for Incremental {
             aggregate: Aggregate::default(),
             loaded: false,
             policy: None,
+            profiles: BTreeMap::new(),
+            profile: ProfileChoice::None,
             parallel_min: PARALLEL_MIN,
         }
     }
@@ -206,6 +215,15 @@ impl Incremental {
 
     pub fn nodes(&self) -> &BTreeMap<String, NodeInfo> {
         &self.nodes
+    }
+
+    pub fn node_profiles(&self) -> &BTreeMap<String, Object<LvsNodeProfileSpec>> {
+        &self.profiles
+    }
+
+    /// The LvsNodeProfile this node follows; its settings are in every plan.
+    pub fn profile(&self) -> &ProfileChoice {
+        &self.profile
     }
 
     /// Whether this node directs any VirtualService (has an IPVS service
@@ -250,7 +268,30 @@ impl Incremental {
             real_servers: diff_map(&self.rss, rss, |o| o.meta.key()),
             nodes: diff_map(&self.nodes, nodes, |n| n.name.clone()),
             policy: None,
+            node_profiles: Vec::new(),
         }
+    }
+
+    /// The changes that turn the LvsNodeProfiles held into these.
+    pub fn diff_profiles(
+        &self,
+        profiles: Vec<Object<LvsNodeProfileSpec>>,
+    ) -> Vec<Change<Object<LvsNodeProfileSpec>>> {
+        let by_name: BTreeMap<String, Object<LvsNodeProfileSpec>> =
+            profiles.into_iter().map(|p| (p.meta.key(), p)).collect();
+        let mut out: Vec<_> = self
+            .profiles
+            .keys()
+            .filter(|k| !by_name.contains_key(*k))
+            .map(|k| Change::Delete(k.clone()))
+            .collect();
+        out.extend(
+            by_name
+                .into_iter()
+                .filter(|(k, p)| self.profiles.get(k) != Some(p))
+                .map(|(_, p)| Change::Upsert(p)),
+        );
+        out
     }
 
     /// The address policy in force (`None`: pools are not enforced).
@@ -325,6 +366,17 @@ impl Incremental {
             all |= changed;
         }
 
+        let mut profiles_changed = false;
+        for c in changes.node_profiles {
+            profiles_changed |= replace(&mut self.profiles, c).is_some();
+        }
+        let mut profile_changed = false;
+        if profiles_changed || all {
+            let choice = choose(self.nodes.get(&self.node), &self.profiles);
+            profile_changed = choice != self.profile;
+            self.profile = choice;
+        }
+
         for c in changes.real_servers {
             let Some((key, old)) = replace(&mut self.rss, c) else {
                 continue;
@@ -374,6 +426,7 @@ impl Incremental {
         }
         let mut out = Applied {
             all,
+            profile_changed,
             ..Applied::default()
         };
         let affected: Vec<String> = affected.into_iter().collect();
@@ -576,13 +629,15 @@ impl Incremental {
 
     /// The whole plan of this node.
     pub fn plan(&self) -> NodePlan {
-        self.aggregate.plan(
+        let mut plan = self.aggregate.plan(
             &self.node,
             self.fragments
                 .values()
                 .filter_map(|f| f.service.clone())
                 .collect(),
-        )
+        );
+        overlay(&mut plan, &self.profile);
+        plan
     }
 
     /// The part of the plan a scope covers: the services of the re-planned
@@ -599,7 +654,9 @@ impl Incremental {
             .filter_map(|f| f.service.clone())
             .collect();
         let vips = self.aggregate.vips_at(&scope.vips).collect();
-        self.aggregate.plan_with_vips(&self.node, services, vips)
+        let mut plan = self.aggregate.plan_with_vips(&self.node, services, vips);
+        overlay(&mut plan, &self.profile);
+        plan
     }
 
     /// The services and VIPs these VirtualServices hold on this node now.
@@ -621,6 +678,9 @@ pub struct Changes {
     /// A new address policy (`Some(None)`: pools no longer enforced); `None`
     /// leaves the one in force.
     pub policy: Option<Option<AddressPolicy>>,
+    /// LvsNodeProfiles (cluster-scoped: the key of a deleted one is
+    /// `/name`).
+    pub node_profiles: Vec<Change<Object<LvsNodeProfileSpec>>>,
 }
 
 impl Changes {
@@ -629,6 +689,7 @@ impl Changes {
             && self.real_servers.is_empty()
             && self.nodes.is_empty()
             && self.policy.is_none()
+            && self.node_profiles.is_empty()
     }
 
     pub fn len(&self) -> usize {
@@ -636,6 +697,7 @@ impl Changes {
             + self.real_servers.len()
             + self.nodes.len()
             + usize::from(self.policy.is_some())
+            + self.node_profiles.len()
     }
 }
 

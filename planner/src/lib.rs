@@ -13,6 +13,7 @@ mod incremental;
 mod plan;
 mod planner;
 pub mod pools;
+pub mod profiles;
 
 pub use analyze::{
     Analysis, RealServerVerdict, ServiceState, Verdict, analyze, analyze_with, service_key,
@@ -27,3 +28,4 @@ pub use planner::{
     plan_from_analysis,
 };
 pub use pools::{AddressPolicy, NotAllowed, Pool};
+pub use profiles::ProfileChoice;

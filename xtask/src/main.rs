@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use lvs_api::kube::CustomResourceExt;
-use lvs_api::{LvsAddressPool, LvsNode, RealServer, VirtualService};
+use lvs_api::{LvsAddressPool, LvsNode, LvsNodeProfile, RealServer, VirtualService};
 
 mod specgen;
 
@@ -89,6 +89,10 @@ fn write_crds(root: &Path) -> anyhow::Result<()> {
         (
             "lvsaddresspools.lvs.lvs-operator.io.yaml",
             crd_yaml(&LvsAddressPool::crd())?,
+        ),
+        (
+            "lvsnodeprofiles.lvs.lvs-operator.io.yaml",
+            crd_yaml(&LvsNodeProfile::crd())?,
         ),
     ];
     for dir in [root.join("crds"), root.join("charts/lvs-operator/crds")] {

@@ -88,6 +88,11 @@ agent     yes    watch   realservers.lvs.lvs-operator.io        -           -   
 agent     yes    list    lvsaddresspools.lvs.lvs-operator.io    -           -                    all
 agent     yes    watch   lvsaddresspools.lvs.lvs-operator.io    -           -                    all
 agent     no     patch   lvsaddresspools.lvs.lvs-operator.io    status      -                    all
+agent     yes    list    lvsnodeprofiles.lvs.lvs-operator.io    -           -                    all
+agent     yes    watch   lvsnodeprofiles.lvs.lvs-operator.io    -           -                    all
+agent     no     get     lvsnodeprofiles.lvs.lvs-operator.io    -           -                    all
+agent     no     patch   lvsnodeprofiles.lvs.lvs-operator.io    -           -                    all
+operator  no     list    lvsnodeprofiles.lvs.lvs-operator.io    -           -                    all
 agent     yes    list    namespaces                             -           -                    all
 agent     yes    watch   namespaces                             -           -                    all
 agent     no     patch   namespaces                             -           -                    all

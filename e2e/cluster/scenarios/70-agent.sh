@@ -45,6 +45,13 @@ ag_vs_state() {
     "Programmed=\(cond("Programmed").status)/\(cond("Programmed").reason) (\(cond("Programmed").message)) generation=\(.metadata.generation) observed=\(.status.observedGeneration) nodes=\(.status.nodes | tojson)"' 2>/dev/null || echo "(no $1)"
 }
 
+# ag_profile NODE -> the LvsNodeProfile the agent follows, from its /status
+# (compact JSON; {} for none).
+ag_profile() {
+  curl -fsS "http://127.0.0.1:${ag_port[$1]}/status" 2>/dev/null | jq -c '.profile // {}' 2>/dev/null
+}
+ag_profile_is() { [[ $(ag_profile "$1") == "$2" ]]; }
+
 # ag_metric NODE NAME-WITH-LABELS -> the value on the agent's /metrics (0 if absent).
 ag_metric() {
   curl -fsS "http://127.0.0.1:${ag_port[$1]}/metrics" 2>/dev/null |
@@ -164,6 +171,22 @@ t_agent() {
     pass agent/api-synced-metric
   else
     fail agent/api-synced-metric "ag-d1 /metrics lvs_agent_api_synced is '$(ag_metric ag-d1 lvs_agent_api_synced)', expected 1"
+  fi
+
+  # --- an LvsNodeProfile reaches the agents it selects (watch, chart RBAC)
+  kubectl apply -f - <<<'{"apiVersion":"lvs.lvs-operator.io/v1alpha1","kind":"LvsNodeProfile","metadata":{"name":"ag-directors"},"spec":{"nodeSelector":{"matchLabels":{"lvs.lvs-operator.io/director":"true"}},"ipvsTimeouts":{"udpSeconds":7},"directorSysctls":{"sloppyTcp":true}}}'
+  local want_prof='{"state":"applied","name":"ag-directors","settings":{"ipvs/timeout/udp":"7","net/ipv4/vs/sloppy_tcp":"1"}}'
+  if ! retry 30 ag_profile_is ag-d1 "$want_prof"; then
+    fail agent/node-profile "ag-d1 /status profile is $(ag_profile ag-d1), expected $want_prof"
+  elif ! ag_profile_is rs1 '{}'; then
+    fail agent/node-profile "rs1 (not a director) follows a profile: $(ag_profile rs1)"
+  else
+    kubectl delete lvsnodeprofiles.lvs.lvs-operator.io ag-directors
+    if retry 30 ag_profile_is ag-d1 '{}'; then
+      pass agent/node-profile
+    else
+      fail agent/node-profile "ag-d1 still follows a profile after its deletion: $(ag_profile ag-d1)"
+    fi
   fi
 
   # --- the examples: each node reports its roles, the operator aggregates

@@ -437,3 +437,52 @@ drain_log_has() {
     for _t in "$@"; do _lines="$(printf '%s\n' "$_lines" | grep -F -- "$_t")"; done
     [ -n "$_lines" ]
 }
+
+# --- node profiles (IPVS timeouts, director sysctls) ---------------------------
+
+# manifest_profile NAME NODE: an LvsNodeProfile selecting NODE (by
+# lab.lvs-operator.io/node) whose spec goes on from stdin (lines indented by
+# two spaces, e.g. "  ipvsTimeouts: {udpSeconds: 7}").
+manifest_profile() {
+    {
+        echo "apiVersion: lvs.lvs-operator.io/v1alpha1"
+        echo "kind: LvsNodeProfile"
+        echo "metadata: {name: $1}"
+        echo "spec:"
+        echo "  nodeSelector: {matchLabels: {lab.lvs-operator.io/node: $2}}"
+        cat
+    } | manifest_write "profile-$1"
+}
+
+# ipvs_timeouts NODE: NODE's IPVS timeouts as "TCP TCPFIN UDP" seconds, as
+# `ipvsadm -L --timeout` prints them.
+ipvs_timeouts() { nsx "$1" ipvsadm -L --timeout | awk -F': ' '/^Timeout/ {print $2}'; }
+_ipvs_timeouts_are() { [ "$(ipvs_timeouts "$1")" = "$2" ]; }
+# expect_ipvs_timeouts NODE SECS "TCP TCPFIN UDP" WHY: within SECS.
+expect_ipvs_timeouts() {
+    wait_until "$2" _ipvs_timeouts_are "$1" "$3" \
+        || fail "$1: ipvsadm -L --timeout shows '$(ipvs_timeouts "$1")' after $2 s, expected '$3' ($4)"
+    echo "ok: $1's IPVS timeouts (tcp tcpfin udp) are $3 ($4)"
+}
+
+# vs_sysctl NODE NAME: net.ipv4.vs.NAME on NODE.
+vs_sysctl() { nsx "$1" cat "/proc/sys/net/ipv4/vs/$2"; }
+_vs_sysctl_is() { [ "$(vs_sysctl "$1" "$2")" = "$3" ]; }
+# expect_vs_sysctls NODE SECS WHY NAME=VALUE...: each within SECS.
+expect_vs_sysctls() {
+    _n="$1" _s="$2" _why="$3"; shift 3
+    for _kv in "$@"; do
+        wait_until "$_s" _vs_sysctl_is "$_n" "${_kv%%=*}" "${_kv#*=}" \
+            || fail "$_n: net.ipv4.vs.${_kv%%=*} is $(vs_sysctl "$_n" "${_kv%%=*}"), expected ${_kv#*=} ($_why)"
+    done
+    echo "ok: $_n has net.ipv4.vs $* ($_why)"
+}
+
+# udp_conn NODE SPORT: NODE's IPVS connection entry for the client's UDP
+# source port SPORT as "<seconds left> <destination addr:port>" (empty if
+# none).
+udp_conn() {
+    nsx "$1" ipvsadm -Lnc | awk -v s="$(topo_ip4 client):$2" \
+        '$1 == "UDP" && $4 == s { split($2, t, ":"); print t[1] * 60 + t[2], $6; exit }'
+}
+_udp_conn_gone() { [ -z "$(udp_conn "$1" "$2")" ]; }

@@ -28,6 +28,7 @@ fn snapshot(proto: &str, extra: &str, rs: &[(&str, &str, &str)]) -> Snapshot {
         virtual_services: m.virtual_services,
         real_servers: m.real_servers,
         nodes: m.nodes,
+        node_profiles: m.node_profiles,
         origin: "test".into(),
     }
 }

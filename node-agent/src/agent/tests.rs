@@ -111,6 +111,7 @@ fn the_same_error_of_many_services_is_logged_once() {
         virtual_services: m.virtual_services,
         real_servers: m.real_servers,
         nodes: m.nodes,
+        node_profiles: m.node_profiles,
         origin: "test".into(),
     };
     let (mut a, _status) = agent();
@@ -578,4 +579,82 @@ fn a_vip_the_pools_refuse_is_never_programmed_and_is_reported() {
     assert_eq!(a.reconciler().dataplane().ipvs.len(), 1);
     assert!(status.borrow().refused.is_empty());
     std::fs::remove_dir_all(d).unwrap();
+}
+
+fn snapshot_of(yaml: &str) -> Snapshot {
+    let mut m = lvs_api::manifest::ManifestSet::default();
+    m.extend(lvs_api::manifest::parse(yaml).unwrap());
+    Snapshot {
+        virtual_services: m.virtual_services,
+        real_servers: m.real_servers,
+        nodes: m.nodes,
+        node_profiles: m.node_profiles,
+        origin: "test".into(),
+    }
+}
+
+const PROFILE: &str = r#"
+---
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: LvsNodeProfile
+metadata: {name: edge}
+spec:
+  nodeSelector: {matchLabels: {lvs: director}}
+  ipvsTimeouts: {udpSeconds: 7}
+  directorSysctls: {expireNodestConn: false, sloppyTcp: true}
+"#;
+
+#[test]
+fn a_node_profile_is_applied_reported_and_its_values_restored_when_it_goes() {
+    let mut dp = FakeDataplane::new();
+    dp.sysctls.insert("ipvs/timeout/udp".into(), "200".into());
+    let (mut a, status) = agent_on(dp, LedgerStore::in_memory());
+    assert!(a.sync(&snapshot_of(FILES), true).ok());
+    let f = a.reconciler().dataplane();
+    assert_eq!(
+        f.sysctls["net/ipv4/vs/expire_nodest_conn"], "1",
+        "director default"
+    );
+    assert_eq!(f.sysctls["ipvs/timeout/udp"], "200", "left as found");
+    assert!(status.borrow().profile.is_none());
+
+    let with = format!("{FILES}{PROFILE}");
+    assert!(a.sync(&snapshot_of(&with), false).ok());
+    let f = a.reconciler().dataplane();
+    assert_eq!(f.sysctls["ipvs/timeout/udp"], "7");
+    assert_eq!(f.sysctls["net/ipv4/vs/expire_nodest_conn"], "0");
+    assert_eq!(f.sysctls["net/ipv4/vs/sloppy_tcp"], "1");
+    match &status.borrow().profile {
+        lvs_planner::ProfileChoice::Applied { name, settings } => {
+            assert_eq!(name, "edge");
+            assert_eq!(settings["ipvs/timeout/udp"], "7");
+        }
+        other => panic!("expected profile edge applied, got {other:?}"),
+    }
+
+    // A second profile selecting the node: neither applies.
+    let both = format!(
+        "{with}---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: LvsNodeProfile\nmetadata: {{name: all}}\nspec: {{ipvsTimeouts: {{udpSeconds: 9}}}}\n"
+    );
+    assert!(a.sync(&snapshot_of(&both), false).ok());
+    assert_eq!(
+        a.reconciler().dataplane().sysctls["ipvs/timeout/udp"],
+        "200"
+    );
+    assert_eq!(
+        status.borrow().profile,
+        lvs_planner::ProfileChoice::Conflict {
+            names: vec!["all".into(), "edge".into()]
+        }
+    );
+
+    assert!(a.sync(&snapshot_of(FILES), false).ok());
+    let f = a.reconciler().dataplane();
+    assert_eq!(f.sysctls["ipvs/timeout/udp"], "200", "restored");
+    assert_eq!(
+        f.sysctls["net/ipv4/vs/expire_nodest_conn"], "1",
+        "director default again"
+    );
+    assert_eq!(f.sysctls["net/ipv4/vs/sloppy_tcp"], "0", "restored");
+    assert!(status.borrow().profile.is_none());
 }

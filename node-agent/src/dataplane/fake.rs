@@ -433,7 +433,7 @@ impl FakeDataplane {
     }
 
     fn sysctl_exists(&self, key: &str) -> bool {
-        if self.sysctls.contains_key(key) {
+        if self.sysctls.contains_key(key) || super::IpvsTimeout::of_key(key).is_some() {
             return true;
         }
         // Per-device keys exist while the device does.
@@ -672,11 +672,18 @@ impl FakeDataplane {
         if !self.sysctl_exists(key) {
             return Err(kernel(format!("read sysctl {key}"), errno::ENOENT));
         }
+        // The kernel's timeouts until set.
+        let default = match super::IpvsTimeout::of_key(key) {
+            Some(super::IpvsTimeout::Tcp) => "900",
+            Some(super::IpvsTimeout::TcpFin) => "120",
+            Some(super::IpvsTimeout::Udp) => "300",
+            None => "0",
+        };
         Ok(self
             .sysctls
             .get(key)
             .cloned()
-            .unwrap_or_else(|| "0".to_string()))
+            .unwrap_or_else(|| default.to_string()))
     }
 
     fn write_sysctl_now(&mut self, key: &str, value: &str) -> DpResult<()> {
@@ -686,6 +693,9 @@ impl FakeDataplane {
         }
         if value.trim().is_empty() {
             return Err(kernel(format!("write sysctl {key}"), errno::EINVAL));
+        }
+        if super::IpvsTimeout::of_key(key).is_some() {
+            super::IpvsTimeout::parse(key, value)?;
         }
         self.sysctls.insert(key.to_string(), value.to_string());
         Ok(())

@@ -129,6 +129,63 @@ impl Outcome {
 
 pub type DpResult<T> = Result<T, DataplaneError>;
 
+/// One of the IPVS global timeouts. They are read and written through
+/// [`Dataplane::read_sysctl`] and [`Dataplane::write_sysctl`] under the
+/// keys `ipvs/timeout/tcp`, `ipvs/timeout/tcp_fin` and `ipvs/timeout/udp`
+/// (netlink GET_CONFIG/SET_CONFIG, not /proc/sys), so they share the
+/// sysctls' ledger: the value found before the first write is put back once
+/// no LvsNodeProfile asks for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpvsTimeout {
+    Tcp,
+    TcpFin,
+    Udp,
+}
+
+impl IpvsTimeout {
+    /// The timeout a key names, if it names one.
+    pub fn of_key(key: &str) -> Option<Self> {
+        match key {
+            lvs_api::nodeprofile::TIMEOUT_TCP_KEY => Some(IpvsTimeout::Tcp),
+            lvs_api::nodeprofile::TIMEOUT_TCP_FIN_KEY => Some(IpvsTimeout::TcpFin),
+            lvs_api::nodeprofile::TIMEOUT_UDP_KEY => Some(IpvsTimeout::Udp),
+            _ => None,
+        }
+    }
+
+    pub fn get(self, t: &lvs_ipvs::Timeouts) -> u32 {
+        match self {
+            IpvsTimeout::Tcp => t.tcp,
+            IpvsTimeout::TcpFin => t.tcp_fin,
+            IpvsTimeout::Udp => t.udp,
+        }
+    }
+
+    /// A SET_CONFIG that changes only this timeout (the kernel keeps the
+    /// fields left at 0).
+    pub fn set(self, seconds: u32) -> lvs_ipvs::Timeouts {
+        let mut t = lvs_ipvs::Timeouts::default();
+        match self {
+            IpvsTimeout::Tcp => t.tcp = seconds,
+            IpvsTimeout::TcpFin => t.tcp_fin = seconds,
+            IpvsTimeout::Udp => t.udp = seconds,
+        }
+        t
+    }
+
+    /// The seconds a written value names: 1 or more (0 would mean "keep").
+    pub fn parse(key: &str, value: &str) -> DpResult<u32> {
+        match value.trim().parse::<u32>() {
+            Ok(v) if v > 0 => Ok(v),
+            _ => Err(DataplaneError::Kernel {
+                request: format!("set {key}={value}"),
+                errno: errno::EINVAL,
+                detail: Some("expected a number of seconds of at least 1".into()),
+            }),
+        }
+    }
+}
+
 /// Everything the agent does to the kernel. Reads return the whole picture
 /// (for the periodic resync); writes are single, idempotence is the
 /// caller's business.

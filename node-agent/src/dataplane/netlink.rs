@@ -639,6 +639,13 @@ impl Dataplane for NetlinkDataplane {
     }
 
     fn read_sysctl(&mut self, key: &str) -> DpResult<String> {
+        if let Some(which) = super::IpvsTimeout::of_key(key) {
+            let request = format!("read {key} (IPVS GET_CONFIG)");
+            let result = self.ipvs_client(&request)?.timeouts();
+            return result
+                .map(|t| which.get(&t).to_string())
+                .map_err(|e| ipvs_write_error(&mut self.ipvs, &request, e));
+        }
         let path = sysctl_path(&self.sysctl_root, key)?;
         fs::read_to_string(&path)
             .map(|v| v.trim().to_string())
@@ -646,6 +653,12 @@ impl Dataplane for NetlinkDataplane {
     }
 
     fn write_sysctl(&mut self, key: &str, value: &str) -> DpResult<()> {
+        if let Some(which) = super::IpvsTimeout::of_key(key) {
+            let seconds = super::IpvsTimeout::parse(key, value)?;
+            let request = format!("set {key}={seconds} (IPVS SET_CONFIG)");
+            let result = self.ipvs_client(&request)?.set_timeouts(which.set(seconds));
+            return result.map_err(|e| ipvs_write_error(&mut self.ipvs, &request, e));
+        }
         let path = sysctl_path(&self.sysctl_root, key)?;
         fs::write(&path, format!("{value}\n"))
             .map_err(|source| io_to_dp(format!("write sysctl {key}={value}"), source))

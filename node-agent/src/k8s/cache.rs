@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use lvs_api::{
-    LvsAddressPoolSpec, NodeInfo, Object, PoolIndex, RealServerSpec, VirtualServiceSpec,
+    LvsAddressPoolSpec, LvsNodeProfileSpec, NodeInfo, Object, PoolIndex, RealServerSpec,
+    VirtualServiceSpec,
 };
 use lvs_planner::AddressPolicy;
 
@@ -154,6 +155,7 @@ pub enum Kind {
     Node,
     AddressPool,
     Namespace,
+    NodeProfile,
 }
 
 impl Kind {
@@ -164,6 +166,7 @@ impl Kind {
             Kind::Node => "Node",
             Kind::AddressPool => "LvsAddressPool",
             Kind::Namespace => "Namespace",
+            Kind::NodeProfile => "LvsNodeProfile",
         }
     }
 }
@@ -190,6 +193,7 @@ pub enum Update {
     AddressPool(WatchEvent<PoolView>),
     /// A namespace's labels (pools select namespaces by them).
     Namespace(WatchEvent<BTreeMap<String, String>>),
+    NodeProfile(WatchEvent<Object<LvsNodeProfileSpec>>),
 }
 
 /// The kinds the planner needs.
@@ -203,6 +207,9 @@ pub struct Cache {
     pub pools: Option<KindCache<PoolView>>,
     /// Every namespace's labels, watched with the pools.
     pub namespaces: Option<KindCache<BTreeMap<String, String>>>,
+    /// The LvsNodeProfiles (Kubernetes mode): then no
+    /// snapshot goes out before their list is complete.
+    pub profiles: Option<KindCache<Object<LvsNodeProfileSpec>>>,
     /// The policy last handed to the planner.
     policy: Option<AddressPolicy>,
 }
@@ -220,6 +227,15 @@ impl Cache {
         }
     }
 
+    /// This cache also holding the LvsNodeProfiles (and waiting for their
+    /// list).
+    pub fn with_profiles(self) -> Self {
+        Cache {
+            profiles: Some(KindCache::default()),
+            ..self
+        }
+    }
+
     /// Applies one event; returns whether the snapshot may have changed.
     pub fn apply(&mut self, u: Update) -> bool {
         match u {
@@ -228,6 +244,7 @@ impl Cache {
             Update::Node(c) => self.nodes.apply(c),
             Update::AddressPool(c) => self.pools.as_mut().is_some_and(|p| p.apply(c)),
             Update::Namespace(c) => self.namespaces.as_mut().is_some_and(|n| n.apply(c)),
+            Update::NodeProfile(c) => self.profiles.as_mut().is_some_and(|p| p.apply(c)),
         }
     }
 
@@ -276,6 +293,9 @@ impl Cache {
         if self.pools.as_ref().is_some_and(|p| !p.complete()) {
             out.push(Kind::AddressPool);
         }
+        if self.profiles.as_ref().is_some_and(|p| !p.complete()) {
+            out.push(Kind::NodeProfile);
+        }
         if self.namespaces.as_ref().is_some_and(|n| !n.complete()) {
             out.push(Kind::Namespace);
         }
@@ -292,6 +312,11 @@ impl Cache {
             virtual_services: self.virtual_services.values(),
             real_servers: self.real_servers.values(),
             nodes: self.nodes.values(),
+            node_profiles: self
+                .profiles
+                .as_ref()
+                .map(|p| p.values())
+                .unwrap_or_default(),
             origin: ORIGIN.to_string(),
         })
     }
@@ -319,6 +344,11 @@ impl Cache {
             real_servers: self.real_servers.take_changes(),
             nodes: self.nodes.take_changes(),
             policy: policy_changed.then_some(policy),
+            node_profiles: self
+                .profiles
+                .as_mut()
+                .map(|p| p.take_changes())
+                .unwrap_or_default(),
         })
     }
 }
@@ -634,5 +664,42 @@ spec:
         listed(&mut c);
         assert_eq!(c.take_changes().unwrap().policy, None);
         assert!(!c.apply(Update::AddressPool(WatchEvent::Init)));
+    }
+
+    #[test]
+    fn profiles_hold_back_snapshots_and_arrive_as_changes() {
+        let mut c = Cache::default().with_profiles();
+        listed(&mut c);
+        assert_eq!(c.incomplete(), [Kind::NodeProfile]);
+        assert_eq!(
+            c.take_changes(),
+            None,
+            "no plan before the profiles are known"
+        );
+        let profile = lvs_api::manifest::parse(
+            "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: LvsNodeProfile\nmetadata: {name: edge}\nspec: {ipvsTimeouts: {udpSeconds: 7}}\n",
+        )
+        .unwrap()
+        .remove(0);
+        let lvs_api::manifest::Manifest::NodeProfile(p) = profile else {
+            panic!("not a profile: {profile:?}");
+        };
+        c.apply(Update::NodeProfile(WatchEvent::Init));
+        c.apply(Update::NodeProfile(WatchEvent::InitApply(
+            p.meta.key(),
+            p.clone(),
+        )));
+        assert!(c.apply(Update::NodeProfile(WatchEvent::InitDone)));
+        let first = c.take_changes().expect("complete");
+        assert_eq!(
+            first.node_profiles,
+            vec![lvs_planner::Change::Upsert(p.clone())]
+        );
+        assert_eq!(c.snapshot().unwrap().node_profiles, vec![p.clone()]);
+        assert!(c.apply(Update::NodeProfile(WatchEvent::Delete(p.meta.key()))));
+        assert_eq!(
+            c.take_changes().unwrap().node_profiles,
+            vec![lvs_planner::Change::Delete("/edge".into())]
+        );
     }
 }

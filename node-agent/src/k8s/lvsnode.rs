@@ -442,6 +442,7 @@ mod tests {
             virtual_services: m.virtual_services,
             real_servers: m.real_servers,
             nodes: m.nodes,
+            node_profiles: m.node_profiles,
             origin: "test".into(),
         };
         let mut fake = FakeDataplane::new();

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use lvs_api::{LvsAddressPool, NodeInfo, Object, RealServer, VirtualService};
+use lvs_api::{LvsAddressPool, LvsNodeProfile, NodeInfo, Object, RealServer, VirtualService};
 use serde::de::DeserializeOwned;
 
 use super::cache::{Cache, Kind, PoolView, Update, WatchEvent};
@@ -336,9 +336,10 @@ fn node_key(n: &Node) -> String {
     n.name_any()
 }
 
-/// The watches, merged: the planner's kinds, and the address pools with
-/// the namespaces' labels they select by. VirtualServices, RealServers and
-/// LvsAddressPools are read object by object; the ones that cannot be read
+/// The watches, merged: the planner's kinds, the LvsNodeProfiles, and the
+/// address pools with the namespaces' labels they select by.
+/// VirtualServices, RealServers, LvsNodeProfiles and LvsAddressPools are
+/// read object by object; the ones that cannot be read
 /// go to `unreadable`.
 pub fn watches(
     client: &Client,
@@ -363,6 +364,14 @@ pub fn watches(
             |n: &Namespace| n.name_any(),
             |n: &Namespace| n.labels().clone(),
             Update::Namespace,
+        )
+        .boxed(),
+        read_watch(
+            client,
+            Kind::NodeProfile,
+            |o: &LvsNodeProfile| Object::from(o),
+            Update::NodeProfile,
+            unreadable.clone(),
         )
         .boxed(),
         read_watch(
@@ -574,6 +583,7 @@ fn handle(
                     | Update::Node(WatchEvent::Init)
                     | Update::AddressPool(WatchEvent::Init)
                     | Update::Namespace(WatchEvent::Init)
+                    | Update::NodeProfile(WatchEvent::Init)
             ) && sent_any
             {
                 tracing::info!(
@@ -602,7 +612,7 @@ fn handle(
 impl Source for KubeSource {
     async fn run(self, sink: SnapshotSink) {
         run_watches_into(
-            Cache::with_pools(),
+            Cache::with_pools().with_profiles(),
             watches(&self.client, &self.unreadable),
             self.debounce,
             &self.metrics,

@@ -643,7 +643,7 @@ impl<D: Dataplane> Reconciler<D> {
         scope: Option<&SyncScope>,
         covers: AddrScope<'_>,
     ) -> Decision {
-        let keys: Vec<String> = sysctls::keys_to_read(want, &self.ledger)
+        let keys: Vec<String> = sysctls::keys_to_read(want, &self.ledger, known.ipvs_available)
             .map(str::to_string)
             .collect();
         let mut reads: BTreeMap<String, SysctlRead> = BTreeMap::new();
@@ -657,7 +657,7 @@ impl<D: Dataplane> Reconciler<D> {
         let known = &*known;
         let ledger = &self.ledger;
         let mut d = tunnels::decide(want, known, ledger);
-        d.merge(sysctls::decide(want, &reads, ledger));
+        d.merge(sysctls::decide(want, &reads, ledger, known.ipvs_available));
         d.merge(addresses::decide(want, known, ledger, covers));
         d.merge(ipvs::decide(
             want,

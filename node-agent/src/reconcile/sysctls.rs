@@ -21,16 +21,32 @@ pub struct ReadFailure {
 /// The current value of a sysctl, or why it is unknown.
 pub type SysctlRead = Result<String, ReadFailure>;
 
+/// Whether a key exists only where IPVS does: the `net.ipv4.vs` sysctls
+/// and the IPVS timeouts (see [`crate::dataplane::IpvsTimeout`]).
+pub fn needs_ipvs(key: &str) -> bool {
+    key.starts_with("net/ipv4/vs/") || crate::dataplane::IpvsTimeout::of_key(key).is_some()
+}
+
 /// The keys whose values [`decide`] needs: the wanted ones, then those the
-/// ledger holds and the plan no longer wants.
-pub fn keys_to_read<'a>(want: &'a Desired, ledger: &'a Ledger) -> impl Iterator<Item = &'a str> {
-    want.sysctls.keys().map(String::as_str).chain(
-        ledger
-            .sysctls
-            .keys()
-            .filter(|k| !want.sysctls.contains_key(*k))
-            .map(String::as_str),
-    )
+/// ledger holds and the plan no longer wants. Without IPVS (`ipvs` false:
+/// a node that never loaded ip_vs, say a realserver an LvsNodeProfile
+/// selects) the keys that need it are left alone, neither read nor written.
+pub fn keys_to_read<'a>(
+    want: &'a Desired,
+    ledger: &'a Ledger,
+    ipvs: bool,
+) -> impl Iterator<Item = &'a str> {
+    want.sysctls
+        .keys()
+        .map(String::as_str)
+        .chain(
+            ledger
+                .sysctls
+                .keys()
+                .filter(|k| !want.sysctls.contains_key(*k))
+                .map(String::as_str),
+        )
+        .filter(move |k| ipvs || !needs_ipvs(k))
 }
 
 /// The ledger entry for writing `value` over `current`: the value before
@@ -55,7 +71,12 @@ fn device_pending(key: &str, want: &Desired) -> bool {
 /// holds every key of [`keys_to_read`]). Writes are recorded ahead with
 /// the value to restore; an unwanted entry whose value someone else changed,
 /// or whose key is gone, is forgotten.
-pub fn decide(want: &Desired, reads: &BTreeMap<String, SysctlRead>, ledger: &Ledger) -> Decision {
+pub fn decide(
+    want: &Desired,
+    reads: &BTreeMap<String, SysctlRead>,
+    ledger: &Ledger,
+    ipvs: bool,
+) -> Decision {
     let mut d = Decision::default();
     let not_read = ReadFailure {
         outcome: Outcome::Unknown,
@@ -69,7 +90,11 @@ pub fn decide(want: &Desired, reads: &BTreeMap<String, SysctlRead>, ledger: &Led
             format!("sysctl {key}: {}", f.message),
         )
     };
+    let skip = |key: &str| !ipvs && needs_ipvs(key);
     for (key, value) in &want.sysctls {
+        if skip(key) {
+            continue;
+        }
         match read(key) {
             Ok(cur) if cur == value => {}
             Ok(cur) => {
@@ -90,7 +115,7 @@ pub fn decide(want: &Desired, reads: &BTreeMap<String, SysctlRead>, ledger: &Led
         }
     }
     for (key, owned) in &ledger.sysctls {
-        if want.sysctls.contains_key(key) {
+        if want.sysctls.contains_key(key) || skip(key) {
             continue;
         }
         match read(key) {
@@ -265,7 +290,7 @@ mod tests {
                     .collect(),
                 ..Ledger::default()
             };
-            let keys: Vec<&str> = keys_to_read(&want, &ledger).collect();
+            let keys: Vec<&str> = keys_to_read(&want, &ledger, true).collect();
             let read_keys: Vec<&str> = c.reads.iter().map(|(k, _)| *k).collect();
             assert_eq!(keys, read_keys, "{}", c.name);
             let reads = c
@@ -273,7 +298,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, r)| (k.to_string(), r))
                 .collect();
-            let d = decide(&want, &reads, &ledger);
+            let d = decide(&want, &reads, &ledger, true);
             assert_eq!(d.writes, c.writes, "{}", c.name);
             let delta: Vec<_> = c
                 .delta
@@ -288,5 +313,37 @@ mod tests {
             );
             assert_eq!(d.errors.len(), c.errors, "{}: {:?}", c.name, d.errors);
         }
+    }
+
+    #[test]
+    fn without_ipvs_its_keys_are_left_alone() {
+        let want = Desired {
+            sysctls: [
+                ("ipvs/timeout/udp".to_string(), "7".to_string()),
+                ("net/ipv4/vs/sloppy_tcp".to_string(), "1".to_string()),
+                (FWD.to_string(), "1".to_string()),
+            ]
+            .into(),
+            ..Desired::default()
+        };
+        let ledger = Ledger {
+            sysctls: [("net/ipv4/vs/conntrack".to_string(), owned("0", "1"))].into(),
+            ..Ledger::default()
+        };
+        let keys: Vec<&str> = keys_to_read(&want, &ledger, false).collect();
+        assert_eq!(keys, vec![FWD]);
+        let reads = [(FWD.to_string(), Ok("0".to_string()))].into();
+        let d = decide(&want, &reads, &ledger, false);
+        assert_eq!(
+            d.writes,
+            vec![Write::WriteSysctl {
+                key: FWD.into(),
+                value: "1".into()
+            }]
+        );
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        assert!(!d.delta.sysctls.contains_key("net/ipv4/vs/conntrack"));
+        // With IPVS every key is read.
+        assert_eq!(keys_to_read(&want, &ledger, true).count(), 4);
     }
 }

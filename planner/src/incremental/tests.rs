@@ -235,3 +235,39 @@ fn pools_refuse_narrow_and_restrict_realserver_nodes() {
         "unchanged"
     );
 }
+
+#[test]
+fn a_node_label_change_switches_the_profile_and_every_plan_carries_it() {
+    let y = "apiVersion: v1\nkind: Node\nmetadata: {name: dir1, labels: {zone: a}}\n---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: LvsNodeProfile\nmetadata: {name: zone-b}\nspec: {nodeSelector: {matchLabels: {zone: b}}, ipvsTimeouts: {udpSeconds: 7}}\n";
+    let mut s = ManifestSet::default();
+    s.extend(parse(y).unwrap());
+    let mut inc = Incremental::new("dir1");
+    let mut c = inc.diff(vec![], vec![], s.nodes.clone());
+    c.node_profiles = inc.diff_profiles(s.node_profiles.clone());
+    let a = inc.apply(c);
+    assert!(!a.profile_changed, "zone a: no profile selects dir1");
+    assert!(inc.profile().is_none());
+    assert!(inc.plan().sysctls.is_empty());
+
+    let mut node = s.nodes[0].clone();
+    node.labels.insert("zone".into(), "b".into());
+    let a = inc.apply(inc.diff(vec![], vec![], vec![node]));
+    assert!(a.profile_changed);
+    let want = vec![crate::Sysctl::new("ipvs/timeout/udp", 7)];
+    assert_eq!(inc.plan().sysctls, want);
+    assert_eq!(
+        inc.partial_plan([].iter(), &PlanScope::default()).sysctls,
+        want
+    );
+
+    // The profile goes: unchanged diff of an unchanged set is empty.
+    assert!(inc.diff_profiles(s.node_profiles.clone()).is_empty());
+    let c = Changes {
+        node_profiles: inc.diff_profiles(vec![]),
+        ..Changes::default()
+    };
+    assert_eq!(c.node_profiles, vec![Change::Delete("/zone-b".into())]);
+    let a = inc.apply(c);
+    assert!(a.profile_changed);
+    assert!(inc.plan().sysctls.is_empty());
+}

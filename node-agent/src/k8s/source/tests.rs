@@ -31,6 +31,7 @@ fn ok(u: Update) -> WatchItem {
         Update::Node(_) => Kind::Node,
         Update::AddressPool(_) => Kind::AddressPool,
         Update::Namespace(_) => Kind::Namespace,
+        Update::NodeProfile(_) => Kind::NodeProfile,
     };
     (kind, Ok(u))
 }
@@ -90,6 +91,7 @@ fn received(rx: &mpsc::Receiver<Event>) -> Vec<crate::source::Snapshot> {
                     virtual_services: fold(vss, c.virtual_services, |o| o.meta.key()),
                     real_servers: fold(rss, c.real_servers, |o| o.meta.key()),
                     nodes: fold(nodes, c.nodes, |n| n.name.clone()),
+                    node_profiles: Vec::new(),
                     origin,
                 },
                 other => panic!("{other:?}"),
