@@ -251,15 +251,21 @@ dns_flows() {
 
 # --- IPv6 neighbour discovery (DR over IPv6) --------------------------------------
 
+# capture_start FILE NODE IFACE [TCPDUMP-ARG...] FILTER: capture on NODE's
+# IFACE into FILE (one line per packet) until topo_down; waits until tcpdump
+# listens.
+capture_start() {
+    _file="$1" _node="$2" _if="$3"; shift 3
+    rm -f "$_file" "$_file.err"
+    nsx "$_node" tcpdump -Z root -l -n -i "$_if" "$@" >"$_file" 2>"$_file.err" &
+    wait_until 10 grep -q 'listening on' "$_file.err" \
+        || fail "tcpdump on $_node $_if did not start: $(cat "$_file.err")"
+}
 # nd_capture_start NODE IFACE: capture NODE's neighbour solicitations and
 # advertisements on IFACE, with link-layer addresses (tcpdump -e), into
-# /tmp/nd.NODE until topo_down; waits until tcpdump listens.
+# /tmp/nd.NODE.
 nd_capture_start() {
-    rm -f "/tmp/nd.$1" "/tmp/nd.$1.err"
-    nsx "$1" tcpdump -Z root -l -n -e -i "$2" 'icmp6 and (ip6[40] == 135 or ip6[40] == 136)' \
-        >"/tmp/nd.$1" 2>"/tmp/nd.$1.err" &
-    wait_until 10 grep -q 'listening on' "/tmp/nd.$1.err" \
-        || fail "tcpdump on $1 $2 did not start: $(cat "/tmp/nd.$1.err")"
+    capture_start "/tmp/nd.$1" "$1" "$2" -e 'icmp6 and (ip6[40] == 135 or ip6[40] == 136)'
 }
 # nd_seen NODE ns|na TARGET: "<source MAC> <destination MAC>" of every
 # solicitation for (ns) or advertisement of (na) TARGET captured on NODE so far.

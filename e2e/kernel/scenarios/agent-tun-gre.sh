@@ -1,7 +1,9 @@
 # GRE tunnelling driven by the node agents: the realservers rs4, rs5 hold the
 # VIP on gre0 (ip_gre's fallback device, which decapsulates) and relax
-# rp_filter; the director encapsulates in GRE; replies bypass it. Removal
-# leaves the realservers as they were.
+# rp_filter; the director encapsulates in GRE; replies bypass it. Then the
+# same service with `checksum: {enabled: true}`: the director's GRE packets
+# carry a checksum (tcpdump on rs5 sees the flag) and still get through.
+# Removal leaves the realservers as they were.
 . /lab/scenario.sh
 VIP=203.0.113.34
 agent_lab_up
@@ -22,6 +24,21 @@ tun_expect_traffic "$VIP" "http://$VIP/" "$VIP:80" rs4 rs5
 rx1="$(tun_rx_packets rs5 gre0)"
 [ "$rx1" -gt "$rx0" ] || fail "rs5 decapsulated nothing on gre0 (RX packets $rx0 -> $rx1)"
 echo "ok: rs5 decapsulated $((rx1 - rx0)) packets on gre0"
+
+# With GRE checksums.
+manifest_tun_vs web-gre "$VIP" "{type: gre, checksum: {enabled: true}}"
+ipvs_expect dir1 30 <<RULES
+-A -t $VIP:80 -s rr
+-a -t $VIP:80 -r 10.0.2.14:80 -i -w 1 --tun-type gre --tun-csum
+-a -t $VIP:80 -r 10.0.2.15:80 -i -w 1 --tun-type gre --tun-csum
+RULES
+capture_start /tmp/gre.rs5 rs5 eth0 -v 'ip proto 47'
+fetch_dist 20 "http://$VIP/"
+expect_no_errors
+for r in rs4 rs5; do expect_eq "requests answered by $r with GRE checksums (rr)" 10 "$(dist_of "$r")"; done
+gre_csum() { grep -q 'GREv0, Flags \[checksum present\]' /tmp/gre.rs5; }
+wait_until 10 gre_csum || fail "no GRE packet with the checksum flag reached rs5: $(head -n 4 /tmp/gre.rs5)"
+echo "ok: rs5 received $(grep -c 'checksum present' /tmp/gre.rs5) GRE packets with a checksum"
 
 manifest_remove web-gre; manifest_remove web-gre-rs4; manifest_remove web-gre-rs5
 ipvs_expect dir1 30 </dev/null
