@@ -18,10 +18,16 @@ pl_ln=lvsnodes.lvs.lvs-operator.io
 pl_policy() { echo "$lvs_release-lvs-operator-address-pools"; }
 
 # pl_vs_json NS NAME VIP [NODE-SELECTOR-JSON] -> a VirtualService manifest.
+# VIP "mark:A,B" makes it a fwmark service marking TCP to A and B.
 pl_vs_json() {
-  local sel=${4:-'{"matchLabels":{"pl-director":"true"}}'}
-  printf '{"apiVersion":"lvs.lvs-operator.io/v1alpha1","kind":"VirtualService","metadata":{"name":"%s","namespace":"%s"},"spec":{"address":"%s","port":80,"protocol":"TCP","directors":{"nodeSelector":%s},"realServerSelector":{"matchLabels":{"app":"pl"}}}}' \
-    "$2" "$1" "$3" "$sel"
+  local sel=${4:-'{"matchLabels":{"pl-director":"true"}}'} key
+  if [[ $3 == mark:* ]]; then
+    key=$(jq -cn --arg a "${3#mark:}" '{fwmark: 7, fwmarkMatch: {addresses: ($a | split(",")), protocol: "TCP"}}')
+  else
+    key=$(jq -cn --arg a "$3" '{address: $a, port: 80, protocol: "TCP"}')
+  fi
+  printf '{"apiVersion":"lvs.lvs-operator.io/v1alpha1","kind":"VirtualService","metadata":{"name":"%s","namespace":"%s"},"spec":%s}' \
+    "$2" "$1" "$(jq -c --argjson sel "$sel" '. + {directors: {nodeSelector: $sel}, realServerSelector: {matchLabels: {app: "pl"}}}' <<<"$key")"
 }
 
 # pl_try NS NAME VIP [SELECTOR] -> a server-side dry run of the create; prints
@@ -151,6 +157,13 @@ t_pool_admission() {
     'does not allow all directors.*LvsAddressPool pl-tenant-a|LvsAddressPool pl-tenant-a does not allow all directors' \
     pl-a web 203.0.113.2 '{}'
   pl_expect_accepted "every node a director where the pool allows it" pl-a web 203.0.113.66 '{}'
+  # A fwmark service's match addresses are VIPs too: each is judged.
+  pl_expect_accepted "pl-a marking two addresses of its pools" pl-a mark 'mark:203.0.113.1,203.0.113.70'
+  pl_expect_refused "pl-b marking an address of pl-a's pool" \
+    'spec.fwmarkMatch.addresses: 203.0.113.1 lies in LvsAddressPool pl-tenant-a, which does not admit namespace pl-b' \
+    pl-b mark 'mark:203.0.113.70,203.0.113.1'
+  pl_expect_refused "marking a node's address" \
+    'spec.fwmarkMatch.addresses: 203.0.113.5 is a node or API server address' pl-a mark 'mark:203.0.113.5'
   # The operator's own verdict for an object the policy never saw (created
   # while no pool admitted it is impossible now; a pool change is not): pl-c
   # takes 203.0.113.3 under a pool that admits it, then the pool stops
