@@ -297,7 +297,11 @@ pub(crate) fn service_state<'p>(
         (Ok(()), Some(k)) => match policy.map(|p| p.check(vs)) {
             Some(Err(e)) => ServiceState::NotAllowed {
                 reason: e.reason().to_string(),
-                message: e.to_string(),
+                message: e.message(if vs.spec.address.is_some() {
+                    "spec.address"
+                } else {
+                    "spec.fwmarkMatch.addresses"
+                }),
             },
             checked => {
                 pool = checked.and_then(Result::ok).flatten();

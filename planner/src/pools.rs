@@ -374,16 +374,23 @@ fn names(pools: &[String]) -> String {
 
 impl fmt::Display for NotAllowed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        f.write_str(&self.message("spec.address"))
+    }
+}
+
+impl NotAllowed {
+    /// The message, naming the VIP as a value of `field` (`spec.address`, or
+    /// `spec.fwmarkMatch.addresses` for a fwmark service's match address).
+    pub fn message(&self, field: &str) -> String {
+        use std::fmt::Write as _;
+        let mut f = String::new();
+        let _ = match self {
             NotAllowed::Denied { address, why } => {
-                write!(
-                    f,
-                    "spec.address: {address} is {why}; no pool may hand it out"
-                )
+                write!(f, "{field}: {address} is {why}; no pool may hand it out")
             }
             NotAllowed::OutsidePools { address, pools } => write!(
                 f,
-                "spec.address: {address} lies in no LvsAddressPool ({})",
+                "{field}: {address} lies in no LvsAddressPool ({})",
                 names(pools)
             ),
             NotAllowed::NamespaceNotAdmitted {
@@ -392,7 +399,7 @@ impl fmt::Display for NotAllowed {
                 pools,
             } => write!(
                 f,
-                "spec.address: {address} lies in LvsAddressPool {}, which does not admit namespace {namespace}",
+                "{field}: {address} lies in LvsAddressPool {}, which does not admit namespace {namespace}",
                 pools.join(", ")
             ),
             NotAllowed::Held {
@@ -401,7 +408,7 @@ impl fmt::Display for NotAllowed {
                 pool,
             } => write!(
                 f,
-                "spec.address: {address} of LvsAddressPool {pool} (not shared) is held by namespace {holder}"
+                "{field}: {address} of LvsAddressPool {pool} (not shared) is held by namespace {holder}"
             ),
             NotAllowed::Exhausted { namespace, pools } => write!(
                 f,
@@ -412,7 +419,8 @@ impl fmt::Display for NotAllowed {
                 f,
                 "spec.directors.nodeSelector: empty (every node a director), but LvsAddressPool {pool} does not allow all directors (allowAllDirectors); select the director nodes"
             ),
-        }
+        };
+        f
     }
 }
 
