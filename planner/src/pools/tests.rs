@@ -360,3 +360,41 @@ fn owners_ignore_namespaces_the_pool_does_not_admit() {
     let o = decide_owners(&p, &[a, b], &lab, &[], "T");
     assert_eq!(o, vec![owner("192.0.2.1", "b", None)]);
 }
+
+#[test]
+fn every_match_address_of_a_fwmark_service_is_checked() {
+    let mut a = pool("team-a", &["192.0.2.0/28"]);
+    a.namespace_selector = Some(sel("team", "a"));
+    let open = pool("open", &["198.51.100.0/28"]);
+    let p = AddressPolicy::new(vec![a, open]);
+    let vs = |ns: &str, addrs: &[&str]| {
+        let yaml = format!(
+            "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: mark, namespace: {ns}}}\nspec:\n  fwmark: 7\n  fwmarkMatch: {{addresses: [{}], protocol: TCP}}\n  directors: {{nodeSelector: {{matchLabels: {{d: \"1\"}}}}}}\n  realServerSelector: {{matchLabels: {{app: x}}}}\n",
+            addrs.join(", ")
+        );
+        match lvs_api::manifest::parse(&yaml).unwrap().remove(0) {
+            lvs_api::manifest::Manifest::VirtualService(v) => v,
+            other => panic!("not a VirtualService: {other:?}"),
+        }
+    };
+    // The name label stands for the namespace's labels here: "team-a"
+    // matches no `team: a` selector, so only the open pool admits it.
+    assert_eq!(
+        p.check(&vs("y", &["198.51.100.1", "198.51.100.2"]))
+            .unwrap()
+            .map(|p| p.name.as_str()),
+        Some("open")
+    );
+    let e = p
+        .check(&vs("y", &["198.51.100.1", "192.0.2.1"]))
+        .unwrap_err();
+    assert_eq!(e.reason(), "NamespaceNotAdmitted");
+    assert_eq!(
+        e.message("spec.fwmarkMatch.addresses"),
+        "spec.fwmarkMatch.addresses: 192.0.2.1 lies in LvsAddressPool team-a, which does not admit namespace y"
+    );
+    // Without a match a fwmark service has no VIP and needs no pool.
+    let mut bare = vs("y", &["198.51.100.1"]);
+    bare.spec.fwmark_match = None;
+    assert!(p.check(&bare).unwrap().is_none());
+}
