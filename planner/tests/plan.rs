@@ -170,7 +170,7 @@ fn tun_realserver_gets_tunnel_with_vip_and_loose_rp_filter() {
 fn a_realserver_tunnel_overrides_the_service_tunnel_per_destination() {
     let s = set(&[
         vs("tun", "  address: 192.0.2.32\n  port: 80\n  forwarding: TUN\n  realServerSelector: {matchLabels: {app: tun}}"),
-        rs("gre", "tun", "  nodeName: rs4\n  tunnel: {type: gre, checksum: {enabled: true}}"),
+        rs("gre", "tun", "  nodeName: rs4\n  tunnel: {type: gre}"),
         rs("plain", "tun", "  nodeName: rs2"),
         vs("nat", "  address: 192.0.2.33\n  port: 80\n  realServerSelector: {matchLabels: {app: nat}}"),
         rs("nat-gre", "nat", "  address: 10.10.0.11\n  tunnel: {type: gre}"),
@@ -188,7 +188,7 @@ fn a_realserver_tunnel_overrides_the_service_tunnel_per_destination() {
             (t.type_, t.checksum)
         })
     };
-    assert_eq!(tunnel_to("10.20.0.14"), Some((TunnelType::Gre, true)));
+    assert_eq!(tunnel_to("10.20.0.14"), Some((TunnelType::Gre, false)));
     assert_eq!(tunnel_to("10.10.0.12"), Some((TunnelType::Ipip, false)));
     let devices = |node: &str| -> Vec<(String, TunnelType)> {
         plan_of(node, &s)
