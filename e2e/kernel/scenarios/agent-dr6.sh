@@ -15,18 +15,7 @@
 VIP=2001:db8:f::11
 agent_lab_up
 topo_vip6_onlink || fail "cannot put 2001:db8:f::/64 on-link on the router's lan0"
-manifest_write web-dr6 <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: web-dr6, namespace: default}
-spec:
-  address: $VIP
-  port: 80
-  scheduler: wrr
-  forwarding: DR
-  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
-  realServerSelector: {matchLabels: {app: web-dr6}}
-YAML
+manifest_vs web-dr6 "$VIP" 80 wrr DR
 for i in 1 2 3; do manifest_rs "web-dr6-rs$i" web-dr6 "{nodeName: rs$i, weight: $i}"; done
 for n in dir1 rs1 rs2 rs3; do agent_start "$n"; done
 ipvs_expect dir1 30 <<RULES

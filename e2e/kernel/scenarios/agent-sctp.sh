@@ -15,19 +15,7 @@ agent_lab_up
 # NAT: RealServers by address; the servers listen on their own address and
 # the director rewrites the replies, so rs1 and rs2 route through it.
 topo_rs_gateway dir1 || fail "cannot route the realservers via dir1"
-manifest_write sctp-nat <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: sctp-nat, namespace: default}
-spec:
-  address: $NAT_VIP
-  port: $PORT
-  protocol: SCTP
-  scheduler: rr
-  forwarding: NAT
-  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
-  realServerSelector: {matchLabels: {app: sctp-nat}}
-YAML
+manifest_vs sctp-nat "$NAT_VIP" "$PORT" rr NAT SCTP
 for r in rs1 rs2; do
     manifest_rs "sctp-nat-$r" sctp-nat "{address: $(topo_ip4 "$r"), port: $PORT}"
     rs_sctp_start "$r" "$(topo_ip4 "$r"):$PORT"
@@ -53,19 +41,7 @@ echo "ok: NAT outpkts on the director: $outpkts"
 # the servers listen on the VIP itself, so their replies leave from it and go
 # straight to the router.
 topo_rs_gateway router || fail "cannot route the realservers via the router"
-manifest_write sctp-dr <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: sctp-dr, namespace: default}
-spec:
-  address: $DR_VIP
-  port: $PORT
-  protocol: SCTP
-  scheduler: rr
-  forwarding: DR
-  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director: "true"}}}
-  realServerSelector: {matchLabels: {app: sctp-dr}}
-YAML
+manifest_vs sctp-dr "$DR_VIP" "$PORT" rr DR SCTP
 for r in rs1 rs2; do manifest_rs_node "sctp-dr-$r" sctp-dr "$r"; done
 for r in rs1 rs2; do agent_start "$r"; done
 ipvs_expect dir1 30 <<RULES
