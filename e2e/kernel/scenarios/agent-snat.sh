@@ -27,27 +27,7 @@ nsx dir1 nft 'add chain ip foreign keep { type filter hook input priority 0; pol
 
 # snat_vs true|false: the NAT VirtualService, with sourceNat on or off.
 snat_vs() {
-manifest_write web-snat <<YAML
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata:
-  name: web-snat
-  namespace: default
-spec:
-  address: $VIP
-  port: 8080
-  protocol: TCP
-  scheduler: rr
-  forwarding: NAT
-  sourceNat: $1
-  directors:
-    nodeSelector:
-      matchLabels:
-        lvs.lvs-operator.io/director: "true"
-  realServerSelector:
-    matchLabels:
-      app: web-snat
-YAML
+    manifest_vs web-snat "$VIP" 8080 rr NAT TCP "sourceNat: $1"
 }
 snat_vs false
 for r in rs1 rs2 rs3; do manifest_sched_rs web-snat "$r" 1 80; done

@@ -49,7 +49,8 @@ impl std::fmt::Debug for FouClient {
     }
 }
 
-/// One netlink message: header, generic header, attributes.
+/// One netlink message with its generic header (`genlmsghdr`: command,
+/// version, reserved).
 pub(crate) fn message(
     kind: u16,
     flags: u16,
@@ -58,16 +59,7 @@ pub(crate) fn message(
     version: u8,
     attrs: &[u8],
 ) -> Vec<u8> {
-    let len = 16 + 4 + attrs.len();
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(&flags.to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&[cmd, version, 0, 0]);
-    m.extend_from_slice(attrs);
-    m
+    super::nla::message(kind, flags, seq, [cmd, version, 0, 0], attrs)
 }
 
 /// The fou attributes of a port.

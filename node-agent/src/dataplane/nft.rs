@@ -236,20 +236,10 @@ fn nested(out: &mut Vec<u8>, kind: u16, inner: &[u8]) {
     attr(out, kind | NLA_F_NESTED, inner);
 }
 
-/// One message: netlink header, `nfgenmsg` (family, version 0, res_id),
-/// attributes.
+/// One message with its `nfgenmsg` (family, version 0, res_id big-endian).
 fn message(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, attrs: &[u8]) -> Vec<u8> {
-    let len = 16 + 4 + attrs.len();
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(&flags.to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&[family, 0]);
-    m.extend_from_slice(&res_id.to_be_bytes());
-    m.extend_from_slice(attrs);
-    m
+    let [r0, r1] = res_id.to_be_bytes();
+    super::nla::message(kind, flags, seq, [family, 0, r0, r1], attrs)
 }
 
 fn nft_type(msg: u16) -> u16 {

@@ -1,6 +1,29 @@
-//! Netlink attributes (`struct nlattr`), for the families the agent encodes
-//! by hand (fou, nf_tables): a 4-byte header of length and type in host
-//! byte order, the value, padding to 4 bytes.
+//! Netlink messages and attributes for the families the agent encodes by
+//! hand (fou, nf_tables). A message is the 16-byte `nlmsghdr`, the family's
+//! own 4-byte header (`genlmsghdr` or `nfgenmsg`) and attributes; an
+//! attribute (`struct nlattr`) is a 4-byte header of length and type in
+//! host byte order, the value, padding to 4 bytes.
+
+/// One message: `nlmsghdr` (length, type, flags, sequence number, port id
+/// 0, host byte order), the family header, the attributes.
+pub(crate) fn message(
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    family_header: [u8; 4],
+    attrs: &[u8],
+) -> Vec<u8> {
+    let len = 16 + 4 + attrs.len();
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&(len as u32).to_ne_bytes());
+    m.extend_from_slice(&kind.to_ne_bytes());
+    m.extend_from_slice(&flags.to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&family_header);
+    m.extend_from_slice(attrs);
+    m
+}
 
 /// Appends one attribute, padded to 4 bytes.
 pub(crate) fn attr(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
