@@ -20,49 +20,13 @@ SNAT_SVC="-t $SNAT_VIP:8080"
 # sc_snat_objects true|false: the VirtualService (sourceNat on or off) and
 # its two RealServers.
 sc_snat_objects() {
-  k apply -f - <<YAML || sc_fail "kubectl apply of the source NAT objects failed"
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata:
-  name: web-snat
-  namespace: default
-spec:
-  address: $SNAT_VIP
-  port: 8080
-  protocol: TCP
-  scheduler: rr
-  forwarding: NAT
-  sourceNat: $1
-  directors:
-    nodeSelector:
-      matchLabels:
-        lvs.lvs-operator.io/director: "true"
-  realServerSelector:
-    matchLabels:
-      app: web-snat
----
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: RealServer
-metadata:
-  name: web-snat-rs4
-  namespace: default
-  labels:
-    app: web-snat
-spec:
-  address: $(lab_node_ip "$(lab_node rs4)")
-  port: 80
----
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: RealServer
-metadata:
-  name: web-snat-rs5
-  namespace: default
-  labels:
-    app: web-snat
-spec:
-  address: $(lab_node_ip "$(lab_node rs5)")
-  port: 80
-YAML
+  local r
+  {
+    sc_vs_yaml web-snat "$SNAT_VIP" 8080 NAT web-snat lvs.lvs-operator.io/director=true "sourceNat: $1"
+    for r in rs4 rs5; do
+      sc_rs_yaml "web-snat-$r" web-snat "{address: $(lab_node_ip "$(lab_node "$r")"), port: 80}"
+    done
+  } | k apply -f - || sc_fail "kubectl apply of the source NAT objects failed"
 }
 
 # _sc_snat_rule NODE: the agent's table on NODE masquerades the VIP's port.

@@ -35,44 +35,17 @@ HA_ECHO_PORT=9000
 HA_NAT_PORT=9001
 HA_MAX=${HA_FAILOVER_MAX_S:-3}
 
-# _ha_vs NAME VIP PORT FORWARDING APP: one HA VirtualService (rr, TCP,
-# directors: director-group=edge) selecting the RealServers labelled app=APP.
-_ha_vs() {
-  cat <<EOF
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: $1, namespace: default}
-spec:
-  address: $2
-  port: $3
-  protocol: TCP
-  scheduler: rr
-  forwarding: $4
-  directors: {nodeSelector: {matchLabels: {lvs.lvs-operator.io/director-group: edge}}}
-  realServerSelector: {matchLabels: {app: $5}}
----
-EOF
-}
-
-# _ha_manifest: the HA scenarios' objects.
+# _ha_manifest: the HA scenarios' objects: one VirtualService per VIP (rr,
+# TCP, directors: director-group=edge) plus the stream services, and the
+# RealServers app=ha-web (DR, by nodeName) and app=ha-nat (NAT, by address).
 _ha_manifest() {
-  local i
-  for i in "${!HA_VIPS[@]}"; do _ha_vs "ha-$i" "${HA_VIPS[$i]}" 80 DR ha-web; done
-  _ha_vs ha-stream "$HA_VIP" "$HA_ECHO_PORT" DR ha-web
-  _ha_vs ha-stream-nat "$HA_VIP" "$HA_NAT_PORT" NAT ha-nat
+  local i edge=lvs.lvs-operator.io/director-group=edge
+  for i in "${!HA_VIPS[@]}"; do sc_vs_yaml "ha-$i" "${HA_VIPS[$i]}" 80 DR ha-web "$edge"; done
+  sc_vs_yaml ha-stream "$HA_VIP" "$HA_ECHO_PORT" DR ha-web "$edge"
+  sc_vs_yaml ha-stream-nat "$HA_VIP" "$HA_NAT_PORT" NAT ha-nat "$edge"
   for i in rs1 rs2; do
-    cat <<EOF
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: RealServer
-metadata: {name: ha-$i, namespace: default, labels: {app: ha-web}}
-spec: {nodeName: $(lab_node "$i"), weight: 1}
----
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: RealServer
-metadata: {name: ha-nat-$i, namespace: default, labels: {app: ha-nat}}
-spec: {address: $(lab_node_ip "$i"), port: $HA_ECHO_PORT, weight: 1}
----
-EOF
+    sc_rs_yaml "ha-$i" ha-web "{nodeName: $(lab_node "$i"), weight: 1}"
+    sc_rs_yaml "ha-nat-$i" ha-nat "{address: $(lab_node_ip "$i"), port: $HA_ECHO_PORT, weight: 1}"
   done
 }
 

@@ -86,6 +86,29 @@ sc_retry() { lvs_retry "$@"; }
 sc_apply() { k apply -f "$(lab_manifest "$1")" || sc_fail "kubectl apply -f examples/$1.yaml failed"; }
 sc_delete() { k delete -f "$(lab_manifest "$1")" --ignore-not-found --wait=true --timeout=90s || sc_fail "kubectl delete -f examples/$1.yaml failed"; }
 
+# sc_vs_yaml NAME VIP PORT FORWARDING APP DIRECTOR-LABEL [SPEC-LINE...]: a
+# VirtualService NAME (namespace default) on VIP:PORT/TCP, rr, FORWARDING, on
+# the nodes labelled DIRECTOR-LABEL (key=value), selecting the RealServers
+# labelled app=APP; each SPEC-LINE (e.g. "sourceNat: true") is added to its
+# spec. Ends with "---".
+sc_vs_yaml() {
+  local name=$1 vip=$2 port=$3 fwd=$4 app=$5 label=$6 l
+  shift 6
+  printf '%s\n' "apiVersion: lvs.lvs-operator.io/v1alpha1" "kind: VirtualService" \
+    "metadata: {name: $name, namespace: default}" "spec:" "  address: $vip" "  port: $port" \
+    "  protocol: TCP" "  scheduler: rr" "  forwarding: $fwd" \
+    "  directors: {nodeSelector: {matchLabels: {${label%%=*}: \"${label#*=}\"}}}" \
+    "  realServerSelector: {matchLabels: {app: $app}}"
+  for l in "$@"; do echo "  $l"; done
+  echo "---"
+}
+# sc_rs_yaml NAME APP SPEC: a RealServer NAME (namespace default) labelled
+# app=APP with SPEC (a flow mapping). Ends with "---".
+sc_rs_yaml() {
+  printf '%s\n' "apiVersion: lvs.lvs-operator.io/v1alpha1" "kind: RealServer" \
+    "metadata: {name: $1, namespace: default, labels: {app: $2}}" "spec: $3" "---"
+}
+
 # sc_vs_field NAME JSONPATH: one field of VirtualService NAME (namespace default).
 sc_vs_field() { k get "$VS_GROUP" "$1" -n default -o "jsonpath=$2" 2>/dev/null; }
 sc_vs_cond() { sc_vs_field "$1" "{.status.conditions[?(@.type==\"$2\")].status}"; }
