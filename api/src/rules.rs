@@ -218,11 +218,6 @@ rule!(
     "spec.tunnel.checksum is only allowed with tunnel types gue and gre"
 );
 rule!(
-    TUNNEL_CSUM_NOT_GRE,
-    "self.type != 'gre' || !has(self.checksum) || !has(self.checksum.enabled) || !self.checksum.enabled",
-    "spec.tunnel.checksum.enabled is not supported with tunnel type gre: a realserver receives GRE on the kernel's fallback device gre0, which drops GRE packets that carry a checksum (use gue with a checksum, or gre without)"
-);
-rule!(
     TUNNEL_REMCSUM_ONLY_GUE,
     "self.type == 'gue' || !has(self.checksum) || !has(self.checksum.remote) || !self.checksum.remote",
     "spec.tunnel.checksum.remote is only allowed with tunnel type gue (the kernel ignores it for gre)"
@@ -341,7 +336,6 @@ pub(crate) fn tunnel(s: &mut Schema) {
         &[
             TUNNEL_PORT_ONLY_GUE,
             TUNNEL_CSUM_NOT_IPIP,
-            TUNNEL_CSUM_NOT_GRE,
             TUNNEL_REMCSUM_ONLY_GUE,
         ],
     );

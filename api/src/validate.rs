@@ -60,9 +60,6 @@ impl Errs {
         if t.type_ == TunnelType::Ipip && t.checksum.is_some() {
             self.cel("spec.tunnel", rules::TUNNEL_CSUM_NOT_IPIP);
         }
-        if t.type_ == TunnelType::Gre && t.checksum.as_ref().is_some_and(|c| c.enabled) {
-            self.cel("spec.tunnel", rules::TUNNEL_CSUM_NOT_GRE);
-        }
         if t.type_ != TunnelType::Gue && t.checksum.as_ref().is_some_and(|c| c.remote) {
             self.cel("spec.tunnel", rules::TUNNEL_REMCSUM_ONLY_GUE);
         }

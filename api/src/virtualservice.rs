@@ -177,8 +177,11 @@ pub struct Tunnel {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i64>,
-    /// Checksum options for gue (gre only without them: `enabled` is
-    /// refused, since a realserver's gre0 drops GRE packets with a checksum).
+    /// Checksum options for gue and gre. A GRE realserver with a checksum
+    /// receives on a device the agent creates for its address, since the
+    /// kernel's fallback device gre0 drops GRE packets with a checksum; all
+    /// VirtualServices tunnelling GRE to one realserver address must agree
+    /// on `enabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<TunnelChecksum>,
 }
@@ -187,7 +190,7 @@ pub struct Tunnel {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TunnelChecksum {
-    /// Send a checksum in the encapsulation header (gue only).
+    /// Send a checksum in the encapsulation header (gue and gre).
     #[serde(default)]
     pub enabled: bool,
     /// Use remote checksum offload (gue only; refused with gre, which has no

@@ -368,6 +368,7 @@ pub fn desired<'a>(
             TunnelDevice {
                 name: t.device.clone(),
                 kind,
+                local: t.local,
             },
         );
         if t.type_ == TunnelType::Gue && t.port != 0 {
@@ -383,6 +384,20 @@ pub fn desired<'a>(
                 BTreeSet::new(),
             );
         }
+    }
+
+    for addr in &plan.gre_checksum_conflicts {
+        d.errors.push(SyncError::new(
+            ErrorKind::TunnelConflict,
+            None,
+            format!(
+                "realserver address {addr} receives GRE both with and without a checksum \
+                 (tunnel.checksum.enabled differs between the VirtualServices that tunnel GRE \
+                 to it): the kernel hands all GRE to {addr} to device {}, which drops packets \
+                 without a checksum; expected one checksum setting per realserver address",
+                lvs_planner::gre_checksum_device(*addr)
+            ),
+        ));
     }
 
     for s in &plan.sysctls {
@@ -622,5 +637,48 @@ mod tests {
             port: 80,
         };
         assert_eq!(planned_destination(key, &local), None);
+    }
+
+    #[test]
+    fn a_checksum_gre_endpoint_becomes_a_device_of_the_agent_and_a_conflict_an_error() {
+        let local: IpAddr = "10.0.2.15".parse().unwrap();
+        let dev = lvs_planner::gre_checksum_device(local);
+        let plan = NodePlan {
+            node: "rs5".into(),
+            tunnels: vec![lvs_planner::PlannedTunnelEndpoint {
+                device: dev.clone(),
+                type_: TunnelType::Gre,
+                ipv6: false,
+                port: 0,
+                local: Some(local),
+                vips: vec!["203.0.113.34".parse().unwrap()],
+            }],
+            ..NodePlan::default()
+        };
+        let d = desired(&plan, &[], std::iter::empty(), VipMode::Address);
+        assert_eq!(
+            d.tunnels.get(&dev),
+            Some(&TunnelDevice {
+                name: dev.clone(),
+                kind: TunnelKind::Gre,
+                local: Some(local),
+            })
+        );
+        assert!(d.addresses.values().any(|a| a.address.interface == dev));
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+
+        let conflicting = NodePlan {
+            gre_checksum_conflicts: vec![local],
+            ..plan
+        };
+        let d = desired(&conflicting, &[], std::iter::empty(), VipMode::Address);
+        assert_eq!(d.errors.len(), 1);
+        assert_eq!(d.errors[0].kind, ErrorKind::TunnelConflict);
+        assert_eq!(d.errors[0].owner, None);
+        let msg = &d.errors[0].message;
+        assert!(
+            msg.contains("10.0.2.15") && msg.contains(&dev) && msg.contains("expected"),
+            "{msg}"
+        );
     }
 }

@@ -303,6 +303,12 @@ impl TunnelKind {
 pub struct TunnelDevice {
     pub name: String,
     pub kind: TunnelKind,
+    /// A GRE device of the agent's that receives GRE with a checksum sent to
+    /// this address (`local`, any remote, input checksum flag): created when
+    /// missing and deleted on release. `None`: a fallback device, only set up
+    /// and down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<IpAddr>,
 }
 
 /// A fou (GUE) receive port.

@@ -35,6 +35,9 @@ pub enum ErrorKind {
     /// An IPVS sync daemon of a wanted role runs with other settings and
     /// was not started by the agent.
     ForeignDaemon,
+    /// A realserver address of this node receives GRE both with and
+    /// without a checksum, which the kernel cannot tell apart.
+    TunnelConflict,
 }
 
 impl ErrorKind {
@@ -58,6 +61,7 @@ impl ErrorKind {
             ErrorKind::Ledger => "ledger",
             ErrorKind::IpvsUnavailable => "ipvs_unavailable",
             ErrorKind::VipWithheld => "vip_withheld",
+            ErrorKind::TunnelConflict => "tunnel_conflict",
             ErrorKind::HaRoleMissing => "ha_role_missing",
             ErrorKind::ForeignDaemon => "foreign_daemon",
         }

@@ -24,8 +24,8 @@ pub use plan::{
     PlannedService, PlannedTunnel, PlannedTunnelEndpoint, PlannedVip, ServiceKey, Sysctl,
 };
 pub use planner::{
-    Aggregate, DEFAULT_DRAIN_TIMEOUT_SECONDS, Fragment, TunnelSlot, VipCounts, fragment, plan,
-    plan_from_analysis,
+    Aggregate, DEFAULT_DRAIN_TIMEOUT_SECONDS, Fragment, TunnelSlot, VipCounts, fragment,
+    gre_checksum_device, plan, plan_from_analysis,
 };
 pub use pools::{AddressPolicy, NotAllowed, Pool};
 pub use profiles::ProfileChoice;

@@ -169,17 +169,23 @@ pub struct PlannedVip {
 }
 
 /// The tunnel endpoint of a TUN realserver: one device per tunnel type and
-/// family, holding every VIP it receives traffic for.
+/// family (and for GRE with a checksum, per realserver address), holding
+/// every VIP it receives traffic for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct PlannedTunnelEndpoint {
     /// The device that receives the decapsulated packets: the fallback device
     /// the kernel creates with the tunnel module (`tunl0`, `ip6tnl0`, `gre0`,
-    /// `ip6gre0`), which accepts packets from any director.
+    /// `ip6gre0`), which accepts packets from any director; for GRE with a
+    /// checksum a device of the agent's (see `local`).
     pub device: String,
     pub type_: TunnelType,
     pub ipv6: bool,
     /// The GUE port to listen on (fou); 0 for ipip and gre.
     pub port: u16,
+    /// GRE with a checksum: the realserver address the device receives at
+    /// (`local`, any remote, input checksum flag); the agent creates the
+    /// device and deletes it on release. `None` for the fallback devices.
+    pub local: Option<IpAddr>,
     /// Sorted, unique.
     pub vips: Vec<IpAddr>,
 }
@@ -213,6 +219,11 @@ pub struct NodePlan {
     pub loopback_vips: Vec<IpAddr>,
     /// TUN realserver role: tunnel devices with their VIPs.
     pub tunnels: Vec<PlannedTunnelEndpoint>,
+    /// TUN realserver role: addresses of this node that VirtualServices
+    /// tunnel GRE to both with and without a checksum. The kernel hands
+    /// every GRE packet to such an address to its checksum device, which
+    /// drops those without a checksum. Sorted, unique.
+    pub gre_checksum_conflicts: Vec<IpAddr>,
     /// Sysctls for every role on this node.
     pub sysctls: Vec<Sysctl>,
     /// Director role: the NAT services whose forwarded connections are
@@ -232,6 +243,7 @@ impl NodePlan {
             && self.vips.is_empty()
             && self.loopback_vips.is_empty()
             && self.tunnels.is_empty()
+            && self.gre_checksum_conflicts.is_empty()
             && self.sysctls.is_empty()
             && self.source_nat.is_empty()
             && self.marks.is_empty()

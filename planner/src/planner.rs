@@ -25,8 +25,39 @@ pub fn plan(
     plan_from_analysis(node, &analysis, vss)
 }
 
+/// The device that receives a TUN destination's packets at `addr`: the
+/// fallback device of the type and family, which accepts packets from any
+/// director, or for GRE with a checksum [`gre_checksum_device`].
+fn tunnel_device(t: &crate::PlannedTunnel, addr: IpAddr, ipv6: bool) -> String {
+    if t.type_ == TunnelType::Gre && t.checksum {
+        return gre_checksum_device(addr);
+    }
+    fallback_tunnel_device(t.type_, ipv6).to_string()
+}
+
+/// The GRE device that receives GRE with a checksum sent to `addr` (a
+/// realserver address on this node): `lvsg` and 8 hex digits of a hash of
+/// the address. The kernel's fallback devices `gre0`/`ip6gre0` have no
+/// checksum flag and drop such packets as CRC errors, and the kernel cannot
+/// change them; a device with `local addr` and the input checksum flag is
+/// chosen before the fallback device for every GRE packet to `addr`.
+pub fn gre_checksum_device(addr: IpAddr) -> String {
+    // FNV-1a: stable across releases and platforms, so a restarted agent
+    // finds the device it made.
+    let octets: Vec<u8> = match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let mut h: u32 = 0x811c_9dc5;
+    for b in octets {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("lvsg{h:08x}")
+}
+
 /// The fallback tunnel device that receives a type/family's packets.
-fn tunnel_device(type_: TunnelType, ipv6: bool) -> &'static str {
+fn fallback_tunnel_device(type_: TunnelType, ipv6: bool) -> &'static str {
     match (type_, ipv6) {
         // GUE is decapsulated by fou and handed to the ipip fallback device.
         (TunnelType::Ipip | TunnelType::Gue, false) => "tunl0",
@@ -111,8 +142,11 @@ pub struct Fragment {
     pub vips: Vec<PlannedVip>,
     /// DR realserver role: the VIPs on `lo`.
     pub loopback: Vec<IpAddr>,
-    /// TUN realserver role: (device, type, IPv6, GUE port) and the VIP.
+    /// TUN realserver role: (device, type, IPv6, GUE port, local) and the VIP.
     pub tunnels: Vec<(TunnelSlot, IpAddr)>,
+    /// TUN realserver role: the addresses GRE is sent to on this node, with
+    /// whether it carries a checksum.
+    pub gre_locals: Vec<(IpAddr, bool)>,
     pub sysctls: Vec<Sysctl>,
     /// Director role: the service is source-NATed (`spec.sourceNat`).
     pub source_nat: Option<ServiceKey>,
@@ -120,8 +154,9 @@ pub struct Fragment {
     pub mark: Option<PlannedMark>,
 }
 
-/// A tunnel endpoint's identity: device, type, IPv6, GUE port.
-pub type TunnelSlot = (String, TunnelType, bool, u16);
+/// A tunnel endpoint's identity: device, type, IPv6, GUE port, and the
+/// local address of a device the agent creates (GRE with a checksum).
+pub type TunnelSlot = (String, TunnelType, bool, u16, Option<IpAddr>);
 
 impl Fragment {
     pub fn is_empty(&self) -> bool {
@@ -129,6 +164,7 @@ impl Fragment {
             && self.vips.is_empty()
             && self.loopback.is_empty()
             && self.tunnels.is_empty()
+            && self.gre_locals.is_empty()
             && self.sysctls.is_empty()
             && self.source_nat.is_none()
             && self.mark.is_none()
@@ -187,6 +223,7 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
     }
     let ipv6 = key.is_ipv6();
     let mut tunnels = BTreeSet::new();
+    let mut gre_locals = BTreeSet::new();
     for rs in v
         .real_servers
         .iter()
@@ -210,9 +247,13 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
                     checksum: false,
                     remote_checksum: false,
                 });
-                let device = tunnel_device(t.type_, ipv6);
+                let device = tunnel_device(&t, dest.addr, ipv6);
+                let local = (t.type_ == TunnelType::Gre && t.checksum).then_some(dest.addr);
+                if t.type_ == TunnelType::Gre {
+                    gre_locals.insert((dest.addr, t.checksum));
+                }
                 for vip in &vips {
-                    tunnels.insert(((device.to_string(), t.type_, ipv6, t.port), *vip));
+                    tunnels.insert(((device.clone(), t.type_, ipv6, t.port, local), *vip));
                 }
                 if !ipv6 {
                     sysctls.insert(Sysctl::new("net/ipv4/conf/all/rp_filter", 2));
@@ -223,6 +264,7 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
         }
     }
     f.tunnels = tunnels.into_iter().collect();
+    f.gre_locals = gre_locals.into_iter().collect();
     f.sysctls = sysctls.into_iter().collect();
     f
 }
@@ -275,6 +317,7 @@ pub struct Aggregate {
     pub vips: BTreeMap<IpAddr, VipCounts>,
     pub loopback: BTreeMap<IpAddr, usize>,
     pub tunnels: BTreeMap<TunnelSlot, BTreeMap<IpAddr, usize>>,
+    pub gre_locals: BTreeMap<(IpAddr, bool), usize>,
     pub sysctls: BTreeMap<Sysctl, usize>,
     pub source_nat: BTreeMap<ServiceKey, usize>,
     pub marks: BTreeMap<PlannedMark, usize>,
@@ -345,6 +388,9 @@ impl Aggregate {
                 self.tunnels.remove(slot);
             }
         }
+        for l in &f.gre_locals {
+            bump(&mut self.gre_locals, l, add);
+        }
         for s in &f.sysctls {
             bump(&mut self.sysctls, s, add);
         }
@@ -405,14 +451,21 @@ impl Aggregate {
                 .tunnels
                 .iter()
                 .map(
-                    |((device, type_, ipv6, port), vips)| PlannedTunnelEndpoint {
+                    |((device, type_, ipv6, port, local), vips)| PlannedTunnelEndpoint {
                         device: device.clone(),
                         type_: *type_,
                         ipv6: *ipv6,
                         port: *port,
+                        local: *local,
                         vips: vips.keys().copied().collect(),
                     },
                 )
+                .collect(),
+            gre_checksum_conflicts: self
+                .gre_locals
+                .keys()
+                .filter(|(a, csum)| *csum && self.gre_locals.contains_key(&(*a, false)))
+                .map(|(a, _)| *a)
                 .collect(),
             sysctls: self.sysctls.keys().cloned().collect(),
             source_nat: self.source_nat.keys().copied().collect(),

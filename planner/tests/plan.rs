@@ -7,7 +7,9 @@ use std::net::IpAddr;
 
 use lvs_api::manifest::{ManifestSet, parse};
 use lvs_api::{ForwardingMethod, Scheduler, TunnelType};
-use lvs_planner::{Incremental, NodePlan, ServiceKey, ServiceState, Sysctl, analyze, plan};
+use lvs_planner::{
+    Incremental, NodePlan, ServiceKey, ServiceState, Sysctl, analyze, gre_checksum_device, plan,
+};
 use proptest::prelude::*;
 
 const NODES: &str = r#"
@@ -164,6 +166,61 @@ fn tun_realserver_gets_tunnel_with_vip_and_loose_rp_filter() {
     assert!(has_sysctl(&p, "net/ipv4/conf/all/rp_filter", "2"));
     assert!(has_sysctl(&p, "net/ipv4/conf/tunl0/rp_filter", "2"));
     assert!(p.loopback_vips.is_empty());
+}
+
+#[test]
+fn gre_with_checksum_gets_a_device_per_realserver_address_and_disagreement_is_a_conflict() {
+    let csum = vs(
+        "gre-csum",
+        "  address: 192.0.2.40\n  port: 80\n  forwarding: TUN\n  tunnel: {type: gre, checksum: {enabled: true}}\n  realServerSelector: {matchLabels: {app: csum}}",
+    );
+    let s = set(&[
+        csum.clone(),
+        rs("rs4-csum", "csum", "  nodeName: rs4"),
+        rs("rs2-csum", "csum", "  nodeName: rs2"),
+    ]
+    .concat());
+    let d = plan_of("dir1", &s);
+    assert!(d.services[0].destinations.iter().all(|d| {
+        d.tunnel
+            .is_some_and(|t| t.type_ == TunnelType::Gre && t.checksum)
+    }));
+    let p = plan_of("rs4", &s);
+    let dev = gre_checksum_device(ip("10.20.0.14"));
+    assert!(dev.starts_with("lvsg") && dev.len() == 12, "{dev}");
+    assert_ne!(dev, gre_checksum_device(ip("10.10.0.12")));
+    assert_eq!(p.tunnels.len(), 1);
+    assert_eq!(p.tunnels[0].device, dev);
+    assert_eq!(p.tunnels[0].local, Some(ip("10.20.0.14")));
+    assert_eq!(p.tunnels[0].vips, vec![ip("192.0.2.40")]);
+    assert!(has_sysctl(
+        &p,
+        &format!("net/ipv4/conf/{dev}/rp_filter"),
+        "2"
+    ));
+    assert!(p.gre_checksum_conflicts.is_empty());
+
+    // A second service tunnels GRE to rs4 without a checksum: gre0 as
+    // before, and the address is reported as a conflict.
+    let s = set(&[
+        csum,
+        vs("gre-plain", "  address: 192.0.2.41\n  port: 80\n  forwarding: TUN\n  tunnel: {type: gre}\n  realServerSelector: {matchLabels: {app: plain}}"),
+        rs("rs4-csum", "csum", "  nodeName: rs4"),
+        rs("rs4-plain", "plain", "  nodeName: rs4"),
+    ]
+    .concat());
+    let p = plan_of("rs4", &s);
+    let devices: Vec<(&str, Option<std::net::IpAddr>)> = p
+        .tunnels
+        .iter()
+        .map(|t| (t.device.as_str(), t.local))
+        .collect();
+    assert!(devices.contains(&("gre0", None)), "{devices:?}");
+    assert!(
+        devices.contains(&(dev.as_str(), Some(ip("10.20.0.14")))),
+        "{devices:?}"
+    );
+    assert_eq!(p.gre_checksum_conflicts, vec![ip("10.20.0.14")]);
 }
 
 #[test]

@@ -308,6 +308,35 @@ tun_expect_traffic() {
 }
 
 # tun_rx_packets RS DEVICE: packets received (decapsulated) on DEVICE in RS.
+# tun_csum_dev RS: the device the agent on RS made to receive GRE with a
+# checksum (lvsg...), or nothing.
+tun_csum_dev() {
+    /usr/sbin/ip -n "$1" -o link show | awk -F': ' '$2 ~ /^lvsg/ {sub(/@.*/, "", $2); print $2; exit}'
+}
+_has_csum_dev() { [ -n "$(tun_csum_dev "$1")" ]; }
+_no_csum_dev() { [ -z "$(tun_csum_dev "$1")" ]; }
+
+# tun_expect_csum_dev RS ADDR VIP: wait (15 s) until RS has its agent's GRE
+# device bound to local ADDR with the input checksum flag, then it must hold
+# VIP, be up and (IPv4) have a loose effective rp_filter.
+tun_expect_csum_dev() {
+    wait_until 15 _has_csum_dev "$1" \
+        || fail "$1 has no checksum GRE device; links: $(/usr/sbin/ip -n "$1" -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')"
+    _d="$(tun_csum_dev "$1")"
+    _details="$(/usr/sbin/ip -d -n "$1" link show "$_d")"
+    case "$_details" in *"local $2 "*) ;; *) fail "$_d on $1 is not bound to local $2: $_details" ;; esac
+    case "$_details" in *icsum*) ;; *) fail "$_d on $1 has no input checksum flag: $_details" ;; esac
+    echo "ok: $1 receives GRE with checksums on $_d (local $2, icsum)"
+    tun_expect_rs "$1" "$3" "$_d"
+}
+
+# tun_expect_csum_dev_gone RS: wait (15 s) until the agent on RS deleted its
+# checksum GRE device.
+tun_expect_csum_dev_gone() {
+    wait_until 15 _no_csum_dev "$1" || fail "$1 still has its checksum GRE device $(tun_csum_dev "$1")"
+    echo "ok: $1 deleted its checksum GRE device"
+}
+
 tun_rx_packets() {
     /usr/sbin/ip -n "$1" -s link show "$2" | awk '/RX:/ {getline; print $2; exit}'
 }

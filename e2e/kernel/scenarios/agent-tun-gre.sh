@@ -1,11 +1,12 @@
 # GRE tunnelling driven by the node agents: the realservers rs4, rs5 hold the
 # VIP on gre0 (ip_gre's fallback device, which decapsulates) and relax
-# rp_filter; the director encapsulates in GRE; replies bypass it. GRE
-# checksums: the agent refuses `checksum: {enabled: true}` with gre and keeps
-# the service as it was; the reason, shown by hand with dir1's agent stopped:
-# GRE packets carrying a checksum (tcpdump on rs5 sees the flag) are dropped
-# by gre0 as CRC errors. The restarted agent repairs the destination and
-# traffic flows again. Removal leaves the realservers as they were.
+# rp_filter; the director encapsulates in GRE; replies bypass it. With
+# `checksum: {enabled: true}` the director sends GRE with checksums (tcpdump
+# on rs5 sees the flag) and each realserver's agent creates a GRE device
+# bound to its address with the input checksum flag, which takes the VIP and
+# decapsulates them (gre0 would drop them as CRC errors); without checksums
+# again the agents delete those devices. Removal leaves the realservers as
+# they were.
 . /lab/scenario.sh
 VIP=203.0.113.34
 agent_lab_up
@@ -27,38 +28,42 @@ rx1="$(tun_rx_packets rs5 gre0)"
 [ "$rx1" -gt "$rx0" ] || fail "rs5 decapsulated nothing on gre0 (RX packets $rx0 -> $rx1)"
 echo "ok: rs5 decapsulated $((rx1 - rx0)) packets on gre0"
 
-# GRE checksums: refused, the service stays as it was.
+# GRE checksums: the director sends them, and each realserver receives on a
+# device of its agent (local = its address, input checksum flag) instead of
+# gre0, which would drop them as CRC errors.
 manifest_tun_vs web-gre "$VIP" "{type: gre, checksum: {enabled: true}}"
-refused() { grep -q 'checksum.enabled is not supported with tunnel type gre' "$(_agent_logs)/dir1.log"; }
-wait_until 20 refused || fail "dir1's agent did not refuse a gre tunnel with checksum.enabled"
-ipvs_expect dir1 10 <<RULES
+ipvs_expect dir1 30 <<RULES
 -A -t $VIP:80 -s rr
--a -t $VIP:80 -r 10.0.2.14:80 -i -w 1 --tun-type gre --tun-nocsum
--a -t $VIP:80 -r 10.0.2.15:80 -i -w 1 --tun-type gre --tun-nocsum
+-a -t $VIP:80 -r 10.0.2.14:80 -i -w 1 --tun-type gre --tun-csum
+-a -t $VIP:80 -r 10.0.2.15:80 -i -w 1 --tun-type gre --tun-csum
 RULES
-manifest_tun_vs web-gre "$VIP" "{type: gre}"
-# Why: with dir1's agent stopped, its destination rs5 set by hand to send
-# checksums (rs4 taken out, so every request goes to rs5).
-agent_stop dir1
-nsx dir1 ipvsadm -e -t "$VIP:80" -r 10.0.2.15:80 -i -w 1 --tun-type gre --tun-csum || fail "ipvsadm refused --tun-csum"
-nsx dir1 ipvsadm -d -t "$VIP:80" -r 10.0.2.14:80 || fail "ipvsadm could not delete rs4"
-crc() { /usr/sbin/ip -n rs5 -s -s link show gre0 | awk '/RX errors:/ {getline; print $2; exit}'; }
-crc0="$(crc)"
+tun_expect_csum_dev rs4 10.0.2.14 "$VIP"
+tun_expect_csum_dev rs5 10.0.2.15 "$VIP"
+dev5="$(tun_csum_dev rs5)"
+crc() { /usr/sbin/ip -n rs5 -s -s link show "$1" | awk '/RX errors:/ {getline; print $2; exit}'; }
+crc0="$(crc gre0)"
+rx0="$(tun_rx_packets rs5 "$dev5")"
 capture_start /tmp/gre.rs5 rs5 eth0 -v 'ip proto 47'
-fetch_dist 4 "http://$VIP/"
-expect_eq "requests answered with GRE checksums ($DIST_SUMMARY)" 0 $((4 - DIST_ERR))
+tun_expect_traffic "$VIP" "http://$VIP/" "$VIP:80" rs4 rs5
 gre_csum() { grep -q 'GREv0, Flags \[checksum present\]' /tmp/gre.rs5; }
 wait_until 10 gre_csum || fail "no GRE packet with the checksum flag reached rs5: $(head -n 4 /tmp/gre.rs5)"
-crc1="$(crc)"
-[ "$crc1" -gt "$crc0" ] || fail "gre0 on rs5 counted no CRC errors for checksummed GRE ($crc0 -> $crc1)"
-echo "ok: rs5 received GRE with checksums and gre0 dropped them as CRC errors ($crc0 -> $crc1)"
-# The agent, back, repairs its destinations; traffic flows again.
-agent_start dir1
+rx1="$(tun_rx_packets rs5 "$dev5")"
+[ "$rx1" -gt "$rx0" ] || fail "rs5 decapsulated nothing on $dev5 (RX packets $rx0 -> $rx1)"
+expect_eq "CRC errors on rs5's gre0 while GRE carried checksums" "$crc0" "$(crc gre0)"
+expect_eq "CRC errors on rs5's $dev5" 0 "$(crc "$dev5")"
+echo "ok: GRE with checksums answered by rs4 and rs5; rs5 decapsulated $((rx1 - rx0)) packets on $dev5, no CRC errors"
+
+# Back without checksums: the agents delete their devices, gre0 again.
+manifest_tun_vs web-gre "$VIP" "{type: gre}"
 ipvs_expect dir1 30 <<RULES
 -A -t $VIP:80 -s rr
 -a -t $VIP:80 -r 10.0.2.14:80 -i -w 1 --tun-type gre --tun-nocsum
 -a -t $VIP:80 -r 10.0.2.15:80 -i -w 1 --tun-type gre --tun-nocsum
 RULES
+for r in rs4 rs5; do
+    tun_expect_csum_dev_gone "$r"
+    tun_expect_rs "$r" "$VIP" gre0
+done
 fetch_dist 4 "http://$VIP/"
 expect_no_errors
 

@@ -603,6 +603,14 @@ impl FakeDataplane {
 
     fn release_tunnel_now(&mut self, dev: &TunnelDevice) -> DpResult<()> {
         self.record(Call::ReleaseTunnel(dev.clone()))?;
+        if dev.local.is_some() {
+            return self.links.remove(&dev.name).map(|_| ()).ok_or_else(|| {
+                kernel(
+                    format!("delete {} device {}", dev.kind.link_kind(), dev.name),
+                    errno::ENODEV,
+                )
+            });
+        }
         let l = self
             .links
             .get_mut(&dev.name)

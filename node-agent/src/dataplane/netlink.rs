@@ -20,13 +20,17 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use lvs_ipvs as ipvs;
-use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
+use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
-use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::link::{
+    GreIOFlags, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use rtnetlink::{AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{
+    AddressMessageBuilder, LinkGre, LinkGre6, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
+};
 
 use super::fou::FouClient;
 use super::{Dataplane, DataplaneError, DpResult, errno};
@@ -201,6 +205,25 @@ fn link_kind(m: &LinkMessage) -> Option<String> {
         }),
         _ => None,
     })
+}
+
+/// RTM_NEWLINK for a GRE device of the agent's: `local` the realserver
+/// address, any remote, no key, input checksum flag (`ip link add NAME type
+/// gre|ip6gre local ADDR icsum`), up.
+fn checksum_gre_link(dev: &TunnelDevice) -> LinkMessage {
+    match dev.local {
+        Some(IpAddr::V6(local)) => LinkGre6::new(&dev.name)
+            .local(local)
+            .iflags(GreIOFlags::Checksum)
+            .up()
+            .build(),
+        Some(IpAddr::V4(local)) => LinkGre::new(&dev.name)
+            .local(local)
+            .iflags(GreIOFlags::Checksum)
+            .up()
+            .build(),
+        None => LinkGre::new(&dev.name).up().build(),
+    }
 }
 
 fn info_kind(k: TunnelKind) -> InfoKind {
@@ -566,6 +589,13 @@ impl Dataplane for NetlinkDataplane {
                     .execute()
                     .await
                     .map_err(|e| rtnl_error(&request, e)),
+                None if dev.local.is_some() => handle
+                    .link()
+                    .add(checksum_gre_link(dev))
+                    .set_flags(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+                    .execute()
+                    .await
+                    .map_err(|e| rtnl_error(&request, e)),
                 None => {
                     // RTM_NEWLINK of this kind makes the kernel load the
                     // tunnel module, which creates the fallback device; without
@@ -599,6 +629,17 @@ impl Dataplane for NetlinkDataplane {
             e => e,
         })?;
         let handle = self.rtnl.clone();
+        if dev.local.is_some() {
+            let request = format!("delete {} device {}", dev.kind.link_kind(), dev.name);
+            return self.rt.block_on(async {
+                handle
+                    .link()
+                    .del(index)
+                    .execute()
+                    .await
+                    .map_err(|e| rtnl_error(&request, e))
+            });
+        }
         let request = format!("set {} down", dev.name);
         self.rt.block_on(async {
             handle

@@ -39,6 +39,9 @@ pub struct OwnedTunnel {
     pub kind: TunnelKind,
     /// The device was down and the agent set it up: set it down on release.
     pub brought_up: bool,
+    /// A device the agent created (GRE with a checksum, at this local
+    /// address): deleted on release.
+    pub local: Option<std::net::IpAddr>,
 }
 
 /// A sysctl the agent changed.
@@ -98,6 +101,8 @@ struct FileTunnel {
     name: String,
     kind: TunnelKind,
     brought_up: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local: Option<std::net::IpAddr>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -164,6 +169,7 @@ fn file_tunnels(t: &BTreeMap<String, OwnedTunnel>) -> Vec<FileTunnel> {
             name: n.clone(),
             kind: t.kind,
             brought_up: t.brought_up,
+            local: t.local,
         })
         .collect()
 }
@@ -218,6 +224,7 @@ fn owned_tunnels(t: Vec<FileTunnel>) -> BTreeMap<String, OwnedTunnel> {
                 OwnedTunnel {
                     kind: t.kind,
                     brought_up: t.brought_up,
+                    local: t.local,
                 },
             )
         })

@@ -56,8 +56,10 @@ fn sample() -> Ledger {
         OwnedTunnel {
             kind: TunnelKind::Ipip,
             brought_up: true,
+            local: None,
         },
     );
+
     l.fou_ports.insert(FouPort {
         port: 5555,
         ipv6: false,
@@ -87,6 +89,23 @@ fn round_trip_through_the_file() {
     let text = fs::read_to_string(dir.join(LEDGER_FILE)).unwrap();
     assert!(text.contains("\"owner\": \"default/web\""), "{text}");
     assert!(text.contains("\"version\": 1"), "{text}");
+    // A device the agent created keeps its address, so that a restarted
+    // agent deletes it on release.
+    let mut l = l;
+    l.tunnels.insert(
+        "lvsg124b5f50".into(),
+        OwnedTunnel {
+            kind: TunnelKind::Gre,
+            brought_up: true,
+            local: Some("10.0.2.15".parse().unwrap()),
+        },
+    );
+    assert!(again.save(&l).unwrap());
+    drop(again);
+    let mut again = LedgerStore::in_dir(&dir).unwrap();
+    assert_eq!(again.load().unwrap(), l);
+    let text = fs::read_to_string(dir.join(LEDGER_FILE)).unwrap();
+    assert!(text.contains("\"local\": \"10.0.2.15\""), "{text}");
     fs::remove_dir_all(dir).unwrap();
 }
 

@@ -272,6 +272,7 @@ mod tests {
             Some(OwnedTunnel {
                 kind: TunnelKind::Ipip,
                 brought_up: true,
+                local: None,
             }),
         );
         delta.fou_ports.insert(

@@ -276,6 +276,7 @@ mod tests {
                         let dev = TunnelDevice {
                             name: n.to_string(),
                             kind: TunnelKind::Ipip,
+                            local: None,
                         };
                         (n.to_string(), dev)
                     })

@@ -22,6 +22,7 @@ pub fn decide(want: &Desired, known: &Known, ledger: &Ledger) -> Decision {
             Some(OwnedTunnel {
                 kind: dev.kind,
                 brought_up: true,
+                local: dev.local,
             }),
         );
         d.writes.push(Write::EnsureTunnel(dev.clone()));
@@ -45,6 +46,7 @@ pub fn decide(want: &Desired, known: &Known, ledger: &Ledger) -> Decision {
             d.writes.push(Write::ReleaseTunnel(TunnelDevice {
                 name: name.clone(),
                 kind: t.kind,
+                local: t.local,
             }));
         } else {
             d.delta.tunnels.insert(name.clone(), None);
@@ -62,6 +64,7 @@ mod tests {
         TunnelDevice {
             name: name.into(),
             kind: TunnelKind::Ipip,
+            local: None,
         }
     }
 
@@ -83,6 +86,7 @@ mod tests {
         OwnedTunnel {
             kind: TunnelKind::Ipip,
             brought_up,
+            local: None,
         }
     }
 
@@ -184,5 +188,33 @@ mod tests {
             );
             assert!(d.errors.is_empty(), "{}", c.name);
         }
+    }
+
+    #[test]
+    fn a_checksum_gre_device_is_recorded_with_its_address_and_released_with_it() {
+        let local: std::net::IpAddr = "10.0.2.15".parse().unwrap();
+        let csum = TunnelDevice {
+            name: "lvsg124b5f50".into(),
+            kind: TunnelKind::Gre,
+            local: Some(local),
+        };
+        let want = Desired {
+            tunnels: [(csum.name.clone(), csum.clone())].into(),
+            ..Desired::default()
+        };
+        let d = decide(&want, &Known::default(), &Ledger::default());
+        assert_eq!(d.writes, vec![Write::EnsureTunnel(csum.clone())]);
+        let owned = d.delta.tunnels.get(&csum.name).cloned().flatten().unwrap();
+        assert_eq!(owned.local, Some(local));
+        assert!(owned.brought_up);
+
+        // Unwanted again: released with its address, so the dataplane
+        // deletes it rather than setting it down.
+        let ledger = Ledger {
+            tunnels: [(csum.name.clone(), owned)].into(),
+            ..Ledger::default()
+        };
+        let d = decide(&Desired::default(), &Known::default(), &ledger);
+        assert_eq!(d.writes, vec![Write::ReleaseTunnel(csum)]);
     }
 }

@@ -143,7 +143,7 @@ pub fn arb_plan() -> impl Strategy<Value = NodePlan> {
                 .collect();
             vips.sort();
             vips.dedup();
-            let tunnels = if tun.is_empty() {
+            let mut tunnels = if tun.is_empty() {
                 vec![]
             } else {
                 vec![PlannedTunnelEndpoint {
@@ -151,9 +151,23 @@ pub fn arb_plan() -> impl Strategy<Value = NodePlan> {
                     type_: TunnelType::Ipip,
                     ipv6: false,
                     port: 0,
+                    local: None,
                     vips: tun.iter().map(|i| ip(&format!("10.0.2.{i}"))).collect(),
                 }]
             };
+            // With several tunnel VIPs, the first also arrives as GRE with a
+            // checksum, on a device the agent creates and deletes.
+            if tun.len() > 1 {
+                let local = ip("10.0.3.1");
+                tunnels.push(PlannedTunnelEndpoint {
+                    device: lvs_planner::gre_checksum_device(local),
+                    type_: TunnelType::Gre,
+                    ipv6: false,
+                    port: 0,
+                    local: Some(local),
+                    vips: tun.iter().take(1).map(|i| ip(&format!("10.0.2.{i}"))).collect(),
+                });
+            }
             // Every other service is source-NATed.
             let source_nat = services.iter().step_by(2).map(|s| s.key).collect();
             NodePlan {
@@ -164,6 +178,7 @@ pub fn arb_plan() -> impl Strategy<Value = NodePlan> {
                 loopback_vips: lo.iter().map(|i| ip(&format!("10.0.1.{i}"))).collect(),
                 marks: vec![],
                 tunnels,
+                gre_checksum_conflicts: vec![],
                 sysctls: sysctls
                     .into_iter()
                     .map(|(k, v)| Sysctl::new(k, v))

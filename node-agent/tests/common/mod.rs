@@ -122,6 +122,7 @@ pub fn tun_realserver(vip: &str) -> NodePlan {
             type_: TunnelType::Ipip,
             ipv6: false,
             port: 0,
+            local: None,
             vips: vec![ip(vip)],
         }],
         sysctls: vec![
