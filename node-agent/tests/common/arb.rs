@@ -165,7 +165,11 @@ pub fn arb_plan() -> impl Strategy<Value = NodePlan> {
                     ipv6: false,
                     port: 0,
                     local: Some(local),
-                    vips: tun.iter().take(1).map(|i| ip(&format!("10.0.2.{i}"))).collect(),
+                    vips: tun
+                        .iter()
+                        .take(1)
+                        .map(|i| ip(&format!("10.0.2.{i}")))
+                        .collect(),
                 });
             }
             // Every other service is source-NATed.
