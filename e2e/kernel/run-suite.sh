@@ -162,28 +162,39 @@ example_problem() {
 }
 
 # The node agent out of the lab image (the bytes that ship), when image-*
-# scenarios are selected. It is taken out on the host before the VM boots.
-IMAGE_ADD=() IMAGE_PROBLEM=""
+# scenarios are selected. It is taken out on the host and packed into a VM.
+# Building the image (a static release build) takes minutes, so it runs in
+# the background at the lowest CPU priority while the other scenarios run,
+# and the image-* scenarios get a VM of their own once it is done.
+IMAGE_ADD=() IMAGE_PROBLEM="" IMAGE_PID=""
 for s in "${SELECTED[@]}"; do
     case "$s" in image-*) NEED_IMAGE=1 ;; esac
 done
-if [ "${NEED_IMAGE:-0}" -eq 1 ]; then
-    if [ -z "$IMAGE_AGENT" ]; then
-        lvs_log "e2e/image/build.sh (the lab image), log $OUT/image-build.log"
-        if ref="$("$LVS_REPO/e2e/image/build.sh" 2>"$OUT/image-build.log")"; then
+if [ "${NEED_IMAGE:-0}" -eq 1 ] && [ -z "$IMAGE_AGENT" ]; then
+    lvs_log "e2e/image/build.sh (the lab image) in the background at nice 19, log $OUT/image-build.log"
+    nice -n 19 "$LVS_REPO/e2e/image/build.sh" >"$OUT/image-ref" 2>"$OUT/image-build.log" &
+    IMAGE_PID=$!
+    trap '[ -n "$IMAGE_PID" ] && kill "$IMAGE_PID" 2>/dev/null; runner_cleanup' EXIT
+fi
+# image_agent_ready: wait for the background build and take the binary out
+# of the image; sets IMAGE_ADD or IMAGE_PROBLEM.
+image_agent_ready() {
+    if [ -n "$IMAGE_PID" ]; then
+        if wait "$IMAGE_PID"; then
             IMAGE_AGENT="$OUT/image-node-agent"
             lvs_image_extract "$LVS_IMAGE_AGENT" "$IMAGE_AGENT" 2>>"$OUT/image-build.log" \
-                || IMAGE_PROBLEM="cannot copy $LVS_IMAGE_AGENT out of the image $ref: $(tail -n1 "$OUT/image-build.log")"
+                || IMAGE_PROBLEM="cannot copy $LVS_IMAGE_AGENT out of the image $(cat "$OUT/image-ref"): $(tail -n1 "$OUT/image-build.log")"
         else
             IMAGE_PROBLEM="e2e/image/build.sh failed: $(tail -n1 "$OUT/image-build.log")"
             cat "$OUT/image-build.log" >&2
         fi
+        IMAGE_PID=""
     elif [ ! -f "$IMAGE_AGENT" ]; then
         IMAGE_PROBLEM="image node-agent binary $IMAGE_AGENT is not a file"
     fi
     [ -z "$IMAGE_PROBLEM" ] && IMAGE_ADD=(--add-exact "$IMAGE_AGENT:/image$LVS_IMAGE_AGENT"
         --env "LAB_IMAGE_AGENT_SHA256=$(sha256sum "$IMAGE_AGENT" | cut -d' ' -f1)")
-fi
+}
 
 # The lvs-ipvs examples, when ipvs-* scenarios are selected.
 IPVS_PROBLEM=""
@@ -234,11 +245,12 @@ if printf '%s\n' "${SELECTED[@]}" | grep -qx "$SPECGEN_SCENARIO" && [ -z "$AGENT
         cat "$OUT/specgen.log" >&2
     fi
 fi
+IMAGE_RUN=()
 for s in "${SELECTED[@]}"; do
     needs_agent "$s" && [ -n "$AGENT_PROBLEM" ] && continue
     [ -n "$(example_problem "$s")" ] && continue
     case "$s" in
-        image-*) [ -n "$IMAGE_PROBLEM" ] && continue ;;
+        image-*) IMAGE_RUN+=("$s"); continue ;;
         ipvs-*) [ -n "$IPVS_PROBLEM" ] && continue ;;
     esac
     [ "$s" = "$SPECGEN_SCENARIO" ] && [ -n "$SPECGEN_PROBLEM" ] && continue
@@ -246,33 +258,54 @@ for s in "${SELECTED[@]}"; do
 done
 
 SCEN_TIMEOUT="${LAB_SCENARIO_TIMEOUT:-120}"
-# Each scenario gets SCEN_TIMEOUT, or its own `# lab-timeout: SECS` line when
-# larger (guest/suite.sh applies the same rule).
-VM_TIMEOUT=120
-for s in "${RUN[@]}"; do
-    own="$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' "$HERE/scenarios/$s.sh" | head -n 1)"
-    t="$SCEN_TIMEOUT"; [ -n "$own" ] && [ "$own" -gt "$t" ] && t="$own"
-    VM_TIMEOUT=$(( VM_TIMEOUT + t + 5 ))
-done
+# run_vm DIR EXTRA-ADD-ARGS... -- SCENARIOS...: one VM boot for these
+# scenarios, its files in DIR; the status of run-vm.sh. Each scenario gets
+# SCEN_TIMEOUT, or its own `# lab-timeout: SECS` line when larger
+# (guest/suite.sh applies the same rule).
+run_vm() {
+    local dir="$1" extra=() t own vm_timeout=120
+    shift
+    while [ "$1" != -- ]; do extra+=("$1"); shift; done
+    shift
+    for s in "$@"; do
+        own="$(sed -n 's/^# lab-timeout: *\([0-9][0-9]*\).*/\1/p' "$HERE/scenarios/$s.sh" | head -n 1)"
+        t="$SCEN_TIMEOUT"; [ -n "$own" ] && [ "$own" -gt "$t" ] && t="$own"
+        vm_timeout=$(( vm_timeout + t + 5 ))
+    done
+    "$HERE/run-vm.sh" "${VERBOSE[@]}" --out "$dir" --timeout "$vm_timeout" \
+        --env "LAB_SCENARIO_TIMEOUT=$SCEN_TIMEOUT" --env "LAB_AGENT_LOG=${LAB_AGENT_LOG:-info}" \
+        "${ADD[@]}" "${extra[@]}" "$HERE/guest/suite.sh" "$@" 2>>"$OUT/run-vm.log"
+}
 vm_rc=0
 if [ "${#RUN[@]}" -gt 0 ]; then
-    "$HERE/run-vm.sh" "${VERBOSE[@]}" --out "$OUT/vm" --timeout "$VM_TIMEOUT" \
-        --env "LAB_SCENARIO_TIMEOUT=$SCEN_TIMEOUT" --env "LAB_AGENT_LOG=${LAB_AGENT_LOG:-info}" \
-        "${ADD[@]}" "${IMAGE_ADD[@]}" "$HERE/guest/suite.sh" "${RUN[@]}" 2>"$OUT/run-vm.log"
+    run_vm "$OUT/vm" -- "${RUN[@]}"
     vm_rc=$?
+fi
+if [ "${#IMAGE_RUN[@]}" -gt 0 ]; then
+    image_agent_ready
+    if [ -z "$IMAGE_PROBLEM" ]; then
+        run_vm "$OUT/vm-image" "${IMAGE_ADD[@]}" -- "${IMAGE_RUN[@]}"
+        rc=$?
+        [ "$vm_rc" -ne 0 ] || vm_rc=$rc
+        RUN+=("${IMAGE_RUN[@]}")
+    fi
 fi
 t_end="$(lvs_now_ms)"
 
-# Results, in the order the scenarios were selected.
-declare -A RESULT=()
-if [ -f "$OUT/vm/channel.log" ]; then
+# Results, in the order the scenarios were selected; each scenario's log is
+# in the files of the VM that ran it.
+declare -A RESULT=() LOGDIR=()
+for vm in "$OUT/vm" "$OUT/vm-image"; do
+    [ -f "$vm/channel.log" ] || continue
     while IFS= read -r line; do
         case "$line" in
-            "@@RESULT PASS "*) RESULT["${line#@@RESULT PASS }"]=PASS ;;
-            "@@RESULT FAIL "*) rest="${line#@@RESULT FAIL }"; RESULT["${rest%%: *}"]="FAIL ${rest#*: }" ;;
+            "@@RESULT PASS "*) s="${line#@@RESULT PASS }"; RESULT["$s"]=PASS ;;
+            "@@RESULT FAIL "*) rest="${line#@@RESULT FAIL }"; s="${rest%%: *}"; RESULT["$s"]="FAIL ${rest#*: }" ;;
+            *) continue ;;
         esac
-    done < <(tr -d '\r' <"$OUT/vm/channel.log")
-fi
+        LOGDIR["$s"]="$vm/files/logs"
+    done < <(tr -d '\r' <"$vm/channel.log")
+done
 vm_note_shown=0
 for s in "${SELECTED[@]}"; do
     if needs_agent "$s" && [ -n "$AGENT_PROBLEM" ]; then failed "$s" "$AGENT_PROBLEM"; continue; fi
@@ -285,7 +318,8 @@ for s in "${SELECTED[@]}"; do
     if [ "$s" = "$SPECGEN_SCENARIO" ] && [ -n "$SPECGEN_PROBLEM" ]; then
         failed "$s" "$SPECGEN_PROBLEM"; continue
     fi
-    grep '^summary: ' "$OUT/vm/files/logs/$s.log" 2>/dev/null | sed "s/^summary: /$s: /" >&2
+    log="${LOGDIR[$s]:-$OUT/vm/files/logs}/$s.log"
+    grep '^summary: ' "$log" 2>/dev/null | sed "s/^summary: /$s: /" >&2
     r="${RESULT[$s]:-}"
     if [ "$r" = PASS ]; then
         pass "$s"
@@ -298,8 +332,8 @@ for s in "${SELECTED[@]}"; do
     fi
     {
         echo "----- $s: scenario output -----"
-        if [ -f "$OUT/vm/files/logs/$s.log" ]; then
-            sed 's/^/    /' "$OUT/vm/files/logs/$s.log"
+        if [ -f "$log" ]; then
+            sed 's/^/    /' "$log"
         elif [ "$vm_note_shown" -eq 0 ] && [ -f "$OUT/vm/console.log" ]; then
             echo "    (no log came back; last console lines)"
             tail -n 40 "$OUT/vm/console.log" | sed 's/^/    /'
