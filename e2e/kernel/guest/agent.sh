@@ -486,3 +486,22 @@ udp_conn() {
         '$1 == "UDP" && $4 == s { split($2, t, ":"); print t[1] * 60 + t[2], $6; exit }'
 }
 _udp_conn_gone() { [ -z "$(udp_conn "$1" "$2")" ]; }
+
+# --- importers (import-*) ---------------------------------------------------------
+
+# import_apply FORMAT FILE: `kubectl-lvs import FORMAT FILE` (the plugin packed
+# by run-suite.sh) into the manifest `import`, for the agents to apply; the
+# import's report is printed, indented.
+import_apply() {
+    command -v kubectl-lvs >/dev/null || fail "kubectl-lvs is missing in the VM (run-suite.sh packs it for import-* scenarios)"
+    kubectl-lvs import "$1" "$2" >/tmp/import.yaml 2>/tmp/import.report \
+        || fail "kubectl-lvs import $1 $2 failed: $(tail -n 3 /tmp/import.report)"
+    sed 's/^/    report: /' /tmp/import.report
+    manifest_write import </tmp/import.yaml
+}
+
+# import_clear: remove the imported objects and wait until dir1's table is empty.
+import_clear() {
+    manifest_remove import
+    ipvs_expect dir1 30 </dev/null
+}
