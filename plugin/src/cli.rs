@@ -5,10 +5,10 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::import::build::{self, DEFAULT_DIRECTORS, Options};
-use crate::import::{Draft, ParseError, ipvsadm, keepalived};
+use crate::import::{Format, parse};
 
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-lvs", version, about = "lvs-operator's kubectl plugin")]
@@ -23,15 +23,6 @@ enum Command {
     /// configuration (stdout), with a report of what was not carried over
     /// (stderr).
     Import(ImportArgs),
-}
-
-/// The input formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// The output of `ipvsadm-save -n` / `ipvsadm -Sn`.
-    Ipvsadm,
-    /// A keepalived.conf (virtual_server and virtual_server_group blocks).
-    Keepalived,
 }
 
 #[derive(Debug, Args)]
@@ -53,14 +44,6 @@ struct ImportArgs {
     /// The start of every object's name.
     #[arg(long, default_value = "imported")]
     name_prefix: String,
-}
-
-/// Parses `text` in `format`.
-pub fn parse(format: Format, text: &str) -> Result<Draft, ParseError> {
-    match format {
-        Format::Ipvsadm => ipvsadm::parse(text),
-        Format::Keepalived => keepalived::parse(text),
-    }
 }
 
 fn prefix_ok(p: &str) -> bool {
@@ -85,14 +68,17 @@ fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
             a.directors
         )
     })?;
-    let mut text = String::new();
+    // Bytes, decoded lossily: a stray non-UTF-8 byte in a comment must not
+    // stop an import.
+    let mut bytes = Vec::new();
     if a.file == "-" {
         std::io::stdin()
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .context("reading stdin")?;
     } else {
-        text = std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file))?;
+        bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file))?;
     }
+    let text = String::from_utf8_lossy(&bytes);
     let draft = match parse(a.format, &text) {
         Ok(d) => d,
         Err(e) => {

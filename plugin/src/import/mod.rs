@@ -9,12 +9,30 @@
 //! API's own validators, so nothing is emitted that admission refuses.
 
 pub mod build;
+pub mod fuzzing;
 pub mod ipvsadm;
 pub mod keepalived;
 
 use std::fmt;
 
 use lvs_api::{ForwardingMethod, HealthAction, HealthCheck, Tunnel, VirtualServiceSpec};
+
+/// The input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The output of `ipvsadm-save -n` / `ipvsadm -Sn`.
+    Ipvsadm,
+    /// A keepalived.conf (virtual_server and virtual_server_group blocks).
+    Keepalived,
+}
+
+/// Parses `text` in `format`.
+pub fn parse(format: Format, text: &str) -> Result<Draft, ParseError> {
+    match format {
+        Format::Ipvsadm => ipvsadm::parse(text),
+        Format::Keepalived => keepalived::parse(text),
+    }
+}
 
 /// Malformed input: where, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
