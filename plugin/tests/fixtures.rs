@@ -302,9 +302,9 @@ fn malformed_keepalived_names_the_line() {
             "line 2: option `virtual_server_group` value `192.0.2.9-3` is not a range",
         ),
         (
-            "virtual_server 192.0.2.1 80 {\n  protocol ICMP\n}\n",
-            2,
-            "line 2: option `protocol` value `ICMP` is not TCP, UDP or SCTP",
+            "virtual_server 192.0.2.1 80 {\n  protocol TCP\n  real_server 10.0.0.1 80 {\n    TCP_CHECK {\n      connect_port 0\n    }\n  }\n}\n",
+            5,
+            "line 5: option `connect_port` value `0` is not a number from 1 to 65535",
         ),
     ] {
         let e = parse(Format::Keepalived, text).unwrap_err();

@@ -248,6 +248,7 @@ fn not_carried_reason(k: &str) -> Option<&'static str> {
         "enable_sni" | "tls_compliant" | "http_protocol" | "protocol_v6" | "fast_recovery"
         | "close" | "fwmark" | "ip_version" => "the check has no such setting",
         "include" => "included files are not followed; import each file on its own",
+        "hashed" => "the kernel sets the hashed flag itself",
         "lvs_sync_daemon" | "lvs_id" | "lvs_flush" | "lvs_timeouts" => {
             "connection synchronisation and timeouts are node settings"
         }
@@ -535,15 +536,24 @@ fn virtual_server(
             }
             "protocol" => {
                 let v = k.arg(1).ok_or_else(|| ParseError::missing(k.line, kw))?;
-                vs.spec.protocol = Some(match v {
-                    "TCP" => Protocol::Tcp,
-                    "UDP" => Protocol::Udp,
-                    "SCTP" => Protocol::Sctp,
-                    _ => {
-                        return Err(ParseError::bad_value(k.line, kw, v, "TCP, UDP or SCTP"));
+                // keepalived compares without case and ignores what it
+                // does not know.
+                let p = match v.to_ascii_uppercase().as_str() {
+                    "TCP" => Some(Protocol::Tcp),
+                    "UDP" => Some(Protocol::Udp),
+                    "SCTP" => Some(Protocol::Sctp),
+                    _ => None,
+                };
+                match p {
+                    Some(p) => {
+                        vs.spec.protocol = Some(p);
+                        vs.protocol_set = true;
                     }
-                });
-                vs.protocol_set = true;
+                    None => notes.push(Note::new(
+                        k.line,
+                        format!("option `protocol` value `{v}` unknown; expected TCP, UDP or SCTP; ignored, as keepalived does"),
+                    )),
+                }
             }
             "sorry_server" => {
                 let a = ip(k, 1)?;
@@ -663,7 +673,13 @@ fn virtual_server(
                 ));
             }
         }
-        match (vs.persistence_timeout, &vs.granularity) {
+        // A granularity alone makes the service persistent with
+        // keepalived's default timeout.
+        let timeout = match (vs.persistence_timeout, &vs.granularity) {
+            (None, Some(_)) => Some(DEFAULT_PERSISTENCE),
+            (t, _) => t,
+        };
+        match (timeout, &vs.granularity) {
             (Some(t), g) if t > 0 => {
                 let prefix = match g {
                     None => None,
@@ -698,10 +714,6 @@ fn virtual_server(
                     prefix_length: prefix,
                 });
             }
-            (_, Some((line, _))) => notes.push(Note::new(
-                *line,
-                "`persistence_granularity` has no effect without a persistence_timeout; not carried",
-            )),
             _ => {}
         }
         draft.services.push(ServiceDraft {
@@ -1023,6 +1035,39 @@ mod tests {
                 5,
                 "`protocol` is ignored for a fwmark service (keepalived ignores it too)"
             )]
+        );
+    }
+
+    #[test]
+    fn keepalived_defaults_follow_its_parser() {
+        // A granularity alone makes the service persistent (360 s); the
+        // protocol is matched without case; an unknown one is ignored.
+        let d = parse(
+            "virtual_server 192.0.2.1 80 {\n protocol tcp\n persistence_granularity 255.255.0.0\n real_server 10.0.0.1 80 { }\n}\n\
+             virtual_server 192.0.2.2 80 {\n protocol ICMP\n real_server 10.0.0.1 80 { }\n}\n",
+        )
+        .unwrap();
+        let s = &d.services[0].spec;
+        assert_eq!(s.protocol, Some(Protocol::Tcp));
+        assert_eq!(
+            s.persistence,
+            Some(Persistence {
+                timeout_seconds: 360,
+                prefix_length: Some(16)
+            })
+        );
+        assert_eq!(s.scheduler, Scheduler::Wlc);
+        assert_eq!(
+            d.services[0].real_servers[0].forwarding,
+            ForwardingMethod::Nat
+        );
+        assert_eq!(d.services[1].spec.protocol, Some(Protocol::Udp));
+        // Notes come in the parser's order; the report sorts them by line.
+        assert_eq!(
+            d.notes.iter().map(|n| n.line).collect::<Vec<_>>(),
+            [7, 6],
+            "{:?}",
+            d.notes
         );
     }
 }
