@@ -46,6 +46,10 @@ struct ImportArgs {
     name_prefix: String,
 }
 
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn prefix_ok(p: &str) -> bool {
     let b = p.as_bytes();
     (1..=40).contains(&b.len())
@@ -103,10 +107,10 @@ fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
     }
     writeln!(
         err,
-        "imported {} VirtualServices and {} RealServers; {} lines or options not carried over",
-        out.services.len(),
-        out.real_server_count(),
-        out.notes.len()
+        "imported {}, {}; {} not carried over",
+        plural(out.services.len(), "VirtualService", "VirtualServices"),
+        plural(out.real_server_count(), "RealServer", "RealServers"),
+        plural(out.notes.len(), "line or option", "lines or options"),
     )?;
     Ok(ExitCode::SUCCESS)
 }
