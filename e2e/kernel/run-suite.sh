@@ -24,7 +24,9 @@
 #   --plugin PATH  kubectl-lvs binary for import-* scenarios, packed as
 #                  /usr/local/bin/kubectl-lvs with plugin/tests/fixtures as
 #                  /lab/import-fixtures (default: build it with
-#                  `cargo build -p lvs-kubectl`, or $KUBECTL_LVS_BIN)
+#                  `cargo build -p lvs-kubectl`, or $KUBECTL_LVS_BIN);
+#                  import-keepalived-roundtrip also gets the host's
+#                  /usr/sbin/keepalived (apt-get installed when missing)
 #   --out DIR      keep the run's files there (default
 #                  $LVS_CACHE/kernel-lab/runs/suite-<time>)
 #   --list         print the scenario names and exit
@@ -237,6 +239,21 @@ if [ "${NEED_PLUGIN:-0}" -eq 1 ]; then
     fi
     [ -z "$PLUGIN_PROBLEM" ] && ADD+=(--add "$PLUGIN:/usr/local/bin/kubectl-lvs"
         --add "$LVS_REPO/plugin/tests/fixtures:/lab/import-fixtures")
+    # keepalived itself (Debian's package, its libraries through run-vm.sh),
+    # which programs each keepalived fixture for comparison.
+    if [ -z "$PLUGIN_PROBLEM" ] && printf '%s\n' "${SELECTED[@]}" | grep -qx import-keepalived-roundtrip; then
+        if [ ! -x /usr/sbin/keepalived ]; then
+            lvs_log "apt-get install keepalived"
+            apt-get install -y --no-install-recommends keepalived >"$OUT/keepalived-install.log" 2>&1 \
+                || { apt-get update >>"$OUT/keepalived-install.log" 2>&1 \
+                     && apt-get install -y --no-install-recommends keepalived >>"$OUT/keepalived-install.log" 2>&1; }
+        fi
+        if [ -x /usr/sbin/keepalived ]; then
+            ADD+=(--add "/usr/sbin/keepalived:/usr/local/bin/keepalived")
+        else
+            PLUGIN_PROBLEM="apt-get install keepalived failed: $(tail -n1 "$OUT/keepalived-install.log")"
+        fi
+    fi
 fi
 
 # Random specs for agent-kernel-accepts-valid-specs, drawn on the host by

@@ -101,7 +101,6 @@ fn keepalived_fixtures_import_with_their_reports() {
                 "line 3: `include` not followed: import each included file on its own",
                 "line 10: `alpha` not carried: realservers start as healthy until their checks say otherwise",
                 "line 11: `omega` not carried: there are no quorum scripts to run at shutdown",
-                "line 14: `sorry_server_inhibit` not carried: the sorry server is added only while needed, not kept at weight 0",
             ],
         ),
     ];
@@ -290,6 +289,16 @@ fn malformed_keepalived_names_the_line() {
             "virtual_server 192.0.2.1 80 {\n  protocol TCP\n  real_server 10.0.0.1 80 {\n    weight -1\n  }\n}\n",
             4,
             "line 4: option `weight` value `-1` is not a number from 0",
+        ),
+        (
+            "virtual_server 192.0.2.1 80 {\n  protocol TCP\n  lvs_method TUN type gue csum\n  real_server 10.0.0.1 80 {\n  }\n}\n",
+            3,
+            "line 3: a gue tunnel needs `port N`, and only a gue tunnel takes one",
+        ),
+        (
+            "virtual_server 192.0.2.1 80 {\n  protocol TCP\n  real_server 10.0.0.1 80 {\n    lvs_method DR type gre\n  }\n}\n",
+            4,
+            "line 4: option `lvs_method` value `type` is not the end of the line: only TUN takes tunnel options, not DR",
         ),
         (
             "virtual_server group nope {\n  real_server 10.0.0.1 80 {\n  }\n}\n",

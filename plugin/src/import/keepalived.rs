@@ -383,6 +383,8 @@ struct Vs {
     spec: VirtualServiceSpec,
     protocol_set: bool,
     forwarding: Option<ForwardingMethod>,
+    /// The tunnel of `lvs_method TUN ...`, for realservers without their own.
+    tunnel: Option<Tunnel>,
     delay_loop: i64,
     retry: Option<i64>,
     inhibit: bool,
@@ -418,14 +420,20 @@ fn empty_spec() -> VirtualServiceSpec {
     }
 }
 
-fn method(s: &Stmt, notes: &mut Vec<Note>) -> Result<Option<ForwardingMethod>, ParseError> {
+/// A forwarding method and, with TUN, its tunnel:
+/// `lvs_method NAT|DR|TUN [type ipip|gue port N|gre] [nocsum|csum|remcsum]`
+/// (keepalived 2.x; `lb_kind` is the older name).
+fn method(
+    s: &Stmt,
+    notes: &mut Vec<Note>,
+) -> Result<Option<(ForwardingMethod, Option<Tunnel>)>, ParseError> {
     let v = s
         .arg(1)
         .ok_or_else(|| ParseError::missing(s.line, s.keyword()))?;
-    Ok(match v {
-        "NAT" => Some(ForwardingMethod::Nat),
-        "DR" => Some(ForwardingMethod::Dr),
-        "TUN" => Some(ForwardingMethod::Tun),
+    let m = match v {
+        "NAT" => ForwardingMethod::Nat,
+        "DR" => ForwardingMethod::Dr,
+        "TUN" => ForwardingMethod::Tun,
         _ => {
             notes.push(Note::new(
                 s.line,
@@ -434,9 +442,81 @@ fn method(s: &Stmt, notes: &mut Vec<Note>) -> Result<Option<ForwardingMethod>, P
                     s.keyword()
                 ),
             ));
-            None
+            return Ok(None);
         }
-    })
+    };
+    let rest = &s.words[2..];
+    if m != ForwardingMethod::Tun {
+        if let Some(w) = rest.first() {
+            return Err(ParseError::bad_value(
+                s.line,
+                s.keyword(),
+                w,
+                &format!("the end of the line: only TUN takes tunnel options, not {v}"),
+            ));
+        }
+        return Ok(Some((m, None)));
+    }
+    if rest.is_empty() {
+        return Ok(Some((m, None)));
+    }
+    let mut t = Tunnel::default();
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i].as_str() {
+            "type" => {
+                let ty = rest
+                    .get(i + 1)
+                    .ok_or_else(|| ParseError::missing(s.line, "type"))?;
+                t.type_ = ty
+                    .parse()
+                    .map_err(|_| ParseError::bad_value(s.line, "type", ty, "ipip, gue or gre"))?;
+                i += 2;
+            }
+            "port" => {
+                let p = rest
+                    .get(i + 1)
+                    .ok_or_else(|| ParseError::missing(s.line, "port"))?;
+                let n = p
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=65535).contains(n))
+                    .ok_or_else(|| {
+                        ParseError::bad_value(s.line, "port", p, "a number from 1 to 65535")
+                    })?;
+                t.port = Some(n);
+                i += 2;
+            }
+            "nocsum" => {
+                t.checksum = None;
+                i += 1;
+            }
+            "csum" | "remcsum" => {
+                t.checksum = Some(TunnelChecksum {
+                    enabled: rest[i] == "csum",
+                    remote: rest[i] == "remcsum",
+                });
+                i += 1;
+            }
+            w => {
+                return Err(ParseError::bad_value(
+                    s.line,
+                    s.keyword(),
+                    w,
+                    "a tunnel option (type ipip|gue|gre, port N, nocsum, csum or remcsum)",
+                ));
+            }
+        }
+    }
+    // keepalived's own rule: "gue tunnels require port, otherwise cannot
+    // have port".
+    if (t.type_ == TunnelType::Gue) != t.port.is_some() {
+        return Err(ParseError::structure(
+            s.line,
+            "a gue tunnel needs `port N`, and only a gue tunnel takes one",
+        ));
+    }
+    Ok(Some((m, Some(t))))
 }
 
 fn virtual_server(
@@ -483,6 +563,7 @@ fn virtual_server(
         spec: empty_spec(),
         protocol_set: false,
         forwarding: None,
+        tunnel: None,
         delay_loop: DEFAULT_DELAY_LOOP,
         retry: None,
         inhibit: false,
@@ -519,8 +600,9 @@ fn virtual_server(
                 }
             }
             "lb_kind" | "lvs_method" => {
-                if let Some(m) = method(k, notes)? {
+                if let Some((m, t)) = method(k, notes)? {
                     vs.forwarding = Some(m);
+                    vs.tunnel = t;
                 }
             }
             "persistence_timeout" => {
@@ -759,9 +841,7 @@ fn real_server(
     let mut inhibit = vs.inhibit;
     let mut delay_loop = vs.delay_loop;
     let mut retry = vs.retry;
-    let mut tun_type = None;
-    let mut tun_port = None;
-    let mut tun_flags: Option<(usize, String)> = None;
+    let mut tunnel = vs.tunnel.clone();
     let mut check: Option<HealthCheck> = None;
     let mut checkers = 0;
     let mut check_retry = None;
@@ -773,29 +853,10 @@ fn real_server(
             "uthreshold" => d.upper_threshold = Some(num(k, 1, 0, u32::MAX.into())?),
             "lthreshold" => d.lower_threshold = Some(num(k, 1, 0, u32::MAX.into())?),
             "lvs_method" | "lb_kind" => {
-                if let Some(m) = method(k, notes)? {
+                if let Some((m, t)) = method(k, notes)? {
                     d.forwarding = m;
+                    tunnel = t;
                 }
-            }
-            "tun_type" => {
-                let v = k.arg(1).ok_or_else(|| ParseError::missing(k.line, kw))?;
-                tun_type = Some(
-                    v.parse::<TunnelType>()
-                        .map_err(|_| ParseError::bad_value(k.line, kw, v, "ipip, gue or gre"))?,
-                );
-            }
-            "tun_port" => tun_port = Some(num(k, 1, 1, 65535)?),
-            "tun_flags" => {
-                let v = k.arg(1).ok_or_else(|| ParseError::missing(k.line, kw))?;
-                if !matches!(v, "nocsum" | "csum" | "remcsum") {
-                    return Err(ParseError::bad_value(
-                        k.line,
-                        kw,
-                        v,
-                        "nocsum, csum or remcsum",
-                    ));
-                }
-                tun_flags = Some((k.line, v.to_string()));
             }
             "delay_loop" => delay_loop = seconds(k)?,
             "retry" => retry = Some(num(k, 1, 0, 100)?),
@@ -824,32 +885,7 @@ fn real_server(
         }
     }
     if d.forwarding == ForwardingMethod::Tun {
-        let type_ = tun_type.unwrap_or_default();
-        let checksum = match tun_flags.as_ref().map(|(_, f)| f.as_str()) {
-            Some("csum") => Some(TunnelChecksum {
-                enabled: true,
-                remote: false,
-            }),
-            Some("remcsum") => Some(TunnelChecksum {
-                enabled: false,
-                remote: true,
-            }),
-            _ => None,
-        };
-        d.tunnel = Some(Tunnel {
-            type_,
-            port: if type_ == TunnelType::Gue {
-                tun_port
-            } else {
-                None
-            },
-            checksum,
-        });
-    } else if tun_type.is_some() || tun_port.is_some() || tun_flags.is_some() {
-        notes.push(Note::new(
-            r.line,
-            format!("tunnel settings are only used with lvs_method TUN, this realserver forwards with {}; not carried", d.forwarding),
-        ));
+        d.tunnel = tunnel;
     }
     let action = if inhibit {
         HealthAction::Inhibit
