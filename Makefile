@@ -4,7 +4,7 @@ CARGO ?= cargo
 export LVS_CACHE ?= $(CURDIR)/.cache
 KEEP ?= 0
 
-.PHONY: all test unit lint fmt crds check-generated e2e-kernel e2e-cluster e2e demo bench deps build image
+.PHONY: all test unit lint fmt crds check-generated e2e-kernel e2e-cluster e2e demo bench deps build image fuzz
 
 all: test
 
@@ -58,6 +58,12 @@ e2e: build
 ## (KEEP=1 leaves the lab running; stop it with e2e/joined/lab.sh down)
 demo:
 	@KEEP=$(KEEP) bash e2e/joined/demo.sh
+
+## fuzz: every fuzz target (netlink codec, importers) for FUZZ_SECONDS each
+## (default 60) on nightly with cargo-fuzz; not part of `make test`
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 ## bench: benchmarks in the kernel lab
 bench:

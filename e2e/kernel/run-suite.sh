@@ -3,7 +3,7 @@
 # e2e/kernel/scenarios/ inside it, each on a fresh topology.
 #
 #   run-suite.sh [--only REGEX] [--agent PATH] [--image-agent PATH]
-#                [--ipvs-examples DIR] [--out DIR] [--list] [-v]
+#                [--ipvs-examples DIR] [--plugin PATH] [--out DIR] [--list] [-v]
 #
 # stdout: one line per scenario, `PASS <name>` or `FAIL <name>: <why>`, then
 # exactly `N passed, M failed` as the last line. The output of failed
@@ -21,6 +21,12 @@
 #   --ipvs-examples DIR  directory with the lvs-ipvs examples ipvs-dump and
 #                  ipvs-apply for ipvs-* scenarios, packed as /usr/bin/ipvs-*
 #                  (default: build them with `cargo build -p lvs-ipvs --examples`)
+#   --plugin PATH  kubectl-lvs binary for import-* scenarios, packed as
+#                  /usr/local/bin/kubectl-lvs with plugin/tests/fixtures as
+#                  /lab/import-fixtures (default: build it with
+#                  `cargo build -p lvs-kubectl`, or $KUBECTL_LVS_BIN);
+#                  import-keepalived-roundtrip also gets the host's
+#                  /usr/sbin/keepalived (apt-get installed when missing)
 #   --out DIR      keep the run's files there (default
 #                  $LVS_CACHE/kernel-lab/runs/suite-<time>)
 #   --list         print the scenario names and exit
@@ -40,13 +46,14 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../lib/runner.sh
 . "$HERE/../lib/runner.sh"
 
-ONLY="" AGENT="${NODE_AGENT_BIN:-}" IMAGE_AGENT="${LVS_IMAGE_AGENT_BIN:-}" IPVS_EXAMPLES="" OUT="" LIST=0 VERBOSE=()
+ONLY="" AGENT="${NODE_AGENT_BIN:-}" IMAGE_AGENT="${LVS_IMAGE_AGENT_BIN:-}" IPVS_EXAMPLES="" PLUGIN="${KUBECTL_LVS_BIN:-}" OUT="" LIST=0 VERBOSE=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --only) ONLY="$2"; shift 2 ;;
         --agent) AGENT="$2"; shift 2 ;;
         --image-agent) IMAGE_AGENT="$2"; shift 2 ;;
         --ipvs-examples) IPVS_EXAMPLES="$2"; shift 2 ;;
+        --plugin) PLUGIN="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --list) LIST=1; shift ;;
         -v|--verbose) VERBOSE=(-v); shift ;;
@@ -222,6 +229,44 @@ if [ "${NEED_IPVS:-0}" -eq 1 ]; then
     fi
 fi
 
+# The kubectl plugin and the importers' fixtures, when import-* scenarios are
+# selected.
+PLUGIN_PROBLEM=""
+for s in "${SELECTED[@]}"; do
+    case "$s" in import-*) NEED_PLUGIN=1 ;; esac
+done
+if [ "${NEED_PLUGIN:-0}" -eq 1 ]; then
+    if [ -z "$PLUGIN" ]; then
+        lvs_log "cargo build --locked -p lvs-kubectl"
+        if (cd "$LVS_REPO" && cargo build --locked -p lvs-kubectl) >"$OUT/plugin-build.log" 2>&1; then
+            PLUGIN="$TARGET_DIR/debug/kubectl-lvs"
+        else
+            PLUGIN_PROBLEM="cargo build -p lvs-kubectl failed: $(grep -m1 '^error' "$OUT/plugin-build.log")"
+            cat "$OUT/plugin-build.log" >&2
+        fi
+    fi
+    if [ -z "$PLUGIN_PROBLEM" ] && [ ! -x "$PLUGIN" ]; then
+        PLUGIN_PROBLEM="kubectl-lvs binary $PLUGIN is not an executable file"
+    fi
+    [ -z "$PLUGIN_PROBLEM" ] && ADD+=(--add "$PLUGIN:/usr/local/bin/kubectl-lvs"
+        --add "$LVS_REPO/plugin/tests/fixtures:/lab/import-fixtures")
+    # keepalived itself (Debian's package, its libraries through run-vm.sh),
+    # which programs each keepalived fixture for comparison.
+    if [ -z "$PLUGIN_PROBLEM" ] && printf '%s\n' "${SELECTED[@]}" | grep -qx import-keepalived-roundtrip; then
+        if [ ! -x /usr/sbin/keepalived ]; then
+            lvs_log "apt-get install keepalived"
+            apt-get install -y --no-install-recommends keepalived >"$OUT/keepalived-install.log" 2>&1 \
+                || { apt-get update >>"$OUT/keepalived-install.log" 2>&1 \
+                     && apt-get install -y --no-install-recommends keepalived >>"$OUT/keepalived-install.log" 2>&1; }
+        fi
+        if [ -x /usr/sbin/keepalived ]; then
+            ADD+=(--add "/usr/sbin/keepalived:/usr/local/bin/keepalived")
+        else
+            PLUGIN_PROBLEM="apt-get install keepalived failed: $(tail -n1 "$OUT/keepalived-install.log")"
+        fi
+    fi
+fi
+
 # Random specs for agent-kernel-accepts-valid-specs, drawn on the host by
 # `xtask specgen` and packed into the VM at /lab/specgen.
 SPECGEN_SCENARIO=agent-kernel-accepts-valid-specs SPECGEN_PROBLEM=""
@@ -252,6 +297,7 @@ for s in "${SELECTED[@]}"; do
     case "$s" in
         image-*) IMAGE_RUN+=("$s"); continue ;;
         ipvs-*) [ -n "$IPVS_PROBLEM" ] && continue ;;
+        import-*) [ -n "$PLUGIN_PROBLEM" ] && continue ;;
     esac
     [ "$s" = "$SPECGEN_SCENARIO" ] && [ -n "$SPECGEN_PROBLEM" ] && continue
     RUN+=("$s")
@@ -314,6 +360,7 @@ for s in "${SELECTED[@]}"; do
     case "$s" in
         image-*) if [ -n "$IMAGE_PROBLEM" ]; then failed "$s" "$IMAGE_PROBLEM"; continue; fi ;;
         ipvs-*) if [ -n "$IPVS_PROBLEM" ]; then failed "$s" "$IPVS_PROBLEM"; continue; fi ;;
+        import-*) if [ -n "$PLUGIN_PROBLEM" ]; then failed "$s" "$PLUGIN_PROBLEM"; continue; fi ;;
     esac
     if [ "$s" = "$SPECGEN_SCENARIO" ] && [ -n "$SPECGEN_PROBLEM" ]; then
         failed "$s" "$SPECGEN_PROBLEM"; continue

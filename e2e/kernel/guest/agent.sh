@@ -515,3 +515,47 @@ udp_conn() {
         '$1 == "UDP" && $4 == s { split($2, t, ":"); print t[1] * 60 + t[2], $6; exit }'
 }
 _udp_conn_gone() { [ -z "$(udp_conn "$1" "$2")" ]; }
+
+# --- importers (import-*) ---------------------------------------------------------
+
+# import_apply FORMAT FILE: `kubectl-lvs import FORMAT FILE` (the plugin packed
+# by run-suite.sh) into the manifest `import`, for the agents to apply; the
+# import's report is printed, indented.
+import_apply() {
+    command -v kubectl-lvs >/dev/null || fail "kubectl-lvs is missing in the VM (run-suite.sh packs it for import-* scenarios)"
+    kubectl-lvs import "$1" "$2" >/tmp/import.yaml 2>/tmp/import.report \
+        || fail "kubectl-lvs import $1 $2 failed: $(tail -n 3 /tmp/import.report)"
+    sed 's/^/    report: /' /tmp/import.report
+    manifest_write import </tmp/import.yaml
+}
+
+# import_clear: remove the imported objects and wait until dir1's table is empty.
+import_clear() {
+    manifest_remove import
+    ipvs_expect dir1 30 </dev/null
+}
+
+# keepalived_start NODE FILE LOG: keepalived's health checker alone (no VRRP)
+# in NODE's namespace on the configuration FILE, not forking, its log in LOG;
+# its pid in KEEPALIVED_PID. The binary comes from run-suite.sh.
+keepalived_start() {
+    command -v keepalived >/dev/null || fail "keepalived is missing in the VM (run-suite.sh packs it for $LAB_SCENARIO)"
+    nsenter --net="/run/netns/$1" keepalived --check --dont-fork --log-console --log-detail \
+        --use-file="$2" --pid=/run/keepalived.pid --checkers_pid=/run/keepalived-checkers.pid \
+        >"$3" 2>&1 &
+    KEEPALIVED_PID=$!
+}
+_keepalived_gone() { ! pid_running "$KEEPALIVED_PID"; }
+
+# keepalived_stop: TERM (keepalived then removes the IPVS rules it added),
+# KILL after 20 s.
+keepalived_stop() {
+    [ -n "${KEEPALIVED_PID:-}" ] || return 0
+    kill -TERM "$KEEPALIVED_PID" 2>/dev/null
+    if ! wait_until 20 _keepalived_gone; then
+        kill -KILL "$KEEPALIVED_PID" 2>/dev/null
+        fail "keepalived did not stop within 20 s of TERM"
+    fi
+    wait "$KEEPALIVED_PID" 2>/dev/null
+    KEEPALIVED_PID=""
+}
