@@ -253,12 +253,8 @@ if [ "${NEED_PLUGIN:-0}" -eq 1 ]; then
     # keepalived itself (Debian's package, its libraries through run-vm.sh),
     # which programs each keepalived fixture for comparison.
     if [ -z "$PLUGIN_PROBLEM" ] && printf '%s\n' "${SELECTED[@]}" | grep -qx import-keepalived-roundtrip; then
-        if [ ! -x /usr/sbin/keepalived ]; then
-            lvs_log "apt-get install keepalived"
-            apt-get install -y --no-install-recommends keepalived >"$OUT/keepalived-install.log" 2>&1 \
-                || { apt-get update >>"$OUT/keepalived-install.log" 2>&1 \
-                     && apt-get install -y --no-install-recommends keepalived >>"$OUT/keepalived-install.log" 2>&1; }
-        fi
+        # A subshell: lvs_apt_ensure exits when apt-get fails.
+        (lvs_apt_ensure keepalived) >"$OUT/keepalived-install.log" 2>&1
         if [ -x /usr/sbin/keepalived ]; then
             ADD+=(--add "/usr/sbin/keepalived:/usr/local/bin/keepalived")
         else
