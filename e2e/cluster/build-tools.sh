@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the cluster-lab binaries (etcd, kube-apiserver, kube-controller-manager,
-# kubectl, helm) from the
+# kubectl, helm; prometheus only when named) from the
 # Go module proxy, each from its own module under e2e/cluster/tools/<name>/.
 # Binaries land in ${LVS_CACHE:-<repo>/.cache}/cluster-lab/bin/. A binary is
 # rebuilt only when its stamp (version, go.mod/go.sum hash, ldflags) changed.
 #
-# Usage: build-tools.sh [TOOL...]   (default: all tools)
+# Usage: build-tools.sh [TOOL...]   (default: all tools but prometheus, which
+#        only the joined lab's dashboard-queries scenario needs)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -54,15 +55,15 @@ helm_ldflags() {
   printf '%s' "$ld"
 }
 
-# build NAME MODDIR PACKAGE MODULE VERSION LDFLAGS
+# build NAME MODDIR PACKAGE MODULE VERSION LDFLAGS [TAGS]
 build() {
-  local name=$1 moddir=$2 pkg=$3 module=$4 want=$5 ldflags=$6
+  local name=$1 moddir=$2 pkg=$3 module=$4 want=$5 ldflags=$6 tags=${7:-}
   local have
   have=$(module_version "$moddir" "$module") || die "$name: cannot read $module version from $moddir/go.mod"
   [[ $have == "$want" ]] || die "$name: $moddir/go.mod pins $module $have, build-tools.sh expects $want"
   local sum
   sum=$(cat "$moddir/go.mod" "$moddir/go.sum" | sha256sum | cut -c1-16)
-  local stamp="$name $want gomod=$sum go=$("$go" env GOVERSION) ldflags=$(sha256sum <<<"$ldflags" | cut -c1-16)"
+  local stamp="$name $want gomod=$sum go=$("$go" env GOVERSION) ldflags=$(sha256sum <<<"$ldflags" | cut -c1-16)${tags:+ tags=$tags}"
   local out=$bindir/$name
   if [[ -x $out && -f $out.version && $(cat "$out.version") == "$stamp" ]]; then
     echo "build-tools.sh: $name $want up to date ($out)"
@@ -71,7 +72,7 @@ build() {
   echo "build-tools.sh: building $name $want (log: $logdir/$name.log)"
   local start end rc=0
   start=$(date +%s)
-  (cd "$moddir" && "$go" build -mod=readonly -trimpath -ldflags="$ldflags" -o "$out.tmp" "$pkg") \
+  (cd "$moddir" && "$go" build -mod=readonly -trimpath -tags="$tags" -ldflags="$ldflags" -o "$out.tmp" "$pkg") \
     >"$logdir/$name.log" 2>&1 || rc=$?
   end=$(date +%s)
   if ((rc != 0)); then
@@ -92,7 +93,7 @@ want_tool() {
 
 selected=("$@")
 for t in "${selected[@]}"; do
-  case $t in kube-apiserver | kube-controller-manager | kubectl | etcd | helm) ;; *) die "unknown tool '$t' (expected kube-apiserver, kube-controller-manager, kubectl, etcd, helm)" ;; esac
+  case $t in kube-apiserver | kube-controller-manager | kubectl | etcd | helm | prometheus) ;; *) die "unknown tool '$t' (expected kube-apiserver, kube-controller-manager, kubectl, etcd, helm, prometheus)" ;; esac
 done
 pick() { ((${#selected[@]} == 0)) || want_tool "$1"; }
 
@@ -113,4 +114,13 @@ if pick etcd; then
 fi
 if pick helm; then
   build helm "$here/tools/helm" helm.sh/helm/v3/cmd/helm helm.sh/helm/v3 "$HELM_VERSION" "$(helm_ldflags)"
+fi
+# Prometheus (joined lab, dashboard-queries): only when named. Scrapes static
+# targets only, so every service discovery plugin is left out
+# (remove_all_sd), and without the builtinassets tag no web UI is embedded:
+# the scenario uses the HTTP API alone.
+if want_tool prometheus; then
+  build prometheus "$here/tools/prometheus" github.com/prometheus/prometheus/cmd/prometheus \
+    github.com/prometheus/prometheus "$PROMETHEUS_VERSION" \
+    "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" remove_all_sd
 fi

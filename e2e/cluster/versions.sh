@@ -4,3 +4,6 @@
 KUBE_VERSION=v1.34.4
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.19.5
+# Prometheus for the joined lab's dashboard-queries scenario (a Go module
+# version: v0.3xx.y is Prometheus 3.xx.y).
+PROMETHEUS_VERSION=v0.316.0

@@ -20,6 +20,16 @@ lab_agent_kill() { jl_exec root "kill -9 \$(cat /run/lab/agents/$1.pid)"; }
 lab_agent_resync() { jl_exec root "kill -HUP \$(cat /run/lab/agents/$1.pid)"; }
 lab_agent_starts() { jl_exec root "cat /run/lab/agents/$1.starts"; }
 lab_agent_metrics() { jl_exec "$1" 'wget -q -O - http://127.0.0.1:9477/metrics'; }
+# lab_metrics_targets: "JOB NAME HOST:PORT" for each agent's and the operator's
+# /metrics as the host reaches them (the agents' through qemu port forwards).
+lab_metrics_targets() {
+  local t
+  for t in ${LVS_JOINED_AGENT_METRICS:?no agent metrics ports in the lab environment}; do
+    echo "lvs-agent ${t%%=*} ${t#*=}"
+  done
+  local op=${LVS_JOINED_OPERATOR_METRICS#http://}
+  echo "lvs-operator operator ${op%%/*}"
+}
 lab_agent_readyz() { jl_exec "$1" 'wget -q -O /dev/null http://127.0.0.1:9477/readyz' 2>/dev/null; }
 
 lab_apiserver_stop() { LVS_LAB_DIR="$LVS_JOINED_DIR/cluster" "$LVS_REPO/e2e/cluster/lab.sh" stop-apiserver; }
@@ -88,7 +98,7 @@ lab_directors() { echo dir1 dir2; }
 
 lab_has() {
   case $1 in
-    apiserver-restart | ha | snat) return 0 ;;
+    apiserver-restart | ha | snat | metrics-scrape) return 0 ;;
     *) return 1 ;;
   esac
 }

@@ -173,8 +173,17 @@ EOF
   else
     vm_env+=(--env "JOINED_AGENT_NODES=${JL_AGENT_NODES[*]}" --env "JOINED_NO_AGENTS=1")
   fi
+  # Each node's agent metrics (0.0.0.0:9477 in the node, reached through the
+  # node's own NIC to the host) on a host port, for a Prometheus on the host.
+  local i metrics_fwd=() metrics_targets=() p
+  for i in "${!JL_AGENT_NODES[@]}"; do
+    p=$(free_port $((19477 + i * 10)))
+    metrics_fwd+=(--nic-hostfwd "$((i + 1)):tcp:127.0.0.1:$p-10.0.2.15:9477")
+    metrics_targets+=("${JL_AGENT_NODES[$i]}=127.0.0.1:$p")
+  done
   setsid "$kernel/run-vm.sh" --out "$dir/vm" --timeout "${LVS_JOINED_VM_TIMEOUT:-86400}" \
     --mem "${LVS_JOINED_VM_MEM:-1536}" --nics $((${#JL_AGENT_NODES[@]} + 1)) --hostfwd "tcp:127.0.0.1:$cmd_port-:7000" \
+    "${metrics_fwd[@]}" \
     --add "$agent_bin:/usr/local/bin/node-agent" \
     --add "$here/guest:/lab/joined" --add "$dir/kubeconfigs:/lab/joined/kubeconfigs" \
     "${vm_env[@]}" "$here/guest/vm-main.sh" >"$dir/vm-runner.log" 2>&1 </dev/null &
@@ -185,6 +194,7 @@ $(cat "$dir/cluster/lab.env")
 export LVS_JOINED_DIR=$dir
 export LVS_JOINED_CMD_PORT=$cmd_port
 export LVS_JOINED_OPERATOR_METRICS=http://127.0.0.1:$op_port/metrics
+export LVS_JOINED_AGENT_METRICS="${metrics_targets[*]}"
 export HELM_CACHE_HOME=$dir/helm/cache HELM_CONFIG_HOME=$dir/helm/config HELM_DATA_HOME=$dir/helm/data
 EOF
   export LVS_JOINED_CMD_PORT=$cmd_port

@@ -25,6 +25,8 @@
 #                     NIC i (from 0) has the MAC 52:54:00:00:01:<i in hex>.
 #   --hostfwd RULE    qemu hostfwd rule on NIC 0, e.g. tcp:127.0.0.1:7000-:7000
 #                     (a host port forwarded into the guest). Repeatable.
+#   --nic-hostfwd I:RULE  the same on NIC I (e.g. a NIC the guest moves into a
+#                     network namespace). Repeatable.
 #   --append STR      extra kernel command line
 #   --no-strip        copy ELF files unchanged
 #   --keep-initrd     keep <out>/initrd.cpio
@@ -42,7 +44,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
-ADDS=() EXACTS=() ENVS=() HOSTFWDS=() OUT="" TIMEOUT=300 MEM=1024 SMP=2 NICS=0 APPEND="" STRIP=1 KEEP=0 VERBOSE=0
+ADDS=() EXACTS=() ENVS=() HOSTFWDS=() NIC_HOSTFWDS=() OUT="" TIMEOUT=300 MEM=1024 SMP=2 NICS=0 APPEND="" STRIP=1 KEEP=0 VERBOSE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --add) ADDS+=("$2"); shift 2 ;;
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
         --smp) SMP="$2"; shift 2 ;;
         --nics) NICS="$2"; shift 2 ;;
         --hostfwd) HOSTFWDS+=("$2"); shift 2 ;;
+        --nic-hostfwd) NIC_HOSTFWDS+=("$2"); shift 2 ;;
         --append) APPEND="$2"; shift 2 ;;
         --no-strip) STRIP=0; shift ;;
         --keep-initrd) KEEP=1; shift ;;
@@ -184,6 +187,9 @@ for ((i = 0; i < NICS; i++)); do
     if [ "$i" -eq 0 ]; then
         for f in "${HOSTFWDS[@]}"; do netdev+=",hostfwd=$f"; done
     fi
+    for f in "${NIC_HOSTFWDS[@]}"; do
+        [ "${f%%:*}" = "$i" ] && netdev+=",hostfwd=${f#*:}"
+    done
     QEMU+=(-netdev "$netdev" -device "virtio-net-pci,netdev=n$i,romfile=,mac=$(printf '52:54:00:00:01:%02x' "$i")")
 done
 printf '%q ' "${QEMU[@]}" >"$OUT/qemu.cmd"; echo >>"$OUT/qemu.cmd"

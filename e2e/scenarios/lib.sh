@@ -26,7 +26,11 @@
 #   lab_has FEATURE                 0 when the lab supports FEATURE
 #                                   (apiserver-restart; ha: the functions below;
 #                                   snat: realservers rs4, rs5 route around the
-#                                   director and the nodes have nft)
+#                                   director and the nodes have nft;
+#                                   metrics-scrape: lab_metrics_targets)
+#   lab_metrics_targets             "JOB NAME HOST:PORT" per agent (job lvs-agent)
+#                                   and operator (job lvs-operator): their
+#                                   /metrics as a Prometheus on the host reaches them
 #   Director HA (90-ha.sh, only where lab_has ha):
 #   lab_directors                   the two director nodes
 #   lab_ha_on NODE...               NODE's agent runs with director HA on

@@ -36,3 +36,27 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "lvs.operatorSA" -}}{{ include "lvs.fullname" . }}-operator{{- end -}}
 {{- define "lvs.agentSA" -}}{{ include "lvs.fullname" . }}-agent{{- end -}}
+
+{{- /* One scrape endpoint of a PodMonitor or ServiceMonitor (its values). */ -}}
+{{- define "lvs.metricsEndpoint" -}}
+port: metrics
+path: /metrics
+{{- with .interval }}
+interval: {{ . }}
+{{- end }}
+{{- with .scrapeTimeout }}
+scrapeTimeout: {{ . }}
+{{- end }}
+relabelings:
+  # The node the pod runs on, beside the instance (the node's address for
+  # the agents, which use the host network).
+  - sourceLabels: [__meta_kubernetes_pod_node_name]
+    targetLabel: node
+  {{- with .relabelings }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .metricRelabelings }}
+metricRelabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

@@ -94,11 +94,80 @@ impl Engine {
         self.metrics
             .health_probe(check.type_.as_str(), started.elapsed(), result.is_ok());
         let owners = self.checks.lock().record(d.id, started, result);
+        // The target is due again: the loop may be waiting for new targets
+        // or for a later one.
+        self.checks.wake();
         if let Some(owners) = owners
             && !owners.is_empty()
         {
             // A closed channel means the sync loop stopped; nothing to do.
             let _ = self.events.send(Event::Health(owners));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lvs_api::{DnsRcode, HealthAction, HealthCheckType};
+    use lvs_planner::PlannedHealthCheck;
+
+    use super::*;
+    use crate::health::ProbeKey;
+
+    /// The probes counted so far, whatever their result.
+    fn probes(m: &Metrics) -> u64 {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with("lvs_agent_health_probes_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// A target is probed again each interval, not only when the table
+    /// changes: the result of a probe wakes the loop for the next one.
+    #[tokio::test]
+    async fn a_target_is_probed_again_after_each_interval() {
+        // Bound, never accepting: the kernel completes the TCP handshake.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let check = Arc::new(PlannedHealthCheck {
+            type_: HealthCheckType::Tcp,
+            port: None,
+            interval_seconds: 1,
+            timeout_seconds: 1,
+            rise: 1,
+            fall: 1,
+            on_failure: HealthAction::Inhibit,
+            path: "/".into(),
+            host: None,
+            expected_status: vec![(200, 399)],
+            body_contains: None,
+            verify_certificate: false,
+            dns_name: ".".into(),
+            expected_rcode: DnsRcode::NoError,
+        });
+        let checks = Checks::new();
+        checks.lock().set_owner(
+            "default/web",
+            vec![(addr, ProbeKey { addr, check })],
+            Instant::now(),
+        );
+        let metrics = Arc::new(Metrics::default());
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let engine = tokio::spawn(Engine::new(checks.clone(), 4, tx, metrics.clone()).run());
+        // Bounded wait for the third probe; without a wake-up after each
+        // result the loop stops after the first.
+        let third = tokio::time::timeout(Duration::from_secs(60), async {
+            while probes(&metrics) < 3 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        engine.abort();
+        assert!(
+            third.is_ok(),
+            "{} probes of a target with a 1 s interval within 60 s",
+            probes(&metrics)
+        );
     }
 }
