@@ -4,12 +4,17 @@ CARGO ?= cargo
 export LVS_CACHE ?= $(CURDIR)/.cache
 KEEP ?= 0
 
-.PHONY: all test unit lint fmt crds check-generated e2e-kernel e2e-cluster e2e demo bench deps build image fuzz
+.PHONY: all test prebuild unit lint fmt crds check-generated e2e-kernel e2e-cluster e2e demo bench deps build image fuzz
 
 all: test
 
 ## test: everything that proves the project (lint, generated files, unit tests, every lab suite)
-test: lint check-generated unit e2e-kernel e2e-cluster e2e
+test: prebuild lint check-generated unit e2e-kernel e2e-cluster e2e
+
+## prebuild: start the labs' slow builds (image, cluster tools, Prometheus) in
+## the background at nice 19, so they fill the CPU the steps after it leave idle
+prebuild:
+	@bash e2e/lib/prebuild.sh
 
 ## unit: the cargo tests that need no lab
 unit:

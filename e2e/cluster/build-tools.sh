@@ -7,6 +7,7 @@
 #
 # Usage: build-tools.sh [TOOL...]   (default: all tools but prometheus, which
 #        only the joined lab's dashboard-queries scenario needs)
+# Safe to run concurrently: each tool is built under its own lock.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -55,8 +56,17 @@ helm_ldflags() {
   printf '%s' "$ld"
 }
 
-# build NAME MODDIR PACKAGE MODULE VERSION LDFLAGS [TAGS]
+# build NAME MODDIR PACKAGE MODULE VERSION LDFLAGS [TAGS]: one tool, under a
+# lock per tool, so that a second build-tools.sh (make test starts one in the
+# background, e2e/lib/prebuild.sh) waits for it and then finds it built.
 build() {
+  (
+    flock 9
+    build_locked "$@"
+  ) 9>"$bindir/.$1.lock"
+}
+
+build_locked() {
   local name=$1 moddir=$2 pkg=$3 module=$4 want=$5 ldflags=$6 tags=${7:-}
   local have
   have=$(module_version "$moddir" "$module") || die "$name: cannot read $module version from $moddir/go.mod"

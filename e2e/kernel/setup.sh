@@ -60,7 +60,7 @@ if [ -z "$KPKG" ]; then
     KPKG="$(resolve_kernel_pkg)"
     if [ -z "$KPKG" ]; then
         say "linux-image-cloud-amd64 unknown to apt-cache; running apt-get update"
-        apt-get update >&2 || true
+        lvs_apt update >&2 || true
         KPKG="$(resolve_kernel_pkg)"
     fi
     if [ -z "$KPKG" ] && [ -f "$KLAB/current.env" ]; then
@@ -87,7 +87,7 @@ if [ -z "$deb" ]; then
     say "apt-get download $KPKG"
     # apt drops privileges to _apt for downloads; give it a directory it can write.
     dl="$(mktemp -d)"; chmod 777 "$dl"
-    (cd "$dl" && apt-get download "$KPKG" >&2) || lvs_die "apt-get download $KPKG failed"
+    (cd "$dl" && lvs_apt download "$KPKG" >&2) || lvs_die "apt-get download $KPKG failed"
     mv "$dl"/*.deb "$KLAB/debs/"; rmdir "$dl"
     deb="$(ls "$KLAB/debs/${KPKG}_"*.deb | head -n1)"
 fi

@@ -16,6 +16,11 @@ lvs_need_root() {
 }
 
 # lvs_apt_ensure PKG...: install the packages that are not installed yet.
+# lvs_apt ARGS...: apt-get under one lock for the whole machine, so that the
+# background builds (prebuild.sh) and a suite never run apt-get at once (the
+# second would fail on dpkg's lock instead of waiting).
+lvs_apt() { flock /tmp/lvs-operator-apt.lock apt-get "$@"; }
+
 lvs_apt_ensure() {
     local missing=() p
     for p in "$@"; do
@@ -24,10 +29,10 @@ lvs_apt_ensure() {
     done
     [ "${#missing[@]}" -eq 0 ] && return 0
     lvs_log "apt-get install ${missing[*]}"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; then
+    if ! DEBIAN_FRONTEND=noninteractive lvs_apt install -y --no-install-recommends "${missing[@]}" >&2; then
         lvs_log "apt-get install failed; running apt-get update and retrying"
-        apt-get update >&2 || lvs_die "apt-get update failed"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 \
+        lvs_apt update >&2 || lvs_die "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive lvs_apt install -y --no-install-recommends "${missing[@]}" >&2 \
             || lvs_die "apt-get install ${missing[*]} failed"
     fi
 }
