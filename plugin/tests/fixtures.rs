@@ -44,7 +44,7 @@ fn ipvsadm_fixtures_import_whole() {
     for (file, vs, rs) in [
         ("nat-web.rules", 2, 5),
         ("dr-persistence.rules", 2, 4),
-        ("tun.rules", 3, 6),
+        ("tun.rules", 3, 7),
         ("ipv6.rules", 2, 4),
         ("fwmark.rules", 4, 5),
         ("sctp-mixed.rules", 3, 6),
@@ -192,7 +192,7 @@ fn ipvsadm_lossy_rules_are_reported_line_by_line() {
             "line 8: option `-o` (one-packet scheduling) works only with UDP or fwmark services; not carried",
             "line 8: scheduler flag `flag-1` has no meaning for scheduler rr (only sh-* with sh, mh-* with mh); not carried",
             "line 9: port 8080 differs from the service port 80, but only NAT maps ports (DR keeps the packet's port); imported without a port",
-            "line 10: the tunnel settings cannot be expressed (spec.tunnel: spec.tunnel.checksum.enabled is not supported with tunnel type gre: a realserver receives GRE on the kernel's fallback device gre0, which drops GRE packets that carry a checksum (use gue with a checksum, or gre without)); gre without checksum options is used",
+            "line 10: the tunnel settings cannot be expressed (spec.tunnel: spec.tunnel.checksum.remote is only allowed with tunnel type gue (the kernel ignores it for gre)); gre without checksum options is used",
             "line 11: lower threshold 50 needs an upper threshold above it; not carried (the kernel then resumes below three quarters of the upper one)",
             "line 11: weight 70000 is above 65535, the most spec.weight takes; imported as 65535",
             "line 12: option `-M` value `255.0.255.0` is not a contiguous IPv4 netmask; persistence is per client address",
