@@ -44,6 +44,7 @@ pub(super) fn agent_on(
             node_ips: vec![],
             vip_roles: Default::default(),
             vip_lifetime: None,
+            live_interval: None,
         },
         Arc::new(Metrics::default()),
         Arc::new(Health::new()),
