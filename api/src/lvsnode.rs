@@ -246,7 +246,7 @@ pub struct DriftReport {
     pub time: String,
     /// How many objects were repaired.
     pub count: u32,
-    /// What was repaired, e.g. "destination 10.0.0.2:80 of TCP
+    /// What was repaired, e.g. "destination 10.0.0.2:80 of TCP/
     /// 192.0.2.10:80: weight 0 -> 1 restored" (the first few of `count`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repaired: Vec<String>,

@@ -523,6 +523,79 @@ mod tests {
         );
     }
 
+    /// A director under traffic: new counters every second for two
+    /// minutes. Writes that differ only in counters come at most once per
+    /// counters interval; a real change goes out at once, with the counters
+    /// of the moment riding along.
+    #[test]
+    fn counters_alone_are_written_at_most_once_per_interval() {
+        let t0 = Instant::now();
+        let every = COUNTERS_INTERVAL;
+        let mut last: Option<Written> = None;
+        let mut writes: Vec<(Duration, i64)> = Vec::new();
+        for sec in 0..120u64 {
+            let now = t0 + Duration::from_secs(sec);
+            // The generation moves on once, at 47 s.
+            let generation = if sec >= 47 { 2 } else { 1 };
+            let mut st = status(1000.0, vec![svc("ns/a", generation, "")]);
+            st.live.insert(
+                "ns/a".into(),
+                crate::report::LiveState {
+                    counters: lvs_api::TrafficCounters {
+                        connections: sec * 7,
+                        ..Default::default()
+                    },
+                    time: format!("t{sec}"),
+                    table_hash: "00".into(),
+                },
+            );
+            let new = lvsnode_status(&st).unwrap();
+            assert_eq!(
+                new.services[0].counters.as_ref().map(|c| c.connections),
+                Some(sec * 7)
+            );
+            let at = write_at(last.as_ref(), &new, now, REFRESH, DESTINATIONS_GAP, every);
+            if at.is_some_and(|at| at <= now) {
+                writes.push((now - t0, generation));
+                last = Some(Written {
+                    status: new,
+                    at: now,
+                });
+            }
+        }
+        let gaps: Vec<Duration> = writes.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        let changed_at = writes
+            .iter()
+            .position(|(_, g)| *g == 2)
+            .expect("the new generation is written");
+        assert_eq!(
+            writes[changed_at].0,
+            Duration::from_secs(47),
+            "a real change is written at once: {writes:?}"
+        );
+        for (i, g) in gaps.iter().enumerate() {
+            if i + 1 != changed_at {
+                assert!(*g >= every, "writes {writes:?}: gap {g:?} below {every:?}");
+            }
+        }
+        // And the bound is a bound, not a stop: about one write per interval.
+        assert!(writes.len() >= 12, "{writes:?}");
+        // At rest (the same counters), nothing is written.
+        let rest = last.unwrap();
+        let same = rest.status.clone();
+        assert_eq!(
+            write_at(
+                Some(&rest),
+                &same,
+                rest.at + every * 3,
+                REFRESH,
+                DESTINATIONS_GAP,
+                every
+            ),
+            None
+        );
+    }
+
     #[test]
     fn writes_only_on_change_or_after_the_refresh_interval() {
         let t0 = Instant::now();

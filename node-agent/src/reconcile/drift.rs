@@ -333,15 +333,15 @@ mod tests {
             vec![
                 (
                     DriftKind::ServiceChanged,
-                    "service TCP 192.0.2.10:80: scheduler wlc -> rr restored"
+                    "service TCP/192.0.2.10:80: scheduler wlc -> rr restored"
                 ),
                 (
                     DriftKind::DestinationDeleted,
-                    "destination 10.0.0.2:80 of TCP 192.0.2.10:80 deleted; re-added"
+                    "destination 10.0.0.2:80 of TCP/192.0.2.10:80 deleted; re-added"
                 ),
                 (
                     DriftKind::DestinationChanged,
-                    "destination 10.0.0.1:80 of TCP 192.0.2.10:80: weight 0 -> 1 restored"
+                    "destination 10.0.0.1:80 of TCP/192.0.2.10:80: weight 0 -> 1 restored"
                 ),
                 (
                     DriftKind::VipRemoved,
@@ -367,7 +367,7 @@ mod tests {
             kinds(&d),
             vec![(
                 DriftKind::ServiceDeleted,
-                "service TCP 192.0.2.10:80 deleted; re-created"
+                "service TCP/192.0.2.10:80 deleted; re-created"
             )]
         );
     }
