@@ -987,6 +987,11 @@ impl<D: Dataplane> Agent<D> {
             }
             let started = Instant::now();
             let report = self.sync_pending(full);
+            // The IPVS table changed: its hash and counters are read now,
+            // not an interval later.
+            if report.ops.keys().any(|k| crate::report::changes_ipvs(k)) {
+                next_live = Instant::now();
+            }
             if report.full {
                 next_resync = Instant::now() + resync_gap(interval, share, started.elapsed());
             }

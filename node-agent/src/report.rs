@@ -620,6 +620,12 @@ impl DestinationStates {
     }
 }
 
+/// Whether a write of this kind (see `lvs_ipvs::Op::kind`) changes the IPVS
+/// table.
+pub fn changes_ipvs(kind: &str) -> bool {
+    kind.starts_with("service_") || kind.starts_with("dest_")
+}
+
 /// A director's live view of one VirtualService: the kernel's counters of
 /// its IPVS services, summed, and the hash of their programmed table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

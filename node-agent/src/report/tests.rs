@@ -606,3 +606,28 @@ fn drift_reports_group_by_virtual_service_and_cap_the_list() {
     assert_eq!(r["ns/b"].count, 2);
     assert_eq!(r["ns/b"].time, "T");
 }
+
+#[test]
+fn ipvs_writes_are_told_apart_from_other_writes() {
+    use lvs_ipvs::{DestKey, Family, Op, ServiceKey};
+    let svc = ServiceKey::Fwmark {
+        family: Family::V4,
+        mark: 1,
+    };
+    let dest = DestKey {
+        addr: "10.0.0.1".parse().unwrap(),
+        port: 80,
+    };
+    for op in [Op::DelService(svc), Op::DelDest { service: svc, dest }] {
+        assert!(changes_ipvs(op.kind()), "{}", op.kind());
+    }
+    for kind in [
+        "addr_add",
+        "sysctl_set",
+        "tunnel_up",
+        "nft_replace",
+        "daemon_start",
+    ] {
+        assert!(!changes_ipvs(kind), "{kind}");
+    }
+}
