@@ -26,8 +26,8 @@ pub use enums::{
     Scheduler, SchedulerFlag, SelectorOperator, TunnelType,
 };
 pub use lvsnode::{
-    DestinationReport, DestinationState, DirectorRole, LvsNodeSpec, LvsNodeStatus, ServiceReport,
-    VipRole,
+    DestinationReport, DestinationState, DirectorRole, DriftReport, LvsNodeSpec, LvsNodeStatus,
+    ServiceReport, TrafficCounters, VipRole,
 };
 pub use nodeprofile::{DirectorSysctls, IpvsTimeouts, LvsNodeProfileSpec};
 pub use object::{Meta, NodeInfo, Object};
@@ -36,9 +36,10 @@ pub use selector::{LabelMap, LabelSelector, LabelSelectorRequirement};
 pub use status::{Condition, ConditionUpdate, compute_conditions};
 pub use validate::{FieldError, ValidationErrors, validate_pair};
 pub use virtualservice::{
-    BACKEND_PORT_LABEL, BACKEND_SERVICE_LABEL, Backends, BackendsStatus, Directors, Drain,
-    FwmarkMatch, HealthCheck, MatchPort, Persistence, PortRef, RealServerCounts, ServiceBackend,
-    SorryServer, Tunnel, TunnelChecksum, VirtualServiceSpec, VirtualServiceStatus,
+    BACKEND_PORT_LABEL, BACKEND_SERVICE_LABEL, Backends, BackendsStatus, DirectorDrift,
+    DirectorTraffic, Directors, Drain, FwmarkMatch, HealthCheck, MatchPort, Persistence, PortRef,
+    RealServerCounts, ServiceBackend, SorryServer, TrafficStatus, Tunnel, TunnelChecksum,
+    VirtualServiceSpec, VirtualServiceStatus,
 };
 
 #[cfg(feature = "kube")]

@@ -159,6 +159,97 @@ pub struct ServiceReport {
     /// still count them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<DestinationReport>,
+    /// Director: the kernel's counters of this VirtualService's IPVS
+    /// services, summed (refreshed at most once per
+    /// `--status-counters-interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<TrafficCounters>,
+    /// Director: when `counters` were read from the kernel (RFC 3339). An
+    /// unchanged sample is not written again, so at rest this can be older
+    /// than the refresh interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters_time: Option<String>,
+    /// Director: a hash of this VirtualService's programmed IPVS table as
+    /// the kernel holds it (services with scheduler, flags, persistence and
+    /// netmask; destinations with method, weight, thresholds and tunnel
+    /// settings; sorted). Equal on two directors means the same table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_hash: Option<String>,
+    /// Director: the last time a resync found a change made to this
+    /// VirtualService's kernel objects by someone else, and what it
+    /// repaired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftReport>,
+}
+
+/// The kernel's connection and traffic counters of one or more IPVS
+/// services, as `ipvsadm -Ln --stats --rate` shows them. Rates come from the
+/// kernel's estimator (a 2 s average) and lag behind the traffic.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficCounters {
+    /// Connections in an active state (ActiveConn, summed over destinations).
+    pub active_connections: u64,
+    /// Connections in another state (InActConn).
+    pub inactive_connections: u64,
+    /// Connections since the service was created.
+    pub connections: u64,
+    pub in_packets: u64,
+    pub out_packets: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    /// Connections per second.
+    pub cps: u64,
+    /// Packets per second, in.
+    pub in_pps: u64,
+    /// Packets per second, out.
+    pub out_pps: u64,
+    /// Bytes per second, in.
+    pub in_bps: u64,
+    /// Bytes per second, out.
+    pub out_bps: u64,
+}
+
+impl TrafficCounters {
+    /// Adds `other` to these counters (saturating).
+    pub fn add(&mut self, other: &TrafficCounters) {
+        let pairs = [
+            (&mut self.active_connections, other.active_connections),
+            (&mut self.inactive_connections, other.inactive_connections),
+            (&mut self.connections, other.connections),
+            (&mut self.in_packets, other.in_packets),
+            (&mut self.out_packets, other.out_packets),
+            (&mut self.in_bytes, other.in_bytes),
+            (&mut self.out_bytes, other.out_bytes),
+            (&mut self.cps, other.cps),
+            (&mut self.in_pps, other.in_pps),
+            (&mut self.out_pps, other.out_pps),
+            (&mut self.in_bps, other.in_bps),
+            (&mut self.out_bps, other.out_bps),
+        ];
+        for (a, b) in pairs {
+            *a = a.saturating_add(b);
+        }
+    }
+}
+
+/// What a resync repaired on one director: changes to the agent's own
+/// kernel objects that the agent did not make.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftReport {
+    /// When the resync found it (RFC 3339).
+    pub time: String,
+    /// How many objects were repaired.
+    pub count: u32,
+    /// What was repaired, e.g. "destination 10.0.0.2:80 of TCP/
+    /// 192.0.2.10:80: weight 0 -> 1 restored" (the first few of `count`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repaired: Vec<String>,
 }
 
 /// Why a destination is or is not taking new connections on a director.

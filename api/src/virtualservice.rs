@@ -462,6 +462,56 @@ pub struct VirtualServiceStatus {
     /// mirrored them into RealServers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backends: Option<BackendsStatus>,
+    /// The kernel's counters summed over the directors that report them,
+    /// as fresh as the directors' LvsNode reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficStatus>,
+    /// Per director, the last drift its agent repaired (changes to this
+    /// VirtualService's kernel objects made by someone else), sorted by
+    /// node. Each new entry also comes as a `DriftRepaired` Event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<DirectorDrift>,
+}
+
+/// The traffic of a VirtualService over its directors.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficStatus {
+    /// The sum over `directors`.
+    pub total: crate::lvsnode::TrafficCounters,
+    /// The directors whose counters are summed, sorted by node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directors: Vec<DirectorTraffic>,
+}
+
+/// One director's part of [`TrafficStatus`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectorTraffic {
+    pub node: String,
+    /// When the director read its counters (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// The director's hash of the programmed table (see the LvsNode's
+    /// `services[].tableHash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_hash: Option<String>,
+    pub active_connections: u64,
+    pub connections: u64,
+}
+
+/// The last drift a director repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectorDrift {
+    pub node: String,
+    /// When the director's resync found it (RFC 3339).
+    pub time: String,
+    /// How many objects were repaired.
+    pub count: u32,
+    /// What was repaired (the first few of `count`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repaired: Vec<String>,
 }
 
 /// The endpoints of `spec.backends.service`, as last mirrored.

@@ -47,6 +47,9 @@ pub struct AgentConfig {
     /// With HA: the active's VIP addresses get this finite lifetime and are
     /// renewed every `renew_interval`, so they vanish when the agent dies.
     pub vip_lifetime: Option<VipLifetime>,
+    /// How often the kernel's counters of the owned services are read for
+    /// the published status (`None`: never).
+    pub live_interval: Option<Duration>,
 }
 
 /// The lifetime of an active's VIP addresses and how often it is renewed.
@@ -102,6 +105,13 @@ pub struct AgentStatus {
     /// path), or the profiles in conflict.
     #[serde(skip_serializing_if = "lvs_planner::ProfileChoice::is_none")]
     pub profile: lvs_planner::ProfileChoice,
+    /// Director: per VirtualService, the kernel's counters and the hash of
+    /// its programmed table, as last read (every `live_interval`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub live: BTreeMap<String, crate::report::LiveState>,
+    /// Director: per VirtualService, the last drift a full resync repaired.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub drift: BTreeMap<String, lvs_api::DriftReport>,
 }
 
 /// Liveness and readiness, shared with the HTTP server.
@@ -710,6 +720,44 @@ impl<D: Dataplane> Agent<D> {
         self.status.send_modify(|st| st.vips = vips);
     }
 
+    /// Counts, logs (one line per VirtualService) and publishes the drift a
+    /// sync repaired.
+    fn note_drift(&mut self, report: &SyncReport) {
+        if report.drift.is_empty() {
+            return;
+        }
+        for d in &report.drift {
+            self.metrics.drift_repaired(&d.owner, d.kind.metric_label());
+        }
+        let now = crate::report::rfc3339_now();
+        let reports = crate::report::drift_reports(&report.drift, &now);
+        for (vs, r) in &reports {
+            tracing::warn!(
+                virtual_service = %vs,
+                count = r.count,
+                repaired = %r.repaired.join("; "),
+                "drift repaired: kernel objects of this agent were changed by someone else"
+            );
+        }
+        self.status.send_modify(|st| st.drift.extend(reports));
+    }
+
+    /// Reads the kernel's counters of the owned services and publishes
+    /// them when they changed.
+    pub fn sample_live(&mut self) {
+        let entries = match self.reconciler.owned_entries() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the IPVS counters failed; the next sample tries again");
+                return;
+            }
+        };
+        let now = crate::report::rfc3339_now();
+        let live = crate::report::live_states(&entries, self.reconciler.ledger(), &now);
+        self.status
+            .send_if_modified(|st| crate::report::merge_live(&mut st.live, live));
+    }
+
     /// Metrics, logs and the published status after a sync. `names`: the
     /// VirtualServices a scoped sync covered (`None`: all).
     fn finish(
@@ -734,6 +782,7 @@ impl<D: Dataplane> Agent<D> {
                     .collect(),
             );
         }
+        self.note_drift(&report);
         let read_ok = !report
             .errors
             .iter()
@@ -830,6 +879,7 @@ impl<D: Dataplane> Agent<D> {
                 None => {
                     st.services = report.services.clone();
                     st.reports = lvsnode_services(roles, &report);
+                    st.drift.retain(|vs, _| roles.contains_key(vs));
                 }
             }
         });
@@ -844,6 +894,8 @@ impl<D: Dataplane> Agent<D> {
         let mut retry: Option<(Instant, Duration)> = None;
         let renew_every = self.cfg.vip_lifetime.map(|l| l.renew_interval);
         let mut next_renew = Instant::now();
+        let live_every = self.cfg.live_interval;
+        let mut next_live = Instant::now();
         loop {
             self.health.beat();
             if let Some(every) = renew_every
@@ -861,6 +913,10 @@ impl<D: Dataplane> Agent<D> {
             let deadline = match self.drains.next_poll() {
                 Some(p) => deadline.min(p),
                 None => deadline,
+            };
+            let deadline = match live_every {
+                Some(_) if self.loaded => deadline.min(next_live),
+                _ => deadline,
             };
             let (mut received, mut full, mut stop, mut due) = (false, false, false, false);
             // Wake at least once per interval, for the liveness heartbeat.
@@ -919,11 +975,23 @@ impl<D: Dataplane> Agent<D> {
             }
             let drained = self.drains.next_poll().is_some_and(|p| Instant::now() >= p)
                 && self.poll_drains(Instant::now());
+            if let Some(every) = live_every
+                && self.loaded
+                && Instant::now() >= next_live
+            {
+                self.sample_live();
+                next_live = Instant::now() + every;
+            }
             if !self.loaded || !(received || full || due || drained) {
                 continue;
             }
             let started = Instant::now();
             let report = self.sync_pending(full);
+            // The IPVS table changed: its hash and counters are read now,
+            // not an interval later.
+            if report.ops.keys().any(|k| crate::report::changes_ipvs(k)) {
+                next_live = Instant::now();
+            }
             if report.full {
                 next_resync = Instant::now() + resync_gap(interval, share, started.elapsed());
             }

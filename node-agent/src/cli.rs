@@ -99,6 +99,13 @@ pub struct Args {
     /// is written at once.
     #[arg(long, env = "LVS_REPORT_REFRESH_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub report_refresh_interval: u64,
+    /// Seconds between reads of the kernel's counters of the owned IPVS
+    /// services (connections, packets, bytes, rates) and the table hash,
+    /// for the LvsNode report and /status. In Kubernetes mode a report
+    /// that differs only in these is written at most once per interval.
+    /// At least 5.
+    #[arg(long, env = "LVS_STATUS_COUNTERS_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(5..=86400))]
+    pub status_counters_interval: u64,
     /// Address for /metrics, /healthz, /readyz and /status: IP:PORT, with
     /// the IP in brackets for IPv6 (and allowed for IPv4, as in
     /// `[$(HOST_IP)]:9477`). Loopback by default: the agent runs on the host
@@ -396,6 +403,7 @@ fn agent_config(args: &Args) -> AgentConfig {
                 renew_interval: args.ha_renew_interval,
             }
         }),
+        live_interval: (!args.once).then(|| Duration::from_secs(args.status_counters_interval)),
     }
 }
 
@@ -580,6 +588,7 @@ fn run_daemon<D: Dataplane + 'static>(
                     Duration::from_secs(args.report_refresh_interval),
                     metrics,
                 )
+                .with_counters_interval(Duration::from_secs(args.status_counters_interval))
                 .with_unreadable(unreadable);
                 if args.ha {
                     let settings = crate::ha::leases::HaSettings {

@@ -68,6 +68,20 @@ struct VipRoleLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriftLabel {
+    virtual_service: Escaped<String>,
+    kind: &'static str,
+}
+
+/// The drift counter keeps at most this many VirtualServices apart; drift
+/// of any other is counted under [`OTHER_VIRTUAL_SERVICES`], so a node
+/// whose table is edited at random cannot grow the series without bound.
+pub const MAX_DRIFT_SERIES_SERVICES: usize = 500;
+
+/// The `virtual_service` label of drift beyond [`MAX_DRIFT_SERIES_SERVICES`].
+pub const OTHER_VIRTUAL_SERVICES: &str = "(other)";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -102,6 +116,9 @@ pub struct Metrics {
     config_loads: Counter,
     watch_errors: Family<KindLabel, Counter>,
     report_writes: Family<ResultLabel, Counter>,
+    drift_repaired: Family<DriftLabel, Counter>,
+    /// The VirtualServices the drift counter has series of.
+    drift_services: Mutex<std::collections::HashSet<String>>,
     vip_role: Family<VipRoleLabel, Gauge>,
     ha_takeovers: Counter,
     ha_releases: Counter,
@@ -139,6 +156,8 @@ impl Metrics {
             config_loads: Counter::default(),
             watch_errors: Family::default(),
             report_writes: Family::default(),
+            drift_repaired: Family::default(),
+            drift_services: Mutex::default(),
             vip_role: Family::default(),
             ha_takeovers: Counter::default(),
             ha_releases: Counter::default(),
@@ -193,6 +212,11 @@ impl Metrics {
             m.report_writes.clone(),
         );
         registry.register(
+            "drift_repaired",
+            "Kernel objects of this agent changed by someone else and repaired by a resync, by VirtualService and kind",
+            m.drift_repaired.clone(),
+        );
+        registry.register(
             "vip_role",
             "Director high availability: 1 for this node's role per VIP",
             m.vip_role.clone(),
@@ -240,6 +264,34 @@ impl Metrics {
                 })
                 .set(1);
         }
+    }
+
+    /// Counts one drifted kernel object of `virtual_service` that a resync
+    /// repaired.
+    pub fn drift_repaired(&self, virtual_service: &str, kind: &'static str) {
+        let known = {
+            let mut seen = self
+                .drift_services
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if seen.contains(virtual_service) || seen.len() < MAX_DRIFT_SERIES_SERVICES {
+                seen.insert(virtual_service.to_string());
+                true
+            } else {
+                false
+            }
+        };
+        let vs = if known {
+            virtual_service
+        } else {
+            OTHER_VIRTUAL_SERVICES
+        };
+        self.drift_repaired
+            .get_or_create(&DriftLabel {
+                virtual_service: Escaped(vs.to_string()),
+                kind,
+            })
+            .inc();
     }
 
     pub fn ha_takeover(&self) {

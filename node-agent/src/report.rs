@@ -137,6 +137,10 @@ pub struct SyncReport {
     /// Per VirtualService this node directs, by namespace/name.
     pub services: BTreeMap<String, ServiceSync>,
     pub errors: Vec<SyncError>,
+    /// Full syncs: the agent's kernel objects someone else changed, which
+    /// this sync repaired (see [`crate::reconcile::drift`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<crate::reconcile::drift::Drift>,
 }
 
 impl SyncReport {
@@ -617,5 +621,204 @@ impl DestinationStates {
             .filter(|e| matches!(e.state, S::Failing | S::Unready | S::Inactive))
             .count() as u32;
         self.healthy = self.total.saturating_sub(down);
+    }
+}
+
+/// Whether a write of this kind (see `lvs_ipvs::Op::kind`) changes the IPVS
+/// table.
+pub fn changes_ipvs(kind: &str) -> bool {
+    kind.starts_with("service_") || kind.starts_with("dest_")
+}
+
+/// A director's live view of one VirtualService: the kernel's counters of
+/// its IPVS services, summed, and the hash of their programmed table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveState {
+    pub counters: lvs_api::TrafficCounters,
+    /// When the counters were read (RFC 3339); kept while they stay the
+    /// same, so an idle service does not look changed.
+    pub time: String,
+    pub table_hash: String,
+}
+
+/// The counters of one IPVS service: its own traffic counters and rates,
+/// and the connection counts of its destinations.
+pub fn service_counters(e: &lvs_ipvs::ServiceEntry) -> lvs_api::TrafficCounters {
+    let s = &e.stats;
+    let (active, inactive) = e.destinations.iter().fold((0u64, 0u64), |(a, i), d| {
+        (
+            a + u64::from(d.stats.active_conns),
+            i + u64::from(d.stats.inactive_conns),
+        )
+    });
+    lvs_api::TrafficCounters {
+        active_connections: active,
+        inactive_connections: inactive,
+        connections: s.conns,
+        in_packets: s.in_pkts,
+        out_packets: s.out_pkts,
+        in_bytes: s.in_bytes,
+        out_bytes: s.out_bytes,
+        cps: s.cps,
+        in_pps: s.in_pps,
+        out_pps: s.out_pps,
+        in_bps: s.in_bps,
+        out_bps: s.out_bps,
+    }
+}
+
+/// One line per service and destination, with every setting the agent
+/// programs and nothing the kernel counts: what [`table_hash`] covers.
+fn table_lines(e: &lvs_ipvs::ServiceEntry, out: &mut String) {
+    use std::fmt::Write as _;
+    let c = &e.service.config;
+    let _ = writeln!(
+        out,
+        "{} {} flags={:#x} timeout={} netmask={:#x} pe={}",
+        crate::kernel::ServiceLabel(&e.service.key),
+        c.scheduler,
+        c.flags.bits(),
+        c.timeout,
+        c.netmask,
+        c.pe_name.as_deref().unwrap_or("-"),
+    );
+    let mut dests: Vec<&lvs_ipvs::Destination> =
+        e.destinations.iter().map(|d| &d.destination).collect();
+    dests.sort_by_key(|d| d.key);
+    for d in dests {
+        let c = &d.config;
+        let _ = write!(
+            out,
+            " -> {} {} weight={} u={} l={}",
+            d.key,
+            crate::reconcile::drift::method_name(c.fwd),
+            c.weight,
+            c.u_threshold,
+            c.l_threshold
+        );
+        // Kernels report tunnel settings for every destination; they
+        // matter only for tunnels (see `DestConfig::same_as`).
+        if c.fwd == lvs_ipvs::FwdMethod::Tunnel {
+            let _ = write!(
+                out,
+                " tun={}/{}/{}",
+                c.tun_type.0, c.tun_port, c.tun_flags.0
+            );
+        }
+        out.push('\n');
+    }
+}
+
+/// A hash of `entries`' programmed settings (sorted by service key; see
+/// [`table_lines`]), as 16 hex digits: FNV-1a, stable across builds and
+/// hosts, so two directors of the same table show the same hash.
+pub fn table_hash<'a>(entries: impl IntoIterator<Item = &'a lvs_ipvs::ServiceEntry>) -> String {
+    use std::hash::Hasher as _;
+    let mut sorted: Vec<&lvs_ipvs::ServiceEntry> = entries.into_iter().collect();
+    sorted.sort_by_key(|e| e.service.key);
+    let mut text = String::new();
+    for e in sorted {
+        table_lines(e, &mut text);
+    }
+    let mut h = fnv::FnvHasher::default();
+    h.write(text.as_bytes());
+    format!("{:016x}", h.finish())
+}
+
+/// Per VirtualService (the owner the ledger records), the summed counters
+/// and the table hash of the owned services in `entries`. Services without
+/// an owner in `ledger` are left out.
+pub fn live_states(
+    entries: &[lvs_ipvs::ServiceEntry],
+    ledger: &crate::ledger::Ledger,
+    now: &str,
+) -> BTreeMap<String, LiveState> {
+    let mut by_owner: BTreeMap<&str, Vec<&lvs_ipvs::ServiceEntry>> = BTreeMap::new();
+    for e in entries {
+        if let Some(o) = ledger.services.get(&e.service.key) {
+            by_owner.entry(o.owner.as_str()).or_default().push(e);
+        }
+    }
+    by_owner
+        .into_iter()
+        .map(|(owner, es)| {
+            let mut counters = lvs_api::TrafficCounters::default();
+            for e in &es {
+                counters.add(&service_counters(e));
+            }
+            let state = LiveState {
+                counters,
+                time: now.to_string(),
+                table_hash: table_hash(es.iter().copied()),
+            };
+            (owner.to_string(), state)
+        })
+        .collect()
+}
+
+/// Takes a new sample into `live`: an entry whose counters and hash are
+/// unchanged keeps its time. `true` when anything changed (an entry came,
+/// went, or has other counters or another hash).
+pub fn merge_live(
+    live: &mut BTreeMap<String, LiveState>,
+    new: BTreeMap<String, LiveState>,
+) -> bool {
+    let mut changed = live.len() != new.len();
+    let mut out = BTreeMap::new();
+    for (name, mut s) in new {
+        match live.remove(&name) {
+            Some(old) if old.counters == s.counters && old.table_hash == s.table_hash => {
+                s.time = old.time;
+            }
+            _ => changed = true,
+        }
+        out.insert(name, s);
+    }
+    changed |= !live.is_empty();
+    *live = out;
+    changed
+}
+
+/// At most this many entries of a drift are listed in an LvsNode (and an
+/// Event); `count` has them all.
+pub const MAX_DRIFT_ENTRIES: usize = 8;
+
+/// Per VirtualService, the drift a sync repaired, as the LvsNode reports
+/// it (see [`MAX_DRIFT_ENTRIES`]).
+pub fn drift_reports(
+    drift: &[crate::reconcile::drift::Drift],
+    now: &str,
+) -> BTreeMap<String, lvs_api::DriftReport> {
+    let mut out: BTreeMap<String, lvs_api::DriftReport> = BTreeMap::new();
+    for d in drift {
+        let r = out
+            .entry(d.owner.clone())
+            .or_insert_with(|| lvs_api::DriftReport {
+                time: now.to_string(),
+                ..Default::default()
+            });
+        r.count = r.count.saturating_add(1);
+        if r.repaired.len() < MAX_DRIFT_ENTRIES {
+            r.repaired.push(truncate(&d.what, MAX_DESTINATION_ERROR));
+        }
+    }
+    out
+}
+
+/// Copies the live states and last drifts of the services this node
+/// directs into their reports.
+pub fn with_live(
+    reports: &mut [lvs_api::ServiceReport],
+    live: &BTreeMap<String, LiveState>,
+    drift: &BTreeMap<String, lvs_api::DriftReport>,
+) {
+    for r in reports.iter_mut() {
+        if let Some(l) = live.get(&r.name) {
+            r.counters = Some(l.counters.clone());
+            r.counters_time = Some(l.time.clone());
+            r.table_hash = Some(l.table_hash.clone());
+        }
+        r.drift = drift.get(&r.name).cloned();
     }
 }

@@ -44,6 +44,7 @@ fn agent(node: &str, state: &std::path::Path) -> Agent<FakeDataplane> {
             node_ips: vec![],
             vip_roles: Default::default(),
             vip_lifetime: None,
+            live_interval: None,
         },
         Arc::new(Metrics::default()),
         Arc::new(Health::new()),

@@ -140,6 +140,7 @@ async fn no_sync_while_lists_are_incomplete_and_convergence_after() {
             node_ips: vec![],
             vip_roles: Default::default(),
             vip_lifetime: None,
+            live_interval: None,
         },
         metrics.clone(),
         Arc::new(Health::new()),

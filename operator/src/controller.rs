@@ -311,6 +311,7 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let mut events = status::vs_events(old_conditions, &new.conditions);
     events.extend(status::director_events(old, &new, &vs.spec));
+    events.extend(status::drift_events(old, &new));
     events.extend(ctx.limit_health_events(
         &format!("VirtualService/{key}"),
         status::vs_health_events(old, &new),

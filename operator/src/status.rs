@@ -13,8 +13,9 @@ use std::net::IpAddr;
 
 use lvs_api::status::types;
 use lvs_api::{
-    Condition, ConditionUpdate, RealServerCounts, RealServerSpec, RealServerStatus, ServiceReport,
-    VipRole, VirtualServiceSpec, VirtualServiceStatus, compute_conditions,
+    Condition, ConditionUpdate, DirectorDrift, DirectorTraffic, RealServerCounts, RealServerSpec,
+    RealServerStatus, ServiceReport, TrafficStatus, VipRole, VirtualServiceSpec,
+    VirtualServiceStatus, compute_conditions,
 };
 use lvs_planner::{Analysis, RealServerVerdict, ServiceState, Verdict};
 
@@ -44,6 +45,9 @@ pub mod reasons {
     pub const DIRECTOR_TAKEOVER: &str = "DirectorTakeover";
     /// Event: a director stopped being the active one for a VIP.
     pub const DIRECTOR_RELEASED: &str = "DirectorReleased";
+    /// Event: a director's resync repaired kernel objects of the service
+    /// that someone else had changed.
+    pub const DRIFT_REPAIRED: &str = "DriftRepaired";
 }
 
 /// The role an agent reports for a VIP it holds and announces.
@@ -481,7 +485,53 @@ pub fn vs_status(
         sorry_server_active: health.sorry_active,
         // Written by the Service controller (its own field manager).
         backends: old.and_then(|s| s.backends.clone()),
+        traffic: vs_traffic(verdict, reports),
+        drift: vs_drift(verdict, reports),
     }
+}
+
+/// The kernel's counters of the VirtualService summed over its directors
+/// that report them; `None` while none does.
+pub fn vs_traffic(verdict: &Verdict, reports: &NodeReports) -> Option<TrafficStatus> {
+    let mut out = TrafficStatus::default();
+    for node in &verdict.directors {
+        let Some(r) = reports.get(node, &verdict.name) else {
+            continue;
+        };
+        let Some(c) = &r.counters else {
+            continue;
+        };
+        out.total.add(c);
+        out.directors.push(DirectorTraffic {
+            node: node.clone(),
+            time: r.counters_time.clone(),
+            table_hash: r.table_hash.clone(),
+            active_connections: c.active_connections,
+            connections: c.connections,
+        });
+    }
+    out.directors.sort_by(|a, b| a.node.cmp(&b.node));
+    (!out.directors.is_empty()).then_some(out)
+}
+
+/// The last drift each director of the VirtualService repaired, sorted by
+/// node.
+pub fn vs_drift(verdict: &Verdict, reports: &NodeReports) -> Vec<DirectorDrift> {
+    let mut out: Vec<DirectorDrift> = verdict
+        .directors
+        .iter()
+        .filter_map(|node| {
+            let d = reports.get(node, &verdict.name)?.drift.as_ref()?;
+            Some(DirectorDrift {
+                node: node.clone(),
+                time: d.time.clone(),
+                count: d.count,
+                repaired: d.repaired.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.node.cmp(&b.node));
+    out
 }
 
 /// The status of one RealServer (`key` = namespace/name), from every verdict

@@ -11,8 +11,8 @@ use lvs_api::{
     VirtualServiceSpec, VirtualServiceStatus,
 };
 use lvs_operator::status::{
-    self, EventSpec, NodeReports, NodeState, PendingWhy, director_events, needs_write, node_states,
-    rs_events, rs_status, vs_events, vs_status,
+    self, EventSpec, NodeReports, NodeState, PendingWhy, director_events, drift_events,
+    needs_write, node_states, rs_events, rs_status, vs_events, vs_status,
 };
 use lvs_planner::{Analysis, analyze};
 use serde_json::json;
@@ -889,4 +889,91 @@ fn director_events_from_role_changes() {
     let off = at(None, &[]);
     assert!(director_events(None, &off, &dr.spec).is_empty());
     assert!(director_events(Some(&off), &off, &dr.spec).is_empty());
+}
+
+/// A director report of `default/dr` with live counters and, optionally,
+/// a drift.
+fn live_report(connections: u64, drift: Option<(&str, &[&str])>) -> ServiceReport {
+    ServiceReport {
+        counters: Some(lvs_api::TrafficCounters {
+            active_connections: connections / 2,
+            connections,
+            in_packets: connections * 5,
+            in_bytes: connections * 500,
+            ..Default::default()
+        }),
+        counters_time: Some("2026-01-01T00:00:10Z".into()),
+        table_hash: Some("0123456789abcdef".into()),
+        drift: drift.map(|(time, what)| lvs_api::DriftReport {
+            time: time.into(),
+            count: what.len() as u32 + 1,
+            repaired: what.iter().map(|w| w.to_string()).collect(),
+        }),
+        ..report("default/dr", 4, "")
+    }
+}
+
+#[test]
+fn traffic_is_summed_over_the_directors_that_report_it() {
+    let (dr, analysis) = dr_world();
+    let verdict = analysis.get("default/dr").unwrap();
+    let none = NodeReports::new(
+        ["d1", "d2", "w1"].map(|n| (n.to_string(), vec![report("default/dr", 4, "")])),
+    );
+    let s = vs_status(None, &dr.spec, "default", verdict, &none, "T");
+    assert_eq!(s.traffic, None, "no director reports counters yet");
+    let reports = NodeReports::new([
+        ("d1".to_string(), vec![live_report(10, None)]),
+        ("d2".to_string(), vec![live_report(4, None)]),
+        // A realserver node's report is not a director's: not summed.
+        ("w1".to_string(), vec![live_report(1000, None)]),
+    ]);
+    let s = vs_status(None, &dr.spec, "default", verdict, &reports, "T");
+    let t = s.traffic.expect("traffic");
+    assert_eq!(t.total.connections, 14);
+    assert_eq!(t.total.active_connections, 7);
+    assert_eq!(t.total.in_packets, 70);
+    assert_eq!(t.total.in_bytes, 7000);
+    let nodes: Vec<(&str, u64)> = t
+        .directors
+        .iter()
+        .map(|d| (d.node.as_str(), d.connections))
+        .collect();
+    assert_eq!(nodes, [("d1", 10), ("d2", 4)]);
+    assert_eq!(t.directors[0].time.as_deref(), Some("2026-01-01T00:00:10Z"));
+    let j = serde_json::to_value(&t.total).unwrap();
+    assert_eq!(j["inBytes"], 7000);
+}
+
+#[test]
+fn a_new_drift_is_one_event_per_director_and_a_rewrite_adds_none() {
+    let (dr, analysis) = dr_world();
+    let verdict = analysis.get("default/dr").unwrap();
+    let at = |old: Option<&VirtualServiceStatus>, d1: Option<(&str, &[&str])>| {
+        let reports = NodeReports::new([
+            ("d1".to_string(), vec![live_report(1, d1)]),
+            ("d2".to_string(), vec![live_report(1, None)]),
+        ]);
+        vs_status(old, &dr.spec, "default", verdict, &reports, "T")
+    };
+    let clean = at(None, None);
+    assert!(clean.drift.is_empty());
+    assert!(drift_events(None, &clean).is_empty());
+    let what: &[&str] = &["destination 10.0.0.11:80 of TCP/192.0.2.20:80: weight 0 -> 1 restored"];
+    let first = at(Some(&clean), Some(("2026-01-01T00:01:00Z", what)));
+    assert_eq!(first.drift.len(), 1);
+    let ev = drift_events(Some(&clean), &first);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].reason, "DriftRepaired");
+    assert_eq!(ev[0].node.as_deref(), Some("d1"));
+    assert_eq!(
+        ev[0].note,
+        "node d1: destination 10.0.0.11:80 of TCP/192.0.2.20:80: weight 0 -> 1 restored (and 1 more); someone else had changed them"
+    );
+    // The same drift again (a rewrite, an operator restart): no Event.
+    let again = at(Some(&first), Some(("2026-01-01T00:01:00Z", what)));
+    assert!(drift_events(Some(&first), &again).is_empty());
+    // A later drift on the same director: one more.
+    let later = at(Some(&again), Some(("2026-01-01T00:02:00Z", what)));
+    assert_eq!(drift_events(Some(&again), &later).len(), 1);
 }

@@ -44,6 +44,7 @@ pub(super) fn agent_on(
             node_ips: vec![],
             vip_roles: Default::default(),
             vip_lifetime: None,
+            live_interval: None,
         },
         Arc::new(Metrics::default()),
         Arc::new(Health::new()),
@@ -657,4 +658,129 @@ fn a_node_profile_is_applied_reported_and_its_values_restored_when_it_goes() {
     );
     assert_eq!(f.sysctls["net/ipv4/vs/sloppy_tcp"], "0", "restored");
     assert!(status.borrow().profile.is_none());
+}
+
+/// FILES with a second realserver, so one can be edited and the other
+/// deleted by hand.
+fn two_realservers() -> Snapshot {
+    snapshot_of(&format!(
+        "{FILES}---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {{name: web-2, namespace: default, labels: {{app: web}}}}\nspec: {{address: 10.1.0.2, port: 8080}}\n"
+    ))
+}
+
+#[test]
+fn a_resync_repairs_hand_edits_and_reports_them_as_drift() {
+    let snap = two_realservers();
+    let (mut a, status) = agent();
+    assert!(a.sync(&snap, false).ok());
+    let rep = a.sync(&snap, true);
+    assert!(rep.drift.is_empty(), "nothing changed by hand: {rep:?}");
+
+    // By hand: the weight of 10.1.0.1 to 0, 10.1.0.2 deleted.
+    let key = *a.reconciler().dataplane().ipvs.keys().next().unwrap();
+    let rs1: lvs_ipvs::DestKey = lvs_ipvs::DestKey {
+        addr: "10.1.0.1".parse().unwrap(),
+        port: 8080,
+    };
+    let rs2 = lvs_ipvs::DestKey {
+        addr: "10.1.0.2".parse().unwrap(),
+        port: 8080,
+    };
+    {
+        let s = a
+            .reconciler_mut()
+            .dataplane_mut()
+            .ipvs
+            .get_mut(&key)
+            .unwrap();
+        s.dests.get_mut(&rs1).unwrap().weight = 0;
+        s.dests.remove(&rs2);
+    }
+    // A scoped sync works from the cached view: it sees nothing.
+    a.replan(vec!["default/web".into()]);
+    assert!(a.sync_pending(false).drift.is_empty());
+
+    let rep = a.sync(&snap, true);
+    let found: Vec<(&str, &str)> = rep
+        .drift
+        .iter()
+        .map(|d| (d.kind.metric_label(), d.what.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "destination_deleted",
+                "destination 10.1.0.2:8080 of TCP/10.0.0.1:80 deleted; re-added"
+            ),
+            (
+                "destination_changed",
+                "destination 10.1.0.1:8080 of TCP/10.0.0.1:80: weight 0 -> 1 restored"
+            ),
+        ]
+    );
+    // Repaired in the kernel.
+    let s = &a.reconciler().dataplane().ipvs[&key];
+    assert_eq!(s.dests[&rs1].weight, 1);
+    assert!(s.dests.contains_key(&rs2));
+    // Published once for the VirtualService, counted by kind.
+    let st = status.borrow().clone();
+    let d = &st.drift["default/web"];
+    assert_eq!(d.count, 2);
+    assert_eq!(d.repaired.len(), 2);
+    let text = a.metrics.render();
+    for kind in ["destination_deleted", "destination_changed"] {
+        let line = format!(
+            "lvs_agent_drift_repaired_total{{virtual_service=\"default/web\",kind=\"{kind}\"}} 1"
+        );
+        assert!(text.contains(&line), "no '{line}' in:\n{text}");
+    }
+    // The next resync finds nothing new, and the last drift stays published.
+    assert!(a.sync(&snap, true).drift.is_empty());
+    assert_eq!(status.borrow().drift["default/web"].count, 2);
+}
+
+#[test]
+fn live_samples_publish_counters_and_keep_their_time_while_unchanged() {
+    let snap = two_realservers();
+    let (mut a, mut status) = agent();
+    assert!(a.sync(&snap, false).ok());
+    let key = *a.reconciler().dataplane().ipvs.keys().next().unwrap();
+    let rs1 = lvs_ipvs::DestKey {
+        addr: "10.1.0.1".parse().unwrap(),
+        port: 8080,
+    };
+    a.reconciler_mut()
+        .dataplane_mut()
+        .conns
+        .insert((key, rs1), (3, 4));
+    status.mark_unchanged();
+    a.sample_live();
+    assert!(status.has_changed().unwrap(), "a first sample is published");
+    let first = status.borrow_and_update().live["default/web"].clone();
+    assert_eq!(first.counters.active_connections, 3);
+    assert_eq!(first.counters.inactive_connections, 4);
+    assert_eq!(first.table_hash.len(), 16);
+    a.sample_live();
+    assert!(
+        !status.has_changed().unwrap(),
+        "an unchanged sample wakes no one (no LvsNode write)"
+    );
+    assert_eq!(status.borrow().live["default/web"], first);
+    // A weight change by hand changes the table hash.
+    a.reconciler_mut()
+        .dataplane_mut()
+        .ipvs
+        .get_mut(&key)
+        .unwrap()
+        .dests
+        .get_mut(&rs1)
+        .unwrap()
+        .weight = 5;
+    a.sample_live();
+    assert!(status.has_changed().unwrap());
+    assert_ne!(
+        status.borrow().live["default/web"].table_hash,
+        first.table_hash
+    );
 }

@@ -65,6 +65,7 @@ pub fn lvsnode_status_with(status: &AgentStatus, unreadable: &[String]) -> Optio
     let mut services = status.reports.clone();
     services.sort_by(|a, b| a.name.cmp(&b.name));
     crate::report::with_destinations(&mut services, &status.destinations);
+    crate::report::with_live(&mut services, &status.live, &status.drift);
     let vips = status
         .vips
         .iter()
@@ -143,25 +144,56 @@ fn without_destinations(s: &LvsNodeStatus) -> LvsNodeStatus {
     }
 }
 
+/// The default of `--status-counters-interval`: the shortest time between
+/// two writes that differ only in live state (counters, table hashes).
+pub const COUNTERS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// `s` without the live state of its services (counters, their time, table
+/// hashes), which changes with the traffic.
+fn without_live(s: &LvsNodeStatus) -> LvsNodeStatus {
+    LvsNodeStatus {
+        services: s
+            .services
+            .iter()
+            .map(|r| lvs_api::ServiceReport {
+                counters: None,
+                counters_time: None,
+                table_hash: None,
+                ..r.clone()
+            })
+            .collect(),
+        ..s.clone()
+    }
+}
+
 /// When `new` is to be written: `None` when it need not be (see
-/// [`needs_write`]); otherwise now, or, when it differs from the last write
-/// only in destination states, no sooner than `gap` after that write.
+/// [`needs_write`]); otherwise now; or, when it differs from the last write
+/// only in live state, no sooner than `counters` after that write; or, when
+/// it differs only in destination states (and perhaps live state), no
+/// sooner than `gap` after it. Live state rides along with every other
+/// write and never makes writes more frequent than `counters`.
 pub fn write_at(
     last: Option<&Written>,
     new: &LvsNodeStatus,
     now: Instant,
     refresh: Duration,
     gap: Duration,
+    counters: Duration,
 ) -> Option<Instant> {
     if !needs_write(last, new, now, refresh) {
         return None;
     }
-    match last {
-        Some(w) if without_destinations(&w.status) == without_destinations(new) => {
-            Some((w.at + gap).max(now))
-        }
-        _ => Some(now),
+    let Some(w) = last else {
+        return Some(now);
+    };
+    let (was, is) = (without_live(&w.status), without_live(new));
+    if without_time(&was) == without_time(&is) {
+        return Some((w.at + counters).max(now));
     }
+    if without_destinations(&was) == without_destinations(&is) {
+        return Some((w.at + gap).max(now));
+    }
+    Some(now)
 }
 
 /// Publishes the agent's status as its node's LvsNode.
@@ -170,6 +202,8 @@ pub struct Reporter {
     api: Api<LvsNode>,
     node: String,
     refresh: Duration,
+    /// The shortest time between writes that differ only in live state.
+    counters: Duration,
     metrics: Arc<Metrics>,
     unreadable: Option<Unreadable>,
 }
@@ -189,9 +223,17 @@ impl Reporter {
             api: Api::all(client),
             node: node.to_string(),
             refresh,
+            counters: COUNTERS_INTERVAL,
             metrics,
             unreadable: None,
         }
+    }
+
+    /// Writes that differ only in live state (counters, table hashes) come
+    /// at most once per `interval` (see [`write_at`]).
+    pub fn with_counters_interval(mut self, interval: Duration) -> Self {
+        self.counters = interval;
+        self
     }
 
     /// Reports the objects the watches could not read, too.
@@ -279,6 +321,7 @@ impl Reporter {
                     Instant::now(),
                     self.refresh,
                     DESTINATIONS_GAP,
+                    self.counters,
                 )
             });
             if let Some(at) = at.filter(|at| *at > Instant::now()) {
@@ -456,6 +499,7 @@ mod tests {
                 node_ips: vec![],
                 vip_roles: Default::default(),
                 vip_lifetime: None,
+                live_interval: None,
             },
             Arc::new(Metrics::default()),
             Arc::new(Health::new()),
@@ -476,6 +520,79 @@ mod tests {
             1,
             "the node-level error once: {}",
             &json[..json.len().min(2000)]
+        );
+    }
+
+    /// A director under traffic: new counters every second for two
+    /// minutes. Writes that differ only in counters come at most once per
+    /// counters interval; a real change goes out at once, with the counters
+    /// of the moment riding along.
+    #[test]
+    fn counters_alone_are_written_at_most_once_per_interval() {
+        let t0 = Instant::now();
+        let every = COUNTERS_INTERVAL;
+        let mut last: Option<Written> = None;
+        let mut writes: Vec<(Duration, i64)> = Vec::new();
+        for sec in 0..120u64 {
+            let now = t0 + Duration::from_secs(sec);
+            // The generation moves on once, at 47 s.
+            let generation = if sec >= 47 { 2 } else { 1 };
+            let mut st = status(1000.0, vec![svc("ns/a", generation, "")]);
+            st.live.insert(
+                "ns/a".into(),
+                crate::report::LiveState {
+                    counters: lvs_api::TrafficCounters {
+                        connections: sec * 7,
+                        ..Default::default()
+                    },
+                    time: format!("t{sec}"),
+                    table_hash: "00".into(),
+                },
+            );
+            let new = lvsnode_status(&st).unwrap();
+            assert_eq!(
+                new.services[0].counters.as_ref().map(|c| c.connections),
+                Some(sec * 7)
+            );
+            let at = write_at(last.as_ref(), &new, now, REFRESH, DESTINATIONS_GAP, every);
+            if at.is_some_and(|at| at <= now) {
+                writes.push((now - t0, generation));
+                last = Some(Written {
+                    status: new,
+                    at: now,
+                });
+            }
+        }
+        let gaps: Vec<Duration> = writes.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        let changed_at = writes
+            .iter()
+            .position(|(_, g)| *g == 2)
+            .expect("the new generation is written");
+        assert_eq!(
+            writes[changed_at].0,
+            Duration::from_secs(47),
+            "a real change is written at once: {writes:?}"
+        );
+        for (i, g) in gaps.iter().enumerate() {
+            if i + 1 != changed_at {
+                assert!(*g >= every, "writes {writes:?}: gap {g:?} below {every:?}");
+            }
+        }
+        // And the bound is a bound, not a stop: about one write per interval.
+        assert!(writes.len() >= 12, "{writes:?}");
+        // At rest (the same counters), nothing is written.
+        let rest = last.unwrap();
+        let same = rest.status.clone();
+        assert_eq!(
+            write_at(
+                Some(&rest),
+                &same,
+                rest.at + every * 3,
+                REFRESH,
+                DESTINATIONS_GAP,
+                every
+            ),
+            None
         );
     }
 
@@ -546,16 +663,19 @@ mod tests {
         // while anything else goes out at once.
         let gap = DESTINATIONS_GAP;
         let soon = t0 + Duration::from_millis(10);
-        assert_eq!(write_at(Some(&last), &new, soon, r, gap), Some(t0 + gap));
         assert_eq!(
-            write_at(Some(&last), &new, t0 + gap * 2, r, gap),
+            write_at(Some(&last), &new, soon, r, gap, gap),
+            Some(t0 + gap)
+        );
+        assert_eq!(
+            write_at(Some(&last), &new, t0 + gap * 2, r, gap, gap),
             Some(t0 + gap * 2)
         );
         let mut regen = st.clone();
         regen.reports[0].generation = Some(2);
         let regen = lvsnode_status(&regen).unwrap();
-        assert_eq!(write_at(Some(&last), &regen, soon, r, gap), Some(soon));
-        assert_eq!(write_at(None, &new, soon, r, gap), Some(soon));
-        assert_eq!(write_at(Some(&last), &later, soon, r, gap), None);
+        assert_eq!(write_at(Some(&last), &regen, soon, r, gap, gap), Some(soon));
+        assert_eq!(write_at(None, &new, soon, r, gap, gap), Some(soon));
+        assert_eq!(write_at(Some(&last), &later, soon, r, gap, gap), None);
     }
 }

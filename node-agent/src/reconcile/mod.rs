@@ -28,6 +28,7 @@
 pub mod addresses;
 pub mod daemons;
 pub mod decision;
+pub mod drift;
 mod execute;
 pub mod ipvs;
 pub mod nft_table;
@@ -338,6 +339,17 @@ impl<D: Dataplane> Reconciler<D> {
         std::mem::take(&mut self.stats)
     }
 
+    /// The owned IPVS services with their counters, read from the kernel
+    /// now (nothing is read while the agent owns no service).
+    pub fn owned_entries(&mut self) -> Result<Vec<ServiceEntry>, DataplaneError> {
+        if self.ledger.services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut entries = self.dp.ipvs_dump()?;
+        entries.retain(|e| self.ledger.services.contains_key(&e.service.key));
+        Ok(entries)
+    }
+
     /// Forget the cached view: the next sync reads the kernel in full.
     pub fn invalidate(&mut self) {
         self.known = None;
@@ -506,6 +518,10 @@ impl<D: Dataplane> Reconciler<D> {
         // The view is taken out for the sync and put back at its end
         // unless a write put it in doubt.
         let cached = if full { None } else { self.known.take() };
+        // A full read replaces the cached view: kept aside with the ledger
+        // as it is before the read, to find what changed behind our back.
+        let prev = if full { self.known.take() } else { None };
+        let ledger_before = prev.as_ref().map(|_| self.ledger.clone());
         let fresh = std::mem::take(&mut self.fresh);
         let mut report = SyncReport {
             full: cached.is_none() || fresh,
@@ -535,6 +551,10 @@ impl<D: Dataplane> Reconciler<D> {
             self.vip_mode,
         );
         report.errors.extend(want.errors.iter().cloned());
+        if let (Some(p), Some(l)) = (&prev, &ledger_before) {
+            report.drift = drift::classify(p, &known, l, &want);
+        }
+        drop((prev, ledger_before));
         let (want_daemons, daemon_error) = if known.ipvs_available {
             daemons::wanted(
                 self.sync_daemons.as_ref(),
@@ -581,6 +601,7 @@ impl<D: Dataplane> Reconciler<D> {
                 None,
                 format!("{e}; no change made"),
             ));
+            report.drift.clear();
             self.known = Some(known);
             fill_services(&want, &mut report);
             return report;
@@ -607,6 +628,11 @@ impl<D: Dataplane> Reconciler<D> {
         }
         self.known = (!std::mem::take(&mut self.stale)).then_some(known);
         fill_services(&want, &mut report);
+        // Repaired only where the sync's writes for the service succeeded.
+        let services = &report.services;
+        report
+            .drift
+            .retain(|d| services.get(&d.owner).is_none_or(|s| s.programmed));
         phases.mark("persist");
         phases.log(report.full);
         report

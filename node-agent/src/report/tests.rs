@@ -445,3 +445,189 @@ fn a_destination_keeps_its_since_while_its_state_lasts() {
         "a new state"
     );
 }
+
+fn entry(port: u16, dests: &[(u8, u32, u32)]) -> lvs_ipvs::ServiceEntry {
+    use lvs_ipvs::{
+        DestConfig, DestEntry, DestKey, DestStats, Destination, Family, FwdMethod, Protocol,
+        Service, ServiceConfig, ServiceKey, Stats,
+    };
+    lvs_ipvs::ServiceEntry {
+        service: Service {
+            key: ServiceKey::Tuple {
+                addr: "192.0.2.10".parse().unwrap(),
+                protocol: Protocol::TCP,
+                port,
+            },
+            config: ServiceConfig::new(Family::V4, "rr"),
+        },
+        stats: Stats {
+            conns: 100,
+            in_pkts: 1000,
+            out_pkts: 900,
+            in_bytes: 64_000,
+            out_bytes: 640_000,
+            cps: 2,
+            in_pps: 20,
+            out_pps: 18,
+            in_bps: 1280,
+            out_bps: 12_800,
+        },
+        destinations: dests
+            .iter()
+            .map(|(last, weight, active)| DestEntry {
+                destination: Destination {
+                    key: DestKey {
+                        addr: format!("10.0.0.{last}").parse().unwrap(),
+                        port: 80,
+                    },
+                    config: DestConfig::new(FwdMethod::Masq, *weight),
+                },
+                stats: DestStats {
+                    active_conns: *active,
+                    inactive_conns: 1,
+                    ..Default::default()
+                },
+            })
+            .collect(),
+    }
+}
+
+fn owning(owners: &[(u16, &str)]) -> crate::ledger::Ledger {
+    let mut l = crate::ledger::Ledger::default();
+    for (port, owner) in owners {
+        l.services.insert(
+            entry(*port, &[]).service.key,
+            crate::ledger::OwnedService {
+                owner: owner.to_string(),
+                dests: Default::default(),
+            },
+        );
+    }
+    l
+}
+
+#[test]
+fn live_states_sum_a_virtual_services_services_and_leave_out_foreign_ones() {
+    let entries = [
+        entry(80, &[(1, 1, 3), (2, 1, 4)]),
+        entry(443, &[(1, 1, 5)]),
+        entry(8080, &[(9, 1, 50)]),
+    ];
+    let live = live_states(&entries, &owning(&[(80, "ns/web"), (443, "ns/web")]), "T");
+    assert_eq!(
+        live.keys().collect::<Vec<_>>(),
+        ["ns/web"],
+        "8080 is foreign"
+    );
+    let c = &live["ns/web"].counters;
+    assert_eq!(
+        (c.active_connections, c.inactive_connections, c.connections),
+        (12, 3, 200)
+    );
+    assert_eq!((c.in_packets, c.out_packets), (2000, 1800));
+    assert_eq!((c.in_bytes, c.out_bytes), (128_000, 1_280_000));
+    assert_eq!(
+        (c.cps, c.in_pps, c.out_pps, c.in_bps, c.out_bps),
+        (4, 40, 36, 2560, 25_600)
+    );
+    assert_eq!(live["ns/web"].time, "T");
+}
+
+#[test]
+fn the_table_hash_covers_settings_not_order_or_counters() {
+    let a = [entry(80, &[(1, 1, 0), (2, 1, 0)]), entry(443, &[(1, 1, 0)])];
+    let h = table_hash(&a);
+    assert_eq!(h.len(), 16);
+    // Another order of services and destinations, other counters: the same.
+    let mut b = [entry(443, &[(1, 1, 7)]), entry(80, &[(2, 1, 9), (1, 1, 3)])];
+    b[0].stats.conns = 5;
+    assert_eq!(table_hash(&b), h);
+    // A weight, a scheduler, a destination more: another hash.
+    assert_ne!(
+        table_hash(&[entry(80, &[(1, 2, 0), (2, 1, 0)]), entry(443, &[(1, 1, 0)])]),
+        h
+    );
+    let mut c = a.clone();
+    c[0].service.config.scheduler = "wlc".into();
+    assert_ne!(table_hash(&c), h);
+    assert_ne!(
+        table_hash(&[
+            entry(80, &[(1, 1, 0), (2, 1, 0), (3, 1, 0)]),
+            entry(443, &[(1, 1, 0)])
+        ]),
+        h
+    );
+    // Stable across builds and hosts: a fixed value for a fixed table.
+    assert_eq!(table_hash(&[entry(80, &[(1, 1, 0)])]), "92861cd10cbbfc2d");
+}
+
+#[test]
+fn merge_live_keeps_the_time_of_unchanged_entries() {
+    let one = |conns: u64, time: &str| LiveState {
+        counters: lvs_api::TrafficCounters {
+            connections: conns,
+            ..Default::default()
+        },
+        time: time.into(),
+        table_hash: "h".into(),
+    };
+    let mut live = BTreeMap::new();
+    assert!(merge_live(
+        &mut live,
+        [("a".to_string(), one(1, "t1"))].into()
+    ));
+    assert!(!merge_live(
+        &mut live,
+        [("a".to_string(), one(1, "t2"))].into()
+    ));
+    assert_eq!(live["a"].time, "t1");
+    assert!(merge_live(
+        &mut live,
+        [("a".to_string(), one(2, "t3"))].into()
+    ));
+    assert_eq!(live["a"].time, "t3");
+    assert!(merge_live(&mut live, BTreeMap::new()), "an entry went");
+    assert!(live.is_empty());
+}
+
+#[test]
+fn drift_reports_group_by_virtual_service_and_cap_the_list() {
+    use crate::reconcile::drift::{Drift, DriftKind};
+    let d: Vec<Drift> = (0..12)
+        .map(|i| Drift {
+            kind: DriftKind::DestinationChanged,
+            owner: if i < 10 { "ns/a" } else { "ns/b" }.into(),
+            what: format!("destination 10.0.0.{i}:80 weight 0 -> 1 restored"),
+        })
+        .collect();
+    let r = drift_reports(&d, "T");
+    assert_eq!(r["ns/a"].count, 10);
+    assert_eq!(r["ns/a"].repaired.len(), MAX_DRIFT_ENTRIES);
+    assert_eq!(r["ns/b"].count, 2);
+    assert_eq!(r["ns/b"].time, "T");
+}
+
+#[test]
+fn ipvs_writes_are_told_apart_from_other_writes() {
+    use lvs_ipvs::{DestKey, Family, Op, ServiceKey};
+    let svc = ServiceKey::Fwmark {
+        family: Family::V4,
+        mark: 1,
+    };
+    let dest = DestKey {
+        addr: "10.0.0.1".parse().unwrap(),
+        port: 80,
+    };
+    for op in [Op::DelService(svc), Op::DelDest { service: svc, dest }] {
+        assert!(changes_ipvs(op.kind()), "{}", op.kind());
+    }
+    for kind in [
+        "addr_add",
+        "sysctl_set",
+        "tunnel_up",
+        "nft_replace",
+        "daemon_start",
+    ] {
+        assert!(!changes_ipvs(kind), "{kind}");
+    }
+}

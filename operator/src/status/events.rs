@@ -440,3 +440,39 @@ impl EventLimiter {
         true
     }
 }
+
+/// A `DriftRepaired` Event for each director whose last drift is new in
+/// `new` (another time than in `old`, or none there): one per director and
+/// resync, naming what was repaired. A rewrite of the same status, or an
+/// operator restart, adds none.
+pub fn drift_events(
+    old: Option<&VirtualServiceStatus>,
+    new: &VirtualServiceStatus,
+) -> Vec<EventSpec> {
+    let before = |node: &str| {
+        old.and_then(|s| s.drift.iter().find(|d| d.node == node))
+            .map(|d| d.time.as_str())
+    };
+    new.drift
+        .iter()
+        .filter(|d| before(&d.node) != Some(d.time.as_str()))
+        .map(|d| {
+            let more = (d.count as usize).saturating_sub(d.repaired.len());
+            let tail = if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            };
+            EventSpec {
+                warning: true,
+                reason: reasons::DRIFT_REPAIRED,
+                note: format!(
+                    "node {}: {}{tail}; someone else had changed them",
+                    d.node,
+                    d.repaired.join("; ")
+                ),
+                node: Some(d.node.clone()),
+            }
+        })
+        .collect()
+}
