@@ -403,6 +403,12 @@ _ha_stream_without_sync() {
   sc_retry 60 _ha_spread_settled || sc_fail "the VIPs did not spread over both directors again within 60 s: $(_ha_holder_map); still settling: $(_ha_settling)"
   a=$(_ha_holders "$HA_VIP") s=$(_ha_other "$a")
   maca=$(lab_node_mac "$a") macs=$(lab_node_mac "$s")
+  # $s's agent starts its stopped daemon again at its next full resync:
+  # one now (SIGHUP), so that the next periodic one is a resync interval
+  # (30 s) away, beyond the few seconds until $a's master daemon stops too.
+  n0=$(_ha_full_syncs "$s")
+  lab_agent_resync "$s"
+  sc_retry 20 _ha_full_synced "$s" "$n0" || sc_fail "$s's agent ran no full resync within 20 s of SIGHUP"
   in_node "$s" ipvsadm --stop-daemon backup || sc_fail "ipvsadm --stop-daemon backup failed on $s"
   known=$(_ha_conns "$s" "$HA_ECHO_PORT")
   _ha_stream_start nosync "$HA_ECHO_PORT"
@@ -442,6 +448,12 @@ _ha_stream_without_sync() {
   sc_retry 20 _ha_daemon "$a" master || sc_fail "the restarted agent on $a did not start its master sync daemon again: $(_ha_daemons "$a")"
   sc_ok "the restarted agent on $a started its master sync daemon again: $(_ha_daemons "$a")"
 }
+# _ha_full_syncs NODE: the full syncs NODE's agent has run.
+_ha_full_syncs() {
+  lab_agent_metrics "$1" | awk '/^lvs_agent_syncs_total\{mode="full"\}/ { print $2; found = 1 } END { if (!found) print 0 }'
+}
+# _ha_full_synced NODE N: NODE's agent has run more than N full syncs.
+_ha_full_synced() { (($(_ha_full_syncs "$1") > $2)); }
 # _ha_stream_start NAME PORT: a line every 0.2 s over one TCP connection from
 # the client to HA_VIP:PORT (an echo service); /tmp/ha-NAME.out grows while
 # it flows and /tmp/ha-NAME.done appears when nc ended.
