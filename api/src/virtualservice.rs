@@ -15,7 +15,7 @@ use crate::status::Condition;
 
 /// A virtual service: a VIP:port/protocol (or a firewall mark) balanced by
 /// kernel IPVS on the director nodes across the RealServers it selects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "kube", derive(kube::CustomResource))]
 #[cfg_attr(
     feature = "kube",

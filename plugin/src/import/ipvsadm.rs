@@ -409,25 +409,8 @@ fn service_spec(
 ) -> Option<VirtualServiceSpec> {
     let scheduler = o.scheduler.unwrap_or_default();
     let mut spec = VirtualServiceSpec {
-        address: None,
-        port: None,
-        protocol: None,
-        fwmark: None,
-        family: None,
-        fwmark_match: None,
         scheduler,
-        scheduler_flags: Vec::new(),
-        persistence: None,
-        forwarding: ForwardingMethod::Nat,
-        tunnel: None,
-        directors: Default::default(),
-        real_server_selector: None,
-        backends: None,
-        source_nat: false,
-        health_check: None,
-        sorry_server: None,
-        quorum: None,
-        drain: None,
+        ..Default::default()
     };
     let v6 = match key {
         Key::Tuple(proto, ip, port) => {

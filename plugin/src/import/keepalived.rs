@@ -315,23 +315,17 @@ fn group_entries(s: &Stmt, notes: &mut Vec<Note>) -> Result<Vec<GroupEntry>, Par
         let p = port(e, 1)?;
         match first.rsplit_once('-') {
             Some((start, last)) if !first.contains(':') || start.contains(':') => {
-                let start: IpAddr = start.parse().map_err(|_| {
+                let bad_range = || {
                     ParseError::bad_value(
                         e.line,
                         "virtual_server_group",
                         first,
                         "an address range IP-LAST",
                     )
-                })?;
+                };
+                let start: IpAddr = start.parse().map_err(|_| bad_range())?;
                 let radix = if start.is_ipv4() { 10 } else { 16 };
-                let last = u32::from_str_radix(last, radix).map_err(|_| {
-                    ParseError::bad_value(
-                        e.line,
-                        "virtual_server_group",
-                        first,
-                        "an address range IP-LAST",
-                    )
-                })?;
+                let last = u32::from_str_radix(last, radix).map_err(|_| bad_range())?;
                 let (base, first_n, limit) = match start {
                     IpAddr::V4(a) => (
                         u128::from(u32::from(a)) & !0xff,
@@ -398,25 +392,8 @@ struct Vs {
 
 fn empty_spec() -> VirtualServiceSpec {
     VirtualServiceSpec {
-        address: None,
-        port: None,
-        protocol: None,
-        fwmark: None,
-        family: None,
-        fwmark_match: None,
         scheduler: Scheduler::Wlc,
-        scheduler_flags: Vec::new(),
-        persistence: None,
-        forwarding: ForwardingMethod::Nat,
-        tunnel: None,
-        directors: Default::default(),
-        real_server_selector: None,
-        backends: None,
-        source_nat: false,
-        health_check: None,
-        sorry_server: None,
-        quorum: None,
-        drain: None,
+        ..Default::default()
     }
 }
 
