@@ -104,6 +104,21 @@ t_setup="$(lvs_now_ms)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$LVS_REPO/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$LVS_REPO/$TARGET_DIR" ;; esac
 
+# cargo_build LOGNAME CARGO-BUILD-ARGS...: `cargo build --locked ARGS` in the
+# repository, its output in $OUT/LOGNAME-build.log. On failure: the log to
+# stderr, and on stdout why, for the scenarios that needed it; status 1.
+cargo_build() {
+    local log="$OUT/$1-build.log"
+    shift
+    lvs_log "cargo build --locked $*"
+    if (cd "$LVS_REPO" && cargo build --locked "$@") >"$log" 2>&1; then
+        return 0
+    fi
+    cat "$log" >&2
+    echo "cargo build $* failed: $(grep -m1 '^error' "$log")"
+    return 1
+}
+
 # Agent scenarios: agent-*, the health check ones, and any other whose file
 # has a line `# lab-needs: agent` (scenarios named after what they prove).
 needs_agent() {
@@ -119,15 +134,11 @@ done
 if [ "${NEED_AGENT:-0}" -eq 1 ]; then
     if [ -z "$AGENT" ]; then
         if command -v cargo >/dev/null 2>&1; then
-            lvs_log "cargo build --locked -p lvs-node-agent"
-            if (cd "$LVS_REPO" && cargo build --locked -p lvs-node-agent) >"$OUT/agent-build.log" 2>&1; then
+            if AGENT_PROBLEM="$(cargo_build agent -p lvs-node-agent)"; then
                 for cand in "$TARGET_DIR/debug/node-agent" "$TARGET_DIR/debug/lvs-node-agent"; do
                     [ -x "$cand" ] && { AGENT="$cand"; break; }
                 done
                 [ -n "$AGENT" ] || AGENT_PROBLEM="cargo build -p lvs-node-agent produced no target/debug/node-agent"
-            else
-                AGENT_PROBLEM="cargo build -p lvs-node-agent failed: $(grep -m1 '^error' "$OUT/agent-build.log")"
-                cat "$OUT/agent-build.log" >&2
             fi
         else
             AGENT_PROBLEM="no node-agent binary (--agent, NODE_AGENT_BIN) and no cargo to build one"
@@ -149,14 +160,11 @@ for ex in "${!EXAMPLE_FOR[@]}"; do
     printf '%s\n' "${SELECTED[@]}" | grep -qxE "${EXAMPLE_FOR[$ex]}" || continue
     bin="$(dirname "${AGENT:-$TARGET_DIR/debug/node-agent}")/examples/$ex"
     if [ ! -x "$bin" ]; then
-        lvs_log "cargo build --locked -p lvs-node-agent --example $ex"
-        if (cd "$LVS_REPO" && cargo build --locked -p lvs-node-agent --example "$ex") >"$OUT/$ex-build.log" 2>&1; then
-            bin="$TARGET_DIR/debug/examples/$ex"
-        else
-            EXAMPLE_PROBLEM[$ex]="cargo build -p lvs-node-agent --example $ex failed: $(grep -m1 '^error' "$OUT/$ex-build.log")"
-            cat "$OUT/$ex-build.log" >&2
+        if ! EXAMPLE_PROBLEM[$ex]="$(cargo_build "$ex" -p lvs-node-agent --example "$ex")"; then
             continue
         fi
+        unset 'EXAMPLE_PROBLEM[$ex]'
+        bin="$TARGET_DIR/debug/examples/$ex"
     fi
     ADD+=(--add "$bin:/usr/bin/$ex")
 done
@@ -210,13 +218,7 @@ for s in "${SELECTED[@]}"; do
 done
 if [ "${NEED_IPVS:-0}" -eq 1 ]; then
     if [ -z "$IPVS_EXAMPLES" ]; then
-        lvs_log "cargo build --locked -p lvs-ipvs --examples"
-        if (cd "$LVS_REPO" && cargo build --locked -p lvs-ipvs --examples) >"$OUT/ipvs-build.log" 2>&1; then
-            IPVS_EXAMPLES="$TARGET_DIR/debug/examples"
-        else
-            IPVS_PROBLEM="cargo build -p lvs-ipvs --examples failed: $(grep -m1 '^error' "$OUT/ipvs-build.log")"
-            cat "$OUT/ipvs-build.log" >&2
-        fi
+        IPVS_PROBLEM="$(cargo_build ipvs -p lvs-ipvs --examples)" && IPVS_EXAMPLES="$TARGET_DIR/debug/examples"
     fi
     if [ -z "$IPVS_PROBLEM" ]; then
         for ex in ipvs-dump ipvs-apply; do
@@ -237,13 +239,7 @@ for s in "${SELECTED[@]}"; do
 done
 if [ "${NEED_PLUGIN:-0}" -eq 1 ]; then
     if [ -z "$PLUGIN" ]; then
-        lvs_log "cargo build --locked -p lvs-kubectl"
-        if (cd "$LVS_REPO" && cargo build --locked -p lvs-kubectl) >"$OUT/plugin-build.log" 2>&1; then
-            PLUGIN="$TARGET_DIR/debug/kubectl-lvs"
-        else
-            PLUGIN_PROBLEM="cargo build -p lvs-kubectl failed: $(grep -m1 '^error' "$OUT/plugin-build.log")"
-            cat "$OUT/plugin-build.log" >&2
-        fi
+        PLUGIN_PROBLEM="$(cargo_build plugin -p lvs-kubectl)" && PLUGIN="$TARGET_DIR/debug/kubectl-lvs"
     fi
     if [ -z "$PLUGIN_PROBLEM" ] && [ ! -x "$PLUGIN" ]; then
         PLUGIN_PROBLEM="kubectl-lvs binary $PLUGIN is not an executable file"

@@ -129,6 +129,31 @@ pub struct PlannedHealthCheck {
     pub expected_rcode: DnsRcode,
 }
 
+impl PlannedHealthCheck {
+    /// A check of this type and failure action with the API's defaults:
+    /// every 5 s, 2 s timeout, rise 2, fall 3, the destination's port; HTTP
+    /// `GET /` with the destination's address as Host, 200-399 healthy,
+    /// certificates not verified; DNS: SOA of `.`, NOERROR.
+    pub fn with_defaults(type_: HealthCheckType, on_failure: HealthAction) -> Self {
+        PlannedHealthCheck {
+            type_,
+            port: None,
+            interval_seconds: 5,
+            timeout_seconds: 2,
+            rise: 2,
+            fall: 3,
+            on_failure,
+            path: "/".into(),
+            host: None,
+            expected_status: vec![(200, 399)],
+            body_contains: None,
+            verify_certificate: false,
+            dns_name: ".".into(),
+            expected_rcode: DnsRcode::NoError,
+        }
+    }
+}
+
 /// One IPVS service on a director.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct PlannedService {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use lvs_api::{
-    DnsRcode, ForwardingMethod, NodeInfo, Object, RealServerSpec, RealServerState, TunnelType,
+    ForwardingMethod, NodeInfo, Object, RealServerSpec, RealServerState, TunnelType,
     VirtualServiceSpec,
 };
 
@@ -518,31 +518,32 @@ pub const DEFAULT_DRAIN_TIMEOUT_SECONDS: u32 = 300;
 fn health_check(spec: &VirtualServiceSpec) -> Option<PlannedHealthCheck> {
     let h = spec.health_check.as_ref()?;
     let (type_, on_failure) = spec.effective_health_check()?;
+    let d = PlannedHealthCheck::with_defaults(type_, on_failure);
     let num =
         |v: Option<i64>, default: u32| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(default);
-    let mut expected_status: Vec<(u16, u16)> = h
+    let expected_status: Vec<(u16, u16)> = h
         .expected_status
         .iter()
         .filter_map(|s| lvs_api::validate::status_range(s))
         .collect();
-    if expected_status.is_empty() {
-        expected_status.push((200, 399));
-    }
     Some(PlannedHealthCheck {
-        type_,
         port: h.port.and_then(|p| u16::try_from(p).ok()),
-        interval_seconds: num(h.interval_seconds, 5),
-        timeout_seconds: num(h.timeout_seconds, 2),
-        rise: num(h.rise, 2),
-        fall: num(h.fall, 3),
-        on_failure,
-        path: h.path.clone().unwrap_or_else(|| "/".into()),
+        interval_seconds: num(h.interval_seconds, d.interval_seconds),
+        timeout_seconds: num(h.timeout_seconds, d.timeout_seconds),
+        rise: num(h.rise, d.rise),
+        fall: num(h.fall, d.fall),
+        path: h.path.clone().unwrap_or(d.path),
         host: h.host.clone(),
-        expected_status,
+        expected_status: if expected_status.is_empty() {
+            d.expected_status
+        } else {
+            expected_status
+        },
         body_contains: h.body_contains.clone(),
-        verify_certificate: h.verify_certificate.unwrap_or(false),
-        dns_name: h.dns_name.clone().unwrap_or_else(|| ".".into()),
-        expected_rcode: h.expected_rcode.unwrap_or(DnsRcode::NoError),
+        verify_certificate: h.verify_certificate.unwrap_or(d.verify_certificate),
+        dns_name: h.dns_name.clone().unwrap_or(d.dns_name),
+        expected_rcode: h.expected_rcode.unwrap_or(d.expected_rcode),
+        ..d
     })
 }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lvs_api::{DirectorRole, DnsRcode, HealthAction, HealthCheckType};
+use lvs_api::{DirectorRole, HealthAction, HealthCheckType};
 use lvs_ipvs::{
     DestConfig, DestEntry, DestKey, DestStats, Destination, Family, FwdMethod, Protocol, Service,
     ServiceConfig, ServiceEntry, ServiceKey, Stats,
@@ -51,22 +51,10 @@ fn agent_exposition() -> String {
     m.ha_takeover();
     m.ha_release();
     m.health_probe("tcp", Duration::from_millis(3), true);
-    let check = Arc::new(PlannedHealthCheck {
-        type_: HealthCheckType::Tcp,
-        port: None,
-        interval_seconds: 5,
-        timeout_seconds: 2,
-        rise: 2,
-        fall: 3,
-        on_failure: HealthAction::Inhibit,
-        path: "/".into(),
-        host: None,
-        expected_status: vec![(200, 399)],
-        body_contains: None,
-        verify_certificate: false,
-        dns_name: ".".into(),
-        expected_rcode: DnsRcode::NoError,
-    });
+    let check = Arc::new(PlannedHealthCheck::with_defaults(
+        HealthCheckType::Tcp,
+        HealthAction::Inhibit,
+    ));
     let checks = Checks::new();
     let addr = "10.1.0.1:80".parse().unwrap();
     checks.lock().set_owner(

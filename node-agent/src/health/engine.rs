@@ -108,7 +108,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use lvs_api::{DnsRcode, HealthAction, HealthCheckType};
+    use lvs_api::{HealthAction, HealthCheckType};
     use lvs_planner::PlannedHealthCheck;
 
     use super::*;
@@ -131,20 +131,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let check = Arc::new(PlannedHealthCheck {
-            type_: HealthCheckType::Tcp,
-            port: None,
             interval_seconds: 1,
             timeout_seconds: 1,
             rise: 1,
             fall: 1,
-            on_failure: HealthAction::Inhibit,
-            path: "/".into(),
-            host: None,
-            expected_status: vec![(200, 399)],
-            body_contains: None,
-            verify_certificate: false,
-            dns_name: ".".into(),
-            expected_rcode: DnsRcode::NoError,
+            ..PlannedHealthCheck::with_defaults(HealthCheckType::Tcp, HealthAction::Inhibit)
         });
         let checks = Checks::new();
         checks.lock().set_owner(

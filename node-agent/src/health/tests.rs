@@ -12,22 +12,7 @@ use super::*;
 use crate::report::DestinationStates;
 
 fn check(type_: HealthCheckType, on_failure: HealthAction) -> PlannedHealthCheck {
-    PlannedHealthCheck {
-        type_,
-        port: None,
-        interval_seconds: 5,
-        timeout_seconds: 2,
-        rise: 2,
-        fall: 3,
-        on_failure,
-        path: "/".into(),
-        host: None,
-        expected_status: vec![(200, 399)],
-        body_contains: None,
-        verify_certificate: false,
-        dns_name: ".".into(),
-        expected_rcode: DnsRcode::NoError,
-    }
+    PlannedHealthCheck::with_defaults(type_, on_failure)
 }
 
 fn dest(last: u8, weight: u32) -> PlannedDestination {

@@ -210,13 +210,14 @@ impl fmt::Display for DestChange<'_> {
 
 #[cfg(test)]
 mod tests {
-    use lvs_ipvs::{DestKey, Family, Protocol, ServiceKey};
+    use lvs_ipvs::{Family, Protocol, ServiceKey};
 
     use super::*;
     use crate::desired::{DesiredAddress, DesiredService};
-    use crate::kernel::{Address, DestMap, Scope};
+    use crate::kernel::{Address, Scope};
     use crate::ledger::OwnedService;
     use crate::reconcile::KnownService;
+    use crate::reconcile::ipvs::tests::{dests, dk};
 
     fn svc() -> ServiceKey {
         ServiceKey::Tuple {
@@ -224,19 +225,6 @@ mod tests {
             protocol: Protocol::TCP,
             port: 80,
         }
-    }
-
-    fn dk(last: u8) -> DestKey {
-        DestKey {
-            addr: format!("10.0.0.{last}").parse().unwrap(),
-            port: 80,
-        }
-    }
-
-    fn dests(d: &[(u8, u32)]) -> DestMap {
-        d.iter()
-            .map(|(l, w)| (dk(*l), DestConfig::new(FwdMethod::Masq, *w)))
-            .collect()
     }
 
     fn vip() -> Address {
@@ -337,11 +325,11 @@ mod tests {
                 ),
                 (
                     DriftKind::DestinationDeleted,
-                    "destination 10.0.0.2:80 of TCP/192.0.2.10:80 deleted; re-added"
+                    "destination 10.1.0.2:8080 of TCP/192.0.2.10:80 deleted; re-added"
                 ),
                 (
                     DriftKind::DestinationChanged,
-                    "destination 10.0.0.1:80 of TCP/192.0.2.10:80: weight 0 -> 1 restored"
+                    "destination 10.1.0.1:8080 of TCP/192.0.2.10:80: weight 0 -> 1 restored"
                 ),
                 (
                     DriftKind::VipRemoved,

@@ -171,7 +171,7 @@ pub fn decide(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use lvs_ipvs::{DestConfig, DestKey, Family, FwdMethod, Protocol, ServiceConfig};
@@ -189,14 +189,16 @@ mod tests {
         }
     }
 
-    fn dk(last: u8) -> DestKey {
+    /// Destination 10.1.0.LAST:8080 (also for the drift tests).
+    pub(crate) fn dk(last: u8) -> DestKey {
         DestKey {
             addr: format!("10.1.0.{last}").parse().unwrap(),
             port: 8080,
         }
     }
 
-    fn dests(d: &[(u8, u32)]) -> DestMap {
+    /// NAT destinations (LAST, weight) at [`dk`].
+    pub(crate) fn dests(d: &[(u8, u32)]) -> DestMap {
         d.iter()
             .map(|(last, w)| (dk(*last), DestConfig::new(FwdMethod::Masq, *w)))
             .collect()
