@@ -104,6 +104,16 @@ t_setup="$(lvs_now_ms)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$LVS_REPO/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$LVS_REPO/$TARGET_DIR" ;; esac
 
+# selects PATTERN: whether a selected scenario's name matches the glob.
+selects() {
+    local s
+    for s in "${SELECTED[@]}"; do
+        # shellcheck disable=SC2254
+        case "$s" in $1) return 0 ;; esac
+    done
+    return 1
+}
+
 # cargo_build LOGNAME CARGO-BUILD-ARGS...: `cargo build --locked ARGS` in the
 # repository, its output in $OUT/LOGNAME-build.log. On failure: the log to
 # stderr, and on stdout why, for the scenarios that needed it; status 1.
@@ -182,10 +192,7 @@ example_problem() {
 # the background at the lowest CPU priority while the other scenarios run,
 # and the image-* scenarios get a VM of their own once it is done.
 IMAGE_ADD=() IMAGE_PROBLEM="" IMAGE_PID=""
-for s in "${SELECTED[@]}"; do
-    case "$s" in image-*) NEED_IMAGE=1 ;; esac
-done
-if [ "${NEED_IMAGE:-0}" -eq 1 ] && [ -z "$IMAGE_AGENT" ]; then
+if selects 'image-*' && [ -z "$IMAGE_AGENT" ]; then
     lvs_log "e2e/image/build.sh (the lab image) in the background at nice 19, log $OUT/image-build.log"
     nice -n 19 "$LVS_REPO/e2e/image/build.sh" >"$OUT/image-ref" 2>"$OUT/image-build.log" &
     IMAGE_PID=$!
@@ -213,10 +220,7 @@ image_agent_ready() {
 
 # The lvs-ipvs examples, when ipvs-* scenarios are selected.
 IPVS_PROBLEM=""
-for s in "${SELECTED[@]}"; do
-    case "$s" in ipvs-*) NEED_IPVS=1 ;; esac
-done
-if [ "${NEED_IPVS:-0}" -eq 1 ]; then
+if selects 'ipvs-*'; then
     if [ -z "$IPVS_EXAMPLES" ]; then
         IPVS_PROBLEM="$(cargo_build ipvs -p lvs-ipvs --examples)" && IPVS_EXAMPLES="$TARGET_DIR/debug/examples"
     fi
@@ -234,10 +238,7 @@ fi
 # The kubectl plugin and the importers' fixtures, when import-* scenarios are
 # selected.
 PLUGIN_PROBLEM=""
-for s in "${SELECTED[@]}"; do
-    case "$s" in import-*) NEED_PLUGIN=1 ;; esac
-done
-if [ "${NEED_PLUGIN:-0}" -eq 1 ]; then
+if selects 'import-*'; then
     if [ -z "$PLUGIN" ]; then
         PLUGIN_PROBLEM="$(cargo_build plugin -p lvs-kubectl)" && PLUGIN="$TARGET_DIR/debug/kubectl-lvs"
     fi
