@@ -14,6 +14,7 @@ pub mod object;
 pub mod realserver;
 pub mod rules;
 pub mod selector;
+pub mod snapshot;
 pub mod status;
 pub mod validate;
 pub mod virtualservice;
@@ -33,6 +34,10 @@ pub use nodeprofile::{DirectorSysctls, IpvsTimeouts, LvsNodeProfileSpec};
 pub use object::{Meta, NodeInfo, Object};
 pub use realserver::{RealServerHealth, RealServerSpec, RealServerStatus};
 pub use selector::{LabelMap, LabelSelector, LabelSelectorRequirement};
+pub use snapshot::{
+    LiveDestination, LiveService, LvsSnapshotSpec, LvsSnapshotStatus, MAX_SNAPSHOT_CHANGES,
+    MAX_SNAPSHOT_DESTINATIONS,
+};
 pub use status::{Condition, ConditionUpdate, compute_conditions};
 pub use validate::{FieldError, ValidationErrors, validate_pair};
 pub use virtualservice::{
@@ -50,6 +55,8 @@ pub use lvsnode::LvsNode;
 pub use nodeprofile::LvsNodeProfile;
 #[cfg(feature = "kube")]
 pub use realserver::RealServer;
+#[cfg(feature = "kube")]
+pub use snapshot::LvsSnapshot;
 #[cfg(feature = "kube")]
 pub use virtualservice::VirtualService;
 #[cfg(feature = "kube")]

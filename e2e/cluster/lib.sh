@@ -47,7 +47,7 @@ lvs_chart() { echo "$LVS_REPO/charts/lvs-operator"; }
 lvs_lab_values() { echo "$LVS_REPO/e2e/lib/lab-pool-values.yaml"; }
 lvs_sa() { echo "$lvs_release-lvs-operator-$1"; }
 lvs_crds=(virtualservices.lvs.lvs-operator.io realservers.lvs.lvs-operator.io lvsnodes.lvs.lvs-operator.io
-  lvsaddresspools.lvs.lvs-operator.io lvsnodeprofiles.lvs.lvs-operator.io)
+  lvsaddresspools.lvs.lvs-operator.io lvsnodeprofiles.lvs.lvs-operator.io lvssnapshots.lvs.lvs-operator.io)
 
 # ensure_release -> install the chart as $lvs_release into $lvs_ns unless it is
 # installed already, and wait for its CRDs to be Established.

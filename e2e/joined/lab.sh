@@ -124,7 +124,7 @@ cmd_up() {
     --set ha.enabled=true -f "$LVS_REPO/e2e/lib/lab-pool-values.yaml"
   run_logged crds-established kubectl wait --for condition=Established --timeout 60s \
     crd/virtualservices.lvs.lvs-operator.io crd/realservers.lvs.lvs-operator.io crd/lvsnodes.lvs.lvs-operator.io \
-    crd/lvsaddresspools.lvs.lvs-operator.io crd/lvsnodeprofiles.lvs.lvs-operator.io
+    crd/lvsaddresspools.lvs.lvs-operator.io crd/lvsnodeprofiles.lvs.lvs-operator.io crd/lvssnapshots.lvs.lvs-operator.io
 
   step "Node objects: ${JL_AGENT_NODES[*]} (dir1 is the director)"
   local n

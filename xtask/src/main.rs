@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use lvs_api::kube::CustomResourceExt;
-use lvs_api::{LvsAddressPool, LvsNode, LvsNodeProfile, RealServer, VirtualService};
+use lvs_api::{LvsAddressPool, LvsNode, LvsNodeProfile, LvsSnapshot, RealServer, VirtualService};
 
 mod specgen;
 
@@ -93,6 +93,10 @@ fn write_crds(root: &Path) -> anyhow::Result<()> {
         (
             "lvsnodeprofiles.lvs.lvs-operator.io.yaml",
             crd_yaml(&LvsNodeProfile::crd())?,
+        ),
+        (
+            "lvssnapshots.lvs.lvs-operator.io.yaml",
+            crd_yaml(&LvsSnapshot::crd())?,
         ),
     ];
     for dir in [root.join("crds"), root.join("charts/lvs-operator/crds")] {
