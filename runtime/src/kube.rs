@@ -20,6 +20,12 @@ pub enum ClientError {
         #[source]
         source: KubeconfigError,
     },
+    #[error("using context {context:?} of the kubeconfig (KUBECONFIG or ~/.kube/config)")]
+    Context {
+        context: String,
+        #[source]
+        source: KubeconfigError,
+    },
     #[error(
         "no kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a cluster"
     )]
@@ -31,22 +37,43 @@ pub enum ClientError {
 /// A client from `kubeconfig` (its current context) when given; otherwise
 /// from `KUBECONFIG`, `~/.kube/config` or the in-cluster ServiceAccount.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
-    let config = match kubeconfig {
-        Some(path) => {
+    Client::try_from(config(kubeconfig, None).await?).map_err(ClientError::Build)
+}
+
+/// The client configuration from `kubeconfig` when given, else from
+/// `KUBECONFIG`, `~/.kube/config` or the in-cluster ServiceAccount; with
+/// `context`, that context of the kubeconfig instead of its current one.
+pub async fn config(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Config, ClientError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..KubeConfigOptions::default()
+    };
+    match (kubeconfig, context) {
+        (Some(path), _) => {
             let kc = Kubeconfig::read_from(path).map_err(|source| ClientError::Read {
                 path: path.to_path_buf(),
                 source,
             })?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            Config::from_custom_kubeconfig(kc, &options)
                 .await
                 .map_err(|source| ClientError::Use {
                     path: path.to_path_buf(),
                     source,
-                })?
+                })
         }
-        None => Config::infer().await.map_err(ClientError::Infer)?,
-    };
-    Client::try_from(config).map_err(ClientError::Build)
+        (None, Some(context)) => {
+            Config::from_kubeconfig(&options)
+                .await
+                .map_err(|source| ClientError::Context {
+                    context: context.to_string(),
+                    source,
+                })
+        }
+        (None, None) => Config::infer().await.map_err(ClientError::Infer),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,139 @@
+//! `kubectl lvs get | table | diff | top`: the directors' live IPVS state,
+//! read through the API server only.
+//!
+//! How the plugin reads a kernel: it writes the spec of `LvsSnapshot/<node>`
+//! (server-side apply, field manager `kubectl-lvs`) with a fresh random
+//! `request` token, and waits, bounded by `--timeout`, until the node's agent
+//! has answered that token in the status. So the plugin needs no route to
+//! the nodes, no ssh and no pod proxy, and RBAC decides who may look
+//! (the chart's `<release>-plugin` ClusterRole). Where the data come from:
+//!
+//! - `get`: VirtualServices (endpoint, scheduler, method, generation), the
+//!   LvsNode reports (which nodes direct them, their HA role per VIP, the
+//!   programmed generation, table hash and destination states) and one
+//!   snapshot per director (per-destination weights and counters).
+//! - `table NODE` and `diff [NODE]`: the snapshot of that node (with
+//!   `spec.diff`: the changes its agent would make, made nowhere).
+//! - `top`: a snapshot of every director, again each refresh.
+//!
+//! Everything here is pure (data in, text out); [`crate::cluster`] does the
+//! I/O.
+
+pub mod columns;
+pub mod diff;
+pub mod get;
+pub mod table;
+pub mod top;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use lvs_api::{Family, LvsNode, LvsSnapshotStatus, VirtualService};
+
+/// A node's answer to a snapshot request, or why there is none (no answer
+/// in time, the request could not be written).
+pub type Answer = Result<LvsSnapshotStatus, String>;
+
+/// How a command prints what it read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+/// `view` as JSON or YAML (`Output::Table` is each command's own).
+pub fn structured<T: serde::Serialize>(view: &T, output: Output) -> anyhow::Result<String> {
+    Ok(match output {
+        Output::Json => serde_json::to_string_pretty(view)? + "\n",
+        Output::Yaml => serde_saphyr::to_string(view)?,
+        Output::Table => unreachable!("the table form is each command's own"),
+    })
+}
+
+/// `namespace/name` of a VirtualService.
+pub fn key(vs: &VirtualService) -> String {
+    format!(
+        "{}/{}",
+        vs.metadata.namespace.as_deref().unwrap_or_default(),
+        vs.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The IPVS service of a VirtualService as `ipvsadm -Ln` names it (with one
+/// space): "TCP 192.0.2.10:80", "UDP [2001:db8::10]:53", "FWM 7",
+/// "FWM 7 IPv6" (the agent's snapshot uses the same words).
+pub fn endpoint(vs: &VirtualService) -> String {
+    let s = &vs.spec;
+    if let Some(mark) = s.fwmark {
+        return match s.family {
+            Some(Family::IPv6) => format!("FWM {mark} IPv6"),
+            _ => format!("FWM {mark}"),
+        };
+    }
+    let proto = s.protocol.map_or("TCP", |p| p.as_str());
+    let addr = s.address.as_deref().unwrap_or("?");
+    let port = s.port.unwrap_or_default();
+    if addr.contains(':') {
+        format!("{proto} [{addr}]:{port}")
+    } else {
+        format!("{proto} {addr}:{port}")
+    }
+}
+
+/// The VIPs of a VirtualService: its address, or the addresses its
+/// directors mark for a firewall-mark service.
+pub fn vips(vs: &VirtualService) -> Vec<IpAddr> {
+    let s = &vs.spec;
+    let texts: Vec<&str> = match (&s.address, &s.fwmark_match) {
+        (Some(a), _) => vec![a.as_str()],
+        (None, Some(m)) => m.addresses.iter().map(String::as_str).collect(),
+        (None, None) => Vec::new(),
+    };
+    texts.iter().filter_map(|a| a.parse().ok()).collect()
+}
+
+/// Whether the LvsNode report lists `key` with the director role.
+pub fn directs(node: &LvsNode, key: &str) -> bool {
+    node.status.as_ref().is_some_and(|st| {
+        st.services
+            .iter()
+            .any(|r| r.name == key && r.roles.iter().any(|x| x == "director"))
+    })
+}
+
+/// Per director node, the VirtualServices (namespace/name) among `keys` it
+/// directs: what each snapshot asks for. More than the API allows in a
+/// request's `virtualServices` (100): an empty list, the whole table.
+pub fn requests<'a>(
+    nodes: &[LvsNode],
+    keys: impl IntoIterator<Item = &'a str> + Clone,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for node in nodes {
+        let Some(name) = node.metadata.name.as_deref() else {
+            continue;
+        };
+        let mut wanted: Vec<String> = keys
+            .clone()
+            .into_iter()
+            .filter(|k| directs(node, k))
+            .map(str::to_string)
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        if wanted.len() > 100 {
+            wanted.clear();
+        }
+        out.insert(name.to_string(), wanted);
+    }
+    out
+}
+
+/// `n` in a counter column.
+fn num(n: u64) -> String {
+    n.to_string()
+}
