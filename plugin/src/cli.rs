@@ -515,3 +515,109 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(ns: &str, name: &str) -> Scope {
+        Scope::One {
+            namespace: ns.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn get_names_and_namespaces() {
+        assert_eq!(
+            scope(None, None, false, "ctx").unwrap(),
+            Scope::Namespace("ctx".into())
+        );
+        assert_eq!(
+            scope(None, Some("lb"), false, "ctx").unwrap(),
+            Scope::Namespace("lb".into())
+        );
+        assert_eq!(scope(None, None, true, "ctx").unwrap(), Scope::All);
+        assert_eq!(
+            scope(Some("web"), None, false, "ctx").unwrap(),
+            one("ctx", "web")
+        );
+        assert_eq!(
+            scope(Some("web"), Some("lb"), false, "ctx").unwrap(),
+            one("lb", "web")
+        );
+        assert_eq!(
+            scope(Some("lb/web.v2"), None, false, "ctx").unwrap(),
+            one("lb", "web.v2")
+        );
+        assert_eq!(
+            scope(Some("lb/web"), Some("lb"), false, "ctx").unwrap(),
+            one("lb", "web")
+        );
+    }
+
+    #[test]
+    fn bad_get_arguments_say_what_was_expected() {
+        let err = |name: Option<&str>, ns: Option<&str>, all: bool| {
+            scope(name, ns, all, "ctx").unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(Some("a/b/c"), None, false),
+            "\"a/b/c\": expected NAME or NAMESPACE/NAME (lowercase letters, digits, '-' and '.' in the name)"
+        );
+        assert_eq!(
+            err(Some("Web"), None, false),
+            "\"Web\": expected NAME or NAMESPACE/NAME (lowercase letters, digits, '-' and '.' in the name)"
+        );
+        assert_eq!(
+            err(Some("lb/web"), Some("prod"), false),
+            "\"lb/web\": its namespace \"lb\" differs from --namespace \"prod\""
+        );
+        assert_eq!(
+            err(Some("web"), None, true),
+            "\"web\" with --all-namespaces: expected a NAME in one namespace (NAMESPACE/NAME) or --all-namespaces alone"
+        );
+        assert_eq!(
+            err(None, Some("lb"), true),
+            "--all-namespaces and --namespace: expected one of them"
+        );
+        assert_eq!(
+            err(None, Some("a.b"), false),
+            "--namespace \"a.b\": expected a namespace name (lowercase letters, digits and '-', at most 63)"
+        );
+    }
+
+    #[test]
+    fn durations_and_the_top_interval() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_duration("ten"),
+            Err("\"ten\": expected a duration like 10s, 500ms or 1m".to_string())
+        );
+        assert_eq!(
+            parse_duration("0s"),
+            Err("\"0s\": expected more than 0 and at most 1h".to_string())
+        );
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(
+            parse_interval("500ms"),
+            Err(
+                "\"500ms\": expected at least 1s (each refresh writes a request per director)"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn node_names() {
+        assert!(check_node_name("dir1.example.org").is_ok());
+        assert_eq!(
+            check_node_name("Dir_1").unwrap_err().to_string(),
+            "node \"Dir_1\": expected a node name (lowercase letters, digits, '-' and '.')"
+        );
+    }
+}

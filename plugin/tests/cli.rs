@@ -87,3 +87,62 @@ fn usage_errors() {
             .contains("reading /nonexistent/rules")
     );
 }
+
+#[test]
+fn live_commands_refuse_bad_arguments_before_connecting() {
+    // No kubeconfig at all: the arguments are checked first, exit 2.
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["get", "a/b/c"],
+            "\"a/b/c\": expected NAME or NAMESPACE/NAME",
+        ),
+        (&["table", "Dir_1"], "node \"Dir_1\": expected a node name"),
+        (&["diff", "Dir_1"], "node \"Dir_1\": expected a node name"),
+        (
+            &["top", "-A", "-n", "lb"],
+            "--all-namespaces and --namespace",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run(args, "");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let out = run(&["top", "--interval", "500ms"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("expected at least 1s")
+    );
+}
+
+#[test]
+fn an_unreachable_api_server_is_an_error_and_diff_exits_2() {
+    let dir = std::env::temp_dir().join(format!("kubectl-lvs-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("kubeconfig");
+    // A port nothing listens on.
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\n\
+         users:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let kc = kc.to_str().unwrap();
+    let out = run(&["get", "--kubeconfig", kc], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("listing VirtualServices in namespace default")
+    );
+    let out = run(&["diff", "--kubeconfig", kc], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["get", "--kubeconfig", kc, "--context", "nope"], "");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("using kubeconfig"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -115,3 +115,83 @@ pub fn render(view: &DiffView) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use lvs_api::LvsSnapshotStatus;
+
+    fn answer(changes: &[&str], omitted: u32) -> Answer {
+        Ok(LvsSnapshotStatus {
+            request: "t".into(),
+            time: "2026-12-06T17:00:00.123Z".into(),
+            changes: changes.iter().map(|c| c.to_string()).collect(),
+            omitted_changes: omitted,
+            ..LvsSnapshotStatus::default()
+        })
+    }
+
+    #[test]
+    fn changes_no_changes_and_errors() {
+        let view = build(BTreeMap::from([
+            (
+                "dir1".to_string(),
+                answer(
+                    &[
+                        "edit destination 10.0.0.2:80 of TCP 192.0.2.10:80 (default/web): weight 5 -> 1",
+                        "add destination [2001:db8::1]:53 of UDP [2001:db8::53]:53 (default/dns6)",
+                    ],
+                    0,
+                ),
+            ),
+            ("dir2".to_string(), answer(&[], 0)),
+            (
+                "dir3".to_string(),
+                answer(&["add service FWM 7 (prod/mark)"], 3),
+            ),
+            (
+                "dir4".to_string(),
+                Ok(LvsSnapshotStatus {
+                    error: "reading IPVS services: Operation not permitted".into(),
+                    ..LvsSnapshotStatus::default()
+                }),
+            ),
+            (
+                "dir5".to_string(),
+                Err(crate::live::fixtures::no_answer_from("dir5")),
+            ),
+        ]));
+        assert_eq!(
+            render(&view),
+            concat!(
+                "dir1: 2 changes (kernel read at 2026-12-06T17:00:00.123Z)\n",
+                "  edit destination 10.0.0.2:80 of TCP 192.0.2.10:80 (default/web): weight 5 -> 1\n",
+                "  add destination [2001:db8::1]:53 of UDP [2001:db8::53]:53 (default/dns6)\n",
+                "dir2: no changes (kernel read at 2026-12-06T17:00:00.123Z)\n",
+                "dir3: 4 changes (kernel read at 2026-12-06T17:00:00.123Z)\n",
+                "  add service FWM 7 (prod/mark)\n",
+                "  ... and 3 more (an answer lists at most 500)\n",
+                "dir4: error: the agent could not read the kernel: reading IPVS services: Operation not permitted\n",
+                "dir5: error: no answer from the node agent on dir5 within 10s (LvsSnapshot/dir5 status.request is \"old\", not the new token): is the agent running on dir5, in Kubernetes mode (--kubeconfig), with RBAC to watch lvssnapshots and patch lvssnapshots/status?\n",
+            )
+        );
+        assert_eq!(exit_status(&view), 2);
+    }
+
+    #[test]
+    fn the_exit_status_is_kubectl_diffs() {
+        let one = |a: Answer| build(BTreeMap::from([("dir1".to_string(), a)]));
+        assert_eq!(exit_status(&one(answer(&[], 0))), 0);
+        assert_eq!(
+            exit_status(&one(answer(&["add service TCP 192.0.2.10:80"], 0))),
+            1
+        );
+        assert_eq!(exit_status(&one(answer(&[], 2))), 1, "only omitted changes");
+        assert_eq!(exit_status(&one(Err("no answer".into()))), 2);
+        assert_eq!(
+            render(&one(answer(&[], 0))),
+            "dir1: no changes (kernel read at 2026-12-06T17:00:00.123Z)\n"
+        );
+    }
+}

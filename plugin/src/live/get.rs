@@ -296,3 +296,99 @@ pub(crate) fn counter_cells(c: &TrafficCounters) -> [String; 12] {
         num(c.out_bps),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::fixtures::{answers, nodes, services};
+
+    #[test]
+    fn directors_destinations_and_a_director_without_an_answer() {
+        let view = build(&services(), &nodes(), &answers());
+        assert_eq!(
+            render(&view),
+            concat!(
+                "VirtualService default/dns6: UDP [2001:db8::53]:53, scheduler wlc, method DR, generation 1\n",
+                "DIRECTOR  ROLE     GENERATION  TABLEHASH         DESTINATION       WEIGHT  STATE    ACTIVECONN  INACTCONN  CONNS  INPKTS  OUTPKTS  INBYTES  OUTBYTES  CPS  INPPS  OUTPPS  INBPS  OUTBPS\n",
+                "dir1      Standby  1           0000000000001111  [2001:db8::1]:53  5       Healthy  20          21         200    2000    1800     200000   1800000   10   60     40      6000   40000\n",
+                "\n",
+                "VirtualService default/web: TCP 192.0.2.10:80, scheduler rr, method NAT, generation 3\n",
+                "DIRECTOR  ROLE    GENERATION  TABLEHASH         DESTINATION  WEIGHT  STATE    ACTIVECONN  INACTCONN  CONNS  INPKTS  OUTPKTS  INBYTES  OUTBYTES  CPS  INPPS  OUTPPS  INBPS  OUTBPS\n",
+                "dir1      Active  3           0000000000003333  10.0.0.2:80  1       Healthy  2           3          20     200     180      20000    180000    1    6      4       600    4000\n",
+                "                                                10.0.0.3:80  0       Failing  1           2          10     100     90       10000    90000     0    3      2       300    2000\n",
+                "                                                10.0.0.4:80  -       Failing  -           -          -      -       -        -        -         -    -      -       -      -\n",
+                "dir2      -       2 (want 3)  0000000000002222  no answer from the node agent on dir2 within 10s (LvsSnapshot/dir2 status.request is \"old\", not the new token): is the agent running on dir2, in Kubernetes mode (--kubeconfig), with RBAC to watch lvssnapshots and patch lvssnapshots/status?\n",
+                "\n",
+                "VirtualService prod/mark: FWM 7 IPv6, scheduler sh, method TUN, generation 1\n",
+                "DIRECTOR  ROLE  GENERATION  TABLEHASH         DESTINATION        WEIGHT  STATE    ACTIVECONN  INACTCONN  CONNS  INPKTS  OUTPKTS  INBYTES  OUTBYTES  CPS  INPPS  OUTPPS  INBPS  OUTBPS\n",
+                "dir1      -     1           0000000000001111  [2001:db8:1::9]:0  1       Healthy  4           5          40     400     360      40000    360000    2    12     8       1200   8000\n",
+            )
+        );
+    }
+
+    #[test]
+    fn json_has_the_counters_per_destination_and_the_error_per_director() {
+        let view = build(&services(), &nodes(), &answers());
+        assert!(has_errors(&view));
+        let v = serde_json::to_value(&view).unwrap();
+        let web = &v["virtualServices"][1];
+        assert_eq!(web["name"], "web");
+        assert_eq!(web["service"], "TCP 192.0.2.10:80");
+        let dir1 = &web["directors"][0];
+        assert_eq!(dir1["node"], "dir1");
+        assert_eq!(dir1["role"], "Active");
+        assert_eq!(dir1["generation"], 3);
+        assert!(dir1.get("error").is_none(), "{dir1}");
+        let d = &dir1["destinations"][0];
+        assert_eq!(d["destination"], "10.0.0.2:80");
+        assert_eq!(d["weight"], 1);
+        assert_eq!(d["state"], "Healthy");
+        assert_eq!(d["counters"]["connections"], 20);
+        assert_eq!(d["counters"]["inBytes"], 20000);
+        assert_eq!(dir1["destinations"][2]["counters"], serde_json::Value::Null);
+        let dir2 = &web["directors"][1];
+        assert_eq!(dir2["role"], serde_json::Value::Null, "HA off");
+        assert!(
+            dir2["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("no answer from the node agent on dir2 within 10s")
+        );
+        assert_eq!(dir2["destinations"], serde_json::json!([]));
+        // And back: the structure is what scripts read.
+        let back: GetView = serde_json::from_value(v).unwrap();
+        assert_eq!(back, view);
+    }
+
+    #[test]
+    fn an_agent_error_and_an_empty_table_have_rows_of_their_own() {
+        let mut a = answers();
+        a.insert(
+            "dir1".into(),
+            Ok(lvs_api::LvsSnapshotStatus {
+                error: "reading IPVS: EPERM".into(),
+                ..lvs_api::LvsSnapshotStatus::default()
+            }),
+        );
+        a.insert("dir2".into(), Ok(lvs_api::LvsSnapshotStatus::default()));
+        let web: Vec<VirtualService> = services()
+            .into_iter()
+            .filter(|v| v.metadata.name.as_deref() == Some("web"))
+            .collect();
+        let view = build(&web, &nodes(), &a);
+        assert_eq!(
+            render(&view),
+            concat!(
+                "VirtualService default/web: TCP 192.0.2.10:80, scheduler rr, method NAT, generation 3\n",
+                "DIRECTOR  ROLE    GENERATION  TABLEHASH         DESTINATION  WEIGHT  STATE  ACTIVECONN  INACTCONN  CONNS  INPKTS  OUTPKTS  INBYTES  OUTBYTES  CPS  INPPS  OUTPPS  INBPS  OUTBPS\n",
+                "dir1      Active  3           0000000000003333  the agent could not read the kernel: reading IPVS: EPERM\n",
+                "dir2      -       2 (want 3)  0000000000002222  no destinations in the kernel\n",
+            )
+        );
+        assert!(has_errors(&view));
+        assert_eq!(
+            render(&build(&[], &nodes(), &a)),
+            "No VirtualServices found.\n"
+        );
+    }
+}

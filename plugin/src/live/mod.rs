@@ -76,10 +76,11 @@ pub fn endpoint(vs: &VirtualService) -> String {
     let proto = s.protocol.map_or("TCP", |p| p.as_str());
     let addr = s.address.as_deref().unwrap_or("?");
     let port = s.port.unwrap_or_default();
-    if addr.contains(':') {
-        format!("{proto} [{addr}]:{port}")
-    } else {
-        format!("{proto} {addr}:{port}")
+    // As the kernel prints it: IPv6 in canonical form.
+    match addr.parse::<IpAddr>() {
+        Ok(IpAddr::V6(a)) => format!("{proto} [{a}]:{port}"),
+        Ok(IpAddr::V4(a)) => format!("{proto} {a}:{port}"),
+        Err(_) => format!("{proto} {addr}:{port}"),
     }
 }
 
@@ -133,7 +134,74 @@ pub fn requests<'a>(
     out
 }
 
+#[cfg(test)]
+pub(crate) mod fixtures;
+
 /// `n` in a counter column.
 fn num(n: u64) -> String {
     n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fixtures::{nodes, services};
+
+    #[test]
+    fn each_director_is_asked_for_the_services_it_directs() {
+        let r = requests(
+            &nodes(),
+            ["default/web", "prod/mark", "default/dns6", "default/none"],
+        );
+        assert_eq!(
+            r,
+            BTreeMap::from([
+                (
+                    "dir1".to_string(),
+                    vec![
+                        "default/web".to_string(),
+                        "prod/mark".to_string(),
+                        "default/dns6".to_string()
+                    ]
+                ),
+                ("dir2".to_string(), vec!["default/web".to_string()]),
+            ]),
+            "rs1 is a realserver of dns6, no director"
+        );
+    }
+
+    #[test]
+    fn over_a_hundred_services_ask_for_the_whole_table() {
+        let mut n = nodes().remove(0);
+        let st = n.status.as_mut().unwrap();
+        let keys: Vec<String> = (0..101).map(|i| format!("default/s{i}")).collect();
+        st.services = keys
+            .iter()
+            .map(|k| lvs_api::ServiceReport {
+                name: k.clone(),
+                roles: vec!["director".into()],
+                ..lvs_api::ServiceReport::default()
+            })
+            .collect();
+        let r = requests(&[n], keys.iter().map(String::as_str));
+        assert_eq!(r, BTreeMap::from([("dir1".to_string(), Vec::new())]));
+    }
+
+    #[test]
+    fn endpoints_as_ipvsadm_names_them() {
+        let e: Vec<String> = services().iter().map(endpoint).collect();
+        assert_eq!(
+            e,
+            ["TCP 192.0.2.10:80", "FWM 7 IPv6", "UDP [2001:db8::53]:53"]
+        );
+        let v: Vec<Vec<IpAddr>> = services().iter().map(vips).collect();
+        assert_eq!(
+            v,
+            [
+                vec!["192.0.2.10".parse::<IpAddr>().unwrap()],
+                vec!["2001:db8::7".parse().unwrap()],
+                vec!["2001:db8::53".parse().unwrap()],
+            ]
+        );
+    }
 }

@@ -127,3 +127,29 @@ pub fn render(view: &TableView) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::fixtures::dir1_answer;
+
+    #[test]
+    fn owners_foreign_services_ipv6_and_fwmark() {
+        let view = build("dir1", dir1_answer());
+        assert_eq!(
+            render(&view),
+            concat!(
+                "Node dir1, kernel read at 2026-12-06T17:00:00.123Z\n",
+                "SERVICE / DESTINATION   OWNER         SCHEDULER / METHOD                              WEIGHT  ACTIVECONN  INACTCONN  CONNS  INPKTS  OUTPKTS  INBYTES  OUTBYTES\n",
+                "TCP 192.0.2.10:80       default/web   rr                                                      3           4          30     300     270      30000    270000\n",
+                "  -> 10.0.0.2:80                      Masq                                            1       2           3          20     200     180      20000    180000\n",
+                "  -> 10.0.0.3:80                      Masq                                            0       1           2          10     100     90       10000    90000\n",
+                "TCP 192.0.2.99:80       foreign       wlc                                                     0           1          0      0       0        0        0\n",
+                "UDP [2001:db8::53]:53   default/dns6  wlc                                                     20          21         200    2000    1800     200000   1800000\n",
+                "  -> [2001:db8::1]:53                 Route                                           5       20          21         200    2000    1800     200000   1800000\n",
+                "FWM 7 IPv6              prod/mark     sh sh-fallback,sh-port persistent 300 mask 128          4           5          40     400     360      40000    360000\n",
+                "  -> [2001:db8:1::9]:0                Tunnel gre csum                                 1       4           5          40     400     360      40000    360000\n",
+            )
+        );
+    }
+}

@@ -230,3 +230,90 @@ pub fn render(frame: &TopFrame, heading: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::fixtures::answers;
+    use lvs_api::LiveDestination;
+
+    #[test]
+    fn busiest_first_over_every_director() {
+        let frame = build(&answers(), None, 20);
+        assert_eq!(
+            render(&frame, "all namespaces, every 2s, refresh 1"),
+            concat!(
+                "all namespaces, every 2s, refresh 1; 1 director answered, kernel read at 2026-12-06T17:00:00.123Z\n",
+                "dir2: no answer from the node agent on dir2 within 10s (LvsSnapshot/dir2 status.request is \"old\", not the new token): is the agent running on dir2, in Kubernetes mode (--kubeconfig), with RBAC to watch lvssnapshots and patch lvssnapshots/status?\n",
+                "\n",
+                "VIRTUALSERVICE  SERVICE                DIRECTORS  CPS  ACTIVECONN  INACTCONN  INPPS  OUTPPS  INBPS  OUTBPS  CONNS\n",
+                "default/dns6    UDP [2001:db8::53]:53  1          10   20          21         60     40      6000   40000   200\n",
+                "prod/mark       FWM 7 IPv6             1          2    4           5          12     8       1200   8000    40\n",
+                "default/web     TCP 192.0.2.10:80      1          1    3           4          9      6       900    6000    30\n",
+                "\n",
+                "DESTINATION        VIRTUALSERVICE  DIRECTOR  WEIGHT  CPS  ACTIVECONN  INACTCONN  INPPS  OUTPPS  INBPS  OUTBPS  CONNS\n",
+                "[2001:db8::1]:53   default/dns6    dir1      5       10   20          21         60     40      6000   40000   200\n",
+                "[2001:db8:1::9]:0  prod/mark       dir1      1       2    4           5          12     8       1200   8000    40\n",
+                "10.0.0.2:80        default/web     dir1      1       1    2           3          6      4       600    4000    20\n",
+                "10.0.0.3:80        default/web     dir1      0       0    1           2          3      2       300    2000    10\n",
+            )
+        );
+    }
+
+    #[test]
+    fn a_namespace_and_a_limit() {
+        let frame = build(&answers(), Some("default"), 1);
+        assert_eq!(
+            render(&frame, "namespace default, every 1s, refresh 7"),
+            concat!(
+                "namespace default, every 1s, refresh 7; 1 director answered, kernel read at 2026-12-06T17:00:00.123Z\n",
+                "dir2: no answer from the node agent on dir2 within 10s (LvsSnapshot/dir2 status.request is \"old\", not the new token): is the agent running on dir2, in Kubernetes mode (--kubeconfig), with RBAC to watch lvssnapshots and patch lvssnapshots/status?\n",
+                "\n",
+                "VIRTUALSERVICE  SERVICE                DIRECTORS  CPS  ACTIVECONN  INACTCONN  INPPS  OUTPPS  INBPS  OUTBPS  CONNS\n",
+                "default/dns6    UDP [2001:db8::53]:53  1          10   20          21         60     40      6000   40000   200\n",
+                "... and 1 more\n",
+                "\n",
+                "DESTINATION       VIRTUALSERVICE  DIRECTOR  WEIGHT  CPS  ACTIVECONN  INACTCONN  INPPS  OUTPPS  INBPS  OUTBPS  CONNS\n",
+                "[2001:db8::1]:53  default/dns6    dir1      5       10   20          21         60     40      6000   40000   200\n",
+                "... and 2 more\n",
+            )
+        );
+    }
+
+    #[test]
+    fn ties_go_to_active_connections_then_packets_in() {
+        use crate::live::fixtures::dir1_answer;
+        let mut a = dir1_answer();
+        a.services.truncate(1);
+        let d = &mut a.services[0].destinations;
+        d[0].counters = TrafficCounters {
+            cps: 5,
+            active_connections: 1,
+            in_pps: 9,
+            ..TrafficCounters::default()
+        };
+        d[1].counters = TrafficCounters {
+            cps: 5,
+            active_connections: 2,
+            in_pps: 0,
+            ..TrafficCounters::default()
+        };
+        d.push(LiveDestination {
+            destination: "10.0.0.9:80".into(),
+            counters: TrafficCounters {
+                cps: 5,
+                active_connections: 2,
+                in_pps: 1,
+                ..TrafficCounters::default()
+            },
+            ..LiveDestination::default()
+        });
+        let frame = build(&BTreeMap::from([("dir1".to_string(), Ok(a))]), None, 20);
+        let order: Vec<&str> = frame
+            .destinations
+            .iter()
+            .map(|d| d.destination.as_str())
+            .collect();
+        assert_eq!(order, ["10.0.0.9:80", "10.0.0.3:80", "10.0.0.2:80"]);
+    }
+}
