@@ -39,7 +39,7 @@ check-generated: crds
 
 ## build: the binaries the labs run
 build:
-	$(CARGO) build --locked -p lvs-node-agent -p lvs-operator
+	$(CARGO) build --locked -p lvs-node-agent -p lvs-operator -p lvs-kubectl
 
 ## image: the labs' container image (Dockerfile stage `lab`, static binaries built
 ## here, podman storage under $(LVS_CACHE)/image); the image-* scenarios of both

@@ -96,9 +96,15 @@ lab_node_mac() { jl_exec "$1" "ip -o link show eth0" | sed -n 's|.*link/ether \(
 # lab_directors: the two director nodes of the HA scenarios.
 lab_directors() { echo dir1 dir2; }
 
+# lab_plugin ARG...: `kubectl lvs ARG...` as a user bound only to the chart's
+# plugin ClusterRole.
+lab_plugin() {
+  KUBECONFIG=${LVS_JOINED_PLUGIN_KUBECONFIG:?no plugin kubeconfig in the lab environment} kubectl lvs "$@"
+}
+
 lab_has() {
   case $1 in
-    apiserver-restart | ha | snat | metrics-scrape) return 0 ;;
+    apiserver-restart | ha | snat | metrics-scrape | plugin) return 0 ;;
     *) return 1 ;;
   esac
 }

@@ -15,6 +15,10 @@
 #   LVS_JOINED_DIR       lab directory (default $LVS_CACHE/joined-lab/lab)
 #   NODE_AGENT_BIN       node agent binary (default target/debug/node-agent)
 #   LVS_OPERATOR_BIN     operator binary (default target/debug/lvs-operator)
+#   KUBECTL_LVS_BIN      kubectl plugin binary (default target/debug/kubectl-lvs); on the
+#                        PATH of the lab's environment, with a kubeconfig of its own
+#                        (LVS_JOINED_PLUGIN_KUBECONFIG: ServiceAccount kubectl-lvs, bound
+#                        only to the chart's plugin ClusterRole)
 #   LVS_JOINED_NO_BUILD  1: do not run cargo build
 #   LVS_JOINED_VM_TIMEOUT  lifetime limit of the VM in seconds (default 86400)
 #   LVS_JOINED_AGENT_LOG   the agents' RUST_LOG (default info)
@@ -39,6 +43,7 @@ kernel="$LVS_REPO/e2e/kernel"
 dir="$(jl_dir)"
 release=lvs
 ns=lvs-system
+plugin_sa=kubectl-lvs
 agent_sa=$release-lvs-operator-agent
 operator_sa=$release-lvs-operator-operator
 
@@ -89,17 +94,22 @@ cmd_up() {
   read -r -a run_agents <<<"${LVS_JOINED_AGENTS:-${JL_AGENT_NODES[*]}}"
   local agent_bin=${NODE_AGENT_BIN:-$LVS_REPO/target/debug/node-agent}
   local operator_bin=${LVS_OPERATOR_BIN:-$LVS_REPO/target/debug/lvs-operator}
+  local plugin_bin=${KUBECTL_LVS_BIN:-$LVS_REPO/target/debug/kubectl-lvs}
 
   # The kernel lab's packages and kernel download alongside the builds.
   step "kernel lab: packages, Debian kernel, initramfs (in the background)"
   "$kernel/setup.sh" --quiet >"$dir/kernel-setup.log" 2>&1 &
   local setup_pid=$!
   if [[ ${LVS_JOINED_NO_BUILD:-0} != 1 ]]; then
-    step "cargo build -p lvs-node-agent -p lvs-operator"
-    run_logged cargo-build cargo build --locked -p lvs-node-agent -p lvs-operator
+    step "cargo build -p lvs-node-agent -p lvs-operator -p lvs-kubectl"
+    run_logged cargo-build cargo build --locked -p lvs-node-agent -p lvs-operator -p lvs-kubectl
   fi
   [[ -x $agent_bin ]] || lvs_die "node agent $agent_bin missing (make build)"
   [[ -x $operator_bin ]] || lvs_die "operator $operator_bin missing (make build)"
+  [[ -x $plugin_bin ]] || lvs_die "kubectl plugin $plugin_bin missing (make build)"
+  # kubectl finds the plugin as kubectl-lvs on the PATH.
+  mkdir -p "$dir/bin"
+  ln -sf "$(realpath "$plugin_bin")" "$dir/bin/kubectl-lvs"
   if ((agents)) && ! "$agent_bin" --help | grep -q -- '--kubeconfig'; then
     lvs_die "$agent_bin has no Kubernetes mode (--kubeconfig); rebuild it"
   fi
@@ -120,8 +130,11 @@ cmd_up() {
   export HELM_CACHE_HOME=$dir/helm/cache HELM_CONFIG_HOME=$dir/helm/config HELM_DATA_HOME=$dir/helm/data
 
   step "helm install $release charts/lvs-operator -n $ns"
+  # The plugin's ServiceAccount gets the chart's plugin ClusterRole and
+  # nothing else, so `kubectl lvs` in the scenarios proves that role enough.
   run_logged helm-install helm install "$release" "$LVS_REPO/charts/lvs-operator" -n "$ns" --create-namespace --wait=false \
-    --set ha.enabled=true -f "$LVS_REPO/e2e/lib/lab-pool-values.yaml"
+    --set ha.enabled=true -f "$LVS_REPO/e2e/lib/lab-pool-values.yaml" \
+    --set-json "plugin.rbac.subjects=[{\"kind\":\"ServiceAccount\",\"name\":\"$plugin_sa\",\"namespace\":\"$ns\"}]"
   run_logged crds-established kubectl wait --for condition=Established --timeout 60s \
     crd/virtualservices.lvs.lvs-operator.io crd/realservers.lvs.lvs-operator.io crd/lvsnodes.lvs.lvs-operator.io \
     crd/lvsaddresspools.lvs.lvs-operator.io crd/lvsnodeprofiles.lvs.lvs-operator.io crd/lvssnapshots.lvs.lvs-operator.io
@@ -148,6 +161,10 @@ EOF
       lvs_die "no agent kubeconfig for $n"
   done
   kubectl label node dir1 lvs.lvs-operator.io/director=true >>"$dir/nodes.log" 2>&1
+
+  step "kubectl plugin kubeconfig (ServiceAccount $ns/$plugin_sa)"
+  run_logged plugin-sa kubectl create serviceaccount "$plugin_sa" -n "$ns"
+  "$cluster/sa-kubeconfig.sh" "$ns" "$plugin_sa" "$dir/plugin.kubeconfig" || lvs_die "no kubeconfig for the kubectl plugin"
 
   step "operator on the host (ServiceAccount $ns/$operator_sa)"
   "$cluster/sa-kubeconfig.sh" "$ns" "$operator_sa" "$dir/operator.kubeconfig"
@@ -196,6 +213,8 @@ export LVS_JOINED_CMD_PORT=$cmd_port
 export LVS_JOINED_OPERATOR_METRICS=http://127.0.0.1:$op_port/metrics
 export LVS_JOINED_AGENT_METRICS="${metrics_targets[*]}"
 export HELM_CACHE_HOME=$dir/helm/cache HELM_CONFIG_HOME=$dir/helm/config HELM_DATA_HOME=$dir/helm/data
+export PATH=$dir/bin:\$PATH
+export LVS_JOINED_PLUGIN_KUBECONFIG=$dir/plugin.kubeconfig
 EOF
   export LVS_JOINED_CMD_PORT=$cmd_port
 

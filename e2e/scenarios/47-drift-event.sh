@@ -26,11 +26,6 @@ _dr_described() {
 _dr_lvsnode_count() {
   k get lvsnode "$1" -o json | jq -r '.status.services[]? | select(.name == "default/web-nat") | .drift.count // 0'
 }
-# _dr_full_syncs NODE: the agent's full syncs so far.
-_dr_full_syncs() {
-  lab_agent_metrics "$1" | awk '/^lvs_agent_syncs_total[{]mode="full"[}]/ { print $NF; exit }'
-}
-_dr_full_sync_since() { (($(_dr_full_syncs "$1") > $2)); }
 _dr_reported() { (($(_dr_lvsnode_count "$1") >= 2)); }
 
 sc_drift_event() {
@@ -47,10 +42,8 @@ sc_drift_event() {
   # away. (The gap after a slow full sync is longer, see
   # --resync-max-share: a start under load can stretch the first one.)
   local full0
-  full0=$(_dr_full_syncs "$d")
-  sc_retry 150 _dr_full_sync_since "$d" "$full0" ||
-    sc_fail "no full resync on $d within 150 s (lvs_agent_syncs_total{mode=\"full\"} stayed at $full0)"
-  full0=$(_dr_full_syncs "$d")
+  sc_after_full_sync "$d"
+  full0=$(sc_agent_full_syncs "$d")
 
   # By hand, behind the agent's back.
   # shellcheck disable=SC2086
@@ -65,7 +58,7 @@ sc_drift_event() {
   # Repaired within one resync (plus slack for the lab's slow VM).
   rules_nat | sc_wait_ipvs "$d" "$SVC_NAT" $((DRIFT_RESYNC + 20)) || exit 1
   sc_info "drift repaired $((SECONDS - t0)) s after the hand edit (resync interval ${DRIFT_RESYNC} s)"
-  (($(_dr_full_syncs "$d") > full0)) || sc_fail "repaired, but not by a full resync (lvs_agent_syncs_total{mode=\"full\"} stayed at $full0)"
+  (($(sc_agent_full_syncs "$d") > full0)) || sc_fail "repaired, but not by a full resync (lvs_agent_syncs_total{mode=\"full\"} stayed at $full0)"
 
   # Reported by the agent, counted by kind.
   sc_retry 20 _dr_reported "$d" ||

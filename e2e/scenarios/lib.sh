@@ -27,10 +27,14 @@
 #                                   (apiserver-restart; ha: the functions below;
 #                                   snat: realservers rs4, rs5 route around the
 #                                   director and the nodes have nft;
-#                                   metrics-scrape: lab_metrics_targets)
+#                                   metrics-scrape: lab_metrics_targets;
+#                                   plugin: lab_plugin)
 #   lab_metrics_targets             "JOB NAME HOST:PORT" per agent (job lvs-agent)
 #                                   and operator (job lvs-operator): their
 #                                   /metrics as a Prometheus on the host reaches them
+#   lab_plugin ARG...               `kubectl lvs ARG...` as a user bound only to
+#                                   the chart's plugin ClusterRole (only where
+#                                   lab_has plugin)
 #   Director HA (90-ha.sh, only where lab_has ha):
 #   lab_directors                   the two director nodes
 #   lab_ha_on NODE...               NODE's agent runs with director HA on
@@ -306,6 +310,21 @@ sc_traffic_clean() {
 }
 
 # --- agents -------------------------------------------------------------------------------
+# sc_agent_full_syncs NODE: the agent's full syncs so far
+# (lvs_agent_syncs_total{mode="full"}).
+sc_agent_full_syncs() {
+  lab_agent_metrics "$1" | awk '/^lvs_agent_syncs_total[{]mode="full"[}]/ { print $NF; exit }'
+}
+_sc_full_sync_since() { (($(sc_agent_full_syncs "$1") > $2)); }
+# sc_after_full_sync NODE: wait (up to 150 s) for NODE's agent's next full
+# resync, so that the one after it is a whole resync interval away.
+sc_after_full_sync() {
+  local full0
+  full0=$(sc_agent_full_syncs "$1")
+  sc_retry 150 _sc_full_sync_since "$1" "$full0" ||
+    sc_fail "no full resync on $1 within 150 s (lvs_agent_syncs_total{mode=\"full\"} stayed at $full0)"
+}
+
 # sc_agent_ops NODE: the sum of lvs_agent_ops_total over all kinds (kernel writes).
 sc_agent_ops() {
   lab_agent_metrics "$1" | awk '/^lvs_agent_ops_total[{ ]/ { s += $NF } END { print s + 0 }'
