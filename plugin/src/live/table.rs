@@ -120,7 +120,7 @@ pub fn render(view: &TableView) -> String {
     t.render(&mut out, "");
     if view.omitted_destinations > 0 {
         out.push_str(&format!(
-            "{} more destinations left out (an answer lists at most {})\n",
+            "{} more destinations left out (an answer lists at most {} services and destinations)\n",
             view.omitted_destinations,
             lvs_api::snapshot::MAX_SNAPSHOT_DESTINATIONS
         ));
