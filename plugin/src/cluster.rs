@@ -53,11 +53,15 @@ impl Cluster {
         let config: Config = lvs_runtime::kube::config(kubeconfig, context).await?;
         let namespace = config.default_namespace.clone();
         let client = Client::try_from(config).context("building the Kubernetes client")?;
-        Ok(Cluster {
+        Ok(Self::from_client(client, namespace, timeout))
+    }
+
+    pub fn from_client(client: Client, namespace: String, timeout: Duration) -> Self {
+        Cluster {
             client,
             namespace,
             timeout,
-        })
+        }
     }
 
     pub async fn virtual_services(&self, scope: &Scope) -> anyhow::Result<Vec<VirtualService>> {
