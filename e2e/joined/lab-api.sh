@@ -99,6 +99,10 @@ lab_directors() { echo dir1 dir2; }
 # lab_plugin ARG...: `kubectl lvs ARG...` as a user bound only to the chart's
 # plugin ClusterRole.
 lab_plugin() {
+  if ! command -v kubectl-lvs >/dev/null; then
+    echo "lab_plugin: no kubectl-lvs on the PATH: the lab started without the plugin binary (make build)" >&2
+    return 127
+  fi
   KUBECONFIG=${LVS_JOINED_PLUGIN_KUBECONFIG:?no plugin kubeconfig in the lab environment} kubectl lvs "$@"
 }
 
