@@ -88,4 +88,29 @@ mod tests {
         assert!(matches!(e, ClientError::Read { .. }), "{e:?}");
         assert_eq!(e.to_string(), "reading kubeconfig /nonexistent/kubeconfig");
     }
+
+    #[tokio::test]
+    async fn a_context_other_than_the_current_one() {
+        let path =
+            std::env::temp_dir().join(format!("lvs-runtime-kubeconfig-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\n\
+             clusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:6443\"}\n\
+             users:\n- name: u\n  user: {token: t}\n\
+             contexts:\n- name: a\n  context: {cluster: c, user: u, namespace: ns-a}\n\
+             - name: b\n  context: {cluster: c, user: u, namespace: ns-b}\n\
+             current-context: a\n",
+        )
+        .unwrap();
+        let current = config(Some(&path), None).await.unwrap();
+        assert_eq!(current.default_namespace, "ns-a");
+        let other = config(Some(&path), Some("b")).await.unwrap();
+        assert_eq!(other.default_namespace, "ns-b");
+        let Err(e) = config(Some(&path), Some("nope")).await else {
+            panic!("a context that does not exist");
+        };
+        assert!(matches!(e, ClientError::Use { .. }), "{e:?}");
+        std::fs::remove_file(&path).unwrap();
+    }
 }
