@@ -268,10 +268,7 @@ fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
         let requests = live::requests(&nodes, keys.iter().map(String::as_str));
         let answers = cluster.snapshots(&requests, false).await;
         let view = get::build(&services, &nodes, &answers);
-        emit(&match a.output {
-            Output::Table => get::render(&view),
-            o => live::structured(&view, o)?,
-        })?;
+        emit(&live::format(&view, a.output, get::render)?)?;
         Ok(if get::has_errors(&view) {
             ExitCode::FAILURE
         } else {
@@ -297,10 +294,7 @@ fn table(a: TableArgs) -> anyhow::Result<ExitCode> {
             );
         }
         let view = table::build(&a.node, answer);
-        emit(&match a.output {
-            Output::Table => table::render(&view),
-            o => live::structured(&view, o)?,
-        })?;
+        emit(&live::format(&view, a.output, table::render)?)?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -329,10 +323,7 @@ fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
         let requests: BTreeMap<String, Vec<String>> =
             nodes.into_iter().map(|n| (n, Vec::new())).collect();
         let view = diff::build(cluster.snapshots(&requests, true).await);
-        emit(&match a.output {
-            Output::Table => diff::render(&view),
-            o => live::structured(&view, o)?,
-        })?;
+        emit(&live::format(&view, a.output, diff::render)?)?;
         Ok(ExitCode::from(diff::exit_status(&view)))
     })
 }

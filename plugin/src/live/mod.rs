@@ -44,12 +44,17 @@ pub enum Output {
     Yaml,
 }
 
-/// `view` as JSON or YAML (`Output::Table` is each command's own).
-pub fn structured<T: serde::Serialize>(view: &T, output: Output) -> anyhow::Result<String> {
+/// `view` in the form `output` asks for; `table` makes the aligned-columns
+/// form, each command's own.
+pub fn format<T: serde::Serialize>(
+    view: &T,
+    output: Output,
+    table: impl FnOnce(&T) -> String,
+) -> anyhow::Result<String> {
     Ok(match output {
+        Output::Table => table(view),
         Output::Json => serde_json::to_string_pretty(view)? + "\n",
         Output::Yaml => serde_saphyr::to_string(view)?,
-        Output::Table => unreachable!("the table form is each command's own"),
     })
 }
 
