@@ -193,6 +193,16 @@ mod tests {
     }
 
     #[test]
+    fn json_and_yaml_read_back_as_the_view() {
+        let view = get::build(&services(), &fixtures::nodes(), &fixtures::answers());
+        let json = format(&view, Output::Json, |_| unreachable!()).unwrap();
+        assert_eq!(serde_json::from_str::<get::GetView>(&json).unwrap(), view);
+        let yaml = format(&view, Output::Yaml, |_| unreachable!()).unwrap();
+        assert_eq!(serde_saphyr::from_str::<get::GetView>(&yaml).unwrap(), view);
+        assert_eq!(format(&view, Output::Table, |_| "t".into()).unwrap(), "t");
+    }
+
+    #[test]
     fn endpoints_as_ipvsadm_names_them() {
         let e: Vec<String> = services().iter().map(endpoint).collect();
         assert_eq!(
