@@ -23,6 +23,7 @@ pub mod http;
 #[cfg(target_os = "linux")]
 pub mod k8s;
 pub mod kernel;
+pub mod live_table;
 pub mod ledger;
 pub mod metrics;
 pub mod quiet;

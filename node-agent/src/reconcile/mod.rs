@@ -28,6 +28,7 @@
 pub mod addresses;
 pub mod daemons;
 pub mod decision;
+pub mod describe;
 pub mod drift;
 mod execute;
 pub mod ipvs;
@@ -98,6 +99,30 @@ pub struct Known {
     pub daemons: BTreeMap<DaemonState, DaemonSpec>,
     /// The agent's source NAT table.
     pub nft: nft_table::NftView,
+}
+
+/// What [`Reconciler::live_view`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveView {
+    /// Whether the kernel has IPVS (without it, `entries` is empty).
+    pub ipvs_available: bool,
+    /// Every IPVS service with its destinations and counters.
+    pub entries: Vec<ServiceEntry>,
+    /// The VirtualService (namespace/name) of each owned service.
+    pub owners: BTreeMap<ServiceKey, String>,
+    /// With a diff: the changes a sync would make, one line each, in the
+    /// order it would make them.
+    pub changes: Option<Vec<String>>,
+}
+
+fn owners_of(ledger: &Ledger, entries: &[ServiceEntry]) -> BTreeMap<ServiceKey, String> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let k = e.service.key;
+            ledger.services.get(&k).map(|o| (k, o.owner.clone()))
+        })
+        .collect()
 }
 
 /// The reconcile engine: owns the dataplane, the ledger and the cached view.
@@ -348,6 +373,71 @@ impl<D: Dataplane> Reconciler<D> {
         let mut entries = self.dp.ipvs_dump()?;
         entries.retain(|e| self.ledger.services.contains_key(&e.service.key));
         Ok(entries)
+    }
+
+    /// A fresh read of the kernel's IPVS table for a live-table request,
+    /// with the owner of each service, and with `diff` the changes a sync
+    /// of that input would make now (see [`describe::describe`]).
+    ///
+    /// The dry run reads the kernel into a view of its own and decides
+    /// against a copy of the ledger: it writes neither the kernel nor the
+    /// ledger nor its journal, and leaves the cached view as it is, so the
+    /// next resync still finds (and repairs, and reports) any drift. One
+    /// kernel read serves both the table and the dry run.
+    pub fn live_view(&mut self, diff: Option<SyncInput<'_>>) -> Result<LiveView, DataplaneError> {
+        let Some(input) = diff else {
+            let (ipvs_available, entries) = match self.dp.ipvs_dump() {
+                Ok(e) => (true, e),
+                Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
+                Err(e) => return Err(e),
+            };
+            return Ok(LiveView {
+                ipvs_available,
+                owners: owners_of(&self.ledger, &entries),
+                entries,
+                changes: None,
+            });
+        };
+        let (mut known, entries) = read_kernel(&mut self.dp)?;
+        let mut ledger = self.ledger.clone();
+        adopt(&mut ledger, &known);
+        let want = desired(
+            input.plan,
+            input.node_ips,
+            known.addresses.values(),
+            self.vip_mode,
+        );
+        let (want_daemons, _) = if known.ipvs_available {
+            daemons::wanted(
+                self.sync_daemons.as_ref(),
+                input.directs,
+                input.node_ips,
+                known.addresses.values(),
+            )
+        } else {
+            (BTreeMap::new(), None)
+        };
+        let decision = decide(
+            &mut self.dp,
+            &ledger,
+            &mut known,
+            input.plan,
+            &want,
+            &want_daemons,
+            None,
+            AddrScope::All,
+        );
+        let changes = decision
+            .writes
+            .iter()
+            .flat_map(|w| describe::describe(w, &known, &ledger))
+            .collect();
+        Ok(LiveView {
+            ipvs_available: known.ipvs_available,
+            owners: owners_of(&ledger, &entries),
+            entries,
+            changes: Some(changes),
+        })
     }
 
     /// Forget the cached view: the next sync reads the kernel in full.
