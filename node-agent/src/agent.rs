@@ -1068,4 +1068,6 @@ impl<D: Dataplane> Agent<D> {
 #[cfg(test)]
 mod drain_tests;
 #[cfg(test)]
+mod live_table_tests;
+#[cfg(test)]
 mod tests;
