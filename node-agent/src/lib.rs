@@ -23,8 +23,8 @@ pub mod http;
 #[cfg(target_os = "linux")]
 pub mod k8s;
 pub mod kernel;
-pub mod live_table;
 pub mod ledger;
+pub mod live_table;
 pub mod metrics;
 pub mod quiet;
 pub mod reconcile;

@@ -30,7 +30,13 @@ fn order(k: &ServiceKey) -> (u8, Family, u16, Option<IpAddr>, u32) {
             addr,
             protocol,
             port,
-        } => (0, Family::of(&addr), protocol.0, Some(addr), u32::from(port)),
+        } => (
+            0,
+            Family::of(&addr),
+            protocol.0,
+            Some(addr),
+            u32::from(port),
+        ),
         ServiceKey::Fwmark { family, mark } => (1, family, 0, None, mark),
     }
 }
@@ -142,10 +148,7 @@ pub fn status(view: &LiveView, only: &[String], time: String) -> LvsSnapshotStat
         .entries
         .iter()
         .map(|e| {
-            let owner = view
-                .owners
-                .get(&e.service.key)
-                .map_or("", String::as_str);
+            let owner = view.owners.get(&e.service.key).map_or("", String::as_str);
             (e, owner)
         })
         .filter(|(_, owner)| only.is_empty() || only.iter().any(|o| o == owner))

@@ -131,7 +131,10 @@ fn a_dry_run_changes_nothing_and_the_next_resync_still_repairs_the_drift() {
         [("TCP 10.0.0.1:80", "default/web"), ("TCP 10.9.9.9:80", "")]
     );
     assert_eq!(st.services[0].destinations.len(), 1);
-    assert_eq!(st.services[0].destinations[0].weight, 5, "the kernel's value");
+    assert_eq!(
+        st.services[0].destinations[0].weight, 5,
+        "the kernel's value"
+    );
     assert_eq!(st.services[1].destinations[0].method, "Route");
 
     // Nothing written: no kernel write, the ledger and its files as they
@@ -191,9 +194,11 @@ fn a_failed_read_is_answered_with_the_error() {
 
 #[test]
 fn a_diff_before_the_first_desired_state_says_so() {
-    let (mut a, _status) =
-        super::tests::agent_on(FakeDataplane::new(), LedgerStore::in_memory());
+    let (mut a, _status) = super::tests::agent_on(FakeDataplane::new(), LedgerStore::in_memory());
     let st = a.live_table(&[], true);
-    assert!(st.error.contains("has not received its desired state"), "{st:?}");
+    assert!(
+        st.error.contains("has not received its desired state"),
+        "{st:?}"
+    );
     assert!(st.changes.is_empty());
 }

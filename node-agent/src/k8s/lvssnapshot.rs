@@ -122,9 +122,7 @@ impl Answerer {
             };
             match ev {
                 Some(None) => return,
-                Some(Some(Ok(
-                    watcher::Event::Apply(s) | watcher::Event::InitApply(s),
-                ))) => {
+                Some(Some(Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)))) => {
                     watch_failures.ok(Instant::now());
                     latest = Some(s);
                 }
@@ -145,12 +143,8 @@ impl Answerer {
                     let Some(s) = latest.as_ref() else { continue };
                     let token = s.spec.request.clone();
                     last_at = Some(Instant::now());
-                    let Some(mut status) = Self::read(
-                        &tx,
-                        s.spec.virtual_services.clone(),
-                        s.spec.diff,
-                    )
-                    .await
+                    let Some(mut status) =
+                        Self::read(&tx, s.spec.virtual_services.clone(), s.spec.diff).await
                     else {
                         return;
                     };

@@ -1,8 +1,7 @@
 use std::collections::BTreeMap;
 
 use lvs_ipvs::{
-    DestConfig, DestEntry, DestKey, DestStats, Destination, Protocol, Service, ServiceConfig,
-    Stats,
+    DestConfig, DestEntry, DestKey, DestStats, Destination, Protocol, Service, ServiceConfig, Stats,
 };
 
 use super::*;
@@ -143,11 +142,7 @@ fn the_answer_is_capped_and_counts_what_it_leaves_out() {
     ];
     let v = view(keys.iter().map(|k| entry(*k, 1500)).collect(), &[]);
     let st = status(&v, &[], String::new());
-    let listed: usize = st
-        .services
-        .iter()
-        .map(|s| 1 + s.destinations.len())
-        .sum();
+    let listed: usize = st.services.iter().map(|s| 1 + s.destinations.len()).sum();
     assert_eq!(listed, MAX_SNAPSHOT_DESTINATIONS);
     assert_eq!(st.services.len(), 2);
     assert_eq!(st.services[0].destinations.len(), 1500);
@@ -158,7 +153,11 @@ fn the_answer_is_capped_and_counts_what_it_leaves_out() {
     assert!(bytes < 1024 * 1024, "{bytes} bytes");
 
     let mut v = view(vec![], &[]);
-    v.changes = Some((0..MAX_SNAPSHOT_CHANGES + 7).map(|i| format!("c{i}")).collect());
+    v.changes = Some(
+        (0..MAX_SNAPSHOT_CHANGES + 7)
+            .map(|i| format!("c{i}"))
+            .collect(),
+    );
     let st = status(&v, &[], String::new());
     assert_eq!(st.changes.len(), MAX_SNAPSHOT_CHANGES);
     assert_eq!(st.changes[0], "c0");
@@ -202,7 +201,10 @@ fn settings_as_ipvsadm_names_them() {
         ]
     );
     assert_eq!(
-        (s.destinations[0].upper_threshold, s.destinations[0].lower_threshold),
+        (
+            s.destinations[0].upper_threshold,
+            s.destinations[0].lower_threshold
+        ),
         (100, 10)
     );
     assert_eq!(flag_names("mh", ServiceFlags::SCHED1), ["mh-fallback"]);
@@ -244,7 +246,11 @@ fn times_have_milliseconds() {
 fn a_token_is_answered_once() {
     assert_eq!(unanswered("a", None, None), Some("a"));
     assert_eq!(unanswered("", None, None), None, "no request");
-    assert_eq!(unanswered("a", Some("a"), None), None, "answered in the status");
+    assert_eq!(
+        unanswered("a", Some("a"), None),
+        None,
+        "answered in the status"
+    );
     assert_eq!(
         unanswered("a", Some("old"), Some("a")),
         None,
@@ -282,8 +288,16 @@ fn requests_are_coalesced_to_one_answer_per_interval() {
     for w in answers.windows(2) {
         assert!(w[1].0 - w[0].0 >= min, "{answers:?}");
     }
-    assert_eq!(answers[0], (Duration::ZERO, "r0".into()), "the first at once");
-    assert_eq!(answers.last().unwrap().1, "r30", "the newest is answered: {answers:?}");
+    assert_eq!(
+        answers[0],
+        (Duration::ZERO, "r0".into()),
+        "the first at once"
+    );
+    assert_eq!(
+        answers.last().unwrap().1,
+        "r30",
+        "the newest is answered: {answers:?}"
+    );
     assert_eq!(answers.len(), 4, "{answers:?}");
     // An idle agent answers at once.
     let now = t0 + Duration::from_secs(60);

@@ -102,10 +102,7 @@ fn ipvs_line(op: &Op, owner: Option<&str>, known: &Known) -> String {
             dest.config.weight
         ),
         Op::UpdateDest { service, dest } => {
-            let was = known
-                .ipvs
-                .get(service)
-                .and_then(|s| s.dests.get(&dest.key));
+            let was = known.ipvs.get(service).and_then(|s| s.dests.get(&dest.key));
             match was {
                 Some(was) => format!(
                     "edit destination {} of {}{owner}: {}",
@@ -140,7 +137,9 @@ pub fn describe(write: &Write, known: &Known, ledger: &Ledger) -> Vec<String> {
             None => format!("set sysctl {key} to {value}"),
         }],
         Write::WriteSysctlLater { key, value } => {
-            vec![format!("set sysctl {key} to {value} once its device exists")]
+            vec![format!(
+                "set sysctl {key} to {value} once its device exists"
+            )]
         }
         Write::AddAddresses(list) => list
             .iter()
@@ -178,5 +177,223 @@ pub fn describe(write: &Write, known: &Known, ledger: &Ledger) -> Vec<String> {
             w.marks.len()
         )],
         Write::DeleteNft => vec!["delete nftables table inet lvs-operator".to_string()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use lvs_ipvs::{DestConfig, DestKey, FwdMethod, Protocol, Service, ServiceConfig};
+
+    use super::*;
+    use crate::kernel::{FouPort, Scope, TunnelKind};
+    use crate::ledger::OwnedService;
+    use crate::reconcile::KnownService;
+
+    fn web() -> ServiceKey {
+        ServiceKey::Tuple {
+            addr: "192.0.2.10".parse().unwrap(),
+            protocol: Protocol::TCP,
+            port: 80,
+        }
+    }
+
+    fn rs() -> DestKey {
+        DestKey {
+            addr: "10.0.2.14".parse().unwrap(),
+            port: 80,
+        }
+    }
+
+    fn vip(interface: &str, kind: AddrKind) -> Address {
+        Address {
+            interface: interface.into(),
+            addr: "192.0.2.10".parse().unwrap(),
+            prefix_len: 32,
+            label: None,
+            scope: Scope::Global,
+            kind,
+        }
+    }
+
+    fn daemon_spec(interface: &str) -> DaemonSpec {
+        DaemonSpec {
+            state: lvs_ipvs::DaemonState::Master,
+            interface: interface.into(),
+            sync_id: 3,
+        }
+    }
+
+    /// Each kind of write, against a kernel holding `web` with `rs` at
+    /// weight 5 and ip_forward 0.
+    #[test]
+    fn each_write_reads_as_one_line_per_change() {
+        let mut known = Known::default();
+        known.ipvs.insert(
+            web(),
+            KnownService {
+                config: ServiceConfig::new(Family::V4, "wlc"),
+                dests: BTreeMap::from([(rs(), DestConfig::new(FwdMethod::Masq, 5))]),
+            },
+        );
+        known
+            .sysctls
+            .insert("net/ipv4/ip_forward".into(), "0".into());
+        let mut ledger = Ledger::default();
+        ledger.services.insert(
+            web(),
+            OwnedService {
+                owner: "default/web".into(),
+                dests: [rs()].into(),
+            },
+        );
+        let owner = Some("default/web".to_string());
+        let rr = Service {
+            key: web(),
+            config: ServiceConfig::new(Family::V4, "rr"),
+        };
+        let dest = |w| lvs_ipvs::Destination {
+            key: rs(),
+            config: DestConfig::new(FwdMethod::Masq, w),
+        };
+        let fw7 = ServiceKey::Fwmark {
+            family: Family::V6,
+            mark: 7,
+        };
+        let tunl = TunnelDevice {
+            name: "tunl0".into(),
+            kind: TunnelKind::Ipip,
+            local: None,
+        };
+        let fou = FouPort {
+            port: 5555,
+            ipv6: false,
+        };
+        let cases: Vec<(Write, Vec<&str>)> = vec![
+            (
+                Write::Ipvs(vec![
+                    (
+                        Op::UpdateDest {
+                            service: web(),
+                            dest: dest(1),
+                        },
+                        owner.clone(),
+                    ),
+                    (
+                        Op::AddDest {
+                            service: web(),
+                            dest: dest(2),
+                        },
+                        owner.clone(),
+                    ),
+                    (Op::UpdateService(rr.clone()), owner.clone()),
+                    (Op::AddService(rr.clone()), owner.clone()),
+                    (
+                        Op::DelDest {
+                            service: web(),
+                            dest: rs(),
+                        },
+                        owner.clone(),
+                    ),
+                    (Op::DelService(web()), None),
+                    (Op::DelService(fw7), Some("ns/mark".into())),
+                ]),
+                vec![
+                    "edit destination 10.0.2.14:80 of TCP 192.0.2.10:80 (default/web): weight 5 -> 1",
+                    "add destination 10.0.2.14:80 to TCP 192.0.2.10:80 (default/web): masq weight 2",
+                    "edit service TCP 192.0.2.10:80 (default/web): scheduler wlc -> rr",
+                    "add service TCP 192.0.2.10:80 (default/web): scheduler rr",
+                    "delete destination 10.0.2.14:80 of TCP 192.0.2.10:80 (default/web)",
+                    "delete service TCP 192.0.2.10:80 (default/web)",
+                    "delete service FWM 7 IPv6 (ns/mark)",
+                ],
+            ),
+            (
+                Write::AddAddresses(vec![(vip("lo", AddrKind::Interface), Default::default())]),
+                vec!["add address 192.0.2.10/32 on lo"],
+            ),
+            (
+                Write::DirectorVips {
+                    add: vec![(vip("eth0", AddrKind::LocalRoute), Default::default())],
+                    held: vec![(vip("eth1", AddrKind::Interface), Default::default())],
+                    fwmarks: Default::default(),
+                },
+                vec!["add address 192.0.2.10/32 on eth0 (local route)"],
+            ),
+            (
+                Write::DelAddress(vip("eth0", AddrKind::Interface)),
+                vec!["delete address 192.0.2.10/32 on eth0"],
+            ),
+            (
+                Write::WriteSysctl {
+                    key: "net/ipv4/ip_forward".into(),
+                    value: "1".into(),
+                },
+                vec!["set sysctl net/ipv4/ip_forward: 0 -> 1"],
+            ),
+            (
+                Write::WriteSysctlLater {
+                    key: "net/ipv4/conf/tunl0/rp_filter".into(),
+                    value: "0".into(),
+                },
+                vec!["set sysctl net/ipv4/conf/tunl0/rp_filter to 0 once its device exists"],
+            ),
+            (
+                Write::RestoreSysctl {
+                    key: "net/ipv4/ip_forward".into(),
+                    previous: "1".into(),
+                },
+                vec!["restore sysctl net/ipv4/ip_forward: 0 -> 1"],
+            ),
+            (
+                Write::RestoreSysctl {
+                    key: "net/ipv4/vs/conntrack".into(),
+                    previous: "0".into(),
+                },
+                vec!["restore sysctl net/ipv4/vs/conntrack to 0"],
+            ),
+            (
+                Write::EnsureTunnel(tunl.clone()),
+                vec!["set up tunnel device tunl0 (ipip)"],
+            ),
+            (
+                Write::ReleaseTunnel(tunl),
+                vec!["release tunnel device tunl0 (ipip)"],
+            ),
+            (Write::AddFou(fou), vec!["add gue port 5555 (IPv4)"]),
+            (Write::DelFou(fou), vec!["delete gue port 5555 (IPv4)"]),
+            (
+                Write::StartDaemon(daemon_spec("eth0")),
+                vec!["start connection sync daemon master on eth0 (sync id 3)"],
+            ),
+            (
+                Write::ReplaceDaemon {
+                    old: daemon_spec("eth0"),
+                    new: daemon_spec("eth1"),
+                },
+                vec![
+                    "replace connection sync daemon master on eth0 (sync id 3) with connection sync daemon master on eth1 (sync id 3)",
+                ],
+            ),
+            (
+                Write::StopDaemon(daemon_spec("eth0")),
+                vec!["stop connection sync daemon master on eth0 (sync id 3)"],
+            ),
+            (
+                Write::ReplaceNft(crate::reconcile::nft_table::Wanted {
+                    snat: vec![],
+                    marks: vec![],
+                }),
+                vec!["replace nftables table inet lvs-operator: 0 source NAT and 0 mark rules"],
+            ),
+            (
+                Write::DeleteNft,
+                vec!["delete nftables table inet lvs-operator"],
+            ),
+        ];
+        for (write, want) in cases {
+            assert_eq!(describe(&write, &known, &ledger), want, "{write:?}");
+        }
     }
 }
