@@ -114,9 +114,13 @@ impl Answerer {
                 Some(retry_at.map_or(at, |r| r.max(at)))
             });
             let ev = match due {
+                // Once due, the answer goes out before further events are
+                // taken; until then, newer requests replace the pending one.
+                Some(at) if at <= Instant::now() => None,
                 Some(at) => tokio::select! {
-                    ev = stream.next() => Some(ev),
+                    biased;
                     () = tokio::time::sleep_until(at.into()) => None,
+                    ev = stream.next() => Some(ev),
                 },
                 None => Some(stream.next().await),
             };
