@@ -106,6 +106,7 @@ impl Answerer {
         let mut retries = write_retries().build();
         let mut watch_failures = Repeated::default();
         let mut write_failures = Repeated::default();
+        let mut read_failures = Repeated::default();
         loop {
             let due = latest.as_ref().and_then(|s| {
                 let status = s.status.as_ref().map(|st| st.request.as_str());
@@ -158,6 +159,7 @@ impl Answerer {
                             let ok = status.error.is_empty();
                             self.metrics.snapshot(ok);
                             if ok {
+                                read_failures.ok(Instant::now());
                                 tracing::debug!(
                                     node = %self.node,
                                     request = %token,
@@ -166,12 +168,14 @@ impl Answerer {
                                     changes = status.changes.len(),
                                     "LvsSnapshot answered"
                                 );
-                            } else {
+                            } else if let Some(f) = read_failures.fail(Instant::now()) {
                                 tracing::warn!(
                                     node = %self.node,
                                     request = %token,
                                     error = %status.error,
-                                    "LvsSnapshot answered with an error"
+                                    failing_for_s = f.for_.as_secs(),
+                                    not_logged = f.unlogged,
+                                    "LvsSnapshot answered with an error (logged again at most once a minute while it fails)"
                                 );
                             }
                             answered = Some(token);
