@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::lvsnode::TrafficCounters;
 
-/// At most this many destinations are listed in a snapshot's status (the
-/// rest are counted in `omittedDestinations`).
+/// At most this many entries, services and destinations together, are
+/// listed in a snapshot's status (the destinations left out, those of
+/// services left out whole included, are counted in `omittedDestinations`).
 pub const MAX_SNAPSHOT_DESTINATIONS: usize = 2000;
 /// At most this many changes are listed in a snapshot's status.
 pub const MAX_SNAPSHOT_CHANGES: usize = 500;
@@ -78,7 +79,8 @@ pub struct LvsSnapshotStatus {
     /// protocol, address, port; firewall marks last).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<LiveService>,
-    /// Destinations left out beyond the size cap (2000).
+    /// Destinations left out beyond the size cap (2000 services and
+    /// destinations together), those of services left out whole included.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted_destinations: u32,
     /// With `spec.diff`: the writes the agent would make, in the order it

@@ -758,6 +758,62 @@ impl<D: Dataplane> Agent<D> {
             .send_if_modified(|st| crate::report::merge_live(&mut st.live, live));
     }
 
+    /// The answer to an LvsSnapshot request: the kernel's IPVS table read
+    /// now, and with `diff` what a full sync would change (a dry run: the
+    /// kernel, the ledger, the reconciler's view and the loop's own state
+    /// are left as they are).
+    pub fn live_table(&mut self, only: &[String], diff: bool) -> lvs_api::LvsSnapshotStatus {
+        let time = crate::live_table::rfc3339_millis_now();
+        let plan = (diff && self.loaded).then(|| self.dry_run_plan());
+        let node_ips = if plan.is_some() {
+            self.node_ips()
+        } else {
+            Vec::new()
+        };
+        let directs = self.planner.directs();
+        let input = plan.as_ref().map(|plan| SyncInput {
+            plan,
+            node_ips: &node_ips,
+            directs,
+        });
+        match self.reconciler.live_view(input) {
+            Ok(view) => {
+                let mut st = crate::live_table::status(&view, only, time);
+                if diff && !self.loaded && st.error.is_empty() {
+                    st.error = "no diff: the agent has not received its desired state yet".into();
+                }
+                st
+            }
+            Err(e) => lvs_api::LvsSnapshotStatus {
+                time,
+                error: format!("reading the kernel failed: {e}"),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The plan a full sync would use now: the planner's, steered as
+    /// [`Agent::steer`] steers it, but on copies of the drains and the
+    /// readiness gate, without registering probe targets, and without
+    /// publishing anything or logging the copies' decisions.
+    fn dry_run_plan(&mut self) -> lvs_planner::NodePlan {
+        let mut plan = self.planner.plan();
+        let mut states: BTreeMap<String, DestinationStates> = BTreeMap::new();
+        let node = self.cfg.node_name.clone();
+        let mut drains = self.drains.clone();
+        let mut gate = self.gate.clone();
+        let (known, ledger) = (self.reconciler.known(), self.reconciler.ledger());
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            drains.apply(&mut plan, None, known, ledger, Instant::now());
+            if let Some(gate) = &mut gate {
+                gate.apply(&node, &mut plan, None, &mut states);
+            }
+        });
+        crate::health::steer_all(self.checks.as_ref(), &mut plan, &mut states);
+        crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
+        plan
+    }
+
     /// Metrics, logs and the published status after a sync. `names`: the
     /// VirtualServices a scoped sync covered (`None`: all).
     fn finish(
@@ -954,6 +1010,10 @@ impl<D: Dataplane> Agent<D> {
                                 self.set_readiness(*r);
                                 received = true;
                             }
+                            Event::LiveTable(req) => {
+                                let answer = self.live_table(&req.virtual_services, req.diff);
+                                let _ = req.reply.send(answer);
+                            }
                             Event::Shutdown => stop = true,
                         }
                     }
@@ -1007,5 +1067,7 @@ impl<D: Dataplane> Agent<D> {
 
 #[cfg(test)]
 mod drain_tests;
+#[cfg(test)]
+mod live_table_tests;
 #[cfg(test)]
 mod tests;

@@ -106,6 +106,12 @@ pub struct Args {
     /// At least 5.
     #[arg(long, env = "LVS_STATUS_COUNTERS_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(5..=86400))]
     pub status_counters_interval: u64,
+    /// Kubernetes mode: the shortest time between two answers to the
+    /// node's LvsSnapshot requests (`kubectl lvs table|diff|top`); requests
+    /// arriving meanwhile are coalesced and the newest is answered. At
+    /// least 200ms.
+    #[arg(long, env = "LVS_SNAPSHOT_MIN_INTERVAL", default_value = "1s", value_parser = parse_snapshot_interval)]
+    pub snapshot_min_interval: Duration,
     /// Address for /metrics, /healthz, /readyz and /status: IP:PORT, with
     /// the IP in brackets for IPv6 (and allowed for IPv4, as in
     /// `[$(HOST_IP)]:9477`). Loopback by default: the agent runs on the host
@@ -242,6 +248,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = Duration::from_millis(n.checked_mul(unit).ok_or_else(bad)?);
     if d.is_zero() {
         return Err(format!("{s:?}: the duration must be positive"));
+    }
+    Ok(d)
+}
+
+/// `--snapshot-min-interval`: a duration of at least 200ms.
+fn parse_snapshot_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    let floor = crate::live_table::MIN_INTERVAL_FLOOR;
+    if d < floor {
+        return Err(format!(
+            "{s:?} is below the minimum of {}ms between two LvsSnapshot answers",
+            floor.as_millis()
+        ));
     }
     Ok(d)
 }
@@ -582,6 +601,7 @@ fn run_daemon<D: Dataplane + 'static>(
                 .with_sync_feedback(status.clone());
                 let unreadable = source.unreadable();
                 tasks.push(tokio::spawn(source.run(sink)));
+                let answer_metrics = metrics.clone();
                 let reporter = Reporter::new(
                     client.clone(),
                     &args.node_name,
@@ -614,6 +634,13 @@ fn run_daemon<D: Dataplane + 'static>(
                     tx.clone(),
                 )));
                 tasks.push(tokio::spawn(reporter.run(status)));
+                let answerer = crate::k8s::lvssnapshot::Answerer::new(
+                    client.clone(),
+                    &args.node_name,
+                    args.snapshot_min_interval,
+                    answer_metrics,
+                );
+                tasks.push(tokio::spawn(answerer.run(tx.clone())));
             }
         }
         let signal = tokio::select! {

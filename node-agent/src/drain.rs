@@ -103,7 +103,7 @@ pub struct Noted {
 }
 
 /// The drains of a director, by service and destination.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Drains {
     entries: BTreeMap<ServiceKey, BTreeMap<DestKey, Drain>>,
     next_poll: Option<Instant>,

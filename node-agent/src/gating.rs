@@ -154,7 +154,7 @@ type Confirmed = (String, ServiceKey, String);
 /// The gating step's state: the latest reports, the destinations found
 /// ready, and which services have gated destinations on which node (so a
 /// changed report re-syncs only those).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Gate {
     reports: Readiness,
     confirmed: HashSet<Confirmed>,

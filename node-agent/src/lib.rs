@@ -24,6 +24,7 @@ pub mod http;
 pub mod k8s;
 pub mod kernel;
 pub mod ledger;
+pub mod live_table;
 pub mod metrics;
 pub mod quiet;
 pub mod reconcile;

@@ -116,6 +116,7 @@ pub struct Metrics {
     config_loads: Counter,
     watch_errors: Family<KindLabel, Counter>,
     report_writes: Family<ResultLabel, Counter>,
+    snapshots: Family<ResultLabel, Counter>,
     drift_repaired: Family<DriftLabel, Counter>,
     /// The VirtualServices the drift counter has series of.
     drift_services: Mutex<std::collections::HashSet<String>>,
@@ -156,6 +157,7 @@ impl Metrics {
             config_loads: Counter::default(),
             watch_errors: Family::default(),
             report_writes: Family::default(),
+            snapshots: Family::default(),
             drift_repaired: Family::default(),
             drift_services: Mutex::default(),
             vip_role: Family::default(),
@@ -205,6 +207,11 @@ impl Metrics {
             "watch_errors",
             "Failed watches or lists of the API server, by kind",
             m.watch_errors.clone(),
+        );
+        registry.register(
+            "snapshots",
+            "LvsSnapshot requests answered with the live IPVS table (answered), or answered with an error or not written (failed)",
+            m.snapshots.clone(),
         );
         registry.register(
             "report_writes",
@@ -363,6 +370,9 @@ impl Metrics {
         for result in ["ok", "error"] {
             let _ = self.report_writes.get_or_create(&ResultLabel { result });
         }
+        for result in ["answered", "failed"] {
+            let _ = self.snapshots.get_or_create(&ResultLabel { result });
+        }
     }
 
     /// Whether every watch has a complete list (Kubernetes mode).
@@ -384,6 +394,13 @@ impl Metrics {
         self.report_writes
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    /// One LvsSnapshot request: answered, or failed (the kernel could not
+    /// be read, or the answer could not be written).
+    pub fn snapshot(&self, answered: bool) {
+        let result = if answered { "answered" } else { "failed" };
+        self.snapshots.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// One health check probe and how long it took.

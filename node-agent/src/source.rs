@@ -46,8 +46,22 @@ pub enum Event {
     /// Health checks of these VirtualServices (namespace/name) changed
     /// state: they are re-planned and synced.
     Health(Vec<String>),
+    /// An LvsSnapshot request (Kubernetes mode): read the kernel's IPVS
+    /// table now, between syncs, and answer.
+    LiveTable(LiveTableRequest),
     /// Stop after the sync in progress; the kernel is left as it is.
     Shutdown,
+}
+
+/// A request for the live IPVS table, answered by the agent loop.
+#[derive(Debug)]
+pub struct LiveTableRequest {
+    /// Only the services of these VirtualServices (namespace/name); empty:
+    /// all.
+    pub virtual_services: Vec<String>,
+    /// Also the changes a sync would make now (a dry run).
+    pub diff: bool,
+    pub reply: tokio::sync::oneshot::Sender<lvs_api::LvsSnapshotStatus>,
 }
 
 /// The sending end sources get.

@@ -9,6 +9,10 @@
 # namespace only, never deleted; 76-ha-rbac.sh proves that the admission
 # policy narrows them to the purpose-labelled ones.
 #
+# The "plugin" rows are the ClusterRole for `kubectl lvs` users, asked as a
+# ServiceAccount this scenario binds to it (the chart binds it only to
+# plugin.rbac.subjects; rbac_plugin_binding checks that rendering).
+#
 # One result line per row: rbac/<sa>/<yes|no>/<verb>/<resource>[/<subresource>][#<name>]@<scope>
 # where scope is a namespace, or "all" (every namespace / cluster-scoped).
 
@@ -130,6 +134,36 @@ agent     yes    patch   leases.coordination.k8s.io             -           -   
 agent     no     delete  leases.coordination.k8s.io             -           -                    lvs-system
 agent     no     create  leases.coordination.k8s.io             -           -                    default
 agent     no     create  events.events.k8s.io                   -           -                    all
+agent     yes    list    lvssnapshots.lvs.lvs-operator.io       -           -                    all
+agent     yes    watch   lvssnapshots.lvs.lvs-operator.io       -           -                    all
+agent     yes    patch   lvssnapshots.lvs.lvs-operator.io       status      -                    all
+agent     no     create  lvssnapshots.lvs.lvs-operator.io       -           -                    all
+agent     no     delete  lvssnapshots.lvs.lvs-operator.io       -           -                    all
+agent     no     patch   lvssnapshots.lvs.lvs-operator.io       -           -                    all
+agent     no     update  lvssnapshots.lvs.lvs-operator.io       status      -                    all
+operator  no     list    lvssnapshots.lvs.lvs-operator.io       -           -                    all
+operator  no     create  lvssnapshots.lvs.lvs-operator.io       -           -                    all
+operator  no     patch   lvssnapshots.lvs.lvs-operator.io       status      -                    all
+plugin    yes    get     virtualservices.lvs.lvs-operator.io    -           -                    all
+plugin    yes    list    virtualservices.lvs.lvs-operator.io    -           -                    all
+plugin    yes    watch   virtualservices.lvs.lvs-operator.io    -           -                    all
+plugin    yes    list    realservers.lvs.lvs-operator.io        -           -                    all
+plugin    yes    get     lvsnodes.lvs.lvs-operator.io           -           -                    all
+plugin    yes    list    lvsnodes.lvs.lvs-operator.io           -           -                    all
+plugin    yes    watch   lvsaddresspools.lvs.lvs-operator.io    -           -                    all
+plugin    yes    get     lvssnapshots.lvs.lvs-operator.io       -           -                    all
+plugin    yes    watch   lvssnapshots.lvs.lvs-operator.io       -           -                    all
+plugin    yes    create  lvssnapshots.lvs.lvs-operator.io       -           -                    all
+plugin    yes    patch   lvssnapshots.lvs.lvs-operator.io       -           -                    all
+plugin    no     delete  lvssnapshots.lvs.lvs-operator.io       -           -                    all
+plugin    no     patch   lvssnapshots.lvs.lvs-operator.io       status      -                    all
+plugin    no     patch   virtualservices.lvs.lvs-operator.io    -           -                    all
+plugin    no     create  realservers.lvs.lvs-operator.io        -           -                    all
+plugin    no     patch   lvsnodes.lvs.lvs-operator.io           status      -                    all
+plugin    no     list    lvsnodeprofiles.lvs.lvs-operator.io    -           -                    all
+plugin    no     list    nodes                                  -           -                    all
+plugin    no     get     secrets                                -           -                    lvs-system
+plugin    no     create  pods                                   -           -                    all
 '
 
 scenario rbac t_rbac
@@ -144,6 +178,10 @@ t_rbac() {
     return 0
   fi
   pass rbac/serviceaccounts
+  rbac_plugin_binding
+  kubectl create serviceaccount "$(lvs_sa plugin)" -n "$lvs_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl create clusterrolebinding rbac-plugin-probe --clusterrole "$lvs_release-lvs-operator-plugin" \
+    --serviceaccount "$lvs_ns:$(lvs_sa plugin)" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
   local who expect verb res sub name scope args row got rc table=""
   while read -r who expect verb res sub name scope; do
@@ -169,7 +207,51 @@ t_rbac() {
   echo "RBAC matrix as run (sa, verb, answer, resource and scope):"
   printf '%s' "$table"
 
+  kubectl delete clusterrolebinding rbac-plugin-probe --ignore-not-found >/dev/null
+  kubectl delete serviceaccount "$(lvs_sa plugin)" -n "$lvs_ns" --ignore-not-found >/dev/null
   rbac_real_tokens
+}
+
+# The documents of `helm template` output (stdin) that bind the plugin role.
+rbac_plugin_crb() {
+  awk -v want="  name: $lvs_release-lvs-operator-plugin" '
+    /^---/ { if (crb && named) printf "%s", doc; doc = ""; crb = 0; named = 0; next }
+    { doc = doc $0 "\n" }
+    /^kind: ClusterRoleBinding$/ { crb = 1 }
+    $0 == want { named = 1 }
+    END { if (crb && named) printf "%s", doc }'
+}
+
+# The plugin ClusterRole is installed; its binding only with
+# plugin.rbac.subjects, holding exactly those subjects.
+rbac_plugin_binding() {
+  local out bound
+  if ! kubectl get clusterrole "$lvs_release-lvs-operator-plugin" >/dev/null 2>&1; then
+    fail rbac/plugin-role "the chart installed no ClusterRole $lvs_release-lvs-operator-plugin"
+  else
+    pass rbac/plugin-role
+  fi
+  if ! out=$(helm template "$lvs_release" "$(lvs_chart)" -n "$lvs_ns" 2>&1); then
+    fail rbac/plugin-binding "helm template: $(error_line "$out")"
+    return 0
+  fi
+  if [[ -n $(rbac_plugin_crb <<<"$out") ]]; then
+    fail rbac/plugin-binding "a ClusterRoleBinding for the plugin role is rendered without plugin.rbac.subjects"
+    return 0
+  fi
+  if ! out=$(helm template "$lvs_release" "$(lvs_chart)" -n "$lvs_ns" \
+    --set 'plugin.rbac.subjects[0].kind=Group' --set 'plugin.rbac.subjects[0].name=lvs-viewers' \
+    --set 'plugin.rbac.subjects[0].apiGroup=rbac.authorization.k8s.io' 2>&1); then
+    fail rbac/plugin-binding "helm template with plugin.rbac.subjects: $(error_line "$out")"
+    return 0
+  fi
+  # roleRef and subjects, one field a line, sorted.
+  bound=$(rbac_plugin_crb <<<"$out" | sed -n '/^roleRef:/,$p' | sed 's/^[ -]*//' | grep -v -e '^roleRef:' -e '^subjects:' | sort | paste -sd';')
+  if [[ $bound == "apiGroup: rbac.authorization.k8s.io;apiGroup: rbac.authorization.k8s.io;kind: ClusterRole;kind: Group;name: $lvs_release-lvs-operator-plugin;name: lvs-viewers" ]]; then
+    pass rbac/plugin-binding
+  else
+    fail rbac/plugin-binding "with plugin.rbac.subjects=[Group lvs-viewers] the plugin ClusterRoleBinding is '${bound:-missing}'"
+  fi
 }
 
 # A few rows again with real tokens (sa-kubeconfig.sh), so authentication and

@@ -81,6 +81,16 @@ t_agent_admission() {
   expect_denied admission/other-node-status-denied api_patch "$kc" "$adm_ln/adm-n2/status" '{"status":{"programmedCount":7}}'
   expect_denied admission/other-node-spec-denied api_patch "$kc" "$adm_ln/adm-n2" '{"metadata":{"labels":{"forged":"yes"}}}'
 
+  # The LvsSnapshot answers too: the status of its own node's only.
+  local adm_snap=/apis/lvs.lvs-operator.io/v1alpha1/lvssnapshots
+  for n in adm-n1 adm-n2; do
+    kubectl create -f - <<<"{\"apiVersion\":\"lvs.lvs-operator.io/v1alpha1\",\"kind\":\"LvsSnapshot\",\"metadata\":{\"name\":\"$n\"},\"spec\":{\"nodeName\":\"$n\",\"request\":\"r1\"}}"
+  done
+  rc=0; out=$(api_patch "$kc" "$adm_snap/adm-n1/status" '{"status":{"request":"r1"}}' 2>&1) || rc=$?
+  if ((rc == 0)); then pass admission/own-snapshot-status; else fail admission/own-snapshot-status "$(error_line "$out")"; fi
+  expect_denied admission/other-snapshot-status-denied api_patch "$kc" "$adm_snap/adm-n2/status" '{"status":{"request":"r1"}}'
+  kubectl delete lvssnapshot.lvs.lvs-operator.io adm-n1 adm-n2 --ignore-not-found
+
   # An unbound token (no node in its extra) may write no LvsNode at all.
   local ukc=$LVS_LAB_DIR/agent-unbound.kubeconfig
   "$LVS_E2E_CLUSTER/sa-kubeconfig.sh" "$lvs_ns" "$agent" "$ukc"

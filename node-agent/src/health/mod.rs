@@ -479,6 +479,18 @@ pub fn step(
             c.wake();
         }
     }
+    drop(table);
+    steer_all(checks, plan, states);
+}
+
+/// Steers each service of `plan` by the states `checks` holds for its
+/// destinations (registering nothing; see [`step`]).
+pub fn steer_all(
+    checks: Option<&Checks>,
+    plan: &mut NodePlan,
+    states: &mut BTreeMap<String, DestinationStates>,
+) {
+    let table = checks.map(|c| c.lock());
     for s in &mut plan.services {
         let st = states.entry(s.owner.clone()).or_default();
         let check = s.health.as_ref().map(|h| (h.clone(), shared_check(h)));

@@ -31,11 +31,11 @@ pub const FIELD_MANAGER: &str = "lvs-node-agent";
 pub const REFRESH: Duration = Duration::from_secs(60);
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
-const MAX_RETRY: Duration = Duration::from_secs(30);
+pub(crate) const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// Delays between failed writes: 1 s doubling to at most 30 s, for as long
 /// as the writes fail.
-fn write_retries() -> backon::ExponentialBuilder {
+pub(crate) fn write_retries() -> backon::ExponentialBuilder {
     backon::ExponentialBuilder::default()
         .with_min_delay(FIRST_RETRY)
         .with_max_delay(MAX_RETRY)

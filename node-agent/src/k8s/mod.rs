@@ -1,6 +1,8 @@
 //! The Kubernetes mode: VirtualServices, RealServers and Nodes come from
 //! API server watches ([`KubeSource`]), and what the node programmed goes
-//! back as the status of its own LvsNode ([`Reporter`]).
+//! back as the status of its own LvsNode ([`Reporter`]). Requests for the
+//! node's live IPVS table come as its LvsSnapshot
+//! ([`lvssnapshot::Answerer`]).
 //!
 //! The agent never writes VirtualService or RealServer objects; the operator
 //! turns the LvsNode reports into each VirtualService's Programmed
@@ -8,6 +10,7 @@
 
 pub mod cache;
 pub mod lvsnode;
+pub mod lvssnapshot;
 pub mod readiness;
 pub mod source;
 

@@ -131,7 +131,7 @@ pub fn classify(prev: &Known, fresh: &Known, ledger: &Ledger, want: &Desired) ->
 }
 
 /// "scheduler wlc -> rr, timeout 0 -> 300": the fields that differ.
-struct ServiceChange<'a>(&'a ServiceConfig, &'a ServiceConfig);
+pub(crate) struct ServiceChange<'a>(pub &'a ServiceConfig, pub &'a ServiceConfig);
 
 impl fmt::Display for ServiceChange<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -162,7 +162,7 @@ impl fmt::Display for ServiceChange<'_> {
 }
 
 /// "weight 0 -> 1": the fields that differ.
-struct DestChange<'a>(&'a DestConfig, &'a DestConfig);
+pub(crate) struct DestChange<'a>(pub &'a DestConfig, pub &'a DestConfig);
 
 /// The method as `ipvsadm` spells it.
 pub fn method_name(m: FwdMethod) -> &'static str {

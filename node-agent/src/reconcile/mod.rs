@@ -28,6 +28,7 @@
 pub mod addresses;
 pub mod daemons;
 pub mod decision;
+pub mod describe;
 pub mod drift;
 mod execute;
 pub mod ipvs;
@@ -98,6 +99,30 @@ pub struct Known {
     pub daemons: BTreeMap<DaemonState, DaemonSpec>,
     /// The agent's source NAT table.
     pub nft: nft_table::NftView,
+}
+
+/// What [`Reconciler::live_view`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveView {
+    /// Whether the kernel has IPVS (without it, `entries` is empty).
+    pub ipvs_available: bool,
+    /// Every IPVS service with its destinations and counters.
+    pub entries: Vec<ServiceEntry>,
+    /// The VirtualService (namespace/name) of each owned service.
+    pub owners: BTreeMap<ServiceKey, String>,
+    /// With a diff: the changes a sync would make, one line each, in the
+    /// order it would make them.
+    pub changes: Option<Vec<String>>,
+}
+
+fn owners_of(ledger: &Ledger, entries: &[ServiceEntry]) -> BTreeMap<ServiceKey, String> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let k = e.service.key;
+            ledger.services.get(&k).map(|o| (k, o.owner.clone()))
+        })
+        .collect()
 }
 
 /// The reconcile engine: owns the dataplane, the ledger and the cached view.
@@ -350,6 +375,71 @@ impl<D: Dataplane> Reconciler<D> {
         Ok(entries)
     }
 
+    /// A fresh read of the kernel's IPVS table for a live-table request,
+    /// with the owner of each service, and with `diff` the changes a sync
+    /// of that input would make now (see [`describe::describe`]).
+    ///
+    /// The dry run reads the kernel into a view of its own and decides
+    /// against a copy of the ledger: it writes neither the kernel nor the
+    /// ledger nor its journal, and leaves the cached view as it is, so the
+    /// next resync still finds (and repairs, and reports) any drift. One
+    /// kernel read serves both the table and the dry run.
+    pub fn live_view(&mut self, diff: Option<SyncInput<'_>>) -> Result<LiveView, DataplaneError> {
+        let Some(input) = diff else {
+            let (ipvs_available, entries) = match self.dp.ipvs_dump() {
+                Ok(e) => (true, e),
+                Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
+                Err(e) => return Err(e),
+            };
+            return Ok(LiveView {
+                ipvs_available,
+                owners: owners_of(&self.ledger, &entries),
+                entries,
+                changes: None,
+            });
+        };
+        let (mut known, entries) = read_kernel(&mut self.dp)?;
+        let mut ledger = self.ledger.clone();
+        adopt(&mut ledger, &known);
+        let want = desired(
+            input.plan,
+            input.node_ips,
+            known.addresses.values(),
+            self.vip_mode,
+        );
+        let (want_daemons, _) = if known.ipvs_available {
+            daemons::wanted(
+                self.sync_daemons.as_ref(),
+                input.directs,
+                input.node_ips,
+                known.addresses.values(),
+            )
+        } else {
+            (BTreeMap::new(), None)
+        };
+        let decision = decide(
+            &mut self.dp,
+            &ledger,
+            &mut known,
+            input.plan,
+            &want,
+            &want_daemons,
+            None,
+            AddrScope::All,
+        );
+        let changes = decision
+            .writes
+            .iter()
+            .flat_map(|w| describe::describe(w, &known, &ledger))
+            .collect();
+        Ok(LiveView {
+            ipvs_available: known.ipvs_available,
+            owners: owners_of(&ledger, &entries),
+            entries,
+            changes: Some(changes),
+        })
+    }
+
     /// Forget the cached view: the next sync reads the kernel in full.
     pub fn invalidate(&mut self) {
         self.known = None;
@@ -387,109 +477,14 @@ impl<D: Dataplane> Reconciler<D> {
 
     /// Reads everything and reconciles the ledger with it.
     fn refresh(&mut self) -> Result<Known, DataplaneError> {
-        let (ipvs_available, services) = match self.dp.ipvs_dump() {
-            Ok(s) => (true, s),
-            Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let daemons = if ipvs_available {
-            self.dp.daemons()?
-        } else {
-            Vec::new()
-        };
-        let addresses = self.dp.addresses()?;
-        let links = self.dp.links()?;
-        let fou = self.dp.fou_ports()?;
-        // Read on every full read, so that a table removed or edited by hand
-        // is repaired; a failure matters only when a rule is wanted.
-        let nft = match self.dp.nft_table() {
-            Ok(Some(rules)) => nft_table::NftView::Rules(rules),
-            Ok(None) => nft_table::NftView::Absent,
-            Err(e) => nft_table::NftView::Unreadable(e.to_string()),
-        };
-
-        let mut known = Known {
-            ipvs_available,
-            daemons: daemons
-                .iter()
-                .map(|d| (d.state, DaemonSpec::of(d)))
-                .collect(),
-            nft,
-            ..Known::default()
-        };
-        for s in &services {
-            known.ipvs.insert(
-                s.service.key,
-                KnownService {
-                    config: s.service.config.clone(),
-                    dests: s
-                        .destinations
-                        .iter()
-                        .map(|d| (d.destination.key, d.destination.config))
-                        .collect(),
-                },
-            );
-        }
-        for a in addresses {
-            // An address and one of our local routes at the same key: the
-            // route is what the ledger may own, so it is the one kept.
-            match known.addresses.entry(a.key()) {
-                Entry::Occupied(mut e) => {
-                    if a.kind == AddrKind::LocalRoute {
-                        e.insert(a);
-                    }
-                }
-                Entry::Vacant(e) => {
-                    e.insert(a);
-                }
-            }
-        }
-        known.links = links.into_iter().map(|l| (l.name.clone(), l)).collect();
-        known.fou = fou.into_iter().collect();
-
-        // Forget ownership of what is gone; adopt what carries our label.
-        let l = &mut self.ledger;
-        if ipvs_available {
-            l.services.retain(|k, owned| match known.ipvs.get(k) {
-                Some(s) => {
-                    owned.dests.retain(|d| s.dests.contains_key(d));
-                    true
-                }
-                None => false,
-            });
-        }
-        l.addresses.retain(|k| known.addresses.contains_key(k));
-        for (k, a) in &known.addresses {
-            // Our label on an IPv4 address, our protocol on a local route.
-            let marked = a.kind == AddrKind::LocalRoute
-                || (a.addr.is_ipv4() && a.label.is_some() && a.label == owned_label(&a.interface));
-            if marked {
-                l.addresses.insert(k.clone());
-            }
-        }
-        l.tunnels.retain(|n, _| known.links.contains_key(n));
-        l.fou_ports.retain(|p| known.fou.contains(p));
-        if ipvs_available {
-            // A daemon that stopped, or was replaced by someone else's, is
-            // no longer ours.
-            l.daemons
-                .retain(|state, d| known.daemons.get(state) == Some(&*d));
-        }
-
+        let (known, services) = read_kernel(&mut self.dp)?;
+        adopt(&mut self.ledger, &known);
+        let l = &self.ledger;
         self.stats = services
             .into_iter()
             .filter(|s| l.services.contains_key(&s.service.key))
             .collect();
         Ok(known)
-    }
-
-    fn sysctl_value(&mut self, known: &mut Known, key: &str) -> Result<String, DataplaneError> {
-        if let Some(v) = known.sysctls.get(key) {
-            return Ok(v.clone());
-        }
-        let v = self.dp.read_sysctl(key)?.trim().to_string();
-        known.sysctls.insert(key.to_string(), v.clone());
-        Ok(v)
     }
 
     /// Whether a cached view of the kernel exists (a scoped sync needs one).
@@ -585,7 +580,16 @@ impl<D: Dataplane> Reconciler<D> {
                 interfaces: &whole_interfaces,
             },
         };
-        let decision = self.decide(&mut known, input.plan, &want, &want_daemons, scope, covers);
+        let decision = decide(
+            &mut self.dp,
+            &self.ledger,
+            &mut known,
+            input.plan,
+            &want,
+            &want_daemons,
+            scope,
+            covers,
+        );
         report.errors.extend(decision.errors);
         phases.mark("decide");
         // Write-ahead: the intended additions become durable as one unit
@@ -657,51 +661,163 @@ impl<D: Dataplane> Reconciler<D> {
         }
         Ok(())
     }
+}
 
-    /// Reads what the diffs need beyond the cached view (the sysctls' current
-    /// values), then runs each kind's diff; the writes come in sync order.
-    fn decide(
-        &mut self,
-        known: &mut Known,
-        plan: &NodePlan,
-        want: &Desired,
-        want_daemons: &BTreeMap<DaemonState, DaemonSpec>,
-        scope: Option<&SyncScope>,
-        covers: AddrScope<'_>,
-    ) -> Decision {
-        let keys: Vec<String> = sysctls::keys_to_read(want, &self.ledger, known.ipvs_available)
-            .map(str::to_string)
-            .collect();
-        let mut reads: BTreeMap<String, SysctlRead> = BTreeMap::new();
-        for key in keys {
-            let read = self.sysctl_value(known, &key).map_err(|e| ReadFailure {
-                outcome: e.outcome(),
-                message: e.to_string(),
-            });
-            reads.insert(key, read);
-        }
-        let known = &*known;
-        let ledger = &self.ledger;
-        let mut d = tunnels::decide(want, known, ledger);
-        d.merge(sysctls::decide(want, &reads, ledger, known.ipvs_available));
-        d.merge(addresses::decide(want, known, ledger, covers));
-        d.merge(ipvs::decide(
-            want,
-            known,
-            ledger,
-            scope.map(|s| &s.services),
-        ));
-        d.merge(daemons::decide(want_daemons, &known.daemons, ledger));
-        // A foreign IPVS service at a wanted key is not the agent's to
-        // source-NAT or mark for (the ipvs diff reports it).
-        let mut nft_want = nft_table::wanted(plan);
-        nft_want.retain(|k| {
-            let key = crate::desired::service_key(k);
-            !known.ipvs.contains_key(&key) || ledger.owns_service(&key)
-        });
-        d.merge(nft_table::decide(&nft_want, &known.nft));
-        d.into_ordered()
+/// Reads the whole kernel state the reconciler looks at, and every IPVS
+/// service with its destinations and counters. Nothing is written and the
+/// ledger is not consulted.
+fn read_kernel<D: Dataplane>(dp: &mut D) -> Result<(Known, Vec<ServiceEntry>), DataplaneError> {
+    let (ipvs_available, services) = match dp.ipvs_dump() {
+        Ok(s) => (true, s),
+        Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let daemons = if ipvs_available {
+        dp.daemons()?
+    } else {
+        Vec::new()
+    };
+    let addresses = dp.addresses()?;
+    let links = dp.links()?;
+    let fou = dp.fou_ports()?;
+    // Read on every full read, so that a table removed or edited by hand
+    // is repaired; a failure matters only when a rule is wanted.
+    let nft = match dp.nft_table() {
+        Ok(Some(rules)) => nft_table::NftView::Rules(rules),
+        Ok(None) => nft_table::NftView::Absent,
+        Err(e) => nft_table::NftView::Unreadable(e.to_string()),
+    };
+
+    let mut known = Known {
+        ipvs_available,
+        daemons: daemons
+            .iter()
+            .map(|d| (d.state, DaemonSpec::of(d)))
+            .collect(),
+        nft,
+        ..Known::default()
+    };
+    for s in &services {
+        known.ipvs.insert(
+            s.service.key,
+            KnownService {
+                config: s.service.config.clone(),
+                dests: s
+                    .destinations
+                    .iter()
+                    .map(|d| (d.destination.key, d.destination.config))
+                    .collect(),
+            },
+        );
     }
+    for a in addresses {
+        // An address and one of our local routes at the same key: the
+        // route is what the ledger may own, so it is the one kept.
+        match known.addresses.entry(a.key()) {
+            Entry::Occupied(mut e) => {
+                if a.kind == AddrKind::LocalRoute {
+                    e.insert(a);
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert(a);
+            }
+        }
+    }
+    known.links = links.into_iter().map(|l| (l.name.clone(), l)).collect();
+    known.fou = fou.into_iter().collect();
+    Ok((known, services))
+}
+
+/// Reconciles the ledger with a full read of the kernel: forgets ownership
+/// of what is gone, adopts what carries the agent's mark.
+fn adopt(l: &mut Ledger, known: &Known) {
+    if known.ipvs_available {
+        l.services.retain(|k, owned| match known.ipvs.get(k) {
+            Some(s) => {
+                owned.dests.retain(|d| s.dests.contains_key(d));
+                true
+            }
+            None => false,
+        });
+    }
+    l.addresses.retain(|k| known.addresses.contains_key(k));
+    for (k, a) in &known.addresses {
+        // Our label on an IPv4 address, our protocol on a local route.
+        let marked = a.kind == AddrKind::LocalRoute
+            || (a.addr.is_ipv4() && a.label.is_some() && a.label == owned_label(&a.interface));
+        if marked {
+            l.addresses.insert(k.clone());
+        }
+    }
+    l.tunnels.retain(|n, _| known.links.contains_key(n));
+    l.fou_ports.retain(|p| known.fou.contains(p));
+    if known.ipvs_available {
+        // A daemon that stopped, or was replaced by someone else's, is
+        // no longer ours.
+        l.daemons
+            .retain(|state, d| known.daemons.get(state) == Some(&*d));
+    }
+}
+
+fn sysctl_value<D: Dataplane>(
+    dp: &mut D,
+    known: &mut Known,
+    key: &str,
+) -> Result<String, DataplaneError> {
+    if let Some(v) = known.sysctls.get(key) {
+        return Ok(v.clone());
+    }
+    let v = dp.read_sysctl(key)?.trim().to_string();
+    known.sysctls.insert(key.to_string(), v.clone());
+    Ok(v)
+}
+
+/// Reads what the diffs need beyond the view `known` (the sysctls' current
+/// values, kept in `known`), then runs each kind's diff against `ledger`;
+/// the writes come in sync order.
+#[allow(clippy::too_many_arguments)]
+fn decide<D: Dataplane>(
+    dp: &mut D,
+    ledger: &Ledger,
+    known: &mut Known,
+    plan: &NodePlan,
+    want: &Desired,
+    want_daemons: &BTreeMap<DaemonState, DaemonSpec>,
+    scope: Option<&SyncScope>,
+    covers: AddrScope<'_>,
+) -> Decision {
+    let keys: Vec<String> = sysctls::keys_to_read(want, ledger, known.ipvs_available)
+        .map(str::to_string)
+        .collect();
+    let mut reads: BTreeMap<String, SysctlRead> = BTreeMap::new();
+    for key in keys {
+        let read = sysctl_value(dp, known, &key).map_err(|e| ReadFailure {
+            outcome: e.outcome(),
+            message: e.to_string(),
+        });
+        reads.insert(key, read);
+    }
+    let known = &*known;
+    let mut d = tunnels::decide(want, known, ledger);
+    d.merge(sysctls::decide(want, &reads, ledger, known.ipvs_available));
+    d.merge(addresses::decide(want, known, ledger, covers));
+    d.merge(ipvs::decide(
+        want,
+        known,
+        ledger,
+        scope.map(|s| &s.services),
+    ));
+    d.merge(daemons::decide(want_daemons, &known.daemons, ledger));
+    // A foreign IPVS service at a wanted key is not the agent's to
+    // source-NAT or mark for (the ipvs diff reports it).
+    let mut nft_want = nft_table::wanted(plan);
+    nft_want.retain(|k| {
+        let key = crate::desired::service_key(k);
+        !known.ipvs.contains_key(&key) || ledger.owns_service(&key)
+    });
+    d.merge(nft_table::decide(&nft_want, &known.nft));
+    d.into_ordered()
 }
 
 /// One entry per desired service: its generation, and programmed unless an
