@@ -9,7 +9,7 @@ use lvs_api::{DestinationState, LvsNode, TrafficCounters, VirtualService};
 use serde::{Deserialize, Serialize};
 
 use super::columns::Columns;
-use super::{Answer, endpoint, key, num, vips};
+use super::{Answer, counter_cells, endpoint, key, vips};
 
 /// What `get -o json|yaml` prints.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,24 +277,6 @@ fn generation_cell(programmed: Option<i64>, wanted: Option<i64>) -> String {
         (Some(p), Some(w)) if p != w => format!("{p} (want {w})"),
         (Some(p), _) => p.to_string(),
     }
-}
-
-/// ActiveConn, InActConn, then `ipvsadm -Ln --stats --rate`'s columns.
-pub(crate) fn counter_cells(c: &TrafficCounters) -> [String; 12] {
-    [
-        num(c.active_connections),
-        num(c.inactive_connections),
-        num(c.connections),
-        num(c.in_packets),
-        num(c.out_packets),
-        num(c.in_bytes),
-        num(c.out_bytes),
-        num(c.cps),
-        num(c.in_pps),
-        num(c.out_pps),
-        num(c.in_bps),
-        num(c.out_bps),
-    ]
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub mod top;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use lvs_api::{Family, LvsNode, LvsSnapshotStatus, VirtualService};
+use lvs_api::{Family, LvsNode, LvsSnapshotStatus, TrafficCounters, VirtualService};
 
 /// A node's answer to a snapshot request, or why there is none (no answer
 /// in time, the request could not be written).
@@ -145,6 +145,29 @@ pub(crate) mod fixtures;
 /// `n` in a counter column.
 fn num(n: u64) -> String {
     n.to_string()
+}
+
+/// ActiveConn, InActConn, then `ipvsadm -Ln --stats --rate`'s columns.
+pub(crate) fn counter_cells(c: &TrafficCounters) -> [String; 12] {
+    [
+        num(c.active_connections),
+        num(c.inactive_connections),
+        num(c.connections),
+        num(c.in_packets),
+        num(c.out_packets),
+        num(c.in_bytes),
+        num(c.out_bytes),
+        num(c.cps),
+        num(c.in_pps),
+        num(c.out_pps),
+        num(c.in_bps),
+        num(c.out_bps),
+    ]
+}
+
+/// ActiveConn, InActConn, then `ipvsadm -Ln --stats`'s columns (no rates).
+fn stats_cells(c: &TrafficCounters) -> impl Iterator<Item = String> {
+    counter_cells(c).into_iter().take(7)
 }
 
 #[cfg(test)]

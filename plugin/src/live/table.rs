@@ -5,7 +5,7 @@ use lvs_api::{LiveService, LvsSnapshotStatus};
 use serde::{Deserialize, Serialize};
 
 use super::columns::Columns;
-use super::num;
+use super::stats_cells;
 
 /// What `table -o json|yaml` prints.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,19 +82,14 @@ pub fn render(view: &TableView) -> String {
     ]);
     for s in &view.services {
         let c = &s.counters;
-        t.row(vec![
+        let mut row = vec![
             s.service.clone(),
             owner(s).to_string(),
             scheduler(s),
             String::new(),
-            num(c.active_connections),
-            num(c.inactive_connections),
-            num(c.connections),
-            num(c.in_packets),
-            num(c.out_packets),
-            num(c.in_bytes),
-            num(c.out_bytes),
-        ]);
+        ];
+        row.extend(stats_cells(c));
+        t.row(row);
         for d in &s.destinations {
             let c = &d.counters;
             let method = if d.tunnel.is_empty() {
@@ -102,19 +97,14 @@ pub fn render(view: &TableView) -> String {
             } else {
                 format!("{} {}", d.method, d.tunnel)
             };
-            t.row(vec![
+            let mut row = vec![
                 format!("  -> {}", d.destination),
                 String::new(),
                 method,
                 d.weight.to_string(),
-                num(c.active_connections),
-                num(c.inactive_connections),
-                num(c.connections),
-                num(c.in_packets),
-                num(c.out_packets),
-                num(c.in_bytes),
-                num(c.out_bytes),
-            ]);
+            ];
+            row.extend(stats_cells(c));
+            t.row(row);
         }
     }
     t.render(&mut out, "");
