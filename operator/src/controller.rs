@@ -33,7 +33,6 @@ use crate::mapping::{self, LastSeen};
 use crate::metrics::Metrics;
 use crate::status::{self, EventSpec, NodeReports};
 use crate::stores::{Feeds, Stores};
-use lvs_planner::ServiceKey;
 
 /// The finalizer that earlier operators put on every VirtualService. It had no
 /// job (agents drop a service as soon as the object is terminating, and the
@@ -495,15 +494,14 @@ pub fn vs_controller(
     };
 
     let vs_store = stores.vs.clone();
-    let keys_seen: LastSeen<Option<ServiceKey>> = LastSeen::default();
+    let vs_index = mapping::VsIndex::default();
     let on_vs = move |vs: VirtualService| {
-        let key = key_of(&vs);
-        let new_key = lvs_planner::service_key(&vs.spec);
-        let old_key = keys_seen
-            .swap(&key, exists(&vs_store, &vs).then_some(new_key))
-            .flatten();
-        let keys: Vec<ServiceKey> = new_key.into_iter().chain(old_key).collect();
-        mapping::vss_for_virtualservice(&vs_store.state(), &key, &keys)
+        vs_index
+            .update(&vs, exists(&vs_store, &vs))
+            .into_iter()
+            // Objects the index still holds after a relist dropped them.
+            .filter(|r| vs_store.get(r).is_some())
+            .collect::<Vec<_>>()
     };
 
     // The address policy can refuse or admit any VirtualService: a pool
