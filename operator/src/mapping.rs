@@ -261,7 +261,10 @@ impl VsIndex {
             labels: vs.labels().clone(),
             key: service_key(&vs.spec),
         };
-        let mut ix = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ix = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let loses = present
             && vs
                 .status
