@@ -101,7 +101,7 @@ for agents in $AGENTS; do
     lvs_proc_start "$LVS_LAB_DIR/operator.pid" "$WORK/operator-$agents.log" env RUST_LOG=info \
         "$OPERATOR_BIN" --kubeconfig "$okc" --namespace "$ns" --listen "127.0.0.1:$port" --log-format json
     op_pid=$(cat "$LVS_LAB_DIR/operator.pid")
-    lvs_retry 60 curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null ||
+    lvs_retry 60 curl -fs "http://127.0.0.1:$port/readyz" >/dev/null ||
         fail "the operator did not become ready within 60s (log: $WORK/operator-$agents.log)"
     # shellcheck disable=SC2086
     "$SIM_BIN" --kubeconfig "$KUBECONFIG" --agents "$agents" --virtual-services "$N" \
