@@ -56,6 +56,8 @@ SCALE=${BENCH_CP_TIME_SCALE:-5} WINDOW=${BENCH_CP_IDLE_WINDOW_S:-60}
 TARGET="${CARGO_TARGET_DIR:-$LVS_REPO/target}"
 OPERATOR_BIN=${LVS_OPERATOR_BIN:-$TARGET/release/lvs-operator}
 SIM_BIN=${CP_SIM_BIN:-$TARGET/release/examples/cp_sim}
+# step, fail and result (joined-common.sh) read these.
+# shellcheck disable=SC2034
 BENCH_PART=cp WORK="$OUT/cp" RAW="$OUT/cp-raw.txt" t_start=$SECONDS
 mkdir -p "$WORK"
 : >"$RAW"
