@@ -11,7 +11,8 @@ apply->kernel latency, which needs the joined (Kubernetes) lab:
 
 Without such lines the apply_latency rows say "not measured". The failover
 part (failover.sh) adds failover_sample, vips_spread and failover_wall lines;
-the failover_s rows are their median and max.
+the failover_s rows are their median and max. The control-plane part (cp.sh)
+adds operator_status_catchup, cp_converge, agent_api_rps_idle and cp_wall.
 Prints the summary table on stdout. Exit status 1 when RAW holds problems
 (a failed step, a table that differs from the rules), 0 otherwise; targets
 that are missed are reported, not failed: timings under TCG are no test.
@@ -307,6 +308,33 @@ def main(argv):
     else:
         out.append(("vips_spread", "agent", "", "", None, "not_measured"))
 
+    # --- the control plane at scale (cp.sh, cluster lab) ----------------------------------
+    cp_catch = by["operator_status_catchup"]
+    cp_conv = by["cp_converge"]
+    cp_idle = by["agent_api_rps_idle"]
+    # The operator's peak over a whole run: the idle line comes last.
+    cp_peak = {}
+    for r in cp_catch + cp_conv + cp_idle:
+        hw = num(r, "vmhwm_kb")
+        if hw is not None:
+            key = (r.get("n"), r.get("m"))
+            cp_peak[key] = max(cp_peak.get(key, 0), hw / 1024)
+    for r in cp_catch:
+        out.append(("operator_status_catchup_s", "operator", r.get("n"), r.get("m"), num(r, "catchup_s"), "s"))
+    for r in cp_conv:
+        out.append(("cp_converge_s", "operator", r.get("n"), r.get("m"), num(r, "converge_s"), "s"))
+    for (n, m), hw in sorted(cp_peak.items(), key=lambda kv: int(kv[0][1] or 0)):
+        out.append(("operator_rss", "operator", n, m, hw, "MiB_VmHWM"))
+    for r in cp_idle:
+        out.append(("agent_api_rps_idle", "agent", r.get("n"), r.get("m"), num(r, "rps_per_100_agents"),
+                    "requests_per_s_per_100_agents"))
+    if not (cp_catch or cp_conv or cp_idle):
+        for metric, c, unit in (("operator_status_catchup_s", "operator", "s_not_measured"),
+                                ("cp_converge_s", "operator", "s_not_measured"),
+                                ("operator_rss", "operator", "MiB_not_measured"),
+                                ("agent_api_rps_idle", "agent", "not_measured")):
+            out.append((metric, c, "", "", None, unit))
+
     with open(os.path.join(outdir, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["metric", "contender", "n", "m", "value", "unit"])
@@ -405,6 +433,26 @@ def main(argv):
     else:
         target("apply→kernel p99 ≤ 250 ms", None,
                "not measured in this run (the joined-lab part did not run or failed)")
+
+    if cp_catch:
+        worst = max(num(r, "catchup_s") or 0 for r in cp_catch)
+        target("operator: last of the VirtualServices written → every status current ≤ 30 s", worst <= 30,
+               "; ".join(f"{fmt(num(r, 'catchup_s'))} s with {r.get('n')} VirtualServices, {r.get('m')} nodes"
+                         for r in cp_catch))
+    else:
+        target("operator: status catch-up ≤ 30 s", None, "not measured in this run (cp part left out or failed)")
+    if cp_conv:
+        worst = max(num(r, "converge_s") or 0 for r in cp_conv)
+        target("control plane: agents' reports written → every VirtualService Programmed ≤ 10 s", worst <= 10,
+               "; ".join(f"{fmt(num(r, 'converge_s'))} s with {r.get('m')} agents" for r in cp_conv))
+    if cp_peak:
+        worst = max(cp_peak.values())
+        target("operator RSS ≤ 150 MB", worst <= 150 * 1e6 / 2**20,
+               "; ".join(f"VmHWM {fmt(hw)} MiB with {m} agents" for (n, m), hw in cp_peak.items()))
+    if cp_idle:
+        worst = max(num(r, "rps_per_100_agents") or 0 for r in cp_idle)
+        target("agents at rest ≤ 1 API request/s per 100 agents", worst <= 1,
+               "; ".join(f"{fmt(num(r, 'rps_per_100_agents'))} with {r.get('m')} agents" for r in cp_idle))
 
     fo_anchor = "anchors: kube-vip about 3 s on average, keepalived's default VRRP timing about 3.6 s, MetalLB layer 2 10 s"
     if fo_s:
@@ -779,6 +827,37 @@ def main(argv):
                  "Hook: have the joined lab write lines "
                  "`metric=apply_latency contender=agent n=N m=M p50_ms=X p99_ms=Y` to a file and pass "
                  "it to `e2e/bench/report.py --extra FILE` (run.sh passes `$BENCH_EXTRA` when set).")
+    L.append("")
+    L.append("## The control plane at scale (cluster lab, simulated agents)")
+    L.append("")
+    if cp_catch or cp_conv or cp_idle:
+        cw = by["cp_wall"][0] if by["cp_wall"] else {}
+        L.append("`cp.sh`: a fresh operator per agent count; VirtualServices each directed by 2 nodes; every "
+                 "simulated agent a client of its own with a token bound to its Node, writing its LvsNode "
+                 "as the agent does (see e2e/bench/README.md).")
+        L.append("")
+        L.append("| agents | VirtualServices | status catch-up (s) | operator CPU (s) | cp_converge (s) | "
+                 "operator CPU (s) | operator VmHWM (MiB) | at rest: requests/s per 100 agents | operator CPU at rest (s) |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        def row_of(rs, m):
+            return next((r for r in rs if r.get("m") == m), {})
+        for m in sorted({r.get("m") for r in cp_catch + cp_conv + cp_idle}, key=lambda x: int(x or 0)):
+            a, b, c = row_of(cp_catch, m), row_of(cp_conv, m), row_of(cp_idle, m)
+            n = a.get("n") or b.get("n") or c.get("n")
+            hw = next((v for (nn, mm), v in cp_peak.items() if mm == m), None)
+            L.append(f"| {m} | {n} | {a.get('catchup_s', 'n/a')} | {a.get('operator_cpu_s', 'n/a')} | "
+                     f"{b.get('converge_s', 'n/a')} | {b.get('operator_cpu_s', 'n/a')} | {fmt(hw)} | "
+                     f"{c.get('rps_per_100_agents', 'n/a')} | {c.get('operator_cpu_s', 'n/a')} |")
+        L.append("")
+        if cp_idle:
+            c = cp_idle[0]
+            L.append(f"At rest: refresh {c.get('refresh_s')} s and watch timeout {c.get('watch_timeout_s')} s, "
+                     f"both divided by {c.get('time_scale')} and the rate multiplied back; window "
+                     f"{c.get('window_s')} s scaled; full watches: {c.get('full_watches')}.")
+        if cw:
+            L.append(f"The part took {cw.get('wall_s')} s (lab up {cw.get('lab_up_s')} s); load at the end {cw.get('load')}.")
+    else:
+        L.append("Not measured in this run (`run.sh --only cp` runs it alone).")
     L.append("")
     L.append("## Director failover (joined lab, director HA)")
     L.append("")

@@ -3,7 +3,8 @@
 # VM boot, then the Kubernetes-mode parts in joined labs (joined.sh: apply ->
 # kernel latency and agent memory with 10k VirtualServices in a real API
 # server; failover.sh: director HA takeovers after the active agent is
-# killed), and write target/bench/{results.csv,report.md,converge-time-vs-n.png}.
+# killed) and the control plane at scale in the cluster lab (cp.sh: the
+# operator with 10k VirtualServices and 50 / 500 simulated agents), and write target/bench/{results.csv,report.md,converge-time-vs-n.png}.
 #
 #   run.sh [--quick] [--no-agent] [--no-joined] [--joined-only] [--only PARTS]
 #          [--out DIR] [-v]
@@ -14,14 +15,14 @@
 #   --joined-only  only the joined-lab parts (the report then lacks the rest)
 #   --only PARTS   only these parts, comma-separated: kernel (the kernel-lab
 #                  VM), joined (joined.sh), failover (failover.sh, a few
-#                  minutes on its own)
+#                  minutes on its own), cp (cp.sh, no VM)
 #   --out DIR      where the results go (default <repo>/target/bench)
 #   -v             stream the VM console to stderr
 #
 # Environment: LVS_CACHE (cache root), BENCH_CACHE (where the Go tools, the
 # plot's venv and the VM run go; default $LVS_CACHE/bench), BENCH_EXTRA (a
 # file of extra result lines for report.py), BENCH_JOINED_* (see joined.sh),
-# BENCH_FAILOVER_* (see failover.sh), BENCH_VM_MEM (MiB, default 4096),
+# BENCH_FAILOVER_* (see failover.sh), BENCH_CP_* (see cp.sh), BENCH_VM_MEM (MiB, default 4096),
 # BENCH_VM_TIMEOUT (s), NODE_AGENT_BIN / LVS_OPERATOR_BIN (use these binaries
 # instead of building them), CARGO_TARGET_DIR (where cargo builds; default
 # <repo>/target), CARGO_FLAGS (default --locked).
@@ -34,7 +35,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../lib/common.sh
 . "$HERE/../lib/common.sh"
 
-QUICK=0 AGENT=1 JOINED=1 FAILOVER=1 KERNEL=1 OUT="$LVS_REPO/target/bench" VERBOSE=()
+QUICK=0 AGENT=1 JOINED=1 FAILOVER=1 CP=1 KERNEL=1 OUT="$LVS_REPO/target/bench" VERBOSE=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; shift ;;
@@ -42,14 +43,15 @@ while [ $# -gt 0 ]; do
         --no-joined) JOINED=0; FAILOVER=0; shift ;;
         --joined-only) KERNEL=0; shift ;;
         --only)
-            KERNEL=0 JOINED=0 FAILOVER=0
+            KERNEL=0 JOINED=0 FAILOVER=0 CP=0
             IFS=, read -r -a parts <<<"$2"
             for p in "${parts[@]}"; do
                 case "$p" in
                     kernel) KERNEL=1 ;;
                     joined) JOINED=1 ;;
                     failover) FAILOVER=1 ;;
-                    *) echo "unknown part '$p' in --only (expected kernel, joined, failover)" >&2; exit 2 ;;
+                    cp) CP=1 ;;
+                    *) echo "unknown part '$p' in --only (expected kernel, joined, failover, cp)" >&2; exit 2 ;;
                 esac
             done
             shift 2 ;;
@@ -102,12 +104,15 @@ LABS=0  # a joined-lab part runs
 PKGS=()
 [ "$KERNEL" -eq 1 ] && PKGS+=(-p lvs-bench)
 AGENT_BIN="${NODE_AGENT_BIN:-}"
-if [ -z "$AGENT_BIN" ] && { [ "$AGENT" -eq 1 ] || [ "$LABS" -eq 1 ]; }; then
+# The agent runs in the kernel-lab VM and in the joined labs (not in cp.sh).
+NEED_AGENT=0
+{ { [ "$AGENT" -eq 1 ] && [ "$KERNEL" -eq 1 ]; } || [ "$LABS" -eq 1 ]; } && NEED_AGENT=1
+if [ -z "$AGENT_BIN" ] && [ "$NEED_AGENT" -eq 1 ]; then
     PKGS+=(-p lvs-node-agent)
     AGENT_BIN="$TARGET/release/node-agent"
 fi
 OPERATOR_BIN="${LVS_OPERATOR_BIN:-}"
-if [ "$LABS" -eq 1 ] && [ -z "$OPERATOR_BIN" ]; then
+if { [ "$LABS" -eq 1 ] || [ "$CP" -eq 1 ]; } && [ -z "$OPERATOR_BIN" ]; then
     PKGS+=(-p lvs-operator)
     OPERATOR_BIN="$TARGET/release/lvs-operator"
 fi
@@ -134,7 +139,7 @@ side_builds() {
             "$CACHE/venv/bin/pip" install -q matplotlib || { echo "pip install matplotlib failed"; return 1; }
         fi
     fi
-    if [ "$LABS" -eq 1 ]; then
+    if [ "$LABS" -eq 1 ] || [ "$CP" -eq 1 ]; then
         echo "the cluster lab's tools (etcd, kube-apiserver, kubectl, helm; cached after the first build)"
         "$LVS_REPO/e2e/cluster/build-tools.sh" || { echo "e2e/cluster/build-tools.sh failed"; return 1; }
         echo "joinedbench (Go, static)"
@@ -152,7 +157,15 @@ if [ "${#PKGS[@]}" -gt 0 ]; then
     (cd "$LVS_REPO" && cargo build --release ${CARGO_FLAGS---locked} "${PKGS[@]}") >"$CACHE/cargo.log" 2>&1 \
         || { tail -n 30 "$CACHE/cargo.log" >&2; kill "$SIDE_PID" 2>/dev/null; lvs_die "cargo build failed (log: $CACHE/cargo.log)"; }
 fi
-if [ "$AGENT" -eq 1 ] || [ "$LABS" -eq 1 ]; then
+if [ "$CP" -eq 1 ]; then
+    # The simulation is an example of the operator crate: a target selection
+    # of its own, so it builds apart from the packages above.
+    lvs_log "bench: cargo build --release -p lvs-operator --example cp_sim"
+    # shellcheck disable=SC2086
+    (cd "$LVS_REPO" && cargo build --release ${CARGO_FLAGS---locked} -p lvs-operator --example cp_sim) >>"$CACHE/cargo.log" 2>&1 \
+        || { tail -n 30 "$CACHE/cargo.log" >&2; kill "$SIDE_PID" 2>/dev/null; lvs_die "cargo build of the cp simulation failed (log: $CACHE/cargo.log)"; }
+fi
+if [ "$NEED_AGENT" -eq 1 ]; then
     [ -x "$AGENT_BIN" ] || lvs_die "node-agent binary $AGENT_BIN is not an executable file"
 fi
 
@@ -232,15 +245,33 @@ if [ "$FAILOVER" -eq 1 ]; then
     fi
 fi
 
+# --- the control plane at scale (cluster lab, simulated agents) --------------------------------
+cp_rc=0
+CP_RAW="$OUT/cp-raw.txt"
+rm -f "$CP_RAW"
+if [ "$CP" -eq 1 ]; then
+    QC=()
+    [ "$QUICK" -eq 1 ] && QC=(--quick)
+    lvs_log "bench: the control plane at scale (cluster lab: the operator, 10k VirtualServices, simulated agents)"
+    t_c="$(lvs_now_ms)"
+    LVS_OPERATOR_BIN="$OPERATOR_BIN" CP_SIM_BIN="$TARGET/release/examples/cp_sim" "$HERE/cp.sh" "${QC[@]}" --out "$OUT" || cp_rc=$?
+    lvs_log "bench: cp part: $(( ($(lvs_now_ms) - t_c) / 1000 ))s (exit $cp_rc)"
+    if [ "$cp_rc" -ne 0 ]; then
+        echo "metric=problem what=\"control-plane part failed (exit $cp_rc): see the cp.sh messages above and $OUT/cp/\"" >>"$OUT/raw.txt"
+    fi
+fi
+
 wall_s=$(( ($(lvs_now_ms) - t_start) / 1000 ))
 EXTRA=()
 [ -n "${BENCH_EXTRA:-}" ] && EXTRA=(--extra "$BENCH_EXTRA")
 [ -s "$JOINED_RAW" ] && EXTRA+=(--extra "$JOINED_RAW")
 [ -s "$FAILOVER_RAW" ] && EXTRA+=(--extra "$FAILOVER_RAW")
+[ -s "$CP_RAW" ] && EXTRA+=(--extra "$CP_RAW")
 rep_rc=0
 "$PY" "$HERE/report.py" "$OUT/raw.txt" "$OUT" --wall-s "$wall_s" "${EXTRA[@]}" || rep_rc=$?
 lvs_log "bench: ${wall_s}s in total; results in $OUT (results.csv, report.md, converge-time-vs-n.png)"
 [ "$vm_rc" -eq 0 ] || lvs_die "the guest reported failures (run-vm.sh exit $vm_rc); see $OUT/report.md"
 [ "$joined_rc" -eq 0 ] || lvs_die "the joined-lab part failed (joined.sh exit $joined_rc); see the messages above and $OUT/joined/"
 [ "$failover_rc" -eq 0 ] || lvs_die "the failover part failed (failover.sh exit $failover_rc); see the messages above and $OUT/failover/"
+[ "$cp_rc" -eq 0 ] || lvs_die "the control-plane part failed (cp.sh exit $cp_rc); see the messages above and $OUT/cp/"
 exit "$rep_rc"

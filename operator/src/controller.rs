@@ -33,7 +33,6 @@ use crate::mapping::{self, LastSeen};
 use crate::metrics::Metrics;
 use crate::status::{self, EventSpec, NodeReports};
 use crate::stores::{Feeds, Stores};
-use lvs_planner::ServiceKey;
 
 /// The finalizer that earlier operators put on every VirtualService. It had no
 /// job (agents drop a service as soon as the object is terminating, and the
@@ -46,6 +45,19 @@ pub const LEGACY_FINALIZER: &str = "lvs.lvs-operator.io/cleanup";
 /// How often every object is reconciled even when nothing triggered it.
 const RESYNC: Duration = Duration::from_secs(300);
 
+/// Event recorders, each with its own cache of the Events it published in
+/// the last minutes (for series). A recorder walks its whole cache, under
+/// its write lock, on every Event it publishes, so one recorder for 10k
+/// objects' Events made their publishing quadratic and one at a time.
+const RECORDERS: usize = 32;
+
+/// Reconciles in flight per controller. A reconcile is mostly waiting for
+/// the API server (a status write and its Events, one after the other), so
+/// the objects' statuses are written as fast as this many round trips in
+/// parallel allow; the analysis they read is shared (see
+/// [`crate::derived`]).
+const CONCURRENCY: u16 = 32;
+
 const VS_CONTROLLER: &str = "virtualservice";
 const RS_CONTROLLER: &str = "realserver";
 
@@ -53,7 +65,7 @@ const RS_CONTROLLER: &str = "realserver";
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
-    pub recorder: Recorder,
+    recorders: Vec<Recorder>,
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
@@ -87,7 +99,9 @@ impl Context {
             instance: Some(instance.to_string()),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorders: (0..RECORDERS)
+                .map(|_| Recorder::new(client.clone(), reporter.clone()))
+                .collect(),
             client,
             stores,
             metrics,
@@ -107,6 +121,15 @@ impl Context {
     /// The agents' reports (computed again only after one changed).
     pub fn reports(&self) -> Arc<NodeReports> {
         self.derived.reports(&self.stores)
+    }
+
+    /// The Event recorder of the object `reference`: always the same one
+    /// for an object, so that its repeated Events still become one series.
+    pub fn recorder(&self, reference: &ObjectReference) -> &Recorder {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&reference.kind, &reference.namespace, &reference.name).hash(&mut h);
+        &self.recorders[(h.finish() % self.recorders.len() as u64) as usize]
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -159,7 +182,8 @@ impl Context {
                 action: "Reconcile".into(),
                 secondary: e.node.as_deref().map(node_ref),
             };
-            match self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            let reference = obj.object_ref(&());
+            match self.recorder(&reference).publish(&ev, &reference).await {
                 Ok(()) => {
                     self.metrics.events.inc();
                 }
@@ -495,15 +519,14 @@ pub fn vs_controller(
     };
 
     let vs_store = stores.vs.clone();
-    let keys_seen: LastSeen<Option<ServiceKey>> = LastSeen::default();
+    let vs_index = mapping::VsIndex::default();
     let on_vs = move |vs: VirtualService| {
-        let key = key_of(&vs);
-        let new_key = lvs_planner::service_key(&vs.spec);
-        let old_key = keys_seen
-            .swap(&key, exists(&vs_store, &vs).then_some(new_key))
-            .flatten();
-        let keys: Vec<ServiceKey> = new_key.into_iter().chain(old_key).collect();
-        mapping::vss_for_virtualservice(&vs_store.state(), &key, &keys)
+        vs_index
+            .update(&vs, exists(&vs_store, &vs))
+            .into_iter()
+            // Objects the index still holds after a relist dropped them.
+            .filter(|r| vs_store.get(r).is_some())
+            .collect::<Vec<_>>()
     };
 
     // The address policy can refuse or admit any VirtualService: a pool
@@ -533,7 +556,7 @@ pub fn vs_controller(
         .with_config(
             Config::default()
                 .debounce(Duration::from_millis(200))
-                .concurrency(4),
+                .concurrency(CONCURRENCY),
         )
         .watches_stream(feeds.pools.subscribe(), move |_| on_pool())
         .watches_stream(feeds.namespaces.subscribe(), on_namespace)
@@ -616,7 +639,7 @@ pub fn rs_controller(
         .with_config(
             Config::default()
                 .debounce(Duration::from_millis(200))
-                .concurrency(4),
+                .concurrency(CONCURRENCY),
         )
         .watches_stream(feeds.vs.subscribe(), on_vs)
         .watches_stream(feeds.nodes.subscribe(), on_node)

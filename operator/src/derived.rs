@@ -8,7 +8,10 @@
 //! analysis is kept with the change count it was computed at
 //! ([`crate::stores::ChangeCounters`], bumped by the watch tasks when the planner's
 //! view of an object changes), so a reconcile pays for one atomic load; the
-//! operator's own status writes change nothing the count covers.
+//! operator's own status writes change nothing the count covers. While
+//! changes keep coming (N objects created one after the other), a reconcile
+//! takes any analysis at least as new as the count it read, so the
+//! reconciles waiting meanwhile share one computation.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -107,16 +110,23 @@ impl<T> Default for ChangeCountCache<T> {
 }
 
 impl<T> ChangeCountCache<T> {
-    /// The value for `key`, computed (once, under the lock: concurrent
-    /// reconciles wait for it instead of computing it again) when the
-    /// remembered one has another key.
-    fn get(&self, key: u64, compute: impl FnOnce() -> T) -> Arc<T> {
+    /// A value computed at change count `key` or later: the remembered one
+    /// when it is that new, else one computed now (once, under the lock).
+    ///
+    /// `compute` reads the count itself, before the stores, and the value is
+    /// remembered with that count, so the reconciles that wait for the lock
+    /// while a burst of changes goes on share the one computation that
+    /// includes their change instead of computing one each. A value newer
+    /// than the caller asked for is as good: it holds every change up to
+    /// the caller's count.
+    fn get(&self, key: u64, compute: impl FnOnce() -> (u64, T)) -> Arc<T> {
         let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match last.as_ref() {
-            Some((k, v)) if *k == key => Arc::clone(v),
+            Some((k, v)) if *k >= key => Arc::clone(v),
             _ => {
-                let v = Arc::new(compute());
-                *last = Some((key, Arc::clone(&v)));
+                let (at, v) = compute();
+                let v = Arc::new(v);
+                *last = Some((at.max(key), Arc::clone(&v)));
                 v
             }
         }
@@ -166,6 +176,7 @@ impl DerivedState {
     pub fn planned(&self, stores: &Stores) -> Arc<Analyzed> {
         // The count first: the stores are at least as new as it.
         self.analyzed.get(stores.changes.planner(), || {
+            let at = stores.changes.planner();
             let t0 = Instant::now();
             let snapshot = StoreSnapshot::from_stores(stores);
             let analysis = snapshot.analyze();
@@ -176,17 +187,21 @@ impl DerivedState {
                 elapsed_ms = t0.elapsed().as_millis() as u64,
                 "analysis computed"
             );
-            Analyzed {
-                pools: snapshot.pools.unwrap_or_default(),
-                ..Analyzed::new(analysis)
-            }
+            (
+                at,
+                Analyzed {
+                    pools: snapshot.pools.unwrap_or_default(),
+                    ..Analyzed::new(analysis)
+                },
+            )
         })
     }
 
     /// What each node's agent last reported (its LvsNode status).
     pub fn reports(&self, stores: &Stores) -> Arc<NodeReports> {
         self.reports.get(stores.changes.reports(), || {
-            reports_of(&stores.lvsnodes.state())
+            let at = stores.changes.reports();
+            (at, reports_of(&stores.lvsnodes.state()))
         })
     }
 }
@@ -202,7 +217,7 @@ mod tests {
         assert_eq!(
             *memo.get(1, || {
                 calls += 1;
-                10
+                (1, 10)
             }),
             10
         );
@@ -210,10 +225,31 @@ mod tests {
         assert_eq!(
             *memo.get(2, || {
                 calls += 1;
-                20
+                (2, 20)
             }),
             20
         );
         assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn memo_serves_older_keys_from_a_newer_value() {
+        let memo = ChangeCountCache::<u32>::default();
+        // Asked at 3, the computation saw 7 changes already (a burst went on
+        // while the caller waited for the lock).
+        assert_eq!(*memo.get(3, || (7, 70)), 70);
+        for k in 3..=7 {
+            assert_eq!(*memo.get(k, || unreachable!("key {k} <= 7")), 70);
+        }
+        assert_eq!(*memo.get(8, || (8, 80)), 80);
+    }
+
+    #[test]
+    fn memo_never_goes_back_to_an_older_count() {
+        let memo = ChangeCountCache::<u32>::default();
+        // A count read before the caller's own cannot make the value older
+        // than the caller asked for.
+        assert_eq!(*memo.get(5, || (4, 40)), 40);
+        assert_eq!(*memo.get(5, || unreachable!("remembered at 5")), 40);
     }
 }

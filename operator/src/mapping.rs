@@ -200,26 +200,104 @@ pub fn rss_with_changed_health(
         .collect()
 }
 
-/// VirtualServices to reconcile when another VirtualService changes: those
-/// with its old or new address (a conflict may start or end), and every one
-/// currently losing a conflict (the winner may be gone).
-pub fn vss_for_virtualservice(
-    vss: &[Arc<VirtualService>],
-    changed: &str,
-    keys: &[ServiceKey],
-) -> Vec<ObjectRef<VirtualService>> {
-    vss.iter()
-        .filter(|vs| key_of(vs.as_ref()) != changed)
-        .filter(|vs| {
-            let same_key = service_key(&vs.spec).is_some_and(|k| keys.contains(&k));
-            let losing = vs
+/// What of a VirtualService other VirtualServices' verdicts read: its
+/// identity, labels, generation (bumped on every spec change) and service
+/// key. Status writes leave it alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VsSeen {
+    uid: Option<String>,
+    generation: Option<i64>,
+    labels: Labels,
+    key: Option<ServiceKey>,
+}
+
+/// The VirtualServices by service key, and those losing a conflict, kept
+/// from the watch events: what a change of one VirtualService reaches
+/// costs a lookup, not a pass over every object (a burst of N new objects
+/// would otherwise cost N passes over N).
+#[derive(Debug, Default)]
+pub struct VsIndex {
+    inner: Mutex<VsIndexInner>,
+}
+
+#[derive(Debug, Default)]
+struct VsIndexInner {
+    seen: HashMap<String, VsSeen>,
+    by_key: HashMap<ServiceKey, BTreeSet<String>>,
+    losing: BTreeSet<String>,
+}
+
+impl VsIndexInner {
+    fn unindex(&mut self, name: &str, key: Option<ServiceKey>) {
+        if let Some(k) = key
+            && let Some(set) = self.by_key.get_mut(&k)
+        {
+            set.remove(name);
+            if set.is_empty() {
+                self.by_key.remove(&k);
+            }
+        }
+    }
+}
+
+fn vs_ref_of(key: &str) -> ObjectRef<VirtualService> {
+    match key.split_once('/') {
+        Some((ns, name)) => ObjectRef::new(name).within(ns),
+        None => ObjectRef::new(key),
+    }
+}
+
+impl VsIndex {
+    /// Records `vs` (`present`: in the store; otherwise deleted) and returns
+    /// the VirtualServices its change reaches: those with its old or new
+    /// service key (a conflict may start or end) and every one currently
+    /// losing a conflict (the winner may be gone), itself left out. Nothing
+    /// when only its status or metadata the verdicts do not read moved.
+    pub fn update(&self, vs: &VirtualService, present: bool) -> Vec<ObjectRef<VirtualService>> {
+        let name = key_of(vs);
+        let now = VsSeen {
+            uid: vs.metadata.uid.clone(),
+            generation: vs.metadata.generation,
+            labels: vs.labels().clone(),
+            key: service_key(&vs.spec),
+        };
+        let mut ix = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let loses = present
+            && vs
                 .status
                 .as_ref()
                 .is_some_and(|s| has_true(&s.conditions, types::CONFLICT));
-            same_key || losing
-        })
-        .map(|vs| vs_ref(vs))
-        .collect()
+        if loses {
+            ix.losing.insert(name.clone());
+        } else {
+            ix.losing.remove(&name);
+        }
+        let old = if present {
+            ix.seen.insert(name.clone(), now.clone())
+        } else {
+            ix.seen.remove(&name)
+        };
+        if present && old.as_ref() == Some(&now) {
+            return Vec::new();
+        }
+        let old_key = old.and_then(|o| o.key);
+        ix.unindex(&name, old_key);
+        if present && let Some(k) = now.key {
+            ix.by_key.entry(k).or_default().insert(name.clone());
+        }
+        let mut out: BTreeSet<&String> = BTreeSet::new();
+        for k in now.key.iter().chain(old_key.iter()) {
+            out.extend(ix.by_key.get(k).into_iter().flatten());
+        }
+        out.extend(ix.losing.iter());
+        out.into_iter()
+            .filter(|n| **n != name)
+            .map(|n| vs_ref_of(n))
+            .collect()
+    }
 }
 
 /// RealServers to reconcile when a VirtualService changes: those in its
@@ -408,20 +486,84 @@ mod tests {
             }],
             ..Default::default()
         });
-        let vss = vec![
-            vs("a", "winner", "192.0.2.1", &[]),
+        let ix = VsIndex::default();
+        let winner = vs("a", "winner", "192.0.2.1", &[]);
+        for v in [
+            winner.clone(),
             vs("b", "same-v6", "2001:db8::1", &[]),
             vs("a", "unrelated", "192.0.2.2", &[]),
             Arc::new(loser),
-        ];
+        ] {
+            ix.update(&v, true);
+        }
+        // New, on the v6 address (spelled otherwise).
         let changed = vs("c", "new", "2001:DB8:0::1", &[]);
-        let key = service_key(&changed.spec).unwrap();
-        let old = service_key(&vss[0].spec).unwrap();
-        let got = vss_for_virtualservice(&vss, "c/new", &[key, old]);
-        assert_eq!(names(&got), ["a/winner", "b/loser", "b/same-v6"]);
+        assert_eq!(names(&ix.update(&changed, true)), ["b/loser", "b/same-v6"]);
+        // Moved from the v6 address to the winner's: both are reached.
+        let mut moved = (*changed).clone();
+        moved.spec.address = Some("192.0.2.1".into());
+        moved.metadata.generation = Some(2);
+        assert_eq!(
+            names(&ix.update(&moved, true)),
+            ["a/winner", "b/loser", "b/same-v6"]
+        );
         // The changed object itself is not re-queued by the mapper.
-        let got = vss_for_virtualservice(&vss, "a/winner", &[old]);
-        assert_eq!(names(&got), ["b/loser"]);
+        let mut w = (*winner).clone();
+        w.metadata.generation = Some(2);
+        assert_eq!(names(&ix.update(&w, true)), ["b/loser", "c/new"]);
+        // Deleted: those with its address still.
+        assert_eq!(names(&ix.update(&w, false)), ["b/loser", "c/new"]);
+    }
+
+    #[test]
+    fn virtualservice_status_write_reaches_nothing() {
+        let ix = VsIndex::default();
+        let a = vs("a", "x", "192.0.2.1", &[]);
+        let b = vs("a", "y", "192.0.2.1", &[]);
+        ix.update(&a, true);
+        assert_eq!(names(&ix.update(&b, true)), ["a/x"]);
+        // A status write: same generation, labels and address.
+        let mut written = (*b).clone();
+        written.status = Some(VirtualServiceStatus::default());
+        assert!(ix.update(&written, true).is_empty());
+        // A label change does reach the others.
+        let mut relabelled = written.clone();
+        relabelled
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .insert("k".into(), "v".into());
+        assert_eq!(names(&ix.update(&relabelled, true)), ["a/x"]);
+    }
+
+    #[test]
+    fn index_matches_a_pass_over_every_object() {
+        // The index against the definition: same key (old or new) or losing,
+        // itself left out, over a set of objects changed one by one.
+        let addrs = ["192.0.2.1", "192.0.2.2", "2001:db8::1", "192.0.2.1"];
+        let mut objs: Vec<VirtualService> = (0..12)
+            .map(|i| (*vs("n", &format!("v{i}"), addrs[i % addrs.len()], &[])).clone())
+            .collect();
+        let ix = VsIndex::default();
+        for o in &objs {
+            ix.update(o, true);
+        }
+        for step in 0..24usize {
+            let i = (step * 7) % objs.len();
+            let old_key = service_key(&objs[i].spec);
+            objs[i].spec.address = Some(addrs[(step * 3) % addrs.len()].into());
+            objs[i].metadata.generation = Some(step as i64 + 2);
+            let new_key = service_key(&objs[i].spec);
+            let me = format!("n/v{i}");
+            let mut want: Vec<String> = objs
+                .iter()
+                .map(|o| (format!("n/{}", o.name_any()), service_key(&o.spec)))
+                .filter(|(n, k)| *n != me && (*k == old_key || *k == new_key))
+                .map(|(n, _)| n)
+                .collect();
+            want.sort();
+            assert_eq!(names(&ix.update(&objs[i], true)), want, "step {step}");
+        }
     }
 
     #[test]

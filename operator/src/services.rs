@@ -101,7 +101,8 @@ async fn publish(ctx: &Context, svc: &Service, reason: &str, note: &str) {
         action: "Reconcile".into(),
         secondary: None,
     };
-    match ctx.recorder.publish(&ev, &svc.object_ref(&())).await {
+    let reference = svc.object_ref(&());
+    match ctx.recorder(&reference).publish(&ev, &reference).await {
         Ok(()) => {
             ctx.metrics.events.inc();
         }
