@@ -306,7 +306,7 @@ t_agent() {
   # --- an agent cannot write another node's LvsNode ----------------------
   # Token bound to rs1, told it is ag-d2: the admission policy refuses.
   ag_start ag-d2 agent-imposter rs1
-  if retry 30 grep -q 'writing the LvsNode failed.*may only write the LvsNode named after its own node' "$LVS_LAB_DIR/agent-imposter.log"; then
+  if retry 30 grep -q 'writing the LvsNode failed.*may only write the LvsNode and LvsSnapshot status named after its own node' "$LVS_LAB_DIR/agent-imposter.log"; then
     local ok_writes
     ok_writes=$(ag_metric agent-imposter 'lvs_agent_report_writes_total{result="ok"}')
     if [[ $ok_writes == 0 ]]; then
