@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use lvs_api::{
     LiveDestination, LiveService, LvsSnapshotStatus, MAX_SNAPSHOT_CHANGES,
-    MAX_SNAPSHOT_DESTINATIONS, TrafficCounters,
+    MAX_SNAPSHOT_DESTINATIONS,
 };
 use lvs_ipvs::{
     DestEntry, Family, FwdMethod, ServiceEntry, ServiceFlags, ServiceKey, TunnelFlags, TunnelType,
@@ -86,24 +86,6 @@ fn tunnel_text(d: &DestEntry) -> String {
     t
 }
 
-fn dest_counters(d: &DestEntry) -> TrafficCounters {
-    let s = &d.stats.traffic;
-    TrafficCounters {
-        active_connections: u64::from(d.stats.active_conns),
-        inactive_connections: u64::from(d.stats.inactive_conns),
-        connections: s.conns,
-        in_packets: s.in_pkts,
-        out_packets: s.out_pkts,
-        in_bytes: s.in_bytes,
-        out_bytes: s.out_bytes,
-        cps: s.cps,
-        in_pps: s.in_pps,
-        out_pps: s.out_pps,
-        in_bps: s.in_bps,
-        out_bps: s.out_bps,
-    }
-}
-
 fn live_destination(d: &DestEntry) -> LiveDestination {
     let c = &d.destination.config;
     LiveDestination {
@@ -113,7 +95,7 @@ fn live_destination(d: &DestEntry) -> LiveDestination {
         upper_threshold: c.u_threshold,
         lower_threshold: c.l_threshold,
         tunnel: tunnel_text(d),
-        counters: dest_counters(d),
+        counters: crate::report::dest_counters(d),
     }
 }
 

@@ -645,13 +645,28 @@ pub struct LiveState {
 /// The counters of one IPVS service: its own traffic counters and rates,
 /// and the connection counts of its destinations.
 pub fn service_counters(e: &lvs_ipvs::ServiceEntry) -> lvs_api::TrafficCounters {
-    let s = &e.stats;
     let (active, inactive) = e.destinations.iter().fold((0u64, 0u64), |(a, i), d| {
         (
             a + u64::from(d.stats.active_conns),
             i + u64::from(d.stats.inactive_conns),
         )
     });
+    counters(&e.stats, active, inactive)
+}
+
+/// The counters of one destination: its traffic counters, rates and
+/// connection counts.
+pub fn dest_counters(d: &lvs_ipvs::DestEntry) -> lvs_api::TrafficCounters {
+    counters(
+        &d.stats.traffic,
+        u64::from(d.stats.active_conns),
+        u64::from(d.stats.inactive_conns),
+    )
+}
+
+/// The kernel's traffic counters and rates with the connection counts, as
+/// the API writes them.
+fn counters(s: &lvs_ipvs::Stats, active: u64, inactive: u64) -> lvs_api::TrafficCounters {
     lvs_api::TrafficCounters {
         active_connections: active,
         inactive_connections: inactive,

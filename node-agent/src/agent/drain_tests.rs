@@ -22,15 +22,7 @@ fn snapshot(proto: &str, extra: &str, rs: &[(&str, &str, &str)]) -> Snapshot {
             "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {{name: {name}, namespace: default, labels: {{app: web}}}}\nspec: {{address: {addr}, port: 8080{more}}}\n"
         ));
     }
-    let mut m = lvs_api::manifest::ManifestSet::default();
-    m.extend(lvs_api::manifest::parse(&yaml).unwrap());
-    Snapshot {
-        virtual_services: m.virtual_services,
-        real_servers: m.real_servers,
-        nodes: m.nodes,
-        node_profiles: m.node_profiles,
-        origin: "test".into(),
-    }
+    super::tests::snapshot_of(&yaml)
 }
 
 const TWO: &[(&str, &str, &str)] = &[("web-1", "10.1.0.1", ""), ("web-2", "10.1.0.2", "")];

@@ -8,26 +8,8 @@ const EPERM: i32 = 1;
 use crate::ledger::LedgerStore;
 use lvs_ipvs::{DestConfig, DestKey, Family, FwdMethod, ServiceConfig, ServiceKey};
 
-const FILES: &str = r#"
-apiVersion: v1
-kind: Node
-metadata: {name: n1, labels: {lvs: director}}
-status: {addresses: [{type: InternalIP, address: 192.0.2.10}]}
----
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: VirtualService
-metadata: {name: web, namespace: default, generation: 3}
-spec:
-  address: 10.0.0.1
-  port: 80
-  directors: {nodeSelector: {matchLabels: {lvs: director}}}
-  realServerSelector: {matchLabels: {app: web}}
----
-apiVersion: lvs.lvs-operator.io/v1alpha1
-kind: RealServer
-metadata: {name: web-1, namespace: default, labels: {app: web}}
-spec: {address: 10.1.0.1, port: 8080}
----
+/// The agent tests' manifests plus a second RealServer for web.
+const WEB_2: &str = r#"---
 apiVersion: lvs.lvs-operator.io/v1alpha1
 kind: RealServer
 metadata: {name: web-2, namespace: default, labels: {app: web}}
@@ -35,15 +17,7 @@ spec: {address: 10.1.0.2, port: 8080}
 "#;
 
 fn snapshot() -> Snapshot {
-    let mut m = lvs_api::manifest::ManifestSet::default();
-    m.extend(lvs_api::manifest::parse(FILES).unwrap());
-    Snapshot {
-        virtual_services: m.virtual_services,
-        real_servers: m.real_servers,
-        nodes: m.nodes,
-        node_profiles: m.node_profiles,
-        origin: "test".into(),
-    }
+    super::tests::snapshot_of(&format!("{}{WEB_2}", super::tests::FILES))
 }
 
 fn dest(last: u8) -> DestKey {
@@ -78,9 +52,7 @@ fn files(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
 /// The kernel after a sync, edited by hand: the weight of 10.1.0.1 set
 /// to 5, 10.1.0.2 deleted, and a service of someone else's added.
 fn edited_by_hand(tag: &str) -> (Agent<FakeDataplane>, std::path::PathBuf, ServiceKey) {
-    let dir = std::env::temp_dir().join(format!("lvs-live-table-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = super::tests::dir(&format!("live-table-{tag}"));
     let (mut a, _status) =
         super::tests::agent_on(FakeDataplane::new(), LedgerStore::in_dir(&dir).unwrap());
     let snap = snapshot();

@@ -4,7 +4,7 @@ use crate::ledger::LedgerStore;
 use crate::source::DirSource;
 use std::sync::mpsc;
 
-const FILES: &str = r#"
+pub(super) const FILES: &str = r#"
 apiVersion: v1
 kind: Node
 metadata: {name: n1, labels: {lvs: director}}
@@ -51,7 +51,7 @@ pub(super) fn agent_on(
     )
 }
 
-fn dir(tag: &str) -> std::path::PathBuf {
+pub(super) fn dir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("lvs-agent-loop-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -106,15 +106,7 @@ fn the_same_error_of_many_services_is_logged_once() {
         )
         .unwrap();
     }
-    let mut m = lvs_api::manifest::ManifestSet::default();
-    m.extend(lvs_api::manifest::parse(&yaml).unwrap());
-    let snap = Snapshot {
-        virtual_services: m.virtual_services,
-        real_servers: m.real_servers,
-        nodes: m.nodes,
-        node_profiles: m.node_profiles,
-        origin: "test".into(),
-    };
+    let snap = snapshot_of(&yaml);
     let (mut a, _status) = agent();
     a.reconciler_mut().dataplane_mut().ipvs_available = false;
     let out = Captured::default();
@@ -582,7 +574,8 @@ fn a_vip_the_pools_refuse_is_never_programmed_and_is_reported() {
     std::fs::remove_dir_all(d).unwrap();
 }
 
-fn snapshot_of(yaml: &str) -> Snapshot {
+/// The Snapshot of these manifests.
+pub(super) fn snapshot_of(yaml: &str) -> Snapshot {
     let mut m = lvs_api::manifest::ManifestSet::default();
     m.extend(lvs_api::manifest::parse(yaml).unwrap());
     Snapshot {
