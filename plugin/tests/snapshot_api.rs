@@ -9,7 +9,9 @@ use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;
 use lvs_kubectl::cluster::Cluster;
+use lvs_kubectl::live::Answer;
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 use tower_test::mock;
 
 type Handle = mock::Handle<Request<Body>, Response<Body>>;
@@ -101,19 +103,22 @@ async fn expect_list(handle: &mut Handle, answered: &str) {
     respond(send, list(snapshot(answered, &[])));
 }
 
-#[tokio::test]
-async fn the_answer_to_the_new_token_comes_through_the_watch() {
-    let (svc, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let cluster = Cluster::from_client(
-        Client::new(svc, "default"),
-        "default".into(),
-        Duration::from_secs(10),
-    );
+/// A snapshot of dir1 (default/web, with the diff) asked for through a
+/// scripted API server: its handle, and the request in flight.
+fn ask_dir1(timeout: Duration) -> (Handle, JoinHandle<Answer>) {
+    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let cluster = Cluster::from_client(Client::new(svc, "default"), "default".into(), timeout);
     let ask = tokio::spawn(async move {
         cluster
             .snapshot("dir1", vec!["default/web".into()], true)
             .await
     });
+    (handle, ask)
+}
+
+#[tokio::test]
+async fn the_answer_to_the_new_token_comes_through_the_watch() {
+    let (mut handle, ask) = ask_dir1(Duration::from_secs(10));
     let token = expect_apply(&mut handle).await;
     // The list still shows the answer to an earlier request.
     expect_list(&mut handle, "old").await;
@@ -138,17 +143,7 @@ async fn the_answer_to_the_new_token_comes_through_the_watch() {
 
 #[tokio::test]
 async fn an_answer_already_there_when_the_watch_starts_counts() {
-    let (svc, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let cluster = Cluster::from_client(
-        Client::new(svc, "default"),
-        "default".into(),
-        Duration::from_secs(10),
-    );
-    let ask = tokio::spawn(async move {
-        cluster
-            .snapshot("dir1", vec!["default/web".into()], true)
-            .await
-    });
+    let (mut handle, ask) = ask_dir1(Duration::from_secs(10));
     let token = expect_apply(&mut handle).await;
     expect_list(&mut handle, &token).await;
     let status = ask.await.unwrap().expect("the answer");
@@ -157,17 +152,7 @@ async fn an_answer_already_there_when_the_watch_starts_counts() {
 
 #[tokio::test(start_paused = true)]
 async fn no_answer_in_time_names_the_node_and_what_to_check() {
-    let (svc, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let cluster = Cluster::from_client(
-        Client::new(svc, "default"),
-        "default".into(),
-        Duration::from_secs(3),
-    );
-    let ask = tokio::spawn(async move {
-        cluster
-            .snapshot("dir1", vec!["default/web".into()], true)
-            .await
-    });
+    let (mut handle, ask) = ask_dir1(Duration::from_secs(3));
     expect_apply(&mut handle).await;
     expect_list(&mut handle, "old").await;
     // The watch gets no event before the deadline.
