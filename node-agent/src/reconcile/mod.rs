@@ -401,22 +401,8 @@ impl<D: Dataplane> Reconciler<D> {
         let (mut known, entries) = read_kernel(&mut self.dp)?;
         let mut ledger = self.ledger.clone();
         adopt(&mut ledger, &known);
-        let want = desired(
-            input.plan,
-            input.node_ips,
-            known.addresses.values(),
-            self.vip_mode,
-        );
-        let (want_daemons, _) = if known.ipvs_available {
-            daemons::wanted(
-                self.sync_daemons.as_ref(),
-                input.directs,
-                input.node_ips,
-                known.addresses.values(),
-            )
-        } else {
-            (BTreeMap::new(), None)
-        };
+        let want = self.wanted(&input, &known);
+        let (want_daemons, _) = self.wanted_daemons(&input, &known);
         let decision = decide(
             &mut self.dp,
             &ledger,
@@ -539,27 +525,13 @@ impl<D: Dataplane> Reconciler<D> {
                 }
             },
         };
-        let want = desired(
-            input.plan,
-            input.node_ips,
-            known.addresses.values(),
-            self.vip_mode,
-        );
+        let want = self.wanted(&input, &known);
         report.errors.extend(want.errors.iter().cloned());
         if let (Some(p), Some(l)) = (&prev, &ledger_before) {
             report.drift = drift::classify(p, &known, l, &want);
         }
         drop((prev, ledger_before));
-        let (want_daemons, daemon_error) = if known.ipvs_available {
-            daemons::wanted(
-                self.sync_daemons.as_ref(),
-                input.directs,
-                input.node_ips,
-                known.addresses.values(),
-            )
-        } else {
-            (BTreeMap::new(), None)
-        };
+        let (want_daemons, daemon_error) = self.wanted_daemons(&input, &known);
         report.errors.extend(daemon_error);
         phases.mark("read_and_desired");
 
@@ -640,6 +612,35 @@ impl<D: Dataplane> Reconciler<D> {
         phases.mark("persist");
         phases.log(report.full);
         report
+    }
+
+    /// The kernel state the plan wants on this node, given the addresses the
+    /// kernel holds.
+    fn wanted(&self, input: &SyncInput<'_>, known: &Known) -> Desired {
+        desired(
+            input.plan,
+            input.node_ips,
+            known.addresses.values(),
+            self.vip_mode,
+        )
+    }
+
+    /// The connection sync daemons wanted (none without IPVS), and why one
+    /// cannot be.
+    fn wanted_daemons(
+        &self,
+        input: &SyncInput<'_>,
+        known: &Known,
+    ) -> (BTreeMap<DaemonState, DaemonSpec>, Option<SyncError>) {
+        if !known.ipvs_available {
+            return (BTreeMap::new(), None);
+        }
+        daemons::wanted(
+            self.sync_daemons.as_ref(),
+            input.directs,
+            input.node_ips,
+            known.addresses.values(),
+        )
     }
 
     /// Makes the ledger durable: whole, or as a journal entry of what changed
