@@ -38,15 +38,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=joined-common.sh
 . "$HERE/joined-common.sh"
 
-QUICK=0 OUT="$LVS_REPO/target/bench"
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --quick) QUICK=1; shift ;;
-        --out) OUT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
-        *) echo "unknown argument $1" >&2; exit 2 ;;
-    esac
-done
+bench_args "$@"
 if [ "$QUICK" -eq 1 ]; then
     AGENTS=${BENCH_CP_AGENTS:-20} N=${BENCH_CP_N:-1000}
 else

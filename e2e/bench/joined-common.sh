@@ -1,7 +1,22 @@
 # shellcheck shell=bash
-# What the joined-lab parts of `make bench` (joined.sh, failover.sh) share.
-# The caller defines HERE and OUT, calls bench_part first, and exports
+# What the joined-lab parts of `make bench` (joined.sh, failover.sh, cp.sh) share.
+# The caller defines HERE, calls bench_args and bench_part first, and exports
 # LVS_JOINED_DIR before it starts the lab.
+
+# bench_args ARG...: the arguments every part takes: --quick (QUICK=1) and
+# --out DIR (OUT, default target/bench); --help prints the script's header.
+bench_args() {
+    # shellcheck disable=SC2034 # QUICK is the caller's
+    QUICK=0 OUT="$LVS_REPO/target/bench"
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --quick) QUICK=1; shift ;;
+            --out) OUT="$2"; shift 2 ;;
+            -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+            *) echo "unknown argument $1" >&2; exit 2 ;;
+        esac
+    done
+}
 
 # bench_part NAME: the part's directories and files (CACHE, WORK, RAW, its
 # clock t_start), its binaries (AGENT_BIN, OPERATOR_BIN: release builds unless

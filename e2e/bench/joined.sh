@@ -39,15 +39,9 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../joined/lib.sh
 . "$HERE/../joined/lib.sh"
 
-QUICK=0 OUT="$LVS_REPO/target/bench"
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --quick) QUICK=1; shift ;;
-        --out) OUT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
-        *) echo "unknown argument $1" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=joined-common.sh
+. "$HERE/joined-common.sh"
+bench_args "$@"
 lvs_need_root
 if [ "$QUICK" -eq 1 ]; then
     N=${BENCH_JOINED_N:-1000} CHANGES=${BENCH_JOINED_CHANGES:-20}
@@ -60,7 +54,6 @@ CONVERGE_TIMEOUT=${BENCH_JOINED_CONVERGE_TIMEOUT:-900}
 # result line says how many): at 10k x 10 one change can wait for a full
 # resync of the agent, and make bench has a 30-minute budget.
 LATENCY_MAX_S=${BENCH_JOINED_LATENCY_MAX_S:-240}
-. "$HERE/joined-common.sh"
 bench_part joined
 bench_joinedbench
 
