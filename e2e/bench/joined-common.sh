@@ -6,7 +6,8 @@
 # bench_args ARG...: the arguments every part takes: --quick (QUICK=1) and
 # --out DIR (OUT, default target/bench); --help prints the script's header.
 bench_args() {
-    # shellcheck disable=SC2034 # QUICK is the caller's
+    # QUICK is the caller's.
+    # shellcheck disable=SC2034
     QUICK=0 OUT="$LVS_REPO/target/bench"
     while [ $# -gt 0 ]; do
         case "$1" in
