@@ -5,9 +5,9 @@
 
 # bench_args ARG...: the arguments every part takes: --quick (QUICK=1) and
 # --out DIR (OUT, default target/bench); --help prints the script's header.
+# QUICK is the caller's.
+# shellcheck disable=SC2034
 bench_args() {
-    # QUICK is the caller's.
-    # shellcheck disable=SC2034
     QUICK=0 OUT="$LVS_REPO/target/bench"
     while [ $# -gt 0 ]; do
         case "$1" in
