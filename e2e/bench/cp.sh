@@ -18,14 +18,15 @@
 #      Programmed), the operator's RSS and CPU;
 #   3. at rest (the agents' watches, and their report refresh):
 #      agent_api_rps_idle, the agents' requests per second per 100 agents,
-#      with the refresh interval (60 s) and watch timeout (290 s) scaled by
-#      BENCH_CP_TIME_SCALE and the rate scaled back.
+#      with the refresh interval (600 s) and watch timeout (1800 s) scaled by
+#      BENCH_CP_TIME_SCALE and the rate scaled back, counted over one period
+#      of the longer of the two.
 # The objects are deleted after each N. Writes key=value lines to
 # DIR/cp-raw.txt (report.py --extra) and the operator's logs to DIR/cp/.
 #
 # Environment: BENCH_CP_AGENTS ("50 500"; --quick "20"), BENCH_CP_N (10000;
-# --quick 1000), BENCH_CP_TIME_SCALE (5), BENCH_CP_IDLE_WINDOW_S (scaled
-# seconds, 60), BENCH_CP_SIM_ARGS (more cp_sim flags, e.g. --full-watches),
+# --quick 1000), BENCH_CP_TIME_SCALE (30), BENCH_CP_IDLE_WINDOW_S (seconds
+# of the scaled run; default one period, 60 at scale 30), BENCH_CP_SIM_ARGS (more cp_sim flags, e.g. --full-watches),
 # LVS_OPERATOR_BIN / CP_SIM_BIN (default
 # $CARGO_TARGET_DIR/release/{lvs-operator,examples/cp_sim}), LVS_CACHE.
 # Exit status non-zero, with the reason on stderr, when the lab does not come
@@ -44,7 +45,7 @@ if [ "$QUICK" -eq 1 ]; then
 else
     AGENTS=${BENCH_CP_AGENTS:-50 500} N=${BENCH_CP_N:-10000}
 fi
-SCALE=${BENCH_CP_TIME_SCALE:-5} WINDOW=${BENCH_CP_IDLE_WINDOW_S:-60}
+SCALE=${BENCH_CP_TIME_SCALE:-30} WINDOW=${BENCH_CP_IDLE_WINDOW_S:-0}
 TARGET="${CARGO_TARGET_DIR:-$LVS_REPO/target}"
 OPERATOR_BIN=${LVS_OPERATOR_BIN:-$TARGET/release/lvs-operator}
 SIM_BIN=${CP_SIM_BIN:-$TARGET/release/examples/cp_sim}

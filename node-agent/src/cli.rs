@@ -97,7 +97,7 @@ pub struct Args {
     /// Kubernetes mode: seconds between rewrites of an unchanged LvsNode
     /// report, which would only move its lastSyncTime on. A changed report
     /// is written at once.
-    #[arg(long, env = "LVS_REPORT_REFRESH_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "LVS_REPORT_REFRESH_INTERVAL", default_value_t = crate::k8s::lvsnode::REFRESH.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub report_refresh_interval: u64,
     /// Seconds between reads of the kernel's counters of the owned IPVS
     /// services (connections, packets, bytes, rates) and the table hash,

@@ -19,7 +19,9 @@
 //! 3. At rest the agents keep their watches and rewrite their report every
 //!    refresh interval (the agent's `--report-refresh-interval`).
 //!    `agent_api_rps_idle`: the agents' requests, counted by a layer in
-//!    every agent's client, over a quiet window, per 100 agents.
+//!    every agent's client, over a quiet window, per 100 agents. The window
+//!    is one period of the longest interval, so each watch renewal and
+//!    each refresh falls into it as often as it falls into any such period.
 //!
 //! Intervals can be scaled (`--time-scale S` divides the refresh interval
 //! and the watch timeout by S, and the measured rate is divided by S again,
@@ -49,7 +51,9 @@ use kube::api::{
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig, NamedAuthInfo};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
-use lvs_api::{LvsAddressPool, LvsNode, LvsNodeProfile, RealServer, VirtualService};
+use lvs_api::{
+    LvsAddressPool, LvsNode, LvsNodeProfile, LvsSnapshot, RealServer, VirtualService,
+};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -74,18 +78,20 @@ struct Args {
     agent_namespace: String,
     #[arg(long, default_value = "lvs-lvs-operator-agent")]
     agent_service_account: String,
-    /// The agent's `--report-refresh-interval`, seconds.
-    #[arg(long, default_value_t = 60)]
+    /// The agent's `--report-refresh-interval`, seconds (its default).
+    #[arg(long, default_value_t = 600)]
     refresh_s: u64,
-    /// The watch timeout of the agent's watches (kube's watcher: 290 s).
-    #[arg(long, default_value_t = 290)]
+    /// The timeout of the agent's watches, seconds (the agent's
+    /// `k8s::WATCH_TIMEOUT_S`).
+    #[arg(long, default_value_t = 1800)]
     watch_timeout_s: u32,
     /// Divides the refresh interval and the watch timeout.
     #[arg(long, default_value_t = 1)]
     time_scale: u32,
-    /// The quiet window the agents' requests are counted over, seconds
-    /// (scaled time).
-    #[arg(long, default_value_t = 60)]
+    /// The quiet window the agents' requests are counted over, seconds of
+    /// the scaled run; 0: one period of the longer of the refresh interval
+    /// and the watch timeout.
+    #[arg(long, default_value_t = 0)]
     idle_window_s: u64,
     /// The operator's pid, for its RSS and CPU time.
     #[arg(long)]
@@ -411,6 +417,9 @@ impl Agent {
         } else {
             all.clone().labels(NOTHING)
         };
+        // The source's six, the readiness gate's LvsNodes, and the node's
+        // own LvsSnapshot (the live-table requests).
+        let own = all.clone().fields(&format!("metadata.name={}", self.node));
         vec![
             spawn_watch::<LvsAddressPool>(&self.client, all.clone()),
             spawn_watch::<Namespace>(&self.client, all.clone()),
@@ -419,6 +428,7 @@ impl Agent {
             spawn_watch::<RealServer>(&self.client, objects.clone()),
             spawn_watch::<Node>(&self.client, all),
             spawn_watch::<LvsNode>(&self.client, objects),
+            spawn_watch::<LvsSnapshot>(&self.client, own),
         ]
     }
 
@@ -626,7 +636,12 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(refresh).await;
     let usage4 = operator_usage(args.operator_pid);
     let (r0, w0) = counter.get();
-    let window = Duration::from_secs(args.idle_window_s);
+    let window = if args.idle_window_s > 0 {
+        Duration::from_secs(args.idle_window_s)
+    } else {
+        Duration::from_secs(args.refresh_s.max(u64::from(args.watch_timeout_s)))
+            .div_f64(f64::from(scale))
+    };
     tokio::time::sleep(window).await;
     let (r1, w1) = counter.get();
     let usage5 = operator_usage(args.operator_pid);
@@ -642,11 +657,11 @@ async fn main() -> anyhow::Result<()> {
     ));
     println!(
         "metric=agent_api_rps_idle contender=agent n={n} m={m} rps={rps:.4} rps_per_100_agents={per100:.4} \
-         requests={} writes={} window_s={} time_scale={scale} refresh_s={} watch_timeout_s={} full_watches={} \
+         requests={} writes={} window_s={:.0} time_scale={scale} refresh_s={} watch_timeout_s={} full_watches={} \
          operator_cpu_s={} vmrss_kb={} vmhwm_kb={}",
         r1 - r0,
         w1 - w0,
-        args.idle_window_s,
+        window.as_secs_f64(),
         args.refresh_s,
         args.watch_timeout_s,
         args.full_watches,

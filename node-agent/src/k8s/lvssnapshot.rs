@@ -94,7 +94,7 @@ impl Answerer {
 
     /// Runs until the agent loop is gone.
     pub async fn run(self, tx: mpsc::Sender<Event>) {
-        let config = watcher::Config::default().fields(&format!("metadata.name={}", self.node));
+        let config = super::watch_config().fields(&format!("metadata.name={}", self.node));
         let stream = watcher(self.api.clone(), config).backoff(super::source::reconnect_backoff());
         let mut stream = std::pin::pin!(stream);
         // The newest version of the object seen, the last token answered

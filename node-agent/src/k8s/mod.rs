@@ -17,6 +17,21 @@ pub mod source;
 pub use lvsnode::Reporter;
 pub use source::KubeSource;
 
+/// How long each of the agent's watch requests lasts before it is renewed
+/// (the API server ends it then), in seconds: the API server's own default
+/// for watches that name none (`--min-request-timeout`). A fleet of agents
+/// at rest costs the API server these renewals and the report refresh; with
+/// kube's default (290 s) the renewals were most of it. A watch the API
+/// server closes (a restart, a dropped connection) is renewed at once
+/// either way; only a connection that dies without a word is noticed this
+/// late (kube's watcher gives up on a stream that is quiet this long).
+pub const WATCH_TIMEOUT_S: u32 = 1800;
+
+/// The configuration of every watch of the agent (see [`WATCH_TIMEOUT_S`]).
+pub fn watch_config() -> kube::runtime::watcher::Config {
+    kube::runtime::watcher::Config::default().timeout(WATCH_TIMEOUT_S)
+}
+
 /// A short description of a client error: the API server's message and code
 /// for an API error, the error text otherwise.
 pub fn describe(e: &kube::Error) -> String {

@@ -27,7 +27,7 @@ pub fn readiness_of(lvsnodes: &[std::sync::Arc<LvsNode>]) -> Readiness {
 pub async fn run(client: kube::Client, tx: mpsc::Sender<Event>) {
     let api: Api<LvsNode> = Api::all(client);
     let (store, writer) = reflector::store::<LvsNode>();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(api, super::watch_config())
         .backoff(super::source::reconnect_backoff())
         .reflect(writer);
     let mut stream = std::pin::pin!(stream);

@@ -204,7 +204,7 @@ where
     K::DynamicType: Default,
     T: 'static,
 {
-    watcher(api, watcher::Config::default())
+    watcher(api, super::watch_config())
         .backoff(reconnect_backoff())
         .filter_map(move |r| {
             let item = match r {
@@ -298,7 +298,7 @@ where
         unreadable,
         relist: None,
     };
-    watcher(api, watcher::Config::default())
+    watcher(api, super::watch_config())
         .backoff(reconnect_backoff())
         .filter_map(move |r| {
             let item = match r {
