@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use lvs_api::{
@@ -45,12 +45,6 @@ pub const LEGACY_FINALIZER: &str = "lvs.lvs-operator.io/cleanup";
 /// How often every object is reconciled even when nothing triggered it.
 const RESYNC: Duration = Duration::from_secs(300);
 
-/// Event recorders, each with its own cache of the Events it published in
-/// the last minutes (for series). A recorder walks its whole cache, under
-/// its write lock, on every Event it publishes, so one recorder for 10k
-/// objects' Events made their publishing quadratic and one at a time.
-const RECORDERS: usize = 32;
-
 /// Reconciles in flight per controller. A reconcile is mostly waiting for
 /// the API server (a status write and its Events, one after the other), so
 /// the objects' statuses are written as fast as this many round trips in
@@ -65,7 +59,8 @@ const RS_CONTROLLER: &str = "realserver";
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
-    recorders: Vec<Recorder>,
+    /// Publishes the Events (see [`crate::events`]).
+    pub events: crate::events::Publisher,
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
@@ -94,14 +89,8 @@ pub fn now_rfc3339() -> String {
 
 impl Context {
     pub fn new(client: Client, stores: Stores, metrics: Arc<Metrics>, instance: &str) -> Self {
-        let reporter = Reporter {
-            controller: crate::FIELD_MANAGER.into(),
-            instance: Some(instance.to_string()),
-        };
         Context {
-            recorders: (0..RECORDERS)
-                .map(|_| Recorder::new(client.clone(), reporter.clone()))
-                .collect(),
+            events: crate::events::Publisher::new(client.clone(), crate::FIELD_MANAGER, instance),
             client,
             stores,
             metrics,
@@ -121,15 +110,6 @@ impl Context {
     /// The agents' reports (computed again only after one changed).
     pub fn reports(&self) -> Arc<NodeReports> {
         self.derived.reports(&self.stores)
-    }
-
-    /// The Event recorder of the object `reference`: always the same one
-    /// for an object, so that its repeated Events still become one series.
-    pub fn recorder(&self, reference: &ObjectReference) -> &Recorder {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (&reference.kind, &reference.namespace, &reference.name).hash(&mut h);
-        &self.recorders[(h.finish() % self.recorders.len() as u64) as usize]
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -183,7 +163,7 @@ impl Context {
                 secondary: e.node.as_deref().map(node_ref),
             };
             let reference = obj.object_ref(&());
-            match self.recorder(&reference).publish(&ev, &reference).await {
+            match self.events.publish(&ev, &reference).await {
                 Ok(()) => {
                     self.metrics.events.inc();
                 }
@@ -333,7 +313,7 @@ async fn apply_vs(vs: &VirtualService, api: &Api<VirtualService>, ctx: &Context)
         "status written"
     );
     let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let mut events = status::vs_events(old_conditions, &new.conditions);
+    let mut events = status::folded(status::vs_events(old_conditions, &new.conditions));
     events.extend(status::director_events(old, &new, &vs.spec));
     events.extend(status::drift_events(old, &new));
     events.extend(ctx.limit_health_events(

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod controller;
 pub mod derived;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod leader;
 pub mod loadbalancer;

@@ -102,7 +102,7 @@ async fn publish(ctx: &Context, svc: &Service, reason: &str, note: &str) {
         secondary: None,
     };
     let reference = svc.object_ref(&());
-    match ctx.recorder(&reference).publish(&ev, &reference).await {
+    match ctx.events.publish(&ev, &reference).await {
         Ok(()) => {
             ctx.metrics.events.inc();
         }
