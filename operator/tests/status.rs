@@ -12,7 +12,7 @@ use lvs_api::{
 };
 use lvs_operator::status::{
     self, EventSpec, NodeReports, NodeState, PendingWhy, director_events, drift_events,
-    needs_write, node_states, rs_events, rs_status, vs_events, vs_status,
+    folded, needs_write, node_states, rs_events, rs_status, vs_events, vs_status,
 };
 use lvs_planner::{Analysis, analyze};
 use serde_json::json;
@@ -622,6 +622,42 @@ fn events_only_on_transitions() {
         reasons(&vs_events(&lost.conditions, &back.conditions)),
         [("Accepted", false), ("NotReady", true)]
     );
+}
+
+#[test]
+fn the_events_of_one_write_fold_into_one_and_node_events_stay_apart() {
+    let ev = |warning, reason, note: &str, node: Option<&str>| EventSpec {
+        warning,
+        reason,
+        note: note.into(),
+        node: node.map(str::to_string),
+    };
+    let one = folded(vec![
+        ev(false, "Accepted", "valid", None),
+        ev(true, "NotReady", "no realservers", None),
+        ev(false, "DirectorTakeover", "d1 active", Some("d1")),
+    ]);
+    assert_eq!(
+        one,
+        [
+            ev(
+                true,
+                "NotReady",
+                "Accepted: valid; NotReady: no realservers",
+                None
+            ),
+            ev(false, "DirectorTakeover", "d1 active", Some("d1")),
+        ]
+    );
+    let fine = folded(vec![
+        ev(false, "Accepted", "valid", None),
+        ev(false, "Ready", "1/1", None),
+        ev(false, "Programmed", "on d1", None),
+    ]);
+    assert_eq!(reasons(&fine), [("Programmed", false)]);
+    let single = vec![ev(true, "Conflict", "older one", None)];
+    assert_eq!(folded(single.clone()), single);
+    assert!(folded(Vec::new()).is_empty());
 }
 
 #[test]

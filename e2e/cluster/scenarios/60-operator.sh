@@ -305,8 +305,11 @@ YAML
   for want in "web-nat Normal Accepted" "web-nat Normal Ready" "web-nat Normal Programmed" \
     "web-nat Warning ProgrammingFailed" "web-nat-dup Warning Conflict"; do
     read -r n t r <<<"$want"
+    # The transitions of one status write come as one Event, whose note
+    # names each reason ("Accepted: ...; Ready: ...").
     jq -e --arg n "$n" --arg t "$t" --arg r "$r" \
-      'any(.items[]; .regarding.kind == "VirtualService" and .regarding.name == $n and .type == $t and .reason == $r and (.reportingController // "") != "")' \
+      'any(.items[]; .regarding.kind == "VirtualService" and .regarding.name == $n and (.reportingController // "") != ""
+        and ((.type == $t and .reason == $r) or ((.note // "") | split("; ") | any(startswith($r + ": ")))))' \
       <<<"$events" >/dev/null || missing+=("$n/$t/$r")
   done
   if ((${#missing[@]})); then

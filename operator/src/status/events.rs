@@ -119,6 +119,41 @@ pub fn vs_events(old: &[Condition], new: &[Condition]) -> Vec<EventSpec> {
     out
 }
 
+/// The Events of one status change as one Event: each is a write to the
+/// API server, and a new VirtualService would otherwise cost two or three
+/// (Accepted, then Ready or NotReady, then perhaps Programmed) besides its
+/// status. The one Event is a Warning if any was; its reason is the first
+/// warning's, else the last reason (the furthest state reached); its note
+/// names every reason with its note, in order. Events about a node (a
+/// `related` Node) stay apart. Nothing for nothing, the Event itself for
+/// one.
+pub fn folded(events: Vec<EventSpec>) -> Vec<EventSpec> {
+    let (about_nodes, mut own): (Vec<EventSpec>, Vec<EventSpec>) =
+        events.into_iter().partition(|e| e.node.is_some());
+    if own.len() > 1 {
+        let warning = own.iter().any(|e| e.warning);
+        let reason = own
+            .iter()
+            .find(|e| e.warning)
+            .or(own.last())
+            .map(|e| e.reason)
+            .unwrap_or_default();
+        let note = own
+            .iter()
+            .map(|e| format!("{}: {}", e.reason, e.note))
+            .collect::<Vec<_>>()
+            .join("; ");
+        own = vec![EventSpec {
+            warning,
+            reason,
+            note,
+            node: None,
+        }];
+    }
+    own.extend(about_nodes);
+    own
+}
+
 /// The Events a change of director HA roles deserves, from the old and new
 /// `directorRoles`: `DirectorTakeover` for each node that is now active and
 /// was not, `DirectorReleased` for each node that was active and is not any
