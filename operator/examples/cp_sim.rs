@@ -51,9 +51,7 @@ use kube::api::{
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig, NamedAuthInfo};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
-use lvs_api::{
-    LvsAddressPool, LvsNode, LvsNodeProfile, LvsSnapshot, RealServer, VirtualService,
-};
+use lvs_api::{LvsAddressPool, LvsNode, LvsNodeProfile, LvsSnapshot, RealServer, VirtualService};
 use serde_json::json;
 
 #[derive(Parser, Debug)]

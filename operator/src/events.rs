@@ -80,7 +80,10 @@ impl SeriesCache {
     /// name a new Event gets. A new Event is remembered as the start of a
     /// series (call [`SeriesCache::forget`] if creating it fails).
     pub fn observe(&mut self, key: u64, namespace: &str, fresh: String, now: Instant) -> Publish {
-        if self.pruned.is_none_or(|p| now.duration_since(p) >= PRUNE_EVERY) {
+        if self
+            .pruned
+            .is_none_or(|p| now.duration_since(p) >= PRUNE_EVERY)
+        {
             self.series
                 .retain(|_, s| now.duration_since(s.last) < SERIES_TTL);
             self.pruned = Some(now);
@@ -308,7 +311,12 @@ mod tests {
         );
         // The TTL counts from the last repeat.
         assert_eq!(
-            c.observe(k, "ns", "a.3".into(), t0 + Duration::from_secs(60) + SERIES_TTL - Duration::from_secs(1)),
+            c.observe(
+                k,
+                "ns",
+                "a.3".into(),
+                t0 + Duration::from_secs(60) + SERIES_TTL - Duration::from_secs(1)
+            ),
             Publish::Repeat {
                 name: "a.1".into(),
                 namespace: "ns".into(),
@@ -316,7 +324,12 @@ mod tests {
             }
         );
         assert_eq!(
-            c.observe(k, "ns", "a.4".into(), t0 + Duration::from_secs(60) + SERIES_TTL * 3),
+            c.observe(
+                k,
+                "ns",
+                "a.4".into(),
+                t0 + Duration::from_secs(60) + SERIES_TTL * 3
+            ),
             Publish::Create { name: "a.4".into() }
         );
     }

@@ -217,7 +217,7 @@ async fn stale_status_is_applied_then_events_follow() {
     // 2. One Event for the transitions of this write, about this object.
     let mut reasons = Vec::new();
     let mut notes = Vec::new();
-    for _ in 0..1 {
+    {
         let (req, send) = next(&mut handle).await;
         assert_eq!(req.method(), http::Method::POST);
         assert_eq!(
@@ -324,7 +324,8 @@ async fn no_finalizer_is_added() {
     );
     let status = body_json(req).await["status"].clone();
     respond(send, web_vs(Some(status)));
-    for _ in 0..3 {
+    // The status write's one Event.
+    {
         let (req, send) = next(&mut handle).await;
         assert_eq!(req.method(), http::Method::POST, "{}", req.uri());
         let ev = body_json(req).await;
@@ -350,7 +351,7 @@ async fn the_legacy_finalizer_is_removed_on_upgrade() {
     assert!(req.uri().path().ends_with("/status"), "{}", req.uri());
     let status = body_json(req).await["status"].clone();
     respond(send, web_vs(Some(status)));
-    for _ in 0..3 {
+    {
         let (req, send) = next(&mut handle).await;
         let ev = body_json(req).await;
         respond(send, ev);

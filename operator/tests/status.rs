@@ -11,8 +11,8 @@ use lvs_api::{
     VirtualServiceSpec, VirtualServiceStatus,
 };
 use lvs_operator::status::{
-    self, EventSpec, NodeReports, NodeState, PendingWhy, director_events, drift_events,
-    folded, needs_write, node_states, rs_events, rs_status, vs_events, vs_status,
+    self, EventSpec, NodeReports, NodeState, PendingWhy, director_events, drift_events, folded,
+    needs_write, node_states, rs_events, rs_status, vs_events, vs_status,
 };
 use lvs_planner::{Analysis, analyze};
 use serde_json::json;
