@@ -1,6 +1,7 @@
 //! The Kubernetes client, set up the same way by both binaries.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
@@ -34,10 +35,26 @@ pub enum ClientError {
     Build(#[source] kube::Error),
 }
 
+/// How long a response may stay silent before the client drops its
+/// connection. A watch hears from the API server at least about once a
+/// minute (bookmarks, which kube's watcher asks for), so a watch whose
+/// connection died without a word (a peer gone, a middlebox that forgot
+/// the flow) is noticed after this long, however long the watch itself was
+/// asked to last (the agent's run for 30 minutes to keep a fleet at rest
+/// quiet).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A client from `kubeconfig` (its current context) when given; otherwise
 /// from `KUBECONFIG`, `~/.kube/config` or the in-cluster ServiceAccount.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
-    Client::try_from(config(kubeconfig, None).await?).map_err(ClientError::Build)
+    client_from(config(kubeconfig, None).await?, READ_TIMEOUT)
+}
+
+/// A client from `config` that gives up on a response silent for
+/// `read_timeout`.
+fn client_from(mut config: Config, read_timeout: Duration) -> Result<Client, ClientError> {
+    config.read_timeout = Some(read_timeout);
+    Client::try_from(config).map_err(ClientError::Build)
 }
 
 /// The client configuration from `kubeconfig` when given, else from
@@ -112,5 +129,46 @@ mod tests {
         };
         assert!(matches!(e, ClientError::Use { .. }), "{e:?}");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A server that answers with headers and the start of a body, then
+    /// stays silent with the connection open, as a dead peer would.
+    async fn silent_server() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await.unwrap();
+            conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                  transfer-encoding: chunked\r\n\r\n2\r\n{\"\r\n",
+            )
+            .await
+            .unwrap();
+            // Keep the connection open and say nothing more.
+            let _ = conn.read(&mut buf).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_silent_response_is_given_up_after_the_read_timeout() {
+        let addr = silent_server().await;
+        let config = Config::new(format!("http://{addr}").parse().unwrap());
+        let client = client_from(config, Duration::from_millis(200)).unwrap();
+        let request = http::Request::get("/apis/example/v1/things?watch=true")
+            .body(Vec::new())
+            .unwrap();
+        // Without the read timeout the request would hang for good; the
+        // outer bound only keeps a broken test from hanging the suite.
+        let outcome = tokio::time::timeout(Duration::from_secs(30), client.request_text(request))
+            .await
+            .expect("the client gave up on the silent response");
+        let Err(e) = outcome else {
+            panic!("a body that never ends was read whole: {outcome:?}");
+        };
+        assert!(format!("{e:?}").contains("TimedOut"), "{e:?}");
     }
 }

@@ -23,8 +23,9 @@ pub use source::KubeSource;
 /// at rest costs the API server these renewals and the report refresh; with
 /// kube's default (290 s) the renewals were most of it. A watch the API
 /// server closes (a restart, a dropped connection) is renewed at once
-/// either way; only a connection that dies without a word is noticed this
-/// late (kube's watcher gives up on a stream that is quiet this long).
+/// either way, and one whose connection dies without a word falls silent:
+/// the API server's bookmarks come about once a minute, so the client
+/// gives up on it after `lvs_runtime::kube::READ_TIMEOUT` (5 minutes).
 pub const WATCH_TIMEOUT_S: u32 = 1800;
 
 /// The configuration of every watch of the agent (see [`WATCH_TIMEOUT_S`]).
