@@ -14,6 +14,8 @@ use crate::validate::ValidationErrors;
 use crate::virtualservice::VirtualServiceSpec;
 use crate::{API_VERSION, GROUP};
 
+mod block;
+
 /// One parsed manifest. Short-lived, so its size does not matter.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)]
@@ -314,9 +316,11 @@ fn parse_serial(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
     let mut out = Vec::new();
     for (i, text) in documents(yaml).into_iter().enumerate() {
         let doc = i + 1;
-        let value: Option<serde_json::Value> =
-            serde_saphyr::from_str_with_options(text, yaml_options())
-                .map_err(|e| yaml_error(doc, yaml, text, &e))?;
+        let value: Option<serde_json::Value> = match block::parse(text) {
+            Some(v) => Some(v),
+            None => serde_saphyr::from_str_with_options(text, yaml_options())
+                .map_err(|e| yaml_error(doc, yaml, text, &e))?,
+        };
         let Some(value) = value.filter(|v| !v.is_null()) else {
             continue;
         };
@@ -519,3 +523,6 @@ mod tests;
 
 #[cfg(test)]
 mod yaml_tests;
+
+#[cfg(test)]
+mod block_tests;
