@@ -126,7 +126,12 @@ fn typed<S: serde::de::DeserializeOwned>(
     spec: Option<serde_json::Value>,
 ) -> Result<S, ManifestError> {
     let spec = spec.ok_or_else(|| field(doc, "spec", "Required value"))?;
-    serde_path_to_error::deserialize(spec).map_err(|e| spec_error(doc, e))
+    // Paths are tracked only to explain a failure: the same deserializer
+    // runs again with them.
+    match S::deserialize(&spec) {
+        Ok(s) => Ok(s),
+        Err(_) => serde_path_to_error::deserialize(spec).map_err(|e| spec_error(doc, e)),
+    }
 }
 
 /// A typed spec that passed the admission rules.
@@ -147,8 +152,9 @@ fn checked<S: serde::de::DeserializeOwned>(
     Ok(spec)
 }
 
-/// Below this size a manifest is parsed on the calling thread alone.
-const SPLIT_MIN_BYTES: usize = 1 << 20;
+/// Below this size a manifest is parsed on the calling thread alone (a
+/// thread costs about what a few hundred small documents do).
+const SPLIT_MIN_BYTES: usize = 64 << 10;
 /// At most this many threads parse one large manifest.
 const SPLIT_MAX_PARTS: usize = 4;
 
@@ -324,8 +330,21 @@ fn parse_serial(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
         let Some(value) = value.filter(|v| !v.is_null()) else {
             continue;
         };
-        let env: Envelope =
+        // `spec` and `status` are taken out as they are (any value fits
+        // the envelope's fields for them); only the rest goes through it.
+        // (`null` reads as absent, as `Option` reads it).
+        let (value, spec, status) = match value {
+            serde_json::Value::Object(mut m) => {
+                let spec = m.remove("spec").filter(|v| !v.is_null());
+                let status = m.remove("status").filter(|v| !v.is_null());
+                (serde_json::Value::Object(m), spec, status)
+            }
+            v => (v, None, None),
+        };
+        let mut env: Envelope =
             serde_path_to_error::deserialize(value).map_err(|e| path_error(doc, "", e))?;
+        env.spec = env.spec.or(spec);
+        env.status = env.status.or(status);
         let kind = env
             .kind
             .ok_or_else(|| field(doc, "kind", "Required value"))?;
