@@ -14,6 +14,8 @@ use crate::validate::ValidationErrors;
 use crate::virtualservice::VirtualServiceSpec;
 use crate::{API_VERSION, GROUP};
 
+mod block;
+
 /// One parsed manifest. Short-lived, so its size does not matter.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)]
@@ -124,7 +126,12 @@ fn typed<S: serde::de::DeserializeOwned>(
     spec: Option<serde_json::Value>,
 ) -> Result<S, ManifestError> {
     let spec = spec.ok_or_else(|| field(doc, "spec", "Required value"))?;
-    serde_path_to_error::deserialize(spec).map_err(|e| spec_error(doc, e))
+    // Paths are tracked only to explain a failure: the same deserializer
+    // runs again with them.
+    match S::deserialize(&spec) {
+        Ok(s) => Ok(s),
+        Err(_) => serde_path_to_error::deserialize(spec).map_err(|e| spec_error(doc, e)),
+    }
 }
 
 /// A typed spec that passed the admission rules.
@@ -145,8 +152,9 @@ fn checked<S: serde::de::DeserializeOwned>(
     Ok(spec)
 }
 
-/// Below this size a manifest is parsed on the calling thread alone.
-const SPLIT_MIN_BYTES: usize = 1 << 20;
+/// Below this size a manifest is parsed on the calling thread alone (a
+/// thread costs about what a few hundred small documents do).
+const SPLIT_MIN_BYTES: usize = 64 << 10;
 /// At most this many threads parse one large manifest.
 const SPLIT_MAX_PARTS: usize = 4;
 
@@ -314,14 +322,29 @@ fn parse_serial(yaml: &str) -> Result<Vec<Manifest>, ManifestError> {
     let mut out = Vec::new();
     for (i, text) in documents(yaml).into_iter().enumerate() {
         let doc = i + 1;
-        let value: Option<serde_json::Value> =
-            serde_saphyr::from_str_with_options(text, yaml_options())
-                .map_err(|e| yaml_error(doc, yaml, text, &e))?;
+        let value: Option<serde_json::Value> = match block::parse(text) {
+            Some(v) => Some(v),
+            None => serde_saphyr::from_str_with_options(text, yaml_options())
+                .map_err(|e| yaml_error(doc, yaml, text, &e))?,
+        };
         let Some(value) = value.filter(|v| !v.is_null()) else {
             continue;
         };
-        let env: Envelope =
+        // `spec` and `status` are taken out as they are (any value fits
+        // the envelope's fields for them); only the rest goes through it.
+        // (`null` reads as absent, as `Option` reads it).
+        let (value, spec, status) = match value {
+            serde_json::Value::Object(mut m) => {
+                let spec = m.remove("spec").filter(|v| !v.is_null());
+                let status = m.remove("status").filter(|v| !v.is_null());
+                (serde_json::Value::Object(m), spec, status)
+            }
+            v => (v, None, None),
+        };
+        let mut env: Envelope =
             serde_path_to_error::deserialize(value).map_err(|e| path_error(doc, "", e))?;
+        env.spec = env.spec.or(spec);
+        env.status = env.status.or(status);
         let kind = env
             .kind
             .ok_or_else(|| field(doc, "kind", "Required value"))?;
@@ -519,3 +542,6 @@ mod tests;
 
 #[cfg(test)]
 mod yaml_tests;
+
+#[cfg(test)]
+mod block_tests;

@@ -73,3 +73,12 @@ fn an_undeclared_field_is_named_once() {
         "document 1: spec.wait: field not declared in schema"
     );
 }
+
+#[test]
+fn a_null_spec_is_a_missing_spec() {
+    let yaml =
+        "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata:\n  name: a\nspec:\n";
+    assert_eq!(err(yaml), "document 1: spec: Required value");
+    let yaml = "apiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata:\n  name: a\nspec:\n  address: 10.0.0.1\n  port: x\n";
+    assert!(err(yaml).contains("spec.port"), "{}", err(yaml));
+}
