@@ -107,7 +107,7 @@ fn renders_sync_ops_errors_and_kernel_stats() {
     // Above the cap: per-service series stay, per-destination ones go,
     // and the gauge counts what was left out.
     let capped = Metrics::new(0);
-    capped.set_stats(Arc::unwrap_or_clone(m.stats.lock().clone()));
+    capped.set_stats(m.stats.lock().entries.clone());
     let text = capped.render();
     assert!(
         text.lines()
