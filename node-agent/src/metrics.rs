@@ -344,10 +344,11 @@ impl Metrics {
 
     /// Kernel counters of the owned services, from a full read, with the
     /// VirtualService each belongs to.
+    /// `destinations`: how many the owned services have (their entries may
+    /// have been left out already, see [`Metrics::max_destinations`]).
     /// Above the per-destination cap the destinations' counters are
     /// dropped here rather than kept for series that are never written.
-    pub fn set_stats(&self, mut stats: StatsSnapshot) {
-        let destinations = stats.iter().map(|(s, _)| s.destinations.len()).sum();
+    pub fn set_stats(&self, mut stats: StatsSnapshot, destinations: usize) {
         if destinations > self.stats.max_destinations {
             for (s, _) in &mut stats {
                 s.destinations = Vec::new();
@@ -358,6 +359,12 @@ impl Metrics {
             entries: stats,
             destinations,
         });
+    }
+
+    /// The most destinations exported with series of their own
+    /// (`--metrics-max-destinations`).
+    pub fn max_destinations(&self) -> usize {
+        self.stats.max_destinations
     }
 
     /// A configuration file could not be used.
