@@ -561,7 +561,7 @@ if [ "$BENCH_AGENT" = 1 ]; then
     # Daemon sizes that are not converge sizes.
     for n in $BENCH_RSS $BENCH_AGENT_CHANGE $(resync_ns); do
         echo " $BENCH_CONVERGE " | grep -q " ${n}x10 " && continue
-        echo " $_done " | grep -q " $n " && continue
+        echo " ${_done:-} " | grep -q " $n " && continue
         _done="${_done:-} $n"
         agent_fits "$n" 10 daemon || continue
         converge "$n" 10 agent
