@@ -207,10 +207,11 @@ agent_manifests() { # N M [POOL] -> directory
 agent_net() {
     ip -n "$NS" link add bench0 type dummy && ip -n "$NS" addr add "$NODE_IP/24" dev bench0 && ip -n "$NS" link set bench0 up
 }
-# agent_start DIR STATE RESYNC POLL_MS: daemon in $NS.
+# agent_start DIR STATE RESYNC POLL_MS [BINARY]: daemon in $NS (BINARY:
+# node-agent, or node-agent-musl for the static build the image ships).
 agent_start() {
     AGENT_SEQ=$((AGENT_SEQ + 1)); AGENT_LOG="/out/logs/agent-$NS-$AGENT_SEQ.log"
-    env LVS_LOG=info LVS_RESYNC_MAX_SHARE=100 nsenter --net="/run/netns/$NS" node-agent --config-dir "$1" --node-name bench \
+    env LVS_LOG=info LVS_RESYNC_MAX_SHARE=100 nsenter --net="/run/netns/$NS" "${5:-node-agent}" --config-dir "$1" --node-name bench \
         --state-dir "$2" --resync-interval "$3" --poll-interval-ms "$4" --listen 127.0.0.1:9477 \
         >>"$AGENT_LOG" 2>&1 &
     AGENT_PID=$!
@@ -428,6 +429,17 @@ agent_daemon_suite() {
         rec "metric=rss_after_resyncs contender=agent n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
     fi
     agent_stop
+    # The static musl build (the image's binary, with musl's allocator):
+    # the same adoption of the same table, then its memory.
+    if command -v node-agent-musl >/dev/null 2>&1 && echo " $BENCH_RSS " | grep -q " $_n "; then
+        agent_start "$_d" "$_state" 86400 "$BENCH_CHANGE_POLL_MS" node-agent-musl
+        if wait_syncs full 1 1200; then
+            _l="$(last_sync_line)"
+            [ "$(field "$_l" ops)" = 0 ] || problem "agent-musl adoption at ${_n}x$_m was not a no-op: $_l"
+            rec "metric=rss contender=agent-musl n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
+        fi
+        agent_stop
+    fi
 }
 
 # ================= health check probing =================================================
@@ -549,7 +561,7 @@ if [ "$BENCH_AGENT" = 1 ]; then
     # Daemon sizes that are not converge sizes.
     for n in $BENCH_RSS $BENCH_AGENT_CHANGE $(resync_ns); do
         echo " $BENCH_CONVERGE " | grep -q " ${n}x10 " && continue
-        echo " $_done " | grep -q " $n " && continue
+        echo " ${_done:-} " | grep -q " $n " && continue
         _done="${_done:-} $n"
         agent_fits "$n" 10 daemon || continue
         converge "$n" 10 agent

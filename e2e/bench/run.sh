@@ -23,8 +23,8 @@
 # plot's venv and the VM run go; default $LVS_CACHE/bench), BENCH_EXTRA (a
 # file of extra result lines for report.py), BENCH_JOINED_* (see joined.sh),
 # BENCH_FAILOVER_* (see failover.sh), BENCH_CP_* (see cp.sh), BENCH_VM_MEM (MiB, default 4096),
-# BENCH_VM_TIMEOUT (s), NODE_AGENT_BIN / LVS_OPERATOR_BIN (use these binaries
-# instead of building them), CARGO_TARGET_DIR (where cargo builds; default
+# BENCH_VM_TIMEOUT (s), NODE_AGENT_BIN / NODE_AGENT_MUSL_BIN / LVS_OPERATOR_BIN
+# (use these binaries instead of building them), CARGO_TARGET_DIR (where cargo builds; default
 # <repo>/target), CARGO_FLAGS (default --locked).
 # Exit status: non-zero when a build, the VM, a check or the joined lab failed
 # (a joined lab that does not come up is a failure, never a skip). Missed
@@ -168,6 +168,20 @@ fi
 if [ "$NEED_AGENT" -eq 1 ]; then
     [ -x "$AGENT_BIN" ] || lvs_die "node-agent binary $AGENT_BIN is not an executable file"
 fi
+# The static musl build the Dockerfile ships (contender agent-musl: its
+# memory, with musl's allocator). ring compiles C: musl-gcc when installed,
+# else the host's gcc (ring's C needs no libc headers beyond the compiler's).
+AGENT_MUSL_BIN="${NODE_AGENT_MUSL_BIN:-}"
+if [ -z "$AGENT_MUSL_BIN" ] && [ "$AGENT" -eq 1 ] && [ "$KERNEL" -eq 1 ]; then
+    MUSL=x86_64-unknown-linux-musl
+    lvs_log "bench: cargo build --release --target $MUSL -p lvs-node-agent"
+    cc_musl="${CC_x86_64_unknown_linux_musl:-$(command -v musl-gcc || echo gcc)}"
+    # shellcheck disable=SC2086
+    (cd "$LVS_REPO" && CC_x86_64_unknown_linux_musl="$cc_musl" \
+        cargo build --release ${CARGO_FLAGS---locked} --target "$MUSL" -p lvs-node-agent --bin node-agent) >>"$CACHE/cargo.log" 2>&1 \
+        || { tail -n 30 "$CACHE/cargo.log" >&2; kill "$SIDE_PID" 2>/dev/null; lvs_die "cargo build of the musl node-agent failed (rustup target add $MUSL; log: $CACHE/cargo.log)"; }
+    AGENT_MUSL_BIN="$TARGET/$MUSL/release/node-agent"
+fi
 
 if ! wait "$SIDE_PID"; then
     tail -n 30 "$CACHE/side.log" >&2
@@ -191,6 +205,7 @@ if [ "$KERNEL" -eq 1 ]; then
     "$LVS_REPO/e2e/kernel/run-vm.sh" "${VERBOSE[@]}" --out "$RUN" --mem "${BENCH_VM_MEM:-4096}" --timeout "$TIMEOUT" \
         --add "$TARGET/release/lvs-bench:/usr/local/bin/lvs-bench" \
         ${AGENT_BIN:+--add "$AGENT_BIN:/usr/local/bin/node-agent"} \
+        ${AGENT_MUSL_BIN:+--add "$AGENT_MUSL_BIN:/usr/local/bin/node-agent-musl"} \
         --add "$CACHE/goipvs:/usr/local/bin/goipvs" \
         "${ENVS[@]}" "$HERE/guest.sh"
     vm_rc=$?

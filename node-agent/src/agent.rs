@@ -244,6 +244,7 @@ impl<D: Dataplane> Agent<D> {
         if let Some(l) = cfg.vip_lifetime {
             reconciler.start_renewer(l.seconds, l.renew_interval);
         }
+        reconciler.keep_destination_stats_up_to(metrics.max_destinations());
         let (status, rx) = watch::channel(AgentStatus {
             node: cfg.node_name.clone(),
             ..AgentStatus::default()
@@ -826,7 +827,7 @@ impl<D: Dataplane> Agent<D> {
         self.metrics.record_sync(&report, elapsed.as_secs_f64());
         if report.full {
             crate::alloc::release_free_memory();
-            let stats = self.reconciler.take_owned_stats();
+            let (stats, destinations) = self.reconciler.take_owned_stats();
             let ledger = self.reconciler.ledger();
             self.metrics.set_stats(
                 stats
@@ -836,6 +837,7 @@ impl<D: Dataplane> Agent<D> {
                         (s, owner)
                     })
                     .collect(),
+                destinations,
             );
         }
         self.note_drift(&report);

@@ -239,7 +239,7 @@ mod tests {
     fn big_state(services: u32) -> HttpState {
         let (s, tx) = state();
         std::mem::forget(tx);
-        let stats = (0..services)
+        let stats: Vec<_> = (0..services)
             .map(|i| {
                 let svc = ServiceEntry {
                     service: Service {
@@ -267,7 +267,8 @@ mod tests {
                 (svc, Some(format!("default/vs-{i}")))
             })
             .collect();
-        s.metrics.set_stats(stats);
+        let destinations = stats.iter().map(|(e, _)| e.destinations.len()).sum();
+        s.metrics.set_stats(stats, destinations);
         s
     }
 

@@ -344,8 +344,27 @@ impl Metrics {
 
     /// Kernel counters of the owned services, from a full read, with the
     /// VirtualService each belongs to.
-    pub fn set_stats(&self, stats: StatsSnapshot) {
-        *self.stats.lock() = Arc::new(stats);
+    /// `destinations`: how many the owned services have (their entries may
+    /// have been left out already, see [`Metrics::max_destinations`]).
+    /// Above the per-destination cap the destinations' counters are
+    /// dropped here rather than kept for series that are never written.
+    pub fn set_stats(&self, mut stats: StatsSnapshot, destinations: usize) {
+        if destinations > self.stats.max_destinations {
+            for (s, _) in &mut stats {
+                s.destinations = Vec::new();
+            }
+        }
+        stats.shrink_to_fit();
+        *self.stats.lock() = Arc::new(Published {
+            entries: stats,
+            destinations,
+        });
+    }
+
+    /// The most destinations exported with series of their own
+    /// (`--metrics-max-destinations`).
+    pub fn max_destinations(&self) -> usize {
+        self.stats.max_destinations
     }
 
     /// A configuration file could not be used.
@@ -633,6 +652,15 @@ impl EncodeLabelSet for SeriesLabels<'_> {
     }
 }
 
+/// The counters a full sync published: per destination only while the
+/// table is within the cap, so a large table's are not held for nothing.
+#[derive(Debug, Default)]
+struct Published {
+    entries: StatsSnapshot,
+    /// Owned destinations in the kernel, counted before any were dropped.
+    destinations: usize,
+}
+
 /// The kernel counters of the owned services: the snapshot the last full
 /// sync published, written out at each scrape.
 #[derive(Debug)]
@@ -640,20 +668,21 @@ struct KernelStats {
     /// Replaced whole by each full sync; a scrape takes a reference and
     /// writes without holding the lock, so the sync loop never waits for a
     /// scrape of a large table.
-    snapshot: Mutex<Arc<StatsSnapshot>>,
+    snapshot: Mutex<Arc<Published>>,
     max_destinations: usize,
 }
 
 impl KernelStats {
-    fn lock(&self) -> MutexGuard<'_, Arc<StatsSnapshot>> {
+    fn lock(&self) -> MutexGuard<'_, Arc<Published>> {
         self.snapshot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Collector for KernelStats {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        let stats = Arc::clone(&self.lock());
-        let destinations: usize = stats.iter().map(|(s, _)| s.destinations.len()).sum();
+        let published = Arc::clone(&self.lock());
+        let stats = &published.entries;
+        let destinations = published.destinations;
         let per_destination = destinations <= self.max_destinations;
         gauge(
             &mut enc,

@@ -1012,3 +1012,27 @@ fn a_vip_is_held_only_while_a_service_of_ours_at_it_is_in_the_kernel() {
     assert_eq!(kinds, [ErrorKind::IpvsUnavailable], "{:?}", rep.errors);
     assert!(!has_vip(r.dataplane()));
 }
+
+#[test]
+fn a_full_read_keeps_destination_counters_only_within_the_cap() {
+    let dir = temp_dir("stats-cap");
+    let plan = director(vec![web()]);
+    let mut r = reconciler(busy_node(), &dir);
+    assert!(sync(&mut r, &plan, false).ok());
+
+    // Within the cap: the owned service with both destinations.
+    r.keep_destination_stats_up_to(2);
+    assert!(sync(&mut r, &plan, true).ok());
+    let (stats, destinations) = r.take_owned_stats();
+    assert_eq!(destinations, 2);
+    assert_eq!(stats.len(), 1, "only the owned service: {stats:?}");
+    assert_eq!(stats[0].destinations.len(), 2);
+
+    // Above it: the service's counters, its destinations counted only.
+    r.keep_destination_stats_up_to(1);
+    assert!(sync(&mut r, &plan, true).ok());
+    let (stats, destinations) = r.take_owned_stats();
+    assert_eq!(destinations, 2);
+    assert_eq!(stats.len(), 1);
+    assert!(stats[0].destinations.is_empty(), "{stats:?}");
+}

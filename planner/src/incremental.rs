@@ -19,6 +19,7 @@
 //! The result is always the plan that planning from scratch would give (a
 //! property test checks this after random changes).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
@@ -104,19 +105,19 @@ impl AgeKey {
 
 /// Applies one change to a map of objects by namespace/name. `None` when it
 /// changes nothing; otherwise the key and the version it replaced.
-fn replace<S: PartialEq>(
-    map: &mut BTreeMap<String, Object<S>>,
+fn replace<S: PartialEq, V: From<Object<S>> + Borrow<Object<S>>>(
+    map: &mut BTreeMap<String, V>,
     c: Change<Object<S>>,
-) -> Option<(String, Option<Object<S>>)> {
+) -> Option<(String, Option<V>)> {
     let (key, new) = match c {
         Change::Upsert(o) => (o.meta.key(), Some(o)),
         Change::Delete(k) => (k, None),
     };
-    if map.get(&key) == new.as_ref() {
+    if map.get(&key).map(Borrow::borrow) == new.as_ref() {
         return None;
     }
     let old = match new {
-        Some(o) => map.insert(key.clone(), o),
+        Some(o) => map.insert(key.clone(), o.into()),
         None => map.remove(&key),
     };
     Some((key, old))
@@ -141,7 +142,9 @@ fn filed_under(vs: &Object<VirtualServiceSpec>) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct Incremental {
     node: String,
-    vss: BTreeMap<String, Object<VirtualServiceSpec>>,
+    /// Boxed: a VirtualService is large, and a B-tree filled in key order
+    /// leaves its nodes half empty.
+    vss: BTreeMap<String, Box<Object<VirtualServiceSpec>>>,
     rss: BTreeMap<String, Object<RealServerSpec>>,
     nodes: BTreeMap<String, NodeInfo>,
     /// RealServer keys by (namespace, label, value).
@@ -153,7 +156,8 @@ pub struct Incremental {
     /// Valid VirtualServices by kernel key, oldest first (sorted; nearly
     /// always one: a set per key would cost a B-tree node each).
     contenders: HashMap<ServiceKey, Vec<AgeKey>>,
-    fragments: BTreeMap<String, Fragment>,
+    /// Boxed for the same reason as `vss`.
+    fragments: BTreeMap<String, Box<Fragment>>,
     aggregate: Aggregate,
     loaded: bool,
     /// The address pools, when enforced.
@@ -205,7 +209,7 @@ impl Incremental {
         &self.node
     }
 
-    pub fn virtual_services(&self) -> &BTreeMap<String, Object<VirtualServiceSpec>> {
+    pub fn virtual_services(&self) -> &BTreeMap<String, Box<Object<VirtualServiceSpec>>> {
         &self.vss
     }
 
@@ -241,8 +245,8 @@ impl Incremental {
         rss: Vec<Object<RealServerSpec>>,
         nodes: Vec<NodeInfo>,
     ) -> Changes {
-        fn diff_map<T: PartialEq>(
-            cur: &BTreeMap<String, T>,
+        fn diff_map<T: PartialEq, V: Borrow<T>>(
+            cur: &BTreeMap<String, V>,
             new: Vec<T>,
             key: impl Fn(&T) -> String,
         ) -> Vec<Change<T>> {
@@ -258,7 +262,7 @@ impl Incremental {
             out.extend(
                 by_key
                     .into_iter()
-                    .filter(|(k, o)| cur.get(k) != Some(o))
+                    .filter(|(k, o)| cur.get(k).map(Borrow::borrow) != Some(o))
                     .map(|(_, o)| Change::Upsert(o)),
             );
             out
@@ -497,7 +501,7 @@ impl Incremental {
         if !f.is_empty() {
             self.aggregate.add(&f);
             scope.cover(&f);
-            self.fragments.insert(name.to_string(), f);
+            self.fragments.insert(name.to_string(), Box::new(f));
         }
         Some(verdict)
     }

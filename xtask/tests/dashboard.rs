@@ -71,35 +71,38 @@ fn agent_exposition() -> String {
         out_bytes: 1,
         ..Stats::default()
     };
-    m.set_stats(vec![(
-        ServiceEntry {
-            service: Service {
-                key: ServiceKey::Tuple {
-                    addr: "192.0.2.10".parse().unwrap(),
-                    protocol: Protocol::TCP,
-                    port: 80,
-                },
-                config: ServiceConfig::new(Family::V4, "rr"),
-            },
-            stats: traffic,
-            destinations: vec![DestEntry {
-                destination: Destination {
-                    key: DestKey {
-                        addr: addr.ip(),
+    m.set_stats(
+        vec![(
+            ServiceEntry {
+                service: Service {
+                    key: ServiceKey::Tuple {
+                        addr: "192.0.2.10".parse().unwrap(),
+                        protocol: Protocol::TCP,
                         port: 80,
                     },
-                    config: DestConfig::new(FwdMethod::Masq, 1),
+                    config: ServiceConfig::new(Family::V4, "rr"),
                 },
-                stats: DestStats {
-                    active_conns: 1,
-                    inactive_conns: 1,
-                    persist_conns: 1,
-                    traffic,
-                },
-            }],
-        },
-        Some("a/b".into()),
-    )]);
+                stats: traffic,
+                destinations: vec![DestEntry {
+                    destination: Destination {
+                        key: DestKey {
+                            addr: addr.ip(),
+                            port: 80,
+                        },
+                        config: DestConfig::new(FwdMethod::Masq, 1),
+                    },
+                    stats: DestStats {
+                        active_conns: 1,
+                        inactive_conns: 1,
+                        persist_conns: 1,
+                        traffic,
+                    },
+                }],
+            },
+            Some("a/b".into()),
+        )],
+        1,
+    );
     m.render()
 }
 

@@ -28,41 +28,44 @@ fn renders_sync_ops_errors_and_kernel_stats() {
         protocol: Protocol::TCP,
         port: 80,
     };
-    m.set_stats(vec![(
-        ServiceEntry {
-            service: Service {
-                key,
-                config: ServiceConfig::new(Family::V4, "rr"),
-            },
-            stats: Stats {
-                conns: 12,
-                in_pkts: 100,
-                out_pkts: 90,
-                in_bytes: 5000,
-                out_bytes: 7000,
-                ..Stats::default()
-            },
-            destinations: vec![DestEntry {
-                destination: Destination {
-                    key: DestKey {
-                        addr: "10.1.0.1".parse().unwrap(),
-                        port: 8080,
-                    },
-                    config: DestConfig::new(FwdMethod::Masq, 1),
+    m.set_stats(
+        vec![(
+            ServiceEntry {
+                service: Service {
+                    key,
+                    config: ServiceConfig::new(Family::V4, "rr"),
                 },
-                stats: DestStats {
-                    active_conns: 3,
-                    inactive_conns: 1,
-                    persist_conns: 0,
-                    traffic: Stats {
-                        conns: 12,
-                        ..Stats::default()
-                    },
+                stats: Stats {
+                    conns: 12,
+                    in_pkts: 100,
+                    out_pkts: 90,
+                    in_bytes: 5000,
+                    out_bytes: 7000,
+                    ..Stats::default()
                 },
-            }],
-        },
-        Some("a/b".into()),
-    )]);
+                destinations: vec![DestEntry {
+                    destination: Destination {
+                        key: DestKey {
+                            addr: "10.1.0.1".parse().unwrap(),
+                            port: 8080,
+                        },
+                        config: DestConfig::new(FwdMethod::Masq, 1),
+                    },
+                    stats: DestStats {
+                        active_conns: 3,
+                        inactive_conns: 1,
+                        persist_conns: 0,
+                        traffic: Stats {
+                            conns: 12,
+                            ..Stats::default()
+                        },
+                    },
+                }],
+            },
+            Some("a/b".into()),
+        )],
+        1,
+    );
     let text = m.render();
     for line in [
         "lvs_agent_syncs_total{mode=\"full\"} 1",
@@ -106,8 +109,12 @@ fn renders_sync_ops_errors_and_kernel_stats() {
 
     // Above the cap: per-service series stay, per-destination ones go,
     // and the gauge counts what was left out.
+    // The reconciler leaves the destinations' entries out above the cap
+    // and hands over their count, which the gauge reports.
     let capped = Metrics::new(0);
-    capped.set_stats(Arc::unwrap_or_clone(m.stats.lock().clone()));
+    let mut entries = m.stats.lock().entries.clone();
+    entries[0].0.destinations.clear();
+    capped.set_stats(entries, 1);
     let text = capped.render();
     assert!(
         text.lines()

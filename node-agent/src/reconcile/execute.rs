@@ -19,6 +19,11 @@ use crate::reconcile::nft_table::NftView;
 use crate::reconcile::{Known, KnownService, Reconciler, sysctls};
 use crate::report::{ErrorKind, SyncError, SyncReport};
 
+/// IPVS operations handed to the dataplane per call: enough for the
+/// dataplane to keep its requests pipelined, few enough that the copies
+/// stay small.
+const IPVS_SLICE: usize = 8192;
+
 impl<D: Dataplane> Reconciler<D> {
     pub(super) fn execute(
         &mut self,
@@ -486,21 +491,21 @@ impl<D: Dataplane> Reconciler<D> {
         // New services go first, in a batch of their own, so that a
         // destination is only ever sent to a service this sync created: a
         // service someone else created meanwhile (EEXIST) never gets ours.
-        let (creates, rest): (Vec<_>, Vec<_>) = ops
-            .into_iter()
-            .partition(|(op, _)| matches!(op, Op::AddService(..)));
+        // Taken out in place: a first sync's operations are the whole
+        // table, and a second vector of them would double the sync's peak.
+        let mut rest = ops;
+        let creates: Vec<_> = rest
+            .extract_if(.., |(op, _)| matches!(op, Op::AddService(..)))
+            .collect();
         let mut failed_services: BTreeSet<ServiceKey> = BTreeSet::new();
         if !creates.is_empty()
             && !self.ipvs_batch(known, undo, creates, &mut failed_services, report)
         {
             return;
         }
-        let rest: Vec<_> = rest
-            .into_iter()
-            .filter(|(op, _)| {
-                !(matches!(op, Op::AddDest { .. }) && failed_services.contains(op.service()))
-            })
-            .collect();
+        rest.retain(|(op, _)| {
+            !(matches!(op, Op::AddDest { .. }) && failed_services.contains(op.service()))
+        });
         if !rest.is_empty() {
             self.ipvs_batch(known, undo, rest, &mut failed_services, report);
         }
@@ -519,22 +524,32 @@ impl<D: Dataplane> Reconciler<D> {
         for (op, _) in &ops {
             report.count(op.kind());
         }
-        let plain: Vec<Op> = ops.iter().map(|(o, _)| o.clone()).collect();
-        let results = match self.dp.ipvs_apply(&plain) {
-            Ok(r) => r,
-            Err(e) => {
-                // The outcome is unknown: read everything next time. The
-                // ledger keeps the intended additions until that read, which
-                // forgets those that did not happen.
-                self.stale = true;
-                report.errors.push(SyncError::new(
-                    ErrorKind::Kernel,
-                    None,
-                    format!("IPVS batch of {} ops: {e}", ops.len()),
-                ));
-                return false;
+        // The dataplane takes plain operations: copied a slice at a time,
+        // so a large sync never holds a second copy of all of them.
+        let mut results = Vec::with_capacity(ops.len());
+        let mut plain: Vec<Op> = Vec::with_capacity(ops.len().min(IPVS_SLICE));
+        for slice in ops.chunks(IPVS_SLICE) {
+            plain.clear();
+            plain.extend(slice.iter().map(|(o, _)| o.clone()));
+            match self.dp.ipvs_apply(&plain) {
+                Ok(r) => results.extend(r),
+                Err(e) => {
+                    // The outcome is unknown: read everything next time
+                    // (earlier slices are done but not in the view, which
+                    // `stale` drops). The ledger keeps the intended
+                    // additions until that read, which forgets those that
+                    // did not happen.
+                    self.stale = true;
+                    report.errors.push(SyncError::new(
+                        ErrorKind::Kernel,
+                        None,
+                        format!("IPVS batch of {} ops: {e}", ops.len()),
+                    ));
+                    return false;
+                }
             }
-        };
+        }
+        drop(plain);
         for ((op, owner), result) in ops.into_iter().zip(results) {
             let key = *op.service();
             let err = match result {

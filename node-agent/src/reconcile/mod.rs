@@ -138,8 +138,12 @@ pub struct Reconciler<D> {
     /// no step after the failure works without one; then it is dropped and
     /// the next sync reads the kernel in full.
     stale: bool,
-    /// Owned services with their counters, from the last full read.
+    /// Owned services with their counters, from the last full read; their
+    /// destinations only while there are at most `stats_max_destinations`.
     stats: Vec<ServiceEntry>,
+    /// Owned destinations the last full read found.
+    stats_destinations: usize,
+    stats_max_destinations: usize,
     /// Problems found at start (a quarantined ledger), reported once.
     startup_errors: Vec<SyncError>,
     /// How director VIPs are held.
@@ -246,6 +250,8 @@ impl<D: Dataplane> Reconciler<D> {
             known: None,
             stale: false,
             stats: Vec::new(),
+            stats_destinations: 0,
+            stats_max_destinations: usize::MAX,
             startup_errors,
             vip_mode: VipMode::default(),
             sync_daemons: None,
@@ -359,9 +365,18 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     /// Owned services with counters, as of the last full read (taken: the
-    /// next full read brings new ones).
-    pub fn take_owned_stats(&mut self) -> Vec<ServiceEntry> {
-        std::mem::take(&mut self.stats)
+    /// next full read brings new ones), and how many destinations they
+    /// have (their counters are left out above the limit of
+    /// [`keep_destination_stats_up_to`](Self::keep_destination_stats_up_to)).
+    pub fn take_owned_stats(&mut self) -> (Vec<ServiceEntry>, usize) {
+        (std::mem::take(&mut self.stats), self.stats_destinations)
+    }
+
+    /// Keep the destinations' counters of a full read only while the owned
+    /// table has at most `max` destinations (the metrics' cap on
+    /// per-destination series): above it they would be held for nothing.
+    pub fn keep_destination_stats_up_to(&mut self, max: usize) {
+        self.stats_max_destinations = max;
     }
 
     /// The owned IPVS services with their counters, read from the kernel
@@ -470,6 +485,12 @@ impl<D: Dataplane> Reconciler<D> {
             .into_iter()
             .filter(|s| l.services.contains_key(&s.service.key))
             .collect();
+        self.stats_destinations = self.stats.iter().map(|s| s.destinations.len()).sum();
+        if self.stats_destinations > self.stats_max_destinations {
+            for s in &mut self.stats {
+                s.destinations = Vec::new();
+            }
+        }
         Ok(known)
     }
 
