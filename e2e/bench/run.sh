@@ -175,6 +175,11 @@ AGENT_MUSL_BIN="${NODE_AGENT_MUSL_BIN:-}"
 if [ -z "$AGENT_MUSL_BIN" ] && [ "$AGENT" -eq 1 ] && [ "$KERNEL" -eq 1 ]; then
     MUSL=x86_64-unknown-linux-musl
     lvs_log "bench: cargo build --release --target $MUSL -p lvs-node-agent"
+    if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$MUSL"; then
+        lvs_log "bench: rustup target add $MUSL"
+        rustup target add "$MUSL" >>"$CACHE/cargo.log" 2>&1 \
+            || { kill "$SIDE_PID" 2>/dev/null; lvs_die "rustup target add $MUSL failed (log: $CACHE/cargo.log)"; }
+    fi
     cc_musl="${CC_x86_64_unknown_linux_musl:-$(command -v musl-gcc || echo gcc)}"
     # shellcheck disable=SC2086
     (cd "$LVS_REPO" && CC_x86_64_unknown_linux_musl="$cc_musl" \
