@@ -20,7 +20,11 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use lvs_ipvs as ipvs;
-use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use rtnetlink::packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use rtnetlink::packet_route::link::{
     GreIOFlags, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
@@ -352,6 +356,124 @@ async fn add_at(handle: &rtnetlink::Handle, index: u32, a: &Address) -> DpResult
     req.execute().await.map_err(|e| rtnl_error(&request, e))
 }
 
+/// Adds local routes (`(interface index, route)`) over a `NETLINK_ROUTE`
+/// socket of its own: each window of `ADDRESSES_IN_FLIGHT` requests goes to
+/// the kernel in one datagram, and the acks are matched back to their
+/// requests by sequence number. Through rtnetlink every request is a
+/// datagram, a channel round trip and a future of its own, which costs more
+/// than the kernel's work for the route. The requests are the ones
+/// rtnetlink sends for `route().add()` (create, exclusive, acked), so
+/// EEXIST still says the route is someone else's.
+fn add_local_routes(routes: &[(u32, &Address)]) -> Vec<DpResult<()>> {
+    let request = |a: &Address| format!("add local route {}", a.key());
+    let io = |a: &Address, e: &io::Error| DataplaneError::Io {
+        request: request(a),
+        source: e.raw_os_error().map_or_else(
+            || io::Error::new(e.kind(), e.to_string()),
+            io::Error::from_raw_os_error,
+        ),
+    };
+    let socket = Socket::new(NETLINK_ROUTE).and_then(|mut s| {
+        s.bind_auto()?;
+        s.connect(&SocketAddr::new(0, 0))?;
+        Ok(s)
+    });
+    let socket = match socket {
+        Ok(s) => s,
+        Err(e) => return routes.iter().map(|(_, a)| Err(io(a, &e))).collect(),
+    };
+    let mut out: Vec<Option<DpResult<()>>> = (0..routes.len()).map(|_| None).collect();
+    let mut datagram = Vec::new();
+    let mut answers: Vec<u8> = Vec::with_capacity(64 * 1024);
+    for (w, window) in routes.chunks(ADDRESSES_IN_FLIGHT).enumerate() {
+        let first = w * ADDRESSES_IN_FLIGHT;
+        // Sequence number i + 1 is request i of the whole call.
+        let mut pending = 0;
+        datagram.clear();
+        for (i, (index, a)) in window.iter().enumerate() {
+            let msg = match local_route_message(*index, a) {
+                Ok(m) => m,
+                Err(e) => {
+                    out[first + i] = Some(Err(e));
+                    continue;
+                }
+            };
+            let mut nl = NetlinkMessage::new(
+                Default::default(),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(msg)),
+            );
+            nl.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+            nl.header.sequence_number = (first + i + 1) as u32;
+            nl.finalize();
+            let at = datagram.len();
+            datagram.resize(at + nl.buffer_len(), 0);
+            nl.serialize(&mut datagram[at..]);
+            pending += 1;
+        }
+        if pending == 0 {
+            continue;
+        }
+        if let Err(e) = socket.send(&datagram, 0) {
+            for (i, (_, a)) in window.iter().enumerate() {
+                out[first + i].get_or_insert_with(|| Err(io(a, &e)));
+            }
+            continue;
+        }
+        while pending > 0 {
+            answers.clear();
+            let read = socket.recv(&mut answers, 0).map_err(|e| e.to_string());
+            let parsed = read.and_then(|_| super::nft::answers(&answers));
+            let acks = match parsed {
+                Ok(acks) => acks,
+                Err(detail) => {
+                    // The unanswered ones may or may not have been added.
+                    for (i, (_, a)) in window.iter().enumerate() {
+                        out[first + i].get_or_insert_with(|| {
+                            Err(DataplaneError::Other {
+                                request: request(a),
+                                detail: format!("reading the kernel's answer: {detail}"),
+                            })
+                        });
+                    }
+                    break;
+                }
+            };
+            for ack in acks {
+                let super::nft::Answer::Ack { seq, errno } = ack else {
+                    continue;
+                };
+                let Some(i) = (seq as usize).checked_sub(first + 1) else {
+                    continue;
+                };
+                let (Some((_, a)), Some(slot @ None)) = (window.get(i), out.get_mut(first + i))
+                else {
+                    continue;
+                };
+                *slot = Some(match errno {
+                    0 => Ok(()),
+                    errno => Err(DataplaneError::Kernel {
+                        request: request(a),
+                        errno,
+                        detail: None,
+                    }),
+                });
+                pending -= 1;
+            }
+        }
+    }
+    out.into_iter()
+        .zip(routes)
+        .map(|(r, (_, a))| {
+            r.unwrap_or_else(|| {
+                Err(DataplaneError::Other {
+                    request: request(a),
+                    detail: "the kernel did not answer".into(),
+                })
+            })
+        })
+        .collect()
+}
+
 fn address_message(index: u32, a: &Address) -> AddressMessage {
     match a.addr {
         IpAddr::V4(v4) => AddressMessageBuilder::<Ipv4Addr>::new()
@@ -475,6 +597,15 @@ impl Dataplane for NetlinkDataplane {
                 index.insert(&a.interface, i);
             }
         }
+        // Local routes (the VIPs of `--vip-mode route`, thousands on a
+        // director) go batched over a socket of their own; addresses through
+        // rtnetlink.
+        let routes: Vec<(u32, &Address)> = addrs
+            .iter()
+            .filter(|a| a.kind == AddrKind::LocalRoute)
+            .filter_map(|a| Some((index[a.interface.as_str()]?, a)))
+            .collect();
+        let mut routed = add_local_routes(&routes).into_iter();
         let handle = self.rtnl.clone();
         let sent: Vec<Option<DpResult<()>>> = self.rt.block_on(async {
             futures::stream::iter(addrs.iter().map(|a| {
@@ -482,8 +613,10 @@ impl Dataplane for NetlinkDataplane {
                 let handle = &handle;
                 async move {
                     match at {
-                        Some(i) => Some(add_at(handle, i, a).await),
-                        None => None,
+                        Some(i) if a.kind != AddrKind::LocalRoute => {
+                            Some(add_at(handle, i, a).await)
+                        }
+                        _ => None,
                     }
                 }
             }))
@@ -493,10 +626,11 @@ impl Dataplane for NetlinkDataplane {
         });
         sent.into_iter()
             .zip(addrs)
-            .map(|(r, a)| match r {
-                Some(r) => r,
+            .map(|(r, a)| match (r, index[a.interface.as_str()]) {
+                (Some(r), _) => r,
+                (None, Some(_)) => routed.next().expect("one result per local route"),
                 // The lookup failed: say why, as a single add would.
-                None => self.link_index(&a.interface).map(|_| ()),
+                (None, None) => self.link_index(&a.interface).map(|_| ()),
             })
             .collect()
     }
