@@ -20,6 +20,8 @@
 #   BENCH_STRESS_N              VirtualServices (×10) in the stress run
 #   BENCH_PERIODIC              no-op full resyncs to time at the
 #                               BENCH_RESYNC sizes, each started with SIGHUP
+#   BENCH_RESYNC_CHANGES        at the BENCH_RESYNC sizes, weight changes
+#                               made while a no-op full resync runs (0: none)
 #                               (0: only the daemon's adopting resync)
 #   BENCH_REPEAT                repetitions of the small measurements
 #   BENCH_READ_REPEAT           repetitions of each full read (default
@@ -68,6 +70,7 @@ BENCH_STRESS_POOL="${BENCH_STRESS_POOL:-0}"
 BENCH_REPEAT="${BENCH_REPEAT:-3}"
 BENCH_AGENT="${BENCH_AGENT:-1}"
 BENCH_PERIODIC="${BENCH_PERIODIC:-2}"
+BENCH_RESYNC_CHANGES="${BENCH_RESYNC_CHANGES:-10}"
 BENCH_STRESS_N="${BENCH_STRESS_N:-100}"
 BENCH_AGENT_CHANGE="${BENCH_AGENT_CHANGE:-$BENCH_CHANGE}"
 BENCH_AGENT_MAX_N="${BENCH_AGENT_MAX_N:-1000000}"
@@ -427,6 +430,32 @@ agent_daemon_suite() {
         rec "metric=noop_resync_periodic contender=agent n=$_n m=$_m resyncs=$((_s1 - _s0)) sync_thread_ticks=$((_c1 - _c0)) process_ticks=$((_p1 - _p0)) hz=100 wall_s=$((_w1 - _w0)) trigger=sighup incremental=$(syncs incremental) last_sync_ms=$(field "$_l" elapsed_ms) last_sync_ops=$(field "$_l" ops)"
         [ "$(field "$_l" ops)" = 0 ] || problem "agent resync at ${_n}x$_m was not a no-op: $_l"
         rec "metric=rss_after_resyncs contender=agent n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
+        # Changes made while a no-op full resync runs. Round i starts a
+        # resync with SIGHUP, waits (i-1)/R of the last resync's duration,
+        # then renames a weight change into the manifest directory and
+        # times it to the kernel; the round ends with its resync.
+        if [ "$BENCH_RESYNC_CHANGES" -gt 0 ]; then
+            _ms="$(field "$_l" elapsed_ms)"
+            probe_vs probe-1 "$PROBE_SVC" >/tmp/b/new.tmp && mv /tmp/b/new.tmp "$_d/30-probe-1.yaml"
+            probe_rs 1 >/tmp/b/new.tmp
+            inns lvs-bench wait --rename /tmp/b/new.tmp "$_d/31-probe-rs.yaml" --svc "$PROBE_SVC" --dest "$EXTRA_DEST" \
+                --weight 1 --timeout 900 >/dev/null || problem "agent: the probe service for the changes during resyncs never appeared"
+            _f0="$(syncs full)" _i=0 _w=1
+            while [ "$_i" -lt "$BENCH_RESYNC_CHANGES" ]; do
+                _i=$((_i + 1))
+                if [ "$_w" = 1 ]; then _w=7; else _w=1; fi
+                _delay="$(awk -v ms="$_ms" -v i="$_i" -v k="$BENCH_RESYNC_CHANGES" 'BEGIN { printf "%.3f", ms * (i - 1) / k / 1000 }')"
+                probe_rs "$_w" >/tmp/b/new.tmp
+                kill -HUP "$AGENT_PID"
+                sleep "$_delay"
+                inns lvs-bench wait --rename /tmp/b/new.tmp "$_d/31-probe-rs.yaml" --svc "$PROBE_SVC" --dest "$EXTRA_DEST" \
+                    --weight "$_w" --timeout 900 --poll-ms "$BENCH_CHANGE_WAIT_POLL_MS" >/tmp/b/inner \
+                    || problem "agent: a change during a resync at ${_n}x$_m was not seen in the kernel"
+                wait_syncs full "$((_f0 + _i))" 1800 || { agent_stop; return 1; }
+                rec "metric=resync_change contender=agent n=$_n m=$_m round=$_i delay_s=$_delay resync_ms=$_ms weight=$_w $(kv /tmp/b/inner)"
+            done
+            rm -f "$_d"/3*-probe*.yaml
+        fi
     fi
     agent_stop
     # The static musl build (the image's binary, with musl's allocator):
@@ -501,7 +530,7 @@ health_cpu() {
 # ================= the run =============================================================
 # The agent goes last: its sizes are the slowest, and a timeout then costs
 # only agent rows (run.sh recovers every line logged before it).
-rec "metric=config contenders=\"$BENCH_CONTENDERS\" converge=\"$BENCH_CONVERGE\" read=\"$BENCH_READ\" change=\"$BENCH_CHANGE\" agent_change=\"$BENCH_AGENT_CHANGE\" rss=\"$BENCH_RSS\" resync=\"$BENCH_RESYNC\" periodic=$BENCH_PERIODIC stress_pool=$BENCH_STRESS_POOL stress_n=$BENCH_STRESS_N repeat=$BENCH_REPEAT read_repeat=$BENCH_READ_REPEAT read_goipvs_max=$BENCH_READ_GOIPVS_MAX check_ipvsadm_max=$BENCH_CHECK_IPVSADM_MAX agent=$BENCH_AGENT agent_max_n=$BENCH_AGENT_MAX_N agent_max_rs=$BENCH_AGENT_MAX_RS vip_mode=$BENCH_VIP_MODE change_repeat=$BENCH_CHANGE_REPEAT change_capture=$BENCH_CHANGE_CAPTURE change_poll_ms=$BENCH_CHANGE_POLL_MS change_wait_poll_ms=$BENCH_CHANGE_WAIT_POLL_MS lib_change_repeat=$BENCH_LIB_CHANGE_REPEAT"
+rec "metric=config contenders=\"$BENCH_CONTENDERS\" converge=\"$BENCH_CONVERGE\" read=\"$BENCH_READ\" change=\"$BENCH_CHANGE\" agent_change=\"$BENCH_AGENT_CHANGE\" rss=\"$BENCH_RSS\" resync=\"$BENCH_RESYNC\" periodic=$BENCH_PERIODIC resync_changes=$BENCH_RESYNC_CHANGES stress_pool=$BENCH_STRESS_POOL stress_n=$BENCH_STRESS_N repeat=$BENCH_REPEAT read_repeat=$BENCH_READ_REPEAT read_goipvs_max=$BENCH_READ_GOIPVS_MAX check_ipvsadm_max=$BENCH_CHECK_IPVSADM_MAX agent=$BENCH_AGENT agent_max_n=$BENCH_AGENT_MAX_N agent_max_rs=$BENCH_AGENT_MAX_RS vip_mode=$BENCH_VIP_MODE change_repeat=$BENCH_CHANGE_REPEAT change_capture=$BENCH_CHANGE_CAPTURE change_poll_ms=$BENCH_CHANGE_POLL_MS change_wait_poll_ms=$BENCH_CHANGE_WAIT_POLL_MS lib_change_repeat=$BENCH_LIB_CHANGE_REPEAT"
 
 CONTENDERS="$BENCH_CONTENDERS"
 

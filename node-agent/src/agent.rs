@@ -198,7 +198,21 @@ struct Pending {
     scope: PlanScope,
 }
 
+impl Pending {
+    fn is_empty(&self) -> bool {
+        !self.all
+            && self.names.is_empty()
+            && self.scope.services.is_empty()
+            && self.scope.vips.is_empty()
+    }
+}
+
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// The most time the live counters' reads may take, in percent: each reads
+/// the whole IPVS table, which takes seconds at hundreds of thousands of
+/// destinations, and changes wait while it runs.
+const LIVE_MAX_SHARE: u32 = 10;
 
 /// The wait after a full sync that took `took`: at least `interval`, and
 /// long enough that full syncs take at most `share` percent of the time.
@@ -448,6 +462,24 @@ impl<D: Dataplane> Agent<D> {
     /// last time.
     pub fn sync_pending(&mut self, full: bool) -> SyncReport {
         let started = Instant::now();
+        // A periodic resync with nothing pending since a sync without a
+        // problem: the plan is the one the kernel was made to match, so
+        // only the kernel can have changed. When a full read finds it as
+        // the last sync left it, there is nothing to plan or write.
+        if full
+            && self.pending.is_empty()
+            && self.failing.is_empty()
+            && !self.node_problem
+            && self.reconciler.recheck()
+        {
+            let report = SyncReport {
+                full: true,
+                unchanged: true,
+                ..SyncReport::default()
+            };
+            self.renew_vips();
+            return self.finish(report, None, started);
+        }
         let pending = std::mem::take(&mut self.pending);
         let node_ips = self.node_ips();
         let directs = self.planner.directs();
@@ -861,6 +893,7 @@ impl<D: Dataplane> Agent<D> {
         tracing::info!(
             full = report.full,
             scoped = names.is_some(),
+            unchanged = report.unchanged,
             ops = report.total_ops(),
             errors = report.errors.len(),
             services = report.services.len(),
@@ -893,6 +926,11 @@ impl<D: Dataplane> Agent<D> {
             .unwrap_or_default();
         let origin = self.origin.clone();
         let roles = &self.roles;
+        if report.unchanged {
+            // The statuses of the last sync stand: only its time moves on.
+            self.status.send_modify(|st| st.last_sync = Some(last_sync));
+            return report;
+        }
         self.status.send_modify(|st| {
             st.node = self.cfg.node_name.clone();
             st.last_sync = Some(last_sync);
@@ -954,6 +992,9 @@ impl<D: Dataplane> Agent<D> {
         let mut next_renew = Instant::now();
         let live_every = self.cfg.live_interval;
         let mut next_live = Instant::now();
+        // The earliest next read of the live counters, even after a change
+        // (see LIVE_MAX_SHARE).
+        let mut live_not_before = Instant::now();
         loop {
             self.health.beat();
             if let Some(every) = renew_every
@@ -1037,32 +1078,37 @@ impl<D: Dataplane> Agent<D> {
             }
             let drained = self.drains.next_poll().is_some_and(|p| Instant::now() >= p)
                 && self.poll_drains(Instant::now());
+            if self.loaded && (received || full || due || drained) {
+                let started = Instant::now();
+                let report = self.sync_pending(full);
+                // The IPVS table changed: its hash and counters are read
+                // now (as soon as LIVE_MAX_SHARE allows), not an interval
+                // later.
+                if report.ops.keys().any(|k| crate::report::changes_ipvs(k)) {
+                    next_live = Instant::now().max(live_not_before);
+                }
+                if report.full {
+                    next_resync = Instant::now() + resync_gap(interval, share, started.elapsed());
+                }
+                retry = if report.ok() && self.failing.is_empty() && !self.node_problem {
+                    None
+                } else {
+                    let backoff = retry.map_or(FIRST_RETRY, |(_, b)| (b * 2).min(interval));
+                    Some((Instant::now() + backoff, backoff))
+                };
+            }
+            // After the sync: a change never waits behind a read of the
+            // counters.
             if let Some(every) = live_every
                 && self.loaded
                 && Instant::now() >= next_live
             {
+                let t = Instant::now();
                 self.sample_live();
-                next_live = Instant::now() + every;
+                let took = t.elapsed();
+                live_not_before = Instant::now() + took * (100 / LIVE_MAX_SHARE - 1);
+                next_live = (Instant::now() + every).max(live_not_before);
             }
-            if !self.loaded || !(received || full || due || drained) {
-                continue;
-            }
-            let started = Instant::now();
-            let report = self.sync_pending(full);
-            // The IPVS table changed: its hash and counters are read now,
-            // not an interval later.
-            if report.ops.keys().any(|k| crate::report::changes_ipvs(k)) {
-                next_live = Instant::now();
-            }
-            if report.full {
-                next_resync = Instant::now() + resync_gap(interval, share, started.elapsed());
-            }
-            retry = if report.ok() && self.failing.is_empty() && !self.node_problem {
-                None
-            } else {
-                let backoff = retry.map_or(FIRST_RETRY, |(_, b)| (b * 2).min(interval));
-                Some((Instant::now() + backoff, backoff))
-            };
         }
     }
 }

@@ -323,12 +323,15 @@ impl Metrics {
         for (kind, v) in &report.ops {
             self.ops.get_or_create(&KindLabel { kind }).inc_by(*v);
         }
-        let programmed = report.services.values().filter(|s| s.programmed).count();
-        let failed = report.services.len() - programmed;
-        for (state, n) in [("programmed", programmed), ("failed", failed)] {
-            self.virtual_services
-                .get_or_create(&StateLabel { state })
-                .set(n as i64);
+        // An unchanged resync carries no statuses: the last ones stand.
+        if !report.unchanged {
+            let programmed = report.services.values().filter(|s| s.programmed).count();
+            let failed = report.services.len() - programmed;
+            for (state, n) in [("programmed", programmed), ("failed", failed)] {
+                self.virtual_services
+                    .get_or_create(&StateLabel { state })
+                    .set(n as i64);
+            }
         }
         let t = now();
         let mut l = self.latest.lock();

@@ -141,6 +141,13 @@ pub struct SyncReport {
     /// this sync repaired (see [`crate::reconcile::drift`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<crate::reconcile::drift::Drift>,
+    /// A full resync that found the kernel exactly as the last sync left
+    /// it, with nothing pending since that sync (see
+    /// [`Reconciler::recheck`](crate::reconcile::Reconciler::recheck)):
+    /// nothing was planned or written, `services` is empty and the
+    /// published statuses stand.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 impl SyncReport {

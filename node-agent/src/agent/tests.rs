@@ -734,6 +734,81 @@ fn a_resync_repairs_hand_edits_and_reports_them_as_drift() {
 }
 
 #[test]
+fn a_resync_with_nothing_pending_only_reads_while_the_kernel_is_as_left() {
+    use crate::dataplane::fake::Call;
+    let snap = two_realservers();
+    let (mut a, status) = agent();
+    assert!(a.sync(&snap, false).ok());
+    let before = status.borrow().clone();
+    a.reconciler_mut().dataplane_mut().calls.clear();
+
+    let rep = a.sync_pending(true);
+    assert!(rep.full && rep.unchanged, "{rep:?}");
+    assert_eq!(rep.total_ops(), 0);
+    let calls = &a.reconciler().dataplane().calls;
+    assert!(
+        calls.contains(&Call::IpvsDump),
+        "it reads the kernel: {calls:?}"
+    );
+    assert!(
+        calls.contains(&Call::ReadSysctl("net/ipv4/ip_forward".into())),
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(Call::is_write), "{calls:?}");
+    // The statuses stand; only the time of the last sync moves.
+    let after = status.borrow().clone();
+    assert_eq!(after.services, before.services);
+    assert_eq!(after.reports, before.reports);
+    assert!(after.ok);
+    assert!(after.last_sync >= before.last_sync);
+    // The first sync counted as full (there was no view yet), then the resync.
+    let text = a.metrics.render();
+    for line in [
+        "lvs_agent_syncs_total{mode=\"full\"} 2",
+        "lvs_agent_virtual_services{state=\"programmed\"} 1",
+    ] {
+        assert!(text.contains(line), "no '{line}' in:\n{text}");
+    }
+
+    // A weight changed by hand: the ordinary full sync repairs and reports it.
+    let key = *a.reconciler().dataplane().ipvs.keys().next().unwrap();
+    let rs1 = lvs_ipvs::DestKey {
+        addr: "10.1.0.1".parse().unwrap(),
+        port: 8080,
+    };
+    a.reconciler_mut()
+        .dataplane_mut()
+        .ipvs
+        .get_mut(&key)
+        .unwrap()
+        .dests
+        .get_mut(&rs1)
+        .unwrap()
+        .weight = 5;
+    let rep = a.sync_pending(true);
+    assert!(rep.full && !rep.unchanged, "{rep:?}");
+    assert_eq!(rep.ops.get("dest_update"), Some(&1), "{rep:?}");
+    assert_eq!(rep.drift.len(), 1, "{rep:?}");
+    assert_eq!(a.reconciler().dataplane().ipvs[&key].dests[&rs1].weight, 1);
+    assert!(a.sync_pending(true).unchanged);
+
+    // A sysctl changed by hand is a difference too.
+    a.reconciler_mut()
+        .dataplane_mut()
+        .sysctls
+        .insert("net/ipv4/ip_forward".into(), "0".into());
+    let rep = a.sync_pending(true);
+    assert!(!rep.unchanged, "{rep:?}");
+    assert_eq!(rep.ops.get("sysctl_set"), Some(&1), "{rep:?}");
+
+    // Something pending: never the shortcut, though the kernel is as left.
+    a.replan(vec!["default/web".into()]);
+    let rep = a.sync_pending(true);
+    assert!(rep.full && !rep.unchanged, "{rep:?}");
+    assert_eq!(rep.services.len(), 1, "{rep:?}");
+}
+
+#[test]
 fn live_samples_publish_counters_and_keep_their_time_while_unchanged() {
     let snap = two_realservers();
     let (mut a, mut status) = agent();

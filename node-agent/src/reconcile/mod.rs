@@ -413,7 +413,7 @@ impl<D: Dataplane> Reconciler<D> {
                 changes: None,
             });
         };
-        let (mut known, entries) = read_kernel(&mut self.dp)?;
+        let (mut known, entries) = read_kernel(&mut self.dp, &mut Phases::start())?;
         let mut ledger = self.ledger.clone();
         adopt(&mut ledger, &known);
         let want = self.wanted(&input, &known);
@@ -478,8 +478,14 @@ impl<D: Dataplane> Reconciler<D> {
 
     /// Reads everything and reconciles the ledger with it.
     fn refresh(&mut self) -> Result<Known, DataplaneError> {
-        let (known, services) = read_kernel(&mut self.dp)?;
+        let (known, services) = read_kernel(&mut self.dp, &mut Phases::start())?;
         adopt(&mut self.ledger, &known);
+        self.keep_stats(services);
+        Ok(known)
+    }
+
+    /// Keeps the owned services' counters of a full read for the metrics.
+    fn keep_stats(&mut self, services: Vec<ServiceEntry>) {
         let l = &self.ledger;
         self.stats = services
             .into_iter()
@@ -491,7 +497,67 @@ impl<D: Dataplane> Reconciler<D> {
                 s.destinations = Vec::new();
             }
         }
-        Ok(known)
+    }
+
+    /// A periodic resync's shortcut, for when nothing is pending since a
+    /// sync that ended without a problem: reads the kernel in full (as a
+    /// full sync would, the sysctls the view holds included) and compares
+    /// the read with the cached view. `true`: the kernel holds exactly what
+    /// the view says, so it is as the last sync left it, and planning and
+    /// diffing again would find nothing to do; the view stays, and the
+    /// read's counters are kept for the metrics as after a full sync.
+    /// `false`: something differs, or the read failed; nothing is kept, and
+    /// the caller runs the ordinary full sync, which reads again, repairs
+    /// and reports the drift. Without a cached view: `false`, reading
+    /// nothing.
+    pub fn recheck(&mut self) -> bool {
+        let Some(cached) = self.known.as_ref() else {
+            return false;
+        };
+        if self.fresh {
+            return false;
+        }
+        let mut phases = Phases::start();
+        let Ok((mut read, services)) = read_kernel(&mut self.dp, &mut phases) else {
+            return false;
+        };
+        let mut same = true;
+        for (key, value) in &cached.sysctls {
+            match self.dp.read_sysctl(key) {
+                Ok(v) if v.trim() == value => {
+                    read.sysctls.insert(key.clone(), value.clone());
+                }
+                _ => {
+                    same = false;
+                    break;
+                }
+            }
+        }
+        phases.mark("read_other");
+        same = same && read == *cached;
+        phases.mark("compare");
+        if same {
+            self.keep_stats(services);
+        }
+        drop(read);
+        phases.mark("keep_stats");
+        let get = |w: &str| {
+            phases
+                .ms
+                .iter()
+                .find(|(n, _)| *n == w)
+                .map_or(0, |(_, t)| t.round() as u64)
+        };
+        tracing::info!(
+            unchanged = same,
+            read_ipvs_ms = get("read_ipvs"),
+            read_other_ms = get("read_other"),
+            view_ms = get("view"),
+            compare_ms = get("compare"),
+            keep_stats_ms = get("keep_stats"),
+            "resync check"
+        );
+        same
     }
 
     /// Whether a cached view of the kernel exists (a scoped sync needs one).
@@ -688,12 +754,16 @@ impl<D: Dataplane> Reconciler<D> {
 /// Reads the whole kernel state the reconciler looks at, and every IPVS
 /// service with its destinations and counters. Nothing is written and the
 /// ledger is not consulted.
-fn read_kernel<D: Dataplane>(dp: &mut D) -> Result<(Known, Vec<ServiceEntry>), DataplaneError> {
+fn read_kernel<D: Dataplane>(
+    dp: &mut D,
+    phases: &mut Phases,
+) -> Result<(Known, Vec<ServiceEntry>), DataplaneError> {
     let (ipvs_available, services) = match dp.ipvs_dump() {
         Ok(s) => (true, s),
         Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
         Err(e) => return Err(e),
     };
+    phases.mark("read_ipvs");
     let daemons = if ipvs_available {
         dp.daemons()?
     } else {
@@ -710,6 +780,7 @@ fn read_kernel<D: Dataplane>(dp: &mut D) -> Result<(Known, Vec<ServiceEntry>), D
         Err(e) => nft_table::NftView::Unreadable(e.to_string()),
     };
 
+    phases.mark("read_other");
     let mut known = Known {
         ipvs_available,
         daemons: daemons
@@ -748,6 +819,7 @@ fn read_kernel<D: Dataplane>(dp: &mut D) -> Result<(Known, Vec<ServiceEntry>), D
     }
     known.links = links.into_iter().map(|l| (l.name.clone(), l)).collect();
     known.fou = fou.into_iter().collect();
+    phases.mark("view");
     Ok((known, services))
 }
 
