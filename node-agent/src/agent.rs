@@ -22,7 +22,7 @@ use lvs_planner::{Changes, Incremental, PlanScope};
 use crate::dataplane::Dataplane;
 use crate::desired::service_key;
 use crate::metrics::Metrics;
-use crate::reconcile::{Reconciler, SyncInput, SyncScope};
+use crate::reconcile::{CheckStep, Reconciler, SyncInput, SyncScope};
 use crate::report::{
     DestinationStates, ErrorLog, NodeRole, ServiceSync, SyncError, SyncReport, lvsnode_services,
     node_errors, node_role,
@@ -164,6 +164,8 @@ pub struct Agent<D> {
     loaded: bool,
     /// Changes applied to the planner and not synced yet.
     pending: Pending,
+    /// A periodic resync's check in progress, with its start.
+    check: Option<(crate::reconcile::Check, Instant)>,
     /// This node's role per VirtualService, kept with the verdicts.
     roles: BTreeMap<String, NodeRole>,
     /// VirtualServices whose last sync reported an error: retried.
@@ -208,6 +210,10 @@ impl Pending {
 }
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// About how long one step of a periodic resync's check reads before the
+/// loop looks for changes (see [`crate::reconcile::Check`]).
+const CHECK_STEP: Duration = Duration::from_millis(25);
 
 /// The most time the live counters' reads may take, in percent: each reads
 /// the whole IPVS table, which takes seconds at hundreds of thousands of
@@ -273,6 +279,7 @@ impl<D: Dataplane> Agent<D> {
                 status,
                 loaded: false,
                 pending: Pending::default(),
+                check: None,
                 roles: BTreeMap::new(),
                 failing: BTreeSet::new(),
                 node_problem: false,
@@ -466,19 +473,77 @@ impl<D: Dataplane> Agent<D> {
         // problem: the plan is the one the kernel was made to match, so
         // only the kernel can have changed. When a full read finds it as
         // the last sync left it, there is nothing to plan or write.
-        if full
-            && self.pending.is_empty()
-            && self.failing.is_empty()
-            && !self.node_problem
-            && self.reconciler.recheck()
-        {
-            let report = SyncReport {
-                full: true,
-                unchanged: true,
-                ..SyncReport::default()
-            };
-            self.renew_vips();
-            return self.finish(report, None, started);
+        if full && self.quiet() && self.reconciler.recheck() {
+            return self.finish_unchanged(started);
+        }
+        self.sync_now(full, started)
+    }
+
+    /// Nothing pending since a sync that ended without a problem: a
+    /// periodic resync need only check the kernel (see
+    /// [`crate::reconcile::Check`]).
+    fn quiet(&self) -> bool {
+        self.pending.is_empty() && self.failing.is_empty() && !self.node_problem
+    }
+
+    /// A periodic resync that found the kernel as the last sync left it.
+    fn finish_unchanged(&mut self, started: Instant) -> SyncReport {
+        let report = SyncReport {
+            full: true,
+            unchanged: true,
+            ..SyncReport::default()
+        };
+        self.renew_vips();
+        self.finish(report, None, started)
+    }
+
+    /// Starts a periodic resync's check in steps (see
+    /// [`crate::reconcile::Check`]) when nothing is pending since a sync
+    /// without a problem. `false`: the ordinary full sync is due instead.
+    fn begin_check(&mut self) -> bool {
+        if !self.quiet() {
+            return false;
+        }
+        let started = Instant::now();
+        match self.reconciler.check_begin() {
+            Some(c) => {
+                self.check = Some((c, started));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the next step of the check in progress. `Some`: it ended in a
+    /// sync (unchanged, or the full sync a difference called for).
+    fn step_check(&mut self) -> Option<SyncReport> {
+        let (mut c, started) = self.check.take()?;
+        if !self.quiet() {
+            // A sync since the check began failed: the full sync decides.
+            return Some(self.sync_now(true, started));
+        }
+        match self.reconciler.check_step(&mut c, CHECK_STEP) {
+            CheckStep::More => {
+                self.check = Some((c, started));
+                None
+            }
+            CheckStep::Same(entries) => {
+                // The check read everything the live counters need.
+                let now = crate::report::rfc3339_now();
+                let live = crate::report::live_states(&entries, self.reconciler.ledger(), &now);
+                self.status
+                    .send_if_modified(|st| crate::report::merge_live(&mut st.live, live));
+                self.reconciler.keep_stats(entries);
+                Some(self.finish_unchanged(started))
+            }
+            CheckStep::Differs => Some(self.sync_now(true, started)),
+        }
+    }
+
+    fn sync_now(&mut self, full: bool, started: Instant) -> SyncReport {
+        if self.check.is_some() && (full || self.pending.all || self.node_problem) {
+            // A whole sync supersedes the check; a full one reads anyway.
+            self.check = None;
         }
         let pending = std::mem::take(&mut self.pending);
         let node_ips = self.node_ips();
@@ -518,13 +583,17 @@ impl<D: Dataplane> Agent<D> {
             let roles = crate::ha::roles_in(&plan, &self.cfg.vip_roles);
             self.note_candidates(&plan, Some(&scope.vips));
             let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
+            let scope = reconcile_scope(&scope);
+            if let Some((c, _)) = &mut self.check {
+                c.touch(&scope.services);
+            }
             let mut report = self.reconciler.sync_scoped(
                 SyncInput {
                     plan: &plan,
                     node_ips: &node_ips,
                     directs,
                 },
-                &reconcile_scope(&scope),
+                &scope,
             );
             crate::ha::report_refused(&mut report, &plan, &refused);
             self.note_roles(&roles, Some(&scope.vips));
@@ -1018,8 +1087,13 @@ impl<D: Dataplane> Agent<D> {
                 _ => deadline,
             };
             let (mut received, mut full, mut stop, mut due) = (false, false, false, false);
-            // Wake at least once per interval, for the liveness heartbeat.
-            let wait = deadline.saturating_duration_since(now).min(interval);
+            // Wake at least once per interval, for the liveness heartbeat;
+            // while a check runs, only look for what arrived.
+            let wait = if self.check.is_some() {
+                Duration::ZERO
+            } else {
+                deadline.saturating_duration_since(now).min(interval)
+            };
             match rx.recv_timeout(wait) {
                 Ok(ev) => {
                     // Take everything queued: changes add up, the latest
@@ -1078,9 +1152,20 @@ impl<D: Dataplane> Agent<D> {
             }
             let drained = self.drains.next_poll().is_some_and(|p| Instant::now() >= p)
                 && self.poll_drains(Instant::now());
+            // A periodic resync runs as a check in steps when it can (a
+            // resync asked for while one runs is that one).
+            if full && self.loaded && (self.check.is_some() || self.begin_check()) {
+                full = false;
+            }
+            let mut synced = None;
             if self.loaded && (received || full || due || drained) {
-                let started = Instant::now();
-                let report = self.sync_pending(full);
+                synced = Some((Instant::now(), self.sync_now(full, Instant::now())));
+            }
+            if synced.is_none() && self.check.is_some() {
+                let started = self.check.as_ref().map_or_else(Instant::now, |(_, t)| *t);
+                synced = self.step_check().map(|r| (started, r));
+            }
+            if let Some((started, report)) = synced {
                 // The IPVS table changed: its hash and counters are read
                 // now (as soon as LIVE_MAX_SHARE allows), not an interval
                 // later.
@@ -1098,9 +1183,10 @@ impl<D: Dataplane> Agent<D> {
                 };
             }
             // After the sync: a change never waits behind a read of the
-            // counters.
+            // counters; while a check runs, it reads them.
             if let Some(every) = live_every
                 && self.loaded
+                && self.check.is_none()
                 && Instant::now() >= next_live
             {
                 let t = Instant::now();

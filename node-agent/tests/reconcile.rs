@@ -1036,3 +1036,121 @@ fn a_full_read_keeps_destination_counters_only_within_the_cap() {
     assert_eq!(stats.len(), 1);
     assert!(stats[0].destinations.is_empty(), "{stats:?}");
 }
+
+/// 40 one-destination services on 10.0.1.1..40.
+fn forty() -> NodePlan {
+    director(
+        (1..=40)
+            .map(|i| {
+                service(
+                    &format!("s{i}"),
+                    &format!("10.0.1.{i}"),
+                    80,
+                    vec![dest("10.1.0.1", 8080, 1, Nat)],
+                )
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn a_resync_check_reads_in_steps_and_finds_the_kernel_as_left() {
+    use lvs_node_agent::reconcile::CheckStep;
+    use std::time::Duration;
+    let dir = temp_dir("check-steps");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    let plan = forty();
+    assert!(sync(&mut r, &plan, false).ok());
+    r.dataplane_mut().take_calls();
+    let mut c = r.check_begin().expect("nothing differs: the check starts");
+    // Without a time budget a step reads 16 services: 40 take three.
+    let mut steps = 0;
+    let entries = loop {
+        steps += 1;
+        match r.check_step(&mut c, Duration::ZERO) {
+            CheckStep::More => {}
+            CheckStep::Same(e) => break e,
+            CheckStep::Differs => panic!("nothing was changed"),
+        }
+    };
+    assert_eq!(steps, 3);
+    assert_eq!(entries.len(), 40);
+    assert!(entries.iter().all(|e| e.destinations.len() == 1));
+    let calls = r.dataplane_mut().take_calls();
+    assert!(!calls.iter().any(Call::is_write), "{calls:?}");
+    let dests = calls
+        .iter()
+        .filter(|c| matches!(c, Call::IpvsDests(_)))
+        .count();
+    assert_eq!(dests, 40, "one destination read per service: {calls:?}");
+}
+
+#[test]
+fn a_resync_check_finds_what_someone_else_changed() {
+    use lvs_node_agent::reconcile::CheckStep;
+    use std::time::Duration;
+    let dir = temp_dir("check-differs");
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    let plan = forty();
+    assert!(sync(&mut r, &plan, false).ok());
+    let run = |r: &mut lvs_node_agent::reconcile::Reconciler<FakeDataplane>| -> bool {
+        let Some(mut c) = r.check_begin() else {
+            return false;
+        };
+        loop {
+            match r.check_step(&mut c, Duration::MAX) {
+                CheckStep::More => {}
+                CheckStep::Same(_) => return true,
+                CheckStep::Differs => return false,
+            }
+        }
+    };
+    assert!(run(&mut r));
+    let k30 = tcp("10.0.1.30", 80);
+    let d = DestKey {
+        addr: ip("10.1.0.1"),
+        port: 8080,
+    };
+    // A weight, a destination added, a service's scheduler, a service
+    // added, an address deleted, a sysctl: each is found, and after the full
+    // sync the check passes again.
+    type Edit = Box<dyn Fn(&mut FakeDataplane)>;
+    let edits: Vec<Edit> = vec![
+        Box::new(move |f| {
+            f.ipvs
+                .get_mut(&k30)
+                .unwrap()
+                .dests
+                .get_mut(&d)
+                .unwrap()
+                .weight = 9
+        }),
+        Box::new(move |f| {
+            f.ipvs.get_mut(&k30).unwrap().dests.insert(
+                DestKey {
+                    addr: ip("10.9.0.1"),
+                    port: 1,
+                },
+                DestConfig::new(FwdMethod::Masq, 1),
+            );
+        }),
+        Box::new(move |f| f.ipvs.get_mut(&k30).unwrap().config.scheduler = "rr".into()),
+        Box::new(|f| {
+            let (k, s) = foreign_service();
+            f.ipvs.insert(k, s);
+        }),
+        Box::new(|f| f.addresses.retain(|a| a.addr != ip("10.0.1.7"))),
+        Box::new(|f| {
+            f.sysctls.insert("net/ipv4/ip_forward".into(), "0".into());
+        }),
+    ];
+    for (i, edit) in edits.iter().enumerate() {
+        edit(r.dataplane_mut());
+        assert!(!run(&mut r), "edit {i} went unnoticed");
+        assert!(sync(&mut r, &plan, true).ok());
+        assert!(run(&mut r), "after edit {i} and the full sync");
+    }
+    // Without a view (after a failed write, say) there is nothing to compare.
+    r.invalidate();
+    assert!(r.check_begin().is_none());
+}

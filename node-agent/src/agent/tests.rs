@@ -809,6 +809,65 @@ fn a_resync_with_nothing_pending_only_reads_while_the_kernel_is_as_left() {
 }
 
 #[test]
+fn a_change_during_a_resync_check_is_synced_between_its_steps() {
+    let snap = two_realservers();
+    let (mut a, status) = agent();
+    assert!(a.sync(&snap, false).ok());
+    assert!(a.begin_check(), "nothing pending, the last sync was clean");
+    // A weight change arrives: synced at once, scoped, the check waits.
+    let d = dir("check-change");
+    std::fs::write(
+        d.join("all.yaml"),
+        format!(
+            "{FILES}---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {{name: web-2, namespace: default, labels: {{app: web}}}}\nspec: {{address: 10.1.0.2, port: 8080, weight: 4}}\n"
+        ),
+    )
+    .unwrap();
+    a.apply_snapshot(DirSource::load(&d).unwrap());
+    let rep = a.sync_now(false, Instant::now());
+    assert!(!rep.full && rep.ok(), "{rep:?}");
+    assert_eq!(rep.ops.get("dest_update"), Some(&1), "{rep:?}");
+    assert!(a.check.is_some(), "the check goes on");
+    let key = *a.reconciler().dataplane().ipvs.keys().next().unwrap();
+    let rs2 = lvs_ipvs::DestKey {
+        addr: "10.1.0.2".parse().unwrap(),
+        port: 8080,
+    };
+    assert_eq!(a.reconciler().dataplane().ipvs[&key].dests[&rs2].weight, 4);
+    // Then the check ends: the kernel is as the syncs left it.
+    let rep = loop {
+        if let Some(r) = a.step_check() {
+            break r;
+        }
+    };
+    assert!(rep.full && rep.unchanged, "{rep:?}");
+    assert!(a.check.is_none());
+    // The check's read gave the live counters.
+    assert!(status.borrow().live.contains_key("default/web"));
+
+    // A change by hand: the check finds it and the full sync repairs it.
+    a.reconciler_mut()
+        .dataplane_mut()
+        .ipvs
+        .get_mut(&key)
+        .unwrap()
+        .dests
+        .get_mut(&rs2)
+        .unwrap()
+        .weight = 1;
+    assert!(a.begin_check());
+    let rep = loop {
+        if let Some(r) = a.step_check() {
+            break r;
+        }
+    };
+    assert!(rep.full && !rep.unchanged, "{rep:?}");
+    assert_eq!(rep.drift.len(), 1, "{rep:?}");
+    assert_eq!(a.reconciler().dataplane().ipvs[&key].dests[&rs2].weight, 4);
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
 fn live_samples_publish_counters_and_keep_their_time_while_unchanged() {
     let snap = two_realservers();
     let (mut a, mut status) = agent();

@@ -193,6 +193,16 @@ pub trait Dataplane {
     /// Every IPVS service with its destinations and counters.
     fn ipvs_dump(&mut self) -> DpResult<Vec<ServiceEntry>>;
 
+    /// Every IPVS service with its counters, without destinations (one
+    /// dump on a real kernel).
+    fn ipvs_services(&mut self) -> DpResult<Vec<ServiceEntry>> {
+        let mut all = self.ipvs_dump()?;
+        for e in &mut all {
+            e.destinations = Vec::new();
+        }
+        Ok(all)
+    }
+
     /// The destinations of one service with their connection counts (one
     /// GET_DEST dump): what a running drain polls, without reading the
     /// whole table.

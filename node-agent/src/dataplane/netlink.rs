@@ -501,6 +501,25 @@ impl Dataplane for NetlinkDataplane {
         }
     }
 
+    fn ipvs_services(&mut self) -> DpResult<Vec<ipvs::ServiceEntry>> {
+        let request = "dump the IPVS services";
+        let result = self.ipvs_client(request)?.services();
+        match result {
+            Ok(services) => Ok(services
+                .into_iter()
+                .map(|(service, stats)| ipvs::ServiceEntry {
+                    service,
+                    stats,
+                    destinations: Vec::new(),
+                })
+                .collect()),
+            Err(e) => {
+                self.ipvs = None;
+                Err(ipvs_error(request, e))
+            }
+        }
+    }
+
     fn ipvs_dests(&mut self, service: &ipvs::ServiceKey) -> DpResult<Vec<ipvs::DestEntry>> {
         let request = format!("read the destinations of {service}");
         let result = self.ipvs_client(&request)?.destinations(service);

@@ -26,6 +26,7 @@
 //! says it did not happen, and recording removals once they did.
 
 pub mod addresses;
+mod check;
 pub mod daemons;
 pub mod decision;
 pub mod describe;
@@ -35,6 +36,8 @@ pub mod ipvs;
 pub mod nft_table;
 pub mod sysctls;
 pub mod tunnels;
+
+pub use check::{Check, CheckStep};
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
@@ -485,7 +488,7 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     /// Keeps the owned services' counters of a full read for the metrics.
-    fn keep_stats(&mut self, services: Vec<ServiceEntry>) {
+    pub fn keep_stats(&mut self, services: Vec<ServiceEntry>) {
         let l = &self.ledger;
         self.stats = services
             .into_iter()
@@ -500,64 +503,28 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     /// A periodic resync's shortcut, for when nothing is pending since a
-    /// sync that ended without a problem: reads the kernel in full (as a
-    /// full sync would, the sysctls the view holds included) and compares
-    /// the read with the cached view. `true`: the kernel holds exactly what
-    /// the view says, so it is as the last sync left it, and planning and
-    /// diffing again would find nothing to do; the view stays, and the
-    /// read's counters are kept for the metrics as after a full sync.
-    /// `false`: something differs, or the read failed; nothing is kept, and
-    /// the caller runs the ordinary full sync, which reads again, repairs
-    /// and reports the drift. Without a cached view: `false`, reading
-    /// nothing.
+    /// sync that ended without a problem: the whole check of [`check`]
+    /// at once. `true`: the kernel holds exactly what the cached view says,
+    /// so it is as the last sync left it, and planning and diffing again
+    /// would find nothing to do; the view stays, and the read's counters are
+    /// kept for the metrics as after a full sync. `false`: something
+    /// differs, a read failed, or there is no view; nothing is kept, and the
+    /// caller runs the ordinary full sync, which reads again, repairs and
+    /// reports the drift.
     pub fn recheck(&mut self) -> bool {
-        let Some(cached) = self.known.as_ref() else {
+        let Some(mut c) = self.check_begin() else {
             return false;
         };
-        if self.fresh {
-            return false;
-        }
-        let mut phases = Phases::start();
-        let Ok((mut read, services)) = read_kernel(&mut self.dp, &mut phases) else {
-            return false;
-        };
-        let mut same = true;
-        for (key, value) in &cached.sysctls {
-            match self.dp.read_sysctl(key) {
-                Ok(v) if v.trim() == value => {
-                    read.sysctls.insert(key.clone(), value.clone());
+        loop {
+            match self.check_step(&mut c, std::time::Duration::MAX) {
+                CheckStep::More => {}
+                CheckStep::Same(entries) => {
+                    self.keep_stats(entries);
+                    return true;
                 }
-                _ => {
-                    same = false;
-                    break;
-                }
+                CheckStep::Differs => return false,
             }
         }
-        phases.mark("read_other");
-        same = same && read == *cached;
-        phases.mark("compare");
-        if same {
-            self.keep_stats(services);
-        }
-        drop(read);
-        phases.mark("keep_stats");
-        let get = |w: &str| {
-            phases
-                .ms
-                .iter()
-                .find(|(n, _)| *n == w)
-                .map_or(0, |(_, t)| t.round() as u64)
-        };
-        tracing::info!(
-            unchanged = same,
-            read_ipvs_ms = get("read_ipvs"),
-            read_other_ms = get("read_other"),
-            view_ms = get("view"),
-            compare_ms = get("compare"),
-            keep_stats_ms = get("keep_stats"),
-            "resync check"
-        );
-        same
     }
 
     /// Whether a cached view of the kernel exists (a scoped sync needs one).
@@ -764,6 +731,31 @@ fn read_kernel<D: Dataplane>(
         Err(e) => return Err(e),
     };
     phases.mark("read_ipvs");
+    let mut known = read_rest(dp, ipvs_available, phases)?;
+    for s in &services {
+        known.ipvs.insert(
+            s.service.key,
+            KnownService {
+                config: s.service.config.clone(),
+                dests: s
+                    .destinations
+                    .iter()
+                    .map(|d| (d.destination.key, d.destination.config))
+                    .collect(),
+            },
+        );
+    }
+    phases.mark("view");
+    Ok((known, services))
+}
+
+/// Reads everything the view holds besides the IPVS table: a view with no
+/// IPVS service (and no sysctl).
+fn read_rest<D: Dataplane>(
+    dp: &mut D,
+    ipvs_available: bool,
+    phases: &mut Phases,
+) -> Result<Known, DataplaneError> {
     let daemons = if ipvs_available {
         dp.daemons()?
     } else {
@@ -790,19 +782,6 @@ fn read_kernel<D: Dataplane>(
         nft,
         ..Known::default()
     };
-    for s in &services {
-        known.ipvs.insert(
-            s.service.key,
-            KnownService {
-                config: s.service.config.clone(),
-                dests: s
-                    .destinations
-                    .iter()
-                    .map(|d| (d.destination.key, d.destination.config))
-                    .collect(),
-            },
-        );
-    }
     for a in addresses {
         // An address and one of our local routes at the same key: the
         // route is what the ledger may own, so it is the one kept.
@@ -819,8 +798,7 @@ fn read_kernel<D: Dataplane>(
     }
     known.links = links.into_iter().map(|l| (l.name.clone(), l)).collect();
     known.fou = fou.into_iter().collect();
-    phases.mark("view");
-    Ok((known, services))
+    Ok(known)
 }
 
 /// Reconciles the ledger with a full read of the kernel: forgets ownership
