@@ -164,6 +164,8 @@ pub struct Agent<D> {
     loaded: bool,
     /// Changes applied to the planner and not synced yet.
     pending: Pending,
+    /// The VirtualServices' table hashes, kept while their settings stay.
+    table_hashes: crate::report::TableHashes,
     /// A periodic resync's check in progress, with its start.
     check: Option<(crate::reconcile::Check, Instant)>,
     /// This node's role per VirtualService, kept with the verdicts.
@@ -280,6 +282,7 @@ impl<D: Dataplane> Agent<D> {
                 loaded: false,
                 pending: Pending::default(),
                 check: None,
+                table_hashes: Default::default(),
                 roles: BTreeMap::new(),
                 failing: BTreeSet::new(),
                 node_problem: false,
@@ -530,7 +533,12 @@ impl<D: Dataplane> Agent<D> {
             CheckStep::Same(entries) => {
                 // The check read everything the live counters need.
                 let now = crate::report::rfc3339_now();
-                let live = crate::report::live_states(&entries, self.reconciler.ledger(), &now);
+                let live = crate::report::live_states(
+                    &entries,
+                    self.reconciler.ledger(),
+                    &now,
+                    &mut self.table_hashes,
+                );
                 self.status
                     .send_if_modified(|st| crate::report::merge_live(&mut st.live, live));
                 self.reconciler.keep_stats(entries);
@@ -855,7 +863,12 @@ impl<D: Dataplane> Agent<D> {
             }
         };
         let now = crate::report::rfc3339_now();
-        let live = crate::report::live_states(&entries, self.reconciler.ledger(), &now);
+        let live = crate::report::live_states(
+            &entries,
+            self.reconciler.ledger(),
+            &now,
+            &mut self.table_hashes,
+        );
         self.status
             .send_if_modified(|st| crate::report::merge_live(&mut st.live, live));
     }
@@ -1150,22 +1163,27 @@ impl<D: Dataplane> Agent<D> {
             if full {
                 next_resync = Instant::now() + interval;
             }
-            let drained = self.drains.next_poll().is_some_and(|p| Instant::now() >= p)
+            let mut drained = self.drains.next_poll().is_some_and(|p| Instant::now() >= p)
                 && self.poll_drains(Instant::now());
             // A periodic resync runs as a check in steps when it can (a
-            // resync asked for while one runs is that one).
+            // resync asked for while one runs is that one), after the
+            // changes that came with it.
+            let mut synced = Vec::new();
+            if full && self.loaded && self.check.is_none() && (received || due || drained) {
+                synced.push((Instant::now(), self.sync_now(false, Instant::now())));
+                (received, due, drained) = (false, false, false);
+            }
             if full && self.loaded && (self.check.is_some() || self.begin_check()) {
                 full = false;
             }
-            let mut synced = None;
             if self.loaded && (received || full || due || drained) {
-                synced = Some((Instant::now(), self.sync_now(full, Instant::now())));
+                synced.push((Instant::now(), self.sync_now(full, Instant::now())));
             }
-            if synced.is_none() && self.check.is_some() {
+            if synced.is_empty() && self.check.is_some() {
                 let started = self.check.as_ref().map_or_else(Instant::now, |(_, t)| *t);
-                synced = self.step_check().map(|r| (started, r));
+                synced.extend(self.step_check().map(|r| (started, r)));
             }
-            if let Some((started, report)) = synced {
+            for (started, report) in synced {
                 // The IPVS table changed: its hash and counters are read
                 // now (as soon as LIVE_MAX_SHARE allows), not an interval
                 // later.
@@ -1174,6 +1192,12 @@ impl<D: Dataplane> Agent<D> {
                 }
                 if report.full {
                     next_resync = Instant::now() + resync_gap(interval, share, started.elapsed());
+                }
+                // The check read the live counters.
+                if report.unchanged
+                    && let Some(every) = live_every
+                {
+                    next_live = (Instant::now() + every).max(live_not_before);
                 }
                 retry = if report.ok() && self.failing.is_empty() && !self.node_problem {
                     None

@@ -751,10 +751,15 @@ pub fn table_hash<'a>(entries: impl IntoIterator<Item = &'a lvs_ipvs::ServiceEnt
 /// Per VirtualService (the owner the ledger records), the summed counters
 /// and the table hash of the owned services in `entries`. Services without
 /// an owner in `ledger` are left out.
+///
+/// `hashes` keeps each VirtualService's table hash with a fingerprint of
+/// the settings it covers: the text behind the hash is written again only
+/// when the fingerprint changes, which a table at rest never does.
 pub fn live_states(
     entries: &[lvs_ipvs::ServiceEntry],
     ledger: &crate::ledger::Ledger,
     now: &str,
+    hashes: &mut TableHashes,
 ) -> BTreeMap<String, LiveState> {
     let mut by_owner: BTreeMap<&str, Vec<&lvs_ipvs::ServiceEntry>> = BTreeMap::new();
     for e in entries {
@@ -762,6 +767,9 @@ pub fn live_states(
             by_owner.entry(o.owner.as_str()).or_default().push(e);
         }
     }
+    hashes
+        .0
+        .retain(|owner, _| by_owner.contains_key(owner.as_str()));
     by_owner
         .into_iter()
         .map(|(owner, es)| {
@@ -769,14 +777,54 @@ pub fn live_states(
             for e in &es {
                 counters.add(&service_counters(e));
             }
+            let fp = fingerprint(&es);
+            let table_hash = match hashes.0.get(owner) {
+                Some((f, h)) if *f == fp => h.clone(),
+                _ => {
+                    let h = table_hash(es.iter().copied());
+                    hashes.0.insert(owner.to_string(), (fp, h.clone()));
+                    h
+                }
+            };
             let state = LiveState {
                 counters,
                 time: now.to_string(),
-                table_hash: table_hash(es.iter().copied()),
+                table_hash,
             };
             (owner.to_string(), state)
         })
         .collect()
+}
+
+/// Per VirtualService, the last table hash and the fingerprint of what it
+/// covered (see [`live_states`]).
+#[derive(Debug, Default)]
+pub struct TableHashes(std::collections::HashMap<String, (u64, String)>);
+
+/// A hash of the services' keys and settings and their destinations' keys
+/// and settings, whatever their order: equal whenever [`table_hash`]'s text
+/// is (it covers at least as much), cheap to compute.
+fn fingerprint(entries: &[&lvs_ipvs::ServiceEntry]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let one = |f: &dyn Fn(&mut fnv::FnvHasher)| {
+        let mut h = fnv::FnvHasher::default();
+        f(&mut h);
+        h.finish()
+    };
+    let mut sum = 0u64;
+    for e in entries {
+        sum = sum.wrapping_add(one(&|h| {
+            e.service.key.hash(h);
+            e.service.config.hash(h);
+        }));
+        for d in &e.destinations {
+            sum = sum.wrapping_add(one(&|h| {
+                e.service.key.hash(h);
+                d.destination.hash(h);
+            }));
+        }
+    }
+    sum
 }
 
 /// Takes a new sample into `live`: an entry whose counters and hash are

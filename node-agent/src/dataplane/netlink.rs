@@ -521,11 +521,15 @@ impl Dataplane for NetlinkDataplane {
     }
 
     fn ipvs_dests(&mut self, service: &ipvs::ServiceKey) -> DpResult<Vec<ipvs::DestEntry>> {
-        let request = format!("read the destinations of {service}");
-        let result = self.ipvs_client(&request)?.destinations(service);
+        // Named only for an error: a resync's check reads every service.
+        let request = || format!("read the destinations of {service}");
+        let result = match self.ipvs.as_mut() {
+            Some(client) => client.destinations(service),
+            None => self.ipvs_client(&request())?.destinations(service),
+        };
         result.map_err(|e| {
             self.ipvs = None;
-            ipvs_error(&request, e)
+            ipvs_error(&request(), e)
         })
     }
 

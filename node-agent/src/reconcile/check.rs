@@ -3,20 +3,22 @@
 //! After a sync that ended without a problem, with nothing pending since,
 //! the plan is the one the kernel was made to match: only the kernel can
 //! have changed. The check reads it and compares the read with the cached
-//! view instead of planning and diffing everything again. It reads the
-//! service list and everything besides IPVS at once, then the destinations
-//! a few services at a time ([`Reconciler::check_step`]), so that changes
-//! arriving meanwhile are synced between the steps instead of waiting for
-//! the whole table to be read.
+//! view instead of planning and diffing everything again. It reads in
+//! steps ([`Reconciler::check_step`]): the destinations of the viewed
+//! services a few at a time, then the service list, then everything besides
+//! IPVS, so that changes arriving meanwhile are synced between the steps
+//! instead of waiting for the whole table to be read. Each step compares
+//! what it reads with the view as it is then: a sync between two steps
+//! changes the kernel and the view alike.
 //!
-//! A service a sync writes while the check runs is not compared: the sync
-//! made the kernel and the view agree about it (a change someone else made
-//! to it just before is found by the next resync).
+//! A service a sync wrote while the check runs is not compared again: the
+//! sync made the kernel and the view agree about it (a change someone else
+//! made to it just before is found by the next resync).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use lvs_ipvs::{ServiceEntry, ServiceKey};
+use lvs_ipvs::{DestEntry, ServiceEntry, ServiceKey};
 
 use super::{Known, Phases, Reconciler, read_rest};
 use crate::dataplane::{Dataplane, DataplaneError};
@@ -24,16 +26,27 @@ use crate::dataplane::{Dataplane, DataplaneError};
 /// A check in progress (see [`Reconciler::check_begin`]).
 #[derive(Debug)]
 pub struct Check {
-    /// The services the kernel listed, with their counters; their
-    /// destinations are filled in as the steps read them.
-    services: Vec<ServiceEntry>,
-    /// The next service to read.
+    /// The viewed services as the check began, in order.
+    keys: Vec<ServiceKey>,
+    /// The next of `keys` to read.
     next: usize,
+    /// What each read service's destinations are, with their counters.
+    dests: Vec<(ServiceKey, Vec<DestEntry>)>,
+    stage: Stage,
+    /// The service list with counters (the `Services` stage on).
+    services: Vec<ServiceEntry>,
     /// Services a sync wrote since the check began.
     touched: BTreeSet<ServiceKey>,
     /// Time spent reading and comparing so far.
     busy: Duration,
     steps: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Dests,
+    Services,
+    Rest,
 }
 
 /// What a step found.
@@ -49,114 +62,157 @@ pub enum CheckStep {
 }
 
 impl Check {
-    /// Services a sync wrote while the check runs: not compared.
+    /// Services a sync wrote while the check runs: not compared again.
     pub fn touch<'a>(&mut self, services: impl IntoIterator<Item = &'a ServiceKey>) {
         self.touched.extend(services);
     }
 }
 
 impl<D: Dataplane> Reconciler<D> {
-    /// Starts a check: reads the IPVS service list (one dump) and
-    /// everything else the view holds (addresses, links, fou ports, sync
-    /// daemons, the NAT table and the sysctls read so far) and compares it
-    /// with the view. `None` when there is no view to compare with, a read
-    /// failed or something differs: the ordinary full sync is due.
+    /// Starts a check of the cached view; nothing is read yet. `None`
+    /// without a view to compare with (or one read just now, which the
+    /// next sync uses): the ordinary full sync is due.
     pub fn check_begin(&mut self) -> Option<Check> {
-        let started = Instant::now();
         let cached = self.known.as_ref()?;
         if self.fresh {
             return None;
         }
-        let (ipvs_available, services) = match self.dp.ipvs_services() {
-            Ok(s) => (true, s),
-            Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
-            Err(_) => return None,
-        };
-        if ipvs_available != cached.ipvs_available || services.len() != cached.ipvs.len() {
-            return None;
-        }
-        let listed_as_viewed = services.iter().all(|e| {
-            cached
-                .ipvs
-                .get(&e.service.key)
-                .is_some_and(|s| s.config == e.service.config)
-        });
-        if !listed_as_viewed {
-            return None;
-        }
-        let mut rest: Known = read_rest(&mut self.dp, ipvs_available, &mut Phases::start()).ok()?;
-        for (key, value) in &cached.sysctls {
-            match self.dp.read_sysctl(key) {
-                Ok(v) if v.trim() == value => {
-                    rest.sysctls.insert(key.clone(), value.clone());
-                }
-                _ => return None,
-            }
-        }
-        let same = rest.addresses == cached.addresses
-            && rest.links == cached.links
-            && rest.fou == cached.fou
-            && rest.sysctls == cached.sysctls
-            && rest.daemons == cached.daemons
-            && rest.nft == cached.nft;
-        same.then(|| Check {
-            services,
+        Some(Check {
+            keys: cached.ipvs.keys().copied().collect(),
             next: 0,
+            dests: Vec::with_capacity(cached.ipvs.len()),
+            stage: Stage::Dests,
+            services: Vec::new(),
             touched: BTreeSet::new(),
-            busy: started.elapsed(),
-            steps: 1,
+            busy: Duration::ZERO,
+            steps: 0,
         })
     }
 
-    /// Reads and compares the destinations of the next services, for about
-    /// `budget`.
+    /// The check's next step: the destinations of the next services for
+    /// about `budget`, or the service list (one dump), or everything besides
+    /// IPVS.
     pub fn check_step(&mut self, c: &mut Check, budget: Duration) -> CheckStep {
         let started = Instant::now();
-        let Some(cached) = self.known.as_ref() else {
+        c.steps += 1;
+        let step = match c.stage {
+            Stage::Dests => self.check_dests(c, budget, started),
+            Stage::Services => self.check_services(c),
+            Stage::Rest => self.check_rest(c),
+        };
+        c.busy += started.elapsed();
+        if let CheckStep::Same(entries) = &step {
+            tracing::info!(
+                services = entries.len(),
+                written_meanwhile = c.touched.len(),
+                steps = c.steps,
+                busy_ms = c.busy.as_millis() as u64,
+                "resync check: the kernel is as the last sync left it"
+            );
+        }
+        step
+    }
+
+    fn check_dests(&mut self, c: &mut Check, budget: Duration, started: Instant) -> CheckStep {
+        let Some(view) = self.known.as_ref() else {
             return CheckStep::Differs;
         };
-        c.steps += 1;
         let mut read = 0usize;
-        while c.next < c.services.len() {
-            let i = c.next;
+        while c.next < c.keys.len() {
+            let key = c.keys[c.next];
             c.next += 1;
-            let key = c.services[i].service.key;
             let touched = c.touched.contains(&key);
             let dests = match self.dp.ipvs_dests(&key) {
                 Ok(d) => d,
-                // Deleted by a sync since the listing.
-                Err(_) if touched => continue,
+                // Deleted by a sync since the check began.
+                Err(_) if touched || !view.ipvs.contains_key(&key) => continue,
                 Err(_) => return CheckStep::Differs,
             };
             if !touched {
-                let Some(view) = cached.ipvs.get(&key) else {
+                let Some(s) = view.ipvs.get(&key) else {
                     return CheckStep::Differs;
                 };
-                let same = dests.len() == view.dests.len()
+                let same = dests.len() == s.dests.len()
                     && dests
                         .iter()
-                        .all(|d| view.dests.get(&d.destination.key) == Some(&d.destination.config));
+                        .all(|d| s.dests.get(&d.destination.key) == Some(&d.destination.config));
                 if !same {
                     return CheckStep::Differs;
                 }
             }
-            c.services[i].destinations = dests;
+            c.dests.push((key, dests));
             read += 1;
             if read.is_multiple_of(16) && started.elapsed() >= budget {
                 break;
             }
         }
-        c.busy += started.elapsed();
-        if c.next < c.services.len() {
-            return CheckStep::More;
+        if c.next == c.keys.len() {
+            c.stage = Stage::Services;
         }
-        tracing::info!(
-            services = c.services.len(),
-            written_meanwhile = c.touched.len(),
-            steps = c.steps,
-            busy_ms = c.busy.as_millis() as u64,
-            "resync check: the kernel is as the last sync left it"
-        );
-        CheckStep::Same(std::mem::take(&mut c.services))
+        CheckStep::More
+    }
+
+    fn check_services(&mut self, c: &mut Check) -> CheckStep {
+        let Some(view) = self.known.as_ref() else {
+            return CheckStep::Differs;
+        };
+        let (available, services) = match self.dp.ipvs_services() {
+            Ok(s) => (true, s),
+            Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
+            Err(_) => return CheckStep::Differs,
+        };
+        let same = available == view.ipvs_available
+            && services.len() == view.ipvs.len()
+            && services.iter().all(|e| {
+                view.ipvs
+                    .get(&e.service.key)
+                    .is_some_and(|s| s.config == e.service.config)
+            });
+        if !same {
+            return CheckStep::Differs;
+        }
+        c.services = services;
+        c.stage = Stage::Rest;
+        CheckStep::More
+    }
+
+    fn check_rest(&mut self, c: &mut Check) -> CheckStep {
+        let Some(view) = self.known.as_ref() else {
+            return CheckStep::Differs;
+        };
+        let Ok(mut rest): Result<Known, _> =
+            read_rest(&mut self.dp, view.ipvs_available, &mut Phases::start())
+        else {
+            return CheckStep::Differs;
+        };
+        for (key, value) in &view.sysctls {
+            match self.dp.read_sysctl(key) {
+                Ok(v) if v.trim() == value => {
+                    rest.sysctls.insert(key.clone(), value.clone());
+                }
+                _ => return CheckStep::Differs,
+            }
+        }
+        let same = rest.addresses == view.addresses
+            && rest.links == view.links
+            && rest.fou == view.fou
+            && rest.sysctls == view.sysctls
+            && rest.daemons == view.daemons
+            && rest.nft == view.nft;
+        if !same {
+            return CheckStep::Differs;
+        }
+        // Both lists are in key order: each listed service takes the
+        // destinations read for it (none for one a sync added meanwhile).
+        let mut services = std::mem::take(&mut c.services);
+        services.sort_unstable_by_key(|e| e.service.key);
+        let mut read = std::mem::take(&mut c.dests).into_iter().peekable();
+        for e in &mut services {
+            while read.next_if(|(k, _)| *k < e.service.key).is_some() {}
+            if let Some((_, d)) = read.next_if(|(k, _)| *k == e.service.key) {
+                e.destinations = d;
+            }
+        }
+        CheckStep::Same(services)
     }
 }

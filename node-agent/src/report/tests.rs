@@ -507,13 +507,46 @@ fn owning(owners: &[(u16, &str)]) -> crate::ledger::Ledger {
 }
 
 #[test]
+fn live_states_keep_a_table_hash_only_while_its_settings_stay() {
+    let l = owning(&[(80, "ns/web"), (443, "ns/other")]);
+    let mut hashes = TableHashes::default();
+    let table = |w: u32| [entry(80, &[(1, w, 3), (2, 1, 4)]), entry(443, &[(1, 1, 5)])];
+    let hash = |es: &[lvs_ipvs::ServiceEntry], hashes: &mut TableHashes| {
+        live_states(es, &l, "T", hashes)["ns/web"]
+            .table_hash
+            .clone()
+    };
+    let fresh = |es: &[lvs_ipvs::ServiceEntry]| table_hash(es.iter().take(1));
+    let one = table(1);
+    assert_eq!(hash(&one, &mut hashes), fresh(&one));
+    // Other counters, the same settings: the same hash.
+    let mut busier = table(1);
+    busier[0].destinations[0].stats.active_conns += 7;
+    assert_eq!(hash(&busier, &mut hashes), fresh(&one));
+    // Another weight: the hash follows, and comes back with the weight.
+    let two = table(2);
+    assert_ne!(fresh(&two), fresh(&one));
+    assert_eq!(hash(&two, &mut hashes), fresh(&two));
+    assert_eq!(hash(&one, &mut hashes), fresh(&one));
+    // Destinations in another order: the same hash.
+    let mut swapped = table(1);
+    swapped[0].destinations.reverse();
+    assert_eq!(hash(&swapped, &mut hashes), fresh(&one));
+}
+
+#[test]
 fn live_states_sum_a_virtual_services_services_and_leave_out_foreign_ones() {
     let entries = [
         entry(80, &[(1, 1, 3), (2, 1, 4)]),
         entry(443, &[(1, 1, 5)]),
         entry(8080, &[(9, 1, 50)]),
     ];
-    let live = live_states(&entries, &owning(&[(80, "ns/web"), (443, "ns/web")]), "T");
+    let live = live_states(
+        &entries,
+        &owning(&[(80, "ns/web"), (443, "ns/web")]),
+        "T",
+        &mut TableHashes::default(),
+    );
     assert_eq!(
         live.keys().collect::<Vec<_>>(),
         ["ns/web"],
