@@ -167,7 +167,7 @@ pub struct Agent<D> {
     /// The VirtualServices' table hashes, kept while their settings stay.
     table_hashes: crate::report::TableHashes,
     /// A periodic resync's check in progress, with its start.
-    check: Option<(crate::reconcile::Check, Instant)>,
+    check: Option<(Resync, Instant)>,
     /// This node's role per VirtualService, kept with the verdicts.
     roles: BTreeMap<String, NodeRole>,
     /// VirtualServices whose last sync reported an error: retried.
@@ -212,6 +212,18 @@ impl Pending {
 }
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// A periodic resync in steps (see [`crate::reconcile::Check`]); the loop
+/// syncs what arrives between any two.
+#[derive(Debug)]
+enum Resync {
+    /// Reading the kernel and comparing it with the cached view.
+    Check(crate::reconcile::Check),
+    /// The kernel is as the last sync left it: its read becomes the live
+    /// counters, then the metrics' counters.
+    Live(Vec<lvs_ipvs::ServiceEntry>),
+    Stats(Vec<lvs_ipvs::ServiceEntry>),
+}
 
 /// About how long one step of a periodic resync's check reads before the
 /// loop looks for changes (see [`crate::reconcile::Check`]).
@@ -510,7 +522,7 @@ impl<D: Dataplane> Agent<D> {
         let started = Instant::now();
         match self.reconciler.check_begin() {
             Some(c) => {
-                self.check = Some((c, started));
+                self.check = Some((Resync::Check(c), started));
                 true
             }
             None => false,
@@ -520,17 +532,24 @@ impl<D: Dataplane> Agent<D> {
     /// Takes the next step of the check in progress. `Some`: it ended in a
     /// sync (unchanged, or the full sync a difference called for).
     fn step_check(&mut self) -> Option<SyncReport> {
-        let (mut c, started) = self.check.take()?;
+        let (resync, started) = self.check.take()?;
         if !self.quiet() {
             // A sync since the check began failed: the full sync decides.
             return Some(self.sync_now(true, started));
         }
-        match self.reconciler.check_step(&mut c, CHECK_STEP) {
-            CheckStep::More => {
-                self.check = Some((c, started));
-                None
-            }
-            CheckStep::Same(entries) => {
+        match resync {
+            Resync::Check(mut c) => match self.reconciler.check_step(&mut c, CHECK_STEP) {
+                CheckStep::More => {
+                    self.check = Some((Resync::Check(c), started));
+                    None
+                }
+                CheckStep::Same(entries) => {
+                    self.check = Some((Resync::Live(entries), started));
+                    None
+                }
+                CheckStep::Differs => Some(self.sync_now(true, started)),
+            },
+            Resync::Live(entries) => {
                 // The check read everything the live counters need.
                 let now = crate::report::rfc3339_now();
                 let live = crate::report::live_states(
@@ -541,10 +560,13 @@ impl<D: Dataplane> Agent<D> {
                 );
                 self.status
                     .send_if_modified(|st| crate::report::merge_live(&mut st.live, live));
+                self.check = Some((Resync::Stats(entries), started));
+                None
+            }
+            Resync::Stats(entries) => {
                 self.reconciler.keep_stats(entries);
                 Some(self.finish_unchanged(started))
             }
-            CheckStep::Differs => Some(self.sync_now(true, started)),
         }
     }
 
@@ -592,7 +614,7 @@ impl<D: Dataplane> Agent<D> {
             self.note_candidates(&plan, Some(&scope.vips));
             let refused = crate::ha::hold_only_active(&mut plan, &self.cfg.vip_roles);
             let scope = reconcile_scope(&scope);
-            if let Some((c, _)) = &mut self.check {
+            if let Some((Resync::Check(c), _)) = &mut self.check {
                 c.touch(&scope.services);
             }
             let mut report = self.reconciler.sync_scoped(
