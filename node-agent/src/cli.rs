@@ -103,7 +103,9 @@ pub struct Args {
     /// services (connections, packets, bytes, rates) and the table hash,
     /// for the LvsNode report and /status. In Kubernetes mode a report
     /// that differs only in these is written at most once per interval.
-    /// At least 5.
+    /// At least 5. Each read covers the whole IPVS table: on large tables
+    /// the interval stretches so that the reads take at most 10% of the
+    /// time, and a periodic resync's check stands in for one.
     #[arg(long, env = "LVS_STATUS_COUNTERS_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(5..=86400))]
     pub status_counters_interval: u64,
     /// Kubernetes mode: the shortest time between two answers to the
