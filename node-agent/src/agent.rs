@@ -551,15 +551,7 @@ impl<D: Dataplane> Agent<D> {
             },
             Resync::Live(entries) => {
                 // The check read everything the live counters need.
-                let now = crate::report::rfc3339_now();
-                let live = crate::report::live_states(
-                    &entries,
-                    self.reconciler.ledger(),
-                    &now,
-                    &mut self.table_hashes,
-                );
-                self.status
-                    .send_if_modified(|st| crate::report::merge_live(&mut st.live, live));
+                self.publish_live(&entries);
                 self.check = Some((Resync::Stats(entries), started));
                 None
             }
@@ -884,9 +876,15 @@ impl<D: Dataplane> Agent<D> {
                 return;
             }
         };
+        self.publish_live(&entries);
+    }
+
+    /// Publishes the live counters of a read of the IPVS table when they
+    /// changed.
+    fn publish_live(&mut self, entries: &[lvs_ipvs::ServiceEntry]) {
         let now = crate::report::rfc3339_now();
         let live = crate::report::live_states(
-            &entries,
+            entries,
             self.reconciler.ledger(),
             &now,
             &mut self.table_hashes,

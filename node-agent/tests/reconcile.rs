@@ -1088,24 +1088,12 @@ fn a_resync_check_reads_in_steps_and_finds_the_kernel_as_left() {
 
 #[test]
 fn a_resync_check_finds_what_someone_else_changed() {
-    use lvs_node_agent::reconcile::CheckStep;
-    use std::time::Duration;
     let dir = temp_dir("check-differs");
     let mut r = reconciler(FakeDataplane::new(), &dir);
     let plan = forty();
     assert!(sync(&mut r, &plan, false).ok());
-    let run = |r: &mut lvs_node_agent::reconcile::Reconciler<FakeDataplane>| -> bool {
-        let Some(mut c) = r.check_begin() else {
-            return false;
-        };
-        loop {
-            match r.check_step(&mut c, Duration::MAX) {
-                CheckStep::More => {}
-                CheckStep::Same(_) => return true,
-                CheckStep::Differs => return false,
-            }
-        }
-    };
+    // The whole check at once (`recheck`: every step without a budget).
+    let run = |r: &mut lvs_node_agent::reconcile::Reconciler<FakeDataplane>| r.recheck();
     assert!(run(&mut r));
     let k30 = tcp("10.0.1.30", 80);
     let d = DestKey {

@@ -74,6 +74,24 @@ fn holds(a: &Agent<FakeDataplane>, vip: IpAddr) -> bool {
         .any(|x| x.addr == vip)
 }
 
+/// Sets a destination's weight in the (fake) kernel, as someone else would.
+fn set_weight_by_hand(
+    a: &mut Agent<FakeDataplane>,
+    service: &lvs_ipvs::ServiceKey,
+    dest: &lvs_ipvs::DestKey,
+    weight: u32,
+) {
+    a.reconciler_mut()
+        .dataplane_mut()
+        .ipvs
+        .get_mut(service)
+        .unwrap()
+        .dests
+        .get_mut(dest)
+        .unwrap()
+        .weight = weight;
+}
+
 /// A writer that keeps what the log subscriber writes.
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -776,15 +794,7 @@ fn a_resync_with_nothing_pending_only_reads_while_the_kernel_is_as_left() {
         addr: "10.1.0.1".parse().unwrap(),
         port: 8080,
     };
-    a.reconciler_mut()
-        .dataplane_mut()
-        .ipvs
-        .get_mut(&key)
-        .unwrap()
-        .dests
-        .get_mut(&rs1)
-        .unwrap()
-        .weight = 5;
+    set_weight_by_hand(&mut a, &key, &rs1, 5);
     let rep = a.sync_pending(true);
     assert!(rep.full && !rep.unchanged, "{rep:?}");
     assert_eq!(rep.ops.get("dest_update"), Some(&1), "{rep:?}");
@@ -846,15 +856,7 @@ fn a_change_during_a_resync_check_is_synced_between_its_steps() {
     assert!(status.borrow().live.contains_key("default/web"));
 
     // A change by hand: the check finds it and the full sync repairs it.
-    a.reconciler_mut()
-        .dataplane_mut()
-        .ipvs
-        .get_mut(&key)
-        .unwrap()
-        .dests
-        .get_mut(&rs2)
-        .unwrap()
-        .weight = 1;
+    set_weight_by_hand(&mut a, &key, &rs2, 1);
     assert!(a.begin_check());
     let rep = loop {
         if let Some(r) = a.step_check() {
@@ -895,15 +897,7 @@ fn live_samples_publish_counters_and_keep_their_time_while_unchanged() {
     );
     assert_eq!(status.borrow().live["default/web"], first);
     // A weight change by hand changes the table hash.
-    a.reconciler_mut()
-        .dataplane_mut()
-        .ipvs
-        .get_mut(&key)
-        .unwrap()
-        .dests
-        .get_mut(&rs1)
-        .unwrap()
-        .weight = 5;
+    set_weight_by_hand(&mut a, &key, &rs1, 5);
     a.sample_live();
     assert!(status.has_changed().unwrap());
     assert_ne!(
