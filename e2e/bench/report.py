@@ -437,7 +437,7 @@ def main(argv):
     else:
         target("agent-musl (the image's static binary) RSS ≤ 40 MB at 10k×10", None, "not measured")
     if resync:
-        target(f"no-op periodic resync at {resync[0]}×{resync[1]}: ≤ 2 CPU seconds", resync[2] <= 2,
+        target(f"no-op periodic resync at {sz(resync[0])}×{resync[1]}: ≤ 2 CPU seconds", resync[2] <= 2,
                f"{fmt(resync[2])} s for the process, {fmt(resync[4])} s in the `sync` thread")
     else:
         target("no-op periodic resync ≤ 2 CPU seconds", None, "not measured")
