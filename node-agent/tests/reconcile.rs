@@ -1053,14 +1053,26 @@ fn forty() -> NodePlan {
     )
 }
 
+/// A reconciler (its state in a directory of its own) that synced `forty()`.
+fn forty_synced(
+    tag: &str,
+) -> (
+    TempDir,
+    lvs_node_agent::reconcile::Reconciler<FakeDataplane>,
+    NodePlan,
+) {
+    let dir = temp_dir(tag);
+    let mut r = reconciler(FakeDataplane::new(), &dir);
+    let plan = forty();
+    assert!(sync(&mut r, &plan, false).ok());
+    (dir, r, plan)
+}
+
 #[test]
 fn a_resync_check_reads_in_steps_and_finds_the_kernel_as_left() {
     use lvs_node_agent::reconcile::CheckStep;
     use std::time::Duration;
-    let dir = temp_dir("check-steps");
-    let mut r = reconciler(FakeDataplane::new(), &dir);
-    let plan = forty();
-    assert!(sync(&mut r, &plan, false).ok());
+    let (_dir, mut r, _) = forty_synced("check-steps");
     r.dataplane_mut().take_calls();
     let mut c = r.check_begin().expect("nothing differs: the check starts");
     // Without a time budget a step reads the destinations of 16 services:
@@ -1088,10 +1100,7 @@ fn a_resync_check_reads_in_steps_and_finds_the_kernel_as_left() {
 
 #[test]
 fn a_resync_check_finds_what_someone_else_changed() {
-    let dir = temp_dir("check-differs");
-    let mut r = reconciler(FakeDataplane::new(), &dir);
-    let plan = forty();
-    assert!(sync(&mut r, &plan, false).ok());
+    let (_dir, mut r, plan) = forty_synced("check-differs");
     // The whole check at once (`recheck`: every step without a budget).
     let run = |r: &mut lvs_node_agent::reconcile::Reconciler<FakeDataplane>| r.recheck();
     assert!(run(&mut r));
