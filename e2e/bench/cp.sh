@@ -21,6 +21,11 @@
 #      with the refresh interval (600 s) and watch timeout (1800 s) scaled by
 #      BENCH_CP_TIME_SCALE and the rate scaled back, counted over one period
 #      of the longer of the two.
+# Then, with no operator running, the API server's write floor: BENCH_CP_N
+# status writes as the operator sends them, under the operator's
+# ServiceAccount and concurrency, with and without an Event each
+# (apiserver_write_floor): the least time any operator needs for one
+# status step on this machine.
 # The objects are deleted after each N. Writes key=value lines to
 # DIR/cp-raw.txt (report.py --extra) and the operator's logs to DIR/cp/.
 #
@@ -109,4 +114,9 @@ for agents in $AGENTS; do
     lvs_proc_stop "$LVS_LAB_DIR/operator.pid"
     op_pid=
 done
+step "the API server's write floor: $N status writes, with and without an Event each, no operator running"
+"$SIM_BIN" --write-floor --kubeconfig "$KUBECONFIG" --writer-kubeconfig "$okc" --virtual-services "$N" \
+    >"$WORK/floor.out" 2>"$WORK/floor.log" ||
+    { tail -n 5 "$WORK/floor.log" >&2; fail "the write floor failed (log: $WORK/floor.log)"; }
+while read -r line; do result "$line"; done <"$WORK/floor.out"
 result "metric=cp_wall wall_s=$((SECONDS - t_start)) lab_up_s=$lab_up_s agents=\"$AGENTS\" n=$N time_scale=$SCALE load=\"$(cut -d' ' -f1-3 /proc/loadavg)\""

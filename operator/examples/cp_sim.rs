@@ -23,6 +23,12 @@
 //!    is one period of the longest interval, so each watch renewal and
 //!    each refresh falls into it as often as it falls into any such period.
 //!
+//! `--write-floor` runs none of that: with no operator running it creates
+//! the VirtualServices and times rounds of their status writes as the
+//! operator sends them, with and without an Event each
+//! (`apiserver_write_floor`), the least time one status step of any
+//! operator takes through this API server.
+//!
 //! Intervals can be scaled (`--time-scale S` divides the refresh interval
 //! and the watch timeout by S, and the measured rate is divided by S again,
 //! so a short window stands for a long one). The agents' VirtualService,
@@ -106,6 +112,17 @@ struct Args {
     /// Leave the objects in place at the end.
     #[arg(long)]
     keep: bool,
+    /// Instead of the simulation, measure the API server's write floor with
+    /// no operator running: `--virtual-services` objects created, then timed
+    /// rounds of their status writes as the operator sends them (server-side
+    /// apply of the status subresource), with and without an Event each,
+    /// `--in-flight` at a time (the operator's reconcile concurrency).
+    #[arg(long)]
+    write_floor: bool,
+    /// The kubeconfig of the timed writes in `--write-floor` (the
+    /// operator's ServiceAccount); default `--kubeconfig`.
+    #[arg(long)]
+    writer_kubeconfig: Option<PathBuf>,
 }
 
 const GROUP_LABEL: &str = "bench.lvs-operator.io/cp-group";
@@ -479,14 +496,186 @@ async fn cleanup(client: &Client, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn client_of(path: &PathBuf) -> anyhow::Result<(Kubeconfig, Client)> {
+    let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let client = Client::try_from(
+        Config::from_custom_kubeconfig(kc.clone(), &KubeConfigOptions::default()).await?,
+    )?;
+    Ok((kc, client))
+}
+
+/// The status the operator writes for VirtualService `i` at one step:
+/// ready and programmed once `programmed`.
+fn floor_status(i: usize, generation: i64, programmed: bool) -> serde_json::Value {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let condition = |type_: &str, status: bool, reason: &str, message: &str| {
+        json!({
+            "type": type_, "status": if status { "True" } else { "False" },
+            "reason": reason, "message": message,
+            "observedGeneration": generation, "lastTransitionTime": now,
+        })
+    };
+    let directors = [node_name(2 * i), node_name(2 * i + 1)];
+    json!({
+        "apiVersion": lvs_api::API_VERSION, "kind": "VirtualService",
+        "status": {
+            "observedGeneration": generation,
+            "endpoint": format!("10.200.{}.{}:80/TCP", i / 256, i % 256),
+            "directors": directors,
+            "realServers": {"selected": 0, "ready": 0, "summary": "0/0"},
+            "conditions": [
+                condition("Ready", programmed, if programmed { "Ready" } else { "NotProgrammed" },
+                    "traffic is served as specified"),
+                if programmed {
+                    condition("Programmed", true, "Programmed", "every director programmed it")
+                } else {
+                    condition("Programmed", false, "WaitingForDirectors", "no director has reported it yet")
+                },
+                condition("Degraded", false, "AsSpecified", "nothing is degraded"),
+                condition("Conflict", false, "NoConflict", "no other VirtualService claims this endpoint"),
+            ],
+        },
+    })
+}
+
+/// One timed round of the write floor: every VirtualService's status, and
+/// with `event` an Event about it after the status, `in_flight` at a time.
+/// Returns the seconds it took.
+async fn floor_round(
+    client: &Client,
+    args: &Args,
+    generations: &[(String, String, i64)],
+    programmed: bool,
+    event: bool,
+) -> anyhow::Result<f64> {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event;
+    let vs: Api<VirtualService> = Api::namespaced(client.clone(), &args.namespace);
+    let events: Api<Event> = Api::namespaced(client.clone(), &args.namespace);
+    let params = PatchParams::apply("cp-sim-write-floor").force();
+    let t = Instant::now();
+    stream::iter(generations.iter().enumerate())
+        .map(|(i, (name, uid, generation))| {
+            let (vs, events, params) = (vs.clone(), events.clone(), params.clone());
+            async move {
+                let body = floor_status(i, *generation, programmed);
+                vs.patch_status(name, &params, &Patch::Apply(&body))
+                    .await
+                    .with_context(|| format!("writing the status of VirtualService {name}"))?;
+                if event {
+                    let ev = Event {
+                        metadata: kube::api::ObjectMeta {
+                            name: Some(format!("{name}.floor{}", u8::from(programmed))),
+                            ..Default::default()
+                        },
+                        action: Some("Reconcile".into()),
+                        reason: Some(if programmed { "Programmed" } else { "Accepted" }.into()),
+                        note: Some("write floor".into()),
+                        type_: Some("Normal".into()),
+                        event_time: Some(
+                            k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                                k8s_openapi::jiff::Timestamp::now(),
+                            ),
+                        ),
+                        reporting_controller: Some("lvs-operator.io/cp-sim".into()),
+                        reporting_instance: Some("cp-sim".into()),
+                        regarding: Some(ObjectReference {
+                            api_version: Some(lvs_api::API_VERSION.into()),
+                            kind: Some("VirtualService".into()),
+                            namespace: Some(args.namespace.clone()),
+                            name: Some(name.clone()),
+                            uid: Some(uid.clone()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    };
+                    events
+                        .create(&PostParams::default(), &ev)
+                        .await
+                        .with_context(|| {
+                            format!("creating an Event about VirtualService {name}")
+                        })?;
+                }
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(args.in_flight)
+        .try_collect::<()>()
+        .await?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// `--write-floor`: what the API server itself allows the operator, with no
+/// operator running. Each round writes every status once; the first two
+/// rounds are the two steps of the operator's catch-up and converge without
+/// Events, the last two with an Event per status, as the operator writes
+/// them.
+async fn write_floor(admin: &Client, args: &Args) -> anyhow::Result<()> {
+    let n = args.virtual_services;
+    let writer = match &args.writer_kubeconfig {
+        Some(p) => client_of(p).await?.1,
+        None => admin.clone(),
+    };
+    ensure_namespace(admin, &args.namespace).await?;
+    let t = Instant::now();
+    create_virtual_services(admin, args).await?;
+    let create_s = t.elapsed().as_secs_f64();
+    log(format!("{n} VirtualServices written in {create_s:.1}s"));
+    let vs_api: Api<VirtualService> = Api::namespaced(admin.clone(), &args.namespace);
+    let mut generations: Vec<(String, String, i64)> = vs_api
+        .list(&ListParams::default())
+        .await
+        .context("listing the VirtualServices")?
+        .items
+        .into_iter()
+        .map(|v| {
+            (
+                v.metadata.name.unwrap_or_default(),
+                v.metadata.uid.unwrap_or_default(),
+                v.metadata.generation.unwrap_or(1),
+            )
+        })
+        .collect();
+    generations.sort();
+    if generations.len() != n {
+        bail!("listed {} VirtualServices, wrote {n}", generations.len());
+    }
+    let status_s = floor_round(&writer, args, &generations, false, false).await?;
+    let status2_s = floor_round(&writer, args, &generations, true, false).await?;
+    log(format!(
+        "{n} status writes in {status_s:.1}s, again in {status2_s:.1}s"
+    ));
+    let pair_s = floor_round(&writer, args, &generations, false, true).await?;
+    let pair2_s = floor_round(&writer, args, &generations, true, true).await?;
+    log(format!(
+        "{n} status writes with an Event each in {pair_s:.1}s, again in {pair2_s:.1}s"
+    ));
+    let rate = |writes: usize, s: f64| writes as f64 / s.max(1e-9);
+    println!(
+        "metric=apiserver_write_floor contender=apiserver n={n} in_flight={} create_s={create_s:.2} \
+         status_s={:.2} status_event_s={:.2} status_writes_per_s={:.0} with_events_writes_per_s={:.0}",
+        args.in_flight,
+        status_s.min(status2_s),
+        pair_s.min(pair2_s),
+        rate(n, status_s.min(status2_s)),
+        rate(2 * n, pair_s.min(pair2_s)),
+    );
+    if !args.keep {
+        vs_api
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await
+            .context("deleting the VirtualServices")?;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let admin_kc = Kubeconfig::read_from(&args.kubeconfig)
-        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
-    let admin = Client::try_from(
-        Config::from_custom_kubeconfig(admin_kc.clone(), &KubeConfigOptions::default()).await?,
-    )?;
+    let (admin_kc, admin) = client_of(&args.kubeconfig).await?;
+    if args.write_floor {
+        return write_floor(&admin, &args).await;
+    }
     let (n, m) = (args.virtual_services, args.agents);
     let usage0 = operator_usage(args.operator_pid);
 
