@@ -516,17 +516,31 @@ impl<D: Dataplane> Agent<D> {
     /// [`crate::reconcile::Check`]) when nothing is pending since a sync
     /// without a problem. `false`: the ordinary full sync is due instead.
     fn begin_check(&mut self) -> bool {
-        if !self.quiet() {
-            return false;
-        }
-        let started = Instant::now();
-        match self.reconciler.check_begin() {
-            Some(c) => {
+        let why = if !self.pending.is_empty() {
+            "changes are pending"
+        } else if !self.failing.is_empty() {
+            "VirtualServices failed in the last sync"
+        } else if self.node_problem {
+            "the last sync had a node-level problem"
+        } else {
+            let started = Instant::now();
+            if let Some(c) = self.reconciler.check_begin() {
                 self.check = Some((Resync::Check(c), started));
-                true
+                return true;
             }
-            None => false,
-        }
+            if self.reconciler.has_view() {
+                "the kernel was just read in full for the drain; the sync uses that read"
+            } else {
+                "a write's answer left the cached view in doubt"
+            }
+        };
+        tracing::info!(
+            reason = why,
+            pending = self.pending.names.len() + self.pending.scope.services.len(),
+            failing = self.failing.len(),
+            "periodic resync: a full sync, not a check"
+        );
+        false
     }
 
     /// Takes the next step of the check in progress. `Some`: it ended in a

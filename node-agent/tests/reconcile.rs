@@ -1110,8 +1110,8 @@ fn a_resync_check_finds_what_someone_else_changed() {
         port: 8080,
     };
     // A weight, a destination added, a service's scheduler, a service
-    // added, an address deleted, a sysctl: each is found, and after the full
-    // sync the check passes again.
+    // added, an address deleted, a sysctl, the VIPs' interface down: each is
+    // found, and after the full sync the check passes again.
     type Edit = Box<dyn Fn(&mut FakeDataplane)>;
     let edits: Vec<Edit> = vec![
         Box::new(move |f| {
@@ -1141,7 +1141,18 @@ fn a_resync_check_finds_what_someone_else_changed() {
         Box::new(|f| {
             f.sysctls.insert("net/ipv4/ip_forward".into(), "0".into());
         }),
+        // The interface holding the VIPs went down.
+        Box::new(|f| f.links.get_mut("eth0").unwrap().up = false),
     ];
+    // A link that holds no address of the agent's (a pod's veth, a capture
+    // device) comes and goes: nothing a sync would do.
+    let mut veth = r.dataplane().links["eth0"].clone();
+    veth.name = "veth1234".into();
+    veth.index = 99;
+    r.dataplane_mut().links.insert(veth.name.clone(), veth);
+    assert!(run(&mut r), "a new foreign link");
+    r.dataplane_mut().links.remove("veth1234");
+    assert!(run(&mut r), "a foreign link gone");
     for (i, edit) in edits.iter().enumerate() {
         edit(r.dataplane_mut());
         assert!(!run(&mut r), "edit {i} went unnoticed");

@@ -330,3 +330,46 @@ fn a_shorter_timeout_shortens_a_running_drain() {
     a.sync_pending(false);
     assert_eq!(weight(&a, Protocol::TCP), None);
 }
+
+#[test]
+fn a_resync_after_a_drain_ended_is_a_check() {
+    let vs = |name: &str, addr: &str, app: &str| {
+        format!(
+            "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  address: {addr}\n  port: 80\n  directors: {{nodeSelector: {{matchLabels: {{lvs: director}}}}}}\n  realServerSelector: {{matchLabels: {{app: {app}}}}}\n"
+        )
+    };
+    let rs = |name: &str, addr: &str, app: &str, w: u32| {
+        format!(
+            "---\napiVersion: lvs.lvs-operator.io/v1alpha1\nkind: RealServer\nmetadata: {{name: {name}, namespace: default, labels: {{app: {app}}}}}\nspec: {{address: {addr}, port: 8080, weight: {w}}}\n"
+        )
+    };
+    let base = format!(
+        "{NODE}{}{}",
+        vs("web", "10.0.0.1", "web"),
+        rs("web-1", "10.1.0.1", "web", 1)
+    );
+    let probe = vs("probe", "10.0.0.2", "probe");
+    let (mut a, _st) = agent_with(LedgerStore::in_memory());
+    assert!(a.sync(&super::tests::snapshot_of(&base), false).ok());
+    for (step, yaml) in [
+        ("add_svc", format!("{base}{probe}")),
+        (
+            "add_dest",
+            format!("{base}{probe}{}", rs("p-1", "10.9.0.1", "probe", 1)),
+        ),
+        (
+            "set_weight",
+            format!("{base}{probe}{}", rs("p-1", "10.9.0.1", "probe", 7)),
+        ),
+        ("del_dest", format!("{base}{probe}")),
+        ("del_svc", base.clone()),
+    ] {
+        let r = a.sync(&super::tests::snapshot_of(&yaml), false);
+        assert!(r.ok(), "{step}: {:?}", r.errors);
+        a.poll_drains(Instant::now());
+        let r = a.sync_pending(false);
+        assert!(r.ok(), "{step}: {:?}", r.errors);
+    }
+    let r = a.sync_pending(true);
+    assert!(r.full && r.unchanged, "the resync after the changes: {r:?}");
+}

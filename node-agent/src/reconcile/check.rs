@@ -115,7 +115,7 @@ impl<D: Dataplane> Reconciler<D> {
 
     fn check_dests(&mut self, c: &mut Check, budget: Duration, started: Instant) -> CheckStep {
         let Some(view) = self.known.as_ref() else {
-            return CheckStep::Differs;
+            return differs("no cached view");
         };
         let mut read = 0usize;
         while c.next < c.keys.len() {
@@ -126,18 +126,18 @@ impl<D: Dataplane> Reconciler<D> {
                 Ok(d) => d,
                 // Deleted by a sync since the check began.
                 Err(_) if touched || !view.ipvs.contains_key(&key) => continue,
-                Err(_) => return CheckStep::Differs,
+                Err(e) => return differs(format_args!("reading the destinations of {key}: {e}")),
             };
             if !touched {
                 let Some(s) = view.ipvs.get(&key) else {
-                    return CheckStep::Differs;
+                    return differs(format_args!("service {key} is gone from the view"));
                 };
                 let same = dests.len() == s.dests.len()
                     && dests
                         .iter()
                         .all(|d| s.dests.get(&d.destination.key) == Some(&d.destination.config));
                 if !same {
-                    return CheckStep::Differs;
+                    return differs(format_args!("the destinations of {key}"));
                 }
             }
             c.dests.push((key, dests));
@@ -154,12 +154,12 @@ impl<D: Dataplane> Reconciler<D> {
 
     fn check_services(&mut self, c: &mut Check) -> CheckStep {
         let Some(view) = self.known.as_ref() else {
-            return CheckStep::Differs;
+            return differs("no cached view");
         };
         let (available, services) = match self.dp.ipvs_services() {
             Ok(s) => (true, s),
             Err(DataplaneError::IpvsUnavailable { .. }) => (false, Vec::new()),
-            Err(_) => return CheckStep::Differs,
+            Err(e) => return differs(format_args!("reading the IPVS services: {e}")),
         };
         let same = available == view.ipvs_available
             && services.len() == view.ipvs.len()
@@ -169,7 +169,11 @@ impl<D: Dataplane> Reconciler<D> {
                     .is_some_and(|s| s.config == e.service.config)
             });
         if !same {
-            return CheckStep::Differs;
+            return differs(format_args!(
+                "the IPVS services ({} in the kernel, {} in the view)",
+                services.len(),
+                view.ipvs.len()
+            ));
         }
         c.services = services;
         c.stage = Stage::Rest;
@@ -178,29 +182,62 @@ impl<D: Dataplane> Reconciler<D> {
 
     fn check_rest(&mut self, c: &mut Check) -> CheckStep {
         let Some(view) = self.known.as_ref() else {
-            return CheckStep::Differs;
+            return differs("no cached view");
         };
-        let Ok(mut rest): Result<Known, _> =
-            read_rest(&mut self.dp, view.ipvs_available, &mut Phases::start())
-        else {
-            return CheckStep::Differs;
-        };
+        let mut rest: Known =
+            match read_rest(&mut self.dp, view.ipvs_available, &mut Phases::start()) {
+                Ok(r) => r,
+                Err(e) => return differs(format_args!("reading the node's state: {e}")),
+            };
         for (key, value) in &view.sysctls {
             match self.dp.read_sysctl(key) {
                 Ok(v) if v.trim() == value => {
                     rest.sysctls.insert(key.clone(), value.clone());
                 }
-                _ => return CheckStep::Differs,
+                _ => return differs(format_args!("sysctl {key}")),
             }
         }
-        let same = rest.addresses == view.addresses
-            && rest.links == view.links
-            && rest.fou == view.fou
-            && rest.sysctls == view.sysctls
-            && rest.daemons == view.daemons
-            && rest.nft == view.nft;
-        if !same {
-            return CheckStep::Differs;
+        if rest.addresses != view.addresses {
+            let first = rest
+                .addresses
+                .iter()
+                .find(|(k, a)| view.addresses.get(*k) != Some(*a))
+                .map(|(k, _)| format!("{k} in the kernel"))
+                .or_else(|| {
+                    view.addresses
+                        .keys()
+                        .find(|k| !rest.addresses.contains_key(*k))
+                        .map(|k| format!("{k} in the view"))
+                })
+                .unwrap_or_default();
+            return differs(format_args!("the addresses, first {first}"));
+        }
+        // Links come and go on a node (a pod's veth, a capture device):
+        // those that hold no address of the view and no tunnel of the
+        // agent's change nothing a sync would do.
+        let relevant: BTreeSet<&str> = view
+            .addresses
+            .keys()
+            .map(|k| k.interface.as_str())
+            .chain(self.ledger.tunnels.keys().map(String::as_str))
+            .collect();
+        let links_of = |k: &Known| -> Vec<super::Link> {
+            k.links
+                .iter()
+                .filter(|(name, _)| relevant.contains(name.as_str()))
+                .map(|(_, l)| l.clone())
+                .collect()
+        };
+        for (what, same) in [
+            ("the links", links_of(&rest) == links_of(view)),
+            ("the fou ports", rest.fou == view.fou),
+            ("the sysctls", rest.sysctls == view.sysctls),
+            ("the sync daemons", rest.daemons == view.daemons),
+            ("the NAT table", rest.nft == view.nft),
+        ] {
+            if !same {
+                return differs(what);
+            }
         }
         // Both lists are in key order: each listed service takes the
         // destinations read for it (none for one a sync added meanwhile).
@@ -215,4 +252,11 @@ impl<D: Dataplane> Reconciler<D> {
         }
         CheckStep::Same(services)
     }
+}
+
+/// The check found `what` not as the last sync left it: logged, and the
+/// ordinary full sync follows (it repairs and reports real drift).
+fn differs(what: impl std::fmt::Display) -> CheckStep {
+    tracing::info!(%what, "resync check: the kernel differs from the cached view; a full sync follows");
+    CheckStep::Differs
 }

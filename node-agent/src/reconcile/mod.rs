@@ -656,7 +656,15 @@ impl<D: Dataplane> Reconciler<D> {
                 .errors
                 .push(SyncError::new(ErrorKind::Ledger, None, e.to_string()));
         }
-        self.known = (!std::mem::take(&mut self.stale)).then_some(known);
+        if std::mem::take(&mut self.stale) {
+            self.known = None;
+            tracing::info!(
+                full = report.full,
+                "a write's answer left the cached kernel view in doubt: the next sync reads the kernel in full"
+            );
+        } else {
+            self.known = Some(known);
+        }
         fill_services(&want, &mut report);
         // Repaired only where the sync's writes for the service succeeded.
         let services = &report.services;
