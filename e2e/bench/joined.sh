@@ -92,6 +92,27 @@ agent_log_lines() { jl_exec root 'wc -l </run/lab/logs/dir1.log'; }
 ncpu_s() { ps -o times= -p "$1" 2>/dev/null | tr -d ' ' || echo NA; }
 
 # --- 1. populate -------------------------------------------------------------------------
+# The benchmark's VIPs (172.16.0.1 + i, the probe's 172.31.255.1) lie outside
+# the lab's pool: a pool of their own, in every pool's index (the admission
+# policy reads the index) before the first VirtualService is written.
+step "address pool bench (172.16.0.0/12) for the benchmark's VIPs"
+kubectl apply -f - >>"$WORK/pool.log" 2>&1 <<'EOF' || fail "creating LvsAddressPool bench failed (log: $WORK/pool.log)"
+apiVersion: lvs.lvs-operator.io/v1alpha1
+kind: LvsAddressPool
+metadata:
+  name: bench
+spec:
+  addresses: [172.16.0.0/12]
+  shared: true
+  autoAssign: false
+  allowAllDirectors: true
+  realServerNodeSelector: {}
+EOF
+indexed() {
+    kubectl get lvsaddresspools -o json 2>/dev/null |
+        jq -e '[.items[] | .status.index.pools // [] | map(.name) | index("bench") != null] | all' >/dev/null
+}
+lvs_retry 60 indexed || fail "the operator did not list pool bench in every pool's index within 60s: $(kubectl get lvsaddresspools -o json 2>&1 | jq -c '[.items[]? | {name: .metadata.name, pools: [.status.index.pools[]?.name]}]' 2>&1 | head -c 400)"
 step "creating $N VirtualServices x $M RealServers (pool $POOL) and the latency probe"
 t_pop=$SECONDS
 pop=$("$TOOL" populate "${API[@]}" -n "$N" -m "$M" -pool "$POOL") || fail "populate failed"
