@@ -893,6 +893,50 @@ impl<D: Dataplane> Agent<D> {
         self.publish_live(&entries);
     }
 
+    /// After a sync that changed the IPVS services of `owners`: their
+    /// table hashes from the cached view, which the sync left as the kernel
+    /// is, so a change costs no read of the table. Their counters and
+    /// their time stay until the next read (a new VirtualService starts at
+    /// zero); one listed whose services are gone loses its entry (a deleted
+    /// VirtualService, which a sync's report does not list, loses it at
+    /// the next read).
+    pub(crate) fn publish_programmed<'a>(&mut self, owners: impl IntoIterator<Item = &'a String>) {
+        let owners: BTreeSet<&str> = owners.into_iter().map(String::as_str).collect();
+        let Some(entries) = self.reconciler.view_entries(&owners) else {
+            return;
+        };
+        let now = crate::report::rfc3339_now();
+        let mut fresh = crate::report::live_states(
+            &entries,
+            self.reconciler.ledger(),
+            &now,
+            &mut self.table_hashes,
+        );
+        self.status.send_if_modified(|st| {
+            let mut changed = false;
+            for owner in &owners {
+                match (fresh.remove(*owner), st.live.get_mut(*owner)) {
+                    (Some(new), Some(old)) => {
+                        if old.table_hash != new.table_hash {
+                            old.table_hash = new.table_hash;
+                            changed = true;
+                        }
+                    }
+                    (Some(new), None) => {
+                        st.live.insert(owner.to_string(), new);
+                        changed = true;
+                    }
+                    (None, Some(_)) => {
+                        st.live.remove(*owner);
+                        changed = true;
+                    }
+                    (None, None) => {}
+                }
+            }
+            changed
+        });
+    }
+
     /// Publishes the live counters of a read of the IPVS table when they
     /// changed.
     fn publish_live(&mut self, entries: &[lvs_ipvs::ServiceEntry]) {
@@ -1218,11 +1262,17 @@ impl<D: Dataplane> Agent<D> {
                 synced.extend(self.step_check().map(|r| (started, r)));
             }
             for (started, report) in synced {
-                // The IPVS table changed: its hash and counters are read
-                // now (as soon as LIVE_MAX_SHARE allows), not an interval
-                // later.
+                // The IPVS table changed: after a scoped sync the changed
+                // VirtualServices' table hashes come from the view at once
+                // (a change costs no read of the whole table); after a full
+                // one the table is read as soon as LIVE_MAX_SHARE allows,
+                // not an interval later.
                 if report.ops.keys().any(|k| crate::report::changes_ipvs(k)) {
-                    next_live = Instant::now().max(live_not_before);
+                    if report.full {
+                        next_live = Instant::now().max(live_not_before);
+                    } else if live_every.is_some() {
+                        self.publish_programmed(report.services.keys());
+                    }
                 }
                 if report.full {
                     next_resync = Instant::now() + resync_gap(interval, share, started.elapsed());

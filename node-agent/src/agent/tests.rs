@@ -905,3 +905,51 @@ fn live_samples_publish_counters_and_keep_their_time_while_unchanged() {
         first.table_hash
     );
 }
+
+#[test]
+fn a_scoped_change_publishes_table_hashes_from_the_view_without_reading_the_table() {
+    use crate::dataplane::fake::Call;
+    let (mut a, mut status) = agent();
+    assert!(a.sync(&two_realservers(), false).ok());
+    let key = *a.reconciler().dataplane().ipvs.keys().next().unwrap();
+    let rs1 = lvs_ipvs::DestKey {
+        addr: "10.1.0.1".parse().unwrap(),
+        port: 8080,
+    };
+    a.reconciler_mut()
+        .dataplane_mut()
+        .conns
+        .insert((key, rs1), (3, 4));
+    a.sample_live();
+    let read = status.borrow_and_update().live["default/web"].clone();
+
+    // web-2 leaves: a scoped sync deletes one destination.
+    a.reconciler_mut().dataplane_mut().calls.clear();
+    let rep = a.sync(&snapshot_of(FILES), false);
+    assert!(rep.ok() && !rep.full, "{rep:?}");
+    a.publish_programmed(rep.services.keys());
+    let calls = &a.reconciler().dataplane().calls;
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::IpvsDump | Call::IpvsDests(_))),
+        "no read of the table: {calls:?}"
+    );
+    assert!(status.has_changed().unwrap(), "the new hash is published");
+    let now = status.borrow_and_update().live["default/web"].clone();
+    assert_ne!(now.table_hash, read.table_hash);
+    assert_eq!(
+        (now.counters.clone(), now.time.clone()),
+        (read.counters, read.time),
+        "counters and their time wait for the next read"
+    );
+    // The hash is the one a read of the kernel gives.
+    a.sample_live();
+    assert_eq!(
+        status.borrow().live["default/web"].table_hash,
+        now.table_hash
+    );
+    // Nothing changed: nothing published.
+    a.publish_programmed(rep.services.keys());
+    assert!(!status.has_changed().unwrap());
+}

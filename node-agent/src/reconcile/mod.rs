@@ -382,6 +382,41 @@ impl<D: Dataplane> Reconciler<D> {
         self.stats_max_destinations = max;
     }
 
+    /// The owned services of the VirtualServices `owners` as the cached
+    /// view has them, without counters: what the last sync left in the
+    /// kernel, known without reading it. `None` without a view.
+    pub fn view_entries(&self, owners: &BTreeSet<&str>) -> Option<Vec<ServiceEntry>> {
+        let view = self.known.as_ref()?;
+        Some(
+            self.ledger
+                .services
+                .iter()
+                .filter(|(_, o)| owners.contains(o.owner.as_str()))
+                .filter_map(|(key, _)| {
+                    let s = view.ipvs.get(key)?;
+                    Some(ServiceEntry {
+                        service: lvs_ipvs::Service {
+                            key: *key,
+                            config: s.config.clone(),
+                        },
+                        stats: Default::default(),
+                        destinations: s
+                            .dests
+                            .iter()
+                            .map(|(k, c)| lvs_ipvs::DestEntry {
+                                destination: lvs_ipvs::Destination {
+                                    key: *k,
+                                    config: *c,
+                                },
+                                stats: Default::default(),
+                            })
+                            .collect(),
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// The owned IPVS services with their counters, read from the kernel
     /// now (nothing is read while the agent owns no service).
     pub fn owned_entries(&mut self) -> Result<Vec<ServiceEntry>, DataplaneError> {
