@@ -166,8 +166,12 @@ pub struct Agent<D> {
     pending: Pending,
     /// The VirtualServices' table hashes, kept while their settings stay.
     table_hashes: crate::report::TableHashes,
-    /// A periodic resync's check in progress, with its start.
+    /// A periodic resync's check or a read of the live counters in
+    /// progress, with its start.
     check: Option<(Resync, Instant)>,
+    /// A read of the live counters in steps just ended, with the time its
+    /// steps took: the loop schedules the next.
+    live_done: Option<Duration>,
     /// This node's role per VirtualService, kept with the verdicts.
     roles: BTreeMap<String, NodeRole>,
     /// VirtualServices whose last sync reported an error: retried.
@@ -294,6 +298,7 @@ impl<D: Dataplane> Agent<D> {
                 loaded: false,
                 pending: Pending::default(),
                 check: None,
+                live_done: None,
                 table_hashes: Default::default(),
                 roles: BTreeMap::new(),
                 failing: BTreeSet::new(),
@@ -516,6 +521,10 @@ impl<D: Dataplane> Agent<D> {
     /// [`crate::reconcile::Check`]) when nothing is pending since a sync
     /// without a problem. `false`: the ordinary full sync is due instead.
     fn begin_check(&mut self) -> bool {
+        // A read of the live counters gives way: the check reads them too.
+        if self.live_reading() {
+            self.check = None;
+        }
         let why = if !self.pending.is_empty() {
             "changes are pending"
         } else if !self.failing.is_empty() {
@@ -543,10 +552,52 @@ impl<D: Dataplane> Agent<D> {
         false
     }
 
+    /// A periodic resync's check runs (not a read of the live counters).
+    fn resync_running(&self) -> bool {
+        self.check.is_some() && !self.live_reading()
+    }
+
+    /// A read of the live counters in steps runs.
+    fn live_reading(&self) -> bool {
+        matches!(&self.check, Some((Resync::Check(c), _)) if c.live_only())
+    }
+
+    /// Starts a read of the live counters in steps (see
+    /// [`crate::reconcile::Reconciler::live_begin`]); with nothing owned
+    /// there is nothing to read and the live state is emptied now.
+    fn begin_live(&mut self) {
+        match self.reconciler.live_begin() {
+            Some(c) => self.check = Some((Resync::Check(c), Instant::now())),
+            None => {
+                self.publish_live(&[]);
+                self.live_done = Some(Duration::ZERO);
+            }
+        }
+    }
+
     /// Takes the next step of the check in progress. `Some`: it ended in a
     /// sync (unchanged, or the full sync a difference called for).
     fn step_check(&mut self) -> Option<SyncReport> {
         let (resync, started) = self.check.take()?;
+        let resync = match resync {
+            Resync::Check(mut c) if c.live_only() => {
+                match self.reconciler.check_step(&mut c, CHECK_STEP) {
+                    CheckStep::More => self.check = Some((Resync::Check(c), started)),
+                    CheckStep::Same(entries) => {
+                        self.publish_live(&entries);
+                        self.live_done = Some(c.busy());
+                    }
+                    CheckStep::Differs => {
+                        tracing::debug!(
+                            "reading the IPVS counters failed; the next read tries again"
+                        );
+                        self.live_done = Some(c.busy());
+                    }
+                }
+                return None;
+            }
+            other => other,
+        };
         if !self.quiet() {
             // A sync since the check began failed: the full sync decides.
             return Some(self.sync_now(true, started));
@@ -1247,11 +1298,11 @@ impl<D: Dataplane> Agent<D> {
             // resync asked for while one runs is that one), after the
             // changes that came with it.
             let mut synced = Vec::new();
-            if full && self.loaded && self.check.is_none() && (received || due || drained) {
+            if full && self.loaded && !self.resync_running() && (received || due || drained) {
                 synced.push((Instant::now(), self.sync_now(false, Instant::now())));
                 (received, due, drained) = (false, false, false);
             }
-            if full && self.loaded && (self.check.is_some() || self.begin_check()) {
+            if full && self.loaded && (self.resync_running() || self.begin_check()) {
                 full = false;
             }
             if self.loaded && (received || full || due || drained) {
@@ -1290,18 +1341,17 @@ impl<D: Dataplane> Agent<D> {
                     Some((Instant::now() + backoff, backoff))
                 };
             }
-            // After the sync: a change never waits behind a read of the
-            // counters; while a check runs, it reads them.
-            if let Some(every) = live_every
-                && self.loaded
-                && self.check.is_none()
-                && Instant::now() >= next_live
-            {
-                let t = Instant::now();
-                self.sample_live();
-                let took = t.elapsed();
-                live_not_before = Instant::now() + took * (100 / LIVE_MAX_SHARE - 1);
-                next_live = (Instant::now() + every).max(live_not_before);
+            // After the sync: the counters are read in steps like a check,
+            // so a change never waits behind them; while a check runs, it
+            // reads them.
+            if let Some(every) = live_every {
+                if self.loaded && self.check.is_none() && Instant::now() >= next_live {
+                    self.begin_live();
+                }
+                if let Some(took) = self.live_done.take() {
+                    live_not_before = Instant::now() + took * (100 / LIVE_MAX_SHARE - 1);
+                    next_live = (Instant::now() + every).max(live_not_before);
+                }
             }
         }
     }

@@ -103,9 +103,11 @@ pub struct Args {
     /// services (connections, packets, bytes, rates) and the table hash,
     /// for the LvsNode report and /status. In Kubernetes mode a report
     /// that differs only in these is written at most once per interval.
-    /// At least 5. Each read covers the whole IPVS table: on large tables
-    /// the interval stretches so that the reads take at most 10% of the
-    /// time, and a periodic resync's check stands in for one.
+    /// At least 5. Each read covers the whole IPVS table, in steps between
+    /// which changes are synced: on large tables the interval stretches so
+    /// that the reads take at most 10% of the time, and a periodic resync's
+    /// check stands in for one. A change's own services get their table
+    /// hash from the agent's view at once, without a read.
     #[arg(long, env = "LVS_STATUS_COUNTERS_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(5..=86400))]
     pub status_counters_interval: u64,
     /// Kubernetes mode: the shortest time between two answers to the

@@ -1099,6 +1099,61 @@ fn a_resync_check_reads_in_steps_and_finds_the_kernel_as_left() {
 }
 
 #[test]
+fn a_live_read_reads_the_owned_services_in_steps_and_compares_nothing() {
+    use lvs_node_agent::reconcile::CheckStep;
+    use std::time::Duration;
+    let (_dir, mut r, _) = forty_synced("live-steps");
+    // Someone else's service, and a weight changed by hand: a check would
+    // find both; a live read leaves the first out and reports the second
+    // as the kernel has it.
+    let (fk, fs) = foreign_service();
+    r.dataplane_mut().ipvs.insert(fk, fs);
+    let k30 = tcp("10.0.1.30", 80);
+    let d = DestKey {
+        addr: ip("10.1.0.1"),
+        port: 8080,
+    };
+    r.dataplane_mut()
+        .ipvs
+        .get_mut(&k30)
+        .unwrap()
+        .dests
+        .get_mut(&d)
+        .unwrap()
+        .weight = 9;
+    r.dataplane_mut().take_calls();
+    let mut c = r.live_begin().expect("owned services: a live read starts");
+    assert!(c.live_only());
+    // 40 services' destinations in three steps of 16, then the service list.
+    let mut steps = 0;
+    let entries = loop {
+        steps += 1;
+        match r.check_step(&mut c, Duration::ZERO) {
+            CheckStep::More => {}
+            CheckStep::Same(e) => break e,
+            CheckStep::Differs => panic!("a live read compares nothing"),
+        }
+    };
+    assert_eq!(steps, 4);
+    assert_eq!(entries.len(), 40, "the owned services only");
+    assert!(entries.iter().all(|e| e.service.key != fk));
+    let e30 = entries.iter().find(|e| e.service.key == k30).unwrap();
+    assert_eq!(e30.destinations[0].destination.config.weight, 9);
+    let calls = r.dataplane_mut().take_calls();
+    assert!(!calls.iter().any(Call::is_write), "{calls:?}");
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::ReadSysctl(_))),
+        "nothing besides IPVS: {calls:?}"
+    );
+    // Nothing owned, nothing to read.
+    let dir = temp_dir("live-none");
+    let mut empty = reconciler(FakeDataplane::new(), &dir);
+    assert!(empty.live_begin().is_none());
+    assert!(sync(&mut empty, &NodePlan::default(), false).ok());
+    assert!(empty.live_begin().is_none());
+}
+
+#[test]
 fn a_resync_check_finds_what_someone_else_changed() {
     let (_dir, mut r, plan) = forty_synced("check-differs");
     // The whole check at once (`recheck`: every step without a budget).

@@ -953,3 +953,45 @@ fn a_scoped_change_publishes_table_hashes_from_the_view_without_reading_the_tabl
     a.publish_programmed(rep.services.keys());
     assert!(!status.has_changed().unwrap());
 }
+
+#[test]
+fn live_counters_are_read_in_steps_between_which_changes_are_synced() {
+    let (mut a, mut status) = agent();
+    assert!(a.sync(&two_realservers(), false).ok());
+    let key = *a.reconciler().dataplane().ipvs.keys().next().unwrap();
+    let rs1 = lvs_ipvs::DestKey {
+        addr: "10.1.0.1".parse().unwrap(),
+        port: 8080,
+    };
+    a.reconciler_mut()
+        .dataplane_mut()
+        .conns
+        .insert((key, rs1), (3, 4));
+    status.mark_unchanged();
+    a.begin_live();
+    assert!(a.live_reading() && !a.resync_running());
+    // A change arrives: synced at once, scoped, while the read runs.
+    let rep = a.sync(&snapshot_of(FILES), false);
+    assert!(rep.ok() && !rep.full, "{rep:?}");
+    assert!(a.live_reading(), "the read goes on");
+    let mut steps = 0;
+    while a.live_reading() {
+        assert!(a.step_check().is_none(), "a live read ends in no sync");
+        steps += 1;
+    }
+    assert!(
+        steps >= 2,
+        "the destinations, then the service list: {steps}"
+    );
+    assert!(
+        a.live_done.take().is_some(),
+        "the loop schedules the next read"
+    );
+    let live = status.borrow_and_update().live["default/web"].clone();
+    assert_eq!(live.counters.active_connections, 3);
+    assert_eq!(live.counters.inactive_connections, 4);
+    // A resync while a live read runs: the check takes its place.
+    a.begin_live();
+    assert!(a.begin_check());
+    assert!(a.resync_running() && !a.live_reading());
+}

@@ -14,6 +14,11 @@
 //! A service a sync wrote while the check runs is not compared again: the
 //! sync made the kernel and the view agree about it (a change someone else
 //! made to it just before is found by the next resync).
+//!
+//! The live counters are read the same way ([`Reconciler::live_begin`]):
+//! the owned services' destinations in steps, then the service list,
+//! comparing nothing, so that a change never waits behind a read of a large
+//! table either.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -40,6 +45,9 @@ pub struct Check {
     /// Time spent reading and comparing so far.
     busy: Duration,
     steps: u32,
+    /// A read of the live counters: the owned services only, nothing
+    /// compared, nothing besides IPVS read.
+    live_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +70,16 @@ pub enum CheckStep {
 }
 
 impl Check {
+    /// A read of the live counters, not a resync's check.
+    pub fn live_only(&self) -> bool {
+        self.live_only
+    }
+
+    /// Time spent reading (and comparing) so far.
+    pub fn busy(&self) -> Duration {
+        self.busy
+    }
+
     /// Services a sync wrote while the check runs: not compared again.
     pub fn touch<'a>(&mut self, services: impl IntoIterator<Item = &'a ServiceKey>) {
         self.touched.extend(services);
@@ -86,6 +104,28 @@ impl<D: Dataplane> Reconciler<D> {
             touched: BTreeSet::new(),
             busy: Duration::ZERO,
             steps: 0,
+            live_only: false,
+        })
+    }
+
+    /// Starts a read of the live counters of the owned services, in steps
+    /// like a check but comparing nothing; `Same` carries the owned
+    /// services with their counters (`Differs`: a read failed). `None`
+    /// while the agent owns no service.
+    pub fn live_begin(&self) -> Option<Check> {
+        if self.ledger.services.is_empty() {
+            return None;
+        }
+        Some(Check {
+            keys: self.ledger.services.keys().copied().collect(),
+            next: 0,
+            dests: Vec::with_capacity(self.ledger.services.len()),
+            stage: Stage::Dests,
+            services: Vec::new(),
+            touched: BTreeSet::new(),
+            busy: Duration::ZERO,
+            steps: 0,
+            live_only: true,
         })
     }
 
@@ -101,7 +141,9 @@ impl<D: Dataplane> Reconciler<D> {
             Stage::Rest => self.check_rest(c),
         };
         c.busy += started.elapsed();
-        if let CheckStep::Same(entries) = &step {
+        if let CheckStep::Same(entries) = &step
+            && !c.live_only
+        {
             tracing::info!(
                 services = entries.len(),
                 written_meanwhile = c.touched.len(),
@@ -114,9 +156,10 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     fn check_dests(&mut self, c: &mut Check, budget: Duration, started: Instant) -> CheckStep {
-        let Some(view) = self.known.as_ref() else {
+        let view = self.known.as_ref();
+        if view.is_none() && !c.live_only {
             return differs("no cached view");
-        };
+        }
         let mut read = 0usize;
         while c.next < c.keys.len() {
             let key = c.keys[c.next];
@@ -124,11 +167,18 @@ impl<D: Dataplane> Reconciler<D> {
             let touched = c.touched.contains(&key);
             let dests = match self.dp.ipvs_dests(&key) {
                 Ok(d) => d,
-                // Deleted by a sync since the check began.
-                Err(_) if touched || !view.ipvs.contains_key(&key) => continue,
+                // Deleted by a sync since the check began (a live read
+                // leaves out what it cannot read).
+                Err(_)
+                    if c.live_only
+                        || touched
+                        || view.is_some_and(|v| !v.ipvs.contains_key(&key)) =>
+                {
+                    continue;
+                }
                 Err(e) => return differs(format_args!("reading the destinations of {key}: {e}")),
             };
-            if !touched {
+            if let Some(view) = view.filter(|_| !touched && !c.live_only) {
                 let Some(s) = view.ipvs.get(&key) else {
                     return differs(format_args!("service {key} is gone from the view"));
                 };
@@ -153,6 +203,14 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     fn check_services(&mut self, c: &mut Check) -> CheckStep {
+        if c.live_only {
+            let Ok(mut services) = self.dp.ipvs_services() else {
+                return CheckStep::Differs;
+            };
+            services.retain(|e| self.ledger.services.contains_key(&e.service.key));
+            with_dests(&mut services, std::mem::take(&mut c.dests));
+            return CheckStep::Same(services);
+        }
         let Some(view) = self.known.as_ref() else {
             return differs("no cached view");
         };
@@ -239,18 +297,22 @@ impl<D: Dataplane> Reconciler<D> {
                 return differs(what);
             }
         }
-        // Both lists are in key order: each listed service takes the
-        // destinations read for it (none for one a sync added meanwhile).
         let mut services = std::mem::take(&mut c.services);
-        services.sort_unstable_by_key(|e| e.service.key);
-        let mut read = std::mem::take(&mut c.dests).into_iter().peekable();
-        for e in &mut services {
-            while read.next_if(|(k, _)| *k < e.service.key).is_some() {}
-            if let Some((_, d)) = read.next_if(|(k, _)| *k == e.service.key) {
-                e.destinations = d;
-            }
-        }
+        with_dests(&mut services, std::mem::take(&mut c.dests));
         CheckStep::Same(services)
+    }
+}
+
+/// Gives each listed service the destinations read for it (none for one a
+/// sync added meanwhile); `dests` is in key order, `services` is sorted.
+fn with_dests(services: &mut [ServiceEntry], dests: Vec<(ServiceKey, Vec<DestEntry>)>) {
+    services.sort_unstable_by_key(|e| e.service.key);
+    let mut read = dests.into_iter().peekable();
+    for e in services {
+        while read.next_if(|(k, _)| *k < e.service.key).is_some() {}
+        if let Some((_, d)) = read.next_if(|(k, _)| *k == e.service.key) {
+            e.destinations = d;
+        }
     }
 }
 
