@@ -1068,24 +1068,32 @@ fn forty_synced(
     (dir, r, plan)
 }
 
+/// Steps `c` without a time budget until it finds the kernel as expected:
+/// how many steps it took, and what it read.
+fn steps_to_same(
+    r: &mut lvs_node_agent::reconcile::Reconciler<FakeDataplane>,
+    c: &mut lvs_node_agent::reconcile::Check,
+) -> (usize, Vec<lvs_ipvs::ServiceEntry>) {
+    use lvs_node_agent::reconcile::CheckStep;
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        match r.check_step(c, std::time::Duration::ZERO) {
+            CheckStep::More => {}
+            CheckStep::Same(e) => return (steps, e),
+            CheckStep::Differs => panic!("step {steps}: nothing differs here"),
+        }
+    }
+}
+
 #[test]
 fn a_resync_check_reads_in_steps_and_finds_the_kernel_as_left() {
-    use lvs_node_agent::reconcile::CheckStep;
-    use std::time::Duration;
     let (_dir, mut r, _) = forty_synced("check-steps");
     r.dataplane_mut().take_calls();
     let mut c = r.check_begin().expect("nothing differs: the check starts");
     // Without a time budget a step reads the destinations of 16 services:
     // 40 take three steps, then one for the service list, one for the rest.
-    let mut steps = 0;
-    let entries = loop {
-        steps += 1;
-        match r.check_step(&mut c, Duration::ZERO) {
-            CheckStep::More => {}
-            CheckStep::Same(e) => break e,
-            CheckStep::Differs => panic!("nothing was changed"),
-        }
-    };
+    let (steps, entries) = steps_to_same(&mut r, &mut c);
     assert_eq!(steps, 5);
     assert_eq!(entries.len(), 40);
     assert!(entries.iter().all(|e| e.destinations.len() == 1));
@@ -1100,8 +1108,6 @@ fn a_resync_check_reads_in_steps_and_finds_the_kernel_as_left() {
 
 #[test]
 fn a_live_read_reads_the_owned_services_in_steps_and_compares_nothing() {
-    use lvs_node_agent::reconcile::CheckStep;
-    use std::time::Duration;
     let (_dir, mut r, _) = forty_synced("live-steps");
     // Someone else's service, and a weight changed by hand: a check would
     // find both; a live read leaves the first out and reports the second
@@ -1125,15 +1131,7 @@ fn a_live_read_reads_the_owned_services_in_steps_and_compares_nothing() {
     let mut c = r.live_begin().expect("owned services: a live read starts");
     assert!(c.live_only());
     // 40 services' destinations in three steps of 16, then the service list.
-    let mut steps = 0;
-    let entries = loop {
-        steps += 1;
-        match r.check_step(&mut c, Duration::ZERO) {
-            CheckStep::More => {}
-            CheckStep::Same(e) => break e,
-            CheckStep::Differs => panic!("a live read compares nothing"),
-        }
-    };
+    let (steps, entries) = steps_to_same(&mut r, &mut c);
     assert_eq!(steps, 4);
     assert_eq!(entries.len(), 40, "the owned services only");
     assert!(entries.iter().all(|e| e.service.key != fk));

@@ -869,11 +869,17 @@ fn a_change_during_a_resync_check_is_synced_between_its_steps() {
     std::fs::remove_dir_all(d).unwrap();
 }
 
-#[test]
-fn live_samples_publish_counters_and_keep_their_time_while_unchanged() {
-    let snap = two_realservers();
-    let (mut a, mut status) = agent();
-    assert!(a.sync(&snap, false).ok());
+/// web with two realservers synced, web-1 (10.1.0.1:8080) with 3 active
+/// and 4 inactive connections: the agent, its status, the IPVS service and
+/// web-1's destination.
+fn web_with_connections() -> (
+    Agent<FakeDataplane>,
+    watch::Receiver<AgentStatus>,
+    lvs_ipvs::ServiceKey,
+    lvs_ipvs::DestKey,
+) {
+    let (mut a, status) = agent();
+    assert!(a.sync(&two_realservers(), false).ok());
     let key = *a.reconciler().dataplane().ipvs.keys().next().unwrap();
     let rs1 = lvs_ipvs::DestKey {
         addr: "10.1.0.1".parse().unwrap(),
@@ -883,6 +889,12 @@ fn live_samples_publish_counters_and_keep_their_time_while_unchanged() {
         .dataplane_mut()
         .conns
         .insert((key, rs1), (3, 4));
+    (a, status, key, rs1)
+}
+
+#[test]
+fn live_samples_publish_counters_and_keep_their_time_while_unchanged() {
+    let (mut a, mut status, key, rs1) = web_with_connections();
     status.mark_unchanged();
     a.sample_live();
     assert!(status.has_changed().unwrap(), "a first sample is published");
@@ -909,17 +921,7 @@ fn live_samples_publish_counters_and_keep_their_time_while_unchanged() {
 #[test]
 fn a_scoped_change_publishes_table_hashes_from_the_view_without_reading_the_table() {
     use crate::dataplane::fake::Call;
-    let (mut a, mut status) = agent();
-    assert!(a.sync(&two_realservers(), false).ok());
-    let key = *a.reconciler().dataplane().ipvs.keys().next().unwrap();
-    let rs1 = lvs_ipvs::DestKey {
-        addr: "10.1.0.1".parse().unwrap(),
-        port: 8080,
-    };
-    a.reconciler_mut()
-        .dataplane_mut()
-        .conns
-        .insert((key, rs1), (3, 4));
+    let (mut a, mut status, _, _) = web_with_connections();
     a.sample_live();
     let read = status.borrow_and_update().live["default/web"].clone();
 
@@ -956,17 +958,7 @@ fn a_scoped_change_publishes_table_hashes_from_the_view_without_reading_the_tabl
 
 #[test]
 fn live_counters_are_read_in_steps_between_which_changes_are_synced() {
-    let (mut a, mut status) = agent();
-    assert!(a.sync(&two_realservers(), false).ok());
-    let key = *a.reconciler().dataplane().ipvs.keys().next().unwrap();
-    let rs1 = lvs_ipvs::DestKey {
-        addr: "10.1.0.1".parse().unwrap(),
-        port: 8080,
-    };
-    a.reconciler_mut()
-        .dataplane_mut()
-        .conns
-        .insert((key, rs1), (3, 4));
+    let (mut a, mut status, _, _) = web_with_connections();
     status.mark_unchanged();
     a.begin_live();
     assert!(a.live_reading() && !a.resync_running());
