@@ -242,6 +242,17 @@ wait_syncs() {
         sleep 0.2
     done
 }
+# wait_live SECS: until the agent's first read of the live counters since its
+# start has ended (a read of the whole table in steps; one change measured
+# while it runs would count its requests).
+wait_live() {
+    _deadline=$(( $(date +%s) + $1 ))
+    until tr -d '\033' <"$AGENT_LOG" | grep -q 'live counters: the first read since the start is done'; do
+        pid_running "$AGENT_PID" || { problem "agent died (log: $(tail -n 2 "$AGENT_LOG" | tr '\n' ' '))"; return 1; }
+        [ "$(date +%s)" -lt "$_deadline" ] || { problem "agent: no first read of the live counters within $1 s"; return 1; }
+        sleep 0.2
+    done
+}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
@@ -384,6 +395,7 @@ agent_daemon_suite() {
     [ "$(field "$_l" ops)" = 0 ] || problem "agent adoption at ${_n}x$_m was not a no-op: $_l"
     rec "metric=rss contender=agent n=$_n m=$_m vmhwm_kb=$(status_kb "$AGENT_PID" VmHWM) vmrss_kb=$(status_kb "$AGENT_PID" VmRSS)"
     if echo " $BENCH_AGENT_CHANGE " | grep -q " $_n "; then
+        wait_live 900
         _round=0
         while [ "$_round" -lt "$BENCH_CHANGE_REPEAT" ]; do
         _round=$((_round + 1))

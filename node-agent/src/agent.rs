@@ -172,6 +172,9 @@ pub struct Agent<D> {
     /// A read of the live counters in steps just ended, with the time its
     /// steps took: the loop schedules the next.
     live_done: Option<Duration>,
+    /// The first read of the live counters since the start has ended
+    /// (logged once).
+    live_read_once: bool,
     /// This node's role per VirtualService, kept with the verdicts.
     roles: BTreeMap<String, NodeRole>,
     /// VirtualServices whose last sync reported an error: retried.
@@ -299,6 +302,7 @@ impl<D: Dataplane> Agent<D> {
                 pending: Pending::default(),
                 check: None,
                 live_done: None,
+                live_read_once: false,
                 table_hashes: Default::default(),
                 roles: BTreeMap::new(),
                 failing: BTreeSet::new(),
@@ -586,6 +590,13 @@ impl<D: Dataplane> Agent<D> {
                     CheckStep::Same(entries) => {
                         self.publish_live(&entries);
                         self.live_done = Some(c.busy());
+                        if !std::mem::replace(&mut self.live_read_once, true) {
+                            tracing::info!(
+                                services = entries.len(),
+                                busy_ms = c.busy().as_millis() as u64,
+                                "live counters: the first read since the start is done"
+                            );
+                        }
                     }
                     CheckStep::Differs => {
                         tracing::debug!(
