@@ -979,6 +979,7 @@ fn live_counters_are_read_in_steps_between_which_changes_are_synced() {
         a.live_done.take().is_some(),
         "the loop schedules the next read"
     );
+    assert!(a.live_read_once, "the first read is logged once");
     let live = status.borrow_and_update().live["default/web"].clone();
     assert_eq!(live.counters.active_connections, 3);
     assert_eq!(live.counters.inactive_connections, 4);
