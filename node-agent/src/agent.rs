@@ -1356,12 +1356,14 @@ impl<D: Dataplane> Agent<D> {
             // so a change never waits behind them; while a check runs, it
             // reads them.
             if let Some(every) = live_every {
-                if self.loaded && self.check.is_none() && Instant::now() >= next_live {
-                    self.begin_live();
-                }
+                // A read that just ended schedules the next before any
+                // begins.
                 if let Some(took) = self.live_done.take() {
                     live_not_before = Instant::now() + took * (100 / LIVE_MAX_SHARE - 1);
                     next_live = (Instant::now() + every).max(live_not_before);
+                }
+                if self.loaded && self.check.is_none() && Instant::now() >= next_live {
+                    self.begin_live();
                 }
             }
         }
