@@ -75,7 +75,9 @@ pub struct VirtualServiceSpec {
     /// nftables rule has to be written by hand. Only with fwmark. When
     /// unset, something else must set the mark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fwmark_match: Option<FwmarkMatch>,
+    // Boxed, as are backends, healthCheck and sorryServer: large and mostly
+    // unset, and the agent's planner keeps one spec per VirtualService.
+    pub fwmark_match: Option<Box<FwmarkMatch>>,
 
     /// The IPVS scheduler: rr, wrr, lc, wlc (default), lblc, lblcr, dh, sh,
     /// sed, nq, mh, fo, ovf, or twos (kernel 6.5 and later).
@@ -116,7 +118,8 @@ pub struct VirtualServiceSpec {
     /// Realservers from a Service's EndpointSlices instead of RealServer
     /// objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backends: Option<Backends>,
+    // Boxed: see fwmark_match.
+    pub backends: Option<Box<Backends>>,
 
     /// NAT only: the director also rewrites the client's source address to
     /// its own, so replies come back through it even when the realservers'
@@ -129,13 +132,15 @@ pub struct VirtualServiceSpec {
     /// Active health checking of the realservers by every director. When
     /// unset, every realserver counts as healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_check: Option<HealthCheck>,
+    // Boxed: see fwmark_match.
+    pub health_check: Option<Box<HealthCheck>>,
 
     /// Programmed as the only destination while no realserver is healthy
     /// (or while the healthy weight is below quorum), removed when enough
     /// recover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sorry_server: Option<SorryServer>,
+    // Boxed: see fwmark_match.
+    pub sorry_server: Option<Box<SorryServer>>,
 
     /// The minimum total weight of healthy realservers; below it the sorry
     /// server takes the traffic (default 1: at least one healthy realserver

@@ -216,14 +216,14 @@ pub fn desired_vss(
                 interface: None,
             },
             real_server_selector: None,
-            backends: Some(Backends {
+            backends: Some(Box::new(Backends {
                 service: ServiceBackend {
                     name: name.clone(),
                     port: Some(port_ref),
                 },
-            }),
+            })),
             source_nat,
-            health_check,
+            health_check: health_check.map(Box::new),
             sorry_server: None,
             quorum: None,
             drain: None,

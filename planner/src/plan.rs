@@ -166,11 +166,13 @@ pub struct PlannedService {
     /// The VirtualService (namespace/name).
     pub owner: String,
     pub generation: Option<i64>,
-    /// Health checking of the destinations by the directors.
-    pub health: Option<PlannedHealthCheck>,
+    /// Health checking of the destinations by the directors. Boxed, as is
+    /// the sorry server: most services have neither, and the plan holds one
+    /// of these per VirtualService.
+    pub health: Option<Box<PlannedHealthCheck>>,
     /// Programmed as the only destination while the healthy weight is
     /// below `quorum`.
-    pub sorry_server: Option<PlannedDestination>,
+    pub sorry_server: Option<Box<PlannedDestination>>,
     /// The minimum healthy weight (default 1).
     pub quorum: u32,
     /// How long a leaving destination may drain (weight 0) before it is

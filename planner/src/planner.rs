@@ -489,16 +489,11 @@ fn director_service(v: &Verdict, key: ServiceKey, spec: &VirtualServiceSpec) -> 
                 .and_then(|l| u8::try_from(l).ok())
                 .unwrap_or(if key.is_ipv6() { 128 } else { 32 }),
         }),
-        destinations: v
-            .destinations
-            .iter()
-            .filter(|d| d.state != RealServerState::Draining)
-            .cloned()
-            .collect(),
+        destinations: serving(&v.destinations),
         owner: v.name.clone(),
         generation: v.generation,
-        health: health_check(spec),
-        sorry_server: sorry_server(key, spec),
+        health: health_check(spec).map(Box::new),
+        sorry_server: sorry_server(key, spec).map(Box::new),
         quorum: spec.quorum.and_then(|q| u32::try_from(q).ok()).unwrap_or(1),
         drain_timeout_seconds: spec
             .drain
@@ -507,6 +502,17 @@ fn director_service(v: &Verdict, key: ServiceKey, spec: &VirtualServiceSpec) -> 
             .and_then(|t| u32::try_from(t).ok())
             .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECONDS),
     }
+}
+
+/// The destinations a director serves (the Draining ones left out), in a
+/// vector of exactly their number: a fragment keeps it as long as the
+/// VirtualService is planned, and a collected filter would leave it up to
+/// 60% larger (10 destinations in room for 16).
+fn serving(all: &[PlannedDestination]) -> Vec<PlannedDestination> {
+    let keep = |d: &&PlannedDestination| d.state != RealServerState::Draining;
+    let mut out = Vec::with_capacity(all.iter().filter(keep).count());
+    out.extend(all.iter().filter(keep).cloned());
+    out
 }
 
 /// How long a leaving destination drains when `drain.timeoutSeconds` is unset.

@@ -553,7 +553,7 @@ pub fn steer_service(
     if healthy_weight >= u64::from(s.quorum) {
         return;
     }
-    let Some(sorry) = s.sorry_server.clone() else {
+    let Some(sorry) = s.sorry_server.as_deref().cloned() else {
         tracing::debug!(
             service = %s.owner,
             healthy_weight,

@@ -55,7 +55,7 @@ fn service(
         destinations: dests,
         owner: owner.into(),
         generation: Some(1),
-        health,
+        health: health.map(Box::new),
         sorry_server: None,
         quorum: 1,
         drain_timeout_seconds: 300,
@@ -350,7 +350,7 @@ fn steer_table() {
             r.dests.iter().map(|(i, w, _)| dest(*i, *w)).collect(),
         );
         s.quorum = r.quorum;
-        s.sorry_server = r.sorry.then(sorry);
+        s.sorry_server = r.sorry.then(|| Box::new(sorry()));
         let mut st = DestinationStates::new(r.dests.len() as u32);
         steer_service(
             &mut s,
@@ -591,7 +591,7 @@ fn draining_destinations_are_left_alone_and_stay_beside_the_sorry_server() {
             Some(check(HealthCheckType::Tcp, action)),
             vec![dest(1, 1), draining],
         );
-        s.sorry_server = Some(sorry());
+        s.sorry_server = Some(Box::new(sorry()));
         let mut st = DestinationStates::new(1);
         // Every destination "fails": the draining one must not be noted.
         steer_service(

@@ -182,10 +182,6 @@ pub struct PoolView {
 
 /// An event of one of the three watches.
 #[derive(Debug, Clone, PartialEq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "events are moved once, straight into the cache"
-)]
 pub enum Update {
     VirtualService(WatchEvent<Object<VirtualServiceSpec>>),
     RealServer(WatchEvent<Object<RealServerSpec>>),

@@ -212,7 +212,7 @@ fn service(
     // The service's health check: the first realserver's; the others'
     // must agree, or they are reported.
     if let Some(first) = s.checks.first() {
-        spec.health_check = first.check.clone();
+        spec.health_check = first.check.clone().map(Box::new);
         for c in &s.checks[1..] {
             if c.check != first.check {
                 notes.push(Note::new(
@@ -241,10 +241,10 @@ fn service(
         && sorry.port.is_some()
         && sorry.port == spec.port
     {
-        spec.sorry_server = Some(lvs_api::SorryServer {
+        spec.sorry_server = Some(Box::new(lvs_api::SorryServer {
             address: sorry.address.clone(),
             port: None,
-        });
+        }));
     }
     if let Err(e) = spec.validate() {
         notes.push(Note::new(

@@ -617,10 +617,10 @@ fn virtual_server(
             "sorry_server" => {
                 let a = ip(k, 1)?;
                 let p = if k.arg(2).is_some() { port(k, 2)? } else { 0 };
-                vs.spec.sorry_server = Some(SorryServer {
+                vs.spec.sorry_server = Some(Box::new(SorryServer {
                     address: a.to_string(),
                     port: (p != 0).then_some(p.into()),
-                });
+                }));
             }
             "quorum" => vs.spec.quorum = Some(num(k, 1, 1, i32::MAX.into())?),
             "inhibit_on_failure" => vs.inhibit = true,

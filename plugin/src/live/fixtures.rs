@@ -60,11 +60,11 @@ pub fn services() -> Vec<VirtualService> {
             VirtualServiceSpec {
                 fwmark: Some(7),
                 family: Some(Family::IPv6),
-                fwmark_match: Some(FwmarkMatch {
+                fwmark_match: Some(Box::new(FwmarkMatch {
                     addresses: vec!["2001:db8::7".into()],
                     protocol: Protocol::Tcp,
                     ports: Vec::new(),
-                }),
+                })),
                 scheduler: Scheduler::Sh,
                 forwarding: ForwardingMethod::Tun,
                 ..VirtualServiceSpec::default()

@@ -235,7 +235,7 @@ impl Gen<'_> {
                     self.int(1, below, 0.0)
                 })
             };
-            spec.health_check = Some(HealthCheck {
+            spec.health_check = Some(Box::new(HealthCheck {
                 r#type: t,
                 path: with(http, self).then(|| {
                     if self.chance(0.03) {
@@ -265,14 +265,14 @@ impl Gen<'_> {
                 verify_certificate: with(https, self).then(|| self.chance(0.5)),
                 dns_name: with(dns, self).then(|| "example.com.".into()),
                 expected_rcode: with(dns, self).then(|| self.pick(DnsRcode::ALL)),
-            });
+            }));
         }
         if self.chance(0.1) {
             let v6 = spec.is_ipv6() != self.chance(0.03);
-            spec.sorry_server = Some(SorryServer {
+            spec.sorry_server = Some(Box::new(SorryServer {
                 address: self.address(v6, false),
                 port: self.opt_int(1, 65535, 0.5, 0.03),
-            });
+            }));
             spec.quorum = self.opt_int(1, 1000, 0.5, 0.03);
         }
         if self.chance(0.2) {
