@@ -164,7 +164,7 @@ pub fn planned_destination(key: DestKey, c: &DestConfig) -> Option<PlannedDestin
         upper_threshold: c.u_threshold,
         lower_threshold: c.l_threshold,
         tunnel,
-        owner: String::new(),
+        owner: std::sync::Arc::from(""),
         node: None,
         state: lvs_api::RealServerState::Active,
     })

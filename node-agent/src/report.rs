@@ -319,7 +319,7 @@ pub fn node_role(node: &str, v: &lvs_planner::Verdict) -> Option<NodeRole> {
         v.real_servers
             .iter()
             .filter(|rs| rs.ready() && rs.node.as_deref() == Some(node))
-            .filter_map(|rs| v.destinations.iter().find(|d| d.owner == rs.name))
+            .filter_map(|rs| v.destinations.iter().find(|d| *d.owner == *rs.name))
             .filter_map(|d| match d.method {
                 ForwardingMethod::Dr => Some(roles::DR_REALSERVER),
                 ForwardingMethod::Tun => Some(roles::TUN_REALSERVER),
@@ -571,7 +571,7 @@ impl DestinationStates {
         self.entries.retain(|e| e.destination != destination);
         self.entries.push(lvs_api::DestinationReport {
             destination,
-            real_server: d.owner.clone(),
+            real_server: d.owner.to_string(),
             state,
             last_error,
             ..Default::default()

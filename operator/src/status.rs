@@ -548,7 +548,7 @@ pub fn rs_status(
     let selecting = analysis.verdicts.iter().flat_map(|v| {
         v.real_servers
             .iter()
-            .filter(|r| r.name == key)
+            .filter(|r| *r.name == *key)
             .map(move |r| (v, r))
     });
     rs_status_of(old, spec, generation, selecting, now)
@@ -628,7 +628,7 @@ impl SelectionIndex {
         let mut by_rs: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         for (vi, v) in analysis.verdicts.iter().enumerate() {
             for (ri, r) in v.real_servers.iter().enumerate() {
-                by_rs.entry(r.name.clone()).or_default().push((vi, ri));
+                by_rs.entry(r.name.to_string()).or_default().push((vi, ri));
             }
         }
         SelectionIndex(by_rs)

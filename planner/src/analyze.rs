@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use lvs_api::{
     ForwardingMethod, NodeInfo, Object, RealServerSpec, RealServerState, Tunnel, TunnelType,
@@ -29,8 +30,8 @@ pub enum ServiceState {
 /// What happens to one selected RealServer of a VirtualService.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RealServerVerdict {
-    /// namespace/name.
-    pub name: String,
+    /// namespace/name (shared with the destination planned from it).
+    pub name: Arc<str>,
     /// The resolved address, if any.
     pub address: Option<IpAddr>,
     /// The node doing the realserver-side setup (DR/TUN with nodeName).
@@ -161,14 +162,15 @@ pub(crate) fn tunnel_of(tunnel: Option<&Tunnel>) -> PlannedTunnel {
     }
 }
 
+/// `rs` with its namespace/name.
 fn resolve(
     vs: &Object<VirtualServiceSpec>,
-    rs: &Object<RealServerSpec>,
+    (name, rs): (Arc<str>, &Object<RealServerSpec>),
     nodes: &impl Nodes,
     pool: Option<&Pool>,
 ) -> (RealServerVerdict, Option<PlannedDestination>) {
     let mut verdict = RealServerVerdict {
-        name: rs.meta.key(),
+        name: name.clone(),
         address: None,
         node: None,
         problem: None,
@@ -247,7 +249,7 @@ fn resolve(
             .unwrap_or(0),
         tunnel: (method == ForwardingMethod::Tun)
             .then(|| tunnel_of(rs.spec.tunnel.as_ref().or(vs.spec.tunnel.as_ref()))),
-        owner: rs.meta.key(),
+        owner: name,
         node: verdict.node.clone(),
         state,
     };
@@ -331,14 +333,14 @@ pub(crate) fn contending_key(
 pub(crate) fn verdict_for<'r>(
     vs: &Object<VirtualServiceSpec>,
     (state, key, pool): (ServiceState, Option<ServiceKey>, Option<&Pool>),
-    selected: impl IntoIterator<Item = &'r Object<RealServerSpec>>,
+    selected: impl IntoIterator<Item = (Arc<str>, &'r Object<RealServerSpec>)>,
     nodes: &impl Nodes,
 ) -> Verdict {
     let mut real_servers = Vec::new();
     let mut destinations: Vec<PlannedDestination> = Vec::new();
     let mut seen: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
-    for rs in selected {
-        let (mut verdict, dest) = resolve(vs, rs, nodes, pool);
+    for (name, rs) in selected {
+        let (mut verdict, dest) = resolve(vs, (name, rs), nodes, pool);
         if let Some(d) = dest {
             if let Some(&first) = seen.get(&(d.addr, d.port)) {
                 verdict.problem = Some(format!(
@@ -492,7 +494,10 @@ pub fn analyze_with(
         let state = service_state(vs, policy, |k| {
             Some(owners.entry(k).or_insert_with(|| name.clone()).clone())
         });
-        let selected = index.select(vs);
+        let selected = index
+            .select(vs)
+            .into_iter()
+            .map(|rs| (Arc::from(rs.meta.key()), rs));
         verdicts.push(verdict_for(vs, state, selected, &node_map));
     }
     verdicts.sort_by(|a, b| a.name.cmp(&b.name));

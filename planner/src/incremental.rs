@@ -22,6 +22,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use lvs_api::{LvsNodeProfileSpec, NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
 
@@ -103,6 +104,30 @@ impl AgeKey {
     }
 }
 
+/// A RealServer with its namespace/name, which every destination planned
+/// from it shares (one string per RealServer, not one per destination and
+/// copy of the plan).
+#[derive(Debug, Clone, PartialEq)]
+struct NamedRs {
+    name: Arc<str>,
+    rs: Object<RealServerSpec>,
+}
+
+impl From<Object<RealServerSpec>> for NamedRs {
+    fn from(rs: Object<RealServerSpec>) -> Self {
+        NamedRs {
+            name: rs.meta.key().into(),
+            rs,
+        }
+    }
+}
+
+impl Borrow<Object<RealServerSpec>> for NamedRs {
+    fn borrow(&self) -> &Object<RealServerSpec> {
+        &self.rs
+    }
+}
+
 /// Applies one change to a map of objects by namespace/name. `None` when it
 /// changes nothing; otherwise the key and the version it replaced.
 fn replace<S: PartialEq, V: From<Object<S>> + Borrow<Object<S>>>(
@@ -145,7 +170,7 @@ pub struct Incremental {
     /// Boxed: a VirtualService is large, and a B-tree filled in key order
     /// leaves its nodes half empty.
     vss: BTreeMap<String, Box<Object<VirtualServiceSpec>>>,
-    rss: BTreeMap<String, Object<RealServerSpec>>,
+    rss: BTreeMap<String, NamedRs>,
     nodes: BTreeMap<String, NodeInfo>,
     /// RealServer keys by (namespace, label, value).
     rs_by_label: HashMap<String, BTreeSet<String>>,
@@ -211,10 +236,6 @@ impl Incremental {
 
     pub fn virtual_services(&self) -> &BTreeMap<String, Box<Object<VirtualServiceSpec>>> {
         &self.vss
-    }
-
-    pub fn real_servers(&self) -> &BTreeMap<String, Object<RealServerSpec>> {
-        &self.rss
     }
 
     pub fn nodes(&self) -> &BTreeMap<String, NodeInfo> {
@@ -385,15 +406,16 @@ impl Incremental {
             let Some((key, old)) = replace(&mut self.rss, c) else {
                 continue;
             };
+            let old = old.map(|o| o.rs);
             if let Some(o) = &old {
                 self.unfile_rs(&key, o);
             }
             if let Some(o) = self.rss.get(&key) {
-                let o = o.clone();
+                let o = o.rs.clone();
                 self.file_rs(&key, &o);
             }
             if !all {
-                let new = self.rss.get(&key);
+                let new = self.rss.get(&key).map(|o| &o.rs);
                 for o in old.iter().chain(new) {
                     affected.extend(self.selecting(o, old.as_ref(), new));
                 }
@@ -510,7 +532,7 @@ impl Incremental {
     fn select<'a>(
         &'a self,
         vs: &'a Object<VirtualServiceSpec>,
-    ) -> impl Iterator<Item = &'a Object<RealServerSpec>> + 'a {
+    ) -> impl Iterator<Item = (Arc<str>, &'a Object<RealServerSpec>)> + 'a {
         let ns = vs.meta.namespace.as_str();
         let sel = vs.spec.selector();
         let posting = narrowest_label(&sel, |k, v| {
@@ -519,7 +541,7 @@ impl Incremental {
                 .map_or(0, BTreeSet::len)
         })
         .map(|(k, v)| self.rs_by_label.get(&label_key(ns, k, v)));
-        let candidates: Box<dyn Iterator<Item = &'a Object<RealServerSpec>> + 'a> = match posting {
+        let candidates: Box<dyn Iterator<Item = &'a NamedRs> + 'a> = match posting {
             Some(Some(keys)) => Box::new(keys.iter().filter_map(|k| self.rss.get(k))),
             Some(None) => Box::new(std::iter::empty()),
             None => {
@@ -528,7 +550,9 @@ impl Incremental {
                 Box::new(self.rss.range(lo..hi).map(|(_, o)| o))
             }
         };
-        candidates.filter(move |r| r.meta.namespace == ns && sel.matches(&r.meta.labels))
+        candidates
+            .filter(move |r| r.rs.meta.namespace == ns && sel.matches(&r.rs.meta.labels))
+            .map(|r| (r.name.clone(), &r.rs))
     }
 
     /// VirtualServices that select `rs` as it was (`old`) or is (`new`).

@@ -1,6 +1,7 @@
 //! The plan of one node: what the agent on that node must make true.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use lvs_api::{
     DnsRcode, ForwardingMethod, HealthAction, HealthCheckType, Protocol, RealServerState,
@@ -94,8 +95,9 @@ pub struct PlannedDestination {
     pub lower_threshold: u32,
     /// Only with method TUN.
     pub tunnel: Option<PlannedTunnel>,
-    /// The RealServer this destination comes from (namespace/name).
-    pub owner: String,
+    /// The RealServer this destination comes from (namespace/name), shared
+    /// by every destination planned from it and every copy of the plan.
+    pub owner: Arc<str>,
     /// The node acting as this DR/TUN realserver (RealServer `nodeName`):
     /// its agent's report gates the weight (readiness gating).
     pub node: Option<String>,

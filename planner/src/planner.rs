@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use lvs_api::{
     ForwardingMethod, NodeInfo, Object, RealServerSpec, RealServerState, TunnelType,
@@ -229,7 +230,7 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
         .iter()
         .filter(|r| r.ready() && r.node.as_deref() == Some(node))
     {
-        let Some(dest) = v.destinations.iter().find(|d| d.owner == rs.name) else {
+        let Some(dest) = v.destinations.iter().find(|d| *d.owner == *rs.name) else {
             continue;
         };
         match dest.method {
@@ -573,7 +574,7 @@ fn sorry_server(key: ServiceKey, spec: &VirtualServiceSpec) -> Option<PlannedDes
         lower_threshold: 0,
         tunnel: (method == ForwardingMethod::Tun)
             .then(|| crate::analyze::tunnel_of(spec.tunnel.as_ref())),
-        owner: String::new(),
+        owner: Arc::from(""),
         node: None,
         state: RealServerState::Active,
     })

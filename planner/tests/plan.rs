@@ -469,7 +469,7 @@ fn realserver_override_and_cross_object_rules() {
     let problem = |n: &str| {
         v.real_servers
             .iter()
-            .find(|r| r.name == n)
+            .find(|r| &*r.name == n)
             .unwrap()
             .problem
             .clone()
@@ -723,7 +723,7 @@ proptest! {
         for v in a.accepted() {
             let Some(ServiceKey::Tuple { addr, .. }) = v.key else { continue };
             for d in v.destinations.iter().filter(|d| d.method == ForwardingMethod::Dr) {
-                let rsv = v.real_servers.iter().find(|r| r.name == d.owner).unwrap();
+                let rsv = v.real_servers.iter().find(|r| *r.name == *d.owner).unwrap();
                 let Some(node) = &rsv.node else { continue };
                 if v.directors.contains(node) { continue; }
                 let p = plan(node, &s.virtual_services, &s.real_servers, &s.nodes);
@@ -1105,12 +1105,12 @@ fn draining_realservers_leave_the_director_but_keep_their_node_setup() {
         2,
         "the draining realserver is left out: {dests:?}"
     );
-    let rs2 = dests.iter().find(|x| x.owner == "default/rs2").unwrap();
+    let rs2 = dests.iter().find(|x| &*x.owner == "default/rs2").unwrap();
     assert_eq!(
         (rs2.weight, rs2.state, rs2.node.as_deref()),
         (0, RealServerState::Inactive, Some("rs2"))
     );
-    let rs3 = dests.iter().find(|x| x.owner == "default/rs3").unwrap();
+    let rs3 = dests.iter().find(|x| &*x.owner == "default/rs3").unwrap();
     assert_eq!(
         (rs3.weight, rs3.state, rs3.node.as_deref()),
         (4, RealServerState::Active, None)

@@ -165,7 +165,7 @@ fn dest(addr: &str, node: Option<&str>, method: ForwardingMethod) -> PlannedDest
         upper_threshold: 0,
         lower_threshold: 0,
         tunnel: None,
-        owner: format!("ns/{addr}"),
+        owner: format!("ns/{addr}").into(),
         node: node.map(str::to_string),
         state: RealServerState::Active,
     }

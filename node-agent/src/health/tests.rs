@@ -24,7 +24,7 @@ fn dest(last: u8, weight: u32) -> PlannedDestination {
         upper_threshold: 0,
         lower_threshold: 0,
         tunnel: None,
-        owner: format!("default/rs{last}"),
+        owner: format!("default/rs{last}").into(),
         node: None,
         state: RealServerState::Active,
     }
@@ -32,7 +32,7 @@ fn dest(last: u8, weight: u32) -> PlannedDestination {
 
 fn sorry() -> PlannedDestination {
     PlannedDestination {
-        owner: String::new(),
+        owner: "".into(),
         weight: 1,
         ..dest(99, 1)
     }

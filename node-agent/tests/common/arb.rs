@@ -45,7 +45,7 @@ pub fn arb_dest() -> impl Strategy<Value = PlannedDestination> {
                 checksum: csum,
                 remote_checksum: false,
             }),
-            owner: format!("default/rs{a}"),
+            owner: format!("default/rs{a}").into(),
             node: None,
             state: lvs_api::RealServerState::Active,
         })

@@ -39,7 +39,7 @@ pub fn dest(addr: &str, port: u16, weight: u32, method: ForwardingMethod) -> Pla
             checksum: false,
             remote_checksum: false,
         }),
-        owner: format!("default/rs-{addr}"),
+        owner: format!("default/rs-{addr}").into(),
         node: None,
         state: lvs_api::RealServerState::Active,
     }

@@ -186,7 +186,7 @@ fn pools_refuse_narrow_and_restrict_realserver_nodes() {
     let by_node = ok
         .real_servers
         .iter()
-        .find(|r| r.name == "a/by-node")
+        .find(|r| &*r.name == "a/by-node")
         .unwrap();
     assert!(
         by_node
