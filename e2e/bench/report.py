@@ -825,12 +825,18 @@ def main(argv):
                      f"{js.get('incr_p50_ms')} ms, p99 {js.get('incr_p99_ms')} ms; {js.get('full')} periodic full "
                      f"resyncs, p50 {js.get('full_p50_ms')} ms, max {js.get('full_max_ms')} ms (a change that "
                      "arrives during a full resync waits for it).")
+        jst = by["joined_operator_settle"][0] if by["joined_operator_settle"] else None
+        if jst:
+            L.append("")
+            settled = "settled" if jst.get("settled") == "1" else "had **not** settled (300 s passed)"
+            L.append(f"Before the changes the operator (which restarts when the forced relist costs it its "
+                     f"Lease, then reconciles every object once) {settled} {jst.get('settle_s')} s after the "
+                     "relist: leader, and no reconcile for 5 s.")
         if jo:
             L.append("")
             L.append(f"The operator meanwhile (on the same two host cores as the API server and the VM): "
                      f"{jo.get('reconciles_during_changes')} reconciles and "
-                     f"{jo.get('status_writes_during_changes')} status writes during the changes (after the "
-                     "forced relist it lost its Lease, restarted and reconciles every object once; the "
+                     f"{jo.get('status_writes_during_changes')} status writes during the changes (the "
                      "changes themselves need one RealServer status at most).")
         if jp:
             L.append("")
