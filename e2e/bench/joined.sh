@@ -16,7 +16,9 @@
 #   4. resets VmHWM (/proc/PID/clear_refs), stops and restarts the API server
 #      (etcd stays): every watch relists; the VmHWM after the relist is the
 #      peak during it;
-#   5. K weight changes of the probe's RealServer: joinedbench latency on the
+#   5. waits until the operator leads and has made no reconcile for 5 s (the
+#      relist can cost it its Lease; it then restarts and reconciles all);
+#   6. K weight changes of the probe's RealServer: joinedbench latency on the
 #      host PATCHes (timestamp right before the request) and a poller in
 #      dir1's namespace (joinedbench probe, netlink every 10 ms) reports over
 #      one TCP connection to the host when the kernel has the weight; both
@@ -212,7 +214,7 @@ while [ "$SECONDS" -lt "$deadline" ]; do
 done
 result "metric=joined_operator_settle contender=operator n=$N m=$M settle_s=$((SECONDS - t_settle)) settled=$settled reconciles=${last:-NA}"
 
-# --- 5. apply -> kernel latency --------------------------------------------------------------
+# --- 6. apply -> kernel latency --------------------------------------------------------------
 step "$CHANGES weight changes, apply -> dir1's kernel"
 log_mark=$(agent_log_lines)
 read -r op_w0 op_r0 <<<"$(operator_counts)" || { op_w0=""; op_r0=""; }
