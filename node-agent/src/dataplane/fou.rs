@@ -92,10 +92,32 @@ pub(crate) fn parse_port(payload: &[u8]) -> Option<FouPort> {
     })
 }
 
+/// The family id in a CTRL_CMD_GETFAMILY reply.
+pub(crate) fn family_id(replies: &[Vec<u8>]) -> Option<u16> {
+    replies
+        .iter()
+        .flat_map(|p| attrs(p))
+        .find(|(k, v)| *k == CTRL_ATTR_FAMILY_ID && v.len() == 2)
+        .map(|(_, v)| u16::from_ne_bytes([v[0], v[1]]))
+}
+
+/// The reply of a family dump that describes the family `name` (with its
+/// terminating NUL).
+fn named(replies: Vec<Vec<u8>>, name: &[u8]) -> Option<Vec<u8>> {
+    replies.into_iter().find(|p| {
+        attrs(p)
+            .iter()
+            .any(|(k, v)| *k == CTRL_ATTR_FAMILY_NAME && *v == name)
+    })
+}
+
 impl FouClient {
-    /// Resolves the family; resolving it makes the kernel load `fou`.
-    /// `Missing` when the family does not exist.
-    pub fn connect() -> DpResult<Self> {
+    /// Resolves the family. With `load`, by name, which makes the kernel
+    /// load `fou` if it can; without, from the list of families, which
+    /// loads nothing (a lookup by name of a missing family has the kernel
+    /// run its module helper, on every read). `Missing` when the family
+    /// does not exist.
+    pub fn connect(load: bool) -> DpResult<Self> {
         let io = |source| DataplaneError::Io {
             request: "open a generic netlink socket for fou".into(),
             source,
@@ -108,36 +130,43 @@ impl FouClient {
             family: 0,
             seq: 0,
         };
-        let mut a = Vec::new();
+        let what = "resolve the fou family";
+        let missing = || DataplaneError::Missing {
+            request: what.into(),
+            what: "the generic netlink family \"fou\"".into(),
+        };
         let mut name = FOU_GENL_NAME.as_bytes().to_vec();
         name.push(0);
-        attr(&mut a, CTRL_ATTR_FAMILY_NAME, &name);
-        let replies = c
-            .request(
+        let replies = if load {
+            let mut a = Vec::new();
+            attr(&mut a, CTRL_ATTR_FAMILY_NAME, &name);
+            c.request(
                 GENL_ID_CTRL,
                 NLM_F_REQUEST | NLM_F_ACK,
                 CTRL_CMD_GETFAMILY,
                 1,
                 &a,
-                "resolve the fou family",
+                what,
             )
             .map_err(|e| match e.errno() {
-                Some(ENOENT) => DataplaneError::Missing {
-                    request: "resolve the fou family".into(),
-                    what: "the generic netlink family \"fou\"".into(),
-                },
+                Some(ENOENT) => missing(),
                 _ => e,
-            })?;
-        let family = replies
-            .iter()
-            .flat_map(|p| attrs(p))
-            .find(|(k, v)| *k == CTRL_ATTR_FAMILY_ID && v.len() == 2)
-            .map(|(_, v)| u16::from_ne_bytes([v[0], v[1]]))
-            .ok_or_else(|| DataplaneError::Other {
-                request: "resolve the fou family".into(),
-                detail: "reply carries no CTRL_ATTR_FAMILY_ID".into(),
-            })?;
-        c.family = family;
+            })?
+        } else {
+            let all = c.request(
+                GENL_ID_CTRL,
+                NLM_F_REQUEST | NLM_F_DUMP,
+                CTRL_CMD_GETFAMILY,
+                1,
+                &[],
+                what,
+            )?;
+            vec![named(all, &name).ok_or_else(missing)?]
+        };
+        c.family = family_id(&replies).ok_or_else(|| DataplaneError::Other {
+            request: what.into(),
+            detail: "reply carries no CTRL_ATTR_FAMILY_ID".into(),
+        })?;
         Ok(c)
     }
 
@@ -251,6 +280,28 @@ impl FouClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_family_is_found_by_name_in_a_dump_of_every_family() {
+        let family = |name: &str, id: u16| {
+            let mut a = Vec::new();
+            attr(&mut a, CTRL_ATTR_FAMILY_ID, &id.to_ne_bytes());
+            attr(
+                &mut a,
+                CTRL_ATTR_FAMILY_NAME,
+                format!("{name}\0").as_bytes(),
+            );
+            a
+        };
+        let dump = vec![family("nlctrl", 16), family("foux", 30), family("fou", 31)];
+        let ours = named(dump.clone(), b"fou\0").expect("fou is in the dump");
+        assert_eq!(family_id(&[ours]), Some(31));
+        assert_eq!(
+            named(dump[..2].to_vec(), b"fou\0"),
+            None,
+            "a longer name is another family"
+        );
+    }
 
     #[test]
     fn add_request_bytes_match_ip_fou_add() {

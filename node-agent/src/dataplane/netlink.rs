@@ -962,7 +962,7 @@ impl NetlinkDataplane {
     /// `load` resolves the family, which makes the kernel load it.
     fn fou_client(&mut self, load: bool) -> DpResult<Option<&mut FouClient>> {
         if self.fou.is_none() {
-            match FouClient::connect() {
+            match FouClient::connect(load) {
                 Ok(c) => self.fou = Some(c),
                 Err(DataplaneError::Missing { .. }) if !load => return Ok(None),
                 Err(DataplaneError::Missing { request, what }) => {
