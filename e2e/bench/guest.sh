@@ -104,7 +104,12 @@ rec() { echo "$*" >>"$R"; lab_log "$*"; }
 # problem WHY: recorded, counted at the end (also from subshells).
 problem() { echo "$*" >>/tmp/b/problems; echo "metric=problem what=\"$*\"" >>"$R"; lab_log "PROBLEM: $*" >&2; }
 
-modprobe ip_vs && modprobe ip_vs_rr && modprobe nlmon && modprobe dummy || { echo "modules missing"; exit 1; }
+# The modules the contenders use are loaded before anything is timed, as on
+# a node that runs a load balancer: ip_vs and its scheduler for all of them,
+# nf_tables for the agent (a full read looks for its table; without the
+# module the kernel would load it inside the first agent run).
+modprobe ip_vs && modprobe ip_vs_rr && modprobe nf_tables && modprobe nlmon && modprobe dummy \
+    || { echo "modules missing"; exit 1; }
 FAMILY="$(lvs-bench family | sed 's/family_id=//')"
 rec "metric=env kernel=$(uname -r) cpus=$(nproc) mem_kb=$(awk '/MemTotal/ {print $2}' /proc/meminfo) ipvs_family=$FAMILY ipvsadm=\"$(ipvsadm --version 2>&1 | head -n1 | tr ' ' '_')\""
 
