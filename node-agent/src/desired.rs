@@ -401,7 +401,7 @@ pub fn desired<'a>(
     }
 
     for s in &plan.sysctls {
-        d.sysctls.insert(s.key.clone(), s.value.clone());
+        d.sysctls.insert(s.key.to_string(), s.value.to_string());
     }
     d
 }

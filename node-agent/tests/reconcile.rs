@@ -573,8 +573,8 @@ fn dr_realserver_gets_labelled_loopback_vips() {
         node: "n1".into(),
         loopback_vips: vec![ip("10.0.0.1"), ip("fd00::1")],
         sysctls: vec![
-            Sysctl::new("net/ipv4/conf/all/arp_announce", 2),
-            Sysctl::new("net/ipv4/conf/all/arp_ignore", 1),
+            Sysctl::new("net/ipv4/conf/all/arp_announce", "2"),
+            Sysctl::new("net/ipv4/conf/all/arp_ignore", "1"),
         ],
         ..Default::default()
     };

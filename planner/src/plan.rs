@@ -1,5 +1,6 @@
 //! The plan of one node: what the agent on that node must make true.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -222,15 +223,17 @@ pub struct PlannedTunnelEndpoint {
 /// A sysctl under /proc/sys, per network namespace: `net/ipv4/ip_forward`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Sysctl {
-    pub key: String,
-    pub value: String,
+    /// Borrowed when known at compile time: every director's fragment of
+    /// the plan holds the same few.
+    pub key: Cow<'static, str>,
+    pub value: Cow<'static, str>,
 }
 
 impl Sysctl {
-    pub fn new(key: impl Into<String>, value: impl ToString) -> Self {
+    pub fn new(key: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Self {
         Sysctl {
             key: key.into(),
-            value: value.to_string(),
+            value: value.into(),
         }
     }
 }

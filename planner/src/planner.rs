@@ -196,24 +196,24 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
             })
             .collect();
         f.mark = mark_of(key, spec);
-        sysctls.insert(Sysctl::new("net/ipv4/vs/expire_nodest_conn", 1));
-        sysctls.insert(Sysctl::new("net/ipv4/vs/expire_quiescent_template", 1));
+        sysctls.insert(Sysctl::new("net/ipv4/vs/expire_nodest_conn", "1"));
+        sysctls.insert(Sysctl::new("net/ipv4/vs/expire_quiescent_template", "1"));
         if v.destinations
             .iter()
             .any(|d| d.method == ForwardingMethod::Nat)
         {
             if key.is_ipv6() {
-                sysctls.insert(Sysctl::new("net/ipv6/conf/all/forwarding", 1));
+                sysctls.insert(Sysctl::new("net/ipv6/conf/all/forwarding", "1"));
             } else {
-                sysctls.insert(Sysctl::new("net/ipv4/ip_forward", 1));
+                sysctls.insert(Sysctl::new("net/ipv4/ip_forward", "1"));
             }
-            sysctls.insert(Sysctl::new("net/ipv4/vs/conntrack", 1));
+            sysctls.insert(Sysctl::new("net/ipv4/vs/conntrack", "1"));
         }
         // Source NAT rides on conntrack, which NAT directors turn on above;
         // admission allows it with forwarding NAT only.
         if spec.source_nat && spec.forwarding == ForwardingMethod::Nat {
             f.source_nat = Some(key);
-            sysctls.insert(Sysctl::new("net/ipv4/vs/conntrack", 1));
+            sysctls.insert(Sysctl::new("net/ipv4/vs/conntrack", "1"));
         }
         f.sysctls = sysctls.into_iter().collect();
         return f;
@@ -237,8 +237,8 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
             ForwardingMethod::Dr => {
                 f.loopback.clone_from(&vips);
                 if !ipv6 {
-                    sysctls.insert(Sysctl::new("net/ipv4/conf/all/arp_ignore", 1));
-                    sysctls.insert(Sysctl::new("net/ipv4/conf/all/arp_announce", 2));
+                    sysctls.insert(Sysctl::new("net/ipv4/conf/all/arp_ignore", "1"));
+                    sysctls.insert(Sysctl::new("net/ipv4/conf/all/arp_announce", "2"));
                 }
             }
             ForwardingMethod::Tun => {
@@ -257,8 +257,11 @@ pub fn fragment(node: &str, v: &Verdict, spec: &VirtualServiceSpec) -> Fragment 
                     tunnels.insert(((device.clone(), t.type_, ipv6, t.port, local), *vip));
                 }
                 if !ipv6 {
-                    sysctls.insert(Sysctl::new("net/ipv4/conf/all/rp_filter", 2));
-                    sysctls.insert(Sysctl::new(format!("net/ipv4/conf/{device}/rp_filter"), 2));
+                    sysctls.insert(Sysctl::new("net/ipv4/conf/all/rp_filter", "2"));
+                    sysctls.insert(Sysctl::new(
+                        format!("net/ipv4/conf/{device}/rp_filter"),
+                        "2",
+                    ));
                 }
             }
             ForwardingMethod::Nat => {}

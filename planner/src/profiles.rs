@@ -65,9 +65,13 @@ pub fn overlay(plan: &mut NodePlan, choice: &ProfileChoice) {
     let ProfileChoice::Applied { settings, .. } = choice else {
         return;
     };
-    plan.sysctls.retain(|s| !settings.contains_key(&s.key));
     plan.sysctls
-        .extend(settings.iter().map(|(k, v)| Sysctl::new(k.clone(), v)));
+        .retain(|s| !settings.contains_key(s.key.as_ref()));
+    plan.sysctls.extend(
+        settings
+            .iter()
+            .map(|(k, v)| Sysctl::new(k.clone(), v.clone())),
+    );
     plan.sysctls.sort();
 }
 
@@ -156,7 +160,7 @@ mod tests {
             }
         );
         let mut plan = NodePlan {
-            sysctls: vec![Sysctl::new("net/ipv4/vs/expire_nodest_conn", 1)],
+            sysctls: vec![Sysctl::new("net/ipv4/vs/expire_nodest_conn", "1")],
             ..NodePlan::default()
         };
         let before = plan.clone();
@@ -185,8 +189,8 @@ mod tests {
         let c = choose(Some(&node(&[])), &set(vec![profile("p", None, spec)]));
         let mut plan = NodePlan {
             sysctls: vec![
-                Sysctl::new("net/ipv4/ip_forward", 1),
-                Sysctl::new("net/ipv4/vs/expire_nodest_conn", 1),
+                Sysctl::new("net/ipv4/ip_forward", "1"),
+                Sysctl::new("net/ipv4/vs/expire_nodest_conn", "1"),
             ],
             ..NodePlan::default()
         };
@@ -194,7 +198,7 @@ mod tests {
         let got: Vec<(&str, &str)> = plan
             .sysctls
             .iter()
-            .map(|s| (s.key.as_str(), s.value.as_str()))
+            .map(|s| (s.key.as_ref(), s.value.as_ref()))
             .collect();
         assert_eq!(
             got,

@@ -62,7 +62,8 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn has_sysctl(p: &NodePlan, key: &str, value: &str) -> bool {
-    p.sysctls.contains(&Sysctl::new(key, value))
+    p.sysctls
+        .contains(&Sysctl::new(key.to_string(), value.to_string()))
 }
 
 #[test]

@@ -185,7 +185,7 @@ pub fn arb_plan() -> impl Strategy<Value = NodePlan> {
                 gre_checksum_conflicts: vec![],
                 sysctls: sysctls
                     .into_iter()
-                    .map(|(k, v)| Sysctl::new(k, v))
+                    .map(|(k, v)| Sysctl::new(k, v.to_string()))
                     .collect(),
             }
         })

@@ -98,8 +98,8 @@ pub fn director(services: Vec<PlannedService>) -> NodePlan {
         vec![]
     } else {
         vec![
-            Sysctl::new("net/ipv4/ip_forward", 1),
-            Sysctl::new("net/ipv4/vs/conntrack", 1),
+            Sysctl::new("net/ipv4/ip_forward", "1"),
+            Sysctl::new("net/ipv4/vs/conntrack", "1"),
         ]
     };
     let mut services = services;
@@ -126,8 +126,8 @@ pub fn tun_realserver(vip: &str) -> NodePlan {
             vips: vec![ip(vip)],
         }],
         sysctls: vec![
-            Sysctl::new("net/ipv4/conf/all/rp_filter", 2),
-            Sysctl::new("net/ipv4/conf/tunl0/rp_filter", 2),
+            Sysctl::new("net/ipv4/conf/all/rp_filter", "2"),
+            Sysctl::new("net/ipv4/conf/tunl0/rp_filter", "2"),
         ],
         ..Default::default()
     }

@@ -253,7 +253,7 @@ fn a_node_label_change_switches_the_profile_and_every_plan_carries_it() {
     node.labels.insert("zone".into(), "b".into());
     let a = inc.apply(inc.diff(vec![], vec![], vec![node]));
     assert!(a.profile_changed);
-    let want = vec![crate::Sysctl::new("ipvs/timeout/udp", 7)];
+    let want = vec![crate::Sysctl::new("ipvs/timeout/udp", "7")];
     assert_eq!(inc.plan().sysctls, want);
     assert_eq!(
         inc.partial_plan([].iter(), &PlanScope::default()).sysctls,
