@@ -411,6 +411,13 @@ impl<D: Dataplane> Agent<D> {
             }
         }
         self.pending.all |= applied.all;
+        if self.pending.all {
+            // The whole sync that is due plans everything: which services
+            // were re-planned does not matter to it.
+            self.pending.names.clear();
+            self.pending.scope = PlanScope::default();
+            return;
+        }
         self.pending
             .names
             .extend(applied.verdicts.into_iter().map(|(n, _)| n));

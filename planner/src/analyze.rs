@@ -162,10 +162,34 @@ pub(crate) fn tunnel_of(tunnel: Option<&Tunnel>) -> PlannedTunnel {
     }
 }
 
+/// What a RealServer's checks of its own give, the same for every
+/// VirtualService that selects it: done once per RealServer, not once per
+/// selecting service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RsChecks {
+    /// Why the spec is invalid (its validation's message).
+    problem: Option<String>,
+    /// `spec.address`, parsed.
+    address: Option<IpAddr>,
+}
+
+impl RsChecks {
+    pub(crate) fn of(rs: &RealServerSpec) -> Self {
+        RsChecks {
+            problem: rs.validate().err().map(|e| e.to_string()),
+            address: rs.address.as_deref().and_then(|a| a.parse().ok()),
+        }
+    }
+}
+
+/// A RealServer a selector picked: its namespace/name (shared by what is
+/// planned from it), the object, and its checks.
+pub(crate) type Selected<'r> = (Arc<str>, &'r Object<RealServerSpec>, &'r RsChecks);
+
 /// `rs` with its namespace/name.
 fn resolve(
     vs: &Object<VirtualServiceSpec>,
-    (name, rs): (Arc<str>, &Object<RealServerSpec>),
+    (name, rs, checks): Selected<'_>,
     nodes: &impl Nodes,
     pool: Option<&Pool>,
 ) -> (RealServerVerdict, Option<PlannedDestination>) {
@@ -175,14 +199,14 @@ fn resolve(
         node: None,
         problem: None,
     };
-    if let Err(e) = rs.spec.validate() {
-        verdict.problem = Some(e.to_string());
+    if let Some(p) = &checks.problem {
+        verdict.problem = Some(p.clone());
         return (verdict, None);
     }
     let method = rs.spec.forwarding.unwrap_or(vs.spec.forwarding);
     let ipv6 = vs.spec.is_ipv6();
     let address = match (&rs.spec.address, &rs.spec.node_name) {
-        (Some(a), _) => a.parse::<IpAddr>().ok(),
+        (Some(_), _) => checks.address,
         (None, Some(n)) => match nodes.node(n.as_str()) {
             None => {
                 verdict.problem = Some(format!("spec.nodeName: node {n:?} not found"));
@@ -288,6 +312,7 @@ impl Nodes for BTreeMap<String, NodeInfo> {
 /// for fwmark services).
 pub(crate) fn service_state<'p>(
     vs: &Object<VirtualServiceSpec>,
+    name: &str,
     policy: Option<&'p AddressPolicy>,
     winner: impl FnOnce(ServiceKey) -> Option<String>,
 ) -> (ServiceState, Option<ServiceKey>, Option<&'p Pool>) {
@@ -308,7 +333,7 @@ pub(crate) fn service_state<'p>(
             checked => {
                 pool = checked.and_then(Result::ok).flatten();
                 match winner(k) {
-                    Some(w) if w != vs.meta.key() => ServiceState::Conflict { winner: w },
+                    Some(w) if w != name => ServiceState::Conflict { winner: w },
                     _ => ServiceState::Accepted,
                 }
             }
@@ -332,15 +357,16 @@ pub(crate) fn contending_key(
 /// its selector picks (same namespace, matching, sorted by namespace/name).
 pub(crate) fn verdict_for<'r>(
     vs: &Object<VirtualServiceSpec>,
+    name: String,
     (state, key, pool): (ServiceState, Option<ServiceKey>, Option<&Pool>),
-    selected: impl IntoIterator<Item = (Arc<str>, &'r Object<RealServerSpec>)>,
+    selected: impl IntoIterator<Item = Selected<'r>>,
     nodes: &impl Nodes,
 ) -> Verdict {
     let mut real_servers = Vec::new();
     let mut destinations: Vec<PlannedDestination> = Vec::new();
     let mut seen: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
-    for (name, rs) in selected {
-        let (mut verdict, dest) = resolve(vs, (name, rs), nodes, pool);
+    for picked in selected {
+        let (mut verdict, dest) = resolve(vs, picked, nodes, pool);
         if let Some(d) = dest {
             if let Some(&first) = seen.get(&(d.addr, d.port)) {
                 verdict.problem = Some(format!(
@@ -370,7 +396,7 @@ pub(crate) fn verdict_for<'r>(
         }
     }
     Verdict {
-        name: vs.meta.key(),
+        name,
         generation: vs.meta.generation,
         key: if matches!(
             state,
@@ -404,8 +430,9 @@ pub(crate) fn narrowest_label(
 /// RealServers by namespace and by label, so a selector looks at its
 /// candidates instead of every RealServer.
 struct RsIndex<'a> {
-    /// Sorted by namespace/name, duplicates removed (the first one stays).
-    sorted: Vec<&'a Object<RealServerSpec>>,
+    /// Sorted by namespace/name, duplicates removed (the first one stays);
+    /// each with its name and checks.
+    sorted: Vec<(Arc<str>, &'a Object<RealServerSpec>, RsChecks)>,
     /// Namespace -> positions in `sorted` (ascending).
     by_ns: BTreeMap<&'a str, Vec<usize>>,
     /// (namespace, key, value) -> positions in `sorted` (ascending).
@@ -418,11 +445,14 @@ impl<'a> RsIndex<'a> {
             rss.iter().map(|r| (r.meta.key(), r)).collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         sorted.dedup_by(|b, a| a.0 == b.0);
-        let sorted: Vec<&Object<RealServerSpec>> = sorted.into_iter().map(|(_, r)| r).collect();
+        let sorted: Vec<(Arc<str>, &Object<RealServerSpec>, RsChecks)> = sorted
+            .into_iter()
+            .map(|(k, r)| (Arc::from(k), r, RsChecks::of(&r.spec)))
+            .collect();
         let mut by_ns: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         let mut by_label: std::collections::HashMap<(&str, &str, &str), Vec<usize>> =
             std::collections::HashMap::new();
-        for (i, r) in sorted.iter().enumerate() {
+        for (i, (_, r, _)) in sorted.iter().enumerate() {
             let ns = r.meta.namespace.as_str();
             by_ns.entry(ns).or_default().push(i);
             for (k, v) in &r.meta.labels {
@@ -440,7 +470,7 @@ impl<'a> RsIndex<'a> {
     }
 
     /// The RealServers `vs` selects, sorted by namespace/name.
-    fn select(&self, vs: &Object<VirtualServiceSpec>) -> Vec<&'a Object<RealServerSpec>> {
+    fn select(&self, vs: &Object<VirtualServiceSpec>) -> Vec<Selected<'_>> {
         let ns = vs.meta.namespace.as_str();
         let sel = vs.spec.selector();
         let sel = sel.as_ref();
@@ -452,8 +482,9 @@ impl<'a> RsIndex<'a> {
         };
         positions
             .iter()
-            .map(|&i| self.sorted[i])
-            .filter(|r| sel.matches(&r.meta.labels))
+            .map(|&i| &self.sorted[i])
+            .filter(|(_, r, _)| sel.matches(&r.meta.labels))
+            .map(|(name, r, checks)| (name.clone(), *r, checks))
             .collect()
     }
 }
@@ -491,14 +522,10 @@ pub fn analyze_with(
         if !seen.insert(name.clone()) {
             continue;
         }
-        let state = service_state(vs, policy, |k| {
+        let state = service_state(vs, &name, policy, |k| {
             Some(owners.entry(k).or_insert_with(|| name.clone()).clone())
         });
-        let selected = index
-            .select(vs)
-            .into_iter()
-            .map(|rs| (Arc::from(rs.meta.key()), rs));
-        verdicts.push(verdict_for(vs, state, selected, &node_map));
+        verdicts.push(verdict_for(vs, name, state, index.select(vs), &node_map));
     }
     verdicts.sort_by(|a, b| a.name.cmp(&b.name));
     Analysis { verdicts }

@@ -26,7 +26,9 @@ use std::sync::Arc;
 
 use lvs_api::{LvsNodeProfileSpec, NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
 
-use crate::analyze::{Verdict, contending_key, narrowest_label, service_state, verdict_for};
+use crate::analyze::{
+    RsChecks, Selected, Verdict, contending_key, narrowest_label, service_state, verdict_for,
+};
 use crate::plan::{NodePlan, ServiceKey};
 use crate::planner::{Aggregate, Fragment, fragment};
 use crate::pools::AddressPolicy;
@@ -73,7 +75,8 @@ pub struct Applied {
     /// The re-planned VirtualServices (namespace/name) with their new verdict;
     /// `None` for one that no longer exists.
     pub verdicts: Vec<(String, Option<Verdict>)>,
-    /// What the re-planned services touched on this node.
+    /// What the re-planned services touched on this node (left empty with
+    /// `all`: everything is to be synced).
     pub scope: PlanScope,
     /// The node follows another LvsNodeProfile, or its profile changed.
     pub profile_changed: bool,
@@ -95,28 +98,31 @@ struct AgeKey {
 }
 
 impl AgeKey {
-    fn of(vs: &Object<VirtualServiceSpec>) -> Self {
+    /// `name`: the VirtualService's namespace/name.
+    fn of(name: &str, vs: &Object<VirtualServiceSpec>) -> Self {
         AgeKey {
             no_timestamp: vs.meta.creation_timestamp.is_none(),
             timestamp: vs.meta.creation_timestamp.clone(),
-            name: vs.meta.key(),
+            name: name.to_string(),
         }
     }
 }
 
 /// A RealServer with its namespace/name, which every destination planned
 /// from it shares (one string per RealServer, not one per destination and
-/// copy of the plan).
+/// copy of the plan), and its own checks, done once.
 #[derive(Debug, Clone, PartialEq)]
 struct NamedRs {
     name: Arc<str>,
     rs: Object<RealServerSpec>,
+    checks: RsChecks,
 }
 
 impl From<Object<RealServerSpec>> for NamedRs {
     fn from(rs: Object<RealServerSpec>) -> Self {
         NamedRs {
             name: rs.meta.key().into(),
+            checks: RsChecks::of(&rs.spec),
             rs,
         }
     }
@@ -149,7 +155,14 @@ fn replace<S: PartialEq, V: From<Object<S>> + Borrow<Object<S>>>(
 }
 
 fn label_key(ns: &str, k: &str, v: &str) -> String {
-    format!("{ns}\u{0}{k}\u{0}{v}")
+    let mut key = String::with_capacity(ns.len() + k.len() + v.len() + 2);
+    for (i, part) in [ns, k, v].into_iter().enumerate() {
+        if i > 0 {
+            key.push('\0');
+        }
+        key.push_str(part);
+    }
+    key
 }
 
 /// The label pair a VirtualService is filed under (its first `matchLabels`
@@ -163,6 +176,88 @@ fn filed_under(vs: &Object<VirtualServiceSpec>) -> Option<String> {
         .map(|(k, v)| label_key(&vs.meta.namespace, k, v))
 }
 
+/// Where each VirtualService is filed: under a label pair (or its
+/// namespace), and by the kernel key it contends for.
+#[derive(Debug, Clone, Default)]
+struct VsIndex {
+    /// VirtualService keys by the label pair they are filed under.
+    by_label: HashMap<String, BTreeSet<String>>,
+    /// VirtualServices without `matchLabels`, by namespace.
+    unfiled: BTreeMap<String, BTreeSet<String>>,
+    /// Valid VirtualServices by kernel key, oldest first (sorted; nearly
+    /// always one: a set per key would cost a B-tree node each).
+    contenders: HashMap<ServiceKey, Vec<AgeKey>>,
+}
+
+impl VsIndex {
+    /// Files a VirtualService; returns its contending key.
+    fn file(
+        &mut self,
+        name: &str,
+        o: &Object<VirtualServiceSpec>,
+        policy: Option<&AddressPolicy>,
+    ) -> Option<ServiceKey> {
+        match filed_under(o) {
+            Some(lk) => self.by_label.entry(lk).or_default(),
+            None => self.unfiled.entry(o.meta.namespace.clone()).or_default(),
+        }
+        .insert(name.to_string());
+        let key = contending_key(o, policy)?;
+        let c = self.contenders.entry(key).or_default();
+        let a = AgeKey::of(name, o);
+        if let Err(i) = c.binary_search(&a) {
+            c.insert(i, a);
+        }
+        Some(key)
+    }
+
+    fn unfile(
+        &mut self,
+        name: &str,
+        o: &Object<VirtualServiceSpec>,
+        policy: Option<&AddressPolicy>,
+    ) -> Option<ServiceKey> {
+        match filed_under(o) {
+            Some(lk) => {
+                if let Some(s) = self.by_label.get_mut(&lk) {
+                    s.remove(name);
+                    if s.is_empty() {
+                        self.by_label.remove(&lk);
+                    }
+                }
+            }
+            None => {
+                if let Some(s) = self.unfiled.get_mut(&o.meta.namespace) {
+                    s.remove(name);
+                    if s.is_empty() {
+                        self.unfiled.remove(&o.meta.namespace);
+                    }
+                }
+            }
+        }
+        let key = contending_key(o, policy)?;
+        if let Some(c) = self.contenders.get_mut(&key) {
+            if let Ok(i) = c.binary_search(&AgeKey::of(name, o)) {
+                c.remove(i);
+            }
+            if c.is_empty() {
+                self.contenders.remove(&key);
+            }
+        }
+        Some(key)
+    }
+}
+
+/// Files a RealServer under each of its labels.
+fn file_rs(index: &mut HashMap<String, BTreeSet<String>>, key: &str, o: &Object<RealServerSpec>) {
+    for (k, v) in &o.meta.labels {
+        index
+            .entry(label_key(&o.meta.namespace, k, v))
+            .or_default()
+            .insert(key.to_string());
+    }
+}
+
 /// One node's plan over a changing set of objects.
 #[derive(Debug, Clone)]
 pub struct Incremental {
@@ -174,13 +269,8 @@ pub struct Incremental {
     nodes: BTreeMap<String, NodeInfo>,
     /// RealServer keys by (namespace, label, value).
     rs_by_label: HashMap<String, BTreeSet<String>>,
-    /// VirtualService keys by the label pair they are filed under.
-    vs_by_label: HashMap<String, BTreeSet<String>>,
-    /// VirtualServices without `matchLabels`, by namespace.
-    vs_unfiled: BTreeMap<String, BTreeSet<String>>,
-    /// Valid VirtualServices by kernel key, oldest first (sorted; nearly
-    /// always one: a set per key would cost a B-tree node each).
-    contenders: HashMap<ServiceKey, Vec<AgeKey>>,
+    /// The VirtualServices by label pair and by kernel key.
+    vs_index: VsIndex,
     /// Boxed for the same reason as `vss`.
     fragments: BTreeMap<String, Box<Fragment>>,
     aggregate: Aggregate,
@@ -208,9 +298,7 @@ impl Default for Incremental {
             rss: BTreeMap::new(),
             nodes: BTreeMap::new(),
             rs_by_label: HashMap::new(),
-            vs_by_label: HashMap::new(),
-            vs_unfiled: BTreeMap::new(),
-            contenders: HashMap::new(),
+            vs_index: VsIndex::default(),
             fragments: BTreeMap::new(),
             aggregate: Aggregate::default(),
             loaded: false,
@@ -349,22 +437,22 @@ impl Incremental {
         let mut changed: BTreeSet<String> = BTreeSet::new();
         let mut keys: BTreeSet<ServiceKey> = BTreeSet::new();
         for n in &names {
-            if let Some(o) = self.vss.get(n).cloned() {
-                if judged(self.policy.as_deref(), &o) != judged(policy.as_ref(), &o) {
+            if let Some(o) = self.vss.get(n) {
+                if judged(self.policy.as_deref(), o) != judged(policy.as_ref(), o) {
                     changed.insert(n.clone());
                     keys.extend(crate::analyze::service_key(&o.spec));
                 }
-                self.unfile_vs(n, &o);
+                self.vs_index.unfile(n, o, self.policy.as_deref());
             }
         }
         self.policy = policy.map(std::sync::Arc::new);
         for n in &names {
-            if let Some(o) = self.vss.get(n).cloned() {
-                self.file_vs(n, &o);
+            if let Some(o) = self.vss.get(n) {
+                self.vs_index.file(n, o, self.policy.as_deref());
             }
         }
         for k in &keys {
-            if let Some(c) = self.contenders.get(k) {
+            if let Some(c) = self.vs_index.contenders.get(k) {
                 changed.extend(c.iter().map(|a| a.name.clone()));
             }
         }
@@ -411,8 +499,7 @@ impl Incremental {
                 self.unfile_rs(&key, o);
             }
             if let Some(o) = self.rss.get(&key) {
-                let o = o.rs.clone();
-                self.file_rs(&key, &o);
+                file_rs(&mut self.rs_by_label, &key, &o.rs);
             }
             if !all {
                 let new = self.rss.get(&key).map(|o| &o.rs);
@@ -427,38 +514,50 @@ impl Incremental {
             let Some((name, old)) = replace(&mut self.vss, c) else {
                 continue;
             };
+            let policy = self.policy.as_deref();
             if let Some(o) = &old {
-                keys_touched.extend(self.unfile_vs(&name, o));
+                keys_touched.extend(self.vs_index.unfile(&name, o, policy));
             }
             if let Some(o) = self.vss.get(&name) {
-                let o = o.clone();
-                keys_touched.extend(self.file_vs(&name, &o));
+                keys_touched.extend(self.vs_index.file(&name, o, policy));
             }
-            affected.insert(name);
-        }
-        for k in &keys_touched {
-            if let Some(c) = self.contenders.get(k) {
-                affected.extend(c.iter().map(|a| a.name.clone()));
+            if !all {
+                affected.insert(name);
             }
         }
-
-        if all {
-            affected = self
-                .vss
-                .keys()
-                .chain(self.fragments.keys())
-                .cloned()
-                .collect();
-        }
+        let affected: Vec<String> = if all {
+            // Every service, and those that are gone but still have a
+            // fragment; both maps give their names in order.
+            let mut names: Vec<String> = self.vss.keys().cloned().collect();
+            let present = names.len();
+            names.extend(
+                self.fragments
+                    .keys()
+                    .filter(|k| !self.vss.contains_key(*k))
+                    .cloned(),
+            );
+            if names.len() > present {
+                // Two sorted runs: merged.
+                names.sort();
+            }
+            names
+        } else {
+            for k in &keys_touched {
+                if let Some(c) = self.vs_index.contenders.get(k) {
+                    affected.extend(c.iter().map(|a| a.name.clone()));
+                }
+            }
+            affected.into_iter().collect()
+        };
         let mut out = Applied {
             all,
             profile_changed,
             ..Applied::default()
         };
-        let affected: Vec<String> = affected.into_iter().collect();
         let planned = self.verdicts(&affected);
         for (name, v) in affected.into_iter().zip(planned) {
-            let v = self.replace_fragment(&name, v, &mut out.scope);
+            let scope = (!all).then_some(&mut out.scope);
+            let v = self.replace_fragment(&name, v, scope);
             out.verdicts.push((name, v));
         }
         out
@@ -496,13 +595,14 @@ impl Incremental {
     /// The verdict and fragment of one VirtualService.
     fn verdict(&self, name: &str) -> Option<(Verdict, Fragment)> {
         let vs = self.vss.get(name)?;
-        let state = service_state(vs, self.policy.as_deref(), |k| {
-            self.contenders
+        let state = service_state(vs, name, self.policy.as_deref(), |k| {
+            self.vs_index
+                .contenders
                 .get(&k)
                 .and_then(|c| c.first())
                 .map(|a| a.name.clone())
         });
-        let verdict = verdict_for(vs, state, self.select(vs), &self.nodes);
+        let verdict = verdict_for(vs, name.to_string(), state, self.select(vs), &self.nodes);
         let f = fragment(&self.node, &verdict, &vs.spec);
         Some((verdict, f))
     }
@@ -513,16 +613,20 @@ impl Incremental {
         &mut self,
         name: &str,
         planned: Option<(Verdict, Fragment)>,
-        scope: &mut PlanScope,
+        mut scope: Option<&mut PlanScope>,
     ) -> Option<Verdict> {
         if let Some(old) = self.fragments.remove(name) {
             self.aggregate.remove(&old);
-            scope.cover(&old);
+            if let Some(s) = scope.as_deref_mut() {
+                s.cover(&old);
+            }
         }
         let (verdict, f) = planned?;
         if !f.is_empty() {
             self.aggregate.add(&f);
-            scope.cover(&f);
+            if let Some(s) = scope {
+                s.cover(&f);
+            }
             self.fragments.insert(name.to_string(), Box::new(f));
         }
         Some(verdict)
@@ -532,7 +636,7 @@ impl Incremental {
     fn select<'a>(
         &'a self,
         vs: &'a Object<VirtualServiceSpec>,
-    ) -> impl Iterator<Item = (Arc<str>, &'a Object<RealServerSpec>)> + 'a {
+    ) -> impl Iterator<Item = Selected<'a>> + 'a {
         let ns = vs.meta.namespace.as_str();
         let sel = vs.spec.selector();
         let posting = narrowest_label(&sel, |k, v| {
@@ -552,7 +656,7 @@ impl Incremental {
         };
         candidates
             .filter(move |r| r.rs.meta.namespace == ns && sel.matches(&r.rs.meta.labels))
-            .map(|r| (r.name.clone(), &r.rs))
+            .map(|r| (r.name.clone(), &r.rs, &r.checks))
     }
 
     /// VirtualServices that select `rs` as it was (`old`) or is (`new`).
@@ -565,11 +669,11 @@ impl Incremental {
         let ns = rs.meta.namespace.as_str();
         let mut names: BTreeSet<&String> = BTreeSet::new();
         for (k, v) in &rs.meta.labels {
-            if let Some(s) = self.vs_by_label.get(&label_key(ns, k, v)) {
+            if let Some(s) = self.vs_index.by_label.get(&label_key(ns, k, v)) {
                 names.extend(s);
             }
         }
-        if let Some(s) = self.vs_unfiled.get(ns) {
+        if let Some(s) = self.vs_index.unfiled.get(ns) {
             names.extend(s);
         }
         names
@@ -587,15 +691,6 @@ impl Incremental {
             .collect()
     }
 
-    fn file_rs(&mut self, key: &str, o: &Object<RealServerSpec>) {
-        for (k, v) in &o.meta.labels {
-            self.rs_by_label
-                .entry(label_key(&o.meta.namespace, k, v))
-                .or_default()
-                .insert(key.to_string());
-        }
-    }
-
     fn unfile_rs(&mut self, key: &str, o: &Object<RealServerSpec>) {
         for (k, v) in &o.meta.labels {
             let lk = label_key(&o.meta.namespace, k, v);
@@ -606,53 +701,6 @@ impl Incremental {
                 }
             }
         }
-    }
-
-    /// Files a VirtualService in the indexes; returns its contending key.
-    fn file_vs(&mut self, name: &str, o: &Object<VirtualServiceSpec>) -> Option<ServiceKey> {
-        match filed_under(o) {
-            Some(lk) => self.vs_by_label.entry(lk).or_default(),
-            None => self.vs_unfiled.entry(o.meta.namespace.clone()).or_default(),
-        }
-        .insert(name.to_string());
-        let key = contending_key(o, self.policy.as_deref())?;
-        let c = self.contenders.entry(key).or_default();
-        let a = AgeKey::of(o);
-        if let Err(i) = c.binary_search(&a) {
-            c.insert(i, a);
-        }
-        Some(key)
-    }
-
-    fn unfile_vs(&mut self, name: &str, o: &Object<VirtualServiceSpec>) -> Option<ServiceKey> {
-        match filed_under(o) {
-            Some(lk) => {
-                if let Some(s) = self.vs_by_label.get_mut(&lk) {
-                    s.remove(name);
-                    if s.is_empty() {
-                        self.vs_by_label.remove(&lk);
-                    }
-                }
-            }
-            None => {
-                if let Some(s) = self.vs_unfiled.get_mut(&o.meta.namespace) {
-                    s.remove(name);
-                    if s.is_empty() {
-                        self.vs_unfiled.remove(&o.meta.namespace);
-                    }
-                }
-            }
-        }
-        let key = contending_key(o, self.policy.as_deref())?;
-        if let Some(c) = self.contenders.get_mut(&key) {
-            if let Ok(i) = c.binary_search(&AgeKey::of(o)) {
-                c.remove(i);
-            }
-            if c.is_empty() {
-                self.contenders.remove(&key);
-            }
-        }
-        Some(key)
     }
 
     /// The whole plan of this node.
