@@ -359,6 +359,12 @@ impl Incremental {
             new: Vec<T>,
             key: impl Fn(&T) -> String,
         ) -> Vec<Change<T>> {
+            if cur.is_empty() {
+                // Nothing held yet (the first load): every object is new.
+                // Duplicates stay in order, so applied in turn the later one
+                // wins here too.
+                return new.into_iter().map(Change::Upsert).collect();
+            }
             let mut by_key: BTreeMap<String, T> = BTreeMap::new();
             for o in new {
                 by_key.insert(key(&o), o);

@@ -271,3 +271,32 @@ fn a_node_label_change_switches_the_profile_and_every_plan_carries_it() {
     assert!(a.profile_changed);
     assert!(inc.plan().sysctls.is_empty());
 }
+
+#[test]
+fn duplicates_in_a_snapshot_leave_the_later_one_first_load_or_not() {
+    let w = world();
+    let mut older = w.virtual_services[7].clone();
+    older.spec.port = Some(81);
+    let later = w.virtual_services[7].clone();
+    let name = later.meta.key();
+    let port_of = |inc: &Incremental| inc.virtual_services()[&name].spec.port;
+    let snapshot =
+        |vss: Vec<Object<VirtualServiceSpec>>| (vss, w.real_servers.clone(), w.nodes.clone());
+
+    // The first load: nothing held, every object goes in as it comes.
+    let mut inc = Incremental::new("dir1");
+    let (v, r, n) = snapshot(vec![older.clone(), later.clone()]);
+    inc.apply(inc.diff(v, r, n));
+    assert_eq!(port_of(&inc), Some(80));
+    let once = inc.plan();
+
+    // A later snapshot with both again: unchanged.
+    let (v, r, n) = snapshot(vec![older.clone(), later.clone()]);
+    let again = inc.diff(v, r, n);
+    assert!(again.is_empty(), "{again:?}");
+    // The other order: the older one now comes last and wins.
+    let (v, r, n) = snapshot(vec![later, older]);
+    inc.apply(inc.diff(v, r, n));
+    assert_eq!(port_of(&inc), Some(81));
+    assert_ne!(inc.plan(), once);
+}
