@@ -87,8 +87,9 @@ fn round_trip_through_the_file() {
     let mut again = LedgerStore::in_dir(&dir).unwrap();
     assert_eq!(again.load().unwrap(), l);
     let text = fs::read_to_string(dir.join(LEDGER_FILE)).unwrap();
-    assert!(text.contains("\"owner\": \"default/web\""), "{text}");
-    assert!(text.contains("\"version\": 1"), "{text}");
+    assert!(text.contains("\"owner\":\"default/web\""), "{text}");
+    assert_eq!(text.lines().count(), 1, "compact, one line: {text}");
+    assert!(text.contains("\"version\":1"), "{text}");
     // A device the agent created keeps its address, so that a restarted
     // agent deletes it on release.
     let mut l = l;
@@ -105,7 +106,7 @@ fn round_trip_through_the_file() {
     let mut again = LedgerStore::in_dir(&dir).unwrap();
     assert_eq!(again.load().unwrap(), l);
     let text = fs::read_to_string(dir.join(LEDGER_FILE)).unwrap();
-    assert!(text.contains("\"local\": \"10.0.2.15\""), "{text}");
+    assert!(text.contains("\"local\":\"10.0.2.15\""), "{text}");
     fs::remove_dir_all(dir).unwrap();
 }
 
