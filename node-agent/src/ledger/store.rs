@@ -317,8 +317,8 @@ impl LedgerStore {
     fn serialize(&self, ledger: &Ledger) -> Vec<u8> {
         let mut file = LedgerFile::from(ledger);
         file.journal_seq = self.seq;
-        // Compact: a full sync writes it twice (or serializes it twice to
-        // compare), and at 20k services indentation was half its bytes.
+        // Compact: a full sync serializes it twice (to write it, or to see
+        // that it did not change), and indentation about doubles its size.
         serde_json::to_vec(&file).expect("ledger serialization cannot fail")
     }
 
