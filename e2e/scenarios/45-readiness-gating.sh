@@ -37,6 +37,16 @@ _rg_entry() {
     '.status.services[]? | select(.name == $vs) | .destinations[]? | select(.realServer == $rs) | .[$f] // empty'
 }
 
+# _rg_state DIRECTOR STATE: rs3's entry in the director's LvsNode has this
+# state ("" for none). The status is published after the kernel is written,
+# so it is waited for, not read once.
+_rg_state() { [[ $(_rg_entry "$1" default/web-dr "default/$RG_RS" state) == "$2" ]]; }
+_rg_expect_state() {
+  sc_retry 30 _rg_state "$2" "$3" \
+    || sc_fail "$1: expected '$3' within 30 s, got '$(_rg_entry "$2" default/web-dr "default/$RG_RS" state)'"
+  sc_ok "$1 = '$3'"
+}
+
 sc_rs_readiness_gating() {
   sc_reset
   trap _rg_heal EXIT
@@ -59,7 +69,7 @@ sc_rs_readiness_gating() {
   _rg_rs 2 | k apply -f - || sc_fail "creating RealServer $RG_RS failed"
   { rules_dr; echo "-a $SVC_DR -r $ip:80 -g -w 0"; } | sc_wait_ipvs "$d" "$SVC_DR" 60 || exit 1
   sc_ok "$r is a destination of $SVC_DR on $d at weight 0 while its agent is down"
-  expect_eq "state of $RG_RS in $d's LvsNode" Unready "$(_rg_entry "$d" default/web-dr "default/$RG_RS" state)"
+  _rg_expect_state "state of $RG_RS in $d's LvsNode" "$d" Unready
   sc_ok "why: $(_rg_entry "$d" default/web-dr "default/$RG_RS" lastError)"
   expect_eq "VIP $VIP_DR on $r's lo (its agent is down)" "" "$(sc_addr_dev "$r" "$VIP_DR")"
   sc_fetch 30 "$URL_DR"
@@ -71,7 +81,7 @@ sc_rs_readiness_gating() {
   sc_ok "agent on $r restarted (start #$(lab_agent_starts "$r"))"
   { rules_dr; echo "-a $SVC_DR -r $ip:80 -g -w 2"; } | sc_wait_ipvs "$d" "$SVC_DR" 60 || exit 1
   sc_retry 30 _sc_vip_on "$r" "$VIP_DR" lo || sc_fail "$r does not hold $VIP_DR on lo"
-  expect_eq "entry of $RG_RS in $d's LvsNode once ready" "" "$(_rg_entry "$d" default/web-dr "default/$RG_RS" state)"
+  _rg_expect_state "entry of $RG_RS in $d's LvsNode once ready" "$d" ""
   sc_wait_vs web-dr 3 60
   sc_fetch 50 "$URL_DR"
   sc_expect_no_errors
