@@ -162,6 +162,10 @@ fn next_changes(rx: &std::sync::mpsc::Receiver<Event>, what: &str) -> Changes {
 fn a_renamed_or_removed_manifest_is_read_at_once_without_waiting_for_the_poll() {
     let d = dir("watch");
     std::fs::write(d.join("a.yaml"), VS).unwrap();
+    // Written beside the manifests, under a name the source ignores, before
+    // the source starts: its own close would wake the source once more, and
+    // that read could fall in the middle of the rewrite below.
+    std::fs::write(d.join("b.tmp"), VS.replace("name: web", "name: api")).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -175,9 +179,7 @@ fn a_renamed_or_removed_manifest_is_read_at_once_without_waiting_for_the_poll() 
         ["+default/web"]
     );
 
-    // Written next to the manifests under a name the source ignores,
-    // then renamed into place: one change, at once.
-    std::fs::write(d.join("b.tmp"), VS.replace("name: web", "name: api")).unwrap();
+    // Renamed into place: one change, at once.
     std::fs::rename(d.join("b.tmp"), d.join("b.yaml")).unwrap();
     assert_eq!(vs_names(&next_changes(&rx, "the rename")), ["+default/api"]);
 
