@@ -6,6 +6,7 @@
 //! feeding the same loop from watches.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsString;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use lvs_api::manifest::{Manifest, ManifestSet, parse};
 use lvs_api::{LvsNodeProfileSpec, NodeInfo, Object, RealServerSpec, VirtualServiceSpec};
 use lvs_planner::{Change, Changes};
 
-use crate::dirwatch::DirWatch;
+use crate::dirwatch::{DirWatch, Wake};
 use crate::metrics::Metrics;
 
 /// Every object the planner needs, as of one moment.
@@ -204,6 +205,11 @@ impl FileObjects {
     }
 }
 
+/// Whether `f` is one of the file names in `names`.
+fn named(names: &BTreeSet<OsString>, f: &Path) -> bool {
+    f.file_name().is_some_and(|n| names.contains(n))
+}
+
 /// Which kind of object a key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Kind {
@@ -231,12 +237,46 @@ pub struct DirState {
     unreadable: bool,
     /// A first read succeeded (its changes, even none, went out).
     read_once: bool,
+    /// Files a settled read found changed but left unread, with the stamp
+    /// they had then.
+    unsettled: HashMap<PathBuf, Stamp>,
+}
+
+/// Which of the files whose stamp changed a read takes.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadScope<'a> {
+    /// Every one.
+    All,
+    /// Those of the directory named here (file names): a wake-up said
+    /// they were written and closed, renamed or removed.
+    Named(&'a BTreeSet<OsString>),
+    /// Removed files, and changed files whose stamp is the one the last
+    /// settled read saw: a file still being written in place (its stamp
+    /// moving) is left for a later read, so a periodic poll does not read
+    /// it half-written.
+    Settled,
 }
 
 impl DirState {
     /// Reads what changed since the last call. `Ok(None)`: nothing did.
     /// On errors nothing is taken over: the state stays as it was.
     pub fn refresh(&mut self, dir: &Path) -> Result<Option<Changes>, Vec<ConfigError>> {
+        self.refresh_within(dir, ReadScope::All)
+    }
+
+    /// As [`refresh`](Self::refresh), but only the changed files `scope`
+    /// takes are read again; any other keeps its last version until a
+    /// later read takes it. The first read takes everything.
+    pub fn refresh_within(
+        &mut self,
+        dir: &Path,
+        scope: ReadScope<'_>,
+    ) -> Result<Option<Changes>, Vec<ConfigError>> {
+        let scope = if self.read_once {
+            scope
+        } else {
+            ReadScope::All
+        };
         let fp = match DirSource::fingerprint(dir) {
             Ok(fp) => {
                 self.unreadable = false;
@@ -255,12 +295,33 @@ impl DirState {
             .files
             .keys()
             .filter(|f| !fp.contains_key(*f))
+            .filter(|f| match scope {
+                ReadScope::Named(names) => named(names, f),
+                ReadScope::All | ReadScope::Settled => true,
+            })
             .cloned()
             .collect();
+        let mut unsettled = HashMap::new();
         let changed: Vec<(&PathBuf, &Stamp)> = fp
             .iter()
             .filter(|(f, st)| self.files.get(*f).is_none_or(|p| &p.stamp != *st))
+            .filter(|(f, st)| match scope {
+                ReadScope::All => true,
+                ReadScope::Named(names) => named(names, f),
+                ReadScope::Settled => {
+                    let settled = self.unsettled.get(*f) == Some(*st);
+                    if !settled {
+                        unsettled.insert((*f).clone(), **st);
+                    }
+                    settled
+                }
+            })
             .collect();
+        match scope {
+            ReadScope::All => self.unsettled.clear(),
+            ReadScope::Named(names) => self.unsettled.retain(|f, _| !named(names, f)),
+            ReadScope::Settled => self.unsettled = unsettled,
+        }
         if removed.is_empty() && changed.is_empty() && self.read_once {
             self.failed = None;
             return Ok(None);
@@ -349,6 +410,12 @@ impl DirState {
             }
         }
         Ok(Some(changes))
+    }
+
+    /// How many changed files settled reads have left unread (for tests).
+    #[cfg(test)]
+    pub fn unsettled(&self) -> usize {
+        self.unsettled.len()
     }
 
     /// The version of an object that counts: the last file's (its path and
@@ -491,9 +558,10 @@ impl DirSource {
 }
 
 impl DirSource {
-    /// One poll: reads what changed and reports it to logs and metrics.
-    fn poll(&self, state: &mut DirState) -> Option<Changes> {
-        match state.refresh(&self.dir) {
+    /// One poll: reads what changed (what `scope` takes) and reports it to
+    /// logs and metrics.
+    fn poll(&self, state: &mut DirState, scope: ReadScope<'_>) -> Option<Changes> {
+        match state.refresh_within(&self.dir, scope) {
             Ok(Some(c)) => {
                 self.metrics.config_loaded();
                 Some(c)
@@ -507,14 +575,27 @@ impl DirSource {
     }
 }
 
+/// What the directory source's next read takes (an owned [`ReadScope`]).
+enum Next {
+    All,
+    Named(BTreeSet<OsString>),
+    Settled,
+}
+
 impl Source for DirSource {
     /// Reads the directory, then again whenever inotify reports a file
-    /// written, renamed or removed in it, and at every poll interval in any
-    /// case (the fallback for what inotify does not see).
+    /// written, renamed or removed in it (those files only), and at every
+    /// poll interval in any case, the fallback for what inotify does not
+    /// see: a poll reads a changed file once two polls in a row saw the same
+    /// stamp, so that it never reads a file half-written in place.
     async fn run(self, sink: SnapshotSink) {
         let mut state = Some(DirState::default());
         let mut watch: Option<DirWatch> = None;
         let mut watch_failed = false;
+        // What the next read takes: everything at first and after a watch
+        // is set up again, the named files after a wake-up, settled files
+        // at a poll.
+        let mut scope = Next::All;
         loop {
             // Watch before reading, so no write after the read goes unseen.
             if watch.is_none() {
@@ -541,8 +622,14 @@ impl Source for DirSource {
             let me = self.clone();
             let mut st = state.take().unwrap_or_default();
             let started = std::time::Instant::now();
+            let next = std::mem::replace(&mut scope, Next::Settled);
             let (st, changes) = tokio::task::spawn_blocking(move || {
-                let c = me.poll(&mut st);
+                let scope = match &next {
+                    Next::All => ReadScope::All,
+                    Next::Named(names) => ReadScope::Named(names),
+                    Next::Settled => ReadScope::Settled,
+                };
+                let c = me.poll(&mut st, scope);
                 (st, c)
             })
             .await
@@ -570,14 +657,23 @@ impl Source for DirSource {
             tokio::select! {
                 () = tokio::time::sleep(self.poll) => {}
                 r = w.changed() => match r {
-                    Ok(true) => tracing::debug!("configuration directory changed"),
-                    Ok(false) => {
+                    Ok(Wake::Named(names)) => {
+                        tracing::debug!(files = names.len(), "configuration files changed");
+                        scope = Next::Named(names);
+                    }
+                    Ok(Wake::All) => {
+                        tracing::debug!("configuration directory changed");
+                        scope = Next::All;
+                    }
+                    Ok(Wake::Gone) => {
                         tracing::warn!(dir = %self.dir.display(), "the configuration directory was removed or replaced; watching it again");
                         watch = None;
+                        scope = Next::All;
                     }
                     Err(e) => {
                         tracing::warn!(dir = %self.dir.display(), error = %e, "reading directory notifications failed; watching it again");
                         watch = None;
+                        scope = Next::All;
                     }
                 },
             }

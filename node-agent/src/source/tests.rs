@@ -1,4 +1,5 @@
 use super::*;
+use std::io::Write;
 
 const VS: &str = r#"
 apiVersion: lvs.lvs-operator.io/v1alpha1
@@ -120,6 +121,74 @@ fn dir_state_reads_only_what_changed_and_the_last_file_wins() {
 }
 
 #[test]
+fn a_wake_up_reads_the_files_it_names_and_a_poll_waits_for_a_still_stamp() {
+    let d = dir("scope");
+    std::fs::write(d.join("a.yaml"), VS).unwrap();
+    std::fs::write(d.join("b.yaml"), VS.replace("name: web", "name: api")).unwrap();
+    let mut st = DirState::default();
+    let only_b: BTreeSet<OsString> = ["b.yaml".into()].into();
+    // The first read takes everything, whatever the scope.
+    let c = st
+        .refresh_within(&d, ReadScope::Named(&only_b))
+        .unwrap()
+        .unwrap();
+    assert_eq!(vs_names(&c), ["+default/api", "+default/web"]);
+
+    // a.yaml half-written in place (its writer has not closed it), b.yaml
+    // written and closed: the wake-up names b.yaml only.
+    std::fs::write(d.join("a.yaml"), "").unwrap();
+    std::fs::write(
+        d.join("b.yaml"),
+        VS.replace("name: web", "name: api")
+            .replace("10.0.0.1", "10.0.0.22"),
+    )
+    .unwrap();
+    let c = st
+        .refresh_within(&d, ReadScope::Named(&only_b))
+        .unwrap()
+        .unwrap();
+    assert_eq!(vs_names(&c), ["+default/api"], "a.yaml is not read");
+
+    // A poll that sees a.yaml changed for the first time leaves it; so does
+    // the next one while the writer goes on (the stamp moves).
+    assert!(st.refresh_within(&d, ReadScope::Settled).unwrap().is_none());
+    assert_eq!(st.unsettled(), 1);
+    std::fs::write(d.join("a.yaml"), "# part\n").unwrap();
+    assert!(st.refresh_within(&d, ReadScope::Settled).unwrap().is_none());
+    std::fs::write(d.join("a.yaml"), VS.replace("10.0.0.1", "10.0.0.11")).unwrap();
+    assert!(
+        st.refresh_within(&d, ReadScope::Settled).unwrap().is_none(),
+        "the final stamp seen once"
+    );
+    // Seen twice: read.
+    let c = st.refresh_within(&d, ReadScope::Settled).unwrap().unwrap();
+    assert_eq!(vs_names(&c), ["+default/web"]);
+    let Change::Upsert(o) = &c.virtual_services[0] else {
+        panic!()
+    };
+    assert_eq!(o.spec.address.as_deref(), Some("10.0.0.11"));
+    assert_eq!(st.unsettled(), 0);
+
+    // A removal needs no settling; a file a wake-up names needs none.
+    std::fs::remove_file(d.join("b.yaml")).unwrap();
+    assert_eq!(
+        vs_names(&st.refresh_within(&d, ReadScope::Settled).unwrap().unwrap()),
+        ["-default/api"]
+    );
+    std::fs::write(d.join("a.yaml"), VS).unwrap();
+    let only_a: BTreeSet<OsString> = ["a.yaml".into()].into();
+    assert_eq!(
+        vs_names(
+            &st.refresh_within(&d, ReadScope::Named(&only_a))
+                .unwrap()
+                .unwrap()
+        ),
+        ["+default/web"]
+    );
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
 fn dir_state_keeps_the_last_good_state_on_errors() {
     let d = dir("state-err");
     std::fs::write(d.join("a.yaml"), VS).unwrap();
@@ -192,6 +261,31 @@ fn a_renamed_or_removed_manifest_is_read_at_once_without_waiting_for_the_poll() 
     .unwrap();
     assert_eq!(
         vs_names(&next_changes(&rx, "the rewrite")),
+        ["+default/api"]
+    );
+
+    // Rewritten in place while another file is written and closed: the
+    // other file's wake-up does not read the half-written one.
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(d.join("b.yaml"))
+        .unwrap();
+    w.write_all(b"# being written\n").unwrap();
+    std::fs::write(d.join("c.yaml"), VS.replace("name: web", "name: db")).unwrap();
+    assert_eq!(
+        vs_names(&next_changes(&rx, "another file written meanwhile")),
+        ["+default/db"]
+    );
+    w.write_all(
+        VS.replace("name: web", "name: api")
+            .replace("10.0.0.1", "10.0.0.4")
+            .as_bytes(),
+    )
+    .unwrap();
+    drop(w);
+    assert_eq!(
+        vs_names(&next_changes(&rx, "the rewrite closed")),
         ["+default/api"]
     );
 
