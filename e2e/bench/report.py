@@ -465,11 +465,11 @@ def main(argv):
                f"were created, {fmt((num(rl, 'vmhwm_kb') or 0) / 1024)} MiB peak during a forced relist")
     if apply_rows:
         p99 = max(num(r, "p99_ms") or 0 for r in apply_rows)
-        target("apply→kernel p99 ≤ 250 ms", p99 <= 250,
+        target("apply→kernel p99 ≤ 150 ms", p99 <= 150,
                "; ".join(f"p99 {fmt(num(r, 'p99_ms'))} ms, p50 {fmt(num(r, 'p50_ms'))} ms over {r.get('changes', '?')} "
                          f"changes with {r.get('n')} VirtualServices" for r in apply_rows))
     else:
-        target("apply→kernel p99 ≤ 250 ms", None,
+        target("apply→kernel p99 ≤ 150 ms", None,
                "not measured in this run (the joined-lab part did not run or failed)")
 
     floor = cp_floor[0] if cp_floor else {}
