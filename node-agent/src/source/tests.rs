@@ -78,11 +78,17 @@ fn vs_names(c: &Changes) -> Vec<String> {
     names(&c.virtual_services, |o| o.meta.key())
 }
 
-#[test]
-fn dir_state_reads_only_what_changed_and_the_last_file_wins() {
-    let d = dir("state");
+/// A directory with VirtualService `web` in a.yaml and `api` in b.yaml.
+fn web_and_api(tag: &str) -> PathBuf {
+    let d = dir(tag);
     std::fs::write(d.join("a.yaml"), VS).unwrap();
     std::fs::write(d.join("b.yaml"), VS.replace("name: web", "name: api")).unwrap();
+    d
+}
+
+#[test]
+fn dir_state_reads_only_what_changed_and_the_last_file_wins() {
+    let d = web_and_api("state");
     let mut st = DirState::default();
     let c = st.refresh(&d).unwrap().unwrap();
     assert_eq!(vs_names(&c), ["+default/api", "+default/web"]);
@@ -122,9 +128,7 @@ fn dir_state_reads_only_what_changed_and_the_last_file_wins() {
 
 #[test]
 fn a_wake_up_reads_the_files_it_names_and_a_poll_waits_for_a_still_stamp() {
-    let d = dir("scope");
-    std::fs::write(d.join("a.yaml"), VS).unwrap();
-    std::fs::write(d.join("b.yaml"), VS.replace("name: web", "name: api")).unwrap();
+    let d = web_and_api("scope");
     let mut st = DirState::default();
     let only_b: BTreeSet<OsString> = ["b.yaml".into()].into();
     // The first read takes everything, whatever the scope.
