@@ -76,6 +76,12 @@ pub struct LvsNodeStatus {
     /// The agent's `/status` lists them all.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted_destinations: u32,
+    /// Services whose live state (`counters`, `countersTime`, `tableHash`)
+    /// was left out to keep this object under its size limit, the last
+    /// ones by name. Their VirtualServices show no traffic from this node;
+    /// the agent's `/status` has them all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_live: u32,
     /// One entry per VirtualService this node has a role in, sorted by name
     /// (while `nodeErrors` is non-empty, only those with errors of their
     /// own).

@@ -506,10 +506,70 @@ pub fn bounded_status(
         unreadable,
         omitted_errors: u32::try_from(omitted).unwrap_or(u32::MAX),
         omitted_destinations: u32::try_from(omitted_destinations).unwrap_or(u32::MAX),
+        omitted_live: 0,
         services: listed,
         vips: Vec::new(),
         refused: Vec::new(),
     }
+}
+
+/// The most JSON an LvsNode's status may take. The API server refuses a
+/// request body over 3 MiB, and etcd by default a write over 1.5 MiB; the
+/// rest of the object and the field manager's entry need room too.
+pub const MAX_STATUS_BYTES: usize = 1 << 20;
+
+/// Keeps `status` within [`MAX_STATUS_BYTES`] of JSON by taking the live
+/// state (`counters`, `countersTime`, `tableHash`) out of service entries,
+/// the last by name first, and counting them in `omittedLive`. The rest of
+/// an entry is what the operator needs to call a VirtualService programmed
+/// and stays: a status still too large after every entry gave up its live
+/// state is returned as it is (the API server's refusal says why).
+pub fn within_size(status: &mut lvs_api::LvsNodeStatus) {
+    within_bytes(status, MAX_STATUS_BYTES);
+}
+
+/// [`within_size`] with the limit given.
+pub fn within_bytes(status: &mut lvs_api::LvsNodeStatus, limit: usize) {
+    let services = std::mem::take(&mut status.services);
+    // `"services":[` and `]`, and a comma before it and between entries.
+    let mut total = json_len(status) + 14 + services.len();
+    status.services = services;
+    total += status.services.iter().map(json_len).sum::<usize>();
+    let mut shed = 0u32;
+    for s in status.services.iter_mut().rev() {
+        if total <= limit {
+            break;
+        }
+        if s.counters.is_none() && s.counters_time.is_none() && s.table_hash.is_none() {
+            continue;
+        }
+        let before = json_len(s);
+        s.counters = None;
+        s.counters_time = None;
+        s.table_hash = None;
+        total -= before - json_len(s);
+        shed += 1;
+    }
+    status.omitted_live = shed;
+}
+
+/// The length of `v` as compact JSON, without writing it anywhere.
+fn json_len<T: Serialize>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter fails only if serializing does, which these
+    // plain data types never do.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// Now in RFC 3339, to the second, as the API server writes times.

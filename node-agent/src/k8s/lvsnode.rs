@@ -63,7 +63,8 @@ pub fn lvsnode_status(status: &AgentStatus) -> Option<LvsNodeStatus> {
 }
 
 /// [`lvsnode_status`] plus the objects the watches could not read; bounded
-/// in size by [`crate::report::bounded_status`].
+/// in size by [`crate::report::bounded_status`] and
+/// [`crate::report::within_size`].
 pub fn lvsnode_status_with(status: &AgentStatus, unreadable: &[String]) -> Option<LvsNodeStatus> {
     let t = status.last_sync?;
     let mut services = status.reports.clone();
@@ -79,7 +80,7 @@ pub fn lvsnode_status_with(status: &AgentStatus, unreadable: &[String]) -> Optio
             since: Some(rfc3339(v.since)),
         })
         .collect();
-    Some(LvsNodeStatus {
+    let mut out = LvsNodeStatus {
         last_sync_time: Some(rfc3339(t)),
         vips,
         refused: status
@@ -89,7 +90,9 @@ pub fn lvsnode_status_with(status: &AgentStatus, unreadable: &[String]) -> Optio
             .map(|(name, why)| format!("{name}: {why}"))
             .collect(),
         ..crate::report::bounded_status(&services, &status.node_errors, unreadable)
-    })
+    };
+    crate::report::within_size(&mut out);
+    Some(out)
 }
 
 /// The last status written, and when.

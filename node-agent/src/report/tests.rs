@@ -664,3 +664,114 @@ fn ipvs_writes_are_told_apart_from_other_writes() {
         assert!(!changes_ipvs(kind), "{kind}");
     }
 }
+
+/// A director's report of `n` services with live state, as 10k
+/// VirtualServices with traffic make it.
+fn live_reports(n: usize) -> Vec<lvs_api::ServiceReport> {
+    (0..n)
+        .map(|i| lvs_api::ServiceReport {
+            name: format!("default/svc-{i:05}"),
+            generation: Some(1),
+            roles: vec!["director".into()],
+            healthy: Some(10),
+            total: Some(10),
+            counters: Some(lvs_api::TrafficCounters {
+                active_connections: 12,
+                connections: 123_456_789,
+                in_packets: 1_234_567_890,
+                out_packets: 1_234_567_890,
+                in_bytes: 123_456_789_012,
+                out_bytes: 123_456_789_012,
+                cps: 100,
+                in_pps: 10_000,
+                out_pps: 10_000,
+                in_bps: 1_000_000,
+                out_bps: 1_000_000,
+                ..Default::default()
+            }),
+            counters_time: Some("2026-12-07T16:50:00Z".into()),
+            table_hash: Some("0123456789abcdef".into()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[test]
+fn a_large_status_sheds_live_state_from_its_last_entries_to_fit_the_limit() {
+    let reports = live_reports(10_000);
+    let mut st = bounded_status(&reports, &[], &[]);
+    let full = serde_json::to_vec(&st).unwrap().len();
+    assert!(full > 3 << 20, "{full} bytes: over the API server's limit");
+    within_size(&mut st);
+    let bytes = serde_json::to_vec(&st).unwrap().len();
+    assert!(bytes <= MAX_STATUS_BYTES, "{bytes} bytes");
+    let kept = st.services.iter().filter(|s| s.counters.is_some()).count();
+    assert_eq!(st.omitted_live as usize, 10_000 - kept);
+    assert!(
+        kept > 0 && kept < 10_000,
+        "{kept} entries kept their counters"
+    );
+    // The first entries by name keep theirs, the rest lose all of it.
+    assert!(
+        st.services[..kept]
+            .iter()
+            .all(|s| s.counters.is_some() && s.counters_time.is_some() && s.table_hash.is_some())
+    );
+    assert!(
+        st.services[kept..]
+            .iter()
+            .all(|s| s.counters.is_none() && s.counters_time.is_none() && s.table_hash.is_none())
+    );
+    // Every entry keeps what the operator needs.
+    assert_eq!(st.services.len(), 10_000);
+    assert!(
+        st.services
+            .iter()
+            .zip(&reports)
+            .all(|(s, r)| s.name == r.name
+                && s.generation == Some(1)
+                && s.roles == ["director"]
+                && s.total == Some(10))
+    );
+    assert_eq!(st.programmed_count, 10_000);
+    // No more was shed than the limit needs: one entry's live state back
+    // goes over it.
+    let mut one_more = st.clone();
+    one_more.services[kept].counters = reports[kept].counters.clone();
+    one_more.services[kept].counters_time = reports[kept].counters_time.clone();
+    one_more.services[kept].table_hash = reports[kept].table_hash.clone();
+    let over = serde_json::to_vec(&one_more).unwrap().len();
+    assert!(
+        over > MAX_STATUS_BYTES,
+        "{over} bytes with one more entry's live state"
+    );
+}
+
+#[test]
+fn a_status_within_its_limit_keeps_all_of_its_live_state() {
+    let reports = live_reports(100);
+    let mut st = bounded_status(&reports, &[], &[]);
+    let before = st.clone();
+    within_size(&mut st);
+    assert_eq!(st, before);
+    assert_eq!(st.omitted_live, 0);
+    // The same status under a limit its live state does not fit: each
+    // limit is met exactly as far as the entries allow.
+    for limit in [20_000, 15_000, 100] {
+        let mut small = before.clone();
+        within_bytes(&mut small, limit);
+        let bytes = serde_json::to_vec(&small).unwrap().len();
+        let kept = small
+            .services
+            .iter()
+            .filter(|s| s.counters.is_some())
+            .count();
+        assert_eq!(small.omitted_live as usize, 100 - kept);
+        if kept > 0 {
+            assert!(bytes <= limit, "{bytes} bytes over {limit}");
+        } else {
+            // Nothing left to shed: the entries stay whole.
+            assert_eq!(small.services.len(), 100);
+        }
+    }
+}
