@@ -312,7 +312,6 @@ impl Reporter {
         let mut failures = crate::quiet::Repeated::default();
         let mut bad_rx = self.unreadable.as_ref().map(Unreadable::subscribe);
         loop {
-            let current = rx.borrow_and_update().clone();
             let bad = match (&self.unreadable, &mut bad_rx) {
                 (Some(u), Some(b)) => {
                     b.borrow_and_update();
@@ -320,7 +319,14 @@ impl Reporter {
                 }
                 _ => Vec::new(),
             };
-            let new = lvsnode_status_with(&current, &bad);
+            // The agent's status is copied out of the channel (building the
+            // report from the borrow would hold the sync thread's next
+            // publish) and dropped once the report is built: only the
+            // report waits here for the next change.
+            let new = {
+                let current = rx.borrow_and_update().clone();
+                lvsnode_status_with(&current, &bad)
+            };
             let at = new.as_ref().and_then(|n| {
                 write_at(
                     last.as_ref(),
