@@ -247,6 +247,24 @@ fn resync_gap(interval: Duration, share: u32, took: Duration) -> Duration {
     interval.max(took * 100 / share.clamp(1, 100))
 }
 
+/// At most this many newly refused VirtualServices are logged one by one
+/// per change; the rest are counted in one line (the agent's `/status`
+/// lists them all, the LvsNode the first 50), so pools that go missing
+/// under 10k VirtualServices log a few lines, not 10k.
+const REFUSALS_LOGGED: usize = 10;
+
+fn log_refusals(newly: &[(&String, &String)]) {
+    for (name, why) in newly.iter().take(REFUSALS_LOGGED) {
+        tracing::warn!(vs = %name, reason = %why, "not programming this VirtualService: the address pools refuse it");
+    }
+    if newly.len() > REFUSALS_LOGGED {
+        tracing::warn!(
+            more = newly.len() - REFUSALS_LOGGED,
+            "not programming more VirtualServices the address pools refuse (the agent's /status lists them all)"
+        );
+    }
+}
+
 /// Per re-planned VirtualService this node would direct: why the address
 /// pools refuse it, or `None` (allowed, gone, or not this node's).
 fn refusals(node: &str, applied: &lvs_planner::Applied) -> Vec<(String, Option<String>)> {
@@ -379,6 +397,7 @@ impl<D: Dataplane> Agent<D> {
         }
         let refusals = refusals(&node, &applied);
         if applied.all || !refusals.is_empty() {
+            let mut newly = Vec::new();
             self.status.send_if_modified(|st| {
                 let before = st.refused.clone();
                 if applied.all {
@@ -388,7 +407,7 @@ impl<D: Dataplane> Agent<D> {
                     match why {
                         Some(why) => {
                             if before.get(name) != Some(why) {
-                                tracing::warn!(vs = %name, reason = %why, "not programming this VirtualService: the address pools refuse it");
+                                newly.push((name, why));
                             }
                             st.refused.insert(name.clone(), why.clone());
                         }
@@ -399,6 +418,7 @@ impl<D: Dataplane> Agent<D> {
                 }
                 st.refused != before
             });
+            log_refusals(&newly);
         }
         for (name, verdict) in &applied.verdicts {
             match verdict.as_ref().and_then(|v| node_role(&node, v)) {

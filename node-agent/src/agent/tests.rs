@@ -109,8 +109,8 @@ impl std::io::Write for Captured {
 /// 200 services failing for the same reason, synced three times: the
 /// shared error is logged once, with the number of services, not once
 /// per service and retry.
-#[test]
-fn the_same_error_of_many_services_is_logged_once() {
+/// Node n1, a director, and 200 VirtualServices it directs.
+fn two_hundred_services() -> Snapshot {
     use std::fmt::Write;
     let mut yaml = String::from(
         "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {lvs: director}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.10}]}\n",
@@ -124,22 +124,32 @@ fn the_same_error_of_many_services_is_logged_once() {
         )
         .unwrap();
     }
-    let snap = snapshot_of(&yaml);
-    let (mut a, _status) = agent();
-    a.reconciler_mut().dataplane_mut().ipvs_available = false;
+    snapshot_of(&yaml)
+}
+
+/// The log lines `f` writes.
+fn logged(f: impl FnOnce()) -> String {
     let out = Captured::default();
     let w = out.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || w.clone())
         .with_ansi(false)
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(subscriber, f);
+    String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+}
+
+#[test]
+fn the_same_error_of_many_services_is_logged_once() {
+    let snap = two_hundred_services();
+    let (mut a, _status) = agent();
+    a.reconciler_mut().dataplane_mut().ipvs_available = false;
+    let log = logged(|| {
         for _ in 0..3 {
             let rep = a.sync(&snap, true);
             assert_eq!(rep.errors.len(), 200);
         }
     });
-    let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("sync problem")).collect();
     assert_eq!(
         lines.len(),
@@ -590,6 +600,47 @@ fn a_vip_the_pools_refuse_is_never_programmed_and_is_reported() {
     assert_eq!(a.reconciler().dataplane().ipvs.len(), 1);
     assert!(status.borrow().refused.is_empty());
     std::fs::remove_dir_all(d).unwrap();
+}
+
+/// 200 VirtualServices the pools refuse: a few are logged by name, the
+/// rest in one line with their number; the status lists every one.
+#[test]
+fn many_refused_services_are_logged_in_a_few_lines() {
+    let (mut a, status) = agent();
+    a.apply_snapshot(two_hundred_services());
+    let elsewhere = lvs_planner::Pool::from_spec(
+        "lab",
+        &lvs_api::LvsAddressPoolSpec {
+            addresses: vec!["198.51.100.0/24".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let log = logged(|| {
+        a.apply(
+            lvs_planner::Changes {
+                policy: Some(Some(lvs_planner::AddressPolicy::new(vec![elsewhere]))),
+                ..Default::default()
+            },
+            "kubernetes",
+        );
+    });
+    assert_eq!(status.borrow().refused.len(), 200);
+    let named = log
+        .lines()
+        .filter(|l| l.contains("not programming this VirtualService"))
+        .count();
+    let more: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("not programming more VirtualServices"))
+        .collect();
+    assert_eq!(named, REFUSALS_LOGGED, "{log}");
+    assert_eq!(more.len(), 1, "{log}");
+    assert!(
+        more[0].contains(&format!("more={}", 200 - REFUSALS_LOGGED)),
+        "{}",
+        more[0]
+    );
 }
 
 /// The Snapshot of these manifests.
