@@ -184,10 +184,11 @@ impl FileObjects {
     /// Moves one object out as a change.
     fn take(&mut self, kind: Kind, key: &str, changes: &mut Changes) -> bool {
         match kind {
-            Kind::Vs => self
-                .vss
-                .remove(key)
-                .map(|o| changes.virtual_services.push(Change::Upsert(o))),
+            Kind::Vs => self.vss.remove(key).map(|o| {
+                changes
+                    .virtual_services
+                    .push(Change::Upsert(std::sync::Arc::new(o)))
+            }),
             Kind::Rs => self
                 .rss
                 .remove(key)

@@ -63,7 +63,7 @@ fn vs_list(m: &ManifestSet) -> Vec<WatchItem> {
                     Kind::VirtualService,
                     Ok(Update::VirtualService(WatchEvent::InitApply(
                         o.meta.key(),
-                        o.clone(),
+                        std::sync::Arc::new(o.clone()),
                     ))),
                 )
             }),

@@ -42,6 +42,16 @@ pub enum Change<T> {
     Delete(String),
 }
 
+impl<T> Change<T> {
+    /// The same change with the object converted.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Change<U> {
+        match self {
+            Change::Upsert(o) => Change::Upsert(f(o)),
+            Change::Delete(k) => Change::Delete(k),
+        }
+    }
+}
+
 /// What a change touched on this node: the IPVS services and director VIP
 /// addresses whose desired state may differ now. Tunnels, loopback VIPs and
 /// sysctls are few and always handed over whole (so are the source-NATed
@@ -136,15 +146,15 @@ impl Borrow<Object<RealServerSpec>> for NamedRs {
 
 /// Applies one change to a map of objects by namespace/name. `None` when it
 /// changes nothing; otherwise the key and the version it replaced.
-fn replace<S: PartialEq, V: From<Object<S>> + Borrow<Object<S>>>(
+fn replace<S: PartialEq, C: Borrow<Object<S>>, V: From<C> + Borrow<Object<S>>>(
     map: &mut BTreeMap<String, V>,
-    c: Change<Object<S>>,
+    c: Change<C>,
 ) -> Option<(String, Option<V>)> {
     let (key, new) = match c {
-        Change::Upsert(o) => (o.meta.key(), Some(o)),
+        Change::Upsert(o) => (o.borrow().meta.key(), Some(o)),
         Change::Delete(k) => (k, None),
     };
-    if map.get(&key).map(Borrow::borrow) == new.as_ref() {
+    if map.get(&key).map(Borrow::borrow) == new.as_ref().map(Borrow::borrow) {
         return None;
     }
     let old = match new {
@@ -262,9 +272,10 @@ fn file_rs(index: &mut HashMap<String, BTreeSet<String>>, key: &str, o: &Object<
 #[derive(Debug, Clone)]
 pub struct Incremental {
     node: String,
-    /// Boxed: a VirtualService is large, and a B-tree filled in key order
-    /// leaves its nodes half empty.
-    vss: BTreeMap<String, Box<Object<VirtualServiceSpec>>>,
+    /// Shared with whoever handed them in (the Kubernetes source keeps the
+    /// same objects to compare what the watches send): a VirtualService is
+    /// large, and a B-tree filled in key order leaves its nodes half empty.
+    vss: BTreeMap<String, Arc<Object<VirtualServiceSpec>>>,
     rss: BTreeMap<String, NamedRs>,
     nodes: BTreeMap<String, NodeInfo>,
     /// RealServer keys by (namespace, label, value).
@@ -322,7 +333,7 @@ impl Incremental {
         &self.node
     }
 
-    pub fn virtual_services(&self) -> &BTreeMap<String, Box<Object<VirtualServiceSpec>>> {
+    pub fn virtual_services(&self) -> &BTreeMap<String, Arc<Object<VirtualServiceSpec>>> {
         &self.vss
     }
 
@@ -383,7 +394,9 @@ impl Incremental {
             out
         }
         Changes {
-            virtual_services: diff_map(&self.vss, vss, |o| o.meta.key()),
+            virtual_services: diff_map(&self.vss, vss.into_iter().map(Arc::new).collect(), |o| {
+                o.meta.key()
+            }),
             real_servers: diff_map(&self.rss, rss, |o| o.meta.key()),
             nodes: diff_map(&self.nodes, nodes, |n| n.name.clone()),
             policy: None,
@@ -754,7 +767,8 @@ impl Incremental {
 /// Changes of every kind, applied together.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
-    pub virtual_services: Vec<Change<Object<VirtualServiceSpec>>>,
+    /// Shared: the planner keeps the objects it is handed.
+    pub virtual_services: Vec<Change<Arc<Object<VirtualServiceSpec>>>>,
     pub real_servers: Vec<Change<Object<RealServerSpec>>>,
     pub nodes: Vec<Change<NodeInfo>>,
     /// A new address policy (`Some(None)`: pools no longer enforced); `None`

@@ -9,6 +9,7 @@
 //! the middle of a relist.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use lvs_api::{
     LvsAddressPoolSpec, LvsNodeProfileSpec, NodeInfo, Object, PoolIndex, RealServerSpec,
@@ -183,7 +184,8 @@ pub struct PoolView {
 /// An event of one of the three watches.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
-    VirtualService(WatchEvent<Object<VirtualServiceSpec>>),
+    /// Shared with the planner, which keeps the objects it is handed.
+    VirtualService(WatchEvent<Arc<Object<VirtualServiceSpec>>>),
     RealServer(WatchEvent<Object<RealServerSpec>>),
     Node(WatchEvent<NodeInfo>),
     AddressPool(WatchEvent<PoolView>),
@@ -195,7 +197,7 @@ pub enum Update {
 /// The kinds the planner needs.
 #[derive(Debug, Clone, Default)]
 pub struct Cache {
-    pub virtual_services: KindCache<Object<VirtualServiceSpec>>,
+    pub virtual_services: KindCache<Arc<Object<VirtualServiceSpec>>>,
     pub real_servers: KindCache<Object<RealServerSpec>>,
     pub nodes: KindCache<NodeInfo>,
     /// The address pools, when enforced (Kubernetes mode): then no
@@ -305,7 +307,12 @@ impl Cache {
             return None;
         }
         Some(Snapshot {
-            virtual_services: self.virtual_services.values(),
+            virtual_services: self
+                .virtual_services
+                .values()
+                .into_iter()
+                .map(Arc::unwrap_or_clone)
+                .collect(),
             real_servers: self.real_servers.values(),
             nodes: self.nodes.values(),
             node_profiles: self
@@ -374,10 +381,10 @@ spec:
         m.virtual_services[0].spec.clone()
     }
 
-    fn vs(name: &str, generation: i64) -> (String, Object<VirtualServiceSpec>) {
+    fn vs(name: &str, generation: i64) -> (String, Arc<Object<VirtualServiceSpec>>) {
         (
             format!("default/{name}"),
-            Object {
+            Arc::new(Object {
                 meta: Meta {
                     namespace: "default".into(),
                     name: name.into(),
@@ -385,7 +392,7 @@ spec:
                     ..Meta::default()
                 },
                 spec: spec(),
-            },
+            }),
         )
     }
 

@@ -377,7 +377,7 @@ pub fn watches(
         read_watch(
             client,
             Kind::VirtualService,
-            |o: &VirtualService| Object::from(o),
+            |o: &VirtualService| std::sync::Arc::new(Object::from(o)),
             Update::VirtualService,
             unreadable.clone(),
         )

@@ -88,7 +88,14 @@ fn received(rx: &mpsc::Receiver<Event>) -> Vec<crate::source::Snapshot> {
         rx.try_iter()
             .map(|e| match e {
                 Event::Changes(c, origin) => crate::source::Snapshot {
-                    virtual_services: fold(vss, c.virtual_services, |o| o.meta.key()),
+                    virtual_services: fold(
+                        vss,
+                        c.virtual_services
+                            .into_iter()
+                            .map(|c| c.map(std::sync::Arc::unwrap_or_clone))
+                            .collect(),
+                        |o| o.meta.key(),
+                    ),
                     real_servers: fold(rss, c.real_servers, |o| o.meta.key()),
                     nodes: fold(nodes, c.nodes, |n| n.name.clone()),
                     node_profiles: Vec::new(),
