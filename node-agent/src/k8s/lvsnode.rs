@@ -95,6 +95,13 @@ pub fn lvsnode_status_with(status: &AgentStatus, unreadable: &[String]) -> Optio
     Some(out)
 }
 
+/// After building a report, the writer waits this many times as long as
+/// the build took before it builds the next: at 10k services each change
+/// of the agent's status would otherwise cost a whole build, and the
+/// builds would take the CPU the sync and the watches need. On a small
+/// node the pause is a few milliseconds.
+const BUILD_PAUSE: u32 = 4;
+
 /// The last status written, and when.
 #[derive(Debug, Clone)]
 pub struct Written {
@@ -311,7 +318,13 @@ impl Reporter {
         let mut retries = write_retries().build();
         let mut failures = crate::quiet::Repeated::default();
         let mut bad_rx = self.unreadable.as_ref().map(Unreadable::subscribe);
+        let mut next_build: Option<Instant> = None;
         loop {
+            // Changes that come while the last build's pause runs are taken
+            // together by the next build.
+            if let Some(t) = next_build.filter(|t| *t > Instant::now()) {
+                tokio::time::sleep_until(t.into()).await;
+            }
             let bad = match (&self.unreadable, &mut bad_rx) {
                 (Some(u), Some(b)) => {
                     b.borrow_and_update();
@@ -319,24 +332,46 @@ impl Reporter {
                 }
                 _ => Vec::new(),
             };
-            // The agent's status is copied out of the channel (building the
-            // report from the borrow would hold the sync thread's next
-            // publish) and dropped once the report is built: only the
-            // report waits here for the next change.
-            let new = {
-                let current = rx.borrow_and_update().clone();
-                lvsnode_status_with(&current, &bad)
+            // Building the report copies, sorts and sizes every service
+            // entry (tens of milliseconds at 10k services, far more on a
+            // slow CPU): it runs off the runtime's one thread, which the
+            // watches, leases and probes share. The agent's status is
+            // copied out of the channel (building from the borrow would
+            // hold the sync thread's next publish) and dropped once the
+            // report is built.
+            rx.mark_unchanged();
+            let started = Instant::now();
+            let (new, at, prev) = {
+                let status = rx.clone();
+                let prev = last.take();
+                let (refresh, counters) = (self.refresh, self.counters);
+                let built = tokio::task::spawn_blocking(move || {
+                    let new = {
+                        let current = status.borrow().clone();
+                        lvsnode_status_with(&current, &bad)
+                    };
+                    let at = new.as_ref().and_then(|n| {
+                        write_at(
+                            prev.as_ref(),
+                            n,
+                            Instant::now(),
+                            refresh,
+                            DESTINATIONS_GAP,
+                            counters,
+                        )
+                    });
+                    (new, at, prev)
+                })
+                .await;
+                match built.map_err(tokio::task::JoinError::try_into_panic) {
+                    Ok(b) => b,
+                    Err(Ok(panic)) => std::panic::resume_unwind(panic),
+                    // The runtime is shutting down.
+                    Err(Err(_)) => return,
+                }
             };
-            let at = new.as_ref().and_then(|n| {
-                write_at(
-                    last.as_ref(),
-                    n,
-                    Instant::now(),
-                    self.refresh,
-                    DESTINATIONS_GAP,
-                    self.counters,
-                )
-            });
+            last = prev;
+            next_build = Some(Instant::now() + started.elapsed() * BUILD_PAUSE);
             if let Some(at) = at.filter(|at| *at > Instant::now()) {
                 // Only destination states changed, and the last write was
                 // a moment ago: write what is current then.
