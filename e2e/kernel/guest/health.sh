@@ -53,14 +53,16 @@ CGI
 rs_health_set() { mkdir -p /run/lab/health && echo "$2" >"/run/lab/health/$1"; }
 
 # stream_start NAME URL: GETs from the client one after another until
-# stream_stop, each logged as "<start cs> <body or ERR>" in /tmp/stream.NAME.
+# stream_stop, each logged as "<start cs> <body or ERR> <cs taken>" in
+# /tmp/stream.NAME; a failed one adds wget's exit code and message.
 stream_start() {
     rm -f "/tmp/stream.$1" "/tmp/stream.$1.stop"
     nsx client sh -c '
+        cs() { sed "s/^\([0-9]*\)\.\([0-9][0-9]\).*/\1\2/" /proc/uptime; }
         while [ ! -f "$1.stop" ]; do
-            t="$(sed "s/^\([0-9]*\)\.\([0-9][0-9]\).*/\1\2/" /proc/uptime)"
-            b="$(timeout 5 wget -q -O - "$2" 2>/dev/null)" || b=ERR
-            echo "$t ${b:-ERR}"
+            t="$(cs)"
+            b="$(timeout 5 wget -q -O - "$2" 2>"$1.err")" || b="ERR rc=$? $(tr "\n" " " <"$1.err")"
+            echo "$t ${b:-ERR} took=$(( $(cs) - t ))cs"
         done >"$1"' stream "/tmp/stream.$1" "$2" &
     echo "$!" >"/tmp/stream.$1.pid"
 }
@@ -80,6 +82,18 @@ stream_count() {
 # when none); stream_first: the first.
 stream_last() { awk -v from="$2" -v what="$3" '$1 >= from && $2 == what { t = $1 } END { print t }' "$1"; }
 stream_first() { awk -v from="$2" -v what="$3" '$1 >= from && $2 == what { print $1; exit }' "$1"; }
+# stream_failures FILE FROM: each failed request stamped at FROM cs or later
+# with the two requests before and after it, on one line (empty when none).
+stream_failures() {
+    awk -v from="$2" '$1 >= from' "$1" | grep -B2 -A2 ' ERR' | tr '\n' ';'
+}
+# expect_no_failed_requests WHAT FILE FROM: no request of FILE stamped at FROM
+# cs or later failed; a failure is named with its neighbours.
+expect_no_failed_requests() {
+    _n="$(stream_count "$2" "$3" ERR)"
+    [ "$_n" = 0 ] || fail "$1: expected '0', got '$_n': $(stream_failures "$2" "$3")"
+    echo "ok: $1 = '0'"
+}
 _stream_has() { [ "$(stream_count "$1" "$2" "${4:-}")" -ge "$3" ]; }
 # stream_wait FILE FROM N [WHAT] [SECS]: wait until FILE has N lines (of WHAT)
 # stamped at FROM or later.
