@@ -635,6 +635,7 @@ fn run_daemon<D: Dataplane + 'static>(
                 // Readiness gating: the realserver nodes' reports.
                 tasks.push(tokio::spawn(crate::k8s::readiness::run(
                     client.clone(),
+                    args.node_name.clone(),
                     tx.clone(),
                 )));
                 tasks.push(tokio::spawn(reporter.run(status)));

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use lvs_api::{DestinationState, ForwardingMethod, LvsNodeStatus, RealServerState};
+use lvs_api::{DestinationState, ForwardingMethod, RealServerState};
 use lvs_planner::{NodePlan, PlannedDestination, ServiceKey};
 
 use crate::report::{DestinationStates, roles};
@@ -31,7 +31,8 @@ pub struct ServiceReadiness {
 /// The part of one node's LvsNode that gating reads. Equal for two reports
 /// that differ only in what gating ignores (sync time, counts, destination
 /// states), so those updates cause no sync.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "wire::Status")]
 pub struct NodeReadiness {
     /// `status.nodeErrors`, joined; empty when there are none.
     pub node_errors: String,
@@ -39,23 +40,48 @@ pub struct NodeReadiness {
     pub services: BTreeMap<String, ServiceReadiness>,
 }
 
-impl NodeReadiness {
-    pub fn from_status(status: Option<&LvsNodeStatus>) -> Self {
-        let Some(s) = status else {
-            return NodeReadiness::default();
-        };
+/// `status` of an LvsNode as the API server sends it, reduced to what
+/// gating reads: everything else a report holds (a director's counters,
+/// destination states, table hashes for thousands of services) is skipped
+/// while parsing, never allocated.
+mod wire {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Status {
+        #[serde(default)]
+        pub node_errors: Vec<String>,
+        #[serde(default)]
+        pub services: Vec<Service>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct Service {
+        pub name: String,
+        #[serde(default)]
+        pub generation: Option<i64>,
+        #[serde(default)]
+        pub roles: Vec<String>,
+        #[serde(default)]
+        pub error: String,
+    }
+}
+
+impl From<wire::Status> for NodeReadiness {
+    fn from(s: wire::Status) -> Self {
         NodeReadiness {
             node_errors: s.node_errors.join("; "),
             services: s
                 .services
-                .iter()
+                .into_iter()
                 .map(|r| {
                     (
-                        r.name.clone(),
+                        r.name,
                         ServiceReadiness {
                             generation: r.generation,
-                            roles: r.roles.clone(),
-                            error: r.error.clone(),
+                            roles: r.roles,
+                            error: r.error,
                         },
                     )
                 })

@@ -291,6 +291,12 @@ fn unready_realserver_nodes_get_weight_zero_and_come_back_when_ready() {
     );
 }
 
+/// `status` read the way the agent reads it: from the JSON the API server
+/// sends.
+fn as_sent(status: &lvs_api::LvsNodeStatus) -> NodeReadiness {
+    serde_json::from_value(serde_json::to_value(status).unwrap()).unwrap()
+}
+
 #[test]
 fn only_what_gating_reads_makes_a_change() {
     let mut a = lvs_api::LvsNodeStatus {
@@ -303,13 +309,13 @@ fn only_what_gating_reads_makes_a_change() {
         }],
         ..Default::default()
     };
-    let before = NodeReadiness::from_status(Some(&a));
+    let before = as_sent(&a);
     a.last_sync_time = Some("2026-12-06T04:01:00Z".into());
     a.services[0].healthy = Some(1);
     a.programmed_count = 1;
-    assert_eq!(NodeReadiness::from_status(Some(&a)), before);
+    assert_eq!(as_sent(&a), before);
     a.services[0].generation = Some(3);
-    let after = NodeReadiness::from_status(Some(&a));
+    let after = as_sent(&a);
     assert_ne!(after, before);
     let old: Readiness = [("rs1".to_string(), before)].into();
     let new: Readiness = [("rs1".to_string(), after)].into();
@@ -321,4 +327,41 @@ fn only_what_gating_reads_makes_a_change() {
         changed_nodes(&old, &Readiness::new()),
         BTreeSet::from(["rs1".to_string()])
     );
+}
+
+#[test]
+fn gating_reads_its_fields_from_the_status_json_and_skips_the_rest() {
+    let status = lvs_api::LvsNodeStatus {
+        node_errors: vec!["IPVS missing".into(), "ledger unreadable".into()],
+        services: vec![
+            lvs_api::ServiceReport {
+                name: "ns/a".into(),
+                generation: Some(7),
+                roles: vec!["director".into(), "tun-realserver".into()],
+                error: "VIP taken".into(),
+                healthy: Some(1),
+                total: Some(2),
+                table_hash: Some("abc".into()),
+                counters_time: Some("2026-12-06T04:00:00Z".into()),
+                ..Default::default()
+            },
+            lvs_api::ServiceReport {
+                name: "ns/b".into(),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let r = as_sent(&status);
+    assert_eq!(r.node_errors, "IPVS missing; ledger unreadable");
+    assert_eq!(
+        r.services["ns/a"],
+        ServiceReadiness {
+            generation: Some(7),
+            roles: vec!["director".into(), "tun-realserver".into()],
+            error: "VIP taken".into(),
+        }
+    );
+    assert_eq!(r.services["ns/b"], ServiceReadiness::default());
+    assert_eq!(r.services.len(), 2);
 }
