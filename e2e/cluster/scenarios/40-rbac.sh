@@ -333,9 +333,11 @@ YAML
   expect_token rbac-token/agent/no/patch/virtualservices/status@rbac-tokens no "$akc" \
     api_patch "$vs_path/status" '{"status":{"endpoint":"forged"}}'
   expect_token rbac-token/agent/no/list/secrets@all no "$akc" get secrets -A
-  # Readiness gating: a director lists (and watches) every node's report,
-  # but never gets one by name.
+  # Readiness gating: a director lists (and watches) every other node's
+  # report (a field selector leaves its own out), but never gets one by name.
   expect_token rbac-token/agent/yes/list/lvsnodes@all yes "$akc" get lvsnodes.lvs.lvs-operator.io
+  expect_token rbac-token/agent/yes/list/lvsnodes!=own@all yes "$akc" get lvsnodes.lvs.lvs-operator.io \
+    --field-selector metadata.name!=rbac-probe-node
   expect_token rbac-token/agent/no/get/lvsnodes#rbac-probe-node@all no "$akc" get lvsnodes.lvs.lvs-operator.io rbac-probe-node
 
   # Leave no Lease behind for the operator scenarios to trip over.
