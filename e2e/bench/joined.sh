@@ -161,14 +161,16 @@ relisted() {
         /every list complete again/ { c = NR }
         END { last = v; if (r > last) last = r; if (n > last) last = n; exit !(v && r && n && c > last) }'
 }
-# A write of a kind nobody watches moves etcd's revision past every watch's
-# last resourceVersion: the restarted API server's watch cache starts there,
-# so each of the agent's watches gets "410 Gone" and relists (a kind whose
-# watch had just seen the newest write could otherwise resume without one).
-kubectl create configmap "relist-mark-$$" -n default >>"$WORK/apiserver.log" 2>&1 ||
-    fail "writing the relist mark (a ConfigMap) failed"
+# A write to etcd while the API server is down moves etcd's revision past
+# every watch's last resourceVersion: the restarted API server's watch cache
+# starts there, so each of the agent's watches gets "410 Gone" and relists. A
+# write through the API server before the stop is not enough: a bookmark that
+# comes after it brings a watch up to date, which then resumes without a list.
 LVS_LAB_DIR="$LVS_JOINED_DIR/cluster" "$LVS_REPO/e2e/cluster/lab.sh" stop-apiserver >>"$WORK/apiserver.log" 2>&1 ||
     fail "stop-apiserver failed"
+mark_key=$(printf '/lvs-bench/relist-mark' | base64 -w0)
+curl -fsS -X POST "$LVS_LAB_ETCD/v3/kv/put" -d "{\"key\":\"$mark_key\",\"value\":\"$(printf '%s' "$$" | base64 -w0)\"}" \
+    >>"$WORK/apiserver.log" 2>&1 || fail "writing the relist mark to etcd ($LVS_LAB_ETCD) failed"
 sleep 5
 t_rl=$SECONDS
 LVS_LAB_DIR="$LVS_JOINED_DIR/cluster" "$LVS_REPO/e2e/cluster/lab.sh" start-apiserver >>"$WORK/apiserver.log" 2>&1 ||
