@@ -606,14 +606,20 @@ fn run_daemon<D: Dataplane + 'static>(
                 let unreadable = source.unreadable();
                 tasks.push(tokio::spawn(source.run(sink)));
                 let answer_metrics = metrics.clone();
-                let reporter = Reporter::new(
-                    client.clone(),
-                    &args.node_name,
-                    Duration::from_secs(args.report_refresh_interval),
-                    metrics,
+                // The LvsNode writer has a thread and a client of its own.
+                let node_name = args.node_name.clone();
+                let refresh = Duration::from_secs(args.report_refresh_interval);
+                let counters = Duration::from_secs(args.status_counters_interval);
+                crate::k8s::lvsnode::spawn_writer(
+                    args.kubeconfig.clone(),
+                    move |client| {
+                        Reporter::new(client, &node_name, refresh, metrics)
+                            .with_counters_interval(counters)
+                            .with_unreadable(unreadable)
+                    },
+                    status.clone(),
                 )
-                .with_counters_interval(Duration::from_secs(args.status_counters_interval))
-                .with_unreadable(unreadable);
+                .await?;
                 if args.ha {
                     let settings = crate::ha::leases::HaSettings {
                         node: args.node_name.clone(),
@@ -638,7 +644,6 @@ fn run_daemon<D: Dataplane + 'static>(
                     args.node_name.clone(),
                     tx.clone(),
                 )));
-                tasks.push(tokio::spawn(reporter.run(status)));
                 let answerer = crate::k8s::lvssnapshot::Answerer::new(
                     client.clone(),
                     &args.node_name,

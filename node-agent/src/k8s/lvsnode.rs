@@ -210,6 +210,57 @@ pub fn write_at(
     Some(now)
 }
 
+/// Starts `make(client).run(status)` on a thread of its own, with a tokio
+/// runtime and an API client of its own; returns once the client is built.
+///
+/// At 10k services each write serializes about 1 MiB of JSON, encrypts it,
+/// and receives and decodes the object the API server sends back, which is
+/// as large. On the agent's runtime, whose one thread the watches, leases
+/// and probes share, that held every watch event arriving meanwhile for
+/// hundreds of milliseconds on a slow CPU. The client must be built inside
+/// the runtime that drives it: its request queue's worker and its
+/// connections run there.
+pub async fn spawn_writer<F>(
+    kubeconfig: Option<std::path::PathBuf>,
+    make: F,
+    status: watch::Receiver<AgentStatus>,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(kube::Client) -> Reporter + Send + 'static,
+{
+    use anyhow::Context as _;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+    std::thread::Builder::new()
+        .name("lvsnode-writer".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e).context("starting the LvsNode writer's runtime"));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match lvs_runtime::kube::client(kubeconfig.as_deref()).await {
+                    Ok(client) => {
+                        let _ = ready_tx.send(Ok(()));
+                        make(client).run(status).await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e).context("the LvsNode writer's API client"));
+                    }
+                }
+            });
+        })
+        .context("starting the LvsNode writer's thread")?;
+    ready_rx
+        .await
+        .context("the LvsNode writer's thread ended before starting")?
+}
+
 /// Publishes the agent's status as its node's LvsNode.
 #[derive(Clone)]
 pub struct Reporter {
@@ -334,43 +385,25 @@ impl Reporter {
             };
             // Building the report copies, sorts and sizes every service
             // entry (tens of milliseconds at 10k services, far more on a
-            // slow CPU): it runs off the runtime's one thread, which the
-            // watches, leases and probes share. The agent's status is
-            // copied out of the channel (building from the borrow would
-            // hold the sync thread's next publish) and dropped once the
-            // report is built.
-            rx.mark_unchanged();
+            // slow CPU); it runs on the writer's own thread (see
+            // [`spawn_writer`]). The agent's status is copied out of the
+            // channel (building from the borrow would hold the sync
+            // thread's next publish) and dropped once the report is built.
             let started = Instant::now();
-            let (new, at, prev) = {
-                let status = rx.clone();
-                let prev = last.take();
-                let (refresh, counters) = (self.refresh, self.counters);
-                let built = tokio::task::spawn_blocking(move || {
-                    let new = {
-                        let current = status.borrow().clone();
-                        lvsnode_status_with(&current, &bad)
-                    };
-                    let at = new.as_ref().and_then(|n| {
-                        write_at(
-                            prev.as_ref(),
-                            n,
-                            Instant::now(),
-                            refresh,
-                            DESTINATIONS_GAP,
-                            counters,
-                        )
-                    });
-                    (new, at, prev)
-                })
-                .await;
-                match built.map_err(tokio::task::JoinError::try_into_panic) {
-                    Ok(b) => b,
-                    Err(Ok(panic)) => std::panic::resume_unwind(panic),
-                    // The runtime is shutting down.
-                    Err(Err(_)) => return,
-                }
+            let new = {
+                let current = rx.borrow_and_update().clone();
+                lvsnode_status_with(&current, &bad)
             };
-            last = prev;
+            let at = new.as_ref().and_then(|n| {
+                write_at(
+                    last.as_ref(),
+                    n,
+                    Instant::now(),
+                    self.refresh,
+                    DESTINATIONS_GAP,
+                    self.counters,
+                )
+            });
             next_build = Some(Instant::now() + started.elapsed() * BUILD_PAUSE);
             if let Some(at) = at.filter(|at| *at > Instant::now()) {
                 // Only destination states changed, and the last write was
