@@ -220,16 +220,34 @@ impl Pending {
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
-/// A periodic resync in steps (see [`crate::reconcile::Check`]); the loop
-/// syncs what arrives between any two.
+/// A periodic resync, or a read of the live counters, in steps (see
+/// [`crate::reconcile::Check`]); the loop syncs what arrives between any
+/// two.
 #[derive(Debug)]
 enum Resync {
-    /// Reading the kernel and comparing it with the cached view.
+    /// Reading the kernel (and for a resync comparing it with the cached
+    /// view).
     Check(crate::reconcile::Check),
-    /// The kernel is as the last sync left it: its read becomes the live
-    /// counters, then the metrics' counters.
-    Live(Vec<lvs_ipvs::ServiceEntry>),
+    /// The read becomes the live counters, in steps. For a resync (the
+    /// kernel is as the last sync left it) the read then goes to the
+    /// metrics' counters.
+    Live {
+        entries: Vec<lvs_ipvs::ServiceEntry>,
+        build: crate::report::LiveBuild,
+        /// A read of the live counters alone: how long its reading took.
+        read_only: Option<Duration>,
+    },
     Stats(Vec<lvs_ipvs::ServiceEntry>),
+}
+
+impl Resync {
+    fn live(entries: Vec<lvs_ipvs::ServiceEntry>, read_only: Option<Duration>) -> Self {
+        Resync::Live {
+            entries,
+            build: crate::report::LiveBuild::new(crate::report::rfc3339_now()),
+            read_only,
+        }
+    }
 }
 
 /// About how long one step of a periodic resync's check reads before the
@@ -590,7 +608,11 @@ impl<D: Dataplane> Agent<D> {
 
     /// A read of the live counters in steps runs.
     fn live_reading(&self) -> bool {
-        matches!(&self.check, Some((Resync::Check(c), _)) if c.live_only())
+        match &self.check {
+            Some((Resync::Check(c), _)) => c.live_only(),
+            Some((Resync::Live { read_only, .. }, _)) => read_only.is_some(),
+            _ => false,
+        }
     }
 
     /// Starts a read of the live counters in steps (see
@@ -600,7 +622,7 @@ impl<D: Dataplane> Agent<D> {
         match self.reconciler.live_begin() {
             Some(c) => self.check = Some((Resync::Check(c), Instant::now())),
             None => {
-                self.publish_live(&[]);
+                self.publish_live(BTreeMap::new());
                 self.live_done = Some(Duration::ZERO);
             }
         }
@@ -615,15 +637,7 @@ impl<D: Dataplane> Agent<D> {
                 match self.reconciler.check_step(&mut c, CHECK_STEP) {
                     CheckStep::More => self.check = Some((Resync::Check(c), started)),
                     CheckStep::Same(entries) => {
-                        self.publish_live(&entries);
-                        self.live_done = Some(c.busy());
-                        if !std::mem::replace(&mut self.live_read_once, true) {
-                            tracing::info!(
-                                services = entries.len(),
-                                busy_ms = c.busy().as_millis() as u64,
-                                "live counters: the first read since the start is done"
-                            );
-                        }
+                        self.check = Some((Resync::live(entries, Some(c.busy())), started));
                     }
                     CheckStep::Differs => {
                         tracing::debug!(
@@ -631,6 +645,34 @@ impl<D: Dataplane> Agent<D> {
                         );
                         self.live_done = Some(c.busy());
                     }
+                }
+                return None;
+            }
+            Resync::Live {
+                entries,
+                mut build,
+                read_only: Some(read),
+            } => {
+                if !self.live_step(&entries, &mut build) {
+                    self.check = Some((
+                        Resync::Live {
+                            entries,
+                            build,
+                            read_only: Some(read),
+                        },
+                        started,
+                    ));
+                    return None;
+                }
+                let busy = read + build.busy();
+                self.live_done = Some(busy);
+                self.publish_live(build.into_live());
+                if !std::mem::replace(&mut self.live_read_once, true) {
+                    tracing::info!(
+                        services = entries.len(),
+                        busy_ms = busy.as_millis() as u64,
+                        "live counters: the first read since the start is done"
+                    );
                 }
                 return None;
             }
@@ -647,15 +689,30 @@ impl<D: Dataplane> Agent<D> {
                     None
                 }
                 CheckStep::Same(entries) => {
-                    self.check = Some((Resync::Live(entries), started));
+                    self.check = Some((Resync::live(entries, None), started));
                     None
                 }
                 CheckStep::Differs => Some(self.sync_now(true, started)),
             },
-            Resync::Live(entries) => {
+            Resync::Live {
+                entries,
+                mut build,
+                read_only,
+            } => {
                 // The check read everything the live counters need.
-                self.publish_live(&entries);
-                self.check = Some((Resync::Stats(entries), started));
+                if self.live_step(&entries, &mut build) {
+                    self.publish_live(build.into_live());
+                    self.check = Some((Resync::Stats(entries), started));
+                } else {
+                    self.check = Some((
+                        Resync::Live {
+                            entries,
+                            build,
+                            read_only,
+                        },
+                        started,
+                    ));
+                }
                 None
             }
             Resync::Stats(entries) => {
@@ -663,6 +720,20 @@ impl<D: Dataplane> Agent<D> {
                 Some(self.finish_unchanged(started))
             }
         }
+    }
+
+    /// One step of turning a read into live states; `true` once done.
+    fn live_step(
+        &mut self,
+        entries: &[lvs_ipvs::ServiceEntry],
+        build: &mut crate::report::LiveBuild,
+    ) -> bool {
+        build.step(
+            entries,
+            self.reconciler.ledger(),
+            &mut self.table_hashes,
+            CHECK_STEP,
+        )
     }
 
     fn sync_now(&mut self, full: bool, started: Instant) -> SyncReport {
@@ -979,7 +1050,13 @@ impl<D: Dataplane> Agent<D> {
                 return;
             }
         };
-        self.publish_live(&entries);
+        let live = crate::report::live_states(
+            &entries,
+            self.reconciler.ledger(),
+            &crate::report::rfc3339_now(),
+            &mut self.table_hashes,
+        );
+        self.publish_live(live);
     }
 
     /// After a sync that changed the IPVS services of `owners`: their
@@ -1026,16 +1103,10 @@ impl<D: Dataplane> Agent<D> {
         });
     }
 
-    /// Publishes the live counters of a read of the IPVS table when they
-    /// changed.
-    fn publish_live(&mut self, entries: &[lvs_ipvs::ServiceEntry]) {
-        let now = crate::report::rfc3339_now();
-        let live = crate::report::live_states(
-            entries,
-            self.reconciler.ledger(),
-            &now,
-            &mut self.table_hashes,
-        );
+    /// Publishes the live counters of a read of the whole IPVS table when
+    /// they changed.
+    fn publish_live(&mut self, live: BTreeMap<String, crate::report::LiveState>) {
+        self.table_hashes.keep_only(&live);
         self.status
             .send_if_modified(|st| crate::report::merge_live(&mut st.live, live));
     }

@@ -814,46 +814,143 @@ pub fn table_hash<'a>(entries: impl IntoIterator<Item = &'a lvs_ipvs::ServiceEnt
 ///
 /// `hashes` keeps each VirtualService's table hash with a fingerprint of
 /// the settings it covers: the text behind the hash is written again only
-/// when the fingerprint changes, which a table at rest never does.
+/// when the fingerprint changes, which a table at rest never does. Entries
+/// of VirtualServices not in `entries` stay (`entries` can be a few
+/// services, after a change); [`TableHashes::keep_only`] forgets those gone.
 pub fn live_states(
     entries: &[lvs_ipvs::ServiceEntry],
     ledger: &crate::ledger::Ledger,
     now: &str,
     hashes: &mut TableHashes,
 ) -> BTreeMap<String, LiveState> {
-    let mut by_owner: BTreeMap<&str, Vec<&lvs_ipvs::ServiceEntry>> = BTreeMap::new();
-    for e in entries {
-        if let Some(o) = ledger.services.get(&e.service.key) {
-            by_owner.entry(o.owner.as_str()).or_default().push(e);
+    let mut b = LiveBuild::new(now.to_string());
+    while !b.step(entries, ledger, hashes, Duration::MAX) {}
+    b.into_live()
+}
+
+/// [`live_states`] in steps of bounded time, for a read of the whole table:
+/// at 10k services the whole computation takes long enough on a slow CPU
+/// that changes arriving meanwhile would wait for it. Each step is given
+/// the same entries and ledger; the ledger may change between steps (a
+/// service it no longer has is left out, as in [`live_states`]).
+#[derive(Debug)]
+pub struct LiveBuild {
+    now: String,
+    /// Entries grouped so far: `entries[..next]`.
+    next: usize,
+    index: HashMap<String, usize>,
+    owners: Vec<Owned>,
+    /// Owners turned into live states so far: `owners[..stated]`.
+    stated: usize,
+    out: Vec<(String, LiveState)>,
+    busy: Duration,
+}
+
+#[derive(Debug)]
+struct Owned {
+    owner: String,
+    counters: lvs_api::TrafficCounters,
+    fingerprint: u64,
+    /// Indexes into the entries.
+    members: Vec<usize>,
+}
+
+/// How many entries or owners a step handles between looks at the clock.
+const LIVE_BATCH: usize = 64;
+
+impl LiveBuild {
+    /// A build whose live states are stamped `now` (when the table was read).
+    pub fn new(now: String) -> Self {
+        LiveBuild {
+            now,
+            next: 0,
+            index: HashMap::new(),
+            owners: Vec::new(),
+            stated: 0,
+            out: Vec::new(),
+            busy: Duration::ZERO,
         }
     }
-    hashes
-        .0
-        .retain(|owner, _| by_owner.contains_key(owner.as_str()));
-    by_owner
-        .into_iter()
-        .map(|(owner, es)| {
-            let mut counters = lvs_api::TrafficCounters::default();
-            for e in &es {
-                counters.add(&service_counters(e));
+
+    /// Works on the build for about `budget`; `true` once every live state
+    /// is computed.
+    pub fn step(
+        &mut self,
+        entries: &[lvs_ipvs::ServiceEntry],
+        ledger: &crate::ledger::Ledger,
+        hashes: &mut TableHashes,
+        budget: Duration,
+    ) -> bool {
+        let started = Instant::now();
+        let over = || started.elapsed() >= budget;
+        while self.next < entries.len() {
+            let end = (self.next + LIVE_BATCH).min(entries.len());
+            for (i, e) in entries.iter().enumerate().take(end).skip(self.next) {
+                let Some(o) = ledger.services.get(&e.service.key) else {
+                    continue;
+                };
+                let at = match self.index.get(o.owner.as_str()) {
+                    Some(at) => *at,
+                    None => {
+                        self.index.insert(o.owner.clone(), self.owners.len());
+                        self.owners.push(Owned {
+                            owner: o.owner.clone(),
+                            counters: lvs_api::TrafficCounters::default(),
+                            fingerprint: 0,
+                            members: Vec::new(),
+                        });
+                        self.owners.len() - 1
+                    }
+                };
+                let acc = &mut self.owners[at];
+                acc.counters.add(&service_counters(e));
+                acc.fingerprint = acc.fingerprint.wrapping_add(fingerprint(e));
+                acc.members.push(i);
             }
-            let fp = fingerprint(&es);
-            let table_hash = match hashes.0.get(owner) {
-                Some((f, h)) if *f == fp => h.clone(),
-                _ => {
-                    let h = table_hash(es.iter().copied());
-                    hashes.0.insert(owner.to_string(), (fp, h.clone()));
-                    h
-                }
-            };
-            let state = LiveState {
-                counters,
-                time: now.to_string(),
-                table_hash,
-            };
-            (owner.to_string(), state)
-        })
-        .collect()
+            self.next = end;
+            if over() {
+                self.busy += started.elapsed();
+                return false;
+            }
+        }
+        while self.stated < self.owners.len() {
+            let end = (self.stated + LIVE_BATCH).min(self.owners.len());
+            for acc in &mut self.owners[self.stated..end] {
+                let fp = acc.fingerprint;
+                let table_hash = match hashes.0.get(&acc.owner) {
+                    Some((f, h)) if *f == fp => h.clone(),
+                    _ => {
+                        let h = table_hash(acc.members.iter().map(|i| &entries[*i]));
+                        hashes.0.insert(acc.owner.clone(), (fp, h.clone()));
+                        h
+                    }
+                };
+                let state = LiveState {
+                    counters: std::mem::take(&mut acc.counters),
+                    time: self.now.clone(),
+                    table_hash,
+                };
+                self.out.push((std::mem::take(&mut acc.owner), state));
+            }
+            self.stated = end;
+            if self.stated < self.owners.len() && over() {
+                self.busy += started.elapsed();
+                return false;
+            }
+        }
+        self.busy += started.elapsed();
+        true
+    }
+
+    /// The time the steps took so far.
+    pub fn busy(&self) -> Duration {
+        self.busy
+    }
+
+    /// The live states, once [`LiveBuild::step`] returned `true`.
+    pub fn into_live(self) -> BTreeMap<String, LiveState> {
+        self.out.into_iter().collect()
+    }
 }
 
 /// Per VirtualService, the last table hash and the fingerprint of what it
@@ -861,28 +958,34 @@ pub fn live_states(
 #[derive(Debug, Default)]
 pub struct TableHashes(std::collections::HashMap<String, (u64, String)>);
 
-/// A hash of the services' keys and settings and their destinations' keys
-/// and settings, whatever their order: equal whenever [`table_hash`]'s text
-/// is (it covers at least as much), cheap to compute.
-fn fingerprint(entries: &[&lvs_ipvs::ServiceEntry]) -> u64 {
+impl TableHashes {
+    /// Forgets the hashes of VirtualServices not in `live` (the live
+    /// states of a read of the whole table).
+    pub fn keep_only(&mut self, live: &BTreeMap<String, LiveState>) {
+        self.0.retain(|owner, _| live.contains_key(owner));
+    }
+}
+
+/// A hash of a service's key and settings and its destinations' keys and
+/// settings, whatever their order; summed over a VirtualService's services
+/// (in any order), equal whenever [`table_hash`]'s text is (it covers at
+/// least as much), cheap to compute.
+fn fingerprint(e: &lvs_ipvs::ServiceEntry) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     let one = |f: &dyn Fn(&mut fnv::FnvHasher)| {
         let mut h = fnv::FnvHasher::default();
         f(&mut h);
         h.finish()
     };
-    let mut sum = 0u64;
-    for e in entries {
+    let mut sum = one(&|h| {
+        e.service.key.hash(h);
+        e.service.config.hash(h);
+    });
+    for d in &e.destinations {
         sum = sum.wrapping_add(one(&|h| {
             e.service.key.hash(h);
-            e.service.config.hash(h);
+            d.destination.hash(h);
         }));
-        for d in &e.destinations {
-            sum = sum.wrapping_add(one(&|h| {
-                e.service.key.hash(h);
-                d.destination.hash(h);
-            }));
-        }
     }
     sum
 }

@@ -775,3 +775,54 @@ fn a_status_within_its_limit_keeps_all_of_its_live_state() {
         }
     }
 }
+
+#[test]
+fn table_hashes_outlive_a_read_of_a_few_services_and_go_with_their_services() {
+    let l = owning(&[(80, "ns/web"), (443, "ns/other")]);
+    let table = [entry(80, &[(1, 1, 3)]), entry(443, &[(1, 1, 5)])];
+    let mut hashes = TableHashes::default();
+    let whole = live_states(&table, &l, "T", &mut hashes);
+    hashes.keep_only(&whole);
+    let kept = |h: &TableHashes| {
+        let mut k: Vec<String> = h.0.keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(kept(&hashes), ["ns/other", "ns/web"]);
+    // After a change to ns/web alone, its services are read alone: ns/other
+    // keeps its hash, so the next whole read does not write its text again.
+    live_states(&table[..1], &l, "T", &mut hashes);
+    assert_eq!(kept(&hashes), ["ns/other", "ns/web"]);
+    // A whole read without ns/other forgets it.
+    let without = live_states(&table[..1], &l, "T", &mut hashes);
+    hashes.keep_only(&without);
+    assert_eq!(kept(&hashes), ["ns/web"]);
+}
+
+#[test]
+fn live_states_in_steps_equal_live_states_at_once() {
+    let owners: Vec<(u16, String)> = (1..=300u16)
+        .map(|p| (p, format!("ns/vs{}", p % 150)))
+        .collect();
+    let o: Vec<(u16, &str)> = owners.iter().map(|(p, s)| (*p, s.as_str())).collect();
+    let l = owning(&o);
+    let mut entries: Vec<_> = (1..=300u16)
+        .map(|p| entry(p, &[(1, 1, u32::from(p)), (2, 2, 1)]))
+        .collect();
+    entries.push(entry(9000, &[(1, 1, 1)])); // foreign
+    let at_once = live_states(&entries, &l, "T", &mut TableHashes::default());
+    assert_eq!(at_once.len(), 150);
+
+    let mut hashes = TableHashes::default();
+    let mut b = LiveBuild::new("T".into());
+    let mut steps = 1;
+    while !b.step(&entries, &l, &mut hashes, Duration::ZERO) {
+        steps += 1;
+    }
+    // A step with no time left still handles one batch, 64 at a time: the
+    // 301 entries in 5 steps, then the 150 owners in 3, the last of which
+    // ends the build.
+    assert_eq!(steps, 5 + 3);
+    assert_eq!(b.into_live(), at_once);
+    assert_eq!(hashes.0.len(), 150);
+}
