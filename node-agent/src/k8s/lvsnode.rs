@@ -95,6 +95,24 @@ pub fn lvsnode_status_with(status: &AgentStatus, unreadable: &[String]) -> Optio
     Some(out)
 }
 
+/// The part of the agent's status [`lvsnode_status_with`] reads, copied.
+/// The writer copies it out of the channel, and the sync thread cannot
+/// publish while it does, so the rest (each service's sync result, the HA
+/// candidates, the nodes' addresses) stays behind.
+fn report_part(st: &AgentStatus) -> AgentStatus {
+    AgentStatus {
+        last_sync: st.last_sync,
+        reports: st.reports.clone(),
+        node_errors: st.node_errors.clone(),
+        destinations: st.destinations.clone(),
+        vips: st.vips.clone(),
+        refused: st.refused.clone(),
+        live: st.live.clone(),
+        drift: st.drift.clone(),
+        ..AgentStatus::default()
+    }
+}
+
 /// After building a report, the writer waits this many times as long as
 /// the build took before it builds the next: at 10k services each change
 /// of the agent's status would otherwise cost a whole build, and the
@@ -386,12 +404,13 @@ impl Reporter {
             // Building the report copies, sorts and sizes every service
             // entry (tens of milliseconds at 10k services, far more on a
             // slow CPU); it runs on the writer's own thread (see
-            // [`spawn_writer`]). The agent's status is copied out of the
-            // channel (building from the borrow would hold the sync
-            // thread's next publish) and dropped once the report is built.
+            // [`spawn_writer`]). What it needs of the agent's status is
+            // copied out of the channel (building from the borrow would
+            // hold the sync thread's next publish longer) and dropped once
+            // the report is built.
             let started = Instant::now();
             let new = {
-                let current = rx.borrow_and_update().clone();
+                let current = report_part(&rx.borrow_and_update());
                 lvsnode_status_with(&current, &bad)
             };
             let at = new.as_ref().and_then(|n| {
@@ -534,6 +553,69 @@ mod tests {
             v["vips"],
             json!([{"address": "10.0.0.10", "role": "Standby", "since": "2027-01-15T08:00:00Z"}])
         );
+    }
+
+    #[test]
+    fn the_report_is_built_from_the_part_the_writer_copies() {
+        let mut st = status(
+            1_800_000_000.0,
+            vec![svc("ns/a", 1, ""), svc("ns/b", 2, "VIP taken")],
+        );
+        st.destinations.insert(
+            "ns/a".into(),
+            crate::report::DestinationStates {
+                healthy: 1,
+                total: 2,
+                entries: vec![lvs_api::DestinationReport {
+                    destination: "10.0.0.5:80".into(),
+                    state: lvs_api::DestinationState::Failing,
+                    last_error: "refused".into(),
+                    ..Default::default()
+                }],
+            },
+        );
+        st.vips = vec![crate::ha::VipState {
+            address: "10.0.0.10".parse().unwrap(),
+            role: crate::ha::Role::Active,
+            since: 1_800_000_000.0,
+        }];
+        st.refused.insert("ns/c".into(), "no pool allows it".into());
+        st.live.insert(
+            "ns/a".into(),
+            crate::report::LiveState {
+                counters: lvs_api::TrafficCounters {
+                    connections: 7,
+                    ..Default::default()
+                },
+                time: "2027-01-15T08:00:00Z".into(),
+                table_hash: "00ff".into(),
+            },
+        );
+        st.drift.insert(
+            "ns/a".into(),
+            lvs_api::DriftReport {
+                count: 1,
+                ..Default::default()
+            },
+        );
+        st.services.insert("ns/a".into(), Default::default());
+        let part = report_part(&st);
+        assert!(part.services.is_empty(), "the sync results stay behind");
+        let whole = lvsnode_status_with(&st, &[]).unwrap();
+        assert_eq!(lvsnode_status_with(&part, &[]).unwrap(), whole);
+        // Every field set above reaches the report.
+        let v = serde_json::to_value(&whole).unwrap();
+        for field in ["vips", "refused", "services"] {
+            assert!(v.get(field).is_some(), "{field} missing: {v}");
+        }
+        let a = &v["services"][0];
+        for field in ["destinations", "counters", "tableHash", "drift"] {
+            assert!(a.get(field).is_some(), "ns/a's {field} missing: {a}");
+        }
+        st.node_errors = vec!["ledger unreadable".into()];
+        let whole = lvsnode_status_with(&st, &[]).unwrap();
+        assert_eq!(whole.node_errors, ["ledger unreadable"]);
+        assert_eq!(lvsnode_status_with(&report_part(&st), &[]).unwrap(), whole);
     }
 
     /// 5,000 VirtualServices on a director without IPVS: a node-level
