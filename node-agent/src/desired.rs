@@ -60,6 +60,18 @@ pub struct Desired {
     pub errors: Vec<SyncError>,
 }
 
+impl Desired {
+    /// Frees what only deciding the writes reads (the destinations and the
+    /// addresses), keeping each service's owner and generation for the
+    /// sync's report: the writes that follow are a first sync's peak.
+    pub fn keep_owners_only(&mut self) {
+        for s in self.services.values_mut() {
+            s.dests = DestMap::new();
+        }
+        self.addresses = BTreeMap::new();
+    }
+}
+
 /// The kernel key of a planned service.
 pub fn service_key(key: &PlannedKey) -> ServiceKey {
     match *key {

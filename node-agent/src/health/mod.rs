@@ -530,25 +530,27 @@ pub fn steer_service(
     states: &mut DestinationStates,
 ) {
     let action = s.health.as_ref().map(|h| h.on_failure);
-    let mut keep = Vec::with_capacity(s.destinations.len());
-    for mut d in std::mem::take(&mut s.destinations) {
+    // In place: a full sync steers every planned service, and a new vector
+    // per service would be as many short-lived allocations as services.
+    s.destinations.retain_mut(|d| {
         if d.state == RealServerState::Draining {
-            keep.push(d);
-            continue;
+            return true;
         }
-        if let Some(f) = failing(&d) {
-            states.note(&d, DestinationState::Failing, f.last_error);
-            if let Some(e) = states.entries.last_mut() {
-                e.since = Some(rfc3339(f.since));
-            }
-            match action {
-                Some(HealthAction::Remove) => continue,
-                _ => d.weight = 0,
+        let Some(f) = failing(d) else {
+            return true;
+        };
+        states.note(d, DestinationState::Failing, f.last_error);
+        if let Some(e) = states.entries.last_mut() {
+            e.since = Some(rfc3339(f.since));
+        }
+        match action {
+            Some(HealthAction::Remove) => false,
+            _ => {
+                d.weight = 0;
+                true
             }
         }
-        keep.push(d);
-    }
-    s.destinations = keep;
+    });
     let healthy_weight: u64 = s.destinations.iter().map(|d| u64::from(d.weight)).sum();
     if healthy_weight >= u64::from(s.quorum) {
         return;

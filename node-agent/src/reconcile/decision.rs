@@ -7,6 +7,7 @@
 //! out of that undo delta when the write behind them fails.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use lvs_ipvs::{DaemonState, Op, ServiceKey};
 
@@ -16,6 +17,103 @@ use crate::report::SyncError;
 
 /// An address to add, with the VirtualServices that need it.
 pub type OwnedAddress = (Address, BTreeSet<String>);
+
+/// IPVS operations with the VirtualService each is for. The operations are
+/// one vector the dataplane takes slice by slice as they are; the owners lie
+/// beside them, one shared name per service, so a first sync's hundreds of
+/// thousands of operations are neither copied for the dataplane nor each
+/// given a string of their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpvsWrites {
+    ops: Vec<Op>,
+    owners: Vec<Option<Arc<str>>>,
+}
+
+impl IpvsWrites {
+    pub fn with_capacity(n: usize) -> Self {
+        IpvsWrites {
+            ops: Vec::with_capacity(n),
+            owners: Vec::with_capacity(n),
+        }
+    }
+
+    pub fn push(&mut self, op: Op, owner: Option<Arc<str>>) {
+        self.ops.push(op);
+        self.owners.push(owner);
+    }
+
+    pub fn append(&mut self, other: &mut IpvsWrites) {
+        self.ops.append(&mut other.ops);
+        self.owners.append(&mut other.owners);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    /// The owner of the `i`th operation.
+    pub fn owner(&self, i: usize) -> Option<&str> {
+        self.owners.get(i).and_then(|o| o.as_deref())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Op, Option<&str>)> {
+        self.ops
+            .iter()
+            .zip(self.owners.iter().map(|o| o.as_deref()))
+    }
+
+    /// Takes out the operations `pick` selects, in their order, moving the
+    /// rest together in place (no second vector of the whole).
+    pub fn extract(&mut self, mut pick: impl FnMut(&Op) -> bool) -> IpvsWrites {
+        let mut taken_at = Vec::new();
+        let mut i = 0usize;
+        let ops: Vec<Op> = self
+            .ops
+            .extract_if(.., |op| {
+                let take = pick(op);
+                if take {
+                    taken_at.push(i);
+                }
+                i += 1;
+                take
+            })
+            .collect();
+        let mut next = taken_at.iter().copied().peekable();
+        let mut j = 0usize;
+        let owners: Vec<Option<Arc<str>>> = self
+            .owners
+            .extract_if(.., |_| {
+                let take = next.next_if_eq(&j).is_some();
+                j += 1;
+                take
+            })
+            .collect();
+        IpvsWrites { ops, owners }
+    }
+
+    /// Keeps the operations `keep` selects.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Op) -> bool) {
+        drop(self.extract(|op| !keep(op)));
+    }
+}
+
+impl FromIterator<(Op, Option<Arc<str>>)> for IpvsWrites {
+    fn from_iter<I: IntoIterator<Item = (Op, Option<Arc<str>>)>>(iter: I) -> Self {
+        let mut w = IpvsWrites::default();
+        for (op, owner) in iter {
+            w.push(op, owner);
+        }
+        w
+    }
+}
 
 /// One write a sync decided on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +133,7 @@ pub enum Write {
     /// Addresses (loopback and tunnel VIPs) added in one batch.
     AddAddresses(Vec<OwnedAddress>),
     /// IPVS writes with the VirtualService each is for, sent in batches.
-    Ipvs(Vec<(Op, Option<String>)>),
+    Ipvs(IpvsWrites),
     /// Director VIPs, after the IPVS writes: those to add and those held.
     /// A VIP is added or kept only while an IPVS service of ours at its
     /// address is in the kernel, which only the IPVS writes' outcome says.
@@ -253,6 +351,76 @@ impl Decision {
 mod tests {
     use super::*;
     use crate::kernel::TunnelKind;
+
+    #[test]
+    fn ipvs_writes_keep_each_owner_beside_its_operation_when_taken_apart() {
+        use lvs_ipvs::{
+            DestConfig, DestKey, Destination, Family, FwdMethod, Service, ServiceConfig,
+        };
+        let key = |port: u16| ServiceKey::Tuple {
+            addr: "192.0.2.10".parse().unwrap(),
+            protocol: lvs_ipvs::Protocol::TCP,
+            port,
+        };
+        let add = |port| {
+            Op::AddService(Service {
+                key: key(port),
+                config: ServiceConfig::new(Family::V4, "rr"),
+            })
+        };
+        let dest = |port, last: u8| Op::AddDest {
+            service: key(port),
+            dest: Destination {
+                key: DestKey {
+                    addr: std::net::IpAddr::from([10, 0, 0, last]),
+                    port: 80,
+                },
+                config: DestConfig::new(FwdMethod::Masq, 1),
+            },
+        };
+        let name = |n: &str| Some(Arc::<str>::from(n));
+        let mut w: IpvsWrites = [
+            (add(1), name("ns/a")),
+            (dest(1, 1), name("ns/a")),
+            (dest(1, 2), name("ns/a")),
+            (add(2), name("ns/b")),
+            (dest(2, 1), name("ns/b")),
+            (Op::DelService(key(3)), None),
+            (add(4), name("ns/c")),
+        ]
+        .into_iter()
+        .collect();
+        let creates = w.extract(|op| matches!(op, Op::AddService(..)));
+        let pairs = |w: &IpvsWrites| -> Vec<(u16, Option<String>)> {
+            w.iter()
+                .map(|(op, o)| match op.service() {
+                    ServiceKey::Tuple { port, .. } => (*port, o.map(str::to_string)),
+                    ServiceKey::Fwmark { .. } => unreachable!(),
+                })
+                .collect()
+        };
+        let s = |n: &str| Some(n.to_string());
+        assert_eq!(
+            pairs(&creates),
+            [(1, s("ns/a")), (2, s("ns/b")), (4, s("ns/c"))]
+        );
+        assert!(
+            creates
+                .ops()
+                .iter()
+                .all(|op| matches!(op, Op::AddService(..)))
+        );
+        assert_eq!(
+            pairs(&w),
+            [(1, s("ns/a")), (1, s("ns/a")), (2, s("ns/b")), (3, None)]
+        );
+        w.retain(|op| *op.service() != key(1));
+        assert_eq!(pairs(&w), [(2, s("ns/b")), (3, None)]);
+        assert_eq!(
+            (w.len(), w.owner(0), w.owner(1), w.owner(2)),
+            (2, Some("ns/b"), None, None)
+        );
+    }
 
     #[test]
     fn applying_a_delta_returns_the_delta_that_undoes_it() {

@@ -148,7 +148,7 @@ pub fn describe(write: &Write, known: &Known, ledger: &Ledger) -> Vec<String> {
         Write::Ipvs(ops) => ops
             .iter()
             .map(|(op, owner)| {
-                let owner = owner.as_deref().or_else(|| match op {
+                let owner = owner.or_else(|| match op {
                     Op::DelService(k) => owner_of(k),
                     _ => None,
                 });
@@ -190,6 +190,7 @@ mod tests {
     use crate::kernel::{FouPort, Scope, TunnelKind};
     use crate::ledger::OwnedService;
     use crate::reconcile::KnownService;
+    use crate::reconcile::decision::IpvsWrites;
 
     fn web() -> ServiceKey {
         ServiceKey::Tuple {
@@ -248,7 +249,7 @@ mod tests {
                 dests: [rs()].into(),
             },
         );
-        let owner = Some("default/web".to_string());
+        let owner: Option<std::sync::Arc<str>> = Some("default/web".into());
         let rr = Service {
             key: web(),
             config: ServiceConfig::new(Family::V4, "rr"),
@@ -272,7 +273,7 @@ mod tests {
         };
         let cases: Vec<(Write, Vec<&str>)> = vec![
             (
-                Write::Ipvs(vec![
+                Write::Ipvs(IpvsWrites::from_iter([
                     (
                         Op::UpdateDest {
                             service: web(),
@@ -298,7 +299,7 @@ mod tests {
                     ),
                     (Op::DelService(web()), None),
                     (Op::DelService(fw7), Some("ns/mark".into())),
-                ]),
+                ])),
                 vec![
                     "edit destination 10.0.2.14:80 of TCP 192.0.2.10:80 (default/web): weight 5 -> 1",
                     "add destination 10.0.2.14:80 to TCP 192.0.2.10:80 (default/web): masq weight 2",

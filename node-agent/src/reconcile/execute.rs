@@ -14,7 +14,7 @@ use lvs_ipvs::{Op, Protocol, ServiceKey};
 
 use crate::dataplane::{Dataplane, DpResult, Outcome};
 use crate::kernel::{Address, DaemonSpec, DestMap, Link, ServiceLabel};
-use crate::reconcile::decision::{LedgerDelta, OwnedAddress, Write};
+use crate::reconcile::decision::{IpvsWrites, LedgerDelta, OwnedAddress, Write};
 use crate::reconcile::nft_table::NftView;
 use crate::reconcile::{Known, KnownService, Reconciler, sysctls};
 use crate::report::{ErrorKind, SyncError, SyncReport};
@@ -485,7 +485,7 @@ impl<D: Dataplane> Reconciler<D> {
         &mut self,
         known: &mut Known,
         undo: &mut LedgerDelta,
-        ops: Vec<(Op, Option<String>)>,
+        ops: IpvsWrites,
         report: &mut SyncReport,
     ) {
         // New services go first, in a batch of their own, so that a
@@ -494,49 +494,43 @@ impl<D: Dataplane> Reconciler<D> {
         // Taken out in place: a first sync's operations are the whole
         // table, and a second vector of them would double the sync's peak.
         let mut rest = ops;
-        let creates: Vec<_> = rest
-            .extract_if(.., |(op, _)| matches!(op, Op::AddService(..)))
-            .collect();
+        let creates = rest.extract(|op| matches!(op, Op::AddService(..)));
         let mut failed_services: BTreeSet<ServiceKey> = BTreeSet::new();
         if !creates.is_empty()
-            && !self.ipvs_batch(known, undo, creates, &mut failed_services, report)
+            && !self.ipvs_batch(known, undo, &creates, &mut failed_services, report)
         {
             return;
         }
-        rest.retain(|(op, _)| {
+        drop(creates);
+        rest.retain(|op| {
             !(matches!(op, Op::AddDest { .. }) && failed_services.contains(op.service()))
         });
         if !rest.is_empty() {
-            self.ipvs_batch(known, undo, rest, &mut failed_services, report);
+            self.ipvs_batch(known, undo, &rest, &mut failed_services, report);
         }
     }
 
-    /// Sends one batch and records each result. False when the batch's
-    /// outcome is unknown as a whole.
+    /// Sends one batch, a slice at a time, and records each result. False
+    /// when a slice's outcome is unknown as a whole (the slices before it
+    /// are recorded).
     fn ipvs_batch(
         &mut self,
         known: &mut Known,
         undo: &mut LedgerDelta,
-        ops: Vec<(Op, Option<String>)>,
+        ops: &IpvsWrites,
         failed_services: &mut BTreeSet<ServiceKey>,
         report: &mut SyncReport,
     ) -> bool {
-        for (op, _) in &ops {
+        for op in ops.ops() {
             report.count(op.kind());
         }
-        // The dataplane takes plain operations: copied a slice at a time,
-        // so a large sync never holds a second copy of all of them.
-        let mut results = Vec::with_capacity(ops.len());
-        let mut plain: Vec<Op> = Vec::with_capacity(ops.len().min(IPVS_SLICE));
-        for slice in ops.chunks(IPVS_SLICE) {
-            plain.clear();
-            plain.extend(slice.iter().map(|(o, _)| o.clone()));
-            match self.dp.ipvs_apply(&plain) {
-                Ok(r) => results.extend(r),
+        for (n, slice) in ops.ops().chunks(IPVS_SLICE).enumerate() {
+            let results = match self.dp.ipvs_apply(slice) {
+                Ok(r) => r,
                 Err(e) => {
                     // The outcome is unknown: read everything next time
-                    // (earlier slices are done but not in the view, which
-                    // `stale` drops). The ledger keeps the intended
+                    // (the earlier slices are recorded, but the view is
+                    // dropped as `stale`). The ledger keeps the intended
                     // additions until that read, which forgets those that
                     // did not happen.
                     self.stale = true;
@@ -547,89 +541,105 @@ impl<D: Dataplane> Reconciler<D> {
                     ));
                     return false;
                 }
-            }
-        }
-        drop(plain);
-        for ((op, owner), result) in ops.into_iter().zip(results) {
-            let key = *op.service();
-            let err = match result {
-                Ok(()) => {
-                    self.applied(known, &op);
-                    continue;
-                }
-                Err(e) => e,
             };
-            let outcome = Outcome::of(&err);
-            if outcome == Outcome::Unknown {
-                // Maybe done, maybe not: the ledger keeps the intent (an
-                // addition) or the entry (a removal) until the next full
-                // read says which.
-                self.stale = true;
-                if matches!(op, Op::AddService(..)) {
-                    failed_services.insert(key);
-                }
-                report
-                    .errors
-                    .push(SyncError::new(ErrorKind::Kernel, owner, err.to_string()));
-                continue;
-            }
-            let mut push =
-                |kind, msg: String| report.errors.push(SyncError::new(kind, owner.clone(), msg));
-            match &op {
-                Op::AddService(..) => {
-                    failed_services.insert(key);
-                    undo.revert_service(&key, &mut self.ledger);
-                    if outcome == Outcome::AlreadyExists {
-                        self.stale = true;
-                        push(
-                            ErrorKind::ForeignService,
-                            format!(
-                                "IPVS service {} appeared meanwhile and was not created by this agent; it is left alone",
-                                ServiceLabel(&key)
-                            ),
-                        );
-                    } else {
-                        push(ErrorKind::Kernel, err.to_string());
-                    }
-                }
-                Op::AddDest { dest, .. } => {
-                    // The destination was recorded ahead: it is not ours.
-                    if let Some(o) = self.ledger.services.get_mut(&key) {
-                        o.dests.remove(&dest.key);
-                    }
-                    if failed_services.contains(&key) {
-                        continue;
-                    }
-                    if outcome == Outcome::AlreadyExists {
-                        self.stale = true;
-                        push(
-                            ErrorKind::ForeignDestination,
-                            format!(
-                                "destination {} of IPVS service {} appeared meanwhile and was not added by this agent; it is left alone",
-                                dest.key,
-                                ServiceLabel(&key)
-                            ),
-                        );
-                    } else {
-                        push(ErrorKind::Kernel, err.to_string());
-                    }
-                }
-                Op::DelService(..) | Op::DelDest { .. } if outcome == Outcome::NotFound => {
-                    // Gone already, as far as the kernel says. The view
-                    // forgets it; the ledger entry goes with the next full
-                    // read, so an answer that contradicts the view can never
-                    // leave an owned object unowned in the kernel.
-                    forget_ipvs(known, &op);
-                    self.stale = true;
-                }
-                Op::UpdateService(..) | Op::UpdateDest { .. } if outcome == Outcome::NotFound => {
-                    self.stale = true;
-                    push(ErrorKind::Kernel, err.to_string());
-                }
-                _ => push(ErrorKind::Kernel, err.to_string()),
+            for (i, (op, result)) in slice.iter().zip(results).enumerate() {
+                let owner = ops.owner(n * IPVS_SLICE + i);
+                self.record_ipvs(known, undo, op, owner, result, failed_services, report);
             }
         }
         true
+    }
+
+    /// Records the result of one IPVS operation.
+    #[allow(clippy::too_many_arguments)]
+    fn record_ipvs(
+        &mut self,
+        known: &mut Known,
+        undo: &mut LedgerDelta,
+        op: &Op,
+        owner: Option<&str>,
+        result: DpResult<()>,
+        failed_services: &mut BTreeSet<ServiceKey>,
+        report: &mut SyncReport,
+    ) {
+        let key = *op.service();
+        let err = match result {
+            Ok(()) => {
+                self.applied(known, op);
+                return;
+            }
+            Err(e) => e,
+        };
+        let owner = owner.map(str::to_string);
+        let outcome = Outcome::of(&err);
+        if outcome == Outcome::Unknown {
+            // Maybe done, maybe not: the ledger keeps the intent (an
+            // addition) or the entry (a removal) until the next full
+            // read says which.
+            self.stale = true;
+            if matches!(op, Op::AddService(..)) {
+                failed_services.insert(key);
+            }
+            report
+                .errors
+                .push(SyncError::new(ErrorKind::Kernel, owner, err.to_string()));
+            return;
+        }
+        let mut push =
+            |kind, msg: String| report.errors.push(SyncError::new(kind, owner.clone(), msg));
+        match op {
+            Op::AddService(..) => {
+                failed_services.insert(key);
+                undo.revert_service(&key, &mut self.ledger);
+                if outcome == Outcome::AlreadyExists {
+                    self.stale = true;
+                    push(
+                        ErrorKind::ForeignService,
+                        format!(
+                            "IPVS service {} appeared meanwhile and was not created by this agent; it is left alone",
+                            ServiceLabel(&key)
+                        ),
+                    );
+                } else {
+                    push(ErrorKind::Kernel, err.to_string());
+                }
+            }
+            Op::AddDest { dest, .. } => {
+                // The destination was recorded ahead: it is not ours.
+                if let Some(o) = self.ledger.services.get_mut(&key) {
+                    o.dests.remove(&dest.key);
+                }
+                if failed_services.contains(&key) {
+                    return;
+                }
+                if outcome == Outcome::AlreadyExists {
+                    self.stale = true;
+                    push(
+                        ErrorKind::ForeignDestination,
+                        format!(
+                            "destination {} of IPVS service {} appeared meanwhile and was not added by this agent; it is left alone",
+                            dest.key,
+                            ServiceLabel(&key)
+                        ),
+                    );
+                } else {
+                    push(ErrorKind::Kernel, err.to_string());
+                }
+            }
+            Op::DelService(..) | Op::DelDest { .. } if outcome == Outcome::NotFound => {
+                // Gone already, as far as the kernel says. The view
+                // forgets it; the ledger entry goes with the next full
+                // read, so an answer that contradicts the view can never
+                // leave an owned object unowned in the kernel.
+                forget_ipvs(known, op);
+                self.stale = true;
+            }
+            Op::UpdateService(..) | Op::UpdateDest { .. } if outcome == Outcome::NotFound => {
+                self.stale = true;
+                push(ErrorKind::Kernel, err.to_string());
+            }
+            _ => push(ErrorKind::Kernel, err.to_string()),
+        }
     }
 
     /// Updates the cached view (and, for removals, the ledger) after a write.

@@ -4,6 +4,7 @@
 //! not the agent's is reported, never taken over.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use lvs_ipvs::{Destination, Op, Service, ServiceKey};
 
@@ -11,7 +12,7 @@ use crate::desired::Desired;
 use crate::kernel::ServiceLabel;
 use crate::ledger::{Ledger, OwnedService};
 use crate::reconcile::Known;
-use crate::reconcile::decision::{Decision, Write};
+use crate::reconcile::decision::{Decision, IpvsWrites, Write};
 use crate::report::{ErrorKind, SyncError};
 
 /// The IPVS writes of the services in `scope` (every service desired or
@@ -38,28 +39,36 @@ pub fn decide(
     }
     let keys: Vec<ServiceKey> = match scope {
         Some(sc) => sc.iter().copied().collect(),
-        None => want
-            .services
-            .keys()
-            .chain(known.ipvs.keys())
-            .copied()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
+        None => union(want.services.keys(), known.ipvs.keys()),
     };
-    let mut ops: Vec<(Op, Option<String>)> = Vec::new();
-    let mut dest_dels = Vec::new();
-    let mut svc_dels = Vec::new();
+    // A first sync adds every service and destination: room for all of
+    // them at once, instead of a vector doubled until it holds them.
+    let mut ops = IpvsWrites::with_capacity(if known.ipvs.is_empty() && scope.is_none() {
+        want.services.values().map(|s| 1 + s.dests.len()).sum()
+    } else {
+        0
+    });
+    let mut dest_dels = IpvsWrites::default();
+    let mut svc_dels = IpvsWrites::default();
     for key in &keys {
         let Some(ds) = want.services.get(key) else {
             if known.ipvs.contains_key(key)
                 && let Some(o) = ledger.services.get(key)
             {
-                svc_dels.push((Op::DelService(*key), Some(o.owner.clone())));
+                svc_dels.push(Op::DelService(*key), Some(Arc::from(o.owner.as_str())));
             }
             continue;
         };
-        let owner = Some(ds.owner.clone());
+        // The owner's name, shared by the service's operations (made once
+        // the first of them is decided: most services of a sync have none).
+        let mut shared: Option<Arc<str>> = None;
+        let mut name = || {
+            Some(
+                shared
+                    .get_or_insert_with(|| Arc::from(ds.owner.as_str()))
+                    .clone(),
+            )
+        };
         let Some(ks) = known.ipvs.get(key) else {
             d.delta.services.insert(
                 *key,
@@ -72,26 +81,26 @@ pub fn decide(
                 key: *key,
                 config: ds.config.clone(),
             };
-            ops.push((Op::AddService(service), owner.clone()));
+            ops.push(Op::AddService(service), name());
             for (dk, dc) in &ds.dests {
                 let dest = Destination {
                     key: *dk,
                     config: *dc,
                 };
-                ops.push((
+                ops.push(
                     Op::AddDest {
                         service: *key,
                         dest,
                     },
-                    owner.clone(),
-                ));
+                    name(),
+                );
             }
             continue;
         };
         let Some(owned) = ledger.services.get(key) else {
             d.errors.push(SyncError::new(
                 ErrorKind::ForeignService,
-                owner,
+                Some(ds.owner.clone()),
                 format!(
                     "IPVS service {} already exists and was not created by this agent; it is left alone",
                     ServiceLabel(key)
@@ -109,7 +118,7 @@ pub fn decide(
                 key: *key,
                 config: ds.config.clone(),
             };
-            ops.push((Op::UpdateService(service), owner.clone()));
+            ops.push(Op::UpdateService(service), name());
         }
         for (dk, dc) in &ds.dests {
             let dest = Destination {
@@ -119,18 +128,18 @@ pub fn decide(
             match ks.dests.get(dk) {
                 None => {
                     entry.get_or_insert_with(|| owned.clone()).dests.insert(*dk);
-                    ops.push((
+                    ops.push(
                         Op::AddDest {
                             service: *key,
                             dest,
                         },
-                        owner.clone(),
-                    ));
+                        name(),
+                    );
                 }
                 Some(_) if !owned.dests.contains(dk) => {
                     d.errors.push(SyncError::new(
                         ErrorKind::ForeignDestination,
-                        owner.clone(),
+                        Some(ds.owner.clone()),
                         format!(
                             "destination {dk} of IPVS service {} already exists and was not added by this agent; it is left alone",
                             ServiceLabel(key)
@@ -138,13 +147,13 @@ pub fn decide(
                     ));
                 }
                 Some(kc) if !kc.same_as(dc) => {
-                    ops.push((
+                    ops.push(
                         Op::UpdateDest {
                             service: *key,
                             dest,
                         },
-                        owner.clone(),
-                    ));
+                        name(),
+                    );
                 }
                 Some(_) => {}
             }
@@ -155,19 +164,44 @@ pub fn decide(
                     service: *key,
                     dest: *dk,
                 };
-                dest_dels.push((op, owner.clone()));
+                dest_dels.push(op, name());
             }
         }
         if let Some(e) = entry {
             d.delta.services.insert(*key, Some(e));
         }
     }
-    ops.extend(dest_dels);
-    ops.extend(svc_dels);
+    ops.append(&mut dest_dels);
+    ops.append(&mut svc_dels);
     if !ops.is_empty() {
         d.writes.push(Write::Ipvs(ops));
     }
     d
+}
+
+/// The keys of two sorted, unique key sequences, sorted and unique.
+fn union<'a>(
+    a: impl Iterator<Item = &'a ServiceKey>,
+    b: impl Iterator<Item = &'a ServiceKey>,
+) -> Vec<ServiceKey> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    let mut out = Vec::with_capacity(a.size_hint().0.max(b.size_hint().0));
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x < y => a.next(),
+            (Some(x), Some(y)) if y < x => b.next(),
+            (Some(_), Some(_)) => {
+                b.next();
+                a.next()
+            }
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(k) => out.push(*k),
+            None => return out,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +220,21 @@ pub(crate) mod tests {
             addr: "10.0.0.1".parse().unwrap(),
             protocol: Protocol::TCP,
             port,
+        }
+    }
+
+    #[test]
+    fn the_keys_of_a_full_sync_are_both_sides_merged_in_order_once_each() {
+        let keys = |ports: &[u16]| ports.iter().map(|p| svc(*p)).collect::<Vec<_>>();
+        for (a, b, want) in [
+            (&[1, 3, 5][..], &[2, 3, 6][..], &[1, 2, 3, 5, 6][..]),
+            (&[], &[4, 7], &[4, 7]),
+            (&[4, 7], &[], &[4, 7]),
+            (&[1, 2], &[1, 2], &[1, 2]),
+            (&[9], &[1, 2, 3], &[1, 2, 3, 9]),
+        ] {
+            let (a, b) = (keys(a), keys(b));
+            assert_eq!(union(a.iter(), b.iter()), keys(want), "{a:?} and {b:?}");
         }
     }
 
@@ -389,10 +438,10 @@ pub(crate) mod tests {
             let ops: Vec<Op> = match d.writes.as_slice() {
                 [] => vec![],
                 [Write::Ipvs(ops)] => {
-                    for (_, owner) in ops {
+                    for (_, owner) in ops.iter() {
                         assert!(owner.is_some(), "{}", c.name);
                     }
-                    ops.iter().map(|(op, _)| op.clone()).collect()
+                    ops.ops().to_vec()
                 }
                 other => panic!("{}: {other:?}", c.name),
             };

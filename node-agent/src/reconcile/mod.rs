@@ -614,7 +614,7 @@ impl<D: Dataplane> Reconciler<D> {
                 }
             },
         };
-        let want = self.wanted(&input, &known);
+        let mut want = self.wanted(&input, &known);
         report.errors.extend(want.errors.iter().cloned());
         if let (Some(p), Some(l)) = (&prev, &ledger_before) {
             report.drift = drift::classify(p, &known, l, &want);
@@ -653,6 +653,7 @@ impl<D: Dataplane> Reconciler<D> {
         );
         report.errors.extend(decision.errors);
         phases.mark("decide");
+        want.keep_owners_only();
         // Write-ahead: the intended additions become durable as one unit
         // before any is made; a scoped sync journals only its part.
         let before = scope.map(|s| self.ledger.part(&s.services, covers));
