@@ -591,18 +591,13 @@ impl<D: Dataplane> Reconciler<D> {
             Op::AddService(..) => {
                 failed_services.insert(key);
                 undo.revert_service(&key, &mut self.ledger);
-                if outcome == Outcome::AlreadyExists {
-                    self.stale = true;
-                    push(
-                        ErrorKind::ForeignService,
-                        format!(
-                            "IPVS service {} appeared meanwhile and was not created by this agent; it is left alone",
-                            ServiceLabel(&key)
-                        ),
-                    );
-                } else {
-                    push(ErrorKind::Kernel, err.to_string());
-                }
+                let (kind, msg) = self.addition_failed(outcome, &err, ErrorKind::ForeignService, || {
+                    format!(
+                        "IPVS service {} appeared meanwhile and was not created by this agent; it is left alone",
+                        ServiceLabel(&key)
+                    )
+                });
+                push(kind, msg);
             }
             Op::AddDest { dest, .. } => {
                 // The destination was recorded ahead: it is not ours.
@@ -612,19 +607,15 @@ impl<D: Dataplane> Reconciler<D> {
                 if failed_services.contains(&key) {
                     return;
                 }
-                if outcome == Outcome::AlreadyExists {
-                    self.stale = true;
-                    push(
-                        ErrorKind::ForeignDestination,
+                let (kind, msg) =
+                    self.addition_failed(outcome, &err, ErrorKind::ForeignDestination, || {
                         format!(
                             "destination {} of IPVS service {} appeared meanwhile and was not added by this agent; it is left alone",
                             dest.key,
                             ServiceLabel(&key)
-                        ),
-                    );
-                } else {
-                    push(ErrorKind::Kernel, err.to_string());
-                }
+                        )
+                    });
+                push(kind, msg);
             }
             Op::DelService(..) | Op::DelDest { .. } if outcome == Outcome::NotFound => {
                 // Gone already, as far as the kernel says. The view
@@ -639,6 +630,24 @@ impl<D: Dataplane> Reconciler<D> {
                 push(ErrorKind::Kernel, err.to_string());
             }
             _ => push(ErrorKind::Kernel, err.to_string()),
+        }
+    }
+
+    /// The error of a failed addition: one that found the object there
+    /// already (someone else made it meanwhile, which leaves the view in
+    /// doubt) is `foreign`, described by `what`; any other is the kernel's.
+    fn addition_failed(
+        &mut self,
+        outcome: Outcome,
+        err: &crate::dataplane::DataplaneError,
+        foreign: ErrorKind,
+        what: impl FnOnce() -> String,
+    ) -> (ErrorKind, String) {
+        if outcome == Outcome::AlreadyExists {
+            self.stale = true;
+            (foreign, what())
+        } else {
+            (ErrorKind::Kernel, err.to_string())
         }
     }
 
